@@ -1,0 +1,86 @@
+// Package storage is the contract between Luminate's protocols and its
+// storage backends (storage/badger, storage/clickhouse).
+//
+// A MetricsStore holds every tenant's data. Callers never touch it directly:
+// they ask it for a TenantStore, a view scoped to one verified tenant, and
+// use the Prometheus storage interfaces on that view. The view injects the
+// tenant as the _tenant_id dimension on every series it writes, matches it
+// implicitly on every read, and never returns it in labels, so no caller can
+// forget the tenant filter.
+//
+// It is not where protocols are decoded or requests authenticated.
+package storage
+
+import (
+	"context"
+	"errors"
+
+	promstorage "github.com/prometheus/prometheus/storage"
+
+	"github.com/luminate-io/luminate/tenancy"
+)
+
+// MetricsStore is a multi-tenant metrics store. All methods are safe for
+// concurrent use.
+type MetricsStore interface {
+	// ForTenant returns the view of the store scoped to tenant id.
+	ForTenant(id tenancy.ID) TenantStore
+	// Ready returns nil when the store can serve reads and accept writes,
+	// and an error saying what is wrong otherwise.
+	Ready(ctx context.Context) error
+	// Close flushes everything acknowledged and releases the store.
+	Close() error
+}
+
+// TenantStore is one tenant's view of a MetricsStore. Series written through
+// it carry the tenant; series read through it are the tenant's only, without
+// the _tenant_id label. Safe for concurrent use; the appenders and queriers
+// it returns are not (as in Prometheus).
+//
+// Label names and values (with matchers, time range and limit) come from
+// Querier(mint, maxt).LabelNames/LabelValues with LabelHints.Limit; series
+// listing from Select with SelectHints{Func: "series"}.
+type TenantStore interface {
+	promstorage.Appendable
+	promstorage.AppendableV2
+	promstorage.SampleAndChunkQueryable
+
+	// Cardinality reports the tenant's series count and its top metric
+	// names and label pairs by series, at most limit entries each.
+	Cardinality(ctx context.Context, limit int) (Cardinality, error)
+}
+
+// Cardinality describes the series one tenant holds.
+type Cardinality struct {
+	NumSeries     uint64
+	NumLabelPairs int
+	MinTime       int64 // milliseconds; 0 when empty
+	MaxTime       int64
+	ByMetricName  []Count // series per metric name, descending
+	ByLabelName   []Count // distinct values per label name, descending
+	ByLabelPair   []Count // series per name=value pair, descending
+	MemoryByLabel []Count // bytes of values per label name, descending
+}
+
+// Count is one row of a cardinality report.
+type Count struct {
+	Name  string
+	Value uint64
+}
+
+// SeriesLimits returns the most active series tenant id may hold; 0 means
+// unlimited. Backends consult it when a series is created, so existing
+// series keep flowing when a tenant is at its limit.
+type SeriesLimits func(id tenancy.ID) int
+
+// Errors backends return; api/apierror maps them to HTTP statuses.
+var (
+	// ErrUnavailable means the backend cannot serve the call now (disk
+	// full, database down); the caller should retry later.
+	ErrUnavailable = errors.New("storage unavailable")
+	// ErrSeriesLimit means a new series was refused because the tenant is
+	// at its active series limit.
+	ErrSeriesLimit = errors.New("per-tenant active series limit reached")
+	// ErrTenantLabel means a series carried the reserved _tenant_id label.
+	ErrTenantLabel = errors.New("label " + tenancy.Label + " is reserved")
+)
