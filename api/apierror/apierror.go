@@ -123,6 +123,7 @@ const DefaultRetryAfter = 5 * time.Second
 // mapping in Luminate; add new sentinel errors here, not in handlers.
 func Classify(err error) Info {
 	var e *Error
+	var limit *tenancy.LimitError
 	k := Internal
 	var field string
 	var retry time.Duration
@@ -139,8 +140,14 @@ func Classify(err error) Info {
 		k = Unavailable
 	case errors.Is(err, storage.ErrSeriesLimit), errors.Is(err, storage.ErrTenantLabel):
 		k = InvalidArgument
-	case errors.Is(err, tenancy.ErrNoTenant):
+	case errors.Is(err, tenancy.ErrNoTenant), errors.Is(err, tenancy.ErrUnauthenticated):
 		k = Unauthenticated
+	case errors.Is(err, tenancy.ErrPermissionDenied):
+		k = PermissionDenied
+	case errors.As(err, &limit):
+		k, retry = RateLimited, limit.RetryAfter
+	case errors.Is(err, tenancy.ErrRateLimited):
+		k = RateLimited
 	case errors.Is(err, promstorage.ErrOutOfBounds), errors.Is(err, promstorage.ErrTooOldSample),
 		errors.Is(err, promstorage.ErrOutOfOrderSample), errors.Is(err, promstorage.ErrDuplicateSampleForTimestamp):
 		k = InvalidArgument
