@@ -1,0 +1,436 @@
+package remotewrite
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"unsafe"
+
+	"github.com/golang/snappy"
+)
+
+// Label is one name/value pair of a series.
+//
+// Strings produced by a Decoder point into the decoder's buffer: they are
+// valid until the decoder's next Decode or Unmarshal call. Copy them (as
+// labels.ScratchBuilder.Labels does) to keep them longer.
+type Label struct {
+	Name, Value string
+}
+
+// Sample is one float sample: a value at a timestamp in milliseconds.
+type Sample struct {
+	Value     float64
+	Timestamp int64
+}
+
+// TimeSeries is one decoded prometheus.TimeSeries. Exemplars and native
+// histograms are not decoded, only counted, so a caller can refuse them.
+type TimeSeries struct {
+	Labels     []Label
+	Samples    []Sample
+	Exemplars  int
+	Histograms int
+
+	labelsStart, samplesStart int // offsets into the decoder's arenas while decoding
+}
+
+// WriteRequest is one decoded prometheus.WriteRequest (remote write 1.0).
+// Metric metadata is not decoded, only counted.
+type WriteRequest struct {
+	Timeseries []TimeSeries
+	Metadata   int
+}
+
+// Samples returns how many float samples and native histogram samples r
+// holds.
+func (r *WriteRequest) Samples() (floats, histograms int) {
+	for i := range r.Timeseries {
+		floats += len(r.Timeseries[i].Samples)
+		histograms += r.Timeseries[i].Histograms
+	}
+	return floats, histograms
+}
+
+// Errors the decoder returns, wrapped with the position of the fault.
+var (
+	// ErrMalformed means the request is not a valid snappy block or
+	// prometheus.WriteRequest protobuf.
+	ErrMalformed = errors.New("malformed remote write request")
+	// ErrTooLarge means the request decompresses to more than allowed.
+	ErrTooLarge = errors.New("decompressed remote write request too large")
+)
+
+// Decoder decodes snappy-compressed remote write 1.0 requests, reusing its
+// buffers from one request to the next: in steady state it allocates
+// nothing. It is not safe for concurrent use; keep one per goroutine, or in
+// a sync.Pool.
+//
+// It accepts exactly what github.com/prometheus/prometheus/prompb's
+// WriteRequest.Unmarshal accepts (including its leniencies: varints longer
+// than needed, field numbers truncated to 32 bits), except that the
+// contents of exemplars, histograms and metadata are skipped, not checked.
+type Decoder struct {
+	buf     []byte // the decompressed request
+	req     WriteRequest
+	labels  []Label
+	samples []Sample
+}
+
+// DecodedLen returns the size compressed decompresses to, without
+// decompressing it.
+func DecodedLen(compressed []byte) (int, error) {
+	n, err := snappy.DecodedLen(compressed)
+	if err != nil {
+		return 0, fmt.Errorf("%w: snappy: %w", ErrMalformed, err)
+	}
+	return n, nil
+}
+
+// Decode decompresses a snappy block of at most maxDecompressed bytes and
+// decodes the prometheus.WriteRequest in it. The result, and the strings in
+// it, are valid until the next call on d.
+func (d *Decoder) Decode(compressed []byte, maxDecompressed int) (*WriteRequest, error) {
+	n, err := DecodedLen(compressed)
+	if err != nil {
+		return nil, err
+	}
+	if n > maxDecompressed {
+		return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrTooLarge, n, maxDecompressed)
+	}
+	buf, err := snappy.Decode(d.buf[:cap(d.buf)], compressed)
+	if err != nil {
+		return nil, fmt.Errorf("%w: snappy: %w", ErrMalformed, err)
+	}
+	d.buf = buf
+	return d.Unmarshal(d.buf)
+}
+
+// Unmarshal decodes an uncompressed prometheus.WriteRequest. Strings in the
+// result point into data; the result is valid until the next call on d and
+// while data is not modified.
+func (d *Decoder) Unmarshal(data []byte) (*WriteRequest, error) {
+	d.req.Timeseries = d.req.Timeseries[:0]
+	d.req.Metadata = 0
+	d.labels = d.labels[:0]
+	d.samples = d.samples[:0]
+	if err := d.writeRequest(data); err != nil {
+		return nil, err
+	}
+	// The arenas may have moved while growing: point the series at their
+	// final place, capping each slice so in-place edits stay inside it.
+	ts := d.req.Timeseries
+	for i := range ts {
+		le, se := len(d.labels), len(d.samples)
+		if i+1 < len(ts) {
+			le, se = ts[i+1].labelsStart, ts[i+1].samplesStart
+		}
+		ts[i].Labels = d.labels[ts[i].labelsStart:le:le]
+		ts[i].Samples = d.samples[ts[i].samplesStart:se:se]
+	}
+	return &d.req, nil
+}
+
+// Wire types of the protobuf encoding.
+const (
+	wireVarint     = 0
+	wireFixed64    = 1
+	wireBytes      = 2
+	wireStartGroup = 3
+	wireEndGroup   = 4
+	wireFixed32    = 5
+)
+
+// Field numbers, from prompb/remote.proto and prompb/types.proto.
+const (
+	fieldWriteRequestTimeseries = 1
+	fieldWriteRequestMetadata   = 3
+
+	fieldTimeSeriesLabels     = 1
+	fieldTimeSeriesSamples    = 2
+	fieldTimeSeriesExemplars  = 3
+	fieldTimeSeriesHistograms = 4
+
+	fieldLabelName  = 1
+	fieldLabelValue = 2
+
+	fieldSampleValue     = 1
+	fieldSampleTimestamp = 2
+)
+
+func malformed(msg string, off int, args ...any) error {
+	return fmt.Errorf("%w: %s at byte %d", ErrMalformed, fmt.Sprintf(msg, args...), off)
+}
+
+// uvarint reads a varint at b[i:] the way gogo/protobuf does: at most ten
+// bytes, bits beyond 64 dropped.
+func uvarint(b []byte, i int) (uint64, int, error) {
+	if i < len(b) && b[i] < 0x80 {
+		return uint64(b[i]), i + 1, nil
+	}
+	var v uint64
+	for shift := uint(0); shift < 64; shift += 7 {
+		if i >= len(b) {
+			return 0, 0, malformed("truncated varint", i)
+		}
+		c := b[i]
+		i++
+		v |= uint64(c&0x7f) << shift
+		if c < 0x80 {
+			return v, i, nil
+		}
+	}
+	return 0, 0, malformed("varint longer than 10 bytes", i)
+}
+
+// tag reads a field tag at b[i:].
+func tag(b []byte, i int) (field int32, wire int, next int, err error) {
+	v, next, err := uvarint(b, i)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	field, wire = int32(v>>3), int(v&7)
+	if wire == wireEndGroup {
+		return 0, 0, 0, malformed("end group for non-group", i)
+	}
+	if field <= 0 {
+		return 0, 0, 0, malformed("illegal field number %d", i, field)
+	}
+	return field, wire, next, nil
+}
+
+// bytesField reads the length of a length-delimited field at b[i:] and
+// returns the bounds of its contents.
+func bytesField(b []byte, i int) (start, end int, err error) {
+	n, start, err := uvarint(b, i)
+	if err != nil {
+		return 0, 0, err
+	}
+	if n > uint64(len(b)-start) {
+		return 0, 0, malformed("length %d past the end of the message", i, n)
+	}
+	return start, start + int(n), nil
+}
+
+// skip returns the end of the field whose tag starts at b[i], as gogo's
+// skipTypes does, groups included.
+func skip(b []byte, i int) (int, error) {
+	depth := 0
+	for i < len(b) {
+		v, next, err := uvarint(b, i)
+		if err != nil {
+			return 0, err
+		}
+		switch wire := int(v & 7); wire {
+		case wireVarint:
+			_, next, err = uvarint(b, next)
+			if err != nil {
+				return 0, err
+			}
+		case wireFixed64:
+			next += 8
+		case wireBytes:
+			_, next, err = bytesField(b, next)
+			if err != nil {
+				return 0, err
+			}
+		case wireStartGroup:
+			depth++
+		case wireEndGroup:
+			if depth == 0 {
+				return 0, malformed("unexpected end of group", i)
+			}
+			depth--
+		case wireFixed32:
+			next += 4
+		default:
+			return 0, malformed("illegal wire type %d", i, wire)
+		}
+		if next > len(b) {
+			return 0, malformed("field past the end of the message", i)
+		}
+		i = next
+		if depth == 0 {
+			return i, nil
+		}
+	}
+	return 0, malformed("unterminated group", i)
+}
+
+func wrongWire(name string, wire, off int) error {
+	return malformed("wire type %d for field %s", off, wire, name)
+}
+
+// str returns b[start:end] as a string sharing b's memory.
+func str(b []byte, start, end int) string {
+	if start == end {
+		return ""
+	}
+	return unsafe.String(&b[start], end-start)
+}
+
+func (d *Decoder) writeRequest(b []byte) error {
+	for i := 0; i < len(b); {
+		field, wire, next, err := tag(b, i)
+		if err != nil {
+			return err
+		}
+		switch field {
+		case fieldWriteRequestTimeseries:
+			if wire != wireBytes {
+				return wrongWire("WriteRequest.timeseries", wire, i)
+			}
+			start, end, err := bytesField(b, next)
+			if err != nil {
+				return err
+			}
+			d.req.Timeseries = append(d.req.Timeseries, TimeSeries{
+				labelsStart:  len(d.labels),
+				samplesStart: len(d.samples),
+			})
+			if err := d.timeSeries(&d.req.Timeseries[len(d.req.Timeseries)-1], b[:end], start); err != nil {
+				return err
+			}
+			i = end
+		case fieldWriteRequestMetadata:
+			if wire != wireBytes {
+				return wrongWire("WriteRequest.metadata", wire, i)
+			}
+			_, end, err := bytesField(b, next)
+			if err != nil {
+				return err
+			}
+			d.req.Metadata++
+			i = end
+		default:
+			if i, err = skip(b, i); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// timeSeries decodes the TimeSeries in b[i:] into ts. Offsets in errors
+// stay relative to the whole request since b is not re-based.
+func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i int) error {
+	for i < len(b) {
+		field, wire, next, err := tag(b, i)
+		if err != nil {
+			return err
+		}
+		switch field {
+		case fieldTimeSeriesLabels:
+			if wire != wireBytes {
+				return wrongWire("TimeSeries.labels", wire, i)
+			}
+			start, end, err := bytesField(b, next)
+			if err != nil {
+				return err
+			}
+			d.labels = append(d.labels, Label{})
+			if err := label(&d.labels[len(d.labels)-1], b[:end], start); err != nil {
+				return err
+			}
+			i = end
+		case fieldTimeSeriesSamples:
+			if wire != wireBytes {
+				return wrongWire("TimeSeries.samples", wire, i)
+			}
+			start, end, err := bytesField(b, next)
+			if err != nil {
+				return err
+			}
+			d.samples = append(d.samples, Sample{})
+			if err := sample(&d.samples[len(d.samples)-1], b[:end], start); err != nil {
+				return err
+			}
+			i = end
+		case fieldTimeSeriesExemplars, fieldTimeSeriesHistograms:
+			if wire != wireBytes {
+				return wrongWire("TimeSeries.exemplars/histograms", wire, i)
+			}
+			_, end, err := bytesField(b, next)
+			if err != nil {
+				return err
+			}
+			if field == fieldTimeSeriesExemplars {
+				ts.Exemplars++
+			} else {
+				ts.Histograms++
+			}
+			i = end
+		default:
+			if i, err = skip(b, i); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func label(l *Label, b []byte, i int) error {
+	for i < len(b) {
+		field, wire, next, err := tag(b, i)
+		if err != nil {
+			return err
+		}
+		switch field {
+		case fieldLabelName, fieldLabelValue:
+			if wire != wireBytes {
+				return wrongWire("Label.name/value", wire, i)
+			}
+			start, end, err := bytesField(b, next)
+			if err != nil {
+				return err
+			}
+			if field == fieldLabelName {
+				l.Name = str(b, start, end)
+			} else {
+				l.Value = str(b, start, end)
+			}
+			i = end
+		default:
+			if i, err = skip(b, i); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func sample(s *Sample, b []byte, i int) error {
+	for i < len(b) {
+		field, wire, next, err := tag(b, i)
+		if err != nil {
+			return err
+		}
+		switch field {
+		case fieldSampleValue:
+			if wire != wireFixed64 {
+				return wrongWire("Sample.value", wire, i)
+			}
+			if len(b)-next < 8 {
+				return malformed("truncated double", next)
+			}
+			s.Value = math.Float64frombits(binary.LittleEndian.Uint64(b[next:]))
+			i = next + 8
+		case fieldSampleTimestamp:
+			if wire != wireVarint {
+				return wrongWire("Sample.timestamp", wire, i)
+			}
+			v, end, err := uvarint(b, next)
+			if err != nil {
+				return err
+			}
+			s.Timestamp = int64(v)
+			i = end
+		default:
+			if i, err = skip(b, i); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,353 @@
+package remotewrite
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/stretchr/testify/require"
+)
+
+// randomString returns ASCII, multi-byte UTF-8, invalid UTF-8 or empty
+// strings, so the decoder is shown not to interpret label bytes.
+func randomString(r *rand.Rand) string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_:.-/ "
+	switch r.IntN(6) {
+	case 0:
+		return ""
+	case 1:
+		return "ünïcødé_" + fmt.Sprint(r.IntN(1000))
+	case 2:
+		return string([]byte{0xff, 0xfe, byte(r.IntN(256))})
+	}
+	b := make([]byte, 1+r.IntN(40))
+	for i := range b {
+		b[i] = alphabet[r.IntN(len(alphabet))]
+	}
+	return string(b)
+}
+
+func randomFloat(r *rand.Rand) float64 {
+	switch r.IntN(8) {
+	case 0:
+		return math.NaN()
+	case 1:
+		return math.Inf(1 - 2*r.IntN(2))
+	case 2:
+		return math.Float64frombits(0x7ff0000000000001 + uint64(r.IntN(1000))) // other NaN payloads
+	}
+	return r.NormFloat64() * 1e6
+}
+
+func randomTimestamp(r *rand.Rand) int64 {
+	switch r.IntN(4) {
+	case 0:
+		return -r.Int64() // negative timestamps are 10-byte varints
+	case 1:
+		return 0
+	}
+	return 1_700_000_000_000 + r.Int64N(1e9)
+}
+
+func randomRequest(r *rand.Rand) *prompb.WriteRequest {
+	req := &prompb.WriteRequest{}
+	for range r.IntN(20) {
+		var ts prompb.TimeSeries
+		for range r.IntN(12) {
+			ts.Labels = append(ts.Labels, prompb.Label{Name: randomString(r), Value: randomString(r)})
+		}
+		for range r.IntN(30) {
+			ts.Samples = append(ts.Samples, prompb.Sample{Value: randomFloat(r), Timestamp: randomTimestamp(r)})
+		}
+		for range r.IntN(3) {
+			ts.Exemplars = append(ts.Exemplars, prompb.Exemplar{
+				Labels: []prompb.Label{{Name: "trace_id", Value: randomString(r)}},
+				Value:  randomFloat(r), Timestamp: randomTimestamp(r),
+			})
+		}
+		if r.IntN(5) == 0 {
+			ts.Histograms = append(ts.Histograms, prompb.Histogram{
+				Count:          &prompb.Histogram_CountInt{CountInt: r.Uint64()},
+				Sum:            randomFloat(r),
+				Schema:         int32(r.IntN(8)),
+				ZeroCount:      &prompb.Histogram_ZeroCountInt{ZeroCountInt: uint64(r.IntN(10))},
+				PositiveSpans:  []prompb.BucketSpan{{Offset: int32(r.IntN(5)) - 2, Length: 2}},
+				PositiveDeltas: []int64{int64(r.IntN(9)) - 4, 3},
+				Timestamp:      randomTimestamp(r),
+			})
+		}
+		req.Timeseries = append(req.Timeseries, ts)
+	}
+	for range r.IntN(3) {
+		req.Metadata = append(req.Metadata, prompb.MetricMetadata{
+			Type: prompb.MetricMetadata_COUNTER, MetricFamilyName: randomString(r), Help: randomString(r),
+		})
+	}
+	return req
+}
+
+// compareWithPrompb returns an error describing the first difference
+// between what prompb decoded and what we decoded.
+func compareWithPrompb(want *prompb.WriteRequest, got *WriteRequest) error {
+	if len(want.Timeseries) != len(got.Timeseries) {
+		return fmt.Errorf("series: want %d, got %d", len(want.Timeseries), len(got.Timeseries))
+	}
+	if len(want.Metadata) != got.Metadata {
+		return fmt.Errorf("metadata: want %d, got %d", len(want.Metadata), got.Metadata)
+	}
+	for i, w := range want.Timeseries {
+		g := got.Timeseries[i]
+		if len(w.Labels) != len(g.Labels) {
+			return fmt.Errorf("series %d labels: want %d, got %d", i, len(w.Labels), len(g.Labels))
+		}
+		for j, l := range w.Labels {
+			if l.Name != g.Labels[j].Name || l.Value != g.Labels[j].Value {
+				return fmt.Errorf("series %d label %d: want %q=%q, got %q=%q", i, j, l.Name, l.Value, g.Labels[j].Name, g.Labels[j].Value)
+			}
+		}
+		if len(w.Samples) != len(g.Samples) {
+			return fmt.Errorf("series %d samples: want %d, got %d", i, len(w.Samples), len(g.Samples))
+		}
+		for j, s := range w.Samples {
+			gs := g.Samples[j]
+			if math.Float64bits(s.Value) != math.Float64bits(gs.Value) || s.Timestamp != gs.Timestamp {
+				return fmt.Errorf("series %d sample %d: want %v@%d, got %v@%d", i, j, s.Value, s.Timestamp, gs.Value, gs.Timestamp)
+			}
+		}
+		if len(w.Exemplars) != g.Exemplars || len(w.Histograms) != g.Histograms {
+			return fmt.Errorf("series %d: want %d exemplars %d histograms, got %d and %d",
+				i, len(w.Exemplars), len(w.Histograms), g.Exemplars, g.Histograms)
+		}
+	}
+	return nil
+}
+
+func TestDecodeRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	var d Decoder // one decoder for all: reuse must not leak data between requests
+	for i := range 500 {
+		want := randomRequest(r)
+		data, err := want.Marshal()
+		require.NoError(t, err)
+
+		got, err := d.Decode(snappy.Encode(nil, data), len(data))
+		require.NoError(t, err, "request %d", i)
+		require.NoError(t, compareWithPrompb(want, got), "request %d", i)
+
+		got, err = d.Unmarshal(data)
+		require.NoError(t, err, "request %d", i)
+		require.NoError(t, compareWithPrompb(want, got), "request %d", i)
+
+		floats, hists := got.Samples()
+		var wantFloats, wantHists int
+		for _, ts := range want.Timeseries {
+			wantFloats += len(ts.Samples)
+			wantHists += len(ts.Histograms)
+		}
+		require.Equal(t, wantFloats, floats)
+		require.Equal(t, wantHists, hists)
+	}
+}
+
+func TestDecodeTooLarge(t *testing.T) {
+	data, err := (&prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+		Labels:  []prompb.Label{{Name: "__name__", Value: "up"}},
+		Samples: []prompb.Sample{{Value: 1, Timestamp: 2}},
+	}}}).Marshal()
+	require.NoError(t, err)
+	var d Decoder
+	_, err = d.Decode(snappy.Encode(nil, data), len(data)-1)
+	require.ErrorIs(t, err, ErrTooLarge)
+	_, err = d.Decode(snappy.Encode(nil, data), len(data))
+	require.NoError(t, err)
+	_, err = d.Decode([]byte("not snappy at all, and long enough"), 1<<20)
+	require.ErrorIs(t, err, ErrMalformed)
+}
+
+// pb builds protobuf bytes by hand for malformed-input tests.
+type pb []byte
+
+func (b pb) tag(field, wire int) pb { return binary.AppendUvarint(b, uint64(field<<3|wire)) }
+func (b pb) varint(v uint64) pb    { return binary.AppendUvarint(b, v) }
+func (b pb) bytes(field int, m []byte) pb {
+	return append(b.tag(field, wireBytes).varint(uint64(len(m))), m...)
+}
+func (b pb) raw(x ...byte) pb { return append(b, x...) }
+
+func TestDecodeMalformed(t *testing.T) {
+	okLabel := pb{}.bytes(1, []byte("__name__")).bytes(2, []byte("up"))
+	okSample := pb{}.tag(1, wireFixed64).raw(0, 0, 0, 0, 0, 0, 0xf0, 0x3f).tag(2, wireVarint).varint(1000)
+	series := func(inner pb) pb { return pb{}.bytes(1, inner) }
+
+	for _, tc := range []struct {
+		name string
+		data pb
+	}{
+		{"truncated tag varint", pb{0x8a}},
+		{"truncated length varint", pb{}.tag(1, wireBytes).raw(0x80, 0x80)},
+		{"varint longer than 10 bytes", pb{}.tag(1, wireBytes).raw(0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01)},
+		{"length past the end", pb{}.tag(1, wireBytes).varint(10).raw(1, 2, 3)},
+		{"huge length", pb{}.tag(1, wireBytes).varint(math.MaxUint64 >> 1).raw(1)},
+		{"length with the top bit set", pb{}.tag(1, wireBytes).varint(math.MaxUint64)},
+		{"timeseries with varint wire type", pb{}.tag(1, wireVarint).varint(5)},
+		{"metadata with fixed32 wire type", pb{}.tag(3, wireFixed32).raw(1, 2, 3, 4)},
+		{"field number zero", pb{}.tag(0, wireVarint).varint(1)},
+		{"end group at top level", pb{}.tag(7, wireEndGroup)},
+		{"illegal wire type 6", pb{}.tag(9, 6).varint(1)},
+		{"illegal wire type 7", pb{}.tag(9, 7).varint(1)},
+		{"unterminated group", pb{}.tag(9, wireStartGroup).tag(1, wireVarint).varint(1)},
+		{"unknown fixed64 past the end", pb{}.tag(9, wireFixed64).raw(1, 2, 3)},
+		{"unknown fixed32 past the end", pb{}.tag(9, wireFixed32).raw(1, 2)},
+		{"label name with varint wire type", series(pb{}.bytes(1, pb{}.tag(1, wireVarint).varint(3)))},
+		{"label value past the end", series(pb{}.bytes(1, pb{}.tag(2, wireBytes).varint(9).raw('a')))},
+		{"label past the series", pb{}.tag(1, wireBytes).varint(3).tag(1, wireBytes).varint(40).raw(okLabel...)},
+		{"sample value with varint wire type", series(pb{}.bytes(2, pb{}.tag(1, wireVarint).varint(3)))},
+		{"truncated sample value", series(pb{}.bytes(2, pb{}.tag(1, wireFixed64).raw(1, 2, 3, 4)))},
+		{"truncated sample timestamp", series(pb{}.bytes(2, pb{}.tag(2, wireVarint).raw(0xff, 0xff)))},
+		{"sample timestamp with fixed64 wire type", series(pb{}.bytes(2, pb{}.tag(2, wireFixed64).raw(0, 0, 0, 0, 0, 0, 0, 0)))},
+		{"samples with fixed32 wire type", series(pb{}.bytes(1, okLabel).tag(2, wireFixed32).raw(1, 2, 3, 4))},
+		{"exemplar with varint wire type", series(pb{}.bytes(2, okSample).tag(3, wireVarint).varint(1))},
+		{"histogram past the end", series(pb{}.bytes(2, okSample).tag(4, wireBytes).varint(100))},
+		{"garbage after a valid series", append(series(pb{}.bytes(1, okLabel).bytes(2, okSample)), 0xff)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var d Decoder
+			_, err := d.Unmarshal(tc.data)
+			require.ErrorIs(t, err, ErrMalformed)
+			// The reference decoder agrees the input is malformed.
+			require.Error(t, new(prompb.WriteRequest).Unmarshal(tc.data))
+		})
+	}
+}
+
+// TestDecodeLikePrompb covers the leniencies of gogo/protobuf our decoder
+// must share: whatever prompb accepts, we accept and read the same way.
+func TestDecodeLikePrompb(t *testing.T) {
+	okLabel := pb{}.bytes(1, []byte("__name__")).bytes(2, []byte("up"))
+	okSample := pb{}.tag(1, wireFixed64).raw(0, 0, 0, 0, 0, 0, 0xf0, 0x3f).tag(2, wireVarint).varint(1000)
+	okSeries := pb{}.bytes(1, okLabel).bytes(2, okSample)
+	for _, tc := range []struct {
+		name string
+		data pb
+	}{
+		{"empty request", pb{}},
+		{"empty series", pb{}.bytes(1, nil)},
+		{"unknown fields everywhere", pb{}.tag(2, wireVarint).varint(7).
+			bytes(1, pb{}.tag(15, wireFixed32).raw(1, 2, 3, 4).
+				bytes(1, append(okLabel.tag(3, wireFixed64).raw(1, 2, 3, 4, 5, 6, 7, 8), pb{}.bytes(9, []byte("x"))...)).
+				bytes(2, append(okSample, pb{}.tag(5, wireVarint).varint(3)...)).
+				bytes(99, []byte("unknown"))).
+			tag(1<<20, wireFixed64).raw(1, 2, 3, 4, 5, 6, 7, 8)},
+		{"nested groups skipped", pb{}.tag(8, wireStartGroup).tag(9, wireStartGroup).tag(1, wireVarint).varint(1).
+			tag(9, wireEndGroup).bytes(2, []byte("in group")).tag(8, wireEndGroup).bytes(1, pb{}.bytes(1, okLabel))},
+		{"repeated scalar fields: last wins", pb{}.bytes(1, pb{}.
+			bytes(1, okLabel.bytes(2, []byte("down")).bytes(1, []byte("job"))).
+			bytes(2, okSample.tag(2, wireVarint).varint(5).tag(1, wireFixed64).raw(0, 0, 0, 0, 0, 0, 0, 0x40)))},
+		{"non-minimal varints", pb{}.raw(0x8a, 0x80, 0x00).raw(byte(len(okSeries))|0x80, 0x80, 0x80, 0x00).raw(okSeries...)},
+		{"length varint overflowing 64 bits", pb{}.tag(1, wireBytes).raw(0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02)},
+		{"field number beyond 32 bits", pb{}.varint(uint64(1)<<35 | 1<<3 | wireBytes).varint(uint64(len(okSeries))).raw(okSeries...)},
+		{"metadata and histograms counted", pb{}.bytes(3, []byte{0x08, 0x01}).bytes(1, pb{}.bytes(1, okLabel).bytes(4, nil).bytes(4, nil).bytes(3, nil))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var want prompb.WriteRequest
+			require.NoError(t, want.Unmarshal(tc.data))
+			var d Decoder
+			got, err := d.Unmarshal(tc.data)
+			require.NoError(t, err)
+			require.NoError(t, compareWithPrompb(&want, got))
+		})
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 20 {
+		data, err := randomRequest(r).Marshal()
+		require.NoError(f, err)
+		f.Add(data)
+	}
+	f.Add([]byte{})
+	f.Add([]byte(pb{}.tag(8, wireStartGroup).tag(8, wireEndGroup)))
+	f.Add([]byte(pb{}.tag(1, wireBytes).raw(0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02)))
+
+	var d Decoder
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var want prompb.WriteRequest
+		wantErr := want.Unmarshal(data)
+		got, err := d.Unmarshal(data)
+		switch {
+		case wantErr == nil && err != nil:
+			t.Fatalf("prompb accepts, we reject: %v", err)
+		case wantErr == nil:
+			if err := compareWithPrompb(&want, got); err != nil {
+				t.Fatal(err)
+			}
+		case err == nil:
+			// We only skip, rather than check, the contents of exemplars,
+			// histograms and metadata: a request prompb rejects that we
+			// accept must hold one.
+			skipped := got.Metadata
+			for _, ts := range got.Timeseries {
+				skipped += ts.Exemplars + ts.Histograms
+			}
+			if skipped == 0 {
+				t.Fatalf("prompb rejects (%v), we accept a request without skipped messages", wantErr)
+			}
+		}
+		// The snappy path gives the same result, and garbage handed to it
+		// as a snappy block is an error, not a panic.
+		if err == nil {
+			n := len(got.Timeseries)
+			got, err := d.Decode(snappy.Encode(nil, data), len(data))
+			if err != nil || len(got.Timeseries) != n {
+				t.Fatalf("snappy path: %v, %d series, want %d", err, len(got.Timeseries), n)
+			}
+		}
+		_, _ = d.Decode(data, 1<<20)
+	})
+}
+
+// BenchmarkDecode decodes a 2,000-sample request (200 series x 10 samples,
+// 8 labels each, as Prometheus sends them) with one reused Decoder.
+func BenchmarkDecode(b *testing.B) {
+	for _, shape := range []struct{ series, samples int }{{200, 10}, {2000, 1}, {20, 100}} {
+		b.Run(fmt.Sprintf("series=%d/samples=%d", shape.series, shape.samples), func(b *testing.B) {
+			req := &prompb.WriteRequest{}
+			for i := range shape.series {
+				ts := prompb.TimeSeries{Labels: []prompb.Label{
+					{Name: "__name__", Value: "http_requests_total"},
+					{Name: "code", Value: "200"},
+					{Name: "handler", Value: fmt.Sprintf("/api/v1/handler/%d", i%50)},
+					{Name: "instance", Value: fmt.Sprintf("10.0.%d.%d:9090", i/250, i%250)},
+					{Name: "job", Value: "prometheus"},
+					{Name: "method", Value: "GET"},
+					{Name: "pod", Value: fmt.Sprintf("prometheus-%d", i)},
+					{Name: "region", Value: "eu-west-1"},
+				}}
+				for j := range shape.samples {
+					ts.Samples = append(ts.Samples, prompb.Sample{Value: float64(i * j), Timestamp: 1_700_000_000_000 + int64(j)*15_000})
+				}
+				req.Timeseries = append(req.Timeseries, ts)
+			}
+			data, err := req.Marshal()
+			require.NoError(b, err)
+			compressed := snappy.Encode(nil, data)
+			var d Decoder
+			b.SetBytes(int64(len(compressed)))
+			b.ReportAllocs()
+			n := 0
+			for b.Loop() {
+				got, err := d.Decode(compressed, len(data))
+				if err != nil || len(got.Timeseries) != shape.series {
+					b.Fatal(err)
+				}
+				n++
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n*shape.series*shape.samples), "ns/sample")
+		})
+	}
+}
