@@ -172,7 +172,7 @@ func TestDecodeTooLarge(t *testing.T) {
 type pb []byte
 
 func (b pb) tag(field, wire int) pb { return binary.AppendUvarint(b, uint64(field<<3|wire)) }
-func (b pb) varint(v uint64) pb    { return binary.AppendUvarint(b, v) }
+func (b pb) varint(v uint64) pb     { return binary.AppendUvarint(b, v) }
 func (b pb) bytes(field int, m []byte) pb {
 	return append(b.tag(field, wireBytes).varint(uint64(len(m))), m...)
 }
