@@ -1,0 +1,293 @@
+package badger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/prometheus/model/exemplar"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
+	promstorage "github.com/prometheus/prometheus/storage"
+
+	"github.com/luminate-io/luminate/storage"
+	"github.com/luminate-io/luminate/tenancy"
+)
+
+// ErrHistogramsUnsupported is returned for native histogram samples, which
+// the Badger engine does not store yet.
+var ErrHistogramsUnsupported = errors.New("native histograms are not supported by the badger store yet")
+
+type pendingSample struct {
+	ser     *series
+	pending int // index into appender.newLabels when ser is nil
+	t       int64
+	v       float64
+}
+
+// appender batches one tenant's samples until Commit. Not goroutine-safe.
+type appender struct {
+	st  *Store
+	id  tenancy.ID
+	t   *tenant
+	err error
+
+	samples   []pendingSample
+	newLabels []labels.Labels
+	newHashes []uint64
+	newByHash map[uint64][]int
+}
+
+var appenderPool = sync.Pool{New: func() any { return &appender{} }}
+
+func (s *Store) newAppender(id tenancy.ID) *appender {
+	a := appenderPool.Get().(*appender)
+	a.st, a.id = s, id
+	return a
+}
+
+func (a *appender) release() {
+	clear(a.samples)
+	a.samples = a.samples[:0]
+	a.newLabels = a.newLabels[:0]
+	a.newHashes = a.newHashes[:0]
+	clear(a.newByHash)
+	a.st, a.t, a.err = nil, nil, nil
+	appenderPool.Put(a)
+}
+
+// Append queues a float sample. The returned reference is always 0.
+func (a *appender) Append(_ promstorage.SeriesRef, lset labels.Labels, t int64, v float64) (promstorage.SeriesRef, error) {
+	if a.st == nil {
+		return 0, errors.New("appender used after Commit or Rollback")
+	}
+	if lset.Has(tenancy.Label) {
+		return 0, fmt.Errorf("series %s: %w", lset.String(), storage.ErrTenantLabel)
+	}
+	if lset.IsEmpty() {
+		return 0, errors.New("series without labels")
+	}
+	if a.t == nil {
+		t, err := a.st.tenantFor(a.id, true)
+		if err != nil {
+			return 0, err
+		}
+		a.t = t
+	}
+	h := lset.Hash()
+	if ser := a.t.lookup(h, lset); ser != nil {
+		a.samples = append(a.samples, pendingSample{ser: ser, t: t, v: v})
+		return 0, nil
+	}
+	for _, i := range a.newByHash[h] {
+		if labels.Equal(a.newLabels[i], lset) {
+			a.samples = append(a.samples, pendingSample{pending: i, t: t, v: v})
+			return 0, nil
+		}
+	}
+	if a.st.cfg.SeriesLimits != nil {
+		if limit := a.st.cfg.SeriesLimits(a.id); limit > 0 && int(a.t.active.Load())+len(a.newLabels) >= limit {
+			return 0, fmt.Errorf("%w: tenant %s has %d active series, the limit is %d (raise --limits.max-active-series or the tenant's max_active_series override): %s",
+				storage.ErrSeriesLimit, a.id, a.t.active.Load(), limit, lset.String())
+		}
+	}
+	if a.newByHash == nil {
+		a.newByHash = map[uint64][]int{}
+	}
+	i := len(a.newLabels)
+	a.newLabels = append(a.newLabels, lset.Copy())
+	a.newHashes = append(a.newHashes, h)
+	a.newByHash[h] = append(a.newByHash[h], i)
+	a.samples = append(a.samples, pendingSample{pending: i, t: t, v: v})
+	return 0, nil
+}
+
+// Commit makes the queued samples durable, then visible.
+func (a *appender) Commit() error {
+	if a.st == nil {
+		return errors.New("appender used after Commit or Rollback")
+	}
+	defer a.release()
+	if len(a.samples) == 0 {
+		return nil
+	}
+	st, t := a.st, a.t
+	start := time.Now()
+	var fresh []*series
+	if len(a.newLabels) > 0 {
+		created := make([]*series, len(a.newLabels))
+		t.mu.Lock()
+		for i, lset := range a.newLabels {
+			ser := t.lookupLocked(a.newHashes[i], lset)
+			if ser == nil {
+				ser = newSeries(st.nextSeries.Add(1), lset)
+				ser.diskKnown = true
+				t.addLocked(a.newHashes[i], ser)
+				fresh = append(fresh, ser)
+			}
+			created[i] = ser
+		}
+		t.mu.Unlock()
+		for i := range a.samples {
+			if a.samples[i].ser == nil {
+				a.samples[i].ser = created[a.samples[i].pending]
+			}
+		}
+	}
+
+	// The record names every series not yet known to be in the WAL, so a
+	// replay never meets a sample whose series it cannot resolve.
+	buf := recordPool.Get().(*[]byte)
+	defer recordPool.Put(buf)
+	var defs []walSeries
+	var seen map[*series]bool
+	smps := make([]walSample, len(a.samples))
+	for i, p := range a.samples {
+		smps[i] = walSample{id: p.ser.id, t: p.t, v: p.v}
+		if !p.ser.logged.Load() {
+			if seen == nil {
+				seen = map[*series]bool{}
+			}
+			if !seen[p.ser] {
+				seen[p.ser] = true
+				defs = append(defs, walSeries{id: p.ser.id, lset: p.ser.lset})
+			}
+		}
+	}
+	*buf = appendCommitRecord((*buf)[:0], t.num, defs, smps)
+
+	st.applyMu.RLock()
+	defer st.applyMu.RUnlock()
+	if st.closed.Load() {
+		return fmt.Errorf("%w: store closed", storage.ErrUnavailable)
+	}
+	if err := st.wal.log(*buf); err != nil {
+		return fmt.Errorf("%w: write-ahead log: %w", storage.ErrUnavailable, err)
+	}
+	for ser := range seen {
+		ser.logged.Store(true)
+	}
+	err := st.apply(t, a.samples, fresh, time.Now().UnixNano())
+	st.m.commitDur.Observe(time.Since(start).Seconds())
+	return err
+}
+
+var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// apply adds durable samples to memory, merges out-of-order ones into
+// sealed chunks and writes what was sealed (and new series) to Badger.
+func (s *Store) apply(t *tenant, samples []pendingSample, fresh []*series, now int64) error {
+	var errs []error
+	var sealedList []*series
+	var ooo map[*series][]sample
+	var cur *series
+	unlock := func() {
+		if cur != nil {
+			cur.mu.Unlock()
+			cur = nil
+		}
+	}
+	for _, p := range samples {
+		if p.ser != cur {
+			unlock()
+			cur = p.ser
+			cur.mu.Lock()
+			if err := s.loadDiskMaxTLocked(t, cur); err != nil {
+				errs = append(errs, err)
+				unlock()
+				continue
+			}
+			if !cur.active {
+				cur.active = true
+				t.active.Add(1)
+			}
+		}
+		switch cur.appendLocked(p.t, p.v, s.cfg.ChunkSamples, now) {
+		case sealed:
+			if len(sealedList) == 0 || sealedList[len(sealedList)-1] != cur {
+				sealedList = append(sealedList, cur)
+			}
+			s.m.sealed.Inc()
+		case outOfOrder:
+			if ooo == nil {
+				ooo = map[*series][]sample{}
+			}
+			ooo[cur] = append(ooo[cur], sample{p.t, p.v})
+		}
+	}
+	unlock()
+	for ser, list := range ooo {
+		slices.SortStableFunc(list, func(a, b sample) int { return cmpInt64(a.t, b.t) })
+		// Keep the last of equal timestamps: last write wins.
+		out := list[:0]
+		for i, smp := range list {
+			if i+1 < len(list) && list[i+1].t == smp.t {
+				continue
+			}
+			out = append(out, smp)
+		}
+		ser.mu.Lock()
+		if err := s.mergeOOOLocked(t, ser, out); err != nil {
+			errs = append(errs, err)
+		}
+		ser.mu.Unlock()
+	}
+	if len(sealedList) > 0 || len(fresh) > 0 {
+		if err := s.flushSealed(t, sealedList, fresh); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.m.appended.Add(float64(len(samples)))
+	return errors.Join(errs...)
+}
+
+// Rollback drops the queued samples.
+func (a *appender) Rollback() error {
+	if a.st == nil {
+		return nil
+	}
+	a.release()
+	return nil
+}
+
+func (a *appender) SetOptions(*promstorage.AppendOptions) {}
+
+func (a *appender) AppendExemplar(promstorage.SeriesRef, labels.Labels, exemplar.Exemplar) (promstorage.SeriesRef, error) {
+	return 0, nil // exemplars are not stored yet; they are dropped, not refused
+}
+
+func (a *appender) AppendHistogram(promstorage.SeriesRef, labels.Labels, int64, *histogram.Histogram, *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
+	return 0, ErrHistogramsUnsupported
+}
+
+func (a *appender) AppendHistogramSTZeroSample(promstorage.SeriesRef, labels.Labels, int64, int64, *histogram.Histogram, *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
+	return 0, ErrHistogramsUnsupported
+}
+
+func (a *appender) UpdateMetadata(promstorage.SeriesRef, labels.Labels, metadata.Metadata) (promstorage.SeriesRef, error) {
+	return 0, nil
+}
+
+func (a *appender) AppendSTZeroSample(promstorage.SeriesRef, labels.Labels, int64, int64) (promstorage.SeriesRef, error) {
+	return 0, nil // start timestamps are not stored; the zero sample is optional
+}
+
+// appenderV2 adapts the appender to Prometheus' AppenderV2.
+type appenderV2 struct{ *appender }
+
+func (a appenderV2) Append(ref promstorage.SeriesRef, lset labels.Labels, _, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, _ promstorage.AppendV2Options) (promstorage.SeriesRef, error) {
+	if h != nil || fh != nil {
+		return 0, ErrHistogramsUnsupported
+	}
+	return a.appender.Append(ref, lset, t, v)
+}
+
+var (
+	_ promstorage.Appender   = (*appender)(nil)
+	_ promstorage.AppenderV2 = appenderV2{}
+	_                        = context.Background
+)

@@ -1,0 +1,169 @@
+package badger
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+var errCorrupt = errors.New("corrupt record")
+
+func appendLabels(b []byte, lset labels.Labels) []byte {
+	b = binary.AppendUvarint(b, uint64(lset.Len()))
+	lset.Range(func(l labels.Label) {
+		b = binary.AppendUvarint(b, uint64(len(l.Name)))
+		b = append(b, l.Name...)
+		b = binary.AppendUvarint(b, uint64(len(l.Value)))
+		b = append(b, l.Value...)
+	})
+	return b
+}
+
+// decoder reads the varint-framed encodings of this package.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errCorrupt
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = errCorrupt
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) bytes(n int) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if n < 0 || n > len(d.b) {
+		d.err = errCorrupt
+		return nil
+	}
+	v := d.b[:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) uint32() uint32 {
+	v := d.bytes(4)
+	if v == nil {
+		return 0
+	}
+	return binary.BigEndian.Uint32(v)
+}
+
+func (d *decoder) float() float64 {
+	v := d.bytes(8)
+	if v == nil {
+		return 0
+	}
+	return math.Float64frombits(binary.LittleEndian.Uint64(v))
+}
+
+func (d *decoder) labels(sb *labels.ScratchBuilder) labels.Labels {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.err = errCorrupt
+	}
+	sb.Reset()
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		name := d.bytes(int(d.uvarint()))
+		value := d.bytes(int(d.uvarint()))
+		sb.Add(string(name), string(value))
+	}
+	if d.err != nil {
+		return labels.EmptyLabels()
+	}
+	sb.Sort()
+	return sb.Labels()
+}
+
+func decodeLabels(b []byte) (labels.Labels, error) {
+	d := decoder{b: b}
+	var sb labels.ScratchBuilder
+	l := d.labels(&sb)
+	if d.err != nil {
+		return labels.EmptyLabels(), fmt.Errorf("decode labels: %w", d.err)
+	}
+	return l, nil
+}
+
+// A commit record holds what one Commit made durable: the series it created
+// and its samples, for one tenant.
+//
+//	tenant(4) nseries(uvarint) [series(uvarint) labels]... nsamples(uvarint) [series(uvarint) t(varint) v(8)]...
+type walSeries struct {
+	id   uint64
+	lset labels.Labels
+}
+
+type walSample struct {
+	id uint64
+	t  int64
+	v  float64
+}
+
+func appendCommitRecord(b []byte, tenant uint32, series []walSeries, samples []walSample) []byte {
+	b = binary.BigEndian.AppendUint32(b, tenant)
+	b = binary.AppendUvarint(b, uint64(len(series)))
+	for _, s := range series {
+		b = binary.AppendUvarint(b, s.id)
+		b = appendLabels(b, s.lset)
+	}
+	b = binary.AppendUvarint(b, uint64(len(samples)))
+	for _, s := range samples {
+		b = binary.AppendUvarint(b, s.id)
+		b = binary.AppendVarint(b, s.t)
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(s.v))
+	}
+	return b
+}
+
+func decodeCommitRecord(rec []byte) (tenant uint32, series []walSeries, samples []walSample, err error) {
+	d := decoder{b: rec}
+	var sb labels.ScratchBuilder
+	tenant = d.uint32()
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		return 0, nil, nil, errCorrupt
+	}
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		id := d.uvarint()
+		series = append(series, walSeries{id: id, lset: d.labels(&sb)})
+	}
+	n = d.uvarint()
+	if n > uint64(len(d.b)) {
+		return 0, nil, nil, errCorrupt
+	}
+	samples = make([]walSample, 0, n)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		samples = append(samples, walSample{id: d.uvarint(), t: d.varint(), v: d.float()})
+	}
+	if d.err != nil {
+		return 0, nil, nil, fmt.Errorf("decode commit record: %w", d.err)
+	}
+	return tenant, series, samples, nil
+}

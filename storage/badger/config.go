@@ -1,0 +1,103 @@
+package badger
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/common/model"
+
+	"github.com/luminate-io/luminate/storage"
+)
+
+// Config configures the Badger store.
+type Config struct {
+	// Path is the data directory; Badger's files live in Path/badger and the
+	// write-ahead log in Path/wal.
+	Path string
+	// Retention is how long samples are kept; 0 keeps them forever.
+	Retention time.Duration
+	// ChunkSamples is the number of samples after which a head chunk is
+	// sealed and written to Badger.
+	ChunkSamples int
+	// IdleTimeout is how long a series may go without samples before its
+	// head chunk is sealed and dropped from memory.
+	IdleTimeout time.Duration
+	// CheckpointInterval is how often open heads are snapshotted so that
+	// write-ahead log segments can be deleted.
+	CheckpointInterval time.Duration
+	// WALSegmentSize is the size at which a WAL segment is closed.
+	WALSegmentSize int64
+	// CacheSize is Badger's block cache in bytes.
+	CacheSize int64
+	// SeriesLimits, when set, caps each tenant's active series.
+	SeriesLimits storage.SeriesLimits `yaml:"-"`
+}
+
+// DefaultConfig returns the defaults the flags use.
+func DefaultConfig() Config {
+	return Config{
+		Path:               "./data",
+		Retention:          90 * 24 * time.Hour,
+		ChunkSamples:       120,
+		IdleTimeout:        15 * time.Minute,
+		CheckpointInterval: 5 * time.Minute,
+		WALSegmentSize:     128 << 20,
+		CacheSize:          128 << 20,
+	}
+}
+
+// RegisterFlags registers the Badger flags on fs. Retention is shared by
+// all backends and registered by the caller.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	d := DefaultConfig()
+	fs.StringVar(&c.Path, "storage.badger.path", d.Path, "Directory of the embedded Badger store.")
+	fs.IntVar(&c.ChunkSamples, "storage.badger.chunk-samples", d.ChunkSamples, "Samples per chunk before a head chunk is sealed.")
+	fs.DurationVar(&c.IdleTimeout, "storage.badger.idle-timeout", d.IdleTimeout, "Seal and drop the head chunk of a series idle this long.")
+	fs.DurationVar(&c.CheckpointInterval, "storage.badger.checkpoint-interval", d.CheckpointInterval, "How often heads are snapshotted and the write-ahead log truncated.")
+	fs.Int64Var(&c.CacheSize, "storage.badger.cache-bytes", d.CacheSize, "Badger block cache size in bytes.")
+	c.Retention = d.Retention
+	c.WALSegmentSize = d.WALSegmentSize
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Path == "" {
+		errs = append(errs, errors.New("storage.badger.path must be set"))
+	}
+	if c.Retention < 0 {
+		errs = append(errs, fmt.Errorf("storage.retention %s is negative", model.Duration(c.Retention)))
+	}
+	if c.ChunkSamples < 2 || c.ChunkSamples > 10000 {
+		errs = append(errs, fmt.Errorf("storage.badger.chunk-samples %d not in 2..10000", c.ChunkSamples))
+	}
+	if c.IdleTimeout <= 0 {
+		errs = append(errs, errors.New("storage.badger.idle-timeout must be positive"))
+	}
+	if c.CheckpointInterval <= 0 {
+		errs = append(errs, errors.New("storage.badger.checkpoint-interval must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.ChunkSamples == 0 {
+		c.ChunkSamples = d.ChunkSamples
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = d.IdleTimeout
+	}
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = d.CheckpointInterval
+	}
+	if c.WALSegmentSize == 0 {
+		c.WALSegmentSize = d.WALSegmentSize
+	}
+	if c.CacheSize == 0 {
+		c.CacheSize = d.CacheSize
+	}
+	return c
+}

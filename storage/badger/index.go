@@ -1,0 +1,262 @@
+package badger
+
+import (
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/luminate-io/luminate/tenancy"
+)
+
+// tenant is one tenant's in-memory series index: labels -> series, and
+// inverted postings per label pair. It is rebuilt at start from the 'S'
+// keys and the WAL, so matchers and label lookups never touch samples.
+type tenant struct {
+	id  tenancy.ID
+	num uint32
+
+	mu       sync.RWMutex
+	byHash   map[uint64]*series              // labels hash -> series (first of a collision chain)
+	postings map[string]map[string][]*series // name -> value -> series sorted by id
+	all      []*series                       // every series, sorted by id
+
+	active atomic.Int64 // series with an open head
+}
+
+func newTenant(id tenancy.ID, num uint32) *tenant {
+	return &tenant{
+		id:       id,
+		num:      num,
+		byHash:   map[uint64]*series{},
+		postings: map[string]map[string][]*series{},
+	}
+}
+
+// lookup returns the series with exactly these labels, or nil.
+func (t *tenant) lookup(hash uint64, lset labels.Labels) *series {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.lookupLocked(hash, lset)
+}
+
+func (t *tenant) lookupLocked(hash uint64, lset labels.Labels) *series {
+	for s := t.byHash[hash]; s != nil; s = s.nextInHash {
+		if labels.Equal(s.lset, lset) {
+			return s
+		}
+	}
+	return nil
+}
+
+// addLocked indexes s. Callers add series in ascending id order per tenant
+// or call sortPostings afterwards.
+func (t *tenant) addLocked(hash uint64, s *series) {
+	s.nextInHash = t.byHash[hash]
+	t.byHash[hash] = s
+	t.all = append(t.all, s)
+	s.lset.Range(func(l labels.Label) {
+		vals := t.postings[l.Name]
+		if vals == nil {
+			vals = map[string][]*series{}
+			t.postings[l.Name] = vals
+		}
+		vals[l.Value] = append(vals[l.Value], s)
+	})
+}
+
+// sortLocked restores id order after out-of-order additions (recovery).
+func (t *tenant) sortLocked() {
+	byID := func(a, b *series) int {
+		switch {
+		case a.id < b.id:
+			return -1
+		case a.id > b.id:
+			return 1
+		}
+		return 0
+	}
+	slices.SortFunc(t.all, byID)
+	for _, vals := range t.postings {
+		for _, list := range vals {
+			slices.SortFunc(list, byID)
+		}
+	}
+}
+
+// removeLocked drops the given series from the index.
+func (t *tenant) removeLocked(dead map[*series]bool) {
+	keep := func(list []*series) []*series {
+		out := list[:0]
+		for _, s := range list {
+			if !dead[s] {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	t.all = keep(t.all)
+	for name, vals := range t.postings {
+		for v, list := range vals {
+			if list = keep(list); len(list) == 0 {
+				delete(vals, v)
+			} else {
+				vals[v] = list
+			}
+		}
+		if len(vals) == 0 {
+			delete(t.postings, name)
+		}
+	}
+	for s := range dead {
+		h := s.lset.Hash()
+		var prev *series
+		for c := t.byHash[h]; c != nil; c = c.nextInHash {
+			if c == s {
+				if prev == nil {
+					if c.nextInHash == nil {
+						delete(t.byHash, h)
+					} else {
+						t.byHash[h] = c.nextInHash
+					}
+				} else {
+					prev.nextInHash = c.nextInHash
+				}
+				break
+			}
+			prev = c
+		}
+	}
+}
+
+// selectLocked returns the series matching every matcher, sorted by id.
+// It follows Prometheus' semantics: a matcher that matches the empty string
+// also selects series that lack the label.
+func (t *tenant) selectLocked(ms []*labels.Matcher) []*series {
+	var result []*series
+	havePositive := false
+	var negatives []*labels.Matcher
+	for _, m := range ms {
+		if m.Name == tenancy.Label {
+			// No stored series carries the tenant label: it behaves as absent.
+			if !m.Matches("") {
+				return nil
+			}
+			continue
+		}
+		if m.Matches("") {
+			negatives = append(negatives, m)
+			continue
+		}
+		list := t.matchingLocked(m)
+		if !havePositive {
+			result, havePositive = list, true
+		} else {
+			result = intersect(result, list)
+		}
+		if len(result) == 0 {
+			return nil
+		}
+	}
+	if !havePositive {
+		result = t.all
+	}
+	for _, m := range negatives {
+		// Remove series whose value for m.Name is set and does not match.
+		var drop []*series
+		for v, list := range t.postings[m.Name] {
+			if !m.Matches(v) {
+				drop = append(drop, list...)
+			}
+		}
+		if len(drop) > 0 {
+			sortByID(drop)
+			result = subtract(result, drop)
+		}
+	}
+	return result
+}
+
+// matchingLocked returns the series whose value for m.Name matches m (m does
+// not match the empty string, so the label must be present).
+func (t *tenant) matchingLocked(m *labels.Matcher) []*series {
+	vals := t.postings[m.Name]
+	if len(vals) == 0 {
+		return nil
+	}
+	if m.Type == labels.MatchEqual {
+		return vals[m.Value]
+	}
+	var lists [][]*series
+	if set := m.SetMatches(); len(set) > 0 && m.Type == labels.MatchRegexp {
+		for _, v := range set {
+			if l := vals[v]; len(l) > 0 {
+				lists = append(lists, l)
+			}
+		}
+	} else {
+		for v, l := range vals {
+			if m.Matches(v) {
+				lists = append(lists, l)
+			}
+		}
+	}
+	return union(lists)
+}
+
+func sortByID(list []*series) {
+	sort.Slice(list, func(i, j int) bool { return list[i].id < list[j].id })
+}
+
+func union(lists [][]*series) []*series {
+	switch len(lists) {
+	case 0:
+		return nil
+	case 1:
+		return lists[0]
+	}
+	n := 0
+	for _, l := range lists {
+		n += len(l)
+	}
+	out := make([]*series, 0, n)
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	sortByID(out)
+	return slices.Compact(out)
+}
+
+func intersect(a, b []*series) []*series {
+	out := make([]*series, 0, min(len(a), len(b)))
+	for i, j := 0, 0; i < len(a) && j < len(b); {
+		switch {
+		case a[i].id < b[j].id:
+			i++
+		case a[i].id > b[j].id:
+			j++
+		default:
+			out = append(out, a[i])
+			i++
+			j++
+		}
+	}
+	return out
+}
+
+func subtract(a, b []*series) []*series {
+	out := make([]*series, 0, len(a))
+	j := 0
+	for _, s := range a {
+		for j < len(b) && b[j].id < s.id {
+			j++
+		}
+		if j < len(b) && b[j].id == s.id {
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}

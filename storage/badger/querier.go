@@ -1,0 +1,474 @@
+package badger
+
+import (
+	"context"
+	"math"
+	"slices"
+	"sort"
+	"sync"
+
+	bdb "github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/prometheus/prometheus/tsdb/chunks"
+	"github.com/prometheus/prometheus/util/annotations"
+
+	"github.com/luminate-io/luminate/storage"
+	"github.com/luminate-io/luminate/tenancy"
+)
+
+// tenantStore is the tenant-scoped view handed out by Store.ForTenant.
+type tenantStore struct {
+	st *Store
+	id tenancy.ID
+}
+
+func (v *tenantStore) Appender(context.Context) promstorage.Appender {
+	return v.st.newAppender(v.id)
+}
+
+func (v *tenantStore) AppenderV2(context.Context) promstorage.AppenderV2 {
+	return appenderV2{v.st.newAppender(v.id)}
+}
+
+func (v *tenantStore) Querier(mint, maxt int64) (promstorage.Querier, error) {
+	return v.newQuerier(mint, maxt)
+}
+
+func (v *tenantStore) ChunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier, error) {
+	q, err := v.newQuerier(mint, maxt)
+	if err != nil {
+		return nil, err
+	}
+	return chunkQuerier{q}, nil
+}
+
+func (v *tenantStore) newQuerier(mint, maxt int64) (*querier, error) {
+	if v.st.closed.Load() {
+		return nil, storage.ErrUnavailable
+	}
+	t, err := v.st.tenantFor(v.id, false)
+	if err != nil {
+		return nil, err
+	}
+	return &querier{st: v.st, t: t, mint: mint, maxt: maxt}, nil
+}
+
+// querier reads one tenant's data in [mint, maxt]. Chunks are read lazily,
+// per series, when an iterator is asked for.
+type querier struct {
+	st         *Store
+	t          *tenant // nil: the tenant has no data
+	mint, maxt int64
+
+	mu  sync.Mutex // guards txn and seq
+	txn *bdb.Txn
+	seq uint64 // Store.diskSeq before txn was opened
+}
+
+func (q *querier) Close() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.txn != nil {
+		q.txn.Discard()
+		q.txn = nil
+	}
+	return nil
+}
+
+// matching returns the tenant's series that match ms and have data in the
+// querier's range, sorted by labels.
+func (q *querier) matching(ms []*labels.Matcher) []*series {
+	if q.t == nil {
+		return nil
+	}
+	q.t.mu.RLock()
+	cand := q.t.selectLocked(ms)
+	out := make([]*series, 0, len(cand))
+	for _, s := range cand {
+		if s.overlaps(q.mint, q.maxt) {
+			out = append(out, s)
+		}
+	}
+	q.t.mu.RUnlock()
+	return out
+}
+
+func sortByLabels(list []*series) {
+	slices.SortFunc(list, func(a, b *series) int { return labels.Compare(a.lset, b.lset) })
+}
+
+func (q *querier) Select(ctx context.Context, _ bool, hints *promstorage.SelectHints, ms ...*labels.Matcher) promstorage.SeriesSet {
+	list := q.matching(ms)
+	sortByLabels(list)
+	if hints != nil && hints.Limit > 0 && len(list) > hints.Limit {
+		list = list[:hints.Limit]
+	}
+	mint, maxt := q.mint, q.maxt
+	if hints != nil && hints.Start != 0 && hints.End != 0 {
+		mint, maxt = max(mint, hints.Start), min(maxt, hints.End)
+	}
+	return &seriesSet{ctx: ctx, q: q, list: list, i: -1, mint: mint, maxt: maxt}
+}
+
+// chunksFor returns the chunks of ser overlapping [mint, maxt], oldest first.
+// The in-memory part (unflushed chunks and head) is copied first; sealed
+// chunks are then read from a Badger snapshot at least as new as that copy,
+// and those the copy already holds are skipped.
+func (q *querier) chunksFor(ser *series, mint, maxt int64) ([]memChunk, error) {
+	var mem []memChunk
+	ser.mu.Lock()
+	for _, c := range ser.unflushed {
+		mem = append(mem, memChunk{mint: c.mint, maxt: c.maxt, data: c.data}) // immutable
+	}
+	if h := ser.head; h != nil && h.numSamples() > 0 {
+		mem = append(mem, memChunk{mint: h.mint, maxt: h.maxt, data: h.bytesCopy()})
+	}
+	seq := ser.diskSeq
+	ser.mu.Unlock()
+	memMin := int64(math.MaxInt64)
+	if len(mem) > 0 {
+		memMin = mem[0].mint
+	}
+
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	txn := q.txn
+	if txn == nil || seq > q.seq {
+		if txn != nil {
+			txn.Discard()
+		}
+		q.seq = q.st.diskSeq.Load()
+		txn = q.st.db.NewTransaction(false)
+		q.txn = txn
+	}
+	var out []memChunk
+	{
+		prefix := seriesKey(kindChunk, q.t.num, ser.id)
+		it := txn.NewIterator(bdb.IteratorOptions{Prefix: prefix, PrefetchValues: false})
+		for it.Seek(chunkKey(q.t.num, ser.id, 0, mint)[:21]); it.Valid(); it.Next() {
+			_, cmin, cmax, ok := parseChunkKey(it.Item().Key())
+			if !ok || cmin > maxt || cmin >= memMin {
+				break
+			}
+			if cmax >= memMin {
+				break
+			}
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				it.Close()
+				return nil, err
+			}
+			if len(v) > 1 {
+				out = append(out, memChunk{mint: cmin, maxt: cmax, data: v[1:]})
+			}
+		}
+		it.Close()
+	}
+	for _, c := range mem {
+		if c.maxt >= mint && c.mint <= maxt {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+type seriesSet struct {
+	ctx        context.Context
+	q          *querier
+	list       []*series
+	i          int
+	mint, maxt int64
+	err        error
+}
+
+func (s *seriesSet) Next() bool {
+	if s.err != nil {
+		return false
+	}
+	s.i++
+	if s.i%1000 == 0 {
+		if err := s.ctx.Err(); err != nil {
+			s.err = err
+			return false
+		}
+	}
+	return s.i < len(s.list)
+}
+
+func (s *seriesSet) At() promstorage.Series {
+	return &seriesEntry{q: s.q, ser: s.list[s.i], mint: s.mint, maxt: s.maxt}
+}
+
+func (s *seriesSet) Err() error                        { return s.err }
+func (s *seriesSet) Warnings() annotations.Annotations { return nil }
+
+type seriesEntry struct {
+	q          *querier
+	ser        *series
+	mint, maxt int64
+}
+
+func (e *seriesEntry) Labels() labels.Labels { return e.ser.lset }
+
+func (e *seriesEntry) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
+	chks, err := e.q.chunksFor(e.ser, e.mint, e.maxt)
+	si, ok := it.(*sampleIterator)
+	if !ok {
+		si = &sampleIterator{}
+	}
+	si.reset(chks, e.mint, e.maxt, err)
+	return si
+}
+
+// sampleIterator walks a series' chunks in order, trimmed to [mint, maxt].
+type sampleIterator struct {
+	chunks     []memChunk
+	next       int
+	cur        chunkenc.Iterator
+	xor        chunkenc.XORChunk
+	mint, maxt int64
+	t          int64
+	v          float64
+	err        error
+	done       bool
+}
+
+func (it *sampleIterator) reset(chks []memChunk, mint, maxt int64, err error) {
+	it.chunks, it.next, it.cur = chks, 0, nil
+	it.mint, it.maxt, it.err, it.done = mint, maxt, err, err != nil
+}
+
+func (it *sampleIterator) Next() chunkenc.ValueType {
+	for !it.done {
+		if it.cur == nil {
+			if it.next >= len(it.chunks) {
+				it.done = true
+				break
+			}
+			it.xor.Reset(it.chunks[it.next].data)
+			it.cur = it.xor.Iterator(it.cur)
+			it.next++
+		}
+		if it.cur.Next() == chunkenc.ValNone {
+			if err := it.cur.Err(); err != nil {
+				it.err, it.done = err, true
+				break
+			}
+			it.cur = nil
+			continue
+		}
+		t, v := it.cur.At()
+		if t < it.mint {
+			continue
+		}
+		if t > it.maxt {
+			it.done = true
+			break
+		}
+		it.t, it.v = t, v
+		return chunkenc.ValFloat
+	}
+	return chunkenc.ValNone
+}
+
+func (it *sampleIterator) Seek(t int64) chunkenc.ValueType {
+	if it.done {
+		return chunkenc.ValNone
+	}
+	if it.cur != nil && it.t >= t {
+		return chunkenc.ValFloat
+	}
+	// Skip whole chunks that end before t.
+	if it.cur == nil || it.next > 0 && it.chunks[it.next-1].maxt < t {
+		for it.next < len(it.chunks) && it.chunks[it.next].maxt < t {
+			it.next++
+		}
+		it.cur = nil
+	}
+	for {
+		vt := it.Next()
+		if vt == chunkenc.ValNone || it.t >= t {
+			return vt
+		}
+	}
+}
+
+func (it *sampleIterator) At() (int64, float64) { return it.t, it.v }
+func (it *sampleIterator) AtHistogram(*histogram.Histogram) (int64, *histogram.Histogram) {
+	return it.t, nil
+}
+func (it *sampleIterator) AtFloatHistogram(*histogram.FloatHistogram) (int64, *histogram.FloatHistogram) {
+	return it.t, nil
+}
+func (it *sampleIterator) AtT() int64  { return it.t }
+func (it *sampleIterator) AtST() int64 { return 0 }
+func (it *sampleIterator) Err() error  { return it.err }
+
+// LabelValues returns the sorted values of name among the tenant's series
+// that match ms and have data in range.
+func (q *querier) LabelValues(_ context.Context, name string, hints *promstorage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	if q.t == nil || name == tenancy.Label {
+		return nil, nil, nil
+	}
+	var vals []string
+	if len(ms) == 0 {
+		q.t.mu.RLock()
+		for v, list := range q.t.postings[name] {
+			for _, s := range list {
+				if s.overlaps(q.mint, q.maxt) {
+					vals = append(vals, v)
+					break
+				}
+			}
+		}
+		q.t.mu.RUnlock()
+	} else {
+		set := map[string]struct{}{}
+		for _, s := range q.matching(ms) {
+			if v := s.lset.Get(name); v != "" {
+				set[v] = struct{}{}
+			}
+		}
+		for v := range set {
+			vals = append(vals, v)
+		}
+	}
+	sort.Strings(vals)
+	vals, _ = hints.ApplyLimit(vals)
+	return vals, nil, nil
+}
+
+// LabelNames returns the sorted label names of the tenant's series that
+// match ms and have data in range.
+func (q *querier) LabelNames(_ context.Context, hints *promstorage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	if q.t == nil {
+		return nil, nil, nil
+	}
+	var names []string
+	if len(ms) == 0 {
+		q.t.mu.RLock()
+	names:
+		for name, vals := range q.t.postings {
+			for _, list := range vals {
+				for _, s := range list {
+					if s.overlaps(q.mint, q.maxt) {
+						names = append(names, name)
+						continue names
+					}
+				}
+			}
+		}
+		q.t.mu.RUnlock()
+	} else {
+		set := map[string]struct{}{}
+		for _, s := range q.matching(ms) {
+			s.lset.Range(func(l labels.Label) { set[l.Name] = struct{}{} })
+		}
+		for n := range set {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	names, _ = hints.ApplyLimit(names)
+	return names, nil, nil
+}
+
+// chunkQuerier serves the same selection as encoded chunks, for remote read.
+type chunkQuerier struct{ *querier }
+
+func (q chunkQuerier) Select(ctx context.Context, _ bool, hints *promstorage.SelectHints, ms ...*labels.Matcher) promstorage.ChunkSeriesSet {
+	list := q.matching(ms)
+	sortByLabels(list)
+	if hints != nil && hints.Limit > 0 && len(list) > hints.Limit {
+		list = list[:hints.Limit]
+	}
+	return &chunkSeriesSet{seriesSet{ctx: ctx, q: q.querier, list: list, i: -1, mint: q.mint, maxt: q.maxt}}
+}
+
+type chunkSeriesSet struct{ seriesSet }
+
+func (s *chunkSeriesSet) At() promstorage.ChunkSeries {
+	return &chunkSeriesEntry{seriesEntry{q: s.q, ser: s.list[s.i], mint: s.mint, maxt: s.maxt}}
+}
+
+type chunkSeriesEntry struct{ seriesEntry }
+
+func (e *chunkSeriesEntry) Iterator(chunks.Iterator) chunks.Iterator {
+	chks, err := e.q.chunksFor(e.ser, e.mint, e.maxt)
+	if err != nil {
+		return errChunksIterator{err}
+	}
+	metas := make([]chunks.Meta, 0, len(chks))
+	for _, c := range chks {
+		x := chunkenc.NewXORChunk()
+		x.Reset(c.data)
+		metas = append(metas, chunks.Meta{MinTime: c.mint, MaxTime: c.maxt, Chunk: x})
+	}
+	return promstorage.NewListChunkSeriesIterator(metas...)
+}
+
+type errChunksIterator struct{ err error }
+
+func (errChunksIterator) At() chunks.Meta { return chunks.Meta{} }
+func (errChunksIterator) Next() bool      { return false }
+func (e errChunksIterator) Err() error    { return e.err }
+
+// Cardinality reports the tenant's series statistics from the index.
+func (v *tenantStore) Cardinality(_ context.Context, limit int) (storage.Cardinality, error) {
+	t, err := v.st.tenantFor(v.id, false)
+	if err != nil || t == nil {
+		return storage.Cardinality{}, err
+	}
+	var c storage.Cardinality
+	byName := map[string]uint64{}
+	var byLabel, byPair, mem []storage.Count
+	c.MinTime, c.MaxTime = math.MaxInt64, math.MinInt64
+	t.mu.RLock()
+	c.NumSeries = uint64(len(t.all))
+	for _, s := range t.all {
+		byName[s.lset.Get(labels.MetricName)]++
+		if s.maxT.Load() != math.MinInt64 {
+			c.MinTime = min(c.MinTime, s.minT.Load())
+			c.MaxTime = max(c.MaxTime, s.maxT.Load())
+		}
+	}
+	for name, vals := range t.postings {
+		byLabel = append(byLabel, storage.Count{Name: name, Value: uint64(len(vals))})
+		var bytes uint64
+		for val, list := range vals {
+			c.NumLabelPairs++
+			byPair = append(byPair, storage.Count{Name: name + "=" + val, Value: uint64(len(list))})
+			bytes += uint64(len(val) * len(list))
+		}
+		mem = append(mem, storage.Count{Name: name, Value: bytes})
+	}
+	t.mu.RUnlock()
+	if c.NumSeries == 0 || c.MaxTime == math.MinInt64 {
+		c.MinTime, c.MaxTime = 0, 0
+	}
+	var names []storage.Count
+	for n, k := range byName {
+		names = append(names, storage.Count{Name: n, Value: k})
+	}
+	c.ByMetricName = topN(names, limit)
+	c.ByLabelName = topN(byLabel, limit)
+	c.ByLabelPair = topN(byPair, limit)
+	c.MemoryByLabel = topN(mem, limit)
+	return c, nil
+}
+
+func topN(list []storage.Count, n int) []storage.Count {
+	sort.Slice(list, func(i, j int) bool {
+		if list[i].Value != list[j].Value {
+			return list[i].Value > list[j].Value
+		}
+		return list[i].Name < list[j].Name
+	})
+	if n > 0 && len(list) > n {
+		list = list[:n]
+	}
+	return list
+}

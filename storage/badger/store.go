@@ -1,0 +1,619 @@
+// Package badger is Luminate's embedded time-series engine on BadgerDB, the
+// zero-dependency default backend.
+//
+// Samples arrive through a tenant-scoped appender, are made durable in a
+// write-ahead log (group-synced) before Commit returns, and are appended to
+// an in-memory Gorilla XOR head chunk per series. Full heads are sealed and
+// written to Badger keyed by tenant, series and time; an in-memory inverted
+// index per tenant answers matchers and label lookups. Checkpoints snapshot
+// open heads so that WAL segments can be deleted; idle heads are sealed and
+// dropped; a retention job deletes old chunks. See docs/architecture.md.
+//
+// It is not a general key-value store for other packages: everything goes
+// through the storage.MetricsStore contract.
+package badger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bdb "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/luminate-io/luminate/storage"
+	"github.com/luminate-io/luminate/tenancy"
+)
+
+// Store is the Badger MetricsStore. It is safe for concurrent use.
+type Store struct {
+	cfg    Config
+	logger *slog.Logger
+	db     *bdb.DB
+	wal    *wal
+
+	tenantsMu  sync.RWMutex
+	tenants    map[tenancy.ID]*tenant
+	byNum      map[uint32]*tenant
+	nextTenant uint32
+
+	nextSeries atomic.Uint64
+	diskSeq    atomic.Uint64
+
+	// applyMu is read-held by a commit from its WAL write until its samples
+	// are in memory, and write-held by a checkpoint while it rotates the WAL,
+	// so a rotated segment never holds a record not yet applied.
+	applyMu sync.RWMutex
+	// walPinned is set when a Badger write failed: WAL segments are then
+	// kept until a restart replays them.
+	walPinned atomic.Bool
+
+	checkpointMu sync.Mutex
+	closed       atomic.Bool
+	cancel       context.CancelFunc
+	done         chan struct{}
+
+	m *metrics
+}
+
+type metrics struct {
+	appended   prometheus.Counter
+	oooMerges  prometheus.Counter
+	sealed     prometheus.Counter
+	commitDur  prometheus.Histogram
+	checkpoint prometheus.Histogram
+	series     *prometheus.GaugeVec
+	active     *prometheus.GaugeVec
+	retention  prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		appended:   prometheus.NewCounter(prometheus.CounterOpts{Name: "luminate_badger_samples_appended_total", Help: "Samples committed to the Badger store."}),
+		oooMerges:  prometheus.NewCounter(prometheus.CounterOpts{Name: "luminate_badger_ooo_merges_total", Help: "Merges of out-of-order samples into sealed chunks."}),
+		sealed:     prometheus.NewCounter(prometheus.CounterOpts{Name: "luminate_badger_chunks_sealed_total", Help: "Head chunks sealed."}),
+		commitDur:  prometheus.NewHistogram(prometheus.HistogramOpts{Name: "luminate_badger_commit_duration_seconds", Help: "Duration of appender commits.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8)}),
+		checkpoint: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "luminate_badger_checkpoint_duration_seconds", Help: "Duration of head checkpoints.", Buckets: prometheus.ExponentialBuckets(0.01, 4, 8)}),
+		series:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "luminate_badger_series", Help: "Series in the index, by tenant."}, []string{"tenant"}),
+		active:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "luminate_active_series", Help: "Series with samples within the idle timeout, by tenant."}, []string{"tenant"}),
+		retention:  prometheus.NewCounter(prometheus.CounterOpts{Name: "luminate_badger_retention_deleted_chunks_total", Help: "Chunks deleted by retention."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.appended, m.oooMerges, m.sealed, m.commitDur, m.checkpoint, m.series, m.active, m.retention)
+	}
+	return m
+}
+
+// ErrLocked is returned when another process holds the data directory.
+var ErrLocked = errors.New("data directory is in use by another luminate process")
+
+// New opens (or creates) the store at cfg.Path, replays its write-ahead log
+// and starts the background jobs. Close releases it.
+func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	dir := filepath.Join(cfg.Path, "badger")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	opts := bdb.DefaultOptions(dir).
+		WithLogger(badgerLogger{logger}).
+		WithSyncWrites(false). // durability comes from our WAL
+		WithCompression(options.ZSTD).
+		WithZSTDCompressionLevel(3).
+		WithBlockCacheSize(cfg.CacheSize).
+		WithValueThreshold(1 << 20). // keep chunks in the LSM tree, compressed
+		WithNumMemtables(3).
+		WithMemTableSize(64 << 20).
+		WithNumVersionsToKeep(1).
+		WithDetectConflicts(false)
+	db, err := bdb.Open(opts)
+	if err != nil {
+		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
+			return nil, fmt.Errorf("open %s: %w", cfg.Path, ErrLocked)
+		}
+		return nil, fmt.Errorf("open badger at %s: %w", dir, err)
+	}
+	s := &Store{
+		cfg:     cfg,
+		logger:  logger,
+		db:      db,
+		tenants: map[tenancy.ID]*tenant{},
+		byNum:   map[uint32]*tenant{},
+		done:    make(chan struct{}),
+		m:       newMetrics(reg),
+	}
+	w, segs, err := openWAL(filepath.Join(cfg.Path, "wal"), cfg.WALSegmentSize)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	s.wal = w
+	start := time.Now()
+	if err := s.recover(segs); err != nil {
+		_ = w.close()
+		_ = db.Close()
+		return nil, fmt.Errorf("recover %s: %w", cfg.Path, err)
+	}
+	logger.Info("badger store open", "path", cfg.Path, "tenants", len(s.tenants), "wal_segments_replayed", len(segs), "duration", time.Since(start))
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	go s.background(ctx)
+	return s, nil
+}
+
+// ForTenant returns the view of the store scoped to id.
+func (s *Store) ForTenant(id tenancy.ID) storage.TenantStore {
+	return &tenantStore{st: s, id: id}
+}
+
+// Ready reports whether the store accepts reads and writes.
+func (s *Store) Ready(context.Context) error {
+	if s.closed.Load() {
+		return fmt.Errorf("%w: store closed", storage.ErrUnavailable)
+	}
+	if s.db.IsClosed() {
+		return fmt.Errorf("%w: badger closed", storage.ErrUnavailable)
+	}
+	return nil
+}
+
+// Close snapshots the heads, truncates the WAL and closes Badger.
+func (s *Store) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	s.cancel()
+	<-s.done
+	err := s.checkpoint()
+	if werr := s.wal.close(); err == nil {
+		err = werr
+	}
+	if derr := s.db.Close(); err == nil {
+		err = derr
+	}
+	return err
+}
+
+// tenantFor returns the tenant's index, creating (and durably numbering) it
+// when create is set; nil when it does not exist and create is unset.
+func (s *Store) tenantFor(id tenancy.ID, create bool) (*tenant, error) {
+	s.tenantsMu.RLock()
+	t := s.tenants[id]
+	s.tenantsMu.RUnlock()
+	if t != nil || !create {
+		return t, nil
+	}
+	if _, err := tenancy.ParseID(string(id)); err != nil {
+		return nil, err
+	}
+	s.tenantsMu.Lock()
+	defer s.tenantsMu.Unlock()
+	if t := s.tenants[id]; t != nil {
+		return t, nil
+	}
+	num := s.nextTenant + 1
+	val := []byte{byte(num >> 24), byte(num >> 16), byte(num >> 8), byte(num)}
+	if err := s.db.Update(func(txn *bdb.Txn) error { return txn.Set(tenantKey(string(id)), val) }); err != nil {
+		return nil, fmt.Errorf("%w: create tenant: %w", storage.ErrUnavailable, err)
+	}
+	if err := s.db.Sync(); err != nil {
+		return nil, fmt.Errorf("%w: sync tenant: %w", storage.ErrUnavailable, err)
+	}
+	s.nextTenant = num
+	t = newTenant(id, num)
+	s.tenants[id] = t
+	s.byNum[num] = t
+	return t, nil
+}
+
+func (s *Store) allTenants() []*tenant {
+	s.tenantsMu.RLock()
+	defer s.tenantsMu.RUnlock()
+	out := make([]*tenant, 0, len(s.tenants))
+	for _, t := range s.tenants {
+		out = append(out, t)
+	}
+	return out
+}
+
+// loadDiskMaxT reads the newest sealed chunk's end time of a series that
+// has not been appended to since start. Callers hold ser.mu.
+func (s *Store) loadDiskMaxTLocked(t *tenant, ser *series) error {
+	if ser.diskKnown {
+		return nil
+	}
+	err := s.db.View(func(txn *bdb.Txn) error {
+		prefix := seriesKey(kindChunk, t.num, ser.id)
+		opts := bdb.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Reverse = true
+		opts.Prefix = prefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		it.Seek(append(slices.Clone(prefix), 0xff))
+		if it.Valid() {
+			if _, _, maxt, ok := parseChunkKey(it.Item().Key()); ok {
+				ser.diskMaxT = max(ser.diskMaxT, maxt)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w: read series end: %w", storage.ErrUnavailable, err)
+	}
+	ser.diskKnown = true
+	return nil
+}
+
+// flushSealed writes the unflushed chunks of the given series (and their
+// new 'S' records) to Badger in one batch.
+func (s *Store) flushSealed(t *tenant, list []*series, newSeries []*series) error {
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	var errs []error
+	for _, ser := range newSeries {
+		if err := wb.Set(seriesKey(kindSeries, t.num, ser.id), appendLabels(nil, ser.lset)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	type taken struct {
+		ser *series
+		n   int
+	}
+	var took []taken
+	for _, ser := range list {
+		ser.mu.Lock()
+		if ser.inflight == 0 && len(ser.unflushed) > 0 {
+			for _, c := range ser.unflushed {
+				if err := wb.Set(chunkKey(t.num, ser.id, c.mint, c.maxt), chunkValue(c.data)); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			if ser.snapshot && ser.head == nil {
+				if err := wb.Delete(seriesKey(kindHead, t.num, ser.id)); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			ser.inflight++
+			took = append(took, taken{ser, len(ser.unflushed)})
+		}
+		ser.mu.Unlock()
+	}
+	if len(errs) == 0 {
+		if err := wb.Flush(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	err := errors.Join(errs...)
+	seq := s.diskSeq.Add(1)
+	for _, tk := range took {
+		tk.ser.mu.Lock()
+		if err == nil {
+			tk.ser.unflushed = slices.Delete(tk.ser.unflushed, 0, tk.n)
+			if tk.ser.head == nil {
+				tk.ser.snapshot = false
+			}
+			tk.ser.diskSeq = seq
+		}
+		tk.ser.inflight--
+		tk.ser.mu.Unlock()
+	}
+	if err != nil {
+		s.walPinned.Store(true)
+		return fmt.Errorf("%w: write chunks: %w", storage.ErrUnavailable, err)
+	}
+	return nil
+}
+
+func chunkValue(data []byte) []byte {
+	v := make([]byte, 0, len(data)+1)
+	v = append(v, byte(1)) // chunkenc.EncXOR
+	return append(v, data...)
+}
+
+// mergeOOOLocked merges samples older than the newest sealed chunk into the
+// sealed chunks they overlap and rewrites those chunks. samples are sorted
+// and duplicate-free; at equal timestamps they replace stored values (last
+// write wins). Callers hold ser.mu.
+func (s *Store) mergeOOOLocked(t *tenant, ser *series, samples []sample) error {
+	for ser.inflight > 0 { // a batch is writing our unflushed chunks
+		ser.mu.Unlock()
+		time.Sleep(time.Millisecond)
+		ser.mu.Lock()
+	}
+	lo, hi := samples[0].t, samples[len(samples)-1].t
+	var old []sample
+	var err error
+	var oldKeys [][]byte
+	keep := ser.unflushed[:0]
+	for _, c := range ser.unflushed {
+		if c.maxt >= lo && c.mint <= hi {
+			if old, err = decodeChunk(old, c.data); err != nil {
+				return fmt.Errorf("decode chunk: %w", err)
+			}
+		} else {
+			keep = append(keep, c)
+		}
+	}
+	ser.unflushed = keep
+	err = s.db.View(func(txn *bdb.Txn) error {
+		prefix := seriesKey(kindChunk, t.num, ser.id)
+		opts := bdb.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = prefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(chunkKey(t.num, ser.id, math.MinInt64, lo)[:21]); it.Valid(); it.Next() {
+			_, mint, _, ok := parseChunkKey(it.Item().Key())
+			if !ok || mint > hi {
+				break // chunks do not overlap: later ones start later still
+			}
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			if len(v) < 1 {
+				continue
+			}
+			if old, err = decodeChunk(old, v[1:]); err != nil {
+				return err
+			}
+			oldKeys = append(oldKeys, it.Item().KeyCopy(nil))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w: read chunks for merge: %w", storage.ErrUnavailable, err)
+	}
+	slices.SortStableFunc(old, func(a, b sample) int { return cmpInt64(a.t, b.t) })
+	merged := mergeSamples(old, samples)
+	chunks := encodeChunks(merged, s.cfg.ChunkSamples)
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	var errs []error
+	for _, k := range oldKeys {
+		errs = append(errs, wb.Delete(k))
+	}
+	for _, c := range chunks {
+		errs = append(errs, wb.Set(chunkKey(t.num, ser.id, c.mint, c.maxt), chunkValue(c.data)))
+		ser.diskMaxT = max(ser.diskMaxT, c.maxt)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: merge chunks: %w", storage.ErrUnavailable, err)
+	}
+	if err := wb.Flush(); err != nil {
+		s.walPinned.Store(true)
+		return fmt.Errorf("%w: merge chunks: %w", storage.ErrUnavailable, err)
+	}
+	ser.diskSeq = s.diskSeq.Add(1)
+	s.m.oooMerges.Inc()
+	for _, smp := range samples {
+		ser.extendRange(smp.t)
+	}
+	return nil
+}
+
+func cmpInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// background runs the periodic jobs until ctx is cancelled.
+func (s *Store) background(ctx context.Context) {
+	defer close(s.done)
+	idle := time.NewTicker(min(s.cfg.IdleTimeout/4+time.Second, time.Minute))
+	defer idle.Stop()
+	ckpt := time.NewTicker(s.cfg.CheckpointInterval)
+	defer ckpt.Stop()
+	ret := time.NewTicker(time.Hour)
+	defer ret.Stop()
+	s.applyRetention()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-idle.C:
+			s.sealIdle(time.Now())
+		case <-ckpt.C:
+			if err := s.checkpoint(); err != nil {
+				s.logger.Error("checkpoint", "err", err)
+			}
+		case <-ret.C:
+			s.applyRetention()
+		}
+	}
+}
+
+// sealIdle seals and drops the heads of series idle longer than the idle
+// timeout, bounding memory to the active series.
+func (s *Store) sealIdle(now time.Time) {
+	cutoff := now.Add(-s.cfg.IdleTimeout).UnixNano()
+	for _, t := range s.allTenants() {
+		t.mu.RLock()
+		all := slices.Clone(t.all)
+		t.mu.RUnlock()
+		var list []*series
+		for _, ser := range all {
+			ser.mu.Lock()
+			if ser.active && ser.lastAppend < cutoff {
+				ser.sealLocked()
+				ser.active = false
+				t.active.Add(-1)
+				list = append(list, ser)
+			}
+			ser.mu.Unlock()
+		}
+		if len(list) > 0 {
+			if err := s.flushSealed(t, list, nil); err != nil {
+				s.logger.Error("seal idle heads", "tenant", t.id, "err", err)
+			}
+		}
+		s.m.active.WithLabelValues(string(t.id)).Set(float64(t.active.Load()))
+	}
+}
+
+// checkpoint makes everything in the current WAL segment durable in Badger
+// (flushing sealed chunks and snapshotting open heads) and deletes the
+// segments it covered.
+func (s *Store) checkpoint() error {
+	s.checkpointMu.Lock()
+	defer s.checkpointMu.Unlock()
+	start := time.Now()
+	s.applyMu.Lock()
+	closedSeg, err := s.wal.rotate()
+	s.applyMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("rotate wal: %w", err)
+	}
+	var errs []error
+	for _, t := range s.allTenants() {
+		t.mu.RLock()
+		all := slices.Clone(t.all)
+		t.mu.RUnlock()
+		if err := s.flushSealed(t, all, nil); err != nil {
+			errs = append(errs, err)
+		}
+		wb := s.db.NewWriteBatch()
+		for _, ser := range all {
+			ser.mu.Lock()
+			if ser.head != nil && ser.head.numSamples() > 0 {
+				if err := wb.Set(seriesKey(kindHead, t.num, ser.id), chunkValue(ser.head.bytesCopy())); err != nil {
+					errs = append(errs, err)
+				}
+				ser.snapshot = true
+			}
+			ser.mu.Unlock()
+		}
+		if err := wb.Flush(); err != nil {
+			errs = append(errs, err)
+		}
+		wb.Cancel()
+		s.m.series.WithLabelValues(string(t.id)).Set(float64(len(all)))
+	}
+	if err := s.db.Sync(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		s.walPinned.Store(true)
+		return fmt.Errorf("%w: checkpoint: %w", storage.ErrUnavailable, err)
+	}
+	if !s.walPinned.Load() {
+		if err := s.wal.removeUpTo(closedSeg); err != nil {
+			return fmt.Errorf("truncate wal: %w", err)
+		}
+	}
+	s.m.checkpoint.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// applyRetention deletes chunks that ended before the retention cutoff and
+// series left without data.
+func (s *Store) applyRetention() {
+	if s.cfg.Retention <= 0 {
+		return
+	}
+	cutoff := time.Now().Add(-s.cfg.Retention).UnixMilli()
+	if err := s.deleteBefore(cutoff); err != nil {
+		s.logger.Error("retention", "err", err)
+	}
+}
+
+// deleteBefore removes every chunk whose last sample is older than cutoff
+// (milliseconds), and every series with no data left.
+func (s *Store) deleteBefore(cutoff int64) error {
+	var deleted float64
+	for _, t := range s.allTenants() {
+		wb := s.db.NewWriteBatch()
+		err := s.db.View(func(txn *bdb.Txn) error {
+			opts := bdb.DefaultIteratorOptions
+			opts.PrefetchValues = false
+			opts.Prefix = tenantPrefix(kindChunk, t.num)
+			it := txn.NewIterator(opts)
+			defer it.Close()
+			for it.Rewind(); it.Valid(); it.Next() {
+				_, _, maxt, ok := parseChunkKey(it.Item().Key())
+				if ok && maxt < cutoff {
+					if err := wb.Delete(it.Item().KeyCopy(nil)); err != nil {
+						return err
+					}
+					deleted++
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			err = wb.Flush()
+		}
+		wb.Cancel()
+		if err != nil {
+			return fmt.Errorf("delete old chunks of tenant %s: %w", t.id, err)
+		}
+		// Series whose newest sample is older than the cutoff are gone.
+		t.mu.Lock()
+		dead := map[*series]bool{}
+		for _, ser := range t.all {
+			if ser.maxT.Load() < cutoff && ser.maxT.Load() != math.MinInt64 {
+				ser.mu.Lock()
+				if ser.head == nil && len(ser.unflushed) == 0 {
+					dead[ser] = true
+				}
+				ser.mu.Unlock()
+			} else if ser.minT.Load() < cutoff {
+				ser.minT.Store(cutoff)
+			}
+		}
+		if len(dead) > 0 {
+			t.removeLocked(dead)
+		}
+		t.mu.Unlock()
+		if len(dead) > 0 {
+			wb := s.db.NewWriteBatch()
+			for ser := range dead {
+				_ = wb.Delete(seriesKey(kindSeries, t.num, ser.id))
+				_ = wb.Delete(seriesKey(kindHead, t.num, ser.id))
+			}
+			err := wb.Flush()
+			wb.Cancel()
+			if err != nil {
+				return fmt.Errorf("delete expired series of tenant %s: %w", t.id, err)
+			}
+		}
+	}
+	s.m.retention.Add(deleted)
+	return nil
+}
+
+// badgerLogger routes Badger's logs to slog, demoting its chatty info.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any) {
+	b.l.Error(strings.TrimSpace(fmt.Sprintf(f, a...)), "component", "badger")
+}
+func (b badgerLogger) Warningf(f string, a ...any) {
+	b.l.Warn(strings.TrimSpace(fmt.Sprintf(f, a...)), "component", "badger")
+}
+func (b badgerLogger) Infof(f string, a ...any) {
+	b.l.Debug(strings.TrimSpace(fmt.Sprintf(f, a...)), "component", "badger")
+}
+func (b badgerLogger) Debugf(string, ...any) {}

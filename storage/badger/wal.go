@@ -1,0 +1,261 @@
+package badger
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+)
+
+// The write-ahead log makes a commit durable before it is acknowledged.
+// Records are framed as length(4) crc32c(4) payload and appended to numbered
+// segment files. Commits are group-synced: while one goroutine runs fsync,
+// others queue behind it, and the next fsync covers all of them, so the
+// number of fsyncs does not grow with the number of concurrent writers.
+//
+// A segment is deleted once a checkpoint has made everything in it durable
+// in Badger (see Store.checkpoint).
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+const walHeaderSize = 8
+
+type wal struct {
+	dir         string
+	segmentSize int64
+
+	syncMu sync.Mutex // held while syncing or rotating; taken before mu
+	mu     sync.Mutex // guards the fields below
+	f      *os.File
+	seg    int
+	size   int64
+	broken bool // the tail of f may hold a torn record: rotate before writing
+
+	written uint64 // records written so far
+	synced  atomic.Uint64
+
+	frame []byte // reused under mu
+}
+
+func segmentName(dir string, n int) string {
+	return filepath.Join(dir, fmt.Sprintf("%08d", n))
+}
+
+// listSegments returns the segment numbers in dir, ascending.
+func listSegments(dir string) ([]int, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read wal dir: %w", err)
+	}
+	var segs []int
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil || e.IsDir() {
+			continue
+		}
+		segs = append(segs, n)
+	}
+	sort.Ints(segs)
+	return segs, nil
+}
+
+// openWAL opens the log in dir and starts a new segment after the existing
+// ones, which it returns for replay.
+func openWAL(dir string, segmentSize int64) (*wal, []int, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, nil, fmt.Errorf("create wal dir: %w", err)
+	}
+	segs, err := listSegments(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	next := 1
+	if len(segs) > 0 {
+		next = segs[len(segs)-1] + 1
+	}
+	w := &wal{dir: dir, segmentSize: segmentSize}
+	if err := w.openSegment(next); err != nil {
+		return nil, nil, err
+	}
+	return w, segs, nil
+}
+
+func (w *wal) openSegment(n int) error {
+	f, err := os.OpenFile(segmentName(w.dir, n), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
+		return fmt.Errorf("create wal segment: %w", err)
+	}
+	if err := syncDir(w.dir); err != nil {
+		_ = f.Close()
+		return err
+	}
+	w.f, w.seg, w.size, w.broken = f, n, 0, false
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open dir for sync: %w", err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sync dir: %w", err)
+	}
+	return nil
+}
+
+// log appends rec and returns once it is on stable storage.
+func (w *wal) log(rec []byte) error {
+	w.mu.Lock()
+	if w.broken || w.size >= w.segmentSize {
+		w.mu.Unlock()
+		if _, err := w.rotate(); err != nil {
+			return err
+		}
+		w.mu.Lock()
+	}
+	w.frame = w.frame[:0]
+	w.frame = binary.LittleEndian.AppendUint32(w.frame, uint32(len(rec)))
+	w.frame = binary.LittleEndian.AppendUint32(w.frame, crc32.Checksum(rec, castagnoli))
+	w.frame = append(w.frame, rec...)
+	n, err := w.f.Write(w.frame)
+	if err != nil {
+		// Cut the torn record off so later records stay readable.
+		if terr := w.f.Truncate(w.size); terr != nil {
+			w.broken = true
+		} else if _, serr := w.f.Seek(w.size, io.SeekStart); serr != nil {
+			w.broken = true
+		}
+		w.mu.Unlock()
+		return fmt.Errorf("write wal: %w", err)
+	}
+	w.size += int64(n)
+	w.written++
+	mine := w.written
+	w.mu.Unlock()
+	return w.syncUpTo(mine)
+}
+
+func (w *wal) syncUpTo(rec uint64) error {
+	if w.synced.Load() >= rec {
+		return nil
+	}
+	w.syncMu.Lock()
+	defer w.syncMu.Unlock()
+	if w.synced.Load() >= rec {
+		return nil
+	}
+	w.mu.Lock()
+	target, f := w.written, w.f
+	w.mu.Unlock()
+	if err := f.Sync(); err != nil {
+		w.mu.Lock()
+		w.broken = true
+		w.mu.Unlock()
+		return fmt.Errorf("sync wal: %w", err)
+	}
+	w.synced.Store(target)
+	return nil
+}
+
+// rotate syncs and closes the current segment and starts the next one. It
+// returns the number of the segment it closed.
+func (w *wal) rotate() (int, error) {
+	w.syncMu.Lock()
+	defer w.syncMu.Unlock()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	closed := w.seg
+	if err := w.f.Sync(); err != nil && !w.broken {
+		return 0, fmt.Errorf("sync wal: %w", err)
+	}
+	if err := w.f.Close(); err != nil && !w.broken {
+		return 0, fmt.Errorf("close wal segment: %w", err)
+	}
+	if err := w.openSegment(closed + 1); err != nil {
+		w.broken = true
+		return 0, err
+	}
+	w.synced.Store(w.written)
+	return closed, nil
+}
+
+// removeUpTo deletes every segment numbered at most n.
+func (w *wal) removeUpTo(n int) error {
+	segs, err := listSegments(w.dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, s := range segs {
+		if s <= n {
+			if err := os.Remove(segmentName(w.dir, s)); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (w *wal) close() error {
+	w.syncMu.Lock()
+	defer w.syncMu.Unlock()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	err := w.f.Sync()
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// replaySegment calls fn for every intact record of segment n, in order. A
+// torn or corrupt record ends the segment: it was never acknowledged.
+func replaySegment(dir string, n int, fn func(rec []byte) error) (torn bool, err error) {
+	f, err := os.Open(segmentName(dir, n))
+	if err != nil {
+		return false, fmt.Errorf("open wal segment: %w", err)
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 1<<20)
+	var hdr [walHeaderSize]byte
+	var buf []byte
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			if errors.Is(err, io.EOF) {
+				return false, nil
+			}
+			return true, nil
+		}
+		size := binary.LittleEndian.Uint32(hdr[0:4])
+		sum := binary.LittleEndian.Uint32(hdr[4:8])
+		if size > 1<<30 {
+			return true, nil
+		}
+		if cap(buf) < int(size) {
+			buf = make([]byte, size)
+		}
+		buf = buf[:size]
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return true, nil
+		}
+		if crc32.Checksum(buf, castagnoli) != sum {
+			return true, nil
+		}
+		if err := fn(buf); err != nil {
+			return false, err
+		}
+	}
+}
