@@ -1,0 +1,163 @@
+// Package api is Luminate's HTTP front door. It routes requests to the
+// handlers other packages build (the remote-write receiver, native write,
+// and later the PromQL API and remote read) and owns what every request
+// shares: request IDs, request-scoped loggers, the access log, HTTP metrics,
+// panic recovery, authentication, the health endpoints, /metrics, and the
+// native JSON envelope for errors (WriteError) and results (WriteJSON).
+//
+// It is not where protocols are decoded or data is stored: handlers are
+// plain http.Handlers mounted by cmd/luminate through Options.Routes, and
+// errors become status codes in api/apierror, not here.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/luminate-io/luminate/api/apierror"
+	"github.com/luminate-io/luminate/tenancy"
+)
+
+// Authenticator verifies the credentials of a request. *tenancy.Verifier
+// implements it. Implementations must be safe for concurrent use.
+type Authenticator interface {
+	// Authenticate returns the verified principal of r, or an error saying
+	// why r is not authenticated. The error must not contain the token.
+	Authenticate(r *http.Request) (tenancy.Principal, error)
+}
+
+// ReadyChecker reports whether the storage behind the data routes can
+// serve. storage.MetricsStore implements it.
+type ReadyChecker interface {
+	Ready(ctx context.Context) error
+}
+
+// Route mounts a handler on the router.
+type Route struct {
+	// Path is a gorilla/mux path template, e.g. "/api/v1/write" or
+	// "/api/v1/label/{name}/values".
+	Path string
+	// Prefix mounts Handler on every path that starts with Path (for a
+	// whole API mounted under, say, "/prometheus/api/v1/"). The handler
+	// sees the full path; wrap it in http.StripPrefix if it needs less.
+	Prefix bool
+	// Methods the route accepts; empty accepts every method.
+	Methods []string
+	// Name labels the route in metrics and the access log; it defaults to
+	// Path. Keep it bounded: never derive it from request data.
+	Name string
+	// Public routes skip authentication. Every other route requires a
+	// verified tenancy.Principal, which the handler reads with
+	// tenancy.FromContext.
+	Public bool
+	// Scope, when set on a non-public route, is required of the principal
+	// (403 otherwise). Admin implies every scope.
+	Scope tenancy.Scope
+	// Handler serves the route.
+	Handler http.Handler
+}
+
+// Options are the parts the router is assembled from.
+type Options struct {
+	// Auth authenticates every non-public route. Required.
+	Auth Authenticator
+	// Storage answers /-/ready. Required.
+	Storage ReadyChecker
+	// Gatherer is exposed at /metrics: Luminate's own registry, never the
+	// default one. Required.
+	Gatherer prometheus.Gatherer
+	// Routes are the data routes, mounted in order after the built-in
+	// ones (/-/healthy, /-/ready, /healthz, /readyz, /metrics).
+	Routes []Route
+	// ReadyTimeout bounds one readiness check; 0 means 5s.
+	ReadyTimeout time.Duration
+}
+
+// Route names of the built-in routes, as they appear in metrics.
+const (
+	routeNotFound         = "notfound"
+	routeMethodNotAllowed = "method_not_allowed"
+)
+
+// NewRouter returns the handler serving every Luminate HTTP endpoint. It
+// registers the HTTP metrics on reg and logs through logger.
+func NewRouter(opts Options, logger *slog.Logger, reg prometheus.Registerer) (http.Handler, error) {
+	switch {
+	case opts.Auth == nil:
+		return nil, errors.New("api: Options.Auth is required")
+	case opts.Storage == nil:
+		return nil, errors.New("api: Options.Storage is required")
+	case opts.Gatherer == nil:
+		return nil, errors.New("api: Options.Gatherer is required")
+	}
+	if opts.ReadyTimeout <= 0 {
+		opts.ReadyTimeout = 5 * time.Second
+	}
+	m, err := newHTTPMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+
+	ready := readyHandler(opts.Storage, opts.ReadyTimeout)
+	builtin := []Route{
+		{Path: "/-/healthy", Methods: []string{http.MethodGet, http.MethodHead}, Public: true, Handler: http.HandlerFunc(healthyHandler)},
+		{Path: "/healthz", Methods: []string{http.MethodGet, http.MethodHead}, Public: true, Handler: http.HandlerFunc(healthyHandler)},
+		{Path: "/-/ready", Methods: []string{http.MethodGet, http.MethodHead}, Public: true, Handler: ready},
+		{Path: "/readyz", Methods: []string{http.MethodGet, http.MethodHead}, Public: true, Handler: ready},
+		{Path: "/metrics", Methods: []string{http.MethodGet}, Public: true, Handler: promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
+			ErrorHandling:     promhttp.ContinueOnError,
+			Registry:          reg,
+			EnableOpenMetrics: true,
+		})},
+	}
+
+	r := mux.NewRouter()
+	seen := map[string]bool{}
+	for _, rt := range append(builtin, opts.Routes...) {
+		if rt.Path == "" || rt.Handler == nil {
+			return nil, fmt.Errorf("api: route %q needs a path and a handler", rt.Path)
+		}
+		key := fmt.Sprint(rt.Prefix, rt.Path, rt.Methods)
+		if seen[key] {
+			return nil, fmt.Errorf("api: route %s %v mounted twice", rt.Path, rt.Methods)
+		}
+		seen[key] = true
+		name := rt.Name
+		if name == "" {
+			name = rt.Path
+		}
+		h := rt.Handler
+		if !rt.Public {
+			h = authenticate(opts.Auth, rt.Scope, h)
+		}
+		h = m.instrument(name, recoverPanics(h))
+		var route *mux.Route
+		if rt.Prefix {
+			route = r.PathPrefix(rt.Path).Handler(h)
+		} else {
+			route = r.Handle(rt.Path, h)
+		}
+		if len(rt.Methods) > 0 {
+			route.Methods(rt.Methods...)
+		}
+	}
+	r.NotFoundHandler = m.instrument(routeNotFound, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		WriteError(w, req, apierror.New(apierror.NotFound, "no endpoint %s %s", req.Method, req.URL.Path))
+	}))
+	r.MethodNotAllowedHandler = m.instrument(routeMethodNotAllowed, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		writeEnvelope(w, req, http.StatusMethodNotAllowed, errorBody{
+			Code:    apierror.InvalidArgument.Code(),
+			Message: fmt.Sprintf("method %s not allowed on %s", req.Method, req.URL.Path),
+		})
+	}))
+	return withRequestID(logger, r), nil
+}

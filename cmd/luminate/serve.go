@@ -1,0 +1,287 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/common/version"
+
+	"github.com/luminate-io/luminate/api"
+	"github.com/luminate-io/luminate/storage"
+	"github.com/luminate-io/luminate/storage/badger"
+	"github.com/luminate-io/luminate/tenancy"
+)
+
+// serveConfig is everything `luminate serve` is configured with.
+type serveConfig struct {
+	configFile      string
+	listenAddress   string
+	shutdownTimeout time.Duration
+	backend         string
+	retention       model.Duration
+	logLevel        string
+	logFormat       string
+	createDevSecret bool
+
+	badger badger.Config
+	auth   tenancy.AuthConfig
+}
+
+// Backends --storage.backend accepts.
+const (
+	backendBadger     = "badger"
+	backendClickHouse = "clickhouse"
+)
+
+func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
+	c.retention = model.Duration(90 * 24 * time.Hour)
+	fs.StringVar(&c.configFile, configFileFlag, "",
+		"YAML file setting any of these flags by name, nested (storage: {badger: {path: /x}}) or dotted (storage.badger.path: /x). Flags given on the command line win.")
+	fs.StringVar(&c.listenAddress, "http.listen-address", ":9201", "Address to serve HTTP on.")
+	fs.DurationVar(&c.shutdownTimeout, "http.shutdown-timeout", 30*time.Second,
+		"On SIGINT or SIGTERM, how long in-flight requests may take to finish before their connections are closed.")
+	fs.StringVar(&c.backend, "storage.backend", backendBadger, "Storage backend: badger (embedded, single node) or clickhouse.")
+	fs.Var(&c.retention, "storage.retention", "How long samples are kept, as a `duration` such as 90d, 2w or 1y; 0 keeps them forever.")
+	fs.StringVar(&c.logLevel, "log.level", "info", "Log level: debug, info, warn or error.")
+	fs.StringVar(&c.logFormat, "log.format", "logfmt", "Log format: logfmt or json.")
+	fs.BoolVar(&c.createDevSecret, "auth.jwt.create-dev-secret", false,
+		"DEVELOPMENT ONLY: if the --auth.jwt.hmac-secret-file does not exist, create it with a random secret (make run does this).")
+	c.badger.RegisterFlags(fs)
+	c.auth.RegisterFlags(fs)
+}
+
+// newServeFlags returns serve's flag set, bound to c.
+func newServeFlags(c *serveConfig, output io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("luminate serve", flag.ContinueOnError)
+	fs.SetOutput(output)
+	c.registerFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: luminate serve [flags]\n\nStarts the Luminate server. Flags (docs/configuration.md has them all):\n\n")
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseServeConfig parses args (and the config file they name) into a
+// validated serveConfig.
+func parseServeConfig(args []string, output io.Writer) (*serveConfig, error) {
+	c := &serveConfig{}
+	fs := newServeFlags(c, output)
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	if c.configFile != "" {
+		if err := applyConfigFile(fs, c.configFile); err != nil {
+			return nil, usageError{err}
+		}
+	}
+	c.badger.Retention = time.Duration(c.retention)
+	if err := c.validate(); err != nil {
+		return nil, usageError{err}
+	}
+	return c, nil
+}
+
+func (c *serveConfig) validate() error {
+	var errs []error
+	switch c.backend {
+	case backendBadger:
+		errs = append(errs, c.badger.Validate())
+	case backendClickHouse:
+	default:
+		errs = append(errs, fmt.Errorf("--storage.backend=%q: want %s or %s", c.backend, backendBadger, backendClickHouse))
+	}
+	if c.listenAddress == "" {
+		errs = append(errs, errors.New("--http.listen-address must be set"))
+	}
+	if c.shutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--http.shutdown-timeout=%s: must be positive", c.shutdownTimeout))
+	}
+	if _, err := parseLogLevel(c.logLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if c.logFormat != "logfmt" && c.logFormat != "json" {
+		errs = append(errs, fmt.Errorf("--log.format=%q: want logfmt or json", c.logFormat))
+	}
+	if c.createDevSecret && c.auth.HMACSecretFile == "" {
+		errs = append(errs, errors.New("--auth.jwt.create-dev-secret needs --auth.jwt.hmac-secret-file to name the file to create"))
+	}
+	errs = append(errs, c.auth.Validate())
+	return errors.Join(errs...)
+}
+
+func parseLogLevel(s string) (slog.Level, error) {
+	switch s {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("--log.level=%q: want debug, info, warn or error", s)
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	l, err := parseLogLevel(level)
+	if err != nil {
+		return nil, err
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "logfmt":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log.format=%q: want logfmt or json", format)
+}
+
+// newRegistry returns Luminate's own metrics registry with the Go runtime,
+// process and build-info collectors. The default registry is never used.
+func newRegistry() (*prometheus.Registry, error) {
+	reg := prometheus.NewRegistry()
+	for _, c := range []prometheus.Collector{
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector("luminate"),
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register runtime metrics: %w", err)
+		}
+	}
+	return reg, nil
+}
+
+// runServe runs the server until ctx is done or SIGINT/SIGTERM arrives,
+// then shuts down gracefully: stop accepting, let in-flight requests finish
+// (bounded by --http.shutdown-timeout), stop the background jobs, and flush
+// and close the store.
+func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) {
+	cfg, err := parseServeConfig(args, stderr)
+	if err != nil {
+		return err
+	}
+	logger, err := newLogger(stderr, cfg.logLevel, cfg.logFormat)
+	if err != nil {
+		return err
+	}
+	logger.Info("starting luminate", "version", version.Version, "revision", version.GetRevision(), "go", version.GoVersion)
+
+	if cfg.createDevSecret {
+		created, err := tenancy.EnsureDevSecret(cfg.auth.HMACSecretFile)
+		if err != nil {
+			return fmt.Errorf("create development secret: %w", err)
+		}
+		if created {
+			logger.Warn("created a development HMAC secret; do not use it in production", "file", cfg.auth.HMACSecretFile)
+		}
+		logger.Info("mint a development token with: " + tokenCommand(os.Args[0], cfg.auth.HMACSecretFile))
+	}
+
+	reg, err := newRegistry()
+	if err != nil {
+		return err
+	}
+	verifier, err := tenancy.NewVerifier(cfg.auth, logger, reg)
+	if err != nil {
+		return err
+	}
+	store, err := openStore(cfg, logger, reg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		logger.Info("closing storage")
+		if cerr := store.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close storage: %w", cerr))
+		}
+	}()
+
+	router, err := api.NewRouter(api.Options{
+		Auth:     verifier,
+		Storage:  store,
+		Gatherer: reg,
+		Routes:   dataRoutes(),
+	}, logger, reg)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.listenAddress)
+	if err != nil {
+		return fmt.Errorf("listen on --http.listen-address: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           router,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+
+	var g run.Group
+	{
+		// HTTP first: its interrupt drains in-flight requests before the
+		// other actors are interrupted and the store is closed.
+		g.Add(func() error {
+			logger.Info("listening", "address", ln.Addr().String())
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve HTTP: %w", err)
+			}
+			return nil
+		}, func(reason error) {
+			logger.Info("shutting down: stopping HTTP server, waiting for in-flight requests", "reason", reason, "timeout", cfg.shutdownTimeout)
+			sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+			defer cancel()
+			if err := srv.Shutdown(sctx); err != nil {
+				logger.Warn("in-flight requests did not finish in time; closing their connections", "err", err)
+				_ = srv.Close()
+			}
+		})
+	}
+	g.Add(run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))
+
+	err = g.Run()
+	if errors.Is(err, run.ErrSignal) || errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+// openStore opens the configured backend.
+func openStore(cfg *serveConfig, logger *slog.Logger, reg prometheus.Registerer) (storage.MetricsStore, error) {
+	switch cfg.backend {
+	case backendBadger:
+		s, err := badger.New(cfg.badger, logger.With("component", "badger"), reg)
+		if errors.Is(err, badger.ErrLocked) {
+			return nil, fmt.Errorf("%w (stop the other process or choose another --storage.badger.path)", err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("open storage: %w", err)
+		}
+		return s, nil
+	default:
+		return nil, fmt.Errorf("--storage.backend=%s is not built yet; use --storage.backend=%s", cfg.backend, backendBadger)
+	}
+}
+
+// dataRoutes are the authenticated routes, served by the protocol packages.
+func dataRoutes() []api.Route {
+	return nil
+}
