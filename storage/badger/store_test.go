@@ -1,0 +1,221 @@
+package badger
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/stretchr/testify/require"
+
+	"github.com/luminate-io/luminate/tenancy"
+)
+
+func openTest(t testing.TB, dir string, mod func(*Config)) *Store {
+	t.Helper()
+	cfg := Config{Path: dir}
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := New(cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	require.NoError(t, err)
+	return s
+}
+
+type tsample struct {
+	t int64
+	v float64
+}
+
+func readAll(t testing.TB, s *Store, id tenancy.ID, ms ...*labels.Matcher) map[string][]tsample {
+	t.Helper()
+	q, err := s.ForTenant(id).Querier(math.MinInt64, math.MaxInt64)
+	require.NoError(t, err)
+	defer q.Close()
+	if len(ms) == 0 {
+		ms = []*labels.Matcher{labels.MustNewMatcher(labels.MatchRegexp, "__name__", ".+")}
+	}
+	set := q.Select(context.Background(), true, nil, ms...)
+	out := map[string][]tsample{}
+	var it chunkenc.Iterator
+	for set.Next() {
+		ser := set.At()
+		it = ser.Iterator(it)
+		var got []tsample
+		for it.Next() == chunkenc.ValFloat {
+			ts, v := it.At()
+			got = append(got, tsample{ts, v})
+		}
+		require.NoError(t, it.Err())
+		out[ser.Labels().String()] = got
+	}
+	require.NoError(t, set.Err())
+	return out
+}
+
+func TestOutOfOrderAcrossSealedChunks(t *testing.T) {
+	s := openTest(t, t.TempDir(), func(c *Config) { c.ChunkSamples = 10 })
+	defer s.Close()
+	ts := s.ForTenant("a")
+	lset := labels.FromStrings("__name__", "m", "job", "x")
+	app := ts.Appender(context.Background())
+	for i := int64(100); i < 150; i++ { // five sealed chunks
+		_, err := app.Append(0, lset, i*1000, float64(i))
+		require.NoError(t, err)
+	}
+	require.NoError(t, app.Commit())
+	app = ts.Appender(context.Background())
+	// Older than everything, inside a sealed chunk (replacing), inside the head, and a duplicate.
+	for _, smp := range []tsample{{5000, 5}, {120000, -120}, {148500, 148.5}, {149000, 149}} {
+		_, err := app.Append(0, lset, smp.t, smp.v)
+		require.NoError(t, err)
+	}
+	require.NoError(t, app.Commit())
+	got := readAll(t, s, "a")[lset.String()]
+	want := []tsample{{5000, 5}}
+	for i := int64(100); i < 150; i++ {
+		v := float64(i)
+		if i == 120 {
+			v = -120
+		}
+		want = append(want, tsample{i * 1000, v})
+		if i == 148 {
+			want = append(want, tsample{148500, 148.5})
+		}
+	}
+	require.Equal(t, want, got)
+}
+
+// TestKillDurability runs the store in a child process, kills it with
+// SIGKILL while it ingests, and checks that every acknowledged commit is
+// there after reopening.
+func TestKillDurability(t *testing.T) {
+	if dir := os.Getenv("LUMINATE_BADGER_CHILD_DIR"); dir != "" {
+		crashChild(dir)
+		return
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKillDurability$", "-test.v")
+	cmd.Env = append(os.Environ(), "LUMINATE_BADGER_CHILD_DIR="+dir)
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	acked := -1
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		line := sc.Text()
+		if n, ok := strings.CutPrefix(line, "ack "); ok {
+			acked, err = strconv.Atoi(n)
+			require.NoError(t, err)
+			if acked >= 300 {
+				break
+			}
+		}
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	_ = cmd.Wait()
+	require.GreaterOrEqual(t, acked, 300, "child did not get far enough")
+
+	s := openTest(t, dir, nil)
+	defer s.Close()
+	got := readAll(t, s, "crash")
+	require.Len(t, got, 50)
+	for i := 0; i < 50; i++ {
+		lset := labels.FromStrings("__name__", "crash_metric", "series", strconv.Itoa(i))
+		samples := got[lset.String()]
+		// Every acknowledged batch b wrote t=b*1000 with value b+i.
+		require.GreaterOrEqual(t, len(samples), acked+1, "series %d lost acknowledged samples", i)
+		for b := 0; b <= acked; b++ {
+			require.Equal(t, tsample{int64(b) * 1000, float64(b + i)}, samples[b])
+		}
+	}
+}
+
+func crashChild(dir string) {
+	s, err := New(Config{Path: dir, ChunkSamples: 30, CheckpointInterval: 50 * time.Millisecond}, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(1)
+	}
+	ts := s.ForTenant("crash")
+	for b := 0; ; b++ {
+		app := ts.Appender(context.Background())
+		for i := 0; i < 50; i++ {
+			lset := labels.FromStrings("__name__", "crash_metric", "series", strconv.Itoa(i))
+			if _, err := app.Append(0, lset, int64(b)*1000, float64(b+i)); err != nil {
+				fmt.Println("append:", err)
+				os.Exit(1)
+			}
+		}
+		if err := app.Commit(); err != nil {
+			fmt.Println("commit:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("ack %d\n", b)
+	}
+}
+
+func TestSecondOpenFailsClearly(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, nil)
+	defer s.Close()
+	_, err := New(Config{Path: dir}, nil, nil)
+	require.ErrorIs(t, err, ErrLocked)
+}
+
+func TestRetentionDeletesOldChunks(t *testing.T) {
+	s := openTest(t, t.TempDir(), func(c *Config) { c.ChunkSamples = 5 })
+	defer s.Close()
+	ts := s.ForTenant("a")
+	old := labels.FromStrings("__name__", "old")
+	recent := labels.FromStrings("__name__", "recent")
+	app := ts.Appender(context.Background())
+	for i := int64(0); i < 10; i++ {
+		_, err := app.Append(0, old, i, 1)
+		require.NoError(t, err)
+		_, err = app.Append(0, recent, 1000+i, 2)
+		require.NoError(t, err)
+	}
+	require.NoError(t, app.Commit())
+	require.NoError(t, s.deleteBefore(500))
+	got := readAll(t, s, "a")
+	require.NotContains(t, got, old.String())
+	require.Len(t, got[recent.String()], 10)
+}
+
+func TestIdleHeadsAreSealedAndDropped(t *testing.T) {
+	s := openTest(t, t.TempDir(), nil)
+	defer s.Close()
+	ts := s.ForTenant("a")
+	app := ts.Appender(context.Background())
+	lset := labels.FromStrings("__name__", "idle")
+	for i := int64(0); i < 3; i++ {
+		_, err := app.Append(0, lset, i, float64(i))
+		require.NoError(t, err)
+	}
+	require.NoError(t, app.Commit())
+	tn, _ := s.tenantFor("a", false)
+	require.EqualValues(t, 1, tn.active.Load())
+	s.sealIdle(time.Now().Add(time.Hour))
+	require.EqualValues(t, 0, tn.active.Load())
+	ser := tn.all[0]
+	require.Nil(t, ser.head)
+	require.Empty(t, ser.unflushed)
+	require.Len(t, readAll(t, s, "a")[lset.String()], 3)
+}
+
+var _ promstorage.Appendable = (*tenantStore)(nil)
