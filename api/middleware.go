@@ -130,13 +130,13 @@ func (m *httpMetrics) instrument(route string, next http.Handler) http.Handler {
 		defer func() {
 			m.inflight.Dec()
 			status := rec.status
-			if status == 0 {
-				// The handler panicked before writing (the connection is
-				// aborted) or wrote nothing at all (net/http sends 200).
-				status = http.StatusOK
-				if rec.aborted {
-					status = http.StatusInternalServerError
-				}
+			switch {
+			case rec.aborted:
+				// The handler panicked and the connection was aborted: the
+				// client got no complete response, whatever was sent.
+				status = http.StatusInternalServerError
+			case status == 0:
+				status = http.StatusOK // net/http sends 200 for an empty response
 			}
 			code := strconv.Itoa(status)
 			elapsed := time.Since(start)
