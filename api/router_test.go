@@ -226,9 +226,9 @@ func TestRequestID(t *testing.T) {
 		require.NotEqual(t, id1, id2)
 	})
 	for name, bad := range map[string]string{
-		"too long":      strings.Repeat("a", 129),
-		"with space":    "a b",
-		"non-ASCII":     "caf\u00e9",
+		"too long":   strings.Repeat("a", 129),
+		"with space": "a b",
+		"non-ASCII":  "caf\u00e9",
 	} {
 		t.Run("replaced when "+name, func(t *testing.T) {
 			resp, _ := e.do(t, http.MethodGet, "/-/healthy", "", http.Header{"X-Request-Id": {bad}})
@@ -430,7 +430,9 @@ func TestNewRouterRejects(t *testing.T) {
 		"duplicate route": func(o *api.Options) {
 			o.Routes = []api.Route{{Path: "/x", Handler: principalEcho}, {Path: "/x", Handler: principalEcho}}
 		},
-		"built-in route again": func(o *api.Options) { o.Routes = []api.Route{{Path: "/metrics", Methods: []string{http.MethodGet}, Handler: principalEcho}} },
+		"built-in route again": func(o *api.Options) {
+			o.Routes = []api.Route{{Path: "/metrics", Methods: []string{http.MethodGet}, Handler: principalEcho}}
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			o := ok
