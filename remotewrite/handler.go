@@ -1,0 +1,546 @@
+// Package remotewrite receives metrics pushed to Luminate: the Prometheus
+// remote write 1.0 protocol (POST /api/v1/write and /api/v1/push, snappy
+// compressed prometheus.WriteRequest protobuf) and the native JSON batch
+// write (POST /api/v1/metrics). It decodes, bounds, validates and rate
+// limits writes, and appends them through the verified tenant's view of the
+// store.
+//
+// It is not where requests are authenticated (middleware puts the verified
+// tenancy.Principal in the context before these handlers run), nor where
+// errors become status codes (api/apierror), nor where out-of-order or
+// duplicate samples are resolved (the store accepts them idempotently).
+package remotewrite
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
+
+	"github.com/luminate-io/luminate/api/apierror"
+	"github.com/luminate-io/luminate/storage"
+	"github.com/luminate-io/luminate/tenancy"
+)
+
+// Config bounds and validates writes. Zero label and time limits disable
+// the limit; the byte and item bounds must be positive.
+type Config struct {
+	MaxCompressedBytes   int64         // request body as sent
+	MaxDecompressedBytes int64         // remote write body after snappy
+	MaxLabelsPerSeries   int           // including __name__
+	MaxLabelNameLength   int           // bytes
+	MaxLabelValueLength  int           // bytes, the metric name included
+	MaxFutureSkew        time.Duration // how far past now a sample may be
+	Retention            time.Duration // samples older are refused; set from the storage retention, no flag
+	MaxNativeMetrics     int           // items per native JSON write
+}
+
+// DefaultConfig returns the defaults of the flags.
+func DefaultConfig() Config {
+	return Config{
+		MaxCompressedBytes:   10 << 20,
+		MaxDecompressedBytes: 64 << 20,
+		MaxLabelsPerSeries:   40,
+		MaxLabelNameLength:   1024,
+		MaxLabelValueLength:  2048,
+		MaxFutureSkew:        10 * time.Minute,
+		MaxNativeMetrics:     10000,
+	}
+}
+
+// RegisterFlags registers the --ingest.* flags on f, with the defaults of
+// DefaultConfig.
+func (c *Config) RegisterFlags(f *flag.FlagSet) {
+	d := DefaultConfig()
+	f.Int64Var(&c.MaxCompressedBytes, "ingest.max-request-bytes", d.MaxCompressedBytes,
+		"Largest write request body accepted, in bytes, as sent (compressed); larger requests get 413.")
+	f.Int64Var(&c.MaxDecompressedBytes, "ingest.max-decompressed-bytes", d.MaxDecompressedBytes,
+		"Largest remote write request accepted after snappy decompression, in bytes; larger requests get 413.")
+	f.IntVar(&c.MaxLabelsPerSeries, "ingest.max-labels-per-series", d.MaxLabelsPerSeries,
+		"Most labels a series may have, __name__ included; 0 for no limit.")
+	f.IntVar(&c.MaxLabelNameLength, "ingest.max-label-name-length", d.MaxLabelNameLength,
+		"Longest label name accepted, in bytes; 0 for no limit.")
+	f.IntVar(&c.MaxLabelValueLength, "ingest.max-label-value-length", d.MaxLabelValueLength,
+		"Longest label value (and metric name) accepted, in bytes; 0 for no limit.")
+	f.DurationVar(&c.MaxFutureSkew, "ingest.max-future-skew", d.MaxFutureSkew,
+		"How far in the future a sample's timestamp may be; 0 for no limit.")
+	f.IntVar(&c.MaxNativeMetrics, "ingest.max-native-metrics", d.MaxNativeMetrics,
+		"Most metrics one native JSON write (POST /api/v1/metrics) may carry.")
+}
+
+// Validate reports every setting out of range.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.MaxCompressedBytes <= 0 {
+		errs = append(errs, fmt.Errorf("--ingest.max-request-bytes must be positive, got %d", c.MaxCompressedBytes))
+	}
+	if c.MaxDecompressedBytes <= 0 {
+		errs = append(errs, fmt.Errorf("--ingest.max-decompressed-bytes must be positive, got %d", c.MaxDecompressedBytes))
+	}
+	if c.MaxNativeMetrics <= 0 {
+		errs = append(errs, fmt.Errorf("--ingest.max-native-metrics must be positive, got %d", c.MaxNativeMetrics))
+	}
+	for _, l := range []struct {
+		flag string
+		v    int64
+	}{
+		{"--ingest.max-labels-per-series", int64(c.MaxLabelsPerSeries)},
+		{"--ingest.max-label-name-length", int64(c.MaxLabelNameLength)},
+		{"--ingest.max-label-value-length", int64(c.MaxLabelValueLength)},
+		{"--ingest.max-future-skew", int64(c.MaxFutureSkew)},
+		{"storage retention", int64(c.Retention)},
+	} {
+		if l.v < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative, got %d", l.flag, l.v))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Limiter decides whether a tenant may ingest more samples now. It is
+// declared here, where it is used; tenancy.Limits implements it. It must
+// be safe for concurrent use. A refusal should wrap tenancy.ErrRateLimited
+// (a *tenancy.LimitError with its Retry-After) so it becomes a 429.
+type Limiter interface {
+	AllowIngest(id tenancy.ID, samples int) error
+}
+
+// writeState is what one request reuses from the last: the body and
+// decompression buffers, the decoded arenas and a label builder.
+type writeState struct {
+	body    []byte
+	dec     Decoder
+	builder labels.ScratchBuilder
+	counts  rejectCounts
+}
+
+// ingester is what the remote write and native handlers share: the store,
+// the limits and the counters.
+type ingester struct {
+	cfg       Config
+	store     storage.MetricsStore
+	limiter   Limiter
+	validator *Validator
+	logger    *slog.Logger
+	metrics   *metrics
+	states    sync.Pool // of *writeState
+}
+
+func newIngester(cfg Config, store storage.MetricsStore, limiter Limiter, logger *slog.Logger, reg prometheus.Registerer) ingester {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return ingester{
+		cfg:       cfg,
+		store:     store,
+		limiter:   limiter,
+		validator: NewValidator(cfg),
+		logger:    logger,
+		metrics:   newMetrics(reg),
+		states:    sync.Pool{New: func() any { return new(writeState) }},
+	}
+}
+
+// handler is the remote write 1.0 receiver.
+type handler struct {
+	ingester
+}
+
+// New returns the remote write 1.0 receiver, for POST /api/v1/write and
+// /api/v1/push. limiter may be nil (no rate limit).
+//
+// It answers 204 when every sample was stored; 400 when some series or
+// samples were invalid, after storing the valid ones; 401/403 without a
+// principal or the metrics:write scope; 413 above the size bounds; 415 for
+// another content type, encoding or protocol version; 429 over the
+// tenant's rate; and 5xx only when the store failed, so that senders retry
+// exactly what was not stored.
+func New(cfg Config, store storage.MetricsStore, limiter Limiter, logger *slog.Logger, reg prometheus.Registerer) http.Handler {
+	return &handler{newIngester(cfg, store, limiter, logger, reg)}
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p, err := tenancy.FromContext(r.Context())
+	if err == nil {
+		err = h.write(w, r, p)
+	}
+	status := http.StatusNoContent
+	if err != nil {
+		status = writeTextError(w, err)
+		if status >= 500 {
+			h.logger.WarnContext(r.Context(), "remote write failed", "tenant", p.Tenant, "status", status, "err", err)
+		} else {
+			h.logger.DebugContext(r.Context(), "remote write refused", "tenant", p.Tenant, "status", status, "err", err)
+		}
+	} else {
+		w.WriteHeader(status)
+	}
+	h.metrics.requests.WithLabelValues(string(p.Tenant), strconv.Itoa(status)).Inc()
+}
+
+// writeTextError writes err as remote write senders expect it: a status
+// and a plain text body. It returns the status.
+func writeTextError(w http.ResponseWriter, err error) int {
+	info := apierror.Classify(err)
+	msg := err.Error()
+	if info.Kind == apierror.Internal {
+		msg = "internal error"
+	}
+	apierror.SetRetryAfter(w, info)
+	if info.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="luminate"`)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(info.Status)
+	_, _ = io.WriteString(w, msg+"\n")
+	return info.Status
+}
+
+// Remote write media types and headers.
+const (
+	protobufType    = "application/x-protobuf"
+	protoV1         = "prometheus.WriteRequest"
+	protoV2         = "io.prometheus.write.v2.Request"
+	versionHeader   = "X-Prometheus-Remote-Write-Version"
+	versionV1Prefix = "0.1."
+)
+
+// checkHeaders accepts remote write 1.0 only. Like Prometheus, it takes a
+// missing Content-Type or Content-Encoding to mean the 1.0 defaults, for
+// old senders.
+func checkHeaders(hdr http.Header) error {
+	if ct := hdr.Get("Content-Type"); ct != "" {
+		mt, params, err := mime.ParseMediaType(ct)
+		if err != nil {
+			return apierror.New(apierror.UnsupportedMediaType, "Content-Type %q: %v", ct, err)
+		}
+		if mt != protobufType {
+			return apierror.New(apierror.UnsupportedMediaType,
+				"Content-Type %q is not supported: remote write sends %s", ct, protobufType)
+		}
+		switch proto := params["proto"]; proto {
+		case "", protoV1:
+		case protoV2:
+			return apierror.New(apierror.UnsupportedMediaType,
+				"remote write 2.0 (proto=%s) is not supported yet: set protobuf_message: %s in the sender's remote_write configuration",
+				protoV2, protoV1)
+		default:
+			return apierror.New(apierror.UnsupportedMediaType,
+				"Content-Type proto=%q is not supported: only %s (remote write 1.0)", proto, protoV1)
+		}
+	}
+	if enc := hdr.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "snappy") {
+		return apierror.New(apierror.UnsupportedMediaType,
+			"Content-Encoding %q is not supported: remote write bodies are snappy block compressed", enc)
+	}
+	if v := hdr.Get(versionHeader); v != "" && !strings.HasPrefix(v, versionV1Prefix) {
+		return apierror.New(apierror.UnsupportedMediaType,
+			"%s %q is not supported: Luminate accepts remote write 1.0 (0.1.0)", versionHeader, v)
+	}
+	return nil
+}
+
+// readBody reads r's body into buf, at most limit bytes.
+func readBody(w http.ResponseWriter, r *http.Request, buf []byte, limit int64) ([]byte, error) {
+	tooLarge := func(n string) error {
+		return apierror.New(apierror.TooLarge,
+			"request body of %s bytes is larger than the limit of %d (raise --ingest.max-request-bytes)", n, limit)
+	}
+	if r.ContentLength > limit {
+		return buf, tooLarge(strconv.FormatInt(r.ContentLength, 10))
+	}
+	if r.Body == nil {
+		return buf[:0], nil
+	}
+	body := http.MaxBytesReader(w, r.Body, limit)
+	buf = buf[:0]
+	if n := int(r.ContentLength) + 1; r.ContentLength > 0 && cap(buf) < n {
+		buf = make([]byte, 0, n)
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		switch {
+		case err == io.EOF:
+			return buf, nil
+		case err != nil:
+			if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+				return buf, tooLarge("more than " + strconv.FormatInt(limit, 10))
+			}
+			return buf, apierror.Wrap(apierror.InvalidArgument, err, "read request body")
+		}
+	}
+}
+
+func requireWrite(p tenancy.Principal) error {
+	if !p.Has(tenancy.ScopeWrite) {
+		return fmt.Errorf("%w: the token of tenant %s lacks scope %q", tenancy.ErrPermissionDenied, p.Tenant, tenancy.ScopeWrite)
+	}
+	return nil
+}
+
+func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Principal) error {
+	if err := requireWrite(p); err != nil {
+		return err
+	}
+	if err := checkHeaders(r.Header); err != nil {
+		return err
+	}
+	st := h.states.Get().(*writeState)
+	defer h.states.Put(st)
+
+	var err error
+	st.body, err = readBody(w, r, st.body, h.cfg.MaxCompressedBytes)
+	if err != nil {
+		return err
+	}
+	req, err := st.dec.Decode(st.body, int(h.cfg.MaxDecompressedBytes))
+	switch {
+	case errors.Is(err, ErrTooLarge):
+		return apierror.Wrap(apierror.TooLarge, err, "raise --ingest.max-decompressed-bytes")
+	case err != nil:
+		return apierror.Wrap(apierror.InvalidArgument, err, "decode remote write request")
+	}
+	floats, histograms := req.Samples()
+	if err := h.allow(p.Tenant, floats+histograms); err != nil {
+		return err
+	}
+	rc := &st.counts
+	rc.reset()
+	accepted, err := h.appendSeries(r.Context(), p.Tenant, req.Timeseries, st, nil)
+	if err != nil {
+		return err
+	}
+	if rc.first == nil {
+		return nil
+	}
+	return apierror.Wrap(apierror.InvalidArgument, rc.first, fmt.Sprintf(
+		"%d of %d series rejected (%d samples rejected, %d stored); first rejection",
+		rc.series, len(req.Timeseries), rc.samples, accepted))
+}
+
+// allow counts n received samples and asks the limiter whether the tenant
+// may write them.
+func (g *ingester) allow(id tenancy.ID, n int) error {
+	g.metrics.received.WithLabelValues(string(id)).Add(float64(n))
+	if g.limiter == nil {
+		return nil
+	}
+	if err := g.limiter.AllowIngest(id, n); err != nil {
+		g.metrics.rejected.WithLabelValues(string(id), string(ReasonRateLimited)).Add(float64(n))
+		return err
+	}
+	return nil
+}
+
+// appendSeries validates series, stores the valid samples through the
+// tenant's view and commits them. Rejections are tallied in st.counts
+// (which the caller resets) and, when onReject is set, reported with the
+// index of their series. It returns how many samples were stored, and an
+// error only when the store failed: then nothing of the batch is stored.
+func (g *ingester) appendSeries(ctx context.Context, id tenancy.ID, series []TimeSeries, st *writeState, onReject func(series int, rej *Rejection)) (int, error) {
+	rc := &st.counts
+	defer func() {
+		for _, c := range rc.byReason {
+			g.metrics.rejected.WithLabelValues(string(id), string(c.reason)).Add(float64(c.n))
+		}
+	}()
+	rejectSeries := func(i int, rej *Rejection, n int) {
+		rc.add(rej, n)
+		if onReject != nil {
+			onReject(i, rej)
+		}
+	}
+	app := g.store.ForTenant(id).Appender(ctx)
+	win := g.validator.Window(time.Now())
+	accepted := 0
+	for i := range series {
+		ts := &series[i]
+		before := rc.samples
+		ls, err := g.validator.Series(ts.Labels)
+		if err != nil {
+			rejectSeries(i, asRejection(err), len(ts.Samples)+ts.Histograms)
+			rc.series++
+			continue
+		}
+		lset := buildLabels(&st.builder, ls)
+		var ref promstorage.SeriesRef
+		for j, s := range ts.Samples {
+			if err := win.Check(ls, s.Timestamp); err != nil {
+				rejectSeries(i, asRejection(err), 1)
+				continue
+			}
+			ref, err = app.Append(ref, lset, s.Timestamp, s.Value)
+			if err == nil {
+				accepted++
+				continue
+			}
+			rej := storeRejection(err, ls)
+			if rej == nil {
+				return 0, errors.Join(fmt.Errorf("append: %w", err), rollback(app))
+			}
+			if rej.Reason == ReasonSeriesLimit { // the series was not created, nor will it be for its next samples
+				rejectSeries(i, rej, len(ts.Samples)-j)
+				break
+			}
+			rejectSeries(i, rej, 1)
+		}
+		if ts.Histograms > 0 {
+			rejectSeries(i, reject(ReasonUnsupportedHistogram, ls, nil,
+				"%d native histogram samples: native histograms are not supported yet, only float samples are stored",
+				ts.Histograms), ts.Histograms)
+		}
+		if rc.samples > before {
+			rc.series++
+		}
+	}
+	if err := app.Commit(); err != nil {
+		return 0, fmt.Errorf("commit: %w", err)
+	}
+	g.metrics.accepted.WithLabelValues(string(id)).Add(float64(accepted))
+	return accepted, nil
+}
+
+func rollback(app promstorage.Appender) error {
+	if err := app.Rollback(); err != nil {
+		return fmt.Errorf("rollback: %w", err)
+	}
+	return nil
+}
+
+// storeRejection turns an error of Append into a *Rejection when it is
+// about the sample or series (a client error), and nil when the store
+// itself failed.
+func storeRejection(err error, ls []Label) *Rejection {
+	reason := ReasonInvalidSample
+	switch {
+	case errors.Is(err, storage.ErrSeriesLimit):
+		reason = ReasonSeriesLimit
+	case errors.Is(err, storage.ErrTenantLabel):
+		reason = ReasonTenantLabel
+	case errors.Is(err, promstorage.ErrOutOfBounds), errors.Is(err, promstorage.ErrTooOldSample):
+		reason = ReasonTooOld
+	case apierror.Classify(err).Kind != apierror.InvalidArgument:
+		return nil
+	}
+	return reject(reason, ls, err, "%s", err.Error())
+}
+
+// buildLabels returns ls as labels.Labels, sorted as ls is. The result
+// does not share memory with ls, whose strings point into the decoder's
+// reused buffer.
+func buildLabels(b *labels.ScratchBuilder, ls []Label) labels.Labels {
+	b.Reset()
+	for _, l := range ls {
+		if builderCopies {
+			b.Add(l.Name, l.Value)
+		} else {
+			b.Add(strings.Clone(l.Name), strings.Clone(l.Value))
+		}
+	}
+	return b.Labels()
+}
+
+// asRejection returns err, from Validator, as a *Rejection.
+func asRejection(err error) *Rejection {
+	var rej *Rejection
+	if errors.As(err, &rej) {
+		return rej
+	}
+	return &Rejection{Reason: ReasonInvalidSample, Msg: err.Error(), Err: err}
+}
+
+// rejectCounts tallies the rejections of one request.
+type rejectCounts struct {
+	first    *Rejection
+	series   int
+	samples  int
+	byReason []reasonCount
+}
+
+type reasonCount struct {
+	reason Reason
+	n      int
+}
+
+func (c *rejectCounts) reset() {
+	*c = rejectCounts{byReason: c.byReason[:0]}
+}
+
+// add counts n samples rejected for rej.
+func (c *rejectCounts) add(rej *Rejection, n int) {
+	if c.first == nil {
+		c.first = rej
+	}
+	c.samples += n
+	for i := range c.byReason {
+		if c.byReason[i].reason == rej.Reason {
+			c.byReason[i].n += n
+			return
+		}
+	}
+	c.byReason = append(c.byReason, reasonCount{rej.Reason, n})
+}
+
+// metrics are the ingest counters, shared by the remote write and native
+// handlers.
+type metrics struct {
+	received *prometheus.CounterVec
+	accepted *prometheus.CounterVec
+	rejected *prometheus.CounterVec
+	requests *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	return &metrics{
+		received: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "luminate_ingest_samples_received_total",
+			Help: "Samples received in write requests, by tenant.",
+		}, []string{"tenant"})),
+		accepted: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "luminate_ingest_samples_accepted_total",
+			Help: "Samples stored and committed, by tenant.",
+		}, []string{"tenant"})),
+		rejected: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "luminate_ingest_samples_rejected_total",
+			Help: "Samples refused, by tenant and reason.",
+		}, []string{"tenant", "reason"})),
+		requests: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "luminate_ingest_requests_total",
+			Help: "Write requests answered, by tenant and HTTP status code.",
+		}, []string{"tenant", "code"})),
+	}
+}
+
+// register registers c on reg, or returns the collector already registered
+// under its name, so both write handlers can share one registry.
+func register(reg prometheus.Registerer, c *prometheus.CounterVec) *prometheus.CounterVec {
+	if reg == nil {
+		return c
+	}
+	if err := reg.Register(c); err != nil {
+		if are := (prometheus.AlreadyRegisteredError{}); errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+				return existing
+			}
+		}
+		panic(fmt.Sprintf("remotewrite: register metrics: %v", err))
+	}
+	return c
+}
