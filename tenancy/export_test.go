@@ -38,3 +38,11 @@ func MarshalOverrides(data []byte) ([]byte, error) {
 	}
 	return o.marshal()
 }
+
+func EvictIdle(l *Limits) { l.evictIdle() }
+
+func TenantStates(l *Limits) int {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return len(l.tenants)
+}

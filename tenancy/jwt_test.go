@@ -232,36 +232,35 @@ func TestVerifyAlgorithms(t *testing.T) {
 	}
 }
 
-func sumFailures(t testing.TB, reg *prometheus.Registry) float64 {
+// metricValue sums the samples of metric name whose labels include want.
+func metricValue(t testing.TB, reg *prometheus.Registry, name string, want map[string]string) float64 {
+	t.Helper()
 	mfs, err := reg.Gather()
 	require.NoError(t, err)
 	var sum float64
 	for _, mf := range mfs {
-		if mf.GetName() == "luminate_auth_failures_total" {
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if v, ok := want[l.GetName()]; ok && v != l.GetValue() {
+					continue metrics
+				}
 			}
+			sum += m.GetCounter().GetValue()
 		}
 	}
 	return sum
 }
 
+func sumFailures(t testing.TB, reg *prometheus.Registry) float64 {
+	return metricValue(t, reg, "luminate_auth_failures_total", nil)
+}
+
 func failures(t testing.TB, reg *prometheus.Registry, reason string) float64 {
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() != "luminate_auth_failures_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "reason" && l.GetValue() == reason {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+	return metricValue(t, reg, "luminate_auth_failures_total", map[string]string{"reason": reason})
 }
 
 func TestVerifyRejects(t *testing.T) {
