@@ -209,9 +209,10 @@ func markAborted(w http.ResponseWriter) {
 }
 
 // authenticate lets a request through only with a verified principal
-// holding scope (if set), which it puts in the request context. It logs the
-// tenant, never the credentials.
-func authenticate(auth Authenticator, scope tenancy.Scope, next http.Handler) http.Handler {
+// holding scope (if set) and admitted by limits (if set), and puts the
+// principal in the request context. It logs the tenant, never the
+// credentials.
+func authenticate(auth Authenticator, scope tenancy.Scope, limits RequestLimiter, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := auth.Authenticate(r)
 		if err == nil && p.Tenant == "" {
@@ -234,6 +235,12 @@ func authenticate(auth Authenticator, scope tenancy.Scope, next http.Handler) ht
 		if scope != "" && !p.Has(scope) {
 			WriteError(w, r.WithContext(ctx), apierror.New(apierror.PermissionDenied, "token for tenant %s lacks scope %s", p.Tenant, scope))
 			return
+		}
+		if limits != nil {
+			if err := limits.AllowRequest(p.Tenant); err != nil {
+				WriteError(w, r.WithContext(ctx), err)
+				return
+			}
 		}
 		next.ServeHTTP(w, r.WithContext(tenancy.NewContext(ctx, p)))
 	})

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 
@@ -62,10 +63,13 @@ func (e errorString) Error() string { return string(e) }
 // WriteJSON writes v as a JSON response with the given status. A value that
 // cannot be encoded becomes a 500 with the native error envelope.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // the body is JSON, never HTML
+	if err := enc.Encode(v); err != nil {
 		status = http.StatusInternalServerError
-		b, _ = json.Marshal(errorEnvelope{Status: "error", Error: errorBody{
+		buf.Reset()
+		_ = enc.Encode(errorEnvelope{Status: "error", Error: errorBody{
 			Code:    apierror.Internal.Code(),
 			Message: "encode response: " + err.Error(),
 		}})
@@ -74,5 +78,5 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(buf.Bytes())
 }

@@ -34,6 +34,13 @@ type Authenticator interface {
 	Authenticate(r *http.Request) (tenancy.Principal, error)
 }
 
+// RequestLimiter admits one request of an authenticated tenant, or returns
+// an error (a *tenancy.LimitError, 429 with Retry-After) when the tenant is
+// over its request rate. *tenancy.Limits implements it.
+type RequestLimiter interface {
+	AllowRequest(id tenancy.ID) error
+}
+
 // ReadyChecker reports whether the storage behind the data routes can
 // serve. storage.MetricsStore implements it.
 type ReadyChecker interface {
@@ -69,6 +76,10 @@ type Route struct {
 type Options struct {
 	// Auth authenticates every non-public route. Required.
 	Auth Authenticator
+	// Limits, if set, is asked to admit every authenticated request before
+	// its handler runs, so an over-limit tenant is refused before its body
+	// is read.
+	Limits RequestLimiter
 	// Storage answers /-/ready. Required.
 	Storage ReadyChecker
 	// Gatherer is exposed at /metrics: Luminate's own registry, never the
@@ -137,7 +148,7 @@ func NewRouter(opts Options, logger *slog.Logger, reg prometheus.Registerer) (ht
 		}
 		h := rt.Handler
 		if !rt.Public {
-			h = authenticate(opts.Auth, rt.Scope, h)
+			h = authenticate(opts.Auth, rt.Scope, opts.Limits, h)
 		}
 		h = m.instrument(name, recoverPanics(h))
 		var route *mux.Route

@@ -69,6 +69,12 @@ func (b *syncBuffer) lines(t *testing.T) []map[string]any {
 
 func newEnv(t *testing.T, routes ...api.Route) *env {
 	t.Helper()
+	return newEnvWith(t, nil, routes...)
+}
+
+// newEnvWith is newEnv with the router options adjusted by mutate.
+func newEnvWith(t *testing.T, mutate func(*api.Options), routes ...api.Route) *env {
+	t.Helper()
 	dir := t.TempDir()
 	e := &env{t: t, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
 	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -88,7 +94,11 @@ func newEnv(t *testing.T, routes ...api.Route) *env {
 	verifier, err := tenancy.NewVerifier(tenancy.AuthConfig{HMACSecretFile: secretFile}, logger, e.reg)
 	require.NoError(t, err)
 
-	h, err := api.NewRouter(api.Options{Auth: verifier, Storage: store, Gatherer: e.reg, Routes: routes}, logger, e.reg)
+	opts := api.Options{Auth: verifier, Storage: store, Gatherer: e.reg, Routes: routes}
+	if mutate != nil {
+		mutate(&opts)
+	}
+	h, err := api.NewRouter(opts, logger, e.reg)
 	require.NoError(t, err)
 	e.srv = httptest.NewServer(h)
 	t.Cleanup(e.srv.Close)
@@ -493,4 +503,30 @@ func TestWriteJSON(t *testing.T) {
 	api.WriteJSON(w, http.StatusOK, map[string]any{"bad": func() {}})
 	require.Equal(t, http.StatusInternalServerError, w.Code)
 	require.Equal(t, "internal", decodeEnvelope(t, w.Body.String()).Error.Code)
+}
+
+func TestRequestLimits(t *testing.T) {
+	cfg := tenancy.DefaultLimitsConfig()
+	cfg.RequestRate = 0.001 // one request per 1000 s
+	cfg.RequestBurst = 1
+	limits, err := tenancy.NewLimits(cfg, nil, nil)
+	require.NoError(t, err)
+	e := newEnvWith(t, func(o *api.Options) { o.Limits = limits }, api.Route{Path: "/api/v1/echo", Handler: principalEcho})
+	acme := e.token("acme", time.Hour, tenancy.ScopeRead)
+
+	resp, body := e.do(t, http.MethodGet, "/api/v1/echo", acme, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	resp, body = e.do(t, http.MethodGet, "/api/v1/echo", acme, nil)
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode, body)
+	require.Equal(t, "rate_limited", decodeEnvelope(t, body).Error.Code)
+	require.NotEmpty(t, resp.Header.Get("Retry-After"))
+
+	// Other tenants and public routes are not affected.
+	resp, body = e.do(t, http.MethodGet, "/api/v1/echo", e.token("beta", time.Hour, tenancy.ScopeRead), nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	resp, _ = e.do(t, http.MethodGet, "/-/healthy", "", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	// Unauthenticated requests are refused before they use a budget.
+	resp, _ = e.do(t, http.MethodGet, "/api/v1/echo", "", nil)
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/common/version"
 
 	"github.com/luminate-io/luminate/api"
+	"github.com/luminate-io/luminate/remotewrite"
 	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/storage/badger"
 	"github.com/luminate-io/luminate/tenancy"
@@ -39,6 +40,8 @@ type serveConfig struct {
 
 	badger badger.Config
 	auth   tenancy.AuthConfig
+	limits tenancy.LimitsConfig
+	ingest remotewrite.Config
 }
 
 // Backends --storage.backend accepts.
@@ -62,6 +65,8 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 		"DEVELOPMENT ONLY: if the --auth.jwt.hmac-secret-file does not exist, create it with a random secret (make run does this).")
 	c.badger.RegisterFlags(fs)
 	c.auth.RegisterFlags(fs)
+	c.limits.RegisterFlags(fs)
+	c.ingest.RegisterFlags(fs)
 }
 
 // newServeFlags returns serve's flag set, bound to c.
@@ -90,6 +95,7 @@ func parseServeConfig(args []string, output io.Writer) (*serveConfig, error) {
 		}
 	}
 	c.badger.Retention = time.Duration(c.retention)
+	c.ingest.Retention = time.Duration(c.retention)
 	if err := c.validate(); err != nil {
 		return nil, usageError{err}
 	}
@@ -120,7 +126,7 @@ func (c *serveConfig) validate() error {
 	if c.createDevSecret && c.auth.HMACSecretFile == "" {
 		errs = append(errs, errors.New("--auth.jwt.create-dev-secret needs --auth.jwt.hmac-secret-file to name the file to create"))
 	}
-	errs = append(errs, c.auth.Validate())
+	errs = append(errs, c.auth.Validate(), c.limits.Validate(), c.ingest.Validate())
 	return errors.Join(errs...)
 }
 
@@ -203,6 +209,11 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	if err != nil {
 		return err
 	}
+	limits, err := tenancy.NewLimits(cfg.limits, logger.With("component", "limits"), reg)
+	if err != nil {
+		return err
+	}
+	cfg.badger.SeriesLimits = limits.MaxActiveSeries
 	store, err := openStore(cfg, logger, reg)
 	if err != nil {
 		return err
@@ -211,14 +222,21 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 		logger.Info("closing storage")
 		if cerr := store.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("close storage: %w", cerr))
+			return
 		}
+		logger.Info("storage closed; luminate stopped")
 	}()
 
+	ingestLogger := logger.With("component", "ingest")
 	router, err := api.NewRouter(api.Options{
 		Auth:     verifier,
+		Limits:   limits,
 		Storage:  store,
 		Gatherer: reg,
-		Routes:   dataRoutes(),
+		Routes: dataRoutes(
+			remotewrite.New(cfg.ingest, store, limits, ingestLogger, reg),
+			remotewrite.NewNative(cfg.ingest, store, limits, ingestLogger, reg),
+		),
 	}, logger, reg)
 	if err != nil {
 		return err
@@ -255,6 +273,10 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 			}
 		})
 	}
+	{
+		lctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return limits.Run(lctx) }, func(error) { cancel() })
+	}
 	g.Add(run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))
 
 	err = g.Run()
@@ -282,6 +304,11 @@ func openStore(cfg *serveConfig, logger *slog.Logger, reg prometheus.Registerer)
 }
 
 // dataRoutes are the authenticated routes, served by the protocol packages.
-func dataRoutes() []api.Route {
-	return nil
+func dataRoutes(remoteWrite, nativeWrite http.Handler) []api.Route {
+	post := []string{http.MethodPost}
+	return []api.Route{
+		{Path: "/api/v1/write", Methods: post, Scope: tenancy.ScopeWrite, Handler: remoteWrite},
+		{Path: "/api/v1/push", Methods: post, Scope: tenancy.ScopeWrite, Handler: remoteWrite},
+		{Path: "/api/v1/metrics", Methods: post, Scope: tenancy.ScopeWrite, Handler: nativeWrite},
+	}
 }

@@ -1,0 +1,66 @@
+# Luminate: build, run and test. `make help` lists the targets.
+
+GO           ?= go
+BIN          := bin/luminate
+DATA_DIR     ?= ./data
+DEV_SECRET   := $(DATA_DIR)/dev-hmac.secret
+TEST_TIMEOUT ?= 20m
+BENCH        ?= .
+BENCHTIME    ?= 1s
+FUZZTIME     ?= 1m
+
+# Build information, shown by `luminate version` and luminate_build_info.
+VERSION_PKG := github.com/prometheus/common/version
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BRANCH      ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
+BUILD_USER  ?= $(shell id -un 2>/dev/null || echo unknown)@$(shell hostname 2>/dev/null || echo unknown)
+BUILD_DATE  ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS     := -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revision=$(REVISION) \
+               -X $(VERSION_PKG).Branch=$(BRANCH) -X $(VERSION_PKG).BuildUser=$(BUILD_USER) \
+               -X $(VERSION_PKG).BuildDate=$(BUILD_DATE)
+
+.PHONY: help build run test bench lint fuzz docs clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+
+build: ## build bin/luminate with version information
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/luminate
+
+run: build ## serve on :9201 with embedded Badger under ./data and a development token secret
+	@mkdir -p $(DATA_DIR)
+	@echo "Luminate is starting on :9201 with data in $(DATA_DIR)."
+	@echo "Mint a token for tenant 'dev' (in another terminal) with:"
+	@echo "  ./$(BIN) token --auth.jwt.hmac-secret-file=$(DEV_SECRET) --tenant=dev --scopes=metrics:read,metrics:write"
+	./$(BIN) serve --storage.badger.path=$(DATA_DIR) \
+		--auth.jwt.hmac-secret-file=$(DEV_SECRET) --auth.jwt.create-dev-secret $(ARGS)
+
+test: ## install missing test dependencies, then go vet and every test
+	scripts/test-deps.sh
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+bench: ## run the Go benchmarks (BENCH=regexp, BENCHTIME=1s)
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem -timeout $(TEST_TIMEOUT) ./...
+
+lint: ## gofmt (must list nothing) and go vet
+	@out="$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*' -not -path './data/*'))"; \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+fuzz: ## run every Fuzz target in the repo for FUZZTIME each (default 1m)
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do \
+		dir=$$(dirname $$f); \
+		for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			echo "== $$dir $$t"; \
+			$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$dir; \
+		done; \
+	done
+
+docs: ## regenerate docs/configuration.md from the flags
+	$(GO) run ./cmd/luminate config-docs > docs/configuration.md.tmp
+	mv docs/configuration.md.tmp docs/configuration.md
+
+clean: ## remove build output (not the data directory)
+	rm -rf bin

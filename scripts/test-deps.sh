@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Checks that the programs Luminate's tests run for real are installed:
+# clickhouse-server (ClickHouse backend tests) and prometheus + promtool
+# (end-to-end tests, rule checks), all from Debian packages. Run as root on
+# a machine missing them, it installs them with apt-get; otherwise it prints
+# exactly what to install and exits non-zero.
+set -euo pipefail
+
+# have NAME: is NAME a program on PATH or in the sbin directories, where
+# Debian puts clickhouse-server and which non-root PATHs often lack?
+have() {
+	command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" || -x "/usr/bin/$1" ]]
+}
+
+missing_packages() {
+	local pkgs=()
+	have clickhouse-server || pkgs+=(clickhouse-server)
+	if ! have prometheus || ! have promtool; then
+		pkgs+=(prometheus) # the Debian package ships both
+	fi
+	echo "${pkgs[@]}"
+}
+
+read -r -a pkgs <<<"$(missing_packages)"
+if ((${#pkgs[@]} == 0)); then
+	exit 0
+fi
+
+if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+	echo "test-deps: installing ${pkgs[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update
+	apt-get install -y "${pkgs[@]}"
+	read -r -a still <<<"$(missing_packages)"
+	if ((${#still[@]} > 0)); then
+		echo "test-deps: still missing after apt-get install: ${still[*]}" >&2
+		exit 1
+	fi
+	exit 0
+fi
+
+echo "test-deps: the tests need programs that are not installed: ${pkgs[*]}" >&2
+echo "test-deps: install them (Debian/Ubuntu) with:" >&2
+echo "    sudo apt-get update && sudo apt-get install -y ${pkgs[*]}" >&2
+echo "test-deps: then run make test again." >&2
+exit 1
