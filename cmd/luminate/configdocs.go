@@ -57,7 +57,8 @@ Every flag of ` + "`luminate serve`" + ` can also be set in a YAML file named by
 under the flag's name without the dashes, either nested or dotted (` + "`storage: {badger: {path: /x}}`" + `
 and ` + "`storage.badger.path: /x`" + ` are the same key). Flags given on the command line win over
 the file. A key that names no flag is an error, as is a key given twice; a list of plain values is
-joined with commas. Durations take the units ms, s, m, h, d, w and y (` + "`90d`, `2w`, `1y`" + `).
+joined with commas. ` + "`--storage.retention`" + ` takes the units ms, s, m, h, d, w and y (` + "`90d`, `2w`, `1y`" + `);
+the other durations are Go durations (` + "`30s`, `5m`, `2h`" + `).
 
 Example:
 
