@@ -147,7 +147,7 @@ func (c *LimitsConfig) RegisterFlags(f *flag.FlagSet) {
 	f.Float64Var(&c.QueryRate, "limits.query-rate", d.QueryRate, "Queries/s each tenant may run, sustained."+o+"query_rate.")
 	f.IntVar(&c.QueryBurst, "limits.query-burst", d.QueryBurst, "Queries each tenant may run at once above its query rate. Per-tenant override key: query_burst.")
 	f.IntVar(&c.MaxConcurrentQueries, "limits.max-concurrent-queries", d.MaxConcurrentQueries, "Queries of one tenant that may run at the same time; more are refused with 429."+o+"max_concurrent_queries.")
-	f.StringVar(&c.OverridesFile, "limits.overrides-file", c.OverridesFile, "YAML file of per-tenant limit overrides (overrides: {TENANT: {ingestion_rate: N, ...}}), reloaded when it changes and on SIGHUP.")
+	f.StringVar(&c.OverridesFile, "limits.overrides-file", c.OverridesFile, "YAML file of per-tenant limit overrides (overrides: {TENANT: {ingestion_rate: N, ...}}), reloaded when it changes (replace it atomically, e.g. write a new file and rename it) and on SIGHUP.")
 }
 
 // Validate checks the default limits.
@@ -304,7 +304,8 @@ type Limits struct {
 	tenants map[ID]*tenantState
 
 	reloadMu     sync.Mutex
-	fileStamp    fileStamp // of the overrides file at the last reload attempt
+	fileStamp    fileStamp  // of the overrides file at the last reload attempt
+	pendingStamp *fileStamp // a change seen by the last poll, not yet reloaded
 	now          func() time.Time
 	pollInterval time.Duration
 	idleAfter    time.Duration
@@ -442,7 +443,8 @@ func (l *Limits) reload(path string) error {
 }
 
 // Run reloads the overrides file when it changes (polled every few
-// seconds) and on SIGHUP, and drops the state of long-idle tenants. It
+// seconds; a change is read once it has been stable for one poll, but
+// replacing the file by a rename is safest) and on SIGHUP at once, and drops the state of long-idle tenants. It
 // returns nil when ctx is done.
 func (l *Limits) Run(ctx context.Context) error {
 	hup := make(chan os.Signal, 1)
@@ -471,7 +473,9 @@ func (l *Limits) Run(ctx context.Context) error {
 }
 
 // overridesChanged reports whether the overrides file's modification time
-// or size differs from the last reload attempt.
+// or size differs from the last reload attempt and has stayed the same
+// since the previous poll, so that a file being written in place is not
+// read half-written.
 func (l *Limits) overridesChanged() bool {
 	if l.cfg.OverridesFile == "" {
 		return false
@@ -483,11 +487,16 @@ func (l *Limits) overridesChanged() bool {
 	if err == nil {
 		stamp = fileStamp{fi.ModTime(), fi.Size()}
 	}
-	if stamp == l.fileStamp {
+	switch {
+	case stamp == l.fileStamp:
+		l.pendingStamp = nil
+		return false
+	case l.pendingStamp == nil || *l.pendingStamp != stamp:
+		l.pendingStamp = &stamp
 		return false
 	}
 	// Try (and report a failure) once per change, not on every poll.
-	l.fileStamp = stamp
+	l.fileStamp, l.pendingStamp = stamp, nil
 	return true
 }
 

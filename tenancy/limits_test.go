@@ -444,11 +444,11 @@ func TestRunReloadsChangedFile(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- env.l.Run(ctx) }()
 
-	require.NoError(t, os.WriteFile(env.file, []byte("overrides:\n  acme: {max_active_series: 12345}\n"), 0o600))
+	replaceFile(t, env.file, "overrides:\n  acme: {max_active_series: 12345}\n")
 	require.Eventually(t, func() bool { return env.l.MaxActiveSeries("acme") == 12345 }, 10*time.Second, 5*time.Millisecond)
 
 	// An invalid change is refused; the limits in force stay.
-	require.NoError(t, os.WriteFile(env.file, []byte("overrides:\n  acme: {max_active_series: x}\n"), 0o600))
+	replaceFile(t, env.file, "overrides:\n  acme: {max_active_series: x}\n")
 	require.Eventually(t, func() bool {
 		return strings.Contains(env.logs.String(), "previous limits stay in force")
 	}, 10*time.Second, 5*time.Millisecond)
@@ -456,4 +456,12 @@ func TestRunReloadsChangedFile(t *testing.T) {
 
 	cancel()
 	require.NoError(t, <-done)
+}
+
+// replaceFile replaces path atomically, as operators should.
+func replaceFile(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	require.NoError(t, os.WriteFile(tmp, []byte(content), 0o600))
+	require.NoError(t, os.Rename(tmp, path))
 }
