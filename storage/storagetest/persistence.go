@@ -81,11 +81,13 @@ func testPersistence(t *testing.T, b Backend) {
 	// Writes after the reopen: continue the long series, go back before
 	// it, overwrite a persisted sample, add a series to both tenants.
 	commit(tenantA, series{long.lset, steps(baseTime+1000*step, step, 200, constant(3))})
+	t.Run("newer samples after reopen", func(t *testing.T) { check(t, st) })
 	commit(tenantA, series{long.lset, []sample{{baseTime - 2*hour, -2}, {baseTime + 500*step, 1e9}, {baseTime + 10*step, 100}}})
+	t.Run("older and overwriting samples after reopen", func(t *testing.T) { check(t, st) })
 	newSeries := series{ls("__name__", "after_reopen", "job", "web"), steps(baseTime, step, 10, linear(1, 1))}
 	commit(tenantA, newSeries)
 	commit(tenantB, series{newSeries.lset, steps(baseTime, step, 10, linear(-1, -1))})
-	t.Run("written after reopen", func(t *testing.T) { check(t, st) })
+	t.Run("new series after reopen", func(t *testing.T) { check(t, st) })
 
 	st = b.Reopen(t, st)
 	t.Run("after second reopen", func(t *testing.T) { check(t, st) })

@@ -60,8 +60,18 @@ func testManySeries(t *testing.T, b Backend) {
 	})
 	t.Run("label values", func(t *testing.T) {
 		require.Equal(t, ids, labelValues(t, ts, mint, maxt, "id", nil))
-		require.Equal(t, []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}, labelValues(t, ts, mint, maxt, "shard", nil, re("id", "1.*")))
-		require.Equal(t, []string{"00007", "00017"}, labelValues(t, ts, mint, maxt, "id", nil, eq("shard", "7"), re("id", "000.*")))
+		for _, c := range []struct {
+			name string
+			ms   []*labels.Matcher
+		}{
+			{"shard", ms(re("id", "01.*"))},
+			{"shard", ms(re("id", "0.*1"), neq("region", "eu"))},
+			{"id", ms(eq("shard", "7"), re("id", "000.*"))},
+			{"id", ms(eq("instance", "host-99:9100"), nre("pod", "pod-[0-9].*"))},
+			{"region", ms(re("pod", "pod-1.*"))},
+		} {
+			require.Equal(t, valuesOf(filter(want, mint, maxt, c.ms...), c.name), labelValues(t, ts, mint, maxt, c.name, nil, c.ms...))
+		}
 		require.Equal(t, []string{"__name__", "env", "id", "instance", "job", "pod", "region", "shard"}, labelNames(t, ts, mint, maxt, nil))
 	})
 	t.Run("series listing with limit", func(t *testing.T) {
@@ -200,4 +210,15 @@ func requireSeek(t testing.TB, ts storage.TenantStore, s series) {
 	require.Equal(t, chunkenc.ValNone, vt, "%s: Seek past the last sample", s.lset)
 	require.NoError(t, it.Err())
 	require.False(t, set.Next(), "Select %s returned more than one series", s.lset)
+}
+
+// valuesOf returns the sorted distinct values of label name in ss.
+func valuesOf(ss []series, name string) []string {
+	set := map[string]bool{}
+	for _, s := range ss {
+		if v := s.lset.Get(name); v != "" {
+			set[v] = true
+		}
+	}
+	return sortedKeys(set)
 }
