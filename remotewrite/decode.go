@@ -78,9 +78,9 @@ type Decoder struct {
 	samples []Sample
 }
 
-// DecodedLen returns the size compressed decompresses to, without
+// decodedLen returns the size compressed decompresses to, without
 // decompressing it.
-func DecodedLen(compressed []byte) (int, error) {
+func decodedLen(compressed []byte) (int, error) {
 	n, err := snappy.DecodedLen(compressed)
 	if err != nil {
 		return 0, fmt.Errorf("%w: snappy: %w", ErrMalformed, err)
@@ -92,12 +92,12 @@ func DecodedLen(compressed []byte) (int, error) {
 // decodes the prometheus.WriteRequest in it. The result, and the strings in
 // it, are valid until the next call on d.
 func (d *Decoder) Decode(compressed []byte, maxDecompressed int) (*WriteRequest, error) {
-	n, err := DecodedLen(compressed)
+	n, err := decodedLen(compressed)
 	if err != nil {
 		return nil, err
 	}
 	if n > maxDecompressed {
-		return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrTooLarge, n, maxDecompressed)
+		return nil, fmt.Errorf("%w: %d bytes, more than the limit of %d", ErrTooLarge, n, maxDecompressed)
 	}
 	buf, err := snappy.Decode(d.buf[:cap(d.buf)], compressed)
 	if err != nil {

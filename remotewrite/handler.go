@@ -313,7 +313,7 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Princi
 	req, err := st.dec.Decode(st.body, int(h.cfg.MaxDecompressedBytes))
 	switch {
 	case errors.Is(err, ErrTooLarge):
-		return apierror.Wrap(apierror.TooLarge, err, "raise --ingest.max-decompressed-bytes")
+		return &apierror.Error{Kind: apierror.TooLarge, Err: fmt.Errorf("%w (raise --ingest.max-decompressed-bytes)", err)}
 	case err != nil:
 		return apierror.Wrap(apierror.InvalidArgument, err, "decode remote write request")
 	}

@@ -452,3 +452,48 @@ func TestConfigValidate(t *testing.T) {
 		require.True(t, strings.Contains(err.Error(), flag), "%v does not name %s", err, flag)
 	}
 }
+
+// BenchmarkWrite measures the whole receiver on a real Badger store:
+// 2,000-sample requests (200 series x 10 samples, 8 labels each) to
+// existing series, as a scraping Prometheus sends them.
+func BenchmarkWrite(b *testing.B) {
+	store := openStore(b, nil)
+	cfg := testConfig(b)
+	cfg.MaxFutureSkew = 0
+	h := New(cfg, store, nil, nil, prometheus.NewRegistry())
+	const nSeries, nSamples = 200, 10
+	req := &prompb.WriteRequest{}
+	for i := range nSeries {
+		req.Timeseries = append(req.Timeseries, prompb.TimeSeries{
+			Labels: series("__name__", "http_requests_total", "code", "200", "handler", fmt.Sprintf("/api/%d", i%50),
+				"instance", fmt.Sprintf("10.0.0.%d:9090", i), "job", "prometheus", "method", "GET",
+				"pod", fmt.Sprintf("prometheus-%d", i), "region", "eu-west-1"),
+			Samples: make([]prompb.Sample, nSamples),
+		})
+	}
+	base := time.Now().Add(-24 * time.Hour).UnixMilli()
+	next := 0
+	body := func() []byte {
+		for i := range req.Timeseries {
+			for j := range req.Timeseries[i].Samples {
+				req.Timeseries[i].Samples[j] = prompb.Sample{Value: float64(next + j), Timestamp: base + int64(next+j)}
+			}
+		}
+		next += nSamples
+		return encode(b, req)
+	}
+	if w := post(h, &writer, body(), nil); w.Code != http.StatusNoContent { // create the series
+		b.Fatal(w.Code, w.Body.String())
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		data := body()
+		b.StartTimer()
+		if w := post(h, &writer, data, nil); w.Code != http.StatusNoContent {
+			b.Fatal(w.Code, w.Body.String())
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*nSeries*nSamples), "ns/sample")
+}
