@@ -685,3 +685,30 @@ func TestNewVerifierRegistersMetric(t *testing.T) {
 	var are prometheus.AlreadyRegisteredError
 	require.True(t, errors.As(err, &are), "second verifier on one registry: %v", err)
 }
+
+func BenchmarkVerify(b *testing.B) {
+	k := keys()
+	f := writeKeyFiles(b)
+	for _, bc := range []struct {
+		name   string
+		cfg    tenancy.AuthConfig
+		method jwt.SigningMethod
+		key    any
+	}{
+		{"HS256", tenancy.AuthConfig{HMACSecretFile: f.secret}, jwt.SigningMethodHS256, k.secret},
+		{"ES256", tenancy.AuthConfig{PublicKeyFile: f.p256}, jwt.SigningMethodES256, k.p256},
+		{"EdDSA", tenancy.AuthConfig{PublicKeyFile: f.ed}, jwt.SigningMethodEdDSA, k.ed},
+		{"RS256", tenancy.AuthConfig{PublicKeyFile: f.rsa}, jwt.SigningMethodRS256, k.rsa},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			v, _ := newVerifier(b, bc.cfg)
+			raw := sign(b, bc.method, bc.key, "", claims())
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := v.Verify(raw); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

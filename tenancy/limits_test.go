@@ -3,6 +3,7 @@ package tenancy_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"log/slog"
 	"math"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -464,4 +466,71 @@ func replaceFile(t *testing.T, path, content string) {
 	tmp := path + ".tmp"
 	require.NoError(t, os.WriteFile(tmp, []byte(content), 0o600))
 	require.NoError(t, os.Rename(tmp, path))
+}
+
+// TestLimitsConcurrent uses the limits from many goroutines while the
+// overrides are reloaded and idle tenants evicted; run it with -race. The
+// concurrency gate must never admit more queries than the limit.
+func TestLimitsConcurrent(t *testing.T) {
+	files := []string{
+		"overrides:\n  t0: {max_concurrent_queries: 3, ingestion_rate: 100, ingestion_burst: 1000}\n",
+		"overrides:\n  t0: {max_concurrent_queries: 3, request_rate: 0}\n  t1: {query_rate: 1, query_burst: 1}\n",
+	}
+	env := newLimits(t, tenancy.DefaultTenantLimits(), files[0])
+	tenants := []tenancy.ID{"t0", "t1", "t2"}
+	var held, maxHeld atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 500 {
+				id := tenants[(g+i)%len(tenants)]
+				_ = env.l.AllowIngest(id, 10)
+				_ = env.l.AllowRequest(id)
+				_ = env.l.AllowQuery(id)
+				release, err := env.l.AcquireQuery(context.Background(), "t0")
+				if err == nil {
+					n := held.Add(1)
+					for m := maxHeld.Load(); n > m && !maxHeld.CompareAndSwap(m, n); m = maxHeld.Load() {
+					}
+					held.Add(-1)
+					release()
+				}
+			}
+		})
+	}
+	var reloadErr error
+	wg.Go(func() {
+		for i := range 50 {
+			tmp := env.file + ".tmp"
+			reloadErr = errors.Join(os.WriteFile(tmp, []byte(files[i%2]), 0o600), os.Rename(tmp, env.file))
+			if reloadErr == nil {
+				reloadErr = env.l.Reload()
+			}
+			if reloadErr != nil {
+				return
+			}
+			env.clock.Advance(time.Hour)
+			tenancy.EvictIdle(env.l)
+		}
+	})
+	wg.Wait()
+	require.NoError(t, reloadErr)
+	require.LessOrEqual(t, maxHeld.Load(), int64(3))
+	require.Positive(t, maxHeld.Load())
+}
+
+func BenchmarkAllowIngest(b *testing.B) {
+	l, err := tenancy.NewLimits(tenancy.DefaultLimitsConfig(), nil, nil)
+	require.NoError(b, err)
+	tenants := []tenancy.ID{"a", "b", "c", "d"}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if err := l.AllowIngest(tenants[i%len(tenants)], 1); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
 }
