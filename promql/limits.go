@@ -1,0 +1,163 @@
+package promql
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	pql "github.com/prometheus/prometheus/promql"
+	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/util/annotations"
+
+	"github.com/luminate-io/luminate/api/apierror"
+	"github.com/luminate-io/luminate/storage"
+	"github.com/luminate-io/luminate/tenancy"
+)
+
+// Limits are the per-tenant query limits. *tenancy.Limits implements it;
+// implementations must be safe for concurrent use. Refusals are errors
+// that api/apierror classifies (429 with Retry-After for *tenancy.LimitError).
+type Limits interface {
+	// AllowQuery counts one query against the tenant's query rate.
+	AllowQuery(id tenancy.ID) error
+	// AcquireQuery admits one query if the tenant runs fewer than its
+	// concurrent limit, and returns the func that ends it.
+	AcquireQuery(ctx context.Context, id tenancy.ID) (release func(), err error)
+	// MaxSeriesPerQuery is the most series one query may load; 0 means
+	// unlimited.
+	MaxSeriesPerQuery(id tenancy.ID) int
+	// MaxSamplesPerQuery is the most samples one query may read; 0 means
+	// unlimited.
+	MaxSamplesPerQuery(id tenancy.ID) int
+}
+
+// seriesLimit returns the series limit of one query of tenant id and the
+// setting that raises it; 0 means none.
+func (a *API) seriesLimit(id tenancy.ID) (int, string) {
+	limit, setting := a.cfg.MaxSeries, "--query.max-series"
+	if a.limits != nil {
+		if t := a.limits.MaxSeriesPerQuery(id); t > 0 && (limit == 0 || t < limit) {
+			limit, setting = t, "--limits.max-series-per-query or its per-tenant override max_series_per_query"
+		}
+	}
+	return limit, setting
+}
+
+// samplesLimit is the per-tenant limit of samples one query may read; 0
+// means none.
+func (a *API) samplesLimit(id tenancy.ID) uint64 {
+	if a.limits == nil {
+		return 0
+	}
+	return uint64(max(a.limits.MaxSamplesPerQuery(id), 0))
+}
+
+// limitedQueryable counts the series every Select of one query returns
+// and fails the query when they exceed limit.
+type limitedQueryable struct {
+	storage.TenantStore
+	limit   int
+	setting string
+	n       atomic.Int64
+}
+
+// newLimitedQueryable returns ts, limited to limit series per query when
+// limit > 0. Use one per query: the count spans all its Selects.
+func newLimitedQueryable(ts storage.TenantStore, limit int, setting string) promstorage.Queryable {
+	if limit <= 0 {
+		return ts
+	}
+	return &limitedQueryable{TenantStore: ts, limit: limit, setting: setting}
+}
+
+func (q *limitedQueryable) Querier(mint, maxt int64) (promstorage.Querier, error) {
+	inner, err := q.TenantStore.Querier(mint, maxt)
+	if err != nil {
+		return nil, err
+	}
+	return &limitedQuerier{Querier: inner, q: q}, nil
+}
+
+func (q *limitedQueryable) tooMany() error {
+	return apierror.New(apierror.Execution, "query would load more than %d series (raise %s)", q.limit, q.setting)
+}
+
+type limitedQuerier struct {
+	promstorage.Querier
+	q *limitedQueryable
+}
+
+func (lq *limitedQuerier) Select(ctx context.Context, sortSeries bool, hints *promstorage.SelectHints, ms ...*labels.Matcher) promstorage.SeriesSet {
+	return &limitedSeriesSet{SeriesSet: lq.Querier.Select(ctx, sortSeries, hints, ms...), q: lq.q}
+}
+
+type limitedSeriesSet struct {
+	promstorage.SeriesSet
+	q   *limitedQueryable
+	err error
+}
+
+func (s *limitedSeriesSet) Next() bool {
+	if s.err != nil || !s.SeriesSet.Next() {
+		return false
+	}
+	if s.q.n.Add(1) > int64(s.q.limit) {
+		s.err = s.q.tooMany()
+		return false
+	}
+	return true
+}
+
+func (s *limitedSeriesSet) Err() error {
+	if s.err != nil {
+		return s.err
+	}
+	return s.SeriesSet.Err()
+}
+
+func (s *limitedSeriesSet) Warnings() annotations.Annotations { return s.SeriesSet.Warnings() }
+
+// queryError turns an error of the engine into one api/apierror
+// classifies as Prometheus would (timeout and canceled 503, too many
+// samples 422 execution, storage errors by their own kind, everything else
+// 422 execution), naming the setting that raises a limit.
+func (a *API) queryError(err error, timeout time.Duration) error {
+	var (
+		canceled    pql.ErrQueryCanceled
+		timedOut    pql.ErrQueryTimeout
+		tooMany     pql.ErrTooManySamples
+		tooManyRead pql.ErrTooManySamplesRead
+		tooManySer  pql.ErrTooManySeries
+		st          pql.ErrStorage
+		ae          *apierror.Error
+	)
+	switch {
+	case errors.As(err, &ae):
+		return err
+	case errors.As(err, &canceled), errors.Is(err, context.Canceled):
+		return &apierror.Error{Kind: apierror.Canceled, Err: err}
+	case errors.As(err, &timedOut), errors.Is(err, context.DeadlineExceeded):
+		setting := fmt.Sprintf("--query.timeout=%s", a.cfg.Timeout)
+		if timeout > 0 && timeout < a.cfg.Timeout {
+			setting = fmt.Sprintf("the timeout parameter %s (at most --query.timeout=%s)", timeout, a.cfg.Timeout)
+		}
+		return &apierror.Error{Kind: apierror.Timeout, Msg: fmt.Sprintf("%s (raise %s)", err, setting)}
+	case errors.As(err, &tooMany):
+		return &apierror.Error{Kind: apierror.Execution, Msg: fmt.Sprintf("%s (raise --query.max-samples=%d)", err, a.cfg.MaxSamples)}
+	case errors.As(err, &tooManyRead):
+		return &apierror.Error{Kind: apierror.Execution, Msg: fmt.Sprintf("%s (raise --limits.max-samples-per-query or its per-tenant override max_samples_per_query)", err)}
+	case errors.As(err, &tooManySer):
+		return &apierror.Error{Kind: apierror.Execution, Msg: fmt.Sprintf("%s (raise --limits.max-series-per-query or its per-tenant override max_series_per_query)", err)}
+	case errors.As(err, &st):
+		if errors.Is(st.Err, storage.ErrUnavailable) {
+			return st.Err
+		}
+		return &apierror.Error{Kind: apierror.Internal, Err: err}
+	case errors.Is(err, storage.ErrUnavailable):
+		return err
+	}
+	return &apierror.Error{Kind: apierror.Execution, Err: err}
+}

@@ -1,0 +1,192 @@
+package promql
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	pql "github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
+	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/util/stats"
+)
+
+// query serves /query: an instant PromQL query at time (default now).
+func (a *API) query(r *http.Request, rc *requestContext) (result, error) {
+	limit, err := parseLimit(r.FormValue("limit"))
+	if err != nil {
+		return result{}, err
+	}
+	ts, err := parseTimeParam(r, "time", time.Now())
+	if err != nil {
+		return result{}, err
+	}
+	return a.runQuery(r, rc, limit, func(ctx context.Context, opts pql.QueryOpts, q string) (pql.Query, error) {
+		return a.engine.NewInstantQuery(ctx, a.queryable(rc), opts, q, ts)
+	})
+}
+
+// queryRange serves /query_range: a PromQL query over start, end and step.
+func (a *API) queryRange(r *http.Request, rc *requestContext) (result, error) {
+	limit, err := parseLimit(r.FormValue("limit"))
+	if err != nil {
+		return result{}, err
+	}
+	p, err := parseRangeParams(r)
+	if err != nil {
+		return result{}, err
+	}
+	return a.runQuery(r, rc, limit, func(ctx context.Context, opts pql.QueryOpts, q string) (pql.Query, error) {
+		return a.engine.NewRangeQuery(ctx, a.queryable(rc), opts, q, p.start, p.end, p.step)
+	})
+}
+
+// queryable is the storage one query of the request's tenant reads: the
+// tenant's view, limited to the tenant's series per query.
+func (a *API) queryable(rc *requestContext) promstorage.Queryable {
+	limit, setting := a.seriesLimit(rc.principal.Tenant)
+	return newLimitedQueryable(rc.store, limit, setting)
+}
+
+// runQuery builds a query with newQuery, runs it and renders its result,
+// as Prometheus' query and queryRange do after their own parameters.
+func (a *API) runQuery(r *http.Request, rc *requestContext, limit int,
+	newQuery func(context.Context, pql.QueryOpts, string) (pql.Query, error),
+) (result, error) {
+	ctx := r.Context()
+	timeout, err := parseTimeout(r)
+	if err != nil {
+		return result{}, err
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	opts, err := a.queryOpts(r, rc)
+	if err != nil {
+		return result{}, badData(err)
+	}
+	qry, err := newQuery(ctx, opts, r.FormValue("query"))
+	if err != nil {
+		return result{}, a.constructionError(err, timeout)
+	}
+	res := qry.Exec(ctx)
+	if res.Err != nil {
+		qry.Close()
+		return result{}, a.queryError(res.Err, timeout)
+	}
+	warnings := res.Warnings
+	if limit > 0 && truncate(res, limit) {
+		warnings = warnings.Add(errors.New("results truncated due to limit"))
+	}
+	statsParam := r.FormValue("stats")
+	if warn := statsParamWarning(statsParam); warn != nil {
+		warnings = warnings.Add(warn)
+	}
+	var qs stats.QueryStats
+	if statsParam != "" {
+		qs = stats.NewQueryStats(qry.Stats())
+	}
+	return result{
+		data:     &queryData{resultType: res.Value.Type(), result: res.Value, stats: qs},
+		warnings: warnings,
+		finalize: qry.Close,
+	}, nil
+}
+
+// queryOpts are the engine options of one query: the request's lookback
+// delta and per-step stats, and the tenant's samples limit.
+func (a *API) queryOpts(r *http.Request, rc *requestContext) (pql.QueryOpts, error) {
+	var lookback time.Duration
+	if s := r.FormValue("lookback_delta"); s != "" {
+		d, err := parseDuration(s)
+		if err != nil {
+			return nil, fmt.Errorf("error parsing lookback delta duration: %w", err)
+		}
+		lookback = d
+	}
+	var useST *bool
+	if v := r.Header.Get("X-Prometheus-Use-Start-Timestamps"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, fmt.Errorf("error parsing X-Prometheus-Use-Start-Timestamps header: %w", err)
+		}
+		useST = &b
+	}
+	perStep := r.FormValue("stats") == "all"
+	return pql.NewPrometheusQueryOptsWithLimits(perStep, lookback, 0, a.samplesLimit(rc.principal.Tenant), 0, useST), nil
+}
+
+// constructionError maps an error building a query: a timeout or
+// cancellation as such, anything else (a syntax error) as a bad query
+// parameter.
+func (a *API) constructionError(err error, timeout time.Duration) error {
+	var (
+		timedOut pql.ErrQueryTimeout
+		canceled pql.ErrQueryCanceled
+	)
+	if errors.As(err, &timedOut) || errors.As(err, &canceled) {
+		return a.queryError(err, timeout)
+	}
+	return invalidParam(err, "query")
+}
+
+// truncate cuts a vector or matrix result to limit series and reports
+// whether it did.
+func truncate(res *pql.Result, limit int) bool {
+	switch v := res.Value.(type) {
+	case pql.Matrix:
+		if len(v) > limit {
+			res.Value = v[:limit]
+			return true
+		}
+	case pql.Vector:
+		if len(v) > limit {
+			res.Value = v[:limit]
+			return true
+		}
+	}
+	return false
+}
+
+// queryExemplars serves /query_exemplars. Exemplars are not stored yet, so
+// a valid request gets an empty list.
+func (a *API) queryExemplars(r *http.Request, _ *requestContext) (result, error) {
+	tr, err := parseRange(r)
+	if err != nil {
+		return result{}, err
+	}
+	if tr.end.Before(tr.start) {
+		return result{}, badData(errors.New("end timestamp must not be before start timestamp"))
+	}
+	expr, err := a.parser.ParseExpr(r.FormValue("query"))
+	if err != nil {
+		return result{}, badData(err)
+	}
+	if len(parser.ExtractSelectors(expr)) < 1 {
+		return result{}, nil // Prometheus answers 204
+	}
+	return result{data: []struct{}{}}, nil
+}
+
+// formatQuery serves /format_query: the query, pretty-printed.
+func (a *API) formatQuery(r *http.Request, _ *requestContext) (result, error) {
+	expr, err := a.parser.ParseExpr(r.FormValue("query"))
+	if err != nil {
+		return result{}, invalidParam(err, "query")
+	}
+	return result{data: expr.Pretty(0)}, nil
+}
+
+// parseQuery serves /parse_query: the query's syntax tree as JSON.
+func (a *API) parseQuery(r *http.Request, _ *requestContext) (result, error) {
+	expr, err := a.parser.ParseExpr(r.FormValue("query"))
+	if err != nil {
+		return result{}, invalidParam(err, "query")
+	}
+	return result{data: translateAST(expr)}, nil
+}

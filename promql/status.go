@@ -1,0 +1,101 @@
+package promql
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/luminate-io/luminate/storage"
+)
+
+// serveBuildInfo serves /status/buildinfo.
+func (a *API) serveBuildInfo(*http.Request, *requestContext) (result, error) {
+	return result{data: a.buildInfo}, nil
+}
+
+// metricMetadata is one entry of /metadata, in Prometheus' shape.
+type metricMetadata struct {
+	Type string `json:"type"`
+	Unit string `json:"unit"`
+	Help string `json:"help"`
+}
+
+// metadata serves /metadata. Metric metadata is not stored yet, so a
+// valid request gets an empty object.
+func (a *API) metadata(r *http.Request, _ *requestContext) (result, error) {
+	for _, p := range []string{"limit", "limit_per_metric"} {
+		if s := r.FormValue(p); s != "" {
+			if _, err := strconv.Atoi(s); err != nil {
+				return result{}, badData(fmt.Errorf("%s must be a number", p))
+			}
+		}
+	}
+	return result{data: map[string][]metricMetadata{}}, nil
+}
+
+// tsdbStat is one row of a cardinality list in /status/tsdb.
+type tsdbStat struct {
+	Name  string `json:"name"`
+	Value uint64 `json:"value"`
+}
+
+// headStats is the headStats object of /status/tsdb.
+type headStats struct {
+	NumSeries     uint64 `json:"numSeries"`
+	NumLabelPairs int    `json:"numLabelPairs"`
+	ChunkCount    int64  `json:"chunkCount"`
+	MinTime       int64  `json:"minTime"`
+	MaxTime       int64  `json:"maxTime"`
+}
+
+// tsdbStatus is the data of /status/tsdb, in Prometheus' shape.
+type tsdbStatus struct {
+	HeadStats                   headStats  `json:"headStats"`
+	SeriesCountByMetricName     []tsdbStat `json:"seriesCountByMetricName"`
+	LabelValueCountByLabelName  []tsdbStat `json:"labelValueCountByLabelName"`
+	MemoryInBytesByLabelName    []tsdbStat `json:"memoryInBytesByLabelName"`
+	SeriesCountByLabelValuePair []tsdbStat `json:"seriesCountByLabelValuePair"`
+}
+
+// maxTSDBLimit bounds the limit parameter of /status/tsdb, as in Prometheus.
+const maxTSDBLimit = 10000
+
+// serveTSDBStatus serves /status/tsdb: the tenant's cardinality. The
+// chunk count is not tracked per tenant and is reported as 0.
+func (a *API) serveTSDBStatus(r *http.Request, rc *requestContext) (result, error) {
+	limit := 10
+	if s := r.FormValue("limit"); s != "" {
+		var err error
+		if limit, err = strconv.Atoi(s); err != nil || limit < 1 {
+			return result{}, badData(errors.New("limit must be a positive number"))
+		}
+		if limit > maxTSDBLimit {
+			return result{}, badData(fmt.Errorf("limit must not exceed %d", maxTSDBLimit))
+		}
+	}
+	c, err := rc.store.Cardinality(r.Context(), limit)
+	if err != nil {
+		return result{}, a.queryError(err, 0)
+	}
+	return result{data: tsdbStatus{
+		HeadStats: headStats{
+			NumSeries:     c.NumSeries,
+			NumLabelPairs: c.NumLabelPairs,
+			MinTime:       c.MinTime,
+			MaxTime:       c.MaxTime,
+		},
+		SeriesCountByMetricName:     tsdbStats(c.ByMetricName),
+		LabelValueCountByLabelName:  tsdbStats(c.ByLabelName),
+		MemoryInBytesByLabelName:    tsdbStats(c.MemoryByLabel),
+		SeriesCountByLabelValuePair: tsdbStats(c.ByLabelPair),
+	}}, nil
+}
+
+func tsdbStats(counts []storage.Count) []tsdbStat {
+	out := make([]tsdbStat, 0, len(counts))
+	for _, c := range counts {
+		out = append(out, tsdbStat{Name: c.Name, Value: c.Value})
+	}
+	return out
+}
