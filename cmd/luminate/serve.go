@@ -264,7 +264,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 			}
 			return nil
 		}, func(reason error) {
-			logger.Info("shutting down: stopping HTTP server, waiting for in-flight requests", "reason", reason, "timeout", cfg.shutdownTimeout)
+			logger.Info("shutting down: stopping HTTP server, waiting for in-flight requests", "reason", reason, "timeout", cfg.shutdownTimeout.String())
 			sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 			defer cancel()
 			if err := srv.Shutdown(sctx); err != nil {

@@ -1,0 +1,465 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/stretchr/testify/require"
+
+	"github.com/luminate-io/luminate/storage/badger"
+	"github.com/luminate-io/luminate/tenancy"
+)
+
+// The test binary doubles as the luminate binary: run with
+// LUMINATE_TEST_MAIN=1 it executes its arguments as luminate would, so the
+// end-to-end tests start real processes and send them real signals.
+func TestMain(m *testing.M) {
+	if os.Getenv("LUMINATE_TEST_MAIN") == "1" {
+		os.Exit(execute(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// waitTimeout bounds waiting for a child process; generous because the
+// test machine may be busy. It is a deadline, not a measurement.
+const waitTimeout = 60 * time.Second
+
+// proc is a luminate child process.
+type proc struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	addr string // where it listens, once started
+
+	mu    sync.Mutex
+	lines []string // stderr so far
+	done  chan struct{}
+	err   error // of Wait, once done is closed
+}
+
+// start runs `luminate args...` and returns once it exited or logged the
+// address it listens on.
+func start(t *testing.T, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "LUMINATE_TEST_MAIN=1")
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	p := &proc{t: t, cmd: cmd, done: make(chan struct{})}
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.lines = append(p.lines, sc.Text())
+			p.mu.Unlock()
+		}
+	}()
+	go func() {
+		<-scanned // Wait closes the pipe; read it all first
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("luminate %s stderr:\n%s", strings.Join(args, " "), p.stderr())
+		}
+	})
+	if line := p.waitLog(`"msg":"listening"`); line != "" {
+		var l struct{ Address string }
+		require.NoError(t, json.Unmarshal([]byte(line), &l))
+		p.addr = l.Address
+	}
+	return p
+}
+
+func (p *proc) stderr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.lines, "\n")
+}
+
+// waitLog returns the first stderr line containing s, or "" if the process
+// exited without logging it.
+func (p *proc) waitLog(s string) string {
+	p.t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for time.Now().Before(deadline) {
+		p.mu.Lock()
+		for _, l := range p.lines {
+			if strings.Contains(l, s) {
+				p.mu.Unlock()
+				return l
+			}
+		}
+		p.mu.Unlock()
+		select {
+		case <-p.done:
+			return ""
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	p.t.Fatalf("no log line containing %s within %s", s, waitTimeout)
+	return ""
+}
+
+// wait returns the exit code of the process.
+func (p *proc) wait() int {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(waitTimeout):
+		p.t.Fatalf("luminate did not exit within %s", waitTimeout)
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+func (p *proc) url(path string) string { return "http://" + p.addr + path }
+
+// runCLI runs a short command in-process.
+func runCLI(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = execute(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func remoteWriteBody(t *testing.T, name string, ts int64, v float64) []byte {
+	t.Helper()
+	req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+		Labels:  []prompb.Label{{Name: "__name__", Value: name}, {Name: "job", Value: "e2e"}},
+		Samples: []prompb.Sample{{Timestamp: ts, Value: v}},
+	}}}
+	raw, err := req.Marshal()
+	require.NoError(t, err)
+	return snappy.Encode(nil, raw)
+}
+
+func newRemoteWrite(t *testing.T, url, token string, body io.Reader) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, body)
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("Content-Encoding", "snappy")
+	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return req
+}
+
+// openTestStore opens the Badger store in dataDir, closed at the end of the test.
+func openTestStore(t *testing.T, dataDir string) *badger.Store {
+	t.Helper()
+	cfg := badger.DefaultConfig()
+	cfg.Path = dataDir
+	s, err := badger.New(cfg, nil, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	return s
+}
+
+// samples reads tenant's samples of metric name straight from the store.
+func samples(t *testing.T, s *badger.Store, tenant tenancy.ID, name string) map[int64]float64 {
+	t.Helper()
+	q, err := s.ForTenant(tenant).Querier(math.MinInt64, math.MaxInt64)
+	require.NoError(t, err)
+	defer q.Close()
+	set := q.Select(context.Background(), true, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", name))
+	out := map[int64]float64{}
+	for set.Next() {
+		it := set.At().Iterator(nil)
+		for it.Next() != 0 {
+			ts, v := it.At()
+			out[ts] = v
+		}
+		require.NoError(t, it.Err())
+	}
+	require.NoError(t, set.Err())
+	return out
+}
+
+func TestServeEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	secret := filepath.Join(data, "dev-hmac.secret")
+	args := []string{"serve", "--log.format=json", "--http.listen-address=127.0.0.1:0",
+		"--storage.badger.path=" + data, "--auth.jwt.hmac-secret-file=" + secret, "--auth.jwt.create-dev-secret"}
+	p := start(t, args...)
+	require.NotEmpty(t, p.addr, p.stderr())
+	require.Contains(t, p.stderr(), "token --auth.jwt.hmac-secret-file="+secret+" --tenant=dev")
+
+	resp, err := http.Get(p.url("/-/ready"))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	code, token, errOut := runCLI("token", "--auth.jwt.hmac-secret-file="+secret, "--tenant=acme", "--scopes=metrics:read,metrics:write", "--ttl=1h")
+	require.Equal(t, 0, code, errOut)
+	require.Empty(t, errOut)
+	require.Equal(t, 2, strings.Count(token, "."), "a compact JWS: %q", token)
+	require.True(t, strings.HasSuffix(token, "\n") && strings.Count(token, "\n") == 1, "only the token on stdout: %q", token)
+	token = strings.TrimSpace(token)
+
+	now := time.Now().UnixMilli()
+	t.Run("remote write without a token is refused", func(t *testing.T) {
+		resp, err := http.DefaultClient.Do(newRemoteWrite(t, p.url("/api/v1/write"), "", bytes.NewReader(remoteWriteBody(t, "e2e_refused", now, 1))))
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+		require.True(t, strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer"))
+	})
+	t.Run("remote write and push are stored", func(t *testing.T) {
+		for i, path := range []string{"/api/v1/write", "/api/v1/push"} {
+			resp, err := http.DefaultClient.Do(newRemoteWrite(t, p.url(path), token, bytes.NewReader(remoteWriteBody(t, "e2e_rw", now+int64(i), float64(i)))))
+			require.NoError(t, err)
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			require.Equal(t, http.StatusNoContent, resp.StatusCode, string(body))
+		}
+	})
+	t.Run("native write is stored", func(t *testing.T) {
+		body := fmt.Sprintf(`{"metrics":[{"name":"e2e_native","dimensions":{"job":"e2e"},"value":2.5,"timestamp":%d}]}`, now)
+		req, err := http.NewRequest(http.MethodPost, p.url("/api/v1/metrics"), strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode, string(b))
+		require.Contains(t, string(b), `"accepted":1`)
+	})
+	t.Run("metrics count the requests", func(t *testing.T) {
+		resp, err := http.Get(p.url("/metrics"))
+		require.NoError(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Contains(t, string(b), `luminate_http_requests_total{code="204",route="/api/v1/write"} 1`)
+		require.Contains(t, string(b), `luminate_http_requests_total{code="401",route="/api/v1/write"} 1`)
+		require.Contains(t, string(b), "luminate_build_info{")
+		require.Contains(t, string(b), "go_goroutines ")
+		require.Contains(t, string(b), "process_resident_memory_bytes ")
+	})
+	t.Run("a second server on the same data directory fails clearly", func(t *testing.T) {
+		second := start(t, args...)
+		require.Equal(t, 1, second.wait())
+		require.Contains(t, second.stderr(), "data directory is in use by another luminate process")
+		require.Contains(t, second.stderr(), data)
+	})
+	t.Run("the token is never logged", func(t *testing.T) {
+		require.NotContains(t, p.stderr(), token[strings.LastIndexByte(token, '.')+1:])
+	})
+
+	// A request still streaming its body when SIGTERM arrives completes
+	// before the server exits, and what it carried is stored.
+	pr, pw := io.Pipe()
+	type result struct {
+		status int
+		err    error
+	}
+	inflight := make(chan result, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(newRemoteWrite(t, p.url("/api/v1/write"), token, pr))
+		if err != nil {
+			inflight <- result{err: err}
+			return
+		}
+		resp.Body.Close()
+		inflight <- result{status: resp.StatusCode}
+	}()
+	body := remoteWriteBody(t, "e2e_inflight", now, 42)
+	_, err = pw.Write(body[:len(body)/2])
+	require.NoError(t, err)
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.NotEmpty(t, p.waitLog("shutting down"))
+	_, err = pw.Write(body[len(body)/2:])
+	require.NoError(t, err)
+	require.NoError(t, pw.Close())
+	r := <-inflight
+	require.NoError(t, r.err)
+	require.Equal(t, http.StatusNoContent, r.status)
+
+	require.Equal(t, 0, p.wait(), p.stderr())
+	require.Contains(t, p.stderr(), "luminate stopped")
+
+	// Everything acknowledged is in the store, for the tenant that wrote it only.
+	store := openTestStore(t, data)
+	require.Equal(t, map[int64]float64{now: 0, now + 1: 1}, samples(t, store, "acme", "e2e_rw"))
+	require.Equal(t, map[int64]float64{now: 2.5}, samples(t, store, "acme", "e2e_native"))
+	require.Equal(t, map[int64]float64{now: 42}, samples(t, store, "acme", "e2e_inflight"))
+	require.Empty(t, samples(t, store, "dev", "e2e_rw"))
+	require.Empty(t, samples(t, store, "acme", "e2e_refused"))
+}
+
+func TestServeRefuses(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"no key and auth not disabled", nil, []string{"no key to verify tokens", "--auth.disabled", "luminate token"}},
+		{"unknown backend", []string{"--auth.disabled", "--storage.backend=cassandra"}, []string{`--storage.backend="cassandra"`}},
+		{"bad log level", []string{"--auth.disabled", "--log.level=loud"}, []string{`--log.level="loud"`}},
+		{"bad retention", []string{"--auth.disabled", "--storage.retention=forever"}, []string{"storage.retention"}},
+		{"dev secret without a file", []string{"--auth.jwt.create-dev-secret"}, []string{"--auth.jwt.create-dev-secret needs --auth.jwt.hmac-secret-file"}},
+		{"positional argument", []string{"--auth.disabled", "extra"}, []string{`unexpected argument "extra"`}},
+		{"unknown flag", []string{"--no-such-flag"}, []string{"flag provided but not defined: -no-such-flag"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"serve", "--storage.badger.path=" + filepath.Join(dir, "never")}, tc.args...)
+			code, stdout, stderr := runCLI(args...)
+			require.Equal(t, 2, code, stderr)
+			require.Empty(t, stdout)
+			for _, w := range tc.want {
+				require.Contains(t, stderr, w)
+			}
+			require.NoDirExists(t, filepath.Join(dir, "never"), "nothing is created before the configuration is valid")
+		})
+	}
+}
+
+func TestServeConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	fromFile, fromFlag := filepath.Join(dir, "from-file"), filepath.Join(dir, "from-flag")
+	cfgPath := filepath.Join(dir, "luminate.yml")
+	require.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
+http:
+  listen-address: 127.0.0.1:0
+storage:
+  retention: 2w
+  badger:
+    path: %s
+auth.disabled: true
+log.format: json
+`, fromFile)), 0o600))
+
+	t.Run("file applies", func(t *testing.T) {
+		p := start(t, "serve", "--config.file="+cfgPath)
+		require.NotEmpty(t, p.addr, p.stderr())
+		require.DirExists(t, fromFile)
+		require.NoError(t, p.cmd.Process.Signal(syscall.SIGINT))
+		require.Equal(t, 0, p.wait(), p.stderr())
+	})
+	t.Run("flags win", func(t *testing.T) {
+		p := start(t, "serve", "--config.file="+cfgPath, "--storage.badger.path="+fromFlag)
+		require.NotEmpty(t, p.addr, p.stderr())
+		require.DirExists(t, fromFlag)
+		require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+		require.Equal(t, 0, p.wait(), p.stderr())
+	})
+	t.Run("unknown key is an error naming it", func(t *testing.T) {
+		bad := filepath.Join(dir, "bad.yml")
+		require.NoError(t, os.WriteFile(bad, []byte("storage:\n  badger:\n    pathh: /x\n"), 0o600))
+		code, _, stderr := runCLI("serve", "--config.file="+bad)
+		require.Equal(t, 2, code)
+		require.Contains(t, stderr, `unknown key "storage.badger.pathh"`)
+	})
+	t.Run("missing file", func(t *testing.T) {
+		code, _, stderr := runCLI("serve", "--config.file="+filepath.Join(dir, "missing.yml"))
+		require.Equal(t, 2, code)
+		require.Contains(t, stderr, "missing.yml")
+	})
+}
+
+func TestToken(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret")
+	_, err := tenancy.EnsureDevSecret(secretFile)
+	require.NoError(t, err)
+	short := filepath.Join(dir, "short")
+	require.NoError(t, os.WriteFile(short, []byte("too short\n"), 0o600))
+	verifier, err := tenancy.NewVerifier(tenancy.AuthConfig{HMACSecretFile: secretFile, Issuer: "luminate-test"}, nil, nil)
+	require.NoError(t, err)
+
+	for _, tc := range []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantErr    string
+		wantTenant tenancy.ID
+		wantScopes []tenancy.Scope
+	}{
+		{"default scopes", []string{"--tenant=acme"}, 0, "", "acme", []tenancy.Scope{tenancy.ScopeWrite, tenancy.ScopeRead}},
+		{"given scopes", []string{"--tenant=team.a-1", "--scopes=metrics:read"}, 0, "", "team.a-1", []tenancy.Scope{tenancy.ScopeRead}},
+		{"missing tenant", nil, 2, "--tenant is required", "", nil},
+		{"invalid tenant", []string{"--tenant=a b"}, 2, "invalid tenant id", "", nil},
+		{"unknown scope", []string{"--tenant=acme", "--scopes=metrics:delete"}, 1, `unknown scope "metrics:delete"`, "", nil},
+		{"negative ttl", []string{"--tenant=acme", "--ttl=-1h"}, 1, "must be positive", "", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"token", "--auth.jwt.hmac-secret-file=" + secretFile, "--auth.jwt.issuer=luminate-test"}, tc.args...)
+			code, stdout, stderr := runCLI(args...)
+			require.Equal(t, tc.wantCode, code, stderr)
+			if tc.wantCode != 0 {
+				require.Empty(t, stdout)
+				require.Contains(t, stderr, tc.wantErr)
+				return
+			}
+			require.Empty(t, stderr)
+			p, err := verifier.Verify(strings.TrimSuffix(stdout, "\n"))
+			require.NoError(t, err)
+			require.Equal(t, tc.wantTenant, p.Tenant)
+			require.ElementsMatch(t, tc.wantScopes, p.Scopes)
+		})
+	}
+
+	t.Run("no key", func(t *testing.T) {
+		code, _, stderr := runCLI("token", "--tenant=acme")
+		require.Equal(t, 2, code)
+		require.Contains(t, stderr, "--auth.jwt.hmac-secret-file")
+	})
+	t.Run("secret too short", func(t *testing.T) {
+		code, _, stderr := runCLI("token", "--tenant=acme", "--auth.jwt.hmac-secret-file="+short)
+		require.Equal(t, 1, code)
+		require.Contains(t, stderr, "need at least 32")
+	})
+}
+
+func TestCommands(t *testing.T) {
+	code, stdout, _ := runCLI("version")
+	require.Equal(t, 0, code)
+	require.Contains(t, stdout, "luminate, version")
+
+	code, _, stderr := runCLI("frobnicate")
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, `unknown command "frobnicate"`)
+
+	code, _, stderr = runCLI()
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, "luminate serve")
+
+	code, stdout, _ = runCLI("help")
+	require.Equal(t, 0, code)
+	require.Contains(t, stdout, "luminate token")
+
+	code, _, stderr = runCLI("serve", "--help")
+	require.Equal(t, 0, code)
+	require.Contains(t, stderr, "-storage.badger.path")
+}
