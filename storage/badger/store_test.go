@@ -218,4 +218,7 @@ func TestIdleHeadsAreSealedAndDropped(t *testing.T) {
 	require.Len(t, readAll(t, s, "a")[lset.String()], 3)
 }
 
-var _ promstorage.Appendable = (*tenantStore)(nil)
+var (
+	_       promstorage.Appendable = (*tenantStore)(nil)
+	timeFar                        = time.Now().Add(100 * 365 * 24 * time.Hour)
+)

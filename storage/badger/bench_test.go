@@ -1,0 +1,177 @@
+package badger
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/stretchr/testify/require"
+
+	"github.com/luminate-io/luminate/storage"
+)
+
+// benchSeries builds n series with 8 labels each, like node-exporter
+// targets behind a job.
+func benchSeries(n int) []labels.Labels {
+	out := make([]labels.Labels, n)
+	for i := range out {
+		out[i] = labels.FromStrings(
+			"__name__", "node_metric_"+strconv.Itoa(i%200),
+			"job", "node",
+			"instance", fmt.Sprintf("host-%05d:9100", i/200),
+			"cpu", strconv.Itoa(i%8),
+			"mode", []string{"user", "system", "idle", "iowait"}[i%4],
+			"region", []string{"eu-west-1", "us-east-1", "ap-south-1"}[i%3],
+			"env", "prod",
+		)
+	}
+	return out
+}
+
+// valueModel returns the next value of series i.
+type valueModel func(r *rand.Rand, i int, prev float64) float64
+
+var valueModels = map[string]valueModel{
+	// Counters with small integer steps (even series) and mostly constant
+	// gauges (odd series), as node exporter exposes.
+	"node": func(r *rand.Rand, i int, prev float64) float64 {
+		if i%2 == 0 {
+			return prev + float64(r.IntN(10))
+		}
+		if r.IntN(20) == 0 {
+			return float64(r.IntN(100))
+		}
+		return prev
+	},
+	// Gauges doing a random walk with two decimals.
+	"randomwalk": func(r *rand.Rand, _ int, prev float64) float64 {
+		return float64(int64(prev*100)+int64(r.IntN(201)-100)) / 100
+	},
+}
+
+// appendRound appends one sample per series at time t, in batches of batch
+// samples, from workers goroutines.
+func appendRound(tb testing.TB, ts storage.TenantStore, series []labels.Labels, values []float64, t int64, batch, workers int) {
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	per := (len(series) + workers - 1) / workers
+	for w := 0; w < workers; w++ {
+		lo, hi := w*per, min((w+1)*per, len(series))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for start := lo; start < hi; start += batch {
+				app := ts.Appender(context.Background())
+				for i := start; i < min(start+batch, hi); i++ {
+					if _, err := app.Append(0, series[i], t, values[i]); err != nil {
+						errs[w] = err
+						return
+					}
+				}
+				if err := app.Commit(); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(tb, err)
+	}
+}
+
+func benchSeriesCount() int {
+	if v, err := strconv.Atoi(os.Getenv("LUMINATE_BENCH_SERIES")); err == nil && v > 0 {
+		return v
+	}
+	return 100_000
+}
+
+// BenchmarkAppend appends to 100,000 active series x 8 labels (override
+// with LUMINATE_BENCH_SERIES) in batches of 2,000 samples at a 15 s
+// interval from two goroutines: the storage-layer write path, samples
+// already decoded. It reports samples/s and heap bytes per active series.
+func BenchmarkAppend(b *testing.B) {
+	n := benchSeriesCount()
+	series := benchSeries(n)
+	values := make([]float64, n)
+	s := openTest(b, b.TempDir(), nil)
+	defer s.Close()
+	ts := s.ForTenant("bench")
+	appendRound(b, ts, series, values, 0, 2000, 2) // create the series
+	r := rand.New(rand.NewPCG(1, 2))
+	model := valueModels["node"]
+	rounds := 0
+	b.ResetTimer()
+	for b.Loop() {
+		rounds++
+		b.StopTimer()
+		for i := range values {
+			values[i] = model(r, i, values[i])
+		}
+		b.StartTimer()
+		appendRound(b, ts, series, values, int64(rounds)*15000, 2000, 2)
+	}
+	b.ReportMetric(float64(rounds*n)/b.Elapsed().Seconds(), "samples/s")
+	b.StopTimer()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	b.ReportMetric(float64(ms.HeapInuse)/float64(n), "heap-bytes/series")
+}
+
+// BenchmarkBytesPerSample writes 2 h... 24 h of 15 s samples for 10,000
+// series per value model, closes the store (sealing nothing, compacting
+// Badger) and reports the on-disk bytes per sample.
+func BenchmarkBytesPerSample(b *testing.B) {
+	for name, model := range valueModels {
+		b.Run(name, func(b *testing.B) {
+			const n, rounds = 10_000, 480 // 2 h at 15 s
+			for b.Loop() {
+				dir := b.TempDir()
+				s := openTest(b, dir, nil)
+				ts := s.ForTenant("bench")
+				series := benchSeries(n)
+				values := make([]float64, n)
+				r := rand.New(rand.NewPCG(3, 4))
+				for i := range values {
+					values[i] = float64(r.IntN(10000)) / 100
+				}
+				for k := 0; k < rounds; k++ {
+					for i := range values {
+						values[i] = model(r, i, values[i])
+					}
+					appendRound(b, ts, series, values, int64(k)*15000, 2000, 2)
+				}
+				s.sealIdle(timeFar)
+				require.NoError(b, s.checkpoint())
+				require.NoError(b, s.db.Flatten(2))
+				require.NoError(b, s.Close())
+				b.ReportMetric(float64(dirSize(b, filepath.Join(dir, "badger")))/float64(n*rounds), "bytes/sample")
+			}
+		})
+	}
+}
+
+func dirSize(tb testing.TB, dir string) int64 {
+	var total int64
+	entries, err := os.ReadDir(dir)
+	require.NoError(tb, err)
+	for _, e := range entries {
+		if filepath.Ext(e.Name()) != ".sst" && filepath.Ext(e.Name()) != ".vlog" {
+			continue
+		}
+		info, err := e.Info()
+		require.NoError(tb, err)
+		total += info.Size()
+	}
+	return total
+}
