@@ -136,7 +136,7 @@ func (a *API) queryError(err error, timeout time.Duration) error {
 	)
 	switch {
 	case errors.As(err, &ae):
-		return err
+		return ae // our own limit errors say everything; drop the engine's "expanding series:"
 	case errors.As(err, &canceled), errors.Is(err, context.Canceled):
 		return &apierror.Error{Kind: apierror.Canceled, Err: err}
 	case errors.As(err, &timedOut), errors.Is(err, context.DeadlineExceeded):
