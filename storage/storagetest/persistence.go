@@ -1,7 +1,9 @@
 package storagetest
 
 import (
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 
@@ -93,6 +95,36 @@ func testPersistence(t *testing.T, b Backend) {
 	t.Run("after second reopen", func(t *testing.T) { check(t, st) })
 	st = b.Reopen(t, st)
 	t.Run("after a reopen without writes", func(t *testing.T) { check(t, st) })
+}
+
+// testContinueAfterReopen writes series of 1 to 250 samples (every fill
+// level of an open chunk up to 250 samples, and every bit alignment of its
+// encoding), reopens, appends 150 samples to each and reads them back: a
+// backend that restores an open chunk must be able to append to it.
+func testContinueAfterReopen(t *testing.T, b Backend) {
+	st := b.Open(t)
+	r := rand.New(rand.NewPCG(5, 6))
+	var before, after []series
+	for n := 1; n <= 250; n++ {
+		lset := ls("__name__", "continued", "fill", fmt.Sprintf("%03d", n))
+		walk := func(count int, from int64) []sample {
+			out := make([]sample, count)
+			v := 0.0
+			for i := range out {
+				v = math.Round((v+float64(r.IntN(2001)-1000)/100)*100) / 100
+				out[i] = sample{from + int64(i)*step, v}
+			}
+			return out
+		}
+		before = append(before, series{lset, walk(n, baseTime)})
+		after = append(after, series{lset, walk(150, baseTime+int64(n)*step)})
+	}
+	write(t, v2, st.ForTenant(tenantA), before...)
+	st = b.Reopen(t, st)
+	write(t, v2, st.ForTenant(tenantA), after...)
+	requireSelect(t, st.ForTenant(tenantA), merge(before, after), 0, math.MaxInt64, eq("__name__", "continued"))
+	st = b.Reopen(t, st)
+	requireSelect(t, st.ForTenant(tenantA), merge(before, after), 0, math.MaxInt64, eq("__name__", "continued"))
 }
 
 func sortedKeys(m map[string]bool) []string {

@@ -64,6 +64,7 @@ func Run(t *testing.T, b Backend) {
 		{"ManySeries", testManySeries},
 		{"LongSeries", testLongSeries},
 		{"Persistence", testPersistence},
+		{"ContinueAfterReopen", testContinueAfterReopen},
 		{"Cardinality", testCardinality},
 	}
 	for _, c := range cases {
