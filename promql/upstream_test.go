@@ -421,7 +421,7 @@ func decodeTimestamp(raw json.RawMessage) (int64, error) {
 	if len(frac) > 3 {
 		return 0, fmt.Errorf("timestamp %s has more than millisecond precision", raw)
 	}
-	ms, err := strconv.ParseInt(secs+(frac+"000")[:3], 10, 64)
+	ms, err := strconv.ParseInt(secs+(frac + "000")[:3], 10, 64)
 	if err != nil {
 		return 0, fmt.Errorf("timestamp %s: %w", raw, err)
 	}
