@@ -17,7 +17,8 @@ import (
 )
 
 // selectSeries reads the series ms select over [mint, maxt] three ways:
-// Querier.Select sorted, Querier.Select unsorted and ChunkQuerier.Select.
+// Querier.Select sorted, Querier.Select unsorted without hints (callers
+// such as rule evaluation pass nil) and ChunkQuerier.Select.
 // It requires the three to return the same samples, the sorted one to be
 // sorted by labels without repeats, every series' samples to be in strictly
 // increasing time order and inside [mint, maxt], and returns the result.
@@ -33,7 +34,7 @@ func selectSeries(t testing.TB, ts storage.TenantStore, mint, maxt int64, ms ...
 	require.NoError(t, err, "Querier(%d, %d)", mint, maxt)
 	sorted := readSeriesSet(t, q.Select(t.Context(), true, hints, ms...), what+" sorted")
 	requireSortedUnique(t, sorted, what+" sorted")
-	unsorted := readSeriesSet(t, q.Select(t.Context(), false, hints, ms...), what+" unsorted")
+	unsorted := readSeriesSet(t, q.Select(t.Context(), false, nil, ms...), what+" unsorted, nil hints")
 	require.NoError(t, q.Close(), "Querier.Close")
 	for _, ss := range [][]series{sorted, unsorted} {
 		for _, s := range ss {

@@ -61,6 +61,7 @@ func Run(t *testing.T, b Backend) {
 		{"OutOfOrderAndDuplicates", testOutOfOrderAndDuplicates},
 		{"SpecialFloats", testSpecialFloats},
 		{"Rollback", testRollback},
+		{"ConcurrentAppenders", testConcurrentAppenders},
 		{"ManySeries", testManySeries},
 		{"LongSeries", testLongSeries},
 		{"Persistence", testPersistence},
