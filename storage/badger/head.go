@@ -62,7 +62,8 @@ func (s *series) overlaps(mint, maxt int64) bool {
 // memChunk is an immutable encoded chunk with its time range.
 type memChunk struct {
 	mint, maxt int64
-	data       []byte // XOR chunk bytes
+	enc        byte   // encXOR or encPacked
+	data       []byte // chunk bytes in that encoding
 }
 
 // headChunk is the open, appendable chunk of an active series.
@@ -79,22 +80,19 @@ func newHeadChunk() *headChunk {
 	return &headChunk{chunk: c, app: app, mint: math.MaxInt64, maxt: math.MinInt64}
 }
 
-// headFromData restores a head from its encoded bytes.
+// headFromData restores a head from its encoded bytes. The samples are
+// re-appended to a fresh chunk: an XOR appender cannot continue a stream
+// restored from bytes, whose last byte's free bits it does not know.
 func headFromData(data []byte) (*headChunk, error) {
-	c := chunkenc.NewXORChunk()
-	c.Reset(append([]byte(nil), data...))
-	app, err := c.Appender()
+	samples, err := decodeChunk(nil, data)
 	if err != nil {
 		return nil, err
 	}
-	h := &headChunk{chunk: c, app: app, mint: math.MaxInt64, maxt: math.MinInt64}
-	it := c.Iterator(nil)
-	for it.Next() == chunkenc.ValFloat {
-		t, v := it.At()
-		h.mint = min(h.mint, t)
-		h.maxt, h.lastV = t, v
+	h := newHeadChunk()
+	for _, smp := range samples {
+		h.append(smp.t, smp.v)
 	}
-	return h, it.Err()
+	return h, nil
 }
 
 func (h *headChunk) numSamples() int { return h.chunk.NumSamples() }
@@ -139,7 +137,7 @@ func encodeChunks(samples []sample, n int) []memChunk {
 			app.Append(0, s.t, s.v)
 		}
 		c.Compact()
-		out = append(out, memChunk{mint: samples[0].t, maxt: samples[k-1].t, data: c.Bytes()})
+		out = append(out, memChunk{mint: samples[0].t, maxt: samples[k-1].t, enc: encXOR, data: c.Bytes()})
 		samples = samples[k:]
 	}
 	return out
@@ -237,7 +235,7 @@ func (s *series) sealLocked() {
 		return
 	}
 	h.chunk.Compact()
-	s.unflushed = append(s.unflushed, memChunk{mint: h.mint, maxt: h.maxt, data: h.chunk.Bytes()})
+	s.unflushed = append(s.unflushed, memChunk{mint: h.mint, maxt: h.maxt, enc: encXOR, data: h.chunk.Bytes()})
 	s.diskMaxT = max(s.diskMaxT, h.maxt)
 	s.head = nil
 }

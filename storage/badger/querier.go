@@ -121,10 +121,10 @@ func (q *querier) chunksFor(ser *series, mint, maxt int64) ([]memChunk, error) {
 	var mem []memChunk
 	ser.mu.Lock()
 	for _, c := range ser.unflushed {
-		mem = append(mem, memChunk{mint: c.mint, maxt: c.maxt, data: c.data}) // immutable
+		mem = append(mem, c) // immutable
 	}
 	if h := ser.head; h != nil && h.numSamples() > 0 {
-		mem = append(mem, memChunk{mint: h.mint, maxt: h.maxt, data: h.bytesCopy()})
+		mem = append(mem, memChunk{mint: h.mint, maxt: h.maxt, enc: encXOR, data: h.bytesCopy()})
 	}
 	seq := ser.diskSeq
 	ser.mu.Unlock()
@@ -162,7 +162,7 @@ func (q *querier) chunksFor(ser *series, mint, maxt int64) ([]memChunk, error) {
 				return nil, err
 			}
 			if len(v) > 1 {
-				out = append(out, memChunk{mint: cmin, maxt: cmax, data: v[1:]})
+				out = append(out, memChunk{mint: cmin, maxt: cmax, enc: v[0], data: v[1:]})
 			}
 		}
 		it.Close()
@@ -229,6 +229,9 @@ type sampleIterator struct {
 	next       int
 	cur        chunkenc.Iterator
 	xor        chunkenc.XORChunk
+	xorIt      chunkenc.Iterator // reused across XOR chunks
+	buf        []sample          // decoded packed chunk
+	list       listIterator
 	mint, maxt int64
 	t          int64
 	v          float64
@@ -248,9 +251,21 @@ func (it *sampleIterator) Next() chunkenc.ValueType {
 				it.done = true
 				break
 			}
-			it.xor.Reset(it.chunks[it.next].data)
-			it.cur = it.xor.Iterator(it.cur)
+			c := it.chunks[it.next]
 			it.next++
+			if c.enc != encXOR {
+				var err error
+				if it.buf, err = decodeAny(it.buf[:0], c.enc, c.data); err != nil {
+					it.err, it.done = err, true
+					break
+				}
+				it.list.reset(it.buf)
+				it.cur = &it.list
+			} else {
+				it.xor.Reset(c.data)
+				it.cur = it.xor.Iterator(it.xorIt)
+				it.xorIt = it.cur
+			}
 		}
 		if it.cur.Next() == chunkenc.ValNone {
 			if err := it.cur.Err(); err != nil {
@@ -403,8 +418,16 @@ func (e *chunkSeriesEntry) Iterator(chunks.Iterator) chunks.Iterator {
 	}
 	metas := make([]chunks.Meta, 0, len(chks))
 	for _, c := range chks {
+		data := c.data
+		if c.enc != encXOR {
+			samples, err := decodeAny(nil, c.enc, c.data)
+			if err != nil {
+				return errChunksIterator{err}
+			}
+			data = encodeChunks(samples, len(samples))[0].data
+		}
 		x := chunkenc.NewXORChunk()
-		x.Reset(c.data)
+		x.Reset(data)
 		metas = append(metas, chunks.Meta{MinTime: c.mint, MaxTime: c.maxt, Chunk: x})
 	}
 	return promstorage.NewListChunkSeriesIterator(metas...)
@@ -472,3 +495,41 @@ func topN(list []storage.Count, n int) []storage.Count {
 	}
 	return list
 }
+
+// listIterator iterates decoded samples; it stands in for a chunk iterator
+// over packed chunks.
+type listIterator struct {
+	samples []sample
+	i       int
+}
+
+func (l *listIterator) reset(s []sample) { l.samples, l.i = s, -1 }
+
+func (l *listIterator) Next() chunkenc.ValueType {
+	if l.i+1 >= len(l.samples) {
+		l.i = len(l.samples)
+		return chunkenc.ValNone
+	}
+	l.i++
+	return chunkenc.ValFloat
+}
+
+func (l *listIterator) Seek(t int64) chunkenc.ValueType {
+	for l.i < 0 || l.i < len(l.samples) && l.samples[l.i].t < t {
+		if l.Next() == chunkenc.ValNone {
+			return chunkenc.ValNone
+		}
+	}
+	return chunkenc.ValFloat
+}
+
+func (l *listIterator) At() (int64, float64) { s := l.samples[l.i]; return s.t, s.v }
+func (l *listIterator) AtHistogram(*histogram.Histogram) (int64, *histogram.Histogram) {
+	return l.samples[l.i].t, nil
+}
+func (l *listIterator) AtFloatHistogram(*histogram.FloatHistogram) (int64, *histogram.FloatHistogram) {
+	return l.samples[l.i].t, nil
+}
+func (l *listIterator) AtT() int64  { return l.samples[l.i].t }
+func (l *listIterator) AtST() int64 { return 0 }
+func (l *listIterator) Err() error  { return nil }

@@ -281,7 +281,7 @@ func (s *Store) flushSealed(t *tenant, list []*series, newSeries []*series) erro
 		ser.mu.Lock()
 		if ser.inflight == 0 && len(ser.unflushed) > 0 {
 			for _, c := range ser.unflushed {
-				if err := wb.Set(chunkKey(t.num, ser.id, c.mint, c.maxt), chunkValue(c.data)); err != nil {
+				if err := wb.Set(chunkKey(t.num, ser.id, c.mint, c.maxt), sealedValue(c.data)); err != nil {
 					errs = append(errs, err)
 				}
 			}
@@ -344,7 +344,7 @@ func (s *Store) mergeOOOLocked(t *tenant, ser *series, samples []sample) error {
 	keep := ser.unflushed[:0]
 	for _, c := range ser.unflushed {
 		if c.maxt >= lo && c.mint <= hi {
-			if old, err = decodeChunk(old, c.data); err != nil {
+			if old, err = decodeAny(old, c.enc, c.data); err != nil {
 				return fmt.Errorf("decode chunk: %w", err)
 			}
 		} else {
@@ -371,7 +371,7 @@ func (s *Store) mergeOOOLocked(t *tenant, ser *series, samples []sample) error {
 			if len(v) < 1 {
 				continue
 			}
-			if old, err = decodeChunk(old, v[1:]); err != nil {
+			if old, err = decodeAny(old, v[0], v[1:]); err != nil {
 				return err
 			}
 			oldKeys = append(oldKeys, it.Item().KeyCopy(nil))
@@ -391,7 +391,7 @@ func (s *Store) mergeOOOLocked(t *tenant, ser *series, samples []sample) error {
 		errs = append(errs, wb.Delete(k))
 	}
 	for _, c := range chunks {
-		errs = append(errs, wb.Set(chunkKey(t.num, ser.id, c.mint, c.maxt), chunkValue(c.data)))
+		errs = append(errs, wb.Set(chunkKey(t.num, ser.id, c.mint, c.maxt), sealedValue(c.data)))
 		ser.diskMaxT = max(ser.diskMaxT, c.maxt)
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -1,0 +1,199 @@
+package badger
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+)
+
+// Sealed chunks are stored in one of two encodings, named by the first byte
+// of the chunk value:
+//
+//   - encXOR: Prometheus' Gorilla XOR chunk, the head's own encoding, used
+//     for any value;
+//   - encPacked: used when every value of the chunk is a decimal with at most
+//     maxScale fractional digits (counters, integer gauges, prices, most
+//     real metrics). Values become integers scaled by 10^k, and timestamps
+//     and values are stored as byte-aligned varints of their deltas (or
+//     delta-of-deltas, whichever is shorter), timestamps first and values
+//     after. Regular scrape intervals become runs of zero bytes and small
+//     value steps single bytes, which Badger's ZSTD block compression then
+//     squeezes far below what the bit-packed XOR stream allows.
+//
+// Packing is decided per chunk at seal time and falls back to XOR whenever
+// a value (NaN, StaleNaN, ±Inf, -0, or a non-decimal float) would not
+// round-trip bit-exactly.
+const (
+	encXOR    byte = 1 // chunkenc.EncXOR
+	encPacked byte = 0x80
+)
+
+const maxScale = 6
+
+var pow10 = [maxScale + 1]float64{1, 10, 100, 1e3, 1e4, 1e5, 1e6}
+
+// decimalScale returns the smallest k such that every value is an integer
+// divided by 10^k, exactly.
+func decimalScale(samples []sample) (int, bool) {
+next:
+	for k := 0; k <= maxScale; k++ {
+		p := pow10[k]
+		for _, s := range samples {
+			x := math.Round(s.v * p)
+			if !(math.Abs(x) <= 1<<53) { // also false for NaN
+				continue next
+			}
+			// The check is the decoder's own computation, so what passes
+			// it round-trips bit-exactly (-0 and NaN never do).
+			if math.Float64bits(float64(int64(x))/p) != math.Float64bits(s.v) {
+				continue next
+			}
+		}
+		return k, true
+	}
+	return 0, false
+}
+
+func zigzag(v int64) uint64 { return uint64(v<<1) ^ uint64(v>>63) }
+
+// uvarintLen is the encoded length of v.
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
+}
+
+// appendDeltas appends xs[1:] as zigzag varints of their deltas or, when
+// dod is set, of their delta-of-deltas (after one plain delta).
+func appendDeltas(b []byte, xs []int64, dod bool) []byte {
+	var prevDelta int64
+	for i := 1; i < len(xs); i++ {
+		d := xs[i] - xs[i-1]
+		if dod && i > 1 {
+			b = binary.AppendUvarint(b, zigzag(d-prevDelta))
+		} else {
+			b = binary.AppendUvarint(b, zigzag(d))
+		}
+		prevDelta = d
+	}
+	return b
+}
+
+func deltasLen(xs []int64, dod bool) int {
+	n := 0
+	var prevDelta int64
+	for i := 1; i < len(xs); i++ {
+		d := xs[i] - xs[i-1]
+		if dod && i > 1 {
+			n += uvarintLen(zigzag(d - prevDelta))
+		} else {
+			n += uvarintLen(zigzag(d))
+		}
+		prevDelta = d
+	}
+	return n
+}
+
+// packChunk encodes sorted samples in the packed encoding, or reports
+// false when a value does not fit it.
+//
+//	flags(1: scale | valueDoD<<4) n(uvarint) t0(varint) [zigzag delta/dod]... x0(varint) [zigzag delta/dod]...
+func packChunk(dst []byte, samples []sample) ([]byte, bool) {
+	if len(samples) == 0 {
+		return dst, false
+	}
+	k, ok := decimalScale(samples)
+	if !ok {
+		return dst, false
+	}
+	ts := make([]int64, len(samples))
+	xs := make([]int64, len(samples))
+	for i, s := range samples {
+		ts[i] = s.t
+		xs[i] = int64(math.Round(s.v * pow10[k]))
+	}
+	valueDoD := deltasLen(xs, true) < deltasLen(xs, false)
+	flags := byte(k)
+	if valueDoD {
+		flags |= 1 << 4
+	}
+	dst = append(dst, flags)
+	dst = binary.AppendUvarint(dst, uint64(len(samples)))
+	dst = binary.AppendVarint(dst, ts[0])
+	dst = appendDeltas(dst, ts, true)
+	dst = binary.AppendVarint(dst, xs[0])
+	dst = appendDeltas(dst, xs, valueDoD)
+	return dst, true
+}
+
+func readDeltas(d *decoder, xs []int64, dod bool) {
+	var prevDelta int64
+	for i := 1; i < len(xs) && d.err == nil; i++ {
+		u := d.uvarint()
+		v := int64(u>>1) ^ -int64(u&1)
+		delta := v
+		if dod && i > 1 {
+			delta = prevDelta + v
+		}
+		xs[i] = xs[i-1] + delta
+		prevDelta = delta
+	}
+}
+
+// unpackChunk appends the samples of a packed chunk to dst.
+func unpackChunk(dst []sample, data []byte) ([]sample, error) {
+	if len(data) < 1 {
+		return dst, fmt.Errorf("packed chunk: %w", errCorrupt)
+	}
+	flags := data[0]
+	k := int(flags & 0x0f)
+	if k > maxScale {
+		return dst, fmt.Errorf("packed chunk scale %d: %w", k, errCorrupt)
+	}
+	d := decoder{b: data[1:]}
+	n := d.uvarint()
+	if n == 0 || n > uint64(len(data)) {
+		return dst, fmt.Errorf("packed chunk length: %w", errCorrupt)
+	}
+	ts := make([]int64, n)
+	xs := make([]int64, n)
+	ts[0] = d.varint()
+	readDeltas(&d, ts, true)
+	xs[0] = d.varint()
+	readDeltas(&d, xs, flags&(1<<4) != 0)
+	if d.err != nil {
+		return dst, fmt.Errorf("packed chunk: %w", d.err)
+	}
+	p := pow10[k]
+	for i := range ts {
+		dst = append(dst, sample{t: ts[i], v: float64(xs[i]) / p})
+	}
+	return dst, nil
+}
+
+// decodeAny appends the samples of a chunk in either encoding to dst.
+func decodeAny(dst []sample, enc byte, data []byte) ([]sample, error) {
+	switch enc {
+	case encXOR:
+		return decodeChunk(dst, data)
+	case encPacked:
+		return unpackChunk(dst, data)
+	}
+	return dst, fmt.Errorf("chunk encoding %#x: %w", enc, errCorrupt)
+}
+
+// sealedValue returns the Badger value of a sealed XOR chunk: packed when
+// that is smaller, the XOR bytes otherwise.
+func sealedValue(xor []byte) []byte {
+	samples, err := decodeChunk(make([]sample, 0, 128), xor)
+	if err == nil {
+		packed, ok := packChunk([]byte{encPacked}, samples)
+		if ok {
+			return packed
+		}
+	}
+	return chunkValue(xor)
+}

@@ -1,0 +1,56 @@
+package badger
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/stretchr/testify/require"
+)
+
+func TestPackedRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	gens := map[string]func(i int) float64{
+		"counter":    func(i int) float64 { return float64(i * r.IntN(10)) },
+		"constant":   func(int) float64 { return 42 },
+		"randomwalk": func(i int) float64 { return float64(r.IntN(200001)-100000) / 100 },
+		"negative":   func(i int) float64 { return -float64(i+1) * 1.5 },
+		"huge":       func(i int) float64 { return float64(int64(1)<<52 - int64(i)) },
+		"micro":      func(i int) float64 { return float64(r.IntN(1000)) / 1e6 },
+	}
+	for name, gen := range gens {
+		t.Run(name, func(t *testing.T) {
+			var in []sample
+			ts := int64(-50000)
+			for i := 0; i < 150; i++ {
+				ts += 15000 + int64(r.IntN(3)) - 1
+				in = append(in, sample{ts, gen(i)})
+			}
+			b, ok := packChunk(nil, in)
+			require.True(t, ok)
+			out, err := unpackChunk(nil, b)
+			require.NoError(t, err)
+			require.Len(t, out, len(in))
+			for i := range in {
+				require.Equal(t, in[i].t, out[i].t)
+				require.Equal(t, math.Float64bits(in[i].v), math.Float64bits(out[i].v), "sample %d: %v vs %v", i, in[i].v, out[i].v)
+			}
+		})
+	}
+}
+
+func TestPackedRefusesInexactValues(t *testing.T) {
+	for _, v := range []float64{math.NaN(), math.Float64frombits(value.StaleNaN), math.Inf(1), math.Inf(-1), math.Copysign(0, -1), math.Pi, 1e300, 0.1234567} {
+		_, ok := packChunk(nil, []sample{{1, 1}, {2, v}})
+		require.False(t, ok, "%v", v)
+	}
+}
+
+func FuzzUnpack(f *testing.F) {
+	b, _ := packChunk(nil, []sample{{1, 1}, {2, 2.5}, {30, -7}})
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, _ = unpackChunk(nil, data) // must not panic
+	})
+}
