@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -156,6 +157,10 @@ func BenchmarkBytesPerSample(b *testing.B) {
 				require.NoError(b, s.db.Flatten(2))
 				require.NoError(b, s.Close())
 				b.ReportMetric(float64(dirSize(b, filepath.Join(dir, "badger")))/float64(n*rounds), "bytes/sample")
+				if os.Getenv("LUMINATE_BENCH_LS") != "" {
+					out, _ := exec.Command("ls", "-la", filepath.Join(dir, "badger")).CombinedOutput()
+					b.Log(string(out))
+				}
 			}
 		})
 	}

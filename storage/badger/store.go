@@ -121,7 +121,8 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, er
 		WithNumMemtables(3).
 		WithMemTableSize(64 << 20).
 		WithNumVersionsToKeep(1).
-		WithDetectConflicts(false)
+		WithDetectConflicts(false).
+		WithBlockSize(32 << 10)
 	db, err := bdb.Open(opts)
 	if err != nil {
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
