@@ -18,8 +18,8 @@ func readyHandler(store ReadyChecker, timeout time.Duration) http.Handler {
 		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()
 		if err := store.Ready(ctx); err != nil {
-			if logger := Logger(r.Context(), nil); logger != nil {
-				logger.Warn("not ready", "err", err)
+			if logger := loggerFrom(r.Context()); logger != nil {
+				logger.WarnContext(r.Context(), "not ready", "err", err)
 			}
 			writeText(w, http.StatusServiceUnavailable, "Luminate is not ready: "+err.Error()+"\n")
 			return

@@ -43,19 +43,9 @@ func RequestID(ctx context.Context) string {
 	return id
 }
 
-// Logger returns the request-scoped logger of ctx, which carries the request
-// ID (and the tenant once authenticated), or fallback outside a request
-// served by the router.
-func Logger(ctx context.Context, fallback *slog.Logger) *slog.Logger {
-	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
-		return l
-	}
-	return fallback
-}
-
 // withRequestID gives every request an ID, taken from X-Request-ID when the
 // client sent a usable one and generated otherwise, echoes it in the
-// response, and puts it and a logger carrying it in the request context.
+// response, and puts it and the router's logger in the request context.
 func withRequestID(logger *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get(RequestIDHeader)
@@ -64,7 +54,7 @@ func withRequestID(logger *slog.Logger, next http.Handler) http.Handler {
 		}
 		w.Header().Set(RequestIDHeader, id)
 		ctx := context.WithValue(r.Context(), requestIDKey{}, id)
-		ctx = context.WithValue(ctx, loggerKey{}, logger.With("request_id", id))
+		ctx = context.WithValue(ctx, loggerKey{}, logger)
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
@@ -150,7 +140,7 @@ func (m *httpMetrics) instrument(route string, next http.Handler) http.Handler {
 			case status >= 400:
 				level = slog.LevelInfo
 			}
-			logger := Logger(r.Context(), nil)
+			logger := loggerFrom(r.Context())
 			if logger == nil || !logger.Enabled(r.Context(), level) {
 				return
 			}
@@ -189,8 +179,8 @@ func recoverPanics(next http.Handler) http.Handler {
 				markAborted(w)
 				panic(v)
 			}
-			if logger := Logger(r.Context(), nil); logger != nil {
-				logger.Error("panic serving request", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			if logger := loggerFrom(r.Context()); logger != nil {
+				logger.ErrorContext(r.Context(), "panic serving request", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			}
 			if rec, ok := w.(*responseRecorder); ok && rec.status != 0 {
 				rec.aborted = true
@@ -229,9 +219,7 @@ func authenticate(auth Authenticator, scope tenancy.Scope, limits RequestLimiter
 		if ex, ok := ctx.Value(exchangeKey{}).(*exchange); ok {
 			ex.tenant = p.Tenant
 		}
-		if logger := Logger(ctx, nil); logger != nil {
-			ctx = context.WithValue(ctx, loggerKey{}, logger.With("tenant", p.Tenant.String()))
-		}
+		ctx = tenancy.NewContext(ctx, p)
 		if scope != "" && !p.Has(scope) {
 			WriteError(w, r.WithContext(ctx), apierror.New(apierror.PermissionDenied, "token for tenant %s lacks scope %s", p.Tenant, scope))
 			return
@@ -242,7 +230,7 @@ func authenticate(auth Authenticator, scope tenancy.Scope, limits RequestLimiter
 				return
 			}
 		}
-		next.ServeHTTP(w, r.WithContext(tenancy.NewContext(ctx, p)))
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 

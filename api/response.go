@@ -34,8 +34,8 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	msg := err.Error()
 	if info.Kind == apierror.Internal {
-		if logger := Logger(r.Context(), nil); logger != nil {
-			logger.Error("internal error", "err", err)
+		if logger := loggerFrom(r.Context()); logger != nil {
+			logger.ErrorContext(r.Context(), "internal error", "err", err)
 		}
 		msg = "internal error"
 		if id := RequestID(r.Context()); id != "" {

@@ -5,6 +5,10 @@
 // panic recovery, authentication, the health endpoints, /metrics, and the
 // native JSON envelope for errors (WriteError) and results (WriteJSON).
 //
+// Handlers log with logger.InfoContext(r.Context(), ...) (and the like) on a
+// logger built on NewLogHandler; their lines then carry the request_id and
+// tenant of the request like the router's own.
+//
 // It is not where protocols are decoded or data is stored: handlers are
 // plain http.Handlers mounted by cmd/luminate through Options.Routes, and
 // errors become status codes in api/apierror, not here.
@@ -109,6 +113,7 @@ func NewRouter(opts Options, logger *slog.Logger, reg prometheus.Registerer) (ht
 	case opts.Gatherer == nil:
 		return nil, errors.New("api: Options.Gatherer is required")
 	}
+	logger = slog.New(NewLogHandler(logger.Handler()))
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = 5 * time.Second
 	}

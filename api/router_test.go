@@ -219,7 +219,16 @@ func TestHealthAndReady(t *testing.T) {
 }
 
 func TestRequestID(t *testing.T) {
-	e := newEnv(t, api.Route{Path: "/api/v1/echo", Handler: principalEcho})
+	handlerLogs := &syncBuffer{}
+	handlerLogger := slog.New(api.NewLogHandler(slog.NewJSONHandler(handlerLogs, nil)))
+	e := newEnv(t,
+		api.Route{Path: "/api/v1/echo", Handler: principalEcho},
+		api.Route{Path: "/api/v1/log", Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			handlerLogger.InfoContext(r.Context(), "from a handler")
+			handlerLogger.InfoContext(r.Context(), "with its own tenant attribute", "tenant", "explicit")
+			w.WriteHeader(http.StatusNoContent)
+		})},
+	)
 	tok := e.token("acme", time.Hour, tenancy.ScopeRead)
 
 	t.Run("incoming ID is kept", func(t *testing.T) {
@@ -259,6 +268,17 @@ func TestRequestID(t *testing.T) {
 			}
 		}
 		require.True(t, found, e.logs.String())
+	})
+	t.Run("in log lines of handlers, with the tenant", func(t *testing.T) {
+		resp, _ := e.do(t, http.MethodGet, "/api/v1/log", tok, http.Header{"X-Request-Id": {"handler-1"}})
+		require.Equal(t, http.StatusNoContent, resp.StatusCode)
+		lines := handlerLogs.lines(t)
+		require.Len(t, lines, 2)
+		require.Equal(t, "handler-1", lines[0]["request_id"])
+		require.Equal(t, "acme", lines[0]["tenant"])
+		require.Equal(t, "handler-1", lines[1]["request_id"])
+		require.Equal(t, "explicit", lines[1]["tenant"], "attributes the line has are not duplicated")
+		require.Equal(t, 2, strings.Count(handlerLogs.String(), `"tenant"`), "one tenant per line")
 	})
 }
 

@@ -150,11 +150,13 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return nil, err
 	}
 	opts := &slog.HandlerOptions{Level: l}
+	// api.NewLogHandler adds the request ID and tenant to every line logged
+	// with a request's context, in any package.
 	switch format {
 	case "logfmt":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(api.NewLogHandler(slog.NewTextHandler(w, opts))), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(api.NewLogHandler(slog.NewJSONHandler(w, opts))), nil
 	}
 	return nil, fmt.Errorf("--log.format=%q: want logfmt or json", format)
 }

@@ -1,0 +1,71 @@
+package api
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/luminate-io/luminate/tenancy"
+)
+
+// Keys the log handler adds to records logged with a request's context.
+const (
+	logKeyRequestID = "request_id"
+	logKeyTenant    = "tenant"
+)
+
+// NewLogHandler wraps h so that every record logged with a request's
+// context (logger.InfoContext(r.Context(), ...) and the like, in any
+// package) carries the request's request_id and, once authenticated, its
+// tenant, unless the record already has them. cmd/luminate builds the
+// process logger on it; NewRouter applies it to the logger it is given.
+// Wrapping twice is harmless.
+func NewLogHandler(h slog.Handler) slog.Handler {
+	if _, ok := h.(logHandler); ok {
+		return h
+	}
+	return logHandler{h}
+}
+
+type logHandler struct{ next slog.Handler }
+
+func (h logHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
+
+func (h logHandler) Handle(ctx context.Context, r slog.Record) error {
+	id := RequestID(ctx)
+	var tenant tenancy.ID
+	if p, err := tenancy.FromContext(ctx); err == nil {
+		tenant = p.Tenant
+	}
+	if id == "" && tenant == "" {
+		return h.next.Handle(ctx, r)
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		switch a.Key {
+		case logKeyRequestID:
+			id = ""
+		case logKeyTenant:
+			tenant = ""
+		}
+		return true
+	})
+	if id != "" || tenant != "" {
+		r = r.Clone()
+		if id != "" {
+			r.AddAttrs(slog.String(logKeyRequestID, id))
+		}
+		if tenant != "" {
+			r.AddAttrs(slog.String(logKeyTenant, tenant.String()))
+		}
+	}
+	return h.next.Handle(ctx, r)
+}
+
+func (h logHandler) WithAttrs(as []slog.Attr) slog.Handler { return logHandler{h.next.WithAttrs(as)} }
+func (h logHandler) WithGroup(name string) slog.Handler    { return logHandler{h.next.WithGroup(name)} }
+
+// loggerFrom returns the router's logger, which the request context
+// carries for the package-level WriteError.
+func loggerFrom(ctx context.Context) *slog.Logger {
+	l, _ := ctx.Value(loggerKey{}).(*slog.Logger)
+	return l
+}
