@@ -389,3 +389,78 @@ var usersTemplate = template.Must(template.New("users").Parse(`<?xml version="1.
   </quotas>
 </yandex>
 `))
+
+// shared is the server Shared starts once per test binary.
+var shared struct {
+	mu     sync.Mutex
+	server *Server
+	dir    string
+}
+
+// sharedTB lets a server outlive the test that started it: its cleanups
+// are run by RunMain, and it fails through the test that asked first.
+type sharedTB struct {
+	testing.TB
+	cleanups []func()
+}
+
+func (s *sharedTB) Cleanup(f func()) { s.cleanups = append(s.cleanups, f) }
+func (s *sharedTB) TempDir() string {
+	d, err := os.MkdirTemp(shared.dir, "server")
+	if err != nil {
+		s.TB.Fatalf("chtest: %v", err)
+	}
+	return d
+}
+
+// Shared returns one server shared by every test of the binary, started
+// on first use and stopped by RunMain. Tests sharing it isolate themselves
+// by database.
+func Shared(t testing.TB) *Server {
+	t.Helper()
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.server != nil {
+		shared.server.t = t
+		return shared.server
+	}
+	Binary(t) // skip or fail before creating anything
+	dir, err := os.MkdirTemp("", "chtest")
+	if err != nil {
+		t.Fatalf("chtest: %v", err)
+	}
+	shared.dir = dir
+	tb := &sharedTB{TB: t}
+	shared.server = New(tb)
+	sharedCleanups = tb.cleanups
+	shared.server.t = t
+	return shared.server
+}
+
+var sharedCleanups []func()
+
+// RunMain runs the tests of m and then stops the shared server. Call it
+// from TestMain: os.Exit(chtest.RunMain(m)).
+func RunMain(m *testing.M) int {
+	code := m.Run()
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.server != nil {
+		shared.server.t = nopTB{}
+		for i := len(sharedCleanups) - 1; i >= 0; i-- {
+			sharedCleanups[i]()
+		}
+		os.RemoveAll(shared.dir)
+		shared.server = nil
+	}
+	return code
+}
+
+// nopTB stands in for a test once the tests have ended.
+type nopTB struct{ testing.TB }
+
+func (nopTB) Helper()                        {}
+func (nopTB) Failed() bool                   { return false }
+func (nopTB) Logf(format string, a ...any)   { fmt.Fprintf(os.Stderr, format+"\n", a...) }
+func (nopTB) Errorf(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
+func (nopTB) Fatalf(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }

@@ -1,0 +1,203 @@
+package clickhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/prometheus/model/exemplar"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
+	promstorage "github.com/prometheus/prometheus/storage"
+
+	"github.com/luminate-io/luminate/storage"
+	"github.com/luminate-io/luminate/tenancy"
+)
+
+// errHistogram is returned for native histogram samples, which this backend
+// does not store yet.
+var errHistogram = errors.New("native histograms are not supported by the ClickHouse backend")
+
+// appender collects one transaction's samples in columns and hands them to
+// the group committer on Commit. Not safe for concurrent use.
+type appender struct {
+	ts  *tenantStore
+	ctx context.Context
+
+	fps  []uint64
+	tss  []int64
+	vals []float64
+	// series are rows for the series table this transaction adds: a series
+	// new to the cache, or seen in an hour it has no row for yet.
+	series  []seriesRow
+	queued  map[seriesHour]struct{}
+	created []uint64 // series this transaction added to the cache
+
+	// The series of the previous Append, to skip hashing and the cache when
+	// the caller appends several samples of one series in a row.
+	lastRef  uint64
+	lastHour int32
+	hashBuf  []byte
+	done     bool
+}
+
+type seriesHour struct {
+	fp   uint64
+	hour int32
+}
+
+func (ts *tenantStore) newAppender(ctx context.Context) *appender {
+	return &appender{ts: ts, ctx: ctx, lastHour: noHour}
+}
+
+// append adds one float sample.
+func (a *appender) append(ref promstorage.SeriesRef, lset labels.Labels, t int64, v float64) (promstorage.SeriesRef, error) {
+	if a.done {
+		return 0, errors.New("append on a committed or rolled back appender")
+	}
+	h := hourOf(t)
+	if ref != 0 && uint64(ref) == a.lastRef && h == a.lastHour {
+		a.add(a.lastRef, t, v)
+		return ref, nil
+	}
+	if lset.IsEmpty() {
+		return 0, errors.New("append: empty label set")
+	}
+	if lset.Has(tenancy.Label) {
+		return 0, fmt.Errorf("%w: series %s", storage.ErrTenantLabel, lset)
+	}
+	st := a.ts.state
+	if err := st.load(a.ctx, a.ts.s); err != nil {
+		return 0, err
+	}
+	var fp uint64
+	fp, a.hashBuf = fingerprint(a.ts.id, lset, a.hashBuf)
+	if err := a.ensureSeries(fp, h, lset); err != nil {
+		return 0, err
+	}
+	a.lastRef, a.lastHour = fp, h
+	a.add(fp, t, v)
+	return promstorage.SeriesRef(fp), nil
+}
+
+func (a *appender) add(fp uint64, t int64, v float64) {
+	a.fps = append(a.fps, fp)
+	a.tss = append(a.tss, t)
+	a.vals = append(a.vals, v)
+}
+
+// ensureSeries makes sure the series fp has, or gets with this
+// transaction, a row in the series table for hour h, refusing a new series
+// when the tenant is at its series limit.
+func (a *appender) ensureSeries(fp uint64, h int32, lset labels.Labels) error {
+	st := a.ts.state
+	nowHour := hourOf(time.Now().UnixMilli())
+	st.mu.Lock()
+	e := st.series[fp]
+	if e == nil {
+		if limits := a.ts.s.cfg.SeriesLimits; limits != nil {
+			if limit := limits(a.ts.id); limit > 0 && len(st.series) >= limit {
+				n := len(st.series)
+				st.mu.Unlock()
+				return fmt.Errorf("%w: tenant %s has %d active series, the limit is %d (raise --limits.max-active-series or the tenant's override): %s",
+					storage.ErrSeriesLimit, a.ts.id, n, limit, lset)
+			}
+		}
+		e = &seriesEntry{hours: [2]int32{noHour, noHour}}
+		st.series[fp] = e
+		a.created = append(a.created, fp)
+	}
+	e.seen = nowHour
+	registered := e.registered(h)
+	st.mu.Unlock()
+	if registered {
+		return nil
+	}
+	k := seriesHour{fp, h}
+	if _, ok := a.queued[k]; ok {
+		return nil
+	}
+	if a.queued == nil {
+		a.queued = map[seriesHour]struct{}{}
+	}
+	a.queued[k] = struct{}{}
+	a.series = append(a.series, newSeriesRow(fp, h, lset))
+	return nil
+}
+
+// commit inserts the transaction through the group committer and returns
+// once it is in ClickHouse.
+func (a *appender) commit() error {
+	if a.done {
+		return errors.New("commit on a committed or rolled back appender")
+	}
+	a.done = true
+	if len(a.fps) == 0 {
+		return nil
+	}
+	req := &commitReq{
+		tenant: string(a.ts.id),
+		fps:    a.fps, tss: a.tss, vals: a.vals,
+		series: a.series,
+		done:   make(chan error, 1),
+	}
+	err := a.ts.s.committer.commit(a.ctx, req)
+	if err != nil {
+		return err
+	}
+	a.ts.state.markRegistered(a.series)
+	return nil
+}
+
+func (a *appender) rollback() error {
+	if a.done {
+		return nil
+	}
+	a.done = true
+	a.fps, a.tss, a.vals, a.series = nil, nil, nil, nil
+	return nil
+}
+
+// appenderV1 is the Prometheus Appender interface over appender.
+type appenderV1 struct{ *appender }
+
+func (a appenderV1) Append(ref promstorage.SeriesRef, l labels.Labels, t int64, v float64) (promstorage.SeriesRef, error) {
+	return a.append(ref, l, t, v)
+}
+func (a appenderV1) Commit() error                            { return a.commit() }
+func (a appenderV1) Rollback() error                          { return a.rollback() }
+func (a appenderV1) SetOptions(*promstorage.AppendOptions)    {}
+func (a appenderV1) AppendExemplar(ref promstorage.SeriesRef, _ labels.Labels, _ exemplar.Exemplar) (promstorage.SeriesRef, error) {
+	return ref, nil
+}
+
+func (a appenderV1) AppendHistogram(promstorage.SeriesRef, labels.Labels, int64, *histogram.Histogram, *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
+	return 0, errHistogram
+}
+
+func (a appenderV1) UpdateMetadata(ref promstorage.SeriesRef, _ labels.Labels, _ metadata.Metadata) (promstorage.SeriesRef, error) {
+	return ref, nil
+}
+
+func (a appenderV1) AppendSTZeroSample(ref promstorage.SeriesRef, _ labels.Labels, _, _ int64) (promstorage.SeriesRef, error) {
+	return ref, nil
+}
+
+func (a appenderV1) AppendHistogramSTZeroSample(ref promstorage.SeriesRef, _ labels.Labels, _, _ int64, _ *histogram.Histogram, _ *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
+	return ref, nil
+}
+
+// appenderV2 is the Prometheus AppenderV2 interface over appender.
+// Exemplars, metadata and start timestamps are not stored.
+type appenderV2 struct{ *appender }
+
+func (a appenderV2) Append(ref promstorage.SeriesRef, ls labels.Labels, _, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, _ promstorage.AppendV2Options) (promstorage.SeriesRef, error) {
+	if h != nil || fh != nil {
+		return 0, errHistogram
+	}
+	return a.append(ref, ls, t, v)
+}
+func (a appenderV2) Commit() error   { return a.commit() }
+func (a appenderV2) Rollback() error { return a.rollback() }

@@ -1,0 +1,275 @@
+package clickhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// errClosed is returned by commits after Close.
+var errClosed = errors.New("clickhouse store is closed")
+
+// commitReq is one appender's transaction on its way to ClickHouse.
+type commitReq struct {
+	tenant string
+	fps    []uint64
+	tss    []int64
+	vals   []float64
+	series []seriesRow
+	done   chan error // receives the insert's result once
+}
+
+// committer is the group commit: appenders' Commit calls queue their rows,
+// a dispatcher merges whatever is queued into one batch (up to BatchSize
+// rows, waiting at most FlushInterval for company), and insert workers
+// send each batch to ClickHouse as two column inserts, series rows first.
+// Each Commit returns once the insert holding its rows has succeeded or
+// failed. Rows keep their commit order inside a batch, and a batch's
+// commits were all waiting at once, so the row inserted last is the one
+// written last: what ReplacingMergeTree keeps.
+type committer struct {
+	s      *Store
+	in     chan *commitReq
+	closed chan struct{}
+	mu     sync.RWMutex // held shared by submitters, exclusively by close
+	stop   bool
+	wg     sync.WaitGroup
+}
+
+func newCommitter(s *Store) *committer {
+	c := &committer{s: s, in: make(chan *commitReq), closed: make(chan struct{})}
+	batches := make(chan []*commitReq)
+	c.wg.Add(1 + s.cfg.InsertConcurrency)
+	go func() {
+		defer c.wg.Done()
+		c.dispatch(batches)
+	}()
+	for range s.cfg.InsertConcurrency {
+		go func() {
+			defer c.wg.Done()
+			w := &insertWorker{s: s}
+			for batch := range batches {
+				err := w.insert(batch)
+				for _, r := range batch {
+					r.done <- err
+				}
+			}
+		}()
+	}
+	return c
+}
+
+// commit queues r and waits for its insert. It returns early with ctx's
+// error when ctx ends first; the rows may still be inserted.
+func (c *committer) commit(ctx context.Context, r *commitReq) error {
+	c.mu.RLock()
+	if c.stop {
+		c.mu.RUnlock()
+		return errClosed
+	}
+	select {
+	case c.in <- r:
+	case <-ctx.Done():
+		c.mu.RUnlock()
+		return ctx.Err()
+	}
+	c.mu.RUnlock()
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// close stops accepting commits, inserts everything queued and waits for
+// the workers.
+func (c *committer) close() {
+	c.mu.Lock()
+	if !c.stop {
+		c.stop = true
+		close(c.in)
+	}
+	c.mu.Unlock()
+	c.wg.Wait()
+}
+
+func (c *committer) dispatch(batches chan<- []*commitReq) {
+	defer close(batches)
+	var (
+		pending []*commitReq
+		rows    int
+		ready   bool
+		timer   = time.NewTimer(time.Hour)
+		in      = c.in
+	)
+	timer.Stop()
+	batchSize, interval := c.s.cfg.BatchSize, c.s.cfg.FlushInterval
+	for {
+		var out chan<- []*commitReq
+		if len(pending) > 0 && (ready || rows >= batchSize) {
+			out = batches
+		}
+		recv := in
+		if rows >= batchSize {
+			recv = nil // full: stop taking more until it is sent
+		}
+		if in == nil && len(pending) == 0 {
+			return
+		}
+		select {
+		case r, ok := <-recv:
+			if !ok {
+				in, ready = nil, true
+				continue
+			}
+			if len(pending) == 0 {
+				if interval <= 0 {
+					ready = true
+				} else {
+					ready = false
+					timer.Reset(interval)
+				}
+			}
+			pending = append(pending, r)
+			rows += len(r.fps)
+		case <-timer.C:
+			ready = true
+		case out <- pending:
+			pending, rows, ready = nil, 0, in == nil
+			timer.Stop()
+		}
+	}
+}
+
+// insertWorker builds and sends column batches; its buffers are reused
+// from one batch to the next.
+type insertWorker struct {
+	s       *Store
+	tenants []string
+	fps     []uint64
+	tss     []int64
+	vals    []float64
+}
+
+// insert writes batch, retrying once when the first attempt failed on the
+// connection (a pooled connection to a restarted server): inserts are
+// idempotent, ReplacingMergeTree folds a repeated row into one.
+func (w *insertWorker) insert(batch []*commitReq) error {
+	start := time.Now()
+	err := w.insertOnce(batch)
+	if err != nil && isConnError(err) {
+		err = w.insertOnce(batch)
+	}
+	m := w.s.metrics
+	m.insertDuration.Observe(time.Since(start).Seconds())
+	m.commitsPerInsert.Observe(float64(len(batch)))
+	if err != nil {
+		m.insertErrors.Inc()
+		w.s.logger.Warn("insert failed", slog.Int("commits", len(batch)), slog.Any("err", err))
+		return unavailable(fmt.Errorf("insert: %w", err))
+	}
+	return nil
+}
+
+func (w *insertWorker) insertOnce(batch []*commitReq) error {
+	ctx, cancel := context.WithTimeout(context.Background(), w.s.cfg.Timeout)
+	defer cancel()
+	ctx = w.s.insertContext(ctx)
+	if err := w.insertSeries(ctx, batch); err != nil {
+		return err
+	}
+	return w.insertSamples(ctx, batch)
+}
+
+func (w *insertWorker) insertSeries(ctx context.Context, batch []*commitReq) error {
+	n := 0
+	for _, r := range batch {
+		n += len(r.series)
+	}
+	if n == 0 {
+		return nil
+	}
+	var (
+		tenants = make([]string, 0, n)
+		hours   = make([]int32, 0, n)
+		fps     = make([]uint64, 0, n)
+		names   = make([]string, 0, n)
+		lnames  = make([][]string, 0, n)
+		lvalues = make([][]string, 0, n)
+	)
+	for _, r := range batch {
+		for _, sr := range r.series {
+			tenants = append(tenants, r.tenant)
+			hours = append(hours, sr.hour)
+			fps = append(fps, sr.fp)
+			names = append(names, sr.name)
+			lnames = append(lnames, sr.names)
+			lvalues = append(lvalues, sr.values)
+		}
+	}
+	b, err := w.s.conn.PrepareBatch(ctx, "INSERT INTO "+w.s.schema.table(seriesTable)+" (tenant, hour, fingerprint, metric_name, label_names, label_values)")
+	if err != nil {
+		return err
+	}
+	if err := appendColumns(b, tenants, hours, fps, names, lnames, lvalues); err != nil {
+		_ = b.Abort()
+		return err
+	}
+	if err := b.Send(); err != nil {
+		return err
+	}
+	w.s.metrics.insertedRows.WithLabelValues(seriesTable).Add(float64(n))
+	return nil
+}
+
+func (w *insertWorker) insertSamples(ctx context.Context, batch []*commitReq) error {
+	w.tenants, w.fps, w.tss, w.vals = w.tenants[:0], w.fps[:0], w.tss[:0], w.vals[:0]
+	for _, r := range batch {
+		for range r.fps {
+			w.tenants = append(w.tenants, r.tenant)
+		}
+		w.fps = append(w.fps, r.fps...)
+		w.tss = append(w.tss, r.tss...)
+		w.vals = append(w.vals, r.vals...)
+	}
+	b, err := w.s.conn.PrepareBatch(ctx, "INSERT INTO "+w.s.schema.table(samplesTable)+" (tenant, fingerprint, ts, value)")
+	if err != nil {
+		return err
+	}
+	if err := appendColumns(b, w.tenants, w.fps, w.tss, w.vals); err != nil {
+		_ = b.Abort()
+		return err
+	}
+	if err := b.Send(); err != nil {
+		return err
+	}
+	w.s.metrics.insertedRows.WithLabelValues(samplesTable).Add(float64(len(w.fps)))
+	return nil
+}
+
+// appendColumns appends one whole column per argument to b.
+func appendColumns(b driver.Batch, cols ...any) error {
+	for i, col := range cols {
+		if err := b.Column(i).Append(col); err != nil {
+			return fmt.Errorf("column %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// insertContext adds the settings every insert needs: in cluster mode an
+// insert into a Distributed table is acknowledged only once every shard
+// has its rows.
+func (s *Store) insertContext(ctx context.Context) context.Context {
+	if s.schema.cluster == "" {
+		return ctx
+	}
+	return ch.Context(ctx, ch.WithSettings(ch.Settings{"insert_distributed_sync": 1}))
+}

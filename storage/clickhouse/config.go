@@ -1,0 +1,124 @@
+package clickhouse
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"regexp"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/luminate-io/luminate/storage"
+)
+
+// Config configures the ClickHouse store.
+type Config struct {
+	// DSN is the native-protocol address of the server (or of the cluster
+	// node Luminate talks to), e.g. clickhouse://127.0.0.1:9000/default.
+	DSN string
+	// Database holds Luminate's tables; it is created when missing.
+	Database string
+	// Cluster, when set, is the name of a cluster in the server's
+	// remote_servers: tables become local tables on every node plus
+	// Distributed tables over them, sharded by series fingerprint.
+	Cluster string
+	// ClusterDDL says how cluster tables are created: "on-cluster" runs
+	// each statement once with ON CLUSTER (needs ZooKeeper or Keeper),
+	// "each-node" runs it on every node of the cluster definition in turn,
+	// "auto" picks on-cluster when the server has ZooKeeper.
+	ClusterDDL string
+	// Replicated makes the local tables ReplicatedReplacingMergeTree (needs
+	// ZooKeeper or Keeper and the {shard} and {replica} macros).
+	Replicated bool
+	// BatchSize is the number of sample rows at which a group commit is
+	// inserted without waiting for FlushInterval.
+	BatchSize int
+	// FlushInterval is the longest a commit waits for other commits to
+	// share its insert.
+	FlushInterval time.Duration
+	// InsertConcurrency is the number of inserts in flight at once.
+	InsertConcurrency int
+	// Timeout bounds every statement Luminate sends.
+	Timeout time.Duration
+	// Retention is how long samples are kept; 0 keeps them forever. Whole
+	// daily partitions are dropped, so data lives up to a day longer.
+	Retention time.Duration
+	// SeriesLimits, when set, caps each tenant's active series (series
+	// written within the last 24 hours).
+	SeriesLimits storage.SeriesLimits `yaml:"-"`
+}
+
+// DefaultConfig returns the defaults the flags use.
+func DefaultConfig() Config {
+	return Config{
+		DSN:               "clickhouse://127.0.0.1:9000/default",
+		Database:          "luminate",
+		ClusterDDL:        "auto",
+		BatchSize:         100_000,
+		FlushInterval:     20 * time.Millisecond,
+		InsertConcurrency: 2,
+		Timeout:           60 * time.Second,
+		Retention:         90 * 24 * time.Hour,
+	}
+}
+
+// RegisterFlags registers the ClickHouse flags on fs. Retention is shared by
+// all backends and registered by the caller.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	d := DefaultConfig()
+	fs.StringVar(&c.DSN, "storage.clickhouse.dsn", d.DSN, "ClickHouse native-protocol DSN, e.g. clickhouse://user:password@127.0.0.1:9000/default.")
+	fs.StringVar(&c.Database, "storage.clickhouse.database", d.Database, "ClickHouse database holding Luminate's tables (created when missing).")
+	fs.StringVar(&c.Cluster, "storage.clickhouse.cluster", d.Cluster, "ClickHouse cluster name (remote_servers): Distributed tables sharded by series fingerprint over local tables on every node. Empty for a single server.")
+	fs.StringVar(&c.ClusterDDL, "storage.clickhouse.cluster-ddl", d.ClusterDDL, "How cluster tables are created: on-cluster (needs ZooKeeper or Keeper), each-node, or auto.")
+	fs.BoolVar(&c.Replicated, "storage.clickhouse.replicated", d.Replicated, "Use ReplicatedReplacingMergeTree local tables (cluster mode; needs ZooKeeper or Keeper and {shard}/{replica} macros).")
+	fs.IntVar(&c.BatchSize, "storage.clickhouse.batch-size", d.BatchSize, "Sample rows at which a group commit is inserted at once.")
+	fs.DurationVar(&c.FlushInterval, "storage.clickhouse.flush-interval", d.FlushInterval, "Longest time a commit waits for other commits to share its insert.")
+	fs.IntVar(&c.InsertConcurrency, "storage.clickhouse.insert-concurrency", d.InsertConcurrency, "Inserts in flight at once.")
+	fs.DurationVar(&c.Timeout, "storage.clickhouse.timeout", d.Timeout, "Timeout of every ClickHouse statement.")
+	c.Retention = d.Retention
+}
+
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DSN == "" {
+		errs = append(errs, errors.New("storage.clickhouse.dsn must be set"))
+	} else if opts, err := ch.ParseDSN(c.DSN); err != nil {
+		errs = append(errs, fmt.Errorf("storage.clickhouse.dsn: %w", err))
+	} else if opts.Protocol == ch.HTTP {
+		errs = append(errs, errors.New("storage.clickhouse.dsn: use the native protocol (clickhouse://host:9000), not HTTP"))
+	}
+	if !identRE.MatchString(c.Database) {
+		errs = append(errs, fmt.Errorf("storage.clickhouse.database %q must match %s", c.Database, identRE))
+	}
+	if c.Cluster != "" && !identRE.MatchString(c.Cluster) {
+		errs = append(errs, fmt.Errorf("storage.clickhouse.cluster %q must match %s", c.Cluster, identRE))
+	}
+	switch c.ClusterDDL {
+	case "", "auto", "on-cluster", "each-node":
+	default:
+		errs = append(errs, fmt.Errorf("storage.clickhouse.cluster-ddl %q is not one of auto, on-cluster, each-node", c.ClusterDDL))
+	}
+	if c.Replicated && c.Cluster == "" {
+		errs = append(errs, errors.New("storage.clickhouse.replicated needs storage.clickhouse.cluster"))
+	}
+	if c.BatchSize < 1 || c.BatchSize > 10_000_000 {
+		errs = append(errs, fmt.Errorf("storage.clickhouse.batch-size %d not in 1..10000000", c.BatchSize))
+	}
+	if c.FlushInterval < 0 {
+		errs = append(errs, fmt.Errorf("storage.clickhouse.flush-interval %s is negative", c.FlushInterval))
+	}
+	if c.InsertConcurrency < 1 || c.InsertConcurrency > 64 {
+		errs = append(errs, fmt.Errorf("storage.clickhouse.insert-concurrency %d not in 1..64", c.InsertConcurrency))
+	}
+	if c.Timeout <= 0 {
+		errs = append(errs, errors.New("storage.clickhouse.timeout must be positive"))
+	}
+	if c.Retention < 0 {
+		errs = append(errs, fmt.Errorf("storage.retention %s is negative", c.Retention))
+	}
+	return errors.Join(errs...)
+}

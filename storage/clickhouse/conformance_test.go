@@ -1,0 +1,27 @@
+package clickhouse
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/luminate-io/luminate/storage"
+	"github.com/luminate-io/luminate/storage/storagetest"
+)
+
+// backend opens each store on a database of its own on the shared server;
+// Reopen closes the store and opens a new one over the same database.
+func backend() storagetest.Backend {
+	return storagetest.Backend{
+		Open: func(t testing.TB) storage.MetricsStore { return newTestStore(t) },
+		Reopen: func(t testing.TB, s storage.MetricsStore) storage.MetricsStore {
+			old := s.(*Store)
+			require.NoError(t, old.Close())
+			return openStore(t, old.cfg)
+		},
+	}
+}
+
+func TestConformance(t *testing.T) { storagetest.Run(t, backend()) }
+
+func TestPromQL(t *testing.T) { storagetest.RunPromQL(t, backend()) }

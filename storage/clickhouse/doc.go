@@ -1,0 +1,41 @@
+// Package clickhouse is Luminate's scale-out storage backend: a
+// storage.MetricsStore on a ClickHouse server or cluster, which keeps
+// Luminate itself stateless.
+//
+// # Schema
+//
+// Two tables, created and migrated at start (schema.go, versioned and
+// idempotent):
+//
+//   - samples (tenant, fingerprint, ts, value): one row per sample, a
+//     ReplacingMergeTree partitioned by day of ts and ordered by (tenant,
+//     fingerprint, ts). Servers from 20.3 get CODEC(DoubleDelta, ZSTD) on
+//     ts, CODEC(Gorilla, ZSTD) on value and a TTL; 18.x gets neither.
+//   - series (tenant, hour, fingerprint, metric_name, label_names,
+//     label_values): one row per series and hour in which it has samples,
+//     ordered by (tenant, metric_name, fingerprint, hour).
+//
+// The fingerprint is xxhash64 of the series' sorted labels including the
+// tenant label. Retention drops whole daily partitions of both tables.
+//
+// # Writes
+//
+// Appenders collect samples in columns; Commit hands them to a group
+// committer that merges concurrent commits into large column inserts and
+// returns once the insert holding them succeeded. A series gets a series
+// row once per hour (a per-tenant cache knows which it has). Last write
+// wins at an existing timestamp: ReplacingMergeTree without a version keeps
+// the row inserted last, and reads use FINAL. An insert that fails because
+// ClickHouse is away answers storage.ErrUnavailable.
+//
+// # Reads
+//
+// Matchers become SQL over the series table; series are resolved first,
+// then their samples read by (tenant, fingerprint, time), without joins.
+// Label names and values come from the series table; their time range is
+// exact: hours wholly inside the range are answered from series rows, the
+// partial first and last hour by checking samples of the series seen only
+// there.
+//
+// It is not a query engine: PromQL runs in Luminate over these interfaces.
+package clickhouse

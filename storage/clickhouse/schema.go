@@ -1,0 +1,321 @@
+package clickhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// Table layout (see doc.go for the why):
+//
+//	samples  (tenant, fingerprint, ts, value)
+//	         ReplacingMergeTree, PARTITION BY day of ts, ORDER BY (tenant, fingerprint, ts)
+//	series   (tenant, hour, fingerprint, metric_name, label_names, label_values)
+//	         ReplacingMergeTree, PARTITION BY day of hour, ORDER BY (tenant, metric_name, fingerprint, hour)
+//
+// In cluster mode these names are Distributed tables over samples_local and
+// series_local on every node, sharded by fingerprint.
+const (
+	samplesTable    = "samples"
+	seriesTable     = "series"
+	migrationsTable = "schema_migrations"
+	localSuffix     = "_local"
+
+	msPerHour = 3_600_000
+	msPerDay  = 86_400_000
+)
+
+// serverInfo is what Luminate needs to know about the ClickHouse it talks
+// to: which DDL generation the server takes.
+type serverInfo struct {
+	Version string
+	Major   int
+	Minor   int
+	// Codecs: column compression codecs (DoubleDelta, Gorilla, ZSTD).
+	Codecs bool
+	// TTL: table TTL expressions.
+	TTL bool
+	// TTLOnlyDropParts: the ttl_only_drop_parts MergeTree setting.
+	TTLOnlyDropParts bool
+	// LowCardinality: the LowCardinality type is usable (on 18.x only when
+	// the server's profile allows the experimental type).
+	LowCardinality bool
+	// ZooKeeper: the server has ZooKeeper or Keeper configured.
+	ZooKeeper bool
+}
+
+// detectServer asks the server for its version and capabilities.
+func detectServer(ctx context.Context, conn driver.Conn) (serverInfo, error) {
+	var info serverInfo
+	if err := conn.QueryRow(ctx, "SELECT version()").Scan(&info.Version); err != nil {
+		return info, fmt.Errorf("query server version: %w", err)
+	}
+	var err error
+	info.Major, info.Minor, err = parseVersion(info.Version)
+	if err != nil {
+		return info, err
+	}
+	// DoubleDelta and Gorilla exist from 19.10 and TTL from 19.6; 20.3 is
+	// the first LTS release with both settled.
+	modern := info.Major > 20 || info.Major == 20 && info.Minor >= 3
+	info.Codecs, info.TTL = modern, modern
+	if modern {
+		info.LowCardinality = true
+		var n uint64
+		if err := conn.QueryRow(ctx, "SELECT count() FROM system.merge_tree_settings WHERE name = 'ttl_only_drop_parts'").Scan(&n); err == nil {
+			info.TTLOnlyDropParts = n > 0
+		}
+	} else {
+		var v string
+		err := conn.QueryRow(ctx, "SELECT value FROM system.settings WHERE name = 'allow_experimental_low_cardinality_type'").Scan(&v)
+		info.LowCardinality = err == nil && v == "1"
+	}
+	var zk uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM system.zookeeper WHERE path = '/'").Scan(&zk); err == nil {
+		info.ZooKeeper = true
+	}
+	return info, nil
+}
+
+func parseVersion(v string) (major, minor int, err error) {
+	parts := strings.SplitN(v, ".", 3)
+	if len(parts) < 2 {
+		return 0, 0, fmt.Errorf("parse server version %q", v)
+	}
+	if major, err = strconv.Atoi(parts[0]); err != nil {
+		return 0, 0, fmt.Errorf("parse server version %q: %w", v, err)
+	}
+	if minor, err = strconv.Atoi(parts[1]); err != nil {
+		return 0, 0, fmt.Errorf("parse server version %q: %w", v, err)
+	}
+	return major, minor, nil
+}
+
+// schema renders Luminate's DDL for one server generation and topology.
+type schema struct {
+	db         string // unquoted database name
+	cluster    string // cluster name, "" for a single server
+	onCluster  bool   // append ON CLUSTER to DDL
+	replicated bool
+	info       serverInfo
+	retention  time.Duration
+}
+
+// table returns the quoted name of table in the schema's database.
+func (s schema) table(name string) string { return quoteIdent(s.db) + "." + quoteIdent(name) }
+
+// storageTable is the name of the MergeTree table behind logical table name.
+func (s schema) storageTable(name string) string {
+	if s.cluster != "" {
+		return name + localSuffix
+	}
+	return name
+}
+
+func (s schema) onClusterClause() string {
+	if s.onCluster {
+		return " ON CLUSTER " + quoteIdent(s.cluster)
+	}
+	return ""
+}
+
+func (s schema) engine(name string) string {
+	if s.replicated {
+		return fmt.Sprintf("ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/%s/%s', '{replica}')", s.db, s.storageTable(name))
+	}
+	return "ReplacingMergeTree()"
+}
+
+func (s schema) lowCardinality(t string) string {
+	if s.info.LowCardinality {
+		return "LowCardinality(" + t + ")"
+	}
+	return t
+}
+
+func (s schema) codec(c string) string {
+	if s.info.Codecs {
+		return " CODEC(" + c + ")"
+	}
+	return ""
+}
+
+// ttlClause is the TTL of the samples table, "" when there is none.
+func (s schema) ttlClause() string {
+	if !s.info.TTL || s.retention <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("toDateTime(intDiv(ts, 1000)) + toIntervalSecond(%d)", int64(s.retention/time.Second))
+}
+
+// samplesDDL creates the samples table (the local one in cluster mode).
+//
+// No version column: ReplacingMergeTree without one keeps the row inserted
+// last, which is exactly last-write-wins, and reads use FINAL. ClickHouse
+// sorts an inserted block stably, so within one insert the row appended
+// last wins too.
+func (s schema) samplesDDL() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s%s (\n", s.table(s.storageTable(samplesTable)), s.onClusterClause())
+	fmt.Fprintf(&b, "  tenant %s%s,\n", s.lowCardinality("String"), s.codec("ZSTD(1)"))
+	fmt.Fprintf(&b, "  fingerprint UInt64%s,\n", s.codec("Delta, ZSTD(1)"))
+	fmt.Fprintf(&b, "  ts Int64%s,\n", s.codec("DoubleDelta, ZSTD(1)"))
+	fmt.Fprintf(&b, "  value Float64%s\n", s.codec("Gorilla, ZSTD(1)"))
+	fmt.Fprintf(&b, ") ENGINE = %s\n", s.engine(samplesTable))
+	fmt.Fprintf(&b, "PARTITION BY intDiv(ts, %d)\n", msPerDay)
+	b.WriteString("ORDER BY (tenant, fingerprint, ts)\n")
+	if ttl := s.ttlClause(); ttl != "" {
+		fmt.Fprintf(&b, "TTL %s\n", ttl)
+	}
+	b.WriteString("SETTINGS index_granularity = 8192")
+	if s.info.TTLOnlyDropParts {
+		b.WriteString(", ttl_only_drop_parts = 1")
+	}
+	return b.String()
+}
+
+// seriesDDL creates the series table (the local one in cluster mode): one
+// row per series and hour in which it has samples, holding its labels.
+func (s schema) seriesDDL() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s%s (\n", s.table(s.storageTable(seriesTable)), s.onClusterClause())
+	fmt.Fprintf(&b, "  tenant %s,\n", s.lowCardinality("String"))
+	b.WriteString("  hour Int32,\n")
+	b.WriteString("  fingerprint UInt64,\n")
+	fmt.Fprintf(&b, "  metric_name %s,\n", s.lowCardinality("String"))
+	fmt.Fprintf(&b, "  label_names Array(String)%s,\n", s.codec("ZSTD(1)"))
+	fmt.Fprintf(&b, "  label_values Array(String)%s\n", s.codec("ZSTD(1)"))
+	fmt.Fprintf(&b, ") ENGINE = %s\n", s.engine(seriesTable))
+	b.WriteString("PARTITION BY intDiv(hour, 24)\n")
+	b.WriteString("ORDER BY (tenant, metric_name, fingerprint, hour)\n")
+	b.WriteString("SETTINGS index_granularity = 8192")
+	return b.String()
+}
+
+// distributedDDL creates the Distributed table name over its local tables,
+// sharded by fingerprint.
+func (s schema) distributedDDL(name string) string {
+	return fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s%s AS %s ENGINE = Distributed(%s, %s, %s, fingerprint)",
+		s.table(name), s.onClusterClause(), s.table(s.storageTable(name)),
+		quoteIdent(s.cluster), quoteIdent(s.db), quoteIdent(s.storageTable(name)))
+}
+
+// migration is one versioned schema step. Its statements are idempotent, so
+// a migration interrupted half way, or run by two Luminate processes at
+// once, is simply run again.
+type migration struct {
+	version int
+	name    string
+	stmts   func(s schema) []string
+}
+
+// migrations are applied in order; applied ones are recorded in
+// schema_migrations. Append only: never edit a released migration.
+var migrations = []migration{
+	{1, "samples and series tables", func(s schema) []string {
+		stmts := []string{s.samplesDDL(), s.seriesDDL()}
+		if s.cluster != "" {
+			stmts = append(stmts, s.distributedDDL(samplesTable), s.distributedDDL(seriesTable))
+		}
+		return stmts
+	}},
+}
+
+// migrate brings the schema of the node behind conn up to date.
+func (s schema) migrate(ctx context.Context, conn driver.Conn) (applied []int, err error) {
+	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+quoteIdent(s.db)+s.onClusterClause()); err != nil {
+		return nil, fmt.Errorf("create database %s: %w", s.db, err)
+	}
+	ddl := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s%s (version UInt32, name String, applied_at DateTime) ENGINE = MergeTree() ORDER BY version",
+		s.table(migrationsTable), s.onClusterClause())
+	if err := conn.Exec(ctx, ddl); err != nil {
+		return nil, fmt.Errorf("create %s: %w", migrationsTable, err)
+	}
+	var current uint32
+	if err := conn.QueryRow(ctx, "SELECT max(version) FROM "+s.table(migrationsTable)).Scan(&current); err != nil {
+		return nil, fmt.Errorf("read schema version: %w", err)
+	}
+	for _, m := range migrations {
+		if m.version <= int(current) {
+			continue
+		}
+		for _, stmt := range m.stmts(s) {
+			if err := conn.Exec(ctx, stmt); err != nil {
+				return applied, fmt.Errorf("migration %d (%s): %w\n%s", m.version, m.name, err, stmt)
+			}
+		}
+		// INSERT ... SELECT: an INSERT with inline VALUES hangs on 18.x
+		// over the native protocol (the server waits for data blocks).
+		record := fmt.Sprintf("INSERT INTO %s (version, name, applied_at) SELECT %d, %s, now()", s.table(migrationsTable), m.version, quote(m.name))
+		if err := conn.Exec(ctx, record); err != nil {
+			return applied, fmt.Errorf("record migration %d: %w", m.version, err)
+		}
+		applied = append(applied, m.version)
+	}
+	return applied, nil
+}
+
+// reconcileTTL makes the samples table's TTL match the configured retention
+// on servers that have TTL (the table may predate a retention change).
+func (s schema) reconcileTTL(ctx context.Context, conn driver.Conn) error {
+	if !s.info.TTL {
+		return nil
+	}
+	var engineFull string
+	q := fmt.Sprintf("SELECT engine_full FROM system.tables WHERE database = %s AND name = %s", quote(s.db), quote(s.storageTable(samplesTable)))
+	if err := conn.QueryRow(ctx, q).Scan(&engineFull); err != nil {
+		return fmt.Errorf("read samples table engine: %w", err)
+	}
+	want := s.ttlClause()
+	has := strings.Contains(engineFull, " TTL ")
+	switch {
+	case want == "" && !has:
+		return nil
+	case want != "" && has && strings.Contains(engineFull, fmt.Sprintf("toIntervalSecond(%d)", int64(s.retention/time.Second))):
+		return nil
+	}
+	alter := fmt.Sprintf("ALTER TABLE %s%s ", s.table(s.storageTable(samplesTable)), s.onClusterClause())
+	if want == "" {
+		alter += "REMOVE TTL"
+	} else {
+		alter += "MODIFY TTL " + want
+	}
+	if err := conn.Exec(ctx, alter); err != nil {
+		return fmt.Errorf("set samples TTL: %w", err)
+	}
+	return nil
+}
+
+// errNoNodes is returned when a cluster definition lists no node.
+var errNoNodes = errors.New("cluster has no nodes in system.clusters")
+
+// clusterNodes lists host:port of every node of cluster from the server's
+// remote_servers definition, shard by shard.
+func clusterNodes(ctx context.Context, conn driver.Conn, cluster string) ([]string, error) {
+	rows, err := conn.Query(ctx, "SELECT host_address, toUInt32(port) FROM system.clusters WHERE cluster = "+quote(cluster)+" ORDER BY shard_num, replica_num")
+	if err != nil {
+		return nil, fmt.Errorf("list nodes of cluster %s: %w", cluster, err)
+	}
+	defer rows.Close()
+	var nodes []string
+	for rows.Next() {
+		var host string
+		var port uint32
+		if err := rows.Scan(&host, &port); err != nil {
+			return nil, err
+		}
+		nodes = append(nodes, host+":"+strconv.FormatUint(uint64(port), 10))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(nodes) == 0 {
+		return nil, fmt.Errorf("%w: %s", errNoNodes, cluster)
+	}
+	return nodes, nil
+}

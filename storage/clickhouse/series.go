@@ -1,0 +1,190 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/luminate-io/luminate/tenancy"
+)
+
+// fingerprint is a series' identity in ClickHouse: xxhash64 over its labels
+// sorted by name with the tenant label among them, each as name 0xff value
+// 0xff; labels with an empty value are not part of a series. It is stored,
+// so it never changes. buf is scratch space, returned for reuse.
+func fingerprint(id tenancy.ID, lset labels.Labels, buf []byte) (uint64, []byte) {
+	buf = buf[:0]
+	tenantDone := false
+	add := func(name, value string) {
+		buf = append(buf, name...)
+		buf = append(buf, 0xff)
+		buf = append(buf, value...)
+		buf = append(buf, 0xff)
+	}
+	lset.Range(func(l labels.Label) {
+		if l.Value == "" {
+			return
+		}
+		if !tenantDone && l.Name > tenancy.Label {
+			add(tenancy.Label, string(id))
+			tenantDone = true
+		}
+		add(l.Name, l.Value)
+	})
+	if !tenantDone {
+		add(tenancy.Label, string(id))
+	}
+	return xxhash.Sum64(buf), buf
+}
+
+// hourOf is the hour bucket of millisecond timestamp t (floor division),
+// clamped to Int32, the type of the series table's hour column.
+func hourOf(t int64) int32 {
+	h := t / msPerHour
+	if t%msPerHour < 0 {
+		h--
+	}
+	return int32(max(min(h, math.MaxInt32), math.MinInt32))
+}
+
+// noHour marks an unused slot of seriesEntry.hours.
+const noHour = math.MinInt32
+
+// seriesEntry is what a tenant's cache knows about one series.
+type seriesEntry struct {
+	// hours are the two most recent hours for which the series has a row
+	// in the series table (noHour when unknown).
+	hours [2]int32
+	// seen is the wall-clock hour the series was last appended to; series
+	// seen within activeHours count as active.
+	seen int32
+}
+
+func (e *seriesEntry) registered(h int32) bool { return e.hours[0] == h || e.hours[1] == h }
+
+func (e *seriesEntry) register(h int32) {
+	switch {
+	case e.registered(h):
+	case h > e.hours[0]:
+		e.hours[1], e.hours[0] = e.hours[0], h
+	case h > e.hours[1]:
+		e.hours[1] = h
+	}
+}
+
+// activeHours is how long a series counts as active after its last sample.
+const activeHours = 24
+
+// tenantState is one tenant's series cache: which series have rows in the
+// series table for which hours (so each is inserted once per hour, not
+// per sample), and which series are active (for SeriesLimits). It is loaded
+// from the series table on first use, so a restarted process neither
+// re-inserts the current hour's series rows nor forgets active series.
+// Safe for concurrent use.
+type tenantState struct {
+	id tenancy.ID
+
+	loadMu sync.Mutex
+	loaded bool
+
+	mu     sync.Mutex
+	series map[uint64]*seriesEntry
+}
+
+func newTenantState(id tenancy.ID) *tenantState {
+	return &tenantState{id: id, series: map[uint64]*seriesEntry{}}
+}
+
+// load fills the cache from the series table once.
+func (t *tenantState) load(ctx context.Context, s *Store) error {
+	t.loadMu.Lock()
+	defer t.loadMu.Unlock()
+	if t.loaded {
+		return nil
+	}
+	now := hourOf(time.Now().UnixMilli())
+	q := fmt.Sprintf("SELECT fingerprint, max(hour) FROM %s WHERE tenant = %s AND hour >= %d GROUP BY fingerprint",
+		s.schema.table(seriesTable), quote(string(t.id)), now-activeHours)
+	rows, err := s.conn.Query(ctx, q)
+	if err != nil {
+		return unavailable(fmt.Errorf("load series of tenant %s: %w", t.id, err))
+	}
+	defer rows.Close()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for rows.Next() {
+		var fp uint64
+		var h int32
+		if err := rows.Scan(&fp, &h); err != nil {
+			return fmt.Errorf("load series of tenant %s: %w", t.id, err)
+		}
+		e := t.series[fp]
+		if e == nil {
+			e = &seriesEntry{hours: [2]int32{noHour, noHour}, seen: h}
+			t.series[fp] = e
+		}
+		e.register(h)
+	}
+	if err := rows.Err(); err != nil {
+		return unavailable(fmt.Errorf("load series of tenant %s: %w", t.id, err))
+	}
+	t.loaded = true
+	return nil
+}
+
+// markRegistered records that rows for the given (series, hour) pairs were
+// inserted.
+func (t *tenantState) markRegistered(rows []seriesRow) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, r := range rows {
+		if e := t.series[r.fp]; e != nil {
+			e.register(r.hour)
+		}
+	}
+}
+
+// prune forgets series not seen for activeHours and returns how many
+// remain.
+func (t *tenantState) prune(nowHour int32) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for fp, e := range t.series {
+		if e.seen < nowHour-activeHours {
+			delete(t.series, fp)
+		}
+	}
+	return len(t.series)
+}
+
+// seriesRow is one row of the series table to insert.
+type seriesRow struct {
+	fp     uint64
+	hour   int32
+	name   string
+	names  []string
+	values []string
+}
+
+func newSeriesRow(fp uint64, hour int32, lset labels.Labels) seriesRow {
+	r := seriesRow{fp: fp, hour: hour, names: make([]string, 0, lset.Len()), values: make([]string, 0, lset.Len())}
+	lset.Range(func(l labels.Label) {
+		if l.Value == "" {
+			return
+		}
+		// Copies: the caller's strings may point into a reused buffer.
+		name, value := strings.Clone(l.Name), strings.Clone(l.Value)
+		if name == labels.MetricName {
+			r.name = value
+		}
+		r.names = append(r.names, name)
+		r.values = append(r.values, value)
+	})
+	return r
+}

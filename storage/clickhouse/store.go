@@ -1,0 +1,281 @@
+package clickhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
+	promstorage "github.com/prometheus/prometheus/storage"
+
+	"github.com/luminate-io/luminate/storage"
+	"github.com/luminate-io/luminate/tenancy"
+)
+
+// Store is the ClickHouse implementation of storage.MetricsStore. Safe for
+// concurrent use.
+type Store struct {
+	cfg     Config
+	logger  *slog.Logger
+	metrics *metrics
+	conn    driver.Conn
+	schema  schema
+
+	committer *committer
+
+	tenantsMu sync.Mutex
+	tenants   map[tenancy.ID]*tenantState
+
+	cancel    context.CancelFunc
+	bg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ storage.MetricsStore = (*Store)(nil)
+
+// New connects to ClickHouse, creates or migrates Luminate's schema and
+// starts the group committer and the retention job. It fails, wrapping
+// storage.ErrUnavailable, when the server cannot be reached.
+func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	opts, err := ch.ParseDSN(cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("parse storage.clickhouse.dsn: %w", err)
+	}
+	if opts.DialTimeout == 0 {
+		opts.DialTimeout = 5 * time.Second
+	}
+	if opts.MaxOpenConns == 0 {
+		opts.MaxOpenConns = cfg.InsertConcurrency + 16
+		opts.MaxIdleConns = cfg.InsertConcurrency + 8
+	}
+	conn, err := ch.Open(opts)
+	if err != nil {
+		return nil, unavailable(fmt.Errorf("connect to clickhouse: %w", err))
+	}
+	s := &Store{
+		cfg:     cfg,
+		logger:  logger,
+		metrics: newMetrics(reg),
+		conn:    conn,
+		tenants: map[tenancy.ID]*tenantState{},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
+	defer cancel()
+	if err := s.setupSchema(ctx, opts); err != nil {
+		conn.Close()
+		return nil, unavailable(err)
+	}
+	s.committer = newCommitter(s)
+	bgCtx, bgCancel := context.WithCancel(context.Background())
+	s.cancel = bgCancel
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		s.background(bgCtx)
+	}()
+	return s, nil
+}
+
+// setupSchema detects the server generation and migrates the schema: on
+// the server itself, or for a cluster once with ON CLUSTER or on every
+// node of the cluster definition in turn.
+func (s *Store) setupSchema(ctx context.Context, opts *ch.Options) error {
+	info, err := detectServer(ctx, s.conn)
+	if err != nil {
+		return err
+	}
+	s.schema = schema{db: s.cfg.Database, cluster: s.cfg.Cluster, replicated: s.cfg.Replicated, info: info, retention: s.cfg.Retention}
+	s.logger.Info("clickhouse server", slog.String("version", info.Version), slog.Bool("codecs", info.Codecs), slog.Bool("ttl", info.TTL),
+		slog.Bool("low_cardinality", info.LowCardinality), slog.Bool("zookeeper", info.ZooKeeper))
+	if s.cfg.Cluster == "" {
+		return s.migrateOn(ctx, s.conn, s.schema)
+	}
+	ddl := s.cfg.ClusterDDL
+	if ddl == "" || ddl == "auto" {
+		ddl = "each-node"
+		if info.ZooKeeper {
+			ddl = "on-cluster"
+		}
+	}
+	if ddl == "on-cluster" {
+		sc := s.schema
+		sc.onCluster = true
+		return s.migrateOn(ctx, s.conn, sc)
+	}
+	nodes, err := clusterNodes(ctx, s.conn, s.cfg.Cluster)
+	if err != nil {
+		return err
+	}
+	for _, addr := range nodes {
+		o := *opts
+		o.Addr = []string{addr}
+		o.MaxOpenConns, o.MaxIdleConns = 1, 1
+		node, err := ch.Open(&o)
+		if err != nil {
+			return fmt.Errorf("connect to cluster node %s: %w", addr, err)
+		}
+		err = s.migrateOn(ctx, node, s.schema)
+		node.Close()
+		if err != nil {
+			return fmt.Errorf("cluster node %s: %w", addr, err)
+		}
+	}
+	return nil
+}
+
+func (s *Store) migrateOn(ctx context.Context, conn driver.Conn, sc schema) error {
+	applied, err := sc.migrate(ctx, conn)
+	if err != nil {
+		return err
+	}
+	if len(applied) > 0 {
+		s.logger.Info("clickhouse schema migrated", slog.Any("applied", applied), slog.String("database", sc.db))
+	}
+	return sc.reconcileTTL(ctx, conn)
+}
+
+// ForTenant returns the view of the store scoped to tenant id.
+func (s *Store) ForTenant(id tenancy.ID) storage.TenantStore {
+	return &tenantStore{s: s, id: id, state: s.tenantState(id)}
+}
+
+func (s *Store) tenantState(id tenancy.ID) *tenantState {
+	s.tenantsMu.Lock()
+	defer s.tenantsMu.Unlock()
+	st := s.tenants[id]
+	if st == nil {
+		st = newTenantState(id)
+		s.tenants[id] = st
+	}
+	return st
+}
+
+// Ready pings ClickHouse: it returns an error wrapping
+// storage.ErrUnavailable when the server does not answer.
+func (s *Store) Ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.conn.Ping(ctx); err != nil {
+		return fmt.Errorf("%w: clickhouse: %w", storage.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Close inserts every queued commit, stops the background job and closes
+// the connections.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.committer.close()
+		s.cancel()
+		s.bg.Wait()
+		s.closeErr = s.conn.Close()
+	})
+	return s.closeErr
+}
+
+// background runs retention and prunes the series caches until ctx ends.
+func (s *Store) background(ctx context.Context) {
+	tick := time.NewTicker(10 * time.Minute)
+	defer tick.Stop()
+	for {
+		if s.cfg.Retention > 0 {
+			if err := s.applyRetention(ctx, time.Now()); err != nil && ctx.Err() == nil {
+				s.logger.Warn("retention", slog.Any("err", err))
+			}
+		}
+		s.pruneCaches(time.Now())
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *Store) pruneCaches(now time.Time) {
+	h := hourOf(now.UnixMilli())
+	s.tenantsMu.Lock()
+	states := make([]*tenantState, 0, len(s.tenants))
+	for _, st := range s.tenants {
+		states = append(states, st)
+	}
+	s.tenantsMu.Unlock()
+	total := 0
+	for _, st := range states {
+		total += st.prune(h)
+	}
+	s.metrics.activeSeries.Set(float64(total))
+}
+
+// applyRetention drops the daily partitions of both tables that lie wholly
+// before now - Retention.
+func (s *Store) applyRetention(ctx context.Context, now time.Time) error {
+	cutoffDay := (now.Add(-s.cfg.Retention).UnixMilli()) / msPerDay
+	var errs []error
+	for _, table := range []string{samplesTable, seriesTable} {
+		local := s.schema.storageTable(table)
+		q := fmt.Sprintf("SELECT DISTINCT partition FROM system.parts WHERE database = %s AND table = %s AND active", quote(s.schema.db), quote(local))
+		parts, err := s.queryStrings(ctx, s.conn, q)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, p := range parts {
+			var day int64
+			if _, err := fmt.Sscan(p, &day); err != nil || day >= cutoffDay {
+				continue
+			}
+			alter := fmt.Sprintf("ALTER TABLE %s%s DROP PARTITION %d", s.schema.table(local), s.schema.onClusterClause(), day)
+			if err := s.conn.Exec(ctx, alter); err != nil {
+				errs = append(errs, fmt.Errorf("drop partition %d of %s: %w", day, local, err))
+				continue
+			}
+			s.logger.Info("retention dropped partition", slog.String("table", local), slog.Int64("day", day))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Store) queryStrings(ctx context.Context, conn driver.Conn, q string) ([]string, error) {
+	rows, err := conn.Query(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// tenantStore is one tenant's view of the store.
+type tenantStore struct {
+	s     *Store
+	id    tenancy.ID
+	state *tenantState
+}
+
+func (ts *tenantStore) Appender(ctx context.Context) promstorage.Appender {
+	return appenderV1{ts.newAppender(ctx)}
+}
+
+func (ts *tenantStore) AppenderV2(ctx context.Context) promstorage.AppenderV2 {
+	return appenderV2{ts.newAppender(ctx)}
+}
