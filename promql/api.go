@@ -25,6 +25,7 @@ import (
 	"regexp"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync"
 
 	jsoniter "github.com/json-iterator/go"
@@ -221,12 +222,35 @@ func (a *API) Handler() http.Handler {
 				mux.Handle(m+" "+prefix+rt.path, h)
 			}
 		}
-		mux.Handle(http.MethodOptions+" "+prefix+"/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			a.setCORS(w, r)
-			w.WriteHeader(http.StatusNoContent)
-		}))
+		mux.Handle(prefix+"/", a.fallback(mux, prefix+"/"))
 	}
 	return mux
+}
+
+// fallback answers what no endpoint does: OPTIONS (CORS preflight) with
+// 204, a known path with another method with 405, anything else with 404.
+func (a *API) fallback(mux *http.ServeMux, pattern string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.setCORS(w, r)
+		if r.Method == http.MethodOptions {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodPost} {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, p := mux.Handler(probe); p != pattern {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(append(allow, http.MethodOptions), ", "))
+			http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
+			return
+		}
+		a.respondError(w, r, "notfound", apierror.New(apierror.NotFound, "no endpoint %s %s", r.Method, r.URL.Path))
+	})
 }
 
 // result is what an endpoint returns on success.

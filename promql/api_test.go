@@ -1,6 +1,9 @@
 package promql_test
 
 import (
+	"compress/gzip"
+	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"testing"
@@ -188,4 +191,100 @@ func TestShapes(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestStats checks the stats parameter: stats=all adds per-step samples,
+// any other non-empty value adds the totals, and values other than "true"
+// and "all" draw Prometheus' deprecation warning.
+func TestStats(t *testing.T) {
+	e := newEnv(t, promql.DefaultConfig(), nil)
+	loadFixture(e)
+	type stats struct {
+		Timings map[string]float64 `json:"timings"`
+		Samples map[string]any     `json:"samples"`
+	}
+	for _, c := range []struct {
+		param   string
+		perStep bool
+		warning string
+	}{
+		{"all", true, ""},
+		{"true", false, ""},
+		{"1", false, `value "1" for parameter "stats" is deprecated and will be rejected in the next major release, use "true" or "all"`},
+	} {
+		t.Run(c.param, func(t *testing.T) {
+			r := e.get(acme, "/api/v1/query_range", vals("query", "up", "start", "1700000000", "end", "1700000120", "step", "60", "stats", c.param))
+			require.Equal(t, http.StatusOK, r.status, r.body)
+			env := r.envelope(t)
+			var data struct {
+				Stats *stats `json:"stats"`
+			}
+			require.NoError(t, json.Unmarshal(env.Data, &data))
+			require.NotNil(t, data.Stats)
+			require.ElementsMatch(t, []string{"evalTotalTime", "resultSortTime", "queryPreparationTime", "innerEvalTime", "execQueueTime", "execTotalTime"}, keys(data.Stats.Timings))
+			require.Equal(t, float64(6), data.Stats.Samples["totalQueryableSamples"]) // 2 series x 3 steps
+			perStep, ok := data.Stats.Samples["totalQueryableSamplesPerStep"]
+			require.Equal(t, c.perStep, ok)
+			if c.perStep {
+				require.Equal(t, []any{[]any{1700000000.0, 2.0}, []any{1700000060.0, 2.0}, []any{1700000120.0, 2.0}}, perStep)
+			}
+			if c.warning == "" {
+				require.Empty(t, env.Warnings)
+			} else {
+				require.Equal(t, []string{c.warning}, env.Warnings)
+			}
+		})
+	}
+	r := e.get(acme, "/api/v1/query", vals("query", "up"))
+	require.NotContains(t, r.body, `"stats"`)
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// TestTransport checks gzip compression, CORS and the methods served.
+func TestTransport(t *testing.T) {
+	e := newEnv(t, promql.DefaultConfig(), nil)
+	loadFixture(e)
+	plain := e.get(acme, "/api/v1/query_range", vals("query", "up", "start", "1700000000", "end", "1700000300", "step", "5"))
+	require.Greater(t, len(plain.body), 1024)
+
+	req, err := http.NewRequest(http.MethodGet, e.srv.URL+"/api/v1/query_range?"+
+		vals("query", "up", "start", "1700000000", "end", "1700000300", "step", "5").Encode(), nil)
+	require.NoError(t, err)
+	req.Header.Set("Accept-Encoding", "gzip")
+	req.Header.Set("Origin", "https://grafana.example")
+	req.Header.Set(tenantHeader, string(acme))
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, "gzip", resp.Header.Get("Content-Encoding"))
+	require.Equal(t, "https://grafana.example", resp.Header.Get("Access-Control-Allow-Origin"))
+	zr, err := gzip.NewReader(resp.Body)
+	require.NoError(t, err)
+	body, err := io.ReadAll(zr)
+	require.NoError(t, err)
+	require.Equal(t, plain.body, string(body))
+
+	// Small bodies are not worth compressing.
+	req.URL.RawQuery = vals("query", "1+1").Encode()
+	resp2, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp2.Body.Close()
+	require.Empty(t, resp2.Header.Get("Content-Encoding"))
+
+	opt, err := http.NewRequest(http.MethodOptions, e.srv.URL+"/api/v1/query", nil)
+	require.NoError(t, err)
+	opt.Header.Set("Origin", "https://grafana.example")
+	r := e.do("", opt)
+	require.Equal(t, http.StatusNoContent, r.status)
+	require.Equal(t, "https://grafana.example", r.header.Get("Access-Control-Allow-Origin"))
+
+	require.Equal(t, http.StatusMethodNotAllowed, e.post(acme, "/api/v1/label/job/values", nil).status)
+	require.Equal(t, http.StatusNotFound, e.get(acme, "/api/v1/nope", nil).status)
 }
