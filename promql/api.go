@@ -18,6 +18,7 @@
 package promql
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -326,6 +327,12 @@ func (a *API) serve(r *http.Request, k kind, f apiFunc) (result, error) {
 	rc := &requestContext{principal: p}
 	if k != static {
 		rc.store = a.store.ForTenant(p.Tenant)
+	}
+	if k == indexed {
+		// Queries get --query.timeout from the engine; index reads here.
+		ctx, cancel := context.WithTimeout(r.Context(), a.cfg.Timeout)
+		defer cancel()
+		r = r.WithContext(ctx)
 	}
 	return f(r, rc)
 }
