@@ -166,9 +166,9 @@ type appenderV1 struct{ *appender }
 func (a appenderV1) Append(ref promstorage.SeriesRef, l labels.Labels, t int64, v float64) (promstorage.SeriesRef, error) {
 	return a.append(ref, l, t, v)
 }
-func (a appenderV1) Commit() error                            { return a.commit() }
-func (a appenderV1) Rollback() error                          { return a.rollback() }
-func (a appenderV1) SetOptions(*promstorage.AppendOptions)    {}
+func (a appenderV1) Commit() error                         { return a.commit() }
+func (a appenderV1) Rollback() error                       { return a.rollback() }
+func (a appenderV1) SetOptions(*promstorage.AppendOptions) {}
 func (a appenderV1) AppendExemplar(ref promstorage.SeriesRef, _ labels.Labels, _ exemplar.Exemplar) (promstorage.SeriesRef, error) {
 	return ref, nil
 }

@@ -44,7 +44,7 @@ func quoteIdent(name string) string {
 
 // labelExpr is the SQL expression of label name's value on a series row:
 // the metric_name column for __name__, otherwise the value at the name's
-// position in the label arrays, which is '' when the series lacks the label
+// position in the label arrays, which is ” when the series lacks the label
 // (arrayElement at index 0 returns the default), exactly Prometheus' view
 // of a missing label.
 func labelExpr(name string) string {
