@@ -279,7 +279,7 @@ type requestContext struct {
 func (a *API) wrap(name string, k kind, f apiFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.setCORS(w, r)
-		res, err := a.serve(r, k, f)
+		res, err := a.serve(w, r, k, f)
 		if res.finalize != nil {
 			defer res.finalize()
 		}
@@ -296,7 +296,7 @@ func (a *API) wrap(name string, k kind, f apiFunc) http.Handler {
 	})
 }
 
-func (a *API) serve(r *http.Request, k kind, f apiFunc) (result, error) {
+func (a *API) serve(w http.ResponseWriter, r *http.Request, k kind, f apiFunc) (result, error) {
 	p, err := tenancy.FromContext(r.Context())
 	if err != nil {
 		return result{}, err
@@ -315,7 +315,7 @@ func (a *API) serve(r *http.Request, k kind, f apiFunc) (result, error) {
 		defer release()
 	}
 	if r.Body != nil && r.Method == http.MethodPost {
-		r.Body = http.MaxBytesReader(nil, r.Body, maxFormBytes)
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	}
 	if err := r.ParseForm(); err != nil {
 		var tooLarge *http.MaxBytesError
