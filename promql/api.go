@@ -189,21 +189,22 @@ const (
 	query               // runs PromQL; counts against query rate and concurrency
 )
 
-// Handler returns the handler serving every endpoint under /api/v1 (the
-// paths of Prometheus) and under /prometheus/api/v1 (for tools pointed at
-// a prefix). The router must authenticate first: every endpoint needs a
-// tenancy.Principal with scope metrics:read in the request context.
-func (a *API) Handler() http.Handler {
-	mux := http.NewServeMux()
-	type route struct {
-		methods []string
-		path    string
-		kind    kind
-		fn      apiFunc
-	}
+// route is one endpoint of the API.
+type route struct {
+	methods []string
+	path    string // relative to a prefix
+	kind    kind
+	fn      apiFunc
+}
+
+// prefixes are the paths the API is served under: Prometheus' own, and
+// the one for tools pointed at a /prometheus prefix.
+func prefixes() []string { return []string{"/api/v1", "/prometheus/api/v1"} }
+
+func (a *API) routes() []route {
 	getPost := []string{http.MethodGet, http.MethodPost}
 	get := []string{http.MethodGet}
-	routes := []route{
+	return []route{
 		{getPost, "/query", query, a.query},
 		{getPost, "/query_range", query, a.queryRange},
 		{getPost, "/query_exemplars", static, a.queryExemplars},
@@ -216,8 +217,36 @@ func (a *API) Handler() http.Handler {
 		{get, "/status/buildinfo", static, a.serveBuildInfo},
 		{get, "/status/tsdb", indexed, a.serveTSDBStatus},
 	}
-	for _, prefix := range []string{"/api/v1", "/prometheus/api/v1"} {
-		for _, rt := range routes {
+}
+
+// Endpoint is a path Handler serves and its methods, for routers that
+// mount paths one by one rather than a prefix. Path is a full path
+// template such as "/api/v1/label/{name}/values".
+type Endpoint struct {
+	Methods []string
+	Path    string
+}
+
+// Endpoints lists every path Handler serves, under both prefixes.
+func (a *API) Endpoints() []Endpoint {
+	var out []Endpoint
+	for _, prefix := range prefixes() {
+		for _, rt := range a.routes() {
+			out = append(out, Endpoint{Methods: rt.methods, Path: prefix + rt.path})
+		}
+	}
+	return out
+}
+
+// Handler returns the handler serving every endpoint under /api/v1 (the
+// paths of Prometheus) and under /prometheus/api/v1. It dispatches on the
+// full path, so it can be mounted on a prefix or on each of Endpoints.
+// The router must authenticate first: every endpoint needs a
+// tenancy.Principal with scope metrics:read in the request context.
+func (a *API) Handler() http.Handler {
+	mux := http.NewServeMux()
+	for _, prefix := range prefixes() {
+		for _, rt := range a.routes() {
 			h := a.wrap(rt.path, rt.kind, rt.fn)
 			for _, m := range rt.methods {
 				mux.Handle(m+" "+prefix+rt.path, h)

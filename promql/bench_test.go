@@ -79,4 +79,3 @@ func BenchmarkLabelValuesWithMatch(b *testing.B) {
 		})
 	}
 }
-
