@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/stretchr/testify/require"
 
@@ -130,38 +130,68 @@ func BenchmarkAppend(b *testing.B) {
 	b.ReportMetric(float64(ms.HeapInuse)/float64(n), "heap-bytes/series")
 }
 
-// BenchmarkBytesPerSample writes 2 h... 24 h of 15 s samples for 10,000
-// series per value model, closes the store (sealing nothing, compacting
-// Badger) and reports the on-disk bytes per sample.
+// bytesPerSampleData writes 2 h of 15 s samples for 10,000 series of one
+// value model through write, the same data for every store measured.
+func bytesPerSampleData(model valueModel, write func(series []labels.Labels, values []float64, t int64)) (samples int) {
+	const n, rounds = 10_000, 480
+	series := benchSeries(n)
+	values := make([]float64, n)
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := range values {
+		values[i] = float64(r.IntN(10000)) / 100
+	}
+	for k := 0; k < rounds; k++ {
+		for i := range values {
+			values[i] = model(r, i, values[i])
+		}
+		write(series, values, int64(k)*15000)
+	}
+	return n * rounds
+}
+
+// BenchmarkBytesPerSample reports the on-disk bytes per sample of the
+// Badger store after sealing every head and compacting Badger's levels,
+// and, in the same run, of a Prometheus TSDB block holding the same data
+// (Prometheus' XOR chunks and index, the formats Prometheus 2.42 writes).
 func BenchmarkBytesPerSample(b *testing.B) {
-	for name, model := range valueModels {
-		b.Run(name, func(b *testing.B) {
-			const n, rounds = 10_000, 480 // 2 h at 15 s
+	for _, name := range []string{"node", "randomwalk"} {
+		model := valueModels[name]
+		b.Run(name+"/luminate", func(b *testing.B) {
 			for b.Loop() {
 				dir := b.TempDir()
 				s := openTest(b, dir, nil)
 				ts := s.ForTenant("bench")
-				series := benchSeries(n)
-				values := make([]float64, n)
-				r := rand.New(rand.NewPCG(3, 4))
-				for i := range values {
-					values[i] = float64(r.IntN(10000)) / 100
-				}
-				for k := 0; k < rounds; k++ {
-					for i := range values {
-						values[i] = model(r, i, values[i])
-					}
-					appendRound(b, ts, series, values, int64(k)*15000, 2000, 2)
-				}
+				n := bytesPerSampleData(model, func(series []labels.Labels, values []float64, t int64) {
+					appendRound(b, ts, series, values, t, 2000, 2)
+				})
 				s.sealIdle(timeFar)
 				require.NoError(b, s.checkpoint())
 				require.NoError(b, s.db.Flatten(2))
 				require.NoError(b, s.Close())
-				b.ReportMetric(float64(dirSize(b, filepath.Join(dir, "badger")))/float64(n*rounds), "bytes/sample")
-				if os.Getenv("LUMINATE_BENCH_LS") != "" {
-					out, _ := exec.Command("ls", "-la", filepath.Join(dir, "badger")).CombinedOutput()
-					b.Log(string(out))
+				b.ReportMetric(float64(dirSize(b, filepath.Join(dir, "badger")))/float64(n), "bytes/sample")
+			}
+		})
+		b.Run(name+"/prometheus-tsdb", func(b *testing.B) {
+			for b.Loop() {
+				dir := b.TempDir()
+				db, err := tsdb.Open(dir, nil, nil, tsdb.DefaultOptions(), nil)
+				require.NoError(b, err)
+				n := bytesPerSampleData(model, func(series []labels.Labels, values []float64, t int64) {
+					app := db.Appender(context.Background())
+					for i, l := range series {
+						_, err := app.Append(0, l, t, values[i])
+						require.NoError(b, err)
+					}
+					require.NoError(b, app.Commit())
+				})
+				head := db.Head()
+				require.NoError(b, db.CompactHead(tsdb.NewRangeHead(head, head.MinTime(), head.MaxTime())))
+				var size int64
+				for _, blk := range db.Blocks() {
+					size += blk.Size()
 				}
+				require.NoError(b, db.Close())
+				b.ReportMetric(float64(size)/float64(n), "bytes/sample")
 			}
 		})
 	}
