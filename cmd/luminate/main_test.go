@@ -23,7 +23,10 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 
+	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/storage/badger"
+	"github.com/luminate-io/luminate/storage/clickhouse"
+	"github.com/luminate-io/luminate/storage/clickhouse/chtest"
 	"github.com/luminate-io/luminate/tenancy"
 )
 
@@ -184,7 +187,7 @@ func openTestStore(t *testing.T, dataDir string) *badger.Store {
 }
 
 // samples reads tenant's samples of metric name straight from the store.
-func samples(t *testing.T, s *badger.Store, tenant tenancy.ID, name string) map[int64]float64 {
+func samples(t *testing.T, s storage.MetricsStore, tenant tenancy.ID, name string) map[int64]float64 {
 	t.Helper()
 	q, err := s.ForTenant(tenant).Querier(math.MinInt64, math.MaxInt64)
 	require.NoError(t, err)
@@ -462,4 +465,44 @@ func TestCommands(t *testing.T) {
 	code, _, stderr = runCLI("serve", "--help")
 	require.Equal(t, 0, code)
 	require.Contains(t, stderr, "-storage.badger.path")
+}
+
+// TestServeClickHouse runs serve on the ClickHouse backend against a real
+// clickhouse-server: a remote write is acknowledged and, after a graceful
+// shutdown, found in ClickHouse for its tenant.
+func TestServeClickHouse(t *testing.T) {
+	dsn := chtest.Start(t)
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "hmac.secret")
+	_, err := tenancy.EnsureDevSecret(secret)
+	require.NoError(t, err)
+	p := start(t, "serve", "--log.format=json", "--http.listen-address=127.0.0.1:0",
+		"--storage.backend=clickhouse", "--storage.clickhouse.dsn="+dsn, "--storage.clickhouse.database=e2e",
+		"--auth.jwt.hmac-secret-file="+secret)
+	require.NotEmpty(t, p.addr, p.stderr())
+
+	resp, err := http.Get(p.url("/-/ready"))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	code, token, errOut := runCLI("token", "--auth.jwt.hmac-secret-file="+secret, "--tenant=acme")
+	require.Equal(t, 0, code, errOut)
+	now := time.Now().UnixMilli()
+	resp, err = http.DefaultClient.Do(newRemoteWrite(t, p.url("/api/v1/write"), strings.TrimSpace(token), bytes.NewReader(remoteWriteBody(t, "e2e_ch", now, 7))))
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNoContent, resp.StatusCode, string(body))
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(), p.stderr())
+
+	cfg := clickhouse.DefaultConfig()
+	cfg.DSN, cfg.Database = dsn, "e2e"
+	store, err := clickhouse.New(cfg, nil, nil)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, store.Close()) }()
+	require.Equal(t, map[int64]float64{now: 7}, samples(t, store, "acme", "e2e_ch"))
+	require.Empty(t, samples(t, store, "other", "e2e_ch"))
 }

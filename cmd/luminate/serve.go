@@ -24,6 +24,7 @@ import (
 	"github.com/luminate-io/luminate/remotewrite"
 	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/storage/badger"
+	"github.com/luminate-io/luminate/storage/clickhouse"
 	"github.com/luminate-io/luminate/tenancy"
 )
 
@@ -38,10 +39,11 @@ type serveConfig struct {
 	logFormat       string
 	createDevSecret bool
 
-	badger badger.Config
-	auth   tenancy.AuthConfig
-	limits tenancy.LimitsConfig
-	ingest remotewrite.Config
+	badger     badger.Config
+	clickhouse clickhouse.Config
+	auth       tenancy.AuthConfig
+	limits     tenancy.LimitsConfig
+	ingest     remotewrite.Config
 }
 
 // Backends --storage.backend accepts.
@@ -57,13 +59,14 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.listenAddress, "http.listen-address", ":9201", "Address to serve HTTP on.")
 	fs.DurationVar(&c.shutdownTimeout, "http.shutdown-timeout", 30*time.Second,
 		"On SIGINT or SIGTERM, how long in-flight requests may take to finish before their connections are closed.")
-	fs.StringVar(&c.backend, "storage.backend", backendBadger, "Storage backend: badger (embedded, single node) or clickhouse.")
+	fs.StringVar(&c.backend, "storage.backend", backendBadger, "Storage backend: badger (embedded, single node; --storage.badger.*) or clickhouse (--storage.clickhouse.*).")
 	fs.Var(&c.retention, "storage.retention", "How long samples are kept, as a `duration` such as 90d, 2w or 1y; 0 keeps them forever.")
 	fs.StringVar(&c.logLevel, "log.level", "info", "Log level: debug, info, warn or error.")
 	fs.StringVar(&c.logFormat, "log.format", "logfmt", "Log format: logfmt or json.")
 	fs.BoolVar(&c.createDevSecret, "auth.jwt.create-dev-secret", false,
 		"DEVELOPMENT ONLY: if the --auth.jwt.hmac-secret-file does not exist, create it with a random secret (make run does this).")
 	c.badger.RegisterFlags(fs)
+	c.clickhouse.RegisterFlags(fs)
 	c.auth.RegisterFlags(fs)
 	c.limits.RegisterFlags(fs)
 	c.ingest.RegisterFlags(fs)
@@ -95,6 +98,7 @@ func parseServeConfig(args []string, output io.Writer) (*serveConfig, error) {
 		}
 	}
 	c.badger.Retention = time.Duration(c.retention)
+	c.clickhouse.Retention = time.Duration(c.retention)
 	c.ingest.Retention = time.Duration(c.retention)
 	if err := c.validate(); err != nil {
 		return nil, usageError{err}
@@ -108,6 +112,7 @@ func (c *serveConfig) validate() error {
 	case backendBadger:
 		errs = append(errs, c.badger.Validate())
 	case backendClickHouse:
+		errs = append(errs, c.clickhouse.Validate())
 	default:
 		errs = append(errs, fmt.Errorf("--storage.backend=%q: want %s or %s", c.backend, backendBadger, backendClickHouse))
 	}
@@ -216,6 +221,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 		return err
 	}
 	cfg.badger.SeriesLimits = limits.MaxActiveSeries
+	cfg.clickhouse.SeriesLimits = limits.MaxActiveSeries
 	store, err := openStore(cfg, logger, reg)
 	if err != nil {
 		return err
@@ -300,9 +306,14 @@ func openStore(cfg *serveConfig, logger *slog.Logger, reg prometheus.Registerer)
 			return nil, fmt.Errorf("open storage: %w", err)
 		}
 		return s, nil
-	default:
-		return nil, fmt.Errorf("--storage.backend=%s is not built yet; use --storage.backend=%s", cfg.backend, backendBadger)
+	case backendClickHouse:
+		s, err := clickhouse.New(cfg.clickhouse, logger.With("component", "clickhouse"), reg)
+		if err != nil {
+			return nil, fmt.Errorf("open storage: %w", err)
+		}
+		return s, nil
 	}
+	return nil, fmt.Errorf("unknown --storage.backend=%q", cfg.backend)
 }
 
 // dataRoutes are the authenticated routes, served by the protocol packages.
