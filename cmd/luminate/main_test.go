@@ -162,6 +162,14 @@ func remoteWriteBody(t *testing.T, name string, ts int64, v float64) []byte {
 	return snappy.Encode(nil, raw)
 }
 
+// e2eToken mints a token with the luminate token command.
+func e2eToken(t *testing.T, secret string, tenant tenancy.ID, scopes string) string {
+	t.Helper()
+	code, out, errOut := runCLI("token", "--auth.jwt.hmac-secret-file="+secret, "--tenant="+string(tenant), "--scopes="+scopes)
+	require.Equal(t, 0, code, errOut)
+	return strings.TrimSpace(out)
+}
+
 func newRemoteWrite(t *testing.T, url, token string, body io.Reader) *http.Request {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url, body)
@@ -257,6 +265,63 @@ func TestServeEndToEnd(t *testing.T) {
 		resp.Body.Close()
 		require.Equal(t, http.StatusOK, resp.StatusCode, string(b))
 		require.Contains(t, string(b), `"accepted":1`)
+	})
+	t.Run("the query API reads back, for the tenant only", func(t *testing.T) {
+		readOnly := e2eToken(t, secret, "acme", "metrics:read")
+		other := e2eToken(t, secret, "other", "metrics:read")
+		writeOnly := e2eToken(t, secret, "acme", "metrics:write")
+		q := fmt.Sprintf("/api/v1/query?query=e2e_rw&time=%.3f", float64(now+1)/1000)
+		for _, tc := range []struct {
+			path, token string
+			status      int
+			want        string
+		}{
+			{q, readOnly, http.StatusOK, `"value":[` + fmt.Sprintf("%.3f", float64(now+1)/1000) + `,"1"]`},
+			{"/prometheus" + q, readOnly, http.StatusOK, `"__name__":"e2e_rw"`},
+			{q, other, http.StatusOK, `"result":[]`},
+			{q, "", http.StatusUnauthorized, ""},
+			{q, writeOnly, http.StatusForbidden, ""},
+			{"/api/v1/label/job/values", readOnly, http.StatusOK, `"data":["e2e"]`},
+		} {
+			req, err := http.NewRequest(http.MethodGet, p.url(tc.path), nil)
+			require.NoError(t, err)
+			if tc.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			require.Equal(t, tc.status, resp.StatusCode, "%s: %s", tc.path, b)
+			require.Contains(t, string(b), tc.want, tc.path)
+			require.NotContains(t, string(b), tenancy.Label)
+		}
+	})
+	t.Run("remote read reads back", func(t *testing.T) {
+		rr := &prompb.ReadRequest{Queries: []*prompb.Query{{
+			StartTimestampMs: now - 1000, EndTimestampMs: now + 1000,
+			Matchers: []*prompb.LabelMatcher{{Type: prompb.LabelMatcher_EQ, Name: "__name__", Value: "e2e_rw"}},
+		}}}
+		raw, err := rr.Marshal()
+		require.NoError(t, err)
+		req, err := http.NewRequest(http.MethodPost, p.url("/api/v1/read"), bytes.NewReader(snappy.Encode(nil, raw)))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		req.Header.Set("Content-Encoding", "snappy")
+		req.Header.Set("X-Prometheus-Remote-Read-Version", "0.1.0")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode, string(b))
+		dec, err := snappy.Decode(nil, b)
+		require.NoError(t, err)
+		var out prompb.ReadResponse
+		require.NoError(t, out.Unmarshal(dec))
+		require.Len(t, out.Results, 1)
+		require.Len(t, out.Results[0].Timeseries, 1)
+		require.Equal(t, []prompb.Sample{{Timestamp: now, Value: 0}, {Timestamp: now + 1, Value: 1}}, out.Results[0].Timeseries[0].Samples)
 	})
 	t.Run("metrics count the requests", func(t *testing.T) {
 		resp, err := http.Get(p.url("/metrics"))

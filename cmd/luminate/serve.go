@@ -21,6 +21,8 @@ import (
 	"github.com/prometheus/common/version"
 
 	"github.com/luminate-io/luminate/api"
+	"github.com/luminate-io/luminate/promql"
+	"github.com/luminate-io/luminate/remoteread"
 	"github.com/luminate-io/luminate/remotewrite"
 	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/storage/badger"
@@ -44,6 +46,8 @@ type serveConfig struct {
 	auth       tenancy.AuthConfig
 	limits     tenancy.LimitsConfig
 	ingest     remotewrite.Config
+	query      promql.Config
+	remoteRead remoteread.Config
 }
 
 // Backends --storage.backend accepts.
@@ -70,6 +74,8 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	c.auth.RegisterFlags(fs)
 	c.limits.RegisterFlags(fs)
 	c.ingest.RegisterFlags(fs)
+	c.query.RegisterFlags(fs)
+	c.remoteRead.RegisterFlags(fs)
 }
 
 // newServeFlags returns serve's flag set, bound to c.
@@ -131,7 +137,7 @@ func (c *serveConfig) validate() error {
 	if c.createDevSecret && c.auth.HMACSecretFile == "" {
 		errs = append(errs, errors.New("--auth.jwt.create-dev-secret needs --auth.jwt.hmac-secret-file to name the file to create"))
 	}
-	errs = append(errs, c.auth.Validate(), c.limits.Validate(), c.ingest.Validate())
+	errs = append(errs, c.auth.Validate(), c.limits.Validate(), c.ingest.Validate(), c.query.Validate(), c.remoteRead.Validate())
 	return errors.Join(errs...)
 }
 
@@ -235,6 +241,18 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 		logger.Info("storage closed; luminate stopped")
 	}()
 
+	queryAPI, err := promql.New(cfg.query, store, limits, logger.With("component", "promql"), reg)
+	if err != nil {
+		return err
+	}
+	defer queryAPI.Close()
+	queryAPI.SetBuildInfo(promql.BuildInfo{ // the version stays Prometheus', which Grafana reads
+		Revision: version.GetRevision(), Branch: version.Branch, BuildUser: version.BuildUser, BuildDate: version.BuildDate,
+	})
+	remoteRead, err := remoteread.New(cfg.remoteRead, store, limits, logger.With("component", "remoteread"), reg)
+	if err != nil {
+		return err
+	}
 	ingestLogger := logger.With("component", "ingest")
 	router, err := api.NewRouter(api.Options{
 		Auth:     verifier,
@@ -244,6 +262,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 		Routes: dataRoutes(
 			remotewrite.New(cfg.ingest, store, limits, ingestLogger, reg),
 			remotewrite.NewNative(cfg.ingest, store, limits, ingestLogger, reg),
+			remoteRead,
+			queryAPI,
 		),
 	}, logger, reg)
 	if err != nil {
@@ -316,12 +336,21 @@ func openStore(cfg *serveConfig, logger *slog.Logger, reg prometheus.Registerer)
 	return nil, fmt.Errorf("unknown --storage.backend=%q", cfg.backend)
 }
 
-// dataRoutes are the authenticated routes, served by the protocol packages.
-func dataRoutes(remoteWrite, nativeWrite http.Handler) []api.Route {
+// dataRoutes are the authenticated routes, served by the protocol packages:
+// writes need the metrics:write scope, reads metrics:read.
+func dataRoutes(remoteWrite, nativeWrite, remoteRead http.Handler, queryAPI *promql.API) []api.Route {
 	post := []string{http.MethodPost}
-	return []api.Route{
+	routes := []api.Route{
 		{Path: "/api/v1/write", Methods: post, Scope: tenancy.ScopeWrite, Handler: remoteWrite},
 		{Path: "/api/v1/push", Methods: post, Scope: tenancy.ScopeWrite, Handler: remoteWrite},
 		{Path: "/api/v1/metrics", Methods: post, Scope: tenancy.ScopeWrite, Handler: nativeWrite},
+		{Path: "/api/v1/read", Methods: post, Scope: tenancy.ScopeRead, Handler: remoteRead},
 	}
+	// The Prometheus HTTP API, under /api/v1 and /prometheus/api/v1, one
+	// route per endpoint so that metrics and logs name the endpoint.
+	h := queryAPI.Handler()
+	for _, ep := range queryAPI.Endpoints() {
+		routes = append(routes, api.Route{Path: ep.Path, Methods: ep.Methods, Scope: tenancy.ScopeRead, Handler: h})
+	}
+	return routes
 }
