@@ -168,7 +168,7 @@ func (m *httpMetrics) instrument(route string, next http.Handler) http.Handler {
 // recoverPanics turns a panicking handler into a logged 500. When the
 // handler had already started the response, the connection is aborted
 // instead, so the client never takes a truncated body for a whole one.
-func recoverPanics(next http.Handler) http.Handler {
+func recoverPanics(render func(http.ResponseWriter, *http.Request, error), next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
 			v := recover()
@@ -186,7 +186,8 @@ func recoverPanics(next http.Handler) http.Handler {
 				rec.aborted = true
 				panic(http.ErrAbortHandler)
 			}
-			WriteError(w, r, apierror.New(apierror.Internal, "panic: %v", v))
+			// The panic value stays in the log: renderers may show messages.
+			fail(w, r, render, apierror.New(apierror.Internal, "internal error (panic); the server log has the details under request_id %s", RequestID(r.Context())))
 		}()
 		next.ServeHTTP(w, r)
 	})
@@ -202,7 +203,7 @@ func markAborted(w http.ResponseWriter) {
 // holding scope (if set) and admitted by limits (if set), and puts the
 // principal in the request context. It logs the tenant, never the
 // credentials.
-func authenticate(auth Authenticator, scope tenancy.Scope, limits RequestLimiter, next http.Handler) http.Handler {
+func authenticate(auth Authenticator, scope tenancy.Scope, limits RequestLimiter, render func(http.ResponseWriter, *http.Request, error), next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := auth.Authenticate(r)
 		if err == nil && p.Tenant == "" {
@@ -212,7 +213,7 @@ func authenticate(auth Authenticator, scope tenancy.Scope, limits RequestLimiter
 			if apierror.Classify(err).Kind == apierror.Internal {
 				err = apierror.Wrap(apierror.Unauthenticated, err, "authentication")
 			}
-			WriteError(w, r, err)
+			fail(w, r, render, err)
 			return
 		}
 		ctx := r.Context()
@@ -221,17 +222,30 @@ func authenticate(auth Authenticator, scope tenancy.Scope, limits RequestLimiter
 		}
 		ctx = tenancy.NewContext(ctx, p)
 		if scope != "" && !p.Has(scope) {
-			WriteError(w, r.WithContext(ctx), apierror.New(apierror.PermissionDenied, "token for tenant %s lacks scope %s", p.Tenant, scope))
+			fail(w, r.WithContext(ctx), render, apierror.New(apierror.PermissionDenied, "token for tenant %s lacks scope %s", p.Tenant, scope))
 			return
 		}
 		if limits != nil {
 			if err := limits.AllowRequest(p.Tenant); err != nil {
-				WriteError(w, r.WithContext(ctx), err)
+				fail(w, r.WithContext(ctx), render, err)
 				return
 			}
 		}
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// fail answers a request the router refuses with err, rendered by render.
+// It does what every renderer needs: the error for the access log and the
+// WWW-Authenticate challenge of a 401.
+func fail(w http.ResponseWriter, r *http.Request, render func(http.ResponseWriter, *http.Request, error), err error) {
+	if ex, ok := r.Context().Value(exchangeKey{}).(*exchange); ok {
+		ex.err = err
+	}
+	if apierror.Classify(err).Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", bearerChallenge)
+	}
+	render(w, r, err)
 }
 
 // responseRecorder remembers the status and size of a response. Unwrap lets

@@ -8,6 +8,9 @@ import (
 	"github.com/luminate-io/luminate/api/apierror"
 )
 
+// bearerChallenge is the WWW-Authenticate header of every 401 (RFC 6750).
+const bearerChallenge = `Bearer realm="luminate"`
+
 // errorBody is the "error" object of the native error envelope.
 type errorBody struct {
 	Code    string `json:"code"`
@@ -44,7 +47,7 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	apierror.SetRetryAfter(w, info)
 	if info.Status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="luminate"`)
+		w.Header().Set("WWW-Authenticate", bearerChallenge)
 	}
 	writeEnvelope(w, r, info.Status, errorBody{Code: info.Kind.Code(), Message: msg, Field: info.Field})
 }

@@ -74,6 +74,12 @@ type Route struct {
 	Scope tenancy.Scope
 	// Handler serves the route.
 	Handler http.Handler
+	// WriteError, if set, renders the errors the router itself answers on
+	// this route (authentication, scope, request limits, panics), so that
+	// an API with its own wire format (the Prometheus API's errorType)
+	// keeps it. nil means the package's WriteError, the native envelope.
+	// Status codes come from apierror.Classify either way.
+	WriteError func(w http.ResponseWriter, r *http.Request, err error)
 }
 
 // Options are the parts the router is assembled from.
@@ -151,11 +157,15 @@ func NewRouter(opts Options, logger *slog.Logger, reg prometheus.Registerer) (ht
 		if name == "" {
 			name = rt.Path
 		}
+		render := rt.WriteError
+		if render == nil {
+			render = WriteError
+		}
 		h := rt.Handler
 		if !rt.Public {
-			h = authenticate(opts.Auth, rt.Scope, opts.Limits, h)
+			h = authenticate(opts.Auth, rt.Scope, opts.Limits, render, h)
 		}
-		h = m.instrument(name, recoverPanics(h))
+		h = m.instrument(name, recoverPanics(render, h))
 		var route *mux.Route
 		if rt.Prefix {
 			route = r.PathPrefix(rt.Path).Handler(h)

@@ -550,3 +550,43 @@ func TestRequestLimits(t *testing.T) {
 	resp, _ = e.do(t, http.MethodGet, "/api/v1/echo", "", nil)
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 }
+
+func TestRouteWriteError(t *testing.T) {
+	promStyle := func(w http.ResponseWriter, _ *http.Request, err error) {
+		info := apierror.Classify(err)
+		api.WriteJSON(w, info.Status, map[string]string{"status": "error", "errorType": info.Kind.PromType(), "error": err.Error()})
+	}
+	e := newEnv(t,
+		api.Route{Path: "/api/v1/query", Scope: tenancy.ScopeRead, Handler: principalEcho, WriteError: promStyle},
+		api.Route{Path: "/boom", Public: true, WriteError: promStyle, Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+			panic("secret detail")
+		})},
+	)
+	for _, tc := range []struct {
+		name, path, token string
+		status            int
+		errorType         string
+	}{
+		{"no token", "/api/v1/query", "", http.StatusUnauthorized, "unauthorized"},
+		{"missing scope", "/api/v1/query", e.token("acme", time.Hour, tenancy.ScopeWrite), http.StatusForbidden, "forbidden"},
+		{"panic", "/boom", "", http.StatusInternalServerError, "internal"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := e.do(t, http.MethodGet, tc.path, tc.token, nil)
+			require.Equal(t, tc.status, resp.StatusCode, body)
+			var got map[string]string
+			require.NoError(t, json.Unmarshal([]byte(body), &got), body)
+			require.Equal(t, tc.errorType, got["errorType"])
+			require.NotContains(t, body, "secret detail")
+			require.Equal(t, tc.status == http.StatusUnauthorized, resp.Header.Get("WWW-Authenticate") != "")
+		})
+	}
+	var logged bool
+	for _, l := range e.logs.lines(t) {
+		if l["msg"] == "request" && l["path"] == "/api/v1/query" && l["status"] == 401.0 {
+			require.Contains(t, l["err"], "missing bearer token")
+			logged = true
+		}
+	}
+	require.True(t, logged, "the access log names the error")
+}
