@@ -1,9 +1,10 @@
 // Package api is Luminate's HTTP front door. It routes requests to the
-// handlers other packages build (the remote-write receiver, native write,
-// and later the PromQL API and remote read) and owns what every request
-// shares: request IDs, request-scoped loggers, the access log, HTTP metrics,
-// panic recovery, authentication, the health endpoints, /metrics, and the
-// native JSON envelope for errors (WriteError) and results (WriteJSON).
+// handlers other packages build (remote write, native write, remote read,
+// the Prometheus HTTP API) and owns what every request shares: request IDs,
+// request-aware logging, the access log, HTTP metrics, panic recovery,
+// authentication, per-tenant request limits, the health endpoints,
+// /metrics, and the native JSON envelope for errors (WriteError) and
+// results (WriteJSON).
 //
 // Handlers log with logger.InfoContext(r.Context(), ...) (and the like) on a
 // logger built on NewLogHandler; their lines then carry the request_id and
