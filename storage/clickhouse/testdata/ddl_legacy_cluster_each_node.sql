@@ -1,0 +1,27 @@
+-- migration 1: samples and series tables
+CREATE TABLE IF NOT EXISTS `luminate`.`samples_local` (
+  tenant LowCardinality(String),
+  fingerprint UInt64,
+  ts Int64,
+  value Float64
+) ENGINE = ReplacingMergeTree()
+PARTITION BY intDiv(ts, 86400000)
+ORDER BY (tenant, fingerprint, ts)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE IF NOT EXISTS `luminate`.`series_local` (
+  tenant LowCardinality(String),
+  hour Int32,
+  fingerprint UInt64,
+  metric_name LowCardinality(String),
+  label_names Array(String),
+  label_values Array(String)
+) ENGINE = ReplacingMergeTree()
+PARTITION BY intDiv(hour, 24)
+ORDER BY (tenant, metric_name, fingerprint, hour)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE IF NOT EXISTS `luminate`.`samples` AS `luminate`.`samples_local` ENGINE = Distributed(`metrics`, `luminate`, `samples_local`, fingerprint);
+
+CREATE TABLE IF NOT EXISTS `luminate`.`series` AS `luminate`.`series_local` ENGINE = Distributed(`metrics`, `luminate`, `series_local`, fingerprint);
+

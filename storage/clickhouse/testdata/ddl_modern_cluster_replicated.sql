@@ -1,0 +1,28 @@
+-- migration 1: samples and series tables
+CREATE TABLE IF NOT EXISTS `luminate`.`samples_local` ON CLUSTER `metrics` (
+  tenant LowCardinality(String) CODEC(ZSTD(1)),
+  fingerprint UInt64 CODEC(Delta, ZSTD(1)),
+  ts Int64 CODEC(DoubleDelta, ZSTD(1)),
+  value Float64 CODEC(Gorilla, ZSTD(1))
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/luminate/samples_local', '{replica}')
+PARTITION BY intDiv(ts, 86400000)
+ORDER BY (tenant, fingerprint, ts)
+TTL toDateTime(intDiv(ts, 1000)) + toIntervalSecond(2592000)
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
+
+CREATE TABLE IF NOT EXISTS `luminate`.`series_local` ON CLUSTER `metrics` (
+  tenant LowCardinality(String),
+  hour Int32,
+  fingerprint UInt64,
+  metric_name LowCardinality(String),
+  label_names Array(String) CODEC(ZSTD(1)),
+  label_values Array(String) CODEC(ZSTD(1))
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/luminate/series_local', '{replica}')
+PARTITION BY intDiv(hour, 24)
+ORDER BY (tenant, metric_name, fingerprint, hour)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE IF NOT EXISTS `luminate`.`samples` ON CLUSTER `metrics` AS `luminate`.`samples_local` ENGINE = Distributed(`metrics`, `luminate`, `samples_local`, fingerprint);
+
+CREATE TABLE IF NOT EXISTS `luminate`.`series` ON CLUSTER `metrics` AS `luminate`.`series_local` ENGINE = Distributed(`metrics`, `luminate`, `series_local`, fingerprint);
+

@@ -1,0 +1,23 @@
+-- migration 1: samples and series tables
+CREATE TABLE IF NOT EXISTS `luminate`.`samples` (
+  tenant LowCardinality(String) CODEC(ZSTD(1)),
+  fingerprint UInt64 CODEC(Delta, ZSTD(1)),
+  ts Int64 CODEC(DoubleDelta, ZSTD(1)),
+  value Float64 CODEC(Gorilla, ZSTD(1))
+) ENGINE = ReplacingMergeTree()
+PARTITION BY intDiv(ts, 86400000)
+ORDER BY (tenant, fingerprint, ts)
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
+
+CREATE TABLE IF NOT EXISTS `luminate`.`series` (
+  tenant LowCardinality(String),
+  hour Int32,
+  fingerprint UInt64,
+  metric_name LowCardinality(String),
+  label_names Array(String) CODEC(ZSTD(1)),
+  label_values Array(String) CODEC(ZSTD(1))
+) ENGINE = ReplacingMergeTree()
+PARTITION BY intDiv(hour, 24)
+ORDER BY (tenant, metric_name, fingerprint, hour)
+SETTINGS index_granularity = 8192;
+
