@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -24,17 +25,21 @@ import (
 func benchSeries(n int) []labels.Labels {
 	out := make([]labels.Labels, n)
 	for i := range out {
-		out[i] = labels.FromStrings(
-			"__name__", "node_metric_"+strconv.Itoa(i%200),
-			"job", "node",
-			"instance", fmt.Sprintf("host-%05d:9100", i/200),
-			"cpu", strconv.Itoa(i%8),
-			"mode", []string{"user", "system", "idle", "iowait"}[i%4],
-			"region", []string{"eu-west-1", "us-east-1", "ap-south-1"}[i%3],
-			"env", "prod",
-		)
+		out[i] = seriesLabels(i)
 	}
 	return out
+}
+
+func seriesLabels(i int) labels.Labels {
+	return labels.FromStrings(
+		"__name__", "node_metric_"+strconv.Itoa(i%200),
+		"job", "node",
+		"instance", fmt.Sprintf("host-%05d:9100", i/200),
+		"cpu", strconv.Itoa(i%8),
+		"mode", []string{"user", "system", "idle", "iowait"}[i%4],
+		"region", []string{"eu-west-1", "us-east-1", "ap-south-1"}[i%3],
+		"env", "prod",
+	)
 }
 
 // valueModel returns the next value of series i.
@@ -246,4 +251,61 @@ func BenchmarkQuery(b *testing.B) {
 		require.NoError(b, q.Close())
 	}
 	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "samples/s")
+}
+
+// rssBytes reads the process' resident set size.
+func rssBytes(tb testing.TB) int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	require.NoError(tb, err)
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			require.NoError(tb, err)
+			return kb << 10
+		}
+	}
+	tb.Fatal("no VmRSS in /proc/self/status")
+	return 0
+}
+
+// BenchmarkActiveSeriesMemory holds LUMINATE_BENCH_SERIES (default
+// 100,000) active series, 8 labels each, with 60 samples in their heads,
+// and reports the growth of resident memory and of the live heap per
+// series. Label sets are built per batch and not kept by the benchmark.
+func BenchmarkActiveSeriesMemory(b *testing.B) {
+	n := benchSeriesCount()
+	for b.Loop() {
+		runtime.GC()
+		rss0 := rssBytes(b)
+		var ms0 runtime.MemStats
+		runtime.ReadMemStats(&ms0)
+		s := openTest(b, b.TempDir(), nil)
+		ts := s.ForTenant("bench")
+		r := rand.New(rand.NewPCG(9, 9))
+		values := make([]float64, 2000)
+		for k := 0; k < 60; k++ {
+			for start := 0; start < n; start += 2000 {
+				batch := benchSeriesRange(start, min(start+2000, n))
+				for i := range batch {
+					values[i] = valueModels["node"](r, start+i, values[i])
+				}
+				appendRound(b, ts, batch, values[:len(batch)], int64(k)*15000, 2000, 1)
+			}
+		}
+		runtime.GC()
+		var ms1 runtime.MemStats
+		runtime.ReadMemStats(&ms1)
+		b.ReportMetric(float64(rssBytes(b)-rss0)/float64(n), "rss-bytes/series")
+		b.ReportMetric(float64(ms1.HeapInuse-ms0.HeapInuse)/float64(n), "heap-bytes/series")
+		require.NoError(b, s.Close())
+	}
+}
+
+// benchSeriesRange builds the label sets of series [lo, hi).
+func benchSeriesRange(lo, hi int) []labels.Labels {
+	out := make([]labels.Labels, 0, hi-lo)
+	for i := lo; i < hi; i++ {
+		out = append(out, seriesLabels(i))
+	}
+	return out
 }

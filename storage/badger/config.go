@@ -44,7 +44,7 @@ func DefaultConfig() Config {
 		IdleTimeout:        15 * time.Minute,
 		CheckpointInterval: 5 * time.Minute,
 		WALSegmentSize:     128 << 20,
-		CacheSize:          128 << 20,
+		CacheSize:          64 << 20,
 	}
 }
 

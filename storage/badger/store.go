@@ -118,8 +118,8 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, er
 		WithZSTDCompressionLevel(3).
 		WithBlockCacheSize(cfg.CacheSize).
 		WithValueThreshold(1 << 20). // keep chunks in the LSM tree, compressed
-		WithNumMemtables(3).
-		WithMemTableSize(64 << 20).
+		WithNumMemtables(2).
+		WithMemTableSize(32 << 20).
 		WithNumVersionsToKeep(1).
 		WithDetectConflicts(false).
 		WithBlockSize(32 << 10)
