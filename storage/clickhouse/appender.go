@@ -40,6 +40,7 @@ type appender struct {
 	lastRef  uint64
 	lastHour int32
 	hashBuf  []byte
+	nowHour  int32 // wall-clock hour of the transaction
 	done     bool
 }
 
@@ -49,7 +50,7 @@ type seriesHour struct {
 }
 
 func (ts *tenantStore) newAppender(ctx context.Context) *appender {
-	return &appender{ts: ts, ctx: ctx, lastHour: noHour}
+	return &appender{ts: ts, ctx: ctx, lastHour: noHour, nowHour: hourOf(time.Now().UnixMilli())}
 }
 
 // append adds one float sample.
@@ -60,6 +61,9 @@ func (a *appender) append(ref promstorage.SeriesRef, lset labels.Labels, t int64
 	h := hourOf(t)
 	if ref != 0 && uint64(ref) == a.lastRef && h == a.lastHour {
 		a.add(a.lastRef, t, v)
+		return ref, nil
+	}
+	if ref != 0 && a.appendByRef(uint64(ref), h, t, v) {
 		return ref, nil
 	}
 	if lset.IsEmpty() {
@@ -82,6 +86,26 @@ func (a *appender) append(ref promstorage.SeriesRef, lset labels.Labels, t int64
 	return promstorage.SeriesRef(fp), nil
 }
 
+// appendByRef appends to the series ref names (a fingerprint this store
+// returned for the caller's label set) when the cache knows it and it
+// needs no new series row; it reports whether it did.
+func (a *appender) appendByRef(fp uint64, h int32, t int64, v float64) bool {
+	st := a.ts.state
+	st.mu.Lock()
+	e := st.series[fp]
+	ok := e != nil && e.registered(h)
+	if ok {
+		e.seen = a.nowHour
+	}
+	st.mu.Unlock()
+	if !ok {
+		return false
+	}
+	a.lastRef, a.lastHour = fp, h
+	a.add(fp, t, v)
+	return true
+}
+
 func (a *appender) add(fp uint64, t int64, v float64) {
 	a.fps = append(a.fps, fp)
 	a.tss = append(a.tss, t)
@@ -93,7 +117,6 @@ func (a *appender) add(fp uint64, t int64, v float64) {
 // when the tenant is at its series limit.
 func (a *appender) ensureSeries(fp uint64, h int32, lset labels.Labels) error {
 	st := a.ts.state
-	nowHour := hourOf(time.Now().UnixMilli())
 	st.mu.Lock()
 	e := st.series[fp]
 	if e == nil {
@@ -109,7 +132,7 @@ func (a *appender) ensureSeries(fp uint64, h int32, lset labels.Labels) error {
 		st.series[fp] = e
 		a.created = append(a.created, fp)
 	}
-	e.seen = nowHour
+	e.seen = a.nowHour
 	registered := e.registered(h)
 	st.mu.Unlock()
 	if registered {

@@ -103,47 +103,49 @@ func (c *committer) close() {
 func (c *committer) dispatch(batches chan<- []*commitReq) {
 	defer close(batches)
 	var (
-		pending []*commitReq
-		rows    int
-		ready   bool
-		timer   = time.NewTimer(time.Hour)
-		in      = c.in
+		pending  []*commitReq
+		rows     int
+		lastSent time.Time
+		timer    = time.NewTimer(time.Hour)
+		timerOn  bool
+		in       = c.in
 	)
 	timer.Stop()
 	batchSize, interval := c.s.cfg.BatchSize, c.s.cfg.FlushInterval
 	for {
+		if in == nil && len(pending) == 0 {
+			return
+		}
+		// A batch goes when full, when closing, or when FlushInterval has
+		// passed since the previous one went: a commit after a quiet spell
+		// goes at once, busy periods are paced into large inserts.
 		var out chan<- []*commitReq
-		if len(pending) > 0 && (ready || rows >= batchSize) {
-			out = batches
+		if len(pending) > 0 {
+			wait := interval - time.Since(lastSent)
+			switch {
+			case rows >= batchSize || in == nil || wait <= 0:
+				out = batches
+			case !timerOn:
+				timer.Reset(wait)
+				timerOn = true
+			}
 		}
 		recv := in
 		if rows >= batchSize {
 			recv = nil // full: stop taking more until it is sent
 		}
-		if in == nil && len(pending) == 0 {
-			return
-		}
 		select {
 		case r, ok := <-recv:
 			if !ok {
-				in, ready = nil, true
+				in = nil
 				continue
-			}
-			if len(pending) == 0 {
-				if interval <= 0 {
-					ready = true
-				} else {
-					ready = false
-					timer.Reset(interval)
-				}
 			}
 			pending = append(pending, r)
 			rows += len(r.fps)
 		case <-timer.C:
-			ready = true
+			timerOn = false
 		case out <- pending:
-			pending, rows, ready = nil, 0, in == nil
-			timer.Stop()
+			pending, rows, lastSent = nil, 0, time.Now()
 		}
 	}
 }
@@ -151,11 +153,10 @@ func (c *committer) dispatch(batches chan<- []*commitReq) {
 // insertWorker builds and sends column batches; its buffers are reused
 // from one batch to the next.
 type insertWorker struct {
-	s       *Store
-	tenants []string
-	fps     []uint64
-	tss     []int64
-	vals    []float64
+	s    *Store
+	fps  []uint64
+	tss  []int64
+	vals []float64
 }
 
 // insert writes batch, retrying once when the first attempt failed on the
@@ -230,11 +231,8 @@ func (w *insertWorker) insertSeries(ctx context.Context, batch []*commitReq) err
 }
 
 func (w *insertWorker) insertSamples(ctx context.Context, batch []*commitReq) error {
-	w.tenants, w.fps, w.tss, w.vals = w.tenants[:0], w.fps[:0], w.tss[:0], w.vals[:0]
+	w.fps, w.tss, w.vals = w.fps[:0], w.tss[:0], w.vals[:0]
 	for _, r := range batch {
-		for range r.fps {
-			w.tenants = append(w.tenants, r.tenant)
-		}
 		w.fps = append(w.fps, r.fps...)
 		w.tss = append(w.tss, r.tss...)
 		w.vals = append(w.vals, r.vals...)
@@ -243,7 +241,20 @@ func (w *insertWorker) insertSamples(ctx context.Context, batch []*commitReq) er
 	if err != nil {
 		return err
 	}
-	if err := appendColumns(b, w.tenants, w.fps, w.tss, w.vals); err != nil {
+	// The tenant column row by row, as a pointer to one string per commit:
+	// the driver boxes a string (one allocation per row) but not a pointer,
+	// and its LowCardinality dictionary keys on the pointer.
+	tenants := b.Column(0)
+	for _, r := range batch {
+		p := &r.tenant
+		for range r.fps {
+			if err := tenants.AppendRow(p); err != nil {
+				_ = b.Abort()
+				return fmt.Errorf("column tenant: %w", err)
+			}
+		}
+	}
+	if err := appendColumns(b, nil, w.fps, w.tss, w.vals); err != nil {
 		_ = b.Abort()
 		return err
 	}
@@ -257,6 +268,9 @@ func (w *insertWorker) insertSamples(ctx context.Context, batch []*commitReq) er
 // appendColumns appends one whole column per argument to b.
 func appendColumns(b driver.Batch, cols ...any) error {
 	for i, col := range cols {
+		if col == nil {
+			continue // appended by the caller
+		}
 		if err := b.Column(i).Append(col); err != nil {
 			return fmt.Errorf("column %d: %w", i, err)
 		}

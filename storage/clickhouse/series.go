@@ -21,26 +21,27 @@ import (
 func fingerprint(id tenancy.ID, lset labels.Labels, buf []byte) (uint64, []byte) {
 	buf = buf[:0]
 	tenantDone := false
-	add := func(name, value string) {
-		buf = append(buf, name...)
-		buf = append(buf, 0xff)
-		buf = append(buf, value...)
-		buf = append(buf, 0xff)
-	}
 	lset.Range(func(l labels.Label) {
 		if l.Value == "" {
 			return
 		}
 		if !tenantDone && l.Name > tenancy.Label {
-			add(tenancy.Label, string(id))
+			buf = appendLabel(buf, tenancy.Label, string(id))
 			tenantDone = true
 		}
-		add(l.Name, l.Value)
+		buf = appendLabel(buf, l.Name, l.Value)
 	})
 	if !tenantDone {
-		add(tenancy.Label, string(id))
+		buf = appendLabel(buf, tenancy.Label, string(id))
 	}
 	return xxhash.Sum64(buf), buf
+}
+
+func appendLabel(buf []byte, name, value string) []byte {
+	buf = append(buf, name...)
+	buf = append(buf, 0xff)
+	buf = append(buf, value...)
+	return append(buf, 0xff)
 }
 
 // hourOf is the hour bucket of millisecond timestamp t (floor division),
