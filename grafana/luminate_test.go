@@ -101,8 +101,9 @@ func newLuminate(t *testing.T, openStore func(reg prometheus.Registerer, limits 
 		{Path: "/api/v1/metrics", Methods: post, Scope: tenancy.ScopeWrite, Handler: remotewrite.NewNative(remotewrite.DefaultConfig(), store, limits, logger, reg)},
 		{Path: "/api/v1/read", Methods: post, Scope: tenancy.ScopeRead, Handler: remoteRead},
 	}
+	queryHandler := queryAPI.Handler()
 	for _, ep := range queryAPI.Endpoints() {
-		routes = append(routes, api.Route{Path: ep.Path, Methods: ep.Methods, Scope: tenancy.ScopeRead, Handler: queryAPI.Handler()})
+		routes = append(routes, api.Route{Path: ep.Path, Methods: ep.Methods, Scope: tenancy.ScopeRead, Handler: queryHandler})
 	}
 	router, err := api.NewRouter(api.Options{Auth: verifier, Limits: limits, Storage: store, Gatherer: reg, Routes: routes}, logger, reg)
 	require.NoError(t, err)
