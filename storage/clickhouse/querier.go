@@ -50,6 +50,14 @@ func (q *querier) tenantCond() string { return "tenant = " + quote(string(q.ts.i
 
 func (q *querier) table(name string) string { return q.ts.s.schema.table(name) }
 
+// subTable names a table inside an IN subquery. In cluster mode that is
+// the local table: the outer query runs on every shard against its local
+// tables and so does the subquery, which is exact because a series' rows
+// and samples share a shard (both tables are sharded by fingerprint).
+func (q *querier) subTable(name string) string {
+	return q.ts.s.schema.table(q.ts.s.schema.storageTable(name))
+}
+
 // seriesWhere is the WHERE clause selecting rows of the series table of
 // series matching ms in hours overlapping [mint, maxt]: a superset of the
 // series with samples in the range.
@@ -102,13 +110,13 @@ func (q *querier) exactSeriesWhere(mint, maxt int64, ms []*labels.Matcher) strin
 		edgeHours[i] = strconv.Itoa(int(h))
 	}
 	candidates := fmt.Sprintf("SELECT fingerprint FROM %s WHERE %s AND hour IN (%s) AND %s",
-		q.table(seriesTable), q.tenantCond(), strings.Join(edgeHours, ","), matchersSQL(ms))
+		q.subTable(seriesTable), q.tenantCond(), strings.Join(edgeHours, ","), matchersSQL(ms))
 	if full != "" {
 		candidates += fmt.Sprintf(" AND fingerprint NOT IN (SELECT fingerprint FROM %s WHERE %s AND %s AND %s)",
-			q.table(seriesTable), q.tenantCond(), full, matchersSQL(ms))
+			q.subTable(seriesTable), q.tenantCond(), full, matchersSQL(ms))
 	}
 	edge := fmt.Sprintf("fingerprint IN (SELECT fingerprint FROM %s WHERE %s AND (%s) AND fingerprint IN (%s))",
-		q.table(samplesTable), q.tenantCond(), strings.Join(edgeRanges, " OR "), candidates)
+		q.subTable(samplesTable), q.tenantCond(), strings.Join(edgeRanges, " OR "), candidates)
 	if full == "" {
 		return base + " AND " + edge
 	}
@@ -304,7 +312,7 @@ func (s *sampleSet) startBatch() error {
 	case !s.sorted && len(s.list) > inListMax:
 		// Unordered: one query for all, the fingerprint set built by
 		// ClickHouse from the series table.
-		fpCond = fmt.Sprintf("fingerprint IN (SELECT fingerprint FROM %s WHERE %s)", s.q.table(seriesTable), s.q.seriesWhere(s.mint, s.maxt, s.ms))
+		fpCond = fmt.Sprintf("fingerprint IN (SELECT fingerprint FROM %s WHERE %s)", s.q.subTable(seriesTable), s.q.seriesWhere(s.mint, s.maxt, s.ms))
 		order = "fingerprint"
 		s.next = len(s.list)
 	default:

@@ -75,9 +75,10 @@ func detectServer(ctx context.Context, conn driver.Conn) (serverInfo, error) {
 		err := conn.QueryRow(ctx, "SELECT value FROM system.settings WHERE name = 'allow_experimental_low_cardinality_type'").Scan(&v)
 		info.LowCardinality = err == nil && v == "1"
 	}
+	// system.zookeeper exists only when ZooKeeper (or Keeper) is configured.
 	var zk uint64
-	if err := conn.QueryRow(ctx, "SELECT count() FROM system.zookeeper WHERE path = '/'").Scan(&zk); err == nil {
-		info.ZooKeeper = true
+	if err := conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = 'system' AND name = 'zookeeper'").Scan(&zk); err == nil {
+		info.ZooKeeper = zk > 0
 	}
 	return info, nil
 }

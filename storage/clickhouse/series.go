@@ -112,9 +112,9 @@ func (t *tenantState) load(ctx context.Context, s *Store) error {
 	now := hourOf(time.Now().UnixMilli())
 	q := fmt.Sprintf("SELECT fingerprint, max(hour) FROM %s WHERE tenant = %s AND hour >= %d GROUP BY fingerprint",
 		s.schema.table(seriesTable), quote(string(t.id)), now-activeHours)
-	rows, err := s.conn.Query(ctx, q)
+	rows, err := s.query(ctx, "load_series", q)
 	if err != nil {
-		return unavailable(fmt.Errorf("load series of tenant %s: %w", t.id, err))
+		return err
 	}
 	defer rows.Close()
 	t.mu.Lock()

@@ -24,6 +24,7 @@ type Store struct {
 	logger  *slog.Logger
 	metrics *metrics
 	conn    driver.Conn
+	opts    *ch.Options
 	schema  schema
 
 	committer *committer
@@ -69,11 +70,12 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, er
 		logger:  logger,
 		metrics: newMetrics(reg),
 		conn:    conn,
+		opts:    opts,
 		tenants: map[tenancy.ID]*tenantState{},
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 	defer cancel()
-	if err := s.setupSchema(ctx, opts); err != nil {
+	if err := s.setupSchema(ctx); err != nil {
 		conn.Close()
 		return nil, unavailable(err)
 	}
@@ -91,7 +93,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, er
 // setupSchema detects the server generation and migrates the schema: on
 // the server itself, or for a cluster once with ON CLUSTER or on every
 // node of the cluster definition in turn.
-func (s *Store) setupSchema(ctx context.Context, opts *ch.Options) error {
+func (s *Store) setupSchema(ctx context.Context) error {
 	info, err := detectServer(ctx, s.conn)
 	if err != nil {
 		return err
@@ -114,25 +116,35 @@ func (s *Store) setupSchema(ctx context.Context, opts *ch.Options) error {
 		sc.onCluster = true
 		return s.migrateOn(ctx, s.conn, sc)
 	}
+	return s.onEachNode(ctx, func(node driver.Conn) error { return s.migrateOn(ctx, node, s.schema) })
+}
+
+// onEachNode runs f with a connection to every node of the cluster
+// definition in turn (to the server itself without a cluster).
+func (s *Store) onEachNode(ctx context.Context, f func(driver.Conn) error) error {
+	if s.cfg.Cluster == "" {
+		return f(s.conn)
+	}
 	nodes, err := clusterNodes(ctx, s.conn, s.cfg.Cluster)
 	if err != nil {
 		return err
 	}
+	var errs []error
 	for _, addr := range nodes {
-		o := *opts
+		o := *s.opts
 		o.Addr = []string{addr}
 		o.MaxOpenConns, o.MaxIdleConns = 1, 1
 		node, err := ch.Open(&o)
 		if err != nil {
-			return fmt.Errorf("connect to cluster node %s: %w", addr, err)
+			errs = append(errs, fmt.Errorf("connect to cluster node %s: %w", addr, err))
+			continue
 		}
-		err = s.migrateOn(ctx, node, s.schema)
+		if err := f(node); err != nil {
+			errs = append(errs, fmt.Errorf("cluster node %s: %w", addr, err))
+		}
 		node.Close()
-		if err != nil {
-			return fmt.Errorf("cluster node %s: %w", addr, err)
-		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (s *Store) migrateOn(ctx context.Context, conn driver.Conn, sc schema) error {
@@ -220,32 +232,34 @@ func (s *Store) pruneCaches(now time.Time) {
 }
 
 // applyRetention drops the daily partitions of both tables that lie wholly
-// before now - Retention.
+// before now - Retention, on every node in cluster mode.
 func (s *Store) applyRetention(ctx context.Context, now time.Time) error {
 	cutoffDay := (now.Add(-s.cfg.Retention).UnixMilli()) / msPerDay
-	var errs []error
-	for _, table := range []string{samplesTable, seriesTable} {
-		local := s.schema.storageTable(table)
-		q := fmt.Sprintf("SELECT DISTINCT partition FROM system.parts WHERE database = %s AND table = %s AND active", quote(s.schema.db), quote(local))
-		parts, err := s.queryStrings(ctx, s.conn, q)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, p := range parts {
-			var day int64
-			if _, err := fmt.Sscan(p, &day); err != nil || day >= cutoffDay {
+	return s.onEachNode(ctx, func(conn driver.Conn) error {
+		var errs []error
+		for _, table := range []string{samplesTable, seriesTable} {
+			local := s.schema.storageTable(table)
+			q := fmt.Sprintf("SELECT DISTINCT partition FROM system.parts WHERE database = %s AND table = %s AND active", quote(s.schema.db), quote(local))
+			parts, err := s.queryStrings(ctx, conn, q)
+			if err != nil {
+				errs = append(errs, err)
 				continue
 			}
-			alter := fmt.Sprintf("ALTER TABLE %s%s DROP PARTITION %d", s.schema.table(local), s.schema.onClusterClause(), day)
-			if err := s.conn.Exec(ctx, alter); err != nil {
-				errs = append(errs, fmt.Errorf("drop partition %d of %s: %w", day, local, err))
-				continue
+			for _, p := range parts {
+				var day int64
+				if _, err := fmt.Sscan(p, &day); err != nil || day >= cutoffDay {
+					continue
+				}
+				alter := fmt.Sprintf("ALTER TABLE %s DROP PARTITION %d", s.schema.table(local), day)
+				if err := conn.Exec(ctx, alter); err != nil {
+					errs = append(errs, fmt.Errorf("drop partition %d of %s: %w", day, local, err))
+					continue
+				}
+				s.logger.Info("retention dropped partition", slog.String("table", local), slog.Int64("day", day))
 			}
-			s.logger.Info("retention dropped partition", slog.String("table", local), slog.Int64("day", day))
 		}
-	}
-	return errors.Join(errs...)
+		return errors.Join(errs...)
+	})
 }
 
 func (s *Store) queryStrings(ctx context.Context, conn driver.Conn, q string) ([]string, error) {
