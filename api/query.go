@@ -1,0 +1,1402 @@
+package api
+
+// The native unified query API: POST /api/v1/query with a JSON body whose
+// queryType says what is asked. The same path keeps its Prometheus meaning
+// for a GET or a form POST, so the handler dispatches on Content-Type.
+//
+// Every type is answered in one envelope:
+//
+//	{"status":"success","queryType":"raw","data":{...},
+//	 "stats":{"seriesScanned":2,"samplesScanned":6,"durationMs":0.8},
+//	 "warnings":["..."]}
+//
+// and errors in the native error envelope of WriteError. The queries run on
+// the PromQL engine of package promql (promql.API.Exec), under its limits;
+// the index types (metrics, dimensions, dimension_values) read the tenant's
+// index directly, bounded by --query.timeout. api/openapi.yaml is the
+// reference of the wire format.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"mime"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	pql "github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
+	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/util/annotations"
+
+	"github.com/luminate-io/luminate/api/apierror"
+	"github.com/luminate-io/luminate/promql"
+	"github.com/luminate-io/luminate/storage"
+	"github.com/luminate-io/luminate/tenancy"
+)
+
+// QueryType is the discriminator of a native query.
+type QueryType string
+
+// The query types.
+const (
+	QueryRaw             QueryType = "raw"
+	QueryAggregate       QueryType = "aggregate"
+	QueryLatest          QueryType = "latest"
+	QueryMetrics         QueryType = "metrics"
+	QueryDimensions      QueryType = "dimensions"
+	QueryDimensionValues QueryType = "dimension_values"
+	QueryPromQL          QueryType = "promql"
+)
+
+// Aggregation is what an aggregate query computes per bucket and group.
+type Aggregation string
+
+// The aggregations. Per bucket [b, b+interval) and per group (the series
+// sharing their groupBy values):
+//
+//   - sum: the sum of every sample of every series of the group;
+//   - count: the number of those samples;
+//   - avg: their mean (sum / count: every sample weighs the same, whatever
+//     its series);
+//   - min, max: the least and greatest of them;
+//   - rate: the sum over the group's series of each series' per-second
+//     rate of increase, as PromQL's rate(x[interval]) computes it (counter
+//     resets handled, extrapolated to the bucket; a series needs two samples
+//     in the bucket);
+//   - p50, p90, p95, p99: the quantile of all those samples taken together,
+//     interpolated between the closest ranks as PromQL's quantile does.
+const (
+	AggSum   Aggregation = "sum"
+	AggAvg   Aggregation = "avg"
+	AggMin   Aggregation = "min"
+	AggMax   Aggregation = "max"
+	AggCount Aggregation = "count"
+	AggRate  Aggregation = "rate"
+	AggP50   Aggregation = "p50"
+	AggP90   Aggregation = "p90"
+	AggP95   Aggregation = "p95"
+	AggP99   Aggregation = "p99"
+)
+
+// quantiles are the percentile aggregations and their φ.
+var quantiles = map[Aggregation]float64{AggP50: 0.5, AggP90: 0.9, AggP95: 0.95, AggP99: 0.99}
+
+// aggregations lists every Aggregation, in the order error messages name them.
+var aggregations = []Aggregation{AggSum, AggAvg, AggMin, AggMax, AggCount, AggRate, AggP50, AggP90, AggP95, AggP99}
+
+// The request fields.
+const (
+	fieldQueryType   = "queryType"
+	fieldMetric      = "metric"
+	fieldDimensions  = "dimensions"
+	fieldFilters     = "filters"
+	fieldStart       = "start"
+	fieldEnd         = "end"
+	fieldTime        = "time"
+	fieldLimit       = "limit"
+	fieldInterval    = "interval"
+	fieldAggregation = "aggregation"
+	fieldGroupBy     = "groupBy"
+	fieldLookback    = "lookback"
+	fieldPrefix      = "prefix"
+	fieldKey         = "key"
+	fieldQuery       = "query"
+	fieldStep        = "step"
+)
+
+// queryFields are the fields each query type accepts besides queryType;
+// the required ones are checked by the type's validation.
+var queryFields = map[QueryType][]string{
+	QueryRaw:             {fieldMetric, fieldDimensions, fieldFilters, fieldStart, fieldEnd, fieldLimit},
+	QueryAggregate:       {fieldMetric, fieldDimensions, fieldFilters, fieldStart, fieldEnd, fieldInterval, fieldAggregation, fieldGroupBy},
+	QueryLatest:          {fieldMetric, fieldDimensions, fieldFilters, fieldTime, fieldLookback, fieldLimit},
+	QueryMetrics:         {fieldPrefix, fieldStart, fieldEnd, fieldLimit},
+	QueryDimensions:      {fieldMetric, fieldDimensions, fieldFilters, fieldStart, fieldEnd, fieldLimit},
+	QueryDimensionValues: {fieldKey, fieldMetric, fieldDimensions, fieldFilters, fieldStart, fieldEnd, fieldLimit},
+	QueryPromQL:          {fieldQuery, fieldTime, fieldStart, fieldEnd, fieldStep, fieldLookback},
+}
+
+// queryTypes lists the query types in the order error messages name them.
+var queryTypes = []QueryType{QueryRaw, QueryAggregate, QueryLatest, QueryMetrics, QueryDimensions, QueryDimensionValues, QueryPromQL}
+
+// allFields is every field of any query type.
+var allFields = func() map[string]bool {
+	m := map[string]bool{fieldQueryType: true}
+	for _, fs := range queryFields {
+		for _, f := range fs {
+			m[f] = true
+		}
+	}
+	return m
+}()
+
+// Bounds of a request.
+const (
+	// maxBuckets bounds the buckets of an aggregate query and the steps of
+	// a promql range query, as Prometheus bounds a range query's points.
+	maxBuckets = 11000
+	// maxFilters bounds dimensions and filters together, and groupBy.
+	maxFilters = 64
+)
+
+// Times are accepted from year 1 to 9999, what RFC 3339 can write, so no
+// arithmetic on them overflows.
+var (
+	minQueryTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxQueryTime = time.Date(9999, 12, 31, 23, 59, 59, 999_000_000, time.UTC)
+	// maxQueryDuration bounds an interval, step or lookback.
+	maxQueryDuration = 100 * 365 * 24 * time.Hour
+)
+
+// QueryRequest is a decoded, validated native query. Fields a query type
+// does not use are zero.
+type QueryRequest struct {
+	Type QueryType
+	// Metric is the metric name; required by raw, aggregate, latest and
+	// dimensions, optional for dimension_values.
+	Metric string
+	// Matchers are the dimension filters (from dimensions and filters),
+	// without the metric name.
+	Matchers []*labels.Matcher
+	// Start and End bound the time range; zero when absent (index types).
+	Start, End time.Time
+	// Time is the evaluation time of latest and instant promql queries;
+	// zero means the time of the request.
+	Time time.Time
+	// Limit is the most series or values returned; 0 means no limit.
+	Limit       int
+	Interval    time.Duration
+	Aggregation Aggregation
+	GroupBy     []string
+	// Lookback is how far back latest (and promql's instant selectors) look.
+	Lookback time.Duration
+	Prefix   string
+	Key      string
+	Query    string
+	Step     time.Duration
+}
+
+// ParseQueryRequest decodes and validates the JSON body of a native query.
+// Unknown fields, fields the query type does not use, duplicate fields and
+// invalid values are InvalidArgument errors (*apierror.Error) naming the
+// field, e.g. "filters[1].op".
+func ParseQueryRequest(body []byte) (*QueryRequest, error) {
+	fields, err := readObject(body, "")
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range fields {
+		if !allFields[f.name] {
+			return nil, apierror.Field(f.name, "unknown field %q", f.name)
+		}
+	}
+	q := &QueryRequest{}
+	raw, ok := lookup(fields, fieldQueryType)
+	if !ok {
+		return nil, apierror.Field(fieldQueryType, "field queryType is required: one of %s", listTypes())
+	}
+	var qt string
+	if err := json.Unmarshal(raw, &qt); err != nil {
+		return nil, apierror.Field(fieldQueryType, "queryType must be a string: one of %s", listTypes())
+	}
+	q.Type = QueryType(qt)
+	allowed, ok := queryFields[q.Type]
+	if !ok {
+		return nil, apierror.Field(fieldQueryType, "unknown queryType %q: want one of %s", shortText(qt), listTypes())
+	}
+	for _, f := range fields {
+		if f.name != fieldQueryType && !slices.Contains(allowed, f.name) {
+			return nil, apierror.Field(f.name, "field %s is not used by queryType %s (it takes %s)", f.name, q.Type, strings.Join(allowed, ", "))
+		}
+	}
+	if err := q.decodeFields(fields); err != nil {
+		return nil, err
+	}
+	if err := q.validate(fields); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// decodeFields decodes every field present into q.
+func (q *QueryRequest) decodeFields(fields []jsonField) error {
+	var dims map[string]string
+	var dimOrder []string
+	var filters []*labels.Matcher
+	for _, f := range fields {
+		var err error
+		switch f.name {
+		case fieldMetric:
+			q.Metric, err = decodeName(f.value, f.name)
+		case fieldDimensions:
+			dims, dimOrder, err = decodeDimensions(f.value)
+		case fieldFilters:
+			filters, err = decodeFilters(f.value)
+		case fieldStart:
+			q.Start, err = decodeTime(f.value, f.name)
+		case fieldEnd:
+			q.End, err = decodeTime(f.value, f.name)
+		case fieldTime:
+			q.Time, err = decodeTime(f.value, f.name)
+		case fieldLimit:
+			q.Limit, err = decodeLimit(f.value)
+		case fieldInterval:
+			q.Interval, err = decodeDuration(f.value, f.name)
+		case fieldLookback:
+			q.Lookback, err = decodeDuration(f.value, f.name)
+		case fieldStep:
+			q.Step, err = decodeDuration(f.value, f.name)
+		case fieldAggregation:
+			q.Aggregation, err = decodeAggregation(f.value)
+		case fieldGroupBy:
+			q.GroupBy, err = decodeGroupBy(f.value)
+		case fieldPrefix:
+			q.Prefix, err = decodeString(f.value, f.name)
+		case fieldKey:
+			q.Key, err = decodeString(f.value, f.name)
+			if err == nil {
+				err = checkDimensionKey(q.Key, f.name)
+			}
+		case fieldQuery:
+			q.Query, err = decodeString(f.value, f.name)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, k := range dimOrder {
+		q.Matchers = append(q.Matchers, labels.MustNewMatcher(labels.MatchEqual, k, dims[k]))
+	}
+	q.Matchers = append(q.Matchers, filters...)
+	if len(q.Matchers) > maxFilters {
+		return apierror.Field(fieldFilters, "more than %d filters in dimensions and filters together", maxFilters)
+	}
+	return nil
+}
+
+// validate checks the fields each type requires and how fields relate.
+func (q *QueryRequest) validate(fields []jsonField) error {
+	has := func(name string) bool { _, ok := lookup(fields, name); return ok }
+	require := func(names ...string) error {
+		for _, n := range names {
+			if !has(n) {
+				return apierror.Field(n, "field %s is required by queryType %s", n, q.Type)
+			}
+		}
+		return nil
+	}
+	switch q.Type {
+	case QueryRaw:
+		if err := require(fieldMetric, fieldStart, fieldEnd); err != nil {
+			return err
+		}
+		return checkRange(q.Start, q.End, false)
+	case QueryAggregate:
+		if err := require(fieldMetric, fieldStart, fieldEnd, fieldInterval, fieldAggregation); err != nil {
+			return err
+		}
+		if err := checkRange(q.Start, q.End, true); err != nil {
+			return err
+		}
+		if n := q.buckets(); n > maxBuckets {
+			return apierror.Field(fieldInterval, "%d buckets of %s between start and end: at most %d are allowed, choose a longer interval",
+				n, model.Duration(q.Interval), maxBuckets)
+		}
+	case QueryLatest:
+		return require(fieldMetric)
+	case QueryMetrics:
+		return checkOptionalRange(q.Start, q.End)
+	case QueryDimensions:
+		if err := require(fieldMetric); err != nil {
+			return err
+		}
+		return checkOptionalRange(q.Start, q.End)
+	case QueryDimensionValues:
+		if err := require(fieldKey); err != nil {
+			return err
+		}
+		return checkOptionalRange(q.Start, q.End)
+	case QueryPromQL:
+		if err := require(fieldQuery); err != nil {
+			return err
+		}
+		if strings.TrimSpace(q.Query) == "" {
+			return apierror.Field(fieldQuery, "query must not be empty")
+		}
+		ranged := has(fieldStart) || has(fieldEnd) || has(fieldStep)
+		if !ranged {
+			return nil
+		}
+		if has(fieldTime) {
+			return apierror.Field(fieldTime, "give either time (an instant query) or start, end and step (a range query), not both")
+		}
+		if err := require(fieldStart, fieldEnd, fieldStep); err != nil {
+			return err
+		}
+		if err := checkRange(q.Start, q.End, false); err != nil {
+			return err
+		}
+		if n := q.End.Sub(q.Start)/q.Step + 1; n > maxBuckets {
+			return apierror.Field(fieldStep, "%d steps between start and end: at most %d are allowed, choose a longer step", n, maxBuckets)
+		}
+	}
+	return nil
+}
+
+// ranged reports whether a promql query is a range query.
+func (q *QueryRequest) ranged() bool { return q.Step > 0 }
+
+// buckets is the number of buckets of an aggregate query: enough
+// interval-long buckets from start to cover end.
+func (q *QueryRequest) buckets() int64 {
+	span := q.End.Sub(q.Start)
+	return int64((span + q.Interval - 1) / q.Interval)
+}
+
+func checkRange(start, end time.Time, strict bool) error {
+	if end.Before(start) || (strict && end.Equal(start)) {
+		want := "at or after"
+		if strict {
+			want = "after"
+		}
+		return apierror.Field(fieldEnd, "end %s must be %s start %s", end.Format(time.RFC3339Nano), want, start.Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
+func checkOptionalRange(start, end time.Time) error {
+	if start.IsZero() || end.IsZero() {
+		return nil
+	}
+	return checkRange(start, end, false)
+}
+
+func listTypes() string {
+	s := make([]string, len(queryTypes))
+	for i, t := range queryTypes {
+		s[i] = string(t)
+	}
+	return strings.Join(s, ", ")
+}
+
+// jsonField is one member of a JSON object, in document order.
+type jsonField struct {
+	name  string
+	value json.RawMessage
+}
+
+func lookup(fields []jsonField, name string) (json.RawMessage, bool) {
+	for _, f := range fields {
+		if f.name == name {
+			return f.value, true
+		}
+	}
+	return nil, false
+}
+
+// readObject reads data, a JSON object, into its members in document
+// order. Members whose value is null are left out, as if absent; a member
+// given twice is an error. Names are matched exactly (encoding/json would
+// match them case-insensitively). field names the object in errors ("" for
+// the body).
+func readObject(data []byte, field string) ([]jsonField, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	where := field
+	if where == "" {
+		where = "the body"
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, jsonSyntaxError(err, field)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, apierror.Field(field, "%s must be a JSON object", where)
+	}
+	var out []jsonField
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, jsonSyntaxError(err, field)
+		}
+		name, _ := tok.(string) // object keys are always strings
+		path := joinField(field, name)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, jsonSyntaxError(err, path)
+		}
+		for _, f := range out {
+			if f.name == name {
+				return nil, apierror.Field(path, "field %s given twice", path)
+			}
+		}
+		if string(v) == "null" {
+			// Absent, but remembered for the duplicate check.
+			out = append(out, jsonField{name: name})
+			continue
+		}
+		out = append(out, jsonField{name: name, value: v})
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return nil, jsonSyntaxError(err, field)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, apierror.Field(field, "unexpected data after the JSON object")
+	}
+	// Drop the nulls now that duplicates are checked.
+	return slices.DeleteFunc(out, func(f jsonField) bool { return f.value == nil }), nil
+}
+
+func joinField(parent, name string) string {
+	if parent == "" {
+		return name
+	}
+	return parent + "." + name
+}
+
+func jsonSyntaxError(err error, field string) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return apierror.Field(field, "truncated JSON body")
+	}
+	return apierror.Field(field, "invalid JSON: %v", err)
+}
+
+func decodeString(raw json.RawMessage, field string) (string, error) {
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", apierror.Field(field, "%s must be a string", field)
+	}
+	if !utf8.ValidString(s) {
+		return "", apierror.Field(field, "%s is not valid UTF-8", field)
+	}
+	return s, nil
+}
+
+// decodeName decodes a metric name: any non-empty UTF-8 string, as
+// Prometheus 3 and the native write accept.
+func decodeName(raw json.RawMessage, field string) (string, error) {
+	s, err := decodeString(raw, field)
+	if err != nil {
+		return "", err
+	}
+	if s == "" {
+		return "", apierror.Field(field, "%s must not be empty", field)
+	}
+	return s, nil
+}
+
+// checkDimensionKey rejects what may not name a dimension: the empty
+// string, the metric name (use metric) and the tenant label.
+func checkDimensionKey(k, field string) error {
+	switch {
+	case k == "":
+		return apierror.Field(field, "dimension key must not be empty")
+	case k == tenancy.Label:
+		return apierror.Field(field, "dimension %s is reserved: the tenant comes from the token", tenancy.Label)
+	case k == model.MetricNameLabel:
+		return apierror.Field(field, "dimension %s is the metric name: use the metric field", model.MetricNameLabel)
+	case !model.UTF8Validation.IsValidLabelName(k):
+		return apierror.Field(field, "dimension key %q is not a valid name", shortText(k))
+	}
+	return nil
+}
+
+// decodeDimensions decodes {"key":"value",...}, equality filters.
+func decodeDimensions(raw json.RawMessage) (map[string]string, []string, error) {
+	fields, err := readObject(raw, fieldDimensions)
+	if err != nil {
+		return nil, nil, err
+	}
+	dims := make(map[string]string, len(fields))
+	order := make([]string, 0, len(fields))
+	for _, f := range fields {
+		path := fieldDimensions + "." + f.name
+		if err := checkDimensionKey(f.name, path); err != nil {
+			return nil, nil, err
+		}
+		v, err := decodeString(f.value, path)
+		if err != nil {
+			return nil, nil, err
+		}
+		dims[f.name] = v
+		order = append(order, f.name)
+	}
+	return dims, order, nil
+}
+
+// filterOps are the operators of a filter.
+var filterOps = map[string]labels.MatchType{
+	"=":  labels.MatchEqual,
+	"!=": labels.MatchNotEqual,
+	"=~": labels.MatchRegexp,
+	"!~": labels.MatchNotRegexp,
+}
+
+// decodeFilters decodes [{"key":"host","op":"=~","value":"a.*"},...]; op
+// defaults to "=". Regular expressions are RE2, anchored at both ends as
+// in PromQL.
+func decodeFilters(raw json.RawMessage) ([]*labels.Matcher, error) {
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return nil, apierror.Field(fieldFilters, "filters must be an array of {\"key\",\"op\",\"value\"} objects")
+	}
+	if len(items) > maxFilters {
+		return nil, apierror.Field(fieldFilters, "more than %d filters", maxFilters)
+	}
+	out := make([]*labels.Matcher, 0, len(items))
+	for i, item := range items {
+		path := fmt.Sprintf("%s[%d]", fieldFilters, i)
+		fields, err := readObject(item, path)
+		if err != nil {
+			return nil, err
+		}
+		var key, op, value string
+		var haveKey, haveValue bool
+		op = "="
+		for _, f := range fields {
+			fpath := path + "." + f.name
+			switch f.name {
+			case "key":
+				key, err = decodeString(f.value, fpath)
+				haveKey = true
+			case "op":
+				op, err = decodeString(f.value, fpath)
+			case "value":
+				value, err = decodeString(f.value, fpath)
+				haveValue = true
+			default:
+				return nil, apierror.Field(fpath, "unknown field %q: a filter is {\"key\",\"op\",\"value\"}", f.name)
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		if !haveKey {
+			return nil, apierror.Field(path+".key", "filter %d needs a key", i)
+		}
+		if err := checkDimensionKey(key, path+".key"); err != nil {
+			return nil, err
+		}
+		if !haveValue {
+			return nil, apierror.Field(path+".value", "filter %d needs a value", i)
+		}
+		mt, ok := filterOps[op]
+		if !ok {
+			return nil, apierror.Field(path+".op", "unknown operator %q: want =, !=, =~ or !~", shortText(op))
+		}
+		m, err := labels.NewMatcher(mt, key, value)
+		if err != nil {
+			return nil, apierror.Field(path+".value", "invalid regular expression: %v", err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// decodeTime decodes an RFC 3339 string or a whole number of Unix
+// milliseconds.
+func decodeTime(raw json.RawMessage, field string) (time.Time, error) {
+	var t time.Time
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return time.Time{}, apierror.Field(field, "%s must be an RFC 3339 string or Unix milliseconds", field)
+		}
+		var err error
+		if t, err = time.Parse(time.RFC3339Nano, s); err != nil {
+			return time.Time{}, apierror.Field(field, "%s %q is not RFC 3339 (2026-11-26T10:00:00Z) nor Unix milliseconds", field, shortText(s))
+		}
+	} else {
+		ms, err := strconv.ParseInt(string(raw), 10, 64)
+		if err != nil {
+			return time.Time{}, apierror.Field(field, "%s %s is not a whole number of Unix milliseconds nor an RFC 3339 string", field, shortText(string(raw)))
+		}
+		if ms < minQueryTime.UnixMilli() || ms > maxQueryTime.UnixMilli() {
+			return time.Time{}, apierror.Field(field, "%s %d is outside the years 1 to 9999", field, ms)
+		}
+		t = time.UnixMilli(ms)
+	}
+	if t.Before(minQueryTime) || t.After(maxQueryTime) {
+		return time.Time{}, apierror.Field(field, "%s is outside the years 1 to 9999", field)
+	}
+	// Storage keeps milliseconds.
+	return t.Truncate(time.Millisecond).UTC(), nil
+}
+
+// decodeDuration decodes a Prometheus duration string ("30s", "5m",
+// "1h30m") or a whole number of milliseconds; it must be positive.
+func decodeDuration(raw json.RawMessage, field string) (time.Duration, error) {
+	var d time.Duration
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return 0, apierror.Field(field, "%s must be a duration string such as \"5m\" or milliseconds", field)
+		}
+		md, err := model.ParseDuration(s)
+		if err != nil {
+			return 0, apierror.Field(field, "%s %q is not a duration such as \"30s\", \"5m\" or \"1h30m\"", field, shortText(s))
+		}
+		d = time.Duration(md)
+	} else {
+		ms, err := strconv.ParseInt(string(raw), 10, 64)
+		if err != nil || ms > int64(maxQueryDuration/time.Millisecond) {
+			return 0, apierror.Field(field, "%s %s is not a whole number of milliseconds up to 100 years nor a duration string", field, shortText(string(raw)))
+		}
+		d = time.Duration(ms) * time.Millisecond
+	}
+	switch {
+	case d <= 0:
+		return 0, apierror.Field(field, "%s must be positive", field)
+	case d > maxQueryDuration:
+		return 0, apierror.Field(field, "%s must be at most 100 years", field)
+	case d%time.Millisecond != 0:
+		return 0, apierror.Field(field, "%s must be a whole number of milliseconds", field)
+	}
+	return d, nil
+}
+
+func decodeLimit(raw json.RawMessage) (int, error) {
+	n, err := strconv.ParseInt(string(raw), 10, 32)
+	if err != nil || n < 0 {
+		return 0, apierror.Field(fieldLimit, "limit must be a whole number from 0 (no limit) to %d", math.MaxInt32)
+	}
+	return int(n), nil
+}
+
+func decodeAggregation(raw json.RawMessage) (Aggregation, error) {
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil && slices.Contains(aggregations, Aggregation(s)) {
+		return Aggregation(s), nil
+	}
+	names := make([]string, len(aggregations))
+	for i, a := range aggregations {
+		names[i] = string(a)
+	}
+	return "", apierror.Field(fieldAggregation, "aggregation %s is not one of %s", shortText(string(raw)), strings.Join(names, ", "))
+}
+
+func decodeGroupBy(raw json.RawMessage) ([]string, error) {
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return nil, apierror.Field(fieldGroupBy, "groupBy must be an array of dimension keys")
+	}
+	if len(items) > maxFilters {
+		return nil, apierror.Field(fieldGroupBy, "more than %d groupBy keys", maxFilters)
+	}
+	out := make([]string, 0, len(items))
+	for i, item := range items {
+		path := fmt.Sprintf("%s[%d]", fieldGroupBy, i)
+		k, err := decodeString(item, path)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkDimensionKey(k, path); err != nil {
+			return nil, err
+		}
+		if slices.Contains(out, k) {
+			return nil, apierror.Field(path, "groupBy key %q given twice", shortText(k))
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// shortText bounds what an error message repeats of a request.
+func shortText(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
+// QueryConfig configures the native query API. Its query limits are the
+// Prometheus API's (--query.* and the per-tenant limits), applied by
+// promql.API.Exec.
+type QueryConfig struct {
+	// MaxBodyBytes bounds the JSON body of one query (413 above it).
+	MaxBodyBytes int64
+	// DefaultLookback is the lookback of a latest query that gives none.
+	DefaultLookback time.Duration
+}
+
+// DefaultQueryConfig returns the defaults.
+func DefaultQueryConfig() QueryConfig {
+	return QueryConfig{MaxBodyBytes: 64 << 10, DefaultLookback: 5 * time.Minute}
+}
+
+// Validate checks the configuration.
+func (c QueryConfig) Validate() error {
+	var errs []error
+	if c.MaxBodyBytes <= 0 {
+		errs = append(errs, fmt.Errorf("native query: MaxBodyBytes %d must be positive", c.MaxBodyBytes))
+	}
+	if c.DefaultLookback <= 0 {
+		errs = append(errs, fmt.Errorf("native query: DefaultLookback %s must be positive", c.DefaultLookback))
+	}
+	return errors.Join(errs...)
+}
+
+// queryHandler serves /api/v1/query.
+type queryHandler struct {
+	cfg    QueryConfig
+	store  storage.MetricsStore
+	engine *promql.API
+	promQL http.Handler
+	logger *slog.Logger
+}
+
+// NewQueryHandler returns the handler of /api/v1/query. A POST with
+// Content-Type application/json is a native query (ParseQueryRequest),
+// answered in the native envelope from the view of the request's tenant;
+// anything else (a GET, a form POST) is passed to promQL, the Prometheus
+// API's handler, so that Grafana and native clients share the path.
+// PromQL runs on engine, under its limits. Mount it behind the router's
+// authentication with scope metrics:read.
+func NewQueryHandler(cfg QueryConfig, store storage.MetricsStore, engine *promql.API, promQL http.Handler, logger *slog.Logger) (http.Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if store == nil || engine == nil || promQL == nil {
+		return nil, errors.New("api: NewQueryHandler needs a store, a PromQL engine and the Prometheus API handler")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &queryHandler{cfg: cfg, store: store, engine: engine, promQL: promQL, logger: logger}, nil
+}
+
+// isJSON reports whether a Content-Type is application/json.
+func isJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mt == "application/json"
+}
+
+func (h *queryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost || !isJSON(r.Header.Get("Content-Type")) {
+		h.promQL.ServeHTTP(w, r)
+		return
+	}
+	start := time.Now()
+	resp, err := h.serve(w, r)
+	if resp != nil && resp.close != nil {
+		defer resp.close()
+	}
+	if err != nil {
+		WriteError(w, r, err)
+		return
+	}
+	resp.Stats.DurationMs = float64(time.Since(start).Microseconds()) / 1000
+	WriteJSON(w, http.StatusOK, resp)
+}
+
+// QueryResponse is the success envelope of every query type.
+type QueryResponse struct {
+	Status    string     `json:"status"` // always "success"
+	QueryType QueryType  `json:"queryType"`
+	Data      any        `json:"data"`
+	Stats     QueryStats `json:"stats"`
+	// Warnings are PromQL's warnings and infos, and notes such as a
+	// truncation by limit; absent when there are none.
+	Warnings []string `json:"warnings,omitempty"`
+
+	close func() // releases the engine's result Data points into
+}
+
+// QueryStats says what a query cost.
+type QueryStats struct {
+	// SeriesScanned is the number of series the query's selectors loaded
+	// (0 for the index types, which read no series).
+	SeriesScanned int64 `json:"seriesScanned"`
+	// SamplesScanned is the number of samples the engine read.
+	SamplesScanned int64 `json:"samplesScanned"`
+	// DurationMs is the time taken to answer, in milliseconds.
+	DurationMs float64 `json:"durationMs"`
+}
+
+func (h *queryHandler) serve(w http.ResponseWriter, r *http.Request) (*QueryResponse, error) {
+	p, err := tenancy.FromContext(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	if err := tenancy.RequireScope(p, tenancy.ScopeRead); err != nil {
+		return nil, err
+	}
+	if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
+		return nil, apierror.New(apierror.UnsupportedMediaType, "Content-Encoding %q is not supported: send the JSON uncompressed", enc)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, apierror.New(apierror.TooLarge, "query body larger than %d bytes", h.cfg.MaxBodyBytes)
+		}
+		return nil, apierror.Wrap(apierror.InvalidArgument, err, "read query body")
+	}
+	q, err := ParseQueryRequest(body)
+	if err != nil {
+		return nil, err
+	}
+	resp := &QueryResponse{Status: "success", QueryType: q.Type}
+	ctx := r.Context()
+	switch q.Type {
+	case QueryRaw:
+		err = h.raw(ctx, p.Tenant, q, resp)
+	case QueryAggregate:
+		err = h.aggregate(ctx, p.Tenant, q, resp)
+	case QueryLatest:
+		err = h.latest(ctx, p.Tenant, q, resp)
+	case QueryPromQL:
+		err = h.promql(ctx, p.Tenant, q, resp)
+	case QueryMetrics, QueryDimensions, QueryDimensionValues:
+		err = h.index(ctx, p.Tenant, q, resp)
+	}
+	return resp, err
+}
+
+// exec runs expr on the engine and accounts its cost in resp. The caller
+// reads the value before resp is written and released.
+func (h *queryHandler) exec(ctx context.Context, id tenancy.ID, req promql.ExecRequest, resp *QueryResponse) (parser.Value, error) {
+	res, err := h.engine.Exec(ctx, id, req)
+	if err != nil {
+		return nil, err
+	}
+	resp.close = res.Close
+	resp.Stats.SeriesScanned += res.SeriesScanned
+	resp.Stats.SamplesScanned += res.SamplesScanned
+	resp.addWarnings(res.Warnings, req.Query)
+	return res.Value, nil
+}
+
+func (resp *QueryResponse) addWarnings(ws annotations.Annotations, query string) {
+	warn, info := ws.AsStrings(query, 10, 10)
+	resp.Warnings = append(append(resp.Warnings, warn...), info...)
+}
+
+func (resp *QueryResponse) warn(msg string) {
+	if !slices.Contains(resp.Warnings, msg) {
+		resp.Warnings = append(resp.Warnings, msg)
+	}
+}
+
+const (
+	warnTruncated  = "results truncated due to limit"
+	warnHistograms = "native histogram samples are not part of native query results; use queryType promql through the Prometheus API (GET /api/v1/query) for them"
+)
+
+// selector is the PromQL vector selector of q's metric and filters.
+func (q *QueryRequest) selector() *parser.VectorSelector {
+	ms := make([]*labels.Matcher, 0, len(q.Matchers)+1)
+	ms = append(ms, labels.MustNewMatcher(labels.MatchEqual, model.MetricNameLabel, q.Metric))
+	ms = append(ms, q.Matchers...)
+	return &parser.VectorSelector{Name: q.Metric, LabelMatchers: ms}
+}
+
+// rangeOf is a range selector over samples with start <= t <= end: PromQL
+// ranges are left-open, (end - range, end].
+func rangeOf(vs *parser.VectorSelector, start, end time.Time) *parser.MatrixSelector {
+	return &parser.MatrixSelector{VectorSelector: vs, Range: end.Sub(start) + time.Millisecond}
+}
+
+// raw answers a raw query: every sample of the matching series with
+// start <= t <= end, evaluated as the range selector metric{...}[end-start]
+// at end.
+func (h *queryHandler) raw(ctx context.Context, id tenancy.ID, q *QueryRequest, resp *QueryResponse) error {
+	expr := rangeOf(q.selector(), q.Start, q.End).String()
+	v, err := h.exec(ctx, id, promql.ExecRequest{Query: expr, Start: q.End, End: q.End}, resp)
+	if err != nil {
+		return err
+	}
+	m := matrixOf(v)
+	sortByLabels(m)
+	series := resp.seriesPoints(m, q.Metric, 0)
+	resp.Data = SeriesData{Series: resp.limitSeries(series, q.Limit)}
+	return nil
+}
+
+// latest answers a latest query: the last sample of each matching series
+// within lookback before time, (time - lookback, time], as PromQL's
+// lookback; stale markers are not samples.
+func (h *queryHandler) latest(ctx context.Context, id tenancy.ID, q *QueryRequest, resp *QueryResponse) error {
+	at := q.Time
+	if at.IsZero() {
+		at = time.Now().Truncate(time.Millisecond)
+	}
+	lookback := q.Lookback
+	if lookback == 0 {
+		lookback = h.cfg.DefaultLookback
+	}
+	expr := (&parser.MatrixSelector{VectorSelector: q.selector(), Range: lookback}).String()
+	v, err := h.exec(ctx, id, promql.ExecRequest{Query: expr, Start: at, End: at}, resp)
+	if err != nil {
+		return err
+	}
+	m := matrixOf(v)
+	sortByLabels(m)
+	var out []SeriesValue
+	for _, s := range m {
+		if len(s.Floats) == 0 || (len(s.Histograms) > 0 && s.Histograms[len(s.Histograms)-1].T > s.Floats[len(s.Floats)-1].T) {
+			resp.warn(warnHistograms)
+			continue
+		}
+		last := s.Floats[len(s.Floats)-1]
+		metric, dims := splitLabels(s.Metric)
+		out = append(out, SeriesValue{Metric: metric, Dimensions: dims, Timestamp: last.T, Value: SampleValue(last.F)})
+	}
+	if q.Limit > 0 && len(out) > q.Limit {
+		out = out[:q.Limit]
+		resp.warn(warnTruncated)
+	}
+	if out == nil {
+		out = []SeriesValue{}
+	}
+	resp.Data = LatestData{Series: out}
+	return nil
+}
+
+// aggregate answers an aggregate query. Buckets are interval long and
+// aligned to start: bucket k holds the samples with start + k*interval <= t
+// < start + (k+1)*interval, for as many buckets as cover end (the last one
+// is whole, so it may reach past end). A point's timestamp is its bucket's
+// start; a bucket without samples in a group has no point.
+//
+// sum, count, min, max, avg and rate run on the engine as a range query
+// evaluated at each bucket's last millisecond, so that the range selector
+// (left-open) covers exactly the bucket:
+//
+//	sum:   sum by (g) (sum_over_time(x[i]))
+//	count: sum by (g) (count_over_time(x[i]))
+//	min:   min by (g) (min_over_time(x[i]))
+//	max:   max by (g) (max_over_time(x[i]))
+//	avg:   sum by (g) (sum_over_time(x[i])) / sum by (g) (count_over_time(x[i]))
+//	rate:  sum by (g) (rate(x[i]))
+//
+// The percentiles pool the samples of a group's series, which PromQL
+// cannot: they read the samples of the whole range (bounded by
+// --query.max-samples) and compute each bucket's quantile here.
+func (h *queryHandler) aggregate(ctx context.Context, id tenancy.ID, q *QueryRequest, resp *QueryResponse) error {
+	n := q.buckets()
+	last := q.Start.Add(time.Duration(n) * q.Interval) // end of the last bucket, exclusive
+	if phi, ok := quantiles[q.Aggregation]; ok {
+		expr := rangeOf(q.selector(), q.Start, last.Add(-time.Millisecond)).String()
+		v, err := h.exec(ctx, id, promql.ExecRequest{Query: expr, Start: last.Add(-time.Millisecond), End: last.Add(-time.Millisecond)}, resp)
+		if err != nil {
+			return err
+		}
+		resp.Data = SeriesData{Series: resp.percentiles(matrixOf(v), q, phi)}
+		return nil
+	}
+	expr := aggregateExpr(q).String()
+	offset := q.Interval - time.Millisecond
+	v, err := h.exec(ctx, id, promql.ExecRequest{
+		Query: expr,
+		Start: q.Start.Add(offset),
+		End:   last.Add(-time.Millisecond),
+		Step:  q.Interval,
+	}, resp)
+	if err != nil {
+		return err
+	}
+	m := matrixOf(v)
+	sortByLabels(m)
+	resp.Data = SeriesData{Series: resp.seriesPoints(m, q.Metric, offset)}
+	return nil
+}
+
+// aggregateExpr is the PromQL expression of an aggregate query computed by
+// the engine.
+func aggregateExpr(q *QueryRequest) parser.Expr {
+	window := func(fn string) parser.Expr {
+		ms := &parser.MatrixSelector{VectorSelector: q.selector(), Range: q.Interval}
+		return &parser.Call{Func: parser.Functions[fn], Args: parser.Expressions{ms}}
+	}
+	by := func(op parser.ItemType, e parser.Expr) *parser.AggregateExpr {
+		return &parser.AggregateExpr{Op: op, Expr: e, Grouping: slices.Clone(q.GroupBy)}
+	}
+	switch q.Aggregation {
+	case AggSum:
+		return by(parser.SUM, window("sum_over_time"))
+	case AggCount:
+		return by(parser.SUM, window("count_over_time"))
+	case AggMin:
+		return by(parser.MIN, window("min_over_time"))
+	case AggMax:
+		return by(parser.MAX, window("max_over_time"))
+	case AggRate:
+		return by(parser.SUM, window("rate"))
+	}
+	// AggAvg
+	return &parser.BinaryExpr{
+		Op:             parser.DIV,
+		LHS:            by(parser.SUM, window("sum_over_time")),
+		RHS:            by(parser.SUM, window("count_over_time")),
+		VectorMatching: &parser.VectorMatching{Card: parser.CardOneToOne},
+	}
+}
+
+// percentiles buckets the samples of m by group and computes quantile phi
+// of each bucket.
+func (resp *QueryResponse) percentiles(m pql.Matrix, q *QueryRequest, phi float64) []SeriesPoints {
+	type group struct {
+		key     labels.Labels
+		buckets map[int64][]float64
+	}
+	groups := map[string]*group{}
+	var b labels.Builder
+	for _, s := range m {
+		if len(s.Histograms) > 0 {
+			resp.warn(warnHistograms)
+		}
+		b.Reset(labels.EmptyLabels())
+		for _, k := range q.GroupBy {
+			b.Set(k, s.Metric.Get(k))
+		}
+		key := b.Labels()
+		g, ok := groups[key.String()]
+		if !ok {
+			g = &group{key: key, buckets: map[int64][]float64{}}
+			groups[key.String()] = g
+		}
+		for _, p := range s.Floats {
+			k := (p.T - q.Start.UnixMilli()) / q.Interval.Milliseconds()
+			g.buckets[k] = append(g.buckets[k], p.F)
+		}
+	}
+	sorted := make([]*group, 0, len(groups))
+	for _, g := range groups {
+		sorted = append(sorted, g)
+	}
+	slices.SortFunc(sorted, func(a, b *group) int { return labels.Compare(a.key, b.key) })
+	out := make([]SeriesPoints, 0, len(groups))
+	for _, g := range sorted {
+		if len(g.buckets) == 0 {
+			continue
+		}
+		ks := make([]int64, 0, len(g.buckets))
+		for k := range g.buckets {
+			ks = append(ks, k)
+		}
+		slices.Sort(ks)
+		sp := SeriesPoints{Metric: q.Metric, Dimensions: dimensionsOf(g.key), Points: make([]Point, 0, len(ks))}
+		for _, k := range ks {
+			sp.Points = append(sp.Points, Point{
+				Timestamp: q.Start.UnixMilli() + k*q.Interval.Milliseconds(),
+				Value:     SampleValue(quantile(phi, g.buckets[k])),
+			})
+		}
+		out = append(out, sp)
+	}
+	return out
+}
+
+// quantile is the phi-quantile of vs as PromQL's quantile computes it:
+// sorted ascending (NaN first), the value at rank phi*(n-1), interpolated
+// linearly between the two closest ranks.
+func quantile(phi float64, vs []float64) float64 {
+	slices.Sort(vs)
+	rank := phi * float64(len(vs)-1)
+	lower := math.Floor(rank)
+	upper := math.Ceil(rank)
+	weight := rank - lower
+	return vs[int(lower)]*(1-weight) + vs[int(upper)]*weight
+}
+
+// promql answers a promql query, instant at time (default now) or over
+// start, end and step.
+func (h *queryHandler) promql(ctx context.Context, id tenancy.ID, q *QueryRequest, resp *QueryResponse) error {
+	req := promql.ExecRequest{Query: q.Query, Lookback: q.Lookback}
+	if q.ranged() {
+		req.Start, req.End, req.Step = q.Start, q.End, q.Step
+	} else {
+		at := q.Time
+		if at.IsZero() {
+			at = time.Now().Truncate(time.Millisecond)
+		}
+		req.Start, req.End = at, at
+	}
+	v, err := h.exec(ctx, id, req, resp)
+	if err != nil {
+		return err
+	}
+	data := PromQLData{ResultType: string(v.Type())}
+	switch v := v.(type) {
+	case pql.Matrix:
+		data.Result = resp.seriesPoints(v, "", 0)
+	case pql.Vector:
+		out := make([]SeriesValue, 0, len(v))
+		for _, s := range v {
+			if s.H != nil {
+				resp.warn(warnHistograms)
+				continue
+			}
+			metric, dims := splitLabels(s.Metric)
+			out = append(out, SeriesValue{Metric: metric, Dimensions: dims, Timestamp: s.T, Value: SampleValue(s.F)})
+		}
+		data.Result = out
+	case pql.Scalar:
+		data.Result = Point{Timestamp: v.T, Value: SampleValue(v.V)}
+	case pql.String:
+		data.Result = StringValue{Timestamp: v.T, Value: v.V}
+	default:
+		return fmt.Errorf("promql query returned a %s", v.Type())
+	}
+	resp.Data = data
+	return nil
+}
+
+// index answers metrics, dimensions and dimension_values from the
+// tenant's index (no samples are read), bounded by --query.timeout.
+func (h *queryHandler) index(ctx context.Context, id tenancy.ID, q *QueryRequest, resp *QueryResponse) error {
+	timeout := h.engine.Timeout()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	mint, maxt := indexMinTime, indexMaxTime
+	if !q.Start.IsZero() {
+		mint = q.Start.UnixMilli()
+	}
+	if !q.End.IsZero() {
+		maxt = q.End.UnixMilli()
+	}
+	querier, err := h.store.ForTenant(id).Querier(mint, maxt)
+	if err != nil {
+		return indexError(err, timeout)
+	}
+	defer querier.Close()
+	hints := &promstorage.LabelHints{Limit: q.Limit}
+	if q.Limit > 0 {
+		hints.Limit = q.Limit + 1 // one more, to tell a truncation
+	}
+	var (
+		vals []string
+		ws   annotations.Annotations
+	)
+	switch q.Type {
+	case QueryMetrics:
+		var ms []*labels.Matcher
+		if q.Prefix != "" {
+			ms = append(ms, labels.MustNewMatcher(labels.MatchRegexp, model.MetricNameLabel, regexp.QuoteMeta(q.Prefix)+".*"))
+		}
+		vals, ws, err = querier.LabelValues(ctx, model.MetricNameLabel, hints, ms...)
+	case QueryDimensions:
+		hints.Limit = 0 // __name__ is among them; cut below
+		vals, ws, err = querier.LabelNames(ctx, hints, q.selector().LabelMatchers...)
+		vals = slices.DeleteFunc(vals, func(n string) bool { return n == model.MetricNameLabel || n == tenancy.Label })
+	case QueryDimensionValues:
+		ms := q.Matchers
+		if q.Metric != "" {
+			ms = q.selector().LabelMatchers
+		}
+		vals, ws, err = querier.LabelValues(ctx, q.Key, hints, ms...)
+	}
+	if err != nil {
+		return indexError(err, timeout)
+	}
+	resp.addWarnings(ws, "")
+	vals = slices.DeleteFunc(vals, func(v string) bool { return v == "" })
+	if q.Limit > 0 && len(vals) > q.Limit {
+		vals = vals[:q.Limit]
+		resp.warn(warnTruncated)
+	}
+	if vals == nil {
+		vals = []string{}
+	}
+	switch q.Type {
+	case QueryMetrics:
+		resp.Data = MetricsData{Metrics: vals}
+	case QueryDimensions:
+		resp.Data = DimensionsData{Dimensions: vals}
+	case QueryDimensionValues:
+		resp.Data = DimensionValuesData{Key: q.Key, Values: vals}
+	}
+	return nil
+}
+
+// The default time range of an index query: Prometheus' own bounds
+// (v1.MinTime and v1.MaxTime), in milliseconds.
+var (
+	indexMinTime = time.Unix(math.MinInt64/1000+62135596801, 0).UnixMilli()
+	indexMaxTime = time.Unix(math.MaxInt64/1000-62135596801, 999999999).UnixMilli()
+)
+
+// indexError names the setting a timed-out index read exceeded.
+func indexError(err error, timeout time.Duration) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &apierror.Error{Kind: apierror.Timeout, Msg: fmt.Sprintf("index read exceeded the query timeout (raise --query.timeout=%s)", timeout), Err: err}
+	}
+	return err
+}
+
+// The data of each query type.
+type (
+	// SeriesData is the data of raw and aggregate queries.
+	SeriesData struct {
+		Series []SeriesPoints `json:"series"`
+	}
+	// LatestData is the data of latest queries.
+	LatestData struct {
+		Series []SeriesValue `json:"series"`
+	}
+	// MetricsData is the data of metrics queries.
+	MetricsData struct {
+		Metrics []string `json:"metrics"`
+	}
+	// DimensionsData is the data of dimensions queries.
+	DimensionsData struct {
+		Dimensions []string `json:"dimensions"`
+	}
+	// DimensionValuesData is the data of dimension_values queries.
+	DimensionValuesData struct {
+		Key    string   `json:"key"`
+		Values []string `json:"values"`
+	}
+	// PromQLData is the data of promql queries. Result is []SeriesPoints
+	// for a matrix, []SeriesValue for a vector, a Point for a scalar and a
+	// StringValue for a string.
+	PromQLData struct {
+		ResultType string `json:"resultType"`
+		Result     any    `json:"result"`
+	}
+)
+
+// SeriesPoints is a series with its points, oldest first.
+type SeriesPoints struct {
+	// Metric is the metric name; absent when PromQL removed it.
+	Metric     string            `json:"metric,omitempty"`
+	Dimensions map[string]string `json:"dimensions"`
+	Points     []Point           `json:"points"`
+}
+
+// SeriesValue is a series with one value.
+type SeriesValue struct {
+	Metric     string            `json:"metric,omitempty"`
+	Dimensions map[string]string `json:"dimensions"`
+	Timestamp  int64             `json:"timestamp"`
+	Value      SampleValue       `json:"value"`
+}
+
+// Point is a sample: Unix milliseconds and a value.
+type Point struct {
+	Timestamp int64       `json:"timestamp"`
+	Value     SampleValue `json:"value"`
+}
+
+// StringValue is PromQL's string result.
+type StringValue struct {
+	Timestamp int64  `json:"timestamp"`
+	Value     string `json:"value"`
+}
+
+// SampleValue is a sample value: a JSON number, or one of the strings
+// "NaN", "+Inf" and "-Inf", as the native write accepts them.
+type SampleValue float64
+
+// MarshalJSON writes v as a number or a string for the non-finite values.
+func (v SampleValue) MarshalJSON() ([]byte, error) {
+	f := float64(v)
+	switch {
+	case math.IsNaN(f):
+		return []byte(`"NaN"`), nil
+	case math.IsInf(f, 1):
+		return []byte(`"+Inf"`), nil
+	case math.IsInf(f, -1):
+		return []byte(`"-Inf"`), nil
+	}
+	return strconv.AppendFloat(nil, f, 'g', -1, 64), nil
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (v *SampleValue) UnmarshalJSON(b []byte) error {
+	switch string(b) {
+	case `"NaN"`:
+		*v = SampleValue(math.NaN())
+	case `"+Inf"`:
+		*v = SampleValue(math.Inf(1))
+	case `"-Inf"`:
+		*v = SampleValue(math.Inf(-1))
+	default:
+		f, err := strconv.ParseFloat(string(b), 64)
+		if err != nil {
+			return fmt.Errorf("sample value %s: %w", b, err)
+		}
+		*v = SampleValue(f)
+	}
+	return nil
+}
+
+// matrixOf returns v as a matrix; a range selector always gives one.
+func matrixOf(v parser.Value) pql.Matrix {
+	m, _ := v.(pql.Matrix)
+	return m
+}
+
+// seriesPoints converts a matrix, shifting every timestamp back by shift
+// (an aggregate's bucket end to its start). metric names series PromQL
+// left without a name (aggregations).
+func (resp *QueryResponse) seriesPoints(m pql.Matrix, metric string, shift time.Duration) []SeriesPoints {
+	out := make([]SeriesPoints, 0, len(m))
+	for _, s := range m {
+		if len(s.Histograms) > 0 {
+			resp.warn(warnHistograms)
+		}
+		if len(s.Floats) == 0 {
+			continue
+		}
+		name, dims := splitLabels(s.Metric)
+		if name == "" {
+			name = metric
+		}
+		sp := SeriesPoints{Metric: name, Dimensions: dims, Points: make([]Point, len(s.Floats))}
+		for i, p := range s.Floats {
+			sp.Points[i] = Point{Timestamp: p.T - shift.Milliseconds(), Value: SampleValue(p.F)}
+		}
+		out = append(out, sp)
+	}
+	return out
+}
+
+func (resp *QueryResponse) limitSeries(s []SeriesPoints, limit int) []SeriesPoints {
+	if limit > 0 && len(s) > limit {
+		resp.warn(warnTruncated)
+		return s[:limit]
+	}
+	return s
+}
+
+// splitLabels splits a series' labels into its name and dimensions; the
+// tenant label never leaves.
+func splitLabels(ls labels.Labels) (string, map[string]string) {
+	return ls.Get(model.MetricNameLabel), dimensionsOf(ls)
+}
+
+func dimensionsOf(ls labels.Labels) map[string]string {
+	dims := make(map[string]string, ls.Len())
+	ls.Range(func(l labels.Label) {
+		if l.Name != model.MetricNameLabel && l.Name != tenancy.Label && l.Value != "" {
+			dims[l.Name] = l.Value
+		}
+	})
+	return dims
+}
+
+// sortByLabels orders the series of m by their labels, so that responses
+// are deterministic.
+func sortByLabels(m pql.Matrix) {
+	slices.SortFunc(m, func(a, b pql.Series) int { return labels.Compare(a.Metric, b.Metric) })
+}

@@ -1,0 +1,101 @@
+package promql
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	pql "github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/util/annotations"
+
+	"github.com/luminate-io/luminate/tenancy"
+)
+
+// ExecRequest is one PromQL query run through Exec.
+type ExecRequest struct {
+	// Query is the PromQL expression. A syntax error is an InvalidArgument
+	// error naming the field "query".
+	Query string
+	// Start and End bound a range query (Start <= End); an instant query
+	// has Start equal to End and Step 0.
+	Start, End time.Time
+	// Step is the resolution of a range query; 0 for an instant query.
+	Step time.Duration
+	// Lookback overrides --query.lookback-delta for this query when > 0.
+	Lookback time.Duration
+}
+
+// ExecResult is the result of Exec. Call Close when done with Value: it
+// returns the query's memory to the engine.
+type ExecResult struct {
+	Value    parser.Value
+	Warnings annotations.Annotations
+	// SeriesScanned is the number of series the query's selectors loaded
+	// (a series two selectors load counts twice).
+	SeriesScanned int64
+	// SamplesScanned is the number of samples the engine read.
+	SamplesScanned int64
+
+	close func()
+}
+
+// Close releases the result.
+func (r *ExecResult) Close() {
+	if r != nil && r.close != nil {
+		r.close()
+		r.close = nil
+	}
+}
+
+// Timeout is --query.timeout, the bound of one query, which callers of
+// Exec also apply to the index reads they make themselves.
+func (a *API) Timeout() time.Duration { return a.cfg.Timeout }
+
+// Exec runs one PromQL query over the view of tenant id, for APIs other
+// than the Prometheus HTTP API (the native query API). It applies
+// everything /api/v1/query does: the tenant's query rate and concurrent
+// queries, the series and samples limits, --query.timeout and
+// --query.max-samples; its errors are classified by api/apierror and name
+// the setting that raises a limit.
+func (a *API) Exec(ctx context.Context, id tenancy.ID, req ExecRequest) (*ExecResult, error) {
+	if req.Step < 0 || req.End.Before(req.Start) || (req.Step == 0 && !req.Start.Equal(req.End)) {
+		return nil, errors.New("promql: Exec needs Start == End for an instant query, Start <= End and a positive Step for a range query")
+	}
+	if a.limits != nil {
+		if err := a.limits.AllowQuery(id); err != nil {
+			return nil, err
+		}
+		release, err := a.limits.AcquireQuery(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+	}
+	limit, setting := a.seriesLimit(id)
+	queryable := newLimitedQueryable(a.store.ForTenant(id), limit, setting)
+	opts := pql.NewPrometheusQueryOptsWithLimits(false, req.Lookback, 0, a.samplesLimit(id), 0, nil)
+	var (
+		qry pql.Query
+		err error
+	)
+	if req.Step == 0 {
+		qry, err = a.engine.NewInstantQuery(ctx, queryable, opts, req.Query, req.Start)
+	} else {
+		qry, err = a.engine.NewRangeQuery(ctx, queryable, opts, req.Query, req.Start, req.End, req.Step)
+	}
+	if err != nil {
+		return nil, a.constructionError(err, 0)
+	}
+	res := qry.Exec(ctx)
+	if res.Err != nil {
+		qry.Close()
+		return nil, a.queryError(res.Err, 0)
+	}
+	out := &ExecResult{Value: res.Value, Warnings: res.Warnings, close: qry.Close}
+	if st := qry.Stats(); st != nil && st.Samples != nil {
+		out.SeriesScanned = st.Samples.TotalSeries
+		out.SamplesScanned = st.Samples.SamplesRead
+	}
+	return out, nil
+}
