@@ -297,7 +297,7 @@ func (s *sampleSet) Next() bool {
 		if !ok || len(ts) == 0 {
 			continue // a series the Go-side matcher check dropped
 		}
-		sortSamples(ts, vals)
+		sortSamples(ts, vals) // sorted by the server already; cheap check
 		s.cur = &memSeries{lset: s.list[i].lset, ts: ts, vals: vals}
 		s.emitted++
 		return true
@@ -334,9 +334,11 @@ func (s *sampleSet) startBatch() error {
 			order = fmt.Sprintf("transform(fingerprint, [%s], [%s], %d)", list, strings.Join(ranks, ","), len(batch))
 		}
 	}
-	sql := fmt.Sprintf("SELECT fingerprint, groupArray(ts), groupArray(value) FROM "+
+	// One row per series, its samples sorted by time on the server.
+	sql := fmt.Sprintf("SELECT fingerprint, arrayMap(x -> x.1, s), arrayMap(x -> x.2, s) FROM "+
+		"(SELECT fingerprint, arraySort(x -> x.1, groupArray((ts, value))) AS s FROM "+
 		"(SELECT fingerprint, ts, value FROM %s FINAL WHERE %s AND %s AND ts >= %d AND ts <= %d) "+
-		"GROUP BY fingerprint ORDER BY %s",
+		"GROUP BY fingerprint) ORDER BY %s",
 		s.q.table(samplesTable), tenant, fpCond, s.mint, s.maxt, order)
 	rows, err := s.q.ts.s.query(s.ctx, "samples", sql)
 	if err != nil {
@@ -359,8 +361,7 @@ func (s *sampleSet) Err() error {
 }
 func (s *sampleSet) Warnings() annotations.Annotations { return nil }
 
-// sortSamples orders ts (and vals alike) by time; ClickHouse's groupArray
-// keeps the order of the rows it merged only per thread.
+// sortSamples orders ts (and vals alike) by time.
 func sortSamples(ts []int64, vals []float64) {
 	if slices.IsSorted(ts) {
 		return
@@ -505,6 +506,9 @@ func (q *chunkQuerier) Select(ctx context.Context, sortSeries bool, hints *proms
 // storage.ErrUnavailable when the server cannot answer.
 func (s *Store) query(ctx context.Context, kind, sql string) (driver.Rows, error) {
 	start := time.Now()
+	if s.queryLog != nil {
+		s.queryLog(kind, sql)
+	}
 	s.metrics.queries.WithLabelValues(kind).Inc()
 	rows, err := s.conn.Query(ctx, sql)
 	if err != nil && isConnError(err) {

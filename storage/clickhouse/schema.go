@@ -49,13 +49,42 @@ type serverInfo struct {
 	ZooKeeper bool
 }
 
+// sqlRunner is what schema setup needs from a server: run a statement,
+// read one value as text. A connection is one (connRunner); so is the
+// embedded modern engine the chdb-tagged check runs the same setup on.
+type sqlRunner interface {
+	exec(ctx context.Context, sql string) error
+	// queryString returns the first column of the first row, "" for no row.
+	queryString(ctx context.Context, sql string) (string, error)
+}
+
+// connRunner runs schema statements on a driver connection.
+type connRunner struct{ conn driver.Conn }
+
+func (r connRunner) exec(ctx context.Context, sql string) error { return r.conn.Exec(ctx, sql) }
+
+func (r connRunner) queryString(ctx context.Context, sql string) (string, error) {
+	rows, err := r.conn.Query(ctx, sql)
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	var v string
+	if rows.Next() {
+		if err := rows.Scan(&v); err != nil {
+			return "", err
+		}
+	}
+	return v, rows.Err()
+}
+
 // detectServer asks the server for its version and capabilities.
-func detectServer(ctx context.Context, conn driver.Conn) (serverInfo, error) {
+func detectServer(ctx context.Context, r sqlRunner) (serverInfo, error) {
 	var info serverInfo
-	if err := conn.QueryRow(ctx, "SELECT version()").Scan(&info.Version); err != nil {
+	var err error
+	if info.Version, err = r.queryString(ctx, "SELECT version()"); err != nil {
 		return info, fmt.Errorf("query server version: %w", err)
 	}
-	var err error
 	info.Major, info.Minor, err = parseVersion(info.Version)
 	if err != nil {
 		return info, err
@@ -66,20 +95,15 @@ func detectServer(ctx context.Context, conn driver.Conn) (serverInfo, error) {
 	info.Codecs, info.TTL = modern, modern
 	if modern {
 		info.LowCardinality = true
-		var n uint64
-		if err := conn.QueryRow(ctx, "SELECT count() FROM system.merge_tree_settings WHERE name = 'ttl_only_drop_parts'").Scan(&n); err == nil {
-			info.TTLOnlyDropParts = n > 0
-		}
+		n, err := r.queryString(ctx, "SELECT toString(count()) FROM system.merge_tree_settings WHERE name = 'ttl_only_drop_parts'")
+		info.TTLOnlyDropParts = err == nil && n != "0"
 	} else {
-		var v string
-		err := conn.QueryRow(ctx, "SELECT value FROM system.settings WHERE name = 'allow_experimental_low_cardinality_type'").Scan(&v)
+		v, err := r.queryString(ctx, "SELECT value FROM system.settings WHERE name = 'allow_experimental_low_cardinality_type'")
 		info.LowCardinality = err == nil && v == "1"
 	}
 	// system.zookeeper exists only when ZooKeeper (or Keeper) is configured.
-	var zk uint64
-	if err := conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = 'system' AND name = 'zookeeper'").Scan(&zk); err == nil {
-		info.ZooKeeper = zk > 0
-	}
+	zk, err := r.queryString(ctx, "SELECT toString(count()) FROM system.tables WHERE database = 'system' AND name = 'zookeeper'")
+	info.ZooKeeper = err == nil && zk != "0"
 	return info, nil
 }
 
@@ -228,32 +252,36 @@ var migrations = []migration{
 }
 
 // migrate brings the schema of the node behind conn up to date.
-func (s schema) migrate(ctx context.Context, conn driver.Conn) (applied []int, err error) {
-	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+quoteIdent(s.db)+s.onClusterClause()); err != nil {
+func (s schema) migrate(ctx context.Context, conn sqlRunner) (applied []int, err error) {
+	if err := conn.exec(ctx, "CREATE DATABASE IF NOT EXISTS "+quoteIdent(s.db)+s.onClusterClause()); err != nil {
 		return nil, fmt.Errorf("create database %s: %w", s.db, err)
 	}
 	ddl := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s%s (version UInt32, name String, applied_at DateTime) ENGINE = MergeTree() ORDER BY version",
 		s.table(migrationsTable), s.onClusterClause())
-	if err := conn.Exec(ctx, ddl); err != nil {
+	if err := conn.exec(ctx, ddl); err != nil {
 		return nil, fmt.Errorf("create %s: %w", migrationsTable, err)
 	}
-	var current uint32
-	if err := conn.QueryRow(ctx, "SELECT max(version) FROM "+s.table(migrationsTable)).Scan(&current); err != nil {
+	v, err := conn.queryString(ctx, "SELECT toString(max(version)) FROM "+s.table(migrationsTable))
+	if err != nil {
 		return nil, fmt.Errorf("read schema version: %w", err)
 	}
+	current, err := strconv.Atoi(v)
+	if err != nil {
+		return nil, fmt.Errorf("read schema version %q: %w", v, err)
+	}
 	for _, m := range migrations {
-		if m.version <= int(current) {
+		if m.version <= current {
 			continue
 		}
 		for _, stmt := range m.stmts(s) {
-			if err := conn.Exec(ctx, stmt); err != nil {
+			if err := conn.exec(ctx, stmt); err != nil {
 				return applied, fmt.Errorf("migration %d (%s): %w\n%s", m.version, m.name, err, stmt)
 			}
 		}
 		// INSERT ... SELECT: an INSERT with inline VALUES hangs on 18.x
 		// over the native protocol (the server waits for data blocks).
 		record := fmt.Sprintf("INSERT INTO %s (version, name, applied_at) SELECT %d, %s, now()", s.table(migrationsTable), m.version, quote(m.name))
-		if err := conn.Exec(ctx, record); err != nil {
+		if err := conn.exec(ctx, record); err != nil {
 			return applied, fmt.Errorf("record migration %d: %w", m.version, err)
 		}
 		applied = append(applied, m.version)
@@ -263,13 +291,13 @@ func (s schema) migrate(ctx context.Context, conn driver.Conn) (applied []int, e
 
 // reconcileTTL makes the samples table's TTL match the configured retention
 // on servers that have TTL (the table may predate a retention change).
-func (s schema) reconcileTTL(ctx context.Context, conn driver.Conn) error {
+func (s schema) reconcileTTL(ctx context.Context, conn sqlRunner) error {
 	if !s.info.TTL {
 		return nil
 	}
-	var engineFull string
 	q := fmt.Sprintf("SELECT engine_full FROM system.tables WHERE database = %s AND name = %s", quote(s.db), quote(s.storageTable(samplesTable)))
-	if err := conn.QueryRow(ctx, q).Scan(&engineFull); err != nil {
+	engineFull, err := conn.queryString(ctx, q)
+	if err != nil {
 		return fmt.Errorf("read samples table engine: %w", err)
 	}
 	want := s.ttlClause()
@@ -286,7 +314,7 @@ func (s schema) reconcileTTL(ctx context.Context, conn driver.Conn) error {
 	} else {
 		alter += "MODIFY TTL " + want
 	}
-	if err := conn.Exec(ctx, alter); err != nil {
+	if err := conn.exec(ctx, alter); err != nil {
 		return fmt.Errorf("set samples TTL: %w", err)
 	}
 	return nil

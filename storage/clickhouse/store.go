@@ -29,6 +29,9 @@ type Store struct {
 
 	committer *committer
 
+	// queryLog, when set (by tests, before use), sees every read query.
+	queryLog func(kind, sql string)
+
 	tenantsMu sync.Mutex
 	tenants   map[tenancy.ID]*tenantState
 
@@ -94,7 +97,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, er
 // the server itself, or for a cluster once with ON CLUSTER or on every
 // node of the cluster definition in turn.
 func (s *Store) setupSchema(ctx context.Context) error {
-	info, err := detectServer(ctx, s.conn)
+	info, err := detectServer(ctx, connRunner{s.conn})
 	if err != nil {
 		return err
 	}
@@ -102,7 +105,7 @@ func (s *Store) setupSchema(ctx context.Context) error {
 	s.logger.Info("clickhouse server", slog.String("version", info.Version), slog.Bool("codecs", info.Codecs), slog.Bool("ttl", info.TTL),
 		slog.Bool("low_cardinality", info.LowCardinality), slog.Bool("zookeeper", info.ZooKeeper))
 	if s.cfg.Cluster == "" {
-		return s.migrateOn(ctx, s.conn, s.schema)
+		return s.migrateOn(ctx, connRunner{s.conn}, s.schema)
 	}
 	ddl := s.cfg.ClusterDDL
 	if ddl == "" || ddl == "auto" {
@@ -114,9 +117,9 @@ func (s *Store) setupSchema(ctx context.Context) error {
 	if ddl == "on-cluster" {
 		sc := s.schema
 		sc.onCluster = true
-		return s.migrateOn(ctx, s.conn, sc)
+		return s.migrateOn(ctx, connRunner{s.conn}, sc)
 	}
-	return s.onEachNode(ctx, func(node driver.Conn) error { return s.migrateOn(ctx, node, s.schema) })
+	return s.onEachNode(ctx, func(node driver.Conn) error { return s.migrateOn(ctx, connRunner{node}, s.schema) })
 }
 
 // onEachNode runs f with a connection to every node of the cluster
@@ -147,7 +150,7 @@ func (s *Store) onEachNode(ctx context.Context, f func(driver.Conn) error) error
 	return errors.Join(errs...)
 }
 
-func (s *Store) migrateOn(ctx context.Context, conn driver.Conn, sc schema) error {
+func (s *Store) migrateOn(ctx context.Context, conn sqlRunner, sc schema) error {
 	applied, err := sc.migrate(ctx, conn)
 	if err != nil {
 		return err
