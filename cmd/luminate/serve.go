@@ -267,6 +267,10 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	if err != nil {
 		return err
 	}
+	nativeQuery, err := api.NewQueryHandler(api.DefaultQueryConfig(), store, queryAPI, queryAPI.Handler(), logger.With("component", "query"))
+	if err != nil {
+		return err
+	}
 	ingestLogger := logger.With("component", "ingest")
 	router, err := api.NewRouter(api.Options{
 		Auth:     verifier,
@@ -278,6 +282,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 			remotewrite.NewNative(cfg.ingest, store, limits, ingestLogger, reg),
 			remoteRead,
 			queryAPI,
+			nativeQuery,
 		),
 	}, logger, reg)
 	if err != nil {
@@ -352,7 +357,9 @@ func openStore(cfg *serveConfig, logger *slog.Logger, reg prometheus.Registerer)
 
 // dataRoutes are the authenticated routes, served by the protocol packages:
 // writes need the metrics:write scope, reads metrics:read.
-func dataRoutes(remoteWrite, nativeWrite, remoteRead http.Handler, queryAPI *promql.API) []api.Route {
+// /api/v1/query is nativeQuery, which answers JSON bodies itself and hands
+// GETs and form POSTs to the Prometheus API.
+func dataRoutes(remoteWrite, nativeWrite, remoteRead http.Handler, queryAPI *promql.API, nativeQuery http.Handler) []api.Route {
 	post := []string{http.MethodPost}
 	routes := []api.Route{
 		{Path: "/api/v1/write", Methods: post, Scope: tenancy.ScopeWrite, Handler: remoteWrite},
@@ -364,7 +371,11 @@ func dataRoutes(remoteWrite, nativeWrite, remoteRead http.Handler, queryAPI *pro
 	// route per endpoint so that metrics and logs name the endpoint.
 	h := queryAPI.Handler()
 	for _, ep := range queryAPI.Endpoints() {
-		routes = append(routes, api.Route{Path: ep.Path, Methods: ep.Methods, Scope: tenancy.ScopeRead, Handler: h})
+		eh := h
+		if ep.Path == "/api/v1/query" {
+			eh = nativeQuery
+		}
+		routes = append(routes, api.Route{Path: ep.Path, Methods: ep.Methods, Scope: tenancy.ScopeRead, Handler: eh})
 	}
-	return routes
+	return append(routes, api.Route{Path: "/api/v1/openapi.yaml", Methods: []string{http.MethodGet}, Public: true, Handler: api.OpenAPIHandler()})
 }
