@@ -126,6 +126,11 @@ func (s *Server) DSN() string {
 // Addr is the server's native-protocol host:port.
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.tcpPort)) }
 
+// HTTPURL is the base URL of the server's HTTP interface (plain SQL over
+// HTTP works on every version; only the Go driver's HTTP protocol does not
+// on 18.x).
+func (s *Server) HTTPURL() string { return fmt.Sprintf("http://127.0.0.1:%d/", s.http) }
+
 // Dir is the directory holding the server's configuration, data and logs.
 func (s *Server) Dir() string { return s.dir }
 

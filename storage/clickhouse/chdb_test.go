@@ -1,0 +1,318 @@
+//go:build chdb
+
+// The modern-engine check: Luminate's schema setup and every read query it
+// issues, run on chDB (ClickHouse 26.x embedded) next to the 18.16 server
+// the other tests use, with the same data and the same answers required.
+// It also measures bytes per sample with the modern codecs.
+//
+// Needs libchdb.so (npm package @chdb/lib-linux-x64-gnu) named by
+// CHDB_LIB_PATH:
+//
+//	CHDB_LIB_PATH=.../libchdb.so go test -tags chdb -run TestModernEngine -v ./storage/clickhouse/
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chdb-io/chdb-go/chdb"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
+	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/stretchr/testify/require"
+
+	"github.com/luminate-io/luminate/storage"
+	"github.com/luminate-io/luminate/storage/clickhouse/chtest"
+)
+
+// chdbRunner runs schema statements on chDB.
+type chdbRunner struct{ s *chdb.Session }
+
+func (r chdbRunner) exec(_ context.Context, sql string) error {
+	res, err := r.s.Query(sql, "TSV")
+	if err != nil {
+		return err
+	}
+	defer res.Free()
+	return res.Error()
+}
+
+func (r chdbRunner) queryString(_ context.Context, sql string) (string, error) {
+	out, err := r.query(sql)
+	if err != nil {
+		return "", err
+	}
+	first, _, _ := strings.Cut(out, "\n")
+	return first, nil
+}
+
+func (r chdbRunner) query(sql string) (string, error) {
+	res, err := r.s.Query(sql, "TSV")
+	if err != nil {
+		return "", err
+	}
+	defer res.Free()
+	if err := res.Error(); err != nil {
+		return "", err
+	}
+	return string(res.Buf()), nil
+}
+
+func openChDB(t *testing.T) chdbRunner {
+	t.Helper()
+	if os.Getenv("CHDB_LIB_PATH") == "" {
+		t.Fatal("CHDB_LIB_PATH must name libchdb.so (npm package @chdb/lib-linux-x64-gnu)")
+	}
+	s, err := chdb.NewSession(t.TempDir())
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	return chdbRunner{s}
+}
+
+// httpQuery runs sql on the 18.16 test server over HTTP and returns TSV.
+func httpQuery(t *testing.T, base, sql string) string {
+	t.Helper()
+	resp, err := http.Post(base, "text/plain", strings.NewReader(sql+" FORMAT TSV"))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "18.16: %s\n%s", body, sql)
+	return string(body)
+}
+
+func sortedLines(s string) []string {
+	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	slices.Sort(lines)
+	return lines
+}
+
+func TestModernEngine(t *testing.T) {
+	ctx := t.Context()
+	modern := openChDB(t)
+
+	// Detection and migrations on the modern engine.
+	info, err := detectServer(ctx, modern)
+	require.NoError(t, err)
+	t.Logf("chDB server %s: %+v", info.Version, info)
+	require.True(t, info.Codecs && info.TTL && info.LowCardinality, "a modern engine must get codecs and TTL")
+
+	legacy := newTestStore(t)
+	var queries []string
+	seen := map[string]bool{}
+	legacy.queryLog = func(_, sql string) {
+		if !seen[sql] {
+			seen[sql] = true
+			queries = append(queries, sql)
+		}
+	}
+	sc := schema{db: legacy.schema.db, info: info, retention: 90 * 24 * time.Hour}
+	applied, err := sc.migrate(ctx, modern)
+	require.NoError(t, err)
+	require.Equal(t, []int{1}, applied)
+	applied, err = sc.migrate(ctx, modern)
+	require.NoError(t, err)
+	require.Empty(t, applied, "migrations are recorded")
+	require.NoError(t, sc.reconcileTTL(ctx, modern))
+	create, err := modern.query("SHOW CREATE TABLE " + sc.table(samplesTable))
+	require.NoError(t, err)
+	t.Logf("modern samples table: %s", create)
+	for _, want := range []string{"CODEC(DoubleDelta, ZSTD(1))", "CODEC(Gorilla(8), ZSTD(1))", "TTL", "toIntervalSecond(7776000)", "ttl_only_drop_parts = 1"} {
+		require.Contains(t, create, want)
+	}
+	sc.retention = 30 * 24 * time.Hour
+	require.NoError(t, sc.reconcileTTL(ctx, modern))
+	engine, err := modern.queryString(ctx, "SELECT engine_full FROM system.tables WHERE database = "+quote(sc.db)+" AND name = 'samples'")
+	require.NoError(t, err)
+	require.Contains(t, engine, "toIntervalSecond(2592000)", "retention change reaches the TTL")
+
+	// The same data on both engines: written through the store on 18.16,
+	// copied to chDB with the column lists the store's inserts use.
+	ts := legacy.ForTenant("a")
+	writeModernWorkload(t, legacy)
+	base := chtest.Shared(t).HTTPURL()
+	for _, c := range []struct{ table, cols string }{
+		{samplesTable, "tenant, fingerprint, ts, value"},
+		{seriesTable, "tenant, hour, fingerprint, metric_name, label_names, label_values"},
+	} {
+		// FINAL: the merged state (chDB gets it in one insert per table).
+		final := ""
+		if c.table == samplesTable {
+			final = " FINAL"
+		}
+		data := httpQuery(t, base, "SELECT "+c.cols+" FROM "+sc.table(c.table)+final)
+		dir := t.TempDir()
+		path := filepath.Join(dir, c.table+".tsv")
+		require.NoError(t, os.WriteFile(path, []byte(data), 0o644))
+		structure := map[string]string{
+			samplesTable: "tenant String, fingerprint UInt64, ts Int64, value Float64",
+			seriesTable:  "tenant String, hour Int32, fingerprint UInt64, metric_name String, label_names Array(String), label_values Array(String)",
+		}[c.table]
+		require.NoError(t, modern.exec(ctx, fmt.Sprintf("INSERT INTO %s (%s) SELECT * FROM file(%s, 'TSV', %s)", sc.table(c.table), c.cols, quote(path), quote(structure))))
+	}
+
+	// Every read query the store issues, recorded while reading.
+	readModernWorkload(t, ts)
+	reopened := openStore(t, legacy.cfg)
+	reopened.queryLog = legacy.queryLog
+	write(t, reopened.ForTenant("b"), labels.FromStrings("__name__", "after_reopen"), 1000, 1) // loads tenant b's series
+	_, err = reopened.ForTenant("a").Cardinality(ctx, 3)
+	require.NoError(t, err)
+	t.Logf("%d distinct read queries", len(queries))
+	require.Greater(t, len(queries), 20)
+	kinds := 0
+	for _, sql := range queries {
+		want := httpQuery(t, base, sql)
+		got, err := modern.query(sql)
+		require.NoError(t, err, "modern engine rejects: %s", sql)
+		if strings.Contains(sql, "after_reopen") || strings.Contains(sql, "tenant = 'b'") && strings.Contains(sql, "max(hour)") {
+			continue // written after the copy
+		}
+		require.Equal(t, sortedLines(want), sortedLines(got), "answers differ:\n%s", sql)
+		kinds++
+	}
+	require.Greater(t, kinds, 20)
+}
+
+// writeModernWorkload writes data that exercises every read path: more
+// series than fit an IN list, special values, overwritten samples, two
+// tenants with the same series, hour and day boundaries.
+func writeModernWorkload(t *testing.T, s *Store) {
+	h0 := int64(500_000) * msPerHour
+	a, b := s.ForTenant("a"), s.ForTenant("b")
+	app := a.Appender(t.Context())
+	for i := range inListMax + 500 {
+		l := labels.FromStrings("__name__", "many", "i", strconv.Itoa(i), "mod", strconv.Itoa(i%7))
+		for _, tt := range []int64{h0 + 1000, h0 + 2*msPerHour + 5000} {
+			_, err := app.Append(0, l, tt, float64(i))
+			require.NoError(t, err)
+		}
+	}
+	require.NoError(t, app.Commit())
+	specials := []float64{math.NaN(), math.Float64frombits(value.StaleNaN), math.Inf(1), math.Inf(-1), 1e308, -0.0, 0.1}
+	for k, v := range specials {
+		write(t, a, labels.FromStrings("__name__", "special", "k", strconv.Itoa(k), "job", "x'y"), h0+int64(k)*1000, v)
+	}
+	for v := range 3 {
+		write(t, a, labels.FromStrings("__name__", "over", "job", "api"), h0+msPerDay, float64(v))
+		write(t, b, labels.FromStrings("__name__", "over", "job", "api"), h0+msPerDay, float64(-v))
+	}
+	write(t, a, labels.FromStrings("__name__", "late", "job", "web", "zone", "z"), h0+3*msPerHour+10, 7)
+}
+
+func readModernWorkload(t *testing.T, ts storage.TenantStore) {
+	h0 := int64(500_000) * msPerHour
+	ranges := [][2]int64{
+		{math.MinInt64 / 2, math.MaxInt64 / 2},
+		{h0, h0 + msPerHour - 1},             // one whole hour
+		{h0 + 500, h0 + 1500},                // inside one hour
+		{h0 + 1500, h0 + 2*msPerHour + 6000}, // partial, whole, partial
+		{h0 + 2000, h0 + 2*msPerHour},        // between samples
+		{h0 - msPerDay, h0 + 2*msPerDay},
+	}
+	m := func(typ labels.MatchType, n, v string) *labels.Matcher { return labels.MustNewMatcher(typ, n, v) }
+	selectors := [][]*labels.Matcher{
+		{m(labels.MatchEqual, "__name__", "many")},
+		{m(labels.MatchRegexp, "__name__", ".+")},
+		{m(labels.MatchEqual, "__name__", "many"), m(labels.MatchRegexp, "i", "1.*|2")},
+		{m(labels.MatchNotEqual, "job", ""), m(labels.MatchNotRegexp, "zone", "z.*")},
+		{m(labels.MatchEqual, "job", "x'y")},
+		{m(labels.MatchRegexp, "job", "(?i)API")},
+	}
+	for _, r := range ranges {
+		q, err := ts.Querier(r[0], r[1])
+		require.NoError(t, err)
+		for _, ms := range selectors {
+			for _, sorted := range []bool{true, false} {
+				drain(t, q.Select(t.Context(), sorted, &promstorage.SelectHints{Start: r[0], End: r[1]}, ms...))
+			}
+			drain(t, q.Select(t.Context(), true, &promstorage.SelectHints{Start: r[0], End: r[1], Func: "series", Limit: 10}, ms...))
+			_, _, err := q.LabelNames(t.Context(), nil, ms...)
+			require.NoError(t, err)
+			_, _, err = q.LabelValues(t.Context(), "job", &promstorage.LabelHints{Limit: 2}, ms...)
+			require.NoError(t, err)
+		}
+		_, _, err = q.LabelValues(t.Context(), "__name__", nil)
+		require.NoError(t, err)
+		require.NoError(t, q.Close())
+	}
+	_, err := ts.Cardinality(t.Context(), 5)
+	require.NoError(t, err)
+}
+
+func drain(t *testing.T, set promstorage.SeriesSet) {
+	t.Helper()
+	for set.Next() {
+		it := set.At().Iterator(nil)
+		for it.Next() != 0 {
+		}
+	}
+	require.NoError(t, set.Err())
+}
+
+// TestModernBytesPerSample loads the benchmark's two value models into the
+// modern schema on chDB, merges, and reports compressed bytes per sample
+// from system.parts, per column too.
+func TestModernBytesPerSample(t *testing.T) {
+	modern := openChDB(t)
+	ctx := t.Context()
+	info, err := detectServer(ctx, modern)
+	require.NoError(t, err)
+	const points, step = 120, 15_000
+	nSeries := benchSeries()
+	lsets := benchLabels(nSeries)
+	for k, model := range valueModels {
+		t.Run(model.name, func(t *testing.T) {
+			sc := schema{db: fmt.Sprintf("bps%d", k), info: info}
+			_, err := sc.migrate(ctx, modern)
+			require.NoError(t, err)
+			var buf strings.Builder
+			rnd := rand.New(rand.NewPCG(1, 2))
+			start := int64(1_700_000_000_000)
+			var hash []byte
+			for i := range nSeries {
+				var fp uint64
+				fp, hash = fingerprint("bench", lsets[i], hash)
+				prev := float64(rnd.IntN(1000))
+				for j := range points {
+					prev = model.f(i, j, prev, rnd)
+					fmt.Fprintf(&buf, "bench\t%d\t%d\t%s\n", fp, start+int64(j)*step, strconv.FormatFloat(prev, 'g', -1, 64))
+				}
+			}
+			path := filepath.Join(t.TempDir(), "samples.tsv")
+			require.NoError(t, os.WriteFile(path, []byte(buf.String()), 0o644))
+			require.NoError(t, modern.exec(ctx, fmt.Sprintf("INSERT INTO %s (tenant, fingerprint, ts, value) SELECT * FROM file(%s, 'TSV', 'tenant String, fingerprint UInt64, ts Int64, value Float64')",
+				sc.table(samplesTable), quote(path))))
+			require.NoError(t, modern.exec(ctx, "OPTIMIZE TABLE "+sc.table(samplesTable)+" FINAL"))
+			out, err := modern.query(fmt.Sprintf("SELECT sum(data_compressed_bytes), sum(rows) FROM system.parts WHERE active AND database = %s AND table = 'samples'", quote(sc.db)))
+			require.NoError(t, err)
+			var compressed, rows float64
+			_, err = fmt.Sscan(out, &compressed, &rows)
+			require.NoError(t, err)
+			require.Equal(t, float64(nSeries*points), rows)
+			cols, err := modern.query(fmt.Sprintf("SELECT name, data_compressed_bytes FROM system.columns WHERE database = %s AND table = 'samples'", quote(sc.db)))
+			require.NoError(t, err)
+			t.Logf("%s: %.3f bytes/sample over %.0f samples (%s); columns:\n%s", model.name, compressed/rows, rows, info.Version, cols)
+
+			// Other value codecs on the same data, for comparison.
+			for _, codec := range []string{"ZSTD(1)", "ZSTD(3)", "FPC, ZSTD(1)", "Gorilla, ZSTD(3)", "Delta, ZSTD(3)"} {
+				require.NoError(t, modern.exec(ctx, fmt.Sprintf("ALTER TABLE %s MODIFY COLUMN value Float64 CODEC(%s)", sc.table(samplesTable), codec)))
+				require.NoError(t, modern.exec(ctx, "OPTIMIZE TABLE "+sc.table(samplesTable)+" FINAL"))
+				v, err := modern.queryString(ctx, fmt.Sprintf("SELECT data_compressed_bytes / %f FROM system.columns WHERE database = %s AND table = 'samples' AND name = 'value'", rows, quote(sc.db)))
+				require.NoError(t, err)
+				t.Logf("%s: value column with CODEC(%s): %s bytes/sample", model.name, codec, v)
+			}
+		})
+	}
+}
