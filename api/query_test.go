@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -183,6 +184,7 @@ func decodeSuccess(t *testing.T, resp *http.Response, body []byte, data any) suc
 	dec.DisallowUnknownFields()
 	require.NoError(t, dec.Decode(&s), string(body))
 	require.Equal(t, "success", s.Status)
+	reflect.ValueOf(data).Elem().SetZero() // decoding into a used value would merge maps
 	dec = json.NewDecoder(bytes.NewReader(s.Data))
 	dec.DisallowUnknownFields()
 	require.NoError(t, dec.Decode(data), string(s.Data))
@@ -467,6 +469,40 @@ func TestNativeQueryTypes(t *testing.T) {
 		require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
 		require.Contains(t, string(body), `"value":"+Inf"`)
 		require.Contains(t, string(body), `"value":"-Inf"`)
+	})
+	t.Run("promql lookback", func(t *testing.T) {
+		// c's only sample is 55s before 65s: inside the default 5m, outside 30s.
+		q := `{"queryType":"promql","query":"cpu{host=\"c\"}","time":` + at(65*s)
+		var data struct {
+			ResultType string            `json:"resultType"`
+			Result     []api.SeriesValue `json:"result"`
+		}
+		resp, body := e.query(t, acme, q+`}`)
+		decodeSuccess(t, resp, body, &data)
+		require.Equal(t, []api.SeriesValue{{Metric: "cpu", Dimensions: hc, Timestamp: e.ms(65 * s), Value: 100}}, data.Result)
+		resp, body = e.query(t, acme, q+`,"lookback":"30s"}`)
+		decodeSuccess(t, resp, body, &data)
+		require.Empty(t, data.Result)
+	})
+	t.Run("names that need quoting in PromQL", func(t *testing.T) {
+		dims := map[string]string{"k8s.pod": `we"ird\`, "zone": "a"}
+		e.write(t, "utf8", []sample{{"cpu.total", dims, 0, 1}, {"cpu.total", dims, 10 * s, 2}})
+		tok := e.token("utf8", tenancy.ScopeRead)
+		span := `"start":` + at(0) + `,"end":` + at(20*s)
+		resp, body := e.query(t, tok, `{"queryType":"raw","metric":"cpu.total","dimensions":{"k8s.pod":"we\"ird\\"},`+span+`}`)
+		var data api.SeriesData
+		decodeSuccess(t, resp, body, &data)
+		require.Equal(t, api.SeriesData{Series: []api.SeriesPoints{{Metric: "cpu.total", Dimensions: dims, Points: pts(e, 0, 1, 10, 2)}}}, data)
+		resp, body = e.query(t, tok, `{"queryType":"aggregate","metric":"cpu.total","interval":"20s","aggregation":"sum","groupBy":["k8s.pod"],`+
+			`"filters":[{"key":"k8s.pod","op":"=~","value":"we.ird.*"}],`+span+`}`)
+		decodeSuccess(t, resp, body, &data)
+		require.Equal(t, api.SeriesData{Series: []api.SeriesPoints{
+			{Metric: "cpu.total", Dimensions: map[string]string{"k8s.pod": `we"ird\`}, Points: pts(e, 0, 3)},
+		}}, data)
+		resp, body = e.query(t, tok, `{"queryType":"dimension_values","key":"k8s.pod","metric":"cpu.total"}`)
+		var vals api.DimensionValuesData
+		decodeSuccess(t, resp, body, &vals)
+		require.Equal(t, api.DimensionValuesData{Key: "k8s.pod", Values: []string{`we"ird\`}}, vals)
 	})
 	t.Run("promql warnings", func(t *testing.T) {
 		// rate over a gauge-named series: PromQL's info annotation.
