@@ -10,9 +10,14 @@
 // logger built on NewLogHandler; their lines then carry the request_id and
 // tenant of the request like the router's own.
 //
-// It is not where protocols are decoded or data is stored: handlers are
-// plain http.Handlers mounted by cmd/luminate through Options.Routes, and
-// errors become status codes in api/apierror, not here.
+// It also serves Luminate's own native query endpoint (query.go: POST
+// /api/v1/query with a JSON body and a queryType) and its OpenAPI
+// document.
+//
+// It is not where the ingest and Prometheus protocols are decoded or data
+// is stored: those handlers are plain http.Handlers mounted by
+// cmd/luminate through Options.Routes, and errors become status codes in
+// api/apierror, not here.
 package api
 
 import (
