@@ -44,8 +44,12 @@ test: ## install missing test dependencies, then go vet and every test
 	$(GO) vet $(VET_FLAGS) ./...
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-bench: ## run the Go benchmarks (BENCH=regexp, BENCHTIME=1s)
+bench: ## Go benchmarks (BENCH=regexp, BENCHTIME=1s), then luminate vs Prometheus 2.42 (docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem -timeout $(TEST_TIMEOUT) ./...
+	scripts/test-deps.sh
+	LUMINATE_BENCH_COMPARE=1 BENCH_SERIES="$(BENCH_SERIES)" BENCH_REPEAT="$(BENCH_REPEAT)" \
+		BENCH_QUERY_SERIES="$(BENCH_QUERY_SERIES)" BENCH_INGEST="$(BENCH_INGEST)" \
+		$(GO) test -count=1 -run '^TestBenchCompare$$' -v -timeout 60m ./cmd/luminate/
 
 lint: ## gofmt (must list nothing) and go vet
 	@out="$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*' -not -path './data/*'))"; \
