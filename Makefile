@@ -39,10 +39,19 @@ run: build ## serve on :9201 with embedded Badger under ./data and a development
 	./$(BIN) serve --storage.badger.path=$(DATA_DIR) \
 		--auth.jwt.hmac-secret-file=$(DEV_SECRET) --auth.jwt.create-dev-secret $(ARGS)
 
-test: ## install missing test dependencies, then go vet and every test
+# Fuzz targets of the untrusted-input decoders that `make test` runs for
+# TEST_FUZZTIME each: the remote-write decoder and token verification.
+TEST_FUZZ     := ./remotewrite:FuzzDecode ./tenancy:FuzzVerify
+TEST_FUZZTIME ?= 1m
+
+test: ## install missing test dependencies, go vet, every test, then the decoder and token fuzzers
 	scripts/test-deps.sh
 	$(GO) vet $(VET_FLAGS) ./...
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	@set -e; for t in $(TEST_FUZZ); do \
+		echo "== fuzz $${t#*:} in $${t%%:*} for $(TEST_FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(TEST_FUZZTIME) $${t%%:*}; \
+	done
 
 bench: ## Go benchmarks (BENCH=regexp, BENCHTIME=1s), then luminate vs Prometheus 2.42 (docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem -timeout $(TEST_TIMEOUT) ./...
