@@ -18,32 +18,57 @@ type tenant struct {
 	id  tenancy.ID
 	num uint32
 
+	// stripes map a labels hash to its series (the first of a collision
+	// chain). Appends look series up here under a stripe's read lock only,
+	// so concurrent appenders do not share one lock word per sample.
+	// Writers hold mu and the stripe's lock.
+	stripes [numStripes]stripe
+
 	mu       sync.RWMutex
-	byHash   map[uint64]*series              // labels hash -> series (first of a collision chain)
 	postings map[string]map[string][]*series // name -> value -> series sorted by id
 	all      []*series                       // every series, sorted by id
 
 	active atomic.Int64 // series with an open head
 }
 
+const numStripes = 512
+
+type stripe struct {
+	mu sync.RWMutex
+	m  map[uint64]*series
+	_  [32]byte // keep neighbouring stripes' locks on separate cache lines
+}
+
 func newTenant(id tenancy.ID, num uint32) *tenant {
-	return &tenant{
+	t := &tenant{
 		id:       id,
 		num:      num,
-		byHash:   map[uint64]*series{},
 		postings: map[string]map[string][]*series{},
 	}
+	for i := range t.stripes {
+		t.stripes[i].m = map[uint64]*series{}
+	}
+	return t
 }
+
+func (t *tenant) stripe(hash uint64) *stripe { return &t.stripes[hash%numStripes] }
 
 // lookup returns the series with exactly these labels, or nil.
 func (t *tenant) lookup(hash uint64, lset labels.Labels) *series {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return t.lookupLocked(hash, lset)
+	st := t.stripe(hash)
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return st.find(hash, lset)
 }
 
+// lookupLocked is lookup for callers holding t.mu, which every writer of
+// the stripes holds too.
 func (t *tenant) lookupLocked(hash uint64, lset labels.Labels) *series {
-	for s := t.byHash[hash]; s != nil; s = s.nextInHash {
+	return t.stripe(hash).find(hash, lset)
+}
+
+func (st *stripe) find(hash uint64, lset labels.Labels) *series {
+	for s := st.m[hash]; s != nil; s = s.nextInHash {
 		if labels.Equal(s.lset, lset) {
 			return s
 		}
@@ -54,8 +79,11 @@ func (t *tenant) lookupLocked(hash uint64, lset labels.Labels) *series {
 // addLocked indexes s. Callers add series in ascending id order per tenant
 // or call sortPostings afterwards.
 func (t *tenant) addLocked(hash uint64, s *series) {
-	s.nextInHash = t.byHash[hash]
-	t.byHash[hash] = s
+	st := t.stripe(hash)
+	st.mu.Lock()
+	s.nextInHash = st.m[hash]
+	st.m[hash] = s
+	st.mu.Unlock()
 	t.all = append(t.all, s)
 	s.lset.Range(func(l labels.Label) {
 		vals := t.postings[l.Name]
@@ -112,14 +140,16 @@ func (t *tenant) removeLocked(dead map[*series]bool) {
 	}
 	for s := range dead {
 		h := s.lset.Hash()
+		st := t.stripe(h)
+		st.mu.Lock()
 		var prev *series
-		for c := t.byHash[h]; c != nil; c = c.nextInHash {
+		for c := st.m[h]; c != nil; c = c.nextInHash {
 			if c == s {
 				if prev == nil {
 					if c.nextInHash == nil {
-						delete(t.byHash, h)
+						delete(st.m, h)
 					} else {
-						t.byHash[h] = c.nextInHash
+						st.m[h] = c.nextInHash
 					}
 				} else {
 					prev.nextInHash = c.nextInHash
@@ -128,6 +158,7 @@ func (t *tenant) removeLocked(dead map[*series]bool) {
 			}
 			prev = c
 		}
+		st.mu.Unlock()
 	}
 }
 
