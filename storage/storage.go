@@ -25,9 +25,13 @@ import (
 type MetricsStore interface {
 	// ForTenant returns the view of the store scoped to tenant id.
 	ForTenant(id tenancy.ID) TenantStore
-	// Ready returns nil when the store can serve reads and accept writes,
-	// and an error saying what is wrong otherwise.
+	// Ready returns nil when the store can serve reads, and an error
+	// saying what is wrong otherwise. A store that serves reads but cannot
+	// accept writes (disk full, read-only) is still ready: Health says so.
 	Ready(ctx context.Context) error
+	// Health reports the state of the read and the write path. It is
+	// cheap enough to call on every health request.
+	Health(ctx context.Context) Health
 	// Close flushes everything acknowledged and releases the store.
 	Close() error
 }
@@ -61,6 +65,27 @@ type Cardinality struct {
 	ByLabelPair   []Count // series per name=value pair, descending
 	MemoryByLabel []Count // bytes of values per label name, descending
 }
+
+// Health is a store's report on its read and write paths.
+type Health struct {
+	Read, Write Check
+}
+
+// Check is the state of one path, with a message for operators.
+type Check struct {
+	Status  Status
+	Message string
+}
+
+// Status is the state of a component of Luminate.
+type Status string
+
+// Statuses, from best to worst.
+const (
+	StatusOK       Status = "ok"
+	StatusDegraded Status = "degraded" // working, with a problem an operator should fix
+	StatusDown     Status = "down"     // not working
+)
 
 // Count is one row of a cardinality report.
 type Count struct {

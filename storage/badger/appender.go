@@ -116,6 +116,9 @@ func (a *appender) Commit() error {
 		return nil
 	}
 	st, t := a.st, a.t
+	if err := st.writable(); err != nil {
+		return err
+	}
 	start := time.Now()
 	var fresh []*series
 	if len(a.newLabels) > 0 {
@@ -166,8 +169,10 @@ func (a *appender) Commit() error {
 		return fmt.Errorf("%w: store closed", storage.ErrUnavailable)
 	}
 	if err := st.wal.log(*buf); err != nil {
+		st.failed(&st.walErr, failWAL, err)
 		return fmt.Errorf("%w: write-ahead log: %w", storage.ErrUnavailable, err)
 	}
+	succeeded(&st.walErr)
 	for ser := range seen {
 		ser.logged.Store(true)
 	}

@@ -31,6 +31,16 @@ type Config struct {
 	WALSegmentSize int64
 	// CacheSize is Badger's block cache in bytes.
 	CacheSize int64
+	// MinFreeBytes is the free space the file systems of the data
+	// directory must keep. Below it, and while they are read-only, writes
+	// are refused with storage.ErrUnavailable and reads go on; writes
+	// resume by themselves once space is freed. Badger writes through
+	// memory-mapped files, and a write to a mapped page the file system
+	// has no room for kills the process (SIGBUS): the reserve is room for
+	// the memtable flushes and compactions in flight. 0 takes the default;
+	// a negative value disables this guard, leaving writes to fail only
+	// when the file system refuses them.
+	MinFreeBytes int64
 	// SeriesLimits, when set, caps each tenant's active series.
 	SeriesLimits storage.SeriesLimits `yaml:"-"`
 }
@@ -45,6 +55,7 @@ func DefaultConfig() Config {
 		CheckpointInterval: 5 * time.Minute,
 		WALSegmentSize:     128 << 20,
 		CacheSize:          64 << 20,
+		MinFreeBytes:       256 << 20,
 	}
 }
 
@@ -57,6 +68,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.IdleTimeout, "storage.badger.idle-timeout", d.IdleTimeout, "Seal and drop the head chunk of a series idle this long.")
 	fs.DurationVar(&c.CheckpointInterval, "storage.badger.checkpoint-interval", d.CheckpointInterval, "How often heads are snapshotted and the write-ahead log truncated.")
 	fs.Int64Var(&c.CacheSize, "storage.badger.cache-bytes", d.CacheSize, "Badger block cache size in bytes.")
+	fs.Int64Var(&c.MinFreeBytes, "storage.badger.min-free-bytes", d.MinFreeBytes,
+		"Free space in bytes the data directory must keep: below it writes are answered 503 (reads go on) until space is freed. The reserve is room for Badger's memtable flushes and compactions: its memory-mapped files crash the process on a full disk. Negative disables the check.")
 	c.Retention = d.Retention
 	c.WALSegmentSize = d.WALSegmentSize
 }
@@ -98,6 +111,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CacheSize == 0 {
 		c.CacheSize = d.CacheSize
+	}
+	if c.MinFreeBytes == 0 {
+		c.MinFreeBytes = d.MinFreeBytes
 	}
 	return c
 }

@@ -28,6 +28,7 @@ type series struct {
 	diskKnown  bool        // diskMaxT has been read from Badger
 	diskSeq    uint64      // Store.diskSeq after this series' last Badger write
 	snapshot   bool        // an 'H' key may hold a copy of the head
+	persisted  bool        // the 'S' record is in Badger
 	active     bool        // appended to within the idle timeout
 	logged     atomic.Bool // a WAL record defines the series
 	lastAppend int64       // unix nanoseconds of the last append, for idleness

@@ -2,12 +2,14 @@ package badger
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
 	bdb "github.com/dgraph-io/badger/v4"
 	"github.com/prometheus/prometheus/model/labels"
 
+	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/tenancy"
 )
 
@@ -51,6 +53,7 @@ func (s *Store) recover(segs []int) error {
 			}
 			ser := newSeries(id, lset)
 			ser.logged.Store(true) // its 'S' record outlives any WAL segment
+			ser.persisted = true
 			t.addLocked(lset.Hash(), ser)
 			maxSeries = max(maxSeries, id)
 		}
@@ -128,9 +131,20 @@ func (s *Store) recover(segs []int) error {
 	}
 	s.nextSeries.Store(maxSeries)
 
-	// Replay the WAL.
+	// Replay the WAL. A record Badger refuses part of (disk full) is
+	// applied as far as it goes and the WAL is kept for the next start.
+	replay := func(rec []byte) error {
+		err := s.replayRecord(rec)
+		if errors.Is(err, storage.ErrUnavailable) {
+			if !s.walPinned.Swap(true) {
+				s.logger.Warn("wal record not fully applied; the write-ahead log is kept until a restart replays it", "err", err)
+			}
+			return nil
+		}
+		return err
+	}
 	for _, seg := range segs {
-		torn, err := replaySegment(s.wal.dir, seg, s.replayRecord)
+		torn, err := replaySegment(s.wal.dir, seg, replay)
 		if err != nil {
 			return fmt.Errorf("replay wal segment %d: %w", seg, err)
 		}
@@ -139,7 +153,9 @@ func (s *Store) recover(segs []int) error {
 		}
 	}
 	if len(segs) > 0 {
-		if err := s.checkpoint(); err != nil {
+		if err := s.checkpoint(); errors.Is(err, storage.ErrUnavailable) {
+			s.logger.Warn("checkpoint after recovery failed; the write-ahead log is kept and the store starts degraded", "err", err)
+		} else if err != nil {
 			return err
 		}
 	}

@@ -54,9 +54,15 @@ type Store struct {
 	// are in memory, and write-held by a checkpoint while it rotates the WAL,
 	// so a rotated segment never holds a record not yet applied.
 	applyMu sync.RWMutex
-	// walPinned is set when a Badger write failed: WAL segments are then
-	// kept until a restart replays them.
+	// walPinned is set when a WAL record replayed at start could not be
+	// fully applied (Badger refused a write): WAL segments are then kept
+	// until a restart replays them. Failures after start need no pin: what
+	// they leave in memory is retried, and a checkpoint that succeeds
+	// covers it (see checkpoint).
 	walPinned atomic.Bool
+	// The last failed write-ahead log and Badger writes, nil once a write
+	// of the kind succeeded since; Health reports them.
+	walErr, dbErr atomic.Pointer[writeFailure]
 
 	checkpointMu sync.Mutex
 	closed       atomic.Bool
@@ -75,6 +81,8 @@ type metrics struct {
 	series     *prometheus.GaugeVec
 	active     *prometheus.GaugeVec
 	retention  prometheus.Counter
+
+	writeFailures *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -87,9 +95,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		series:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "luminate_badger_series", Help: "Series in the index, by tenant."}, []string{"tenant"}),
 		active:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "luminate_active_series", Help: "Series with samples within the idle timeout, by tenant."}, []string{"tenant"}),
 		retention:  prometheus.NewCounter(prometheus.CounterOpts{Name: "luminate_badger_retention_deleted_chunks_total", Help: "Chunks deleted by retention."}),
+		writeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "luminate_badger_write_failures_total",
+			Help: "Writes that failed or were refused, by reason: wal (write-ahead log), badger (Badger write), disk_full (refused below --storage.badger.min-free-bytes), read_only (refused on a read-only file system).",
+		}, []string{"reason"}),
+	}
+	for _, r := range []string{failWAL, failBadger, failDiskFull, failReadOnly} {
+		m.writeFailures.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.appended, m.oooMerges, m.sealed, m.commitDur, m.checkpoint, m.series, m.active, m.retention)
+		reg.MustRegister(m.appended, m.oooMerges, m.sealed, m.commitDur, m.checkpoint, m.series, m.active, m.retention, m.writeFailures)
 	}
 	return m
 }
@@ -145,6 +160,9 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, er
 		return nil, err
 	}
 	s.wal = w
+	if reg != nil {
+		reg.MustRegister(newDiskCollector(s))
+	}
 	start := time.Now()
 	if err := s.recover(segs); err != nil {
 		_ = w.close()
@@ -208,14 +226,20 @@ func (s *Store) tenantFor(id tenancy.ID, create bool) (*tenant, error) {
 	if t := s.tenants[id]; t != nil {
 		return t, nil
 	}
+	if err := s.writable(); err != nil {
+		return nil, err
+	}
 	num := s.nextTenant + 1
 	val := []byte{byte(num >> 24), byte(num >> 16), byte(num >> 8), byte(num)}
 	if err := s.db.Update(func(txn *bdb.Txn) error { return txn.Set(tenantKey(string(id)), val) }); err != nil {
+		s.failed(&s.dbErr, failBadger, err)
 		return nil, fmt.Errorf("%w: create tenant: %w", storage.ErrUnavailable, err)
 	}
 	if err := s.db.Sync(); err != nil {
+		s.failed(&s.dbErr, failBadger, err)
 		return nil, fmt.Errorf("%w: sync tenant: %w", storage.ErrUnavailable, err)
 	}
+	succeeded(&s.dbErr)
 	s.nextTenant = num
 	t = newTenant(id, num)
 	s.tenants[id] = t
@@ -262,9 +286,14 @@ func (s *Store) loadDiskMaxTLocked(t *tenant, ser *series) error {
 	return nil
 }
 
-// flushSealed writes the unflushed chunks of the given series (and their
-// new 'S' records) to Badger in one batch.
+// flushSealed writes the unflushed chunks of the given series (and the 'S'
+// records of newSeries) to Badger in one batch. Series whose chunks another
+// flush is writing are skipped. On failure the chunks stay in memory, to be
+// written by a later flush or checkpoint.
 func (s *Store) flushSealed(t *tenant, list []*series, newSeries []*series) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	var errs []error
@@ -316,9 +345,15 @@ func (s *Store) flushSealed(t *tenant, list []*series, newSeries []*series) erro
 		tk.ser.mu.Unlock()
 	}
 	if err != nil {
-		s.walPinned.Store(true)
+		s.failed(&s.dbErr, failBadger, err)
 		return fmt.Errorf("%w: write chunks: %w", storage.ErrUnavailable, err)
 	}
+	for _, ser := range newSeries {
+		ser.mu.Lock()
+		ser.persisted = true
+		ser.mu.Unlock()
+	}
+	succeeded(&s.dbErr)
 	return nil
 }
 
@@ -338,11 +373,16 @@ func (s *Store) mergeOOOLocked(t *tenant, ser *series, samples []sample) error {
 		time.Sleep(time.Millisecond)
 		ser.mu.Lock()
 	}
+	if err := s.writable(); err != nil {
+		return err
+	}
 	lo, hi := samples[0].t, samples[len(samples)-1].t
 	var old []sample
 	var err error
 	var oldKeys [][]byte
-	keep := ser.unflushed[:0]
+	// The overlapping unflushed chunks leave memory only once the merged
+	// chunks are in Badger: on failure nothing acknowledged is lost.
+	keep := make([]memChunk, 0, len(ser.unflushed))
 	for _, c := range ser.unflushed {
 		if c.maxt >= lo && c.mint <= hi {
 			if old, err = decodeAny(old, c.enc, c.data); err != nil {
@@ -352,7 +392,6 @@ func (s *Store) mergeOOOLocked(t *tenant, ser *series, samples []sample) error {
 			keep = append(keep, c)
 		}
 	}
-	ser.unflushed = keep
 	err = s.db.View(func(txn *bdb.Txn) error {
 		prefix := seriesKey(kindChunk, t.num, ser.id)
 		opts := bdb.DefaultIteratorOptions
@@ -395,13 +434,16 @@ func (s *Store) mergeOOOLocked(t *tenant, ser *series, samples []sample) error {
 		errs = append(errs, wb.Set(chunkKey(t.num, ser.id, c.mint, c.maxt), sealedValue(c.data)))
 		ser.diskMaxT = max(ser.diskMaxT, c.maxt)
 	}
-	if err := errors.Join(errs...); err != nil {
+	err = errors.Join(errs...)
+	if err == nil {
+		err = wb.Flush()
+	}
+	if err != nil {
+		s.failed(&s.dbErr, failBadger, err)
 		return fmt.Errorf("%w: merge chunks: %w", storage.ErrUnavailable, err)
 	}
-	if err := wb.Flush(); err != nil {
-		s.walPinned.Store(true)
-		return fmt.Errorf("%w: merge chunks: %w", storage.ErrUnavailable, err)
-	}
+	succeeded(&s.dbErr)
+	ser.unflushed = keep
 	ser.diskSeq = s.diskSeq.Add(1)
 	s.m.oooMerges.Inc()
 	for _, smp := range samples {
@@ -474,57 +516,135 @@ func (s *Store) sealIdle(now time.Time) {
 	}
 }
 
-// checkpoint makes everything in the current WAL segment durable in Badger
-// (flushing sealed chunks and snapshotting open heads) and deletes the
-// segments it covered.
+// checkpoint makes everything the WAL segments hold durable in Badger and
+// deletes them. It rotates the WAL while no commit is between its WAL write
+// and its in-memory apply, so every record in the closed segments is
+// reflected in memory (or was never acknowledged: its commit failed). It
+// then writes, series by series, what memory holds that Badger lacks (see
+// checkpointTenant) and syncs Badger. Only when all of that succeeded are
+// the closed segments deleted, together with any older segment an earlier
+// failed checkpoint kept: a checkpoint that succeeds after Badger
+// recovered from a failure covers everything the failure left in memory.
+// While the data directory cannot take writes (see writable), it does
+// nothing.
 func (s *Store) checkpoint() error {
 	s.checkpointMu.Lock()
 	defer s.checkpointMu.Unlock()
+	if err := s.writable(); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
 	start := time.Now()
 	s.applyMu.Lock()
 	closedSeg, err := s.wal.rotate()
 	s.applyMu.Unlock()
 	if err != nil {
-		return fmt.Errorf("rotate wal: %w", err)
+		s.failed(&s.walErr, failWAL, err)
+		return fmt.Errorf("%w: rotate wal: %w", storage.ErrUnavailable, err)
 	}
 	var errs []error
 	for _, t := range s.allTenants() {
 		t.mu.RLock()
 		all := slices.Clone(t.all)
 		t.mu.RUnlock()
-		if err := s.flushSealed(t, all, nil); err != nil {
+		if err := s.checkpointTenant(t, all); err != nil {
 			errs = append(errs, err)
 		}
-		wb := s.db.NewWriteBatch()
-		for _, ser := range all {
-			ser.mu.Lock()
-			if ser.head != nil && ser.head.numSamples() > 0 {
-				if err := wb.Set(seriesKey(kindHead, t.num, ser.id), chunkValue(ser.head.bytesCopy())); err != nil {
-					errs = append(errs, err)
-				}
-				ser.snapshot = true
-			}
-			ser.mu.Unlock()
-		}
-		if err := wb.Flush(); err != nil {
-			errs = append(errs, err)
-		}
-		wb.Cancel()
 		s.m.series.WithLabelValues(string(t.id)).Set(float64(len(all)))
 	}
 	if err := s.db.Sync(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
-		s.walPinned.Store(true)
+		s.failed(&s.dbErr, failBadger, err)
 		return fmt.Errorf("%w: checkpoint: %w", storage.ErrUnavailable, err)
 	}
+	succeeded(&s.dbErr)
 	if !s.walPinned.Load() {
 		if err := s.wal.removeUpTo(closedSeg); err != nil {
 			return fmt.Errorf("truncate wal: %w", err)
 		}
 	}
 	s.m.checkpoint.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// checkpointTenant writes in one batch what the given series hold only in
+// memory: the 'S' record of series whose own write failed, unflushed
+// chunks, and a snapshot of every open head. It waits for a flush in
+// progress on a series rather than skipping it (that flush may fail), so
+// that when it returns nil every sample applied to these series before the
+// call is in Badger: in a chunk, or in a head snapshot.
+func (s *Store) checkpointTenant(t *tenant, all []*series) error {
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	type taken struct {
+		ser     *series
+		n       int  // unflushed chunks written
+		persist bool // 'S' record written
+	}
+	var took []taken
+	for _, ser := range all {
+		ser.mu.Lock()
+		for ser.inflight > 0 {
+			ser.mu.Unlock()
+			time.Sleep(time.Millisecond)
+			ser.mu.Lock()
+		}
+		tk := taken{ser: ser, n: len(ser.unflushed)}
+		if !ser.persisted && ser.logged.Load() {
+			add(wb.Set(seriesKey(kindSeries, t.num, ser.id), appendLabels(nil, ser.lset)))
+			tk.persist = true
+		}
+		for _, c := range ser.unflushed {
+			add(wb.Set(chunkKey(t.num, ser.id, c.mint, c.maxt), sealedValue(c.data)))
+		}
+		if ser.head != nil && ser.head.numSamples() > 0 {
+			add(wb.Set(seriesKey(kindHead, t.num, ser.id), chunkValue(ser.head.bytesCopy())))
+			ser.snapshot = true
+		} else if tk.n > 0 && ser.snapshot && ser.head == nil {
+			add(wb.Delete(seriesKey(kindHead, t.num, ser.id)))
+		}
+		if tk.n > 0 {
+			ser.inflight++
+		}
+		if tk.n > 0 || tk.persist {
+			took = append(took, tk)
+		}
+		ser.mu.Unlock()
+	}
+	err := errors.Join(errs...)
+	if err == nil {
+		err = wb.Flush()
+	}
+	seq := s.diskSeq.Add(1)
+	for _, tk := range took {
+		tk.ser.mu.Lock()
+		if err == nil {
+			if tk.n > 0 {
+				tk.ser.unflushed = slices.Delete(tk.ser.unflushed, 0, tk.n)
+				if tk.ser.head == nil {
+					tk.ser.snapshot = false
+				}
+				tk.ser.diskSeq = seq
+			}
+			if tk.persist {
+				tk.ser.persisted = true
+			}
+		}
+		if tk.n > 0 {
+			tk.ser.inflight--
+		}
+		tk.ser.mu.Unlock()
+	}
+	if err != nil {
+		return fmt.Errorf("tenant %s: %w", t.id, err)
+	}
 	return nil
 }
 
@@ -543,6 +663,9 @@ func (s *Store) applyRetention() {
 // deleteBefore removes every chunk whose last sample is older than cutoff
 // (milliseconds), and every series with no data left.
 func (s *Store) deleteBefore(cutoff int64) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
 	var deleted float64
 	for _, t := range s.allTenants() {
 		wb := s.db.NewWriteBatch()

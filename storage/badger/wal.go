@@ -41,6 +41,11 @@ type wal struct {
 
 	written uint64 // records written so far
 	synced  atomic.Uint64
+	// failedUpTo is the number of records written when an fsync last
+	// failed. After a failed fsync the kernel may have dropped the dirty
+	// pages and a later fsync of the same file can succeed without them,
+	// so no record up to it may be acknowledged (see syncUpTo).
+	failedUpTo atomic.Uint64
 
 	frame []byte // reused under mu
 }
@@ -116,10 +121,13 @@ func syncDir(dir string) error {
 	return nil
 }
 
+// errSyncFailed refuses to acknowledge a record a failed fsync covered.
+var errSyncFailed = errors.New("sync wal: an earlier fsync of this segment failed")
+
 // log appends rec and returns once it is on stable storage.
 func (w *wal) log(rec []byte) error {
 	w.mu.Lock()
-	if w.broken || w.size >= w.segmentSize {
+	for w.broken || w.size >= w.segmentSize {
 		w.mu.Unlock()
 		if _, err := w.rotate(); err != nil {
 			return err
@@ -148,12 +156,21 @@ func (w *wal) log(rec []byte) error {
 	return w.syncUpTo(mine)
 }
 
+// syncUpTo returns once record number rec is on stable storage, or an
+// error if it may not be.
 func (w *wal) syncUpTo(rec uint64) error {
+	// synced before failedUpTo: rotate stores them in the other order.
 	if w.synced.Load() >= rec {
+		if rec <= w.failedUpTo.Load() {
+			return errSyncFailed
+		}
 		return nil
 	}
 	w.syncMu.Lock()
 	defer w.syncMu.Unlock()
+	if rec <= w.failedUpTo.Load() {
+		return errSyncFailed
+	}
 	if w.synced.Load() >= rec {
 		return nil
 	}
@@ -163,6 +180,7 @@ func (w *wal) syncUpTo(rec uint64) error {
 	if err := f.Sync(); err != nil {
 		w.mu.Lock()
 		w.broken = true
+		w.failedUpTo.Store(w.written)
 		w.mu.Unlock()
 		return fmt.Errorf("sync wal: %w", err)
 	}
@@ -171,19 +189,21 @@ func (w *wal) syncUpTo(rec uint64) error {
 }
 
 // rotate syncs and closes the current segment and starts the next one. It
-// returns the number of the segment it closed.
+// returns the number of the segment it closed. A segment whose final sync
+// fails is closed all the same: the records it did not make durable are
+// never acknowledged (failedUpTo), and the next segment starts clean.
 func (w *wal) rotate() (int, error) {
 	w.syncMu.Lock()
 	defer w.syncMu.Unlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	closed := w.seg
-	if err := w.f.Sync(); err != nil && !w.broken {
-		return 0, fmt.Errorf("sync wal: %w", err)
+	if err := w.f.Sync(); err == nil {
+		w.synced.Store(w.written)
+	} else if w.synced.Load() < w.written {
+		w.failedUpTo.Store(w.written)
 	}
-	if err := w.f.Close(); err != nil && !w.broken {
-		return 0, fmt.Errorf("close wal segment: %w", err)
-	}
+	_ = w.f.Close() // after Sync, Close reports nothing about durability
 	if err := w.openSegment(closed + 1); err != nil {
 		w.broken = true
 		return 0, err
