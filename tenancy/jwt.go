@@ -225,6 +225,25 @@ func NewVerifier(cfg AuthConfig, logger *slog.Logger, reg prometheus.Registerer)
 	return v, nil
 }
 
+// KeyStatus describes the verification keys a Verifier holds.
+type KeyStatus struct {
+	Disabled   bool     // --auth.disabled: no token is verified
+	Keys       int      // keys loaded: the HMAC secret, the public key, the JWKS keys
+	Algorithms []string // signing algorithms accepted
+}
+
+// KeyStatus reports the keys NewVerifier loaded (they are not reloaded).
+func (v *Verifier) KeyStatus() KeyStatus {
+	n := len(v.jwks)
+	if v.hmacSecret != nil {
+		n++
+	}
+	if v.publicKey != nil {
+		n++
+	}
+	return KeyStatus{Disabled: v.disabled, Keys: n, Algorithms: slices.Clone(v.methods)}
+}
+
 // Authenticate verifies the bearer token in r's Authorization header.
 func (v *Verifier) Authenticate(r *http.Request) (Principal, error) {
 	if v.disabled {

@@ -306,6 +306,7 @@ type Limits struct {
 	reloadMu     sync.Mutex
 	fileStamp    fileStamp  // of the overrides file at the last reload attempt
 	pendingStamp *fileStamp // a change seen by the last poll, not yet reloaded
+	lastReload   ReloadStatus
 	now          func() time.Time
 	pollInterval time.Duration
 	idleAfter    time.Duration
@@ -385,6 +386,24 @@ func (l *Limits) MaxSeriesPerQuery(id ID) int { return l.For(id).MaxSeriesPerQue
 // load; 0 means unlimited.
 func (l *Limits) MaxSamplesPerQuery(id ID) int { return l.For(id).MaxSamplesPerQuery }
 
+// ReloadStatus is the outcome of the last load of the overrides file.
+type ReloadStatus struct {
+	File    string    // "" when no overrides file is configured
+	At      time.Time // when it was last loaded or tried
+	Err     error     // why the last try failed; nil if it succeeded
+	Loaded  time.Time // when the limits in force were loaded
+	Tenants int       // tenants with overrides in force
+}
+
+// LastReload reports the last load of the overrides file.
+func (l *Limits) LastReload() ReloadStatus {
+	l.reloadMu.Lock()
+	defer l.reloadMu.Unlock()
+	st := l.lastReload
+	st.File = l.cfg.OverridesFile
+	return st
+}
+
 // Reload reads the overrides file again. If it is missing or invalid, the
 // limits in force stay, the error is logged and returned. Limiters of
 // active tenants take the new limits at once.
@@ -396,6 +415,11 @@ func (l *Limits) Reload() error {
 	l.reloadMu.Lock()
 	defer l.reloadMu.Unlock()
 	err := l.reload(path)
+	l.lastReload.At, l.lastReload.Err = l.now(), err
+	if err == nil {
+		l.lastReload.Loaded = l.lastReload.At
+		l.lastReload.Tenants = len(l.snap.Load().overrides)
+	}
 	if err != nil {
 		l.reloads.WithLabelValues("failure").Inc()
 		l.logger.Error("per-tenant limits overrides not reloaded; the previous limits stay in force", "file", path, "err", err)
