@@ -130,7 +130,7 @@ func benchIngest(t *testing.T, tw *tabwriter.Writer) {
 	bench := buildBench(t)
 	series := envInt(t, envBenchSeries, 100_000)
 	repeat := envInt(t, envBenchRepeat, 3)
-	fmt.Fprintf(tw, "ingest\tseries\tluminate samples/s\tprometheus samples/s\tratio\tluminate p99 ms\tprometheus p99 ms\tluminate CPU s/M samples\tprometheus CPU s/M samples\tCPU ratio\truns\t\n")
+	fmt.Fprintf(tw, "ingest\tseries\tluminate samples/s\tprometheus samples/s\tratio\tluminate p99 ms\tprometheus p99 ms\tluminate CPU s/M samples\tprometheus CPU s/M samples\tCPU ratio\tluminate peak RSS MiB\tprometheus peak RSS MiB\truns\t\n")
 	for _, mode := range []string{"steady", "create"} {
 		// About a million measured samples per run at 100k series; at
 		// least three rounds (one in create mode) at a million.
@@ -141,6 +141,7 @@ func benchIngest(t *testing.T, tw *tabwriter.Writer) {
 		rates := map[string][]float64{}
 		p99s := map[string][]float64{}
 		cpus := map[string][]float64{} // server CPU seconds per million samples
+		rss := map[string][]float64{}  // server peak resident memory, MiB
 		for i := range repeat {
 			order := []string{"luminate", "prometheus"}
 			if i%2 == 1 {
@@ -180,17 +181,20 @@ func benchIngest(t *testing.T, tw *tabwriter.Writer) {
 						sent += float64(series)
 					}
 					cpuPerM := cpu.Seconds() / sent * 1e6
-					t.Logf("%s %s: %.0f samples/s over %.2fs, latency p50 %.1fms p99 %.1fms, server CPU %.2fs/M samples", mode, server, r.SamplesPerSecond, r.DurationSeconds, r.LatencyMs["p50"], r.LatencyMs["p99"], cpuPerM)
+					t.Logf("%s %s: %.0f samples/s over %.2fs, latency p50 %.1fms p99 %.1fms, server CPU %.2fs/M samples, peak RSS %.0f MiB",
+						mode, server, r.SamplesPerSecond, r.DurationSeconds, r.LatencyMs["p50"], r.LatencyMs["p99"], cpuPerM, peakRSS(t, target.pid))
 					rates[server] = append(rates[server], r.SamplesPerSecond)
 					cpus[server] = append(cpus[server], cpuPerM)
+					rss[server] = append(rss[server], peakRSS(t, target.pid))
 					p99s[server] = append(p99s[server], r.LatencyMs["p99"])
 				})
 			}
 		}
 		l, p := median(rates["luminate"]), median(rates["prometheus"])
 		lc, pc := median(cpus["luminate"]), median(cpus["prometheus"])
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.2fx\t%.1f\t%.1f\t%.2f\t%.2f\t%.2f\t%d\t\n", mode, series, l, p, l/p,
-			median(p99s["luminate"]), median(p99s["prometheus"]), lc, pc, pc/lc, len(rates["luminate"]))
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.2fx\t%.1f\t%.1f\t%.2f\t%.2f\t%.2fx\t%.0f\t%.0f\t%d\t\n", mode, series, l, p, l/p,
+			median(p99s["luminate"]), median(p99s["prometheus"]), lc, pc, pc/lc,
+			median(rss["luminate"]), median(rss["prometheus"]), len(rates["luminate"]))
 	}
 }
 
@@ -436,4 +440,20 @@ func processCPU(t *testing.T, pid int) time.Duration {
 	stime, err := strconv.ParseInt(fields[12], 10, 64) // field 15
 	require.NoError(t, err)
 	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// peakRSS is the peak resident memory of process pid (VmHWM), in MiB.
+func peakRSS(t *testing.T, pid int) float64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	require.NoError(t, err)
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			require.NoError(t, err)
+			return kb / 1024
+		}
+	}
+	t.Fatalf("no VmHWM in /proc/%d/status", pid)
+	return 0
 }
