@@ -144,7 +144,7 @@ func BenchmarkIngest(b *testing.B) {
 					require.NoError(b, err)
 				}
 				b.StopTimer()
-				require.NoError(b, s.conn.Exec(context.Background(), "OPTIMIZE TABLE "+s.schema.table(samplesTable)+" FINAL"))
+				mergeFully(b, s)
 				var compressed, n uint64
 				require.NoError(b, s.conn.QueryRow(context.Background(),
 					"SELECT sum(data_compressed_bytes), sum(rows) FROM system.parts WHERE active AND database = "+quote(s.schema.db)+" AND table = "+quote(samplesTable)).Scan(&compressed, &n))
@@ -171,4 +171,20 @@ func logColumns(b *testing.B, s *Store) {
 		require.NoError(b, rows.Scan(&name, &c, &u))
 		b.Logf("column %-12s compressed %10d uncompressed %10d", name, c, u)
 	}
+}
+
+// mergeFully merges the samples table down to one part per partition
+// (OPTIMIZE returns without merging while another merge runs).
+func mergeFully(tb testing.TB, s *Store) {
+	for range 50 {
+		require.NoError(tb, s.conn.Exec(context.Background(), "OPTIMIZE TABLE "+s.schema.table(samplesTable)+" FINAL"))
+		var parts, partitions uint64
+		require.NoError(tb, s.conn.QueryRow(context.Background(),
+			"SELECT count(), uniqExact(partition) FROM system.parts WHERE active AND database = "+quote(s.schema.db)+" AND table = "+quote(samplesTable)).Scan(&parts, &partitions))
+		if parts == partitions {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	tb.Fatal("samples table did not merge to one part per partition")
 }

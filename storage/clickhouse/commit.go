@@ -1,10 +1,13 @@
 package clickhouse
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -153,10 +156,17 @@ func (c *committer) dispatch(batches chan<- []*commitReq) {
 // insertWorker builds and sends column batches; its buffers are reused
 // from one batch to the next.
 type insertWorker struct {
-	s    *Store
-	fps  []uint64
-	tss  []int64
-	vals []float64
+	s *Store
+	// The batch as committed, a sort permutation, and the rows to insert.
+	inTenants []*string
+	inFPs     []uint64
+	inTSs     []int64
+	inVals    []float64
+	perm      []int32
+	tenants   []*string
+	fps       []uint64
+	tss       []int64
+	vals      []float64
 }
 
 // insert writes batch, retrying once when the first attempt failed on the
@@ -171,6 +181,7 @@ func (w *insertWorker) insert(batch []*commitReq) error {
 	m := w.s.metrics
 	m.insertDuration.Observe(time.Since(start).Seconds())
 	m.commitsPerInsert.Observe(float64(len(batch)))
+	w.s.recordInsert(err)
 	if err != nil {
 		m.insertErrors.Inc()
 		w.s.logger.Warn("insert failed", slog.Int("commits", len(batch)), slog.Any("err", err))
@@ -231,12 +242,7 @@ func (w *insertWorker) insertSeries(ctx context.Context, batch []*commitReq) err
 }
 
 func (w *insertWorker) insertSamples(ctx context.Context, batch []*commitReq) error {
-	w.fps, w.tss, w.vals = w.fps[:0], w.tss[:0], w.vals[:0]
-	for _, r := range batch {
-		w.fps = append(w.fps, r.fps...)
-		w.tss = append(w.tss, r.tss...)
-		w.vals = append(w.vals, r.vals...)
-	}
+	w.sortBatch(batch)
 	b, err := w.s.conn.PrepareBatch(ctx, "INSERT INTO "+w.s.schema.table(samplesTable)+" (tenant, fingerprint, ts, value)")
 	if err != nil {
 		return err
@@ -245,13 +251,10 @@ func (w *insertWorker) insertSamples(ctx context.Context, batch []*commitReq) er
 	// the driver boxes a string (one allocation per row) but not a pointer,
 	// and its LowCardinality dictionary keys on the pointer.
 	tenants := b.Column(0)
-	for _, r := range batch {
-		p := &r.tenant
-		for range r.fps {
-			if err := tenants.AppendRow(p); err != nil {
-				_ = b.Abort()
-				return fmt.Errorf("column tenant: %w", err)
-			}
+	for _, p := range w.tenants {
+		if err := tenants.AppendRow(p); err != nil {
+			_ = b.Abort()
+			return fmt.Errorf("column tenant: %w", err)
 		}
 	}
 	if err := appendColumns(b, nil, w.fps, w.tss, w.vals); err != nil {
@@ -263,6 +266,61 @@ func (w *insertWorker) insertSamples(ctx context.Context, batch []*commitReq) er
 	}
 	w.s.metrics.insertedRows.WithLabelValues(samplesTable).Add(float64(len(w.fps)))
 	return nil
+}
+
+// sortBatch fills the worker's columns with batch's rows sorted by
+// (tenant, fingerprint, ts), keeping of rows at one (tenant, fingerprint,
+// ts) only the one written last (later commit, or later append in one
+// commit). Every inserted part so holds one row per key, so a read can
+// resolve last-write-wins between parts by their order alone, and
+// ClickHouse receives the block already in table order.
+func (w *insertWorker) sortBatch(batch []*commitReq) {
+	n := 0
+	for _, r := range batch {
+		n += len(r.fps)
+	}
+	w.inTenants, w.inFPs, w.inTSs, w.inVals = w.inTenants[:0], w.inFPs[:0], w.inTSs[:0], w.inVals[:0]
+	for _, r := range batch {
+		p := &r.tenant
+		for range r.fps {
+			w.inTenants = append(w.inTenants, p)
+		}
+		w.inFPs = append(w.inFPs, r.fps...)
+		w.inTSs = append(w.inTSs, r.tss...)
+		w.inVals = append(w.inVals, r.vals...)
+	}
+	w.perm = w.perm[:0]
+	for i := range n {
+		w.perm = append(w.perm, int32(i))
+	}
+	tn, fps, tss := w.inTenants, w.inFPs, w.inTSs
+	slices.SortFunc(w.perm, func(a, b int32) int {
+		if tn[a] != tn[b] {
+			if c := strings.Compare(*tn[a], *tn[b]); c != 0 {
+				return c
+			}
+		}
+		if c := cmp.Compare(fps[a], fps[b]); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(tss[a], tss[b]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	w.tenants, w.fps, w.tss, w.vals = w.tenants[:0], w.fps[:0], w.tss[:0], w.vals[:0]
+	for k, i := range w.perm {
+		if k+1 < len(w.perm) {
+			j := w.perm[k+1]
+			if fps[j] == fps[i] && tss[j] == tss[i] && *tn[j] == *tn[i] {
+				continue // a later write of the same sample follows
+			}
+		}
+		w.tenants = append(w.tenants, tn[i])
+		w.fps = append(w.fps, fps[i])
+		w.tss = append(w.tss, tss[i])
+		w.vals = append(w.vals, w.inVals[i])
+	}
 }
 
 // appendColumns appends one whole column per argument to b.

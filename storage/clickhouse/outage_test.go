@@ -96,12 +96,17 @@ func TestOutage(t *testing.T) {
 		down()
 		require.Eventually(t, func() bool { return errors.Is(st.Ready(t.Context()), storage.ErrUnavailable) }, 10*time.Second, 10*time.Millisecond,
 			"Ready must fail while ClickHouse is down")
+		h := st.Health(t.Context())
+		require.Equal(t, storage.StatusDown, h.Write.Status, "Health while ClickHouse is down: %+v", h)
+		require.Equal(t, storage.StatusDown, h.Read.Status)
 		before := failed.Load()
 		require.Eventually(t, func() bool { return failed.Load() > before+10 }, 10*time.Second, 10*time.Millisecond,
 			"commits must fail with ErrUnavailable while ClickHouse is down")
 		srv.Start()
 		require.Eventually(t, func() bool { return st.Ready(t.Context()) == nil }, 10*time.Second, 10*time.Millisecond, "Ready after restart")
 		waitAcked(400)
+		require.Equal(t, storage.Health{Read: storage.Check{Status: storage.StatusOK}, Write: storage.Check{Status: storage.StatusOK}}, st.Health(t.Context()),
+			"Health after inserts succeed again")
 	}
 	outage(srv.Stop)
 	outage(srv.Kill)

@@ -29,6 +29,10 @@ type Store struct {
 
 	committer *committer
 
+	lastInsertMu  sync.Mutex
+	lastInsertErr error // nil after a successful insert
+	lastInsertAt  time.Time
+
 	// queryLog, when set (by tests, before use), sees every read query.
 	queryLog func(kind, sql string)
 
@@ -178,7 +182,8 @@ func (s *Store) tenantState(id tenancy.ID) *tenantState {
 }
 
 // Ready pings ClickHouse: it returns an error wrapping
-// storage.ErrUnavailable when the server does not answer.
+// storage.ErrUnavailable when the server does not answer (then neither
+// reads nor writes work).
 func (s *Store) Ready(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -186,6 +191,32 @@ func (s *Store) Ready(ctx context.Context) error {
 		return fmt.Errorf("%w: clickhouse: %w", storage.ErrUnavailable, err)
 	}
 	return nil
+}
+
+// Health reports the read path (the server answers a ping) and the write
+// path (the server answers, and the last insert did not fail).
+func (s *Store) Health(ctx context.Context) storage.Health {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.conn.Ping(ctx); err != nil {
+		down := storage.Check{Status: storage.StatusDown, Message: "clickhouse does not answer: " + err.Error()}
+		return storage.Health{Read: down, Write: down}
+	}
+	h := storage.Health{Read: storage.Check{Status: storage.StatusOK}, Write: storage.Check{Status: storage.StatusOK}}
+	s.lastInsertMu.Lock()
+	defer s.lastInsertMu.Unlock()
+	if s.lastInsertErr != nil {
+		h.Write = storage.Check{Status: storage.StatusDegraded,
+			Message: fmt.Sprintf("last insert failed %s ago: %v", time.Since(s.lastInsertAt).Round(time.Second), s.lastInsertErr)}
+	}
+	return h
+}
+
+// recordInsert remembers the outcome of the latest insert for Health.
+func (s *Store) recordInsert(err error) {
+	s.lastInsertMu.Lock()
+	defer s.lastInsertMu.Unlock()
+	s.lastInsertErr, s.lastInsertAt = err, time.Now()
 }
 
 // Close inserts every queued commit, stops the background job and closes
