@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/luminate-io/luminate/tenancy"
 )
 
@@ -11,12 +13,16 @@ import (
 const (
 	logKeyRequestID = "request_id"
 	logKeyTenant    = "tenant"
+	logKeyTraceID   = "trace_id"
+	logKeySpanID    = "span_id"
 )
 
 // NewLogHandler wraps h so that every record logged with a request's
 // context (logger.InfoContext(r.Context(), ...) and the like, in any
-// package) carries the request's request_id and, once authenticated, its
-// tenant, unless the record already has them. cmd/luminate builds the
+// package) carries the request's request_id, its trace_id and span_id
+// when the request came with a W3C traceparent or tracing is on (see
+// Tracing), and, once authenticated, its tenant, unless the record already
+// has them. cmd/luminate builds the
 // process logger on it; NewRouter applies it to the logger it is given.
 // Wrapping twice is harmless.
 func NewLogHandler(h slog.Handler) slog.Handler {
@@ -36,7 +42,9 @@ func (h logHandler) Handle(ctx context.Context, r slog.Record) error {
 	if p, err := tenancy.FromContext(ctx); err == nil {
 		tenant = p.Tenant
 	}
-	if id == "" && tenant == "" {
+	sc := trace.SpanContextFromContext(ctx)
+	traced := sc.IsValid()
+	if id == "" && tenant == "" && !traced {
 		return h.next.Handle(ctx, r)
 	}
 	r.Attrs(func(a slog.Attr) bool {
@@ -45,13 +53,18 @@ func (h logHandler) Handle(ctx context.Context, r slog.Record) error {
 			id = ""
 		case logKeyTenant:
 			tenant = ""
+		case logKeyTraceID:
+			traced = false
 		}
 		return true
 	})
-	if id != "" || tenant != "" {
+	if id != "" || tenant != "" || traced {
 		r = r.Clone()
 		if id != "" {
 			r.AddAttrs(slog.String(logKeyRequestID, id))
+		}
+		if traced {
+			r.AddAttrs(slog.String(logKeyTraceID, sc.TraceID().String()), slog.String(logKeySpanID, sc.SpanID().String()))
 		}
 		if tenant != "" {
 			r.AddAttrs(slog.String(logKeyTenant, tenant.String()))

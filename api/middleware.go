@@ -130,6 +130,7 @@ func (m *httpMetrics) instrument(route string, next http.Handler) http.Handler {
 			}
 			code := strconv.Itoa(status)
 			elapsed := time.Since(start)
+			endSpan(r.Context(), status, ex.tenant.String(), ex.err)
 			m.requests.WithLabelValues(route, code).Inc()
 			m.duration.WithLabelValues(route, code).Observe(elapsed.Seconds())
 

@@ -105,6 +105,7 @@ func TestOpenAPI(t *testing.T) {
 		{"healthz", "GET", "/healthz", "", "", "", 200, false},
 		{"ready", "GET", "/-/ready", "", "", "", 200, false},
 		{"readyz", "GET", "/readyz", "", "", "", 200, false},
+		{"health", "GET", "/api/v1/status/health", "", "", "", 200, false},
 		{"openapi", "GET", "/api/v1/openapi.yaml", "", "", "", 200, false},
 	}
 	opts := &openapi3filter.Options{

@@ -21,7 +21,6 @@
 package api
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,12 +48,6 @@ type Authenticator interface {
 // over its request rate. *tenancy.Limits implements it.
 type RequestLimiter interface {
 	AllowRequest(id tenancy.ID) error
-}
-
-// ReadyChecker reports whether the storage behind the data routes can
-// serve. storage.MetricsStore implements it.
-type ReadyChecker interface {
-	Ready(ctx context.Context) error
 }
 
 // Route mounts a handler on the router.
@@ -96,15 +89,23 @@ type Options struct {
 	// its handler runs, so an over-limit tenant is refused before its body
 	// is read.
 	Limits RequestLimiter
-	// Storage answers /-/ready. Required.
-	Storage ReadyChecker
+	// Storage answers /-/ready and the storage part of
+	// /api/v1/status/health. Required.
+	Storage StorageChecker
+	// Keys and LimitsFile, if set, are reported by /api/v1/status/health.
+	Keys       KeyReporter
+	LimitsFile LimitsReporter
+	// Tracing reads the W3C trace context of every request and, when on,
+	// records a span per request. nil propagates only.
+	Tracing *Tracing
 	// Gatherer is exposed at /metrics: Luminate's own registry, never the
 	// default one. Required.
 	Gatherer prometheus.Gatherer
 	// Routes are the data routes, mounted in order after the built-in
-	// ones (/-/healthy, /-/ready, /healthz, /readyz, /metrics).
+	// ones (/-/healthy, /-/ready, /healthz, /readyz,
+	// /api/v1/status/health, /metrics).
 	Routes []Route
-	// ReadyTimeout bounds one readiness check; 0 means 5s.
+	// ReadyTimeout bounds one readiness or health check; 0 means 5s.
 	ReadyTimeout time.Duration
 }
 
@@ -140,6 +141,9 @@ func NewRouter(opts Options, logger *slog.Logger, reg prometheus.Registerer) (ht
 		{Path: "/healthz", Methods: []string{http.MethodGet, http.MethodHead}, Public: true, Handler: http.HandlerFunc(healthyHandler)},
 		{Path: "/-/ready", Methods: []string{http.MethodGet, http.MethodHead}, Public: true, Handler: ready},
 		{Path: "/readyz", Methods: []string{http.MethodGet, http.MethodHead}, Public: true, Handler: ready},
+		{Path: "/api/v1/status/health", Methods: []string{http.MethodGet}, Public: true, Handler: healthChecker{
+			store: opts.Storage, keys: opts.Keys, limits: opts.LimitsFile, timeout: opts.ReadyTimeout,
+		}},
 		{Path: "/metrics", Methods: []string{http.MethodGet}, Public: true, Handler: promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
 			ErrorHandling:     promhttp.ContinueOnError,
@@ -171,7 +175,7 @@ func NewRouter(opts Options, logger *slog.Logger, reg prometheus.Registerer) (ht
 		if !rt.Public {
 			h = authenticate(opts.Auth, rt.Scope, opts.Limits, render, h)
 		}
-		h = m.instrument(name, recoverPanics(render, h))
+		h = opts.Tracing.span(name, m.instrument(name, recoverPanics(render, h)))
 		var route *mux.Route
 		if rt.Prefix {
 			route = r.PathPrefix(rt.Path).Handler(h)
@@ -191,5 +195,5 @@ func NewRouter(opts Options, logger *slog.Logger, reg prometheus.Registerer) (ht
 			Message: fmt.Sprintf("method %s not allowed on %s", req.Method, req.URL.Path),
 		})
 	}))
-	return withRequestID(logger, r), nil
+	return withRequestID(logger, withTraceContext(r)), nil
 }

@@ -271,12 +271,28 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	if err != nil {
 		return err
 	}
+	// Tracing is configured by the standard OTEL_* environment variables:
+	// spans are exported only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+	tracing, err := api.NewTracing(ctx, version.Version, logger.With("component", "tracing"))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if terr := tracing.Shutdown(sctx); terr != nil {
+			logger.Warn("spans not exported at shutdown", "err", terr)
+		}
+	}()
 	ingestLogger := logger.With("component", "ingest")
 	router, err := api.NewRouter(api.Options{
-		Auth:     verifier,
-		Limits:   limits,
-		Storage:  store,
-		Gatherer: reg,
+		Auth:       verifier,
+		Limits:     limits,
+		Storage:    store,
+		Keys:       verifier,
+		LimitsFile: limits,
+		Tracing:    tracing,
+		Gatherer:   reg,
 		Routes: dataRoutes(
 			remotewrite.New(cfg.ingest, store, limits, ingestLogger, reg),
 			remotewrite.NewNative(cfg.ingest, store, limits, ingestLogger, reg),
