@@ -69,7 +69,7 @@ const unknownFree = ^uint64(0)
 // take writes: read-only, or below Config.MinFreeBytes.
 func (s *Store) checkDisk() (free uint64, reason string, err error) {
 	free = unknownFree
-	for _, dir := range []string{s.wal.dir, s.db.Opts().Dir} {
+	for _, dir := range []string{s.wal.dir, s.badgerDir} {
 		st, err := statDisk(dir)
 		if err != nil {
 			return unknownFree, failBadger, fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
@@ -181,7 +181,7 @@ func (c *diskCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *diskCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.s
 	var lsm, vlog int64
-	forEachFile(s.db.Opts().Dir, func(name string, size int64) {
+	forEachFile(s.badgerDir, func(name string, size int64) {
 		if strings.HasSuffix(name, ".vlog") {
 			vlog += size
 		} else {

@@ -42,6 +42,8 @@ type Store struct {
 	db     *bdb.DB
 	wal    *wal
 
+	badgerDir string // Badger's files: Path/badger
+
 	tenantsMu  sync.RWMutex
 	tenants    map[tenancy.ID]*tenant
 	byNum      map[uint32]*tenant
@@ -146,13 +148,14 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, er
 		return nil, fmt.Errorf("open badger at %s: %w", dir, err)
 	}
 	s := &Store{
-		cfg:     cfg,
-		logger:  logger,
-		db:      db,
-		tenants: map[tenancy.ID]*tenant{},
-		byNum:   map[uint32]*tenant{},
-		done:    make(chan struct{}),
-		m:       newMetrics(reg),
+		cfg:       cfg,
+		logger:    logger,
+		db:        db,
+		badgerDir: dir,
+		tenants:   map[tenancy.ID]*tenant{},
+		byNum:     map[uint32]*tenant{},
+		done:      make(chan struct{}),
+		m:         newMetrics(reg),
 	}
 	w, segs, err := openWAL(filepath.Join(cfg.Path, "wal"), cfg.WALSegmentSize)
 	if err != nil {
