@@ -37,6 +37,7 @@ const (
 	envBenchSeries  = "BENCH_SERIES"           // active series of the ingest runs (100000)
 	envBenchRepeat  = "BENCH_REPEAT"           // runs per mode and server (3)
 	envBenchQueries = "BENCH_QUERY_SERIES"     // series of the query comparison (10000; 0 skips it)
+	envBenchHours   = "BENCH_QUERY_HOURS"      // hours of data of the query comparison (24)
 	envBenchIngest  = "BENCH_INGEST"           // "0" skips the ingest comparison
 )
 
@@ -115,11 +116,15 @@ func TestBenchCompare(t *testing.T) {
 		require.NoError(t, tw.Flush())
 		t.Logf("machine: %d CPUs (shared with whatever else runs), %s\n%s", runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339), table.String())
 	}()
-	if os.Getenv(envBenchIngest) != "0" {
+	ingest := os.Getenv(envBenchIngest) != "0"
+	if ingest {
 		benchIngest(t, tw)
 	}
 	if n := envInt(t, envBenchQueries, 10_000); n > 0 {
-		benchQueries(t, tw, n)
+		if ingest {
+			fmt.Fprintf(tw, "\n")
+		}
+		benchQueries(t, tw, n, time.Duration(envInt(t, envBenchHours, 24))*time.Hour)
 	}
 }
 
@@ -132,11 +137,12 @@ func benchIngest(t *testing.T, tw *tabwriter.Writer) {
 	repeat := envInt(t, envBenchRepeat, 3)
 	fmt.Fprintf(tw, "ingest\tseries\tluminate samples/s\tprometheus samples/s\tratio\tluminate p99 ms\tprometheus p99 ms\tluminate CPU s/M samples\tprometheus CPU s/M samples\tCPU ratio\tluminate peak RSS MiB\tprometheus peak RSS MiB\truns\t\n")
 	for _, mode := range []string{"steady", "create"} {
-		// About a million measured samples per run at 100k series; at
-		// least three rounds (one in create mode) at a million.
+		// Steady: a million measured samples per run at 100k series, three
+		// rounds at a million. Create: half a million new series per run
+		// at 100k (5 rounds of 100k new targets), one round at a million.
 		rounds := max(3, 1_000_000/series)
 		if mode == "create" {
-			rounds = max(1, 300_000/series)
+			rounds = max(1, 500_000/series)
 		}
 		rates := map[string][]float64{}
 		p99s := map[string][]float64{}
@@ -198,27 +204,26 @@ func benchIngest(t *testing.T, tw *tabwriter.Writer) {
 	}
 }
 
-// Shape of the query comparison data: a counter scraped every 30s for
-// 24h, on instances spread over 10 jobs.
+// Shape of the query comparison data: a counter scraped every 30s (for
+// BENCH_QUERY_HOURS), on instances spread over 10 jobs.
 const (
 	queryMetric   = "http_requests_total"
 	queryInterval = 30 * time.Second
-	querySpan     = 24 * time.Hour
 	queryWindow   = 30 * time.Minute // samples per series per request: 60
 	queryJobs     = 10
 )
 
 // benchQueries loads the same data into a luminate and a Prometheus, then
 // times dashboard queries on both, interleaved, and writes the medians.
-func benchQueries(t *testing.T, tw *tabwriter.Writer, series int) {
+func benchQueries(t *testing.T, tw *tabwriter.Writer, series int, span time.Duration) {
 	lum, _ := startBenchLuminate(t)
 	prom, promProc := startBenchPrometheus(t)
 	end := time.Now().Truncate(queryInterval)
-	begin := end.Add(-querySpan)
+	begin := end.Add(-span)
 
 	t0 := time.Now()
 	loadQueryData(t, series, begin, end, lum, prom)
-	t.Logf("loaded %d series x %s at %s into both in %s", series, querySpan, queryInterval, time.Since(t0).Round(time.Second))
+	t.Logf("loaded %d series x %s at %s into both in %s", series, span, queryInterval, time.Since(t0).Round(time.Second))
 
 	// Prometheus compacts its head into blocks once it spans more than 3h;
 	// wait for that so it does not run during the measurements.
@@ -236,19 +241,22 @@ func benchQueries(t *testing.T, tw *tabwriter.Writer, series int) {
 
 	ts := func(tm time.Time) string { return strconv.FormatInt(tm.Unix(), 10) }
 	repeat := envInt(t, envBenchRepeat, 3)*2 + 1
-	fmt.Fprintf(tw, "\n")
-	fmt.Fprintf(tw, "query (%d series)\tluminate median ms\tprometheus median ms\tratio\tresults\truns\t\n", series)
+	fmt.Fprintf(tw, "query (%d series, %s of data)\tluminate median ms\tprometheus median ms\tratio\tresults\truns\t\n", series, span)
 	for _, q := range []struct {
-		name string
-		path string
+		name  string
+		path  string
+		needs time.Duration // of data: longer ranges than loaded are left out
 	}{
-		{"sum by (job) (rate[5m]) 1h step 30s", "/api/v1/query_range?" + url.Values{"query": {"sum by (job) (rate(" + queryMetric + "[5m]))"}, "start": {ts(end.Add(-time.Hour))}, "end": {ts(end)}, "step": {"30"}}.Encode()},
-		{"sum by (job) (rate[5m]) 6h step 30s", "/api/v1/query_range?" + url.Values{"query": {"sum by (job) (rate(" + queryMetric + "[5m]))"}, "start": {ts(end.Add(-6 * time.Hour))}, "end": {ts(end)}, "step": {"30"}}.Encode()},
-		{"sum by (job) (rate[5m]) 24h step 60s", "/api/v1/query_range?" + url.Values{"query": {"sum by (job) (rate(" + queryMetric + "[5m]))"}, "start": {ts(begin)}, "end": {ts(end)}, "step": {"60"}}.Encode()},
-		{"label values instance, match[] one job, last 1h", "/api/v1/label/instance/values?" + url.Values{"match[]": {queryMetric + `{job="job-3"}`}, "start": {ts(end.Add(-time.Hour))}, "end": {ts(end)}}.Encode()},
-		{"label values job, match[] metric, last 1h", "/api/v1/label/job/values?" + url.Values{"match[]": {queryMetric}, "start": {ts(end.Add(-time.Hour))}, "end": {ts(end)}}.Encode()},
-		{`count({__name__=~"http_.*"})`, "/api/v1/query?" + url.Values{"query": {`count({__name__=~"http_.*"})`}, "time": {ts(end)}}.Encode()},
+		{"sum by (job) (rate[5m]) 1h step 30s", "/api/v1/query_range?" + url.Values{"query": {"sum by (job) (rate(" + queryMetric + "[5m]))"}, "start": {ts(end.Add(-time.Hour))}, "end": {ts(end)}, "step": {"30"}}.Encode(), time.Hour},
+		{"sum by (job) (rate[5m]) 6h step 30s", "/api/v1/query_range?" + url.Values{"query": {"sum by (job) (rate(" + queryMetric + "[5m]))"}, "start": {ts(end.Add(-6 * time.Hour))}, "end": {ts(end)}, "step": {"30"}}.Encode(), 6 * time.Hour},
+		{"sum by (job) (rate[5m]) 24h step 60s", "/api/v1/query_range?" + url.Values{"query": {"sum by (job) (rate(" + queryMetric + "[5m]))"}, "start": {ts(end.Add(-24 * time.Hour))}, "end": {ts(end)}, "step": {"60"}}.Encode(), 24 * time.Hour},
+		{"label values instance, match[] one job, last 1h", "/api/v1/label/instance/values?" + url.Values{"match[]": {queryMetric + `{job="job-3"}`}, "start": {ts(end.Add(-time.Hour))}, "end": {ts(end)}}.Encode(), time.Hour},
+		{"label values job, match[] metric, last 1h", "/api/v1/label/job/values?" + url.Values{"match[]": {queryMetric}, "start": {ts(end.Add(-time.Hour))}, "end": {ts(end)}}.Encode(), time.Hour},
+		{`count({__name__=~"http_.*"})`, "/api/v1/query?" + url.Values{"query": {`count({__name__=~"http_.*"})`}, "time": {ts(end)}}.Encode(), 0},
 	} {
+		if q.needs > span {
+			continue
+		}
 		// One untimed run each warms caches, as on a dashboard reloaded.
 		bodies := map[string][]byte{}
 		for _, target := range []benchTarget{lum, prom} {
