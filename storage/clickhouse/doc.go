@@ -10,7 +10,8 @@
 //   - samples (tenant, fingerprint, ts, value): one row per sample, a
 //     ReplacingMergeTree partitioned by day of ts and ordered by (tenant,
 //     fingerprint, ts). Servers from 20.3 get CODEC(DoubleDelta, ZSTD) on
-//     ts, CODEC(Gorilla, ZSTD) on value and a TTL; 18.x gets neither.
+//     ts, CODEC(Delta, ZSTD(3)) on value (measured smaller than Gorilla) and
+//     a TTL; 18.x gets neither.
 //   - series (tenant, hour, fingerprint, metric_name, label_names,
 //     label_values): one row per series and hour in which it has samples,
 //     ordered by (tenant, metric_name, fingerprint, hour).
@@ -24,9 +25,12 @@
 // committer that merges concurrent commits into large column inserts and
 // returns once the insert holding them succeeded. A series gets a series
 // row once per hour (a per-tenant cache knows which it has). Last write
-// wins at an existing timestamp: ReplacingMergeTree without a version keeps
-// the row inserted last, and reads use FINAL. An insert that fails because
-// ClickHouse is away answers storage.ErrUnavailable.
+// wins at an existing timestamp: each insert holds a key once (a batch is
+// sorted and deduplicated, the later write kept), ReplacingMergeTree
+// without a version keeps the row of the newest part when it merges, and
+// reads do the same before the merge by part order (_part_index). An
+// insert that fails because ClickHouse is away answers
+// storage.ErrUnavailable.
 //
 // # Reads
 //

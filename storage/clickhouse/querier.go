@@ -20,8 +20,8 @@ import (
 
 // Reads (see doc.go): series are resolved first from the series table
 // (matchers pushed down as SQL), then their samples are read by (tenant,
-// fingerprint, time) with FINAL, one row per series holding its samples
-// as arrays. No JOIN: sets of fingerprints are literal lists or IN
+// fingerprint, time), one row per series holding its samples as arrays,
+// duplicates resolved by part order. No JOIN: sets of fingerprints are literal lists or IN
 // subqueries.
 
 // inListMax is the most fingerprints sent as a literal IN list (about 20

@@ -3,7 +3,7 @@ CREATE TABLE IF NOT EXISTS `luminate`.`samples` (
   tenant LowCardinality(String) CODEC(ZSTD(1)),
   fingerprint UInt64 CODEC(Delta, ZSTD(1)),
   ts Int64 CODEC(DoubleDelta, ZSTD(1)),
-  value Float64 CODEC(Gorilla, ZSTD(1))
+  value Float64 CODEC(Delta, ZSTD(3))
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY intDiv(ts, 86400000)
 ORDER BY (tenant, fingerprint, ts)
