@@ -15,6 +15,7 @@ have() {
 missing_packages() {
 	local pkgs=()
 	have clickhouse-server || pkgs+=(clickhouse-server)
+	have busybox || pkgs+=(busybox-static) # runs the image's HEALTHCHECK command in deploy tests
 	if ! have prometheus || ! have promtool; then
 		pkgs+=(prometheus) # the Debian package ships both
 	fi
