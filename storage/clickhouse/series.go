@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -92,7 +93,7 @@ type tenantState struct {
 	id tenancy.ID
 
 	loadMu sync.Mutex
-	loaded bool
+	loaded atomic.Bool
 
 	mu     sync.Mutex
 	series map[uint64]*seriesEntry
@@ -104,9 +105,12 @@ func newTenantState(id tenancy.ID) *tenantState {
 
 // load fills the cache from the series table once.
 func (t *tenantState) load(ctx context.Context, s *Store) error {
+	if t.loaded.Load() {
+		return nil
+	}
 	t.loadMu.Lock()
 	defer t.loadMu.Unlock()
-	if t.loaded {
+	if t.loaded.Load() {
 		return nil
 	}
 	now := hourOf(time.Now().UnixMilli())
@@ -135,7 +139,7 @@ func (t *tenantState) load(ctx context.Context, s *Store) error {
 	if err := rows.Err(); err != nil {
 		return unavailable(fmt.Errorf("load series of tenant %s: %w", t.id, err))
 	}
-	t.loaded = true
+	t.loaded.Store(true)
 	return nil
 }
 
