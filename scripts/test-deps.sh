@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks that the programs Luminate's tests run for real are installed:
-# clickhouse-server (ClickHouse backend tests) and prometheus + promtool
-# (end-to-end tests, rule checks), all from Debian packages. Run as root on
+# clickhouse-server (ClickHouse backend tests), prometheus + promtool
+# (end-to-end tests, rule checks) and busybox (the image HEALTHCHECK), all
+# from Debian packages. Run as root on
 # a machine missing them, it installs them with apt-get; otherwise it prints
 # exactly what to install and exits non-zero.
 set -euo pipefail
