@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -74,7 +75,18 @@ func New(t testing.TB) *Server {
 // is configured: ON CLUSTER DDL and replicated tables are unavailable.
 func NewCluster(t testing.TB, n int) []*Server {
 	t.Helper()
+	return NewReplicatedCluster(t, n, 1, "")
+}
+
+// NewReplicatedCluster starts shards x replicas servers for t, shard by
+// shard, as cluster ClusterName with internal replication. With zooKeeper
+// (host:port, see StartZooKeeper) every server uses it, has the macros
+// {shard} (01, 02, ...) and {replica} (r1, r2, ...), and runs distributed
+// DDL, so ON CLUSTER statements and ReplicatedMergeTree tables work.
+func NewReplicatedCluster(t testing.TB, shards, replicas int, zooKeeper string) []*Server {
+	t.Helper()
 	bin := Binary(t)
+	n := shards * replicas
 	ports, err := freePorts(3 * n)
 	if err != nil {
 		t.Fatalf("chtest: pick ports: %v", err)
@@ -84,7 +96,19 @@ func NewCluster(t testing.TB, n int) []*Server {
 		servers[i] = &Server{t: t, binary: bin, dir: t.TempDir(), tcpPort: ports[3*i], http: ports[3*i+1]}
 	}
 	for i, s := range servers {
-		if err := s.writeConfig(ports[3*i+2], servers); err != nil {
+		d := configData{
+			Dir: s.dir, TCPPort: s.tcpPort, HTTPPort: s.http, InterserverPort: ports[3*i+2], Cluster: ClusterName,
+			ZooKeeper: zooKeeper, Shard: fmt.Sprintf("%02d", i/replicas+1), Replica: fmt.Sprintf("r%d", i%replicas+1),
+			InternalReplication: replicas > 1,
+		}
+		for sh := range shards {
+			var reps []int
+			for r := range replicas {
+				reps = append(reps, servers[sh*replicas+r].tcpPort)
+			}
+			d.Shards = append(d.Shards, reps)
+		}
+		if err := s.writeConfig(d); err != nil {
 			t.Fatalf("chtest: write config: %v", err)
 		}
 	}
@@ -93,6 +117,89 @@ func NewCluster(t testing.TB, n int) []*Server {
 		s.Start()
 	}
 	return servers
+}
+
+// StartZooKeeper starts a standalone ZooKeeper (Debian package zookeeper)
+// on a free loopback port for t and returns its host:port. It skips t when
+// ZooKeeper or java is not installed: replicated setups are optional.
+func StartZooKeeper(t testing.TB) string {
+	t.Helper()
+	jar := "/usr/share/java/zookeeper.jar"
+	java, err := exec.LookPath("java")
+	if _, statErr := os.Stat(jar); statErr != nil || err != nil {
+		t.Skip("ZooKeeper not installed (apt-get install -y zookeeper)")
+	}
+	ports, err := freePorts(1)
+	if err != nil {
+		t.Fatalf("chtest: pick port: %v", err)
+	}
+	dir := t.TempDir()
+	cfg := fmt.Sprintf("tickTime=500\ninitLimit=10\nsyncLimit=5\ndataDir=%s/data\nclientPort=%d\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=ruok,srvr\n", dir, ports[0])
+	if err := os.WriteFile(filepath.Join(dir, "zoo.cfg"), []byte(cfg), 0o644); err != nil {
+		t.Fatalf("chtest: %v", err)
+	}
+	out, err := os.Create(filepath.Join(dir, "zookeeper.log"))
+	if err != nil {
+		t.Fatalf("chtest: %v", err)
+	}
+	classpath := jar
+	if _, err := os.Stat("/usr/share/java/slf4j-simple.jar"); err == nil {
+		classpath += ":/usr/share/java/slf4j-simple.jar" // logs to zookeeper.log
+	}
+	cmd := exec.Command(java, "-Xmx256m", "-cp", classpath, "org.apache.zookeeper.server.ZooKeeperServerMain", filepath.Join(dir, "zoo.cfg"))
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("chtest: start zookeeper: %v", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		out.Close()
+		close(done)
+	}()
+	t.Cleanup(func() {
+		if t.Failed() {
+			if log, err := os.ReadFile(filepath.Join(dir, "zookeeper.log")); err == nil {
+				if len(log) > 6000 {
+					log = log[len(log)-6000:]
+				}
+				t.Logf("chtest: zookeeper log tail:\n%s", log)
+			}
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			// "ruok" answers before the server serves sessions; "srvr"
+			// reports a Mode only once it does (clickhouse 18.x crashes
+			// when its first ZooKeeper session is refused).
+			_ = c.SetDeadline(time.Now().Add(time.Second))
+			_, _ = c.Write([]byte("srvr"))
+			reply, _ := io.ReadAll(c)
+			c.Close()
+			if strings.Contains(string(reply), "Mode:") {
+				return addr
+			}
+		}
+		select {
+		case <-done:
+			t.Fatalf("chtest: zookeeper exited; see %s", filepath.Join(dir, "zookeeper.log"))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("chtest: zookeeper not ready in %s", readyTimeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // Binary returns the path of the clickhouse-server binary, or skips t (fails
@@ -297,19 +404,21 @@ func freePorts(n int) ([]int, error) {
 }
 
 type configData struct {
-	Dir             string
-	TCPPort         int
-	HTTPPort        int
-	InterserverPort int
-	Cluster         string
-	Shards          []string // host:port of each shard's native port
+	Dir                 string
+	TCPPort             int
+	HTTPPort            int
+	InterserverPort     int
+	Cluster             string
+	Shards              [][]int // native ports of each shard's replicas
+	InternalReplication bool
+	ZooKeeper           string // host:port, "" for none
+	Shard, Replica      string // macros
 }
 
-func (s *Server) writeConfig(interserver int, all []*Server) error {
-	d := configData{Dir: s.dir, TCPPort: s.tcpPort, HTTPPort: s.http, InterserverPort: interserver, Cluster: ClusterName}
-	for _, o := range all {
-		d.Shards = append(d.Shards, strconv.Itoa(o.tcpPort))
-	}
+func (d configData) ZooKeeperHost() string { h, _, _ := net.SplitHostPort(d.ZooKeeper); return h }
+func (d configData) ZooKeeperPort() string { _, p, _ := net.SplitHostPort(d.ZooKeeper); return p }
+
+func (s *Server) writeConfig(d configData) error {
 	for name, tmpl := range map[string]*template.Template{"config.xml": configTemplate, "users.xml": usersTemplate} {
 		var buf bytes.Buffer
 		if err := tmpl.Execute(&buf, d); err != nil {
@@ -355,14 +464,33 @@ var configTemplate = template.Must(template.New("config").Parse(`<?xml version="
     <{{.Cluster}}>
 {{- range .Shards}}
       <shard>
+        <internal_replication>{{$.InternalReplication}}</internal_replication>
+{{- range .}}
         <replica>
           <host>127.0.0.1</host>
           <port>{{.}}</port>
         </replica>
+{{- end}}
       </shard>
 {{- end}}
     </{{.Cluster}}>
   </remote_servers>
+{{- if .ZooKeeper}}
+  <zookeeper>
+    <node>
+      <host>{{.ZooKeeperHost}}</host>
+      <port>{{.ZooKeeperPort}}</port>
+    </node>
+    <session_timeout_ms>10000</session_timeout_ms>
+  </zookeeper>
+  <macros>
+    <shard>{{.Shard}}</shard>
+    <replica>{{.Replica}}</replica>
+  </macros>
+  <distributed_ddl>
+    <path>/clickhouse/task_queue/ddl</path>
+  </distributed_ddl>
+{{- end}}
 </yandex>
 `))
 
