@@ -107,18 +107,29 @@ func detectServer(ctx context.Context, r sqlRunner) (serverInfo, error) {
 	return info, nil
 }
 
+// parseVersion reads major and minor from a version string such as
+// "18.16.1" or "24.8.4.13".
 func parseVersion(v string) (major, minor int, err error) {
 	parts := strings.SplitN(v, ".", 3)
-	if len(parts) < 2 {
-		return 0, 0, fmt.Errorf("parse server version %q", v)
+	if len(parts) < 2 || !isNumber(parts[0]) || !isNumber(parts[1]) {
+		return 0, 0, fmt.Errorf("parse server version %q: want MAJOR.MINOR[.PATCH...]", v)
 	}
-	if major, err = strconv.Atoi(parts[0]); err != nil {
-		return 0, 0, fmt.Errorf("parse server version %q: %w", v, err)
-	}
-	if minor, err = strconv.Atoi(parts[1]); err != nil {
-		return 0, 0, fmt.Errorf("parse server version %q: %w", v, err)
-	}
+	major, _ = strconv.Atoi(parts[0])
+	minor, _ = strconv.Atoi(parts[1])
 	return major, minor, nil
+}
+
+// isNumber reports whether s is 1 to 9 decimal digits.
+func isNumber(s string) bool {
+	if len(s) == 0 || len(s) > 9 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // schema renders Luminate's DDL for one server generation and topology.
