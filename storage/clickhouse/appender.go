@@ -32,16 +32,17 @@ type appender struct {
 	// series are rows for the series table this transaction adds: a series
 	// new to the cache, or seen in an hour it has no row for yet.
 	series  []seriesRow
-	queued  map[seriesHour]struct{}
-	created []uint64 // series this transaction added to the cache
+	queued  map[seriesHour]int // index into series
+	created []uint64           // series this transaction added to the cache
 
 	// The series of the previous Append, to skip hashing and the cache when
 	// the caller appends several samples of one series in a row.
-	lastRef  uint64
-	lastHour int32
-	hashBuf  []byte
-	nowHour  int32 // wall-clock hour of the transaction
-	done     bool
+	lastRef   uint64
+	lastHour  int32
+	lastMinTs int64 // samples of lastRef in lastHour from here on need no row
+	hashBuf   []byte
+	nowHour   int32 // wall-clock hour of the transaction
+	done      bool
 }
 
 type seriesHour struct {
@@ -59,7 +60,7 @@ func (a *appender) append(ref promstorage.SeriesRef, lset labels.Labels, t int64
 		return 0, errors.New("append on a committed or rolled back appender")
 	}
 	h := hourOf(t)
-	if ref != 0 && uint64(ref) == a.lastRef && h == a.lastHour {
+	if ref != 0 && uint64(ref) == a.lastRef && h == a.lastHour && t >= a.lastMinTs {
 		a.add(a.lastRef, t, v)
 		return ref, nil
 	}
@@ -78,10 +79,11 @@ func (a *appender) append(ref promstorage.SeriesRef, lset labels.Labels, t int64
 	}
 	var fp uint64
 	fp, a.hashBuf = fingerprint(a.ts.id, lset, a.hashBuf)
-	if err := a.ensureSeries(fp, h, lset); err != nil {
+	minTs, err := a.ensureSeries(fp, h, t, lset)
+	if err != nil {
 		return 0, err
 	}
-	a.lastRef, a.lastHour = fp, h
+	a.lastRef, a.lastHour, a.lastMinTs = fp, h, minTs
 	a.add(fp, t, v)
 	return promstorage.SeriesRef(fp), nil
 }
@@ -93,15 +95,18 @@ func (a *appender) appendByRef(fp uint64, h int32, t int64, v float64) bool {
 	st := a.ts.state
 	st.mu.Lock()
 	e := st.series[fp]
-	ok := e != nil && e.registered(h)
-	if ok {
-		e.seen = a.nowHour
+	var minTs int64
+	ok := false
+	if e != nil {
+		if minTs, ok = e.covers(h, t); ok {
+			e.seen = a.nowHour
+		}
 	}
 	st.mu.Unlock()
 	if !ok {
 		return false
 	}
-	a.lastRef, a.lastHour = fp, h
+	a.lastRef, a.lastHour, a.lastMinTs = fp, h, minTs
 	a.add(fp, t, v)
 	return true
 }
@@ -113,9 +118,10 @@ func (a *appender) add(fp uint64, t int64, v float64) {
 }
 
 // ensureSeries makes sure the series fp has, or gets with this
-// transaction, a row in the series table for hour h, refusing a new series
-// when the tenant is at its series limit.
-func (a *appender) ensureSeries(fp uint64, h int32, lset labels.Labels) error {
+// transaction, a row in the series table for hour h whose min_ts is at or
+// before t, refusing a new series when the tenant is at its series limit.
+// It returns that min_ts.
+func (a *appender) ensureSeries(fp uint64, h int32, t int64, lset labels.Labels) (int64, error) {
 	st := a.ts.state
 	st.mu.Lock()
 	e := st.series[fp]
@@ -124,30 +130,31 @@ func (a *appender) ensureSeries(fp uint64, h int32, lset labels.Labels) error {
 			if limit := limits(a.ts.id); limit > 0 && len(st.series) >= limit {
 				n := len(st.series)
 				st.mu.Unlock()
-				return fmt.Errorf("%w: tenant %s has %d active series, the limit is %d (raise --limits.max-active-series or the tenant's override): %s",
+				return 0, fmt.Errorf("%w: tenant %s has %d active series, the limit is %d (raise --limits.max-active-series or the tenant's override): %s",
 					storage.ErrSeriesLimit, a.ts.id, n, limit, lset)
 			}
 		}
-		e = &seriesEntry{hours: [2]int32{noHour, noHour}}
+		e = newSeriesEntry()
 		st.series[fp] = e
 		a.created = append(a.created, fp)
 	}
 	e.seen = a.nowHour
-	registered := e.registered(h)
+	minTs, covered := e.covers(h, t)
 	st.mu.Unlock()
-	if registered {
-		return nil
+	if covered {
+		return minTs, nil
 	}
 	k := seriesHour{fp, h}
-	if _, ok := a.queued[k]; ok {
-		return nil
+	if i, ok := a.queued[k]; ok {
+		a.series[i].minTs = min(a.series[i].minTs, t)
+		return a.series[i].minTs, nil
 	}
 	if a.queued == nil {
-		a.queued = map[seriesHour]struct{}{}
+		a.queued = map[seriesHour]int{}
 	}
-	a.queued[k] = struct{}{}
-	a.series = append(a.series, newSeriesRow(fp, h, lset))
-	return nil
+	a.queued[k] = len(a.series)
+	a.series = append(a.series, newSeriesRow(fp, h, t, lset))
+	return t, nil
 }
 
 // commit inserts the transaction through the group committer and returns

@@ -180,12 +180,12 @@ func TestModernEngine(t *testing.T) {
 	// the same parts, so last-write-wins between parts is checked too.
 	structure := map[string]string{
 		samplesTable: "tenant String, fingerprint UInt64, ts Int64, value Float64",
-		seriesTable:  "tenant String, hour Int32, fingerprint UInt64, metric_name String, label_names Array(String), label_values Array(String)",
+		seriesTable:  "tenant String, hour Int32, min_ts Int64, fingerprint UInt64, metric_name String, label_names Array(String), label_values Array(String)",
 	}
 	copies := 0
 	for _, c := range []struct{ table, cols string }{
 		{samplesTable, "tenant, fingerprint, ts, value"},
-		{seriesTable, "tenant, hour, fingerprint, metric_name, label_names, label_values"},
+		{seriesTable, "tenant, hour, min_ts, fingerprint, metric_name, label_names, label_values"},
 	} {
 		parts := sortedLines(httpQuery(t, base, "SELECT DISTINCT _part_index, _part FROM "+sc.table(c.table)))
 		slices.SortFunc(parts, func(a, b string) int {

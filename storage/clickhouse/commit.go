@@ -211,6 +211,7 @@ func (w *insertWorker) insertSeries(ctx context.Context, batch []*commitReq) err
 	var (
 		tenants = make([]string, 0, n)
 		hours   = make([]int32, 0, n)
+		minTs   = make([]int64, 0, n)
 		fps     = make([]uint64, 0, n)
 		names   = make([]string, 0, n)
 		lnames  = make([][]string, 0, n)
@@ -220,17 +221,18 @@ func (w *insertWorker) insertSeries(ctx context.Context, batch []*commitReq) err
 		for _, sr := range r.series {
 			tenants = append(tenants, r.tenant)
 			hours = append(hours, sr.hour)
+			minTs = append(minTs, sr.minTs)
 			fps = append(fps, sr.fp)
 			names = append(names, sr.name)
 			lnames = append(lnames, sr.names)
 			lvalues = append(lvalues, sr.values)
 		}
 	}
-	b, err := w.s.conn.PrepareBatch(ctx, "INSERT INTO "+w.s.schema.table(seriesTable)+" (tenant, hour, fingerprint, metric_name, label_names, label_values)")
+	b, err := w.s.conn.PrepareBatch(ctx, "INSERT INTO "+w.s.schema.table(seriesTable)+" (tenant, hour, min_ts, fingerprint, metric_name, label_names, label_values)")
 	if err != nil {
 		return err
 	}
-	if err := appendColumns(b, tenants, hours, fps, names, lnames, lvalues); err != nil {
+	if err := appendColumns(b, tenants, hours, minTs, fps, names, lnames, lvalues); err != nil {
 		_ = b.Abort()
 		return err
 	}

@@ -12,9 +12,10 @@
 //     fingerprint, ts). Servers from 20.3 get CODEC(DoubleDelta, ZSTD) on
 //     ts, CODEC(Delta, ZSTD(3)) on value (measured smaller than Gorilla) and
 //     a TTL; 18.x gets neither.
-//   - series (tenant, hour, fingerprint, metric_name, label_names,
-//     label_values): one row per series and hour in which it has samples,
-//     ordered by (tenant, metric_name, fingerprint, hour).
+//   - series (tenant, hour, min_ts, fingerprint, metric_name, label_names,
+//     label_values): one row per series and hour in which it has samples
+//     (more when out-of-order samples lower the hour's earliest, min_ts),
+//     ordered by (tenant, metric_name, fingerprint, hour, min_ts).
 //
 // The fingerprint is xxhash64 of the series' sorted labels including the
 // tenant label. Retention drops whole daily partitions of both tables.
@@ -37,9 +38,9 @@
 // Matchers become SQL over the series table; series are resolved first,
 // then their samples read by (tenant, fingerprint, time), without joins.
 // Label names and values come from the series table; their time range is
-// exact: hours wholly inside the range are answered from series rows, the
-// partial first and last hour by checking samples of the series seen only
-// there.
+// exact: a row whose min_ts lies in the range proves a sample there, and
+// only series whose first-hour row starts before the range and that
+// nothing else proves get their samples checked, within that hour.
 //
 // It is not a query engine: PromQL runs in Luminate over these interfaces.
 package clickhouse

@@ -65,61 +65,25 @@ func (q *querier) seriesWhere(mint, maxt int64, ms []*labels.Matcher) string {
 }
 
 // exactSeriesWhere is like seriesWhere but selects only series with a
-// sample inside [mint, maxt]: a series row of an hour wholly inside the
-// range proves one; for hours the range covers in part (at most the
-// first and the last), the samples of the series seen in no whole hour are
-// checked, within those partial hours only.
+// sample inside [mint, maxt]. A series row records the earliest sample of
+// its hour (min_ts); each row whose min_ts lies in the range proves a
+// sample there, and a row whose min_ts lies after the range proves none in
+// its hour. Only rows of the first hour with min_ts before mint are
+// undecided: for the series nothing else decides, their samples in
+// [mint, end of that hour] are checked. For a live series queried up to
+// now that set is empty, so the check reads no samples.
 func (q *querier) exactSeriesWhere(mint, maxt int64, ms []*labels.Matcher) string {
 	base := q.seriesWhere(mint, maxt, ms)
-	h1, h2 := hourOf(mint), hourOf(maxt)
-	f1, f2 := h1, h2
-	if hourStart(h1) < mint {
-		f1++
+	proven := fmt.Sprintf("(min_ts >= %d AND min_ts <= %d)", mint, maxt)
+	h1 := hourOf(mint)
+	if hourStart(h1) >= mint {
+		return base + " AND " + proven // no row has min_ts before mint
 	}
-	if hourEnd(h2) > maxt {
-		f2--
-	}
-	var edges []int32
-	var edgeRanges []string
-	addEdge := func(h int32) {
-		if slices.Contains(edges, h) {
-			return
-		}
-		edges = append(edges, h)
-		edgeRanges = append(edgeRanges, fmt.Sprintf("(ts >= %d AND ts <= %d)", max(mint, hourStart(h)), min(maxt, hourEnd(h))))
-	}
-	if f1 > h1 {
-		addEdge(h1)
-	}
-	if f2 < h2 {
-		addEdge(h2)
-	}
-	full := ""
-	if f1 <= f2 {
-		full = fmt.Sprintf("(hour >= %d AND hour <= %d)", f1, f2)
-	}
-	if len(edges) == 0 {
-		if full == "" {
-			return "0"
-		}
-		return base + " AND " + full
-	}
-	edgeHours := make([]string, len(edges))
-	for i, h := range edges {
-		edgeHours[i] = strconv.Itoa(int(h))
-	}
-	candidates := fmt.Sprintf("SELECT fingerprint FROM %s WHERE %s AND hour IN (%s) AND %s",
-		q.subTable(seriesTable), q.tenantCond(), strings.Join(edgeHours, ","), matchersSQL(ms))
-	if full != "" {
-		candidates += fmt.Sprintf(" AND fingerprint NOT IN (SELECT fingerprint FROM %s WHERE %s AND %s AND %s)",
-			q.subTable(seriesTable), q.tenantCond(), full, matchersSQL(ms))
-	}
-	edge := fmt.Sprintf("fingerprint IN (SELECT fingerprint FROM %s WHERE %s AND (%s) AND fingerprint IN (%s))",
-		q.subTable(samplesTable), q.tenantCond(), strings.Join(edgeRanges, " OR "), candidates)
-	if full == "" {
-		return base + " AND " + edge
-	}
-	return base + " AND (" + full + " OR " + edge + ")"
+	undecided := fmt.Sprintf("SELECT fingerprint FROM %s WHERE %s AND hour = %d AND min_ts < %d AND %s AND fingerprint NOT IN (SELECT fingerprint FROM %s WHERE %s AND %s)",
+		q.subTable(seriesTable), q.tenantCond(), h1, mint, matchersSQL(ms), q.subTable(seriesTable), base, proven)
+	checked := fmt.Sprintf("SELECT fingerprint FROM %s WHERE %s AND ts >= %d AND ts <= %d AND fingerprint IN (%s)",
+		q.subTable(samplesTable), q.tenantCond(), mint, min(maxt, hourEnd(h1)), undecided)
+	return base + " AND (" + proven + " OR fingerprint IN (" + checked + "))"
 }
 
 // hourStart and hourEnd are the first and last millisecond of hour h.

@@ -15,8 +15,8 @@ import (
 //
 //	samples  (tenant, fingerprint, ts, value)
 //	         ReplacingMergeTree, PARTITION BY day of ts, ORDER BY (tenant, fingerprint, ts)
-//	series   (tenant, hour, fingerprint, metric_name, label_names, label_values)
-//	         ReplacingMergeTree, PARTITION BY day of hour, ORDER BY (tenant, metric_name, fingerprint, hour)
+//	series   (tenant, hour, min_ts, fingerprint, metric_name, label_names, label_values)
+//	         ReplacingMergeTree, PARTITION BY day of hour, ORDER BY (tenant, metric_name, fingerprint, hour, min_ts)
 //
 // In cluster mode these names are Distributed tables over samples_local and
 // series_local on every node, sharded by fingerprint.
@@ -226,13 +226,16 @@ func (s schema) seriesDDL() string {
 	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s%s (\n", s.table(s.storageTable(seriesTable)), s.onClusterClause())
 	fmt.Fprintf(&b, "  tenant %s,\n", s.lowCardinality("String"))
 	b.WriteString("  hour Int32,\n")
+	b.WriteString("  min_ts Int64,\n") // the earliest sample of the hour the row was written for
 	b.WriteString("  fingerprint UInt64,\n")
 	fmt.Fprintf(&b, "  metric_name %s,\n", s.lowCardinality("String"))
 	fmt.Fprintf(&b, "  label_names Array(String)%s,\n", s.codec("ZSTD(1)"))
 	fmt.Fprintf(&b, "  label_values Array(String)%s\n", s.codec("ZSTD(1)"))
 	fmt.Fprintf(&b, ") ENGINE = %s\n", s.engine(seriesTable))
 	b.WriteString("PARTITION BY intDiv(hour, 24)\n")
-	b.WriteString("ORDER BY (tenant, metric_name, fingerprint, hour)\n")
+	// min_ts in the key: rows of one hour with different earliest samples
+	// must all survive merges, the smallest is the one that counts.
+	b.WriteString("ORDER BY (tenant, metric_name, fingerprint, hour, min_ts)\n")
 	b.WriteString("SETTINGS index_granularity = 8192")
 	return b.String()
 }

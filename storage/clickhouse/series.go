@@ -61,23 +61,47 @@ const noHour = math.MinInt32
 // seriesEntry is what a tenant's cache knows about one series.
 type seriesEntry struct {
 	// hours are the two most recent hours for which the series has a row
-	// in the series table (noHour when unknown).
+	// in the series table (noHour when unknown), minTs the earliest
+	// min_ts of those rows: a sample of such an hour at or after minTs
+	// needs no new row, an earlier one does (rows record their hour's
+	// earliest sample, which makes label queries exact; see querier.go).
 	hours [2]int32
+	minTs [2]int64
 	// seen is the wall-clock hour the series was last appended to; series
 	// seen within activeHours count as active.
 	seen int32
 }
 
-func (e *seriesEntry) registered(h int32) bool { return e.hours[0] == h || e.hours[1] == h }
-
-func (e *seriesEntry) register(h int32) {
-	switch {
-	case e.registered(h):
-	case h > e.hours[0]:
-		e.hours[1], e.hours[0] = e.hours[0], h
-	case h > e.hours[1]:
-		e.hours[1] = h
+// covers reports whether the series has a row for hour h with min_ts at
+// or before t, and that min_ts.
+func (e *seriesEntry) covers(h int32, t int64) (int64, bool) {
+	for i := range e.hours {
+		if e.hours[i] == h && e.minTs[i] <= t {
+			return e.minTs[i], true
+		}
 	}
+	return 0, false
+}
+
+// register records a row for hour h with min_ts minTs.
+func (e *seriesEntry) register(h int32, minTs int64) {
+	for i := range e.hours {
+		if e.hours[i] == h {
+			e.minTs[i] = min(e.minTs[i], minTs)
+			return
+		}
+	}
+	switch {
+	case h > e.hours[0]:
+		e.hours[1], e.minTs[1] = e.hours[0], e.minTs[0]
+		e.hours[0], e.minTs[0] = h, minTs
+	case h > e.hours[1]:
+		e.hours[1], e.minTs[1] = h, minTs
+	}
+}
+
+func newSeriesEntry() *seriesEntry {
+	return &seriesEntry{hours: [2]int32{noHour, noHour}}
 }
 
 // activeHours is how long a series counts as active after its last sample.
@@ -114,7 +138,7 @@ func (t *tenantState) load(ctx context.Context, s *Store) error {
 		return nil
 	}
 	now := hourOf(time.Now().UnixMilli())
-	q := fmt.Sprintf("SELECT fingerprint, max(hour) FROM %s WHERE tenant = %s AND hour >= %d GROUP BY fingerprint",
+	q := fmt.Sprintf("SELECT fingerprint, max(hour), argMax(min_ts, hour) FROM %s WHERE tenant = %s AND hour >= %d GROUP BY fingerprint",
 		s.schema.table(seriesTable), quote(string(t.id)), now-activeHours)
 	rows, err := s.query(ctx, "load_series", q)
 	if err != nil {
@@ -124,17 +148,21 @@ func (t *tenantState) load(ctx context.Context, s *Store) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for rows.Next() {
-		var fp uint64
-		var h int32
-		if err := rows.Scan(&fp, &h); err != nil {
+		var (
+			fp    uint64
+			h     int32
+			minTs int64
+		)
+		if err := rows.Scan(&fp, &h, &minTs); err != nil {
 			return fmt.Errorf("load series of tenant %s: %w", t.id, err)
 		}
 		e := t.series[fp]
 		if e == nil {
-			e = &seriesEntry{hours: [2]int32{noHour, noHour}, seen: h}
+			e = newSeriesEntry()
+			e.seen = h
 			t.series[fp] = e
 		}
-		e.register(h)
+		e.register(h, minTs)
 	}
 	if err := rows.Err(); err != nil {
 		return unavailable(fmt.Errorf("load series of tenant %s: %w", t.id, err))
@@ -150,7 +178,7 @@ func (t *tenantState) markRegistered(rows []seriesRow) {
 	defer t.mu.Unlock()
 	for _, r := range rows {
 		if e := t.series[r.fp]; e != nil {
-			e.register(r.hour)
+			e.register(r.hour, r.minTs)
 		}
 	}
 }
@@ -172,13 +200,14 @@ func (t *tenantState) prune(nowHour int32) int {
 type seriesRow struct {
 	fp     uint64
 	hour   int32
+	minTs  int64 // the earliest sample of the hour this row is written for
 	name   string
 	names  []string
 	values []string
 }
 
-func newSeriesRow(fp uint64, hour int32, lset labels.Labels) seriesRow {
-	r := seriesRow{fp: fp, hour: hour, names: make([]string, 0, lset.Len()), values: make([]string, 0, lset.Len())}
+func newSeriesRow(fp uint64, hour int32, minTs int64, lset labels.Labels) seriesRow {
+	r := seriesRow{fp: fp, hour: hour, minTs: minTs, names: make([]string, 0, lset.Len()), values: make([]string, 0, lset.Len())}
 	lset.Range(func(l labels.Label) {
 		if l.Value == "" {
 			return

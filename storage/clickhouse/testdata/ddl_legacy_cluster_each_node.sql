@@ -12,13 +12,14 @@ SETTINGS index_granularity = 8192;
 CREATE TABLE IF NOT EXISTS `luminate`.`series_local` (
   tenant LowCardinality(String),
   hour Int32,
+  min_ts Int64,
   fingerprint UInt64,
   metric_name LowCardinality(String),
   label_names Array(String),
   label_values Array(String)
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY intDiv(hour, 24)
-ORDER BY (tenant, metric_name, fingerprint, hour)
+ORDER BY (tenant, metric_name, fingerprint, hour, min_ts)
 SETTINGS index_granularity = 8192;
 
 CREATE TABLE IF NOT EXISTS `luminate`.`samples` AS `luminate`.`samples_local` ENGINE = Distributed(`metrics`, `luminate`, `samples_local`, fingerprint);

@@ -12,12 +12,13 @@ SETTINGS index_granularity = 8192;
 CREATE TABLE IF NOT EXISTS `luminate`.`series` (
   tenant String,
   hour Int32,
+  min_ts Int64,
   fingerprint UInt64,
   metric_name String,
   label_names Array(String),
   label_values Array(String)
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY intDiv(hour, 24)
-ORDER BY (tenant, metric_name, fingerprint, hour)
+ORDER BY (tenant, metric_name, fingerprint, hour, min_ts)
 SETTINGS index_granularity = 8192;
 

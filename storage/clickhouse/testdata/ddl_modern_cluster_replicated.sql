@@ -13,13 +13,14 @@ SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
 CREATE TABLE IF NOT EXISTS `luminate`.`series_local` ON CLUSTER `metrics` (
   tenant LowCardinality(String),
   hour Int32,
+  min_ts Int64,
   fingerprint UInt64,
   metric_name LowCardinality(String),
   label_names Array(String) CODEC(ZSTD(1)),
   label_values Array(String) CODEC(ZSTD(1))
 ) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/luminate/series_local', '{replica}')
 PARTITION BY intDiv(hour, 24)
-ORDER BY (tenant, metric_name, fingerprint, hour)
+ORDER BY (tenant, metric_name, fingerprint, hour, min_ts)
 SETTINGS index_granularity = 8192;
 
 CREATE TABLE IF NOT EXISTS `luminate`.`samples` ON CLUSTER `metrics` AS `luminate`.`samples_local` ENGINE = Distributed(`metrics`, `luminate`, `samples_local`, fingerprint);

@@ -12,12 +12,13 @@ SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1;
 CREATE TABLE IF NOT EXISTS `luminate`.`series` (
   tenant LowCardinality(String),
   hour Int32,
+  min_ts Int64,
   fingerprint UInt64,
   metric_name LowCardinality(String),
   label_names Array(String) CODEC(ZSTD(1)),
   label_values Array(String) CODEC(ZSTD(1))
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY intDiv(hour, 24)
-ORDER BY (tenant, metric_name, fingerprint, hour)
+ORDER BY (tenant, metric_name, fingerprint, hour, min_ts)
 SETTINGS index_granularity = 8192;
 
