@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // Sealed chunks are stored in one of two encodings, named by the first byte
@@ -129,21 +130,21 @@ func packChunk(dst []byte, samples []sample) ([]byte, bool) {
 	return dst, true
 }
 
-func readDeltas(d *decoder, xs []int64, dod bool) {
-	var prevDelta int64
-	for i := 1; i < len(xs) && d.err == nil; i++ {
-		u := d.uvarint()
-		v := int64(u>>1) ^ -int64(u&1)
-		delta := v
-		if dod && i > 1 {
-			delta = prevDelta + v
-		}
-		xs[i] = xs[i-1] + delta
-		prevDelta = delta
+// next reads one zigzag varint of d as a signed value, with a fast path for
+// the one-byte varints that regular data is mostly made of.
+func (d *decoder) nextZigzag() int64 {
+	var u uint64
+	if b := d.b; len(b) > 0 && b[0] < 0x80 {
+		u = uint64(b[0])
+		d.b = b[1:]
+	} else {
+		u = d.uvarint()
 	}
+	return int64(u>>1) ^ -int64(u&1)
 }
 
-// unpackChunk appends the samples of a packed chunk to dst.
+// unpackChunk appends the samples of a packed chunk to dst. Timestamps and
+// scaled values are decoded straight into the appended samples.
 func unpackChunk(dst []sample, data []byte) ([]sample, error) {
 	if len(data) < 1 {
 		return dst, fmt.Errorf("packed chunk: %w", errCorrupt)
@@ -158,18 +159,43 @@ func unpackChunk(dst []sample, data []byte) ([]sample, error) {
 	if n == 0 || n > uint64(len(data)) {
 		return dst, fmt.Errorf("packed chunk length: %w", errCorrupt)
 	}
-	ts := make([]int64, n)
-	xs := make([]int64, n)
-	ts[0] = d.varint()
-	readDeltas(&d, ts, true)
-	xs[0] = d.varint()
-	readDeltas(&d, xs, flags&(1<<4) != 0)
-	if d.err != nil {
-		return dst, fmt.Errorf("packed chunk: %w", d.err)
+	base := len(dst)
+	dst = slices.Grow(dst, int(n))[:base+int(n)]
+	out := dst[base:]
+	// Timestamps: first value, one delta, then delta-of-deltas.
+	t := d.varint()
+	var delta int64
+	for i := range out {
+		switch i {
+		case 0:
+		case 1:
+			delta = d.nextZigzag()
+			t += delta
+		default:
+			delta += d.nextZigzag()
+			t += delta
+		}
+		out[i].t = t
 	}
+	// Values: first value, then deltas or delta-of-deltas.
+	x := d.varint()
+	dod := flags&(1<<4) != 0
 	p := pow10[k]
-	for i := range ts {
-		dst = append(dst, sample{t: ts[i], v: float64(xs[i]) / p})
+	delta = 0
+	for i := range out {
+		if i > 0 {
+			z := d.nextZigzag()
+			if dod && i > 1 {
+				delta += z
+			} else {
+				delta = z
+			}
+			x += delta
+		}
+		out[i].v = float64(x) / p
+	}
+	if d.err != nil {
+		return dst[:base], fmt.Errorf("packed chunk: %w", d.err)
 	}
 	return dst, nil
 }

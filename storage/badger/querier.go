@@ -63,19 +63,28 @@ type querier struct {
 	t          *tenant // nil: the tenant has no data
 	mint, maxt int64
 
-	mu  sync.Mutex // guards txn and seq
+	mu  sync.Mutex // guards txn, it and seq
 	txn *bdb.Txn
-	seq uint64 // Store.diskSeq before txn was opened
+	it  *bdb.Iterator // over txn, reused (by Seek) for every series
+	seq uint64        // Store.diskSeq before txn was opened
 }
 
 func (q *querier) Close() error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.discardLocked()
+	return nil
+}
+
+func (q *querier) discardLocked() {
+	if q.it != nil {
+		q.it.Close()
+		q.it = nil
+	}
 	if q.txn != nil {
 		q.txn.Discard()
 		q.txn = nil
 	}
-	return nil
 }
 
 // matching returns the tenant's series that match ms and have data in the
@@ -127,45 +136,40 @@ func (q *querier) chunksFor(ser *series, mint, maxt int64) ([]memChunk, error) {
 		mem = append(mem, memChunk{mint: h.mint, maxt: h.maxt, enc: encXOR, data: h.bytesCopy()})
 	}
 	seq := ser.diskSeq
+	// Sealed chunks on disk end at or before diskMaxT (unflushed ones are
+	// in mem): a range that starts later needs no Badger read at all.
+	needDisk := !ser.diskKnown || ser.diskMaxT >= mint
 	ser.mu.Unlock()
 	memMin := int64(math.MaxInt64)
 	if len(mem) > 0 {
 		memMin = mem[0].mint
 	}
 
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	txn := q.txn
-	if txn == nil || seq > q.seq {
-		if txn != nil {
-			txn.Discard()
-		}
-		q.seq = q.st.diskSeq.Load()
-		txn = q.st.db.NewTransaction(false)
-		q.txn = txn
-	}
 	var out []memChunk
-	{
+	if needDisk {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		if q.txn == nil || seq > q.seq {
+			q.discardLocked()
+			q.seq = q.st.diskSeq.Load()
+			q.txn = q.st.db.NewTransaction(false)
+			q.it = q.txn.NewIterator(bdb.IteratorOptions{Prefix: tenantPrefix(kindChunk, q.t.num), PrefetchValues: false})
+		}
 		prefix := seriesKey(kindChunk, q.t.num, ser.id)
-		it := txn.NewIterator(bdb.IteratorOptions{Prefix: prefix, PrefetchValues: false})
-		for it.Seek(chunkKey(q.t.num, ser.id, 0, mint)[:21]); it.Valid(); it.Next() {
+		it := q.it
+		for it.Seek(chunkKey(q.t.num, ser.id, 0, mint)[:21]); it.ValidForPrefix(prefix); it.Next() {
 			_, cmin, cmax, ok := parseChunkKey(it.Item().Key())
-			if !ok || cmin > maxt || cmin >= memMin {
-				break
-			}
-			if cmax >= memMin {
+			if !ok || cmin > maxt || cmin >= memMin || cmax >= memMin {
 				break
 			}
 			v, err := it.Item().ValueCopy(nil)
 			if err != nil {
-				it.Close()
 				return nil, err
 			}
 			if len(v) > 1 {
 				out = append(out, memChunk{mint: cmin, maxt: cmax, enc: v[0], data: v[1:]})
 			}
 		}
-		it.Close()
 	}
 	for _, c := range mem {
 		if c.maxt >= mint && c.mint <= maxt {
