@@ -345,19 +345,63 @@ func (q *querier) LabelValues(_ context.Context, name string, hints *promstorage
 		}
 		q.t.mu.RUnlock()
 	} else {
-		set := map[string]struct{}{}
-		for _, s := range q.matching(ms) {
-			if v := s.lset.Get(name); v != "" {
-				set[v] = struct{}{}
-			}
-		}
-		for v := range set {
-			vals = append(vals, v)
-		}
+		vals = q.labelValuesMatching(name, ms)
 	}
 	sort.Strings(vals)
 	vals, _ = hints.ApplyLimit(vals)
 	return vals, nil, nil
+}
+
+// labelValuesMatching returns the values of name among the series matching
+// ms in range. With fewer values than matching series (a job or region
+// label), each value's postings are intersected with the matching series,
+// stopping at the first common one; otherwise the matching series' labels
+// are read.
+func (q *querier) labelValuesMatching(name string, ms []*labels.Matcher) []string {
+	matched := q.matching(ms) // sorted by id
+	var vals []string
+	q.t.mu.RLock()
+	postings := q.t.postings[name]
+	if len(postings) < len(matched) {
+		for v, list := range postings {
+			if intersects(list, matched) {
+				vals = append(vals, v)
+			}
+		}
+		q.t.mu.RUnlock()
+		return vals
+	}
+	q.t.mu.RUnlock()
+	set := map[string]struct{}{}
+	for _, s := range matched {
+		if v := s.lset.Get(name); v != "" {
+			set[v] = struct{}{}
+		}
+	}
+	for v := range set {
+		vals = append(vals, v)
+	}
+	return vals
+}
+
+// intersects reports whether two lists sorted by id share a series. It
+// walks the shorter list and binary-searches the longer one from where the
+// previous search ended.
+func intersects(a, b []*series) bool {
+	if len(a) > len(b) {
+		a, b = b, a
+	}
+	lo := 0
+	for _, s := range a {
+		lo += sort.Search(len(b)-lo, func(i int) bool { return b[lo+i].id >= s.id })
+		if lo == len(b) {
+			return false
+		}
+		if b[lo].id == s.id {
+			return true
+		}
+	}
+	return false
 }
 
 // LabelNames returns the sorted label names of the tenant's series that

@@ -222,3 +222,27 @@ var (
 	_       promstorage.Appendable = (*tenantStore)(nil)
 	timeFar                        = time.Now().Add(100 * 365 * 24 * time.Hour)
 )
+
+func TestIntersects(t *testing.T) {
+	mk := func(ids ...uint64) []*series {
+		out := make([]*series, len(ids))
+		for i, id := range ids {
+			out[i] = &series{id: id}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		a, b []*series
+		want bool
+	}{
+		{mk(), mk(1), false},
+		{mk(1, 3, 5), mk(2, 4, 6), false},
+		{mk(1, 3, 5), mk(5), true},
+		{mk(7), mk(1, 2, 3, 4, 5, 6, 7), true},
+		{mk(8), mk(1, 2, 3, 4, 5, 6, 7), false},
+		{mk(2, 9), mk(1, 3, 5, 7, 9), true},
+	} {
+		require.Equal(t, tc.want, intersects(tc.a, tc.b), "%v %v", tc.a, tc.b)
+		require.Equal(t, tc.want, intersects(tc.b, tc.a))
+	}
+}
