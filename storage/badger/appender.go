@@ -99,7 +99,7 @@ func (a *appender) Append(_ promstorage.SeriesRef, lset labels.Labels, t int64, 
 		a.newByHash = map[uint64][]int{}
 	}
 	i := len(a.newLabels)
-	a.newLabels = append(a.newLabels, lset.Copy())
+	a.newLabels = append(a.newLabels, lset) // labels are immutable; the caller's are kept
 	a.newHashes = append(a.newHashes, h)
 	a.newByHash[h] = append(a.newByHash[h], i)
 	a.samples = append(a.samples, pendingSample{pending: i, t: t, v: v})
@@ -120,7 +120,6 @@ func (a *appender) Commit() error {
 		return err
 	}
 	start := time.Now()
-	var fresh []*series
 	if len(a.newLabels) > 0 {
 		created := make([]*series, len(a.newLabels))
 		t.mu.Lock()
@@ -130,7 +129,6 @@ func (a *appender) Commit() error {
 				ser = newSeries(st.nextSeries.Add(1), lset)
 				ser.diskKnown = true
 				t.addLocked(a.newHashes[i], ser)
-				fresh = append(fresh, ser)
 			}
 			created[i] = ser
 		}
@@ -176,7 +174,7 @@ func (a *appender) Commit() error {
 	for ser := range seen {
 		ser.logged.Store(true)
 	}
-	err := st.apply(t, a.samples, fresh, time.Now().UnixNano())
+	err := st.apply(t, a.samples, time.Now().UnixNano())
 	st.m.commitDur.Observe(time.Since(start).Seconds())
 	return err
 }
@@ -185,7 +183,7 @@ var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); retur
 
 // apply adds durable samples to memory, merges out-of-order ones into
 // sealed chunks and writes what was sealed (and new series) to Badger.
-func (s *Store) apply(t *tenant, samples []pendingSample, fresh []*series, now int64) error {
+func (s *Store) apply(t *tenant, samples []pendingSample, now int64) error {
 	var errs []error
 	var sealedList []*series
 	var ooo map[*series][]sample
@@ -241,8 +239,11 @@ func (s *Store) apply(t *tenant, samples []pendingSample, fresh []*series, now i
 		}
 		ser.mu.Unlock()
 	}
-	if len(sealedList) > 0 || len(fresh) > 0 {
-		if err := s.flushSealed(t, sealedList, fresh); err != nil {
+	// New series need no Badger write here: the WAL record defines them,
+	// and the next checkpoint writes their 'S' records before it deletes
+	// that record's segment.
+	if len(sealedList) > 0 {
+		if err := s.flushSealed(t, sealedList, nil); err != nil {
 			errs = append(errs, err)
 		}
 	}

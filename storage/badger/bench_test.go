@@ -309,3 +309,22 @@ func benchSeriesRange(lo, hi int) []labels.Labels {
 	}
 	return out
 }
+
+// BenchmarkCreateSeries appends the first sample of new series, 2,000 per
+// commit: the first scrape of new targets.
+func BenchmarkCreateSeries(b *testing.B) {
+	s := openTest(b, b.TempDir(), nil)
+	defer s.Close()
+	ts := s.ForTenant("bench")
+	next := 0
+	values := make([]float64, 2000)
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		batch := benchSeriesRange(next, next+2000)
+		next += 2000
+		b.StartTimer()
+		appendRound(b, ts, batch, values, 0, 2000, 1)
+	}
+	b.ReportMetric(float64(next)/b.Elapsed().Seconds(), "series/s")
+}

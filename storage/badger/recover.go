@@ -152,6 +152,10 @@ func (s *Store) recover(segs []int) error {
 			s.logger.Warn("wal segment ends in a torn record; the unacknowledged tail was dropped", "segment", seg)
 		}
 	}
+	// Replay appends series in record order; restore id order once.
+	for _, t := range s.tenants {
+		t.sortLocked()
+	}
 	if len(segs) > 0 {
 		if err := s.checkpoint(); errors.Is(err, storage.ErrUnavailable) {
 			s.logger.Warn("checkpoint after recovery failed; the write-ahead log is kept and the store starts degraded", "err", err)
@@ -185,7 +189,6 @@ func (s *Store) replayRecord(rec []byte) error {
 		return fmt.Errorf("wal names unknown tenant number %d: %w", num, errCorrupt)
 	}
 	byID := make(map[uint64]*series, len(created))
-	var fresh []*series
 	t.mu.Lock()
 	for _, c := range created {
 		h := c.lset.Hash()
@@ -193,16 +196,13 @@ func (s *Store) replayRecord(rec []byte) error {
 		if ser == nil {
 			ser = newSeries(c.id, c.lset)
 			ser.diskKnown = true
+			ser.logged.Store(true) // the checkpoint after replay writes its 'S' record
 			t.addLocked(h, ser)
-			fresh = append(fresh, ser)
 			if c.id > s.nextSeries.Load() {
 				s.nextSeries.Store(c.id)
 			}
 		}
 		byID[c.id] = ser
-	}
-	if len(fresh) > 0 {
-		t.sortLocked()
 	}
 	// Samples may name series created by earlier records.
 	for _, smp := range samples {
@@ -226,5 +226,5 @@ func (s *Store) replayRecord(rec []byte) error {
 		}
 		refs = append(refs, pendingSample{ser: ser, t: smp.t, v: smp.v})
 	}
-	return s.apply(t, refs, fresh, time.Now().UnixNano())
+	return s.apply(t, refs, time.Now().UnixNano())
 }
