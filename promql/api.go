@@ -65,11 +65,17 @@ type API struct {
 	limits    Limits
 	logger    *slog.Logger
 	engine    *pql.Engine
-	parser    parser.Parser
-	cors      *regexp.Regexp
-	json      jsoniter.API
-	buildInfo BuildInfo
-	gzip      sync.Pool // of *gzip.Writer
+	newEngine func(maxSamples int) *pql.Engine
+	// tenantEngines run the queries of tenants whose max_samples_per_query
+	// is below --query.max-samples, one engine per such limit (an engine's
+	// MaxSamples is fixed when it is built).
+	tenantEnginesMu sync.Mutex
+	tenantEngines   map[int]*pql.Engine
+	parser          parser.Parser
+	cors            *regexp.Regexp
+	json            jsoniter.API
+	buildInfo       BuildInfo
+	gzip            sync.Pool // of *gzip.Writer
 
 	m *metrics
 }
@@ -98,31 +104,38 @@ func New(cfg Config, store storage.MetricsStore, limits Limits, logger *slog.Log
 		EnableUnquotedUTF8Names:     cfg.UnquotedUTF8Names,
 	})
 	subqueryStep := cfg.SubqueryStep.Milliseconds()
-	engine := pql.NewEngine(pql.EngineOpts{
-		Logger:                   logger.With("component", "promql-engine"),
-		Reg:                      reg,
-		MaxSamples:               cfg.MaxSamples,
-		Timeout:                  cfg.Timeout,
-		LookbackDelta:            cfg.LookbackDelta,
-		NoStepSubqueryIntervalFn: func(int64) int64 { return subqueryStep },
-		EnableAtModifier:         true,
-		EnableNegativeOffset:     true,
-		EnablePerStepStats:       true,
-		EnableDelayedNameRemoval: cfg.DelayedNameRemoval,
-		// The query-cost budget carries the per-tenant samples limit
-		// (max_samples_per_query) into each query; the engine-wide
-		// ceilings stay unlimited.
-		EnableQueryCost: true,
-		Parser:          p,
-	})
+	engineOpts := func(maxSamples int, reg prometheus.Registerer) pql.EngineOpts {
+		return pql.EngineOpts{
+			Logger:                   logger.With("component", "promql-engine"),
+			Reg:                      reg,
+			MaxSamples:               maxSamples,
+			Timeout:                  cfg.Timeout,
+			LookbackDelta:            cfg.LookbackDelta,
+			NoStepSubqueryIntervalFn: func(int64) int64 { return subqueryStep },
+			EnableAtModifier:         true,
+			EnableNegativeOffset:     true,
+			EnablePerStepStats:       true,
+			EnableDelayedNameRemoval: cfg.DelayedNameRemoval,
+			// No query-cost budget (EnableQueryCost): it checks the context
+			// twice per sample read, a quarter of the CPU of a dashboard
+			// range query here. Per-tenant samples limits get engines of
+			// their own instead (engineFor).
+			Parser: p,
+		}
+	}
+	engine := pql.NewEngine(engineOpts(cfg.MaxSamples, reg))
 	a := &API{
 		cfg:    cfg,
 		store:  store,
 		limits: limits,
 		logger: logger,
 		engine: engine,
-		parser: p,
-		cors:   cors,
+		newEngine: func(maxSamples int) *pql.Engine {
+			return pql.NewEngine(engineOpts(maxSamples, nil)) // metrics stay on the main engine
+		},
+		tenantEngines: map[int]*pql.Engine{},
+		parser:        p,
+		cors:          cors,
 		json: jsoniter.Config{
 			EscapeHTML:             true,
 			SortMapKeys:            true,
@@ -178,7 +191,35 @@ func (a *API) SetBuildInfo(bi BuildInfo) {
 }
 
 // Close releases the engine.
-func (a *API) Close() error { return a.engine.Close() }
+func (a *API) Close() error {
+	a.tenantEnginesMu.Lock()
+	defer a.tenantEnginesMu.Unlock()
+	errs := []error{a.engine.Close()}
+	for _, e := range a.tenantEngines {
+		errs = append(errs, e.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// engineFor returns the engine for a query of tenant id: the shared one, or
+// one whose MaxSamples is the tenant's lower max_samples_per_query.
+func (a *API) engineFor(id tenancy.ID) *pql.Engine {
+	if a.limits == nil {
+		return a.engine
+	}
+	n := a.limits.MaxSamplesPerQuery(id)
+	if n <= 0 || n >= a.cfg.MaxSamples {
+		return a.engine
+	}
+	a.tenantEnginesMu.Lock()
+	defer a.tenantEnginesMu.Unlock()
+	e := a.tenantEngines[n]
+	if e == nil {
+		e = a.newEngine(n)
+		a.tenantEngines[n] = e
+	}
+	return e
+}
 
 // endpoint kinds decide what the wrapper does before the endpoint runs.
 type kind int

@@ -129,7 +129,7 @@ func TestQueryLimits(t *testing.T) {
 		r := e.get(acme, "/api/v1/query_range", rangeUp)
 		require.Equal(t, 422, r.status)
 		require.Equal(t, "execution", r.envelope(t).ErrorType)
-		require.Contains(t, r.envelope(t).Error, "query would read too many samples")
+		require.Contains(t, r.envelope(t).Error, "query processing would load too many samples into memory")
 		require.Contains(t, r.envelope(t).Error, "--limits.max-samples-per-query")
 		require.Contains(t, r.envelope(t).Error, "max_samples_per_query")
 		// A query within the limit runs.

@@ -74,15 +74,15 @@ func (a *API) Exec(ctx context.Context, id tenancy.ID, req ExecRequest) (*ExecRe
 	}
 	limit, setting := a.seriesLimit(id)
 	queryable := newLimitedQueryable(a.store.ForTenant(id), limit, setting)
-	opts := pql.NewPrometheusQueryOptsWithLimits(false, req.Lookback, 0, a.samplesLimit(id), 0, nil)
+	opts := pql.NewPrometheusQueryOpts(false, req.Lookback, nil)
 	var (
 		qry pql.Query
 		err error
 	)
 	if req.Step == 0 {
-		qry, err = a.engine.NewInstantQuery(ctx, queryable, opts, req.Query, req.Start)
+		qry, err = a.engineFor(id).NewInstantQuery(ctx, queryable, opts, req.Query, req.Start)
 	} else {
-		qry, err = a.engine.NewRangeQuery(ctx, queryable, opts, req.Query, req.Start, req.End, req.Step)
+		qry, err = a.engineFor(id).NewRangeQuery(ctx, queryable, opts, req.Query, req.Start, req.End, req.Step)
 	}
 	if err != nil {
 		return nil, a.constructionError(err, 0)
@@ -90,7 +90,7 @@ func (a *API) Exec(ctx context.Context, id tenancy.ID, req ExecRequest) (*ExecRe
 	res := qry.Exec(ctx)
 	if res.Err != nil {
 		qry.Close()
-		return nil, a.queryError(res.Err, 0)
+		return nil, a.tenantQueryError(id, res.Err, 0)
 	}
 	out := &ExecResult{Value: res.Value, Warnings: res.Warnings, close: qry.Close}
 	if st := qry.Stats(); st != nil && st.Samples != nil {

@@ -29,7 +29,8 @@ type Limits interface {
 	// MaxSeriesPerQuery is the most series one query may load; 0 means
 	// unlimited.
 	MaxSeriesPerQuery(id tenancy.ID) int
-	// MaxSamplesPerQuery is the most samples one query may read; 0 means
+	// MaxSamplesPerQuery is the most samples one query may hold in memory
+	// at once (an engine MaxSamples of the tenant's own); 0 means
 	// unlimited.
 	MaxSamplesPerQuery(id tenancy.ID) int
 }
@@ -44,15 +45,6 @@ func (a *API) seriesLimit(id tenancy.ID) (int, string) {
 		}
 	}
 	return limit, setting
-}
-
-// samplesLimit is the per-tenant limit of samples one query may read; 0
-// means none.
-func (a *API) samplesLimit(id tenancy.ID) uint64 {
-	if a.limits == nil {
-		return 0
-	}
-	return uint64(max(a.limits.MaxSamplesPerQuery(id), 0))
 }
 
 // limitedQueryable counts the series every Select of one query returns
@@ -119,6 +111,18 @@ func (s *limitedSeriesSet) Err() error {
 }
 
 func (s *limitedSeriesSet) Warnings() annotations.Annotations { return s.SeriesSet.Warnings() }
+
+// tenantQueryError is queryError for a query of tenant id: when the
+// tenant's own engine (a max_samples_per_query below --query.max-samples)
+// refused it for too many samples, the error names that setting.
+func (a *API) tenantQueryError(id tenancy.ID, err error, timeout time.Duration) error {
+	var tooMany pql.ErrTooManySamples
+	if errors.As(err, &tooMany) && a.engineFor(id) != a.engine {
+		return &apierror.Error{Kind: apierror.Execution, Msg: fmt.Sprintf("%s: more than the tenant's %d samples (raise --limits.max-samples-per-query or its per-tenant override max_samples_per_query)",
+			err, a.limits.MaxSamplesPerQuery(id))}
+	}
+	return a.queryError(err, timeout)
+}
 
 // queryError turns an error of the engine into one api/apierror
 // classifies as Prometheus would (timeout and canceled 503, too many

@@ -25,7 +25,7 @@ func (a *API) query(r *http.Request, rc *requestContext) (result, error) {
 		return result{}, err
 	}
 	return a.runQuery(r, rc, limit, func(ctx context.Context, opts pql.QueryOpts, q string) (pql.Query, error) {
-		return a.engine.NewInstantQuery(ctx, a.queryable(rc), opts, q, ts)
+		return a.engineFor(rc.principal.Tenant).NewInstantQuery(ctx, a.queryable(rc), opts, q, ts)
 	})
 }
 
@@ -40,7 +40,7 @@ func (a *API) queryRange(r *http.Request, rc *requestContext) (result, error) {
 		return result{}, err
 	}
 	return a.runQuery(r, rc, limit, func(ctx context.Context, opts pql.QueryOpts, q string) (pql.Query, error) {
-		return a.engine.NewRangeQuery(ctx, a.queryable(rc), opts, q, p.start, p.end, p.step)
+		return a.engineFor(rc.principal.Tenant).NewRangeQuery(ctx, a.queryable(rc), opts, q, p.start, p.end, p.step)
 	})
 }
 
@@ -77,7 +77,7 @@ func (a *API) runQuery(r *http.Request, rc *requestContext, limit int,
 	res := qry.Exec(ctx)
 	if res.Err != nil {
 		qry.Close()
-		return result{}, a.queryError(res.Err, timeout)
+		return result{}, a.tenantQueryError(rc.principal.Tenant, res.Err, timeout)
 	}
 	warnings := res.Warnings
 	if limit > 0 && truncate(res, limit) {
@@ -118,7 +118,7 @@ func (a *API) queryOpts(r *http.Request, rc *requestContext) (pql.QueryOpts, err
 		useST = &b
 	}
 	perStep := r.FormValue("stats") == "all"
-	return pql.NewPrometheusQueryOptsWithLimits(perStep, lookback, 0, a.samplesLimit(rc.principal.Tenant), 0, useST), nil
+	return pql.NewPrometheusQueryOpts(perStep, lookback, useST), nil
 }
 
 // constructionError maps an error building a query: a timeout or
