@@ -187,7 +187,7 @@ func (a *API) series(r *http.Request, rc *requestContext) (result, error) {
 		}
 		set = promstorage.NewMergeSeriesSet(all, 0, promstorage.ChainedSeriesMerge)
 	} else {
-		set = q.Select(ctx, false, hints, sets[0]...)
+		set = q.Select(ctx, true, hints, sets[0]...) // sorted output, as users read it
 	}
 
 	out := seriesList{}

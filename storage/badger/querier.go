@@ -109,9 +109,11 @@ func sortByLabels(list []*series) {
 	slices.SortFunc(list, func(a, b *series) int { return labels.Compare(a.lset, b.lset) })
 }
 
-func (q *querier) Select(ctx context.Context, _ bool, hints *promstorage.SelectHints, ms ...*labels.Matcher) promstorage.SeriesSet {
-	list := q.matching(ms)
-	sortByLabels(list)
+func (q *querier) Select(ctx context.Context, sortSeries bool, hints *promstorage.SelectHints, ms ...*labels.Matcher) promstorage.SeriesSet {
+	list := q.matching(ms) // in series id order
+	if sortSeries || hints != nil && hints.Limit > 0 {
+		sortByLabels(list)
+	}
 	if hints != nil && hints.Limit > 0 && len(list) > hints.Limit {
 		list = list[:hints.Limit]
 	}
@@ -442,9 +444,11 @@ func (q *querier) LabelNames(_ context.Context, hints *promstorage.LabelHints, m
 // chunkQuerier serves the same selection as encoded chunks, for remote read.
 type chunkQuerier struct{ *querier }
 
-func (q chunkQuerier) Select(ctx context.Context, _ bool, hints *promstorage.SelectHints, ms ...*labels.Matcher) promstorage.ChunkSeriesSet {
-	list := q.matching(ms)
-	sortByLabels(list)
+func (q chunkQuerier) Select(ctx context.Context, sortSeries bool, hints *promstorage.SelectHints, ms ...*labels.Matcher) promstorage.ChunkSeriesSet {
+	list := q.matching(ms) // in series id order
+	if sortSeries || hints != nil && hints.Limit > 0 {
+		sortByLabels(list)
+	}
 	if hints != nil && hints.Limit > 0 && len(list) > hints.Limit {
 		list = list[:hints.Limit]
 	}
