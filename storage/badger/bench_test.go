@@ -1,10 +1,12 @@
 package badger
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -156,8 +158,10 @@ func bytesPerSampleData(model valueModel, write func(series []labels.Labels, val
 
 // BenchmarkBytesPerSample reports the on-disk bytes per sample of the
 // Badger store after sealing every head and compacting Badger's levels,
-// and, in the same run, of a Prometheus TSDB block holding the same data
-// (Prometheus' XOR chunks and index, the formats Prometheus 2.42 writes).
+// and, in the same run, of Prometheus blocks holding the same data: built
+// by Prometheus 2.42 itself (`promtool tsdb create-blocks-from
+// openmetrics`, when promtool is installed) and by the Prometheus TSDB
+// library this module builds with.
 func BenchmarkBytesPerSample(b *testing.B) {
 	for _, name := range []string{"node", "randomwalk"} {
 		model := valueModels[name]
@@ -174,6 +178,52 @@ func BenchmarkBytesPerSample(b *testing.B) {
 				require.NoError(b, s.db.Flatten(2))
 				require.NoError(b, s.Close())
 				b.ReportMetric(float64(dirSize(b, filepath.Join(dir, "badger")))/float64(n), "bytes/sample")
+			}
+		})
+		b.Run(name+"/prometheus-2.42", func(b *testing.B) {
+			promtool, err := exec.LookPath("promtool")
+			if err != nil {
+				b.Skip("promtool not installed (scripts/test-deps.sh installs it)")
+			}
+			for b.Loop() {
+				dir := b.TempDir()
+				in := filepath.Join(dir, "samples.om")
+				f, err := os.Create(in)
+				require.NoError(b, err)
+				w := bufio.NewWriterSize(f, 1<<20)
+				n := bytesPerSampleData(model, func(series []labels.Labels, values []float64, t int64) {
+					for i, l := range series {
+						fmt.Fprintf(w, "%s{", l.Get("__name__"))
+						first := true
+						l.Range(func(lb labels.Label) {
+							if lb.Name == "__name__" {
+								return
+							}
+							if !first {
+								w.WriteByte(',')
+							}
+							first = false
+							fmt.Fprintf(w, "%s=%q", lb.Name, lb.Value)
+						})
+						fmt.Fprintf(w, "} %s %d.%03d\n", strconv.FormatFloat(values[i], 'g', -1, 64), t/1000, t%1000)
+					}
+				})
+				_, err = w.WriteString("# EOF\n")
+				require.NoError(b, err)
+				require.NoError(b, w.Flush())
+				require.NoError(b, f.Close())
+				out := filepath.Join(dir, "blocks")
+				cmd := exec.Command(promtool, "tsdb", "create-blocks-from", "openmetrics", "--quiet", in, out)
+				msg, err := cmd.CombinedOutput()
+				require.NoError(b, err, "%s", msg)
+				var size int64
+				require.NoError(b, filepath.Walk(out, func(p string, info os.FileInfo, err error) error {
+					if err == nil && !info.IsDir() {
+						size += info.Size()
+					}
+					return err
+				}))
+				b.ReportMetric(float64(size)/float64(n), "bytes/sample")
 			}
 		})
 		b.Run(name+"/prometheus-tsdb", func(b *testing.B) {
