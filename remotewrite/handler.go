@@ -123,6 +123,7 @@ type writeState struct {
 	body    []byte
 	dec     Decoder
 	builder labels.ScratchBuilder
+	lset    labels.Labels // reused by buildLabels for each series
 	counts  rejectCounts
 }
 
@@ -379,7 +380,7 @@ func (g *ingester) appendSeries(ctx context.Context, id tenancy.ID, series []Tim
 			rc.series++
 			continue
 		}
-		lset := buildLabels(&st.builder, ls)
+		lset := buildLabels(&st.builder, ls, &st.lset)
 		var ref promstorage.SeriesRef
 		for j, s := range ts.Samples {
 			if err := win.Check(ls, s.Timestamp); err != nil {
@@ -444,8 +445,11 @@ func storeRejection(err error, ls []Label) *Rejection {
 
 // buildLabels returns ls as labels.Labels, sorted as ls is. The result
 // does not share memory with ls, whose strings point into the decoder's
-// reused buffer.
-func buildLabels(b *labels.ScratchBuilder, ls []Label) labels.Labels {
+// reused buffer. In the default (stringlabels) build it is written over
+// *dst, reusing its memory from series to series: no allocation per series.
+// That is safe because appenders copy the labels of the series they create
+// and keep no reference to the labels of existing ones.
+func buildLabels(b *labels.ScratchBuilder, ls []Label, dst *labels.Labels) labels.Labels {
 	b.Reset()
 	for _, l := range ls {
 		if builderCopies {
@@ -453,6 +457,10 @@ func buildLabels(b *labels.ScratchBuilder, ls []Label) labels.Labels {
 		} else {
 			b.Add(strings.Clone(l.Name), strings.Clone(l.Value))
 		}
+	}
+	if builderCopies {
+		b.Overwrite(dst)
+		return *dst
 	}
 	return b.Labels()
 }

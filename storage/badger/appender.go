@@ -99,7 +99,7 @@ func (a *appender) Append(_ promstorage.SeriesRef, lset labels.Labels, t int64, 
 		a.newByHash = map[uint64][]int{}
 	}
 	i := len(a.newLabels)
-	a.newLabels = append(a.newLabels, lset) // labels are immutable; the caller's are kept
+	a.newLabels = append(a.newLabels, lset.Copy()) // the caller may reuse its labels' memory
 	a.newHashes = append(a.newHashes, h)
 	a.newByHash[h] = append(a.newByHash[h], i)
 	a.samples = append(a.samples, pendingSample{pending: i, t: t, v: v})
