@@ -15,16 +15,25 @@ import (
 	"github.com/luminate-io/luminate/tenancy"
 )
 
-// fingerprint is a series' identity in ClickHouse: xxhash64 over its labels
-// sorted by name with the tenant label among them, each as name 0xff value
-// 0xff; labels with an empty value are not part of a series. It is stored,
-// so it never changes. buf is scratch space, returned for reuse.
+// fingerprint is a series' identity in ClickHouse. Its low 48 bits are
+// xxhash64 over the series' labels sorted by name with the tenant label
+// among them, each as name 0xff value 0xff (labels with an empty value are
+// not part of a series); its high 16 bits are xxhash64 of tenant 0xff
+// metric name. The samples table is ordered by fingerprint, so the series
+// of one metric lie together and a dashboard reading a metric's series
+// reads few granules; sharding by fingerprint (modulo) uses the low bits
+// and still spreads them. It is stored, so it never changes. buf is
+// scratch space, returned for reuse.
 func fingerprint(id tenancy.ID, lset labels.Labels, buf []byte) (uint64, []byte) {
 	buf = buf[:0]
 	tenantDone := false
+	metric := ""
 	lset.Range(func(l labels.Label) {
 		if l.Value == "" {
 			return
+		}
+		if l.Name == labels.MetricName {
+			metric = l.Value
 		}
 		if !tenantDone && l.Name > tenancy.Label {
 			buf = appendLabel(buf, tenancy.Label, string(id))
@@ -35,8 +44,13 @@ func fingerprint(id tenancy.ID, lset labels.Labels, buf []byte) (uint64, []byte)
 	if !tenantDone {
 		buf = appendLabel(buf, tenancy.Label, string(id))
 	}
-	return xxhash.Sum64(buf), buf
+	series := xxhash.Sum64(buf)
+	buf = appendLabel(buf[:0], string(id), metric)
+	return xxhash.Sum64(buf)&metricBits | series&^metricBits, buf
 }
+
+// metricBits are the fingerprint bits taken from the metric name.
+const metricBits = 0xFFFF_0000_0000_0000
 
 func appendLabel(buf []byte, name, value string) []byte {
 	buf = append(buf, name...)

@@ -157,3 +157,20 @@ func TestMatcherSQL(t *testing.T) {
 		})
 	}
 }
+
+func TestFingerprint(t *testing.T) {
+	a := labels.FromStrings("__name__", "up", "job", "api")
+	fa, _ := fingerprint("t1", a, nil)
+	fb, _ := fingerprint("t1", labels.FromStrings("__name__", "up", "job", "web"), nil)
+	fc, _ := fingerprint("t2", a, nil)
+	fd, _ := fingerprint("t1", labels.FromStrings("__name__", "up", "job", "api", "empty", ""), nil)
+	fe, _ := fingerprint("t1", labels.FromStrings("__name__", "down", "job", "api"), nil)
+	require.NotEqual(t, fa, fb)
+	require.NotEqual(t, fa, fc, "the tenant is part of the identity")
+	require.Equal(t, fa, fd, "empty labels are not")
+	require.Equal(t, fa&metricBits, fb&metricBits, "series of one metric share the high bits")
+	require.NotEqual(t, fa&metricBits, fe&metricBits)
+	require.NotEqual(t, fa&metricBits, fc&metricBits)
+	// Pinned: fingerprints are stored.
+	require.Equal(t, uint64(0xc2422c866b4bb292), fa, "fingerprint of %s changed: stored data would split", a)
+}
