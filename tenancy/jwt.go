@@ -1,6 +1,7 @@
 package tenancy
 
 import (
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -257,7 +258,11 @@ func (v *Verifier) Authenticate(r *http.Request) (Principal, error) {
 }
 
 // bearerToken extracts the token of an "Authorization: Bearer <token>"
-// header (RFC 6750; the scheme is case-insensitive).
+// header (RFC 6750; the scheme is case-insensitive), or the password of an
+// "Authorization: Basic" header, for clients that can only send basic auth
+// (promtool 2.42's query instant takes http://user:TOKEN@host/; Grafana and
+// Mimir users know the convention). The user name is ignored: the token
+// names the tenant.
 func bearerToken(values []string) (string, *AuthError) {
 	switch len(values) {
 	case 0:
@@ -267,6 +272,14 @@ func bearerToken(values []string) (string, *AuthError) {
 		return "", &AuthError{Reason: AuthReasonMalformed, Msg: "more than one Authorization header"}
 	}
 	scheme, token, _ := strings.Cut(strings.TrimSpace(values[0]), " ")
+	if strings.EqualFold(scheme, "Basic") {
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(token))
+		if err != nil {
+			return "", &AuthError{Reason: AuthReasonMalformed, Msg: "basic credentials are not base64"}
+		}
+		_, token, _ = strings.Cut(string(raw), ":")
+		scheme = "Bearer"
+	}
 	if !strings.EqualFold(scheme, "Bearer") {
 		return "", &AuthError{Reason: AuthReasonMissingToken, Msg: "Authorization header is not a bearer token (send Authorization: Bearer <token>)"}
 	}
