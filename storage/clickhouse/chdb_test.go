@@ -95,29 +95,21 @@ func httpQuery(t *testing.T, base, sql string) string {
 	return string(body)
 }
 
-// normalize applies to sample rows (fingerprint, [times], [values]) what
-// the store does with them: of equal times keep the last. Rows merged on
-// one engine and not yet on the other then compare equal.
-func normalize(lines []string) []string {
-	out := make([]string, len(lines))
+// lastOfEqual keeps, of consecutive sample rows (fingerprint, ts, value)
+// with equal fingerprint and ts, the last.
+func lastOfEqual(out string) []string {
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	var kept []string
 	for i, l := range lines {
-		f := strings.Split(l, "\t")
-		if len(f) != 3 || !strings.HasPrefix(f[1], "[") || !strings.HasPrefix(f[2], "[") {
-			out[i] = l
-			continue
-		}
-		ts := strings.Split(strings.Trim(f[1], "[]"), ",")
-		vs := strings.Split(strings.Trim(f[2], "[]"), ",")
-		var kt, kv []string
-		for j := range ts {
-			if j+1 < len(ts) && ts[j+1] == ts[j] {
+		if i+1 < len(lines) {
+			a, b := strings.Split(l, "\t"), strings.Split(lines[i+1], "\t")
+			if len(a) == 3 && len(b) == 3 && a[0] == b[0] && a[1] == b[1] {
 				continue
 			}
-			kt, kv = append(kt, ts[j]), append(kv, vs[j])
 		}
-		out[i] = f[0] + "\t[" + strings.Join(kt, ",") + "]\t[" + strings.Join(kv, ",") + "]"
+		kept = append(kept, l)
 	}
-	return out
+	return kept
 }
 
 func sortedLines(s string) []string {
@@ -139,10 +131,12 @@ func TestModernEngine(t *testing.T) {
 	legacy := newTestStore(t)
 	var queries []string
 	seen := map[string]bool{}
-	legacy.queryLog = func(_, sql string) {
+	kindOf := map[string]string{}
+	legacy.queryLog = func(kind, sql string) {
 		if !seen[sql] {
 			seen[sql] = true
 			queries = append(queries, sql)
+			kindOf[sql] = kind
 		}
 	}
 	sc := schema{db: legacy.schema.db, info: info, retention: 90 * 24 * time.Hour}
@@ -221,7 +215,14 @@ func TestModernEngine(t *testing.T) {
 		if strings.Contains(sql, "after_reopen") || strings.Contains(sql, "tenant = 'b'") && strings.Contains(sql, "max(hour)") {
 			continue // written after the copy
 		}
-		require.Equal(t, normalize(sortedLines(want)), normalize(sortedLines(got)), "answers differ:\n%s", sql)
+		if kindOf[sql] == "samples" {
+			// Ordered rows; of equal (series, time) the store keeps the
+			// last. Rows merged on one engine and not yet on the other
+			// then compare equal.
+			require.Equal(t, lastOfEqual(want), lastOfEqual(got), "answers differ:\n%s", sql)
+		} else {
+			require.Equal(t, sortedLines(want), sortedLines(got), "answers differ:\n%s", sql)
+		}
 		kinds++
 	}
 	require.Greater(t, kinds, 20)

@@ -215,8 +215,13 @@ type sampleSet struct {
 	byFP       map[uint64]int
 	limit      int
 
-	next    int // first series of the next batch
-	rows    driver.Rows
+	next int // first series of the next batch
+	rows driver.Rows
+	// A row read ahead: the first of the next series.
+	pending bool
+	pfp     uint64
+	pt      int64
+	pv      float64
 	cur     *memSeries
 	emitted int
 	err     error
@@ -237,30 +242,57 @@ func (s *sampleSet) Next() bool {
 				return false
 			}
 		}
-		if !s.rows.Next() {
+		// Rows come by series, then time, then part: collect one series,
+		// keeping of equal times the last (the newest part's).
+		var (
+			fp   uint64
+			ts   []int64
+			vals []float64
+		)
+		if s.pending {
+			fp, ts, vals = s.pfp, append(ts, s.pt), append(vals, s.pv)
+			s.pending = false
+		}
+		for s.rows.Next() {
+			var (
+				rfp uint64
+				t   int64
+				v   float64
+			)
+			if err := s.rows.Scan(&rfp, &t, &v); err != nil {
+				s.err = fmt.Errorf("read samples: %w", err)
+				s.closeRows()
+				return false
+			}
+			switch {
+			case len(ts) == 0:
+				fp = rfp
+			case rfp != fp:
+				s.pending, s.pfp, s.pt, s.pv = true, rfp, t, v
+			case t == ts[len(ts)-1]:
+				vals[len(vals)-1] = v
+				continue
+			}
+			if s.pending {
+				break
+			}
+			ts, vals = append(ts, t), append(vals, v)
+		}
+		if !s.pending {
 			err := s.rows.Err()
 			s.closeRows()
 			if err != nil {
 				s.err = unavailable(fmt.Errorf("read samples: %w", err))
 				return false
 			}
+		}
+		if len(ts) == 0 {
 			continue
 		}
-		var (
-			fp   uint64
-			ts   []int64
-			vals []float64
-		)
-		if err := s.rows.Scan(&fp, &ts, &vals); err != nil {
-			s.err = fmt.Errorf("read samples: %w", err)
-			s.closeRows()
-			return false
-		}
 		i, ok := s.byFP[fp]
-		if !ok || len(ts) == 0 {
+		if !ok {
 			continue // a series the Go-side matcher check dropped
 		}
-		ts, vals = lastWrites(ts, vals)
 		s.cur = &memSeries{lset: s.list[i].lset, ts: ts, vals: vals}
 		s.emitted++
 		return true
@@ -297,15 +329,13 @@ func (s *sampleSet) startBatch() error {
 			order = fmt.Sprintf("transform(fingerprint, [%s], [%s], %d)", list, strings.Join(ranks, ","), len(batch))
 		}
 	}
-	// One row per series, its samples sorted by time on the server and,
-	// at one time, by the part they are in: parts of a partition are
-	// numbered in insert order (_part_index) and each holds a key once, so
-	// the last of equal times is the last written (Next keeps it). This is
-	// what FINAL computes, without FINAL's cost on 18.x.
-	sql := fmt.Sprintf("SELECT fingerprint, arrayMap(x -> x.1, s), arrayMap(x -> x.2, s) FROM "+
-		"(SELECT fingerprint, arraySort(x -> (x.1, x.3), groupArray((ts, value, _part_index))) AS s FROM "+
-		"(SELECT fingerprint, ts, value, _part_index FROM %s WHERE %s AND %s AND ts >= %d AND ts <= %d) "+
-		"GROUP BY fingerprint) ORDER BY %s",
+	// Plain rows, by series, time and part: parts of a partition are
+	// numbered in insert order (_part_index) and each holds a key once,
+	// so the last row of equal times is the last written (Next keeps it).
+	// This is what FINAL computes, without FINAL's cost on 18.x. (Rows,
+	// not per-series arrays: the driver scans arrays element by element
+	// through reflection.)
+	sql := fmt.Sprintf("SELECT fingerprint, ts, value FROM %s WHERE %s AND %s AND ts >= %d AND ts <= %d ORDER BY %s, ts, _part_index",
 		s.q.table(samplesTable), tenant, fpCond, s.mint, s.maxt, order)
 	rows, err := s.q.ts.s.query(s.ctx, "samples", sql)
 	if err != nil {
@@ -316,6 +346,7 @@ func (s *sampleSet) startBatch() error {
 }
 
 func (s *sampleSet) closeRows() {
+	s.pending = false
 	if s.rows != nil {
 		_ = s.rows.Close()
 		s.rows = nil
@@ -327,20 +358,6 @@ func (s *sampleSet) Err() error {
 	return s.err
 }
 func (s *sampleSet) Warnings() annotations.Annotations { return nil }
-
-// lastWrites drops from time-sorted samples every sample followed by one
-// at the same time, in place.
-func lastWrites(ts []int64, vals []float64) ([]int64, []float64) {
-	n := 0
-	for i := range ts {
-		if i+1 < len(ts) && ts[i+1] == ts[i] {
-			continue
-		}
-		ts[n], vals[n] = ts[i], vals[i]
-		n++
-	}
-	return ts[:n], vals[:n]
-}
 
 // labelsOnlySet is the result of a series listing: labels, no samples.
 type labelsOnlySet struct {
