@@ -17,6 +17,8 @@ missing_packages() {
 	local pkgs=()
 	have clickhouse-server || pkgs+=(clickhouse-server)
 	have busybox || pkgs+=(busybox-static) # runs the image's HEALTHCHECK command in deploy tests
+	[[ -f /usr/share/java/zookeeper.jar ]] || pkgs+=(zookeeper) # replicated ClickHouse test
+	have npm || pkgs+=(npm)                                     # installs chDB for the modern-engine check
 	if ! have prometheus || ! have promtool; then
 		pkgs+=(prometheus) # the Debian package ships both
 	fi

@@ -121,12 +121,15 @@ func NewReplicatedCluster(t testing.TB, shards, replicas int, zooKeeper string) 
 
 // StartZooKeeper starts a standalone ZooKeeper (Debian package zookeeper)
 // on a free loopback port for t and returns its host:port. It skips t when
-// ZooKeeper or java is not installed: replicated setups are optional.
+// ZooKeeper or java is not installed, and fails it in CI (CI=true).
 func StartZooKeeper(t testing.TB) string {
 	t.Helper()
 	jar := "/usr/share/java/zookeeper.jar"
 	java, err := exec.LookPath("java")
 	if _, statErr := os.Stat(jar); statErr != nil || err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("ZooKeeper not installed: scripts/test-deps.sh installs the Debian package zookeeper")
+		}
 		t.Skip("ZooKeeper not installed (apt-get install -y zookeeper)")
 	}
 	ports, err := freePorts(1)
