@@ -571,3 +571,59 @@ func TestServeClickHouse(t *testing.T) {
 	require.Equal(t, map[int64]float64{now: 7}, samples(t, store, "acme", "e2e_ch"))
 	require.Empty(t, samples(t, store, "other", "e2e_ch"))
 }
+
+// TestServeClickHouseOutage kills the ClickHouse server under a running
+// luminate: remote writes are answered 503 with Retry-After (senders
+// retry), the health report says the storage is down and /-/ready is not
+// ready; once ClickHouse is back, luminate reconnects by itself and writes
+// are acknowledged again, with nothing acknowledged lost.
+func TestServeClickHouseOutage(t *testing.T) {
+	srv := chtest.New(t)
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "hmac.secret")
+	_, err := tenancy.EnsureDevSecret(secret)
+	require.NoError(t, err)
+	p := start(t, "serve", "--log.format=json", "--http.listen-address=127.0.0.1:0",
+		"--storage.backend=clickhouse", "--storage.clickhouse.dsn="+srv.DSN(), "--storage.clickhouse.database=outage",
+		"--auth.jwt.hmac-secret-file="+secret)
+	require.NotEmpty(t, p.addr, p.stderr())
+	token := e2eToken(t, secret, "acme", "metrics:read,metrics:write")
+	write := func(ts int64, v float64) *http.Response {
+		resp, err := http.DefaultClient.Do(newRemoteWrite(t, p.url("/api/v1/write"), token, bytes.NewReader(remoteWriteBody(t, "outage", ts, v))))
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	status := func(path string) int {
+		resp, err := http.Get(p.url(path))
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	now := time.Now().UnixMilli()
+	require.Equal(t, http.StatusNoContent, write(now, 1).StatusCode)
+
+	srv.Kill() // a crashed server: a graceful stop waits for luminate's idle connections
+	resp := write(now+1000, 2)
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	require.NotEmpty(t, resp.Header.Get("Retry-After"))
+	require.Equal(t, http.StatusServiceUnavailable, status("/-/ready"))
+	require.Equal(t, http.StatusServiceUnavailable, status("/api/v1/status/health"))
+	require.Equal(t, http.StatusOK, status("/-/healthy"), "the process itself is alive")
+
+	srv.Start()
+	require.Eventually(t, func() bool { return write(now+2000, 3).StatusCode == http.StatusNoContent }, time.Minute, 200*time.Millisecond)
+	require.Equal(t, http.StatusOK, status("/-/ready"))
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, p.wait(), p.stderr())
+	cfg := clickhouse.DefaultConfig()
+	cfg.DSN, cfg.Database = srv.DSN(), "outage"
+	store, err := clickhouse.New(cfg, nil, nil)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, store.Close()) }()
+	got := samples(t, store, "acme", "outage")
+	require.Equal(t, 1.0, got[now])
+	require.Equal(t, 3.0, got[now+2000])
+}
