@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 
+	"github.com/luminate-io/luminate/storage/clickhouse/chtest"
 	"github.com/luminate-io/luminate/tenancy"
 )
 
@@ -61,15 +62,23 @@ type benchTarget struct {
 	pid   int // of the server process
 }
 
-// startBenchLuminate starts a luminate on an empty Badger store, stopped at
-// the end of t, with a token file for tenant "bench".
+// startBenchLuminate starts a luminate on an empty Badger store (or, with
+// BENCH_BACKEND=clickhouse, on a fresh ClickHouse server), stopped at the
+// end of t, with a token file for tenant "bench".
 func startBenchLuminate(t *testing.T) (benchTarget, string) {
 	t.Helper()
 	// Lift the per-tenant limits that would cap the load; everything else
 	// is the default configuration.
-	lum, secret := startAuthLuminate(t,
+	args := []string{
 		"--limits.ingestion-rate=0", "--limits.request-rate=0", "--limits.max-active-series=0",
-		"--limits.max-samples-per-query=0", "--limits.max-series-per-query=0")
+		"--limits.max-samples-per-query=0", "--limits.max-series-per-query=0",
+	}
+	if os.Getenv("BENCH_BACKEND") == "clickhouse" {
+		// A ClickHouse server of its own on this machine, as in production
+		// (Luminate stateless, ClickHouse holding the data).
+		args = append(args, "--storage.backend=clickhouse", "--storage.clickhouse.dsn="+chtest.Start(t))
+	}
+	lum, secret := startAuthLuminate(t, args...)
 	token, file := e2eTokenFile(t, secret, t.TempDir(), "bench.token", "bench", time.Now(), 24*time.Hour, tenancy.ScopeWrite, tenancy.ScopeRead)
 	return benchTarget{name: "luminate", base: lum.url(""), token: token, pid: lum.cmd.Process.Pid}, file
 }
@@ -163,7 +172,7 @@ func benchIngest(t *testing.T, tw *tabwriter.Writer) {
 						target, _ = startBenchPrometheus(t)
 					}
 					args := []string{"--url=" + target.base + "/api/v1/write", "--output=json", "--mode=" + mode,
-						"--series=" + strconv.Itoa(series), "--rounds=" + strconv.Itoa(rounds), "--workers=2", "--batch=2000"}
+						"--series=" + strconv.Itoa(series), "--rounds=" + strconv.Itoa(rounds), "--workers=" + strconv.Itoa(benchWorkers()), "--batch=2000"}
 					if tokenFile != "" {
 						args = append(args, "--token-file="+tokenFile)
 					}
@@ -464,4 +473,14 @@ func peakRSS(t *testing.T, pid int) float64 {
 	}
 	t.Fatalf("no VmHWM in /proc/%d/status", pid)
 	return 0
+}
+
+// benchWorkers is the number of concurrent senders: 2 (issue 3's load)
+// unless BENCH_WORKERS says otherwise, e.g. for a backend whose group
+// commit gathers concurrent requests.
+func benchWorkers() int {
+	if n, err := strconv.Atoi(os.Getenv("BENCH_WORKERS")); err == nil && n > 0 {
+		return n
+	}
+	return 2
 }
