@@ -1,6 +1,7 @@
 package promql
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"slices"
@@ -21,64 +22,9 @@ const checkContextEvery = 128
 
 // labelNames serves /labels.
 func (a *API) labelNames(r *http.Request, rc *requestContext) (result, error) {
-	limit, err := parseLimit(r.FormValue("limit"))
-	if err != nil {
-		return result{}, err
-	}
-	tr, err := parseRange(r)
-	if err != nil {
-		return result{}, err
-	}
-	sets, err := parseMatchers(a.parser, r.Form["match[]"])
-	if err != nil {
-		return result{}, badData(err)
-	}
-	q, err := rc.store.Querier(timestamp.FromTime(tr.start), timestamp.FromTime(tr.end))
-	if err != nil {
-		return result{}, a.queryError(err, 0)
-	}
-	defer q.Close()
-
-	hints := &promstorage.LabelHints{Limit: hintLimit(limit)}
-	var (
-		names    []string
-		warnings annotations.Annotations
-	)
-	if len(sets) > 1 {
-		set := map[string]struct{}{}
-		for _, ms := range sets {
-			vals, ws, err := q.LabelNames(r.Context(), hints, ms...)
-			if err != nil {
-				return result{}, a.queryError(err, 0)
-			}
-			warnings.Merge(ws)
-			for _, v := range vals {
-				set[v] = struct{}{}
-			}
-		}
-		names = make([]string, 0, len(set))
-		for v := range set {
-			names = append(names, v)
-		}
-		slices.Sort(names)
-	} else {
-		var ms []*labels.Matcher
-		if len(sets) == 1 {
-			ms = sets[0]
-		}
-		names, warnings, err = q.LabelNames(r.Context(), hints, ms...)
-		if err != nil {
-			return result{}, a.queryError(err, 0)
-		}
-	}
-	if names == nil {
-		names = []string{}
-	}
-	if limit > 0 && len(names) > limit {
-		names = names[:limit]
-		warnings = warnings.Add(errors.New("results truncated due to limit"))
-	}
-	return result{data: names, warnings: warnings}, nil
+	return a.labelQuery(r, rc, func(ctx context.Context, q promstorage.Querier, hints *promstorage.LabelHints, ms []*labels.Matcher) ([]string, annotations.Annotations, error) {
+		return q.LabelNames(ctx, hints, ms...)
+	})
 }
 
 // labelValues serves /label/{name}/values.
@@ -87,6 +33,16 @@ func (a *API) labelValues(r *http.Request, rc *requestContext) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
+	return a.labelQuery(r, rc, func(ctx context.Context, q promstorage.Querier, hints *promstorage.LabelHints, ms []*labels.Matcher) ([]string, annotations.Annotations, error) {
+		return q.LabelValues(ctx, name, hints, ms...)
+	})
+}
+
+// labelQuery answers /labels and /label/{name}/values: it parses limit,
+// start, end and match[], asks get once per matcher set (once without
+// matchers when there is none), and returns the sorted union, truncated to
+// limit with a warning.
+func (a *API) labelQuery(r *http.Request, rc *requestContext, get func(context.Context, promstorage.Querier, *promstorage.LabelHints, []*labels.Matcher) ([]string, annotations.Annotations, error)) (result, error) {
 	limit, err := parseLimit(r.FormValue("limit"))
 	if err != nil {
 		return result{}, err
@@ -107,44 +63,44 @@ func (a *API) labelValues(r *http.Request, rc *requestContext) (result, error) {
 
 	hints := &promstorage.LabelHints{Limit: hintLimit(limit)}
 	var (
-		vals     []string
+		out      []string
 		warnings annotations.Annotations
 	)
 	if len(sets) > 1 {
 		set := map[string]struct{}{}
 		for _, ms := range sets {
-			vs, ws, err := q.LabelValues(r.Context(), name, hints, ms...)
+			vals, ws, err := get(r.Context(), q, hints, ms)
 			if err != nil {
 				return result{}, a.queryError(err, 0)
 			}
 			warnings.Merge(ws)
-			for _, v := range vs {
+			for _, v := range vals {
 				set[v] = struct{}{}
 			}
 		}
-		vals = make([]string, 0, len(set))
+		out = make([]string, 0, len(set))
 		for v := range set {
-			vals = append(vals, v)
+			out = append(out, v)
 		}
 	} else {
 		var ms []*labels.Matcher
 		if len(sets) == 1 {
 			ms = sets[0]
 		}
-		vals, warnings, err = q.LabelValues(r.Context(), name, hints, ms...)
+		out, warnings, err = get(r.Context(), q, hints, ms)
 		if err != nil {
 			return result{}, a.queryError(err, 0)
 		}
-		if vals == nil {
-			vals = []string{}
-		}
 	}
-	slices.Sort(vals)
-	if limit > 0 && len(vals) > limit {
-		vals = vals[:limit]
+	if out == nil {
+		out = []string{}
+	}
+	slices.Sort(out)
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
 		warnings = warnings.Add(errors.New("results truncated due to limit"))
 	}
-	return result{data: vals, warnings: warnings}, nil
+	return result{data: out, warnings: warnings}, nil
 }
 
 // series serves /series: the label sets of the series matching match[].
