@@ -243,7 +243,7 @@ func (s *Store) apply(t *tenant, samples []pendingSample, now int64) error {
 	// and the next checkpoint writes their 'S' records before it deletes
 	// that record's segment.
 	if len(sealedList) > 0 {
-		if err := s.flushSealed(t, sealedList, nil); err != nil {
+		if err := s.flushSealed(t, sealedList); err != nil {
 			errs = append(errs, err)
 		}
 	}

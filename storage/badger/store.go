@@ -289,30 +289,27 @@ func (s *Store) loadDiskMaxTLocked(t *tenant, ser *series) error {
 	return nil
 }
 
-// flushSealed writes the unflushed chunks of the given series (and the 'S'
-// records of newSeries) to Badger in one batch. Series whose chunks another
-// flush is writing are skipped. On failure the chunks stay in memory, to be
-// written by a later flush or checkpoint.
-func (s *Store) flushSealed(t *tenant, list []*series, newSeries []*series) error {
+// flushSealed writes the unflushed chunks of the given series to Badger in
+// one batch. Series whose chunks another flush is writing are skipped. On
+// failure the chunks stay in memory, to be written by a later flush or
+// checkpoint.
+func (s *Store) flushSealed(t *tenant, list []*series) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	var errs []error
-	for _, ser := range newSeries {
-		if err := wb.Set(seriesKey(kindSeries, t.num, ser.id), appendLabels(nil, ser.lset)); err != nil {
-			errs = append(errs, err)
-		}
-	}
 	type taken struct {
-		ser *series
-		n   int
+		ser     *series
+		n       int
+		persist bool
 	}
 	var took []taken
 	for _, ser := range list {
 		ser.mu.Lock()
 		if ser.inflight == 0 && len(ser.unflushed) > 0 {
+			persist := s.setSeriesRecordLocked(wb, t, ser, &errs)
 			for _, c := range ser.unflushed {
 				if err := wb.Set(chunkKey(t.num, ser.id, c.mint, c.maxt), sealedValue(c.data)); err != nil {
 					errs = append(errs, err)
@@ -324,7 +321,7 @@ func (s *Store) flushSealed(t *tenant, list []*series, newSeries []*series) erro
 				}
 			}
 			ser.inflight++
-			took = append(took, taken{ser, len(ser.unflushed)})
+			took = append(took, taken{ser, len(ser.unflushed), persist})
 		}
 		ser.mu.Unlock()
 	}
@@ -343,6 +340,9 @@ func (s *Store) flushSealed(t *tenant, list []*series, newSeries []*series) erro
 				tk.ser.snapshot = false
 			}
 			tk.ser.diskSeq = seq
+			if tk.persist {
+				tk.ser.persisted = true
+			}
 		}
 		tk.ser.inflight--
 		tk.ser.mu.Unlock()
@@ -350,11 +350,6 @@ func (s *Store) flushSealed(t *tenant, list []*series, newSeries []*series) erro
 	if err != nil {
 		s.failed(&s.dbErr, failBadger, err)
 		return fmt.Errorf("%w: write chunks: %w", storage.ErrUnavailable, err)
-	}
-	for _, ser := range newSeries {
-		ser.mu.Lock()
-		ser.persisted = true
-		ser.mu.Unlock()
 	}
 	succeeded(&s.dbErr)
 	return nil
@@ -430,6 +425,7 @@ func (s *Store) mergeOOOLocked(t *tenant, ser *series, samples []sample) error {
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	var errs []error
+	persist := s.setSeriesRecordLocked(wb, t, ser, &errs)
 	for _, k := range oldKeys {
 		errs = append(errs, wb.Delete(k))
 	}
@@ -446,6 +442,9 @@ func (s *Store) mergeOOOLocked(t *tenant, ser *series, samples []sample) error {
 		return fmt.Errorf("%w: merge chunks: %w", storage.ErrUnavailable, err)
 	}
 	succeeded(&s.dbErr)
+	if persist {
+		ser.persisted = true
+	}
 	ser.unflushed = keep
 	ser.diskSeq = s.diskSeq.Add(1)
 	s.m.oooMerges.Inc()
@@ -453,6 +452,22 @@ func (s *Store) mergeOOOLocked(t *tenant, ser *series, samples []sample) error {
 		ser.extendRange(smp.t)
 	}
 	return nil
+}
+
+// setSeriesRecordLocked adds the 'S' record of ser to wb when Badger lacks
+// it, and reports whether it did. Every batch that writes a series' chunks
+// calls it first: a 'C' key never exists without its series' 'S' key, so
+// recovery, which indexes series from their 'S' keys, knows every chunk.
+// (A new series' record is otherwise left to the next checkpoint, off the
+// commit path.) Callers hold ser.mu.
+func (s *Store) setSeriesRecordLocked(wb *bdb.WriteBatch, t *tenant, ser *series, errs *[]error) bool {
+	if ser.persisted {
+		return false
+	}
+	if err := wb.Set(seriesKey(kindSeries, t.num, ser.id), appendLabels(nil, ser.lset)); err != nil {
+		*errs = append(*errs, err)
+	}
+	return true
 }
 
 func cmpInt64(a, b int64) int {
@@ -511,7 +526,7 @@ func (s *Store) sealIdle(now time.Time) {
 			ser.mu.Unlock()
 		}
 		if len(list) > 0 {
-			if err := s.flushSealed(t, list, nil); err != nil {
+			if err := s.flushSealed(t, list); err != nil {
 				s.logger.Error("seal idle heads", "tenant", t.id, "err", err)
 			}
 		}
