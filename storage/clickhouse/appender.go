@@ -29,6 +29,11 @@ type appender struct {
 	fps  []uint64
 	tss  []int64
 	vals []float64
+	// With decimal columns (decimal.go): each value as digits and scale,
+	// vals holding 0 for the exact ones.
+	decimals bool
+	digits   []int64
+	scales   []int8
 	// series are rows for the series table this transaction adds: a series
 	// new to the cache, or seen in an hour it has no row for yet.
 	series  []seriesRow
@@ -38,6 +43,7 @@ type appender struct {
 	// The series of the previous Append, to skip hashing and the cache when
 	// the caller appends several samples of one series in a row.
 	lastRef   uint64
+	lastEntry *seriesEntry
 	lastHour  int32
 	lastMinTs int64 // samples of lastRef in lastHour from here on need no row
 	hashBuf   []byte
@@ -51,7 +57,7 @@ type seriesHour struct {
 }
 
 func (ts *tenantStore) newAppender(ctx context.Context) *appender {
-	return &appender{ts: ts, ctx: ctx, lastHour: noHour, nowHour: hourOf(time.Now().UnixMilli())}
+	return &appender{ts: ts, ctx: ctx, decimals: ts.s.schema.decimals, lastHour: noHour, nowHour: hourOf(time.Now().UnixMilli())}
 }
 
 // append adds one float sample.
@@ -61,7 +67,7 @@ func (a *appender) append(ref promstorage.SeriesRef, lset labels.Labels, t int64
 	}
 	h := hourOf(t)
 	if ref != 0 && uint64(ref) == a.lastRef && h == a.lastHour && t >= a.lastMinTs {
-		a.add(a.lastRef, t, v)
+		a.add(a.lastEntry, a.lastRef, t, v)
 		return ref, nil
 	}
 	if ref != 0 && a.appendByRef(uint64(ref), h, t, v) {
@@ -79,12 +85,12 @@ func (a *appender) append(ref promstorage.SeriesRef, lset labels.Labels, t int64
 	}
 	var fp uint64
 	fp, a.hashBuf = fingerprint(a.ts.id, lset, a.hashBuf)
-	minTs, err := a.ensureSeries(fp, h, t, lset)
+	e, minTs, err := a.ensureSeries(fp, h, t, lset)
 	if err != nil {
 		return 0, err
 	}
-	a.lastRef, a.lastHour, a.lastMinTs = fp, h, minTs
-	a.add(fp, t, v)
+	a.lastRef, a.lastEntry, a.lastHour, a.lastMinTs = fp, e, h, minTs
+	a.add(e, fp, t, v)
 	return promstorage.SeriesRef(fp), nil
 }
 
@@ -106,14 +112,27 @@ func (a *appender) appendByRef(fp uint64, h int32, t int64, v float64) bool {
 	if !ok {
 		return false
 	}
-	a.lastRef, a.lastHour, a.lastMinTs = fp, h, minTs
-	a.add(fp, t, v)
+	a.lastRef, a.lastEntry, a.lastHour, a.lastMinTs = fp, e, h, minTs
+	a.add(e, fp, t, v)
 	return true
 }
 
-func (a *appender) add(fp uint64, t int64, v float64) {
+// add appends one sample of the series e (fingerprint fp).
+func (a *appender) add(e *seriesEntry, fp uint64, t int64, v float64) {
 	a.fps = append(a.fps, fp)
 	a.tss = append(a.tss, t)
+	if a.decimals {
+		hint := int8(e.scale.Load())
+		digits, scale, ok := decimalOf(v, hint)
+		if ok {
+			v = 0
+			if scale > hint {
+				e.scale.Store(int32(scale))
+			}
+		}
+		a.digits = append(a.digits, digits)
+		a.scales = append(a.scales, scale)
+	}
 	a.vals = append(a.vals, v)
 }
 
@@ -121,7 +140,7 @@ func (a *appender) add(fp uint64, t int64, v float64) {
 // transaction, a row in the series table for hour h whose min_ts is at or
 // before t, refusing a new series when the tenant is at its series limit.
 // It returns that min_ts.
-func (a *appender) ensureSeries(fp uint64, h int32, t int64, lset labels.Labels) (int64, error) {
+func (a *appender) ensureSeries(fp uint64, h int32, t int64, lset labels.Labels) (*seriesEntry, int64, error) {
 	st := a.ts.state
 	st.mu.Lock()
 	e := st.series[fp]
@@ -130,7 +149,7 @@ func (a *appender) ensureSeries(fp uint64, h int32, t int64, lset labels.Labels)
 			if limit := limits(a.ts.id); limit > 0 && len(st.series) >= limit {
 				n := len(st.series)
 				st.mu.Unlock()
-				return 0, fmt.Errorf("%w: tenant %s has %d active series, the limit is %d (raise --limits.max-active-series or the tenant's override): %s",
+				return nil, 0, fmt.Errorf("%w: tenant %s has %d active series, the limit is %d (raise --limits.max-active-series or the tenant's override): %s",
 					storage.ErrSeriesLimit, a.ts.id, n, limit, lset)
 			}
 		}
@@ -142,19 +161,19 @@ func (a *appender) ensureSeries(fp uint64, h int32, t int64, lset labels.Labels)
 	minTs, covered := e.covers(h, t)
 	st.mu.Unlock()
 	if covered {
-		return minTs, nil
+		return e, minTs, nil
 	}
 	k := seriesHour{fp, h}
 	if i, ok := a.queued[k]; ok {
 		a.series[i].minTs = min(a.series[i].minTs, t)
-		return a.series[i].minTs, nil
+		return e, a.series[i].minTs, nil
 	}
 	if a.queued == nil {
 		a.queued = map[seriesHour]int{}
 	}
 	a.queued[k] = len(a.series)
 	a.series = append(a.series, newSeriesRow(fp, h, t, lset))
-	return t, nil
+	return e, t, nil
 }
 
 // commit inserts the transaction through the group committer and returns
@@ -170,6 +189,7 @@ func (a *appender) commit() error {
 	req := &commitReq{
 		tenant: string(a.ts.id),
 		fps:    a.fps, tss: a.tss, vals: a.vals,
+		digits: a.digits, scales: a.scales,
 		series: a.series,
 		done:   make(chan error, 1),
 	}
@@ -186,7 +206,7 @@ func (a *appender) rollback() error {
 		return nil
 	}
 	a.done = true
-	a.fps, a.tss, a.vals, a.series = nil, nil, nil, nil
+	a.fps, a.tss, a.vals, a.digits, a.scales, a.series = nil, nil, nil, nil, nil, nil
 	return nil
 }
 

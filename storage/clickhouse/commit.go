@@ -24,6 +24,8 @@ type commitReq struct {
 	fps    []uint64
 	tss    []int64
 	vals   []float64
+	digits []int64 // with decimal columns, else nil
+	scales []int8
 	series []seriesRow
 	done   chan error // receives the insert's result once
 }
@@ -162,11 +164,15 @@ type insertWorker struct {
 	inFPs     []uint64
 	inTSs     []int64
 	inVals    []float64
+	inDigits  []int64
+	inScales  []int8
 	perm      []int32
 	tenants   []*string
 	fps       []uint64
 	tss       []int64
 	vals      []float64
+	digits    []int64
+	scales    []int8
 }
 
 // insert writes batch, retrying once when the first attempt failed on the
@@ -244,8 +250,8 @@ func (w *insertWorker) insertSeries(ctx context.Context, batch []*commitReq) err
 }
 
 func (w *insertWorker) insertSamples(ctx context.Context, batch []*commitReq) error {
-	w.sortBatch(batch)
-	b, err := w.s.conn.PrepareBatch(ctx, "INSERT INTO "+w.s.schema.table(samplesTable)+" (tenant, fingerprint, ts, value)")
+	w.sortBatch(batch, w.s.schema.decimals)
+	b, err := w.s.conn.PrepareBatch(ctx, "INSERT INTO "+w.s.schema.table(samplesTable)+" ("+w.s.schema.samplesColumns()+")")
 	if err != nil {
 		return err
 	}
@@ -259,7 +265,11 @@ func (w *insertWorker) insertSamples(ctx context.Context, batch []*commitReq) er
 			return fmt.Errorf("column tenant: %w", err)
 		}
 	}
-	if err := appendColumns(b, nil, w.fps, w.tss, w.vals); err != nil {
+	cols := []any{nil, w.fps, w.tss, w.vals}
+	if w.s.schema.decimals {
+		cols = append(cols, w.digits, w.scales)
+	}
+	if err := appendColumns(b, cols...); err != nil {
 		_ = b.Abort()
 		return err
 	}
@@ -275,13 +285,15 @@ func (w *insertWorker) insertSamples(ctx context.Context, batch []*commitReq) er
 // ts) only the one written last (later commit, or later append in one
 // commit). Every inserted part so holds one row per key, so a read can
 // resolve last-write-wins between parts by their order alone, and
-// ClickHouse receives the block already in table order.
-func (w *insertWorker) sortBatch(batch []*commitReq) {
+// ClickHouse receives the block already in table order. With decimals
+// the digits and scale columns are sorted too.
+func (w *insertWorker) sortBatch(batch []*commitReq, decimals bool) {
 	n := 0
 	for _, r := range batch {
 		n += len(r.fps)
 	}
 	w.inTenants, w.inFPs, w.inTSs, w.inVals = w.inTenants[:0], w.inFPs[:0], w.inTSs[:0], w.inVals[:0]
+	w.inDigits, w.inScales = w.inDigits[:0], w.inScales[:0]
 	for _, r := range batch {
 		p := &r.tenant
 		for range r.fps {
@@ -290,6 +302,8 @@ func (w *insertWorker) sortBatch(batch []*commitReq) {
 		w.inFPs = append(w.inFPs, r.fps...)
 		w.inTSs = append(w.inTSs, r.tss...)
 		w.inVals = append(w.inVals, r.vals...)
+		w.inDigits = append(w.inDigits, r.digits...)
+		w.inScales = append(w.inScales, r.scales...)
 	}
 	w.perm = w.perm[:0]
 	for i := range n {
@@ -311,6 +325,7 @@ func (w *insertWorker) sortBatch(batch []*commitReq) {
 		return cmp.Compare(a, b)
 	})
 	w.tenants, w.fps, w.tss, w.vals = w.tenants[:0], w.fps[:0], w.tss[:0], w.vals[:0]
+	w.digits, w.scales = w.digits[:0], w.scales[:0]
 	for k, i := range w.perm {
 		if k+1 < len(w.perm) {
 			j := w.perm[k+1]
@@ -322,6 +337,10 @@ func (w *insertWorker) sortBatch(batch []*commitReq) {
 		w.fps = append(w.fps, fps[i])
 		w.tss = append(w.tss, tss[i])
 		w.vals = append(w.vals, w.inVals[i])
+		if decimals {
+			w.digits = append(w.digits, w.inDigits[i])
+			w.scales = append(w.scales, w.inScales[i])
+		}
 	}
 }
 

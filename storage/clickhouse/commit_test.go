@@ -72,22 +72,42 @@ func TestGroupCommit(t *testing.T) {
 }
 
 func TestRowsDeduplicatedPerInsert(t *testing.T) {
-	w := &insertWorker{}
-	a, b := "a", "b"
-	batch := []*commitReq{
-		{tenant: a, fps: []uint64{2, 1, 2, 1}, tss: []int64{10, 10, 10, 5}, vals: []float64{1, 2, 3, 4}},
-		{tenant: b, fps: []uint64{1}, tss: []int64{10}, vals: []float64{5}},
-		{tenant: a, fps: []uint64{1}, tss: []int64{10}, vals: []float64{6}},
+	for _, decimals := range []bool{false, true} {
+		t.Run(fmt.Sprint("decimals=", decimals), func(t *testing.T) {
+			w := &insertWorker{}
+			a, b := "a", "b"
+			batch := []*commitReq{
+				{tenant: a, fps: []uint64{2, 1, 2, 1}, tss: []int64{10, 10, 10, 5}, vals: []float64{1, 2, 3, 4}},
+				{tenant: b, fps: []uint64{1}, tss: []int64{10}, vals: []float64{5}},
+				{tenant: a, fps: []uint64{1}, tss: []int64{10}, vals: []float64{6}},
+			}
+			if decimals {
+				// Digits and scale say which row each is.
+				for _, r := range batch {
+					for _, v := range r.vals {
+						r.digits = append(r.digits, int64(v)*10)
+						r.scales = append(r.scales, int8(v))
+					}
+				}
+			}
+			w.sortBatch(batch, decimals)
+			var tenants []string
+			for _, p := range w.tenants {
+				tenants = append(tenants, *p)
+			}
+			require.Equal(t, []string{"a", "a", "a", "b"}, tenants)
+			require.Equal(t, []uint64{1, 1, 2, 1}, w.fps)
+			require.Equal(t, []int64{5, 10, 10, 10}, w.tss)
+			require.Equal(t, []float64{4, 6, 3, 5}, w.vals, "of one key the later commit's, or the later append's, value")
+			if decimals {
+				require.Equal(t, []int64{40, 60, 30, 50}, w.digits)
+				require.Equal(t, []int8{4, 6, 3, 5}, w.scales)
+			} else {
+				require.Empty(t, w.digits)
+				require.Empty(t, w.scales)
+			}
+		})
 	}
-	w.sortBatch(batch)
-	var tenants []string
-	for _, p := range w.tenants {
-		tenants = append(tenants, *p)
-	}
-	require.Equal(t, []string{"a", "a", "a", "b"}, tenants)
-	require.Equal(t, []uint64{1, 1, 2, 1}, w.fps)
-	require.Equal(t, []int64{5, 10, 10, 10}, w.tss)
-	require.Equal(t, []float64{4, 6, 3, 5}, w.vals, "of one key the later commit's, or the later append's, value")
 }
 
 func FuzzParseVersion(f *testing.F) {

@@ -7,11 +7,13 @@
 // Two tables, created and migrated at start (schema.go, versioned and
 // idempotent):
 //
-//   - samples (tenant, fingerprint, ts, value): one row per sample, a
-//     ReplacingMergeTree partitioned by day of ts and ordered by (tenant,
-//     fingerprint, ts). Servers from 20.3 get CODEC(DoubleDelta, ZSTD) on
-//     ts, CODEC(Delta, ZSTD(3)) on value (measured smaller than Gorilla) and
-//     a TTL; 18.x gets neither.
+//   - samples (tenant, fingerprint, ts, value[, digits, scale]): one row
+//     per sample, a ReplacingMergeTree partitioned by day of ts and ordered
+//     by (tenant, fingerprint, ts). Servers from 20.3 get CODEC(DoubleDelta,
+//     ZSTD) on ts, CODEC(Delta, ZSTD(3)) on value (measured smaller than
+//     Gorilla), a TTL, and the digits and scale columns: a value that is
+//     an exact decimal is kept as digits / 10^scale, which compresses far
+//     better than its float bits (decimal.go); 18.x gets none of these.
 //   - series (tenant, hour, min_ts, fingerprint, metric_name, label_names,
 //     label_values): one row per series and hour in which it has samples
 //     (more when out-of-order samples lower the hour's earliest, min_ts),

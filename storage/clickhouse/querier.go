@@ -335,8 +335,8 @@ func (s *sampleSet) startBatch() error {
 	// This is what FINAL computes, without FINAL's cost on 18.x. (Rows,
 	// not per-series arrays: the driver scans arrays element by element
 	// through reflection.)
-	sql := fmt.Sprintf("SELECT fingerprint, ts, value FROM %s WHERE %s AND %s AND ts >= %d AND ts <= %d ORDER BY %s, ts, _part_index",
-		s.q.table(samplesTable), tenant, fpCond, s.mint, s.maxt, order)
+	sql := fmt.Sprintf("SELECT fingerprint, ts, %s FROM %s WHERE %s AND %s AND ts >= %d AND ts <= %d ORDER BY %s, ts, _part_index",
+		s.q.ts.s.schema.valueExpr(), s.q.table(samplesTable), tenant, fpCond, s.mint, s.maxt, order)
 	rows, err := s.q.ts.s.query(s.ctx, "samples", sql)
 	if err != nil {
 		return err

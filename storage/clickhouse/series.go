@@ -84,6 +84,9 @@ type seriesEntry struct {
 	// seen is the wall-clock hour the series was last appended to; series
 	// seen within activeHours count as active.
 	seen int32
+	// scale is the decimal scale the series' values used last (decimal.go),
+	// tried first for the next; read and written without mu.
+	scale atomic.Int32
 }
 
 // covers reports whether the series has a row for hour h with min_ts at

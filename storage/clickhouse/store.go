@@ -101,6 +101,18 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, er
 // the server itself, or for a cluster once with ON CLUSTER or on every
 // node of the cluster definition in turn.
 func (s *Store) setupSchema(ctx context.Context) error {
+	if err := s.migrateSchema(ctx); err != nil {
+		return err
+	}
+	decimals, err := s.schema.hasDecimalColumns(ctx, connRunner{s.conn})
+	if err != nil {
+		return err
+	}
+	s.schema.decimals = decimals
+	return nil
+}
+
+func (s *Store) migrateSchema(ctx context.Context) error {
 	info, err := detectServer(ctx, connRunner{s.conn})
 	if err != nil {
 		return err

@@ -26,3 +26,4 @@ CREATE TABLE IF NOT EXISTS `luminate`.`samples` AS `luminate`.`samples_local` EN
 
 CREATE TABLE IF NOT EXISTS `luminate`.`series` AS `luminate`.`series_local` ENGINE = Distributed(`metrics`, `luminate`, `series_local`, fingerprint);
 
+-- migration 2: exact decimals as integers

@@ -22,3 +22,4 @@ PARTITION BY intDiv(hour, 24)
 ORDER BY (tenant, metric_name, fingerprint, hour, min_ts)
 SETTINGS index_granularity = 8192;
 
+-- migration 2: exact decimals as integers

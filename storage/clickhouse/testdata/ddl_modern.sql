@@ -23,3 +23,6 @@ PARTITION BY intDiv(hour, 24)
 ORDER BY (tenant, metric_name, fingerprint, hour, min_ts)
 SETTINGS index_granularity = 8192;
 
+-- migration 2: exact decimals as integers
+ALTER TABLE `luminate`.`samples` ADD COLUMN IF NOT EXISTS digits Int64 DEFAULT 0 CODEC(DoubleDelta, ZSTD(1)) AFTER value, ADD COLUMN IF NOT EXISTS scale Int8 DEFAULT -1 CODEC(ZSTD(1)) AFTER digits;
+

@@ -27,3 +27,8 @@ CREATE TABLE IF NOT EXISTS `luminate`.`samples` ON CLUSTER `metrics` AS `luminat
 
 CREATE TABLE IF NOT EXISTS `luminate`.`series` ON CLUSTER `metrics` AS `luminate`.`series_local` ENGINE = Distributed(`metrics`, `luminate`, `series_local`, fingerprint);
 
+-- migration 2: exact decimals as integers
+ALTER TABLE `luminate`.`samples_local` ON CLUSTER `metrics` ADD COLUMN IF NOT EXISTS digits Int64 DEFAULT 0 CODEC(DoubleDelta, ZSTD(1)) AFTER value, ADD COLUMN IF NOT EXISTS scale Int8 DEFAULT -1 CODEC(ZSTD(1)) AFTER digits;
+
+ALTER TABLE `luminate`.`samples` ON CLUSTER `metrics` ADD COLUMN IF NOT EXISTS digits Int64 DEFAULT 0 AFTER value, ADD COLUMN IF NOT EXISTS scale Int8 DEFAULT -1 AFTER digits;
+
