@@ -42,6 +42,7 @@ type serveConfig struct {
 	logFormat       string
 	createDevSecret bool
 	gcPercent       int
+	pprof           bool
 
 	badger     badger.Config
 	clickhouse clickhouse.Config
@@ -78,6 +79,8 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.logFormat, "log.format", "logfmt", "Log format: logfmt or json.")
 	fs.IntVar(&c.gcPercent, "runtime.gc-percent", defaultGCPercent,
 		"Go garbage collector target (GOGC): lower trades CPU for memory. The GOGC environment variable, when set, wins.")
+	fs.BoolVar(&c.pprof, "debug.pprof", false,
+		"Serve Go runtime profiles under /debug/pprof/ (go tool pprof) to tokens with the admin scope.")
 	fs.BoolVar(&c.createDevSecret, "auth.jwt.create-dev-secret", false,
 		"DEVELOPMENT ONLY: if the --auth.jwt.hmac-secret-file does not exist, create it with a random secret (make run does this).")
 	c.badger.RegisterFlags(fs)
@@ -285,6 +288,16 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 		}
 	}()
 	ingestLogger := logger.With("component", "ingest")
+	routes := dataRoutes(
+		remotewrite.New(cfg.ingest, store, limits, ingestLogger, reg),
+		remotewrite.NewNative(cfg.ingest, store, limits, ingestLogger, reg),
+		remoteRead,
+		queryAPI,
+		nativeQuery,
+	)
+	if cfg.pprof {
+		routes = append(routes, api.Route{Path: api.PprofPath, Prefix: true, Methods: []string{http.MethodGet}, Name: api.PprofPath, Scope: tenancy.ScopeAdmin, Handler: api.PprofHandler()})
+	}
 	router, err := api.NewRouter(api.Options{
 		Auth:       verifier,
 		Limits:     limits,
@@ -293,13 +306,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 		LimitsFile: limits,
 		Tracing:    tracing,
 		Gatherer:   reg,
-		Routes: dataRoutes(
-			remotewrite.New(cfg.ingest, store, limits, ingestLogger, reg),
-			remotewrite.NewNative(cfg.ingest, store, limits, ingestLogger, reg),
-			remoteRead,
-			queryAPI,
-			nativeQuery,
-		),
+		Routes:     routes,
 	}, logger, reg)
 	if err != nil {
 		return err
