@@ -10,11 +10,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -40,6 +42,8 @@ const (
 	envBenchQueries = "BENCH_QUERY_SERIES"     // series of the query comparison (10000; 0 skips it)
 	envBenchHours   = "BENCH_QUERY_HOURS"      // hours of data of the query comparison (24)
 	envBenchIngest  = "BENCH_INGEST"           // "0" skips the ingest comparison
+	envBenchPprof   = "BENCH_PPROF"            // a directory: CPU profiles of luminate's ingest runs go there
+	envBenchFlags   = "BENCH_FLAGS"            // more luminate serve flags, space separated
 )
 
 func envInt(t *testing.T, name string, def int) int {
@@ -60,6 +64,9 @@ type benchTarget struct {
 	base  string // http://host:port
 	token string
 	pid   int // of the server process
+	// storePid is the ClickHouse server's process behind a luminate on
+	// that backend, else 0.
+	storePid int
 }
 
 // startBenchLuminate starts a luminate on an empty Badger store (or, with
@@ -73,14 +80,23 @@ func startBenchLuminate(t *testing.T) (benchTarget, string) {
 		"--limits.ingestion-rate=0", "--limits.request-rate=0", "--limits.max-active-series=0",
 		"--limits.max-samples-per-query=0", "--limits.max-series-per-query=0",
 	}
+	storePid := 0
 	if os.Getenv("BENCH_BACKEND") == "clickhouse" {
 		// A ClickHouse server of its own on this machine, as in production
 		// (Luminate stateless, ClickHouse holding the data).
-		args = append(args, "--storage.backend=clickhouse", "--storage.clickhouse.dsn="+chtest.Start(t))
+		ch := chtest.New(t)
+		storePid = ch.Pid()
+		args = append(args, "--storage.backend=clickhouse", "--storage.clickhouse.dsn="+ch.DSN())
+	}
+	args = append(args, strings.Fields(os.Getenv(envBenchFlags))...)
+	scopes := []tenancy.Scope{tenancy.ScopeWrite, tenancy.ScopeRead}
+	if os.Getenv(envBenchPprof) != "" {
+		args = append(args, "--debug.pprof")
+		scopes = append(scopes, tenancy.ScopeAdmin)
 	}
 	lum, secret := startAuthLuminate(t, args...)
-	token, file := e2eTokenFile(t, secret, t.TempDir(), "bench.token", "bench", time.Now(), 24*time.Hour, tenancy.ScopeWrite, tenancy.ScopeRead)
-	return benchTarget{name: "luminate", base: lum.url(""), token: token, pid: lum.cmd.Process.Pid}, file
+	token, file := e2eTokenFile(t, secret, t.TempDir(), "bench.token", "bench", time.Now(), 24*time.Hour, scopes...)
+	return benchTarget{name: "luminate", base: lum.url(""), token: token, pid: lum.cmd.Process.Pid, storePid: storePid}, file
 }
 
 // startBenchPrometheus starts Prometheus 2.42 with the remote-write
@@ -182,9 +198,15 @@ func benchIngest(t *testing.T, tw *tabwriter.Writer) {
 					// Two idle seconds after the run count whatever work the
 					// server does after acknowledging.
 					cpu0 := processCPU(t, target.pid)
+					var storeCPU0 time.Duration
+					if target.storePid != 0 {
+						storeCPU0 = processCPU(t, target.storePid)
+					}
+					profiled := profileIngest(t, target, fmt.Sprintf("%s-%d", mode, i+1))
 					out, err := cmd.Output()
 					time.Sleep(2 * time.Second)
 					cpu := processCPU(t, target.pid) - cpu0
+					<-profiled
 					require.NoError(t, err, "luminate-bench %s\n%s%s", strings.Join(args, " "), out, stderr.String())
 					var r benchReport
 					require.NoError(t, json.Unmarshal(out, &r), string(out))
@@ -196,6 +218,9 @@ func benchIngest(t *testing.T, tw *tabwriter.Writer) {
 						sent += float64(series)
 					}
 					cpuPerM := cpu.Seconds() / sent * 1e6
+					if target.storePid != 0 {
+						t.Logf("%s: ClickHouse server CPU %.2fs/M samples", mode, (processCPU(t, target.storePid)-storeCPU0).Seconds()/sent*1e6)
+					}
 					t.Logf("%s %s: %.0f samples/s over %.2fs, latency p50 %.1fms p99 %.1fms, server CPU %.2fs/M samples, peak RSS %.0f MiB",
 						mode, server, r.SamplesPerSecond, r.DurationSeconds, r.LatencyMs["p50"], r.LatencyMs["p99"], cpuPerM, peakRSS(t, target.pid))
 					rates[server] = append(rates[server], r.SamplesPerSecond)
@@ -446,6 +471,45 @@ func postWrite(client *http.Client, target benchTarget, body []byte) error {
 
 // processCPU is the user plus system CPU time process pid has used, from
 // /proc (Linux), in clock ticks of 1/100 s.
+// profileIngest, with BENCH_PPROF set and target a luminate, records a CPU
+// profile of its first seconds of ingest into BENCH_PPROF/luminate-NAME.pprof
+// (go tool pprof -top FILE). The returned channel closes when it is done.
+func profileIngest(t *testing.T, target benchTarget, name string) <-chan struct{} {
+	done := make(chan struct{})
+	dir := os.Getenv(envBenchPprof)
+	if dir == "" || target.name != "luminate" {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		req, err := http.NewRequest(http.MethodGet, target.base+"/debug/pprof/profile?seconds=5", nil)
+		if err != nil {
+			t.Errorf("profile: %v", err)
+			return
+		}
+		req.Header.Set("Authorization", "Bearer "+target.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Errorf("profile: %v", err)
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Errorf("profile: %d %v %s", resp.StatusCode, err, body)
+			return
+		}
+		path := filepath.Join(dir, "luminate-"+name+".pprof")
+		if err := os.WriteFile(path, body, 0o644); err != nil {
+			t.Errorf("profile: %v", err)
+			return
+		}
+		t.Logf("CPU profile: %s", path)
+	}()
+	return done
+}
+
 func processCPU(t *testing.T, pid int) time.Duration {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))

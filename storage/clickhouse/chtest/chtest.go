@@ -244,6 +244,16 @@ func (s *Server) HTTPURL() string { return fmt.Sprintf("http://127.0.0.1:%d/", s
 // Dir is the directory holding the server's configuration, data and logs.
 func (s *Server) Dir() string { return s.dir }
 
+// Pid is the process id of the running server, 0 when it is stopped.
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Start starts the server if it is not running and waits until it answers.
 // It fails the test if the server does not come up.
 func (s *Server) Start() {
