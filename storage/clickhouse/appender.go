@@ -26,14 +26,10 @@ type appender struct {
 	ts  *tenantStore
 	ctx context.Context
 
-	fps  []uint64
-	tss  []int64
-	vals []float64
-	// With decimal columns (decimal.go): each value as digits and scale,
-	// vals holding 0 for the exact ones.
+	// The transaction's samples, from the store's pool (nil before the
+	// first), given back once the committer is done with them.
+	cols     *sampleColumns
 	decimals bool
-	digits   []int64
-	scales   []int8
 	// series are rows for the series table this transaction adds: a series
 	// new to the cache, or seen in an hour it has no row for yet.
 	series  []seriesRow
@@ -119,9 +115,16 @@ func (a *appender) appendByRef(fp uint64, h int32, t int64, v float64) bool {
 
 // add appends one sample of the series e (fingerprint fp).
 func (a *appender) add(e *seriesEntry, fp uint64, t int64, v float64) {
-	a.fps = append(a.fps, fp)
-	a.tss = append(a.tss, t)
+	c := a.cols
+	if c == nil {
+		c = a.ts.s.columnPool.Get().(*sampleColumns)
+		a.cols = c
+	}
+	c.fps = append(c.fps, fp)
+	c.tss = append(c.tss, t)
 	if a.decimals {
+		// With decimal columns (decimal.go): each value as digits and
+		// scale, vals holding 0 for the exact ones.
 		hint := int8(e.scale.Load())
 		digits, scale, ok := decimalOf(v, hint)
 		if ok {
@@ -130,10 +133,35 @@ func (a *appender) add(e *seriesEntry, fp uint64, t int64, v float64) {
 				e.scale.Store(int32(scale))
 			}
 		}
-		a.digits = append(a.digits, digits)
-		a.scales = append(a.scales, scale)
+		c.digits = append(c.digits, digits)
+		c.scales = append(c.scales, scale)
 	}
-	a.vals = append(a.vals, v)
+	c.vals = append(c.vals, v)
+}
+
+// sampleColumns are one transaction's samples, column by column; digits
+// and scales only with decimal columns. Pooled by the store: remote-write
+// requests come by the thousand per second, each with thousands of
+// samples.
+type sampleColumns struct {
+	fps    []uint64
+	tss    []int64
+	vals   []float64
+	digits []int64
+	scales []int8
+}
+
+func (c *sampleColumns) reset() {
+	c.fps, c.tss, c.vals, c.digits, c.scales = c.fps[:0], c.tss[:0], c.vals[:0], c.digits[:0], c.scales[:0]
+}
+
+// releaseColumns gives the transaction's columns back to the pool.
+func (a *appender) releaseColumns() {
+	if a.cols != nil {
+		a.cols.reset()
+		a.ts.s.columnPool.Put(a.cols)
+		a.cols = nil
+	}
 }
 
 // ensureSeries makes sure the series fp has, or gets with this
@@ -183,17 +211,24 @@ func (a *appender) commit() error {
 		return errors.New("commit on a committed or rolled back appender")
 	}
 	a.done = true
-	if len(a.fps) == 0 {
+	if a.cols == nil || len(a.cols.fps) == 0 {
+		a.releaseColumns()
 		return nil
 	}
+	c := a.cols
 	req := &commitReq{
 		tenant: string(a.ts.id),
-		fps:    a.fps, tss: a.tss, vals: a.vals,
-		digits: a.digits, scales: a.scales,
+		fps:    c.fps, tss: c.tss, vals: c.vals,
+		digits: c.digits, scales: c.scales,
 		series: a.series,
 		done:   make(chan error, 1),
 	}
 	err := a.ts.s.committer.commit(a.ctx, req)
+	if req.released {
+		a.releaseColumns()
+	} else {
+		a.cols = nil // still queued: the committer may read it
+	}
 	if err != nil {
 		return err
 	}
@@ -206,7 +241,8 @@ func (a *appender) rollback() error {
 		return nil
 	}
 	a.done = true
-	a.fps, a.tss, a.vals, a.digits, a.scales, a.series = nil, nil, nil, nil, nil, nil
+	a.releaseColumns()
+	a.series = nil
 	return nil
 }
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +27,10 @@ type commitReq struct {
 	scales []int8
 	series []seriesRow
 	done   chan error // receives the insert's result once
+	// released is set by commit when the committer no longer reads the
+	// request (it was never queued, or its insert is over), so its
+	// slices may be reused.
+	released bool
 }
 
 // committer is the group commit: appenders' Commit calls queue their rows,
@@ -76,17 +79,20 @@ func (c *committer) commit(ctx context.Context, r *commitReq) error {
 	c.mu.RLock()
 	if c.stop {
 		c.mu.RUnlock()
+		r.released = true
 		return errClosed
 	}
 	select {
 	case c.in <- r:
 	case <-ctx.Done():
 		c.mu.RUnlock()
+		r.released = true
 		return ctx.Err()
 	}
 	c.mu.RUnlock()
 	select {
 	case err := <-r.done:
+		r.released = true
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
@@ -159,20 +165,20 @@ func (c *committer) dispatch(batches chan<- []*commitReq) {
 // from one batch to the next.
 type insertWorker struct {
 	s *Store
-	// The batch as committed, a sort permutation, and the rows to insert.
-	inTenants []*string
-	inFPs     []uint64
-	inTSs     []int64
-	inVals    []float64
-	inDigits  []int64
-	inScales  []int8
-	perm      []int32
-	tenants   []*string
-	fps       []uint64
-	tss       []int64
-	vals      []float64
-	digits    []int64
-	scales    []int8
+	// The batch's tenants, values as committed, its rows in table order,
+	// and the rows to insert.
+	ranks    map[string]int32
+	names    []string
+	inVals   []float64
+	inDigits []int64
+	inScales []int8
+	keys     []rowKey
+	tenants  []*string
+	fps      []uint64
+	tss      []int64
+	vals     []float64
+	digits   []int64
+	scales   []int8
 }
 
 // insert writes batch, retrying once when the first attempt failed on the
@@ -288,60 +294,74 @@ func (w *insertWorker) insertSamples(ctx context.Context, batch []*commitReq) er
 // ClickHouse receives the block already in table order. With decimals
 // the digits and scale columns are sorted too.
 func (w *insertWorker) sortBatch(batch []*commitReq, decimals bool) {
-	n := 0
-	for _, r := range batch {
-		n += len(r.fps)
+	// Tenants by rank of name, so that rows compare by integers alone.
+	clear(w.ranks)
+	if w.ranks == nil {
+		w.ranks = map[string]int32{}
 	}
-	w.inTenants, w.inFPs, w.inTSs, w.inVals = w.inTenants[:0], w.inFPs[:0], w.inTSs[:0], w.inVals[:0]
-	w.inDigits, w.inScales = w.inDigits[:0], w.inScales[:0]
+	w.names = w.names[:0]
 	for _, r := range batch {
-		p := &r.tenant
-		for range r.fps {
-			w.inTenants = append(w.inTenants, p)
+		if _, ok := w.ranks[r.tenant]; !ok {
+			w.ranks[r.tenant] = 0
+			w.names = append(w.names, r.tenant)
 		}
-		w.inFPs = append(w.inFPs, r.fps...)
-		w.inTSs = append(w.inTSs, r.tss...)
+	}
+	slices.Sort(w.names)
+	for i, name := range w.names {
+		w.ranks[name] = int32(i)
+	}
+	w.keys = w.keys[:0]
+	w.inVals, w.inDigits, w.inScales = w.inVals[:0], w.inDigits[:0], w.inScales[:0]
+	for _, r := range batch {
+		rank := w.ranks[r.tenant]
+		base := int32(len(w.keys))
+		for i, fp := range r.fps {
+			w.keys = append(w.keys, rowKey{fp: fp, ts: r.tss[i], tenant: rank, row: base + int32(i)})
+		}
 		w.inVals = append(w.inVals, r.vals...)
 		w.inDigits = append(w.inDigits, r.digits...)
 		w.inScales = append(w.inScales, r.scales...)
 	}
-	w.perm = w.perm[:0]
-	for i := range n {
-		w.perm = append(w.perm, int32(i))
-	}
-	tn, fps, tss := w.inTenants, w.inFPs, w.inTSs
-	slices.SortFunc(w.perm, func(a, b int32) int {
-		if tn[a] != tn[b] {
-			if c := strings.Compare(*tn[a], *tn[b]); c != 0 {
-				return c
-			}
-		}
-		if c := cmp.Compare(fps[a], fps[b]); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(tss[a], tss[b]); c != 0 {
-			return c
-		}
-		return cmp.Compare(a, b)
-	})
+	slices.SortFunc(w.keys, compareRowKeys)
 	w.tenants, w.fps, w.tss, w.vals = w.tenants[:0], w.fps[:0], w.tss[:0], w.vals[:0]
 	w.digits, w.scales = w.digits[:0], w.scales[:0]
-	for k, i := range w.perm {
-		if k+1 < len(w.perm) {
-			j := w.perm[k+1]
-			if fps[j] == fps[i] && tss[j] == tss[i] && *tn[j] == *tn[i] {
+	for k, key := range w.keys {
+		if k+1 < len(w.keys) {
+			next := w.keys[k+1]
+			if next.fp == key.fp && next.ts == key.ts && next.tenant == key.tenant {
 				continue // a later write of the same sample follows
 			}
 		}
-		w.tenants = append(w.tenants, tn[i])
-		w.fps = append(w.fps, fps[i])
-		w.tss = append(w.tss, tss[i])
-		w.vals = append(w.vals, w.inVals[i])
+		w.tenants = append(w.tenants, &w.names[key.tenant])
+		w.fps = append(w.fps, key.fp)
+		w.tss = append(w.tss, key.ts)
+		w.vals = append(w.vals, w.inVals[key.row])
 		if decimals {
-			w.digits = append(w.digits, w.inDigits[i])
-			w.scales = append(w.scales, w.inScales[i])
+			w.digits = append(w.digits, w.inDigits[key.row])
+			w.scales = append(w.scales, w.inScales[key.row])
 		}
 	}
+}
+
+// rowKey is a row of a batch as sortBatch orders it.
+type rowKey struct {
+	fp     uint64
+	ts     int64
+	tenant int32 // rank of the row's tenant by name in the batch
+	row    int32 // position in the batch: of equal keys the later write is larger
+}
+
+func compareRowKeys(a, b rowKey) int {
+	if a.tenant != b.tenant {
+		return cmp.Compare(a.tenant, b.tenant)
+	}
+	if a.fp != b.fp {
+		return cmp.Compare(a.fp, b.fp)
+	}
+	if a.ts != b.ts {
+		return cmp.Compare(a.ts, b.ts)
+	}
+	return cmp.Compare(a.row, b.row)
 }
 
 // appendColumns appends one whole column per argument to b.

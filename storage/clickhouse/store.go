@@ -28,6 +28,8 @@ type Store struct {
 	schema  schema
 
 	committer *committer
+	// columnPool holds *sampleColumns for appenders.
+	columnPool sync.Pool
 
 	lastInsertMu  sync.Mutex
 	lastInsertErr error // nil after a successful insert
@@ -80,6 +82,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, er
 		opts:    opts,
 		tenants: map[tenancy.ID]*tenantState{},
 	}
+	s.columnPool.New = func() any { return &sampleColumns{} }
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 	defer cancel()
 	if err := s.setupSchema(ctx); err != nil {
