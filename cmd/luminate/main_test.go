@@ -631,34 +631,21 @@ func TestServeClickHouseOutage(t *testing.T) {
 // TestServePprof: --debug.pprof serves the runtime's profiles to admin
 // tokens only; without it there is no /debug/pprof/.
 func TestServePprof(t *testing.T) {
-	get := func(t *testing.T, url, token string) (int, string) {
-		req, err := http.NewRequest(http.MethodGet, url, nil)
-		require.NoError(t, err)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		require.NoError(t, err)
-		return resp.StatusCode, string(body)
-	}
 	on, secret := startAuthLuminate(t, "--debug.pprof")
 	admin := e2eToken(t, secret, "ops", "admin")
 	writer := e2eToken(t, secret, "ops", "metrics:write,metrics:read")
-	code, body := get(t, on.url("/debug/pprof/"), admin)
-	require.Equal(t, http.StatusOK, code, body)
-	require.Contains(t, body, "goroutine")
-	code, body = get(t, on.url("/debug/pprof/goroutine?debug=1"), admin)
-	require.Equal(t, http.StatusOK, code, body)
-	require.Contains(t, body, "goroutine profile:")
-	code, _ = get(t, on.url("/debug/pprof/"), writer)
+	code, body := apiGet(t, on.url(""), "/debug/pprof/", admin)
+	require.Equal(t, http.StatusOK, code, string(body))
+	require.Contains(t, string(body), "goroutine")
+	code, body = apiGet(t, on.url(""), "/debug/pprof/goroutine?debug=1", admin)
+	require.Equal(t, http.StatusOK, code, string(body))
+	require.Contains(t, string(body), "goroutine profile:")
+	code, _ = apiGet(t, on.url(""), "/debug/pprof/", writer)
 	require.Equal(t, http.StatusForbidden, code, "metrics scopes are not enough")
-	code, _ = get(t, on.url("/debug/pprof/"), "")
+	code, _ = apiGet(t, on.url(""), "/debug/pprof/", "")
 	require.Equal(t, http.StatusUnauthorized, code)
 
 	off, secret := startAuthLuminate(t)
-	code, _ = get(t, off.url("/debug/pprof/"), e2eToken(t, secret, "ops", "admin"))
+	code, _ = apiGet(t, off.url(""), "/debug/pprof/", e2eToken(t, secret, "ops", "admin"))
 	require.Equal(t, http.StatusNotFound, code, "off by default")
 }
