@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -20,9 +20,8 @@ import (
 
 // Reads (see doc.go): series are resolved first from the series table
 // (matchers pushed down as SQL), then their samples are read by (tenant,
-// fingerprint, time), one row per series holding its samples as arrays,
-// duplicates resolved by part order. No JOIN: sets of fingerprints are literal lists or IN
-// subqueries.
+// fingerprint, time) in batches of series, duplicates resolved by part
+// order. No JOIN: sets of fingerprints are literal lists or IN subqueries.
 
 // inListMax is the most fingerprints sent as a literal IN list (about 20
 // bytes each; ClickHouse parses at most max_query_size, 256 KiB, of SQL).
@@ -103,12 +102,15 @@ func (q *querier) selectRange(hints *promstorage.SelectHints) (int64, int64) {
 type resolved struct {
 	fp   uint64
 	lset labels.Labels
+	// hours is the number of its series rows in the range: at least the
+	// number of hours in which it has samples there.
+	hours int
 }
 
 // resolveSeries returns the series the WHERE clause selects that match
 // every matcher (rechecked here with Prometheus' own matching).
 func (q *querier) resolveSeries(ctx context.Context, where string, ms []*labels.Matcher, hints *promstorage.SelectHints) ([]resolved, error) {
-	sql := fmt.Sprintf("SELECT fingerprint, any(label_names), any(label_values) FROM %s WHERE %s GROUP BY fingerprint", q.table(seriesTable), where)
+	sql := fmt.Sprintf("SELECT fingerprint, any(label_names), any(label_values), count() FROM %s WHERE %s GROUP BY fingerprint", q.table(seriesTable), where)
 	rows, err := q.ts.s.query(ctx, "series", sql)
 	if err != nil {
 		return nil, err
@@ -116,12 +118,13 @@ func (q *querier) resolveSeries(ctx context.Context, where string, ms []*labels.
 	defer rows.Close()
 	var (
 		out           []resolved
+		fp, hours     uint64
 		names, values []string
 		b             labels.ScratchBuilder
 	)
+	dest := []any{&fp, &names, &values, &hours}
 	for rows.Next() {
-		var fp uint64
-		if err := rows.Scan(&fp, &names, &values); err != nil {
+		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("read series: %w", err)
 		}
 		b.Reset()
@@ -136,7 +139,7 @@ func (q *querier) resolveSeries(ctx context.Context, where string, ms []*labels.
 		if hints != nil && hints.ShardCount > 0 && labels.StableHash(lset)%hints.ShardCount != hints.ShardIndex {
 			continue
 		}
-		out = append(out, resolved{fp, lset})
+		out = append(out, resolved{fp: fp, lset: lset, hours: int(hours)})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, unavailable(fmt.Errorf("read series: %w", err))
@@ -176,19 +179,17 @@ func (q *querier) Select(ctx context.Context, sortSeries bool, hints *promstorag
 	if len(list) == 0 {
 		return promstorage.EmptySeriesSet()
 	}
-	set := &sampleSet{q: q, ctx: ctx, mint: mint, maxt: maxt, sorted: sortSeries, ms: ms, byFP: make(map[uint64]int, len(list))}
+	set := &sampleSet{q: q, ctx: ctx, mint: mint, maxt: maxt, perHour: assumedPerHour}
 	if hints != nil {
 		set.limit = hints.Limit
 	}
 	if sortSeries {
 		slices.SortFunc(list, func(a, b resolved) int { return labels.Compare(a.lset, b.lset) })
 	} else {
+		// Fingerprint order: a batch reads a narrow stretch of the table.
 		slices.SortFunc(list, func(a, b resolved) int { return cmpUint64(a.fp, b.fp) })
 	}
 	set.list = list
-	for i, r := range list {
-		set.byFP[r.fp] = i
-	}
 	return set
 }
 
@@ -202,26 +203,29 @@ func cmpUint64(a, b uint64) int {
 	return 0
 }
 
-// sampleSet streams the samples of resolved series, one query per batch of
-// series (or one query for all when order does not matter), one result
-// row per series.
+// Samples are read in batches of series. A batch is one query whose rows
+// are held in memory until the batch is grouped, so its size is bounded
+// by an estimate of its samples: a series has a series row per hour with
+// samples, and an hour holds perHour samples, at first assumedPerHour (a
+// 15 s scrape interval), then the density the previous batch had.
+const (
+	batchSamples   = 1 << 20
+	assumedPerHour = 240
+)
+
+// sampleSet streams the samples of resolved series in list order, one
+// query per batch of series.
 type sampleSet struct {
 	q          *querier
 	ctx        context.Context
 	mint, maxt int64
-	sorted     bool
-	ms         []*labels.Matcher
 	list       []resolved
-	byFP       map[uint64]int
 	limit      int
 
-	next int // first series of the next batch
-	rows driver.Rows
-	// A row read ahead: the first of the next series.
-	pending bool
-	pfp     uint64
-	pt      int64
-	pv      float64
+	next    int     // first series of the next batch
+	perHour float64 // samples per series row expected in the next batch
+	batch   []memSeries
+	bi      int // next series of batch to return
 	cur     *memSeries
 	emitted int
 	err     error
@@ -229,128 +233,212 @@ type sampleSet struct {
 
 func (s *sampleSet) Next() bool {
 	if s.err != nil || (s.limit > 0 && s.emitted >= s.limit) {
-		s.closeRows()
 		return false
 	}
-	for {
-		if s.rows == nil {
-			if s.next >= len(s.list) {
-				return false
-			}
-			if err := s.startBatch(); err != nil {
-				s.err = err
-				return false
-			}
+	for s.bi >= len(s.batch) {
+		if s.next >= len(s.list) {
+			return false
 		}
-		// Rows come by series, then time, then part: collect one series,
-		// keeping of equal times the last (the newest part's).
-		var (
-			fp   uint64
-			ts   []int64
-			vals []float64
-		)
-		if s.pending {
-			fp, ts, vals = s.pfp, append(ts, s.pt), append(vals, s.pv)
-			s.pending = false
+		if err := s.readBatch(); err != nil {
+			s.err = err
+			return false
 		}
-		for s.rows.Next() {
-			var (
-				rfp uint64
-				t   int64
-				v   float64
-			)
-			if err := s.rows.Scan(&rfp, &t, &v); err != nil {
-				s.err = fmt.Errorf("read samples: %w", err)
-				s.closeRows()
-				return false
-			}
-			switch {
-			case len(ts) == 0:
-				fp = rfp
-			case rfp != fp:
-				s.pending, s.pfp, s.pt, s.pv = true, rfp, t, v
-			case t == ts[len(ts)-1]:
-				vals[len(vals)-1] = v
-				continue
-			}
-			if s.pending {
-				break
-			}
-			ts, vals = append(ts, t), append(vals, v)
-		}
-		if !s.pending {
-			err := s.rows.Err()
-			s.closeRows()
-			if err != nil {
-				s.err = unavailable(fmt.Errorf("read samples: %w", err))
-				return false
-			}
-		}
-		if len(ts) == 0 {
-			continue
-		}
-		i, ok := s.byFP[fp]
-		if !ok {
-			continue // a series the Go-side matcher check dropped
-		}
-		s.cur = &memSeries{lset: s.list[i].lset, ts: ts, vals: vals}
-		s.emitted++
-		return true
 	}
+	s.cur = &s.batch[s.bi]
+	s.bi++
+	s.emitted++
+	return true
 }
 
-// startBatch sends the samples query of the next batch of series.
-func (s *sampleSet) startBatch() error {
-	tenant := s.q.tenantCond()
-	var fpCond, order string
-	switch {
-	case !s.sorted && len(s.list) > inListMax:
-		// Unordered: one query for all, the fingerprint set built by
-		// ClickHouse from the series table.
-		fpCond = fmt.Sprintf("fingerprint IN (SELECT fingerprint FROM %s WHERE %s)", s.q.subTable(seriesTable), s.q.seriesWhere(s.mint, s.maxt, s.ms))
-		order = "fingerprint"
-		s.next = len(s.list)
-	default:
-		end := min(s.next+inListMax/2, len(s.list))
-		batch := s.list[s.next:end]
-		s.next = end
-		fps := make([]uint64, len(batch))
-		for i, r := range batch {
-			fps[i] = r.fp
+// batchEnd returns the end of the next batch of series: as many as fit
+// batchSamples by estimate (at least one) and an IN list.
+func (s *sampleSet) batchEnd() int {
+	end, est := s.next, 0.0
+	for end < len(s.list) && end-s.next < inListMax/2 {
+		est += float64(max(s.list[end].hours, 1)) * s.perHour
+		if end > s.next && est > batchSamples {
+			break
 		}
-		list := uint64List(fps)
-		fpCond = "fingerprint IN (" + list + ")"
-		order = "fingerprint"
-		if s.sorted {
-			ranks := make([]string, len(batch))
-			for i := range ranks {
-				ranks[i] = strconv.Itoa(i)
-			}
-			order = fmt.Sprintf("transform(fingerprint, [%s], [%s], %d)", list, strings.Join(ranks, ","), len(batch))
-		}
+		end++
 	}
-	// Plain rows, by series, time and part: parts of a partition are
-	// numbered in insert order (_part_index) and each holds a key once,
-	// so the last row of equal times is the last written (Next keeps it).
-	// This is what FINAL computes, without FINAL's cost on 18.x. (Rows,
-	// not per-series arrays: the driver scans arrays element by element
-	// through reflection.)
-	sql := fmt.Sprintf("SELECT fingerprint, ts, value FROM %s WHERE %s AND %s AND ts >= %d AND ts <= %d ORDER BY %s, ts, _part_index",
-		s.q.table(samplesTable), tenant, fpCond, s.mint, s.maxt, order)
-	rows, err := s.q.ts.s.query(s.ctx, "samples", sql)
+	return end
+}
+
+// readBatch reads the samples of the next batch of series into s.batch.
+func (s *sampleSet) readBatch() error {
+	start, end := s.next, s.batchEnd()
+	s.next = end
+	batch := s.list[start:end]
+	fps := make([]uint64, len(batch))
+	hours := 0
+	for i, r := range batch {
+		fps[i] = r.fp
+		hours += max(r.hours, 1)
+	}
+	// Plain rows in no particular order: the server does not sort (on 18.x
+	// that costs more than reading), Go groups them (sampleRows.group).
+	// Parts of a partition are numbered in insert order (_part_index) and
+	// each holds a key once, so of equal times the row of the highest
+	// _part_index is the last written. This is what FINAL computes,
+	// without FINAL's cost on 18.x. (Rows, not per-series arrays: the
+	// driver scans arrays element by element through reflection.)
+	sql := fmt.Sprintf("SELECT fingerprint, ts, value, _part_index FROM %s WHERE %s AND fingerprint IN (%s) AND ts >= %d AND ts <= %d",
+		s.q.table(samplesTable), s.q.tenantCond(), uint64List(fps), s.mint, s.maxt)
+	res, err := s.q.ts.s.query(s.ctx, "samples", sql)
 	if err != nil {
 		return err
 	}
-	s.rows = rows
+	defer res.Close()
+	pos := make(map[uint64]int32, len(batch))
+	for i, r := range batch {
+		pos[r.fp] = int32(i)
+	}
+	rows, _ := s.q.ts.s.rowsPool.Get().(*sampleRows)
+	if rows == nil {
+		rows = &sampleRows{}
+	}
+	defer s.q.ts.s.rowsPool.Put(rows)
+	rows.reset(min(int(float64(hours)*s.perHour), 2*batchSamples))
+	var (
+		fp, part uint64
+		t        int64
+		v        float64
+		lastFP   uint64
+		lastPos  = int32(-1)
+	)
+	dest := []any{&fp, &t, &v, &part}
+	for res.Next() {
+		if err := res.Scan(dest...); err != nil {
+			return fmt.Errorf("read samples: %w", err)
+		}
+		// Rows come in runs of one series: look its position up once a run.
+		if fp != lastFP || lastPos < 0 {
+			p, ok := pos[fp]
+			if !ok {
+				return fmt.Errorf("read samples: series %d was not asked for", fp)
+			}
+			lastFP, lastPos = fp, p
+		}
+		rows.add(lastPos, t, v, part)
+	}
+	if err := res.Err(); err != nil {
+		return unavailable(fmt.Errorf("read samples: %w", err))
+	}
+	if n := len(rows.ts); n > 0 {
+		s.perHour = max(float64(n)/float64(hours), 1)
+	}
+	s.batch, s.bi = rows.group(batch, s.batch[:0]), 0
 	return nil
 }
 
-func (s *sampleSet) closeRows() {
-	s.pending = false
-	if s.rows != nil {
-		_ = s.rows.Close()
-		s.rows = nil
+// sampleRows holds the rows of one batch as read, series by position in
+// the batch. Reused from batch to batch and query to query (Store.rowsPool).
+type sampleRows struct {
+	pos   []int32
+	ts    []int64
+	vals  []float64
+	parts []uint64
+	// Scratch of group.
+	starts   []int
+	outParts []uint64
+}
+
+// reset empties r, with room for n rows.
+func (r *sampleRows) reset(n int) {
+	r.pos, r.ts, r.vals, r.parts = slices.Grow(r.pos[:0], n), slices.Grow(r.ts[:0], n), slices.Grow(r.vals[:0], n), slices.Grow(r.parts[:0], n)
+}
+
+func (r *sampleRows) add(pos int32, t int64, v float64, part uint64) {
+	r.pos = append(r.pos, pos)
+	r.ts = append(r.ts, t)
+	r.vals = append(r.vals, v)
+	r.parts = append(r.parts, part)
+}
+
+// group appends to out the batch's series that have samples, in batch
+// order, each with its samples in time order and of equal times the
+// newest part's. The series share two new arrays (their capacity cut to
+// their length): r is reused, the series outlive it.
+func (r *sampleRows) group(batch []resolved, out []memSeries) []memSeries {
+	n := len(r.ts)
+	// Counting sort by position: starts[i] is where series i begins.
+	r.starts = slices.Grow(r.starts[:0], len(batch)+1)[:len(batch)+1]
+	clear(r.starts)
+	for _, p := range r.pos {
+		r.starts[p+1]++
 	}
+	for i := 1; i <= len(batch); i++ {
+		r.starts[i] += r.starts[i-1]
+	}
+	ts, vals := make([]int64, n), make([]float64, n)
+	r.outParts = slices.Grow(r.outParts[:0], n)[:n]
+	parts := r.outParts
+	next := r.starts[:len(batch)] // advanced while scattering, then restored
+	for i, p := range r.pos {
+		j := next[p]
+		ts[j], vals[j], parts[j] = r.ts[i], r.vals[i], r.parts[i]
+		next[p]++
+	}
+	// next[i] is now the end of series i, the start of series i+1.
+	for i := len(batch) - 1; i > 0; i-- {
+		next[i] = next[i-1]
+	}
+	next[0] = 0
+	for i := range batch {
+		lo, hi := r.starts[i], r.starts[i+1]
+		if lo == hi {
+			continue
+		}
+		seg := segment{ts[lo:hi], vals[lo:hi], parts[lo:hi]}
+		if !seg.sorted() {
+			sort.Sort(seg)
+		}
+		w := seg.dedup()
+		out = append(out, memSeries{lset: batch[i].lset, ts: ts[lo : lo+w : lo+w], vals: vals[lo : lo+w : lo+w]})
+	}
+	return out
+}
+
+// segment is one series' rows, sorted by time then part.
+type segment struct {
+	ts    []int64
+	vals  []float64
+	parts []uint64
+}
+
+func (s segment) Len() int { return len(s.ts) }
+func (s segment) Less(i, j int) bool {
+	return s.ts[i] < s.ts[j] || s.ts[i] == s.ts[j] && s.parts[i] < s.parts[j]
+}
+
+func (s segment) Swap(i, j int) {
+	s.ts[i], s.ts[j] = s.ts[j], s.ts[i]
+	s.vals[i], s.vals[j] = s.vals[j], s.vals[i]
+	s.parts[i], s.parts[j] = s.parts[j], s.parts[i]
+}
+
+func (s segment) sorted() bool {
+	for i := 1; i < len(s.ts); i++ {
+		if !s.Less(i-1, i) {
+			return false
+		}
+	}
+	return true
+}
+
+// dedup keeps of equal times the last row (the newest part's), moving the
+// kept rows to the front; it returns their number.
+func (s segment) dedup() int {
+	w := 0
+	for i := range s.ts {
+		if w > 0 && s.ts[i] == s.ts[w-1] {
+			s.vals[w-1] = s.vals[i]
+			continue
+		}
+		s.ts[w], s.vals[w] = s.ts[i], s.vals[i]
+		w++
+	}
+	return w
 }
 
 func (s *sampleSet) At() promstorage.Series { return s.cur }
