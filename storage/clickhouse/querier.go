@@ -2,10 +2,12 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -107,31 +109,35 @@ type resolved struct {
 	hours int
 }
 
+// labelPairsExpr is a series' labels as one string of length-prefixed
+// names and values ("8:__name__2:up3:job4:node"), which decodeLabelPairs
+// reads: the driver scans a string at once, arrays element by element
+// through reflection.
+const labelPairsExpr = "arrayStringConcat(arrayMap((n, v) -> concat(toString(length(n)), ':', n, toString(length(v)), ':', v), any(label_names), any(label_values)))"
+
 // resolveSeries returns the series the WHERE clause selects that match
 // every matcher (rechecked here with Prometheus' own matching).
 func (q *querier) resolveSeries(ctx context.Context, where string, ms []*labels.Matcher, hints *promstorage.SelectHints) ([]resolved, error) {
-	sql := fmt.Sprintf("SELECT fingerprint, any(label_names), any(label_values), count() FROM %s WHERE %s GROUP BY fingerprint", q.table(seriesTable), where)
+	sql := fmt.Sprintf("SELECT fingerprint, %s, count() FROM %s WHERE %s GROUP BY fingerprint", labelPairsExpr, q.table(seriesTable), where)
 	rows, err := q.ts.s.query(ctx, "series", sql)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var (
-		out           []resolved
-		fp, hours     uint64
-		names, values []string
-		b             labels.ScratchBuilder
+		out       []resolved
+		fp, hours uint64
+		pairs     string
+		b         labels.ScratchBuilder
 	)
-	dest := []any{&fp, &names, &values, &hours}
+	dest := []any{&fp, &pairs, &hours}
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("read series: %w", err)
 		}
-		b.Reset()
-		for i := range names {
-			b.Add(names[i], values[i])
+		if err := decodeLabelPairs(pairs, &b); err != nil {
+			return nil, fmt.Errorf("read series %d: %w", fp, err)
 		}
-		b.Sort()
 		lset := b.Labels()
 		if !matchesAll(lset, ms) {
 			continue
@@ -145,6 +151,41 @@ func (q *querier) resolveSeries(ctx context.Context, where string, ms []*labels.
 		return nil, unavailable(fmt.Errorf("read series: %w", err))
 	}
 	return out, nil
+}
+
+// errLabelPairs reports a malformed labelPairsExpr string.
+var errLabelPairs = errors.New("malformed label pairs")
+
+// decodeLabelPairs resets b to the labels of a labelPairsExpr string,
+// sorted.
+func decodeLabelPairs(s string, b *labels.ScratchBuilder) error {
+	b.Reset()
+	next := func() (string, bool) {
+		colon := strings.IndexByte(s, ':')
+		if colon < 1 {
+			return "", false
+		}
+		n, err := strconv.Atoi(s[:colon])
+		if err != nil || n < 0 || n > len(s)-colon-1 {
+			return "", false
+		}
+		v := s[colon+1 : colon+1+n]
+		s = s[colon+1+n:]
+		return v, true
+	}
+	for s != "" {
+		name, ok := next()
+		if !ok {
+			return errLabelPairs
+		}
+		value, ok := next()
+		if !ok {
+			return errLabelPairs
+		}
+		b.Add(name, value)
+	}
+	b.Sort()
+	return nil
 }
 
 func matchesAll(lset labels.Labels, ms []*labels.Matcher) bool {

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -159,4 +160,60 @@ func TestSelectBatches(t *testing.T) {
 			require.Greater(t, queries, 1, "more than one batch")
 		})
 	}
+}
+
+// encodeLabelPairs is labelPairsExpr in Go.
+func encodeLabelPairs(lset labels.Labels) string {
+	var b strings.Builder
+	lset.Range(func(l labels.Label) {
+		fmt.Fprintf(&b, "%d:%s%d:%s", len(l.Name), l.Name, len(l.Value), l.Value)
+	})
+	return b.String()
+}
+
+func TestDecodeLabelPairs(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		in   string
+		want labels.Labels
+		err  bool
+	}{
+		{"empty", "", labels.EmptyLabels(), false},
+		{"two", "8:__name__2:up3:job4:node", labels.FromStrings("__name__", "up", "job", "node"), false},
+		{"unsorted in, sorted out", "1:z1:a1:a1:z", labels.FromStrings("a", "z", "z", "a"), false},
+		{"separators and digits in values", "1:a5:1:2:3", labels.FromStrings("a", "1:2:3"), false},
+		{"empty value", "1:a0:", labels.FromStrings("a", ""), false},
+		{"not UTF-8", "1:a2:\xff\xfe", labels.FromStrings("a", "\xff\xfe"), false},
+		{"name without value", "1:a", labels.EmptyLabels(), true},
+		{"length past the end", "1:a9:x", labels.EmptyLabels(), true},
+		{"no length", ":a", labels.EmptyLabels(), true},
+		{"negative length", "-1:a", labels.EmptyLabels(), true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var b labels.ScratchBuilder
+			err := decodeLabelPairs(c.in, &b)
+			if c.err {
+				require.ErrorIs(t, err, errLabelPairs)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, c.want, b.Labels())
+		})
+	}
+}
+
+func FuzzDecodeLabelPairs(f *testing.F) {
+	f.Add("8:__name__2:up3:job4:node")
+	f.Add("1:a5:1:2:3")
+	f.Add("1:a9:x")
+	f.Fuzz(func(t *testing.T, s string) {
+		var b labels.ScratchBuilder
+		if err := decodeLabelPairs(s, &b); err != nil {
+			return
+		}
+		// What decodes encodes back to the same labels.
+		lset := b.Labels()
+		require.NoError(t, decodeLabelPairs(encodeLabelPairs(lset), &b))
+		require.Equal(t, lset, b.Labels())
+	})
 }
