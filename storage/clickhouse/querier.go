@@ -247,8 +247,9 @@ func cmpUint64(a, b uint64) int {
 // Samples are read in batches of series. A batch is one query whose rows
 // are held in memory until the batch is grouped, so its size is bounded
 // by an estimate of its samples: a series has a series row per hour with
-// samples, and an hour holds perHour samples, at first assumedPerHour (a
-// 15 s scrape interval), then the density the previous batch had.
+// samples (the range covers at most its length in hours of each), and an
+// hour holds perHour samples, at first assumedPerHour (a 15 s scrape
+// interval), then the density the previous batch had.
 const (
 	batchSamples   = 1 << 20
 	assumedPerHour = 240
@@ -291,12 +292,18 @@ func (s *sampleSet) Next() bool {
 	return true
 }
 
+// hoursIn is the number of hours of samples series r may have in the
+// range: its series rows, at most the range's length.
+func (s *sampleSet) hoursIn(r resolved) float64 {
+	return min(float64(max(r.hours, 1)), (float64(s.maxt)-float64(s.mint)+1)/msPerHour)
+}
+
 // batchEnd returns the end of the next batch of series: as many as fit
 // batchSamples by estimate (at least one) and an IN list.
 func (s *sampleSet) batchEnd() int {
 	end, est := s.next, 0.0
 	for end < len(s.list) && end-s.next < inListMax/2 {
-		est += float64(max(s.list[end].hours, 1)) * s.perHour
+		est += s.hoursIn(s.list[end]) * s.perHour
 		if end > s.next && est > batchSamples {
 			break
 		}
@@ -311,10 +318,10 @@ func (s *sampleSet) readBatch() error {
 	s.next = end
 	batch := s.list[start:end]
 	fps := make([]uint64, len(batch))
-	hours := 0
+	hours := 0.0
 	for i, r := range batch {
 		fps[i] = r.fp
-		hours += max(r.hours, 1)
+		hours += s.hoursIn(r)
 	}
 	// Plain rows in no particular order: the server does not sort (on 18.x
 	// that costs more than reading), Go groups them (sampleRows.group).
@@ -334,12 +341,7 @@ func (s *sampleSet) readBatch() error {
 	for i, r := range batch {
 		pos[r.fp] = int32(i)
 	}
-	rows, _ := s.q.ts.s.rowsPool.Get().(*sampleRows)
-	if rows == nil {
-		rows = &sampleRows{}
-	}
-	defer s.q.ts.s.rowsPool.Put(rows)
-	rows.reset(min(int(float64(hours)*s.perHour), 2*batchSamples))
+	rows := newSampleRows(min(int(hours*s.perHour), 2*batchSamples))
 	var (
 		fp, part uint64
 		t        int64
@@ -366,78 +368,99 @@ func (s *sampleSet) readBatch() error {
 		return unavailable(fmt.Errorf("read samples: %w", err))
 	}
 	if n := len(rows.ts); n > 0 {
-		s.perHour = max(float64(n)/float64(hours), 1)
+		s.perHour = max(float64(n)/hours, 1)
 	}
 	s.batch, s.bi = rows.group(batch, s.batch[:0]), 0
 	return nil
 }
 
-// sampleRows holds the rows of one batch as read, series by position in
-// the batch. Reused from batch to batch and query to query (Store.rowsPool).
+// sampleRows holds the rows of one batch as read: runs of rows of one
+// series from one part, in the order the server sent them. A series
+// usually comes in one run, already in time order: it is then returned
+// as it lies, without a copy.
 type sampleRows struct {
-	pos   []int32
-	ts    []int64
-	vals  []float64
-	parts []uint64
-	// Scratch of group.
-	starts   []int
-	outParts []uint64
+	ts   []int64
+	vals []float64
+	runs []sampleRun
 }
 
-// reset empties r, with room for n rows.
-func (r *sampleRows) reset(n int) {
-	r.pos, r.ts, r.vals, r.parts = slices.Grow(r.pos[:0], n), slices.Grow(r.ts[:0], n), slices.Grow(r.vals[:0], n), slices.Grow(r.parts[:0], n)
+// sampleRun is rows [start, end) of sampleRows, of the series at position
+// pos in the batch, from part part.
+type sampleRun struct {
+	pos        int32
+	part       uint64
+	start, end int
+}
+
+// newSampleRows returns empty sampleRows with room for n rows. (Never
+// reused: the series group returns share its arrays.)
+func newSampleRows(n int) *sampleRows {
+	return &sampleRows{ts: make([]int64, 0, n), vals: make([]float64, 0, n)}
 }
 
 func (r *sampleRows) add(pos int32, t int64, v float64, part uint64) {
-	r.pos = append(r.pos, pos)
+	if k := len(r.runs) - 1; k < 0 || r.runs[k].pos != pos || r.runs[k].part != part {
+		r.runs = append(r.runs, sampleRun{pos: pos, part: part, start: len(r.ts)})
+	}
 	r.ts = append(r.ts, t)
 	r.vals = append(r.vals, v)
-	r.parts = append(r.parts, part)
+	r.runs[len(r.runs)-1].end = len(r.ts)
 }
 
 // group appends to out the batch's series that have samples, in batch
 // order, each with its samples in time order and of equal times the
-// newest part's. The series share two new arrays (their capacity cut to
-// their length): r is reused, the series outlive it.
+// newest part's. A series in one ordered run shares r's arrays (its
+// capacity cut to its length); others get arrays of their own.
 func (r *sampleRows) group(batch []resolved, out []memSeries) []memSeries {
-	n := len(r.ts)
-	// Counting sort by position: starts[i] is where series i begins.
-	r.starts = slices.Grow(r.starts[:0], len(batch)+1)[:len(batch)+1]
-	clear(r.starts)
-	for _, p := range r.pos {
-		r.starts[p+1]++
+	runs := r.runs
+	if !slices.IsSortedFunc(runs, cmpRun) {
+		runs = slices.Clone(runs)
+		slices.SortFunc(runs, cmpRun)
 	}
-	for i := 1; i <= len(batch); i++ {
-		r.starts[i] += r.starts[i-1]
-	}
-	ts, vals := make([]int64, n), make([]float64, n)
-	r.outParts = slices.Grow(r.outParts[:0], n)[:n]
-	parts := r.outParts
-	next := r.starts[:len(batch)] // advanced while scattering, then restored
-	for i, p := range r.pos {
-		j := next[p]
-		ts[j], vals[j], parts[j] = r.ts[i], r.vals[i], r.parts[i]
-		next[p]++
-	}
-	// next[i] is now the end of series i, the start of series i+1.
-	for i := len(batch) - 1; i > 0; i-- {
-		next[i] = next[i-1]
-	}
-	next[0] = 0
-	for i := range batch {
-		lo, hi := r.starts[i], r.starts[i+1]
-		if lo == hi {
+	for len(runs) > 0 {
+		n := 1
+		for n < len(runs) && runs[n].pos == runs[0].pos {
+			n++
+		}
+		series := runs[:n]
+		runs = runs[n:]
+		if first := series[0]; n == 1 && strictlyIncreasing(r.ts[first.start:first.end]) {
+			ts, vals := r.ts[first.start:first.end:first.end], r.vals[first.start:first.end:first.end]
+			out = append(out, memSeries{lset: batch[first.pos].lset, ts: ts, vals: vals})
 			continue
 		}
-		seg := segment{ts[lo:hi], vals[lo:hi], parts[lo:hi]}
+		var seg segment
+		for _, run := range series {
+			seg.ts = append(seg.ts, r.ts[run.start:run.end]...)
+			seg.vals = append(seg.vals, r.vals[run.start:run.end]...)
+			for range run.end - run.start {
+				seg.parts = append(seg.parts, run.part)
+			}
+		}
 		if !seg.sorted() {
-			sort.Sort(seg)
+			sort.Stable(seg)
 		}
 		w := seg.dedup()
-		out = append(out, memSeries{lset: batch[i].lset, ts: ts[lo : lo+w : lo+w], vals: vals[lo : lo+w : lo+w]})
+		out = append(out, memSeries{lset: batch[series[0].pos].lset, ts: seg.ts[:w:w], vals: seg.vals[:w:w]})
 	}
 	return out
+}
+
+// cmpRun orders runs by series, then as they came.
+func cmpRun(a, b sampleRun) int {
+	if a.pos != b.pos {
+		return int(a.pos) - int(b.pos)
+	}
+	return a.start - b.start
+}
+
+func strictlyIncreasing(ts []int64) bool {
+	for i := 1; i < len(ts); i++ {
+		if ts[i] <= ts[i-1] {
+			return false
+		}
+	}
+	return true
 }
 
 // segment is one series' rows, sorted by time then part.

@@ -26,6 +26,7 @@ func TestSampleRowsGroup(t *testing.T) {
 		part uint64
 	}
 	type want struct {
+		pos  int
 		ts   []int64
 		vals []float64
 	}
@@ -36,21 +37,41 @@ func TestSampleRowsGroup(t *testing.T) {
 		want   []want // series with samples, in batch order
 	}{
 		{"empty", 2, nil, nil},
-		{"in order", 1, []row{{0, 1, 10, 0}, {0, 2, 20, 0}}, []want{{[]int64{1, 2}, []float64{10, 20}}}},
+		{"in order", 1, []row{{0, 1, 10, 0}, {0, 2, 20, 0}}, []want{{0, []int64{1, 2}, []float64{10, 20}}}},
 		{
 			"series interleaved and out of order", 3,
 			[]row{{2, 5, 5, 1}, {0, 2, 2, 0}, {2, 4, 4, 0}, {0, 1, 1, 1}},
-			[]want{{[]int64{1, 2}, []float64{1, 2}}, {[]int64{4, 5}, []float64{4, 5}}},
+			[]want{{0, []int64{1, 2}, []float64{1, 2}}, {2, []int64{4, 5}, []float64{4, 5}}},
+		},
+		{
+			"runs out of series order", 3,
+			[]row{{2, 1, 21, 0}, {2, 2, 22, 0}, {1, 1, 11, 0}, {0, 1, 1, 0}, {0, 2, 2, 0}},
+			[]want{{0, []int64{1, 2}, []float64{1, 2}}, {1, []int64{1}, []float64{11}}, {2, []int64{1, 2}, []float64{21, 22}}},
+		},
+		{
+			"one series split across blocks of one part", 2,
+			[]row{{0, 1, 1, 3}, {1, 1, 11, 3}, {0, 2, 2, 3}},
+			[]want{{0, []int64{1, 2}, []float64{1, 2}}, {1, []int64{1}, []float64{11}}},
 		},
 		{
 			"newest part wins whatever the row order", 1,
 			[]row{{0, 7, 3, 2}, {0, 7, 1, 0}, {0, 8, 8, 0}, {0, 7, 2, 1}},
-			[]want{{[]int64{7, 8}, []float64{3, 8}}},
+			[]want{{0, []int64{7, 8}, []float64{3, 8}}},
+		},
+		{
+			"one run out of time order", 1,
+			[]row{{0, 3, 3, 0}, {0, 1, 1, 0}, {0, 2, 2, 0}},
+			[]want{{0, []int64{1, 2, 3}, []float64{1, 2, 3}}},
 		},
 		{
 			"special values bit-exact", 1,
 			[]row{{0, 1, stale, 1}, {0, 1, 5, 0}, {0, 2, negZero, 0}, {0, 3, nanPayload, 0}},
-			[]want{{[]int64{1, 2, 3}, []float64{stale, negZero, nanPayload}}},
+			[]want{{0, []int64{1, 2, 3}, []float64{stale, negZero, nanPayload}}},
+		},
+		{
+			"special values bit-exact in one run", 1,
+			[]row{{0, 1, stale, 0}, {0, 2, negZero, 0}, {0, 3, nanPayload, 0}},
+			[]want{{0, []int64{1, 2, 3}, []float64{stale, negZero, nanPayload}}},
 		},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -58,23 +79,21 @@ func TestSampleRowsGroup(t *testing.T) {
 			for i := range batch {
 				batch[i].lset = labels.FromStrings("i", fmt.Sprint(i))
 			}
-			var r sampleRows
-			// Twice: the scratch is reused.
-			for range 2 {
-				r.reset(0)
-				for _, x := range c.rows {
-					r.add(x.pos, x.t, x.v, x.part)
+			r := newSampleRows(0)
+			for _, x := range c.rows {
+				r.add(x.pos, x.t, x.v, x.part)
+			}
+			got := r.group(batch, nil)
+			require.Len(t, got, len(c.want))
+			for i, w := range c.want {
+				require.Equal(t, batch[w.pos].lset, got[i].lset)
+				require.Equal(t, w.ts, got[i].ts)
+				require.Equal(t, len(w.vals), len(got[i].vals))
+				for j := range w.vals {
+					require.Equal(t, math.Float64bits(w.vals[j]), math.Float64bits(got[i].vals[j]), "sample %d", j)
 				}
-				got := r.group(batch, nil)
-				require.Len(t, got, len(c.want))
-				for i, w := range c.want {
-					require.Equal(t, w.ts, got[i].ts)
-					require.Equal(t, len(w.vals), len(got[i].vals))
-					for j := range w.vals {
-						require.Equal(t, math.Float64bits(w.vals[j]), math.Float64bits(got[i].vals[j]), "sample %d", j)
-					}
-					require.Equal(t, len(got[i].ts), cap(got[i].ts), "capacity cut: appending must not reach the next series")
-				}
+				require.Equal(t, len(got[i].ts), cap(got[i].ts), "capacity cut: appending must not reach the next series")
+				require.Equal(t, len(got[i].vals), cap(got[i].vals))
 			}
 		})
 	}

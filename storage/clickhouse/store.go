@@ -33,9 +33,6 @@ type Store struct {
 	lastInsertErr error // nil after a successful insert
 	lastInsertAt  time.Time
 
-	// rowsPool holds *sampleRows, the scratch of sample reads.
-	rowsPool sync.Pool
-
 	// queryLog, when set (by tests, before use), sees every read query.
 	queryLog func(kind, sql string)
 
