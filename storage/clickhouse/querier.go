@@ -370,7 +370,8 @@ func (s *sampleSet) readBatch() error {
 	if n := len(rows.ts); n > 0 {
 		s.perHour = max(float64(n)/hours, 1)
 	}
-	s.batch, s.bi = rows.group(batch, s.batch[:0]), 0
+	// A new slice: callers may hold the series of earlier batches.
+	s.batch, s.bi = rows.group(batch, nil), 0
 	return nil
 }
 

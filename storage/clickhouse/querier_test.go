@@ -154,14 +154,20 @@ func TestSelectBatches(t *testing.T) {
 		t.Run(fmt.Sprint("sorted=", sorted), func(t *testing.T) {
 			queries = 0
 			set := q.Select(t.Context(), sorted, &promstorage.SelectHints{Start: h0, End: h0 + 3*msPerHour}, labels.MustNewMatcher(labels.MatchEqual, "__name__", "b"))
+			// All series first, then their samples, as PromQL does.
+			var series []promstorage.Series
+			for set.Next() {
+				series = append(series, set.At())
+			}
+			require.NoError(t, set.Err())
 			got := map[key]float64{}
 			var names []string
-			for set.Next() {
-				lset := set.At().Labels()
+			for _, sr := range series {
+				lset := sr.Labels()
 				names = append(names, lset.Get("i"))
 				i, err := strconv.Atoi(lset.Get("i"))
 				require.NoError(t, err)
-				it := set.At().Iterator(nil)
+				it := sr.Iterator(nil)
 				last := int64(math.MinInt64)
 				for it.Next() != 0 {
 					tt, v := it.At()
@@ -170,7 +176,6 @@ func TestSelectBatches(t *testing.T) {
 					got[key{i, tt}] = v
 				}
 			}
-			require.NoError(t, set.Err())
 			require.Len(t, names, nSeries)
 			if sorted {
 				require.True(t, slices.IsSorted(names), "sorted by labels")
