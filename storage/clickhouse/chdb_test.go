@@ -95,20 +95,33 @@ func httpQuery(t *testing.T, base, sql string) string {
 	return string(body)
 }
 
-// lastOfEqual keeps, of consecutive sample rows (fingerprint, ts, value)
-// with equal fingerprint and ts, the last.
-func lastOfEqual(out string) []string {
-	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-	var kept []string
-	for i, l := range lines {
-		if i+1 < len(lines) {
-			a, b := strings.Split(l, "\t"), strings.Split(lines[i+1], "\t")
-			if len(a) == 3 && len(b) == 3 && a[0] == b[0] && a[1] == b[1] {
-				continue
-			}
-		}
-		kept = append(kept, l)
+// newestOfEqual reads sample rows (fingerprint, ts, value, _part_index)
+// in any order and keeps, of rows with equal fingerprint and ts, the value
+// of the highest _part_index (the newest part's), as the store does. It
+// returns the kept rows without the part, sorted.
+func newestOfEqual(t *testing.T, out string) []string {
+	type key struct{ fp, ts string }
+	type row struct {
+		value string
+		part  int
 	}
+	newest := map[key]row{}
+	for l := range strings.Lines(out) {
+		l = strings.TrimSuffix(l, "\n")
+		f := strings.Split(l, "\t")
+		require.Len(t, f, 4, "sample row %q", l)
+		part, err := strconv.Atoi(f[3])
+		require.NoError(t, err)
+		k := key{f[0], f[1]}
+		if r, ok := newest[k]; !ok || part > r.part {
+			newest[k] = row{f[2], part}
+		}
+	}
+	var kept []string
+	for k, r := range newest {
+		kept = append(kept, k.fp+"\t"+k.ts+"\t"+r.value)
+	}
+	slices.Sort(kept)
 	return kept
 }
 
@@ -220,14 +233,14 @@ func TestModernEngine(t *testing.T) {
 	t.Logf("%d distinct read queries", len(queries))
 	require.Greater(t, len(queries), 20)
 	kinds := 0
-	legacyValue := "SELECT fingerprint, ts, " + legacy.schema.valueExpr() + " FROM"
+	legacyValue := "SELECT fingerprint, ts, " + legacy.schema.valueExpr() + ", _part_index FROM"
 	for _, sql := range queries {
 		want := httpQuery(t, base, sql)
 		modernSQL := sql
 		if kindOf[sql] == "samples" {
 			// The modern table reads values through its decimal columns.
 			require.Contains(t, sql, legacyValue)
-			modernSQL = strings.Replace(sql, legacyValue, "SELECT fingerprint, ts, "+sc.valueExpr()+" FROM", 1)
+			modernSQL = strings.Replace(sql, legacyValue, "SELECT fingerprint, ts, "+sc.valueExpr()+", _part_index FROM", 1)
 		}
 		got, err := modern.query(modernSQL)
 		require.NoError(t, err, "modern engine rejects: %s", modernSQL)
@@ -235,10 +248,10 @@ func TestModernEngine(t *testing.T) {
 			continue // written after the copy
 		}
 		if kindOf[sql] == "samples" {
-			// Ordered rows; of equal (series, time) the store keeps the
-			// last. Rows merged on one engine and not yet on the other
+			// Of equal (series, time) the store keeps the newest part's
+			// row. Rows merged on one engine and not yet on the other
 			// then compare equal.
-			require.Equal(t, lastOfEqual(want), lastOfEqual(got), "answers differ:\n%s", sql)
+			require.Equal(t, newestOfEqual(t, want), newestOfEqual(t, got), "answers differ:\n%s", sql)
 		} else {
 			require.Equal(t, sortedLines(want), sortedLines(got), "answers differ:\n%s", sql)
 		}

@@ -38,7 +38,11 @@
 // # Reads
 //
 // Matchers become SQL over the series table; series are resolved first,
-// then their samples read by (tenant, fingerprint, time), without joins.
+// then their samples read by (tenant, fingerprint, time), without joins,
+// in batches of series sized by an estimate of their samples (so memory
+// stays bounded): the server returns a batch's rows unsorted, which on
+// 18.x costs half of a sorted read, and Luminate groups them by series
+// and time, resolving overwrites by part order.
 // Label names and values come from the series table; their time range is
 // exact: a row whose min_ts lies in the range proves a sample there, and
 // only series whose first-hour row starts before the range and that

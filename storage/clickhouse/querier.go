@@ -2,8 +2,10 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -20,9 +22,8 @@ import (
 
 // Reads (see doc.go): series are resolved first from the series table
 // (matchers pushed down as SQL), then their samples are read by (tenant,
-// fingerprint, time), one row per series holding its samples as arrays,
-// duplicates resolved by part order. No JOIN: sets of fingerprints are literal lists or IN
-// subqueries.
+// fingerprint, time) in batches of series, duplicates resolved by part
+// order. No JOIN: sets of fingerprints are literal lists or IN subqueries.
 
 // inListMax is the most fingerprints sent as a literal IN list (about 20
 // bytes each; ClickHouse parses at most max_query_size, 256 KiB, of SQL).
@@ -103,32 +104,40 @@ func (q *querier) selectRange(hints *promstorage.SelectHints) (int64, int64) {
 type resolved struct {
 	fp   uint64
 	lset labels.Labels
+	// hours is the number of its series rows in the range: at least the
+	// number of hours in which it has samples there.
+	hours int
 }
+
+// labelPairsExpr is a series' labels as one string of length-prefixed
+// names and values ("8:__name__2:up3:job4:node"), which decodeLabelPairs
+// reads: the driver scans a string at once, arrays element by element
+// through reflection.
+const labelPairsExpr = "arrayStringConcat(arrayMap((n, v) -> concat(toString(length(n)), ':', n, toString(length(v)), ':', v), any(label_names), any(label_values)))"
 
 // resolveSeries returns the series the WHERE clause selects that match
 // every matcher (rechecked here with Prometheus' own matching).
 func (q *querier) resolveSeries(ctx context.Context, where string, ms []*labels.Matcher, hints *promstorage.SelectHints) ([]resolved, error) {
-	sql := fmt.Sprintf("SELECT fingerprint, any(label_names), any(label_values) FROM %s WHERE %s GROUP BY fingerprint", q.table(seriesTable), where)
+	sql := fmt.Sprintf("SELECT fingerprint, %s, count() FROM %s WHERE %s GROUP BY fingerprint", labelPairsExpr, q.table(seriesTable), where)
 	rows, err := q.ts.s.query(ctx, "series", sql)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var (
-		out           []resolved
-		names, values []string
-		b             labels.ScratchBuilder
+		out       []resolved
+		fp, hours uint64
+		pairs     string
+		b         labels.ScratchBuilder
 	)
+	dest := []any{&fp, &pairs, &hours}
 	for rows.Next() {
-		var fp uint64
-		if err := rows.Scan(&fp, &names, &values); err != nil {
+		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("read series: %w", err)
 		}
-		b.Reset()
-		for i := range names {
-			b.Add(names[i], values[i])
+		if err := decodeLabelPairs(pairs, &b); err != nil {
+			return nil, fmt.Errorf("read series %d: %w", fp, err)
 		}
-		b.Sort()
 		lset := b.Labels()
 		if !matchesAll(lset, ms) {
 			continue
@@ -136,12 +145,47 @@ func (q *querier) resolveSeries(ctx context.Context, where string, ms []*labels.
 		if hints != nil && hints.ShardCount > 0 && labels.StableHash(lset)%hints.ShardCount != hints.ShardIndex {
 			continue
 		}
-		out = append(out, resolved{fp, lset})
+		out = append(out, resolved{fp: fp, lset: lset, hours: int(hours)})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, unavailable(fmt.Errorf("read series: %w", err))
 	}
 	return out, nil
+}
+
+// errLabelPairs reports a malformed labelPairsExpr string.
+var errLabelPairs = errors.New("malformed label pairs")
+
+// decodeLabelPairs resets b to the labels of a labelPairsExpr string,
+// sorted.
+func decodeLabelPairs(s string, b *labels.ScratchBuilder) error {
+	b.Reset()
+	next := func() (string, bool) {
+		colon := strings.IndexByte(s, ':')
+		if colon < 1 {
+			return "", false
+		}
+		n, err := strconv.Atoi(s[:colon])
+		if err != nil || n < 0 || n > len(s)-colon-1 {
+			return "", false
+		}
+		v := s[colon+1 : colon+1+n]
+		s = s[colon+1+n:]
+		return v, true
+	}
+	for s != "" {
+		name, ok := next()
+		if !ok {
+			return errLabelPairs
+		}
+		value, ok := next()
+		if !ok {
+			return errLabelPairs
+		}
+		b.Add(name, value)
+	}
+	b.Sort()
+	return nil
 }
 
 func matchesAll(lset labels.Labels, ms []*labels.Matcher) bool {
@@ -176,19 +220,17 @@ func (q *querier) Select(ctx context.Context, sortSeries bool, hints *promstorag
 	if len(list) == 0 {
 		return promstorage.EmptySeriesSet()
 	}
-	set := &sampleSet{q: q, ctx: ctx, mint: mint, maxt: maxt, sorted: sortSeries, ms: ms, byFP: make(map[uint64]int, len(list))}
+	set := &sampleSet{q: q, ctx: ctx, mint: mint, maxt: maxt, perHour: assumedPerHour}
 	if hints != nil {
 		set.limit = hints.Limit
 	}
 	if sortSeries {
 		slices.SortFunc(list, func(a, b resolved) int { return labels.Compare(a.lset, b.lset) })
 	} else {
+		// Fingerprint order: a batch reads a narrow stretch of the table.
 		slices.SortFunc(list, func(a, b resolved) int { return cmpUint64(a.fp, b.fp) })
 	}
 	set.list = list
-	for i, r := range list {
-		set.byFP[r.fp] = i
-	}
 	return set
 }
 
@@ -202,26 +244,30 @@ func cmpUint64(a, b uint64) int {
 	return 0
 }
 
-// sampleSet streams the samples of resolved series, one query per batch of
-// series (or one query for all when order does not matter), one result
-// row per series.
+// Samples are read in batches of series. A batch is one query whose rows
+// are held in memory until the batch is grouped, so its size is bounded
+// by an estimate of its samples: a series has a series row per hour with
+// samples (the range covers at most its length in hours of each), and an
+// hour holds perHour samples, at first assumedPerHour (a 15 s scrape
+// interval), then the density the previous batch had.
+const (
+	batchSamples   = 1 << 20
+	assumedPerHour = 240
+)
+
+// sampleSet streams the samples of resolved series in list order, one
+// query per batch of series.
 type sampleSet struct {
 	q          *querier
 	ctx        context.Context
 	mint, maxt int64
-	sorted     bool
-	ms         []*labels.Matcher
 	list       []resolved
-	byFP       map[uint64]int
 	limit      int
 
-	next int // first series of the next batch
-	rows driver.Rows
-	// A row read ahead: the first of the next series.
-	pending bool
-	pfp     uint64
-	pt      int64
-	pv      float64
+	next    int     // first series of the next batch
+	perHour float64 // samples per series row expected in the next batch
+	batch   []memSeries
+	bi      int // next series of batch to return
 	cur     *memSeries
 	emitted int
 	err     error
@@ -229,128 +275,235 @@ type sampleSet struct {
 
 func (s *sampleSet) Next() bool {
 	if s.err != nil || (s.limit > 0 && s.emitted >= s.limit) {
-		s.closeRows()
 		return false
 	}
-	for {
-		if s.rows == nil {
-			if s.next >= len(s.list) {
-				return false
-			}
-			if err := s.startBatch(); err != nil {
-				s.err = err
-				return false
-			}
+	for s.bi >= len(s.batch) {
+		if s.next >= len(s.list) {
+			return false
 		}
-		// Rows come by series, then time, then part: collect one series,
-		// keeping of equal times the last (the newest part's).
-		var (
-			fp   uint64
-			ts   []int64
-			vals []float64
-		)
-		if s.pending {
-			fp, ts, vals = s.pfp, append(ts, s.pt), append(vals, s.pv)
-			s.pending = false
+		if err := s.readBatch(); err != nil {
+			s.err = err
+			return false
 		}
-		for s.rows.Next() {
-			var (
-				rfp uint64
-				t   int64
-				v   float64
-			)
-			if err := s.rows.Scan(&rfp, &t, &v); err != nil {
-				s.err = fmt.Errorf("read samples: %w", err)
-				s.closeRows()
-				return false
-			}
-			switch {
-			case len(ts) == 0:
-				fp = rfp
-			case rfp != fp:
-				s.pending, s.pfp, s.pt, s.pv = true, rfp, t, v
-			case t == ts[len(ts)-1]:
-				vals[len(vals)-1] = v
-				continue
-			}
-			if s.pending {
-				break
-			}
-			ts, vals = append(ts, t), append(vals, v)
-		}
-		if !s.pending {
-			err := s.rows.Err()
-			s.closeRows()
-			if err != nil {
-				s.err = unavailable(fmt.Errorf("read samples: %w", err))
-				return false
-			}
-		}
-		if len(ts) == 0 {
-			continue
-		}
-		i, ok := s.byFP[fp]
-		if !ok {
-			continue // a series the Go-side matcher check dropped
-		}
-		s.cur = &memSeries{lset: s.list[i].lset, ts: ts, vals: vals}
-		s.emitted++
-		return true
 	}
+	s.cur = &s.batch[s.bi]
+	s.bi++
+	s.emitted++
+	return true
 }
 
-// startBatch sends the samples query of the next batch of series.
-func (s *sampleSet) startBatch() error {
-	tenant := s.q.tenantCond()
-	var fpCond, order string
-	switch {
-	case !s.sorted && len(s.list) > inListMax:
-		// Unordered: one query for all, the fingerprint set built by
-		// ClickHouse from the series table.
-		fpCond = fmt.Sprintf("fingerprint IN (SELECT fingerprint FROM %s WHERE %s)", s.q.subTable(seriesTable), s.q.seriesWhere(s.mint, s.maxt, s.ms))
-		order = "fingerprint"
-		s.next = len(s.list)
-	default:
-		end := min(s.next+inListMax/2, len(s.list))
-		batch := s.list[s.next:end]
-		s.next = end
-		fps := make([]uint64, len(batch))
-		for i, r := range batch {
-			fps[i] = r.fp
+// hoursIn is the number of hours of samples series r may have in the
+// range: its series rows, at most the range's length.
+func (s *sampleSet) hoursIn(r resolved) float64 {
+	return min(float64(max(r.hours, 1)), (float64(s.maxt)-float64(s.mint)+1)/msPerHour)
+}
+
+// batchEnd returns the end of the next batch of series: as many as fit
+// batchSamples by estimate (at least one) and an IN list.
+func (s *sampleSet) batchEnd() int {
+	end, est := s.next, 0.0
+	for end < len(s.list) && end-s.next < inListMax/2 {
+		est += s.hoursIn(s.list[end]) * s.perHour
+		if end > s.next && est > batchSamples {
+			break
 		}
-		list := uint64List(fps)
-		fpCond = "fingerprint IN (" + list + ")"
-		order = "fingerprint"
-		if s.sorted {
-			ranks := make([]string, len(batch))
-			for i := range ranks {
-				ranks[i] = strconv.Itoa(i)
-			}
-			order = fmt.Sprintf("transform(fingerprint, [%s], [%s], %d)", list, strings.Join(ranks, ","), len(batch))
-		}
+		end++
 	}
-	// Plain rows, by series, time and part: parts of a partition are
-	// numbered in insert order (_part_index) and each holds a key once,
-	// so the last row of equal times is the last written (Next keeps it).
-	// This is what FINAL computes, without FINAL's cost on 18.x. (Rows,
-	// not per-series arrays: the driver scans arrays element by element
-	// through reflection.)
-	sql := fmt.Sprintf("SELECT fingerprint, ts, %s FROM %s WHERE %s AND %s AND ts >= %d AND ts <= %d ORDER BY %s, ts, _part_index",
-		s.q.ts.s.schema.valueExpr(), s.q.table(samplesTable), tenant, fpCond, s.mint, s.maxt, order)
-	rows, err := s.q.ts.s.query(s.ctx, "samples", sql)
+	return end
+}
+
+// readBatch reads the samples of the next batch of series into s.batch.
+func (s *sampleSet) readBatch() error {
+	start, end := s.next, s.batchEnd()
+	s.next = end
+	batch := s.list[start:end]
+	fps := make([]uint64, len(batch))
+	hours := 0.0
+	for i, r := range batch {
+		fps[i] = r.fp
+		hours += s.hoursIn(r)
+	}
+	// Plain rows in no particular order: the server does not sort (on 18.x
+	// that costs more than reading), Go groups them (sampleRows.group).
+	// Parts of a partition are numbered in insert order (_part_index) and
+	// each holds a key once, so of equal times the row of the highest
+	// _part_index is the last written. This is what FINAL computes,
+	// without FINAL's cost on 18.x. (Rows, not per-series arrays: the
+	// driver scans arrays element by element through reflection.)
+	sql := fmt.Sprintf("SELECT fingerprint, ts, %s, _part_index FROM %s WHERE %s AND fingerprint IN (%s) AND ts >= %d AND ts <= %d",
+		s.q.ts.s.schema.valueExpr(), s.q.table(samplesTable), s.q.tenantCond(), uint64List(fps), s.mint, s.maxt)
+	res, err := s.q.ts.s.query(s.ctx, "samples", sql)
 	if err != nil {
 		return err
 	}
-	s.rows = rows
+	defer res.Close()
+	pos := make(map[uint64]int32, len(batch))
+	for i, r := range batch {
+		pos[r.fp] = int32(i)
+	}
+	rows := newSampleRows(min(int(hours*s.perHour), 2*batchSamples))
+	var (
+		fp, part uint64
+		t        int64
+		v        float64
+		lastFP   uint64
+		lastPos  = int32(-1)
+	)
+	dest := []any{&fp, &t, &v, &part}
+	for res.Next() {
+		if err := res.Scan(dest...); err != nil {
+			return fmt.Errorf("read samples: %w", err)
+		}
+		// Rows come in runs of one series: look its position up once a run.
+		if fp != lastFP || lastPos < 0 {
+			p, ok := pos[fp]
+			if !ok {
+				return fmt.Errorf("read samples: series %d was not asked for", fp)
+			}
+			lastFP, lastPos = fp, p
+		}
+		rows.add(lastPos, t, v, part)
+	}
+	if err := res.Err(); err != nil {
+		return unavailable(fmt.Errorf("read samples: %w", err))
+	}
+	if n := len(rows.ts); n > 0 {
+		s.perHour = max(float64(n)/hours, 1)
+	}
+	// A new slice: callers may hold the series of earlier batches.
+	s.batch, s.bi = rows.group(batch, nil), 0
 	return nil
 }
 
-func (s *sampleSet) closeRows() {
-	s.pending = false
-	if s.rows != nil {
-		_ = s.rows.Close()
-		s.rows = nil
+// sampleRows holds the rows of one batch as read: runs of rows of one
+// series from one part, in the order the server sent them. A series
+// usually comes in one run, already in time order: it is then returned
+// as it lies, without a copy.
+type sampleRows struct {
+	ts   []int64
+	vals []float64
+	runs []sampleRun
+}
+
+// sampleRun is rows [start, end) of sampleRows, of the series at position
+// pos in the batch, from part part.
+type sampleRun struct {
+	pos        int32
+	part       uint64
+	start, end int
+}
+
+// newSampleRows returns empty sampleRows with room for n rows. (Never
+// reused: the series group returns share its arrays.)
+func newSampleRows(n int) *sampleRows {
+	return &sampleRows{ts: make([]int64, 0, n), vals: make([]float64, 0, n)}
+}
+
+func (r *sampleRows) add(pos int32, t int64, v float64, part uint64) {
+	if k := len(r.runs) - 1; k < 0 || r.runs[k].pos != pos || r.runs[k].part != part {
+		r.runs = append(r.runs, sampleRun{pos: pos, part: part, start: len(r.ts)})
 	}
+	r.ts = append(r.ts, t)
+	r.vals = append(r.vals, v)
+	r.runs[len(r.runs)-1].end = len(r.ts)
+}
+
+// group appends to out the batch's series that have samples, in batch
+// order, each with its samples in time order and of equal times the
+// newest part's. A series in one ordered run shares r's arrays (its
+// capacity cut to its length); others get arrays of their own.
+func (r *sampleRows) group(batch []resolved, out []memSeries) []memSeries {
+	runs := r.runs
+	if !slices.IsSortedFunc(runs, cmpRun) {
+		runs = slices.Clone(runs)
+		slices.SortFunc(runs, cmpRun)
+	}
+	for len(runs) > 0 {
+		n := 1
+		for n < len(runs) && runs[n].pos == runs[0].pos {
+			n++
+		}
+		series := runs[:n]
+		runs = runs[n:]
+		if first := series[0]; n == 1 && strictlyIncreasing(r.ts[first.start:first.end]) {
+			ts, vals := r.ts[first.start:first.end:first.end], r.vals[first.start:first.end:first.end]
+			out = append(out, memSeries{lset: batch[first.pos].lset, ts: ts, vals: vals})
+			continue
+		}
+		var seg segment
+		for _, run := range series {
+			seg.ts = append(seg.ts, r.ts[run.start:run.end]...)
+			seg.vals = append(seg.vals, r.vals[run.start:run.end]...)
+			for range run.end - run.start {
+				seg.parts = append(seg.parts, run.part)
+			}
+		}
+		if !seg.sorted() {
+			sort.Stable(seg)
+		}
+		w := seg.dedup()
+		out = append(out, memSeries{lset: batch[series[0].pos].lset, ts: seg.ts[:w:w], vals: seg.vals[:w:w]})
+	}
+	return out
+}
+
+// cmpRun orders runs by series, then as they came.
+func cmpRun(a, b sampleRun) int {
+	if a.pos != b.pos {
+		return int(a.pos) - int(b.pos)
+	}
+	return a.start - b.start
+}
+
+func strictlyIncreasing(ts []int64) bool {
+	for i := 1; i < len(ts); i++ {
+		if ts[i] <= ts[i-1] {
+			return false
+		}
+	}
+	return true
+}
+
+// segment is one series' rows, sorted by time then part.
+type segment struct {
+	ts    []int64
+	vals  []float64
+	parts []uint64
+}
+
+func (s segment) Len() int { return len(s.ts) }
+func (s segment) Less(i, j int) bool {
+	return s.ts[i] < s.ts[j] || s.ts[i] == s.ts[j] && s.parts[i] < s.parts[j]
+}
+
+func (s segment) Swap(i, j int) {
+	s.ts[i], s.ts[j] = s.ts[j], s.ts[i]
+	s.vals[i], s.vals[j] = s.vals[j], s.vals[i]
+	s.parts[i], s.parts[j] = s.parts[j], s.parts[i]
+}
+
+func (s segment) sorted() bool {
+	for i := 1; i < len(s.ts); i++ {
+		if !s.Less(i-1, i) {
+			return false
+		}
+	}
+	return true
+}
+
+// dedup keeps of equal times the last row (the newest part's), moving the
+// kept rows to the front; it returns their number.
+func (s segment) dedup() int {
+	w := 0
+	for i := range s.ts {
+		if w > 0 && s.ts[i] == s.ts[w-1] {
+			s.vals[w-1] = s.vals[i]
+			continue
+		}
+		s.ts[w], s.vals[w] = s.ts[i], s.vals[i]
+		w++
+	}
+	return w
 }
 
 func (s *sampleSet) At() promstorage.Series { return s.cur }
