@@ -783,6 +783,20 @@ func NewQueryHandler(cfg QueryConfig, store storage.MetricsStore, engine *promql
 	return &queryHandler{cfg: cfg, store: store, engine: engine, promQL: promQL, logger: logger}, nil
 }
 
+// QueryWriteError renders the router's refusals (authentication, scope,
+// limits) on /api/v1/query as that request's own API would: the native
+// envelope for a native query (a JSON POST), prom (the Prometheus API's
+// envelope) for the rest.
+func QueryWriteError(prom func(http.ResponseWriter, *http.Request, error)) func(http.ResponseWriter, *http.Request, error) {
+	return func(w http.ResponseWriter, r *http.Request, err error) {
+		if r.Method == http.MethodPost && isJSON(r.Header.Get("Content-Type")) {
+			WriteError(w, r, err)
+			return
+		}
+		prom(w, r, err)
+	}
+}
+
 // isJSON reports whether a Content-Type is application/json.
 func isJSON(contentType string) bool {
 	mt, _, err := mime.ParseMediaType(contentType)

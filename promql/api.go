@@ -469,6 +469,18 @@ func (a *API) respondError(w http.ResponseWriter, r *http.Request, name string, 
 		a.logger.Error("query API internal error", "path", r.URL.Path, "err", err)
 	}
 	a.m.queries.WithLabelValues(name, info.Kind.PromType()).Inc()
+	a.writeError(w, r, info, err)
+}
+
+// WriteError writes err in Prometheus' error envelope, for the requests the
+// router refuses before they reach the API (authentication, scope, request
+// limits, panics): its Route.WriteError on the API's routes, so that
+// Grafana and promtool read those errors as they read the API's own.
+func (a *API) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	a.writeError(w, r, apierror.Classify(err), err)
+}
+
+func (a *API) writeError(w http.ResponseWriter, r *http.Request, info apierror.Info, err error) {
 	b, merr := a.json.Marshal(errorBody{Status: "error", ErrorType: info.Kind.PromType(), Error: err.Error()})
 	if merr != nil {
 		http.Error(w, merr.Error(), http.StatusInternalServerError)

@@ -649,3 +649,50 @@ func TestServePprof(t *testing.T) {
 	code, _ = apiGet(t, off.url(""), "/debug/pprof/", e2eToken(t, secret, "ops", "admin"))
 	require.Equal(t, http.StatusNotFound, code, "off by default")
 }
+
+// TestServeRefusalEnvelopes: requests the router refuses before they reach
+// an API get that API's error envelope: Prometheus' on the query API
+// (Grafana and promtool read errorType and error), the native one on
+// native JSON queries.
+func TestServeRefusalEnvelopes(t *testing.T) {
+	lum, secret := startAuthLuminate(t)
+	writer := e2eToken(t, secret, "acme", "metrics:write")
+	for _, tc := range []struct {
+		name, method, path, contentType, body, token string
+		status                                     int
+		prometheus                                 bool
+	}{
+		{"query_range without token", http.MethodGet, "/api/v1/query_range?query=up&start=0&end=1&step=1", "", "", "", http.StatusUnauthorized, true},
+		{"labels without the read scope", http.MethodGet, "/api/v1/labels", "", "", writer, http.StatusForbidden, true},
+		{"query form post without token", http.MethodPost, "/api/v1/query", "application/x-www-form-urlencoded", "query=up", "", http.StatusUnauthorized, true},
+		{"prefixed series without token", http.MethodGet, "/prometheus/api/v1/series?match[]=up", "", "", "", http.StatusUnauthorized, true},
+		{"native query without token", http.MethodPost, "/api/v1/query", "application/json", `{"queryType":"metrics"}`, "", http.StatusUnauthorized, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(tc.method, lum.url(tc.path), strings.NewReader(tc.body))
+			require.NoError(t, err)
+			if tc.contentType != "" {
+				req.Header.Set("Content-Type", tc.contentType)
+			}
+			if tc.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			raw, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			require.Equal(t, tc.status, resp.StatusCode, string(raw))
+			var body map[string]any
+			require.NoError(t, json.Unmarshal(raw, &body), string(raw))
+			require.Equal(t, "error", body["status"])
+			if tc.prometheus {
+				require.NotEmpty(t, body["errorType"], string(raw))
+				require.IsType(t, "", body["error"], string(raw))
+			} else {
+				require.Nil(t, body["errorType"], string(raw))
+				require.IsType(t, map[string]any{}, body["error"], string(raw))
+			}
+		})
+	}
+}

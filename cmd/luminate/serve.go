@@ -392,13 +392,15 @@ func dataRoutes(remoteWrite, nativeWrite, remoteRead http.Handler, queryAPI *pro
 	}
 	// The Prometheus HTTP API, under /api/v1 and /prometheus/api/v1, one
 	// route per endpoint so that metrics and logs name the endpoint.
+	// The router's own refusals on them (401, 403, 429) come in
+	// Prometheus' error envelope, as Grafana and promtool expect.
 	h := queryAPI.Handler()
 	for _, ep := range queryAPI.Endpoints() {
-		eh := h
+		eh, render := h, queryAPI.WriteError
 		if ep.Path == "/api/v1/query" {
-			eh = nativeQuery
+			eh, render = nativeQuery, api.QueryWriteError(queryAPI.WriteError)
 		}
-		routes = append(routes, api.Route{Path: ep.Path, Methods: ep.Methods, Scope: tenancy.ScopeRead, Handler: eh})
+		routes = append(routes, api.Route{Path: ep.Path, Methods: ep.Methods, Scope: tenancy.ScopeRead, Handler: eh, WriteError: render})
 	}
 	return append(routes, api.Route{Path: "/api/v1/openapi.yaml", Methods: []string{http.MethodGet}, Public: true, Handler: api.OpenAPIHandler()})
 }
