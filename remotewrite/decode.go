@@ -23,17 +23,36 @@ type Label struct {
 type Sample struct {
 	Value     float64
 	Timestamp int64
+	// StartTimestamp is when the counter the sample belongs to started
+	// counting, in milliseconds; 0 when unknown. Only remote write 2.0
+	// carries it.
+	StartTimestamp int64
 }
 
-// TimeSeries is one decoded prometheus.TimeSeries. Exemplars and native
-// histograms are not decoded, only counted, so a caller can refuse them.
+// TimeSeries is one decoded prometheus.TimeSeries or
+// io.prometheus.write.v2.TimeSeries. Exemplars and native histograms are
+// not decoded, only counted, so a caller can refuse them.
 type TimeSeries struct {
 	Labels     []Label
 	Samples    []Sample
 	Exemplars  int
 	Histograms int
+	// CreatedTimestamp is the series' created_timestamp (field 6), sent
+	// by remote write 2.0 senders older than the 2.0-rc.4 spec, which
+	// moved it to Sample.StartTimestamp; 0 when absent.
+	CreatedTimestamp int64
 
 	labelsStart, samplesStart int // offsets into the decoder's arenas while decoding
+	refsStart                 int // remote write 2.0: offset into DecoderV2.refs while decoding
+}
+
+// StartTimestamp returns the start timestamp of s, a sample of ts: its
+// own, or else the series' created timestamp.
+func (ts *TimeSeries) StartTimestamp(s Sample) int64 {
+	if s.StartTimestamp != 0 {
+		return s.StartTimestamp
+	}
+	return ts.CreatedTimestamp
 }
 
 // WriteRequest is one decoded prometheus.WriteRequest (remote write 1.0).
@@ -46,9 +65,13 @@ type WriteRequest struct {
 // Samples returns how many float samples and native histogram samples r
 // holds.
 func (r *WriteRequest) Samples() (floats, histograms int) {
-	for i := range r.Timeseries {
-		floats += len(r.Timeseries[i].Samples)
-		histograms += r.Timeseries[i].Histograms
+	return countSamples(r.Timeseries)
+}
+
+func countSamples(series []TimeSeries) (floats, histograms int) {
+	for i := range series {
+		floats += len(series[i].Samples)
+		histograms += series[i].Histograms
 	}
 	return floats, histograms
 }
@@ -56,7 +79,7 @@ func (r *WriteRequest) Samples() (floats, histograms int) {
 // Errors the decoder returns, wrapped with the position of the fault.
 var (
 	// ErrMalformed means the request is not a valid snappy block or
-	// prometheus.WriteRequest protobuf.
+	// prometheus.WriteRequest (io.prometheus.write.v2.Request) protobuf.
 	ErrMalformed = errors.New("malformed remote write request")
 	// ErrTooLarge means the request decompresses to more than allowed.
 	ErrTooLarge = errors.New("decompressed remote write request too large")
@@ -92,19 +115,29 @@ func decodedLen(compressed []byte) (int, error) {
 // decodes the prometheus.WriteRequest in it. The result, and the strings in
 // it, are valid until the next call on d.
 func (d *Decoder) Decode(compressed []byte, maxDecompressed int) (*WriteRequest, error) {
-	n, err := decodedLen(compressed)
+	buf, err := decompress(d.buf, compressed, maxDecompressed)
 	if err != nil {
 		return nil, err
 	}
-	if n > maxDecompressed {
-		return nil, fmt.Errorf("%w: %d bytes, more than the limit of %d", ErrTooLarge, n, maxDecompressed)
-	}
-	buf, err := snappy.Decode(d.buf[:cap(d.buf)], compressed)
-	if err != nil {
-		return nil, fmt.Errorf("%w: snappy: %w", ErrMalformed, err)
-	}
 	d.buf = buf
 	return d.Unmarshal(d.buf)
+}
+
+// decompress decompresses a snappy block of at most maxDecompressed bytes
+// into buf's memory, growing it if needed.
+func decompress(buf, compressed []byte, maxDecompressed int) ([]byte, error) {
+	n, err := decodedLen(compressed)
+	if err != nil {
+		return buf, err
+	}
+	if n > maxDecompressed {
+		return buf, fmt.Errorf("%w: %d bytes, more than the limit of %d", ErrTooLarge, n, maxDecompressed)
+	}
+	out, err := snappy.Decode(buf[:cap(buf)], compressed)
+	if err != nil {
+		return buf, fmt.Errorf("%w: snappy: %w", ErrMalformed, err)
+	}
+	return out, nil
 }
 
 // Unmarshal decodes an uncompressed prometheus.WriteRequest. Strings in the
@@ -155,8 +188,9 @@ const (
 	fieldLabelName  = 1
 	fieldLabelValue = 2
 
-	fieldSampleValue     = 1
-	fieldSampleTimestamp = 2
+	fieldSampleValue          = 1
+	fieldSampleTimestamp      = 2
+	fieldSampleStartTimestamp = 3 // remote write 2.0 only
 )
 
 func malformed(msg string, off int, args ...any) error {
@@ -343,7 +377,7 @@ func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i int) error {
 				return err
 			}
 			d.samples = append(d.samples, Sample{})
-			if err := sample(&d.samples[len(d.samples)-1], b[:end], start); err != nil {
+			if err := sample(&d.samples[len(d.samples)-1], b[:end], start, false); err != nil {
 				return err
 			}
 			i = end
@@ -400,7 +434,10 @@ func label(l *Label, b []byte, i int) error {
 	return nil
 }
 
-func sample(s *Sample, b []byte, i int) error {
+// sample decodes the Sample in b[i:] into s. The start timestamp (field
+// 3) is read only from remote write 2.0 samples (v2); prometheus.Sample has
+// no such field.
+func sample(s *Sample, b []byte, i int, v2 bool) error {
 	for i < len(b) {
 		field, wire, next, err := tag(b, i)
 		if err != nil {
@@ -425,6 +462,22 @@ func sample(s *Sample, b []byte, i int) error {
 				return err
 			}
 			s.Timestamp = int64(v)
+			i = end
+		case fieldSampleStartTimestamp:
+			if !v2 {
+				if i, err = skip(b, i); err != nil {
+					return err
+				}
+				continue
+			}
+			if wire != wireVarint {
+				return wrongWire("Sample.start_timestamp", wire, i)
+			}
+			v, end, err := uvarint(b, next)
+			if err != nil {
+				return err
+			}
+			s.StartTimestamp = int64(v)
 			i = end
 		default:
 			if i, err = skip(b, i); err != nil {

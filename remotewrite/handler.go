@@ -1,7 +1,9 @@
 // Package remotewrite receives metrics pushed to Luminate: the Prometheus
-// remote write 1.0 protocol (POST /api/v1/write and /api/v1/push, snappy
-// compressed prometheus.WriteRequest protobuf) and the native JSON batch
-// write (POST /api/v1/metrics). It decodes, bounds, validates and rate
+// remote write 1.0 and 2.0 protocols (POST /api/v1/write and /api/v1/push,
+// snappy compressed prometheus.WriteRequest or
+// io.prometheus.write.v2.Request protobuf, told apart by the proto
+// parameter of the Content-Type) and the native JSON batch write (POST
+// /api/v1/metrics). It decodes, bounds, validates and rate
 // limits writes, and appends them through the verified tenant's view of the
 // store.
 //
@@ -12,7 +14,6 @@
 package remotewrite
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -122,6 +123,7 @@ type Limiter interface {
 type writeState struct {
 	body    []byte
 	dec     Decoder
+	decV2   DecoderV2
 	builder labels.ScratchBuilder
 	lset    labels.Labels // reused by buildLabels for each series
 	counts  rejectCounts
@@ -154,28 +156,39 @@ func newIngester(cfg Config, store storage.MetricsStore, limiter Limiter, logger
 	}
 }
 
-// handler is the remote write 1.0 receiver.
+// handler is the remote write 1.0 and 2.0 receiver.
 type handler struct {
 	ingester
 }
 
-// New returns the remote write 1.0 receiver, for POST /api/v1/write and
-// /api/v1/push. limiter may be nil (no rate limit).
+// New returns the remote write receiver, for POST /api/v1/write and
+// /api/v1/push. It takes remote write 1.0 and 2.0 requests on the same
+// endpoint. limiter may be nil (no rate limit).
 //
 // It answers 204 when every sample was stored; 400 when some series or
 // samples were invalid, after storing the valid ones; 401/403 without a
 // principal or the metrics:write scope; 413 above the size bounds; 415 for
-// another content type, encoding or protocol version; 429 over the
-// tenant's rate; and 5xx only when the store failed, so that senders retry
-// exactly what was not stored.
+// another content type, encoding, protobuf message or protocol version;
+// 429 over the tenant's rate; and 5xx only when the store failed, so that
+// senders retry exactly what was not stored. Native histograms are not
+// stored: they are rejected (400), the float samples beside them stored.
+// Exemplars and metadata are accepted and dropped.
+//
+// To remote write 2.0 requests it also answers the
+// X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written headers
+// with the counts stored, whatever the status.
 func New(cfg Config, store storage.MetricsStore, limiter Limiter, logger *slog.Logger, reg prometheus.Registerer) http.Handler {
 	return &handler{newIngester(cfg, store, limiter, logger, reg)}
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p, err := tenancy.FromContext(r.Context())
+	var res writeResult
 	if err == nil {
-		err = h.write(w, r, p)
+		res, err = h.write(w, r, p)
+	}
+	if res.proto == rw2 {
+		setWritten(w.Header(), res.stored)
 	}
 	status := http.StatusNoContent
 	if err != nil {
@@ -217,41 +230,72 @@ const (
 	protoV2         = "io.prometheus.write.v2.Request"
 	versionHeader   = "X-Prometheus-Remote-Write-Version"
 	versionV1Prefix = "0.1."
+	versionV2Prefix = "2."
+
+	samplesWrittenHeader    = "X-Prometheus-Remote-Write-Samples-Written"
+	histogramsWrittenHeader = "X-Prometheus-Remote-Write-Histograms-Written"
+	exemplarsWrittenHeader  = "X-Prometheus-Remote-Write-Exemplars-Written"
 )
 
-// checkHeaders accepts remote write 1.0 only. Like Prometheus, it takes a
-// missing Content-Type or Content-Encoding to mean the 1.0 defaults, for
-// old senders.
-func checkHeaders(hdr http.Header) error {
+// protocol is the remote write version of a request.
+type protocol int
+
+const (
+	rw1 protocol = iota + 1 // prometheus.WriteRequest
+	rw2                     // io.prometheus.write.v2.Request
+)
+
+// checkHeaders negotiates the protocol of a request from its Content-Type
+// proto parameter, as the remote write 2.0 spec says: none or
+// prometheus.WriteRequest is 1.0, io.prometheus.write.v2.Request is 2.0,
+// anything else is refused. Like Prometheus, it takes a missing
+// Content-Type or Content-Encoding to mean the 1.0 defaults, for old
+// senders. A version header, when sent, must match the message.
+func checkHeaders(hdr http.Header) (protocol, error) {
+	proto := rw1
 	if ct := hdr.Get("Content-Type"); ct != "" {
 		mt, params, err := mime.ParseMediaType(ct)
 		if err != nil {
-			return apierror.New(apierror.UnsupportedMediaType, "Content-Type %q: %v", ct, err)
+			return 0, apierror.New(apierror.UnsupportedMediaType, "Content-Type %q: %v", ct, err)
 		}
 		if mt != protobufType {
-			return apierror.New(apierror.UnsupportedMediaType,
+			return 0, apierror.New(apierror.UnsupportedMediaType,
 				"Content-Type %q is not supported: remote write sends %s", ct, protobufType)
 		}
-		switch proto := params["proto"]; proto {
+		switch p := params["proto"]; p {
 		case "", protoV1:
 		case protoV2:
-			return apierror.New(apierror.UnsupportedMediaType,
-				"remote write 2.0 (proto=%s) is not supported yet: set protobuf_message: %s in the sender's remote_write configuration",
-				protoV2, protoV1)
+			proto = rw2
 		default:
-			return apierror.New(apierror.UnsupportedMediaType,
-				"Content-Type proto=%q is not supported: only %s (remote write 1.0)", proto, protoV1)
+			return 0, apierror.New(apierror.UnsupportedMediaType,
+				"Content-Type proto=%q is not supported: only %s (remote write 1.0) and %s (remote write 2.0)", p, protoV1, protoV2)
 		}
 	}
 	if enc := hdr.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "snappy") {
-		return apierror.New(apierror.UnsupportedMediaType,
+		return 0, apierror.New(apierror.UnsupportedMediaType,
 			"Content-Encoding %q is not supported: remote write bodies are snappy block compressed", enc)
 	}
-	if v := hdr.Get(versionHeader); v != "" && !strings.HasPrefix(v, versionV1Prefix) {
-		return apierror.New(apierror.UnsupportedMediaType,
-			"%s %q is not supported: Luminate accepts remote write 1.0 (0.1.0)", versionHeader, v)
+	v := hdr.Get(versionHeader)
+	switch {
+	case v == "":
+	case proto == rw1 && !strings.HasPrefix(v, versionV1Prefix):
+		return 0, apierror.New(apierror.UnsupportedMediaType,
+			"%s %q is not supported with proto=%s: remote write 1.0 is version 0.1.0 (send 2.0 with proto=%s)",
+			versionHeader, v, protoV1, protoV2)
+	case proto == rw2 && !strings.HasPrefix(v, versionV2Prefix):
+		return 0, apierror.New(apierror.UnsupportedMediaType,
+			"%s %q is not supported with proto=%s: remote write 2.0 is version 2.0.0", versionHeader, v, protoV2)
 	}
-	return nil
+	return proto, nil
+}
+
+// setWritten sets the headers remote write 2.0 requires on every
+// response: how many samples, histograms and exemplars were stored.
+// Luminate stores neither native histograms nor exemplars yet.
+func setWritten(h http.Header, samples int) {
+	h.Set(samplesWrittenHeader, strconv.Itoa(samples))
+	h.Set(histogramsWrittenHeader, "0")
+	h.Set(exemplarsWrittenHeader, "0")
 }
 
 // readBody reads r's body into buf, at most limit bytes.
@@ -296,44 +340,73 @@ func requireWrite(p tenancy.Principal) error {
 	return nil
 }
 
-func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Principal) error {
+// writeResult is what a remote write request got: its protocol, once
+// negotiated, and how many samples were stored.
+type writeResult struct {
+	proto  protocol
+	stored int
+}
+
+func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Principal) (writeResult, error) {
 	if err := requireWrite(p); err != nil {
-		return err
+		return writeResult{}, err
 	}
-	if err := checkHeaders(r.Header); err != nil {
-		return err
+	proto, err := checkHeaders(r.Header)
+	if err != nil {
+		return writeResult{}, err
 	}
+	res := writeResult{proto: proto}
 	st := h.states.Get().(*writeState)
 	defer h.states.Put(st)
 
-	var err error
 	st.body, err = readBody(w, r, st.body, h.cfg.MaxCompressedBytes)
 	if err != nil {
-		return err
+		return res, err
 	}
-	req, err := st.dec.Decode(st.body, int(h.cfg.MaxDecompressedBytes))
+	var series []TimeSeries
+	if proto == rw2 {
+		var req *RequestV2
+		if req, err = st.decV2.Decode(st.body, int(h.cfg.MaxDecompressedBytes)); err == nil {
+			series = req.Timeseries
+		}
+	} else {
+		var req *WriteRequest
+		if req, err = st.dec.Decode(st.body, int(h.cfg.MaxDecompressedBytes)); err == nil {
+			series = req.Timeseries
+		}
+	}
 	switch {
 	case errors.Is(err, ErrTooLarge):
-		return &apierror.Error{Kind: apierror.TooLarge, Err: fmt.Errorf("%w (raise --ingest.max-decompressed-bytes)", err)}
+		return res, &apierror.Error{Kind: apierror.TooLarge, Err: fmt.Errorf("%w (raise --ingest.max-decompressed-bytes)", err)}
+	case err != nil && proto == rw2:
+		return res, apierror.Wrap(apierror.InvalidArgument, err, "decode remote write 2.0 request")
 	case err != nil:
-		return apierror.Wrap(apierror.InvalidArgument, err, "decode remote write request")
+		return res, apierror.Wrap(apierror.InvalidArgument, err, "decode remote write request")
 	}
-	floats, histograms := req.Samples()
+	floats, histograms := countSamples(series)
 	if err := h.allow(p.Tenant, floats+histograms); err != nil {
-		return err
+		return res, err
 	}
 	rc := &st.counts
 	rc.reset()
-	accepted, err := h.appendSeries(r.Context(), p.Tenant, req.Timeseries, st, nil)
+	var app sampleAppender
+	if proto == rw2 {
+		// The 2.0 path appends through AppenderV2, which takes the
+		// samples' start timestamps.
+		app = appenderV2{h.store.ForTenant(p.Tenant).AppenderV2(r.Context())}
+	} else {
+		app = appenderV1{h.store.ForTenant(p.Tenant).Appender(r.Context())}
+	}
+	res.stored, err = h.appendSeries(app, p.Tenant, series, st, nil)
 	if err != nil {
-		return err
+		return res, err
 	}
 	if rc.first == nil {
-		return nil
+		return res, nil
 	}
-	return apierror.Wrap(apierror.InvalidArgument, rc.first, fmt.Sprintf(
+	return res, apierror.Wrap(apierror.InvalidArgument, rc.first, fmt.Sprintf(
 		"%d of %d series rejected (%d samples rejected, %d stored); first rejection",
-		rc.series, len(req.Timeseries), rc.samples, accepted))
+		rc.series, len(series), rc.samples, res.stored))
 }
 
 // allow counts n received samples and asks the limiter whether the tenant
@@ -350,12 +423,35 @@ func (g *ingester) allow(id tenancy.ID, n int) error {
 	return nil
 }
 
-// appendSeries validates series, stores the valid samples through the
-// tenant's view and commits them. Rejections are tallied in st.counts
-// (which the caller resets) and, when onReject is set, reported with the
-// index of their series. It returns how many samples were stored, and an
-// error only when the store failed: then nothing of the batch is stored.
-func (g *ingester) appendSeries(ctx context.Context, id tenancy.ID, series []TimeSeries, st *writeState, onReject func(series int, rej *Rejection)) (int, error) {
+// sampleAppender is what appendSeries needs of an appender of the tenant's
+// view: remote write 1.0 and the native write use promstorage.Appender,
+// remote write 2.0 uses promstorage.AppenderV2, which takes start
+// timestamps.
+type sampleAppender interface {
+	append(ref promstorage.SeriesRef, ls labels.Labels, st, t int64, v float64) (promstorage.SeriesRef, error)
+	Commit() error
+	Rollback() error
+}
+
+type appenderV1 struct{ promstorage.Appender }
+
+func (a appenderV1) append(ref promstorage.SeriesRef, ls labels.Labels, _, t int64, v float64) (promstorage.SeriesRef, error) {
+	return a.Append(ref, ls, t, v)
+}
+
+type appenderV2 struct{ promstorage.AppenderV2 }
+
+func (a appenderV2) append(ref promstorage.SeriesRef, ls labels.Labels, st, t int64, v float64) (promstorage.SeriesRef, error) {
+	return a.Append(ref, ls, st, t, v, nil, nil, promstorage.AOptions{})
+}
+
+// appendSeries validates series, stores the valid samples through app,
+// an appender of tenant id's view, and commits them. Rejections are
+// tallied in st.counts (which the caller resets) and, when onReject is
+// set, reported with the index of their series. It returns how many
+// samples were stored, and an error only when the store failed: then
+// nothing of the batch is stored.
+func (g *ingester) appendSeries(app sampleAppender, id tenancy.ID, series []TimeSeries, st *writeState, onReject func(series int, rej *Rejection)) (int, error) {
 	rc := &st.counts
 	defer func() {
 		for _, c := range rc.byReason {
@@ -368,7 +464,6 @@ func (g *ingester) appendSeries(ctx context.Context, id tenancy.ID, series []Tim
 			onReject(i, rej)
 		}
 	}
-	app := g.store.ForTenant(id).Appender(ctx)
 	win := g.validator.Window(time.Now())
 	accepted := 0
 	for i := range series {
@@ -387,7 +482,7 @@ func (g *ingester) appendSeries(ctx context.Context, id tenancy.ID, series []Tim
 				rejectSeries(i, asRejection(err), 1)
 				continue
 			}
-			ref, err = app.Append(ref, lset, s.Timestamp, s.Value)
+			ref, err = app.append(ref, lset, ts.StartTimestamp(s), s.Timestamp, s.Value)
 			if err == nil {
 				accepted++
 				continue
@@ -418,7 +513,7 @@ func (g *ingester) appendSeries(ctx context.Context, id tenancy.ID, series []Tim
 	return accepted, nil
 }
 
-func rollback(app promstorage.Appender) error {
+func rollback(app sampleAppender) error {
 	if err := app.Rollback(); err != nil {
 		return fmt.Errorf("rollback: %w", err)
 	}

@@ -333,7 +333,7 @@ func TestWriteRefused(t *testing.T) {
 		{name: "body too large without Content-Length", p: &writer, body: incompressible, chunked: true, status: http.StatusRequestEntityTooLarge, message: "--ingest.max-request-bytes"},
 		{name: "decompressed too large", p: &writer, body: compressible, status: http.StatusRequestEntityTooLarge, message: "--ingest.max-decompressed-bytes"},
 		{name: "JSON content type", p: &writer, body: small, hdr: map[string]string{"Content-Type": "application/json"}, status: http.StatusUnsupportedMediaType, message: "application/x-protobuf"},
-		{name: "remote write 2.0", p: &writer, body: small, hdr: map[string]string{"Content-Type": "application/x-protobuf;proto=io.prometheus.write.v2.Request"}, status: http.StatusUnsupportedMediaType, message: "protobuf_message: prometheus.WriteRequest"},
+		{name: "remote write 2.0 message with version 0.1.0", p: &writer, body: small, hdr: map[string]string{"Content-Type": "application/x-protobuf;proto=io.prometheus.write.v2.Request", "X-Prometheus-Remote-Write-Version": "0.1.0"}, status: http.StatusUnsupportedMediaType, message: "2.0.0"},
 		{name: "unknown proto", p: &writer, body: small, hdr: map[string]string{"Content-Type": "application/x-protobuf;proto=foo.Bar"}, status: http.StatusUnsupportedMediaType},
 		{name: "gzip encoding", p: &writer, body: small, hdr: map[string]string{"Content-Encoding": "gzip"}, status: http.StatusUnsupportedMediaType, message: "snappy"},
 		{name: "version 2.0.0", p: &writer, body: small, hdr: map[string]string{"X-Prometheus-Remote-Write-Version": "2.0.0"}, status: http.StatusUnsupportedMediaType, message: "0.1.0"},

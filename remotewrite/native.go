@@ -180,7 +180,8 @@ func (h *nativeHandler) write(w http.ResponseWriter, r *http.Request, p tenancy.
 		}
 		series[i].Labels = labelArena[series[i].labelsStart:end:end]
 	}
-	accepted, err := h.appendSeries(r.Context(), p.Tenant, series, st, func(i int, rej *Rejection) {
+	app := appenderV1{h.store.ForTenant(p.Tenant).Appender(r.Context())}
+	accepted, err := h.appendSeries(app, p.Tenant, series, st, func(i int, rej *Rejection) {
 		resp.Errors = append(resp.Errors, NativeItemError{Index: index[i], Reason: rej.Reason, Message: rej.Error()})
 	})
 	if err != nil {

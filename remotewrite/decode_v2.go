@@ -1,0 +1,249 @@
+package remotewrite
+
+import (
+	"fmt"
+)
+
+// RequestV2 is one decoded io.prometheus.write.v2.Request (remote write
+// 2.0), its series' label references resolved through the symbols table
+// into Labels. Exemplars, native histograms and metadata are not decoded,
+// only counted.
+type RequestV2 struct {
+	Timeseries []TimeSeries
+	Symbols    []string
+	Metadata   int // metadata messages read (one per series in a well-formed request)
+}
+
+// Samples returns how many float samples and native histogram samples r
+// holds.
+func (r *RequestV2) Samples() (floats, histograms int) {
+	return countSamples(r.Timeseries)
+}
+
+// DecoderV2 decodes snappy-compressed remote write 2.0 requests, reusing
+// its buffers from one request to the next: in steady state it allocates
+// nothing. It is not safe for concurrent use; keep one per goroutine, or in
+// a sync.Pool.
+//
+// It accepts what github.com/prometheus/prometheus/prompb/io/prometheus/write/v2's
+// Request.Unmarshal accepts, with the leniencies of gogo/protobuf, and
+// also reads the created_timestamp (field 6) of series from senders older
+// than the 2.0-rc.4 spec. Unlike it, it refuses requests whose label
+// references cannot be resolved: an odd number of references in a series,
+// a reference past the symbols table, or a table whose first symbol is not
+// the empty string, as the spec requires. The contents of exemplars,
+// histograms and metadata are skipped, not checked.
+type DecoderV2 struct {
+	buf     []byte // the decompressed request
+	req     RequestV2
+	refs    []uint32
+	labels  []Label
+	samples []Sample
+}
+
+// Field numbers, from prompb/io/prometheus/write/v2/types.proto.
+const (
+	fieldRequestSymbols    = 4
+	fieldRequestTimeseries = 5
+
+	fieldSeriesV2LabelsRefs       = 1
+	fieldSeriesV2Samples          = 2
+	fieldSeriesV2Histograms       = 3
+	fieldSeriesV2Exemplars        = 4
+	fieldSeriesV2Metadata         = 5
+	fieldSeriesV2CreatedTimestamp = 6 // reserved since 2.0-rc.4; still sent by older senders
+)
+
+// Decode decompresses a snappy block of at most maxDecompressed bytes and
+// decodes the io.prometheus.write.v2.Request in it. The result, and the
+// strings in it, are valid until the next call on d.
+func (d *DecoderV2) Decode(compressed []byte, maxDecompressed int) (*RequestV2, error) {
+	buf, err := decompress(d.buf, compressed, maxDecompressed)
+	if err != nil {
+		return nil, err
+	}
+	d.buf = buf
+	return d.Unmarshal(d.buf)
+}
+
+// Unmarshal decodes an uncompressed io.prometheus.write.v2.Request.
+// Strings in the result point into data; the result is valid until the
+// next call on d and while data is not modified.
+func (d *DecoderV2) Unmarshal(data []byte) (*RequestV2, error) {
+	d.req.Timeseries = d.req.Timeseries[:0]
+	d.req.Symbols = d.req.Symbols[:0]
+	d.req.Metadata = 0
+	d.refs = d.refs[:0]
+	d.labels = d.labels[:0]
+	d.samples = d.samples[:0]
+	if err := d.request(data); err != nil {
+		return nil, err
+	}
+	if err := d.resolve(); err != nil {
+		return nil, err
+	}
+	return &d.req, nil
+}
+
+// resolve turns each series' label references into Labels, once the whole
+// request (whose symbols may follow its series) is read, and points the
+// series at their final place in the arenas, capping each slice so
+// in-place edits stay inside it.
+func (d *DecoderV2) resolve() error {
+	syms := d.req.Symbols
+	if len(syms) > 0 && syms[0] != "" {
+		return fmt.Errorf("%w: the first symbol is %s, not the empty string", ErrMalformed, quoteShort(syms[0]))
+	}
+	ts := d.req.Timeseries
+	for i := range ts {
+		re, se := len(d.refs), len(d.samples)
+		if i+1 < len(ts) {
+			re, se = ts[i+1].refsStart, ts[i+1].samplesStart
+		}
+		refs := d.refs[ts[i].refsStart:re]
+		if len(refs)%2 != 0 {
+			return fmt.Errorf("%w: series %d has an odd number (%d) of label references", ErrMalformed, i, len(refs))
+		}
+		start := len(d.labels)
+		for j := 0; j < len(refs); j += 2 {
+			n, v := refs[j], refs[j+1]
+			if uint64(n) >= uint64(len(syms)) || uint64(v) >= uint64(len(syms)) {
+				return fmt.Errorf("%w: series %d references symbol %d, past the %d symbols of the request",
+					ErrMalformed, i, max(n, v), len(syms))
+			}
+			d.labels = append(d.labels, Label{Name: syms[n], Value: syms[v]})
+		}
+		ts[i].labelsStart = start
+		ts[i].Samples = d.samples[ts[i].samplesStart:se:se]
+	}
+	for i := range ts {
+		le := len(d.labels)
+		if i+1 < len(ts) {
+			le = ts[i+1].labelsStart
+		}
+		ts[i].Labels = d.labels[ts[i].labelsStart:le:le]
+	}
+	return nil
+}
+
+func (d *DecoderV2) request(b []byte) error {
+	for i := 0; i < len(b); {
+		field, wire, next, err := tag(b, i)
+		if err != nil {
+			return err
+		}
+		switch field {
+		case fieldRequestSymbols:
+			if wire != wireBytes {
+				return wrongWire("Request.symbols", wire, i)
+			}
+			start, end, err := bytesField(b, next)
+			if err != nil {
+				return err
+			}
+			d.req.Symbols = append(d.req.Symbols, str(b, start, end))
+			i = end
+		case fieldRequestTimeseries:
+			if wire != wireBytes {
+				return wrongWire("Request.timeseries", wire, i)
+			}
+			start, end, err := bytesField(b, next)
+			if err != nil {
+				return err
+			}
+			d.req.Timeseries = append(d.req.Timeseries, TimeSeries{
+				refsStart:    len(d.refs),
+				samplesStart: len(d.samples),
+			})
+			if err := d.timeSeries(&d.req.Timeseries[len(d.req.Timeseries)-1], b[:end], start); err != nil {
+				return err
+			}
+			i = end
+		default:
+			if i, err = skip(b, i); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// timeSeries decodes the TimeSeries in b[i:] into ts. Offsets in errors
+// stay relative to the whole request since b is not re-based.
+func (d *DecoderV2) timeSeries(ts *TimeSeries, b []byte, i int) error {
+	for i < len(b) {
+		field, wire, next, err := tag(b, i)
+		if err != nil {
+			return err
+		}
+		switch {
+		case field == fieldSeriesV2LabelsRefs && wire == wireVarint:
+			v, end, err := uvarint(b, next)
+			if err != nil {
+				return err
+			}
+			d.refs = append(d.refs, uint32(v))
+			i = end
+		case field == fieldSeriesV2LabelsRefs && wire == wireBytes:
+			start, end, err := bytesField(b, next)
+			if err != nil {
+				return err
+			}
+			// Like gogo/protobuf, read varints while they start inside
+			// the packed field, bounded by the series rather than the
+			// field, and go on from where the last one ended.
+			for i = start; i < end; {
+				v, next, err := uvarint(b, i)
+				if err != nil {
+					return err
+				}
+				d.refs = append(d.refs, uint32(v))
+				i = next
+			}
+		case field == fieldSeriesV2LabelsRefs:
+			return wrongWire("TimeSeries.labels_refs", wire, i)
+		case field == fieldSeriesV2Samples:
+			if wire != wireBytes {
+				return wrongWire("TimeSeries.samples", wire, i)
+			}
+			start, end, err := bytesField(b, next)
+			if err != nil {
+				return err
+			}
+			d.samples = append(d.samples, Sample{})
+			if err := sample(&d.samples[len(d.samples)-1], b[:end], start, true); err != nil {
+				return err
+			}
+			i = end
+		case field == fieldSeriesV2Histograms, field == fieldSeriesV2Exemplars, field == fieldSeriesV2Metadata:
+			if wire != wireBytes {
+				return wrongWire("TimeSeries.histograms/exemplars/metadata", wire, i)
+			}
+			_, end, err := bytesField(b, next)
+			if err != nil {
+				return err
+			}
+			switch field {
+			case fieldSeriesV2Histograms:
+				ts.Histograms++
+			case fieldSeriesV2Exemplars:
+				ts.Exemplars++
+			default:
+				d.req.Metadata++
+			}
+			i = end
+		case field == fieldSeriesV2CreatedTimestamp && wire == wireVarint:
+			v, end, err := uvarint(b, next)
+			if err != nil {
+				return err
+			}
+			ts.CreatedTimestamp = int64(v)
+			i = end
+		default:
+			if i, err = skip(b, i); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
