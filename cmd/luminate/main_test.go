@@ -659,8 +659,8 @@ func TestServeRefusalEnvelopes(t *testing.T) {
 	writer := e2eToken(t, secret, "acme", "metrics:write")
 	for _, tc := range []struct {
 		name, method, path, contentType, body, token string
-		status                                     int
-		prometheus                                 bool
+		status                                       int
+		prometheus                                   bool
 	}{
 		{"query_range without token", http.MethodGet, "/api/v1/query_range?query=up&start=0&end=1&step=1", "", "", "", http.StatusUnauthorized, true},
 		{"labels without the read scope", http.MethodGet, "/api/v1/labels", "", "", writer, http.StatusForbidden, true},
