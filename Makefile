@@ -45,9 +45,9 @@ run: build ## serve on :9201 with embedded Badger under ./data and a development
 TEST_FUZZ     := ./remotewrite:FuzzDecode ./remotewrite:FuzzDecodeV2 ./tenancy:FuzzVerify
 TEST_FUZZTIME ?= 1m
 
-test: ## install missing test dependencies, go vet, every test, the modern ClickHouse (chDB) check, then the decoder and token fuzzers
+test: ## install missing test dependencies, gofmt and go vet (lint), every test, the modern ClickHouse (chDB) check, then the decoder and token fuzzers
 	scripts/test-deps.sh
-	$(GO) vet $(VET_FLAGS) ./...
+	$(MAKE) --no-print-directory lint
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	CHDB_LIB_PATH="$$(scripts/chdb-lib.sh)" $(GO) test -tags chdb -count=1 -run '^TestModern' -v ./storage/clickhouse/
 	@set -e; for t in $(TEST_FUZZ); do \
