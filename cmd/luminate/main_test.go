@@ -111,19 +111,24 @@ func (p *proc) stderr() string {
 // exited without logging it.
 func (p *proc) waitLog(s string) string {
 	p.t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for time.Now().Before(deadline) {
+	find := func() string {
 		p.mu.Lock()
+		defer p.mu.Unlock()
 		for _, l := range p.lines {
 			if strings.Contains(l, s) {
-				p.mu.Unlock()
 				return l
 			}
 		}
-		p.mu.Unlock()
+		return ""
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for time.Now().Before(deadline) {
+		if l := find(); l != "" {
+			return l
+		}
 		select {
 		case <-p.done:
-			return ""
+			return find() // its last lines may have come with its exit
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
@@ -364,6 +369,18 @@ func TestServeEndToEnd(t *testing.T) {
 	body := remoteWriteBody(t, "e2e_inflight", now, 42)
 	_, err = pw.Write(body[:len(body)/2])
 	require.NoError(t, err)
+	// The server has the request once it counts it in flight (the scrape
+	// counts itself too); before that, a SIGTERM could beat it to the
+	// accept and the test would check nothing.
+	eventually(t, waitTimeout, func() (bool, string) {
+		resp, err := http.Get(p.url("/metrics"))
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), "\nluminate_http_requests_in_flight 2\n"), "not counted in flight yet"
+	}, "the streaming request is in flight")
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.NotEmpty(t, p.waitLog("shutting down"))
 	_, err = pw.Write(body[len(body)/2:])
