@@ -226,8 +226,6 @@ func (w *insertWorker) insertSeries(ctx context.Context, batch []*commitReq) err
 		minTs   = make([]int64, 0, n)
 		fps     = make([]uint64, 0, n)
 		names   = make([]string, 0, n)
-		lnames  = make([][]string, 0, n)
-		lvalues = make([][]string, 0, n)
 	)
 	for _, r := range batch {
 		for _, sr := range r.series {
@@ -236,17 +234,33 @@ func (w *insertWorker) insertSeries(ctx context.Context, batch []*commitReq) err
 			minTs = append(minTs, sr.minTs)
 			fps = append(fps, sr.fp)
 			names = append(names, sr.name)
-			lnames = append(lnames, sr.names)
-			lvalues = append(lvalues, sr.values)
 		}
 	}
 	b, err := w.s.conn.PrepareBatch(ctx, "INSERT INTO "+w.s.schema.table(seriesTable)+" (tenant, hour, min_ts, fingerprint, metric_name, label_names, label_values)")
 	if err != nil {
 		return err
 	}
-	if err := appendColumns(b, tenants, hours, minTs, fps, names, lnames, lvalues); err != nil {
+	if err := appendColumns(b, tenants, hours, minTs, fps, names); err != nil {
 		_ = b.Abort()
 		return err
+	}
+	// The label arrays row by row, each a []string: the driver appends a
+	// whole [][]string column through reflection, element by element, and
+	// a []string row without. Series creation end to end (16 senders,
+	// 100k new series): Luminate's CPU 5.4-5.6 s per million samples, was
+	// 6.5-6.7.
+	lnames, lvalues := b.Column(5), b.Column(6)
+	for _, r := range batch {
+		for _, sr := range r.series {
+			if err := lnames.AppendRow(sr.names); err != nil {
+				_ = b.Abort()
+				return fmt.Errorf("column label_names: %w", err)
+			}
+			if err := lvalues.AppendRow(sr.values); err != nil {
+				_ = b.Abort()
+				return fmt.Errorf("column label_values: %w", err)
+			}
+		}
 	}
 	if err := b.Send(); err != nil {
 		return err
