@@ -9,7 +9,6 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
-	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/stretchr/testify/require"
 
@@ -129,5 +128,3 @@ func TestValuesBitExact(t *testing.T) {
 		})
 	}
 }
-
-var _ promstorage.Queryable = storage.TenantStore(nil)
