@@ -234,15 +234,20 @@ func tag(b []byte, i int) (field int32, wire int, next int, err error) {
 	return field, wire, next, nil
 }
 
-// bytesField reads the length of a length-delimited field at b[i:] and
-// returns the bounds of its contents.
-func bytesField(b []byte, i int) (start, end int, err error) {
-	n, start, err := uvarint(b, i)
+// lengthDelimited reads the bounds of the contents of field name, whose
+// tag starts at b[at] and ends at b[next], after checking it has the
+// length-delimited wire type (an embedded message, a string or a packed
+// list).
+func lengthDelimited(b []byte, name string, wire, at, next int) (start, end int, err error) {
+	if wire != wireBytes {
+		return 0, 0, wrongWire(name, wire, at)
+	}
+	n, start, err := uvarint(b, next)
 	if err != nil {
 		return 0, 0, err
 	}
 	if n > uint64(len(b)-start) {
-		return 0, 0, malformed("length %d past the end of the message", i, n)
+		return 0, 0, malformed("length %d past the end of the message", next, n)
 	}
 	return start, start + int(n), nil
 }
@@ -265,7 +270,7 @@ func skip(b []byte, i int) (int, error) {
 		case wireFixed64:
 			next += 8
 		case wireBytes:
-			_, next, err = bytesField(b, next)
+			_, next, err = lengthDelimited(b, "unknown field", wire, i, next)
 			if err != nil {
 				return 0, err
 			}
@@ -312,10 +317,7 @@ func (d *Decoder) writeRequest(b []byte) error {
 		}
 		switch field {
 		case fieldWriteRequestTimeseries:
-			if wire != wireBytes {
-				return wrongWire("WriteRequest.timeseries", wire, i)
-			}
-			start, end, err := bytesField(b, next)
+			start, end, err := lengthDelimited(b, "WriteRequest.timeseries", wire, i, next)
 			if err != nil {
 				return err
 			}
@@ -328,10 +330,7 @@ func (d *Decoder) writeRequest(b []byte) error {
 			}
 			i = end
 		case fieldWriteRequestMetadata:
-			if wire != wireBytes {
-				return wrongWire("WriteRequest.metadata", wire, i)
-			}
-			_, end, err := bytesField(b, next)
+			_, end, err := lengthDelimited(b, "WriteRequest.metadata", wire, i, next)
 			if err != nil {
 				return err
 			}
@@ -356,10 +355,7 @@ func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i int) error {
 		}
 		switch field {
 		case fieldTimeSeriesLabels:
-			if wire != wireBytes {
-				return wrongWire("TimeSeries.labels", wire, i)
-			}
-			start, end, err := bytesField(b, next)
+			start, end, err := lengthDelimited(b, "TimeSeries.labels", wire, i, next)
 			if err != nil {
 				return err
 			}
@@ -369,10 +365,7 @@ func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i int) error {
 			}
 			i = end
 		case fieldTimeSeriesSamples:
-			if wire != wireBytes {
-				return wrongWire("TimeSeries.samples", wire, i)
-			}
-			start, end, err := bytesField(b, next)
+			start, end, err := lengthDelimited(b, "TimeSeries.samples", wire, i, next)
 			if err != nil {
 				return err
 			}
@@ -382,10 +375,7 @@ func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i int) error {
 			}
 			i = end
 		case fieldTimeSeriesExemplars, fieldTimeSeriesHistograms:
-			if wire != wireBytes {
-				return wrongWire("TimeSeries.exemplars/histograms", wire, i)
-			}
-			_, end, err := bytesField(b, next)
+			_, end, err := lengthDelimited(b, "TimeSeries.exemplars/histograms", wire, i, next)
 			if err != nil {
 				return err
 			}
@@ -412,10 +402,7 @@ func label(l *Label, b []byte, i int) error {
 		}
 		switch field {
 		case fieldLabelName, fieldLabelValue:
-			if wire != wireBytes {
-				return wrongWire("Label.name/value", wire, i)
-			}
-			start, end, err := bytesField(b, next)
+			start, end, err := lengthDelimited(b, "Label.name/value", wire, i, next)
 			if err != nil {
 				return err
 			}

@@ -134,20 +134,14 @@ func (d *DecoderV2) request(b []byte) error {
 		}
 		switch field {
 		case fieldRequestSymbols:
-			if wire != wireBytes {
-				return wrongWire("Request.symbols", wire, i)
-			}
-			start, end, err := bytesField(b, next)
+			start, end, err := lengthDelimited(b, "Request.symbols", wire, i, next)
 			if err != nil {
 				return err
 			}
 			d.req.Symbols = append(d.req.Symbols, str(b, start, end))
 			i = end
 		case fieldRequestTimeseries:
-			if wire != wireBytes {
-				return wrongWire("Request.timeseries", wire, i)
-			}
-			start, end, err := bytesField(b, next)
+			start, end, err := lengthDelimited(b, "Request.timeseries", wire, i, next)
 			if err != nil {
 				return err
 			}
@@ -185,7 +179,7 @@ func (d *DecoderV2) timeSeries(ts *TimeSeries, b []byte, i int) error {
 			d.refs = append(d.refs, uint32(v))
 			i = end
 		case field == fieldSeriesV2LabelsRefs && wire == wireBytes:
-			start, end, err := bytesField(b, next)
+			start, end, err := lengthDelimited(b, "TimeSeries.labels_refs", wire, i, next)
 			if err != nil {
 				return err
 			}
@@ -203,10 +197,7 @@ func (d *DecoderV2) timeSeries(ts *TimeSeries, b []byte, i int) error {
 		case field == fieldSeriesV2LabelsRefs:
 			return wrongWire("TimeSeries.labels_refs", wire, i)
 		case field == fieldSeriesV2Samples:
-			if wire != wireBytes {
-				return wrongWire("TimeSeries.samples", wire, i)
-			}
-			start, end, err := bytesField(b, next)
+			start, end, err := lengthDelimited(b, "TimeSeries.samples", wire, i, next)
 			if err != nil {
 				return err
 			}
@@ -216,10 +207,7 @@ func (d *DecoderV2) timeSeries(ts *TimeSeries, b []byte, i int) error {
 			}
 			i = end
 		case field == fieldSeriesV2Histograms, field == fieldSeriesV2Exemplars, field == fieldSeriesV2Metadata:
-			if wire != wireBytes {
-				return wrongWire("TimeSeries.histograms/exemplars/metadata", wire, i)
-			}
-			_, end, err := bytesField(b, next)
+			_, end, err := lengthDelimited(b, "TimeSeries.histograms/exemplars/metadata", wire, i, next)
 			if err != nil {
 				return err
 			}
