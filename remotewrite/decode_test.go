@@ -279,36 +279,60 @@ func FuzzDecode(f *testing.F) {
 		var want prompb.WriteRequest
 		wantErr := want.Unmarshal(data)
 		got, err := d.Unmarshal(data)
-		switch {
-		case wantErr == nil && err != nil:
-			t.Fatalf("prompb accepts, we reject: %v", err)
-		case wantErr == nil:
-			if err := compareWithPrompb(&want, got); err != nil {
-				t.Fatal(err)
-			}
-		case err == nil:
-			// We only skip, rather than check, the contents of exemplars,
-			// histograms and metadata: a request prompb rejects that we
-			// accept must hold one.
-			skipped := got.Metadata
-			for _, ts := range got.Timeseries {
-				skipped += ts.Exemplars + ts.Histograms
-			}
-			if skipped == 0 {
-				t.Fatalf("prompb rejects (%v), we accept a request without skipped messages", wantErr)
-			}
-		}
-		// The snappy path gives the same result, and garbage handed to it
-		// as a snappy block is an error, not a panic.
+		var c decoded
 		if err == nil {
-			n := len(got.Timeseries)
-			got, err := d.Decode(snappy.Encode(nil, data), len(data))
-			if err != nil || len(got.Timeseries) != n {
-				t.Fatalf("snappy path: %v, %d series, want %d", err, len(got.Timeseries), n)
-			}
+			c = decoded{got.Metadata, got.Timeseries}
 		}
-		_, _ = d.Decode(data, 1<<20)
+		checkAgainst(t, "prompb", data, wantErr, err, c,
+			func() error { return compareWithPrompb(&want, got) },
+			func(b []byte, max int) (int, error) {
+				r, err := d.Decode(b, max)
+				if err != nil {
+					return 0, err
+				}
+				return len(r.Timeseries), nil
+			})
 	})
+}
+
+// decoded is what checkAgainst needs of a decoded request.
+type decoded struct {
+	metadata int
+	series   []TimeSeries
+}
+
+// checkAgainst checks one fuzz input of a decoder against its reference
+// (prompb for 1.0, writev2 for 2.0), refErr and err being the two
+// decoders' errors on data. What the reference accepts we accept, with the
+// same result (same). We accept more only with messages we skip instead of
+// checking (exemplars, histograms, metadata). What we accept, decode (the
+// snappy path; it returns the series count) decodes alike, and garbage
+// given to it as a snappy block is an error, not a panic.
+func checkAgainst(t *testing.T, ref string, data []byte, refErr, err error, got decoded, same func() error, decode func([]byte, int) (int, error)) {
+	t.Helper()
+	switch {
+	case refErr == nil && err != nil:
+		t.Fatalf("%s accepts, we reject: %v", ref, err)
+	case refErr == nil:
+		if err := same(); err != nil {
+			t.Fatal(err)
+		}
+	case err == nil:
+		skipped := got.metadata
+		for _, ts := range got.series {
+			skipped += ts.Exemplars + ts.Histograms
+		}
+		if skipped == 0 {
+			t.Fatalf("%s rejects (%v), we accept a request without skipped messages", ref, refErr)
+		}
+	}
+	if err == nil {
+		n := len(got.series)
+		if m, err := decode(snappy.Encode(nil, data), len(data)); err != nil || m != n {
+			t.Fatalf("snappy path: %v, %d series, want %d", err, m, n)
+		}
+	}
+	_, _ = decode(data, 1<<20)
 }
 
 // BenchmarkDecode decodes a 2,000-sample request (200 series x 10 samples,
