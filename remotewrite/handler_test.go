@@ -218,18 +218,25 @@ func TestWritePartial(t *testing.T) {
 	require.Contains(t, body, "6 of 7 series rejected (9 samples rejected, 3 stored)")
 	require.Contains(t, body, `series {job="nameless"}: no metric name`, "the first rejected series is named")
 
-	// The valid series and samples are stored; the rest, and anything of
-	// the series that carried _tenant_id, are not.
+	requirePartialOutcome(t, store, reg, now, map[Reason]float64{
+		ReasonMissingMetricName: 3, ReasonTenantLabel: 1, ReasonDuplicateLabel: 1, ReasonTooManyLabels: 1,
+		ReasonTooOld: 1, ReasonTooFarInFuture: 1, ReasonUnsupportedHistogram: 1,
+	})
+}
+
+// requirePartialOutcome checks what the partially valid request of
+// TestWritePartial (and its 2.0 twin) leaves: the valid series and samples
+// are stored; the rest, and anything of the series that carried
+// _tenant_id, are not; the metrics count 12 samples received, 3 accepted
+// and the rejected ones by reason.
+func requirePartialOutcome(t *testing.T, store storage.MetricsStore, reg *prometheus.Registry, now time.Time, rejected map[Reason]float64) {
+	t.Helper()
 	require.Equal(t, map[string][]tsample{
 		`{__name__="good", job="a"}`: {{now.UnixMilli(), 1}, {now.Add(15 * time.Second).UnixMilli(), 2}},
 		`{__name__="mixed"}`:         {{now.UnixMilli(), 3}},
 	}, readBack(t, store, writer.Tenant))
 	require.Empty(t, readBack(t, store, "other-tenant"))
-
-	for reason, n := range map[Reason]float64{
-		ReasonMissingMetricName: 3, ReasonTenantLabel: 1, ReasonDuplicateLabel: 1, ReasonTooManyLabels: 1,
-		ReasonTooOld: 1, ReasonTooFarInFuture: 1, ReasonUnsupportedHistogram: 1,
-	} {
+	for reason, n := range rejected {
 		require.Equal(t, n, counter(t, reg, "luminate_ingest_samples_rejected_total", "tenant", "acme", "reason", string(reason)), reason)
 	}
 	require.Equal(t, 12.0, counter(t, reg, "luminate_ingest_samples_received_total", "tenant", "acme"))
