@@ -462,18 +462,5 @@ func BenchmarkWriteV2(b *testing.B) {
 		next += nSamples
 		return req.encode(b)
 	}
-	if w := postV2(h, &writer, body(), nil); w.Code != http.StatusNoContent { // create the series
-		b.Fatal(w.Code, w.Body.String())
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		b.StopTimer()
-		data := body()
-		b.StartTimer()
-		if w := postV2(h, &writer, data, nil); w.Code != http.StatusNoContent {
-			b.Fatal(w.Code, w.Body.String())
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*nSeries*nSamples), "ns/sample")
+	benchmarkWrites(b, nSeries*nSamples, body, func(data []byte) *httptest.ResponseRecorder { return postV2(h, &writer, data, nil) })
 }
