@@ -44,6 +44,14 @@ type TenantLimits struct {
 	QueryBurst int     `yaml:"query_burst,omitempty"`
 	// MaxConcurrentQueries is how many queries of a tenant may run at once.
 	MaxConcurrentQueries int `yaml:"max_concurrent_queries,omitempty"`
+
+	// MaxQueryLength, MaxSubquerySteps and MaxSubqueryTotalSteps bound the
+	// text of one PromQL query (bytes) and the steps its subqueries
+	// evaluate, below the --query.* bounds that apply to every tenant;
+	// 0 leaves those alone.
+	MaxQueryLength        int `yaml:"max_query_length,omitempty"`
+	MaxSubquerySteps      int `yaml:"max_subquery_steps,omitempty"`
+	MaxSubqueryTotalSteps int `yaml:"max_subquery_total_steps,omitempty"`
 }
 
 // DefaultTenantLimits are the limits of a tenant without an override. They
@@ -104,6 +112,9 @@ func (tl TenantLimits) Validate() error {
 		{"max_series_per_query", tl.MaxSeriesPerQuery},
 		{"max_samples_per_query", tl.MaxSamplesPerQuery},
 		{"max_concurrent_queries", tl.MaxConcurrentQueries},
+		{"max_query_length", tl.MaxQueryLength},
+		{"max_subquery_steps", tl.MaxSubquerySteps},
+		{"max_subquery_total_steps", tl.MaxSubqueryTotalSteps},
 	} {
 		if c.v < 0 {
 			errs = append(errs, fmt.Errorf("%s %d is negative (0 means unlimited)", c.key, c.v))
@@ -147,6 +158,10 @@ func (c *LimitsConfig) RegisterFlags(f *flag.FlagSet) {
 	f.Float64Var(&c.QueryRate, "limits.query-rate", d.QueryRate, "Queries/s each tenant may run, sustained."+o+"query_rate.")
 	f.IntVar(&c.QueryBurst, "limits.query-burst", d.QueryBurst, "Queries each tenant may run at once above its query rate. Per-tenant override key: query_burst.")
 	f.IntVar(&c.MaxConcurrentQueries, "limits.max-concurrent-queries", d.MaxConcurrentQueries, "Queries of one tenant that may run at the same time; more are refused with 429."+o+"max_concurrent_queries.")
+	const q = " 0 leaves it to the --query.* bound of every tenant, which also caps it. Per-tenant override key: "
+	f.IntVar(&c.MaxQueryLength, "limits.max-query-length", d.MaxQueryLength, "Bytes of one PromQL query text (or of the match[] selectors of one request)."+q+"max_query_length.")
+	f.IntVar(&c.MaxSubquerySteps, "limits.max-subquery-steps", d.MaxSubquerySteps, "Steps one subquery of a query may evaluate."+q+"max_subquery_steps.")
+	f.IntVar(&c.MaxSubqueryTotalSteps, "limits.max-subquery-total-steps", d.MaxSubqueryTotalSteps, "Points the subqueries of one query may feed into the functions over them."+q+"max_subquery_total_steps.")
 	f.StringVar(&c.OverridesFile, "limits.overrides-file", c.OverridesFile, "YAML file of per-tenant limit overrides (overrides: {TENANT: {ingestion_rate: N, ...}}), reloaded when it changes (replace it atomically, e.g. write a new file and rename it) and on SIGHUP.")
 }
 
@@ -171,6 +186,10 @@ type tenantOverride struct {
 	QueryRate            *float64 `yaml:"query_rate,omitempty"`
 	QueryBurst           *int     `yaml:"query_burst,omitempty"`
 	MaxConcurrentQueries *int     `yaml:"max_concurrent_queries,omitempty"`
+
+	MaxQueryLength        *int `yaml:"max_query_length,omitempty"`
+	MaxSubquerySteps      *int `yaml:"max_subquery_steps,omitempty"`
+	MaxSubqueryTotalSteps *int `yaml:"max_subquery_total_steps,omitempty"`
 }
 
 func (o tenantOverride) apply(tl TenantLimits) TenantLimits {
@@ -194,6 +213,9 @@ func (o tenantOverride) apply(tl TenantLimits) TenantLimits {
 	setf(&tl.QueryRate, o.QueryRate)
 	set(&tl.QueryBurst, o.QueryBurst)
 	set(&tl.MaxConcurrentQueries, o.MaxConcurrentQueries)
+	set(&tl.MaxQueryLength, o.MaxQueryLength)
+	set(&tl.MaxSubquerySteps, o.MaxSubquerySteps)
+	set(&tl.MaxSubqueryTotalSteps, o.MaxSubqueryTotalSteps)
 	return tl
 }
 

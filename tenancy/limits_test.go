@@ -117,6 +117,7 @@ func TestLimitsConfig(t *testing.T) {
 			"limits.ingestion-rate", "limits.ingestion-burst", "limits.request-rate", "limits.request-burst",
 			"limits.max-active-series", "limits.max-series-per-query", "limits.max-samples-per-query",
 			"limits.query-rate", "limits.query-burst", "limits.max-concurrent-queries", "limits.overrides-file",
+			"limits.max-query-length", "limits.max-subquery-steps", "limits.max-subquery-total-steps",
 		}, names)
 		require.Equal(t, tenancy.DefaultLimitsConfig(), cfg)
 		require.NoError(t, cfg.Validate())
@@ -124,10 +125,12 @@ func TestLimitsConfig(t *testing.T) {
 			"--limits.ingestion-rate=1.5", "--limits.ingestion-burst=2", "--limits.request-rate=3", "--limits.request-burst=4",
 			"--limits.max-active-series=5", "--limits.max-series-per-query=6", "--limits.max-samples-per-query=7",
 			"--limits.query-rate=8", "--limits.query-burst=9", "--limits.max-concurrent-queries=10", "--limits.overrides-file=o.yaml",
+			"--limits.max-query-length=11", "--limits.max-subquery-steps=12", "--limits.max-subquery-total-steps=13",
 		}))
 		require.Equal(t, tenancy.LimitsConfig{TenantLimits: tenancy.TenantLimits{
 			IngestionRate: 1.5, IngestionBurst: 2, RequestRate: 3, RequestBurst: 4, MaxActiveSeries: 5, MaxSeriesPerQuery: 6,
 			MaxSamplesPerQuery: 7, QueryRate: 8, QueryBurst: 9, MaxConcurrentQueries: 10,
+			MaxQueryLength: 11, MaxSubquerySteps: 12, MaxSubqueryTotalSteps: 13,
 		}, OverridesFile: "o.yaml"}, cfg)
 	})
 	tests := []struct {
@@ -144,6 +147,8 @@ func TestLimitsConfig(t *testing.T) {
 		{"negative burst", func(tl *tenancy.TenantLimits) { tl.IngestionBurst = -1 }, "ingestion_burst"},
 		{"negative series", func(tl *tenancy.TenantLimits) { tl.MaxActiveSeries = -1 }, "max_active_series"},
 		{"negative concurrency", func(tl *tenancy.TenantLimits) { tl.MaxConcurrentQueries = -1 }, "max_concurrent_queries"},
+		{"negative query length", func(tl *tenancy.TenantLimits) { tl.MaxQueryLength = -1 }, "max_query_length"},
+		{"negative subquery steps", func(tl *tenancy.TenantLimits) { tl.MaxSubqueryTotalSteps = -1 }, "max_subquery_total_steps"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -196,7 +201,10 @@ overrides:
     query_rate: 8
     query_burst: 9
     max_concurrent_queries: 10
-`, map[tenancy.ID]tenancy.TenantLimits{"t": {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}}, ""},
+    max_query_length: 11
+    max_subquery_steps: 12
+    max_subquery_total_steps: 13
+`, map[tenancy.ID]tenancy.TenantLimits{"t": {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13}}, ""},
 		{"unknown key", "overrides:\n  acme:\n    ingestion_rat: 5\n", nil, "ingestion_rat"},
 		{"unknown top-level key", "override:\n  acme: {}\n", nil, "override"},
 		{"invalid tenant", "overrides:\n  'acme corp': {ingestion_rate: 5}\n", nil, "acme corp"},
