@@ -98,11 +98,14 @@ func New(cfg Config, store storage.MetricsStore, limits Limits, logger *slog.Log
 		logger = slog.New(slog.DiscardHandler)
 	}
 	cors, _ := compileCORS(cfg.CORSOrigin) // checked by Validate
-	p := parser.NewParser(parser.Options{
-		EnableExperimentalFunctions: cfg.ExperimentalFunctions,
-		EnableBinopFillModifiers:    cfg.FillModifiers,
-		EnableUnquotedUTF8Names:     cfg.UnquotedUTF8Names,
-	})
+	p := &boundedParser{
+		Parser: parser.NewParser(parser.Options{
+			EnableExperimentalFunctions: cfg.ExperimentalFunctions,
+			EnableBinopFillModifiers:    cfg.FillModifiers,
+			EnableUnquotedUTF8Names:     cfg.UnquotedUTF8Names,
+		}),
+		maxLength: cfg.MaxQueryLength, maxDepth: cfg.MaxQueryDepth, maxTerms: cfg.MaxQueryTerms, maxSelectors: cfg.MaxMatchSelectors,
+	}
 	subqueryStep := cfg.SubqueryStep.Milliseconds()
 	engineOpts := func(maxSamples int, reg prometheus.Registerer) pql.EngineOpts {
 		return pql.EngineOpts{

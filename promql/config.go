@@ -36,6 +36,16 @@ type Config struct {
 	FillModifiers         bool
 	UnquotedUTF8Names     bool
 	DelayedNameRemoval    bool
+
+	// Bounds of every query's text and parse, and of its subqueries; see
+	// bounds.go. Per-tenant limits (tenancy.TenantLimits) may lower the
+	// length and subquery bounds, never raise them.
+	MaxQueryLength        int // bytes of a query text, or of a request's match[] together
+	MaxQueryDepth         int // of the syntax tree, brackets and chained operators
+	MaxQueryTerms         int // names, numbers, strings and operators
+	MaxMatchSelectors     int // match[] of one request
+	MaxSubquerySteps      int // steps one subquery evaluates
+	MaxSubqueryTotalSteps int // points all subqueries of a query feed into functions
 }
 
 // DefaultConfig returns the defaults the flags use, which are Prometheus'
@@ -51,6 +61,12 @@ func DefaultConfig() Config {
 		FillModifiers:         true,
 		UnquotedUTF8Names:     true,
 		DelayedNameRemoval:    true,
+		MaxQueryLength:        256 << 10,
+		MaxQueryDepth:         1000,
+		MaxQueryTerms:         10_000,
+		MaxMatchSelectors:     1000,
+		MaxSubquerySteps:      1_000_000,
+		MaxSubqueryTotalSteps: 1_000_000_000,
 	}
 }
 
@@ -67,6 +83,14 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.BoolVar(&c.FillModifiers, "query.fill-modifiers", d.FillModifiers, "Allow the fill() modifiers of PromQL binary operators.")
 	f.BoolVar(&c.UnquotedUTF8Names, "query.unquoted-utf8-names", d.UnquotedUTF8Names, "Allow Unicode letters and dots in unquoted metric and label names.")
 	f.BoolVar(&c.DelayedNameRemoval, "query.delayed-name-removal", d.DelayedNameRemoval, "Remove __name__ at the end of evaluation rather than at each function (Prometheus' promql-delayed-name-removal).")
+	const bad = " (400, errorType bad_data)"
+	const tenant = " A per-tenant limit may lower it: "
+	f.IntVar(&c.MaxQueryLength, "query.max-length", d.MaxQueryLength, "Maximum bytes of a PromQL query text, or of the match[] selectors of one request together"+bad+"."+tenant+"--limits.max-query-length.")
+	f.IntVar(&c.MaxQueryDepth, "query.max-depth", d.MaxQueryDepth, "Maximum nesting depth of a PromQL query, counting brackets and chained operators"+bad+".")
+	f.IntVar(&c.MaxQueryTerms, "query.max-terms", d.MaxQueryTerms, "Maximum terms (names, numbers, strings, operators) of a PromQL query or of the match[] selectors of one request"+bad+".")
+	f.IntVar(&c.MaxMatchSelectors, "query.max-match-selectors", d.MaxMatchSelectors, "Maximum match[] selectors of one series or labels request"+bad+".")
+	f.IntVar(&c.MaxSubquerySteps, "query.max-subquery-steps", d.MaxSubquerySteps, "Maximum steps one subquery may evaluate: (its range + the span of the evaluation it is part of) / its step"+bad+"."+tenant+"--limits.max-subquery-steps.")
+	f.IntVar(&c.MaxSubqueryTotalSteps, "query.max-subquery-total-steps", d.MaxSubqueryTotalSteps, "Maximum points the subqueries of one query may feed into the functions over them: for each subquery the steps of the evaluation it is part of times range/step, so nested subqueries multiply"+bad+"."+tenant+"--limits.max-subquery-total-steps.")
 }
 
 // Validate checks the configuration.
@@ -86,6 +110,18 @@ func (c *Config) Validate() error {
 	}
 	if c.SubqueryStep <= 0 {
 		errs = append(errs, fmt.Errorf("--query.default-subquery-step %s must be positive", c.SubqueryStep))
+	}
+	for _, b := range []struct {
+		flag string
+		v    int
+	}{
+		{"--query.max-length", c.MaxQueryLength}, {"--query.max-depth", c.MaxQueryDepth}, {"--query.max-terms", c.MaxQueryTerms},
+		{"--query.max-match-selectors", c.MaxMatchSelectors}, {"--query.max-subquery-steps", c.MaxSubquerySteps},
+		{"--query.max-subquery-total-steps", c.MaxSubqueryTotalSteps},
+	} {
+		if b.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s %d must be positive", b.flag, b.v))
+		}
 	}
 	if _, err := compileCORS(c.CORSOrigin); err != nil {
 		errs = append(errs, fmt.Errorf("--query.cors-origin: %w", err))

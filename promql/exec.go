@@ -62,6 +62,9 @@ func (a *API) Exec(ctx context.Context, id tenancy.ID, req ExecRequest) (*ExecRe
 	if req.Step < 0 || req.End.Before(req.Start) || (req.Step == 0 && !req.Start.Equal(req.End)) {
 		return nil, errors.New("promql: Exec needs Start == End for an instant query, Start <= End and a positive Step for a range query")
 	}
+	if req.Step > 0 && req.End.Sub(req.Start)/req.Step > maxPointsPerSeries {
+		return nil, badData(errors.New("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"))
+	}
 	if a.limits != nil {
 		if err := a.limits.AllowQuery(id); err != nil {
 			return nil, err
@@ -75,17 +78,17 @@ func (a *API) Exec(ctx context.Context, id tenancy.ID, req ExecRequest) (*ExecRe
 	limit, setting := a.seriesLimit(id)
 	queryable := newLimitedQueryable(a.store.ForTenant(id), limit, setting)
 	opts := pql.NewPrometheusQueryOpts(false, req.Lookback, nil)
-	var (
-		qry pql.Query
-		err error
-	)
-	if req.Step == 0 {
-		qry, err = a.engineFor(id).NewInstantQuery(ctx, queryable, opts, req.Query, req.Start)
-	} else {
-		qry, err = a.engineFor(id).NewRangeQuery(ctx, queryable, opts, req.Query, req.Start, req.End, req.Step)
-	}
+	// The parse counts against the timeout too.
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.Timeout)
+	defer cancel()
+	qry, err := a.prepare(ctx, id, req.Query, 0, func(ctx context.Context, q string) (pql.Query, error) {
+		if req.Step == 0 {
+			return a.engineFor(id).NewInstantQuery(ctx, queryable, opts, q, req.Start)
+		}
+		return a.engineFor(id).NewRangeQuery(ctx, queryable, opts, q, req.Start, req.End, req.Step)
+	})
 	if err != nil {
-		return nil, a.constructionError(err, 0)
+		return nil, err
 	}
 	res := qry.Exec(ctx)
 	if res.Err != nil {

@@ -33,6 +33,11 @@ type Limits interface {
 	// at once (an engine MaxSamples of the tenant's own); 0 means
 	// unlimited.
 	MaxSamplesPerQuery(id tenancy.ID) int
+	// For returns the limits of tenant id, of which the query API reads
+	// the bounds of query texts and subqueries (MaxQueryLength,
+	// MaxSubquerySteps, MaxSubqueryTotalSteps; 0 means none below the
+	// --query.* bounds).
+	For(id tenancy.ID) tenancy.TenantLimits
 }
 
 // seriesLimit returns the series limit of one query of tenant id and the

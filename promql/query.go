@@ -61,18 +61,18 @@ func (a *API) runQuery(r *http.Request, rc *requestContext, limit int,
 	if err != nil {
 		return result{}, err
 	}
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
-	}
+	// The parse counts against the timeout too.
+	ctx, cancel := context.WithTimeout(ctx, a.queryTimeout(timeout))
+	defer cancel()
 	opts, err := a.queryOpts(r, rc)
 	if err != nil {
 		return result{}, badData(err)
 	}
-	qry, err := newQuery(ctx, opts, r.FormValue("query"))
+	qry, err := a.prepare(ctx, rc.principal.Tenant, r.FormValue("query"), timeout, func(ctx context.Context, q string) (pql.Query, error) {
+		return newQuery(ctx, opts, q)
+	})
 	if err != nil {
-		return result{}, a.constructionError(err, timeout)
+		return result{}, err
 	}
 	res := qry.Exec(ctx)
 	if res.Err != nil {
@@ -96,6 +96,15 @@ func (a *API) runQuery(r *http.Request, rc *requestContext, limit int,
 		warnings: warnings,
 		finalize: qry.Close,
 	}, nil
+}
+
+// queryTimeout is the bound of one query: --query.timeout, or the
+// request's shorter timeout.
+func (a *API) queryTimeout(timeout time.Duration) time.Duration {
+	if timeout > 0 && timeout < a.cfg.Timeout {
+		return timeout
+	}
+	return a.cfg.Timeout
 }
 
 // queryOpts are the engine options of one query: the request's lookback
@@ -155,7 +164,7 @@ func truncate(res *pql.Result, limit int) bool {
 
 // queryExemplars serves /query_exemplars. Exemplars are not stored yet, so
 // a valid request gets an empty list.
-func (a *API) queryExemplars(r *http.Request, _ *requestContext) (result, error) {
+func (a *API) queryExemplars(r *http.Request, rc *requestContext) (result, error) {
 	tr, err := parseRange(r)
 	if err != nil {
 		return result{}, err
@@ -163,7 +172,7 @@ func (a *API) queryExemplars(r *http.Request, _ *requestContext) (result, error)
 	if tr.end.Before(tr.start) {
 		return result{}, badData(errors.New("end timestamp must not be before start timestamp"))
 	}
-	expr, err := a.parser.ParseExpr(r.FormValue("query"))
+	expr, err := a.parseExpr(rc, r.FormValue("query"))
 	if err != nil {
 		return result{}, badData(err)
 	}
@@ -174,8 +183,8 @@ func (a *API) queryExemplars(r *http.Request, _ *requestContext) (result, error)
 }
 
 // formatQuery serves /format_query: the query, pretty-printed.
-func (a *API) formatQuery(r *http.Request, _ *requestContext) (result, error) {
-	expr, err := a.parser.ParseExpr(r.FormValue("query"))
+func (a *API) formatQuery(r *http.Request, rc *requestContext) (result, error) {
+	expr, err := a.parseExpr(rc, r.FormValue("query"))
 	if err != nil {
 		return result{}, invalidParam(err, "query")
 	}
@@ -183,10 +192,19 @@ func (a *API) formatQuery(r *http.Request, _ *requestContext) (result, error) {
 }
 
 // parseQuery serves /parse_query: the query's syntax tree as JSON.
-func (a *API) parseQuery(r *http.Request, _ *requestContext) (result, error) {
-	expr, err := a.parser.ParseExpr(r.FormValue("query"))
+func (a *API) parseQuery(r *http.Request, rc *requestContext) (result, error) {
+	expr, err := a.parseExpr(rc, r.FormValue("query"))
 	if err != nil {
 		return result{}, invalidParam(err, "query")
 	}
 	return result{data: translateAST(expr)}, nil
+}
+
+// parseExpr parses a query text that is not run, within the bounds of the
+// request's tenant.
+func (a *API) parseExpr(rc *requestContext, q string) (parser.Expr, error) {
+	if err := a.checkLength(rc.principal.Tenant, q); err != nil {
+		return nil, err
+	}
+	return a.parser.ParseExpr(q)
 }

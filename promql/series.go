@@ -51,7 +51,7 @@ func (a *API) labelQuery(r *http.Request, rc *requestContext, get func(context.C
 	if err != nil {
 		return result{}, err
 	}
-	sets, err := parseMatchers(a.parser, r.Form["match[]"])
+	sets, err := a.parseMatchers(rc, r.Form["match[]"])
 	if err != nil {
 		return result{}, badData(err)
 	}
@@ -116,7 +116,7 @@ func (a *API) series(r *http.Request, rc *requestContext) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	sets, err := parseMatchers(a.parser, r.Form["match[]"])
+	sets, err := a.parseMatchers(rc, r.Form["match[]"])
 	if err != nil {
 		return result{}, invalidParam(err, "match[]")
 	}
@@ -165,4 +165,13 @@ func (a *API) series(r *http.Request, rc *requestContext) (result, error) {
 		return result{}, a.queryError(err, 0)
 	}
 	return result{data: out, warnings: warnings}, nil
+}
+
+// parseMatchers parses the request's match[] selectors within the bounds
+// of its tenant: together they count as one query text.
+func (a *API) parseMatchers(rc *requestContext, selectors []string) ([][]*labels.Matcher, error) {
+	if err := a.checkLength(rc.principal.Tenant, selectors...); err != nil {
+		return nil, err
+	}
+	return parseMatchers(a.parser, selectors)
 }
