@@ -105,7 +105,7 @@ func (p *boundedParser) checkShape(s textShape, maxTerms int) error {
 	case s.depth > p.maxDepth:
 		return apierror.New(apierror.InvalidArgument, "query nests more than %d levels deep, counting brackets and chained operators (raise --query.max-depth)", p.maxDepth)
 	case s.terms > maxTerms:
-		return apierror.New(apierror.InvalidArgument, "query has more than %d terms (names, numbers, strings, operators) (raise --query.max-terms)", p.maxTerms)
+		return apierror.New(apierror.InvalidArgument, "query has more than %d terms (names, numbers, strings, operators, brackets) (raise --query.max-terms)", p.maxTerms)
 	}
 	return nil
 }
@@ -117,8 +117,8 @@ func tooLong(n, limit int, setting string) error {
 // textShape is what scanQuery measures of a text.
 type textShape struct {
 	// depth is an upper bound of the depth of the syntax tree the text
-	// parses to; terms counts its names, numbers, strings and operators,
-	// an upper bound of the tree's nodes.
+	// parses to; terms counts its names, numbers, strings, operators and
+	// opening brackets, an upper bound of the tree's nodes.
 	depth, terms int
 }
 
@@ -152,8 +152,8 @@ func scanQuery(q string, maxDepth, maxTerms int) textShape {
 		top := &stack[len(stack)-1]
 		switch {
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
-		case c == '#': // a comment, to the end of the line
-			for i < len(q) && q[i] != '\n' {
+		case c == '#': // a comment, to the end of the line (\r or \n)
+			for i+1 < len(q) && q[i+1] != '\n' && q[i+1] != '\r' {
 				i++
 			}
 		case c == '"' || c == '\'' || c == '`':
@@ -177,6 +177,7 @@ func scanQuery(q string, maxDepth, maxTerms int) textShape {
 				top.ops++
 			}
 		case c == '(' || c == '[' || c == '{':
+			shape.terms++ // a group may be a node of its own (parentheses)
 			if len(stack) > maxDepth {
 				return over()
 			}

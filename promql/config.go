@@ -42,7 +42,7 @@ type Config struct {
 	// length and subquery bounds, never raise them.
 	MaxQueryLength        int // bytes of a query text, or of a request's match[] together
 	MaxQueryDepth         int // of the syntax tree, brackets and chained operators
-	MaxQueryTerms         int // names, numbers, strings and operators
+	MaxQueryTerms         int // names, numbers, strings, operators and brackets
 	MaxMatchSelectors     int // match[] of one request
 	MaxSubquerySteps      int // steps one subquery evaluates
 	MaxSubqueryTotalSteps int // points all subqueries of a query feed into functions
@@ -87,7 +87,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	const tenant = " A per-tenant limit may lower it: "
 	f.IntVar(&c.MaxQueryLength, "query.max-length", d.MaxQueryLength, "Maximum bytes of a PromQL query text, or of the match[] selectors of one request together"+bad+"."+tenant+"--limits.max-query-length.")
 	f.IntVar(&c.MaxQueryDepth, "query.max-depth", d.MaxQueryDepth, "Maximum nesting depth of a PromQL query, counting brackets and chained operators"+bad+".")
-	f.IntVar(&c.MaxQueryTerms, "query.max-terms", d.MaxQueryTerms, "Maximum terms (names, numbers, strings, operators) of a PromQL query or of the match[] selectors of one request"+bad+".")
+	f.IntVar(&c.MaxQueryTerms, "query.max-terms", d.MaxQueryTerms, "Maximum terms (names, numbers, strings, operators, opening brackets) of a PromQL query or of the match[] selectors of one request"+bad+".")
 	f.IntVar(&c.MaxMatchSelectors, "query.max-match-selectors", d.MaxMatchSelectors, "Maximum match[] selectors of one series or labels request"+bad+".")
 	f.IntVar(&c.MaxSubquerySteps, "query.max-subquery-steps", d.MaxSubquerySteps, "Maximum steps one subquery may evaluate: (its range + the span of the evaluation it is part of) / its step"+bad+"."+tenant+"--limits.max-subquery-steps.")
 	f.IntVar(&c.MaxSubqueryTotalSteps, "query.max-subquery-total-steps", d.MaxSubqueryTotalSteps, "Maximum points the subqueries of one query may feed into the functions over them: for each subquery the steps of the evaluation it is part of times range/step, so nested subqueries multiply"+bad+"."+tenant+"--limits.max-subquery-total-steps.")
