@@ -171,8 +171,7 @@ func scanQuery(q string, maxDepth, maxTerms int) textShape {
 			for i+1 < len(q) && isWordByte(q[i+1]) {
 				i++
 			}
-			switch w := q[start : i+1]; {
-			case len(w) <= 6 && isKeywordOp(w):
+			if w := q[start : i+1]; len(w) <= 6 && isKeywordOp(w) {
 				top.operand, top.cur = max(top.operand, top.cur), 0
 				top.ops++
 			}
@@ -349,8 +348,11 @@ func (c *subqueryCheck) walk(n parser.Node, g evalGrid) error {
 	switch e := n.(type) {
 	case *parser.SubqueryExpr:
 		step := e.Step.Milliseconds()
-		if step <= 0 {
+		switch {
+		case e.Step == 0:
 			step = c.defaultStep
+		case step <= 0: // the engine would divide by zero
+			return fmt.Errorf("subquery step %s is shorter than 1ms", e.Step)
 		}
 		rng := e.Range.Milliseconds()
 		start, end := subqueryEvaluationTimes(g.start, g.end, g.interval, e.Offset.Milliseconds(), rng, step, e.Timestamp != nil)

@@ -63,6 +63,7 @@ func TestQueryAttacks(t *testing.T) {
 		{"short subquery over a range query", "/api/v1/query_range", ranged(`count_over_time(vector(1)[5m:1ms])`), "--query.max-subquery-steps"},
 		// Each within the per-subquery bound, 9e10 points together.
 		{"nested subqueries", "/api/v1/query", instant(`count_over_time(count_over_time(vector(1)[5m:1ms])[5m:1ms])`), "--query.max-subquery-total-steps"},
+		{"subquery step below a millisecond", "/api/v1/query", instant(`max_over_time(up[5m:0.0001])`), "shorter than 1ms"},
 		{"subquery without a step", "/api/v1/query", instant(`count_over_time(vector(1)[10000d:])`), "--query.max-subquery-steps"},
 		// fatal error: stack overflow (500 KB).
 		{"deep calls", "/api/v1/query", instant(strings.Repeat("abs(", 100_000) + "vector(1)" + strings.Repeat(")", 100_000)), "--query.max-length"},
