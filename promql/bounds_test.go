@@ -208,3 +208,26 @@ func TestLongLegalSelector(t *testing.T) {
 		})
 	}
 }
+
+// TestDashboardSubqueries runs subqueries as dashboards write them, over
+// the ranges and steps Grafana sends: the default bounds let them all run.
+func TestDashboardSubqueries(t *testing.T) {
+	e := newEnv(t, promql.DefaultConfig(), defaultLimits(t, tenancy.DefaultTenantLimits()))
+	loadFixture(e)
+	const end = 1700000300
+	ranged := func(q string, span, step time.Duration) url.Values {
+		return vals("query", q, "start", strconv.FormatInt(end-int64(span.Seconds()), 10), "end", strconv.Itoa(end), "step", strconv.FormatInt(int64(step.Seconds()), 10))
+	}
+	const day = 24 * time.Hour
+	for _, p := range []url.Values{
+		vals("query", `max_over_time(up[30d:1m])`, "time", strconv.Itoa(end)),
+		vals("query", `quantile_over_time(0.99, rate(http_requests_total[5m])[1d:])`, "time", strconv.Itoa(end)),
+		ranged(`max_over_time(rate(http_requests_total[5m])[1d:1m])`, 30*day, time.Hour),
+		ranged(`avg_over_time(up[1h:15s])`, 7*day, time.Minute),
+		ranged(`max_over_time(max_over_time(up[1h:1m])[1d:5m])`, 7*day, 10*time.Minute),
+		ranged(`deriv(sum(rate(http_requests_total[5m]))[30m:30s])`, 90*day, 6*time.Hour),
+	} {
+		r := e.get(acme, "/api/v1/query"+map[bool]string{true: "_range"}[p.Has("step")], p)
+		require.Equal(t, http.StatusOK, r.status, "%s: %s", p.Get("query"), r.body)
+	}
+}
