@@ -73,7 +73,7 @@ func (p *boundedParser) ParseMetricSelectors(selectors []string) ([][]*labels.Ma
 	for _, s := range selectors {
 		length += len(s)
 		if length > p.maxLength {
-			return nil, tooLong(length, p.maxLength, "--query.max-length")
+			return nil, tooLong("match[] selectors are", length, p.maxLength, "--query.max-length")
 		}
 		shape := scanQuery(s, p.maxDepth, p.maxTerms-terms)
 		if err := p.checkShape(shape, p.maxTerms-terms); err != nil {
@@ -95,7 +95,7 @@ func (p *boundedParser) ParseSeriesDesc(input string) (labels.Labels, []parser.S
 // maxDepth or has more than maxTerms terms.
 func (p *boundedParser) check(input string) error {
 	if len(input) > p.maxLength {
-		return tooLong(len(input), p.maxLength, "--query.max-length")
+		return tooLong("query is", len(input), p.maxLength, "--query.max-length")
 	}
 	return p.checkShape(scanQuery(input, p.maxDepth, p.maxTerms), p.maxTerms)
 }
@@ -110,8 +110,9 @@ func (p *boundedParser) checkShape(s textShape, maxTerms int) error {
 	return nil
 }
 
-func tooLong(n, limit int, setting string) error {
-	return apierror.New(apierror.InvalidArgument, "query is %d bytes long, more than the %d allowed (raise %s)", n, limit, setting)
+// tooLong is the error for what ("query is") of n bytes over limit.
+func tooLong(what string, n, limit int, setting string) error {
+	return apierror.New(apierror.InvalidArgument, "%s %d bytes long, more than the %d allowed (raise %s)", what, n, limit, setting)
 }
 
 // textShape is what scanQuery measures of a text.
@@ -263,7 +264,7 @@ func (a *API) textBound(id tenancy.ID, global int, globalFlag string, tenant fun
 // checkLength refuses a query text (or the match[] selectors of one
 // request, together) longer than tenant id may send. The bounds of every
 // tenant are checked by the parser itself.
-func (a *API) checkLength(id tenancy.ID, texts ...string) error {
+func (a *API) checkLength(id tenancy.ID, what string, texts ...string) error {
 	limit, setting := a.textBound(id, a.cfg.MaxQueryLength, "--query.max-length",
 		func(tl tenancy.TenantLimits) int { return tl.MaxQueryLength }, "--limits.max-query-length", "max_query_length")
 	n := 0
@@ -271,7 +272,7 @@ func (a *API) checkLength(id tenancy.ID, texts ...string) error {
 		n += len(s)
 	}
 	if n > limit {
-		return tooLong(n, limit, setting)
+		return tooLong(what, n, limit, setting)
 	}
 	return nil
 }
@@ -281,7 +282,7 @@ func (a *API) checkLength(id tenancy.ID, texts ...string) error {
 // query. Its errors are classified: a refused text or subquery is an
 // invalid parameter "query", as the engine's syntax errors.
 func (a *API) prepare(ctx context.Context, id tenancy.ID, q string, timeout time.Duration, build func(context.Context, string) (pql.Query, error)) (pql.Query, error) {
-	if err := a.checkLength(id, q); err != nil {
+	if err := a.checkLength(id, "query is", q); err != nil {
 		return nil, invalidParam(err, "query")
 	}
 	if err := ctx.Err(); err != nil {

@@ -203,7 +203,7 @@ func (a *API) parseQuery(r *http.Request, rc *requestContext) (result, error) {
 // parseExpr parses a query text that is not run, within the bounds of the
 // request's tenant.
 func (a *API) parseExpr(rc *requestContext, q string) (parser.Expr, error) {
-	if err := a.checkLength(rc.principal.Tenant, q); err != nil {
+	if err := a.checkLength(rc.principal.Tenant, "query is", q); err != nil {
 		return nil, err
 	}
 	return a.parser.ParseExpr(q)

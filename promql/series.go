@@ -170,7 +170,7 @@ func (a *API) series(r *http.Request, rc *requestContext) (result, error) {
 // parseMatchers parses the request's match[] selectors within the bounds
 // of its tenant: together they count as one query text.
 func (a *API) parseMatchers(rc *requestContext, selectors []string) ([][]*labels.Matcher, error) {
-	if err := a.checkLength(rc.principal.Tenant, selectors...); err != nil {
+	if err := a.checkLength(rc.principal.Tenant, "match[] selectors are", selectors...); err != nil {
 		return nil, err
 	}
 	return parseMatchers(a.parser, selectors)
