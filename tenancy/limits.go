@@ -605,8 +605,12 @@ func (l *Limits) take(id ID, n int, spec limitSpec, pick func(*tenantState) *rat
 		}
 		r := lim.ReserveN(now, n)
 		if !r.OK() {
-			err = l.refuse(id, ingestionBurstSpec, burstRefill(lim),
-				fmt.Sprintf("write of %d samples exceeds the ingestion burst of %d samples for tenant %s", n, lim.Burst(), id))
+			// No wait makes it fit: refuse it as too large, not for now,
+			// or a sender retrying 429 would retry it for ever.
+			le := l.refuse(id, ingestionBurstSpec, 0,
+				fmt.Sprintf("write of %d samples exceeds the ingestion burst of %d samples for tenant %s: split it", n, lim.Burst(), id))
+			le.TooLarge = true
+			err = le
 			return
 		}
 		if d := r.DelayFrom(now); d > 0 {
@@ -616,11 +620,6 @@ func (l *Limits) take(id ID, n int, spec limitSpec, pick func(*tenantState) *rat
 		}
 	})
 	return err
-}
-
-// burstRefill is how long an empty bucket of lim takes to fill.
-func burstRefill(lim *rate.Limiter) time.Duration {
-	return time.Duration(float64(lim.Burst()) / float64(lim.Limit()) * float64(time.Second))
 }
 
 func rateName(s limitSpec) string {
@@ -634,7 +633,9 @@ func rateName(s limitSpec) string {
 }
 
 // AllowIngest takes samples from tenant id's ingestion budget, or returns
-// a *LimitError (429) with the time after which the write would fit.
+// a *LimitError (429) with the time after which the write would fit; a
+// write of more samples than the burst can never fit: its *LimitError is
+// TooLarge (413).
 func (l *Limits) AllowIngest(id ID, samples int) error {
 	if samples <= 0 {
 		return nil
