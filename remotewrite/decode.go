@@ -83,7 +83,63 @@ var (
 	ErrMalformed = errors.New("malformed remote write request")
 	// ErrTooLarge means the request decompresses to more than allowed.
 	ErrTooLarge = errors.New("decompressed remote write request too large")
+	// ErrEmpty means a strict decoder found an empty structure: a series
+	// without labels, a label or sample message without any field. It
+	// comes wrapped with ErrMalformed.
+	ErrEmpty = errors.New("empty structure")
+	// ErrWrongMessage means a strict decoder found the other protocol's
+	// message: a remote write 1.0 body sent as 2.0 or the reverse. It
+	// comes wrapped with ErrMalformed.
+	ErrWrongMessage = errors.New("not the message of the negotiated protocol")
 )
+
+// DecodeLimits bound what one request may decode to, so that the decoded
+// structures (96 bytes a series, 32 a label, 24 a sample, whatever their
+// size on the wire) stay proportional to what a sender may legitimately
+// send. A zero count is no limit; the zero DecodeLimits decodes exactly
+// what the reference decoders (prompb, writev2) decode.
+type DecodeLimits struct {
+	MaxSeries  int // series in the request
+	MaxLabels  int // labels of all its series; a 2.0 request may also hold twice as many symbols
+	MaxSamples int // float samples of all its series
+	// Strict refuses, as malformed, what no sender sends but the
+	// reference decoders take: a series without labels (ErrEmpty), a
+	// label or sample message with no field (ErrEmpty), and a non-empty
+	// body with nothing of the negotiated message in it, or in 2.0 with
+	// the fields 1 to 3 that io.prometheus.write.v2.Request reserves for
+	// 1.0's (ErrWrongMessage).
+	Strict bool
+}
+
+// TooManyError is a request holding more series, labels, symbols or
+// samples than its DecodeLimits allow.
+type TooManyError struct {
+	What  string // "series", "labels", "symbols" or "samples"
+	Limit int
+}
+
+func (e *TooManyError) Error() string {
+	return fmt.Sprintf("remote write request holds more than %d %s", e.Limit, e.What)
+}
+
+// caps are the limits of a DecodeLimits, math.MaxInt for none.
+type caps struct{ series, labels, samples int }
+
+func (l DecodeLimits) caps() caps {
+	c := func(n int) int {
+		if n <= 0 {
+			return math.MaxInt
+		}
+		return n
+	}
+	return caps{c(l.MaxSeries), c(l.MaxLabels), c(l.MaxSamples)}
+}
+
+func tooMany(what string, limit int) error { return &TooManyError{What: what, Limit: limit} }
+
+func empty(msg string, off int) error {
+	return fmt.Errorf("%w: %w: %s at byte %d", ErrMalformed, ErrEmpty, msg, off)
+}
 
 // Decoder decodes snappy-compressed remote write 1.0 requests, reusing its
 // buffers from one request to the next: in steady state it allocates
@@ -95,10 +151,30 @@ var (
 // than needed, field numbers truncated to 32 bits), except that the
 // contents of exemplars, histograms and metadata are skipped, not checked.
 type Decoder struct {
+	// Limits bound each request; the zero value decodes like prompb.
+	Limits DecodeLimits
+
 	buf     []byte // the decompressed request
 	req     WriteRequest
 	labels  []Label
 	samples []Sample
+	caps    caps // of Limits, for the request being decoded
+}
+
+// Trim drops the buffers that grew beyond maxBytes each, so that a
+// pooled decoder does not keep the memory of its largest request.
+func (d *Decoder) Trim(maxBytes int) {
+	trim(&d.buf, maxBytes)
+	trim(&d.req.Timeseries, maxBytes)
+	trim(&d.labels, maxBytes)
+	trim(&d.samples, maxBytes)
+}
+
+// trim sets *s to nil when its capacity holds more than maxBytes.
+func trim[T any](s *[]T, maxBytes int) {
+	if uintptr(cap(*s))*unsafe.Sizeof(*new(T)) > uintptr(maxBytes) {
+		*s = nil
+	}
 }
 
 // decodedLen returns the size compressed decompresses to, without
@@ -148,8 +224,13 @@ func (d *Decoder) Unmarshal(data []byte) (*WriteRequest, error) {
 	d.req.Metadata = 0
 	d.labels = d.labels[:0]
 	d.samples = d.samples[:0]
+	d.caps = d.Limits.caps()
 	if err := d.writeRequest(data); err != nil {
 		return nil, err
+	}
+	if d.Limits.Strict && len(data) > 0 && len(d.req.Timeseries) == 0 && d.req.Metadata == 0 {
+		return nil, fmt.Errorf("%w: %w: %d bytes without any series or metadata of a prometheus.WriteRequest "+
+			"(a remote write 2.0 body is sent with Content-Type proto=%s)", ErrMalformed, ErrWrongMessage, len(data), protoV2)
 	}
 	// The arenas may have moved while growing: point the series at their
 	// final place, capping each slice so in-place edits stay inside it.
@@ -321,12 +402,18 @@ func (d *Decoder) writeRequest(b []byte) error {
 			if err != nil {
 				return err
 			}
+			if len(d.req.Timeseries) == d.caps.series {
+				return tooMany("series", d.caps.series)
+			}
 			d.req.Timeseries = append(d.req.Timeseries, TimeSeries{
 				labelsStart:  len(d.labels),
 				samplesStart: len(d.samples),
 			})
 			if err := d.timeSeries(&d.req.Timeseries[len(d.req.Timeseries)-1], b[:end], start); err != nil {
 				return err
+			}
+			if d.Limits.Strict && len(d.labels) == d.req.Timeseries[len(d.req.Timeseries)-1].labelsStart {
+				return empty("series without labels", i)
 			}
 			i = end
 		case fieldWriteRequestMetadata:
@@ -359,6 +446,12 @@ func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i int) error {
 			if err != nil {
 				return err
 			}
+			if len(d.labels) == d.caps.labels {
+				return tooMany("labels", d.caps.labels)
+			}
+			if start == end && d.Limits.Strict {
+				return empty("label without name or value", i)
+			}
 			d.labels = append(d.labels, Label{})
 			if err := label(&d.labels[len(d.labels)-1], b[:end], start); err != nil {
 				return err
@@ -367,6 +460,9 @@ func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i int) error {
 		case fieldTimeSeriesSamples:
 			start, end, err := lengthDelimited(b, "TimeSeries.samples", wire, i, next)
 			if err != nil {
+				return err
+			}
+			if err := d.caps.checkSample(len(d.samples), start, end, d.Limits.Strict, i); err != nil {
 				return err
 			}
 			d.samples = append(d.samples, Sample{})
@@ -390,6 +486,19 @@ func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i int) error {
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// checkSample refuses the sample message b[start:end], whose tag starts
+// at b[at], when the request already holds n samples, its limit, or when
+// strict and it is empty (value 0 at 1970-01-01: no sender sends it).
+func (c caps) checkSample(n, start, end int, strict bool, at int) error {
+	if n == c.samples {
+		return tooMany("samples", c.samples)
+	}
+	if start == end && strict {
+		return empty("sample without value or timestamp", at)
 	}
 	return nil
 }
