@@ -102,6 +102,13 @@ type DecodeLimits struct {
 	MaxSeries  int // series in the request
 	MaxLabels  int // labels of all its series; a 2.0 request may also hold twice as many symbols
 	MaxSamples int // float samples of all its series
+	// MaxBytesPerByte bounds the decoded structures of a request to this
+	// many bytes per byte of the decompressed request, whatever its
+	// counts: empty or tiny series, labels and samples refused that way
+	// decode to much more than they weigh. Real requests decode to 1 to
+	// 5 times their size in 1.0 (label strings point into the body), to
+	// 5 to 10 times in 2.0 (a label is two references of a byte or two).
+	MaxBytesPerByte int
 	// Strict refuses, as malformed, what no sender sends but the
 	// reference decoders take: a series without labels (ErrEmpty), a
 	// label or sample message with no field (ErrEmpty), and a non-empty
@@ -112,28 +119,62 @@ type DecodeLimits struct {
 }
 
 // TooManyError is a request holding more series, labels, symbols or
-// samples than its DecodeLimits allow.
+// samples, or decoding to more bytes, than its DecodeLimits allow.
 type TooManyError struct {
-	What  string // "series", "labels", "symbols" or "samples"
+	What  string // "series", "labels", "symbols", "samples" or "bytes"
 	Limit int
 }
 
 func (e *TooManyError) Error() string {
+	if e.What == "bytes" {
+		return fmt.Sprintf("remote write request decodes to more than %d bytes of series, labels and samples, "+
+			"too many for its size: it is mostly empty or tiny structures", e.Limit)
+	}
 	return fmt.Sprintf("remote write request holds more than %d %s", e.Limit, e.What)
 }
 
-// caps are the limits of a DecodeLimits, math.MaxInt for none.
-type caps struct{ series, labels, samples int }
+// Sizes of the decoded structures, charged to DecodeLimits.MaxBytesPerByte.
+const (
+	seriesSize = int(unsafe.Sizeof(TimeSeries{}))
+	labelSize  = int(unsafe.Sizeof(Label{}))
+	sampleSize = int(unsafe.Sizeof(Sample{}))
+	symbolSize = int(unsafe.Sizeof(""))
+	// A 2.0 label reference takes 4 bytes, and half a Label once resolved.
+	refSize = int(unsafe.Sizeof(uint32(0))) + labelSize/2
+)
 
-func (l DecodeLimits) caps() caps {
+// caps are the limits of a DecodeLimits for one request, math.MaxInt for
+// none, and what is left of its byte budget.
+type caps struct {
+	series, labels, samples int
+	room, bytes             int // bytes left to decode into, of bytes
+}
+
+func (l DecodeLimits) caps(size int) caps {
 	c := func(n int) int {
 		if n <= 0 {
 			return math.MaxInt
 		}
 		return n
 	}
-	return caps{c(l.MaxSeries), c(l.MaxLabels), c(l.MaxSamples)}
+	b := math.MaxInt
+	if l.MaxBytesPerByte > 0 && size < math.MaxInt/l.MaxBytesPerByte {
+		// A floor, so that tiny requests (one series of one sample) pass.
+		b = max(size*l.MaxBytesPerByte, 4<<10)
+	}
+	return caps{series: c(l.MaxSeries), labels: c(l.MaxLabels), samples: c(l.MaxSamples), room: b, bytes: b}
 }
+
+// take charges n bytes of decoded structure to the budget.
+func (c *caps) take(n int) error {
+	if c.room -= n; c.room < 0 {
+		return tooMany("bytes", c.bytes)
+	}
+	return nil
+}
+
+// used is how many bytes of decoded structure the request took.
+func (c *caps) used() int { return c.bytes - c.room }
 
 func tooMany(what string, limit int) error { return &TooManyError{What: what, Limit: limit} }
 
@@ -160,6 +201,11 @@ type Decoder struct {
 	samples []Sample
 	caps    caps // of Limits, for the request being decoded
 }
+
+// DecodedBytes is how many bytes of decoded structures (series, labels,
+// samples) the last request took, as DecodeLimits.MaxBytesPerByte counts
+// them.
+func (d *Decoder) DecodedBytes() int { return d.caps.used() }
 
 // Trim drops the buffers that grew beyond maxBytes each, so that a
 // pooled decoder does not keep the memory of its largest request.
@@ -224,7 +270,7 @@ func (d *Decoder) Unmarshal(data []byte) (*WriteRequest, error) {
 	d.req.Metadata = 0
 	d.labels = d.labels[:0]
 	d.samples = d.samples[:0]
-	d.caps = d.Limits.caps()
+	d.caps = d.Limits.caps(len(data))
 	if err := d.writeRequest(data); err != nil {
 		return nil, err
 	}
@@ -405,15 +451,15 @@ func (d *Decoder) writeRequest(b []byte) error {
 			if len(d.req.Timeseries) == d.caps.series {
 				return tooMany("series", d.caps.series)
 			}
+			if err := d.caps.take(seriesSize); err != nil {
+				return err
+			}
 			d.req.Timeseries = append(d.req.Timeseries, TimeSeries{
 				labelsStart:  len(d.labels),
 				samplesStart: len(d.samples),
 			})
-			if err := d.timeSeries(&d.req.Timeseries[len(d.req.Timeseries)-1], b[:end], start); err != nil {
+			if err := d.timeSeries(&d.req.Timeseries[len(d.req.Timeseries)-1], b[:end], start, i); err != nil {
 				return err
-			}
-			if d.Limits.Strict && len(d.labels) == d.req.Timeseries[len(d.req.Timeseries)-1].labelsStart {
-				return empty("series without labels", i)
 			}
 			i = end
 		case fieldWriteRequestMetadata:
@@ -432,9 +478,11 @@ func (d *Decoder) writeRequest(b []byte) error {
 	return nil
 }
 
-// timeSeries decodes the TimeSeries in b[i:] into ts. Offsets in errors
-// stay relative to the whole request since b is not re-based.
-func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i int) error {
+// timeSeries decodes the TimeSeries in b[i:], whose tag is at b[at], into
+// ts. Offsets in errors stay relative to the whole request since b is not
+// re-based.
+func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i, at int) error {
+	labelFields := 0
 	for i < len(b) {
 		field, wire, next, err := tag(b, i)
 		if err != nil {
@@ -449,8 +497,29 @@ func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i int) error {
 			if len(d.labels) == d.caps.labels {
 				return tooMany("labels", d.caps.labels)
 			}
-			if start == end && d.Limits.Strict {
-				return empty("label without name or value", i)
+			if d.Limits.Strict {
+				if start == end {
+					return empty("label without name or value", i)
+				}
+				// A label with an empty value is no label (Prometheus
+				// drops them, and so does the Validator): not kept.
+				var l Label
+				if err := label(&l, b[:end], start); err != nil {
+					return err
+				}
+				labelFields++
+				i = end
+				if l.Value == "" {
+					continue
+				}
+				if err := d.caps.take(labelSize); err != nil {
+					return err
+				}
+				d.labels = append(d.labels, l)
+				continue
+			}
+			if err := d.caps.take(labelSize); err != nil {
+				return err
 			}
 			d.labels = append(d.labels, Label{})
 			if err := label(&d.labels[len(d.labels)-1], b[:end], start); err != nil {
@@ -487,20 +556,23 @@ func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i int) error {
 			}
 		}
 	}
+	if d.Limits.Strict && labelFields == 0 {
+		return empty("series without labels", at)
+	}
 	return nil
 }
 
 // checkSample refuses the sample message b[start:end], whose tag starts
 // at b[at], when the request already holds n samples, its limit, or when
 // strict and it is empty (value 0 at 1970-01-01: no sender sends it).
-func (c caps) checkSample(n, start, end int, strict bool, at int) error {
+func (c *caps) checkSample(n, start, end int, strict bool, at int) error {
 	if n == c.samples {
 		return tooMany("samples", c.samples)
 	}
 	if start == end && strict {
 		return empty("sample without value or timestamp", at)
 	}
-	return nil
+	return c.take(sampleSize)
 }
 
 func label(l *Label, b []byte, i int) error {

@@ -49,6 +49,11 @@ type DecoderV2 struct {
 	maxRefs int  // 2 * caps.labels
 }
 
+// DecodedBytes is how many bytes of decoded structures (series, symbols,
+// label references and the labels they resolve to, samples) the last
+// request took, as DecodeLimits.MaxBytesPerByte counts them.
+func (d *DecoderV2) DecodedBytes() int { return d.caps.used() }
+
 // Trim drops the buffers that grew beyond maxBytes each, so that a
 // pooled decoder does not keep the memory of its largest request.
 func (d *DecoderV2) Trim(maxBytes int) {
@@ -95,7 +100,7 @@ func (d *DecoderV2) Unmarshal(data []byte) (*RequestV2, error) {
 	d.refs = d.refs[:0]
 	d.labels = d.labels[:0]
 	d.samples = d.samples[:0]
-	d.caps = d.Limits.caps()
+	d.caps = d.Limits.caps(len(data))
 	d.maxRefs = math.MaxInt
 	if d.caps.labels < math.MaxInt/2 {
 		d.maxRefs = 2 * d.caps.labels
@@ -169,6 +174,14 @@ func (d *DecoderV2) request(b []byte) error {
 			if len(d.req.Symbols) == d.maxRefs {
 				return tooMany("symbols", d.maxRefs)
 			}
+			if start == end && len(d.req.Symbols) > 0 && d.Limits.Strict {
+				// The table starts with the empty string, and is
+				// deduplicated: it holds no other.
+				return empty("empty symbol after the first", i)
+			}
+			if err := d.caps.take(symbolSize); err != nil {
+				return err
+			}
 			d.req.Symbols = append(d.req.Symbols, str(b, start, end))
 			i = end
 		case fieldRequestTimeseries:
@@ -178,6 +191,9 @@ func (d *DecoderV2) request(b []byte) error {
 			}
 			if len(d.req.Timeseries) == d.caps.series {
 				return tooMany("series", d.caps.series)
+			}
+			if err := d.caps.take(seriesSize); err != nil {
+				return err
 			}
 			d.req.Timeseries = append(d.req.Timeseries, TimeSeries{
 				refsStart:    len(d.refs),
@@ -228,6 +244,9 @@ func (d *DecoderV2) timeSeries(ts *TimeSeries, b []byte, i int) error {
 			if len(d.refs) == d.maxRefs {
 				return tooMany("labels", d.caps.labels)
 			}
+			if err := d.caps.take(refSize); err != nil {
+				return err
+			}
 			d.refs = append(d.refs, uint32(v))
 			i = end
 		case field == fieldSeriesV2LabelsRefs && wire == wireBytes:
@@ -245,6 +264,9 @@ func (d *DecoderV2) timeSeries(ts *TimeSeries, b []byte, i int) error {
 				}
 				if len(d.refs) == d.maxRefs {
 					return tooMany("labels", d.caps.labels)
+				}
+				if err := d.caps.take(refSize); err != nil {
+					return err
 				}
 				d.refs = append(d.refs, uint32(v))
 				i = next

@@ -79,10 +79,11 @@ func DefaultConfig() Config {
 		MaxSeriesPerRequest:  100_000,
 		MaxLabelsPerRequest:  1_000_000,
 		MaxSamplesPerRequest: 1_000_000,
-		// Twice the largest request (10 MiB compressed, 64 MiB
-		// decompressed, reserved as 10 + 3 x 64 MiB), or about 500
-		// default Prometheus batches of 2,000 samples at once: far above
-		// what the store appends concurrently on one node.
+		// Twice the largest 1.0 request (10 MiB compressed, 64 MiB
+		// decompressed, about 60 MB decoded at most), or some hundreds of
+		// default Prometheus batches of 2,000 samples at once (about 1 MB
+		// reserved each before decoding, 0.5 MB after): far above what
+		// the store appends concurrently on one node.
 		MaxInflightBytes: 512 << 20,
 		// Prometheus gives up on a request after its remote_timeout (30s
 		// by default): a body still arriving after a minute is from a
@@ -117,7 +118,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.IntVar(&c.MaxSamplesPerRequest, "ingest.max-samples-per-request", d.MaxSamplesPerRequest,
 		"Most float samples one remote write request may carry; larger requests get 413.")
 	f.Int64Var(&c.MaxInflightBytes, "ingest.max-inflight-bytes", d.MaxInflightBytes,
-		"Memory, in bytes, that the write requests being decoded and stored may hold together, all tenants (a remote write request counts its body plus three times its decompressed size, a native write 8 times its body); beyond it writes get 503 with Retry-After.")
+		"Memory, in bytes, that the write requests being decoded and stored may hold together, all tenants (a remote write request counts its body, its decompressed body and its decoded series, a native write 8 times its body); beyond it writes get 503 with Retry-After.")
 	f.DurationVar(&c.BodyReadTimeout, "ingest.body-read-timeout", d.BodyReadTimeout,
 		"How long a write request body may take to arrive; slower ones get 503. 0 for no limit.")
 }
@@ -198,15 +199,23 @@ func (st *writeState) trim() {
 	st.decV2.Trim(maxPooledBytes)
 }
 
-// Memory reserved in the in-flight budget, in bytes, beside the body: a
-// remote write request holds its decompressed body and its decoded
-// structures, about as large again for real requests (the strings point
-// into the body) and bounded by the per-request limits for pathological
-// ones; a native write holds its items, their maps and their series.
+// How many bytes of decoded structures a request may take per byte of its
+// decompressed body (DecodeLimits.MaxBytesPerByte): about twice what real
+// requests take. 2,000 1.0 series of one sample and the single label
+// __name__="m1" take 4.2 times their size, real series with job, instance
+// and a few more labels 1.6 to 3 times: label strings point into the body.
+// A 2.0 label is two references of a byte or two for 40 bytes decoded (4
+// per reference, 32 per Label): 2.0 series of one sample take 6 times
+// their size, 2 to 4 with more samples.
 const (
-	rwDecodedWeight     = 3 // times the decompressed size
-	nativeDecodedWeight = 8 // times the body, the body included
+	rw1BytesPerByte = 8
+	rw2BytesPerByte = 12
 )
+
+// nativeBytesPerByte is the memory a native write holds per byte of its
+// body, the body included: decoded items, their maps of dimensions, and
+// the series built from them.
+const nativeBytesPerByte = 8
 
 // inflightBytes bounds the memory of the write requests being decoded and
 // stored, across tenants and handlers. It is taken after the body is read,
@@ -236,6 +245,29 @@ func (g *inflightBytes) acquire(n int64) (int64, error) {
 
 func (g *inflightBytes) release(n int64) { g.used.Add(-n) }
 
+// shrink lowers a reservation of n bytes to to, if less, and returns it.
+func (g *inflightBytes) shrink(n, to int64) int64 {
+	if to >= n {
+		return n
+	}
+	g.release(n - to)
+	return to
+}
+
+// decodedBound is the most the decoded structures of a request of proto,
+// n bytes decompressed, may take: its bytes per byte, or what the
+// per-request counts allow if less.
+func (g *ingester) decodedBound(proto protocol, n int) int64 {
+	c := g.cfg
+	series, labels, samples := int64(c.MaxSeriesPerRequest), int64(c.MaxLabelsPerRequest), int64(c.MaxSamplesPerRequest)
+	if proto == rw2 {
+		return min(rw2BytesPerByte*int64(n),
+			series*int64(seriesSize)+2*labels*int64(refSize+symbolSize)+samples*int64(sampleSize))
+	}
+	return min(rw1BytesPerByte*int64(n),
+		series*int64(seriesSize)+labels*int64(labelSize)+samples*int64(sampleSize))
+}
+
 // inflightRetryAfter is the Retry-After of a write refused by the
 // in-flight budget: requests in flight are done within about a second.
 const inflightRetryAfter = time.Second
@@ -263,6 +295,8 @@ func newIngester(cfg Config, store storage.MetricsStore, limiter Limiter, logger
 		MaxSamples: cfg.MaxSamplesPerRequest,
 		Strict:     true,
 	}
+	limitsV2 := limits
+	limits.MaxBytesPerByte, limitsV2.MaxBytesPerByte = rw1BytesPerByte, rw2BytesPerByte
 	maxInflight := cfg.MaxInflightBytes
 	if maxInflight <= 0 {
 		maxInflight = math.MaxInt64
@@ -277,7 +311,7 @@ func newIngester(cfg Config, store storage.MetricsStore, limiter Limiter, logger
 		inflight:  &inflightBytes{max: maxInflight},
 		states: sync.Pool{New: func() any {
 			st := new(writeState)
-			st.dec.Limits, st.decV2.Limits = limits, limits
+			st.dec.Limits, st.decV2.Limits = limits, limitsV2
 			return st
 		}},
 	}
@@ -540,11 +574,13 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Princi
 		return res, apierror.New(apierror.TooLarge, "%s: %d bytes, more than the limit of %d (raise --ingest.max-decompressed-bytes)",
 			ErrTooLarge, n, h.cfg.MaxDecompressedBytes)
 	}
-	reserved, err := h.inflight.acquire(int64(len(st.body)) + rwDecodedWeight*int64(n))
+	// The body, the decompressed body and the most its decoding may take:
+	// once decoded, the reservation shrinks to what it took.
+	reserved, err := h.inflight.acquire(int64(len(st.body)) + int64(n) + h.decodedBound(proto, n))
 	if err != nil {
 		return res, err
 	}
-	defer h.inflight.release(reserved)
+	defer func() { h.inflight.release(reserved) }()
 
 	var series []TimeSeries
 	if proto == rw2 {
@@ -558,8 +594,16 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Princi
 			series = req.Timeseries
 		}
 	}
+	decoded := st.dec.DecodedBytes()
+	if proto == rw2 {
+		decoded = st.decV2.DecodedBytes()
+	}
+	reserved = h.inflight.shrink(reserved, int64(len(st.body))+int64(n)+int64(decoded))
 	var tm *TooManyError
 	switch {
+	case errors.As(err, &tm) && tm.What == "bytes":
+		// Not a sender's batch, however large: no setting raises it.
+		return res, &apierror.Error{Kind: apierror.TooLarge, Err: err}
 	case errors.As(err, &tm):
 		return res, &apierror.Error{Kind: apierror.TooLarge, Err: err, Msg: fmt.Sprintf(
 			"raise %s, or send smaller batches (max_samples_per_send)", requestLimitFlag[tm.What])}
