@@ -337,11 +337,11 @@ var fuzzLimits = DecodeLimits{MaxSeries: 8, MaxLabels: 64, MaxSamples: 64, MaxBy
 // strictFacts are what a lenient decoder's result says of a request, for
 // checking why a strict decoder refused it.
 type strictFacts struct {
-	size                                  int // of the request
+	size                                   int // of the request
 	series, labels, samples, refs, symbols int // labels: with a value (1.0), or resolved (2.0)
-	bytes                                 int // decoded, as the strict decoder counts them
-	emptySeries, emptyLabel, zeroSample   bool
-	emptySymbol, nothing, reserved        bool
+	bytes                                  int // decoded, as the strict decoder counts them
+	emptySeries, emptyLabel, zeroSample    bool
+	emptySymbol, nothing, reserved         bool
 }
 
 // justifies fails t unless f explains err, a strict decoder's refusal.
