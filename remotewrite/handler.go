@@ -606,7 +606,7 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Princi
 		return res, &apierror.Error{Kind: apierror.TooLarge, Err: err}
 	case errors.As(err, &tm):
 		return res, &apierror.Error{Kind: apierror.TooLarge, Err: err, Msg: fmt.Sprintf(
-			"raise %s, or send smaller batches (max_samples_per_send)", requestLimitFlag[tm.What])}
+			"raise %s, or send smaller batches (max_samples_per_send)", requestLimitFlag(tm.What))}
 	case errors.Is(err, ErrTooLarge):
 		return res, &apierror.Error{Kind: apierror.TooLarge, Err: fmt.Errorf("%w (raise --ingest.max-decompressed-bytes)", err)}
 	case err != nil && proto == rw2:
@@ -640,12 +640,16 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Princi
 		rc.series, len(series), rc.samples, res.stored))
 }
 
-// requestLimitFlag is the flag that raises each limit of DecodeLimits.
-var requestLimitFlag = map[string]string{
-	"series":  "--ingest.max-series-per-request",
-	"labels":  "--ingest.max-labels-per-request",
-	"symbols": "--ingest.max-labels-per-request",
-	"samples": "--ingest.max-samples-per-request",
+// requestLimitFlag is the flag that raises the limit of DecodeLimits on
+// what, a TooManyError's What.
+func requestLimitFlag(what string) string {
+	switch what {
+	case "series":
+		return "--ingest.max-series-per-request"
+	case "samples":
+		return "--ingest.max-samples-per-request"
+	}
+	return "--ingest.max-labels-per-request" // labels, and symbols (two per label)
 }
 
 // allow counts n received samples and asks the limiter whether the tenant
