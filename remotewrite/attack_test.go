@@ -21,6 +21,7 @@ import (
 	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
 
+	"github.com/luminate-io/luminate/api/apierror"
 	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/storage/badger"
 	"github.com/luminate-io/luminate/tenancy"
@@ -145,7 +146,7 @@ func TestInflightBudget(t *testing.T) {
 		parallel, len(body), n, cfg.MaxInflightBytes, inFlight, len(answers), grew)
 	require.GreaterOrEqual(t, inFlight, 2, "the budget holds two requests before decoding")
 	require.Less(t, inFlight, parallel)
-	require.LessOrEqual(t, h.inflight.used.Load(), cfg.MaxInflightBytes)
+	require.LessOrEqual(t, h.inflight.inUse(), cfg.MaxInflightBytes)
 	for range parallel - inFlight {
 		a := <-answers
 		require.Equal(t, http.StatusServiceUnavailable, a.code, a.body)
@@ -161,7 +162,7 @@ func TestInflightBudget(t *testing.T) {
 		a := <-answers
 		require.Equal(t, http.StatusNoContent, a.code, a.body)
 	}
-	require.Zero(t, h.inflight.used.Load(), "everything reserved is released")
+	require.Zero(t, h.inflight.inUse(), "everything reserved is released")
 	require.Len(t, readBack(t, held.Store, writer.Tenant), 20_000)
 }
 
@@ -173,7 +174,7 @@ func TestInflightRefusedBeforeDecompressing(t *testing.T) {
 	cfg.MaxInflightBytes = 64 << 20
 	write, native := NewHandlers(cfg, store, nil, nil, prometheus.NewRegistry())
 	h := write.(*handler)
-	all, err := h.inflight.acquire(cfg.MaxInflightBytes)
+	all, err := h.inflight.acquire(writer.Tenant, cfg.MaxInflightBytes)
 	require.NoError(t, err)
 
 	body := snappy.Encode(nil, repeat(pb{}.bytes(1, nil), 32<<20)) // 32 MiB decompressed, 1.5 MB sent
@@ -194,7 +195,7 @@ func TestInflightRefusedBeforeDecompressing(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
 	nw = postNative(native, &writer, `{"metrics":[{"name":"a","value":1}]}`, nil)
 	require.Equal(t, http.StatusOK, nw.Code, nw.Body.String())
-	require.Zero(t, h.inflight.used.Load())
+	require.Zero(t, h.inflight.inUse())
 }
 
 // Slow uploads hold nothing shared while their bodies trickle in: neither
@@ -225,7 +226,7 @@ func TestSlowUploads(t *testing.T) {
 			require.NoError(t, err)
 		}
 		time.Sleep(100 * time.Millisecond) // let the handlers start reading
-		require.Zero(t, h.inflight.used.Load(), "a body still arriving reserves nothing")
+		require.Zero(t, h.inflight.inUse(), "a body still arriving reserves nothing")
 	})
 	t.Logf("%d slow uploads claiming 8 MiB each: heap grew by %d bytes", slow, grew)
 	require.Less(t, grew, uint64(slow*2*maxBodyPrealloc+4<<20), "memory for what arrived, not for what was claimed")
@@ -245,7 +246,7 @@ func TestSlowUploads(t *testing.T) {
 		c.Close()
 	}
 	require.Less(t, time.Since(start), 5*time.Second)
-	require.Zero(t, h.inflight.used.Load())
+	require.Zero(t, h.inflight.inUse())
 }
 
 // A request over a per-request limit can never pass: 413 naming the flag,
@@ -363,4 +364,31 @@ func TestNativeBounds(t *testing.T) {
 	w = postNative(h, &writer, deep, nil)
 	require.Equal(t, http.StatusBadRequest, w.Code, w.Body.String())
 	require.Less(t, time.Since(start), 2*time.Second)
+}
+
+// No tenant takes more than half of the in-flight budget while others
+// hold some of it: a tenant's burst leaves room for the others.
+func TestInflightShared(t *testing.T) {
+	g := newInflightBytes(100)
+	b, err := g.acquire("b", 10)
+	require.NoError(t, err)
+	a, err := g.acquire("a", 40)
+	require.NoError(t, err)
+	_, err = g.acquire("a", 20)
+	require.ErrorContains(t, err, "over half of the limit of 100 bytes")
+	require.Equal(t, http.StatusServiceUnavailable, apierror.Classify(err).Status)
+	b2, err := g.acquire("b", 20)
+	require.NoError(t, err, "the other tenant still fits")
+	_, err = g.acquire("c", 40)
+	require.ErrorContains(t, err, "over the limit of 100 bytes (--ingest.max-inflight-bytes)")
+	g.release(b)
+	g.release(b2)
+	a2, err := g.acquire("a", 60)
+	require.NoError(t, err, "alone, a tenant may take all of it")
+	a = g.shrink(a, 5)
+	require.Equal(t, int64(65), g.inUse())
+	g.release(a)
+	g.release(a2)
+	require.Zero(t, g.inUse())
+	require.Empty(t, g.byTenant)
 }

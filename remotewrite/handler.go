@@ -27,7 +27,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -220,39 +219,78 @@ const nativeBytesPerByte = 8
 // inflightBytes bounds the memory of the write requests being decoded and
 // stored, across tenants and handlers. It is taken after the body is read,
 // so a slow upload holds none of it, and never waited for: over it, a
-// request is refused at once with Retry-After.
+// request is refused at once with Retry-After. No tenant may hold more than
+// half of it while others hold some, so that one tenant's burst leaves room
+// for the others.
 type inflightBytes struct {
-	max  int64
-	used atomic.Int64
+	max int64
+
+	mu       sync.Mutex
+	used     int64
+	byTenant map[tenancy.ID]int64
 }
 
-// acquire reserves n bytes, or at most the whole budget (so that a request
-// larger than it may still run alone), and returns how many to release.
-func (g *inflightBytes) acquire(n int64) (int64, error) {
+func newInflightBytes(max int64) *inflightBytes {
+	return &inflightBytes{max: max, byTenant: map[tenancy.ID]int64{}}
+}
+
+// reservation is what a request holds of the in-flight budget.
+type reservation struct {
+	tenant tenancy.ID
+	n      int64
+}
+
+// acquire reserves n bytes for tenant id: at most the whole budget, so
+// that a request larger than it may still run alone.
+func (g *inflightBytes) acquire(id tenancy.ID, n int64) (reservation, error) {
 	n = max(min(n, g.max), 1)
-	for {
-		used := g.used.Load()
-		if used+n > g.max {
-			return 0, &apierror.Error{Kind: apierror.Unavailable, RetryAfter: inflightRetryAfter, Msg: fmt.Sprintf(
-				"write requests of %d bytes in flight, and this one needs %d more: over the limit of %d bytes (--ingest.max-inflight-bytes); retry later",
-				used, n, g.max)}
-		}
-		if g.used.CompareAndSwap(used, used+n) {
-			return n, nil
-		}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	mine := g.byTenant[id]
+	switch {
+	case g.used+n > g.max:
+		return reservation{}, &apierror.Error{Kind: apierror.Unavailable, RetryAfter: inflightRetryAfter, Msg: fmt.Sprintf(
+			"write requests of %d bytes in flight, and this one needs %d more: over the limit of %d bytes (--ingest.max-inflight-bytes); retry later",
+			g.used, n, g.max)}
+	case mine+n > g.max/2 && g.used > mine:
+		return reservation{}, &apierror.Error{Kind: apierror.Unavailable, RetryAfter: inflightRetryAfter, Msg: fmt.Sprintf(
+			"tenant %s has write requests of %d bytes in flight, and this one needs %d more: over half of the limit of %d bytes "+
+				"(--ingest.max-inflight-bytes), which other tenants share; retry later", id, mine, n, g.max)}
 	}
+	g.used += n
+	g.byTenant[id] = mine + n
+	return reservation{id, n}, nil
 }
 
-func (g *inflightBytes) release(n int64) { g.used.Add(-n) }
+func (g *inflightBytes) release(r reservation) { g.shrink(r, 0) }
 
-// shrink lowers a reservation of n bytes to to, if less, and returns it.
-func (g *inflightBytes) shrink(n, to int64) int64 {
-	if to >= n {
-		return n
+// shrink lowers reservation r to to bytes, if less, and returns it.
+func (g *inflightBytes) shrink(r reservation, to int64) reservation {
+	if to >= r.n {
+		return r
 	}
-	g.release(n - to)
-	return to
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.used -= r.n - to
+	if left := g.byTenant[r.tenant] - (r.n - to); left > 0 {
+		g.byTenant[r.tenant] = left
+	} else {
+		delete(g.byTenant, r.tenant)
+	}
+	r.n = to
+	return r
 }
+
+// inUse is how many bytes are reserved.
+func (g *inflightBytes) inUse() int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.used
+}
+
+// inflightRetryAfter is the Retry-After of a write refused by the
+// in-flight budget: requests in flight are done within about a second.
+const inflightRetryAfter = time.Second
 
 // decodedBound is the most the decoded structures of a request of proto,
 // n bytes decompressed, may take: its bytes per byte, or what the
@@ -267,10 +305,6 @@ func (g *ingester) decodedBound(proto protocol, n int) int64 {
 	return min(rw1BytesPerByte*int64(n),
 		series*int64(seriesSize)+labels*int64(labelSize)+samples*int64(sampleSize))
 }
-
-// inflightRetryAfter is the Retry-After of a write refused by the
-// in-flight budget: requests in flight are done within about a second.
-const inflightRetryAfter = time.Second
 
 // ingester is what the remote write and native handlers share: the store,
 // the limits, the in-flight budget and the counters.
@@ -308,7 +342,7 @@ func newIngester(cfg Config, store storage.MetricsStore, limiter Limiter, logger
 		validator: NewValidator(cfg),
 		logger:    logger,
 		metrics:   newMetrics(reg),
-		inflight:  &inflightBytes{max: maxInflight},
+		inflight:  newInflightBytes(maxInflight),
 		states: sync.Pool{New: func() any {
 			st := new(writeState)
 			st.dec.Limits, st.decV2.Limits = limits, limitsV2
@@ -576,7 +610,7 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Princi
 	}
 	// The body, the decompressed body and the most its decoding may take:
 	// once decoded, the reservation shrinks to what it took.
-	reserved, err := h.inflight.acquire(int64(len(st.body)) + int64(n) + h.decodedBound(proto, n))
+	reserved, err := h.inflight.acquire(p.Tenant, int64(len(st.body))+int64(n)+h.decodedBound(proto, n))
 	if err != nil {
 		return res, err
 	}

@@ -141,7 +141,7 @@ func (h *nativeHandler) write(w http.ResponseWriter, r *http.Request, p tenancy.
 	if err != nil {
 		return err
 	}
-	reserved, err := h.inflight.acquire(nativeBytesPerByte * int64(len(st.body)))
+	reserved, err := h.inflight.acquire(p.Tenant, nativeBytesPerByte*int64(len(st.body)))
 	if err != nil {
 		return err
 	}
