@@ -293,7 +293,7 @@ func FuzzDecode(f *testing.F) {
 		case serr == nil && err != nil:
 			t.Fatalf("strict accepts what lenient rejects: %v", err)
 		case serr == nil:
-			if err := sameWithoutEmptyValues(got.Timeseries, sgot.Timeseries); err != nil {
+			if err := sameAsLenient(got.Timeseries, sgot.Timeseries, true); err != nil {
 				t.Fatal(err)
 			}
 		case err == nil:
@@ -366,17 +366,17 @@ func (f strictFacts) justifies(t *testing.T, err error) {
 	}
 }
 
-// sameWithoutEmptyValues reports how strict, decoded by a strict Decoder,
-// differs from lenient, the same request decoded by a lenient one, once
-// the labels without value are left out of lenient.
-func sameWithoutEmptyValues(lenient, strict []TimeSeries) error {
+// sameAsLenient reports how strict, decoded by a strict decoder, differs
+// from lenient, the same request decoded by a lenient one, once the labels
+// without value are left out of lenient when dropEmpty (1.0).
+func sameAsLenient(lenient, strict []TimeSeries, dropEmpty bool) error {
 	if len(lenient) != len(strict) {
 		return fmt.Errorf("series: lenient %d, strict %d", len(lenient), len(strict))
 	}
 	for i := range lenient {
 		var want []Label
 		for _, l := range lenient[i].Labels {
-			if l.Value != "" {
+			if l.Value != "" || !dropEmpty {
 				want = append(want, l)
 			}
 		}
