@@ -453,18 +453,28 @@ func BenchmarkDecode(b *testing.B) {
 			data, err := req.Marshal()
 			require.NoError(b, err)
 			compressed := snappy.Encode(nil, data)
-			var d Decoder
-			b.SetBytes(int64(len(compressed)))
-			b.ReportAllocs()
-			n := 0
-			for b.Loop() {
-				got, err := d.Decode(compressed, len(data))
-				if err != nil || len(got.Timeseries) != shape.series {
-					b.Fatal(err)
+			// Lenient, as the reference decoders; and strict and bounded,
+			// as the handler decodes.
+			for _, limits := range []DecodeLimits{{}, decodeLimits(DefaultConfig(), rw1BytesPerByte)} {
+				name := "lenient"
+				if limits.Strict {
+					name = "strict"
 				}
-				n++
+				b.Run(name, func(b *testing.B) {
+					d := Decoder{Limits: limits}
+					b.SetBytes(int64(len(compressed)))
+					b.ReportAllocs()
+					n := 0
+					for b.Loop() {
+						got, err := d.Decode(compressed, len(data))
+						if err != nil || len(got.Timeseries) != shape.series {
+							b.Fatal(err)
+						}
+						n++
+					}
+					b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n*shape.series*shape.samples), "ns/sample")
+				})
 			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n*shape.series*shape.samples), "ns/sample")
 		})
 	}
 }

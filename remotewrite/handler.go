@@ -323,14 +323,7 @@ func newIngester(cfg Config, store storage.MetricsStore, limiter Limiter, logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	limits := DecodeLimits{
-		MaxSeries:  cfg.MaxSeriesPerRequest,
-		MaxLabels:  cfg.MaxLabelsPerRequest,
-		MaxSamples: cfg.MaxSamplesPerRequest,
-		Strict:     true,
-	}
-	limitsV2 := limits
-	limits.MaxBytesPerByte, limitsV2.MaxBytesPerByte = rw1BytesPerByte, rw2BytesPerByte
+	limits, limitsV2 := decodeLimits(cfg, rw1BytesPerByte), decodeLimits(cfg, rw2BytesPerByte)
 	maxInflight := cfg.MaxInflightBytes
 	if maxInflight <= 0 {
 		maxInflight = math.MaxInt64
@@ -348,6 +341,18 @@ func newIngester(cfg Config, store storage.MetricsStore, limiter Limiter, logger
 			st.dec.Limits, st.decV2.Limits = limits, limitsV2
 			return st
 		}},
+	}
+}
+
+// decodeLimits are the strict DecodeLimits of cfg, for a protocol whose
+// requests may decode to bytesPerByte bytes per byte.
+func decodeLimits(cfg Config, bytesPerByte int) DecodeLimits {
+	return DecodeLimits{
+		MaxSeries:       cfg.MaxSeriesPerRequest,
+		MaxLabels:       cfg.MaxLabelsPerRequest,
+		MaxSamples:      cfg.MaxSamplesPerRequest,
+		MaxBytesPerByte: bytesPerByte,
+		Strict:          true,
 	}
 }
 
