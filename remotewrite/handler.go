@@ -298,6 +298,9 @@ const inflightRetryAfter = time.Second
 func (g *ingester) decodedBound(proto protocol, n int) int64 {
 	c := g.cfg
 	series, labels, samples := int64(c.MaxSeriesPerRequest), int64(c.MaxLabelsPerRequest), int64(c.MaxSamplesPerRequest)
+	if series <= 0 || labels <= 0 || samples <= 0 { // unlimited (a Config not validated)
+		series, labels, samples = math.MaxInt32, math.MaxInt32, math.MaxInt32
+	}
 	if proto == rw2 {
 		return min(rw2BytesPerByte*int64(n),
 			series*int64(seriesSize)+2*labels*int64(refSize+symbolSize)+samples*int64(sampleSize))
