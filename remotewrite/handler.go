@@ -379,10 +379,15 @@ type handler struct {
 //
 // It answers 204 when every sample was stored; 400 when some series or
 // samples were invalid, after storing the valid ones; 401/403 without a
-// principal or the metrics:write scope; 413 above the size bounds; 415 for
-// another content type, encoding, protobuf message or protocol version;
-// 429 over the tenant's rate; and 5xx only when the store failed, so that
-// senders retry exactly what was not stored. Native histograms are not
+// principal or the metrics:write scope; 413 above the size bounds, the
+// per-request limits or the tenant's ingestion burst (a request that can
+// never pass); 415 for another content type, encoding, protobuf message or
+// protocol version; 429 over the tenant's rate; 503 with Retry-After when
+// the writes in flight hold the in-flight budget, or the body did not
+// arrive in time; and otherwise 5xx only when the store failed, so that
+// senders retry exactly what was not stored. A body that is not the
+// message its Content-Type names (a 1.0 body sent as 2.0, or the reverse),
+// or that holds empty series, labels or samples, is a 400. Native histograms are not
 // stored: they are rejected (400), the float samples beside them stored.
 // Exemplars and metadata are accepted and dropped.
 //
