@@ -497,35 +497,24 @@ func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i, at int) error {
 			if len(d.labels) == d.caps.labels {
 				return tooMany("labels", d.caps.labels)
 			}
-			if d.Limits.Strict {
-				if start == end {
-					return empty("label without name or value", i)
-				}
-				// A label with an empty value is no label (Prometheus
-				// drops them, and so does the Validator): not kept.
-				var l Label
-				if err := label(&l, b[:end], start); err != nil {
-					return err
-				}
-				labelFields++
-				i = end
-				if l.Value == "" {
-					continue
-				}
-				if err := d.caps.take(labelSize); err != nil {
-					return err
-				}
-				d.labels = append(d.labels, l)
-				continue
+			if start == end && d.Limits.Strict {
+				return empty("label without name or value", i)
 			}
-			if err := d.caps.take(labelSize); err != nil {
-				return err
-			}
+			labelFields++
 			d.labels = append(d.labels, Label{})
 			if err := label(&d.labels[len(d.labels)-1], b[:end], start); err != nil {
 				return err
 			}
 			i = end
+			if d.Limits.Strict && d.labels[len(d.labels)-1].Value == "" {
+				// A label with an empty value is no label (Prometheus
+				// drops them, and so does the Validator): not kept.
+				d.labels = d.labels[:len(d.labels)-1]
+				continue
+			}
+			if err := d.caps.take(labelSize); err != nil {
+				return err
+			}
 		case fieldTimeSeriesSamples:
 			start, end, err := lengthDelimited(b, "TimeSeries.samples", wire, i, next)
 			if err != nil {
