@@ -331,15 +331,6 @@ func newIngester(cfg Config, store storage.MetricsStore, limiter Limiter, logger
 	if maxInflight <= 0 {
 		maxInflight = math.MaxInt64
 	}
-	inflight := newInflightBytes(maxInflight)
-	if reg != nil {
-		// The first handler of a registry reports its budget; with
-		// NewHandlers both handlers share it.
-		_ = reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "luminate_ingest_inflight_bytes",
-			Help: "Bytes of the write requests being decoded and stored, reserved of --ingest.max-inflight-bytes.",
-		}, func() float64 { return float64(inflight.inUse()) }))
-	}
 	return &ingester{
 		cfg:       cfg,
 		store:     store,
@@ -347,7 +338,7 @@ func newIngester(cfg Config, store storage.MetricsStore, limiter Limiter, logger
 		validator: NewValidator(cfg),
 		logger:    logger,
 		metrics:   newMetrics(reg),
-		inflight:  inflight,
+		inflight:  newInflightBytes(maxInflight),
 		states: sync.Pool{New: func() any {
 			st := new(writeState)
 			st.dec.Limits, st.decV2.Limits = limits, limitsV2
