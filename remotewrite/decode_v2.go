@@ -256,20 +256,29 @@ func (d *DecoderV2) timeSeries(ts *TimeSeries, b []byte, i int) error {
 			}
 			// Like gogo/protobuf, read varints while they start inside
 			// the packed field, bounded by the series rather than the
-			// field, and go on from where the last one ended.
+			// field, and go on from where the last one ended. It holds at
+			// most one reference a byte: when that many fit the limits,
+			// they are charged once, after.
+			fits := len(d.refs) <= d.maxRefs-(end-start) && (end-start) <= d.caps.room/refSize
+			before := len(d.refs)
 			for i = start; i < end; {
 				v, next, err := uvarint(b, i)
 				if err != nil {
 					return err
 				}
-				if len(d.refs) == d.maxRefs {
-					return tooMany("labels", d.caps.labels)
-				}
-				if err := d.caps.take(refSize); err != nil {
-					return err
+				if !fits {
+					if len(d.refs) == d.maxRefs {
+						return tooMany("labels", d.caps.labels)
+					}
+					if err := d.caps.take(refSize); err != nil {
+						return err
+					}
 				}
 				d.refs = append(d.refs, uint32(v))
 				i = next
+			}
+			if fits {
+				d.caps.room -= (len(d.refs) - before) * refSize
 			}
 		case field == fieldSeriesV2LabelsRefs:
 			return wrongWire("TimeSeries.labels_refs", wire, i)
