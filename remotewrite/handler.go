@@ -117,7 +117,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.IntVar(&c.MaxSamplesPerRequest, "ingest.max-samples-per-request", d.MaxSamplesPerRequest,
 		"Most float samples one remote write request may carry; larger requests get 413.")
 	f.Int64Var(&c.MaxInflightBytes, "ingest.max-inflight-bytes", d.MaxInflightBytes,
-		"Memory, in bytes, that the write requests being decoded and stored may hold together, all tenants (a remote write request counts its body, its decompressed body and its decoded series, a native write 8 times its body); beyond it writes get 503 with Retry-After.")
+		"Memory, in bytes, that the write requests being decoded and stored may hold together, all tenants (a remote write request counts its body, its decompressed body and its decoded series, a native write 8 times its body); beyond it, or beyond half of it for one tenant while others hold some, writes get 503 with Retry-After.")
 	f.DurationVar(&c.BodyReadTimeout, "ingest.body-read-timeout", d.BodyReadTimeout,
 		"How long a write request body may take to arrive; slower ones get 503. 0 for no limit.")
 }

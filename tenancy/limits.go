@@ -138,7 +138,7 @@ func (c *LimitsConfig) RegisterFlags(f *flag.FlagSet) {
 	d := DefaultTenantLimits()
 	const o = " 0 means unlimited. Per-tenant override key: "
 	f.Float64Var(&c.IngestionRate, "limits.ingestion-rate", d.IngestionRate, "Samples/s each tenant may write, sustained."+o+"ingestion_rate.")
-	f.IntVar(&c.IngestionBurst, "limits.ingestion-burst", d.IngestionBurst, "Samples each tenant may write at once above its ingestion rate; also the largest write request accepted. Per-tenant override key: ingestion_burst.")
+	f.IntVar(&c.IngestionBurst, "limits.ingestion-burst", d.IngestionBurst, "Samples each tenant may write at once above its ingestion rate; also the largest write request accepted (larger ones get 413). Per-tenant override key: ingestion_burst.")
 	f.Float64Var(&c.RequestRate, "limits.request-rate", d.RequestRate, "API requests/s each tenant may make, sustained."+o+"request_rate.")
 	f.IntVar(&c.RequestBurst, "limits.request-burst", d.RequestBurst, "API requests each tenant may make at once above its request rate. Per-tenant override key: request_burst.")
 	f.IntVar(&c.MaxActiveSeries, "limits.max-active-series", d.MaxActiveSeries, "Series each tenant may hold; new series beyond it are refused, existing ones keep flowing."+o+"max_active_series.")
