@@ -205,7 +205,7 @@ func TestInflightRefusedBeforeDecompressing(t *testing.T) {
 func TestSlowUploads(t *testing.T) {
 	store := openStore(t, nil)
 	cfg := testConfig(t)
-	cfg.BodyReadTimeout = 2 * time.Second
+	cfg.BodyReadTimeout = time.Second
 	ok := realRequest(t, "up", 100)
 	cfg.MaxInflightBytes = 1 << 20 // room for one small request at a time
 	write, _ := NewHandlers(cfg, store, nil, nil, prometheus.NewRegistry())
@@ -329,7 +329,7 @@ func TestPooledBuffersCapped(t *testing.T) {
 	store := openStore(t, nil)
 	g := newIngester(testConfig(t), store, nil, nil, prometheus.NewRegistry())
 	st := g.getState()
-	_, err := st.dec.Decode(realRequest(t, "big", 50_000), 64<<20)
+	_, err := st.dec.Decode(realRequest(t, "big", 40_000), 64<<20)
 	require.NoError(t, err)
 	st.body = make([]byte, 8<<20)
 	small := make([]Sample, 10)
@@ -338,7 +338,7 @@ func TestPooledBuffersCapped(t *testing.T) {
 	st.trim()
 	require.Nil(t, st.body)
 	require.Nil(t, st.dec.buf)
-	require.Nil(t, st.dec.labels, "50,000 series of 4 labels: 6.4 MB of labels")
+	require.Nil(t, st.dec.labels, "40,000 series of 4 labels: 5.1 MB of labels")
 	require.NotNil(t, st.decV2.samples, "small buffers are kept")
 	g.putState(st)
 }
