@@ -186,8 +186,9 @@ func (l *luminate) exercise() {
 		l.expect(http.StatusBadRequest, tenant, http.MethodPost, "/api/v1/metrics", "application/json",
 			fmt.Appendf(nil, `{"metrics":[{"name":"dashboard_test_metric","value":1,"timestamp":%d},{"value":1}]}`, now.UnixMilli()))
 	}
-	// Two samples over a burst of one.
-	l.expect(http.StatusTooManyRequests, throttledTenant, http.MethodPost, "/api/v1/metrics", "application/json",
+	// Two samples over a burst of one: a write that can never fit is 413,
+	// not a 429 a sender would retry for ever.
+	l.expect(http.StatusRequestEntityTooLarge, throttledTenant, http.MethodPost, "/api/v1/metrics", "application/json",
 		[]byte(`{"metrics":[{"name":"a","value":1},{"name":"b","value":2}]}`))
 	l.expect(http.StatusUnauthorized, "", http.MethodGet, "/api/v1/query?query=1", "", nil)
 

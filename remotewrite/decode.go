@@ -83,7 +83,104 @@ var (
 	ErrMalformed = errors.New("malformed remote write request")
 	// ErrTooLarge means the request decompresses to more than allowed.
 	ErrTooLarge = errors.New("decompressed remote write request too large")
+	// ErrEmpty means a strict decoder found an empty structure: a series
+	// without labels, a label or sample message without any field. It
+	// comes wrapped with ErrMalformed.
+	ErrEmpty = errors.New("empty structure")
+	// ErrWrongMessage means a strict decoder found the other protocol's
+	// message: a remote write 1.0 body sent as 2.0 or the reverse. It
+	// comes wrapped with ErrMalformed.
+	ErrWrongMessage = errors.New("not the message of the negotiated protocol")
 )
+
+// DecodeLimits bound what one request may decode to, so that the decoded
+// structures (96 bytes a series, 32 a label, 24 a sample, whatever their
+// size on the wire) stay proportional to what a sender may legitimately
+// send. A zero count is no limit; the zero DecodeLimits decodes exactly
+// what the reference decoders (prompb, writev2) decode.
+type DecodeLimits struct {
+	MaxSeries  int // series in the request
+	MaxLabels  int // labels of all its series; a 2.0 request may also hold twice as many symbols
+	MaxSamples int // float samples of all its series
+	// MaxBytesPerByte bounds the decoded structures of a request to this
+	// many bytes per byte of the decompressed request, whatever its
+	// counts: empty or tiny series, labels and samples refused that way
+	// decode to much more than they weigh. Real requests decode to 1 to
+	// 5 times their size in 1.0 (label strings point into the body), to
+	// 5 to 10 times in 2.0 (a label is two references of a byte or two).
+	MaxBytesPerByte int
+	// Strict refuses, as malformed, what no sender sends but the
+	// reference decoders take: a series without labels (ErrEmpty), a
+	// label or sample message with no field (ErrEmpty), and a non-empty
+	// body with nothing of the negotiated message in it, or in 2.0 with
+	// the fields 1 to 3 that io.prometheus.write.v2.Request reserves for
+	// 1.0's (ErrWrongMessage).
+	Strict bool
+}
+
+// TooManyError is a request holding more series, labels, symbols or
+// samples, or decoding to more bytes, than its DecodeLimits allow.
+type TooManyError struct {
+	What  string // "series", "labels", "symbols", "samples" or "bytes"
+	Limit int
+}
+
+func (e *TooManyError) Error() string {
+	if e.What == "bytes" {
+		return fmt.Sprintf("remote write request decodes to more than %d bytes of series, labels and samples, "+
+			"too many for its size: it is mostly empty or tiny structures", e.Limit)
+	}
+	return fmt.Sprintf("remote write request holds more than %d %s", e.Limit, e.What)
+}
+
+// Sizes of the decoded structures, charged to DecodeLimits.MaxBytesPerByte.
+const (
+	seriesSize = int(unsafe.Sizeof(TimeSeries{}))
+	labelSize  = int(unsafe.Sizeof(Label{}))
+	sampleSize = int(unsafe.Sizeof(Sample{}))
+	symbolSize = int(unsafe.Sizeof(""))
+	// A 2.0 label reference takes 4 bytes, and half a Label once resolved.
+	refSize = int(unsafe.Sizeof(uint32(0))) + labelSize/2
+)
+
+// caps are the limits of a DecodeLimits for one request, math.MaxInt for
+// none, and what is left of its byte budget.
+type caps struct {
+	series, labels, samples int
+	room, bytes             int // bytes left to decode into, of bytes
+}
+
+func (l DecodeLimits) caps(size int) caps {
+	c := func(n int) int {
+		if n <= 0 {
+			return math.MaxInt
+		}
+		return n
+	}
+	b := math.MaxInt
+	if l.MaxBytesPerByte > 0 && size < math.MaxInt/l.MaxBytesPerByte {
+		// A floor, so that tiny requests (one series of one sample) pass.
+		b = max(size*l.MaxBytesPerByte, 4<<10)
+	}
+	return caps{series: c(l.MaxSeries), labels: c(l.MaxLabels), samples: c(l.MaxSamples), room: b, bytes: b}
+}
+
+// take charges n bytes of decoded structure to the budget.
+func (c *caps) take(n int) error {
+	if c.room -= n; c.room < 0 {
+		return tooMany("bytes", c.bytes)
+	}
+	return nil
+}
+
+// used is how many bytes of decoded structure the request took.
+func (c *caps) used() int { return c.bytes - c.room }
+
+func tooMany(what string, limit int) error { return &TooManyError{What: what, Limit: limit} }
+
+func empty(msg string, off int) error {
+	return fmt.Errorf("%w: %w: %s at byte %d", ErrMalformed, ErrEmpty, msg, off)
+}
 
 // Decoder decodes snappy-compressed remote write 1.0 requests, reusing its
 // buffers from one request to the next: in steady state it allocates
@@ -95,10 +192,35 @@ var (
 // than needed, field numbers truncated to 32 bits), except that the
 // contents of exemplars, histograms and metadata are skipped, not checked.
 type Decoder struct {
+	// Limits bound each request; the zero value decodes like prompb.
+	Limits DecodeLimits
+
 	buf     []byte // the decompressed request
 	req     WriteRequest
 	labels  []Label
 	samples []Sample
+	caps    caps // of Limits, for the request being decoded
+}
+
+// DecodedBytes is how many bytes of decoded structures (series, labels,
+// samples) the last request took, as DecodeLimits.MaxBytesPerByte counts
+// them.
+func (d *Decoder) DecodedBytes() int { return d.caps.used() }
+
+// Trim drops the buffers that grew beyond maxBytes each, so that a
+// pooled decoder does not keep the memory of its largest request.
+func (d *Decoder) Trim(maxBytes int) {
+	trim(&d.buf, maxBytes)
+	trim(&d.req.Timeseries, maxBytes)
+	trim(&d.labels, maxBytes)
+	trim(&d.samples, maxBytes)
+}
+
+// trim sets *s to nil when its capacity holds more than maxBytes.
+func trim[T any](s *[]T, maxBytes int) {
+	if uintptr(cap(*s))*unsafe.Sizeof(*new(T)) > uintptr(maxBytes) {
+		*s = nil
+	}
 }
 
 // decodedLen returns the size compressed decompresses to, without
@@ -148,8 +270,13 @@ func (d *Decoder) Unmarshal(data []byte) (*WriteRequest, error) {
 	d.req.Metadata = 0
 	d.labels = d.labels[:0]
 	d.samples = d.samples[:0]
+	d.caps = d.Limits.caps(len(data))
 	if err := d.writeRequest(data); err != nil {
 		return nil, err
+	}
+	if d.Limits.Strict && len(data) > 0 && len(d.req.Timeseries) == 0 && d.req.Metadata == 0 {
+		return nil, fmt.Errorf("%w: %w: %d bytes without any series or metadata of a prometheus.WriteRequest "+
+			"(a remote write 2.0 body is sent with Content-Type proto=%s)", ErrMalformed, ErrWrongMessage, len(data), protoV2)
 	}
 	// The arenas may have moved while growing: point the series at their
 	// final place, capping each slice so in-place edits stay inside it.
@@ -321,11 +448,17 @@ func (d *Decoder) writeRequest(b []byte) error {
 			if err != nil {
 				return err
 			}
+			if len(d.req.Timeseries) == d.caps.series {
+				return tooMany("series", d.caps.series)
+			}
+			if err := d.caps.take(seriesSize); err != nil {
+				return err
+			}
 			d.req.Timeseries = append(d.req.Timeseries, TimeSeries{
 				labelsStart:  len(d.labels),
 				samplesStart: len(d.samples),
 			})
-			if err := d.timeSeries(&d.req.Timeseries[len(d.req.Timeseries)-1], b[:end], start); err != nil {
+			if err := d.timeSeries(&d.req.Timeseries[len(d.req.Timeseries)-1], b[:end], start, i); err != nil {
 				return err
 			}
 			i = end
@@ -345,9 +478,11 @@ func (d *Decoder) writeRequest(b []byte) error {
 	return nil
 }
 
-// timeSeries decodes the TimeSeries in b[i:] into ts. Offsets in errors
-// stay relative to the whole request since b is not re-based.
-func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i int) error {
+// timeSeries decodes the TimeSeries in b[i:], whose tag is at b[at], into
+// ts. Offsets in errors stay relative to the whole request since b is not
+// re-based.
+func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i, at int) error {
+	labelFields := 0
 	for i < len(b) {
 		field, wire, next, err := tag(b, i)
 		if err != nil {
@@ -359,14 +494,33 @@ func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i int) error {
 			if err != nil {
 				return err
 			}
+			if len(d.labels) == d.caps.labels {
+				return tooMany("labels", d.caps.labels)
+			}
+			if start == end && d.Limits.Strict {
+				return empty("label without name or value", i)
+			}
+			labelFields++
 			d.labels = append(d.labels, Label{})
 			if err := label(&d.labels[len(d.labels)-1], b[:end], start); err != nil {
 				return err
 			}
 			i = end
+			if d.Limits.Strict && d.labels[len(d.labels)-1].Value == "" {
+				// A label with an empty value is no label (Prometheus
+				// drops them, and so does the Validator): not kept.
+				d.labels = d.labels[:len(d.labels)-1]
+				continue
+			}
+			if err := d.caps.take(labelSize); err != nil {
+				return err
+			}
 		case fieldTimeSeriesSamples:
 			start, end, err := lengthDelimited(b, "TimeSeries.samples", wire, i, next)
 			if err != nil {
+				return err
+			}
+			if err := d.caps.checkSample(len(d.samples), start, end, d.Limits.Strict, i); err != nil {
 				return err
 			}
 			d.samples = append(d.samples, Sample{})
@@ -391,7 +545,23 @@ func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i int) error {
 			}
 		}
 	}
+	if d.Limits.Strict && labelFields == 0 {
+		return empty("series without labels", at)
+	}
 	return nil
+}
+
+// checkSample refuses the sample message b[start:end], whose tag starts
+// at b[at], when the request already holds n samples, its limit, or when
+// strict and it is empty (value 0 at 1970-01-01: no sender sends it).
+func (c *caps) checkSample(n, start, end int, strict bool, at int) error {
+	if n == c.samples {
+		return tooMany("samples", c.samples)
+	}
+	if start == end && strict {
+		return empty("sample without value or timestamp", at)
+	}
+	return c.take(sampleSize)
 }
 
 func label(l *Label, b []byte, i int) error {

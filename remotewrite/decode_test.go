@@ -2,6 +2,7 @@ package remotewrite
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -275,6 +276,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(pb{}.tag(1, wireBytes).raw(0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02)))
 
 	var d Decoder
+	strict := Decoder{Limits: fuzzLimits}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var want prompb.WriteRequest
 		wantErr := want.Unmarshal(data)
@@ -282,6 +284,39 @@ func FuzzDecode(f *testing.F) {
 		var c decoded
 		if err == nil {
 			c = decoded{got.Metadata, got.Timeseries}
+		}
+		// The strict, bounded decoder of the handler: what it accepts is
+		// what the lenient one decodes (without the labels that have no
+		// value); what it refuses beyond that, the lenient result shows.
+		sgot, serr := strict.Unmarshal(data)
+		switch {
+		case serr == nil && err != nil:
+			t.Fatalf("strict accepts what lenient rejects: %v", err)
+		case serr == nil:
+			if err := sameAsLenient(got.Timeseries, sgot.Timeseries, true); err != nil {
+				t.Fatal(err)
+			}
+		case err == nil:
+			var f strictFacts
+			f.size, f.nothing = len(data), len(got.Timeseries) == 0 && got.Metadata == 0
+			for _, ts := range got.Timeseries {
+				f.series++
+				f.samples += len(ts.Samples)
+				if len(ts.Labels) == 0 {
+					f.emptySeries = true
+				}
+				for _, l := range ts.Labels {
+					if l.Value != "" {
+						f.labels++
+					}
+					f.emptyLabel = f.emptyLabel || l == Label{}
+				}
+				for _, s := range ts.Samples {
+					f.zeroSample = f.zeroSample || (s == Sample{})
+				}
+			}
+			f.bytes = f.series*seriesSize + f.labels*labelSize + f.samples*sampleSize
+			f.justifies(t, serr)
 		}
 		checkAgainst(t, "prompb", data, wantErr, err, c,
 			func() error { return compareWithPrompb(&want, got) },
@@ -293,6 +328,64 @@ func FuzzDecode(f *testing.F) {
 				return len(r.Timeseries), nil
 			})
 	})
+}
+
+// fuzzLimits are the bounds of the strict decoders of the fuzz targets:
+// small, so that the random requests cross them.
+var fuzzLimits = DecodeLimits{MaxSeries: 8, MaxLabels: 64, MaxSamples: 64, MaxBytesPerByte: 8, Strict: true}
+
+// strictFacts are what a lenient decoder's result says of a request, for
+// checking why a strict decoder refused it.
+type strictFacts struct {
+	size                                   int // of the request
+	series, labels, samples, refs, symbols int // labels: with a value (1.0), or resolved (2.0)
+	bytes                                  int // decoded, as the strict decoder counts them
+	emptySeries, emptyLabel, zeroSample    bool
+	emptySymbol, nothing, reserved         bool
+}
+
+// justifies fails t unless f explains err, a strict decoder's refusal.
+func (f strictFacts) justifies(t *testing.T, err error) {
+	t.Helper()
+	var tm *TooManyError
+	ok := false
+	switch {
+	case errors.As(err, &tm):
+		n := map[string]int{"series": f.series, "labels": f.labels, "samples": f.samples, "symbols": f.symbols, "bytes": f.bytes}[tm.What]
+		if tm.What == "labels" && f.refs > 0 {
+			n = max(n, (f.refs+1)/2)
+		}
+		ok = n > tm.Limit || (tm.What == "labels" && f.refs > 2*tm.Limit)
+	case errors.Is(err, ErrEmpty):
+		ok = f.emptySeries || f.emptyLabel || f.zeroSample || f.emptySymbol
+	case errors.Is(err, ErrWrongMessage):
+		ok = f.nothing || f.reserved
+	}
+	if !ok {
+		t.Fatalf("strict decoder refuses (%v) what the lenient result does not explain: %+v", err, f)
+	}
+}
+
+// sameAsLenient reports how strict, decoded by a strict decoder, differs
+// from lenient, the same request decoded by a lenient one, once the labels
+// without value are left out of lenient when dropEmpty (1.0).
+func sameAsLenient(lenient, strict []TimeSeries, dropEmpty bool) error {
+	if len(lenient) != len(strict) {
+		return fmt.Errorf("series: lenient %d, strict %d", len(lenient), len(strict))
+	}
+	for i := range lenient {
+		var want []Label
+		for _, l := range lenient[i].Labels {
+			if l.Value != "" || !dropEmpty {
+				want = append(want, l)
+			}
+		}
+		if fmt.Sprint(want) != fmt.Sprint(strict[i].Labels) || fmt.Sprint(lenient[i].Samples) != fmt.Sprint(strict[i].Samples) ||
+			lenient[i].Exemplars != strict[i].Exemplars || lenient[i].Histograms != strict[i].Histograms {
+			return fmt.Errorf("series %d: lenient %v %v, strict %v %v", i, want, lenient[i].Samples, strict[i].Labels, strict[i].Samples)
+		}
+	}
+	return nil
 }
 
 // decoded is what checkAgainst needs of a decoded request.
@@ -360,18 +453,28 @@ func BenchmarkDecode(b *testing.B) {
 			data, err := req.Marshal()
 			require.NoError(b, err)
 			compressed := snappy.Encode(nil, data)
-			var d Decoder
-			b.SetBytes(int64(len(compressed)))
-			b.ReportAllocs()
-			n := 0
-			for b.Loop() {
-				got, err := d.Decode(compressed, len(data))
-				if err != nil || len(got.Timeseries) != shape.series {
-					b.Fatal(err)
+			// Lenient, as the reference decoders; and strict and bounded,
+			// as the handler decodes.
+			for _, limits := range []DecodeLimits{{}, decodeLimits(DefaultConfig(), rw1BytesPerByte)} {
+				name := "lenient"
+				if limits.Strict {
+					name = "strict"
 				}
-				n++
+				b.Run(name, func(b *testing.B) {
+					d := Decoder{Limits: limits}
+					b.SetBytes(int64(len(compressed)))
+					b.ReportAllocs()
+					n := 0
+					for b.Loop() {
+						got, err := d.Decode(compressed, len(data))
+						if err != nil || len(got.Timeseries) != shape.series {
+							b.Fatal(err)
+						}
+						n++
+					}
+					b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n*shape.series*shape.samples), "ns/sample")
+				})
 			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n*shape.series*shape.samples), "ns/sample")
 		})
 	}
 }

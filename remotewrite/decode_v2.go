@@ -2,6 +2,7 @@ package remotewrite
 
 import (
 	"fmt"
+	"math"
 )
 
 // RequestV2 is one decoded io.prometheus.write.v2.Request (remote write
@@ -34,11 +35,34 @@ func (r *RequestV2) Samples() (floats, histograms int) {
 // the empty string, as the spec requires. The contents of exemplars,
 // histograms and metadata are skipped, not checked.
 type DecoderV2 struct {
+	// Limits bound each request; the zero value decodes like writev2.
+	// A request may hold twice as many symbols as labels (a name and a
+	// value each), and as many label references.
+	Limits DecodeLimits
+
 	buf     []byte // the decompressed request
 	req     RequestV2
 	refs    []uint32
 	labels  []Label
 	samples []Sample
+	caps    caps // of Limits, for the request being decoded
+	maxRefs int  // 2 * caps.labels
+}
+
+// DecodedBytes is how many bytes of decoded structures (series, symbols,
+// label references and the labels they resolve to, samples) the last
+// request took, as DecodeLimits.MaxBytesPerByte counts them.
+func (d *DecoderV2) DecodedBytes() int { return d.caps.used() }
+
+// Trim drops the buffers that grew beyond maxBytes each, so that a
+// pooled decoder does not keep the memory of its largest request.
+func (d *DecoderV2) Trim(maxBytes int) {
+	trim(&d.buf, maxBytes)
+	trim(&d.req.Timeseries, maxBytes)
+	trim(&d.req.Symbols, maxBytes)
+	trim(&d.refs, maxBytes)
+	trim(&d.labels, maxBytes)
+	trim(&d.samples, maxBytes)
 }
 
 // Field numbers, from prompb/io/prometheus/write/v2/types.proto.
@@ -76,8 +100,17 @@ func (d *DecoderV2) Unmarshal(data []byte) (*RequestV2, error) {
 	d.refs = d.refs[:0]
 	d.labels = d.labels[:0]
 	d.samples = d.samples[:0]
+	d.caps = d.Limits.caps(len(data))
+	d.maxRefs = math.MaxInt
+	if d.caps.labels < math.MaxInt/2 {
+		d.maxRefs = 2 * d.caps.labels
+	}
 	if err := d.request(data); err != nil {
 		return nil, err
+	}
+	if d.Limits.Strict && len(data) > 0 && len(d.req.Timeseries) == 0 && len(d.req.Symbols) == 0 {
+		return nil, fmt.Errorf("%w: %w: %d bytes without any symbols or series of an io.prometheus.write.v2.Request",
+			ErrMalformed, ErrWrongMessage, len(data))
 	}
 	if err := d.resolve(); err != nil {
 		return nil, err
@@ -138,11 +171,28 @@ func (d *DecoderV2) request(b []byte) error {
 			if err != nil {
 				return err
 			}
+			if len(d.req.Symbols) == d.maxRefs {
+				return tooMany("symbols", d.maxRefs)
+			}
+			if start == end && len(d.req.Symbols) > 0 && d.Limits.Strict {
+				// The table starts with the empty string, and is
+				// deduplicated: it holds no other.
+				return empty("empty symbol after the first", i)
+			}
+			if err := d.caps.take(symbolSize); err != nil {
+				return err
+			}
 			d.req.Symbols = append(d.req.Symbols, str(b, start, end))
 			i = end
 		case fieldRequestTimeseries:
 			start, end, err := lengthDelimited(b, "Request.timeseries", wire, i, next)
 			if err != nil {
+				return err
+			}
+			if len(d.req.Timeseries) == d.caps.series {
+				return tooMany("series", d.caps.series)
+			}
+			if err := d.caps.take(seriesSize); err != nil {
 				return err
 			}
 			d.req.Timeseries = append(d.req.Timeseries, TimeSeries{
@@ -152,7 +202,22 @@ func (d *DecoderV2) request(b []byte) error {
 			if err := d.timeSeries(&d.req.Timeseries[len(d.req.Timeseries)-1], b[:end], start); err != nil {
 				return err
 			}
+			if d.Limits.Strict && len(d.refs) == d.req.Timeseries[len(d.req.Timeseries)-1].refsStart {
+				return empty("series without label references", i)
+			}
 			i = end
+		case 1, 2, 3:
+			// Reserved by io.prometheus.write.v2.Request so that a 1.0
+			// body read as 2.0 is told apart: 1.0's timeseries and
+			// metadata are fields 1 and 3.
+			if d.Limits.Strict {
+				return fmt.Errorf("%w: %w: field %d at byte %d is reserved in io.prometheus.write.v2.Request: "+
+					"the body is a remote write 1.0 prometheus.WriteRequest (send it with Content-Type proto=%s)",
+					ErrMalformed, ErrWrongMessage, field, i, protoV1)
+			}
+			if i, err = skip(b, i); err != nil {
+				return err
+			}
 		default:
 			if i, err = skip(b, i); err != nil {
 				return err
@@ -176,6 +241,12 @@ func (d *DecoderV2) timeSeries(ts *TimeSeries, b []byte, i int) error {
 			if err != nil {
 				return err
 			}
+			if len(d.refs) == d.maxRefs {
+				return tooMany("labels", d.caps.labels)
+			}
+			if err := d.caps.take(refSize); err != nil {
+				return err
+			}
 			d.refs = append(d.refs, uint32(v))
 			i = end
 		case field == fieldSeriesV2LabelsRefs && wire == wireBytes:
@@ -185,20 +256,38 @@ func (d *DecoderV2) timeSeries(ts *TimeSeries, b []byte, i int) error {
 			}
 			// Like gogo/protobuf, read varints while they start inside
 			// the packed field, bounded by the series rather than the
-			// field, and go on from where the last one ended.
+			// field, and go on from where the last one ended. It holds at
+			// most one reference a byte: when that many fit the limits,
+			// they are charged once, after.
+			fits := len(d.refs) <= d.maxRefs-(end-start) && (end-start) <= d.caps.room/refSize
+			before := len(d.refs)
 			for i = start; i < end; {
 				v, next, err := uvarint(b, i)
 				if err != nil {
 					return err
 				}
+				if !fits {
+					if len(d.refs) == d.maxRefs {
+						return tooMany("labels", d.caps.labels)
+					}
+					if err := d.caps.take(refSize); err != nil {
+						return err
+					}
+				}
 				d.refs = append(d.refs, uint32(v))
 				i = next
+			}
+			if fits {
+				d.caps.room -= (len(d.refs) - before) * refSize
 			}
 		case field == fieldSeriesV2LabelsRefs:
 			return wrongWire("TimeSeries.labels_refs", wire, i)
 		case field == fieldSeriesV2Samples:
 			start, end, err := lengthDelimited(b, "TimeSeries.samples", wire, i, next)
 			if err != nil {
+				return err
+			}
+			if err := d.caps.checkSample(len(d.samples), start, end, d.Limits.Strict, i); err != nil {
 				return err
 			}
 			d.samples = append(d.samples, Sample{})

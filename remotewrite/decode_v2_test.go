@@ -312,6 +312,8 @@ func FuzzDecodeV2(f *testing.F) {
 	f.Add([]byte(pb{}.bytes(4, nil).bytes(5, pb{}.tag(1, wireBytes).varint(1).raw(0x81, 0x00))))
 
 	var d DecoderV2
+	strict := DecoderV2{Limits: fuzzLimits}
+	strict.Limits.MaxBytesPerByte = 12
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var want writev2.Request
 		wantErr := want.Unmarshal(data)
@@ -322,6 +324,50 @@ func FuzzDecodeV2(f *testing.F) {
 		var c decoded
 		if err == nil {
 			c = decoded{got.Metadata, got.Timeseries}
+		}
+		// The strict, bounded decoder of the handler: what it accepts is
+		// what the lenient one decodes; what it refuses beyond that, the
+		// lenient result shows.
+		sgot, serr := strict.Unmarshal(data)
+		switch {
+		case serr == nil && err != nil:
+			t.Fatalf("strict accepts what lenient rejects: %v", err)
+		case serr == nil:
+			if len(got.Symbols) != len(sgot.Symbols) {
+				t.Fatalf("symbols: lenient %d, strict %d", len(got.Symbols), len(sgot.Symbols))
+			}
+			if err := sameAsLenient(got.Timeseries, sgot.Timeseries, false); err != nil {
+				t.Fatal(err)
+			}
+		case err == nil:
+			var f strictFacts
+			f.size, f.nothing = len(data), len(got.Timeseries) == 0 && len(got.Symbols) == 0
+			f.symbols = len(got.Symbols)
+			for i, s := range got.Symbols {
+				f.emptySymbol = f.emptySymbol || (i > 0 && s == "")
+			}
+			for _, ts := range got.Timeseries {
+				f.series++
+				f.samples += len(ts.Samples)
+				f.labels += len(ts.Labels)
+				f.refs += 2 * len(ts.Labels)
+				f.emptySeries = f.emptySeries || len(ts.Labels) == 0
+				for _, s := range ts.Samples {
+					f.zeroSample = f.zeroSample || (s == Sample{})
+				}
+			}
+			f.bytes = f.series*seriesSize + f.symbols*symbolSize + f.refs*refSize + f.samples*sampleSize
+			for i := 0; i < len(data); {
+				field, _, _, err := tag(data, i)
+				if err != nil {
+					break
+				}
+				f.reserved = f.reserved || field <= 3
+				if i, err = skip(data, i); err != nil {
+					break
+				}
+			}
+			f.justifies(t, serr)
 		}
 		checkAgainst(t, "writev2", data, wantErr, err, c,
 			func() error { return compareWithWritev2(&want, got) },
@@ -366,18 +412,28 @@ func BenchmarkDecodeV2(b *testing.B) {
 			data, err := req.Marshal()
 			require.NoError(b, err)
 			compressed := snappy.Encode(nil, data)
-			var d DecoderV2
-			b.SetBytes(int64(len(compressed)))
-			b.ReportAllocs()
-			n := 0
-			for b.Loop() {
-				got, err := d.Decode(compressed, len(data))
-				if err != nil || len(got.Timeseries) != shape.series {
-					b.Fatal(err)
+			// Lenient, as the reference decoders; and strict and bounded,
+			// as the handler decodes.
+			for _, limits := range []DecodeLimits{{}, decodeLimits(DefaultConfig(), rw2BytesPerByte)} {
+				name := "lenient"
+				if limits.Strict {
+					name = "strict"
 				}
-				n++
+				b.Run(name, func(b *testing.B) {
+					d := DecoderV2{Limits: limits}
+					b.SetBytes(int64(len(compressed)))
+					b.ReportAllocs()
+					n := 0
+					for b.Loop() {
+						got, err := d.Decode(compressed, len(data))
+						if err != nil || len(got.Timeseries) != shape.series {
+							b.Fatal(err)
+						}
+						n++
+					}
+					b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n*shape.series*shape.samples), "ns/sample")
+				})
 			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n*shape.series*shape.samples), "ns/sample")
 		})
 	}
 }

@@ -19,8 +19,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,6 +49,14 @@ type Config struct {
 	MaxFutureSkew        time.Duration // how far past now a sample may be
 	Retention            time.Duration // samples older are refused; set from the storage retention, no flag
 	MaxNativeMetrics     int           // items per native JSON write
+
+	// What one request may decode to, and what all requests in flight
+	// may hold (issue #10: no tenant can take Luminate down).
+	MaxSeriesPerRequest  int           // series of one remote write request
+	MaxLabelsPerRequest  int           // labels of all series of one request
+	MaxSamplesPerRequest int           // float samples of one request
+	MaxInflightBytes     int64         // memory of the write requests being decoded and stored, all tenants
+	BodyReadTimeout      time.Duration // how long a request body may take to arrive; 0 for no limit
 }
 
 // DefaultConfig returns the defaults of the flags.
@@ -58,6 +69,25 @@ func DefaultConfig() Config {
 		MaxLabelValueLength:  2048,
 		MaxFutureSkew:        10 * time.Minute,
 		MaxNativeMetrics:     10000,
+		// Prometheus sends at most max_samples_per_send (2,000 by
+		// default; some raise it to 10,000 or more) samples, so as many
+		// series, of some tens of labels, per request: these are 10 to
+		// 50 times the largest real batches, and bound the decoded
+		// structures of one request to about 60 MB (100,000 series of 96
+		// bytes, 1,000,000 labels of 32, 1,000,000 samples of 24).
+		MaxSeriesPerRequest:  100_000,
+		MaxLabelsPerRequest:  1_000_000,
+		MaxSamplesPerRequest: 1_000_000,
+		// Twice the largest 1.0 request (10 MiB compressed, 64 MiB
+		// decompressed, about 60 MB decoded at most), or some hundreds of
+		// default Prometheus batches of 2,000 samples at once (about 1 MB
+		// reserved each before decoding, 0.5 MB after): far above what
+		// the store appends concurrently on one node.
+		MaxInflightBytes: 512 << 20,
+		// Prometheus gives up on a request after its remote_timeout (30s
+		// by default): a body still arriving after a minute is from a
+		// sender that is gone, or is trickled on purpose.
+		BodyReadTimeout: time.Minute,
 	}
 }
 
@@ -79,6 +109,17 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 		"How far in the future a sample's timestamp may be; 0 for no limit.")
 	f.IntVar(&c.MaxNativeMetrics, "ingest.max-native-metrics", d.MaxNativeMetrics,
 		"Most metrics one native JSON write (POST /api/v1/metrics) may carry.")
+
+	f.IntVar(&c.MaxSeriesPerRequest, "ingest.max-series-per-request", d.MaxSeriesPerRequest,
+		"Most series one remote write request may carry; larger requests get 413.")
+	f.IntVar(&c.MaxLabelsPerRequest, "ingest.max-labels-per-request", d.MaxLabelsPerRequest,
+		"Most labels one write request may carry, all its series together (a remote write 2.0 request may also hold twice as many symbols); larger requests get 413.")
+	f.IntVar(&c.MaxSamplesPerRequest, "ingest.max-samples-per-request", d.MaxSamplesPerRequest,
+		"Most float samples one remote write request may carry; larger requests get 413.")
+	f.Int64Var(&c.MaxInflightBytes, "ingest.max-inflight-bytes", d.MaxInflightBytes,
+		"Memory, in bytes, that the write requests being decoded and stored may hold together, all tenants (a remote write request counts its body, its decompressed body and its decoded series, a native write 8 times its body); beyond it, or beyond half of it for one tenant while others hold some, writes get 503 with Retry-After.")
+	f.DurationVar(&c.BodyReadTimeout, "ingest.body-read-timeout", d.BodyReadTimeout,
+		"How long a write request body may take to arrive; slower ones get 503. 0 for no limit.")
 }
 
 // Validate reports every setting out of range.
@@ -92,6 +133,22 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxNativeMetrics <= 0 {
 		errs = append(errs, fmt.Errorf("--ingest.max-native-metrics must be positive, got %d", c.MaxNativeMetrics))
+	}
+	for _, l := range []struct {
+		flag string
+		v    int64
+	}{
+		{"--ingest.max-series-per-request", int64(c.MaxSeriesPerRequest)},
+		{"--ingest.max-labels-per-request", int64(c.MaxLabelsPerRequest)},
+		{"--ingest.max-samples-per-request", int64(c.MaxSamplesPerRequest)},
+		{"--ingest.max-inflight-bytes", c.MaxInflightBytes},
+	} {
+		if l.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %d", l.flag, l.v))
+		}
+	}
+	if c.BodyReadTimeout < 0 {
+		errs = append(errs, fmt.Errorf("--ingest.body-read-timeout must not be negative, got %s", c.BodyReadTimeout))
 	}
 	for _, l := range []struct {
 		flag string
@@ -129,8 +186,131 @@ type writeState struct {
 	counts  rejectCounts
 }
 
+// maxPooledBytes is the largest buffer a pooled writeState keeps: enough
+// for Prometheus batches of tens of thousands of samples, so that one huge
+// request does not stay resident in the pool after it.
+const maxPooledBytes = 4 << 20
+
+// trim drops the buffers of st that grew beyond maxPooledBytes.
+func (st *writeState) trim() {
+	trim(&st.body, maxPooledBytes)
+	st.dec.Trim(maxPooledBytes)
+	st.decV2.Trim(maxPooledBytes)
+}
+
+// How many bytes of decoded structures a request may take per byte of its
+// decompressed body (DecodeLimits.MaxBytesPerByte): about twice what real
+// requests take. 2,000 1.0 series of one sample and the single label
+// __name__="m1" take 4.2 times their size, real series with job, instance
+// and a few more labels 1.6 to 3 times: label strings point into the body.
+// A 2.0 label is two references of a byte or two for 40 bytes decoded (4
+// per reference, 32 per Label): 2.0 series of one sample take 6 times
+// their size, 2 to 4 with more samples.
+const (
+	rw1BytesPerByte = 8
+	rw2BytesPerByte = 12
+)
+
+// nativeBytesPerByte is the memory a native write holds per byte of its
+// body, the body included: decoded items, their maps of dimensions, and
+// the series built from them.
+const nativeBytesPerByte = 8
+
+// inflightBytes bounds the memory of the write requests being decoded and
+// stored, across tenants and handlers. It is taken after the body is read,
+// so a slow upload holds none of it, and never waited for: over it, a
+// request is refused at once with Retry-After. No tenant may hold more than
+// half of it while others hold some, so that one tenant's burst leaves room
+// for the others.
+type inflightBytes struct {
+	max int64
+
+	mu       sync.Mutex
+	used     int64
+	byTenant map[tenancy.ID]int64
+}
+
+func newInflightBytes(max int64) *inflightBytes {
+	return &inflightBytes{max: max, byTenant: map[tenancy.ID]int64{}}
+}
+
+// reservation is what a request holds of the in-flight budget.
+type reservation struct {
+	tenant tenancy.ID
+	n      int64
+}
+
+// acquire reserves n bytes for tenant id: at most the whole budget, so
+// that a request larger than it may still run alone.
+func (g *inflightBytes) acquire(id tenancy.ID, n int64) (reservation, error) {
+	n = max(min(n, g.max), 1)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	mine := g.byTenant[id]
+	switch {
+	case g.used+n > g.max:
+		return reservation{}, &apierror.Error{Kind: apierror.Unavailable, RetryAfter: inflightRetryAfter, Msg: fmt.Sprintf(
+			"write requests of %d bytes in flight, and this one needs %d more: over the limit of %d bytes (--ingest.max-inflight-bytes); retry later",
+			g.used, n, g.max)}
+	case mine+n > g.max/2 && g.used > mine:
+		return reservation{}, &apierror.Error{Kind: apierror.Unavailable, RetryAfter: inflightRetryAfter, Msg: fmt.Sprintf(
+			"tenant %s has write requests of %d bytes in flight, and this one needs %d more: over half of the limit of %d bytes "+
+				"(--ingest.max-inflight-bytes), which other tenants share; retry later", id, mine, n, g.max)}
+	}
+	g.used += n
+	g.byTenant[id] = mine + n
+	return reservation{id, n}, nil
+}
+
+func (g *inflightBytes) release(r reservation) { g.shrink(r, 0) }
+
+// shrink lowers reservation r to to bytes, if less, and returns it.
+func (g *inflightBytes) shrink(r reservation, to int64) reservation {
+	if to >= r.n {
+		return r
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.used -= r.n - to
+	if left := g.byTenant[r.tenant] - (r.n - to); left > 0 {
+		g.byTenant[r.tenant] = left
+	} else {
+		delete(g.byTenant, r.tenant)
+	}
+	r.n = to
+	return r
+}
+
+// inUse is how many bytes are reserved.
+func (g *inflightBytes) inUse() int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.used
+}
+
+// inflightRetryAfter is the Retry-After of a write refused by the
+// in-flight budget: requests in flight are done within about a second.
+const inflightRetryAfter = time.Second
+
+// decodedBound is the most the decoded structures of a request of proto,
+// n bytes decompressed, may take: its bytes per byte, or what the
+// per-request counts allow if less.
+func (g *ingester) decodedBound(proto protocol, n int) int64 {
+	c := g.cfg
+	series, labels, samples := int64(c.MaxSeriesPerRequest), int64(c.MaxLabelsPerRequest), int64(c.MaxSamplesPerRequest)
+	if series <= 0 || labels <= 0 || samples <= 0 { // unlimited (a Config not validated)
+		series, labels, samples = math.MaxInt32, math.MaxInt32, math.MaxInt32
+	}
+	if proto == rw2 {
+		return min(rw2BytesPerByte*int64(n),
+			series*int64(seriesSize)+2*labels*int64(refSize+symbolSize)+samples*int64(sampleSize))
+	}
+	return min(rw1BytesPerByte*int64(n),
+		series*int64(seriesSize)+labels*int64(labelSize)+samples*int64(sampleSize))
+}
+
 // ingester is what the remote write and native handlers share: the store,
-// the limits and the counters.
+// the limits, the in-flight budget and the counters.
 type ingester struct {
 	cfg       Config
 	store     storage.MetricsStore
@@ -138,27 +318,59 @@ type ingester struct {
 	validator *Validator
 	logger    *slog.Logger
 	metrics   *metrics
+	inflight  *inflightBytes
 	states    sync.Pool // of *writeState
 }
 
-func newIngester(cfg Config, store storage.MetricsStore, limiter Limiter, logger *slog.Logger, reg prometheus.Registerer) ingester {
+func newIngester(cfg Config, store storage.MetricsStore, limiter Limiter, logger *slog.Logger, reg prometheus.Registerer) *ingester {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return ingester{
+	limits, limitsV2 := decodeLimits(cfg, rw1BytesPerByte), decodeLimits(cfg, rw2BytesPerByte)
+	maxInflight := cfg.MaxInflightBytes
+	if maxInflight <= 0 {
+		maxInflight = math.MaxInt64
+	}
+	return &ingester{
 		cfg:       cfg,
 		store:     store,
 		limiter:   limiter,
 		validator: NewValidator(cfg),
 		logger:    logger,
 		metrics:   newMetrics(reg),
-		states:    sync.Pool{New: func() any { return new(writeState) }},
+		inflight:  newInflightBytes(maxInflight),
+		states: sync.Pool{New: func() any {
+			st := new(writeState)
+			st.dec.Limits, st.decV2.Limits = limits, limitsV2
+			return st
+		}},
 	}
+}
+
+// decodeLimits are the strict DecodeLimits of cfg, for a protocol whose
+// requests may decode to bytesPerByte bytes per byte.
+func decodeLimits(cfg Config, bytesPerByte int) DecodeLimits {
+	return DecodeLimits{
+		MaxSeries:       cfg.MaxSeriesPerRequest,
+		MaxLabels:       cfg.MaxLabelsPerRequest,
+		MaxSamples:      cfg.MaxSamplesPerRequest,
+		MaxBytesPerByte: bytesPerByte,
+		Strict:          true,
+	}
+}
+
+// getState returns a writeState from the pool; putState returns it,
+// without the buffers that grew too large to keep.
+func (g *ingester) getState() *writeState { return g.states.Get().(*writeState) }
+
+func (g *ingester) putState(st *writeState) {
+	st.trim()
+	g.states.Put(st)
 }
 
 // handler is the remote write 1.0 and 2.0 receiver.
 type handler struct {
-	ingester
+	*ingester
 }
 
 // New returns the remote write receiver, for POST /api/v1/write and
@@ -167,18 +379,34 @@ type handler struct {
 //
 // It answers 204 when every sample was stored; 400 when some series or
 // samples were invalid, after storing the valid ones; 401/403 without a
-// principal or the metrics:write scope; 413 above the size bounds; 415 for
-// another content type, encoding, protobuf message or protocol version;
-// 429 over the tenant's rate; and 5xx only when the store failed, so that
-// senders retry exactly what was not stored. Native histograms are not
+// principal or the metrics:write scope; 413 above the size bounds, the
+// per-request limits or the tenant's ingestion burst (a request that can
+// never pass); 415 for another content type, encoding, protobuf message or
+// protocol version; 429 over the tenant's rate; 503 with Retry-After when
+// the writes in flight hold the in-flight budget, or the body did not
+// arrive in time; and otherwise 5xx only when the store failed, so that
+// senders retry exactly what was not stored. A body that is not the
+// message its Content-Type names (a 1.0 body sent as 2.0, or the reverse),
+// or that holds empty series, labels or samples, is a 400. Native histograms are not
 // stored: they are rejected (400), the float samples beside them stored.
 // Exemplars and metadata are accepted and dropped.
 //
 // To remote write 2.0 requests it also answers the
 // X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written headers
 // with the counts stored, whatever the status.
+//
+// New's handler has an in-flight budget of its own; NewHandlers returns it
+// and the native write sharing one.
 func New(cfg Config, store storage.MetricsStore, limiter Limiter, logger *slog.Logger, reg prometheus.Registerer) http.Handler {
 	return &handler{newIngester(cfg, store, limiter, logger, reg)}
+}
+
+// NewHandlers returns the remote write receiver (as New does) and the
+// native JSON write (as NewNative does), sharing one in-flight budget of
+// cfg.MaxInflightBytes, their counters and their pool of buffers.
+func NewHandlers(cfg Config, store storage.MetricsStore, limiter Limiter, logger *slog.Logger, reg prometheus.Registerer) (write, native http.Handler) {
+	g := newIngester(cfg, store, limiter, logger, reg)
+	return &handler{g}, &nativeHandler{g}
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -298,8 +526,14 @@ func setWritten(h http.Header, samples int) {
 	h.Set(exemplarsWrittenHeader, "0")
 }
 
-// readBody reads r's body into buf, at most limit bytes.
-func readBody(w http.ResponseWriter, r *http.Request, buf []byte, limit int64) ([]byte, error) {
+// maxBodyPrealloc is the most readBody allocates for a body before its
+// bytes arrive, whatever its Content-Length claims: a sender that declares
+// 10 MiB and trickles it holds memory only for what it sent.
+const maxBodyPrealloc = 256 << 10
+
+// readBody reads r's body into buf, at most limit bytes, within timeout
+// (none when 0).
+func readBody(w http.ResponseWriter, r *http.Request, buf []byte, limit int64, timeout time.Duration) ([]byte, error) {
 	tooLarge := func(n string) error {
 		return apierror.New(apierror.TooLarge,
 			"request body of %s bytes is larger than the limit of %d (raise --ingest.max-request-bytes)", n, limit)
@@ -310,14 +544,23 @@ func readBody(w http.ResponseWriter, r *http.Request, buf []byte, limit int64) (
 	if r.Body == nil {
 		return buf[:0], nil
 	}
+	if timeout > 0 {
+		// Only a real connection supports it (not a ResponseRecorder).
+		rc := http.NewResponseController(w)
+		if rc.SetReadDeadline(time.Now().Add(timeout)) == nil {
+			defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
+		}
+	}
 	body := http.MaxBytesReader(w, r.Body, limit)
 	buf = buf[:0]
-	if n := int(r.ContentLength) + 1; r.ContentLength > 0 && cap(buf) < n {
+	if n := int(min(r.ContentLength+1, maxBodyPrealloc)); r.ContentLength > 0 && cap(buf) < n {
 		buf = make([]byte, 0, n)
 	}
 	for {
 		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+			// Double (not the 1.25 of append for large slices): few
+			// copies, and never more than twice what arrived.
+			buf = slices.Grow(buf, max(len(buf), 4096))
 		}
 		n, err := body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
@@ -327,6 +570,10 @@ func readBody(w http.ResponseWriter, r *http.Request, buf []byte, limit int64) (
 		case err != nil:
 			if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 				return buf, tooLarge("more than " + strconv.FormatInt(limit, 10))
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return buf, &apierror.Error{Kind: apierror.Timeout, Err: err, Msg: fmt.Sprintf(
+					"request body not received within %s (--ingest.body-read-timeout)", timeout)}
 			}
 			return buf, apierror.Wrap(apierror.InvalidArgument, err, "read request body")
 		}
@@ -356,13 +603,32 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Princi
 		return writeResult{}, err
 	}
 	res := writeResult{proto: proto}
-	st := h.states.Get().(*writeState)
-	defer h.states.Put(st)
+	st := h.getState()
+	defer h.putState(st)
 
-	st.body, err = readBody(w, r, st.body, h.cfg.MaxCompressedBytes)
+	// The body first, holding nothing shared while it arrives; then its
+	// memory and that of its decoding, from the in-flight budget, before
+	// decompressing (snappy's header says the decompressed size).
+	st.body, err = readBody(w, r, st.body, h.cfg.MaxCompressedBytes, h.cfg.BodyReadTimeout)
 	if err != nil {
 		return res, err
 	}
+	n, err := decodedLen(st.body)
+	if err != nil {
+		return res, apierror.Wrap(apierror.InvalidArgument, err, "decode remote write request")
+	}
+	if int64(n) > h.cfg.MaxDecompressedBytes {
+		return res, apierror.New(apierror.TooLarge, "%s: %d bytes, more than the limit of %d (raise --ingest.max-decompressed-bytes)",
+			ErrTooLarge, n, h.cfg.MaxDecompressedBytes)
+	}
+	// The body, the decompressed body and the most its decoding may take:
+	// once decoded, the reservation shrinks to what it took.
+	reserved, err := h.inflight.acquire(p.Tenant, int64(len(st.body))+int64(n)+h.decodedBound(proto, n))
+	if err != nil {
+		return res, err
+	}
+	defer func() { h.inflight.release(reserved) }()
+
 	var series []TimeSeries
 	if proto == rw2 {
 		var req *RequestV2
@@ -375,7 +641,19 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Princi
 			series = req.Timeseries
 		}
 	}
+	decoded := st.dec.DecodedBytes()
+	if proto == rw2 {
+		decoded = st.decV2.DecodedBytes()
+	}
+	reserved = h.inflight.shrink(reserved, int64(len(st.body))+int64(n)+int64(decoded))
+	var tm *TooManyError
 	switch {
+	case errors.As(err, &tm) && tm.What == "bytes":
+		// Not a sender's batch, however large: no setting raises it.
+		return res, &apierror.Error{Kind: apierror.TooLarge, Err: err}
+	case errors.As(err, &tm):
+		return res, &apierror.Error{Kind: apierror.TooLarge, Err: err, Msg: fmt.Sprintf(
+			"raise %s, or send smaller batches (max_samples_per_send)", requestLimitFlag(tm.What))}
 	case errors.Is(err, ErrTooLarge):
 		return res, &apierror.Error{Kind: apierror.TooLarge, Err: fmt.Errorf("%w (raise --ingest.max-decompressed-bytes)", err)}
 	case err != nil && proto == rw2:
@@ -407,6 +685,18 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Princi
 	return res, apierror.Wrap(apierror.InvalidArgument, rc.first, fmt.Sprintf(
 		"%d of %d series rejected (%d samples rejected, %d stored); first rejection",
 		rc.series, len(series), rc.samples, res.stored))
+}
+
+// requestLimitFlag is the flag that raises the limit of DecodeLimits on
+// what, a TooManyError's What.
+func requestLimitFlag(what string) string {
+	switch what {
+	case "series":
+		return "--ingest.max-series-per-request"
+	case "samples":
+		return "--ingest.max-samples-per-request"
+	}
+	return "--ingest.max-labels-per-request" // labels, and symbols (two per label)
 }
 
 // allow counts n received samples and asks the limiter whether the tenant

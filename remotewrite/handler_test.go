@@ -395,11 +395,15 @@ func TestWriteRateLimited(t *testing.T) {
 	require.NotEmpty(t, w.Header().Get("Retry-After"))
 	require.Equal(t, 3.0, counter(t, reg, "luminate_ingest_samples_rejected_total", "reason", string(ReasonRateLimited)))
 
-	// Over the burst: never fits.
+	// Over the burst: never fits, so it is a 413 naming the setting,
+	// without Retry-After; Prometheus retries a 429 for ever and would
+	// wedge its shard on it.
 	big := encode(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{Labels: series("__name__", "big"), Samples: samplesAt(now, 1, 2, 3, 4, 5, 6)}}})
 	w = post(h, &writer, big, nil)
-	require.Equal(t, http.StatusTooManyRequests, w.Code, w.Body.String())
-	require.Contains(t, w.Body.String(), "burst")
+	require.Equal(t, http.StatusRequestEntityTooLarge, w.Code, w.Body.String())
+	require.Empty(t, w.Header().Get("Retry-After"))
+	require.Contains(t, w.Body.String(), "--limits.ingestion-burst")
+	require.Contains(t, w.Body.String(), "ingestion_burst")
 
 	require.Len(t, readBack(t, store, writer.Tenant)[`{__name__="up"}`], 3, "refused writes store nothing")
 	require.NotContains(t, readBack(t, store, writer.Tenant), `{__name__="big"}`)

@@ -366,18 +366,29 @@ func TestWriteV1AndV2(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
 	requireWritten(t, w, 1)
 
-	// A 2.0 body labelled as 1.0 is not taken for 2.0: its fields 4 and
-	// 5 are unknown to 1.0, so it decodes as an empty 1.0 request.
+	// A 2.0 body labelled as 1.0 is not taken for 2.0; nor is it taken
+	// for an empty 1.0 request (its fields 4 and 5 are unknown to 1.0),
+	// which would answer 204 and lose it: it is a 400 saying why.
 	w = post(h, &writer, b.encode(t), nil)
-	require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
+	require.Equal(t, http.StatusBadRequest, w.Code, w.Body.String())
+	require.Contains(t, w.Body.String(), "proto=io.prometheus.write.v2.Request")
 	s, _, _ = written(t, w)
 	require.Equal(t, -1, s)
+
+	// And the reverse: a 1.0 body labelled as 2.0 (its fields 1 and 3
+	// are reserved in 2.0) is a 400, not an empty 2.0 request.
+	v1 = &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{Labels: series("__name__", "lost", "job", "x"), Samples: samplesAt(now, 1)}}}
+	w = postV2(h, &writer, encode(t, v1), nil)
+	require.Equal(t, http.StatusBadRequest, w.Code, w.Body.String())
+	require.Contains(t, w.Body.String(), "proto=prometheus.WriteRequest")
+	requireWritten(t, w, 0)
 
 	require.Equal(t, map[string][]tsample{
 		`{__name__="up", job="x"}`: {{now.UnixMilli(), 1}, {now.Add(15 * time.Second).UnixMilli(), 2}},
 	}, readBack(t, store, writer.Tenant))
 	require.Equal(t, 2.0, counter(t, reg, "luminate_ingest_samples_accepted_total", "tenant", "acme"))
-	require.Equal(t, 3.0, counter(t, reg, "luminate_ingest_requests_total", "tenant", "acme", "code", "204"))
+	require.Equal(t, 2.0, counter(t, reg, "luminate_ingest_requests_total", "tenant", "acme", "code", "204"))
+	require.Equal(t, 2.0, counter(t, reg, "luminate_ingest_requests_total", "tenant", "acme", "code", "400"))
 }
 
 // startRecorder is a Badger store whose 2.0 appenders note the start

@@ -69,7 +69,7 @@ type NativeError struct {
 
 // nativeHandler is the native JSON batch write.
 type nativeHandler struct {
-	ingester
+	*ingester
 }
 
 // NewNative returns the native JSON batch write, for POST /api/v1/metrics.
@@ -134,16 +134,29 @@ func (h *nativeHandler) write(w http.ResponseWriter, r *http.Request, p tenancy.
 	if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
 		return apierror.New(apierror.UnsupportedMediaType, "Content-Encoding %q is not supported: send the JSON uncompressed", enc)
 	}
-	st := h.states.Get().(*writeState)
-	defer h.states.Put(st)
+	st := h.getState()
+	defer h.putState(st)
 	var err error
-	st.body, err = readBody(w, r, st.body, h.cfg.MaxCompressedBytes)
+	st.body, err = readBody(w, r, st.body, h.cfg.MaxCompressedBytes, h.cfg.BodyReadTimeout)
 	if err != nil {
 		return err
 	}
+	reserved, err := h.inflight.acquire(p.Tenant, nativeBytesPerByte*int64(len(st.body)))
+	if err != nil {
+		return err
+	}
+	defer h.inflight.release(reserved)
 	items, err := DecodeNative(st.body, h.cfg.MaxNativeMetrics)
 	if err != nil {
 		return err
+	}
+	dims := 0
+	for i := range items {
+		if dims += 1 + len(items[i].Dimensions); dims > h.cfg.MaxLabelsPerRequest {
+			return &apierror.Error{Kind: apierror.TooLarge, Field: fmt.Sprintf("metrics[%d].dimensions", i), Msg: fmt.Sprintf(
+				"more than %d labels (names and dimensions) in one request (raise --ingest.max-labels-per-request, or split the batch)",
+				h.cfg.MaxLabelsPerRequest)}
+		}
 	}
 	if err := h.allow(p.Tenant, len(items)); err != nil {
 		return err

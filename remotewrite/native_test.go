@@ -175,11 +175,21 @@ func TestNativeRateLimited(t *testing.T) {
 	}}, nil, prometheus.NewRegistry())
 	require.NoError(t, err)
 	h := NewNative(testConfig(t), store, limits, nil, prometheus.NewRegistry())
+	// Over the burst: never fits, 413 without Retry-After.
 	w := postNative(h, &writer, `{"metrics":[{"name":"a","value":1},{"name":"b","value":1},{"name":"c","value":1}]}`, nil)
+	require.Equal(t, http.StatusRequestEntityTooLarge, w.Code, w.Body.String())
+	require.Empty(t, w.Header().Get("Retry-After"))
+	require.Contains(t, nativeResponse(t, w).Error.Message, "ingestion_burst")
+	require.Empty(t, readBack(t, store, writer.Tenant))
+
+	// Over the rate: the burst of 2 is taken, the third sample must wait.
+	w = postNative(h, &writer, `{"metrics":[{"name":"a","value":1},{"name":"b","value":1}]}`, nil)
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	w = postNative(h, &writer, `{"metrics":[{"name":"c","value":1}]}`, nil)
 	require.Equal(t, http.StatusTooManyRequests, w.Code, w.Body.String())
 	require.NotEmpty(t, w.Header().Get("Retry-After"))
 	require.Equal(t, "rate_limited", nativeResponse(t, w).Error.Code)
-	require.Empty(t, readBack(t, store, writer.Tenant))
+	require.Len(t, readBack(t, store, writer.Tenant), 2)
 }
 
 func TestNativeStoreUnavailable(t *testing.T) {

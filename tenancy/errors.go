@@ -19,6 +19,11 @@ var (
 	ErrPermissionDenied = errors.New("permission denied")
 	// ErrRateLimited: a per-tenant limit refused the request for now.
 	ErrRateLimited = errors.New("rate limited")
+	// ErrRequestTooLarge: a per-tenant limit refuses the request whatever
+	// the time, because the request alone is larger than the limit (a
+	// write of more samples than the ingestion burst): retrying it cannot
+	// succeed, it must be split or the limit raised.
+	ErrRequestTooLarge = errors.New("request larger than a per-tenant limit")
 )
 
 // AuthError is why a token was refused. It wraps ErrUnauthenticated. Its
@@ -37,7 +42,8 @@ func (e *AuthError) Error() string { return "unauthenticated: " + e.Msg }
 func (e *AuthError) Unwrap() error { return ErrUnauthenticated }
 
 // LimitError is a refusal by a per-tenant limit. It wraps ErrRateLimited
-// and says when to retry and which setting raises the limit.
+// and says when to retry and which setting raises the limit; or, when
+// TooLarge, it wraps ErrRequestTooLarge: the request can never pass.
 type LimitError struct {
 	Tenant ID
 	// Limit is the per-tenant override key of the limit, e.g.
@@ -47,9 +53,17 @@ type LimitError struct {
 	RetryAfter time.Duration
 	// Msg names the limit, the tenant and the setting that raises it.
 	Msg string
+	// TooLarge means the request alone exceeds the limit: no wait makes
+	// it fit (RetryAfter is 0), so it must not be answered as retriable.
+	TooLarge bool
 }
 
 func (e *LimitError) Error() string { return e.Msg }
 
-// Unwrap returns ErrRateLimited.
-func (e *LimitError) Unwrap() error { return ErrRateLimited }
+// Unwrap returns ErrRequestTooLarge when e.TooLarge, else ErrRateLimited.
+func (e *LimitError) Unwrap() error {
+	if e.TooLarge {
+		return ErrRequestTooLarge
+	}
+	return ErrRateLimited
+}

@@ -149,7 +149,7 @@ func (c *LimitsConfig) RegisterFlags(f *flag.FlagSet) {
 	d := DefaultTenantLimits()
 	const o = " 0 means unlimited. Per-tenant override key: "
 	f.Float64Var(&c.IngestionRate, "limits.ingestion-rate", d.IngestionRate, "Samples/s each tenant may write, sustained."+o+"ingestion_rate.")
-	f.IntVar(&c.IngestionBurst, "limits.ingestion-burst", d.IngestionBurst, "Samples each tenant may write at once above its ingestion rate; also the largest write request accepted. Per-tenant override key: ingestion_burst.")
+	f.IntVar(&c.IngestionBurst, "limits.ingestion-burst", d.IngestionBurst, "Samples each tenant may write at once above its ingestion rate; also the largest write request accepted (larger ones get 413). Per-tenant override key: ingestion_burst.")
 	f.Float64Var(&c.RequestRate, "limits.request-rate", d.RequestRate, "API requests/s each tenant may make, sustained."+o+"request_rate.")
 	f.IntVar(&c.RequestBurst, "limits.request-burst", d.RequestBurst, "API requests each tenant may make at once above its request rate. Per-tenant override key: request_burst.")
 	f.IntVar(&c.MaxActiveSeries, "limits.max-active-series", d.MaxActiveSeries, "Series each tenant may hold; new series beyond it are refused, existing ones keep flowing."+o+"max_active_series.")
@@ -627,8 +627,12 @@ func (l *Limits) take(id ID, n int, spec limitSpec, pick func(*tenantState) *rat
 		}
 		r := lim.ReserveN(now, n)
 		if !r.OK() {
-			err = l.refuse(id, ingestionBurstSpec, burstRefill(lim),
-				fmt.Sprintf("write of %d samples exceeds the ingestion burst of %d samples for tenant %s", n, lim.Burst(), id))
+			// No wait makes it fit: refuse it as too large, not for now,
+			// or a sender retrying 429 would retry it for ever.
+			le := l.refuse(id, ingestionBurstSpec, 0,
+				fmt.Sprintf("write of %d samples exceeds the ingestion burst of %d samples for tenant %s: split it", n, lim.Burst(), id))
+			le.TooLarge = true
+			err = le
 			return
 		}
 		if d := r.DelayFrom(now); d > 0 {
@@ -638,11 +642,6 @@ func (l *Limits) take(id ID, n int, spec limitSpec, pick func(*tenantState) *rat
 		}
 	})
 	return err
-}
-
-// burstRefill is how long an empty bucket of lim takes to fill.
-func burstRefill(lim *rate.Limiter) time.Duration {
-	return time.Duration(float64(lim.Burst()) / float64(lim.Limit()) * float64(time.Second))
 }
 
 func rateName(s limitSpec) string {
@@ -656,7 +655,9 @@ func rateName(s limitSpec) string {
 }
 
 // AllowIngest takes samples from tenant id's ingestion budget, or returns
-// a *LimitError (429) with the time after which the write would fit.
+// a *LimitError (429) with the time after which the write would fit; a
+// write of more samples than the burst can never fit: its *LimitError is
+// TooLarge (413).
 func (l *Limits) AllowIngest(id ID, samples int) error {
 	if samples <= 0 {
 		return nil

@@ -305,11 +305,24 @@ func TestAllowIngest(t *testing.T) {
 	require.NoError(t, l.AllowIngest("acme", 100))
 	require.Error(t, l.AllowIngest("acme", 1))
 
-	// Larger than the burst: never fits; the message names the burst.
+	// Larger than the burst: never fits, so it is a 413 without
+	// Retry-After, not a 429 a sender would retry for ever; the message
+	// names the burst.
 	env.clock.Advance(time.Hour)
 	err = l.AllowIngest("acme", 2001)
-	le = requireLimitError(t, err, "ingestion_burst", "--limits.ingestion-burst")
+	require.ErrorAs(t, err, &le)
+	require.ErrorIs(t, err, tenancy.ErrRequestTooLarge)
+	require.NotErrorIs(t, err, tenancy.ErrRateLimited)
+	require.True(t, le.TooLarge)
+	require.Equal(t, "ingestion_burst", le.Limit)
+	require.Contains(t, le.Error(), "--limits.ingestion-burst")
+	require.Contains(t, le.Error(), "per-tenant override ingestion_burst")
 	require.Contains(t, le.Error(), "2001 samples")
+	require.Zero(t, le.RetryAfter)
+	info := apierror.Classify(err)
+	require.Equal(t, http.StatusRequestEntityTooLarge, info.Status)
+	require.Zero(t, info.RetryAfter)
+	require.Equal(t, 1.0, rateLimited(t, env.reg, "acme", "ingestion_burst"))
 
 	// Other tenants have their own, default, budget.
 	require.NoError(t, l.AllowIngest("beta", 1_000_000))

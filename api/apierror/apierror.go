@@ -144,6 +144,8 @@ func Classify(err error) Info {
 		k = Unauthenticated
 	case errors.Is(err, tenancy.ErrPermissionDenied):
 		k = PermissionDenied
+	case errors.As(err, &limit) && limit.TooLarge:
+		k = TooLarge // never fits: not retriable
 	case errors.As(err, &limit):
 		k, retry = RateLimited, limit.RetryAfter
 	case errors.Is(err, tenancy.ErrRateLimited):

@@ -287,10 +287,11 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 			logger.Warn("spans not exported at shutdown", "err", terr)
 		}
 	}()
-	ingestLogger := logger.With("component", "ingest")
+	// The remote write and native write handlers share one in-flight budget.
+	remoteWrite, nativeWrite := remotewrite.NewHandlers(cfg.ingest, store, limits, logger.With("component", "ingest"), reg)
 	routes := dataRoutes(
-		remotewrite.New(cfg.ingest, store, limits, ingestLogger, reg),
-		remotewrite.NewNative(cfg.ingest, store, limits, ingestLogger, reg),
+		remoteWrite,
+		nativeWrite,
 		remoteRead,
 		queryAPI,
 		nativeQuery,
