@@ -35,9 +35,9 @@ func FuzzDecodeReadRequest(f *testing.F) {
 			require.LessOrEqual(t, n, max)
 		}
 		for _, q := range req.Queries {
-			ms, _, err := selectParams(q)
+			qp, err := selectParams(q)
 			if err == nil {
-				require.Len(t, ms, len(q.Matchers))
+				require.Len(t, qp.matchers, len(q.Matchers))
 			}
 		}
 		if typ, err := negotiateResponseType(req.AcceptedResponseTypes); err == nil {
