@@ -144,7 +144,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info := apierror.Classify(err)
 	h.requests.WithLabelValues(name, strconv.Itoa(info.Status)).Inc()
 	if sw.started {
-		h.logger.Error("remote read stream failed after it started; aborting the response", "err", err)
+		if info.Kind == apierror.Internal || info.Status >= 500 {
+			h.logger.Error("remote read stream failed after it started; aborting the response", "err", err)
+		} else {
+			h.logger.Warn("remote read stream refused after it started; aborting the response", "err", err)
+		}
 		panic(http.ErrAbortHandler)
 	}
 	apierror.SetRetryAfter(w, info)
@@ -216,7 +220,7 @@ func (h *Handler) serve(w *startedWriter, r *http.Request) (prompb.ReadRequest_R
 	if err != nil {
 		return noType, err
 	}
-	if err := h.checkRequest(req); err != nil {
+	if err := h.cfg.checkRequest(req); err != nil {
 		return noType, err
 	}
 	typ, err := negotiateResponseType(req.AcceptedResponseTypes)
@@ -307,15 +311,15 @@ func (h *Handler) readBody(w *startedWriter, r *http.Request) ([]byte, error) {
 
 // checkRequest checks the bounds of the request as a whole that its
 // decoding alone shows: its queries and matchers.
-func (h *Handler) checkRequest(req *prompb.ReadRequest) error {
-	if n, max := len(req.Queries), h.cfg.MaxQueriesPerRequest; n > max {
+func (c *Config) checkRequest(req *prompb.ReadRequest) error {
+	if n, max := len(req.Queries), c.MaxQueriesPerRequest; n > max {
 		return apierror.New(apierror.TooLarge, "remote-read request has %d queries, more than %d (raise --remote-read.max-queries-per-request)", n, max)
 	}
 	n := 0
 	for _, q := range req.Queries {
 		n += len(q.Matchers)
 	}
-	if max := h.cfg.MaxMatchersPerRequest; n > max {
+	if max := c.MaxMatchersPerRequest; n > max {
 		return apierror.New(apierror.TooLarge, "remote-read request has %d matchers, more than %d (raise --remote-read.max-matchers-per-request)", n, max)
 	}
 	return nil
