@@ -258,6 +258,9 @@ func (h *Handler) serve(w *startedWriter, r *http.Request) (prompb.ReadRequest_R
 	return typ, h.samples(ctx, w, ts, params, b)
 }
 
+// maxBodyPrealloc is the most readBody allocates before the body arrives.
+const maxBodyPrealloc = 64 << 10
+
 // readBody reads the compressed request, at most --remote-read.max-request-bytes,
 // within --remote-read.body-timeout.
 func (h *Handler) readBody(w *startedWriter, r *http.Request) ([]byte, error) {
@@ -277,9 +280,10 @@ func (h *Handler) readBody(w *startedWriter, r *http.Request) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("set the remote-read body deadline: %w", err)
 	}
+	// Memory for what arrives, not for what the client claims will.
 	size := 512
 	if r.ContentLength > 0 {
-		size = int(r.ContentLength) + 1 // +1: no growth to see the EOF
+		size = int(min(r.ContentLength+1, maxBodyPrealloc)) // +1: no growth to see the EOF
 	}
 	buf := bytes.NewBuffer(make([]byte, 0, size))
 	body := http.MaxBytesReader(w.ResponseWriter, r.Body, int64(limit))

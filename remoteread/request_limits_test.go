@@ -259,10 +259,14 @@ func TestSlowUploadsDoNotBlockOthers(t *testing.T) {
 	e := newEnv(t, cfg, newTenantLimits(t, func(*tenancy.TenantLimits) {}))
 	const uploads = 4
 	var conns []net.Conn
-	for range uploads {
-		conns = append(conns, slowUpload(t, e, acme, 1000))
-	}
-	time.Sleep(300 * time.Millisecond) // the handlers are running
+	alloc := allocated(func() {
+		for range uploads {
+			// Each claims the largest body allowed.
+			conns = append(conns, slowUpload(t, e, acme, cfg.MaxRequestBytes))
+		}
+		time.Sleep(300 * time.Millisecond) // the handlers are running
+	})
+	require.Less(t, alloc, uint64(cfg.MaxRequestBytes), "memory for the bodies claimed, not received")
 
 	client := &http.Client{Timeout: 10 * time.Second}
 	q := query(t0, t0+int64(nSmp)*step, eq("__name__", "up"))
