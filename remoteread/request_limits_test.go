@@ -158,11 +158,11 @@ func TestSamplesResponseBudget(t *testing.T) {
 	e := newEnv(t, DefaultConfig(), nil)
 	e.loadMany(acme)
 	q := query(t0, t0+manySamples*step, eq("__name__", "many"))
-	two := &prompb.ReadRequest{Queries: []*prompb.Query{q, query(t0, t0+10*step, eq("__name__", "up"))}}
+	several := &prompb.ReadRequest{Queries: []*prompb.Query{q, query(t0, t0+step, eq("__name__", "none")), query(t0, t0+10*step, eq("__name__", "up"))}}
 
 	// The encoded size of the whole response, decoded by the reference
 	// (gogo) decoder and re-encoded by its encoder.
-	resp := e.post(acme, two)
+	resp := e.post(acme, several)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	raw := readRaw(t, resp)
 	var rr prompb.ReadResponse
@@ -173,12 +173,12 @@ func TestSamplesResponseBudget(t *testing.T) {
 	size := len(raw)
 
 	e.h.cfg.MaxResponseBytes = size
-	resp = e.post(acme, two)
+	resp = e.post(acme, several)
 	require.Equal(t, http.StatusOK, resp.StatusCode, "a response of exactly the budget fits")
 	require.Equal(t, raw, readRaw(t, resp))
 
 	e.h.cfg.MaxResponseBytes = size - 1
-	resp = e.post(acme, two)
+	resp = e.post(acme, several)
 	require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
 	require.Equal(t, fmt.Sprintf("remote-read response would exceed %d bytes (raise --remote-read.max-response-bytes, or read with the streamed response type)\n", size-1), body(t, resp))
 
