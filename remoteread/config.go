@@ -47,6 +47,9 @@ type Config struct {
 	// SlotTimeout is how long a request waits for a slot before it is
 	// refused with Retry-After.
 	SlotTimeout time.Duration
+	// Timeout bounds how long a request holds its slot: reading the store
+	// and writing the response, to a client however slow.
+	Timeout time.Duration
 }
 
 // DefaultConfig returns the defaults the flags use, Prometheus' own where
@@ -62,6 +65,7 @@ func DefaultConfig() Config {
 		MaxResponseBytes:      256 << 20,
 		BodyTimeout:           30 * time.Second,
 		SlotTimeout:           30 * time.Second,
+		Timeout:               2 * time.Minute,
 	}
 }
 
@@ -77,6 +81,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.IntVar(&c.MaxResponseBytes, "remote-read.max-response-bytes", d.MaxResponseBytes, "Largest remote-read response, in bytes before compression, over all its queries: a non-streamed response (held in memory while it is built) beyond it is refused with 422, a streamed one is cut off.")
 	f.DurationVar(&c.BodyTimeout, "remote-read.body-timeout", d.BodyTimeout, "Time a client has to send the whole remote-read request body; a body that is slower is refused with 400. The body is read before the request waits for a slot.")
 	f.IntVar(&c.TenantConcurrentLimit, "remote-read.tenant-concurrent-limit", d.TenantConcurrentLimit, "Slots of --remote-read.concurrent-limit the requests of one tenant may hold or wait for at once; 0 means half of them, at least 1.")
+	f.DurationVar(&c.Timeout, "remote-read.timeout", d.Timeout, "Longest a remote-read request may hold its slot, reading the store and writing the response however slowly the client reads it; beyond it the request fails (503, or a cut-off response).")
 	f.DurationVar(&c.SlotTimeout, "remote-read.slot-timeout", d.SlotTimeout, "Longest a remote-read request waits for a slot of --remote-read.concurrent-limit or of its tenant's share before it is refused (503, or 429 for the tenant's share) with Retry-After.")
 }
 
@@ -112,6 +117,7 @@ func (c *Config) Validate() error {
 	}{
 		{"body-timeout", c.BodyTimeout},
 		{"slot-timeout", c.SlotTimeout},
+		{"timeout", c.Timeout},
 	} {
 		if p.v <= 0 {
 			errs = append(errs, fmt.Errorf("--remote-read.%s %s must be positive", p.name, p.v))

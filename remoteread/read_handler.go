@@ -186,7 +186,7 @@ func (h *Handler) clientText(err error, info apierror.Info) string {
 		h.logger.Warn("remote read: storage unavailable", "err", err)
 		return "storage unavailable"
 	case apierror.Timeout:
-		return "remote read timed out"
+		return fmt.Sprintf("remote read did not finish within %s (raise --remote-read.timeout)", h.cfg.Timeout)
 	case apierror.Canceled:
 		return "remote read canceled"
 	}
@@ -241,6 +241,19 @@ func (h *Handler) serve(w *startedWriter, r *http.Request) (prompb.ReadRequest_R
 		return noType, err
 	}
 	defer release()
+	// The slot is held for at most --remote-read.timeout, however slowly
+	// the client reads the response.
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
+	defer cancel()
+	rc := http.NewResponseController(w)
+	switch err := rc.SetWriteDeadline(time.Now().Add(h.cfg.Timeout)); {
+	case err == nil:
+		// The server sets no write deadline of its own on the next
+		// request of the connection.
+		defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
+	case !errors.Is(err, http.ErrNotSupported):
+		return noType, fmt.Errorf("set the remote-read response deadline: %w", err)
+	}
 
 	// Every query's matchers are parsed before the response starts, so
 	// that a bad one is a 400 rather than a cut-off stream.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	promstorage "github.com/prometheus/prometheus/storage"
@@ -396,4 +397,27 @@ func TestSlotShares(t *testing.T) {
 	}
 	require.Len(t, e.read(other, samples, q)[0], 1)
 	require.Empty(t, e.h.slots.tenants, "no tenant left behind")
+}
+
+// TestSlowReaderFreesSlot checks that a client that does not read its
+// response holds its slot for at most --remote-read.timeout.
+func TestSlowReaderFreesSlot(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Timeout = time.Second
+	e := newEnv(t, cfg, nil)
+	e.loadMany(acme)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.srv.URL, "http://"))
+	require.NoError(t, err)
+	defer conn.Close()
+	// Far more than the socket buffers hold: about 20 MB of frames.
+	b := mustSnappy(t, manyRequest(streamed))
+	_, err = fmt.Fprintf(conn, "POST /api/v1/read HTTP/1.1\r\nHost: luminate\r\n%s: %s\r\nContent-Length: %d\r\n\r\n%s", tenantHeader, acme, len(b), b)
+	require.NoError(t, err)
+	// The request runs, then stops within the timeout, its slot freed,
+	// though the client still has not read a byte.
+	running := func() bool { return testutil.ToFloat64(e.h.queries) > 0 }
+	require.Eventually(t, running, 2*time.Second, 5*time.Millisecond)
+	start := time.Now()
+	require.Eventually(t, func() bool { return !running() }, cfg.Timeout+3*time.Second, 10*time.Millisecond)
+	t.Logf("slot freed %s after the request was seen running", time.Since(start))
 }
