@@ -245,13 +245,9 @@ func (h *Handler) serve(w *startedWriter, r *http.Request) (prompb.ReadRequest_R
 	// the client reads the response.
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
 	defer cancel()
-	rc := http.NewResponseController(w)
-	switch err := rc.SetWriteDeadline(time.Now().Add(h.cfg.Timeout)); {
-	case err == nil:
-		// The server sets no write deadline of its own on the next
-		// request of the connection.
-		defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
-	case !errors.Is(err, http.ErrNotSupported):
+	// (net/http clears the deadline once the response is flushed.)
+	err = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(h.cfg.Timeout))
+	if err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return noType, fmt.Errorf("set the remote-read response deadline: %w", err)
 	}
 
@@ -307,8 +303,9 @@ func (h *Handler) readBody(w *startedWriter, r *http.Request) ([]byte, error) {
 		// connection closes after it.
 		_ = body.Close()
 	} else if deadline {
-		// A deadline left on the connection would cancel the request
-		// once it passes, while the response is being written.
+		// The deadline is for the body only. (HTTP/1 in net/http clears
+		// it itself when it starts reading past the body; this does not
+		// depend on it.)
 		if err := rc.SetReadDeadline(time.Time{}); err != nil {
 			return nil, fmt.Errorf("clear the remote-read body deadline: %w", err)
 		}

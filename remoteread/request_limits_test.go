@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -420,4 +421,37 @@ func TestSlowReaderFreesSlot(t *testing.T) {
 	start := time.Now()
 	require.Eventually(t, func() bool { return !running() }, cfg.Timeout+3*time.Second, 10*time.Millisecond)
 	t.Logf("slot freed %s after the request was seen running", time.Since(start))
+}
+
+// TestBodyDeadlineEndsWithTheBody checks that the body deadline does not
+// outlive the body: a request that runs for longer than it succeeds, and so
+// does the next one on the same connection after both deadlines passed.
+func TestBodyDeadlineEndsWithTheBody(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.BodyTimeout, cfg.Timeout = 20*time.Millisecond, 10*time.Second
+	e := newEnv(t, cfg, nil)
+	e.loadMany(acme)
+	var dials atomic.Int64
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}}
+	defer client.CloseIdleConnections()
+	req := manyRequest(samples)
+	req.Queries = req.Queries[:20]
+	for range 2 {
+		r, err := http.NewRequest(http.MethodPost, e.srv.URL+"/api/v1/read", bytes.NewReader(mustSnappy(t, req)))
+		require.NoError(t, err)
+		r.Header.Set(tenantHeader, string(acme))
+		start := time.Now()
+		resp, err := client.Do(r)
+		require.NoError(t, err)
+		got := readSamples(t, resp)
+		resp.Body.Close()
+		require.Len(t, got, len(req.Queries))
+		require.Len(t, got[len(got)-1], manySeries)
+		require.Greater(t, time.Since(start), 5*cfg.BodyTimeout, "the request outlasts the body deadline")
+		time.Sleep(2 * cfg.BodyTimeout)
+	}
+	require.Equal(t, int64(1), dials.Load(), "both requests on one connection")
 }
