@@ -297,6 +297,7 @@ func TestSlowUploadsDoNotBlockOthers(t *testing.T) {
 // TestBodyTimeout checks that a body that trickles in is refused with 400
 // naming --remote-read.body-timeout once the timeout has passed.
 func TestBodyTimeout(t *testing.T) {
+	t.Parallel() // it waits; tests that measure allocations do not run meanwhile
 	cfg := DefaultConfig()
 	cfg.BodyTimeout = time.Second
 	e := newEnv(t, cfg, nil)
@@ -355,6 +356,7 @@ func TestStorageErrorMasked(t *testing.T) {
 // request runs at once; and that when all slots are busy a request is
 // refused with 503 and Retry-After after the same timeout.
 func TestSlotShares(t *testing.T) {
+	t.Parallel() // it waits; tests that measure allocations do not run meanwhile
 	cfg := DefaultConfig()
 	cfg.ConcurrentLimit = 3 // a share of 1
 	cfg.SlotTimeout = time.Second
@@ -403,6 +405,7 @@ func TestSlotShares(t *testing.T) {
 // TestSlowReaderFreesSlot checks that a client that does not read its
 // response holds its slot for at most --remote-read.timeout.
 func TestSlowReaderFreesSlot(t *testing.T) {
+	t.Parallel() // it waits; tests that measure allocations do not run meanwhile
 	cfg := DefaultConfig()
 	cfg.Timeout = time.Second
 	e := newEnv(t, cfg, nil)
@@ -427,6 +430,7 @@ func TestSlowReaderFreesSlot(t *testing.T) {
 // outlive the body: a request that runs for longer than it succeeds, and so
 // does the next one on the same connection after both deadlines passed.
 func TestBodyDeadlineEndsWithTheBody(t *testing.T) {
+	t.Parallel() // it waits; tests that measure allocations do not run meanwhile
 	cfg := DefaultConfig()
 	cfg.BodyTimeout, cfg.Timeout = 20*time.Millisecond, 10*time.Second
 	e := newEnv(t, cfg, nil)
