@@ -34,10 +34,20 @@ func FuzzDecodeReadRequest(f *testing.F) {
 		if n, err := snappy.DecodedLen(body); err == nil {
 			require.LessOrEqual(t, n, max)
 		}
+		cfg := DefaultConfig()
+		cfg.MaxQueriesPerRequest, cfg.MaxMatchersPerRequest = 4, 8
+		if err := cfg.checkRequest(req); err == nil {
+			n := 0
+			for _, q := range req.Queries {
+				n += len(q.Matchers)
+			}
+			require.LessOrEqual(t, len(req.Queries), 4)
+			require.LessOrEqual(t, n, 8)
+		}
 		for _, q := range req.Queries {
-			ms, _, err := selectParams(q)
+			qp, err := selectParams(q)
 			if err == nil {
-				require.Len(t, ms, len(q.Matchers))
+				require.Len(t, qp.matchers, len(q.Matchers))
 			}
 		}
 		if typ, err := negotiateResponseType(req.AcceptedResponseTypes); err == nil {

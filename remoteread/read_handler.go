@@ -6,9 +6,16 @@
 // request's accepted_response_types exactly as Prometheus does.
 //
 // Streamed responses read each series' chunks when they are written, so a
-// response never holds more than one frame. Series never carry the
-// _tenant_id label, and matchers on it cannot reach another tenant: the
-// tenant's view matches the tenant implicitly.
+// response never holds more than one frame; a SAMPLES response is held as
+// its encoding, at most --remote-read.max-response-bytes. Series never
+// carry the _tenant_id label, and matchers on it cannot reach another
+// tenant: the tenant's view matches the tenant implicitly.
+//
+// What one request may cost is bounded as a whole: its body (size, and a
+// deadline to arrive), its queries and matchers, the series and samples of
+// all its queries together and the bytes of its response. A request takes
+// a slot only once its body is read, and one tenant may hold only its
+// share of the slots.
 //
 // It is not where requests are authenticated (api middleware puts the
 // tenancy.Principal in the context) nor where external labels are added:
@@ -16,14 +23,17 @@
 package remoteread
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,11 +57,11 @@ type Limits interface {
 	// AcquireQuery admits one query if the tenant runs fewer than its
 	// concurrent limit, and returns the func that ends it.
 	AcquireQuery(ctx context.Context, id tenancy.ID) (release func(), err error)
-	// MaxSeriesPerQuery is the most series one query may return; 0 means
-	// unlimited.
+	// MaxSeriesPerQuery is the most series one request may return, over
+	// all its queries; 0 means unlimited.
 	MaxSeriesPerQuery(id tenancy.ID) int
-	// MaxSamplesPerQuery is the most samples one query may return; 0
-	// means unlimited.
+	// MaxSamplesPerQuery is the most samples one request may return, over
+	// all its queries; 0 means unlimited.
 	MaxSamplesPerQuery(id tenancy.ID) int
 }
 
@@ -67,7 +77,7 @@ type Handler struct {
 	store  storage.MetricsStore
 	limits Limits
 	logger *slog.Logger
-	gate   chan struct{} // nil: no concurrency limit
+	slots  *slots
 
 	marshalPool sync.Pool // of *[]byte, for PooledMarshal
 
@@ -94,16 +104,14 @@ func New(cfg Config, store storage.MetricsStore, limits Limits, logger *slog.Log
 		logger: logger,
 		queries: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "luminate_remote_read_queries",
-			Help: "Remote-read requests running or waiting for a slot of --remote-read.concurrent-limit.",
+			Help: "Remote-read requests running or waiting for a slot of --remote-read.concurrent-limit (once their body is read).",
 		}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "luminate_remote_read_requests_total",
 			Help: "Remote-read requests by response type (samples, streamed, none when refused before negotiation) and HTTP status code.",
 		}, []string{"response_type", "code"}),
 	}
-	if cfg.ConcurrentLimit > 0 {
-		h.gate = make(chan struct{}, cfg.ConcurrentLimit)
-	}
+	h.slots = newSlots(cfg)
 	if reg != nil {
 		for _, c := range []prometheus.Collector{h.queries, h.requests} {
 			if err := reg.Register(c); err != nil {
@@ -116,8 +124,9 @@ func New(cfg Config, store storage.MetricsStore, limits Limits, logger *slog.Log
 
 // ServeHTTP serves one remote-read request. Errors before the response
 // starts are plain-text bodies with the status of api/apierror, as
-// Prometheus' are; an error in the middle of a stream aborts the
-// connection, so that the client cannot take a partial stream for a whole.
+// Prometheus' are, and the text of internal and storage errors only in the
+// log; an error in the middle of a stream aborts the connection, so that
+// the client cannot take a partial stream for a whole.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sw := &startedWriter{ResponseWriter: w}
 	typ, err := h.serve(sw, r)
@@ -135,15 +144,53 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info := apierror.Classify(err)
 	h.requests.WithLabelValues(name, strconv.Itoa(info.Status)).Inc()
 	if sw.started {
-		h.logger.Error("remote read stream failed after it started; aborting the response", "err", err)
+		if info.Kind == apierror.Internal || info.Status >= 500 {
+			h.logger.Error("remote read stream failed after it started; aborting the response", "err", err)
+		} else {
+			h.logger.Warn("remote read stream refused after it started; aborting the response", "err", err)
+		}
 		panic(http.ErrAbortHandler)
-	}
-	if info.Kind == apierror.Internal {
-		h.logger.Error("remote read failed", "err", err)
 	}
 	apierror.SetRetryAfter(w, info)
 	w.Header().Del("Content-Encoding")
-	http.Error(w, err.Error(), info.Status)
+	http.Error(w, h.clientText(err, info), info.Status)
+}
+
+// storageError is an error of the store, whose text is for the log only.
+type storageError struct{ err error }
+
+func (e *storageError) Error() string { return e.err.Error() }
+func (e *storageError) Unwrap() error { return e.err }
+
+// fromStorage marks err, if any, as the store's.
+func fromStorage(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &storageError{err}
+}
+
+// clientText is the text of err a client sees: the error itself when this
+// package wrote it for the client, else (an internal error, or a failure of
+// the store) only its kind, the details being logged.
+func (h *Handler) clientText(err error, info apierror.Info) string {
+	var se *storageError
+	if info.Kind != apierror.Internal && !errors.As(err, &se) {
+		return err.Error()
+	}
+	switch info.Kind {
+	case apierror.Internal:
+		h.logger.Error("remote read failed", "err", err)
+		return "internal error"
+	case apierror.Unavailable:
+		h.logger.Warn("remote read: storage unavailable", "err", err)
+		return "storage unavailable"
+	case apierror.Timeout:
+		return fmt.Sprintf("remote read did not finish within %s (raise --remote-read.timeout)", h.cfg.Timeout)
+	case apierror.Canceled:
+		return "remote read canceled"
+	}
+	return err.Error() // a client error the store found, e.g. a reserved label
 }
 
 // noType is the response type of a request refused before negotiation.
@@ -162,6 +209,25 @@ func (h *Handler) serve(w *startedWriter, r *http.Request) (prompb.ReadRequest_R
 		if err := h.limits.AllowQuery(p.Tenant); err != nil {
 			return noType, err
 		}
+	}
+	// The body is read, within its deadline, and checked before the
+	// request takes a slot, so that slow or large uploads hold none.
+	compressed, err := h.readBody(w, r)
+	if err != nil {
+		return noType, err
+	}
+	req, err := decodeReadRequest(compressed, h.cfg.MaxRequestBytes)
+	if err != nil {
+		return noType, err
+	}
+	if err := h.cfg.checkRequest(req); err != nil {
+		return noType, err
+	}
+	typ, err := negotiateResponseType(req.AcceptedResponseTypes)
+	if err != nil {
+		return noType, err
+	}
+	if h.limits != nil {
 		release, err := h.limits.AcquireQuery(ctx, p.Tenant)
 		if err != nil {
 			return noType, err
@@ -170,48 +236,115 @@ func (h *Handler) serve(w *startedWriter, r *http.Request) (prompb.ReadRequest_R
 	}
 	h.queries.Inc()
 	defer h.queries.Dec()
-	if h.gate != nil {
-		select {
-		case h.gate <- struct{}{}:
-			defer func() { <-h.gate }()
-		case <-ctx.Done():
-			return noType, fmt.Errorf("wait for a slot of --remote-read.concurrent-limit=%d: %w", h.cfg.ConcurrentLimit, ctx.Err())
+	release, err := h.slots.acquire(ctx, p.Tenant)
+	if err != nil {
+		return noType, err
+	}
+	defer release()
+	// The slot is held for at most --remote-read.timeout, however slowly
+	// the client reads the response.
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
+	defer cancel()
+	// (net/http clears the deadline once the response is flushed.)
+	err = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(h.cfg.Timeout))
+	if err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return noType, fmt.Errorf("set the remote-read response deadline: %w", err)
+	}
+
+	// Every query's matchers are parsed before the response starts, so
+	// that a bad one is a 400 rather than a cut-off stream.
+	params := make([]queryParams, len(req.Queries))
+	for i, q := range req.Queries {
+		if params[i], err = selectParams(q); err != nil {
+			return noType, err
 		}
 	}
-
-	req, err := h.decode(r)
-	if err != nil {
-		return noType, err
-	}
-	typ, err := negotiateResponseType(req.AcceptedResponseTypes)
-	if err != nil {
-		return noType, err
-	}
-	lim := h.queryLimits(p.Tenant, typ)
+	b := h.newBudget(p.Tenant, typ)
 	ts := h.store.ForTenant(p.Tenant)
 	if typ == prompb.ReadRequest_STREAMED_XOR_CHUNKS {
-		return typ, h.streamChunks(ctx, w, ts, req, lim)
+		return typ, h.streamChunks(ctx, w, ts, params, b)
 	}
-	return typ, h.samples(ctx, w, ts, req, lim)
+	return typ, h.samples(ctx, w, ts, params, b)
 }
 
-// decode reads the snappy-compressed request, bounded before and after
-// decompression.
-func (h *Handler) decode(r *http.Request) (*prompb.ReadRequest, error) {
-	max := h.cfg.MaxRequestBytes
-	compressed, err := io.ReadAll(io.LimitReader(r.Body, int64(max)+1))
+// maxBodyPrealloc is the most readBody allocates before the body arrives.
+const maxBodyPrealloc = 64 << 10
+
+// readBody reads the compressed request, at most --remote-read.max-request-bytes,
+// within --remote-read.body-timeout.
+func (h *Handler) readBody(w *startedWriter, r *http.Request) ([]byte, error) {
+	limit := h.cfg.MaxRequestBytes
+	tooLarge := func() error {
+		return apierror.New(apierror.TooLarge, "remote-read request larger than %d bytes (raise --remote-read.max-request-bytes)", limit)
+	}
+	if r.ContentLength > int64(limit) {
+		return nil, tooLarge()
+	}
+	rc := http.NewResponseController(w)
+	deadline := false
+	switch err := rc.SetReadDeadline(time.Now().Add(h.cfg.BodyTimeout)); {
+	case err == nil:
+		deadline = true
+	case errors.Is(err, http.ErrNotSupported):
+	default:
+		return nil, fmt.Errorf("set the remote-read body deadline: %w", err)
+	}
+	// Memory for what arrives, not for what the client claims will.
+	size := 512
+	if r.ContentLength > 0 {
+		size = int(min(r.ContentLength+1, maxBodyPrealloc)) // +1: no growth to see the EOF
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size))
+	body := http.MaxBytesReader(w.ResponseWriter, r.Body, int64(limit))
+	_, err := buf.ReadFrom(body)
 	if err != nil {
-		return nil, fmt.Errorf("read remote-read request: %w", err)
+		// Closed unread, the body is not drained before the reply (the
+		// deadline, left in place, fails what would drain it) and the
+		// connection closes after it.
+		_ = body.Close()
+	} else if deadline {
+		// The deadline is for the body only. (HTTP/1 in net/http clears
+		// it itself when it starts reading past the body; this does not
+		// depend on it.)
+		if err := rc.SetReadDeadline(time.Time{}); err != nil {
+			return nil, fmt.Errorf("clear the remote-read body deadline: %w", err)
+		}
 	}
-	if len(compressed) > max {
-		return nil, apierror.New(apierror.TooLarge, "remote-read request larger than %d bytes (raise --remote-read.max-request-bytes)", max)
+	var mbe *http.MaxBytesError
+	switch {
+	case err == nil:
+		return buf.Bytes(), nil
+	case errors.As(err, &mbe):
+		return nil, tooLarge()
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, apierror.New(apierror.InvalidArgument,
+			"remote-read request body not received within %s (raise --remote-read.body-timeout)", h.cfg.BodyTimeout)
 	}
-	return decodeReadRequest(compressed, max)
+	return nil, apierror.Wrap(apierror.InvalidArgument, err, "read remote-read request body")
+}
+
+// checkRequest checks the bounds of the request as a whole that its
+// decoding alone shows: its queries and matchers.
+func (c *Config) checkRequest(req *prompb.ReadRequest) error {
+	if n, max := len(req.Queries), c.MaxQueriesPerRequest; n > max {
+		return apierror.New(apierror.TooLarge, "remote-read request has %d queries, more than %d (raise --remote-read.max-queries-per-request)", n, max)
+	}
+	n := 0
+	for _, q := range req.Queries {
+		n += len(q.Matchers)
+	}
+	if max := c.MaxMatchersPerRequest; n > max {
+		return apierror.New(apierror.TooLarge, "remote-read request has %d matchers, more than %d (raise --remote-read.max-matchers-per-request)", n, max)
+	}
+	return nil
 }
 
 // decodeReadRequest decodes a snappy-compressed prompb.ReadRequest whose
 // decompressed size is at most max bytes.
 func decodeReadRequest(compressed []byte, max int) (*prompb.ReadRequest, error) {
+	if len(compressed) > max {
+		return nil, apierror.New(apierror.TooLarge, "remote-read request larger than %d bytes (raise --remote-read.max-request-bytes)", max)
+	}
 	n, err := snappy.DecodedLen(compressed)
 	if err != nil {
 		return nil, apierror.Wrap(apierror.InvalidArgument, err, "decompress remote-read request")
@@ -246,46 +379,34 @@ func negotiateResponseType(accepted []prompb.ReadRequest_ResponseType) (prompb.R
 		"server does not support any of the requested response types: %v; supported: [SAMPLES STREAMED_XOR_CHUNKS]", accepted)
 }
 
-// limits are the bounds of one query of a request, with the settings that
-// raise them; 0 means none.
-type limits struct {
-	series, samples               int
-	seriesSetting, samplesSetting string
-}
-
-// queryLimits returns the limits of one query of tenant id answered with
-// response type typ: the tenant's series and samples per query, and for
-// SAMPLES responses also --remote-read.sample-limit (streamed responses
-// are bounded by frame size, as in Prometheus).
-func (h *Handler) queryLimits(id tenancy.ID, typ prompb.ReadRequest_ResponseType) limits {
-	var l limits
+// newBudget returns the budget of one request of tenant id answered with
+// response type typ.
+func (h *Handler) newBudget(id tenancy.ID, typ prompb.ReadRequest_ResponseType) *budget {
+	b := &budget{maxBytes: h.cfg.MaxResponseBytes}
 	if typ == prompb.ReadRequest_SAMPLES {
-		l.samples, l.samplesSetting = h.cfg.SampleLimit, "--remote-read.sample-limit"
+		b.maxQuerySamples = h.cfg.SampleLimit
 	}
-	if h.limits == nil {
-		return l
+	if h.limits != nil {
+		b.maxSeries = h.limits.MaxSeriesPerQuery(id)
+		b.seriesSetting = "--limits.max-series-per-query or its per-tenant override max_series_per_query"
+		b.maxSamples = h.limits.MaxSamplesPerQuery(id)
+		b.samplesSetting = "--limits.max-samples-per-query or its per-tenant override max_samples_per_query"
 	}
-	l.series = h.limits.MaxSeriesPerQuery(id)
-	l.seriesSetting = "--limits.max-series-per-query or its per-tenant override max_series_per_query"
-	if t := h.limits.MaxSamplesPerQuery(id); t > 0 && (l.samples == 0 || t < l.samples) {
-		l.samples, l.samplesSetting = t, "--limits.max-samples-per-query or its per-tenant override max_samples_per_query"
-	}
-	return l
+	return b
 }
 
-func (l limits) tooManySeries() error {
-	return apierror.New(apierror.InvalidArgument, "exceeded series limit (%d) (raise %s)", l.series, l.seriesSetting)
-}
-
-func (l limits) tooManySamples() error {
-	return apierror.New(apierror.InvalidArgument, "exceeded sample limit (%d) (raise %s)", l.samples, l.samplesSetting)
+// queryParams are what one query selects.
+type queryParams struct {
+	mint, maxt int64
+	matchers   []*labels.Matcher
+	hints      *promstorage.SelectHints
 }
 
 // selectParams are the matchers and hints of one query.
-func selectParams(q *prompb.Query) ([]*labels.Matcher, *promstorage.SelectHints, error) {
+func selectParams(q *prompb.Query) (queryParams, error) {
 	ms, err := fromLabelMatchers(q.Matchers)
 	if err != nil {
-		return nil, nil, apierror.Wrap(apierror.InvalidArgument, err, "remote-read matchers")
+		return queryParams{}, apierror.Wrap(apierror.InvalidArgument, err, "remote-read matchers")
 	}
 	var hints *promstorage.SelectHints
 	if q.Hints != nil {
@@ -299,7 +420,7 @@ func selectParams(q *prompb.Query) ([]*labels.Matcher, *promstorage.SelectHints,
 			By:       q.Hints.By,
 		}
 	}
-	return ms, hints, nil
+	return queryParams{mint: q.StartTimestampMs, maxt: q.EndTimestampMs, matchers: ms, hints: hints}, nil
 }
 
 func fromLabelMatchers(pbs []*prompb.LabelMatcher) ([]*labels.Matcher, error) {
@@ -327,96 +448,96 @@ func fromLabelMatchers(pbs []*prompb.LabelMatcher) ([]*labels.Matcher, error) {
 	return out, nil
 }
 
-// samples answers every query with its samples in one ReadResponse.
-func (h *Handler) samples(ctx context.Context, w http.ResponseWriter, ts storage.TenantStore, req *prompb.ReadRequest, lim limits) error {
-	resp := prompb.ReadResponse{Results: make([]*prompb.QueryResult, len(req.Queries))}
-	for i, q := range req.Queries {
-		res, err := h.querySamples(ctx, ts, q, lim)
-		if err != nil {
+// samples answers every query with its samples in one ReadResponse,
+// encoded as its series come within the budget's bytes.
+func (h *Handler) samples(ctx context.Context, w http.ResponseWriter, ts storage.TenantStore, params []queryParams, b *budget) error {
+	enc := newSamplesEncoder(b)
+	for _, q := range params {
+		if err := enc.beginQuery(); err != nil {
 			return err
 		}
-		resp.Results[i] = res
+		if err := h.querySamples(ctx, ts, q, b, enc); err != nil {
+			return err
+		}
+		enc.endQuery()
 	}
-	b, err := resp.Marshal()
-	if err != nil {
-		return fmt.Errorf("marshal remote-read response: %w", err)
-	}
+	out := snappy.Encode(nil, enc.buf)
+	enc.buf = nil
 	w.Header().Set("Content-Type", samplesContentType)
 	w.Header().Set("Content-Encoding", "snappy")
-	_, err = w.Write(snappy.Encode(nil, b))
+	_, err := w.Write(out)
 	return err
 }
 
-func (h *Handler) querySamples(ctx context.Context, ts storage.TenantStore, q *prompb.Query, lim limits) (*prompb.QueryResult, error) {
-	ms, hints, err := selectParams(q)
+func (h *Handler) querySamples(ctx context.Context, ts storage.TenantStore, q queryParams, b *budget, enc *samplesEncoder) error {
+	querier, err := ts.Querier(q.mint, q.maxt)
 	if err != nil {
-		return nil, err
-	}
-	querier, err := ts.Querier(q.StartTimestampMs, q.EndTimestampMs)
-	if err != nil {
-		return nil, err
+		return fromStorage(err)
 	}
 	defer h.close(querier)
-	ss := querier.Select(ctx, false, hints, ms...)
-	res := &prompb.QueryResult{}
+	ss := querier.Select(ctx, false, q.hints, q.matchers...)
+	b.startQuery()
 	var (
-		it       chunkenc.Iterator
-		nSamples int
+		it     chunkenc.Iterator
+		series prompb.TimeSeries
 	)
 	for ss.Next() {
-		if lim.series > 0 && len(res.Timeseries) >= lim.series {
-			return nil, lim.tooManySeries()
+		if err := b.addSeries(); err != nil {
+			return err
 		}
-		series := ss.At()
-		it = series.Iterator(it)
-		var (
-			samples    []prompb.Sample
-			histograms []prompb.Histogram
-		)
+		s := ss.At()
+		series.Labels = prompb.FromLabels(s.Labels(), series.Labels[:0])
+		series.Samples, series.Histograms = series.Samples[:0], series.Histograms[:0]
+		size := series.Size() // what series will take encoded, so far
+		it = s.Iterator(it)
 		for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
-			nSamples++
-			if lim.samples > 0 && nSamples > lim.samples {
-				return nil, lim.tooManySamples()
+			if err := b.addSamples(1); err != nil {
+				return err
 			}
 			switch vt {
 			case chunkenc.ValFloat:
 				t, v := it.At()
-				samples = append(samples, prompb.Sample{Timestamp: t, Value: v})
+				series.Samples = append(series.Samples, prompb.Sample{Timestamp: t, Value: v})
+				size += fieldSize(series.Samples[len(series.Samples)-1].Size())
 			case chunkenc.ValHistogram:
 				t, hist := it.AtHistogram(nil)
-				histograms = append(histograms, prompb.FromIntHistogram(t, hist))
+				series.Histograms = append(series.Histograms, prompb.FromIntHistogram(t, hist))
+				size += fieldSize(series.Histograms[len(series.Histograms)-1].Size())
 			case chunkenc.ValFloatHistogram:
 				t, fh := it.AtFloatHistogram(nil)
-				histograms = append(histograms, prompb.FromFloatHistogram(t, fh))
+				series.Histograms = append(series.Histograms, prompb.FromFloatHistogram(t, fh))
+				size += fieldSize(series.Histograms[len(series.Histograms)-1].Size())
 			default:
-				return nil, fmt.Errorf("unrecognized value type: %s", vt)
+				return fmt.Errorf("unrecognized value type: %s", vt)
+			}
+			// A series is refused as it grows, not once it is whole.
+			if !enc.fits(fieldSize(size)) {
+				return b.responseTooLarge()
 			}
 		}
 		if err := it.Err(); err != nil {
-			return nil, err
+			return fromStorage(err)
 		}
-		res.Timeseries = append(res.Timeseries, &prompb.TimeSeries{
-			Labels:     prompb.FromLabels(series.Labels(), nil),
-			Samples:    samples,
-			Histograms: histograms,
-		})
+		if err := enc.addSeries(&series); err != nil {
+			return err
+		}
 	}
 	if err := ss.Err(); err != nil {
-		return nil, err
+		return fromStorage(err)
 	}
 	for _, w := range ss.Warnings() {
 		h.logger.Warn("remote read query warning", "warning", w)
 	}
-	return res, nil
+	return nil
 }
 
 // streamChunks answers every query with a stream of frames of at most one
 // series each, a series split over frames of about MaxBytesInFrame.
-func (h *Handler) streamChunks(ctx context.Context, w *startedWriter, ts storage.TenantStore, req *prompb.ReadRequest, lim limits) error {
+func (h *Handler) streamChunks(ctx context.Context, w *startedWriter, ts storage.TenantStore, params []queryParams, b *budget) error {
 	w.Header().Set("Content-Type", streamedContentType)
 	cw := newChunkedWriter(w)
-	for i, q := range req.Queries {
-		if err := h.streamQuery(ctx, cw, int64(i), ts, q, lim); err != nil {
+	for i, q := range params {
+		if err := h.streamQuery(ctx, cw, int64(i), ts, q, b); err != nil {
 			return err
 		}
 	}
@@ -429,29 +550,23 @@ func (h *Handler) streamChunks(ctx context.Context, w *startedWriter, ts storage
 	return nil
 }
 
-func (h *Handler) streamQuery(ctx context.Context, cw *chunkedWriter, index int64, ts storage.TenantStore, q *prompb.Query, lim limits) error {
-	ms, hints, err := selectParams(q)
+func (h *Handler) streamQuery(ctx context.Context, cw *chunkedWriter, index int64, ts storage.TenantStore, q queryParams, b *budget) error {
+	querier, err := ts.ChunkQuerier(q.mint, q.maxt)
 	if err != nil {
-		return err
-	}
-	querier, err := ts.ChunkQuerier(q.StartTimestampMs, q.EndTimestampMs)
-	if err != nil {
-		return err
+		return fromStorage(err)
 	}
 	defer h.close(querier)
 	// Streamed series must come sorted.
-	ss := querier.Select(ctx, true, hints, ms...)
+	ss := querier.Select(ctx, true, q.hints, q.matchers...)
+	b.startQuery()
 	var (
-		chks     []prompb.Chunk
-		lbls     []prompb.Label
-		it       chunks.Iterator
-		nSeries  int
-		nSamples int
+		chks []prompb.Chunk
+		lbls []prompb.Label
+		it   chunks.Iterator
 	)
 	for ss.Next() {
-		nSeries++
-		if lim.series > 0 && nSeries > lim.series {
-			return lim.tooManySeries()
+		if err := b.addSeries(); err != nil {
+			return err
 		}
 		series := ss.At()
 		it = series.Iterator(it)
@@ -467,9 +582,8 @@ func (h *Handler) streamQuery(ctx context.Context, cw *chunkedWriter, index int6
 			if chk.Chunk == nil {
 				return fmt.Errorf("chunk of series %s not populated", series.Labels())
 			}
-			nSamples += chk.Chunk.NumSamples()
-			if lim.samples > 0 && nSamples > lim.samples {
-				return lim.tooManySamples()
+			if err := b.addSamples(chk.Chunk.NumSamples()); err != nil {
+				return err
 			}
 			chks = append(chks, prompb.Chunk{
 				MinTimeMs: chk.MinTime,
@@ -487,12 +601,16 @@ func (h *Handler) streamQuery(ctx context.Context, cw *chunkedWriter, index int6
 				ChunkedSeries: []*prompb.ChunkedSeries{{Labels: lbls, Chunks: chks}},
 				QueryIndex:    index,
 			}
-			b, err := resp.PooledMarshal(&h.marshalPool)
+			data, err := resp.PooledMarshal(&h.marshalPool)
 			if err != nil {
 				return fmt.Errorf("marshal chunked remote-read response: %w", err)
 			}
-			err = cw.writeFrame(b)
-			h.marshalPool.Put(&b)
+			if err := b.addFrame(len(data)); err != nil {
+				h.marshalPool.Put(&data)
+				return err
+			}
+			err = cw.writeFrame(data)
+			h.marshalPool.Put(&data)
 			if err != nil {
 				return fmt.Errorf("write remote-read stream: %w", err)
 			}
@@ -500,11 +618,11 @@ func (h *Handler) streamQuery(ctx context.Context, cw *chunkedWriter, index int6
 			left = maxData
 		}
 		if err := it.Err(); err != nil {
-			return err
+			return fromStorage(err)
 		}
 	}
 	if err := ss.Err(); err != nil {
-		return err
+		return fromStorage(err)
 	}
 	for _, w := range ss.Warnings() {
 		h.logger.Warn("remote read query warning", "warning", w)

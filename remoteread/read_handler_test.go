@@ -411,7 +411,7 @@ func TestLimits(t *testing.T) {
 		e := newEnv(t, DefaultConfig(), newLimits(t, tenancy.TenantLimits{MaxSeriesPerQuery: 1}))
 		resp := e.post(acme, &prompb.ReadRequest{Queries: []*prompb.Query{q}})
 		require.Equal(t, http.StatusBadRequest, resp.StatusCode)
-		require.Equal(t, "exceeded series limit (1) (raise --limits.max-series-per-query or its per-tenant override max_series_per_query)\n", text(resp))
+		require.Equal(t, "remote-read request exceeded the series limit (1) over all its queries (raise --limits.max-series-per-query or its per-tenant override max_series_per_query)\n", text(resp))
 		// One series is within the limit.
 		require.Len(t, e.read(acme, samples, query(t0, t0+step, eq("instance", "a")))[0], 1)
 
@@ -457,7 +457,8 @@ func TestLimits(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.ConcurrentLimit = 1
 		e := newEnv(t, cfg, nil)
-		e.h.gate <- struct{}{} // a request holds the only slot
+		release, err := e.h.slots.acquire(context.Background(), other) // a request holds the only slot
+		require.NoError(t, err)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel() // the waiting client gives up
 		b, err := (&prompb.ReadRequest{Queries: []*prompb.Query{q}}).Marshal()
@@ -468,7 +469,7 @@ func TestLimits(t *testing.T) {
 		e.h.ServeHTTP(w, r)
 		require.Equal(t, http.StatusServiceUnavailable, w.Code)
 		require.Equal(t, "wait for a slot of --remote-read.concurrent-limit=1: context canceled\n", w.Body.String())
-		<-e.h.gate
+		release()
 		require.Len(t, e.read(acme, samples, q)[0], 2)
 	})
 }
