@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -24,7 +25,7 @@ type healthReport struct {
 
 func getHealth(t *testing.T, e *env) (int, healthReport) {
 	t.Helper()
-	resp, body := e.do(t, http.MethodGet, "/api/v1/status/health", "", nil)
+	resp, body := e.do(t, http.MethodGet, "/api/v1/status/health", e.token("ops", time.Hour, tenancy.ScopeOperator), nil)
 	require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
 	require.Equal(t, "no-store", resp.Header.Get("Cache-Control"))
 	var rep healthReport
