@@ -90,6 +90,10 @@ func TestHealthReport(t *testing.T) {
 		require.Equal(t, "degraded", rep.Status)
 		require.Equal(t, "degraded", rep.Components["auth_keys"].Status)
 		require.NotContains(t, rep.Components, "limits_file", "not reported when not configured")
+		// Development only: every request is an operator, tokenless ones too.
+		resp, body := e.do(t, http.MethodGet, "/api/v1/status/health", "", nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.Contains(t, body, `"auth_keys"`)
 	})
 
 	t.Run("storage closed: down, 503", func(t *testing.T) {

@@ -1390,11 +1390,15 @@ func TestComposeConfigs(t *testing.T) {
 		cfgPath, _ := flagValue(prom.Command, "config.file")
 		hostCfg, _ := root.host(cfgPath)
 		var pc struct {
-			RemoteWrite []remoteEndpoint `yaml:"remote_write"`
-			RemoteRead  []remoteEndpoint `yaml:"remote_read"`
+			RemoteWrite   []remoteEndpoint `yaml:"remote_write"`
+			RemoteRead    []remoteEndpoint `yaml:"remote_read"`
+			ScrapeConfigs []remoteEndpoint `yaml:"scrape_configs"`
 		}
 		require.NoError(t, yaml.Unmarshal(readFile(t, hostCfg), &pc))
-		for _, ep := range append(pc.RemoteWrite, pc.RemoteRead...) {
+		for _, ep := range slices.Concat(pc.RemoteWrite, pc.RemoteRead, pc.ScrapeConfigs) {
+			if ep.Authorization.CredentialsFile == "" {
+				continue // a scrape without a token
+			}
 			tok, ok := root.host(ep.Authorization.CredentialsFile)
 			require.True(t, ok, "%s is mounted", ep.Authorization.CredentialsFile)
 			writeFile(t, tok, []byte("token\n"), 0o444)
