@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/luminate-io/luminate/api/apierror"
 	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/tenancy"
 )
@@ -38,8 +39,8 @@ func healthyHandler(w http.ResponseWriter, _ *http.Request) {
 	writeText(w, http.StatusOK, "Luminate is Healthy.\n")
 }
 
-// readyHandler answers 200 when storage serves reads and 503 with the
-// reason otherwise. A store that cannot write but reads stays ready: taking
+// readyHandler answers 200 when storage serves reads and 503 otherwise
+// (the reason goes to the log). A store that cannot write but reads stays ready: taking
 // the instance out of its Service would stop the reads too, while writers
 // get 503 with Retry-After and retry (GET /api/v1/status/health tells
 // the two apart). The check is bounded by timeout.
@@ -48,10 +49,13 @@ func readyHandler(store StorageChecker, timeout time.Duration) http.Handler {
 		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()
 		if err := store.Ready(ctx); err != nil {
+			// The reason (a path, a server address, a driver's error) is
+			// for the log and the operator's health report, not for
+			// whoever can reach the port.
 			if logger := loggerFrom(r.Context()); logger != nil {
 				logger.WarnContext(r.Context(), "not ready", "err", err)
 			}
-			writeText(w, http.StatusServiceUnavailable, "Luminate is not ready: "+err.Error()+"\n")
+			writeText(w, http.StatusServiceUnavailable, "Luminate is not ready; the log and the operator's GET /api/v1/status/health say why.\n")
 			return
 		}
 		writeText(w, http.StatusOK, "Luminate is Ready.\n")
@@ -76,9 +80,13 @@ const (
 //
 //	{"status":"degraded","components":{"storage_read":{"status":"ok","message":"..."},
 //	 "storage_write":{"status":"down","message":"disk almost full: ..."}, ...}}
+//
+// Components only for operators: to anyone else the report is
+// {"status":"degraded"}, since the messages name paths, free bytes, files
+// and the errors of the store.
 type healthReport struct {
 	Status     storage.Status             `json:"status"`
-	Components map[string]componentHealth `json:"components"`
+	Components map[string]componentHealth `json:"components,omitempty"`
 }
 
 type componentHealth struct {
@@ -92,21 +100,62 @@ type healthChecker struct {
 	keys    KeyReporter    // nil: not reported
 	limits  LimitsReporter // nil: not reported
 	timeout time.Duration
+	// auth, when set, decides who sees the components: principals with
+	// tenancy.ScopeOperator. nil shows them to every request (the
+	// internal router).
+	auth Authenticator
 }
 
 // ServeHTTP answers the report: 200 when Luminate serves (every component
 // ok or degraded, or only the write path down: reads go on), 503 when it
-// does not (storage reads or token verification down).
+// does not (storage reads or token verification down). The components
+// are shown to operators only; a request without credentials gets the
+// overall status, one with invalid credentials 401.
 func (h healthChecker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	detailed, err := h.operator(r)
+	if err != nil {
+		fail(w, r, WriteError, err)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.timeout)
 	defer cancel()
 	rep := h.report(ctx)
+	if !detailed {
+		rep.Components = nil
+	}
 	status := http.StatusOK
 	if rep.Status == storage.StatusDown {
 		status = http.StatusServiceUnavailable
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	WriteJSON(w, status, rep)
+}
+
+// operator reports whether r may see the components. A request without an
+// Authorization header is not authenticated at all (probes and load
+// balancers send none; they would count as authentication failures), and
+// sees them only when authentication is disabled.
+func (h healthChecker) operator(r *http.Request) (bool, error) {
+	if h.auth == nil {
+		return true, nil
+	}
+	if len(r.Header.Values("Authorization")) == 0 {
+		return h.keys != nil && h.keys.KeyStatus().Disabled, nil
+	}
+	p, err := h.auth.Authenticate(r)
+	if err == nil && p.Tenant == "" {
+		err = tenancy.ErrNoTenant
+	}
+	if err != nil {
+		if apierror.Classify(err).Kind == apierror.Internal {
+			err = apierror.Wrap(apierror.Unauthenticated, err, "authentication")
+		}
+		return false, err
+	}
+	if ex, ok := r.Context().Value(exchangeKey{}).(*exchange); ok {
+		ex.tenant = p.Tenant
+	}
+	return p.Has(tenancy.ScopeOperator), nil
 }
 
 func (h healthChecker) report(ctx context.Context) healthReport {

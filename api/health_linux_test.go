@@ -79,11 +79,17 @@ func TestDegradedModeHTTP(t *testing.T) {
 	tok, err := tenancy.Mint(secret, "HS256", "acme", []tenancy.Scope{tenancy.ScopeWrite, tenancy.ScopeRead}, time.Hour, "", "", time.Now())
 	require.NoError(t, err)
 
+	operator, err := tenancy.Mint(secret, "HS256", "ops", []tenancy.Scope{tenancy.ScopeOperator}, time.Hour, "", "", time.Now())
+	require.NoError(t, err)
 	do := func(method, path, body string) (*http.Response, string) {
 		t.Helper()
 		req, err := http.NewRequest(method, srv.URL+path, bytes.NewBufferString(body))
 		require.NoError(t, err)
-		req.Header.Set("Authorization", "Bearer "+tok)
+		if path == "/api/v1/status/health" {
+			req.Header.Set("Authorization", "Bearer "+operator)
+		} else {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
 		if body != "" {
 			req.Header.Set("Content-Type", "application/json")
 		}

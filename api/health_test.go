@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -24,7 +25,7 @@ type healthReport struct {
 
 func getHealth(t *testing.T, e *env) (int, healthReport) {
 	t.Helper()
-	resp, body := e.do(t, http.MethodGet, "/api/v1/status/health", "", nil)
+	resp, body := e.do(t, http.MethodGet, "/api/v1/status/health", e.token("ops", time.Hour, tenancy.ScopeOperator), nil)
 	require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
 	require.Equal(t, "no-store", resp.Header.Get("Cache-Control"))
 	var rep healthReport
@@ -89,6 +90,10 @@ func TestHealthReport(t *testing.T) {
 		require.Equal(t, "degraded", rep.Status)
 		require.Equal(t, "degraded", rep.Components["auth_keys"].Status)
 		require.NotContains(t, rep.Components, "limits_file", "not reported when not configured")
+		// Development only: every request is an operator, tokenless ones too.
+		resp, body := e.do(t, http.MethodGet, "/api/v1/status/health", "", nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.Contains(t, body, `"auth_keys"`)
 	})
 
 	t.Run("storage closed: down, 503", func(t *testing.T) {

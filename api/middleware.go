@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -99,12 +100,35 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 			Help: "HTTP requests being served.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.inflight} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register HTTP metrics: %w", err)
-		}
+	// A second router on reg (the internal listener's) counts into the
+	// first one's metrics: one set of HTTP metrics per process.
+	var err error
+	if m.requests, err = registerShared(reg, m.requests); err != nil {
+		return nil, err
+	}
+	if m.duration, err = registerShared(reg, m.duration); err != nil {
+		return nil, err
+	}
+	if m.inflight, err = registerShared(reg, m.inflight); err != nil {
+		return nil, err
 	}
 	return m, nil
+}
+
+// registerShared registers c on reg, or returns the collector of the same
+// kind already registered there.
+func registerShared[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+	}
+	if err != nil {
+		return c, fmt.Errorf("register HTTP metrics: %w", err)
+	}
+	return c, nil
 }
 
 // instrument counts and times every request to route and writes its access

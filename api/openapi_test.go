@@ -106,6 +106,8 @@ func TestOpenAPI(t *testing.T) {
 		{"ready", "GET", "/-/ready", "", "", "", 200, false},
 		{"readyz", "GET", "/readyz", "", "", "", 200, false},
 		{"health", "GET", "/api/v1/status/health", "", "", "", 200, false},
+		{"health for the operator", "GET", "/api/v1/status/health", e.token("ops", tenancy.ScopeOperator), "", "", 200, false},
+		{"health with a bad token", "GET", "/api/v1/status/health", "not-a-token", "", "", 401, false},
 		{"openapi", "GET", "/api/v1/openapi.yaml", "", "", "", 200, false},
 	}
 	opts := &openapi3filter.Options{

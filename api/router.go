@@ -2,9 +2,17 @@
 // handlers other packages build (remote write, native write, remote read,
 // the Prometheus HTTP API) and owns what every request shares: request IDs,
 // request-aware logging, the access log, HTTP metrics, panic recovery,
-// authentication, per-tenant request limits, the health endpoints,
-// /metrics, and the native JSON envelope for errors (WriteError) and
-// results (WriteJSON).
+// authentication, per-tenant request limits, the body read deadline, the
+// health endpoints, /metrics, and the native JSON envelope for errors
+// (WriteError) and results (WriteJSON).
+//
+// What every tenant shares is the operator's, not a tenant's: /metrics
+// (which names every tenant), the detailed health report (paths, free
+// bytes, key and limits files) and the runtime profiles need a token with
+// tenancy.ScopeOperator on the public router, and are served without one
+// only by NewInternalRouter, for a listener that only the cluster reaches.
+// Without a token the health endpoints say ok, degraded or down, and no
+// more.
 //
 // Handlers log with logger.InfoContext(r.Context(), ...) (and the like) on a
 // logger built on NewLogHandler; their lines then carry the request_id and
@@ -103,10 +111,17 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Routes are the data routes, mounted in order after the built-in
 	// ones (/-/healthy, /-/ready, /healthz, /readyz,
-	// /api/v1/status/health, /metrics).
+	// /api/v1/status/health, /metrics, and PprofPath with Pprof).
 	Routes []Route
 	// ReadyTimeout bounds one readiness or health check; 0 means 5s.
 	ReadyTimeout time.Duration
+
+	// Pprof mounts the Go runtime's profiles at PprofPath, for operator
+	// tokens (and without a token on the internal router).
+	Pprof bool
+	// BodyReadTimeout bounds reading a request's body, from the moment its
+	// handler starts (see ReadTimeoutFlag); 0 sets no deadline.
+	BodyReadTimeout time.Duration
 }
 
 // Route names of the built-in routes, as they appear in metrics.
@@ -118,9 +133,26 @@ const (
 // NewRouter returns the handler serving every Luminate HTTP endpoint. It
 // registers the HTTP metrics on reg and logs through logger.
 func NewRouter(opts Options, logger *slog.Logger, reg prometheus.Registerer) (http.Handler, error) {
-	switch {
-	case opts.Auth == nil:
+	if opts.Auth == nil {
 		return nil, errors.New("api: Options.Auth is required")
+	}
+	return newRouter(opts, logger, reg, false)
+}
+
+// NewInternalRouter returns the handler of the internal listener: the
+// built-in endpoints only (health, readiness, /metrics, the detailed
+// health report and, with Options.Pprof, the profiles), every one without
+// authentication. Serve it only where tenants cannot reach it (a port
+// that a Kubernetes NetworkPolicy opens to Prometheus alone, or
+// loopback). Options.Auth, Limits and Routes are not used. It shares the
+// HTTP metrics NewRouter registered on reg, if it did.
+func NewInternalRouter(opts Options, logger *slog.Logger, reg prometheus.Registerer) (http.Handler, error) {
+	opts.Auth, opts.Limits, opts.Routes = nil, nil, nil
+	return newRouter(opts, logger, reg, true)
+}
+
+func newRouter(opts Options, logger *slog.Logger, reg prometheus.Registerer, internal bool) (http.Handler, error) {
+	switch {
 	case opts.Storage == nil:
 		return nil, errors.New("api: Options.Storage is required")
 	case opts.Gatherer == nil:
@@ -136,20 +168,30 @@ func NewRouter(opts Options, logger *slog.Logger, reg prometheus.Registerer) (ht
 	}
 
 	ready := readyHandler(opts.Storage, opts.ReadyTimeout)
+	health := healthChecker{store: opts.Storage, keys: opts.Keys, limits: opts.LimitsFile, timeout: opts.ReadyTimeout, auth: opts.Auth}
+	get := []string{http.MethodGet}
 	builtin := []Route{
 		{Path: "/-/healthy", Methods: []string{http.MethodGet, http.MethodHead}, Public: true, Handler: http.HandlerFunc(healthyHandler)},
 		{Path: "/healthz", Methods: []string{http.MethodGet, http.MethodHead}, Public: true, Handler: http.HandlerFunc(healthyHandler)},
 		{Path: "/-/ready", Methods: []string{http.MethodGet, http.MethodHead}, Public: true, Handler: ready},
 		{Path: "/readyz", Methods: []string{http.MethodGet, http.MethodHead}, Public: true, Handler: ready},
-		{Path: "/api/v1/status/health", Methods: []string{http.MethodGet}, Public: true, Handler: healthChecker{
-			store: opts.Storage, keys: opts.Keys, limits: opts.LimitsFile, timeout: opts.ReadyTimeout,
-		}},
-		{Path: "/metrics", Methods: []string{http.MethodGet}, Public: true, Handler: promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{
+		// Public: anyone learns ok, degraded or down; operators (or the
+		// internal listener) the components and their messages.
+		{Path: "/api/v1/status/health", Methods: get, Public: true, Handler: health},
+		{Path: "/metrics", Methods: get, Scope: tenancy.ScopeOperator, Handler: promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
 			ErrorHandling:     promhttp.ContinueOnError,
 			Registry:          reg,
 			EnableOpenMetrics: true,
 		})},
+	}
+	if opts.Pprof {
+		builtin = append(builtin, Route{Path: PprofPath, Prefix: true, Methods: get, Name: PprofPath, Scope: tenancy.ScopeOperator, Handler: PprofHandler()})
+	}
+	if internal {
+		for i := range builtin {
+			builtin[i].Public = true
+		}
 	}
 
 	r := mux.NewRouter()
@@ -195,5 +237,5 @@ func NewRouter(opts Options, logger *slog.Logger, reg prometheus.Registerer) (ht
 			Message: fmt.Sprintf("method %s not allowed on %s", req.Method, req.URL.Path),
 		})
 	}))
-	return withRequestID(logger, withTraceContext(r)), nil
+	return withBodyDeadline(opts.BodyReadTimeout, withRequestID(logger, withTraceContext(r))), nil
 }

@@ -329,6 +329,7 @@ type workload struct {
 	container  object
 	podLabels  map[string]any
 	port       int    // the container port named http
+	internal   int    // the container port named internal
 	configFile string // --config.file as the container sees it
 	config     []byte // its contents, from the ConfigMap
 }
@@ -351,11 +352,15 @@ func findWorkload(t testing.TB, objs []object) workload {
 	w.podLabels, _ = get(w.deployment, "spec", "template", "metadata", "labels").(object)
 	require.NotEmpty(t, w.podLabels)
 	for _, p := range list(w.container["ports"]) {
-		if str(get(p, "name")) == "http" {
+		switch str(get(p, "name")) {
+		case "http":
 			w.port, _ = get(p, "containerPort").(int)
+		case "internal":
+			w.internal, _ = get(p, "containerPort").(int)
 		}
 	}
 	require.NotZero(t, w.port, "a container port named http")
+	require.NotZero(t, w.internal, "a container port named internal, for /metrics without a token")
 
 	args := stringList(t, w.container["args"])
 	require.Equal(t, "serve", args[0])
@@ -489,6 +494,20 @@ func listenPort(t testing.TB, config []byte) int {
 	if !ok {
 		addr = ":9201"
 	}
+	return portOf(t, addr)
+}
+
+// internalListenPort is the port of the config's
+// --http.internal-listen-address, which must be set.
+func internalListenPort(t testing.TB, config []byte) int {
+	t.Helper()
+	addr, ok := configValues(t, config)["http.internal-listen-address"]
+	require.True(t, ok, "the config sets http.internal-listen-address")
+	return portOf(t, addr)
+}
+
+func portOf(t testing.TB, addr string) int {
+	t.Helper()
 	_, port, err := net.SplitHostPort(addr)
 	require.NoError(t, err)
 	n, err := strconv.Atoi(port)
@@ -528,6 +547,7 @@ func checkWorkload(t *testing.T, objs []object, overlay string) {
 	})
 	t.Run("port", func(t *testing.T) {
 		require.Equal(t, listenPort(t, w.config), w.port, "the container port is the one the config listens on")
+		require.Equal(t, internalListenPort(t, w.config), w.internal, "the internal container port is the config's internal listener")
 	})
 	t.Run("probes", func(t *testing.T) {
 		for probe, path := range map[string]string{"readinessProbe": pathReady, "livenessProbe": pathHealthy, "startupProbe": pathHealthy} {
@@ -603,8 +623,9 @@ func checkWorkload(t *testing.T, objs []object, overlay string) {
 		svc := svcs[0]
 		require.True(t, matches(get(svc, "spec", "selector"), w.podLabels), "the Service selects Luminate's pods")
 		ports := list(get(svc, "spec", "ports"))
-		require.Len(t, ports, 1)
+		require.Len(t, ports, 2, "the API and the internal port")
 		require.Equal(t, w.port, w.resolvePort(t, get(ports[0], "targetPort")))
+		require.Equal(t, w.internal, w.resolvePort(t, get(ports[1], "targetPort")))
 		require.Equal(t, grafana.DefaultURL, fmt.Sprintf("http://%s:%d", name(svc), get(ports[0], "port")),
 			"Grafana's default LUMINATE_URL reaches the Service")
 
@@ -616,8 +637,29 @@ func checkWorkload(t *testing.T, objs []object, overlay string) {
 		require.True(t, matches(get(sm, "spec", "selector", "matchLabels"), svcLabels), "the ServiceMonitor selects the Service")
 		eps := list(get(sm, "spec", "endpoints"))
 		require.Len(t, eps, 1)
-		require.Equal(t, str(get(ports[0], "name")), str(get(eps[0], "port")))
+		require.Equal(t, str(get(ports[1], "name")), str(get(eps[0], "port")),
+			"Prometheus scrapes the internal port: /metrics wants an operator token on the API port")
 		require.Equal(t, pathMetrics, str(get(eps[0], "path")))
+	})
+	t.Run("network policy: the internal port for the monitoring namespace only", func(t *testing.T) {
+		nps := ofKind(objs, "NetworkPolicy")
+		require.Len(t, nps, 1)
+		np := nps[0]
+		require.True(t, matches(get(np, "spec", "podSelector", "matchLabels"), w.podLabels), "the NetworkPolicy covers Luminate's pods")
+		require.Equal(t, []any{"Ingress"}, get(np, "spec", "policyTypes"))
+		open := map[int][]any{} // port -> the from of the rules opening it (nil: anyone)
+		for _, rule := range list(get(np, "spec", "ingress")) {
+			from := list(get(rule, "from"))
+			for _, p := range list(get(rule, "ports")) {
+				open[w.resolvePort(t, get(p, "port"))] = append(open[w.resolvePort(t, get(p, "port"))], any(from))
+			}
+		}
+		require.Len(t, open, 2, "only the two ports are opened: %v", open)
+		require.Equal(t, []any{[]any(nil)}, open[w.port], "the API is open to every client")
+		require.Len(t, open[w.internal], 1)
+		from := open[w.internal][0].([]any)
+		require.Len(t, from, 1)
+		require.NotNil(t, get(from[0], "namespaceSelector", "matchLabels"), "the internal port is open to a namespace that is selected: %v", from)
 	})
 	t.Run("secret placeholders cannot be used", func(t *testing.T) {
 		if p, ok := cfg["auth.jwt.hmac-secret-file"]; ok {
@@ -816,10 +858,18 @@ func TestKubernetesConfigServes(t *testing.T) {
 	serve := func(t *testing.T, w workload, args []string, secretFile string, tenant string) {
 		p := startLuminate(t, args...)
 		p.waitReady()
-		for _, path := range append(probePaths(w), pathMetrics) {
+		for _, path := range probePaths(w) {
 			code, body := httpGet(t, p.url(path), "")
 			require.Equal(t, http.StatusOK, code, "GET %s: %s", path, body)
 		}
+		// /metrics names every tenant: the ServiceMonitor's port serves it
+		// without a token, the API port only to an operator.
+		code, body := httpGet(t, p.internalURL(pathMetrics), "")
+		require.Equal(t, http.StatusOK, code, "GET %s on the internal port: %s", pathMetrics, body)
+		code, body = httpGet(t, p.url(pathMetrics), "")
+		require.Equal(t, http.StatusUnauthorized, code, "GET %s on the API port without a token: %s", pathMetrics, body)
+		code, body = httpGet(t, p.url(pathMetrics), mintToken(t, secretFile, "prometheus", "operator"))
+		require.Equal(t, http.StatusOK, code, "GET %s on the API port with an operator token: %s", pathMetrics, body)
 		writeAndRead(t, p, secretFile, tenant, "deploy_kubernetes_"+strings.ReplaceAll(tenant, "-", "_"), 7)
 		p.stop()
 	}
@@ -1199,6 +1249,10 @@ func TestCompose(t *testing.T) {
 			ScrapeConfigs []struct {
 				JobName       string `yaml:"job_name"`
 				MetricsPath   string `yaml:"metrics_path"`
+				Authorization struct {
+					Type            string `yaml:"type"`
+					CredentialsFile string `yaml:"credentials_file"`
+				} `yaml:"authorization"`
 				StaticConfigs []struct {
 					Targets []string `yaml:"targets"`
 				} `yaml:"static_configs"`
@@ -1233,6 +1287,14 @@ func TestCompose(t *testing.T) {
 			for _, st := range sc.StaticConfigs {
 				if slices.Contains(st.Targets, luminateAddr) && (sc.MetricsPath == "" || sc.MetricsPath == pathMetrics) {
 					scraped = true
+					// /metrics names every tenant: the scrape sends a token
+					// with the operator scope.
+					require.Equal(t, "Bearer", sc.Authorization.Type)
+					tok := sc.Authorization.CredentialsFile
+					require.Equal(t, initSvc.mountOf(t, "/run/luminate/tokens").source, prom.mountOf(t, tok).source, "the token volume luminate-init writes")
+					scopes, ok := mints[filepath.Base(tok)]
+					require.True(t, ok, "luminate-init mints %s", filepath.Base(tok))
+					require.Contains(t, strings.Split(scopes, ","), "operator")
 				}
 			}
 		}
@@ -1328,11 +1390,15 @@ func TestComposeConfigs(t *testing.T) {
 		cfgPath, _ := flagValue(prom.Command, "config.file")
 		hostCfg, _ := root.host(cfgPath)
 		var pc struct {
-			RemoteWrite []remoteEndpoint `yaml:"remote_write"`
-			RemoteRead  []remoteEndpoint `yaml:"remote_read"`
+			RemoteWrite   []remoteEndpoint `yaml:"remote_write"`
+			RemoteRead    []remoteEndpoint `yaml:"remote_read"`
+			ScrapeConfigs []remoteEndpoint `yaml:"scrape_configs"`
 		}
 		require.NoError(t, yaml.Unmarshal(readFile(t, hostCfg), &pc))
-		for _, ep := range append(pc.RemoteWrite, pc.RemoteRead...) {
+		for _, ep := range slices.Concat(pc.RemoteWrite, pc.RemoteRead, pc.ScrapeConfigs) {
+			if ep.Authorization.CredentialsFile == "" {
+				continue // a scrape without a token
+			}
 			tok, ok := root.host(ep.Authorization.CredentialsFile)
 			require.True(t, ok, "%s is mounted", ep.Authorization.CredentialsFile)
 			writeFile(t, tok, []byte("token\n"), 0o444)

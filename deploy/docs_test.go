@@ -34,9 +34,10 @@ var (
 
 // The placeholders of docs/snippets/prometheus.yml a user replaces.
 const (
-	snippetLuminate   = "luminate.example.com:9201"
-	snippetTokenFile  = "/etc/prometheus/luminate.token"
-	snippetPrometheus = "localhost:9090"
+	snippetLuminate          = "luminate.example.com:9201"
+	snippetTokenFile         = "/etc/prometheus/luminate.token"
+	snippetOperatorTokenFile = "/etc/prometheus/luminate-operator.token"
+	snippetPrometheus        = "localhost:9090"
 )
 
 func freeAddr(t testing.TB) string {
@@ -53,15 +54,17 @@ func freeAddr(t testing.TB) string {
 // remote-writes to and remote-reads from a real Luminate.
 func TestPrometheusSnippet(t *testing.T) {
 	snippet := string(readFile(t, filepath.Join(snippetsDir, "prometheus.yml")))
-	for _, s := range []string{snippetLuminate, snippetTokenFile, snippetPrometheus} {
+	for _, s := range []string{snippetLuminate, snippetTokenFile, snippetOperatorTokenFile, snippetPrometheus} {
 		require.Contains(t, snippet, s)
 	}
 	dir := t.TempDir()
 	tokenFile := filepath.Join(dir, "luminate.token")
-	// paste returns the snippet with the addresses and the token path
+	operatorTokenFile := filepath.Join(dir, "luminate-operator.token")
+	// paste returns the snippet with the addresses and the token paths
 	// replaced: what a user edits.
 	paste := func(luminate, prometheus string) string {
-		return strings.NewReplacer(snippetLuminate, luminate, snippetTokenFile, tokenFile, snippetPrometheus, prometheus).Replace(snippet)
+		return strings.NewReplacer(snippetLuminate, luminate, snippetTokenFile, tokenFile,
+			snippetOperatorTokenFile, operatorTokenFile, snippetPrometheus, prometheus).Replace(snippet)
 	}
 
 	t.Run("prometheus 3 parser", func(t *testing.T) {
@@ -85,6 +88,7 @@ func TestPrometheusSnippet(t *testing.T) {
 	lum.waitReady()
 	token := mintToken(t, secret, "snippet", "metrics:write,metrics:read")
 	writeFile(t, tokenFile, []byte(token+"\n"), 0o600)
+	writeFile(t, operatorTokenFile, []byte(mintToken(t, secret, "prometheus", "operator")+"\n"), 0o600)
 
 	promAddr := freeAddr(t)
 	cfgFile := filepath.Join(dir, "prometheus.yml")
@@ -143,6 +147,17 @@ func TestPrometheusSnippet(t *testing.T) {
 			v := queryValues(t, lum.url(""), token, `up{job="prometheus"}`, time.Now().UnixMilli())
 			return len(v) == 1 && v[0] == 1.0, fmt.Sprint(v)
 		}, "Prometheus's up series in Luminate")
+	})
+
+	t.Run("scrape of Luminate with the operator token", func(t *testing.T) {
+		// up is 1 only if the scrape got 200: without the operator token
+		// /metrics answers 401.
+		eventually(t, waitTimeout, func() (bool, string) {
+			v := queryValues(t, lum.url(""), token, `up{job="luminate"}`, time.Now().UnixMilli())
+			return len(v) == 1 && v[0] == 1.0, fmt.Sprint(v)
+		}, "Luminate's own up series, scraped and written back")
+		v := queryValues(t, lum.url(""), token, `luminate_build_info{job="luminate"}`, time.Now().UnixMilli())
+		require.Len(t, v, 1, "Luminate's own metrics were scraped")
 	})
 
 	t.Run("remote_read", func(t *testing.T) {

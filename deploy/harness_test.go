@@ -173,20 +173,27 @@ type luminateProc struct {
 	out  *lockedBuffer
 	done chan struct{}
 	addr string // host:port it listens on, once known
+	// internalAddr is where it serves /metrics and the detailed health
+	// without a token (--http.internal-listen-address).
+	internalAddr string
 }
 
 // listeningRE finds the address in Luminate's "listening" log line, in
 // logfmt (msg=listening address=...) or JSON ("msg":"listening","address":...).
 var listeningRE = regexp.MustCompile(`listening"?[ ,]"?address"?[=:]"?(127\.0\.0\.1:[0-9]+)`)
 
-// startLuminate runs `luminate serve args...` on a port of the system's
-// choosing (--http.listen-address=127.0.0.1:0 is appended: the command line
-// wins over a config file) and waits until it listens. It is stopped at the
-// end of the test if it still runs.
+// internalListeningRE finds the address of its "listening internally" line.
+var internalListeningRE = regexp.MustCompile(`listening internally"?[ ,]"?address"?[=:]"?(127\.0\.0\.1:[0-9]+)`)
+
+// startLuminate runs `luminate serve args...` on ports of the system's
+// choosing (--http.listen-address=127.0.0.1:0 and
+// --http.internal-listen-address=127.0.0.1:0 are appended: the command
+// line wins over a config file) and waits until it listens. It is stopped
+// at the end of the test if it still runs.
 func startLuminate(t testing.TB, args ...string) *luminateProc {
 	t.Helper()
 	bin := luminateBinary(t)
-	args = append(slices.Clone(args), "--http.listen-address=127.0.0.1:0")
+	args = append(slices.Clone(args), "--http.listen-address=127.0.0.1:0", "--http.internal-listen-address=127.0.0.1:0")
 	p := &luminateProc{t: t, out: &lockedBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
@@ -205,11 +212,13 @@ func startLuminate(t testing.TB, args ...string) *luminateProc {
 		if p.exited() {
 			t.Fatalf("luminate %v exited: %s", args, p.out.String())
 		}
-		m := listeningRE.FindStringSubmatch(p.out.String())
-		if m == nil {
-			return false, "no listening line yet"
+		out := p.out.String()
+		m := listeningRE.FindStringSubmatch(out)
+		mi := internalListeningRE.FindStringSubmatch(out)
+		if m == nil || mi == nil {
+			return false, "no listening lines yet"
 		}
-		p.addr = m[1]
+		p.addr, p.internalAddr = m[1], mi[1]
 		return true, ""
 	}, "luminate listening")
 	return p
@@ -225,6 +234,9 @@ func (p *luminateProc) exited() bool {
 }
 
 func (p *luminateProc) url(path string) string { return "http://" + p.addr + path }
+
+// internalURL is path on the internal listener.
+func (p *luminateProc) internalURL(path string) string { return "http://" + p.internalAddr + path }
 
 // waitReady waits until /-/ready answers 200.
 func (p *luminateProc) waitReady() {

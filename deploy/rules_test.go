@@ -294,7 +294,7 @@ func TestAlertRulesMatchRealRoutes(t *testing.T) {
 	code, _ := httpDo(t, http.MethodPost, p.url("/api/v1/read"), token, "application/x-protobuf", nil)
 	require.Equal(t, http.StatusBadRequest, code)
 
-	code, body := httpGet(t, p.url(pathMetrics), "")
+	code, body := httpGet(t, p.url(pathMetrics), mintToken(t, secret, "prometheus", "operator"))
 	require.Equal(t, http.StatusOK, code)
 	tp := expfmt.NewTextParser(model.UTF8Validation)
 	mfs, err := tp.TextToMetricFamilies(strings.NewReader(string(body)))

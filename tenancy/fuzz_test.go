@@ -62,7 +62,7 @@ func FuzzVerify(f *testing.F) {
 		_, err = tenancy.ParseID(string(p.Tenant))
 		require.NoError(t, err)
 		for _, s := range p.Scopes {
-			require.Contains(t, []tenancy.Scope{tenancy.ScopeWrite, tenancy.ScopeRead, tenancy.ScopeAdmin}, s)
+			require.Contains(t, tenancy.Scopes(), s)
 		}
 	})
 }

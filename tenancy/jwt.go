@@ -59,7 +59,7 @@ func (c *AuthConfig) RegisterFlags(f *flag.FlagSet) {
 	}
 	f.StringVar(&c.TenantClaim, "auth.jwt.tenant-claim", tc, "Token claim holding the tenant ID ([A-Za-z0-9_.-]{1,128}).")
 	f.BoolVar(&c.Disabled, "auth.disabled", c.Disabled,
-		"DEVELOPMENT ONLY: accept every request without a token, as tenant \"anonymous\" with all scopes.")
+		"DEVELOPMENT ONLY: accept every request without a token, as tenant \"anonymous\" with all scopes (operator included: /metrics and the detailed health report are open too).")
 }
 
 // ErrNoAuthKey is returned by Validate when authentication is on but no
@@ -310,7 +310,7 @@ func (v *Verifier) fail(e *AuthError) error {
 }
 
 func anonymous() Principal {
-	return Principal{Tenant: AnonymousTenant, Scopes: []Scope{ScopeWrite, ScopeRead, ScopeAdmin}}
+	return Principal{Tenant: AnonymousTenant, Scopes: Scopes()}
 }
 
 // Errors of keyFunc, classified by verify.
@@ -462,18 +462,15 @@ func scopesOf(claims jwt.MapClaims) (scopes []Scope, ok bool) {
 	}
 	for _, n := range names {
 		s := Scope(n)
-		switch s {
-		case ScopeWrite, ScopeRead, ScopeAdmin:
-			if !slices.Contains(scopes, s) {
-				scopes = append(scopes, s)
-			}
+		if slices.Contains(Scopes(), s) && !slices.Contains(scopes, s) {
+			scopes = append(scopes, s)
 		}
 	}
 	return scopes, true
 }
 
 // RequireScope returns an error wrapping ErrPermissionDenied, naming the
-// scope, unless p was granted s (admin grants every scope).
+// scope, unless p was granted s (admin grants every scope but operator).
 func RequireScope(p Principal, s Scope) error {
 	if p.Has(s) {
 		return nil

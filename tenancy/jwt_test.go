@@ -470,6 +470,7 @@ func TestVerifyScopes(t *testing.T) {
 		{"both forms, deduplicated", []any{"scope", "metrics:read", "scopes", []string{"metrics:read", "metrics:write"}},
 			[]tenancy.Scope{tenancy.ScopeRead, tenancy.ScopeWrite}},
 		{"only unknown", []any{"scope", "read write"}, nil},
+		{"operator", []any{"scope", "operator metrics:read"}, []tenancy.Scope{tenancy.ScopeOperator, tenancy.ScopeRead}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -489,6 +490,11 @@ func TestRequireScope(t *testing.T) {
 	}{
 		{"granted", []tenancy.Scope{tenancy.ScopeWrite}, tenancy.ScopeWrite, true},
 		{"admin implies all", []tenancy.Scope{tenancy.ScopeAdmin}, tenancy.ScopeRead, true},
+		// A tenant's admin is its tenant's: it never reaches what every
+		// tenant shares (/metrics, detailed health, pprof).
+		{"admin does not imply operator", []tenancy.Scope{tenancy.ScopeAdmin}, tenancy.ScopeOperator, false},
+		{"operator", []tenancy.Scope{tenancy.ScopeOperator}, tenancy.ScopeOperator, true},
+		{"operator implies no tenant scope", []tenancy.Scope{tenancy.ScopeOperator}, tenancy.ScopeRead, false},
 		{"missing", []tenancy.Scope{tenancy.ScopeRead}, tenancy.ScopeWrite, false},
 		{"none", nil, tenancy.ScopeRead, false},
 	}
@@ -556,7 +562,7 @@ func TestDisabled(t *testing.T) {
 	require.Contains(t, logs.String(), "level=WARN")
 	require.Contains(t, logs.String(), "AUTHENTICATION IS DISABLED")
 
-	want := tenancy.Principal{Tenant: "anonymous", Scopes: []tenancy.Scope{tenancy.ScopeWrite, tenancy.ScopeRead, tenancy.ScopeAdmin}}
+	want := tenancy.Principal{Tenant: "anonymous", Scopes: []tenancy.Scope{tenancy.ScopeWrite, tenancy.ScopeRead, tenancy.ScopeAdmin, tenancy.ScopeOperator}}
 	p, err := v.Authenticate(httptest.NewRequest(http.MethodGet, "/", nil))
 	require.NoError(t, err)
 	require.Equal(t, want, p)

@@ -46,12 +46,23 @@ func (id ID) String() string { return string(id) }
 // Scope is a permission a token grants.
 type Scope string
 
-// The scopes Luminate knows.
+// The scopes Luminate knows. The first three are a tenant's: they reach
+// only the data of the token's tenant. ScopeOperator is the process's: it
+// reaches what every tenant shares (the server's own /metrics, which name
+// every tenant, the detailed health report, the runtime profiles), and is
+// granted to the people and scrapers who run Luminate, not to tenants.
 const (
 	ScopeWrite Scope = "metrics:write"
 	ScopeRead  Scope = "metrics:read"
 	ScopeAdmin Scope = "admin"
+	// ScopeOperator is not implied by ScopeAdmin, and implies no other
+	// scope: an operator token reads no tenant's data unless it is also
+	// granted metrics:read.
+	ScopeOperator Scope = "operator"
 )
+
+// Scopes lists the scopes Luminate knows, for validation and help texts.
+func Scopes() []Scope { return []Scope{ScopeWrite, ScopeRead, ScopeAdmin, ScopeOperator} }
 
 // Principal is what a verified request may do: its tenant and its scopes.
 type Principal struct {
@@ -59,10 +70,11 @@ type Principal struct {
 	Scopes []Scope
 }
 
-// Has reports whether p was granted scope s. Admin implies every scope.
+// Has reports whether p was granted scope s. Admin implies every scope of
+// its tenant, never ScopeOperator, which is the process's.
 func (p Principal) Has(s Scope) bool {
 	for _, g := range p.Scopes {
-		if g == s || g == ScopeAdmin {
+		if g == s || g == ScopeAdmin && s != ScopeOperator {
 			return true
 		}
 	}

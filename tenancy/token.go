@@ -37,10 +37,8 @@ func Mint(key []byte, method string, tenant ID, scopes []Scope, ttl time.Duratio
 	}
 	names := make([]string, 0, len(scopes))
 	for _, s := range scopes {
-		switch s {
-		case ScopeWrite, ScopeRead, ScopeAdmin:
-		default:
-			return "", fmt.Errorf("unknown scope %q (known: %s, %s, %s)", s, ScopeWrite, ScopeRead, ScopeAdmin)
+		if !slices.Contains(Scopes(), s) {
+			return "", fmt.Errorf("unknown scope %q (known: %s, %s, %s, %s)", s, ScopeWrite, ScopeRead, ScopeAdmin, ScopeOperator)
 		}
 		if !slices.Contains(names, string(s)) {
 			names = append(names, string(s))

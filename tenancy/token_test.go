@@ -191,3 +191,19 @@ func TestEnsureDevSecret(t *testing.T) {
 	_, err = tenancy.EnsureDevSecret(filepath.Join(path, "x"))
 	require.Error(t, err)
 }
+
+// TestMintOperator: `luminate token --scopes=operator` mints a token whose
+// principal holds the operator scope, and nothing a tenant's admin implies.
+func TestMintOperator(t *testing.T) {
+	f := writeKeyFiles(t)
+	key, err := tenancy.LoadHMACSecret(f.secret)
+	require.NoError(t, err)
+	tok, err := tenancy.Mint(key, "", "ops", []tenancy.Scope{tenancy.ScopeOperator}, time.Hour, "", "", testNow)
+	require.NoError(t, err)
+	v, _ := newVerifier(t, tenancy.AuthConfig{HMACSecretFile: f.secret})
+	p, err := v.Verify(tok)
+	require.NoError(t, err)
+	require.Equal(t, tenancy.Principal{Tenant: "ops", Scopes: []tenancy.Scope{tenancy.ScopeOperator}}, p)
+	require.True(t, p.Has(tenancy.ScopeOperator))
+	require.False(t, p.Has(tenancy.ScopeRead))
+}

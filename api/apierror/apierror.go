@@ -39,6 +39,8 @@ const (
 	Unavailable
 	Timeout
 	Canceled
+	// RequestTimeout is a request whose body did not arrive in time (408).
+	RequestTimeout
 )
 
 var kindInfo = map[Kind]struct {
@@ -58,7 +60,14 @@ var kindInfo = map[Kind]struct {
 	Unavailable:          {http.StatusServiceUnavailable, "unavailable", "unavailable"},
 	Timeout:              {http.StatusServiceUnavailable, "unavailable", "timeout"},
 	Canceled:             {http.StatusServiceUnavailable, "unavailable", "canceled"},
+	RequestTimeout:       {http.StatusRequestTimeout, "invalid_argument", "bad_data"},
 }
+
+// ErrRequestTimeout is wrapped by the error a request body's Read returns
+// once the server's body read deadline has passed. Classify maps it to
+// RequestTimeout whatever a handler wrapped it in, since it says what
+// went wrong with the request, not with its content.
+var ErrRequestTimeout = errors.New("request body not received in time")
 
 // Status is the HTTP status code of kind k.
 func (k Kind) Status() int { return kindInfo[k].status }
@@ -130,6 +139,8 @@ func Classify(err error) Info {
 	switch {
 	case err == nil:
 		return Info{Status: http.StatusOK}
+	case errors.Is(err, ErrRequestTimeout):
+		k = RequestTimeout
 	case errors.As(err, &e):
 		k, field, retry = e.Kind, e.Field, e.RetryAfter
 	case errors.Is(err, context.DeadlineExceeded):

@@ -83,6 +83,10 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	_, expiredFile := e2eTokenFile(t, secret, dir, "expired.token", "acme", now.Add(-2*time.Hour), time.Hour, tenancy.ScopeWrite)
 	readToken, readFile := e2eTokenFile(t, secret, dir, "read.token", "acme", now, time.Hour, tenancy.ScopeRead)
 	otherToken, _ := e2eTokenFile(t, secret, dir, "other.token", "other", now, time.Hour, tenancy.ScopeRead)
+	// /metrics is the operator's; the token goes as the password of basic
+	// auth, which Luminate accepts for clients that can send only that.
+	operatorToken, _ := e2eTokenFile(t, secret, dir, "operator.token", "ops", now, time.Hour, tenancy.ScopeOperator)
+	lumMetrics := "http://ops:" + operatorToken + "@" + lum.addr + "/metrics"
 
 	// The three Prometheus servers start together; each takes a while.
 	writerAddr, expiredAddr, readerAddr := freeAddr(t), freeAddr(t), freeAddr(t)
@@ -136,7 +140,7 @@ remote_read:
 	t.Run("an expired token is refused while the writer keeps flowing", func(t *testing.T) {
 		before := latestTimestamp(t, lum.url(""), token, fmt.Sprintf(`up{instance=%q}`, writerAddr))
 		eventually(t, 30*time.Second, func() (bool, string) {
-			expiredFailures, _ := metricValue(t, lum.url("/metrics"), "luminate_auth_failures_total", map[string]string{"reason": "expired"})
+			expiredFailures, _ := metricValue(t, lumMetrics, "luminate_auth_failures_total", map[string]string{"reason": "expired"})
 			failed, _ := metricValue(t, expired.url("/metrics"), "prometheus_remote_storage_samples_failed_total", nil)
 			return expiredFailures > 0 && failed > 0, fmt.Sprintf("luminate expired-token failures %v, samples the expired-token prometheus failed to send %v", expiredFailures, failed)
 		}, "the expired token refused")

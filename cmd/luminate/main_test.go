@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -328,11 +329,10 @@ func TestServeEndToEnd(t *testing.T) {
 		require.Len(t, out.Results[0].Timeseries, 1)
 		require.Equal(t, []prompb.Sample{{Timestamp: now, Value: 0}, {Timestamp: now + 1, Value: 1}}, out.Results[0].Timeseries[0].Samples)
 	})
+	operator := e2eToken(t, secret, "ops", "operator")
 	t.Run("metrics count the requests", func(t *testing.T) {
-		resp, err := http.Get(p.url("/metrics"))
-		require.NoError(t, err)
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		code, b := apiGet(t, p.url(""), "/metrics", operator)
+		require.Equal(t, http.StatusOK, code, string(b))
 		require.Contains(t, string(b), `luminate_http_requests_total{code="204",route="/api/v1/write"} 1`)
 		require.Contains(t, string(b), `luminate_http_requests_total{code="401",route="/api/v1/write"} 1`)
 		require.Contains(t, string(b), "luminate_build_info{")
@@ -373,12 +373,7 @@ func TestServeEndToEnd(t *testing.T) {
 	// counts itself too); before that, a SIGTERM could beat it to the
 	// accept and the test would check nothing.
 	eventually(t, waitTimeout, func() (bool, string) {
-		resp, err := http.Get(p.url("/metrics"))
-		if err != nil {
-			return false, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		_, b := apiGet(t, p.url(""), "/metrics", operator)
 		return strings.Contains(string(b), "\nluminate_http_requests_in_flight 2\n"), "not counted in flight yet"
 	}, "the streaming request is in flight")
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
@@ -645,26 +640,97 @@ func TestServeClickHouseOutage(t *testing.T) {
 	require.Equal(t, 3.0, got[now+2000])
 }
 
-// TestServePprof: --debug.pprof serves the runtime's profiles to admin
-// tokens only; without it there is no /debug/pprof/.
+// TestServePprof: --debug.pprof serves the runtime's profiles to operator
+// tokens only, not to a tenant's admin; without it there is no
+// /debug/pprof/.
 func TestServePprof(t *testing.T) {
 	on, secret := startAuthLuminate(t, "--debug.pprof")
-	admin := e2eToken(t, secret, "ops", "admin")
-	writer := e2eToken(t, secret, "ops", "metrics:write,metrics:read")
-	code, body := apiGet(t, on.url(""), "/debug/pprof/", admin)
+	operator := e2eToken(t, secret, "ops", "operator")
+	code, body := apiGet(t, on.url(""), "/debug/pprof/", operator)
 	require.Equal(t, http.StatusOK, code, string(body))
 	require.Contains(t, string(body), "goroutine")
-	code, body = apiGet(t, on.url(""), "/debug/pprof/goroutine?debug=1", admin)
+	code, body = apiGet(t, on.url(""), "/debug/pprof/goroutine?debug=1", operator)
 	require.Equal(t, http.StatusOK, code, string(body))
 	require.Contains(t, string(body), "goroutine profile:")
-	code, _ = apiGet(t, on.url(""), "/debug/pprof/", writer)
-	require.Equal(t, http.StatusForbidden, code, "metrics scopes are not enough")
+	for _, scopes := range []string{"admin", "metrics:write,metrics:read"} {
+		code, _ = apiGet(t, on.url(""), "/debug/pprof/", e2eToken(t, secret, "acme", scopes))
+		require.Equal(t, http.StatusForbidden, code, "a tenant's %s is not enough", scopes)
+	}
 	code, _ = apiGet(t, on.url(""), "/debug/pprof/", "")
 	require.Equal(t, http.StatusUnauthorized, code)
 
 	off, secret := startAuthLuminate(t)
-	code, _ = apiGet(t, off.url(""), "/debug/pprof/", e2eToken(t, secret, "ops", "admin"))
+	code, _ = apiGet(t, off.url(""), "/debug/pprof/", e2eToken(t, secret, "ops", "operator"))
 	require.Equal(t, http.StatusNotFound, code, "off by default")
+}
+
+// TestServeWhatStrangersSee: on the public address /metrics (which names
+// every tenant) wants an operator token and the health endpoints say only
+// ok, degraded or down; --http.internal-listen-address serves /metrics,
+// the detailed health and the profiles without a token, and nothing else.
+func TestServeWhatStrangersSee(t *testing.T) {
+	lum, secret := startAuthLuminate(t, "--http.internal-listen-address=127.0.0.1:0", "--debug.pprof")
+	line := lum.waitLog(`"msg":"listening internally"`)
+	require.NotEmpty(t, line, lum.stderr())
+	var l struct{ Address string }
+	require.NoError(t, json.Unmarshal([]byte(line), &l))
+	internal := "http://" + l.Address
+	require.NotEqual(t, lum.url(""), internal)
+
+	writer := e2eToken(t, secret, "tenant-x9", "metrics:write")
+	resp, err := http.DefaultClient.Do(newRemoteWrite(t, lum.url("/api/v1/write"), writer, bytes.NewReader(remoteWriteBody(t, "strangers", time.Now().UnixMilli(), 1))))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNoContent, resp.StatusCode)
+
+	code, body := apiGet(t, lum.url(""), "/metrics", "")
+	require.Equal(t, http.StatusUnauthorized, code)
+	require.NotContains(t, string(body), "tenant-x9")
+	code, body = apiGet(t, lum.url(""), "/metrics", e2eToken(t, secret, "other", "admin"))
+	require.Equal(t, http.StatusForbidden, code)
+	require.NotContains(t, string(body), "tenant-x9")
+	code, body = apiGet(t, lum.url(""), "/metrics", e2eToken(t, secret, "ops", "operator"))
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, string(body), `tenant="tenant-x9"`)
+
+	code, body = apiGet(t, lum.url(""), "/api/v1/status/health", "")
+	require.Equal(t, http.StatusOK, code)
+	require.JSONEq(t, `{"status":"ok"}`, string(body))
+
+	code, body = apiGet(t, internal, "/metrics", "")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, string(body), `tenant="tenant-x9"`)
+	code, body = apiGet(t, internal, "/api/v1/status/health", "")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, string(body), `"storage_write"`)
+	code, _ = apiGet(t, internal, "/debug/pprof/goroutine?debug=1", "")
+	require.Equal(t, http.StatusOK, code)
+	code, _ = apiGet(t, internal, "/api/v1/labels", "")
+	require.Equal(t, http.StatusNotFound, code, "no tenant data on the internal listener")
+
+	require.NoError(t, lum.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, 0, lum.wait(), lum.stderr())
+}
+
+// TestServeSlowBody: --http.read-timeout cuts off a request whose body
+// does not arrive in time: 408, connection closed.
+func TestServeSlowBody(t *testing.T) {
+	lum, secret := startAuthLuminate(t, "--http.read-timeout=500ms")
+	conn, err := net.Dial("tcp", lum.addr)
+	require.NoError(t, err)
+	defer conn.Close()
+	start := time.Now()
+	_, err = fmt.Fprintf(conn, "POST /api/v1/write HTTP/1.1\r\nHost: luminate\r\nAuthorization: Bearer %s\r\n"+
+		"Content-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\nContent-Length: 4096\r\n\r\nxx",
+		e2eToken(t, secret, "acme", "metrics:write"))
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(waitTimeout)))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	require.Equal(t, http.StatusRequestTimeout, resp.StatusCode, string(b))
+	require.Contains(t, string(b), "--http.read-timeout")
+	require.Less(t, time.Since(start), 10*time.Second)
 }
 
 // TestServeRefusalEnvelopes: requests the router refuses before they reach

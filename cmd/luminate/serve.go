@@ -51,6 +51,10 @@ type serveConfig struct {
 	ingest     remotewrite.Config
 	query      promql.Config
 	remoteRead remoteread.Config
+
+	// What tenants and strangers can see (issue #10).
+	internalListenAddress string
+	readTimeout           time.Duration
 }
 
 // defaultGCPercent halves the heap headroom Go keeps by default (100): the
@@ -80,7 +84,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.gcPercent, "runtime.gc-percent", defaultGCPercent,
 		"Go garbage collector target (GOGC): lower trades CPU for memory. The GOGC environment variable, when set, wins.")
 	fs.BoolVar(&c.pprof, "debug.pprof", false,
-		"Serve Go runtime profiles under /debug/pprof/ (go tool pprof) to tokens with the admin scope.")
+		"Serve Go runtime profiles under /debug/pprof/ (go tool pprof) to tokens with the operator scope, and on --http.internal-listen-address.")
 	fs.BoolVar(&c.createDevSecret, "auth.jwt.create-dev-secret", false,
 		"DEVELOPMENT ONLY: if the --auth.jwt.hmac-secret-file does not exist, create it with a random secret (make run does this).")
 	c.badger.RegisterFlags(fs)
@@ -90,6 +94,12 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	c.ingest.RegisterFlags(fs)
 	c.query.RegisterFlags(fs)
 	c.remoteRead.RegisterFlags(fs)
+
+	fs.StringVar(&c.internalListenAddress, "http.internal-listen-address", "",
+		"If set, a second address serving /metrics, the detailed /api/v1/status/health, the health probes and (with --debug.pprof) /debug/pprof/ WITHOUT authentication, for Prometheus and operators; nothing else is served there. "+
+			"Keep it unreachable by tenants (a port only a Kubernetes NetworkPolicy opens to Prometheus, or 127.0.0.1). On --http.listen-address those endpoints need a token with the operator scope.")
+	fs.DurationVar(&c.readTimeout, api.ReadTimeoutFlag, api.DefaultBodyReadTimeout,
+		"How long a client may take to send a request's body, from the end of its headers; slower requests are answered 408 and their connection closed. 0 sets no deadline. Answers may take longer: only the body is bounded.")
 }
 
 // newServeFlags returns serve's flag set, bound to c.
@@ -152,6 +162,12 @@ func (c *serveConfig) validate() error {
 		errs = append(errs, errors.New("--auth.jwt.create-dev-secret needs --auth.jwt.hmac-secret-file to name the file to create"))
 	}
 	errs = append(errs, c.auth.Validate(), c.limits.Validate(), c.ingest.Validate(), c.query.Validate(), c.remoteRead.Validate())
+	if c.readTimeout < 0 {
+		errs = append(errs, fmt.Errorf("--%s=%s: must not be negative", api.ReadTimeoutFlag, c.readTimeout))
+	}
+	if _, port, _ := net.SplitHostPort(c.internalListenAddress); c.internalListenAddress == c.listenAddress && port != "0" {
+		errs = append(errs, errors.New("--http.internal-listen-address must differ from --http.listen-address: the internal endpoints need no token"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -296,10 +312,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 		queryAPI,
 		nativeQuery,
 	)
-	if cfg.pprof {
-		routes = append(routes, api.Route{Path: api.PprofPath, Prefix: true, Methods: []string{http.MethodGet}, Name: api.PprofPath, Scope: tenancy.ScopeAdmin, Handler: api.PprofHandler()})
-	}
-	router, err := api.NewRouter(api.Options{
+	routerOpts := api.Options{
 		Auth:       verifier,
 		Limits:     limits,
 		Storage:    store,
@@ -308,7 +321,11 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 		Tracing:    tracing,
 		Gatherer:   reg,
 		Routes:     routes,
-	}, logger, reg)
+
+		Pprof:           cfg.pprof,
+		BodyReadTimeout: cfg.readTimeout,
+	}
+	router, err := api.NewRouter(routerOpts, logger, reg)
 	if err != nil {
 		return err
 	}
@@ -316,6 +333,11 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	ln, err := net.Listen("tcp", cfg.listenAddress)
 	if err != nil {
 		return fmt.Errorf("listen on --http.listen-address: %w", err)
+	}
+	internal, err := newInternalServer(cfg, routerOpts, logger, reg)
+	if err != nil {
+		_ = ln.Close()
+		return err
 	}
 	srv := &http.Server{
 		Handler:           router,
@@ -347,6 +369,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	{
 		lctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { return limits.Run(lctx) }, func(error) { cancel() })
+	}
+	if internal != nil {
+		g.Add(internal.run, internal.stop)
 	}
 	g.Add(run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))
 
@@ -404,4 +429,57 @@ func dataRoutes(remoteWrite, nativeWrite, remoteRead http.Handler, queryAPI *pro
 		routes = append(routes, api.Route{Path: ep.Path, Methods: ep.Methods, Scope: tenancy.ScopeRead, Handler: eh, WriteError: render})
 	}
 	return append(routes, api.Route{Path: "/api/v1/openapi.yaml", Methods: []string{http.MethodGet}, Public: true, Handler: api.OpenAPIHandler()})
+}
+
+// internalServer serves api.NewInternalRouter on
+// --http.internal-listen-address: the operator's endpoints without a token.
+type internalServer struct {
+	ln      net.Listener
+	srv     *http.Server
+	logger  *slog.Logger
+	timeout time.Duration
+}
+
+// newInternalServer listens on --http.internal-listen-address, or returns
+// nil when it is not set.
+func newInternalServer(cfg *serveConfig, opts api.Options, logger *slog.Logger, reg *prometheus.Registry) (*internalServer, error) {
+	if cfg.internalListenAddress == "" {
+		return nil, nil
+	}
+	h, err := api.NewInternalRouter(opts, logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.internalListenAddress)
+	if err != nil {
+		return nil, fmt.Errorf("listen on --http.internal-listen-address: %w", err)
+	}
+	return &internalServer{
+		ln: ln,
+		srv: &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		},
+		logger:  logger,
+		timeout: cfg.shutdownTimeout,
+	}, nil
+}
+
+func (s *internalServer) run() error {
+	s.logger.Info("listening internally", "address", s.ln.Addr().String(),
+		"serves", "/metrics, /api/v1/status/health in detail, /debug/pprof/ with --debug.pprof, the probes; WITHOUT authentication: keep this address unreachable by tenants")
+	if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve --http.internal-listen-address: %w", err)
+	}
+	return nil
+}
+
+func (s *internalServer) stop(error) {
+	sctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	if err := s.srv.Shutdown(sctx); err != nil {
+		_ = s.srv.Close()
+	}
 }

@@ -31,7 +31,7 @@ func newTokenFlags(c *tokenConfig, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.privateKeyFile, "auth.jwt.private-key-file", "", "PEM private key to sign with instead of an HMAC secret (needs --method).")
 	fs.StringVar(&c.method, "method", "", "Signing algorithm: HS256 (the default with an HMAC secret), HS384, HS512, RS256, PS256, ES256, EdDSA, ...")
 	fs.StringVar(&c.tenant, "tenant", "", "Tenant ID the token is for ([A-Za-z0-9_.-]{1,128}). Required.")
-	fs.StringVar(&c.scopes, "scopes", string(tenancy.ScopeWrite)+","+string(tenancy.ScopeRead), "Comma-separated scopes: metrics:write, metrics:read, admin.")
+	fs.StringVar(&c.scopes, "scopes", string(tenancy.ScopeWrite)+","+string(tenancy.ScopeRead), "Comma-separated scopes: metrics:write, metrics:read, admin (a tenant's: all its data), operator (the process's, for who runs Luminate and Prometheus scraping it: /metrics, which names every tenant, the detailed health report, /debug/pprof/; not implied by admin).")
 	fs.DurationVar(&c.ttl, "ttl", 24*time.Hour, "How long the token is valid.")
 	fs.StringVar(&c.issuer, "auth.jwt.issuer", "", "iss claim to set (must match the server's --auth.jwt.issuer if it has one).")
 	fs.StringVar(&c.audience, "auth.jwt.audience", "", "aud claim to set (must match the server's --auth.jwt.audience if it has one).")

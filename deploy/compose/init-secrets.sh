@@ -29,3 +29,6 @@ mint() { # mint FILE SCOPES
 }
 mint prometheus.token metrics:write,metrics:read
 mint grafana.token metrics:read
+# Prometheus scrapes Luminate's own /metrics, which names every tenant:
+# that takes the operator scope, which no tenant's token has.
+mint scrape.token operator
