@@ -147,14 +147,16 @@ func tooManySeries(n int) error {
 
 // resolveSeries returns the series the WHERE clause selects that match
 // every matcher (rechecked here with Prometheus' own matching). When
-// limit > 0 it stops at limit+1 of them and reports over: the caller's
-// own count then fails the query without the store reading every series
-// row first. exact says the WHERE clause selects exactly the matching
-// series (every matcher was sent): the limit is then sent too.
+// limit > 0 it reads at most limit+1 of them and reports over when there
+// are more than limit: the caller's own count then fails the query
+// without the store reading every series row first. exact says the WHERE
+// clause selects exactly the matching series (every matcher was sent):
+// the limit is then sent too, as a LIMIT.
 func (q *querier) resolveSeries(ctx context.Context, where string, ms []*labels.Matcher, exact bool, hints *promstorage.SelectHints, limit int) (out []resolved, over bool, err error) {
 	sharded := hints != nil && hints.ShardCount > 0
 	sql := fmt.Sprintf("SELECT fingerprint, %s, count() FROM %s WHERE %s GROUP BY fingerprint", labelPairsExpr, q.table(seriesTable), where)
-	if limit > 0 && exact && !sharded {
+	limited := limit > 0 && exact && !sharded
+	if limited {
 		sql += " LIMIT " + strconv.Itoa(limit+1)
 	}
 	// Stopping early cancels the query: closing its rows would read them all.
@@ -169,9 +171,11 @@ func (q *querier) resolveSeries(ctx context.Context, where string, ms []*labels.
 		fp, hours uint64
 		pairs     string
 		b         labels.ScratchBuilder
+		read      int
 	)
 	dest := []any{&fp, &pairs, &hours}
 	for rows.Next() {
+		read++
 		if err := rows.Scan(dest...); err != nil {
 			return nil, false, q.ts.s.readFailed("series", fmt.Errorf("read series: %w", err))
 		}
@@ -186,14 +190,16 @@ func (q *querier) resolveSeries(ctx context.Context, where string, ms []*labels.
 			continue
 		}
 		out = append(out, resolved{fp: fp, lset: lset, hours: int(hours)})
-		if limit > 0 && len(out) > limit {
-			return out, true, nil
+		if limit > 0 && len(out) > limit && !limited {
+			return out, true, nil // the rest unread (a limited query has no rest)
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, false, q.ts.s.readFailed("series", fmt.Errorf("read series: %w", err))
 	}
-	return out, false, nil
+	// The server stopped at the LIMIT: whatever Go's recheck dropped, the
+	// rows past it are unknown, so the select cannot be answered whole.
+	return out, limit > 0 && (len(out) > limit || limited && read > limit), nil
 }
 
 // errLabelPairs reports a malformed labelPairsExpr string.
