@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/prometheus/prometheus/model/labels"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/luminate-io/luminate/api/apierror"
 	"github.com/luminate-io/luminate/storage"
+	"github.com/luminate-io/luminate/storage/clickhouse/chtest"
 	"github.com/luminate-io/luminate/tenancy"
 )
 
@@ -323,4 +325,39 @@ func TestDenseBatchSplit(t *testing.T) {
 	require.NoError(t, set.Err())
 	require.Equal(t, nSeries, got)
 	require.Greater(t, queries, nSeries/3, "batches of at most 3 series")
+}
+
+// TestDownErrorsMasked stops the server: readiness, health (both public)
+// and a failed commit say ClickHouse is unavailable without naming the
+// server's address or quoting the driver.
+func TestDownErrorsMasked(t *testing.T) {
+	srv := chtest.New(t)
+	cfg := testConfig(t)
+	cfg.DSN = srv.DSN()
+	cfg.Timeout = 5 * time.Second
+	s := openStore(t, cfg)
+	ts := s.ForTenant("down")
+	writeNumbered(t, ts, "d", 1)
+	srv.Kill()
+	leaks := []string{srv.Addr(), "127.0.0.1", "dial", "connection refused", "EOF"}
+	err := s.Ready(t.Context())
+	require.ErrorIs(t, err, storage.ErrUnavailable)
+	h := s.Health(t.Context())
+	app := ts.Appender(t.Context())
+	_, aerr := app.Append(0, labels.FromStrings("__name__", "d", "i", "new"), 2000, 1)
+	if aerr == nil {
+		aerr = app.Commit()
+	}
+	require.ErrorIs(t, aerr, storage.ErrUnavailable)
+	q, qerr := ts.Querier(0, 10_000)
+	require.NoError(t, qerr)
+	set := q.Select(t.Context(), false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "d"))
+	require.False(t, set.Next())
+	require.ErrorIs(t, set.Err(), storage.ErrUnavailable)
+	require.Equal(t, apierror.Unavailable, apierror.Classify(set.Err()).Kind)
+	for _, text := range []string{err.Error(), h.Read.Message, h.Write.Message, aerr.Error(), set.Err().Error()} {
+		for _, leak := range leaks {
+			require.NotContains(t, text, leak)
+		}
+	}
 }
