@@ -239,6 +239,29 @@ func TestWideSelectBounded(t *testing.T) {
 			}
 		}
 	}
+	t.Run("first series in label order", func(t *testing.T) {
+		var all []string
+		for i := range nSeries {
+			all = append(all, labels.FromStrings("__name__", "w", "i", strconv.Itoa(i)).String())
+		}
+		slices.Sort(all)
+		for _, f := range []string{"", "series"} {
+			for _, sorted := range []bool{false, true} {
+				sqls = nil
+				set := q.Select(t.Context(), sorted, &promstorage.SelectHints{Start: 0, End: 10_000, Func: f, Limit: 10}, mm(labels.MatchRegexp, "__name__", ".+"))
+				require.Equal(t, all[:10], selectNames(t, set), "func %q, sorted=%v", f, sorted)
+				require.Contains(t, sqls[0], "LIMIT 10")
+			}
+			// More than the limit asked for: the first limit+1, then the error.
+			set := q.Select(t.Context(), true, &promstorage.SelectHints{Start: 0, End: 10_000, Func: f, Limit: 2 * limit}, mm(labels.MatchRegexp, "__name__", ".+"))
+			var got []string
+			for set.Next() {
+				got = append(got, set.At().Labels().String())
+			}
+			require.Equal(t, all[:limit+1], got)
+			require.ErrorContains(t, set.Err(), "max_series_per_query")
+		}
+	})
 	t.Run("label values", func(t *testing.T) {
 		_, _, err := q.LabelValues(t.Context(), "i", nil, mm(labels.MatchRegexp, "i", long))
 		require.Error(t, err)

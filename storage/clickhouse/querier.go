@@ -145,26 +145,47 @@ func tooManySeries(n int) error {
 	return apierror.New(apierror.Execution, "query would load more than %d series (raise --limits.max-series-per-query or its per-tenant override max_series_per_query)", n)
 }
 
+// labelOrderExpr orders series rows as labels.Compare orders their
+// labels: label_names are sorted, and arrays of (name, value) pairs
+// compare pair by pair, bytewise, the shorter first when one is a prefix.
+const labelOrderExpr = "arrayMap((n, v) -> [n, v], any(label_names), any(label_values))"
+
 // resolveSeries returns the series the WHERE clause selects that match
 // every matcher (rechecked here with Prometheus' own matching). When
 // limit > 0 it reads at most limit+1 of them and reports over when there
 // are more than limit: the caller's own count then fails the query
 // without the store reading every series row first. exact says the WHERE
 // clause selects exactly the matching series (every matcher was sent):
-// the limit is then sent too, as a LIMIT.
-func (q *querier) resolveSeries(ctx context.Context, where string, ms []*labels.Matcher, exact bool, hints *promstorage.SelectHints, limit int) (out []resolved, over bool, err error) {
+// the limit is then sent too, as a LIMIT, and when the hints ask for the
+// first hints.Limit series the server orders them and sends no more:
+// then first is set, and the series returned are the first in label
+// order.
+func (q *querier) resolveSeries(ctx context.Context, where string, ms []*labels.Matcher, exact bool, hints *promstorage.SelectHints, limit int) (out []resolved, over, first bool, err error) {
 	sharded := hints != nil && hints.ShardCount > 0
 	sql := fmt.Sprintf("SELECT fingerprint, %s, count() FROM %s WHERE %s GROUP BY fingerprint", labelPairsExpr, q.table(seriesTable), where)
-	limited := limit > 0 && exact && !sharded
-	if limited {
-		sql += " LIMIT " + strconv.Itoa(limit+1)
+	sqlLimit := 0
+	if exact && !sharded {
+		if limit > 0 {
+			sqlLimit = limit + 1
+		}
+		if hints != nil && hints.Limit > 0 {
+			first = true
+			sql += " ORDER BY " + labelOrderExpr
+			if sqlLimit == 0 || hints.Limit < sqlLimit {
+				sqlLimit = hints.Limit
+			}
+		}
+	}
+	limited := limit > 0 && sqlLimit == limit+1
+	if sqlLimit > 0 {
+		sql += " LIMIT " + strconv.Itoa(sqlLimit)
 	}
 	// Stopping early cancels the query: closing its rows would read them all.
 	ctx, cancel := context.WithCancel(ctx)
 	rows, err := q.ts.s.query(ctx, "series", sql)
 	if err != nil {
 		cancel()
-		return nil, false, err
+		return nil, false, false, err
 	}
 	defer func() { cancel(); _ = rows.Close() }()
 	var (
@@ -177,10 +198,10 @@ func (q *querier) resolveSeries(ctx context.Context, where string, ms []*labels.
 	for rows.Next() {
 		read++
 		if err := rows.Scan(dest...); err != nil {
-			return nil, false, q.ts.s.readFailed("series", fmt.Errorf("read series: %w", err))
+			return nil, false, false, q.ts.s.readFailed("series", fmt.Errorf("read series: %w", err))
 		}
 		if err := decodeLabelPairs(pairs, &b); err != nil {
-			return nil, false, q.ts.s.readFailed("series", fmt.Errorf("read series %d: %w", fp, err))
+			return nil, false, false, q.ts.s.readFailed("series", fmt.Errorf("read series %d: %w", fp, err))
 		}
 		lset := b.Labels()
 		if !matchesAll(lset, ms) {
@@ -190,16 +211,16 @@ func (q *querier) resolveSeries(ctx context.Context, where string, ms []*labels.
 			continue
 		}
 		out = append(out, resolved{fp: fp, lset: lset, hours: int(hours)})
-		if limit > 0 && len(out) > limit && !limited {
-			return out, true, nil // the rest unread (a limited query has no rest)
+		if limit > 0 && len(out) > limit && sqlLimit == 0 {
+			return out, true, first, nil // the rest unread (a limited query has no rest)
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, false, q.ts.s.readFailed("series", fmt.Errorf("read series: %w", err))
+		return nil, false, false, q.ts.s.readFailed("series", fmt.Errorf("read series: %w", err))
 	}
-	// The server stopped at the LIMIT: whatever Go's recheck dropped, the
+	// The server stopped at limit+1: whatever Go's recheck dropped, the
 	// rows past it are unknown, so the select cannot be answered whole.
-	return out, limit > 0 && (len(out) > limit || limited && read > limit), nil
+	return out, limit > 0 && (len(out) > limit || limited && read > limit), first, nil
 }
 
 // errLabelPairs reports a malformed labelPairsExpr string.
@@ -253,16 +274,17 @@ func (q *querier) Select(ctx context.Context, sortSeries bool, hints *promstorag
 	}
 	pushed, exact := pushdown(ms)
 	limit := q.maxSeries()
-	// Past the limit the series held are limit+1 of the selected ones, not
-	// the first in label order: a select asking for the first n fails.
+	// Past the limit the series held are limit+1 of the selected ones,
+	// unless the server sent the first ones: a select asking for the first
+	// n fails then.
 	var overErr error
 	if hints != nil && hints.Func == "series" {
-		list, over, err := q.resolveSeries(ctx, q.exactSeriesWhere(mint, maxt, pushed), ms, exact, hints, limit)
+		list, over, first, err := q.resolveSeries(ctx, q.exactSeriesWhere(mint, maxt, pushed), ms, exact, hints, limit)
 		if err != nil {
 			return promstorage.ErrSeriesSet(err)
 		}
 		if over {
-			if hints.Limit > 0 {
+			if hints.Limit > 0 && !first {
 				return promstorage.ErrSeriesSet(tooManySeries(limit))
 			}
 			overErr = tooManySeries(limit)
@@ -273,12 +295,12 @@ func (q *querier) Select(ctx context.Context, sortSeries bool, hints *promstorag
 		}
 		return &labelsOnlySet{list: list, over: overErr}
 	}
-	list, over, err := q.resolveSeries(ctx, q.seriesWhere(mint, maxt, pushed), ms, exact, hints, limit)
+	list, over, first, err := q.resolveSeries(ctx, q.seriesWhere(mint, maxt, pushed), ms, exact, hints, limit)
 	if err != nil {
 		return promstorage.ErrSeriesSet(err)
 	}
 	if over {
-		if hints != nil && hints.Limit > 0 {
+		if hints != nil && hints.Limit > 0 && !first {
 			return promstorage.ErrSeriesSet(tooManySeries(limit))
 		}
 		overErr = tooManySeries(limit)
@@ -760,7 +782,7 @@ func (q *querier) LabelValues(ctx context.Context, name string, hints *promstora
 // the series a query may load. of adds the strings of one series.
 func (q *querier) labelsInGo(ctx context.Context, pushed, ms []*labels.Matcher, hints *promstorage.LabelHints, of func(labels.Labels, func(string))) ([]string, error) {
 	limit := q.maxSeries()
-	list, over, err := q.resolveSeries(ctx, q.exactSeriesWhere(q.mint, q.maxt, pushed), ms, false, nil, limit)
+	list, over, _, err := q.resolveSeries(ctx, q.exactSeriesWhere(q.mint, q.maxt, pushed), ms, false, nil, limit)
 	if err != nil {
 		return nil, err
 	}
