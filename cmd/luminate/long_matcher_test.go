@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
@@ -111,11 +112,68 @@ func TestServeLongMatcherBothBackends(t *testing.T) {
 			require.Equal(t, http.StatusUnprocessableEntity, code, wide)
 			require.Contains(t, wide, "max_series_per_query")
 			got = append(got, wide)
+
+			code, rb := remoteRead(t, p, token, now, &prompb.LabelMatcher{Type: prompb.LabelMatcher_RE, Name: "i", Value: alt.String()},
+				&prompb.LabelMatcher{Type: prompb.LabelMatcher_EQ, Name: "__name__", Value: "long_matcher"})
+			require.Equal(t, http.StatusOK, code, "%.500s", rb)
+			var rr prompb.ReadResponse
+			require.NoError(t, rr.Unmarshal(rb))
+			require.Len(t, rr.Results[0].Timeseries, nSeries, "remote read")
+			code, rb = remoteRead(t, p, token, now, &prompb.LabelMatcher{Type: prompb.LabelMatcher_RE, Name: "__name__", Value: ".+"})
+			require.Equal(t, http.StatusBadRequest, code, "%.500s", rb)
+			require.Contains(t, string(rb), "max_series_per_query")
+			got = append(got, string(rb))
 			for _, s := range got {
 				require.NotContains(t, s, "SELECT")
 			}
 			answers[name] = got
+
+			if name != "clickhouse" {
+				return
+			}
+			// A query ClickHouse fails: 5xx, no SQL, no table, no server message.
+			opts, err := ch.ParseDSN(dsn)
+			require.NoError(t, err)
+			conn, err := ch.Open(opts)
+			require.NoError(t, err)
+			defer conn.Close()
+			require.NoError(t, conn.Exec(t.Context(), "DROP TABLE longmatcher.series"))
+			code, failed := post("/api/v1/query", url.Values{"query": {selector}, "time": {at}})
+			require.Equal(t, http.StatusInternalServerError, code, failed)
+			code, rb = remoteRead(t, p, token, now, &prompb.LabelMatcher{Type: prompb.LabelMatcher_EQ, Name: "__name__", Value: "long_matcher"})
+			require.Equal(t, http.StatusInternalServerError, code, string(rb))
+			for _, s := range []string{failed, string(rb)} {
+				for _, leak := range []string{"SELECT", "longmatcher", "`", "Code", "code:", "Exception", "exist"} {
+					require.NotContains(t, s, leak)
+				}
+			}
+			require.Contains(t, p.stderr(), "doesn't exist", "the server's message is logged")
 		})
 	}
 	require.Equal(t, answers["badger"], answers["clickhouse"])
+}
+
+// remoteRead sends one remote-read query of the minute around now and
+// returns the status and the body (decompressed when it is the answer).
+func remoteRead(t *testing.T, p *proc, token string, now int64, ms ...*prompb.LabelMatcher) (int, []byte) {
+	t.Helper()
+	rr := &prompb.ReadRequest{Queries: []*prompb.Query{{StartTimestampMs: now - 30_000, EndTimestampMs: now + 30_000, Matchers: ms}}}
+	raw, err := rr.Marshal()
+	require.NoError(t, err)
+	req, err := http.NewRequest(http.MethodPost, p.url("/api/v1/read"), bytes.NewReader(snappy.Encode(nil, raw)))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("Content-Encoding", "snappy")
+	req.Header.Set("X-Prometheus-Remote-Read-Version", "0.1.0")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	if resp.StatusCode == http.StatusOK {
+		b, err = snappy.Decode(nil, b)
+		require.NoError(t, err)
+	}
+	return resp.StatusCode, b
 }
