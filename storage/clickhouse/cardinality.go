@@ -33,7 +33,7 @@ func (ts *tenantStore) Cardinality(ctx context.Context, limit int) (storage.Card
 	}
 	rows.Close()
 	if err != nil {
-		return c, fmt.Errorf("cardinality: %w", err)
+		return c, s.readFailed("cardinality", fmt.Errorf("cardinality: %w", err))
 	}
 	c.NumSeries = n
 	if n == 0 {
@@ -50,11 +50,11 @@ func (ts *tenantStore) Cardinality(ctx context.Context, limit int) (storage.Card
 		for rows.Next() {
 			var r storage.Count
 			if err := rows.Scan(&r.Name, &r.Value); err != nil {
-				return nil, fmt.Errorf("cardinality: %w", err)
+				return nil, s.readFailed("cardinality", fmt.Errorf("cardinality: %w", err))
 			}
 			out = append(out, r)
 		}
-		return out, unavailable(rows.Err())
+		return out, s.readFailed("cardinality", rows.Err())
 	}
 	// One row per series: the labels of any of its hours.
 	perSeries := fmt.Sprintf("(SELECT fingerprint, any(metric_name) AS metric_name, any(label_names) AS label_names, any(label_values) AS label_values FROM %s WHERE %s GROUP BY fingerprint)", series, tenant)
@@ -81,7 +81,7 @@ func (ts *tenantStore) Cardinality(ctx context.Context, limit int) (storage.Card
 	}
 	rows.Close()
 	if err != nil {
-		return c, fmt.Errorf("cardinality: %w", err)
+		return c, s.readFailed("cardinality", fmt.Errorf("cardinality: %w", err))
 	}
 	c.NumLabelPairs = int(pairCount)
 
@@ -99,7 +99,7 @@ func (ts *tenantStore) Cardinality(ctx context.Context, limit int) (storage.Card
 	}
 	rows.Close()
 	if err != nil {
-		return c, fmt.Errorf("cardinality: %w", err)
+		return c, s.readFailed("cardinality", fmt.Errorf("cardinality: %w", err))
 	}
 	return c, nil
 }

@@ -197,7 +197,7 @@ func (w *insertWorker) insert(batch []*commitReq) error {
 	if err != nil {
 		m.insertErrors.Inc()
 		w.s.logger.Warn("insert failed", slog.Int("commits", len(batch)), slog.Any("err", err))
-		return unavailable(fmt.Errorf("insert: %w", err))
+		return masked("insert", err)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/luminate-io/luminate/storage"
+	"github.com/luminate-io/luminate/tenancy"
 )
 
 // Config configures the ClickHouse store.
@@ -47,6 +48,15 @@ type Config struct {
 	// SeriesLimits, when set, caps each tenant's active series (series
 	// written within the last 24 hours).
 	SeriesLimits storage.SeriesLimits `yaml:"-"`
+	// MaxSeriesPerQuery, when set, is the most series one query of a
+	// tenant may load (its max_series_per_query; 0 means unlimited). A
+	// select reads at most one series row more from ClickHouse, so the
+	// query fails at the limit without the store holding every series.
+	MaxSeriesPerQuery func(id tenancy.ID) int `yaml:"-"`
+	// MaxSamplesPerQuery, when set, is the most samples one query of a
+	// tenant may load (its max_samples_per_query; 0 means unlimited): a
+	// select stops reading samples one batch past it.
+	MaxSamplesPerQuery func(id tenancy.ID) int `yaml:"-"`
 }
 
 // DefaultConfig returns the defaults the flags use.

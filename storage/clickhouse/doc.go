@@ -48,5 +48,13 @@
 // only series whose first-hour row starts before the range and that
 // nothing else proves get their samples checked, within that hour.
 //
+// A matcher too long for SQL (a multi-value Grafana variable set to All
+// is a regex of every value) is not sent: it is checked in Go on the
+// series the others select, as every matcher is. A select reads at most
+// one series past the tenant's max_series_per_query (a LIMIT when every
+// matcher was sent) and no batch of samples after the one crossing its
+// max_samples_per_query, then fails. Read errors reach callers without
+// the SQL or the server's message, which are logged (errors.go).
+//
 // It is not a query engine: PromQL runs in Luminate over these interfaces.
 package clickhouse

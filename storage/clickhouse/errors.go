@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"syscall"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 
+	"github.com/luminate-io/luminate/api/apierror"
 	"github.com/luminate-io/luminate/storage"
 )
 
@@ -67,4 +69,54 @@ func unavailable(err error) error {
 		return err
 	}
 	return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
+}
+
+// queryError is a failed ClickHouse statement as callers see it.
+// ClickHouse answers a bad query with its own message quoting a fragment
+// of the SQL, and driver errors name tables and addresses: none of that is
+// for clients, so its text says only which statement failed and whether
+// to retry. The cause is logged where the statement fails and kept in the
+// chain for errors.Is and errors.As. It unwraps to an *apierror.Error of
+// kind Unavailable (around storage.ErrUnavailable) or Internal, so every
+// renderer gives it the same status and the same text.
+type queryError struct {
+	api   *apierror.Error
+	cause error
+}
+
+func (e *queryError) Error() string   { return e.api.Error() }
+func (e *queryError) Unwrap() []error { return []error{e.api, e.cause} }
+
+// masked returns err, a failure of the ClickHouse statement op ("series
+// query", "insert"), as a queryError: unavailable when ClickHouse cannot
+// serve now (the caller retries), internal otherwise. The end of the
+// caller's context stays that, without the driver's text.
+func masked(op string, err error) error {
+	var qe *queryError
+	switch {
+	case err == nil, errors.As(err, &qe):
+		return err
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("clickhouse %s: %w", op, context.Canceled)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("clickhouse %s: %w: %w", op, storage.ErrUnavailable, context.DeadlineExceeded)
+	case errors.Is(unavailable(err), storage.ErrUnavailable):
+		return &queryError{api: &apierror.Error{Kind: apierror.Unavailable, Msg: "clickhouse " + op + " failed", Err: storage.ErrUnavailable}, cause: err}
+	}
+	return &queryError{api: &apierror.Error{Kind: apierror.Internal, Msg: "clickhouse " + op + " failed (the server log has the details)"}, cause: err}
+}
+
+// readFailed logs err, a failure of the read query of kind kind, and
+// returns it masked. Reads fail here once: an error already masked is
+// returned as it is.
+func (s *Store) readFailed(kind string, err error) error {
+	var qe *queryError
+	if err == nil || errors.As(err, &qe) {
+		return err
+	}
+	out := masked(kind+" query", err)
+	if !errors.Is(err, context.Canceled) {
+		s.logger.Warn("clickhouse read failed", slog.String("query", kind), slog.Any("err", err))
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/prometheus/prometheus/util/annotations"
 
+	"github.com/luminate-io/luminate/api/apierror"
 	"github.com/luminate-io/luminate/tenancy"
 )
 
@@ -115,42 +117,110 @@ type resolved struct {
 // through reflection.
 const labelPairsExpr = "arrayStringConcat(arrayMap((n, v) -> concat(toString(length(n)), ':', n, toString(length(v)), ':', v), any(label_names), any(label_values)))"
 
+// maxSeries is the most series one query of the tenant may load
+// (Config.MaxSeriesPerQuery); 0 means unlimited.
+func (q *querier) maxSeries() int {
+	if f := q.ts.s.cfg.MaxSeriesPerQuery; f != nil {
+		return max(f(q.ts.id), 0)
+	}
+	return 0
+}
+
+// maxSamples is the most samples one query of the tenant may load
+// (Config.MaxSamplesPerQuery); 0 means unlimited.
+func (q *querier) maxSamples() int {
+	if f := q.ts.s.cfg.MaxSamplesPerQuery; f != nil {
+		return max(f(q.ts.id), 0)
+	}
+	return 0
+}
+
+// tooManySamples is the error of a select of more than n samples.
+func tooManySamples(n int) error {
+	return apierror.New(apierror.Execution, "query would load more than %d samples (raise --limits.max-samples-per-query or its per-tenant override max_samples_per_query)", n)
+}
+
+// tooManySeries is the error of a select of more than n series.
+func tooManySeries(n int) error {
+	return apierror.New(apierror.Execution, "query would load more than %d series (raise --limits.max-series-per-query or its per-tenant override max_series_per_query)", n)
+}
+
+// labelOrderExpr orders series rows as labels.Compare orders their
+// labels: label_names are sorted, and arrays of (name, value) pairs
+// compare pair by pair, bytewise, the shorter first when one is a prefix.
+const labelOrderExpr = "arrayMap((n, v) -> [n, v], any(label_names), any(label_values))"
+
 // resolveSeries returns the series the WHERE clause selects that match
-// every matcher (rechecked here with Prometheus' own matching).
-func (q *querier) resolveSeries(ctx context.Context, where string, ms []*labels.Matcher, hints *promstorage.SelectHints) ([]resolved, error) {
+// every matcher (rechecked here with Prometheus' own matching). When
+// limit > 0 it reads at most limit+1 of them and reports over when there
+// are more than limit: the caller's own count then fails the query
+// without the store reading every series row first. exact says the WHERE
+// clause selects exactly the matching series (every matcher was sent):
+// the limit is then sent too, as a LIMIT, and when the hints ask for the
+// first hints.Limit series the server orders them and sends no more:
+// then first is set, and the series returned are the first in label
+// order.
+func (q *querier) resolveSeries(ctx context.Context, where string, ms []*labels.Matcher, exact bool, hints *promstorage.SelectHints, limit int) (out []resolved, over, first bool, err error) {
+	sharded := hints != nil && hints.ShardCount > 0
 	sql := fmt.Sprintf("SELECT fingerprint, %s, count() FROM %s WHERE %s GROUP BY fingerprint", labelPairsExpr, q.table(seriesTable), where)
+	sqlLimit := 0
+	if exact && !sharded {
+		if limit > 0 {
+			sqlLimit = limit + 1
+		}
+		if hints != nil && hints.Limit > 0 {
+			first = true
+			sql += " ORDER BY " + labelOrderExpr
+			if sqlLimit == 0 || hints.Limit < sqlLimit {
+				sqlLimit = hints.Limit
+			}
+		}
+	}
+	limited := limit > 0 && sqlLimit == limit+1
+	if sqlLimit > 0 {
+		sql += " LIMIT " + strconv.Itoa(sqlLimit)
+	}
+	// Stopping early cancels the query: closing its rows would read them all.
+	ctx, cancel := context.WithCancel(ctx)
 	rows, err := q.ts.s.query(ctx, "series", sql)
 	if err != nil {
-		return nil, err
+		cancel()
+		return nil, false, false, err
 	}
-	defer rows.Close()
+	defer func() { cancel(); _ = rows.Close() }()
 	var (
-		out       []resolved
 		fp, hours uint64
 		pairs     string
 		b         labels.ScratchBuilder
+		read      int
 	)
 	dest := []any{&fp, &pairs, &hours}
 	for rows.Next() {
+		read++
 		if err := rows.Scan(dest...); err != nil {
-			return nil, fmt.Errorf("read series: %w", err)
+			return nil, false, false, q.ts.s.readFailed("series", fmt.Errorf("read series: %w", err))
 		}
 		if err := decodeLabelPairs(pairs, &b); err != nil {
-			return nil, fmt.Errorf("read series %d: %w", fp, err)
+			return nil, false, false, q.ts.s.readFailed("series", fmt.Errorf("read series %d: %w", fp, err))
 		}
 		lset := b.Labels()
 		if !matchesAll(lset, ms) {
 			continue
 		}
-		if hints != nil && hints.ShardCount > 0 && labels.StableHash(lset)%hints.ShardCount != hints.ShardIndex {
+		if sharded && labels.StableHash(lset)%hints.ShardCount != hints.ShardIndex {
 			continue
 		}
 		out = append(out, resolved{fp: fp, lset: lset, hours: int(hours)})
+		if limit > 0 && len(out) > limit && sqlLimit == 0 {
+			return out, true, first, nil // the rest unread (a limited query has no rest)
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, unavailable(fmt.Errorf("read series: %w", err))
+		return nil, false, false, q.ts.s.readFailed("series", fmt.Errorf("read series: %w", err))
 	}
-	return out, nil
+	// The server stopped at limit+1: whatever Go's recheck dropped, the
+	// rows past it are unknown, so the select cannot be answered whole.
+	return out, limit > 0 && (len(out) > limit || limited && read > limit), first, nil
 }
 
 // errLabelPairs reports a malformed labelPairsExpr string.
@@ -202,25 +272,43 @@ func (q *querier) Select(ctx context.Context, sortSeries bool, hints *promstorag
 	if mint > maxt {
 		return promstorage.EmptySeriesSet()
 	}
+	pushed, exact := pushdown(ms)
+	limit := q.maxSeries()
+	// Past the limit the series held are limit+1 of the selected ones,
+	// unless the server sent the first ones: a select asking for the first
+	// n fails then.
+	var overErr error
 	if hints != nil && hints.Func == "series" {
-		list, err := q.resolveSeries(ctx, q.exactSeriesWhere(mint, maxt, ms), ms, hints)
+		list, over, first, err := q.resolveSeries(ctx, q.exactSeriesWhere(mint, maxt, pushed), ms, exact, hints, limit)
 		if err != nil {
 			return promstorage.ErrSeriesSet(err)
+		}
+		if over {
+			if hints.Limit > 0 && !first {
+				return promstorage.ErrSeriesSet(tooManySeries(limit))
+			}
+			overErr = tooManySeries(limit)
 		}
 		slices.SortFunc(list, func(a, b resolved) int { return labels.Compare(a.lset, b.lset) })
 		if hints.Limit > 0 && len(list) > hints.Limit {
 			list = list[:hints.Limit]
 		}
-		return &labelsOnlySet{list: list}
+		return &labelsOnlySet{list: list, over: overErr}
 	}
-	list, err := q.resolveSeries(ctx, q.seriesWhere(mint, maxt, ms), ms, hints)
+	list, over, first, err := q.resolveSeries(ctx, q.seriesWhere(mint, maxt, pushed), ms, exact, hints, limit)
 	if err != nil {
 		return promstorage.ErrSeriesSet(err)
+	}
+	if over {
+		if hints != nil && hints.Limit > 0 && !first {
+			return promstorage.ErrSeriesSet(tooManySeries(limit))
+		}
+		overErr = tooManySeries(limit)
 	}
 	if len(list) == 0 {
 		return promstorage.EmptySeriesSet()
 	}
-	set := &sampleSet{q: q, ctx: ctx, mint: mint, maxt: maxt, perHour: assumedPerHour}
+	set := &sampleSet{q: q, ctx: ctx, mint: mint, maxt: maxt, perHour: assumedPerHour, over: overErr, budget: q.maxSamples()}
 	if hints != nil {
 		set.limit = hints.Limit
 	}
@@ -250,10 +338,22 @@ func cmpUint64(a, b uint64) int {
 // samples (the range covers at most its length in hours of each), and an
 // hour holds perHour samples, at first assumedPerHour (a 15 s scrape
 // interval), then the density the previous batch had.
+//
+// A batch denser than estimated is cut short once it holds batchRowsMax
+// rows and read again in batches of half its series, so a wrong estimate
+// costs time, not memory. A select loads at most budget samples (the tenant's
+// max_samples_per_query): batches are no larger than what is left of it,
+// and the batch that crosses it is still handed over, so that a caller
+// counting samples fails the query with its own error; the next one is
+// not read.
 const (
 	batchSamples   = 1 << 20
+	batchRowsMax   = 4 * batchSamples
 	assumedPerHour = 240
 )
+
+// errDenseBatch reports a batch cut short at batchRowsMax rows.
+var errDenseBatch = errors.New("batch denser than estimated")
 
 // sampleSet streams the samples of resolved series in list order, one
 // query per batch of series.
@@ -263,6 +363,16 @@ type sampleSet struct {
 	mint, maxt int64
 	list       []resolved
 	limit      int
+	// over, when set, is the error after the last series of list: the
+	// select had more series than the store loads.
+	over error
+	// budget is the most samples the select loads (0: unlimited); loaded
+	// counts them.
+	budget, loaded int
+	rowsMax        int // batchRowsMax; lower in tests
+	// seriesMax, when set, is the most series of a batch: half those of
+	// the last batch cut short.
+	seriesMax int
 
 	next    int     // first series of the next batch
 	perHour float64 // samples per series row expected in the next batch
@@ -279,9 +389,17 @@ func (s *sampleSet) Next() bool {
 	}
 	for s.bi >= len(s.batch) {
 		if s.next >= len(s.list) {
+			s.err = s.over
+			return false
+		}
+		if s.budget > 0 && s.loaded > s.budget {
+			s.err = tooManySamples(s.budget)
 			return false
 		}
 		if err := s.readBatch(); err != nil {
+			if errors.Is(err, errDenseBatch) {
+				continue
+			}
 			s.err = err
 			return false
 		}
@@ -302,9 +420,17 @@ func (s *sampleSet) hoursIn(r resolved) float64 {
 // batchSamples by estimate (at least one) and an IN list.
 func (s *sampleSet) batchEnd() int {
 	end, est := s.next, 0.0
-	for end < len(s.list) && end-s.next < inListMax/2 {
+	estMost := float64(batchSamples)
+	if s.budget > 0 {
+		estMost = min(estMost, float64(s.budget-s.loaded+1))
+	}
+	most := inListMax / 2
+	if s.seriesMax > 0 {
+		most = min(most, s.seriesMax)
+	}
+	for end < len(s.list) && end-s.next < most {
 		est += s.hoursIn(s.list[end]) * s.perHour
-		if end > s.next && est > batchSamples {
+		if end > s.next && est > estMost {
 			break
 		}
 		end++
@@ -332,11 +458,17 @@ func (s *sampleSet) readBatch() error {
 	// driver scans arrays element by element through reflection.)
 	sql := fmt.Sprintf("SELECT fingerprint, ts, %s, _part_index FROM %s WHERE %s AND fingerprint IN (%s) AND ts >= %d AND ts <= %d",
 		s.q.ts.s.schema.valueExpr(), s.q.table(samplesTable), s.q.tenantCond(), uint64List(fps), s.mint, s.maxt)
-	res, err := s.q.ts.s.query(s.ctx, "samples", sql)
+	ctx, cancel := context.WithCancel(s.ctx)
+	res, err := s.q.ts.s.query(ctx, "samples", sql)
 	if err != nil {
+		cancel()
 		return err
 	}
-	defer res.Close()
+	defer func() { cancel(); _ = res.Close() }()
+	rowsMax := s.rowsMax
+	if rowsMax == 0 {
+		rowsMax = batchRowsMax
+	}
 	pos := make(map[uint64]int32, len(batch))
 	for i, r := range batch {
 		pos[r.fp] = int32(i)
@@ -352,23 +484,30 @@ func (s *sampleSet) readBatch() error {
 	dest := []any{&fp, &t, &v, &part}
 	for res.Next() {
 		if err := res.Scan(dest...); err != nil {
-			return fmt.Errorf("read samples: %w", err)
+			return s.q.ts.s.readFailed("samples", fmt.Errorf("read samples: %w", err))
 		}
 		// Rows come in runs of one series: look its position up once a run.
 		if fp != lastFP || lastPos < 0 {
 			p, ok := pos[fp]
 			if !ok {
-				return fmt.Errorf("read samples: series %d was not asked for", fp)
+				return s.q.ts.s.readFailed("samples", fmt.Errorf("read samples: series %d was not asked for", fp))
 			}
 			lastFP, lastPos = fp, p
 		}
 		rows.add(lastPos, t, v, part)
+		if n := len(rows.ts); n >= rowsMax && len(batch) > 1 {
+			// At least n samples in hours: read it again, smaller.
+			s.next, s.seriesMax = start, max(len(batch)/2, 1)
+			s.perHour = max(s.perHour, float64(n)/hours)
+			return errDenseBatch
+		}
 	}
 	if err := res.Err(); err != nil {
-		return unavailable(fmt.Errorf("read samples: %w", err))
+		return s.q.ts.s.readFailed("samples", fmt.Errorf("read samples: %w", err))
 	}
 	if n := len(rows.ts); n > 0 {
 		s.perHour = max(float64(n)/hours, 1)
+		s.loaded += n
 	}
 	// A new slice: callers may hold the series of earlier batches.
 	s.batch, s.bi = rows.group(batch, nil), 0
@@ -515,11 +654,14 @@ func (s *sampleSet) Warnings() annotations.Annotations { return nil }
 // labelsOnlySet is the result of a series listing: labels, no samples.
 type labelsOnlySet struct {
 	list []resolved
+	over error // as sampleSet.over
 	i    int
+	err  error
 }
 
 func (s *labelsOnlySet) Next() bool {
 	if s.i >= len(s.list) {
+		s.err = s.over
 		return false
 	}
 	s.i++
@@ -528,7 +670,7 @@ func (s *labelsOnlySet) Next() bool {
 func (s *labelsOnlySet) At() promstorage.Series {
 	return &memSeries{lset: s.list[s.i-1].lset}
 }
-func (s *labelsOnlySet) Err() error                        { return nil }
+func (s *labelsOnlySet) Err() error                        { return s.err }
 func (s *labelsOnlySet) Warnings() annotations.Annotations { return nil }
 
 // memSeries is one series' samples, in time order.
@@ -601,6 +743,13 @@ func (it *sliceIterator) Err() error  { return nil }
 // LabelNames returns the label names of the tenant's series matching ms
 // with samples in the querier's range, sorted.
 func (q *querier) LabelNames(ctx context.Context, hints *promstorage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	pushed, exact := pushdown(ms)
+	if !exact {
+		out, err := q.labelsInGo(ctx, pushed, ms, hints, func(lset labels.Labels, add func(string)) {
+			lset.Range(func(l labels.Label) { add(l.Name) })
+		})
+		return out, nil, err
+	}
 	sql := fmt.Sprintf("SELECT DISTINCT arrayJoin(label_names) AS n FROM %s WHERE %s ORDER BY n%s",
 		q.table(seriesTable), q.exactSeriesWhere(q.mint, q.maxt, ms), limitClause(hints))
 	out, err := q.ts.s.queryStringsKind(ctx, "label_names", sql)
@@ -613,10 +762,45 @@ func (q *querier) LabelValues(ctx context.Context, name string, hints *promstora
 	if name == "" || name == tenancy.Label {
 		return []string{}, nil, nil
 	}
+	pushed, exact := pushdown(ms)
+	if !exact {
+		out, err := q.labelsInGo(ctx, pushed, ms, hints, func(lset labels.Labels, add func(string)) {
+			if v := lset.Get(name); v != "" {
+				add(v)
+			}
+		})
+		return out, nil, err
+	}
 	sql := fmt.Sprintf("SELECT DISTINCT v FROM (SELECT %s AS v FROM %s WHERE %s) WHERE v != '' ORDER BY v%s",
 		labelExpr(name), q.table(seriesTable), q.exactSeriesWhere(q.mint, q.maxt, ms), limitClause(hints))
 	out, err := q.ts.s.queryStringsKind(ctx, "label_values", sql)
 	return out, nil, err
+}
+
+// labelsInGo answers LabelNames and LabelValues for matchers not all sent
+// as SQL: from the series the pushed ones select, matched in Go, at most
+// the series a query may load. of adds the strings of one series.
+func (q *querier) labelsInGo(ctx context.Context, pushed, ms []*labels.Matcher, hints *promstorage.LabelHints, of func(labels.Labels, func(string))) ([]string, error) {
+	limit := q.maxSeries()
+	list, over, _, err := q.resolveSeries(ctx, q.exactSeriesWhere(q.mint, q.maxt, pushed), ms, false, nil, limit)
+	if err != nil {
+		return nil, err
+	}
+	if over {
+		return nil, tooManySeries(limit)
+	}
+	seen := map[string]struct{}{}
+	for _, r := range list {
+		of(r.lset, func(v string) { seen[v] = struct{}{} })
+	}
+	out := slices.Sorted(maps.Keys(seen))
+	if hints != nil && hints.Limit > 0 && len(out) > hints.Limit {
+		out = out[:hints.Limit]
+	}
+	if out == nil {
+		out = []string{}
+	}
+	return out, nil
 }
 
 func limitClause(hints *promstorage.LabelHints) string {
@@ -633,8 +817,9 @@ func (q *chunkQuerier) Select(ctx context.Context, sortSeries bool, hints *proms
 	return promstorage.NewSeriesSetToChunkSet(q.querier.Select(ctx, sortSeries, hints, ms...))
 }
 
-// query runs a read query, recording its metrics; errors wrap
-// storage.ErrUnavailable when the server cannot answer.
+// query runs a read query, recording its metrics; its errors are logged
+// and masked (readFailed), wrapping storage.ErrUnavailable when the server
+// cannot answer.
 func (s *Store) query(ctx context.Context, kind, sql string) (driver.Rows, error) {
 	start := time.Now()
 	if s.queryLog != nil {
@@ -648,7 +833,7 @@ func (s *Store) query(ctx context.Context, kind, sql string) (driver.Rows, error
 	s.metrics.queryDuration.WithLabelValues(kind).Observe(time.Since(start).Seconds())
 	if err != nil {
 		s.metrics.queryErrors.WithLabelValues(kind).Inc()
-		return nil, unavailable(fmt.Errorf("query %s: %w", kind, err))
+		return nil, s.readFailed(kind, fmt.Errorf("query %s (%d bytes of SQL): %w", kind, len(sql), err))
 	}
 	return rows, nil
 }
@@ -663,12 +848,12 @@ func (s *Store) queryStringsKind(ctx context.Context, kind, sql string) ([]strin
 	for rows.Next() {
 		var v string
 		if err := rows.Scan(&v); err != nil {
-			return nil, fmt.Errorf("query %s: %w", kind, err)
+			return nil, s.readFailed(kind, fmt.Errorf("query %s: %w", kind, err))
 		}
 		out = append(out, v)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, unavailable(fmt.Errorf("query %s: %w", kind, err))
+		return nil, s.readFailed(kind, fmt.Errorf("query %s: %w", kind, err))
 	}
 	return out, nil
 }

@@ -171,7 +171,7 @@ func (t *tenantState) load(ctx context.Context, s *Store) error {
 			minTs int64
 		)
 		if err := rows.Scan(&fp, &h, &minTs); err != nil {
-			return fmt.Errorf("load series of tenant %s: %w", t.id, err)
+			return s.readFailed("load_series", fmt.Errorf("load series of tenant %s: %w", t.id, err))
 		}
 		e := t.series[fp]
 		if e == nil {
@@ -182,7 +182,7 @@ func (t *tenantState) load(ctx context.Context, s *Store) error {
 		e.register(h, minTs)
 	}
 	if err := rows.Err(); err != nil {
-		return unavailable(fmt.Errorf("load series of tenant %s: %w", t.id, err))
+		return s.readFailed("load_series", fmt.Errorf("load series of tenant %s: %w", t.id, err))
 	}
 	t.loaded.Store(true)
 	return nil

@@ -2,6 +2,7 @@ package clickhouse
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -111,6 +112,60 @@ func matchersSQL(ms []*labels.Matcher) string {
 		parts[i] = "(" + matcherSQL(m) + ")"
 	}
 	return strings.Join(parts, " AND ")
+}
+
+// Matchers are sent to ClickHouse only while their SQL stays small: the
+// server parses at most max_query_size (256 KiB by default) of a query,
+// the series queries repeat the matchers up to three times beside a
+// literal list of fingerprints, and RE2 compiles a long pattern slowly.
+// A longer matcher (what Grafana sends for a multi-value variable set to
+// All: i=~"0|1|...|149999") is checked in Go only, on the series rows the
+// other matchers select; every matcher is checked there anyway. Raising
+// max_query_size for the query would not do: 18.16 honours it, then
+// cannot compile a megabyte RE2 pattern (code 427) and refuses an IN
+// list of 150,000 literals (code 168, max_ast_elements is 50,000).
+const (
+	matcherSQLMax  = 4 << 10  // the longest one matcher's SQL sent
+	matchersSQLMax = 16 << 10 // the most SQL of all matchers of a query sent
+)
+
+// pushdown returns the matchers of ms sent as SQL, the shortest first
+// within the bounds above (in their order in ms), and whether that is all
+// of them.
+func pushdown(ms []*labels.Matcher) ([]*labels.Matcher, bool) {
+	lens := make([]int, len(ms))
+	total := 0
+	for i, m := range ms {
+		lens[i] = len(m.Value) // its SQL is at least as long: skip building a long one
+		if lens[i] <= matcherSQLMax {
+			lens[i] = len(matcherSQL(m))
+		}
+		total += lens[i]
+	}
+	if total <= matchersSQLMax && slices.Max(append(lens, 0)) <= matcherSQLMax {
+		return ms, true
+	}
+	order := make([]int, len(ms))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return lens[a] - lens[b] })
+	keep := make([]bool, len(ms))
+	total = 0
+	for _, i := range order {
+		if lens[i] > matcherSQLMax || total+lens[i] > matchersSQLMax {
+			break
+		}
+		keep[i] = true
+		total += lens[i]
+	}
+	var out []*labels.Matcher
+	for i, m := range ms {
+		if keep[i] {
+			out = append(out, m)
+		}
+	}
+	return out, false
 }
 
 // uint64List renders fps as a comma separated SQL list.

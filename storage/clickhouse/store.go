@@ -198,23 +198,27 @@ func (s *Store) tenantState(id tenancy.ID) *tenantState {
 
 // Ready pings ClickHouse: it returns an error wrapping
 // storage.ErrUnavailable when the server does not answer (then neither
-// reads nor writes work).
+// reads nor writes work). Readiness is public: the driver's error, which
+// names the server's address, is logged, not returned.
 func (s *Store) Ready(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := s.conn.Ping(ctx); err != nil {
-		return fmt.Errorf("%w: clickhouse: %w", storage.ErrUnavailable, err)
+		s.logger.Warn("clickhouse does not answer", slog.Any("err", err))
+		return fmt.Errorf("%w: clickhouse does not answer", storage.ErrUnavailable)
 	}
 	return nil
 }
 
 // Health reports the read path (the server answers a ping) and the write
-// path (the server answers, and the last insert did not fail).
+// path (the server answers, and the last insert did not fail). Health is
+// public: the errors themselves are logged, not reported.
 func (s *Store) Health(ctx context.Context) storage.Health {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := s.conn.Ping(ctx); err != nil {
-		down := storage.Check{Status: storage.StatusDown, Message: "clickhouse does not answer: " + err.Error()}
+		s.logger.Warn("clickhouse does not answer", slog.Any("err", err))
+		down := storage.Check{Status: storage.StatusDown, Message: "clickhouse does not answer (the server log has the error)"}
 		return storage.Health{Read: down, Write: down}
 	}
 	h := storage.Health{Read: storage.Check{Status: storage.StatusOK}, Write: storage.Check{Status: storage.StatusOK}}
@@ -222,7 +226,7 @@ func (s *Store) Health(ctx context.Context) storage.Health {
 	defer s.lastInsertMu.Unlock()
 	if s.lastInsertErr != nil {
 		h.Write = storage.Check{Status: storage.StatusDegraded,
-			Message: fmt.Sprintf("last insert failed %s ago: %v", time.Since(s.lastInsertAt).Round(time.Second), s.lastInsertErr)}
+			Message: fmt.Sprintf("last insert failed %s ago (the server log has the error)", time.Since(s.lastInsertAt).Round(time.Second))}
 	}
 	return h
 }

@@ -1,10 +1,13 @@
 package storagetest
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
 )
 
@@ -136,6 +139,48 @@ func testMatchers(t *testing.T, b Backend) {
 			requireSelect(t, ts, want, 0, 10000, c.ms...)
 		})
 	}
+
+	// What Grafana sends for a multi-value variable set to All: an
+	// alternation of 150,000 values, a matcher of about a megabyte, far
+	// past what a backend may send its database as one query. It must
+	// select as any other matcher does.
+	t.Run("long alternation", func(t *testing.T) {
+		var b strings.Builder
+		for i := range 150_000 {
+			fmt.Fprintf(&b, "v%d|", i)
+		}
+		long := b.String() + "api|web"
+		q, err := ts.Querier(0, 10000)
+		require.NoError(t, err)
+		defer q.Close()
+		for _, c := range []struct {
+			name string
+			ms   []*labels.Matcher
+			want []string
+		}{
+			{"regex", ms(re("job", long)), keysOf("abcde")},
+			{"not regex", ms(nre("job", long), anyJob), keysOf("fgh")},
+			{"with a name", ms(eq("__name__", "http_requests_total"), re("job", long), nre("method", long)), keysOf("abc")},
+		} {
+			var want []series
+			for _, k := range c.want {
+				want = append(want, data[k])
+			}
+			want = merge(want)
+			require.Equal(t, render(want), render(filter(all, 0, 10000, c.ms...)), "%s: table row disagrees with labels.Matcher", c.name)
+			set := q.Select(t.Context(), true, &promstorage.SelectHints{Start: 0, End: 10000}, c.ms...)
+			requireSameSeries(t, want, readSeriesSet(t, set, c.name), c.name)
+			var jobs []string
+			for _, s := range want {
+				jobs = append(jobs, s.lset.Get("job"))
+			}
+			slices.Sort(jobs)
+			jobs = slices.Compact(jobs)
+			got, _, err := q.LabelValues(t.Context(), "job", nil, c.ms...)
+			require.NoError(t, err, "%s: label values", c.name)
+			require.Equal(t, jobs, got, "%s: label values", c.name)
+		}
+	})
 
 	// Every single matcher over every label name and a set of values,
 	// against Prometheus' own matching of the written series.
