@@ -45,7 +45,7 @@ const (
 	attackBurstB  = 25_000 // tenant B's ingestion_burst override
 	// More slow remote reads than --remote-read.concurrent-limit (10).
 	attackSlowUploads = 12
-	attackQueriesA    = 50
+	attackQueriesA    = 100 // so that p99 is the second slowest, not the slowest
 	attackReadsA      = 5
 )
 
@@ -842,8 +842,11 @@ func (s *attackServer) slowUploads(t *testing.T) {
 		s.readsA(t, attackReadsA, attackPromptRead), attackReadsA)
 	t.Logf("tenant A's %d remote reads took %s", attackReadsA, time.Since(start).Round(time.Millisecond))
 	var failures []string
-	for _, u := range ups {
+	for i, u := range ups {
 		o := <-u.done // bounded by the upload's own context
+		if i == 0 {
+			t.Logf("first slow upload: %s", o)
+		}
 		switch {
 		case o.took > attackSlowBodyCutoff:
 			failures = append(failures, fmt.Sprintf("not cut off within %s: %s", attackSlowBodyCutoff, o))
