@@ -184,9 +184,19 @@ var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); retur
 // apply adds durable samples to memory, merges out-of-order ones into
 // sealed chunks and writes what was sealed (and new series) to Badger.
 func (s *Store) apply(t *tenant, samples []pendingSample, now int64) error {
+	_, err := s.applyDeferring(t, samples, now, nil)
+	return err
+}
+
+// applyDeferring is apply, but when deferred is not nil the samples older
+// than their series' newest sealed chunk are added to it, in order, instead
+// of being merged (WAL replay merges them once at its end); it returns how
+// many it added.
+func (s *Store) applyDeferring(t *tenant, samples []pendingSample, now int64, deferred map[*series][]sample) (int, error) {
 	var errs []error
+	var nDeferred int
 	var sealedList []*series
-	var ooo map[*series][]sample
+	ooo := deferred
 	var cur *series
 	unlock := func() {
 		if cur != nil {
@@ -220,21 +230,16 @@ func (s *Store) apply(t *tenant, samples []pendingSample, now int64) error {
 				ooo = map[*series][]sample{}
 			}
 			ooo[cur] = append(ooo[cur], sample{p.t, p.v})
+			nDeferred++
 		}
 	}
 	unlock()
 	for ser, list := range ooo {
-		slices.SortStableFunc(list, func(a, b sample) int { return cmpInt64(a.t, b.t) })
-		// Keep the last of equal timestamps: last write wins.
-		out := list[:0]
-		for i, smp := range list {
-			if i+1 < len(list) && list[i+1].t == smp.t {
-				continue
-			}
-			out = append(out, smp)
+		if deferred != nil {
+			break
 		}
 		ser.mu.Lock()
-		if err := s.mergeOOOLocked(t, ser, out); err != nil {
+		if err := s.mergeOOOLocked(t, ser, lastWriteWins(list)); err != nil {
 			errs = append(errs, err)
 		}
 		ser.mu.Unlock()
@@ -248,7 +253,21 @@ func (s *Store) apply(t *tenant, samples []pendingSample, now int64) error {
 		}
 	}
 	s.m.appended.Add(float64(len(samples)))
-	return errors.Join(errs...)
+	return nDeferred, errors.Join(errs...)
+}
+
+// lastWriteWins sorts samples, given in the order they were written, by
+// time, and keeps the last written of equal timestamps.
+func lastWriteWins(list []sample) []sample {
+	slices.SortStableFunc(list, func(a, b sample) int { return cmpInt64(a.t, b.t) })
+	out := list[:0]
+	for i, smp := range list {
+		if i+1 < len(list) && list[i+1].t == smp.t {
+			continue
+		}
+		out = append(out, smp)
+	}
+	return out
 }
 
 // Rollback drops the queued samples.

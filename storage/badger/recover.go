@@ -1,9 +1,13 @@
 package badger
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	bdb "github.com/dgraph-io/badger/v4"
@@ -16,9 +20,12 @@ import (
 // recover rebuilds the in-memory state: tenants, the series index, each
 // series' time range, the head snapshots, and then everything the WAL holds
 // beyond them. Replaying is idempotent, so records already reflected in
-// Badger do no harm.
-func (s *Store) recover(segs []int) error {
+// Badger do no harm. It reports its progress in st and stops early, with
+// ctx's error, when ctx is done.
+func (s *Store) recover(ctx context.Context, segs []int, st *recoveryStatus) error {
 	var maxSeries uint64
+	byID := map[uint64]*series{} // every series, for the head snapshots and the WAL
+	st.phase.Store(phaseIndex)
 	err := s.db.View(func(txn *bdb.Txn) error {
 		// Tenants.
 		it := txn.NewIterator(bdb.IteratorOptions{Prefix: []byte{kindTenant}, PrefetchValues: true, PrefetchSize: 100})
@@ -55,17 +62,26 @@ func (s *Store) recover(segs []int) error {
 			ser.logged.Store(true) // its 'S' record outlives any WAL segment
 			ser.persisted = true
 			t.addLocked(lset.Hash(), ser)
+			byID[id] = ser
 			maxSeries = max(maxSeries, id)
+			st.series.Add(1)
 		}
 		it.Close()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 
 		// Time range of every series from its first and last chunk keys.
 		fwd := txn.NewIterator(bdb.IteratorOptions{Prefix: []byte{kindChunk}})
 		rev := txn.NewIterator(bdb.IteratorOptions{Prefix: []byte{kindChunk}, Reverse: true})
 		defer fwd.Close()
 		defer rev.Close()
+		st.phase.Store(phaseRanges)
 		for _, t := range s.tenants {
 			for _, ser := range t.all {
+				if st.ranges.Add(1)%4096 == 0 && ctx.Err() != nil {
+					return ctx.Err()
+				}
 				prefix := seriesKey(kindChunk, t.num, ser.id)
 				fwd.Seek(prefix)
 				if fwd.ValidForPrefix(prefix) {
@@ -83,12 +99,7 @@ func (s *Store) recover(segs []int) error {
 		}
 
 		// Head snapshots newer than the sealed chunks.
-		byID := map[uint64]*series{}
-		for _, t := range s.tenants {
-			for _, ser := range t.all {
-				byID[ser.id] = ser
-			}
-		}
+		st.phase.Store(phaseHeads)
 		it = txn.NewIterator(bdb.IteratorOptions{Prefix: []byte{kindHead}, PrefetchValues: true, PrefetchSize: 1000})
 		defer it.Close()
 		now := time.Now().UnixNano()
@@ -133,8 +144,8 @@ func (s *Store) recover(segs []int) error {
 
 	// Replay the WAL. A record Badger refuses part of (disk full) is
 	// applied as far as it goes and the WAL is kept for the next start.
-	replay := func(rec []byte) error {
-		err := s.replayRecord(rec)
+	rp := &replayer{s: s, byID: byID, deferred: map[*tenant]map[*series][]sample{}, st: st}
+	keep := func(err error) error {
 		if errors.Is(err, storage.ErrUnavailable) {
 			if !s.walPinned.Swap(true) {
 				s.logger.Warn("wal record not fully applied; the write-ahead log is kept until a restart replays it", "err", err)
@@ -143,8 +154,22 @@ func (s *Store) recover(segs []int) error {
 		}
 		return err
 	}
+	replay := func(rec []byte) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return keep(rp.record(rec))
+	}
+	st.segments.Store(int64(len(segs)))
 	for _, seg := range segs {
-		torn, err := replaySegment(s.wal.dir, seg, replay)
+		if fi, err := os.Stat(segmentName(s.wal.dir, seg)); err == nil {
+			st.bytesTotal.Add(fi.Size())
+		}
+	}
+	st.phase.Store(phaseReplay)
+	for i, seg := range segs {
+		st.segment.Store(int64(i + 1))
+		torn, err := replaySegment(s.wal.dir, seg, &st.bytesDone, replay)
 		if err != nil {
 			return fmt.Errorf("replay wal segment %d: %w", seg, err)
 		}
@@ -152,11 +177,18 @@ func (s *Store) recover(segs []int) error {
 			s.logger.Warn("wal segment ends in a torn record; the unacknowledged tail was dropped", "segment", seg)
 		}
 	}
+	st.phase.Store(phaseMerge)
+	for t, ooo := range rp.deferred {
+		if err := keep(s.mergeReplayed(t, ooo, st)); err != nil {
+			return fmt.Errorf("merge replayed out-of-order samples: %w", err)
+		}
+	}
 	// Replay appends series in record order; restore id order once.
 	for _, t := range s.tenants {
 		t.sortLocked()
 	}
 	if len(segs) > 0 {
+		st.phase.Store(phaseCheckpoint)
 		if err := s.checkpoint(); errors.Is(err, storage.ErrUnavailable) {
 			s.logger.Warn("checkpoint after recovery failed; the write-ahead log is kept and the store starts degraded", "err", err)
 		} else if err != nil {
@@ -178,8 +210,22 @@ func decodeLabelsItem(item *bdb.Item) (lset labels.Labels, err error) {
 	return lset, nil
 }
 
-// replayRecord applies one WAL commit record.
-func (s *Store) replayRecord(rec []byte) error {
+// replayer applies WAL records in order.
+type replayer struct {
+	s    *Store
+	byID map[uint64]*series // every series, by id (ids are unique in the store)
+	// deferred holds, per tenant and series, the samples older than the
+	// series' newest sealed chunk, in WAL order: mergeReplayed merges them
+	// once replay is done.
+	deferred map[*tenant]map[*series][]sample
+	st       *recoveryStatus
+	refs     []pendingSample
+	pending  int // samples in deferred
+}
+
+// record applies one WAL commit record.
+func (r *replayer) record(rec []byte) error {
+	s := r.s
 	num, created, samples, err := decodeCommitRecord(rec)
 	if err != nil {
 		return err
@@ -188,43 +234,179 @@ func (s *Store) replayRecord(rec []byte) error {
 	if t == nil {
 		return fmt.Errorf("wal names unknown tenant number %d: %w", num, errCorrupt)
 	}
-	byID := make(map[uint64]*series, len(created))
-	t.mu.Lock()
-	for _, c := range created {
-		h := c.lset.Hash()
-		ser := t.lookupLocked(h, c.lset)
-		if ser == nil {
-			ser = newSeries(c.id, c.lset)
-			ser.diskKnown = true
-			ser.logged.Store(true) // the checkpoint after replay writes its 'S' record
-			t.addLocked(h, ser)
-			if c.id > s.nextSeries.Load() {
-				s.nextSeries.Store(c.id)
+	if len(created) > 0 {
+		t.mu.Lock()
+		for _, c := range created {
+			h := c.lset.Hash()
+			ser := t.lookupLocked(h, c.lset)
+			if ser == nil {
+				ser = newSeries(c.id, c.lset)
+				ser.diskKnown = true
+				ser.logged.Store(true) // the checkpoint after replay writes its 'S' record
+				t.addLocked(h, ser)
+				if c.id > s.nextSeries.Load() {
+					s.nextSeries.Store(c.id)
+				}
 			}
+			r.byID[c.id] = ser
 		}
-		byID[c.id] = ser
+		t.mu.Unlock()
 	}
-	// Samples may name series created by earlier records.
+	refs := r.refs[:0]
 	for _, smp := range samples {
-		if _, ok := byID[smp.id]; !ok {
-			byID[smp.id] = nil
-		}
-	}
-	if len(byID) > len(created) {
-		for _, ser := range t.all {
-			if got, ok := byID[ser.id]; ok && got == nil {
-				byID[ser.id] = ser
-			}
-		}
-	}
-	t.mu.Unlock()
-	var refs []pendingSample
-	for _, smp := range samples {
-		ser := byID[smp.id]
+		ser := r.byID[smp.id]
 		if ser == nil {
 			continue // series removed by retention since
 		}
 		refs = append(refs, pendingSample{ser: ser, t: smp.t, v: smp.v})
 	}
-	return s.apply(t, refs, time.Now().UnixNano())
+	r.refs = refs
+	deferred := r.deferred[t]
+	if deferred == nil {
+		deferred = map[*series][]sample{}
+		r.deferred[t] = deferred
+	}
+	r.st.samples.Add(int64(len(samples)))
+	n, err := s.applyDeferring(t, refs, time.Now().UnixNano(), deferred)
+	// Bound the memory deferred samples take: merging some now rather than
+	// at the end is the same, since later ones are merged later.
+	r.pending += n
+	if r.pending >= maxDeferredSamples {
+		r.pending = 0
+		errs := []error{err}
+		for dt, ooo := range r.deferred {
+			errs = append(errs, s.mergeReplayed(dt, ooo, r.st))
+			delete(r.deferred, dt)
+		}
+		err = errors.Join(errs...)
+	}
+	return err
+}
+
+// maxDeferredSamples bounds the samples WAL replay holds for mergeReplayed.
+const maxDeferredSamples = 1 << 22
+
+// mergeReplayed merges the samples replay found older than their series'
+// newest sealed chunk into the sealed chunks, once per series, in one
+// Badger read and one batch. Most of them are in those chunks already:
+// they were sealed and written before the crash. A series whose chunks
+// hold every one of its samples with the same value is left alone; the
+// others (out-of-order writes whose merge Badger lost, or older values the
+// WAL overwrote) are rewritten as an out-of-order commit would rewrite
+// them, the WAL's last write winning.
+func (s *Store) mergeReplayed(t *tenant, ooo map[*series][]sample, st *recoveryStatus) error {
+	if len(ooo) == 0 {
+		return nil
+	}
+	list := make([]*series, 0, len(ooo))
+	for ser := range ooo {
+		list = append(list, ser)
+	}
+	slices.SortFunc(list, func(a, b *series) int { return cmpInt64(int64(a.id), int64(b.id)) })
+	if err := s.writable(); err != nil {
+		return err
+	}
+	type merge struct {
+		ser     *series
+		ov      overlap
+		samples []sample
+		persist bool
+	}
+	var merges []merge
+	var errs []error
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	err := s.db.View(func(txn *bdb.Txn) error {
+		opts := bdb.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = tenantPrefix(kindChunk, t.num)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for _, ser := range list {
+			samples := lastWriteWins(ooo[ser])
+			ser.mu.Lock()
+			ov, err := overlapLocked(it, t, ser, samples[0].t, samples[len(samples)-1].t)
+			if err != nil {
+				ser.mu.Unlock()
+				return err
+			}
+			if !ov.holds(samples) {
+				persist := s.addMergeLocked(wb, t, ser, ov, samples, &errs)
+				merges = append(merges, merge{ser, ov, samples, persist})
+			}
+			ser.mu.Unlock()
+			st.merged.Add(1)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w: read chunks for merge: %w", storage.ErrUnavailable, err)
+	}
+	err = errors.Join(errs...)
+	if err == nil && len(merges) > 0 {
+		err = wb.Flush()
+	}
+	if err != nil {
+		s.failed(&s.dbErr, failBadger, err)
+		return fmt.Errorf("%w: merge chunks: %w", storage.ErrUnavailable, err)
+	}
+	seq := s.diskSeq.Add(1)
+	for _, m := range merges {
+		m.ser.mu.Lock()
+		s.mergedLocked(m.ser, m.ov, m.samples, m.persist, seq)
+		m.ser.mu.Unlock()
+	}
+	if len(merges) > 0 {
+		s.logger.Info("merged out-of-order samples from the write-ahead log", "tenant", t.id, "series", len(merges), "checked", len(list))
+	}
+	return nil
+}
+
+// Phases of recovery, in order.
+const (
+	phaseOpen int32 = iota
+	phaseIndex
+	phaseRanges
+	phaseHeads
+	phaseReplay
+	phaseMerge
+	phaseCheckpoint
+	phaseDone
+)
+
+// recoveryStatus is how far recovery got; its fields are updated as it
+// goes and read by Status from other goroutines.
+type recoveryStatus struct {
+	phase             atomic.Int32
+	series, ranges    atomic.Int64 // series indexed, and whose time range is read
+	segment, segments atomic.Int64 // WAL segment being replayed (from 1), of
+	bytesDone         atomic.Int64 // WAL bytes read
+	bytesTotal        atomic.Int64
+	samples           atomic.Int64 // WAL samples replayed
+	merged            atomic.Int64 // series checked for out-of-order samples
+	start             time.Time
+}
+
+func (st *recoveryStatus) String() string {
+	switch st.phase.Load() {
+	case phaseOpen:
+		return "opening the data directory"
+	case phaseIndex:
+		return fmt.Sprintf("loading the series index: %d series", st.series.Load())
+	case phaseRanges:
+		return fmt.Sprintf("reading series time ranges: %d of %d series", st.ranges.Load(), st.series.Load())
+	case phaseHeads:
+		return "loading head snapshots"
+	case phaseReplay:
+		pct := 100
+		if total := st.bytesTotal.Load(); total > 0 {
+			pct = int(min(100, st.bytesDone.Load()*100/total))
+		}
+		return fmt.Sprintf("replaying WAL: %d%% (segment %d/%d, %d samples)", pct, st.segment.Load(), st.segments.Load(), st.samples.Load())
+	case phaseMerge:
+		return fmt.Sprintf("merging out-of-order samples replayed from the WAL: %d series checked", st.merged.Load())
+	case phaseCheckpoint:
+		return fmt.Sprintf("checkpointing after replaying %d WAL samples", st.samples.Load())
+	}
+	return "recovered"
 }
