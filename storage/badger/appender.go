@@ -184,19 +184,28 @@ var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); retur
 // apply adds durable samples to memory, merges out-of-order ones into
 // sealed chunks and writes what was sealed (and new series) to Badger.
 func (s *Store) apply(t *tenant, samples []pendingSample, now int64) error {
-	_, err := s.applyDeferring(t, samples, now, nil)
-	return err
+	return s.applyTo(t, samples, now, nil)
 }
 
-// applyDeferring is apply, but when deferred is not nil the samples older
-// than their series' newest sealed chunk are added to it, in order, instead
-// of being merged (WAL replay merges them once at its end); it returns how
-// many it added.
-func (s *Store) applyDeferring(t *tenant, samples []pendingSample, now int64, deferred map[*series][]sample) (int, error) {
+// replayBatch is what WAL replay leaves for later, per tenant: the
+// samples older than their series' newest sealed chunk, in WAL order, for
+// one merge per series (mergeReplayed), and the series with chunks sealed
+// since the last flush.
+type replayBatch struct {
+	ooo    map[*series][]sample
+	nOOO   int
+	sealed []*series
+}
+
+// applyTo is apply; with rb it leaves out-of-order samples and sealed
+// chunks to rb instead of merging and writing them.
+func (s *Store) applyTo(t *tenant, samples []pendingSample, now int64, rb *replayBatch) error {
 	var errs []error
-	var nDeferred int
 	var sealedList []*series
-	ooo := deferred
+	var ooo map[*series][]sample
+	if rb != nil {
+		ooo, sealedList = rb.ooo, rb.sealed
+	}
 	var cur *series
 	unlock := func() {
 		if cur != nil {
@@ -230,14 +239,18 @@ func (s *Store) applyDeferring(t *tenant, samples []pendingSample, now int64, de
 				ooo = map[*series][]sample{}
 			}
 			ooo[cur] = append(ooo[cur], sample{p.t, p.v})
-			nDeferred++
+			if rb != nil {
+				rb.nOOO++
+			}
 		}
 	}
 	unlock()
+	s.m.appended.Add(float64(len(samples)))
+	if rb != nil {
+		rb.sealed = sealedList
+		return errors.Join(errs...)
+	}
 	for ser, list := range ooo {
-		if deferred != nil {
-			break
-		}
 		ser.mu.Lock()
 		if err := s.mergeOOOLocked(t, ser, lastWriteWins(list)); err != nil {
 			errs = append(errs, err)
@@ -252,8 +265,7 @@ func (s *Store) applyDeferring(t *tenant, samples []pendingSample, now int64, de
 			errs = append(errs, err)
 		}
 	}
-	s.m.appended.Add(float64(len(samples)))
-	return nDeferred, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // lastWriteWins sorts samples, given in the order they were written, by

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,7 +26,7 @@ import (
 func (s *Store) recover(ctx context.Context, segs []int, st *recoveryStatus) error {
 	var maxSeries uint64
 	byID := map[uint64]*series{} // every series, for the head snapshots and the WAL
-	st.phase.Store(phaseIndex)
+	st.enter(phaseIndex)
 	err := s.db.View(func(txn *bdb.Txn) error {
 		// Tenants.
 		it := txn.NewIterator(bdb.IteratorOptions{Prefix: []byte{kindTenant}, PrefetchValues: true, PrefetchSize: 100})
@@ -76,7 +77,7 @@ func (s *Store) recover(ctx context.Context, segs []int, st *recoveryStatus) err
 		rev := txn.NewIterator(bdb.IteratorOptions{Prefix: []byte{kindChunk}, Reverse: true})
 		defer fwd.Close()
 		defer rev.Close()
-		st.phase.Store(phaseRanges)
+		st.enter(phaseRanges)
 		for _, t := range s.tenants {
 			for _, ser := range t.all {
 				if st.ranges.Add(1)%4096 == 0 && ctx.Err() != nil {
@@ -99,7 +100,7 @@ func (s *Store) recover(ctx context.Context, segs []int, st *recoveryStatus) err
 		}
 
 		// Head snapshots newer than the sealed chunks.
-		st.phase.Store(phaseHeads)
+		st.enter(phaseHeads)
 		it = txn.NewIterator(bdb.IteratorOptions{Prefix: []byte{kindHead}, PrefetchValues: true, PrefetchSize: 1000})
 		defer it.Close()
 		now := time.Now().UnixNano()
@@ -144,7 +145,7 @@ func (s *Store) recover(ctx context.Context, segs []int, st *recoveryStatus) err
 
 	// Replay the WAL. A record Badger refuses part of (disk full) is
 	// applied as far as it goes and the WAL is kept for the next start.
-	rp := &replayer{s: s, byID: byID, deferred: map[*tenant]map[*series][]sample{}, st: st}
+	rp := &replayer{s: s, byID: byID, batches: map[*tenant]*replayBatch{}, st: st}
 	keep := func(err error) error {
 		if errors.Is(err, storage.ErrUnavailable) {
 			if !s.walPinned.Swap(true) {
@@ -166,7 +167,7 @@ func (s *Store) recover(ctx context.Context, segs []int, st *recoveryStatus) err
 			st.bytesTotal.Add(fi.Size())
 		}
 	}
-	st.phase.Store(phaseReplay)
+	st.enter(phaseReplay)
 	for i, seg := range segs {
 		st.segment.Store(int64(i + 1))
 		torn, err := replaySegment(s.wal.dir, seg, &st.bytesDone, replay)
@@ -177,24 +178,19 @@ func (s *Store) recover(ctx context.Context, segs []int, st *recoveryStatus) err
 			s.logger.Warn("wal segment ends in a torn record; the unacknowledged tail was dropped", "segment", seg)
 		}
 	}
-	st.phase.Store(phaseMerge)
-	for t, ooo := range rp.deferred {
-		if err := keep(s.mergeReplayed(t, ooo, st)); err != nil {
-			return fmt.Errorf("merge replayed out-of-order samples: %w", err)
+	st.enter(phaseMerge)
+	for t, rb := range rp.batches {
+		if err := keep(rp.flush(t, rb)); err != nil {
+			return fmt.Errorf("write what the wal replay sealed and merge its out-of-order samples: %w", err)
 		}
 	}
 	// Replay appends series in record order; restore id order once.
 	for _, t := range s.tenants {
 		t.sortLocked()
 	}
-	if len(segs) > 0 {
-		st.phase.Store(phaseCheckpoint)
-		if err := s.checkpoint(); errors.Is(err, storage.ErrUnavailable) {
-			s.logger.Warn("checkpoint after recovery failed; the write-ahead log is kept and the store starts degraded", "err", err)
-		} else if err != nil {
-			return err
-		}
-	}
+	// The checkpoint that deletes the replayed segments runs in the
+	// background once the store is open (see Recover): until it succeeds
+	// they are replayed again after another crash, which is harmless.
 	return nil
 }
 
@@ -212,15 +208,11 @@ func decodeLabelsItem(item *bdb.Item) (lset labels.Labels, err error) {
 
 // replayer applies WAL records in order.
 type replayer struct {
-	s    *Store
-	byID map[uint64]*series // every series, by id (ids are unique in the store)
-	// deferred holds, per tenant and series, the samples older than the
-	// series' newest sealed chunk, in WAL order: mergeReplayed merges them
-	// once replay is done.
-	deferred map[*tenant]map[*series][]sample
-	st       *recoveryStatus
-	refs     []pendingSample
-	pending  int // samples in deferred
+	s       *Store
+	byID    map[uint64]*series       // every series, by id (ids are unique in the store)
+	batches map[*tenant]*replayBatch // what replay left for later
+	st      *recoveryStatus
+	refs    []pendingSample
 }
 
 // record applies one WAL commit record.
@@ -261,30 +253,41 @@ func (r *replayer) record(rec []byte) error {
 		refs = append(refs, pendingSample{ser: ser, t: smp.t, v: smp.v})
 	}
 	r.refs = refs
-	deferred := r.deferred[t]
-	if deferred == nil {
-		deferred = map[*series][]sample{}
-		r.deferred[t] = deferred
+	rb := r.batches[t]
+	if rb == nil {
+		rb = &replayBatch{ooo: map[*series][]sample{}}
+		r.batches[t] = rb
 	}
 	r.st.samples.Add(int64(len(samples)))
-	n, err := s.applyDeferring(t, refs, time.Now().UnixNano(), deferred)
-	// Bound the memory deferred samples take: merging some now rather than
-	// at the end is the same, since later ones are merged later.
-	r.pending += n
-	if r.pending >= maxDeferredSamples {
-		r.pending = 0
-		errs := []error{err}
-		for dt, ooo := range r.deferred {
-			errs = append(errs, s.mergeReplayed(dt, ooo, r.st))
-			delete(r.deferred, dt)
-		}
-		err = errors.Join(errs...)
+	err = s.applyTo(t, refs, time.Now().UnixNano(), rb)
+	// Bound the memory of what is left for later: flushing and merging
+	// some now rather than at the end is the same, since what later
+	// records leave is flushed and merged later.
+	if len(rb.sealed) >= maxReplaySealed || rb.nOOO >= maxReplayOOO {
+		err = errors.Join(err, r.flush(t, rb))
 	}
 	return err
 }
 
-// maxDeferredSamples bounds the samples WAL replay holds for mergeReplayed.
-const maxDeferredSamples = 1 << 22
+// Bounds of what replay leaves for later in a tenant's replayBatch.
+const (
+	maxReplaySealed = 1 << 14 // series with sealed chunks not written yet
+	maxReplayOOO    = 1 << 22 // out-of-order samples
+)
+
+// flush writes the sealed chunks rb holds and merges its out-of-order
+// samples.
+func (r *replayer) flush(t *tenant, rb *replayBatch) error {
+	var errs []error
+	if len(rb.sealed) > 0 {
+		errs = append(errs, r.s.flushSealed(t, rb.sealed))
+	}
+	errs = append(errs, r.s.mergeReplayed(t, rb.ooo, r.st))
+	clear(rb.sealed)
+	rb.sealed = rb.sealed[:0]
+	rb.ooo, rb.nOOO = map[*series][]sample{}, 0
+	return errors.Join(errs...)
+}
 
 // mergeReplayed merges the samples replay found older than their series'
 // newest sealed chunk into the sealed chunks, once per series, in one
@@ -370,7 +373,6 @@ const (
 	phaseHeads
 	phaseReplay
 	phaseMerge
-	phaseCheckpoint
 	phaseDone
 )
 
@@ -384,7 +386,31 @@ type recoveryStatus struct {
 	bytesTotal        atomic.Int64
 	samples           atomic.Int64 // WAL samples replayed
 	merged            atomic.Int64 // series checked for out-of-order samples
-	start             time.Time
+
+	mu         sync.Mutex
+	phaseStart time.Time
+	took       [phaseDone + 1]time.Duration
+}
+
+// enter records that recovery starts phase p.
+func (st *recoveryStatus) enter(p int32) {
+	now := time.Now()
+	st.mu.Lock()
+	if st.phaseStart.IsZero() {
+		st.phaseStart = now
+	}
+	st.took[st.phase.Load()] += now.Sub(st.phaseStart)
+	st.phaseStart = now
+	st.mu.Unlock()
+	st.phase.Store(p)
+}
+
+// durations returns how long each phase took, for the log.
+func (st *recoveryStatus) durations() []any {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return []any{"index", st.took[phaseIndex], "ranges", st.took[phaseRanges], "heads", st.took[phaseHeads],
+		"replay", st.took[phaseReplay], "merge", st.took[phaseMerge]}
 }
 
 func (st *recoveryStatus) String() string {
@@ -405,8 +431,6 @@ func (st *recoveryStatus) String() string {
 		return fmt.Sprintf("replaying WAL: %d%% (segment %d/%d, %d samples)", pct, st.segment.Load(), st.segments.Load(), st.samples.Load())
 	case phaseMerge:
 		return fmt.Sprintf("merging out-of-order samples replayed from the WAL: %d series checked", st.merged.Load())
-	case phaseCheckpoint:
-		return fmt.Sprintf("checkpointing after replaying %d WAL samples", st.samples.Load())
 	}
 	return "recovered"
 }

@@ -2,12 +2,17 @@ package badger
 
 import (
 	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	bdb "github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/stretchr/testify/require"
 
@@ -53,6 +58,13 @@ func writeRounds(t testing.TB, s *Store, tenantID string, n, from, rounds, write
 	}
 }
 
+// cpuTime is the CPU time the process has used so far.
+func cpuTime(t testing.TB) time.Duration {
+	var ru syscall.Rusage
+	require.NoError(t, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 func replayLabels(i int) labels.Labels {
 	return labels.FromStrings("__name__", "replay_metric", "series", strconv.Itoa(i))
 }
@@ -70,12 +82,16 @@ func TestReplayOfSealedSamplesIsLinear(t *testing.T) {
 	writeRounds(t, s, "acme", n, 0, rounds, 1)
 	crash(t, s)
 
-	start := time.Now()
-	s = openTest(t, dir, nil)
-	took := time.Since(start)
+	start, cpu := time.Now(), cpuTime(t)
+	r, err := Open(Config{Path: dir}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	require.NoError(t, err)
+	s, err = r.Recover(context.Background())
+	require.NoError(t, err)
+	took, tookCPU := time.Since(start), cpuTime(t)-cpu
 	defer func() { require.NoError(t, s.Close()) }()
-	t.Logf("replayed %d records of %d samples in %s", rounds, n, took)
-	require.Less(t, took, 2*time.Second, "replay of %d records over %d series with sealed chunks", rounds, n)
+	t.Logf("replayed %d records of %d samples in %s (%s of CPU); phases %v", rounds, n, took, tookCPU, r.st.durations())
+	// CPU time, not wall time, which a busy machine stretches.
+	require.Less(t, tookCPU, 2*time.Second, "replay of %d records over %d series with sealed chunks", rounds, n)
 
 	got := readAll(t, s, "acme")
 	require.Len(t, got, n)
@@ -159,4 +175,90 @@ func TestReplayRecoversOutOfOrderWritesBadgerLost(t *testing.T) {
 		}
 	}
 	require.Equal(t, want, readAll(t, s, "a")[lset.String()])
+}
+
+// TestReplayTime measures recovery after a crash of a store of
+// LUMINATE_REPLAY_SERIES series (default 20,000) that had been running
+// for a while: every series has a head of its own length (0 to 119 of the
+// 120 samples of a chunk) in the last checkpoint, then gets
+// LUMINATE_REPLAY_ROUNDS samples (default 40: 10 minutes at a 15 s
+// interval) with no checkpoint, in commits of 2,000 samples; about a third
+// of the series seal a chunk meanwhile. The store is abandoned without a
+// checkpoint (kill -9), reopened, and the time to take the data
+// directory's lock (Open, after which luminate listens) and to recover
+// (after which it is ready) is reported with the replay rate. The default
+// size runs in the suite and must recover within seconds; at 1,000,000
+// series:
+//
+//	LUMINATE_REPLAY_SERIES=1000000 go test -run TestReplayTime -v -timeout 30m ./storage/badger/
+func TestReplayTime(t *testing.T) {
+	n, rounds := 20_000, 40
+	if v, err := strconv.Atoi(os.Getenv("LUMINATE_REPLAY_SERIES")); err == nil && v > 0 {
+		n = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("LUMINATE_REPLAY_ROUNDS")); err == nil && v > 0 {
+		rounds = v
+	}
+	const chunk, batch = 120, 2000
+	dir := t.TempDir()
+	s := openTest(t, dir, func(c *Config) { c.CheckpointInterval = time.Hour })
+	series := benchSeries(n)
+	values := make([]float64, n)
+	ts := s.ForTenant("bench")
+	write := func(round int, only func(i int) bool) {
+		var list []labels.Labels
+		var vals []float64
+		for i := range series {
+			if only == nil || only(i) {
+				values[i] += float64(i%10 + 1)
+				list = append(list, series[i])
+				vals = append(vals, values[i])
+			}
+		}
+		appendRound(t, ts, list, vals, int64(round)*15000, batch, 2)
+	}
+	start := time.Now()
+	phase := func(i int) int { return (i * 7919) % chunk }
+	for k := range chunk {
+		write(k, func(i int) bool { return k >= chunk-phase(i) })
+	}
+	require.NoError(t, s.checkpoint())
+	for k := chunk; k < chunk+rounds; k++ {
+		write(k, nil)
+	}
+	t.Logf("wrote %d series x %d samples after a checkpoint in %s", n, rounds, time.Since(start))
+	crash(t, s)
+	var walBytes int64
+	forEachFile(filepath.Join(dir, "wal"), func(_ string, size int64) { walBytes += size })
+
+	start, cpu := time.Now(), cpuTime(t)
+	r, err := Open(Config{Path: dir}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	require.NoError(t, err)
+	locked := time.Since(start)
+	s, err = r.Recover(context.Background())
+	require.NoError(t, err)
+	recovered, recoveredCPU := time.Since(start), cpuTime(t)-cpu
+	defer func() { require.NoError(t, s.Close()) }()
+	replayed := r.st.samples.Load()
+	t.Logf("%d series, WAL of %d MiB with %d samples: open (lock) %s, recovered %s (%s of CPU), %.0f samples/s; phases %v",
+		n, walBytes>>20, replayed, locked, recovered, recoveredCPU, float64(replayed)/recovered.Seconds(), r.st.durations())
+	require.EqualValues(t, n*rounds, replayed)
+	require.Less(t, locked, time.Second)
+	if n <= 20_000 {
+		// CPU time, not wall time, which a busy machine stretches; about
+		// a second on an idle one.
+		require.Less(t, recoveredCPU, 5*time.Second)
+	}
+
+	// Every series has its samples, in order, ending with the last round.
+	tn, _ := s.tenantFor("bench", false)
+	for _, i := range []int{0, 1, n / 3, n / 2, n - 1} {
+		got := readAll(t, s, "bench", labels.MustNewMatcher(labels.MatchEqual, "instance", series[i].Get("instance")),
+			labels.MustNewMatcher(labels.MatchEqual, "__name__", series[i].Get("__name__")),
+			labels.MustNewMatcher(labels.MatchEqual, "cpu", series[i].Get("cpu")),
+			labels.MustNewMatcher(labels.MatchEqual, "mode", series[i].Get("mode")))[series[i].String()]
+		require.Len(t, got, phase(i)+rounds, "series %d", i)
+		require.Equal(t, tsample{int64(chunk+rounds-1) * 15000, values[i]}, got[len(got)-1], "series %d", i)
+	}
+	require.Len(t, tn.all, n)
 }

@@ -201,18 +201,18 @@ func (r *Recovery) Recover(ctx context.Context) (*Store, error) {
 		return nil, errors.New("badger: Recover called twice")
 	}
 	s := r.s
-	r.st.start = time.Now()
+	start := time.Now()
 	if err := s.recover(ctx, r.segs, &r.st); err != nil {
 		_ = s.wal.close()
 		_ = s.db.Close()
 		return nil, fmt.Errorf("recover %s: %w", s.cfg.Path, err)
 	}
-	r.st.phase.Store(phaseDone)
-	s.logger.Info("badger store open", "path", s.cfg.Path, "tenants", len(s.tenants), "wal_segments_replayed", len(r.segs),
-		"wal_samples_replayed", r.st.samples.Load(), "duration", time.Since(r.st.start))
+	r.st.enter(phaseDone)
+	s.logger.Info("badger store open", append([]any{"path", s.cfg.Path, "tenants", len(s.tenants), "wal_segments_replayed", len(r.segs),
+		"wal_samples_replayed", r.st.samples.Load(), "duration", time.Since(start)}, r.st.durations()...)...)
 	bctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	go s.background(bctx)
+	go s.background(bctx, len(r.segs) > 0)
 	return s, nil
 }
 
@@ -571,9 +571,19 @@ func cmpInt64(a, b int64) int {
 	return 0
 }
 
-// background runs the periodic jobs until ctx is cancelled.
-func (s *Store) background(ctx context.Context) {
+// background runs the periodic jobs until ctx is cancelled, starting with
+// a checkpoint when replayed is set: it deletes the WAL segments recovery
+// replayed.
+func (s *Store) background(ctx context.Context, replayed bool) {
 	defer close(s.done)
+	if replayed {
+		start := time.Now()
+		if err := s.checkpoint(); err != nil {
+			s.logger.Warn("checkpoint after recovery failed; the write-ahead log is kept until one succeeds", "err", err)
+		} else {
+			s.logger.Info("checkpoint after recovery done; the replayed write-ahead log segments are deleted", "duration", time.Since(start))
+		}
+	}
 	idle := time.NewTicker(min(s.cfg.IdleTimeout/4+time.Second, time.Minute))
 	defer idle.Stop()
 	ckpt := time.NewTicker(s.cfg.CheckpointInterval)
