@@ -409,14 +409,14 @@ func (st *recoveryStatus) enter(p int32) {
 func (st *recoveryStatus) durations() []any {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return []any{"index", st.took[phaseIndex], "ranges", st.took[phaseRanges], "heads", st.took[phaseHeads],
+	return []any{"open", st.took[phaseOpen], "index", st.took[phaseIndex], "ranges", st.took[phaseRanges], "heads", st.took[phaseHeads],
 		"replay", st.took[phaseReplay], "merge", st.took[phaseMerge]}
 }
 
 func (st *recoveryStatus) String() string {
 	switch st.phase.Load() {
 	case phaseOpen:
-		return "opening the data directory"
+		return "opening Badger (after a crash it replays its own log first)"
 	case phaseIndex:
 		return fmt.Sprintf("loading the series index: %d series", st.series.Load())
 	case phaseRanges:

@@ -240,7 +240,7 @@ func TestReplayTime(t *testing.T) {
 	recovered, recoveredCPU := time.Since(start), cpuTime(t)-cpu
 	defer func() { require.NoError(t, s.Close()) }()
 	replayed := r.st.samples.Load()
-	t.Logf("%d series, WAL of %d MiB with %d samples: open (lock) %s, recovered %s (%s of CPU), %.0f samples/s; phases %v",
+	t.Logf("%d series, WAL of %d MiB with %d samples: lock %s, recovered %s (%s of CPU), %.0f samples/s; phases %v",
 		n, walBytes>>20, replayed, locked, recovered, recoveredCPU, float64(replayed)/recovered.Seconds(), r.st.durations())
 	require.EqualValues(t, n*rounds, replayed)
 	require.Less(t, locked, time.Second)

@@ -43,6 +43,7 @@ type Store struct {
 	wal    *wal
 
 	badgerDir string // Badger's files: Path/badger
+	unlock    func() // releases the data directory's lock
 
 	tenantsMu  sync.RWMutex
 	tenants    map[tenancy.ID]*tenant
@@ -125,20 +126,20 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, er
 	return r.Recover(context.Background())
 }
 
-// Recovery is a store whose data directory is locked and open, but whose
-// memory is not rebuilt yet. Recover rebuilds it; after a crash that means
-// replaying the write-ahead log, which takes a while, and Status says how
-// far it got. Its methods are safe for concurrent use.
+// Recovery is a store whose data directory is locked but not open yet.
+// Recover opens Badger and the write-ahead log and rebuilds the store's
+// memory from them; after a crash that means replaying the log, which
+// takes a while, and Status says how far it got. Its methods are safe for
+// concurrent use.
 type Recovery struct {
 	s    *Store
-	segs []int
+	reg  prometheus.Registerer
 	st   recoveryStatus
 	used atomic.Bool
 }
 
-// Open locks the data directory at cfg.Path (ErrLocked when another
-// process holds it) and opens Badger and the write-ahead log. It does not
-// read the log: Recover does.
+// Open validates cfg and locks the data directory at cfg.Path (ErrLocked
+// when another process holds it). It is quick: Recover does the rest.
 func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Recovery, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -151,12 +152,67 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Recovery
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	opts := bdb.DefaultOptions(dir).
-		WithLogger(badgerLogger{logger}).
+	unlock, err := lockDir(cfg.Path)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{
+		cfg:       cfg,
+		logger:    logger,
+		badgerDir: dir,
+		unlock:    unlock,
+		tenants:   map[tenancy.ID]*tenant{},
+		byNum:     map[uint32]*tenant{},
+		done:      make(chan struct{}),
+		m:         newMetrics(reg),
+	}
+	return &Recovery{s: s, reg: reg}, nil
+}
+
+// Recover opens Badger and the write-ahead log, rebuilds the store's
+// memory from them and starts its background jobs. When it fails, or ctx
+// is done first, it releases the data directory (the log is kept, for the
+// next start) and returns the error. It may be called once.
+func (r *Recovery) Recover(ctx context.Context) (*Store, error) {
+	if r.used.Swap(true) {
+		return nil, errors.New("badger: Recover called twice")
+	}
+	s := r.s
+	start := time.Now()
+	r.st.enter(phaseOpen)
+	segs, err := s.open()
+	if err == nil {
+		err = s.recover(ctx, segs, &r.st)
+		if err != nil {
+			_ = s.wal.close()
+			_ = s.db.Close()
+		}
+	}
+	if err != nil {
+		s.unlock()
+		return nil, fmt.Errorf("recover %s: %w", s.cfg.Path, err)
+	}
+	if r.reg != nil {
+		r.reg.MustRegister(newDiskCollector(s))
+	}
+	r.st.enter(phaseDone)
+	s.logger.Info("badger store open", append([]any{"path", s.cfg.Path, "tenants", len(s.tenants), "wal_segments_replayed", len(segs),
+		"wal_samples_replayed", r.st.samples.Load(), "duration", time.Since(start)}, r.st.durations()...)...)
+	bctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	go s.background(bctx, len(segs) > 0)
+	return s, nil
+}
+
+// open opens Badger and the write-ahead log, returning the log's segments
+// to replay.
+func (s *Store) open() ([]int, error) {
+	opts := bdb.DefaultOptions(s.badgerDir).
+		WithLogger(badgerLogger{s.logger}).
 		WithSyncWrites(false). // durability comes from our WAL
 		WithCompression(options.ZSTD).
 		WithZSTDCompressionLevel(3).
-		WithBlockCacheSize(cfg.CacheSize).
+		WithBlockCacheSize(s.cfg.CacheSize).
 		WithValueThreshold(1 << 20). // keep chunks in the LSM tree, compressed
 		WithNumMemtables(2).
 		WithMemTableSize(32 << 20).
@@ -166,54 +222,17 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Recovery
 	db, err := bdb.Open(opts)
 	if err != nil {
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
-			return nil, fmt.Errorf("open %s: %w", cfg.Path, ErrLocked)
+			return nil, fmt.Errorf("open %s: %w", s.cfg.Path, ErrLocked)
 		}
-		return nil, fmt.Errorf("open badger at %s: %w", dir, err)
+		return nil, fmt.Errorf("open badger at %s: %w", s.badgerDir, err)
 	}
-	s := &Store{
-		cfg:       cfg,
-		logger:    logger,
-		db:        db,
-		badgerDir: dir,
-		tenants:   map[tenancy.ID]*tenant{},
-		byNum:     map[uint32]*tenant{},
-		done:      make(chan struct{}),
-		m:         newMetrics(reg),
-	}
-	w, segs, err := openWAL(filepath.Join(cfg.Path, "wal"), cfg.WALSegmentSize)
+	w, segs, err := openWAL(filepath.Join(s.cfg.Path, "wal"), s.cfg.WALSegmentSize)
 	if err != nil {
 		_ = db.Close()
 		return nil, err
 	}
-	s.wal = w
-	if reg != nil {
-		reg.MustRegister(newDiskCollector(s))
-	}
-	return &Recovery{s: s, segs: segs}, nil
-}
-
-// Recover rebuilds the store's memory from Badger and the write-ahead log
-// and starts its background jobs. When it fails, or ctx is done first, it
-// releases the data directory (the log is kept, for the next start) and
-// returns the error. It may be called once.
-func (r *Recovery) Recover(ctx context.Context) (*Store, error) {
-	if r.used.Swap(true) {
-		return nil, errors.New("badger: Recover called twice")
-	}
-	s := r.s
-	start := time.Now()
-	if err := s.recover(ctx, r.segs, &r.st); err != nil {
-		_ = s.wal.close()
-		_ = s.db.Close()
-		return nil, fmt.Errorf("recover %s: %w", s.cfg.Path, err)
-	}
-	r.st.enter(phaseDone)
-	s.logger.Info("badger store open", append([]any{"path", s.cfg.Path, "tenants", len(s.tenants), "wal_segments_replayed", len(r.segs),
-		"wal_samples_replayed", r.st.samples.Load(), "duration", time.Since(start)}, r.st.durations()...)...)
-	bctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	go s.background(bctx, len(r.segs) > 0)
-	return s, nil
+	s.db, s.wal = db, w
+	return segs, nil
 }
 
 // Status says what recovery is doing, such as "replaying WAL: 42%
@@ -250,6 +269,7 @@ func (s *Store) Close() error {
 	if derr := s.db.Close(); err == nil {
 		err = derr
 	}
+	s.unlock()
 	return err
 }
 
