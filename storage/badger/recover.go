@@ -1,6 +1,7 @@
 package badger
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -73,29 +74,51 @@ func (s *Store) recover(ctx context.Context, segs []int, st *recoveryStatus) err
 		}
 
 		// Time range of every series from its first and last chunk keys.
+		// Series and their chunk keys are in the same order: the forward
+		// iterator walks from one series' chunks to the next one's and
+		// seeks only across long runs, so that a store of many series with
+		// few chunks each is read in one pass rather than two seeks per
+		// series.
+		const nearby = 16
 		fwd := txn.NewIterator(bdb.IteratorOptions{Prefix: []byte{kindChunk}})
 		rev := txn.NewIterator(bdb.IteratorOptions{Prefix: []byte{kindChunk}, Reverse: true})
 		defer fwd.Close()
 		defer rev.Close()
 		st.enter(phaseRanges)
 		for _, t := range s.tenants {
+			slices.SortFunc(t.all, func(a, b *series) int { return cmpInt64(int64(a.id), int64(b.id)) })
+			fwd.Seek(tenantPrefix(kindChunk, t.num))
 			for _, ser := range t.all {
 				if st.ranges.Add(1)%4096 == 0 && ctx.Err() != nil {
 					return ctx.Err()
 				}
-				prefix := seriesKey(kindChunk, t.num, ser.id)
-				fwd.Seek(prefix)
-				if fwd.ValidForPrefix(prefix) {
-					_, mint, _, _ := parseChunkKey(fwd.Item().Key())
-					ser.extendRange(mint)
-				}
-				rev.Seek(append(prefix, 0xff))
-				if rev.ValidForPrefix(prefix) {
-					_, _, maxt, _ := parseChunkKey(rev.Item().Key())
-					ser.extendRange(maxt)
-					ser.diskMaxT = maxt
-				}
 				ser.diskKnown = true
+				prefix := seriesKey(kindChunk, t.num, ser.id)
+				k := 0
+				for ; k < nearby && fwd.Valid() && bytes.Compare(fwd.Item().Key(), prefix) < 0; k++ {
+					fwd.Next()
+				}
+				if k == nearby {
+					fwd.Seek(prefix)
+				}
+				if !fwd.ValidForPrefix(prefix) {
+					continue // no chunks
+				}
+				_, mint, maxt, _ := parseChunkKey(fwd.Item().Key())
+				ser.extendRange(mint)
+				k = 0
+				for fwd.Next(); k < nearby && fwd.ValidForPrefix(prefix); fwd.Next() {
+					_, _, maxt, _ = parseChunkKey(fwd.Item().Key())
+					k++
+				}
+				if k == nearby { // a long run: find its end
+					rev.Seek(append(prefix, 0xff))
+					if rev.ValidForPrefix(prefix) {
+						_, _, maxt, _ = parseChunkKey(rev.Item().Key())
+					}
+				}
+				ser.extendRange(maxt)
+				ser.diskMaxT = maxt
 			}
 		}
 
