@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -26,7 +27,7 @@ import (
 // ctx's error, when ctx is done.
 func (s *Store) recover(ctx context.Context, segs []int, st *recoveryStatus) error {
 	var maxSeries uint64
-	byID := map[uint64]*series{} // every series, for the head snapshots and the WAL
+	var byID seriesIndex // every series, for the head snapshots and the WAL
 	st.enter(phaseIndex)
 	err := s.db.View(func(txn *bdb.Txn) error {
 		// Tenants.
@@ -64,7 +65,7 @@ func (s *Store) recover(ctx context.Context, segs []int, st *recoveryStatus) err
 			ser.logged.Store(true) // its 'S' record outlives any WAL segment
 			ser.persisted = true
 			t.addLocked(lset.Hash(), ser)
-			byID[id] = ser
+			byID.set(id, ser)
 			maxSeries = max(maxSeries, id)
 			st.series.Add(1)
 		}
@@ -129,7 +130,7 @@ func (s *Store) recover(ctx context.Context, segs []int, st *recoveryStatus) err
 		now := time.Now().UnixNano()
 		for it.Rewind(); it.Valid(); it.Next() {
 			_, id, ok := parseSeriesKey(it.Item().Key())
-			ser := byID[id]
+			ser := byID.get(id)
 			if !ok || ser == nil {
 				continue
 			}
@@ -168,7 +169,6 @@ func (s *Store) recover(ctx context.Context, segs []int, st *recoveryStatus) err
 
 	// Replay the WAL. A record Badger refuses part of (disk full) is
 	// applied as far as it goes and the WAL is kept for the next start.
-	rp := &replayer{s: s, byID: byID, batches: map[*tenant]*replayBatch{}, st: st}
 	keep := func(err error) error {
 		if errors.Is(err, storage.ErrUnavailable) {
 			if !s.walPinned.Swap(true) {
@@ -178,6 +178,7 @@ func (s *Store) recover(ctx context.Context, segs []int, st *recoveryStatus) err
 		}
 		return err
 	}
+	rp := newReplayer(s, &byID, st, keep)
 	replay := func(rec []byte) error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -191,21 +192,23 @@ func (s *Store) recover(ctx context.Context, segs []int, st *recoveryStatus) err
 		}
 	}
 	st.enter(phaseReplay)
+	var replayErr error
 	for i, seg := range segs {
 		st.segment.Store(int64(i + 1))
 		torn, err := replaySegment(s.wal.dir, seg, &st.bytesDone, replay)
 		if err != nil {
-			return fmt.Errorf("replay wal segment %d: %w", seg, err)
+			replayErr = fmt.Errorf("replay wal segment %d: %w", seg, err)
+			break
 		}
 		if torn {
 			s.logger.Warn("wal segment ends in a torn record; the unacknowledged tail was dropped", "segment", seg)
 		}
 	}
-	st.enter(phaseMerge)
-	for t, rb := range rp.batches {
-		if err := keep(rp.flush(t, rb)); err != nil {
-			return fmt.Errorf("write what the wal replay sealed and merge its out-of-order samples: %w", err)
-		}
+	if err := rp.finish(replayErr == nil); err != nil {
+		return errors.Join(replayErr, fmt.Errorf("apply wal records: %w", err))
+	}
+	if replayErr != nil {
+		return replayErr
 	}
 	// Replay appends series in record order; restore id order once.
 	for _, t := range s.tenants {
@@ -229,16 +232,102 @@ func decodeLabelsItem(item *bdb.Item) (lset labels.Labels, err error) {
 	return lset, nil
 }
 
-// replayer applies WAL records in order.
+// replayer applies WAL records in order. It decodes them and creates
+// their series itself, and hands their samples to workers, each owning the
+// series whose id falls to it: each series' samples are applied in WAL
+// order, different series' in parallel.
 type replayer struct {
 	s       *Store
-	byID    map[uint64]*series       // every series, by id (ids are unique in the store)
-	batches map[*tenant]*replayBatch // what replay left for later
+	byID    *seriesIndex
 	st      *recoveryStatus
-	refs    []pendingSample
+	workers []*replayWorker
+	wg      sync.WaitGroup
 }
 
-// record applies one WAL commit record.
+// replayWorker applies the samples of its series.
+type replayWorker struct {
+	in      chan replayJob
+	free    chan []pendingSample // in's slices, back for reuse
+	batches map[*tenant]*replayBatch
+	err     error // the first error applying, once in is closed and drained
+}
+
+type replayJob struct {
+	t    *tenant
+	refs []pendingSample
+}
+
+func newReplayer(s *Store, byID *seriesIndex, st *recoveryStatus, keep func(error) error) *replayer {
+	r := &replayer{s: s, byID: byID, st: st}
+	n := min(max(runtime.GOMAXPROCS(0), 1), 8)
+	for range n {
+		w := &replayWorker{in: make(chan replayJob, 4), free: make(chan []pendingSample, 8), batches: map[*tenant]*replayBatch{}}
+		r.workers = append(r.workers, w)
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			for job := range w.in {
+				if w.err == nil {
+					w.err = keep(w.apply(s, job))
+				}
+				select {
+				case w.free <- job.refs[:0]:
+				default:
+				}
+			}
+		}()
+	}
+	return r
+}
+
+// apply applies one record's samples of the worker's series.
+func (w *replayWorker) apply(s *Store, job replayJob) error {
+	rb := w.batches[job.t]
+	if rb == nil {
+		rb = &replayBatch{ooo: map[*series][]sample{}}
+		w.batches[job.t] = rb
+	}
+	err := s.applyTo(job.t, job.refs, time.Now().UnixNano(), rb)
+	// Bound the memory of what is left for later: flushing and merging
+	// some now rather than at the end is the same, since what later
+	// records leave is flushed and merged later.
+	if len(rb.sealed) >= maxReplaySealed || rb.nOOO >= maxReplayOOO {
+		err = errors.Join(err, rb.flush(s, job.t))
+	}
+	return err
+}
+
+// finish waits for the workers; when flush is set they then write what
+// replay sealed and merge its out-of-order samples.
+func (r *replayer) finish(flush bool) error {
+	for _, w := range r.workers {
+		close(w.in)
+	}
+	r.wg.Wait()
+	r.st.enter(phaseMerge)
+	errs := make([]error, len(r.workers))
+	var wg sync.WaitGroup
+	for i, w := range r.workers {
+		if w.err != nil || !flush {
+			errs[i] = w.err
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for t, rb := range w.batches {
+				if err := rb.flush(r.s, t); err != nil {
+					errs[i] = errors.Join(errs[i], err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// record decodes one WAL commit record, creates its series and hands its
+// samples to the workers.
 func (r *replayer) record(rec []byte) error {
 	s := r.s
 	num, created, samples, err := decodeCommitRecord(rec)
@@ -263,33 +352,73 @@ func (r *replayer) record(rec []byte) error {
 					s.nextSeries.Store(c.id)
 				}
 			}
-			r.byID[c.id] = ser
+			r.byID.set(c.id, ser)
 		}
 		t.mu.Unlock()
 	}
-	refs := r.refs[:0]
+	n := uint64(len(r.workers))
+	jobs := make([][]pendingSample, n)
+	for i, w := range r.workers {
+		select {
+		case jobs[i] = <-w.free:
+		default:
+			jobs[i] = make([]pendingSample, 0, len(samples)/int(n)+16)
+		}
+	}
 	for _, smp := range samples {
-		ser := r.byID[smp.id]
+		ser := r.byID.get(smp.id)
 		if ser == nil {
 			continue // series removed by retention since
 		}
-		refs = append(refs, pendingSample{ser: ser, t: smp.t, v: smp.v})
-	}
-	r.refs = refs
-	rb := r.batches[t]
-	if rb == nil {
-		rb = &replayBatch{ooo: map[*series][]sample{}}
-		r.batches[t] = rb
+		w := ser.id % n
+		jobs[w] = append(jobs[w], pendingSample{ser: ser, t: smp.t, v: smp.v})
 	}
 	r.st.samples.Add(int64(len(samples)))
-	err = s.applyTo(t, refs, time.Now().UnixNano(), rb)
-	// Bound the memory of what is left for later: flushing and merging
-	// some now rather than at the end is the same, since what later
-	// records leave is flushed and merged later.
-	if len(rb.sealed) >= maxReplaySealed || rb.nOOO >= maxReplayOOO {
-		err = errors.Join(err, r.flush(t, rb))
+	for i, w := range r.workers {
+		if len(jobs[i]) > 0 {
+			w.in <- replayJob{t, jobs[i]}
+		} else {
+			select {
+			case w.free <- jobs[i]:
+			default:
+			}
+		}
 	}
-	return err
+	return nil
+}
+
+// seriesIndex finds series by id: in a slice while ids are dense (they are
+// allocated in sequence, and only retention leaves gaps), in a map beyond.
+type seriesIndex struct {
+	dense  []*series
+	sparse map[uint64]*series
+}
+
+func (x *seriesIndex) get(id uint64) *series {
+	if id < uint64(len(x.dense)) {
+		return x.dense[id]
+	}
+	return x.sparse[id]
+}
+
+func (x *seriesIndex) set(id uint64, ser *series) {
+	if id >= uint64(len(x.dense)) && id < 2*uint64(len(x.dense))+1<<16 {
+		x.dense = slices.Grow(x.dense, int(id)+1-len(x.dense))[:id+1]
+		for k, v := range x.sparse { // keep every id in one place
+			if k <= id {
+				x.dense[k] = v
+				delete(x.sparse, k)
+			}
+		}
+	}
+	if id < uint64(len(x.dense)) {
+		x.dense[id] = ser
+		return
+	}
+	if x.sparse == nil {
+		x.sparse = map[uint64]*series{}
+	}
+	x.sparse[id] = ser
 }
 
 // Bounds of what replay leaves for later in a tenant's replayBatch.
@@ -300,12 +429,12 @@ const (
 
 // flush writes the sealed chunks rb holds and merges its out-of-order
 // samples.
-func (r *replayer) flush(t *tenant, rb *replayBatch) error {
+func (rb *replayBatch) flush(s *Store, t *tenant) error {
 	var errs []error
 	if len(rb.sealed) > 0 {
-		errs = append(errs, r.s.flushSealed(t, rb.sealed))
+		errs = append(errs, s.flushSealed(t, rb.sealed))
 	}
-	errs = append(errs, r.s.mergeReplayed(t, rb.ooo, r.st))
+	errs = append(errs, s.mergeReplayed(t, rb.ooo))
 	clear(rb.sealed)
 	rb.sealed = rb.sealed[:0]
 	rb.ooo, rb.nOOO = map[*series][]sample{}, 0
@@ -320,7 +449,7 @@ func (r *replayer) flush(t *tenant, rb *replayBatch) error {
 // others (out-of-order writes whose merge Badger lost, or older values the
 // WAL overwrote) are rewritten as an out-of-order commit would rewrite
 // them, the WAL's last write winning.
-func (s *Store) mergeReplayed(t *tenant, ooo map[*series][]sample, st *recoveryStatus) error {
+func (s *Store) mergeReplayed(t *tenant, ooo map[*series][]sample) error {
 	if len(ooo) == 0 {
 		return nil
 	}
@@ -361,7 +490,6 @@ func (s *Store) mergeReplayed(t *tenant, ooo map[*series][]sample, st *recoveryS
 				merges = append(merges, merge{ser, ov, samples, persist})
 			}
 			ser.mu.Unlock()
-			st.merged.Add(1)
 		}
 		return nil
 	})
@@ -408,7 +536,6 @@ type recoveryStatus struct {
 	bytesDone         atomic.Int64 // WAL bytes read
 	bytesTotal        atomic.Int64
 	samples           atomic.Int64 // WAL samples replayed
-	merged            atomic.Int64 // series checked for out-of-order samples
 
 	mu         sync.Mutex
 	phaseStart time.Time
@@ -453,7 +580,7 @@ func (st *recoveryStatus) String() string {
 		}
 		return fmt.Sprintf("replaying WAL: %d%% (segment %d/%d, %d samples)", pct, st.segment.Load(), st.segments.Load(), st.samples.Load())
 	case phaseMerge:
-		return fmt.Sprintf("merging out-of-order samples replayed from the WAL: %d series checked", st.merged.Load())
+		return fmt.Sprintf("writing the chunks the WAL replay sealed and merging its out-of-order samples (%d samples replayed)", st.samples.Load())
 	}
 	return "recovered"
 }
