@@ -127,7 +127,47 @@ func (s *Store) recover(ctx context.Context, segs []int, st *recoveryStatus) err
 		st.enter(phaseHeads)
 		it = txn.NewIterator(bdb.IteratorOptions{Prefix: []byte{kindHead}, PrefetchValues: true, PrefetchSize: 1000})
 		defer it.Close()
+		// Decoding a head and re-encoding it is the work: workers do it,
+		// in batches the iterator fills.
 		now := time.Now().UnixNano()
+		type snap struct {
+			ser  *series
+			data []byte
+		}
+		const batch = 1024
+		work := make(chan []snap, 4)
+		errs := make(chan error, 1)
+		var wg sync.WaitGroup
+		for range min(max(runtime.GOMAXPROCS(0), 1), 8) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for list := range work {
+					for _, sn := range list {
+						h, err := headFromData(sn.data)
+						if err != nil {
+							select {
+							case errs <- fmt.Errorf("head snapshot of series %d: %w", sn.ser.id, err):
+							default:
+							}
+							continue
+						}
+						ser := sn.ser
+						ser.snapshot = true
+						if h.numSamples() == 0 || h.mint <= ser.diskMaxT {
+							continue // already sealed into a chunk
+						}
+						ser.head = h
+						ser.extendRange(h.mint)
+						ser.extendRange(h.maxt)
+						ser.active = true
+						ser.lastAppend = now
+					}
+				}
+			}()
+		}
+		var iterErr error
+		list := make([]snap, 0, batch)
 		for it.Rewind(); it.Valid(); it.Next() {
 			_, id, ok := parseSeriesKey(it.Item().Key())
 			ser := byID.get(id)
@@ -136,21 +176,24 @@ func (s *Store) recover(ctx context.Context, segs []int, st *recoveryStatus) err
 			}
 			v, err := it.Item().ValueCopy(nil)
 			if err != nil || len(v) < 1 {
-				return fmt.Errorf("head snapshot of series %d: %w", id, errCorrupt)
+				iterErr = fmt.Errorf("head snapshot of series %d: %w", id, errCorrupt)
+				break
 			}
-			h, err := headFromData(v[1:])
-			if err != nil {
-				return fmt.Errorf("head snapshot of series %d: %w", id, err)
+			if list = append(list, snap{ser, v[1:]}); len(list) == batch {
+				work <- list
+				list = make([]snap, 0, batch)
 			}
-			ser.snapshot = true
-			if h.numSamples() == 0 || h.mint <= ser.diskMaxT {
-				continue // already sealed into a chunk
-			}
-			ser.head = h
-			ser.extendRange(h.mint)
-			ser.extendRange(h.maxt)
-			ser.active = true
-			ser.lastAppend = now
+		}
+		work <- list
+		close(work)
+		wg.Wait()
+		if iterErr != nil {
+			return iterErr
+		}
+		select {
+		case err := <-errs:
+			return err
+		default:
 		}
 		return nil
 	})
