@@ -523,7 +523,7 @@ func (s *Store) mergeReplayed(t *tenant, ooo map[*series][]sample) error {
 		for _, ser := range list {
 			samples := lastWriteWins(ooo[ser])
 			ser.mu.Lock()
-			ov, err := overlapLocked(it, t, ser, samples[0].t, samples[len(samples)-1].t)
+			ov, err := overlapLocked(it, t, ser, samples[0].t, samples[len(samples)-1].t, 16)
 			if err != nil {
 				ser.mu.Unlock()
 				return err

@@ -115,20 +115,30 @@ func TestReplayOfSealedSamplesIsLinear(t *testing.T) {
 func TestReplayRecoversOutOfOrderWritesBadgerLost(t *testing.T) {
 	dir := t.TempDir()
 	s := openTest(t, dir, func(c *Config) { c.ChunkSamples = 10; c.CheckpointInterval = time.Hour })
-	lset := labels.FromStrings("__name__", "m")
-	write := func(ts int64, v float64) {
+	// Several series, every other one merged: replay merges them in one
+	// pass over their chunks.
+	const n = 6
+	lsets := make([]labels.Labels, n)
+	for k := range lsets {
+		lsets[k] = labels.FromStrings("__name__", "m", "k", strconv.Itoa(k))
+	}
+	write := func(k int, ts int64, v float64) {
 		app := s.ForTenant("a").Appender(context.Background())
-		_, err := app.Append(0, lset, ts, v)
+		_, err := app.Append(0, lsets[k], ts, v)
 		require.NoError(t, err)
 		require.NoError(t, app.Commit())
 	}
 	for i := int64(0); i < 35; i++ { // three sealed chunks and a head
-		write(i*1000, float64(i))
+		for k := range n {
+			write(k, i*1000, float64(i))
+		}
 	}
-	write(5000, -5)   // replaces a sample of the first chunk
-	write(5000, -50)  // and again: the last write wins
-	write(-1000, -1)  // older than everything
-	write(12500, 1.5) // between two samples of the second chunk
+	for k := 0; k < n; k += 2 {
+		write(k, 5000, -5)   // replaces a sample of the first chunk
+		write(k, 5000, -50)  // and again: the last write wins
+		write(k, -1000, -1)  // older than everything
+		write(k, 12500, 1.5) // between two samples of the second chunk
+	}
 	crash(t, s)
 
 	// Put the chunks back as they were before the merges, as a Badger
@@ -142,21 +152,25 @@ func TestReplayRecoversOutOfOrderWritesBadgerLost(t *testing.T) {
 			keys = append(keys, it.Item().KeyCopy(nil))
 		}
 		it.Close()
-		var id uint64
+		ids := map[uint64]bool{}
 		for _, k := range keys {
-			id, _, _, _ = parseChunkKey(k)
+			id, _, _, _ := parseChunkKey(k)
+			ids[id] = true
 			if err := txn.Delete(k); err != nil {
 				return err
 			}
 		}
-		for c := int64(0); c < 3; c++ {
-			var smps []sample
-			for i := c * 10; i < c*10+10; i++ {
-				smps = append(smps, sample{i * 1000, float64(i)})
-			}
-			ch := encodeChunks(smps, 10)[0]
-			if err := txn.Set(chunkKey(1, id, ch.mint, ch.maxt), sealedValue(ch.data)); err != nil {
-				return err
+		require.Len(t, ids, n)
+		for id := range ids {
+			for c := int64(0); c < 3; c++ {
+				var smps []sample
+				for i := c * 10; i < c*10+10; i++ {
+					smps = append(smps, sample{i * 1000, float64(i)})
+				}
+				ch := encodeChunks(smps, 10)[0]
+				if err := txn.Set(chunkKey(1, id, ch.mint, ch.maxt), sealedValue(ch.data)); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
@@ -165,18 +179,24 @@ func TestReplayRecoversOutOfOrderWritesBadgerLost(t *testing.T) {
 
 	s = openTest(t, dir, func(c *Config) { c.ChunkSamples = 10 })
 	defer func() { require.NoError(t, s.Close()) }()
-	want := []tsample{{-1000, -1}}
-	for i := int64(0); i < 35; i++ {
-		v := float64(i)
-		if i == 5 {
-			v = -50
+	got := readAll(t, s, "a")
+	for k := range n {
+		var want []tsample
+		if k%2 == 0 {
+			want = append(want, tsample{-1000, -1})
 		}
-		want = append(want, tsample{i * 1000, v})
-		if i == 12 {
-			want = append(want, tsample{12500, 1.5})
+		for i := int64(0); i < 35; i++ {
+			v := float64(i)
+			if i == 5 && k%2 == 0 {
+				v = -50
+			}
+			want = append(want, tsample{i * 1000, v})
+			if i == 12 && k%2 == 0 {
+				want = append(want, tsample{12500, 1.5})
+			}
 		}
+		require.Equal(t, want, got[lsets[k].String()], "series %d", k)
 	}
-	require.Equal(t, want, readAll(t, s, "a")[lset.String()])
 }
 
 // TestReplayTime measures recovery after a crash of a store of

@@ -14,6 +14,7 @@
 package badger
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -443,7 +444,7 @@ func (s *Store) mergeOOOLocked(t *tenant, ser *series, samples []sample) error {
 		it := txn.NewIterator(opts)
 		defer it.Close()
 		var err error
-		ov, err = overlapLocked(it, t, ser, samples[0].t, samples[len(samples)-1].t)
+		ov, err = overlapLocked(it, t, ser, samples[0].t, samples[len(samples)-1].t, 0)
 		return err
 	})
 	if err != nil {
@@ -477,8 +478,10 @@ type overlap struct {
 
 // overlapLocked reads the sealed chunks of ser that overlap [lo, hi], in
 // memory and, through it (an iterator over at least the series' chunk
-// keys), in Badger. Callers hold ser.mu.
-func overlapLocked(it *bdb.Iterator, t *tenant, ser *series, lo, hi int64) (overlap, error) {
+// keys), in Badger. With nearby > 0, it is a forward iterator used for
+// series in ascending id order, moved by Next when it is at most nearby
+// keys before the chunks. Callers hold ser.mu.
+func overlapLocked(it *bdb.Iterator, t *tenant, ser *series, lo, hi int64, nearby int) (overlap, error) {
 	var ov overlap
 	var err error
 	// The overlapping unflushed chunks leave memory only once the merged
@@ -494,19 +497,35 @@ func overlapLocked(it *bdb.Iterator, t *tenant, ser *series, lo, hi int64) (over
 		}
 	}
 	prefix := seriesKey(kindChunk, t.num, ser.id)
-	for it.Seek(chunkKey(t.num, ser.id, math.MinInt64, lo)[:21]); it.ValidForPrefix(prefix); it.Next() {
+	from := chunkKey(t.num, ser.id, math.MinInt64, lo)[:21] // the first chunk ending at lo or later
+	// Merging series in id order, the iterator has only moved forward
+	// from targets before from: at from or past it, it is at the first
+	// key from on; a few keys before, Next gets there faster than Seek.
+	if nearby > 0 && it.Valid() {
+		k := 0
+		for ; k < nearby && it.Valid() && bytes.Compare(it.Item().Key(), from) < 0; k++ {
+			it.Next()
+		}
+		if k == nearby {
+			it.Seek(from)
+		}
+	} else {
+		it.Seek(from)
+	}
+	for ; it.ValidForPrefix(prefix); it.Next() {
 		_, mint, _, ok := parseChunkKey(it.Item().Key())
 		if !ok || mint > hi {
 			break // chunks do not overlap: later ones start later still
 		}
-		v, err := it.Item().ValueCopy(nil)
+		err := it.Item().Value(func(v []byte) error {
+			if len(v) < 1 {
+				return nil
+			}
+			var err error
+			ov.old, err = decodeAny(ov.old, v[0], v[1:])
+			return err
+		})
 		if err != nil {
-			return ov, err
-		}
-		if len(v) < 1 {
-			continue
-		}
-		if ov.old, err = decodeAny(ov.old, v[0], v[1:]); err != nil {
 			return ov, err
 		}
 		ov.oldKeys = append(ov.oldKeys, it.Item().KeyCopy(nil))
