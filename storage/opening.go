@@ -26,9 +26,10 @@ type Opening struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed once open returned
 
-	mu    sync.RWMutex
-	store MetricsStore // set when open succeeded
-	err   error        // set when open failed
+	mu     sync.RWMutex
+	store  MetricsStore // set when open succeeded
+	err    error        // set when open failed
+	closed bool
 }
 
 // OpenInBackground calls open in a goroutine of its own and returns at
@@ -69,6 +70,8 @@ func (o *Opening) current() (MetricsStore, error) {
 	o.mu.RLock()
 	defer o.mu.RUnlock()
 	switch {
+	case o.closed:
+		return nil, fmt.Errorf("%w: storage closed", ErrUnavailable)
 	case o.store != nil:
 		return o.store, nil
 	case o.err != nil:
@@ -119,10 +122,10 @@ func (o *Opening) Close() error {
 	<-o.done
 	o.mu.Lock()
 	s := o.store
-	o.store = nil
-	if o.err == nil {
-		o.err = errors.New("storage closed")
+	if o.closed {
+		s = nil // closed already
 	}
+	o.closed = true
 	o.mu.Unlock()
 	if s == nil {
 		return nil
