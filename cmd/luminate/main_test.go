@@ -57,9 +57,20 @@ type proc struct {
 	err   error // of Wait, once done is closed
 }
 
-// start runs `luminate args...` and returns once it exited or logged the
-// address it listens on.
+// start runs `luminate args...` and returns once it exited or logged that
+// its storage is open (it listens before that: see startListening).
 func start(t *testing.T, args ...string) *proc {
+	t.Helper()
+	p := startListening(t, args...)
+	if p.addr != "" {
+		p.waitLog(`"msg":"storage open"`)
+	}
+	return p
+}
+
+// startListening runs `luminate args...` and returns once it exited or
+// logged the address it listens on.
+func startListening(t *testing.T, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "LUMINATE_TEST_MAIN=1")

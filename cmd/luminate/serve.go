@@ -231,6 +231,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	if err != nil {
 		return err
 	}
+	started := time.Now()
 	logger.Info("starting luminate", "version", version.Version, "revision", version.GetRevision(), "go", version.GoVersion)
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(cfg.gcPercent)
@@ -376,6 +377,10 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 		g.Add(internal.run, internal.stop)
 	}
 	g.Add(run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))
+	{
+		sctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return waitForStore(sctx, store, logger, started) }, func(error) { cancel() })
+	}
 
 	err = g.Run()
 	if errors.Is(err, run.ErrSignal) || errors.Is(err, context.Canceled) {
@@ -384,26 +389,49 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	return err
 }
 
-// openStore opens the configured backend.
-func openStore(cfg *serveConfig, logger *slog.Logger, reg prometheus.Registerer) (storage.MetricsStore, error) {
+// openStore opens the configured backend in the background, so that the
+// HTTP server listens at once: /-/healthy answers 200 while /-/ready, reads
+// and writes answer 503 (with Retry-After and how far opening got) until
+// the store is open. What must fail the start at once is checked before it
+// returns: the configuration, and the lock of Badger's data directory (a
+// second luminate on it refuses to start). Opening itself (Badger's WAL
+// replay, ClickHouse's connection and migrations) failing ends the
+// process: see waitForStore.
+func openStore(cfg *serveConfig, logger *slog.Logger, reg prometheus.Registerer) (*storage.Opening, error) {
 	switch cfg.backend {
 	case backendBadger:
-		s, err := badger.New(cfg.badger, logger.With("component", "badger"), reg)
+		r, err := badger.Open(cfg.badger, logger.With("component", "badger"), reg)
 		if errors.Is(err, badger.ErrLocked) {
 			return nil, fmt.Errorf("%w (stop the other process or choose another --storage.badger.path)", err)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("open storage: %w", err)
 		}
-		return s, nil
+		return storage.OpenInBackground(func(ctx context.Context) (storage.MetricsStore, error) {
+			return r.Recover(ctx)
+		}, r.Status), nil
 	case backendClickHouse:
-		s, err := clickhouse.New(cfg.clickhouse, logger.With("component", "clickhouse"), reg)
-		if err != nil {
-			return nil, fmt.Errorf("open storage: %w", err)
-		}
-		return s, nil
+		return storage.OpenInBackground(func(context.Context) (storage.MetricsStore, error) {
+			return clickhouse.New(cfg.clickhouse, logger.With("component", "clickhouse"), reg)
+		}, func() string { return "connecting to ClickHouse and migrating its schema" }), nil
 	}
 	return nil, fmt.Errorf("unknown --storage.backend=%q", cfg.backend)
+}
+
+// waitForStore returns the error of opening the store, or nil once ctx is
+// done; it logs when the store is open.
+func waitForStore(ctx context.Context, store *storage.Opening, logger *slog.Logger, started time.Time) error {
+	select {
+	case <-store.Done():
+		if err := store.Err(); err != nil {
+			return fmt.Errorf("open storage: %w", err)
+		}
+		logger.Info("storage open", "since_start", time.Since(started))
+	case <-ctx.Done():
+		return nil
+	}
+	<-ctx.Done()
+	return nil
 }
 
 // dataRoutes are the authenticated routes, served by the protocol packages:

@@ -184,9 +184,28 @@ var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); retur
 // apply adds durable samples to memory, merges out-of-order ones into
 // sealed chunks and writes what was sealed (and new series) to Badger.
 func (s *Store) apply(t *tenant, samples []pendingSample, now int64) error {
+	return s.applyTo(t, samples, now, nil)
+}
+
+// replayBatch is what WAL replay leaves for later, per tenant: the
+// samples older than their series' newest sealed chunk, in WAL order, for
+// one merge per series (mergeReplayed), and the series with chunks sealed
+// since the last flush.
+type replayBatch struct {
+	ooo    map[*series][]sample
+	nOOO   int
+	sealed []*series
+}
+
+// applyTo is apply; with rb it leaves out-of-order samples and sealed
+// chunks to rb instead of merging and writing them.
+func (s *Store) applyTo(t *tenant, samples []pendingSample, now int64, rb *replayBatch) error {
 	var errs []error
 	var sealedList []*series
 	var ooo map[*series][]sample
+	if rb != nil {
+		ooo, sealedList = rb.ooo, rb.sealed
+	}
 	var cur *series
 	unlock := func() {
 		if cur != nil {
@@ -220,21 +239,20 @@ func (s *Store) apply(t *tenant, samples []pendingSample, now int64) error {
 				ooo = map[*series][]sample{}
 			}
 			ooo[cur] = append(ooo[cur], sample{p.t, p.v})
+			if rb != nil {
+				rb.nOOO++
+			}
 		}
 	}
 	unlock()
+	s.m.appended.Add(float64(len(samples)))
+	if rb != nil {
+		rb.sealed = sealedList
+		return errors.Join(errs...)
+	}
 	for ser, list := range ooo {
-		slices.SortStableFunc(list, func(a, b sample) int { return cmpInt64(a.t, b.t) })
-		// Keep the last of equal timestamps: last write wins.
-		out := list[:0]
-		for i, smp := range list {
-			if i+1 < len(list) && list[i+1].t == smp.t {
-				continue
-			}
-			out = append(out, smp)
-		}
 		ser.mu.Lock()
-		if err := s.mergeOOOLocked(t, ser, out); err != nil {
+		if err := s.mergeOOOLocked(t, ser, lastWriteWins(list)); err != nil {
 			errs = append(errs, err)
 		}
 		ser.mu.Unlock()
@@ -247,8 +265,21 @@ func (s *Store) apply(t *tenant, samples []pendingSample, now int64) error {
 			errs = append(errs, err)
 		}
 	}
-	s.m.appended.Add(float64(len(samples)))
 	return errors.Join(errs...)
+}
+
+// lastWriteWins sorts samples, given in the order they were written, by
+// time, and keeps the last written of equal timestamps.
+func lastWriteWins(list []sample) []sample {
+	slices.SortStableFunc(list, func(a, b sample) int { return cmpInt64(a.t, b.t) })
+	out := list[:0]
+	for i, smp := range list {
+		if i+1 < len(list) && list[i+1].t == smp.t {
+			continue
+		}
+		out = append(out, smp)
+	}
+	return out
 }
 
 // Rollback drops the queued samples.

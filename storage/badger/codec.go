@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"unsafe"
 
 	"github.com/prometheus/prometheus/model/labels"
 )
@@ -92,13 +93,27 @@ func (d *decoder) labels(sb *labels.ScratchBuilder) labels.Labels {
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		name := d.bytes(int(d.uvarint()))
 		value := d.bytes(int(d.uvarint()))
-		sb.Add(string(name), string(value))
+		if builderCopies {
+			// Labels copies them: no allocation per name and value.
+			sb.Add(aliasString(name), aliasString(value))
+		} else {
+			sb.Add(string(name), string(value))
+		}
 	}
 	if d.err != nil {
 		return labels.EmptyLabels()
 	}
 	sb.Sort()
 	return sb.Labels()
+}
+
+// aliasString returns b as a string without copying it; b must not change
+// while the string is in use.
+func aliasString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 func decodeLabels(b []byte) (labels.Labels, error) {

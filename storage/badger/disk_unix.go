@@ -3,8 +3,11 @@
 package badger
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"syscall"
 )
 
@@ -32,4 +35,22 @@ func allocatedBytes(fi fs.FileInfo) int64 {
 		return int64(st.Blocks) * 512 //nolint:unconvert
 	}
 	return fi.Size()
+}
+
+// lockDir takes an exclusive lock on dir/LOCK, held until release is
+// called or the process exits (a kill -9 releases it too). It fails with
+// ErrLocked when another process holds it.
+func lockDir(dir string) (release func(), err error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("open lock file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		_ = f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("lock %s: %w", dir, ErrLocked)
+		}
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return func() { _ = f.Close() }, nil
 }

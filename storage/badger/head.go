@@ -73,6 +73,7 @@ type headChunk struct {
 	app        chunkenc.Appender
 	mint, maxt int64
 	lastV      float64
+	n          int // samples, as chunk.NumSamples() without reading the chunk
 }
 
 func newHeadChunk() *headChunk {
@@ -96,10 +97,11 @@ func headFromData(data []byte) (*headChunk, error) {
 	return h, nil
 }
 
-func (h *headChunk) numSamples() int { return h.chunk.NumSamples() }
+func (h *headChunk) numSamples() int { return h.n }
 
 func (h *headChunk) append(t int64, v float64) {
 	h.app.Append(0, t, v)
+	h.n++
 	h.mint = min(h.mint, t)
 	h.maxt, h.lastV = t, v
 }

@@ -14,6 +14,7 @@
 package badger
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -43,6 +44,7 @@ type Store struct {
 	wal    *wal
 
 	badgerDir string // Badger's files: Path/badger
+	unlock    func() // releases the data directory's lock
 
 	tenantsMu  sync.RWMutex
 	tenants    map[tenancy.ID]*tenant
@@ -115,8 +117,31 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 var ErrLocked = errors.New("data directory is in use by another luminate process")
 
 // New opens (or creates) the store at cfg.Path, replays its write-ahead log
-// and starts the background jobs. Close releases it.
+// and starts the background jobs. Close releases it. It is Open followed by
+// Recover.
 func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, error) {
+	r, err := Open(cfg, logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	return r.Recover(context.Background())
+}
+
+// Recovery is a store whose data directory is locked but not open yet.
+// Recover opens Badger and the write-ahead log and rebuilds the store's
+// memory from them; after a crash that means replaying the log, which
+// takes a while, and Status says how far it got. Its methods are safe for
+// concurrent use.
+type Recovery struct {
+	s    *Store
+	reg  prometheus.Registerer
+	st   recoveryStatus
+	used atomic.Bool
+}
+
+// Open validates cfg and locks the data directory at cfg.Path (ErrLocked
+// when another process holds it). It is quick: Recover does the rest.
+func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Recovery, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -128,12 +153,67 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, er
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	opts := bdb.DefaultOptions(dir).
-		WithLogger(badgerLogger{logger}).
+	unlock, err := lockDir(cfg.Path)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{
+		cfg:       cfg,
+		logger:    logger,
+		badgerDir: dir,
+		unlock:    unlock,
+		tenants:   map[tenancy.ID]*tenant{},
+		byNum:     map[uint32]*tenant{},
+		done:      make(chan struct{}),
+		m:         newMetrics(reg),
+	}
+	return &Recovery{s: s, reg: reg}, nil
+}
+
+// Recover opens Badger and the write-ahead log, rebuilds the store's
+// memory from them and starts its background jobs. When it fails, or ctx
+// is done first, it releases the data directory (the log is kept, for the
+// next start) and returns the error. It may be called once.
+func (r *Recovery) Recover(ctx context.Context) (*Store, error) {
+	if r.used.Swap(true) {
+		return nil, errors.New("badger: Recover called twice")
+	}
+	s := r.s
+	start := time.Now()
+	r.st.enter(phaseOpen)
+	segs, err := s.open()
+	if err == nil {
+		err = s.recover(ctx, segs, &r.st)
+		if err != nil {
+			_ = s.wal.close()
+			_ = s.db.Close()
+		}
+	}
+	if err != nil {
+		s.unlock()
+		return nil, fmt.Errorf("recover %s: %w", s.cfg.Path, err)
+	}
+	if r.reg != nil {
+		r.reg.MustRegister(newDiskCollector(s))
+	}
+	r.st.enter(phaseDone)
+	s.logger.Info("badger store open", append([]any{"path", s.cfg.Path, "tenants", len(s.tenants), "wal_segments_replayed", len(segs),
+		"wal_samples_replayed", r.st.samples.Load(), "duration", time.Since(start)}, r.st.durations()...)...)
+	bctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	go s.background(bctx, len(segs) > 0)
+	return s, nil
+}
+
+// open opens Badger and the write-ahead log, returning the log's segments
+// to replay.
+func (s *Store) open() ([]int, error) {
+	opts := bdb.DefaultOptions(s.badgerDir).
+		WithLogger(badgerLogger{s.logger}).
 		WithSyncWrites(false). // durability comes from our WAL
 		WithCompression(options.ZSTD).
 		WithZSTDCompressionLevel(3).
-		WithBlockCacheSize(cfg.CacheSize).
+		WithBlockCacheSize(s.cfg.CacheSize).
 		WithValueThreshold(1 << 20). // keep chunks in the LSM tree, compressed
 		WithNumMemtables(2).
 		WithMemTableSize(32 << 20).
@@ -143,41 +223,22 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, er
 	db, err := bdb.Open(opts)
 	if err != nil {
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
-			return nil, fmt.Errorf("open %s: %w", cfg.Path, ErrLocked)
+			return nil, fmt.Errorf("open %s: %w", s.cfg.Path, ErrLocked)
 		}
-		return nil, fmt.Errorf("open badger at %s: %w", dir, err)
+		return nil, fmt.Errorf("open badger at %s: %w", s.badgerDir, err)
 	}
-	s := &Store{
-		cfg:       cfg,
-		logger:    logger,
-		db:        db,
-		badgerDir: dir,
-		tenants:   map[tenancy.ID]*tenant{},
-		byNum:     map[uint32]*tenant{},
-		done:      make(chan struct{}),
-		m:         newMetrics(reg),
-	}
-	w, segs, err := openWAL(filepath.Join(cfg.Path, "wal"), cfg.WALSegmentSize)
+	w, segs, err := openWAL(filepath.Join(s.cfg.Path, "wal"), s.cfg.WALSegmentSize)
 	if err != nil {
 		_ = db.Close()
 		return nil, err
 	}
-	s.wal = w
-	if reg != nil {
-		reg.MustRegister(newDiskCollector(s))
-	}
-	start := time.Now()
-	if err := s.recover(segs); err != nil {
-		_ = w.close()
-		_ = db.Close()
-		return nil, fmt.Errorf("recover %s: %w", cfg.Path, err)
-	}
-	logger.Info("badger store open", "path", cfg.Path, "tenants", len(s.tenants), "wal_segments_replayed", len(segs), "duration", time.Since(start))
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	go s.background(ctx)
-	return s, nil
+	s.db, s.wal = db, w
+	return segs, nil
 }
+
+// Status says what recovery is doing, such as "replaying WAL: 42%
+// (segment 3/7, 1200000 samples)".
+func (r *Recovery) Status() string { return r.st.String() }
 
 // ForTenant returns the view of the store scoped to id.
 func (s *Store) ForTenant(id tenancy.ID) storage.TenantStore {
@@ -209,6 +270,7 @@ func (s *Store) Close() error {
 	if derr := s.db.Close(); err == nil {
 		err = derr
 	}
+	s.unlock()
 	return err
 }
 
@@ -374,65 +436,24 @@ func (s *Store) mergeOOOLocked(t *tenant, ser *series, samples []sample) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
-	lo, hi := samples[0].t, samples[len(samples)-1].t
-	var old []sample
-	var err error
-	var oldKeys [][]byte
-	// The overlapping unflushed chunks leave memory only once the merged
-	// chunks are in Badger: on failure nothing acknowledged is lost.
-	keep := make([]memChunk, 0, len(ser.unflushed))
-	for _, c := range ser.unflushed {
-		if c.maxt >= lo && c.mint <= hi {
-			if old, err = decodeAny(old, c.enc, c.data); err != nil {
-				return fmt.Errorf("decode chunk: %w", err)
-			}
-		} else {
-			keep = append(keep, c)
-		}
-	}
-	err = s.db.View(func(txn *bdb.Txn) error {
-		prefix := seriesKey(kindChunk, t.num, ser.id)
+	var ov overlap
+	err := s.db.View(func(txn *bdb.Txn) error {
 		opts := bdb.DefaultIteratorOptions
 		opts.PrefetchValues = false
-		opts.Prefix = prefix
+		opts.Prefix = seriesKey(kindChunk, t.num, ser.id)
 		it := txn.NewIterator(opts)
 		defer it.Close()
-		for it.Seek(chunkKey(t.num, ser.id, math.MinInt64, lo)[:21]); it.Valid(); it.Next() {
-			_, mint, _, ok := parseChunkKey(it.Item().Key())
-			if !ok || mint > hi {
-				break // chunks do not overlap: later ones start later still
-			}
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			if len(v) < 1 {
-				continue
-			}
-			if old, err = decodeAny(old, v[0], v[1:]); err != nil {
-				return err
-			}
-			oldKeys = append(oldKeys, it.Item().KeyCopy(nil))
-		}
-		return nil
+		var err error
+		ov, err = overlapLocked(it, t, ser, samples[0].t, samples[len(samples)-1].t, 0)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("%w: read chunks for merge: %w", storage.ErrUnavailable, err)
 	}
-	slices.SortStableFunc(old, func(a, b sample) int { return cmpInt64(a.t, b.t) })
-	merged := mergeSamples(old, samples)
-	chunks := encodeChunks(merged, s.cfg.ChunkSamples)
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	var errs []error
-	persist := s.setSeriesRecordLocked(wb, t, ser, &errs)
-	for _, k := range oldKeys {
-		errs = append(errs, wb.Delete(k))
-	}
-	for _, c := range chunks {
-		errs = append(errs, wb.Set(chunkKey(t.num, ser.id, c.mint, c.maxt), sealedValue(c.data)))
-		ser.diskMaxT = max(ser.diskMaxT, c.maxt)
-	}
+	persist := s.addMergeLocked(wb, t, ser, ov, samples, &errs)
 	err = errors.Join(errs...)
 	if err == nil {
 		err = wb.Flush()
@@ -442,16 +463,125 @@ func (s *Store) mergeOOOLocked(t *tenant, ser *series, samples []sample) error {
 		return fmt.Errorf("%w: merge chunks: %w", storage.ErrUnavailable, err)
 	}
 	succeeded(&s.dbErr)
+	s.mergedLocked(ser, ov, samples, persist, s.diskSeq.Add(1))
+	return nil
+}
+
+// overlap is what a series' sealed chunks hold in a time range: the
+// samples, sorted, the Badger keys of the chunks they came from, and the
+// unflushed chunks outside the range.
+type overlap struct {
+	old     []sample
+	oldKeys [][]byte
+	keep    []memChunk
+}
+
+// overlapLocked reads the sealed chunks of ser that overlap [lo, hi], in
+// memory and, through it (an iterator over at least the series' chunk
+// keys), in Badger. With nearby > 0, it is a forward iterator used for
+// series in ascending id order, moved by Next when it is at most nearby
+// keys before the chunks. Callers hold ser.mu.
+func overlapLocked(it *bdb.Iterator, t *tenant, ser *series, lo, hi int64, nearby int) (overlap, error) {
+	var ov overlap
+	var err error
+	// The overlapping unflushed chunks leave memory only once the merged
+	// chunks are in Badger: on failure nothing acknowledged is lost.
+	ov.keep = make([]memChunk, 0, len(ser.unflushed))
+	for _, c := range ser.unflushed {
+		if c.maxt >= lo && c.mint <= hi {
+			if ov.old, err = decodeAny(ov.old, c.enc, c.data); err != nil {
+				return ov, fmt.Errorf("decode chunk: %w", err)
+			}
+		} else {
+			ov.keep = append(ov.keep, c)
+		}
+	}
+	prefix := seriesKey(kindChunk, t.num, ser.id)
+	from := chunkKey(t.num, ser.id, math.MinInt64, lo)[:21] // the first chunk ending at lo or later
+	// Merging series in id order, the iterator has only moved forward
+	// from targets before from: at from or past it, it is at the first
+	// key from on; a few keys before, Next gets there faster than Seek.
+	if nearby > 0 && it.Valid() {
+		k := 0
+		for ; k < nearby && it.Valid() && bytes.Compare(it.Item().Key(), from) < 0; k++ {
+			it.Next()
+		}
+		if k == nearby {
+			it.Seek(from)
+		}
+	} else {
+		it.Seek(from)
+	}
+	for ; it.ValidForPrefix(prefix); it.Next() {
+		_, mint, _, ok := parseChunkKey(it.Item().Key())
+		if !ok || mint > hi {
+			break // chunks do not overlap: later ones start later still
+		}
+		err := it.Item().Value(func(v []byte) error {
+			if len(v) < 1 {
+				return nil
+			}
+			var err error
+			ov.old, err = decodeAny(ov.old, v[0], v[1:])
+			return err
+		})
+		if err != nil {
+			return ov, err
+		}
+		ov.oldKeys = append(ov.oldKeys, it.Item().KeyCopy(nil))
+	}
+	slices.SortStableFunc(ov.old, func(a, b sample) int { return cmpInt64(a.t, b.t) })
+	return ov, nil
+}
+
+// holds reports whether the overlap already holds every one of samples
+// (sorted), with the same value.
+func (ov overlap) holds(samples []sample) bool {
+	i := 0
+	for _, smp := range samples {
+		for i < len(ov.old) && ov.old[i].t < smp.t {
+			i++
+		}
+		if i == len(ov.old) || ov.old[i].t != smp.t {
+			return false
+		}
+		for j := i; j < len(ov.old) && ov.old[j].t == smp.t; j++ {
+			if !sameValue(ov.old[j].v, smp.v) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// addMergeLocked adds to wb the rewrite of the overlapping chunks with
+// samples merged in, and reports whether it added the series' 'S' record.
+// Callers hold ser.mu, and call mergedLocked once wb is flushed.
+func (s *Store) addMergeLocked(wb *bdb.WriteBatch, t *tenant, ser *series, ov overlap, samples []sample, errs *[]error) bool {
+	merged := mergeSamples(ov.old, samples)
+	chunks := encodeChunks(merged, s.cfg.ChunkSamples)
+	persist := s.setSeriesRecordLocked(wb, t, ser, errs)
+	for _, k := range ov.oldKeys {
+		*errs = append(*errs, wb.Delete(k))
+	}
+	for _, c := range chunks {
+		*errs = append(*errs, wb.Set(chunkKey(t.num, ser.id, c.mint, c.maxt), sealedValue(c.data)))
+		ser.diskMaxT = max(ser.diskMaxT, c.maxt)
+	}
+	return persist
+}
+
+// mergedLocked records in memory a merge that is in Badger.
+func (s *Store) mergedLocked(ser *series, ov overlap, samples []sample, persist bool, seq uint64) {
 	if persist {
 		ser.persisted = true
 	}
-	ser.unflushed = keep
-	ser.diskSeq = s.diskSeq.Add(1)
+	ser.unflushed = ov.keep
+	ser.diskSeq = seq
 	s.m.oooMerges.Inc()
 	for _, smp := range samples {
 		ser.extendRange(smp.t)
 	}
-	return nil
 }
 
 // setSeriesRecordLocked adds the 'S' record of ser to wb when Badger lacks
@@ -480,9 +610,19 @@ func cmpInt64(a, b int64) int {
 	return 0
 }
 
-// background runs the periodic jobs until ctx is cancelled.
-func (s *Store) background(ctx context.Context) {
+// background runs the periodic jobs until ctx is cancelled, starting with
+// a checkpoint when replayed is set: it deletes the WAL segments recovery
+// replayed.
+func (s *Store) background(ctx context.Context, replayed bool) {
 	defer close(s.done)
+	if replayed {
+		start := time.Now()
+		if err := s.checkpoint(); err != nil {
+			s.logger.Warn("checkpoint after recovery failed; the write-ahead log is kept until one succeeds", "err", err)
+		} else {
+			s.logger.Info("checkpoint after recovery done; the replayed write-ahead log segments are deleted", "duration", time.Since(start))
+		}
+	}
 	idle := time.NewTicker(min(s.cfg.IdleTimeout/4+time.Second, time.Minute))
 	defer idle.Stop()
 	ckpt := time.NewTicker(s.cfg.CheckpointInterval)

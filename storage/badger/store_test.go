@@ -256,6 +256,7 @@ func crash(t testing.TB, s *Store) {
 	<-s.done
 	require.NoError(t, s.wal.close())
 	require.NoError(t, s.db.Close())
+	s.unlock() // the kernel releases it when the process dies
 }
 
 // TestCrashBeforeCheckpointWithSealedChunks: a new series' 'S' record is

@@ -241,15 +241,16 @@ func (w *wal) close() error {
 	return err
 }
 
-// replaySegment calls fn for every intact record of segment n, in order. A
-// torn or corrupt record ends the segment: it was never acknowledged.
-func replaySegment(dir string, n int, fn func(rec []byte) error) (torn bool, err error) {
+// replaySegment calls fn for every intact record of segment n, in order,
+// adding the bytes it reads to read. A torn or corrupt record ends the
+// segment: it was never acknowledged.
+func replaySegment(dir string, n int, read *atomic.Int64, fn func(rec []byte) error) (torn bool, err error) {
 	f, err := os.Open(segmentName(dir, n))
 	if err != nil {
 		return false, fmt.Errorf("open wal segment: %w", err)
 	}
 	defer f.Close()
-	r := bufio.NewReaderSize(f, 1<<20)
+	r := bufio.NewReaderSize(countingReader{f, read}, 1<<20)
 	var hdr [walHeaderSize]byte
 	var buf []byte
 	for {
@@ -278,4 +279,16 @@ func replaySegment(dir string, n int, fn func(rec []byte) error) (torn bool, err
 			return false, err
 		}
 	}
+}
+
+// countingReader adds the bytes read from r to n.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
