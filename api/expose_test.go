@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/luminate-io/luminate/api"
+	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/tenancy"
 )
 
@@ -195,3 +197,32 @@ func TestInternalRouter(t *testing.T) {
 }
 
 func logDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestReadyShowsStartupProgress: while the store opens in the background,
+// /-/ready tells anyone how far it got (no paths, no tenants), and the
+// detailed report stays the operator's.
+func TestReadyShowsStartupProgress(t *testing.T) {
+	release := make(chan struct{})
+	var opening *storage.Opening
+	e := newEnvWith(t, func(o *api.Options) {
+		store := o.Storage.(storage.MetricsStore)
+		opening = storage.OpenInBackground(func(context.Context) (storage.MetricsStore, error) {
+			<-release
+			return store, nil
+		}, func() string { return "replaying WAL: 42% (segment 3/7, 1200 samples)" })
+		o.Storage = opening
+	})
+	for _, path := range []string{"/-/ready", "/readyz"} {
+		resp, body := e.do(t, http.MethodGet, path, "", nil)
+		require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, body)
+		require.Equal(t, "Luminate is starting: replaying WAL: 42% (segment 3/7, 1200 samples)\n", body)
+	}
+	resp, body := e.do(t, http.MethodGet, "/api/v1/status/health", "", nil)
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, body)
+	require.JSONEq(t, `{"status":"down"}`, body)
+
+	close(release)
+	<-opening.Done()
+	resp, body = e.do(t, http.MethodGet, "/-/ready", "", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+}

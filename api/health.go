@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -39,8 +40,9 @@ func healthyHandler(w http.ResponseWriter, _ *http.Request) {
 	writeText(w, http.StatusOK, "Luminate is Healthy.\n")
 }
 
-// readyHandler answers 200 when storage serves reads and 503 otherwise
-// (the reason goes to the log). A store that cannot write but reads stays ready: taking
+// readyHandler answers 200 when storage serves reads and 503 otherwise:
+// with the progress of a store still opening (storage.StartingError), and
+// for any other reason with a fixed text, the reason going to the log. A store that cannot write but reads stays ready: taking
 // the instance out of its Service would stop the reads too, while writers
 // get 503 with Retry-After and retry (GET /api/v1/status/health tells
 // the two apart). The check is bounded by timeout.
@@ -49,6 +51,10 @@ func readyHandler(store StorageChecker, timeout time.Duration) http.Handler {
 		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()
 		if err := store.Ready(ctx); err != nil {
+			if starting := (*storage.StartingError)(nil); errors.As(err, &starting) {
+				writeText(w, http.StatusServiceUnavailable, "Luminate is starting: "+starting.Status+"\n")
+				return
+			}
 			// The reason (a path, a server address, a driver's error) is
 			// for the log and the operator's health report, not for
 			// whoever can reach the port.
