@@ -255,11 +255,22 @@ func decompress(buf, compressed []byte, maxDecompressed int) ([]byte, error) {
 	if n > maxDecompressed {
 		return buf, fmt.Errorf("%w: %d bytes, more than the limit of %d", ErrTooLarge, n, maxDecompressed)
 	}
-	out, err := snappy.Decode(buf[:cap(buf)], compressed)
-	if err != nil {
+	if n <= snappyAsmMax {
+		out, err := snappy.Decode(buf[:cap(buf)], compressed)
+		if err != nil {
+			return buf, fmt.Errorf("%w: snappy: %w", ErrMalformed, err)
+		}
+		return out, nil
+	}
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	_, header := binary.Uvarint(compressed) // valid: decodedLen read it
+	if err := decodeSnappy(buf, compressed[header:]); err != nil {
 		return buf, fmt.Errorf("%w: snappy: %w", ErrMalformed, err)
 	}
-	return out, nil
+	return buf, nil
 }
 
 // Unmarshal decodes an uncompressed prometheus.WriteRequest. Strings in the
