@@ -14,6 +14,7 @@
 package remotewrite
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"mime"
 	"net/http"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -56,6 +58,8 @@ type Config struct {
 	MaxLabelsPerRequest  int           // labels of all series of one request
 	MaxSamplesPerRequest int           // float samples of one request
 	MaxInflightBytes     int64         // memory of the write requests being decoded and stored, all tenants
+	MaxConcurrentDecodes int           // requests decompressed and decoded at once, all tenants; 0 means twice GOMAXPROCS
+	DecodeQueueTimeout   time.Duration // how long a request waits for a decode slot before 503
 	BodyReadTimeout      time.Duration // how long a request body may take to arrive; 0 for no limit
 }
 
@@ -88,6 +92,13 @@ func DefaultConfig() Config {
 		// by default): a body still arriving after a minute is from a
 		// sender that is gone, or is trickled on purpose.
 		BodyReadTimeout: time.Minute,
+		// Decompressing and decoding is CPU work: with no more requests
+		// at it than twice the cores (VictoriaMetrics'
+		// -maxConcurrentInserts), a burst of large writes queues instead
+		// of taking every core from the queries of other tenants. The
+		// appends, which may wait on a disk or ClickHouse, are not
+		// counted.
+		DecodeQueueTimeout: 10 * time.Second,
 	}
 }
 
@@ -118,6 +129,10 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 		"Most float samples one remote write request may carry; larger requests get 413.")
 	f.Int64Var(&c.MaxInflightBytes, "ingest.max-inflight-bytes", d.MaxInflightBytes,
 		"Memory, in bytes, that the write requests being decoded and stored may hold together, all tenants (a remote write request counts its body, its decompressed body and its decoded series, a native write 8 times its body); beyond it, or beyond half of it for one tenant while others hold some, writes get 503 with Retry-After.")
+	f.IntVar(&c.MaxConcurrentDecodes, "ingest.max-concurrent-decodes", d.MaxConcurrentDecodes,
+		"Write requests decompressed and decoded at once, all tenants; more wait (see --ingest.decode-queue-timeout). 0 means twice GOMAXPROCS.")
+	f.DurationVar(&c.DecodeQueueTimeout, "ingest.decode-queue-timeout", d.DecodeQueueTimeout,
+		"How long a write request may wait for one of --ingest.max-concurrent-decodes; then it gets 503 with Retry-After.")
 	f.DurationVar(&c.BodyReadTimeout, "ingest.body-read-timeout", d.BodyReadTimeout,
 		"How long a write request body may take to arrive; slower ones get 503. 0 for no limit.")
 }
@@ -146,6 +161,12 @@ func (c *Config) Validate() error {
 		if l.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %d", l.flag, l.v))
 		}
+	}
+	if c.MaxConcurrentDecodes < 0 {
+		errs = append(errs, fmt.Errorf("--ingest.max-concurrent-decodes must not be negative, got %d", c.MaxConcurrentDecodes))
+	}
+	if c.DecodeQueueTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--ingest.decode-queue-timeout must be positive, got %s", c.DecodeQueueTimeout))
 	}
 	if c.BodyReadTimeout < 0 {
 		errs = append(errs, fmt.Errorf("--ingest.body-read-timeout must not be negative, got %s", c.BodyReadTimeout))
@@ -288,6 +309,47 @@ func (g *inflightBytes) inUse() int64 {
 	return g.used
 }
 
+// decodeSlots bounds how many requests are decompressed and decoded at
+// once. Safe for concurrent use.
+type decodeSlots struct {
+	slots   chan struct{}
+	timeout time.Duration
+}
+
+func newDecodeSlots(n int, timeout time.Duration) *decodeSlots {
+	if n <= 0 {
+		n = 2 * runtime.GOMAXPROCS(0)
+	}
+	if timeout <= 0 {
+		timeout = DefaultConfig().DecodeQueueTimeout
+	}
+	return &decodeSlots{slots: make(chan struct{}, n), timeout: timeout}
+}
+
+// acquire waits for a slot, at most the queue timeout or until ctx ends,
+// and returns the function that gives it back.
+func (d *decodeSlots) acquire(ctx context.Context) (release func(), err error) {
+	select {
+	case d.slots <- struct{}{}:
+		return d.release, nil
+	default:
+	}
+	t := time.NewTimer(d.timeout)
+	defer t.Stop()
+	select {
+	case d.slots <- struct{}{}:
+		return d.release, nil
+	case <-t.C:
+		return nil, &apierror.Error{Kind: apierror.Unavailable, RetryAfter: inflightRetryAfter, Msg: fmt.Sprintf(
+			"no decode slot free within %s: %d write requests are being decoded (--ingest.max-concurrent-decodes, --ingest.decode-queue-timeout); retry later",
+			d.timeout, cap(d.slots))}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (d *decodeSlots) release() { <-d.slots }
+
 // inflightRetryAfter is the Retry-After of a write refused by the
 // in-flight budget: requests in flight are done within about a second.
 const inflightRetryAfter = time.Second
@@ -319,6 +381,7 @@ type ingester struct {
 	logger    *slog.Logger
 	metrics   *metrics
 	inflight  *inflightBytes
+	decoding  *decodeSlots
 	states    sync.Pool // of *writeState
 }
 
@@ -339,6 +402,7 @@ func newIngester(cfg Config, store storage.MetricsStore, limiter Limiter, logger
 		logger:    logger,
 		metrics:   newMetrics(reg),
 		inflight:  newInflightBytes(maxInflight),
+		decoding:  newDecodeSlots(cfg.MaxConcurrentDecodes, cfg.DecodeQueueTimeout),
 		states: sync.Pool{New: func() any {
 			st := new(writeState)
 			st.dec.Limits, st.decV2.Limits = limits, limitsV2
@@ -629,6 +693,10 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Princi
 	}
 	defer func() { h.inflight.release(reserved) }()
 
+	release, err := h.decoding.acquire(r.Context())
+	if err != nil {
+		return res, err
+	}
 	var series []TimeSeries
 	if proto == rw2 {
 		var req *RequestV2
@@ -641,6 +709,7 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Princi
 			series = req.Timeseries
 		}
 	}
+	release()
 	decoded := st.dec.DecodedBytes()
 	if proto == rw2 {
 		decoded = st.decV2.DecodedBytes()

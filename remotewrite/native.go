@@ -146,7 +146,12 @@ func (h *nativeHandler) write(w http.ResponseWriter, r *http.Request, p tenancy.
 		return err
 	}
 	defer h.inflight.release(reserved)
+	release, err := h.decoding.acquire(r.Context())
+	if err != nil {
+		return err
+	}
 	items, err := DecodeNative(st.body, h.cfg.MaxNativeMetrics)
+	release()
 	if err != nil {
 		return err
 	}
