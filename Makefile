@@ -40,9 +40,10 @@ run: build ## serve on :9201 with embedded Badger under ./data and a development
 		--auth.jwt.hmac-secret-file=$(DEV_SECRET) --auth.jwt.create-dev-secret $(ARGS)
 
 # Fuzz targets of the untrusted-input decoders that `make test` runs for
-# TEST_FUZZTIME each: the remote-write decoders (1.0 and 2.0) and token
-# verification.
-TEST_FUZZ     := ./remotewrite:FuzzDecode ./remotewrite:FuzzDecodeV2 ./tenancy:FuzzVerify
+# TEST_FUZZTIME each: the remote-write decoders (1.0 and 2.0) and our snappy
+# decoder for large bodies, token verification, and the bounded PromQL parse.
+TEST_FUZZ     := ./remotewrite:FuzzDecode ./remotewrite:FuzzDecodeV2 ./remotewrite:FuzzDecodeSnappy \
+                 ./tenancy:FuzzVerify ./promql:FuzzParseBounded
 TEST_FUZZTIME ?= 1m
 
 test: ## install missing test dependencies, gofmt and go vet (lint), every test, the modern ClickHouse (chDB) check, then the decoder and token fuzzers
