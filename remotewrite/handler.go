@@ -23,7 +23,6 @@ import (
 	"math"
 	"mime"
 	"net/http"
-	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -60,7 +59,6 @@ type Config struct {
 	MaxInflightBytes     int64         // memory of the write requests being decoded and stored, all tenants
 	MaxConcurrentDecodes int           // requests decompressed and decoded at once, all tenants; 0 means twice GOMAXPROCS
 	DecodeQueueTimeout   time.Duration // how long a request waits for a decode slot before 503
-	BodyReadTimeout      time.Duration // how long a request body may take to arrive; 0 for no limit
 }
 
 // DefaultConfig returns the defaults of the flags.
@@ -88,10 +86,6 @@ func DefaultConfig() Config {
 		// reserved each before decoding, 0.5 MB after): far above what
 		// the store appends concurrently on one node.
 		MaxInflightBytes: 512 << 20,
-		// Prometheus gives up on a request after its remote_timeout (30s
-		// by default): a body still arriving after a minute is from a
-		// sender that is gone, or is trickled on purpose.
-		BodyReadTimeout: time.Minute,
 		// Decompressing and decoding is CPU work: with no more requests
 		// at it than twice the cores (VictoriaMetrics'
 		// -maxConcurrentInserts), a burst of large writes queues instead
@@ -133,8 +127,6 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 		"Write requests decompressed and decoded at once, all tenants; more wait (see --ingest.decode-queue-timeout). 0 means twice GOMAXPROCS.")
 	f.DurationVar(&c.DecodeQueueTimeout, "ingest.decode-queue-timeout", d.DecodeQueueTimeout,
 		"How long a write request may wait for one of --ingest.max-concurrent-decodes; then it gets 503 with Retry-After.")
-	f.DurationVar(&c.BodyReadTimeout, "ingest.body-read-timeout", d.BodyReadTimeout,
-		"How long a write request body may take to arrive; slower ones get 503. 0 for no limit.")
 }
 
 // Validate reports every setting out of range.
@@ -167,9 +159,6 @@ func (c *Config) Validate() error {
 	}
 	if c.DecodeQueueTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--ingest.decode-queue-timeout must be positive, got %s", c.DecodeQueueTimeout))
-	}
-	if c.BodyReadTimeout < 0 {
-		errs = append(errs, fmt.Errorf("--ingest.body-read-timeout must not be negative, got %s", c.BodyReadTimeout))
 	}
 	for _, l := range []struct {
 		flag string
@@ -595,9 +584,9 @@ func setWritten(h http.Header, samples int) {
 // 10 MiB and trickles it holds memory only for what it sent.
 const maxBodyPrealloc = 256 << 10
 
-// readBody reads r's body into buf, at most limit bytes, within timeout
-// (none when 0).
-func readBody(w http.ResponseWriter, r *http.Request, buf []byte, limit int64, timeout time.Duration) ([]byte, error) {
+// readBody reads r's body into buf, at most limit bytes. The router
+// bounds how long it may take to arrive.
+func readBody(w http.ResponseWriter, r *http.Request, buf []byte, limit int64) ([]byte, error) {
 	tooLarge := func(n string) error {
 		return apierror.New(apierror.TooLarge,
 			"request body of %s bytes is larger than the limit of %d (raise --ingest.max-request-bytes)", n, limit)
@@ -607,13 +596,6 @@ func readBody(w http.ResponseWriter, r *http.Request, buf []byte, limit int64, t
 	}
 	if r.Body == nil {
 		return buf[:0], nil
-	}
-	if timeout > 0 {
-		// Only a real connection supports it (not a ResponseRecorder).
-		rc := http.NewResponseController(w)
-		if rc.SetReadDeadline(time.Now().Add(timeout)) == nil {
-			defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
-		}
 	}
 	body := http.MaxBytesReader(w, r.Body, limit)
 	buf = buf[:0]
@@ -635,10 +617,8 @@ func readBody(w http.ResponseWriter, r *http.Request, buf []byte, limit int64, t
 			if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 				return buf, tooLarge("more than " + strconv.FormatInt(limit, 10))
 			}
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				return buf, &apierror.Error{Kind: apierror.Timeout, Err: err, Msg: fmt.Sprintf(
-					"request body not received within %s (--ingest.body-read-timeout)", timeout)}
-			}
+			// A body past the server's read deadline (--http.read-timeout)
+			// wraps apierror.ErrRequestTimeout: 408, whatever wraps it.
 			return buf, apierror.Wrap(apierror.InvalidArgument, err, "read request body")
 		}
 	}
@@ -673,7 +653,7 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Princi
 	// The body first, holding nothing shared while it arrives; then its
 	// memory and that of its decoding, from the in-flight budget, before
 	// decompressing (snappy's header says the decompressed size).
-	st.body, err = readBody(w, r, st.body, h.cfg.MaxCompressedBytes, h.cfg.BodyReadTimeout)
+	st.body, err = readBody(w, r, st.body, h.cfg.MaxCompressedBytes)
 	if err != nil {
 		return res, err
 	}

@@ -137,7 +137,7 @@ func (h *nativeHandler) write(w http.ResponseWriter, r *http.Request, p tenancy.
 	st := h.getState()
 	defer h.putState(st)
 	var err error
-	st.body, err = readBody(w, r, st.body, h.cfg.MaxCompressedBytes, h.cfg.BodyReadTimeout)
+	st.body, err = readBody(w, r, st.body, h.cfg.MaxCompressedBytes)
 	if err != nil {
 		return err
 	}
