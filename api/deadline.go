@@ -8,7 +8,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/luminate-io/luminate/api/apierror"
+	"github.com/luminate-io/luminate/apierror"
 )
 
 // ReadTimeoutFlag is the serve flag that sets Options.BodyReadTimeout;

@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 
-	"github.com/luminate-io/luminate/api/apierror"
+	"github.com/luminate-io/luminate/apierror"
 )
 
 // bearerChallenge is the WWW-Authenticate header of every 401 (RFC 6750).

@@ -25,7 +25,7 @@
 // It is not where the ingest and Prometheus protocols are decoded or data
 // is stored: those handlers are plain http.Handlers mounted by
 // cmd/luminate through Options.Routes, and errors become status codes in
-// api/apierror, not here.
+// apierror, not here.
 package api
 
 import (
@@ -39,7 +39,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/luminate-io/luminate/api/apierror"
+	"github.com/luminate-io/luminate/apierror"
 	"github.com/luminate-io/luminate/tenancy"
 )
 

@@ -8,7 +8,7 @@
 // endpoint can forget the tenant filter; the _tenant_id label never appears
 // in a response. Responses are byte-compatible with Prometheus' web/api/v1:
 // the same JSON shapes, parameter parsing, warnings and infos, errorType
-// values; status codes come from api/apierror. Query limits (timeout, max
+// values; status codes come from apierror. Query limits (timeout, max
 // samples, max series, per-tenant rate and concurrency) are enforced here
 // and name the setting that raises them.
 //
@@ -35,7 +35,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/util/annotations"
 
-	"github.com/luminate-io/luminate/api/apierror"
+	"github.com/luminate-io/luminate/apierror"
 	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/tenancy"
 )

@@ -12,7 +12,7 @@ import (
 	pql "github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 
-	"github.com/luminate-io/luminate/api/apierror"
+	"github.com/luminate-io/luminate/apierror"
 	"github.com/luminate-io/luminate/tenancy"
 )
 

@@ -8,7 +8,7 @@ import (
 
 	"github.com/prometheus/prometheus/promql/parser"
 
-	"github.com/luminate-io/luminate/api/apierror"
+	"github.com/luminate-io/luminate/apierror"
 )
 
 // fuzzBounds are small bounds, so that the fuzzer reaches them.

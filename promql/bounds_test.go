@@ -11,7 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/luminate-io/luminate/api/apierror"
+	"github.com/luminate-io/luminate/apierror"
 	"github.com/luminate-io/luminate/promql"
 	"github.com/luminate-io/luminate/tenancy"
 )
@@ -101,7 +101,7 @@ func TestQueryAttacks(t *testing.T) {
 }
 
 // TestQueryAttacksExec sends the same queries through Exec, the entry of
-// the native query API: the same bounds, in errors api/apierror classifies
+// the native query API: the same bounds, in errors apierror classifies
 // as 400.
 func TestQueryAttacksExec(t *testing.T) {
 	e := newEnv(t, promql.DefaultConfig(), defaultLimits(t, tenancy.DefaultTenantLimits()))

@@ -56,7 +56,7 @@ func (a *API) Timeout() time.Duration { return a.cfg.Timeout }
 // than the Prometheus HTTP API (the native query API). It applies
 // everything /api/v1/query does: the tenant's query rate and concurrent
 // queries, the series and samples limits, --query.timeout and
-// --query.max-samples; its errors are classified by api/apierror and name
+// --query.max-samples; its errors are classified by apierror and name
 // the setting that raises a limit.
 func (a *API) Exec(ctx context.Context, id tenancy.ID, req ExecRequest) (*ExecResult, error) {
 	if req.Step < 0 || req.End.Before(req.Start) || (req.Step == 0 && !req.Start.Equal(req.End)) {

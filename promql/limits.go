@@ -12,14 +12,14 @@ import (
 	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/util/annotations"
 
-	"github.com/luminate-io/luminate/api/apierror"
+	"github.com/luminate-io/luminate/apierror"
 	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/tenancy"
 )
 
 // Limits are the per-tenant query limits. *tenancy.Limits implements it;
 // implementations must be safe for concurrent use. Refusals are errors
-// that api/apierror classifies (429 with Retry-After for *tenancy.LimitError).
+// that apierror classifies (429 with Retry-After for *tenancy.LimitError).
 type Limits interface {
 	// AllowQuery counts one query against the tenant's query rate.
 	AllowQuery(id tenancy.ID) error
@@ -129,7 +129,7 @@ func (a *API) tenantQueryError(id tenancy.ID, err error, timeout time.Duration) 
 	return a.queryError(err, timeout)
 }
 
-// queryError turns an error of the engine into one api/apierror
+// queryError turns an error of the engine into one apierror
 // classifies as Prometheus would (timeout and canceled 503, too many
 // samples 422 execution, storage errors by their own kind, everything else
 // 422 execution), naming the setting that raises a limit.

@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 
-	"github.com/luminate-io/luminate/api/apierror"
+	"github.com/luminate-io/luminate/apierror"
 )
 
 // Parameter parsing follows Prometheus' web/api/v1 exactly (same accepted

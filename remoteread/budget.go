@@ -7,7 +7,7 @@ import (
 
 	"github.com/prometheus/prometheus/prompb"
 
-	"github.com/luminate-io/luminate/api/apierror"
+	"github.com/luminate-io/luminate/apierror"
 )
 
 // budget is what one request may still return: the series and samples of

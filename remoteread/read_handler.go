@@ -43,7 +43,7 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 
-	"github.com/luminate-io/luminate/api/apierror"
+	"github.com/luminate-io/luminate/apierror"
 	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/tenancy"
 )
@@ -123,7 +123,7 @@ func New(cfg Config, store storage.MetricsStore, limits Limits, logger *slog.Log
 }
 
 // ServeHTTP serves one remote-read request. Errors before the response
-// starts are plain-text bodies with the status of api/apierror, as
+// starts are plain-text bodies with the status of apierror, as
 // Prometheus' are, and the text of internal and storage errors only in the
 // log; an error in the middle of a stream aborts the connection, so that
 // the client cannot take a partial stream for a whole.

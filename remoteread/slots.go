@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/luminate-io/luminate/api/apierror"
+	"github.com/luminate-io/luminate/apierror"
 	"github.com/luminate-io/luminate/tenancy"
 )
 

@@ -9,7 +9,7 @@
 //
 // It is not where requests are authenticated (middleware puts the verified
 // tenancy.Principal in the context before these handlers run), nor where
-// errors become status codes (api/apierror), nor where out-of-order or
+// errors become status codes (apierror), nor where out-of-order or
 // duplicate samples are resolved (the store accepts them idempotently).
 package remotewrite
 
@@ -34,7 +34,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
 
-	"github.com/luminate-io/luminate/api/apierror"
+	"github.com/luminate-io/luminate/apierror"
 	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/tenancy"
 )

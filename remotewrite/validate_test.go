@@ -8,7 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/luminate-io/luminate/api/apierror"
+	"github.com/luminate-io/luminate/apierror"
 	"github.com/luminate-io/luminate/storage"
 )
 

@@ -100,7 +100,7 @@ type Count struct {
 // series keep flowing when a tenant is at its limit.
 type SeriesLimits func(id tenancy.ID) int
 
-// Errors backends return; api/apierror maps them to HTTP statuses.
+// Errors backends return; apierror maps them to HTTP statuses.
 var (
 	// ErrUnavailable means the backend cannot serve the call now (disk
 	// full, database down); the caller should retry later.

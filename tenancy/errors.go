@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// The kinds of error this package returns. api/apierror maps them to HTTP
+// The kinds of error this package returns. apierror maps them to HTTP
 // statuses (401, 403 and 429); callers test them with errors.Is and never
 // inspect messages.
 //
