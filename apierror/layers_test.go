@@ -1,0 +1,63 @@
+package apierror_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// module is Luminate's module path.
+const module = "github.com/luminate-io/luminate/"
+
+// layers are Luminate's packages from the top down; a package imports
+// only packages of its own layer or below. A package path matches a layer
+// by its first element (storage/badger is storage's).
+var layers = [][]string{
+	{"cmd", "deploy", "grafana"}, // binaries and the repository's own checks
+	{"api"},                      // the edge: router, middleware, health
+	{"promql", "remotewrite", "remoteread", "native", "otlp"}, // protocols
+	{"apierror", "storage"},                                   // errors to statuses; the storage contract and backends
+	{"tenancy"},                                               // tenants, tokens, limits
+}
+
+func layerOf(pkg string) int {
+	top, _, _ := strings.Cut(pkg, "/")
+	for i, l := range layers {
+		for _, name := range l {
+			if top == name {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// TestLayers fails when a package imports a layer above its own, or is in
+// no layer (add it to layers where it belongs). Test files are not
+// counted: a test may drive its package from above.
+func TestLayers(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, module+"...").Output()
+	require.NoError(t, err, "go list")
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	require.Greater(t, len(lines), 10, "go list found too few packages:\n%s", out)
+	for _, line := range lines {
+		fields := strings.Fields(line)
+		pkg := strings.TrimPrefix(fields[0], module)
+		from := layerOf(pkg)
+		if from < 0 {
+			t.Errorf("package %s is in no layer of TestLayers", pkg)
+			continue
+		}
+		for _, imp := range fields[1:] {
+			dep, ours := strings.CutPrefix(imp, module)
+			if !ours {
+				continue
+			}
+			if to := layerOf(dep); to < from {
+				t.Errorf("%s (layer %v) imports %s (layer %v), a layer above it", pkg, layers[from], dep, layers[to])
+			}
+		}
+	}
+}
