@@ -727,21 +727,35 @@ func TestServeWhatStrangersSee(t *testing.T) {
 // does not arrive in time: 408, connection closed.
 func TestServeSlowBody(t *testing.T) {
 	lum, secret := startAuthLuminate(t, "--http.read-timeout=500ms")
-	conn, err := net.Dial("tcp", lum.addr)
-	require.NoError(t, err)
-	defer conn.Close()
-	start := time.Now()
-	_, err = fmt.Fprintf(conn, "POST /api/v1/write HTTP/1.1\r\nHost: luminate\r\nAuthorization: Bearer %s\r\n"+
-		"Content-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\nContent-Length: 4096\r\n\r\nxx",
-		e2eToken(t, secret, "acme", "metrics:write"))
-	require.NoError(t, err)
-	require.NoError(t, conn.SetReadDeadline(time.Now().Add(waitTimeout)))
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	require.NoError(t, err)
-	b, _ := io.ReadAll(resp.Body)
-	require.Equal(t, http.StatusRequestTimeout, resp.StatusCode, string(b))
-	require.Contains(t, string(b), "--http.read-timeout")
-	require.Less(t, time.Since(start), 10*time.Second)
+	token := e2eToken(t, secret, "acme", "metrics:write,metrics:read")
+	// Remote read sets a body deadline of its own (30s by default): it
+	// must not outlast the server's.
+	for _, tc := range []struct {
+		path, headers string
+		status        int
+		want          string
+	}{
+		{"/api/v1/write", "Content-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\n", http.StatusRequestTimeout, "--http.read-timeout"},
+		{"/api/v1/metrics", "Content-Type: application/json\r\n", http.StatusRequestTimeout, "--http.read-timeout"},
+		{"/api/v1/read", "Content-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\n", http.StatusBadRequest, "--remote-read.body-timeout"},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			conn, err := net.Dial("tcp", lum.addr)
+			require.NoError(t, err)
+			defer conn.Close()
+			start := time.Now()
+			_, err = fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: luminate\r\nAuthorization: Bearer %s\r\n%sContent-Length: 4096\r\n\r\nxx",
+				tc.path, token, tc.headers)
+			require.NoError(t, err)
+			require.NoError(t, conn.SetReadDeadline(time.Now().Add(waitTimeout)))
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			require.NoError(t, err)
+			b, _ := io.ReadAll(resp.Body)
+			require.Equal(t, tc.status, resp.StatusCode, string(b))
+			require.Contains(t, string(b), tc.want)
+			require.Less(t, time.Since(start), 10*time.Second)
+		})
+	}
 }
 
 // TestServeRefusalEnvelopes: requests the router refuses before they reach

@@ -285,7 +285,14 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	queryAPI.SetBuildInfo(promql.BuildInfo{ // the version stays Prometheus', which Grafana reads
 		Revision: version.GetRevision(), Branch: version.Branch, BuildUser: version.BuildUser, BuildDate: version.BuildDate,
 	})
-	remoteRead, err := remoteread.New(cfg.remoteRead, store, limits, logger.With("component", "remoteread"), reg)
+	// The remote-read handler sets its own body deadline (it reads the
+	// body before taking a slot), replacing the router's: it must not be
+	// the longer of the two.
+	rrCfg := cfg.remoteRead
+	if cfg.readTimeout > 0 && rrCfg.BodyTimeout > cfg.readTimeout {
+		rrCfg.BodyTimeout = cfg.readTimeout
+	}
+	remoteRead, err := remoteread.New(rrCfg, store, limits, logger.With("component", "remoteread"), reg)
 	if err != nil {
 		return err
 	}
