@@ -315,25 +315,8 @@ func TestServeEndToEnd(t *testing.T) {
 		}
 	})
 	t.Run("remote read reads back", func(t *testing.T) {
-		rr := &prompb.ReadRequest{Queries: []*prompb.Query{{
-			StartTimestampMs: now - 1000, EndTimestampMs: now + 1000,
-			Matchers: []*prompb.LabelMatcher{{Type: prompb.LabelMatcher_EQ, Name: "__name__", Value: "e2e_rw"}},
-		}}}
-		raw, err := rr.Marshal()
-		require.NoError(t, err)
-		req, err := http.NewRequest(http.MethodPost, p.url("/api/v1/read"), bytes.NewReader(snappy.Encode(nil, raw)))
-		require.NoError(t, err)
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "application/x-protobuf")
-		req.Header.Set("Content-Encoding", "snappy")
-		req.Header.Set("X-Prometheus-Remote-Read-Version", "0.1.0")
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		require.Equal(t, http.StatusOK, resp.StatusCode, string(b))
-		dec, err := snappy.Decode(nil, b)
-		require.NoError(t, err)
+		code, dec := remoteRead(t, p, token, now, &prompb.LabelMatcher{Type: prompb.LabelMatcher_EQ, Name: "__name__", Value: "e2e_rw"})
+		require.Equal(t, http.StatusOK, code, string(dec))
 		var out prompb.ReadResponse
 		require.NoError(t, out.Unmarshal(dec))
 		require.Len(t, out.Results, 1)
