@@ -166,6 +166,14 @@ func (u unavailableTenant) Cardinality(context.Context, int) (Cardinality, error
 	return Cardinality{}, u.err
 }
 
+func (u unavailableTenant) ExemplarQuerier(context.Context) (promstorage.ExemplarQuerier, error) {
+	return nil, u.err
+}
+
+func (u unavailableTenant) Metadata(context.Context, string, int) (map[string]metadata.Metadata, error) {
+	return nil, u.err
+}
+
 // unavailableAppender refuses every sample and commit with err.
 type unavailableAppender struct{ err error }
 

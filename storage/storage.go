@@ -14,7 +14,12 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
+	"unicode/utf8"
 
+	"github.com/prometheus/prometheus/model/exemplar"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
 	promstorage "github.com/prometheus/prometheus/storage"
 
 	"github.com/luminate-io/luminate/tenancy"
@@ -46,14 +51,45 @@ type MetricsStore interface {
 // Label names and values (with matchers, time range and limit) come from
 // Querier(mint, maxt).LabelNames/LabelValues with LabelHints.Limit; series
 // listing from Select with SelectHints{Func: "series"}.
+//
+// What AppenderV2.Append keeps, on every backend:
+//   - a float (h and fh nil), an integer histogram (h) or a float
+//     histogram (fh), bit-exact, stale markers included; a series may
+//     change between floats and histograms, and a later write of the same
+//     timestamp replaces the earlier one whatever its kind (last write
+//     wins, also out of order);
+//   - opts.Exemplars, each checked with ValidateExemplar and against the
+//     series' newest exemplar as Prometheus' exemplar storage does
+//     (duplicates are dropped silently, older ones refused); at most the
+//     tenant's MaxExemplars are kept, the oldest dropped first. Refused
+//     exemplars come back as a *promstorage.AppendPartialError with the
+//     sample still appended;
+//   - opts.Metadata under opts.MetricFamilyName (the metric name when
+//     empty), latest wins, for at most the tenant's MaxMetadata families;
+//   - st is ignored: the protocol layer turns start timestamps into zero
+//     samples (WithStartZero) before they reach the backend.
+//
+// Reads return the samples as Prometheus' own do: Select's iterators yield
+// chunkenc.ValFloat, ValHistogram or ValFloatHistogram per sample, and
+// ChunkQuerier's chunks are XOR, histogram or float histogram chunks.
 type TenantStore interface {
 	promstorage.Appendable
 	promstorage.AppendableV2
 	promstorage.SampleAndChunkQueryable
+	promstorage.ExemplarQueryable
+	MetadataQueryable
 
 	// Cardinality reports the tenant's series count and its top metric
 	// names and label pairs by series, at most limit entries each.
 	Cardinality(ctx context.Context, limit int) (Cardinality, error)
+}
+
+// MetadataQueryable reads the metric metadata a tenant's writers sent.
+type MetadataQueryable interface {
+	// Metadata returns the latest metadata of each of the tenant's metric
+	// families, by family name. A non-empty metric returns that family
+	// only; limit > 0 returns at most that many families.
+	Metadata(ctx context.Context, metric string, limit int) (map[string]metadata.Metadata, error)
 }
 
 // Cardinality describes the series one tenant holds.
@@ -99,6 +135,29 @@ type Count struct {
 // unlimited. Backends consult it when a series is created, so existing
 // series keep flowing when a tenant is at its limit.
 type SeriesLimits func(id tenancy.ID) int
+
+// TenantLimit returns a per-tenant bound, such as the most exemplars or
+// metadata entries tenant id may keep; 0 means unlimited.
+type TenantLimit func(id tenancy.ID) int
+
+// ValidateExemplar checks what Prometheus checks of an exemplar before it
+// looks at the series' other exemplars: the runes of its label names and
+// values together are at most exemplar.ExemplarMaxLabelSetLength, and its
+// labels are valid.
+func ValidateExemplar(e exemplar.Exemplar) error {
+	n := 0
+	var err error
+	e.Labels.Range(func(l labels.Label) {
+		if err != nil {
+			return
+		}
+		n += utf8.RuneCountInString(l.Name) + utf8.RuneCountInString(l.Value)
+		if n > exemplar.ExemplarMaxLabelSetLength {
+			err = fmt.Errorf("%w: %s", promstorage.ErrExemplarLabelLength, e.Labels.String())
+		}
+	})
+	return err
+}
 
 // Errors backends return; apierror maps them to HTTP statuses.
 var (

@@ -52,6 +52,13 @@ type TenantLimits struct {
 	MaxQueryLength        int `yaml:"max_query_length,omitempty"`
 	MaxSubquerySteps      int `yaml:"max_subquery_steps,omitempty"`
 	MaxSubqueryTotalSteps int `yaml:"max_subquery_total_steps,omitempty"`
+
+	// MaxExemplars is the most exemplars a tenant keeps; beyond it the
+	// oldest are dropped first. MaxMetadata is the most metric families
+	// whose metadata (type, help, unit) a tenant keeps; metadata of new
+	// families beyond it is dropped, samples are not.
+	MaxExemplars int `yaml:"max_exemplars,omitempty"`
+	MaxMetadata  int `yaml:"max_metadata,omitempty"`
 }
 
 // DefaultTenantLimits are the limits of a tenant without an override. They
@@ -66,7 +73,9 @@ type TenantLimits struct {
 //   - 100,000 series and 50,000,000 samples per query (the latter is
 //     Prometheus' --query.max-samples);
 //   - 100 queries/s, burst 300 (a dashboard refresh of many panels), and
-//     20 concurrent queries (Prometheus' --query.max-concurrency).
+//     20 concurrent queries (Prometheus' --query.max-concurrency);
+//   - 100,000 exemplars (Prometheus' storage.exemplars.max-exemplars) and
+//     the metadata of 10,000 metric families.
 func DefaultTenantLimits() TenantLimits {
 	return TenantLimits{
 		IngestionRate:        1_000_000,
@@ -79,6 +88,8 @@ func DefaultTenantLimits() TenantLimits {
 		QueryRate:            100,
 		QueryBurst:           300,
 		MaxConcurrentQueries: 20,
+		MaxExemplars:         100_000,
+		MaxMetadata:          10_000,
 	}
 }
 
@@ -115,6 +126,8 @@ func (tl TenantLimits) Validate() error {
 		{"max_query_length", tl.MaxQueryLength},
 		{"max_subquery_steps", tl.MaxSubquerySteps},
 		{"max_subquery_total_steps", tl.MaxSubqueryTotalSteps},
+		{"max_exemplars", tl.MaxExemplars},
+		{"max_metadata", tl.MaxMetadata},
 	} {
 		if c.v < 0 {
 			errs = append(errs, fmt.Errorf("%s %d is negative (0 means unlimited)", c.key, c.v))
@@ -162,6 +175,8 @@ func (c *LimitsConfig) RegisterFlags(f *flag.FlagSet) {
 	f.IntVar(&c.MaxQueryLength, "limits.max-query-length", d.MaxQueryLength, "Bytes of one PromQL query text (or of the match[] selectors of one request)."+q+"max_query_length.")
 	f.IntVar(&c.MaxSubquerySteps, "limits.max-subquery-steps", d.MaxSubquerySteps, "Steps one subquery of a query may evaluate."+q+"max_subquery_steps.")
 	f.IntVar(&c.MaxSubqueryTotalSteps, "limits.max-subquery-total-steps", d.MaxSubqueryTotalSteps, "Points the subqueries of one query may feed into the functions over them."+q+"max_subquery_total_steps.")
+	f.IntVar(&c.MaxExemplars, "limits.max-exemplars", d.MaxExemplars, "Exemplars each tenant keeps; beyond it the oldest are dropped first."+o+"max_exemplars.")
+	f.IntVar(&c.MaxMetadata, "limits.max-metadata", d.MaxMetadata, "Metric families whose metadata (type, help, unit) each tenant keeps; metadata of further families is dropped, their samples are kept."+o+"max_metadata.")
 	f.StringVar(&c.OverridesFile, "limits.overrides-file", c.OverridesFile, "YAML file of per-tenant limit overrides (overrides: {TENANT: {ingestion_rate: N, ...}}), reloaded when it changes (replace it atomically, e.g. write a new file and rename it) and on SIGHUP.")
 }
 
@@ -190,6 +205,9 @@ type tenantOverride struct {
 	MaxQueryLength        *int `yaml:"max_query_length,omitempty"`
 	MaxSubquerySteps      *int `yaml:"max_subquery_steps,omitempty"`
 	MaxSubqueryTotalSteps *int `yaml:"max_subquery_total_steps,omitempty"`
+
+	MaxExemplars *int `yaml:"max_exemplars,omitempty"`
+	MaxMetadata  *int `yaml:"max_metadata,omitempty"`
 }
 
 func (o tenantOverride) apply(tl TenantLimits) TenantLimits {
@@ -216,6 +234,8 @@ func (o tenantOverride) apply(tl TenantLimits) TenantLimits {
 	set(&tl.MaxQueryLength, o.MaxQueryLength)
 	set(&tl.MaxSubquerySteps, o.MaxSubquerySteps)
 	set(&tl.MaxSubqueryTotalSteps, o.MaxSubqueryTotalSteps)
+	set(&tl.MaxExemplars, o.MaxExemplars)
+	set(&tl.MaxMetadata, o.MaxMetadata)
 	return tl
 }
 
@@ -399,6 +419,14 @@ func (l *Limits) For(id ID) TenantLimits { return l.snap.Load().get(id) }
 // MaxActiveSeries returns the most series tenant id may hold; 0 means
 // unlimited. l.MaxActiveSeries is a storage.SeriesLimits.
 func (l *Limits) MaxActiveSeries(id ID) int { return l.For(id).MaxActiveSeries }
+
+// MaxExemplars returns the most exemplars tenant id keeps; 0 means
+// unlimited. l.MaxExemplars is a storage.TenantLimit.
+func (l *Limits) MaxExemplars(id ID) int { return l.For(id).MaxExemplars }
+
+// MaxMetadata returns the most metric families whose metadata tenant id
+// keeps; 0 means unlimited. l.MaxMetadata is a storage.TenantLimit.
+func (l *Limits) MaxMetadata(id ID) int { return l.For(id).MaxMetadata }
 
 // MaxSeriesPerQuery returns the most series one query of tenant id may
 // load; 0 means unlimited.

@@ -118,6 +118,7 @@ func TestLimitsConfig(t *testing.T) {
 			"limits.max-active-series", "limits.max-series-per-query", "limits.max-samples-per-query",
 			"limits.query-rate", "limits.query-burst", "limits.max-concurrent-queries", "limits.overrides-file",
 			"limits.max-query-length", "limits.max-subquery-steps", "limits.max-subquery-total-steps",
+			"limits.max-exemplars", "limits.max-metadata",
 		}, names)
 		require.Equal(t, tenancy.DefaultLimitsConfig(), cfg)
 		require.NoError(t, cfg.Validate())
@@ -126,11 +127,12 @@ func TestLimitsConfig(t *testing.T) {
 			"--limits.max-active-series=5", "--limits.max-series-per-query=6", "--limits.max-samples-per-query=7",
 			"--limits.query-rate=8", "--limits.query-burst=9", "--limits.max-concurrent-queries=10", "--limits.overrides-file=o.yaml",
 			"--limits.max-query-length=11", "--limits.max-subquery-steps=12", "--limits.max-subquery-total-steps=13",
+			"--limits.max-exemplars=14", "--limits.max-metadata=15",
 		}))
 		require.Equal(t, tenancy.LimitsConfig{TenantLimits: tenancy.TenantLimits{
 			IngestionRate: 1.5, IngestionBurst: 2, RequestRate: 3, RequestBurst: 4, MaxActiveSeries: 5, MaxSeriesPerQuery: 6,
 			MaxSamplesPerQuery: 7, QueryRate: 8, QueryBurst: 9, MaxConcurrentQueries: 10,
-			MaxQueryLength: 11, MaxSubquerySteps: 12, MaxSubqueryTotalSteps: 13,
+			MaxQueryLength: 11, MaxSubquerySteps: 12, MaxSubqueryTotalSteps: 13, MaxExemplars: 14, MaxMetadata: 15,
 		}, OverridesFile: "o.yaml"}, cfg)
 	})
 	tests := []struct {
@@ -204,7 +206,9 @@ overrides:
     max_query_length: 11
     max_subquery_steps: 12
     max_subquery_total_steps: 13
-`, map[tenancy.ID]tenancy.TenantLimits{"t": {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13}}, ""},
+    max_exemplars: 14
+    max_metadata: 15
+`, map[tenancy.ID]tenancy.TenantLimits{"t": {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}}, ""},
 		{"unknown key", "overrides:\n  acme:\n    ingestion_rat: 5\n", nil, "ingestion_rat"},
 		{"unknown top-level key", "override:\n  acme: {}\n", nil, "override"},
 		{"invalid tenant", "overrides:\n  'acme corp': {ingestion_rate: 5}\n", nil, "acme corp"},

@@ -11,6 +11,9 @@ import (
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/exemplar"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
 	promstorage "github.com/prometheus/prometheus/storage"
 
 	"github.com/luminate-io/luminate/storage"
@@ -345,4 +348,22 @@ func (ts *tenantStore) Appender(ctx context.Context) promstorage.Appender {
 
 func (ts *tenantStore) AppenderV2(ctx context.Context) promstorage.AppenderV2 {
 	return appenderV2{ts.newAppender(ctx)}
+}
+
+// ExemplarQuerier returns a querier of the tenant's exemplars.
+// TODO(issue 11): exemplars are not stored yet; it finds none.
+func (ts *tenantStore) ExemplarQuerier(context.Context) (promstorage.ExemplarQuerier, error) {
+	return noExemplars{}, nil
+}
+
+// Metadata returns the tenant's metric metadata.
+// TODO(issue 11): metadata is not stored yet; it finds none.
+func (ts *tenantStore) Metadata(context.Context, string, int) (map[string]metadata.Metadata, error) {
+	return map[string]metadata.Metadata{}, nil
+}
+
+type noExemplars struct{}
+
+func (noExemplars) Select(int64, int64, ...[]*labels.Matcher) ([]exemplar.QueryResult, error) {
+	return nil, nil
 }
