@@ -161,45 +161,49 @@ func newHeadChunk(enc byte) *headChunk {
 	return &headChunk{chunk: c, app: app, enc: enc, mint: math.MaxInt64, maxt: math.MinInt64}
 }
 
-// headFromData restores a head from its encoded bytes. The samples of an
-// XOR head are re-appended to a fresh chunk: an XOR appender cannot
-// continue a stream restored from bytes, whose last byte's free bits it
-// does not know. A histogram chunk's appender restores its state from the
-// bytes themselves (copied: the appender writes into them), keeping the
-// chunk's counter reset header.
-func headFromData(enc byte, data []byte) (*headChunk, error) {
+// headFromData restores a head from its encoded bytes. The samples are
+// re-appended to a fresh chunk: an appender cannot continue a bit stream
+// restored from bytes, whose last byte's free bits it does not know
+// (Prometheus' head cuts a new chunk after loading a snapshot for that
+// reason). A histogram chunk keeps its counter reset header. Should the
+// histogram appender cut the samples into several chunks (it does not for
+// the samples of one chunk), all but the last are returned sealed.
+func headFromData(enc byte, data []byte) (*headChunk, []memChunk, error) {
 	switch enc {
 	case encXOR:
 		samples, err := decodeChunk(nil, data)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		h := newHeadChunk(encXOR)
 		for _, smp := range samples {
 			h.append(smp.t, smp.v)
 		}
-		return h, nil
+		return h, nil, nil
 	case encHistogram, encFloatHistogram:
-		c, err := chunkenc.FromData(chunkenc.Encoding(enc), append([]byte(nil), data...))
+		samples, err := decodeHistogramChunk(nil, enc, data)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", errCorrupt, err)
+			return nil, nil, fmt.Errorf("%w: %w", errCorrupt, err)
 		}
-		h := &headChunk{chunk: c, enc: enc, mint: math.MaxInt64, maxt: math.MinInt64, n: c.NumSamples()}
-		it := c.Iterator(nil)
-		for it.Next() != chunkenc.ValNone {
-			t := it.AtT()
-			h.mint, h.maxt = min(h.mint, t), t
+		h := newHeadChunk(enc)
+		var cut []memChunk
+		for _, smp := range samples {
+			if old := h.add(smp, nil); old != nil {
+				cut = append(cut, *old)
+			}
 		}
-		if err := it.Err(); err != nil {
-			return nil, fmt.Errorf("%w: %w", errCorrupt, err)
+		if b := h.chunk.Bytes(); len(cut) == 0 && len(b) > histogramFlagPos && len(data) > histogramFlagPos {
+			hdr := data[histogramFlagPos] & chunkenc.CounterResetHeaderMask
+			b[histogramFlagPos] = b[histogramFlagPos]&^chunkenc.CounterResetHeaderMask | hdr
 		}
-		if h.app, err = c.Appender(); err != nil {
-			return nil, fmt.Errorf("%w: %w", errCorrupt, err)
-		}
-		return h, nil
+		return h, cut, nil
 	}
-	return nil, fmt.Errorf("head chunk encoding %#x: %w", enc, errCorrupt)
+	return nil, nil, fmt.Errorf("head chunk encoding %#x: %w", enc, errCorrupt)
 }
+
+// histogramFlagPos is where a histogram chunk keeps its counter reset
+// header (chunkenc's own constant is not exported).
+const histogramFlagPos = 2
 
 func (h *headChunk) numSamples() int { return h.n }
 
