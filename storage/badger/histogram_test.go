@@ -351,32 +351,6 @@ func parseTestLabels(s string) (labels.Labels, error) {
 	return labels.FromStrings("__name__", strings.TrimSuffix(name, `"}`)), nil
 }
 
-// TestAppendHistogramRegression: the appenders refused native histograms
-// (ErrHistogramsUnsupported); both the V2 Append and the V1
-// AppendHistogram store them now.
-func TestAppendHistogramRegression(t *testing.T) {
-	s := openTest(t, t.TempDir(), nil)
-	defer s.Close()
-	h := testHistogram(3, 1)
-	fh := testHistogram(-53, 2).ToFloat(nil)
-	v2 := s.ForTenant("a").AppenderV2(context.Background())
-	_, err := v2.Append(0, labels.FromStrings("__name__", "v2"), 0, 1000, 0, h, nil, promstorage.AOptions{})
-	require.NoError(t, err)
-	_, err = v2.Append(0, labels.FromStrings("__name__", "v2"), 0, 2000, 0, nil, fh, promstorage.AOptions{})
-	require.NoError(t, err)
-	require.NoError(t, v2.Commit())
-	v1 := s.ForTenant("a").Appender(context.Background())
-	_, err = v1.AppendHistogram(0, labels.FromStrings("__name__", "v1"), 1000, h, nil)
-	require.NoError(t, err)
-	_, err = v1.AppendHistogram(0, labels.FromStrings("__name__", "v1"), 2000, nil, fh)
-	require.NoError(t, err)
-	require.NoError(t, v1.Commit())
-	want := []sample{{t: 1000, h: h}, {t: 2000, fh: fh}}
-	got := readSamples(t, s, "a")
-	requireSamples(t, want, got[`{__name__="v1"}`], false)
-	requireSamples(t, want, got[`{__name__="v2"}`], false)
-}
-
 // TestInvalidHistogramRefused: a histogram Prometheus would refuse is
 // refused as invalid input (400), not stored.
 func TestInvalidHistogramRefused(t *testing.T) {
