@@ -653,6 +653,7 @@ func (s *Store) sealIdle(now time.Time) {
 			ser.mu.Lock()
 			if ser.active && ser.lastAppend < cutoff {
 				ser.sealLocked()
+				ser.prevApp = nil // an idle series keeps no chunk in memory
 				ser.active = false
 				t.active.Add(-1)
 				list = append(list, ser)
