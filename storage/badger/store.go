@@ -377,7 +377,7 @@ func (s *Store) flushSealed(t *tenant, list []*series) error {
 					errs = append(errs, err)
 				}
 			}
-			if ser.snapshot && ser.head == nil {
+			if ser.snapshot && ser.noHead() {
 				if err := wb.Delete(seriesKey(kindHead, t.num, ser.id)); err != nil {
 					errs = append(errs, err)
 				}
@@ -398,7 +398,7 @@ func (s *Store) flushSealed(t *tenant, list []*series) error {
 		tk.ser.mu.Lock()
 		if err == nil {
 			tk.ser.unflushed = slices.Delete(tk.ser.unflushed, 0, tk.n)
-			if tk.ser.head == nil {
+			if tk.ser.noHead() {
 				tk.ser.snapshot = false
 			}
 			tk.ser.diskSeq = seq
@@ -653,7 +653,6 @@ func (s *Store) sealIdle(now time.Time) {
 			ser.mu.Lock()
 			if ser.active && ser.lastAppend < cutoff {
 				ser.sealLocked()
-				ser.prevApp = nil // an idle series keeps no chunk in memory
 				ser.active = false
 				t.active.Add(-1)
 				list = append(list, ser)
@@ -757,10 +756,10 @@ func (s *Store) checkpointTenant(t *tenant, all []*series) error {
 		for _, c := range ser.unflushed {
 			add(wb.Set(chunkKey(t.num, ser.id, c.mint, c.maxt), sealedValue(c.enc, c.data)))
 		}
-		if ser.head != nil && ser.head.numSamples() > 0 {
+		if !ser.noHead() {
 			add(wb.Set(seriesKey(kindHead, t.num, ser.id), chunkValue(ser.head.enc, ser.head.bytesCopy())))
 			ser.snapshot = true
-		} else if tk.n > 0 && ser.snapshot && ser.head == nil {
+		} else if tk.n > 0 && ser.snapshot && ser.noHead() {
 			add(wb.Delete(seriesKey(kindHead, t.num, ser.id)))
 		}
 		if tk.n > 0 {
@@ -781,7 +780,7 @@ func (s *Store) checkpointTenant(t *tenant, all []*series) error {
 		if err == nil {
 			if tk.n > 0 {
 				tk.ser.unflushed = slices.Delete(tk.ser.unflushed, 0, tk.n)
-				if tk.ser.head == nil {
+				if tk.ser.noHead() {
 					tk.ser.snapshot = false
 				}
 				tk.ser.diskSeq = seq
@@ -852,7 +851,7 @@ func (s *Store) deleteBefore(cutoff int64) error {
 		for _, ser := range t.all {
 			if ser.maxT.Load() < cutoff && ser.maxT.Load() != math.MinInt64 {
 				ser.mu.Lock()
-				if ser.head == nil && len(ser.unflushed) == 0 {
+				if ser.noHead() && len(ser.unflushed) == 0 {
 					dead[ser] = true
 				}
 				ser.mu.Unlock()
