@@ -1,9 +1,10 @@
 // Package badger is Luminate's embedded time-series engine on BadgerDB, the
 // zero-dependency default backend.
 //
-// Samples arrive through a tenant-scoped appender, are made durable in a
-// write-ahead log (group-synced) before Commit returns, and are appended to
-// an in-memory Gorilla XOR head chunk per series. Full heads are sealed and
+// Samples (floats and native histograms) arrive through a tenant-scoped
+// appender, are made durable in a write-ahead log (group-synced) before
+// Commit returns, and are appended to an in-memory head chunk per series:
+// Gorilla XOR for floats, Prometheus' histogram chunks for histograms. Full heads are sealed and
 // written to Badger keyed by tenant, series and time; an in-memory inverted
 // index per tenant answers matchers and label lookups. Checkpoints snapshot
 // open heads so that WAL segments can be deleted; idle heads are sealed and
