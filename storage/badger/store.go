@@ -1,13 +1,15 @@
 // Package badger is Luminate's embedded time-series engine on BadgerDB, the
 // zero-dependency default backend.
 //
-// Samples arrive through a tenant-scoped appender, are made durable in a
-// write-ahead log (group-synced) before Commit returns, and are appended to
-// an in-memory Gorilla XOR head chunk per series. Full heads are sealed and
-// written to Badger keyed by tenant, series and time; an in-memory inverted
-// index per tenant answers matchers and label lookups. Checkpoints snapshot
-// open heads so that WAL segments can be deleted; idle heads are sealed and
-// dropped; a retention job deletes old chunks. See docs/architecture.md.
+// Samples (floats and native histograms) arrive through a tenant-scoped
+// appender, are made durable in a write-ahead log (group-synced) before
+// Commit returns, and are appended to an in-memory head chunk per series:
+// Gorilla XOR for floats, Prometheus' histogram chunks for histograms.
+// Full heads are sealed and written to Badger keyed by tenant, series and
+// time; an in-memory inverted index per tenant answers matchers and label
+// lookups. Checkpoints snapshot open heads so that WAL segments can be
+// deleted; idle heads are sealed and dropped; a retention job deletes old
+// chunks. See docs/architecture.md.
 //
 // It is not a general key-value store for other packages: everything goes
 // through the storage.MetricsStore contract.
@@ -373,11 +375,11 @@ func (s *Store) flushSealed(t *tenant, list []*series) error {
 		if ser.inflight == 0 && len(ser.unflushed) > 0 {
 			persist := s.setSeriesRecordLocked(wb, t, ser, &errs)
 			for _, c := range ser.unflushed {
-				if err := wb.Set(chunkKey(t.num, ser.id, c.mint, c.maxt), sealedValue(c.data)); err != nil {
+				if err := wb.Set(chunkKey(t.num, ser.id, c.mint, c.maxt), sealedValue(c.enc, c.data)); err != nil {
 					errs = append(errs, err)
 				}
 			}
-			if ser.snapshot && ser.head == nil {
+			if ser.snapshot && ser.noHead() {
 				if err := wb.Delete(seriesKey(kindHead, t.num, ser.id)); err != nil {
 					errs = append(errs, err)
 				}
@@ -398,7 +400,7 @@ func (s *Store) flushSealed(t *tenant, list []*series) error {
 		tk.ser.mu.Lock()
 		if err == nil {
 			tk.ser.unflushed = slices.Delete(tk.ser.unflushed, 0, tk.n)
-			if tk.ser.head == nil {
+			if tk.ser.noHead() {
 				tk.ser.snapshot = false
 			}
 			tk.ser.diskSeq = seq
@@ -415,12 +417,6 @@ func (s *Store) flushSealed(t *tenant, list []*series) error {
 	}
 	succeeded(&s.dbErr)
 	return nil
-}
-
-func chunkValue(data []byte) []byte {
-	v := make([]byte, 0, len(data)+1)
-	v = append(v, byte(1)) // chunkenc.EncXOR
-	return append(v, data...)
 }
 
 // mergeOOOLocked merges samples older than the newest sealed chunk into the
@@ -535,7 +531,7 @@ func overlapLocked(it *bdb.Iterator, t *tenant, ser *series, lo, hi int64, nearb
 }
 
 // holds reports whether the overlap already holds every one of samples
-// (sorted), with the same value.
+// (sorted), with the same value of the same kind.
 func (ov overlap) holds(samples []sample) bool {
 	i := 0
 	for _, smp := range samples {
@@ -546,7 +542,7 @@ func (ov overlap) holds(samples []sample) bool {
 			return false
 		}
 		for j := i; j < len(ov.old) && ov.old[j].t == smp.t; j++ {
-			if !sameValue(ov.old[j].v, smp.v) {
+			if !sameSample(ov.old[j], smp) {
 				return false
 			}
 		}
@@ -565,7 +561,7 @@ func (s *Store) addMergeLocked(wb *bdb.WriteBatch, t *tenant, ser *series, ov ov
 		*errs = append(*errs, wb.Delete(k))
 	}
 	for _, c := range chunks {
-		*errs = append(*errs, wb.Set(chunkKey(t.num, ser.id, c.mint, c.maxt), sealedValue(c.data)))
+		*errs = append(*errs, wb.Set(chunkKey(t.num, ser.id, c.mint, c.maxt), sealedValue(c.enc, c.data)))
 		ser.diskMaxT = max(ser.diskMaxT, c.maxt)
 	}
 	return persist
@@ -760,12 +756,12 @@ func (s *Store) checkpointTenant(t *tenant, all []*series) error {
 			tk.persist = true
 		}
 		for _, c := range ser.unflushed {
-			add(wb.Set(chunkKey(t.num, ser.id, c.mint, c.maxt), sealedValue(c.data)))
+			add(wb.Set(chunkKey(t.num, ser.id, c.mint, c.maxt), sealedValue(c.enc, c.data)))
 		}
-		if ser.head != nil && ser.head.numSamples() > 0 {
-			add(wb.Set(seriesKey(kindHead, t.num, ser.id), chunkValue(ser.head.bytesCopy())))
+		if !ser.noHead() {
+			add(wb.Set(seriesKey(kindHead, t.num, ser.id), chunkValue(ser.head.enc, ser.head.bytesCopy())))
 			ser.snapshot = true
-		} else if tk.n > 0 && ser.snapshot && ser.head == nil {
+		} else if tk.n > 0 && ser.snapshot && ser.noHead() {
 			add(wb.Delete(seriesKey(kindHead, t.num, ser.id)))
 		}
 		if tk.n > 0 {
@@ -786,7 +782,7 @@ func (s *Store) checkpointTenant(t *tenant, all []*series) error {
 		if err == nil {
 			if tk.n > 0 {
 				tk.ser.unflushed = slices.Delete(tk.ser.unflushed, 0, tk.n)
-				if tk.ser.head == nil {
+				if tk.ser.noHead() {
 					tk.ser.snapshot = false
 				}
 				tk.ser.diskSeq = seq
@@ -857,7 +853,7 @@ func (s *Store) deleteBefore(cutoff int64) error {
 		for _, ser := range t.all {
 			if ser.maxT.Load() < cutoff && ser.maxT.Load() != math.MinInt64 {
 				ser.mu.Lock()
-				if ser.head == nil && len(ser.unflushed) == 0 {
+				if ser.noHead() && len(ser.unflushed) == 0 {
 					dead[ser] = true
 				}
 				ser.mu.Unlock()
