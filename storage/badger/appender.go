@@ -40,6 +40,8 @@ type appender struct {
 	newLabels []labels.Labels
 	newHashes []uint64
 	newByHash map[uint64][]int
+
+	aux auxPending // exemplars and metadata (exemplars.go)
 }
 
 var appenderPool = sync.Pool{New: func() any { return &appender{} }}
@@ -56,6 +58,7 @@ func (a *appender) release() {
 	a.newLabels = a.newLabels[:0]
 	a.newHashes = a.newHashes[:0]
 	clear(a.newByHash)
+	a.aux.reset()
 	a.st, a.t, a.err = nil, nil, nil
 	appenderPool.Put(a)
 }
@@ -113,7 +116,7 @@ func (a *appender) Commit() error {
 	}
 	defer a.release()
 	if len(a.samples) == 0 {
-		return nil
+		return a.commitAux()
 	}
 	st, t := a.st, a.t
 	if err := st.writable(); err != nil {
@@ -176,6 +179,9 @@ func (a *appender) Commit() error {
 	}
 	err := st.apply(t, a.samples, time.Now().UnixNano())
 	st.m.commitDur.Observe(time.Since(start).Seconds())
+	if !a.aux.empty() {
+		err = errors.Join(err, a.commitAux())
+	}
 	return err
 }
 
@@ -293,8 +299,8 @@ func (a *appender) Rollback() error {
 
 func (a *appender) SetOptions(*promstorage.AppendOptions) {}
 
-func (a *appender) AppendExemplar(promstorage.SeriesRef, labels.Labels, exemplar.Exemplar) (promstorage.SeriesRef, error) {
-	return 0, nil // exemplars are not stored yet; they are dropped, not refused
+func (a *appender) AppendExemplar(_ promstorage.SeriesRef, lset labels.Labels, e exemplar.Exemplar) (promstorage.SeriesRef, error) {
+	return 0, a.appendExemplarV1(lset, e) // exemplars.go
 }
 
 func (a *appender) AppendHistogram(promstorage.SeriesRef, labels.Labels, int64, *histogram.Histogram, *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
@@ -305,8 +311,8 @@ func (a *appender) AppendHistogramSTZeroSample(promstorage.SeriesRef, labels.Lab
 	return 0, ErrHistogramsUnsupported
 }
 
-func (a *appender) UpdateMetadata(promstorage.SeriesRef, labels.Labels, metadata.Metadata) (promstorage.SeriesRef, error) {
-	return 0, nil
+func (a *appender) UpdateMetadata(_ promstorage.SeriesRef, lset labels.Labels, m metadata.Metadata) (promstorage.SeriesRef, error) {
+	return 0, a.updateMetadataV1(lset, m) // metadata.go
 }
 
 func (a *appender) AppendSTZeroSample(promstorage.SeriesRef, labels.Labels, int64, int64) (promstorage.SeriesRef, error) {
@@ -316,11 +322,15 @@ func (a *appender) AppendSTZeroSample(promstorage.SeriesRef, labels.Labels, int6
 // appenderV2 adapts the appender to Prometheus' AppenderV2.
 type appenderV2 struct{ *appender }
 
-func (a appenderV2) Append(ref promstorage.SeriesRef, lset labels.Labels, _, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, _ promstorage.AppendV2Options) (promstorage.SeriesRef, error) {
+func (a appenderV2) Append(ref promstorage.SeriesRef, lset labels.Labels, _, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AppendV2Options) (promstorage.SeriesRef, error) {
 	if h != nil || fh != nil {
 		return 0, ErrHistogramsUnsupported
 	}
-	return a.appender.Append(ref, lset, t, v)
+	ref, err := a.appender.Append(ref, lset, t, v)
+	if err == nil && (len(opts.Exemplars) > 0 || !opts.Metadata.IsEmpty()) {
+		err = a.appendAux(lset, isStale(v, h, fh), &opts) // exemplars.go
+	}
+	return ref, err
 }
 
 var (
