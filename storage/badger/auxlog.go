@@ -49,19 +49,27 @@ import (
 // reads the newest snapshot and the segments after it, so it reads at
 // most about twice the bound per tenant.
 //
-// Records (one per commit; snapshots are sequences of the same records,
-// framed like WAL records):
+// Records (one per commit in the log; a snapshot is a sequence of them),
+// framed like WAL records:
 //
-//	version(1)=1 tenant(uvarint len, bytes)
+//	version(1) tenant(uvarint len, bytes)
 //	nseries(uvarint) [labels]...
 //	nexemplars(uvarint) [series(uvarint) labels value(8) ts(varint) hasTs(1)]...
 //	nmetadata(uvarint) [family type unit help (uvarint len, bytes each)]...
+//
+// In a version 1 record (the log's) an exemplar's series indexes the
+// record's own series. Snapshots write version 2 records, tenant by
+// tenant: first the tenant's series, once each, then its exemplars in the
+// order they were stored, whose series index every series of the
+// tenant's records so far, so that a restart decodes each series' labels
+// once rather than once per exemplar.
 //
 // Replaying a record applies it with the same checks as a commit, which
 // makes replay idempotent: exemplars already held are duplicates or older
 // than their series' newest, and metadata already held is unchanged.
 const (
 	auxRecordVersion byte = 1
+	auxSnapshotVersion byte = 2
 	auxSegmentSize        = 64 << 20
 	auxMinCompact         = 4 << 20
 	auxSnapshotChunk      = 4096 // exemplars (or metadata entries) per snapshot record
@@ -111,8 +119,9 @@ func openAux(cfg Config, logger *slog.Logger) (*auxStore, error) {
 		return nil, fmt.Errorf("create exemplar log dir: %w", err)
 	}
 	cutoff := x.cutoff(start)
+	var table snapshotTable
 	replay := func(rec []byte) error {
-		if err := x.replay(rec, cutoff); err != nil {
+		if err := x.replay(rec, cutoff, &table); err != nil {
 			x.logger.Warn("skipping a corrupt exemplar log record", "err", err)
 		}
 		return nil
@@ -266,12 +275,29 @@ func (x *auxStore) commit(id tenancy.ID, p *auxPending) error {
 	return nil
 }
 
+// snapshotTable is the series of a snapshot's version 2 records so far,
+// for one tenant.
+type snapshotTable struct {
+	tenant tenancy.ID
+	series []tableSeries
+}
+
+type tableSeries struct {
+	lset labels.Labels
+	hash uint64
+	ser  *exSeries // where its last exemplar went, if still linked
+}
+
 // replay applies one record read back from the log or a snapshot,
 // dropping exemplars older than cutoff.
-func (x *auxStore) replay(rec []byte, cutoff int64) error {
+func (x *auxStore) replay(rec []byte, cutoff int64, table *snapshotTable) error {
 	d := decoder{b: rec}
-	if v := d.bytes(1); d.err == nil && v[0] != auxRecordVersion {
-		return fmt.Errorf("exemplar log record version %d: %w", v[0], errCorrupt)
+	version := d.bytes(1)
+	if d.err != nil {
+		return d.err
+	}
+	if version[0] != auxRecordVersion && version[0] != auxSnapshotVersion {
+		return fmt.Errorf("exemplar log record version %d: %w", version[0], errCorrupt)
 	}
 	id := tenancy.ID(d.bytes(int(d.uvarint())))
 	var sb labels.ScratchBuilder
@@ -279,14 +305,19 @@ func (x *auxStore) replay(rec []byte, cutoff int64) error {
 	if nseries > uint64(len(d.b)) {
 		return errCorrupt
 	}
-	type ser struct {
-		lset labels.Labels
-		hash uint64
+	var series []tableSeries
+	if version[0] == auxSnapshotVersion {
+		if table.tenant != id {
+			table.tenant, table.series = id, table.series[:0]
+		}
+		series = table.series
 	}
-	series := make([]ser, 0, nseries)
 	for i := uint64(0); i < nseries && d.err == nil; i++ {
 		l := d.labels(&sb)
-		series = append(series, ser{l, l.Hash()})
+		series = append(series, tableSeries{lset: l, hash: l.Hash()})
+	}
+	if version[0] == auxSnapshotVersion {
+		table.series = series
 	}
 	nex := d.uvarint()
 	if nex > uint64(len(d.b)) {
@@ -316,7 +347,11 @@ func (x *auxStore) replay(rec []byte, cutoff int64) error {
 		if e.Ts < cutoff {
 			continue
 		}
-		t.addExemplarLocked(series[si].hash, series[si].lset, e, exLimit)
+		ts := &series[si]
+		if ts.ser == nil || !ts.ser.linked {
+			ts.ser = t.findLocked(ts.hash, ts.lset)
+		}
+		ts.ser, _ = t.addToSeriesLocked(ts.ser, ts.hash, ts.lset, e, exLimit)
 	}
 	nmeta := d.uvarint()
 	if nmeta > uint64(len(d.b)) {
@@ -495,19 +530,31 @@ func (x *auxStore) writeSnapshot(path string) (int64, error) {
 	slices.Sort(ids)
 	var rec []byte
 	for _, id := range ids {
-		exs, meta := tenants[id].snapshot()
-		for len(exs) > 0 || len(meta) > 0 {
-			var p auxPending
-			p.seriesIdx = map[uint64][]int{}
-			n := min(len(exs), auxSnapshotChunk)
+		series, exs, meta := tenants[id].snapshot()
+		for len(series) > 0 || len(exs) > 0 || len(meta) > 0 {
+			rec = append(rec[:0], auxSnapshotVersion)
+			rec = appendAuxString(rec, string(id))
+			n := min(len(series), auxSnapshotChunk)
+			rec = binary.AppendUvarint(rec, uint64(n))
+			for _, l := range series[:n] {
+				rec = appendLabels(rec, l)
+			}
+			series = series[n:]
+			n = 0
+			if len(series) == 0 {
+				n = min(len(exs), auxSnapshotChunk)
+			}
+			rec = binary.AppendUvarint(rec, uint64(n))
 			for _, se := range exs[:n] {
-				p.addSeriesExemplar(se.ser.hash, se.ser.lset, se.e)
+				rec = appendAuxExemplar(rec, se.series, se.e)
 			}
 			exs = exs[n:]
 			n = min(len(meta), auxSnapshotChunk)
-			p.meta = meta[:n]
+			rec = binary.AppendUvarint(rec, uint64(n))
+			for _, pm := range meta[:n] {
+				rec = appendAuxMetadata(rec, pm.family, pm.m)
+			}
 			meta = meta[n:]
-			rec = appendAuxRecord(rec[:0], id, &p)
 			if err := write(rec); err != nil {
 				return 0, fmt.Errorf("write exemplar snapshot: %w", err)
 			}

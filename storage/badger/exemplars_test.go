@@ -363,3 +363,80 @@ func exemplarCrashChild(dir string) {
 		fmt.Printf("ack %d\n", b)
 	}
 }
+
+// BenchmarkReopenExemplars measures opening a store (after a clean Close)
+// of 10,000 series x 10 samples, without exemplars and with 100,000 (one
+// per sample, a trace id each), as they land on disk (snapshot plus log)
+// and after a compaction (snapshot only).
+//
+//	go test -run '^$' -bench BenchmarkReopenExemplars -benchtime 10x ./storage/badger/
+func BenchmarkReopenExemplars(b *testing.B) {
+	const nseries, rounds = 10_000, 10
+	series := benchSeries(nseries)
+	for _, bc := range []struct {
+		name      string
+		exemplars bool
+		compact   bool
+	}{{"exemplars=0", false, false}, {"exemplars=100000", true, false}, {"exemplars=100000/compacted", true, true}} {
+		b.Run(bc.name, func(b *testing.B) {
+			dir := b.TempDir()
+			s := openTest(b, dir, func(c *Config) { c.ExemplarLimits = func(tenancy.ID) int { return 100_000 } })
+			ts := s.ForTenant("bench")
+			for r := range rounds {
+				for start := 0; start < nseries; start += 1000 {
+					app := ts.AppenderV2(context.Background())
+					for i := start; i < start+1000; i++ {
+						var opts promstorage.AppendV2Options
+						if bc.exemplars {
+							opts.Exemplars = []exemplar.Exemplar{ex(int64(r)*15000, float64(i), "trace_id", fmt.Sprintf("%032x", r*nseries+i))}
+						}
+						_, err := app.Append(0, series[i], 0, int64(r)*15000, float64(i), nil, nil, opts)
+						require.NoError(b, err)
+					}
+					require.NoError(b, app.Commit())
+				}
+			}
+			if bc.compact {
+				require.NoError(b, s.aux.compact())
+			}
+			require.NoError(b, s.Close())
+			var size int64
+			_ = filepath.Walk(filepath.Join(dir, "auxlog"), func(_ string, fi os.FileInfo, err error) error {
+				if err == nil && !fi.IsDir() {
+					size += fi.Size()
+				}
+				return nil
+			})
+			var cpu time.Duration
+			b.ResetTimer()
+			for b.Loop() {
+				c0 := cpuTime(b)
+				s := openTest(b, dir, func(c *Config) { c.ExemplarLimits = func(tenancy.ID) int { return 100_000 } })
+				cpu += cpuTime(b) - c0
+				b.StopTimer()
+				if bc.exemplars {
+					require.Len(b, selectExemplars(b, s, "bench", math.MinInt64, math.MaxInt64), nseries)
+				}
+				require.NoError(b, s.Close())
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(size), "auxlog-bytes")
+			b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N), "cpu-ms/op")
+			if !bc.exemplars {
+				return
+			}
+			// The exemplar log alone.
+			var aux time.Duration
+			for range 10 {
+				c0, t0 := cpuTime(b), time.Now()
+				x, err := openAux(Config{Path: dir, ExemplarLimits: func(tenancy.ID) int { return 100_000 }}, slog.New(slog.DiscardHandler))
+				require.NoError(b, err)
+				aux += time.Since(t0)
+				cpu += cpuTime(b) - c0
+				require.NoError(b, x.close())
+			}
+			b.ReportMetric(float64(aux.Microseconds())/10e3, "auxlog-open-ms")
+		})
+	}
+}
+
