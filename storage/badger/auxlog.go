@@ -68,11 +68,11 @@ import (
 // makes replay idempotent: exemplars already held are duplicates or older
 // than their series' newest, and metadata already held is unchanged.
 const (
-	auxRecordVersion byte = 1
+	auxRecordVersion   byte = 1
 	auxSnapshotVersion byte = 2
-	auxSegmentSize        = 64 << 20
-	auxMinCompact         = 4 << 20
-	auxSnapshotChunk      = 4096 // exemplars (or metadata entries) per snapshot record
+	auxSegmentSize          = 64 << 20
+	auxMinCompact           = 4 << 20
+	auxSnapshotChunk        = 4096 // exemplars (or metadata entries) per snapshot record
 )
 
 // auxStore holds every tenant's exemplars and metadata. Safe for

@@ -40,8 +40,8 @@ type auxTenant struct {
 // exSeries is the exemplars of one series, sorted by time (Prometheus'
 // rules only ever let a series' exemplars grow in time).
 type exSeries struct {
-	lset labels.Labels
-	hash uint64
+	lset   labels.Labels
+	hash   uint64
 	ex     []exemplar.Exemplar
 	next   *exSeries // next of the same hash
 	linked bool      // in auxTenant.series; unlinked once emptied

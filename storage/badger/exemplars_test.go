@@ -439,4 +439,3 @@ func BenchmarkReopenExemplars(b *testing.B) {
 		})
 	}
 }
-
