@@ -445,6 +445,46 @@ func (a *appender) queueExemplars(lset labels.Labels, exs []exemplar.Exemplar, r
 	}
 }
 
+// AppendExemplars queues exemplars of a series appended to before, in
+// this appender or an earlier one (promstorage.ErrNotFound otherwise), as
+// Append does with AppendV2Options.Exemplars.
+func (a appenderV2) AppendExemplars(ref promstorage.SeriesRef, lset labels.Labels, exs []exemplar.Exemplar) (promstorage.SeriesRef, error) {
+	if a.st == nil {
+		return 0, errors.New("appender used after Commit or Rollback")
+	}
+	if !a.hasSeries(lset) {
+		return 0, fmt.Errorf("exemplars of series %s, which has no samples: %w", lset.String(), promstorage.ErrNotFound)
+	}
+	if len(exs) == 0 {
+		return ref, nil
+	}
+	return ref, a.appendAux(lset, false, &promstorage.AppendV2Options{Exemplars: exs})
+}
+
+// hasSeries reports whether the tenant has the series, or the appender
+// has queued samples of it.
+func (a *appender) hasSeries(lset labels.Labels) bool {
+	if a.t == nil {
+		t, err := a.st.tenantFor(a.id, false)
+		if err != nil || t == nil {
+			return false
+		}
+		a.t = t
+	}
+	h := lset.Hash()
+	if a.t.lookup(h, lset) != nil {
+		return true
+	}
+	for _, i := range a.newByHash[h] {
+		if labels.Equal(a.newLabels[i], lset) {
+			return true
+		}
+	}
+	return false
+}
+
+var _ promstorage.ExemplarAppenderV2 = appenderV2{}
+
 // appendExemplarV1 is Appender.AppendExemplar: the refusal is the error.
 func (a *appender) appendExemplarV1(lset labels.Labels, e exemplar.Exemplar) error {
 	if a.st == nil {

@@ -145,6 +145,16 @@ func TestExemplarValidation(t *testing.T) {
 	res = selectExemplars(t, s, "t", 5000, 5000)
 	require.Equal(t, []string{`{__name__="m"}: 5000`}, exemplarTimes(res))
 
+	// AppendExemplars, of a series with samples only.
+	app2 := s.ForTenant("t").AppenderV2(context.Background())
+	_, err = app2.(promstorage.ExemplarAppenderV2).AppendExemplars(0, labels.FromStrings("__name__", "nosuch"), []exemplar.Exemplar{ex(5500, 1)})
+	require.ErrorIs(t, err, promstorage.ErrNotFound)
+	_, err = app2.(promstorage.ExemplarAppenderV2).AppendExemplars(0, lset, []exemplar.Exemplar{ex(10, 1), ex(5500, 1)})
+	require.ErrorAs(t, err, &perr)
+	require.Equal(t, 0, perr.ExemplarErrors[0].Index)
+	require.NoError(t, app2.Commit())
+	require.Equal(t, []string{`{__name__="m"}: 5500`}, exemplarTimes(selectExemplars(t, s, "t", 5500, 5500)))
+
 	// Stale markers carry no exemplars.
 	require.NoError(t, appendV2(t, s, "t", lset, 6000, math.Float64frombits(0x7ff0000000000002), promstorage.AppendV2Options{Exemplars: []exemplar.Exemplar{ex(6000, 1)}}))
 	require.Empty(t, selectExemplars(t, s, "t", 6000, 6000))
@@ -437,5 +447,79 @@ func BenchmarkReopenExemplars(b *testing.B) {
 			}
 			b.ReportMetric(float64(aux.Microseconds())/10e3, "auxlog-open-ms")
 		})
+	}
+}
+
+// TestExemplarsConcurrentWithCompaction commits exemplars and metadata
+// from several goroutines while snapshots are taken, crashes, and checks
+// that every acknowledged one is back (run it with -race).
+func TestExemplarsConcurrentWithCompaction(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, nil)
+	const workers, commits = 4, 60
+	done := make(chan struct{})
+	compacted := make(chan error, 1)
+	go func() {
+		var err error
+		for {
+			select {
+			case <-done:
+				compacted <- err
+				return
+			default:
+			}
+			if cerr := s.aux.compact(); cerr != nil {
+				err = cerr
+			}
+			q, qerr := s.ForTenant("t0").ExemplarQuerier(context.Background())
+			if qerr == nil {
+				_, _ = q.Select(math.MinInt64, math.MaxInt64, []*labels.Matcher{labels.MustNewMatcher(labels.MatchRegexp, "w", ".+")})
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			id := tenancy.ID("t" + strconv.Itoa(w%2))
+			for c := range commits {
+				app := s.ForTenant(id).AppenderV2(context.Background())
+				for k := range 5 {
+					lset := labels.FromStrings("__name__", "m", "w", strconv.Itoa(w), "k", strconv.Itoa(k))
+					_, err := app.Append(0, lset, 0, int64(c)*1000, 1, nil, nil, promstorage.AppendV2Options{
+						Exemplars: []exemplar.Exemplar{ex(int64(c)*1000, float64(c), "trace_id", strconv.Itoa(c))},
+						Metadata:  metadataOf("counter", "w"+strconv.Itoa(w)+" "+strconv.Itoa(c)),
+					})
+					if err != nil {
+						errs <- err
+						return
+					}
+				}
+				if err := app.Commit(); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		require.NoError(t, <-errs)
+	}
+	close(done)
+	require.NoError(t, <-compacted)
+	crash(t, s)
+	require.NoError(t, s.aux.close())
+
+	s = openTest(t, dir, nil)
+	defer s.Close()
+	for _, id := range []tenancy.ID{"t0", "t1"} {
+		res := selectExemplars(t, s, id, math.MinInt64, math.MaxInt64)
+		require.Len(t, res, workers/2*5)
+		for _, r := range res {
+			require.Len(t, r.Exemplars, commits, r.SeriesLabels.String())
+		}
+		md := readMetadata(t, s, id, "m", 0)
+		require.Contains(t, md["m"].Help, " "+strconv.Itoa(commits-1))
 	}
 }
