@@ -188,6 +188,7 @@ func openAux(cfg Config, logger *slog.Logger) (*auxStore, error) {
 	}
 	x.logger.Info("exemplars and metadata loaded", "tenants", len(x.tenants), "exemplars", n, "metadata", m,
 		"snapshot_bytes", x.snapBytes.Load(), "log_bytes", x.tail.Load(), "duration", time.Since(start))
+	x.maybeCompact() // a long log makes the next start slow
 	return x, nil
 }
 
@@ -245,7 +246,7 @@ func (x *auxStore) commit(id tenancy.ID, p *auxPending) error {
 	if _, err := tenancy.ParseID(string(id)); err != nil {
 		return err
 	}
-	rec := appendAuxRecord(make([]byte, 0, 256), id, p)
+	rec := appendAuxRecord(make([]byte, 0, 256+128*p.nex), id, p)
 	t := x.tenant(id, true)
 	x.applyMu.RLock()
 	if x.closed {

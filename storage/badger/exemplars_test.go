@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
 	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
 
@@ -521,5 +522,62 @@ func TestExemplarsConcurrentWithCompaction(t *testing.T) {
 		}
 		md := readMetadata(t, s, id, "m", 0)
 		require.Contains(t, md["m"].Help, " "+strconv.Itoa(commits-1))
+	}
+}
+
+// BenchmarkAppendV2Aux appends rounds of one sample per series to 20,000
+// series through AppenderV2 in batches of 2,000, as remote write 2.0 does:
+// without metadata and exemplars, with the (unchanged) metadata of every
+// series' family on every sample, and with that plus an exemplar on every
+// tenth sample.
+//
+//	go test -run '^$' -bench BenchmarkAppendV2Aux -benchtime 20x ./storage/badger/
+func BenchmarkAppendV2Aux(b *testing.B) {
+	const n, batch = 20_000, 2000
+	series := benchSeries(n)
+	metas := make([]metadata.Metadata, n)
+	for i := range metas {
+		metas[i] = metadataOf("counter", "Help of "+series[i].Get("__name__"))
+	}
+	exLabels := labels.FromStrings("trace_id", "0123456789abcdef0123456789abcdef")
+	exs := make([]exemplar.Exemplar, 1)
+	for _, bc := range []struct {
+		name           string
+		meta, exemplar bool
+	}{{"plain", false, false}, {"metadata", true, false}, {"metadata+exemplars", true, true}} {
+		b.Run(bc.name, func(b *testing.B) {
+			s := openTest(b, b.TempDir(), nil)
+			defer s.Close()
+			ts := s.ForTenant("bench")
+			round := func(r int) {
+				for start := 0; start < n; start += batch {
+					app := ts.AppenderV2(context.Background())
+					for i := start; i < start+batch; i++ {
+						var opts promstorage.AppendV2Options
+						if bc.meta {
+							opts.Metadata = metas[i]
+						}
+						if bc.exemplar && i%10 == 0 {
+							exs[0] = exemplar.Exemplar{Labels: exLabels, Value: float64(i), Ts: int64(r) * 15000, HasTs: true}
+							opts.Exemplars = exs
+						}
+						if _, err := app.Append(0, series[i], 0, int64(r)*15000, float64(r+i), nil, nil, opts); err != nil {
+							b.Fatal(err)
+						}
+					}
+					if err := app.Commit(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			round(0)
+			r := 0
+			b.ResetTimer()
+			for b.Loop() {
+				r++
+				round(r)
+			}
+			b.ReportMetric(float64(r*n)/b.Elapsed().Seconds(), "samples/s")
+		})
 	}
 }
