@@ -345,10 +345,12 @@ func (a *appender) AppendSTZeroSample(promstorage.SeriesRef, labels.Labels, int6
 type appenderV2 struct{ *appender }
 
 func (a appenderV2) Append(ref promstorage.SeriesRef, lset labels.Labels, _, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AppendV2Options) (promstorage.SeriesRef, error) {
+	var err error
 	if h != nil || fh != nil {
-		return a.appender.AppendHistogram(ref, lset, t, h, fh)
+		ref, err = a.appender.AppendHistogram(ref, lset, t, h, fh)
+	} else {
+		ref, err = a.appender.Append(ref, lset, t, v)
 	}
-	ref, err := a.appender.Append(ref, lset, t, v)
 	if err == nil && (len(opts.Exemplars) > 0 || !opts.Metadata.IsEmpty()) {
 		err = a.appendAux(lset, isStale(v, h, fh), &opts) // exemplars.go
 	}
