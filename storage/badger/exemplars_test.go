@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -436,17 +437,26 @@ func BenchmarkReopenExemplars(b *testing.B) {
 			if !bc.exemplars {
 				return
 			}
-			// The exemplar log alone.
-			var aux time.Duration
+			// The exemplar log alone, and the memory it takes.
+			var aux, auxCPU time.Duration
+			var heap uint64
 			for range 10 {
+				var m0, m1 runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&m0)
 				c0, t0 := cpuTime(b), time.Now()
 				x, err := openAux(Config{Path: dir, ExemplarLimits: func(tenancy.ID) int { return 100_000 }}, slog.New(slog.DiscardHandler))
 				require.NoError(b, err)
 				aux += time.Since(t0)
-				cpu += cpuTime(b) - c0
+				auxCPU += cpuTime(b) - c0
+				runtime.GC()
+				runtime.ReadMemStats(&m1)
+				heap += m1.HeapAlloc - m0.HeapAlloc
 				require.NoError(b, x.close())
 			}
 			b.ReportMetric(float64(aux.Microseconds())/10e3, "auxlog-open-ms")
+			b.ReportMetric(float64(auxCPU.Microseconds())/10e3, "auxlog-open-cpu-ms")
+			b.ReportMetric(float64(heap)/10/100_000, "heap-bytes/exemplar")
 		})
 	}
 }
