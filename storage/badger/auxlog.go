@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/labels"
@@ -103,8 +104,9 @@ type auxStore struct {
 }
 
 // openAux opens (or creates) the exemplar and metadata log under
-// cfg.Path/auxlog and loads it into memory.
-func openAux(cfg Config, logger *slog.Logger) (*auxStore, error) {
+// cfg.Path/auxlog, loads it into memory and registers its metrics on reg
+// (when not nil).
+func openAux(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*auxStore, error) {
 	start := time.Now()
 	x := &auxStore{
 		dir:        filepath.Join(cfg.Path, "auxlog"),
@@ -189,6 +191,12 @@ func openAux(cfg Config, logger *slog.Logger) (*auxStore, error) {
 	x.logger.Info("exemplars and metadata loaded", "tenants", len(x.tenants), "exemplars", n, "metadata", m,
 		"snapshot_bytes", x.snapBytes.Load(), "log_bytes", x.tail.Load(), "duration", time.Since(start))
 	x.maybeCompact() // a long log makes the next start slow
+	if reg != nil {
+		if err := reg.Register(newAuxCollector(x)); err != nil {
+			_ = x.close()
+			return nil, fmt.Errorf("register exemplar metrics: %w", err)
+		}
+	}
 	return x, nil
 }
 
@@ -605,4 +613,41 @@ func familyName(family string, lset labels.Labels) string {
 		return family
 	}
 	return lset.Get(labels.MetricName)
+}
+
+// auxCollector reports the exemplars and metadata held, read at scrape
+// time (nothing on the write path).
+type auxCollector struct {
+	x               *auxStore
+	exemplars, meta *prometheus.Desc
+	logBytes        *prometheus.Desc
+}
+
+func newAuxCollector(x *auxStore) *auxCollector {
+	return &auxCollector{
+		x: x,
+		exemplars: prometheus.NewDesc("luminate_badger_exemplars",
+			"Exemplars stored, by tenant (at most --limits.max-exemplars or the tenant's max_exemplars override; the oldest are dropped first).", []string{"tenant"}, nil),
+		meta: prometheus.NewDesc("luminate_badger_metadata_families",
+			"Metric families with metadata stored, by tenant (at most --limits.max-metadata or the tenant's max_metadata override).", []string{"tenant"}, nil),
+		logBytes: prometheus.NewDesc("luminate_badger_exemplar_log_bytes",
+			"Bytes of the exemplar and metadata log read at the next start: the last snapshot and the log written since.", nil, nil),
+	}
+}
+
+func (c *auxCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.exemplars
+	ch <- c.meta
+	ch <- c.logBytes
+}
+
+func (c *auxCollector) Collect(ch chan<- prometheus.Metric) {
+	for id, t := range c.x.allTenants() {
+		t.mu.RLock()
+		n, m := t.n, len(t.meta)
+		t.mu.RUnlock()
+		ch <- prometheus.MustNewConstMetric(c.exemplars, prometheus.GaugeValue, float64(n), string(id))
+		ch <- prometheus.MustNewConstMetric(c.meta, prometheus.GaugeValue, float64(m), string(id))
+	}
+	ch <- prometheus.MustNewConstMetric(c.logBytes, prometheus.GaugeValue, float64(c.x.snapBytes.Load()+c.x.tail.Load()))
 }

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
@@ -445,7 +447,7 @@ func BenchmarkReopenExemplars(b *testing.B) {
 				runtime.GC()
 				runtime.ReadMemStats(&m0)
 				c0, t0 := cpuTime(b), time.Now()
-				x, err := openAux(Config{Path: dir, ExemplarLimits: func(tenancy.ID) int { return 100_000 }}, slog.New(slog.DiscardHandler))
+				x, err := openAux(Config{Path: dir, ExemplarLimits: func(tenancy.ID) int { return 100_000 }}, slog.New(slog.DiscardHandler), nil)
 				require.NoError(b, err)
 				aux += time.Since(t0)
 				auxCPU += cpuTime(b) - c0
@@ -590,4 +592,26 @@ func BenchmarkAppendV2Aux(b *testing.B) {
 			b.ReportMetric(float64(r*n)/b.Elapsed().Seconds(), "samples/s")
 		})
 	}
+}
+
+func TestExemplarMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s, err := New(Config{Path: t.TempDir(), ExemplarLimits: func(tenancy.ID) int { return 2 }}, slog.New(slog.DiscardHandler), reg)
+	require.NoError(t, err)
+	defer s.Close()
+	lset := labels.FromStrings("__name__", "m")
+	for i := int64(1); i <= 3; i++ {
+		require.NoError(t, appendV2(t, s, "acme", lset, i*1000, 1, promstorage.AppendV2Options{Exemplars: []exemplar.Exemplar{ex(i*1000, 1)}, Metadata: metadataOf("gauge", "h")}))
+	}
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP luminate_badger_exemplars Exemplars stored, by tenant (at most --limits.max-exemplars or the tenant's max_exemplars override; the oldest are dropped first).
+# TYPE luminate_badger_exemplars gauge
+luminate_badger_exemplars{tenant="acme"} 2
+# HELP luminate_badger_metadata_families Metric families with metadata stored, by tenant (at most --limits.max-metadata or the tenant's max_metadata override).
+# TYPE luminate_badger_metadata_families gauge
+luminate_badger_metadata_families{tenant="acme"} 1
+`), "luminate_badger_exemplars", "luminate_badger_metadata_families"))
+	n, err := testutil.GatherAndCount(reg, "luminate_badger_exemplar_log_bytes")
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
 }

@@ -186,7 +186,7 @@ func (r *Recovery) Recover(ctx context.Context) (*Store, error) {
 	if err == nil {
 		err = s.recover(ctx, segs, &r.st)
 		if err == nil {
-			s.aux, err = openAux(s.cfg, s.logger)
+			s.aux, err = openAux(s.cfg, s.logger, r.reg)
 		}
 		if err != nil {
 			_ = s.wal.close()
