@@ -175,9 +175,7 @@ func (a *appender) Commit() error {
 	defer recordPool.Put(buf)
 	var defs []walSeries
 	var seen map[*series]bool
-	smps := make([]walSample, len(a.samples))
-	for i, p := range a.samples {
-		smps[i] = walSample{id: p.ser.id, sample: p.sample}
+	for _, p := range a.samples {
 		if !p.ser.logged.Load() {
 			if seen == nil {
 				seen = map[*series]bool{}
@@ -188,7 +186,7 @@ func (a *appender) Commit() error {
 			}
 		}
 	}
-	*buf = appendCommitRecord((*buf)[:0], t.num, defs, smps)
+	*buf = appendCommitRecord((*buf)[:0], t.num, defs, a.samples)
 
 	st.applyMu.RLock()
 	defer st.applyMu.RUnlock()

@@ -566,7 +566,7 @@ func TestCommitRecordHistograms(t *testing.T) {
 		{id: 5, sample: sample{t: 11, v: math.Copysign(0, -1)}},
 	}
 	series := []walSeries{{id: 2, lset: labels.FromStrings("a", "b")}}
-	rec := appendCommitRecord(nil, 7, series, samples)
+	rec := appendCommitRecord(nil, 7, series, pendingOf(samples))
 	tn, gotSeries, got, err := decodeCommitRecord(rec)
 	require.NoError(t, err)
 	require.EqualValues(t, 7, tn)
@@ -587,7 +587,7 @@ func TestCommitRecordHistograms(t *testing.T) {
 
 	// Floats only: the layout of the records before histograms.
 	floats := []walSample{samples[0], samples[2], samples[6]}
-	rec = appendCommitRecord(nil, 7, nil, floats)
+	rec = appendCommitRecord(nil, 7, nil, pendingOf(floats))
 	want := binary.BigEndian.AppendUint32(nil, 7)
 	want = binary.AppendUvarint(want, 0)
 	want = binary.AppendUvarint(want, uint64(len(floats)))
@@ -606,7 +606,7 @@ func TestCommitRecordHistograms(t *testing.T) {
 	}
 
 	// Truncated records are corrupt, never a panic.
-	rec = appendCommitRecord(nil, 7, series, samples)
+	rec = appendCommitRecord(nil, 7, series, pendingOf(samples))
 	for n := len(rec) - 1; n > 0; n-- {
 		if _, _, _, err := decodeCommitRecord(rec[:n]); err == nil {
 			// A cut at the end of the floats is a valid older record.
@@ -617,4 +617,13 @@ func TestCommitRecordHistograms(t *testing.T) {
 			}
 		}
 	}
+}
+
+// pendingOf returns the samples as an appender queues them.
+func pendingOf(ws []walSample) []pendingSample {
+	out := make([]pendingSample, len(ws))
+	for i, w := range ws {
+		out[i] = pendingSample{ser: &series{id: w.id}, sample: w.sample}
+	}
+	return out
 }
