@@ -36,6 +36,8 @@ type appender struct {
 	newLabels []labels.Labels
 	newHashes []uint64
 	newByHash map[uint64][]int
+
+	aux auxPending // exemplars and metadata (exemplars.go)
 }
 
 var appenderPool = sync.Pool{New: func() any { return &appender{} }}
@@ -52,6 +54,7 @@ func (a *appender) release() {
 	a.newLabels = a.newLabels[:0]
 	a.newHashes = a.newHashes[:0]
 	clear(a.newByHash)
+	a.aux.reset()
 	a.st, a.t, a.err = nil, nil, nil
 	appenderPool.Put(a)
 }
@@ -139,7 +142,7 @@ func (a *appender) Commit() error {
 	}
 	defer a.release()
 	if len(a.samples) == 0 {
-		return nil
+		return a.commitAux()
 	}
 	st, t := a.st, a.t
 	if err := st.writable(); err != nil {
@@ -200,6 +203,9 @@ func (a *appender) Commit() error {
 	}
 	err := st.apply(t, a.samples, time.Now().UnixNano())
 	st.m.commitDur.Observe(time.Since(start).Seconds())
+	if !a.aux.empty() {
+		err = errors.Join(err, a.commitAux())
+	}
 	return err
 }
 
@@ -317,16 +323,16 @@ func (a *appender) Rollback() error {
 
 func (a *appender) SetOptions(*promstorage.AppendOptions) {}
 
-func (a *appender) AppendExemplar(promstorage.SeriesRef, labels.Labels, exemplar.Exemplar) (promstorage.SeriesRef, error) {
-	return 0, nil // exemplars are not stored yet; they are dropped, not refused
+func (a *appender) AppendExemplar(_ promstorage.SeriesRef, lset labels.Labels, e exemplar.Exemplar) (promstorage.SeriesRef, error) {
+	return 0, a.appendExemplarV1(lset, e) // exemplars.go
 }
 
 func (a *appender) AppendHistogramSTZeroSample(promstorage.SeriesRef, labels.Labels, int64, int64, *histogram.Histogram, *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
 	return 0, nil // start timestamps are not stored; the zero sample is optional
 }
 
-func (a *appender) UpdateMetadata(promstorage.SeriesRef, labels.Labels, metadata.Metadata) (promstorage.SeriesRef, error) {
-	return 0, nil
+func (a *appender) UpdateMetadata(_ promstorage.SeriesRef, lset labels.Labels, m metadata.Metadata) (promstorage.SeriesRef, error) {
+	return 0, a.updateMetadataV1(lset, m) // metadata.go
 }
 
 func (a *appender) AppendSTZeroSample(promstorage.SeriesRef, labels.Labels, int64, int64) (promstorage.SeriesRef, error) {
@@ -336,11 +342,17 @@ func (a *appender) AppendSTZeroSample(promstorage.SeriesRef, labels.Labels, int6
 // appenderV2 adapts the appender to Prometheus' AppenderV2.
 type appenderV2 struct{ *appender }
 
-func (a appenderV2) Append(ref promstorage.SeriesRef, lset labels.Labels, _, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, _ promstorage.AppendV2Options) (promstorage.SeriesRef, error) {
+func (a appenderV2) Append(ref promstorage.SeriesRef, lset labels.Labels, _, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AppendV2Options) (promstorage.SeriesRef, error) {
+	var err error
 	if h != nil || fh != nil {
-		return a.appender.AppendHistogram(ref, lset, t, h, fh)
+		ref, err = a.appender.AppendHistogram(ref, lset, t, h, fh)
+	} else {
+		ref, err = a.appender.Append(ref, lset, t, v)
 	}
-	return a.appender.Append(ref, lset, t, v)
+	if err == nil && (len(opts.Exemplars) > 0 || !opts.Metadata.IsEmpty()) {
+		err = a.appendAux(lset, isStale(v, h, fh), &opts) // exemplars.go
+	}
+	return ref, err
 }
 
 var (

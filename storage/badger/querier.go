@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	bdb "github.com/dgraph-io/badger/v4"
-	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
@@ -633,20 +632,12 @@ func (l *listIterator) AtT() int64  { return l.samples[l.i].t }
 func (l *listIterator) AtST() int64 { return 0 }
 func (l *listIterator) Err() error  { return nil }
 
-// ExemplarQuerier returns a querier of the tenant's exemplars.
-// TODO(issue 11): exemplars are not stored yet; it finds none.
-func (v *tenantStore) ExemplarQuerier(context.Context) (promstorage.ExemplarQuerier, error) {
-	return noExemplars{}, nil
+// ExemplarQuerier returns a querier of the tenant's exemplars (exemplars.go).
+func (v *tenantStore) ExemplarQuerier(ctx context.Context) (promstorage.ExemplarQuerier, error) {
+	return v.exemplarQuerier(ctx)
 }
 
-// Metadata returns the tenant's metric metadata.
-// TODO(issue 11): metadata is not stored yet; it finds none.
-func (v *tenantStore) Metadata(context.Context, string, int) (map[string]metadata.Metadata, error) {
-	return map[string]metadata.Metadata{}, nil
-}
-
-type noExemplars struct{}
-
-func (noExemplars) Select(int64, int64, ...[]*labels.Matcher) ([]exemplar.QueryResult, error) {
-	return nil, nil
+// Metadata returns the tenant's metric metadata (metadata.go).
+func (v *tenantStore) Metadata(ctx context.Context, metric string, limit int) (map[string]metadata.Metadata, error) {
+	return v.metadata(ctx, metric, limit)
 }

@@ -44,6 +44,7 @@ type Store struct {
 	logger *slog.Logger
 	db     *bdb.DB
 	wal    *wal
+	aux    *auxStore // exemplars and metadata (auxlog.go)
 
 	badgerDir string // Badger's files: Path/badger
 	unlock    func() // releases the data directory's lock
@@ -186,6 +187,9 @@ func (r *Recovery) Recover(ctx context.Context) (*Store, error) {
 	segs, err := s.open()
 	if err == nil {
 		err = s.recover(ctx, segs, &r.st)
+		if err == nil {
+			s.aux, err = openAux(s.cfg, s.logger, r.reg)
+		}
 		if err != nil {
 			_ = s.wal.close()
 			_ = s.db.Close()
@@ -266,6 +270,9 @@ func (s *Store) Close() error {
 	s.cancel()
 	<-s.done
 	err := s.checkpoint()
+	if aerr := s.aux.close(); err == nil {
+		err = aerr
+	}
 	if werr := s.wal.close(); err == nil {
 		err = werr
 	}
@@ -812,6 +819,7 @@ func (s *Store) applyRetention() {
 	if err := s.deleteBefore(cutoff); err != nil {
 		s.logger.Error("retention", "err", err)
 	}
+	s.aux.retain(cutoff)
 }
 
 // deleteBefore removes every chunk whose last sample is older than cutoff
