@@ -139,12 +139,8 @@ func New(cfg Config, store storage.MetricsStore, limits Limits, logger *slog.Log
 		tenantEngines: map[int]*pql.Engine{},
 		parser:        p,
 		cors:          cors,
-		json: jsoniter.Config{
-			EscapeHTML:             true,
-			SortMapKeys:            true,
-			ValidateJsonRawMessage: true,
-		}.Froze(),
-		buildInfo: defaultBuildInfo(),
+		json:          jsonConfig(),
+		buildInfo:     defaultBuildInfo(),
 		m: &metrics{
 			queries: prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: "luminate_promql_requests_total",
@@ -158,6 +154,16 @@ func New(cfg Config, store storage.MetricsStore, limits Limits, logger *slog.Log
 		}
 	}
 	return a, nil
+}
+
+// jsonConfig is the encoder of every response: the standard library's
+// behaviour, as Prometheus' jsoniter.ConfigCompatibleWithStandardLibrary.
+func jsonConfig() jsoniter.API {
+	return jsoniter.Config{
+		EscapeHTML:             true,
+		SortMapKeys:            true,
+		ValidateJsonRawMessage: true,
+	}.Froze()
 }
 
 func defaultBuildInfo() BuildInfo {
