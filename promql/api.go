@@ -257,13 +257,13 @@ func (a *API) routes() []route {
 	return []route{
 		{getPost, "/query", query, a.query},
 		{getPost, "/query_range", query, a.queryRange},
-		{getPost, "/query_exemplars", static, a.queryExemplars},
+		{getPost, "/query_exemplars", indexed, a.queryExemplars},
 		{getPost, "/format_query", static, a.formatQuery},
 		{getPost, "/parse_query", static, a.parseQuery},
 		{getPost, "/labels", indexed, a.labelNames},
 		{get, "/label/{name}/values", indexed, a.labelValues},
 		{getPost, "/series", indexed, a.series},
-		{get, "/metadata", static, a.metadata},
+		{get, "/metadata", indexed, a.metadata},
 		{get, "/status/buildinfo", static, a.serveBuildInfo},
 		{get, "/status/tsdb", indexed, a.serveTSDBStatus},
 	}

@@ -14,8 +14,11 @@ import (
 	"testing"
 
 	jsoniter "github.com/json-iterator/go"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/model/value"
 	pql "github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
@@ -195,4 +198,38 @@ func TestUpstreamCodecCopyIsVerbatim(t *testing.T) {
 	_, tail, ok := strings.Cut(string(copied), "// --- verbatim from web/api/v1/json_codec.go below this line ---\n\n")
 	require.True(t, ok)
 	require.Equal(t, string(upstream[i:]), tail, "the copy differs from upstream's codec")
+}
+
+// TestRenderExemplarsAndMetadataMatchUpstreamCodec checks /query_exemplars
+// and /metadata data against Prometheus' codec.
+func TestRenderExemplarsAndMetadataMatchUpstreamCodec(t *testing.T) {
+	a := &API{json: jsonConfig(), logger: slog.New(slog.DiscardHandler)}
+	exemplars := []exemplar.QueryResult{
+		{SeriesLabels: labels.FromStrings("__name__", "h_bucket", "le", "<0.5>"), Exemplars: []exemplar.Exemplar{
+			{Labels: labels.FromStrings("trace_id", "abc"), Value: 0.25, Ts: -1005, HasTs: true},
+			{Labels: labels.EmptyLabels(), Value: math.NaN(), Ts: 1_700_000_000_000, HasTs: true},
+			{Labels: labels.FromStrings("span_id", "\"q\"", "trace_id", "ü"), Value: 1e-9, Ts: 12},
+		}},
+		{SeriesLabels: labels.EmptyLabels(), Exemplars: nil},
+	}
+	md := map[string][]metadata.Metadata{
+		"http_requests": {{Type: model.MetricTypeCounter, Unit: "requests", Help: "Requests <served> & \"counted\"."}},
+		"a":             {{Type: model.MetricTypeHistogram}},
+		"b_info":        {{Type: model.MetricTypeInfo, Help: "x"}},
+	}
+	for _, c := range []struct {
+		name     string
+		ours, up any
+	}{
+		{"exemplars", exemplarList(exemplars), exemplars},
+		{"no exemplars", exemplarList{}, []exemplar.QueryResult{}},
+		{"metadata", metadataMap(md), md},
+		{"no metadata", metadataMap{}, map[string][]metadata.Metadata{}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			a.respond(rec, httptest.NewRequest(http.MethodGet, "/api/v1/x", nil), c.ours, nil)
+			require.Equal(t, upstreamJSON(t, upstreamResponse{Status: "success", Data: c.up}), rec.Body.String())
+		})
+	}
 }
