@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	jsoniter "github.com/json-iterator/go"
@@ -87,13 +86,10 @@ type upstreamResponse struct {
 	Infos     []string `json:"infos,omitempty"`
 }
 
-var registerUpstreamOnce sync.Once
-
 // upstreamJSON encodes v as Prometheus' JSON codec does.
 func upstreamJSON(t *testing.T, v any) string {
 	t.Helper()
-	registerUpstreamOnce.Do(registerUpstreamCodec)
-	b, err := jsoniter.ConfigCompatibleWithStandardLibrary.Marshal(v)
+	b, err := UpstreamJSON(v)
 	require.NoError(t, err)
 	return string(b)
 }

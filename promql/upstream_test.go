@@ -177,7 +177,7 @@ func (e *httpEngine) newQuery(ctx context.Context, q promstorage.Queryable, qs, 
 	}
 	e.queries++
 	params.Set("query", qs)
-	res, constructErr := post(ctx, st.srv.URL+path, params)
+	res, raw, constructErr := post(ctx, st.srv.URL+path, params)
 
 	dq, derr := direct()
 	var want *pql.Result
@@ -194,10 +194,78 @@ func (e *httpEngine) newQuery(ctx context.Context, q promstorage.Queryable, qs, 
 		}
 		return nil, constructErr
 	}
+	if res.Err == nil && want.Err == nil {
+		if err := sameJSON(raw, want.Value); err != nil {
+			return nil, fmt.Errorf("query %q through HTTP differs from the engine's result in Prometheus' codec: %w", qs, err)
+		}
+		takeHistograms(res.Value, want.Value)
+	}
 	if err := sameResult(res, want); err != nil {
 		return nil, fmt.Errorf("query %q through HTTP differs from the engine: %w", qs, err)
 	}
 	return &httpQuery{qs: qs, res: res}, nil
+}
+
+// sameJSON compares the result of an HTTP answer with the engine's value
+// encoded by Prometheus' own JSON codec, byte for byte. The samples of a
+// vector may come in any order (count_values orders them at random; the
+// suite checks the order where it matters).
+func sameJSON(raw json.RawMessage, want parser.Value) error {
+	wb, err := promql.UpstreamJSON(want)
+	if err != nil {
+		return err
+	}
+	if _, ok := want.(pql.Vector); !ok {
+		if string(raw) != string(wb) {
+			return fmt.Errorf("\n%s\nupstream codec\n%s", raw, wb)
+		}
+		return nil
+	}
+	var got, exp []json.RawMessage
+	if err := json.Unmarshal(raw, &got); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(wb, &exp); err != nil {
+		return err
+	}
+	g, w := make([]string, len(got)), make([]string, len(exp))
+	for i := range got {
+		g[i] = string(got[i])
+	}
+	for i := range exp {
+		w[i] = string(exp[i])
+	}
+	slices.Sort(g)
+	slices.Sort(w)
+	if !slices.Equal(g, w) {
+		return fmt.Errorf("\n%s\nupstream codec\n%s", strings.Join(g, "\n"), strings.Join(w, "\n"))
+	}
+	return nil
+}
+
+// takeHistograms gives the histograms of the decoded HTTP answer got their
+// schema and spans from the engine's value want: the JSON, checked equal
+// to upstream's encoding of want, has buckets by boundaries only.
+func takeHistograms(got, want parser.Value) {
+	switch g := got.(type) {
+	case pql.Vector:
+		byLabels := map[string]*histogram.FloatHistogram{}
+		for _, s := range want.(pql.Vector) {
+			byLabels[s.Metric.String()] = s.H
+		}
+		for i := range g {
+			if g[i].H != nil {
+				g[i].H = byLabels[g[i].Metric.String()]
+			}
+		}
+	case pql.Matrix:
+		w := want.(pql.Matrix)
+		for i := range g {
+			if len(g[i].Histograms) > 0 {
+				g[i].Histograms = w[i].Histograms
+			}
+		}
+	}
 }
 
 // sameResult compares an HTTP answer with the engine's result: the same
@@ -268,10 +336,10 @@ func valueString(v any) string {
 
 // post sends a form POST as the suite tenant and decodes the answer into
 // an engine result, or returns a construction error for a bad query.
-func post(ctx context.Context, u string, params url.Values) (*pql.Result, error) {
+func post(ctx context.Context, u string, params url.Values) (*pql.Result, json.RawMessage, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(params.Encode()))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set(tenantHeader, string(suiteTenant))
@@ -280,12 +348,12 @@ func post(ctx context.Context, u string, params url.Values) (*pql.Result, error)
 	req.Header.Set("X-Prometheus-Use-Start-Timestamps", "true")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var env struct {
 		Status    string   `json:"status"`
@@ -299,13 +367,13 @@ func post(ctx context.Context, u string, params url.Values) (*pql.Result, error)
 		} `json:"data"`
 	}
 	if err := json.Unmarshal(body, &env); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", body, err)
+		return nil, nil, fmt.Errorf("decode %s: %w", body, err)
 	}
 	if env.Status != "success" {
 		if env.ErrorType == "bad_data" {
-			return nil, errors.New(strings.TrimPrefix(env.Error, `invalid parameter "query": `))
+			return nil, nil, errors.New(strings.TrimPrefix(env.Error, `invalid parameter "query": `))
 		}
-		return &pql.Result{Err: errors.New(env.Error)}, nil
+		return &pql.Result{Err: errors.New(env.Error)}, nil, nil
 	}
 	res := &pql.Result{}
 	for _, w := range env.Warnings {
@@ -316,9 +384,9 @@ func post(ctx context.Context, u string, params url.Values) (*pql.Result, error)
 	}
 	res.Value, err = decodeValue(env.Data.ResultType, env.Data.Result)
 	if err != nil {
-		return nil, fmt.Errorf("decode %s: %w", body, err)
+		return nil, nil, fmt.Errorf("decode %s: %w", body, err)
 	}
-	return res, nil
+	return res, env.Data.Result, nil
 }
 
 // annotation turns an annotation string back into an annotation of kind,
@@ -332,10 +400,16 @@ func annotation(kind error, s string) error {
 }
 
 type jsonSample struct {
-	Metric map[string]string `json:"metric"`
-	Value  []json.RawMessage `json:"value"`
-	Values [][]json.RawMessage
+	Metric     map[string]string   `json:"metric"`
+	Value      []json.RawMessage   `json:"value"`
+	Values     [][]json.RawMessage `json:"values"`
+	Histogram  []json.RawMessage   `json:"histogram"`
+	Histograms [][]json.RawMessage `json:"histograms"`
 }
+
+// placeholder stands for a histogram of an HTTP answer until
+// takeHistograms replaces it with the engine's.
+var placeholder = &histogram.FloatHistogram{}
 
 func decodeValue(typ string, raw json.RawMessage) (parser.Value, error) {
 	switch typ {
@@ -346,6 +420,14 @@ func decodeValue(typ string, raw json.RawMessage) (parser.Value, error) {
 		}
 		v := pql.Vector{}
 		for _, s := range ss {
+			if s.Histogram != nil {
+				t, err := decodeHistogramPoint(s.Histogram)
+				if err != nil {
+					return nil, err
+				}
+				v = append(v, pql.Sample{Metric: labels.FromMap(s.Metric), T: t, H: placeholder})
+				continue
+			}
 			t, f, err := decodePoint(s.Value)
 			if err != nil {
 				return nil, err
@@ -367,6 +449,13 @@ func decodeValue(typ string, raw json.RawMessage) (parser.Value, error) {
 					return nil, err
 				}
 				ser.Floats = append(ser.Floats, pql.FPoint{T: t, F: f})
+			}
+			for _, p := range s.Histograms {
+				t, err := decodeHistogramPoint(p)
+				if err != nil {
+					return nil, err
+				}
+				ser.Histograms = append(ser.Histograms, pql.HPoint{T: t, H: placeholder})
 			}
 			m = append(m, ser)
 		}
@@ -409,6 +498,14 @@ func decodePoint(p []json.RawMessage) (int64, float64, error) {
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	return t, f, err
+}
+
+// decodeHistogramPoint decodes the timestamp of [seconds, {histogram}].
+func decodeHistogramPoint(p []json.RawMessage) (int64, error) {
+	if len(p) != 2 {
+		return 0, fmt.Errorf("histogram point of %d elements", len(p))
+	}
+	return decodeTimestamp(p[0])
 }
 
 // decodeTimestamp turns float seconds with at most 3 decimals into
