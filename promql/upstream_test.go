@@ -56,15 +56,7 @@ var notOnBadger = map[string]string{
 	// loads samples with per-sample start timestamps (@st) and expects
 	// rate, increase, irate and resets to use them.
 	"start_timestamps.test": "needs per-sample start timestamps, which Luminate's backends do not keep",
-	// Until h11-badger-hist: Badger refuses native histograms.
-	"aggregators.test": histogramsNotStored, "extended_vectors.test": histogramsNotStored,
-	"functions.test": histogramsNotStored, "histograms.test": histogramsNotStored,
-	"info.test": histogramsNotStored, "limit.test": histogramsNotStored,
-	"native_histograms.test": histogramsNotStored, "operators.test": histogramsNotStored,
-	"range_queries.test": histogramsNotStored, "subquery.test": histogramsNotStored,
 }
-
-const histogramsNotStored = "loads native histograms, which Badger does not store yet"
 
 // TestUpstreamPromQLThroughHTTP runs Prometheus' PromQL acceptance suite
 // (promqltest, v0.316.0) with every query sent to /api/v1/query or
