@@ -31,6 +31,7 @@ import (
 // Badger store and a real JWT verifier, as cmd/luminate mounts them.
 type queryEnv struct {
 	t      *testing.T
+	store  *badger.Store
 	secret []byte
 	srv    *httptest.Server
 	base   time.Time // the time the test data starts at, a whole minute
@@ -74,7 +75,7 @@ func newQueryEnv(t *testing.T, limits tenancy.TenantLimits) *queryEnv {
 		},
 	}, logger, reg)
 	require.NoError(t, err)
-	e := &queryEnv{t: t, secret: secret, srv: httptest.NewServer(h), base: time.Now().Add(-time.Hour).Truncate(time.Minute)}
+	e := &queryEnv{t: t, store: store, secret: secret, srv: httptest.NewServer(h), base: time.Now().Add(-time.Hour).Truncate(time.Minute)}
 	t.Cleanup(e.srv.Close)
 	return e
 }
