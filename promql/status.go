@@ -20,7 +20,7 @@ func (a *API) serveBuildInfo(*http.Request, *requestContext) (result, error) {
 // sent for each metric family (Prometheus' shape, one entry per family),
 // from the store, which keeps at most the tenant's max_metadata families.
 // As in Prometheus, limit bounds the families (0 returns none, a negative
-// one none), limit_per_metric the entries per family (one here anyway).
+// limit all), limit_per_metric the entries per family (one here anyway).
 func (a *API) metadata(r *http.Request, rc *requestContext) (result, error) {
 	limit := -1
 	for _, p := range []struct {
