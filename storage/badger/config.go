@@ -43,6 +43,12 @@ type Config struct {
 	MinFreeBytes int64
 	// SeriesLimits, when set, caps each tenant's active series.
 	SeriesLimits storage.SeriesLimits `yaml:"-"`
+	// ExemplarLimits and MetadataLimits, when set, bound each tenant's
+	// stored exemplars (the oldest are dropped first) and metric families
+	// with metadata (new families beyond it are dropped); nil or 0 is
+	// unlimited.
+	ExemplarLimits storage.TenantLimit `yaml:"-"`
+	MetadataLimits storage.TenantLimit `yaml:"-"`
 }
 
 // DefaultConfig returns the defaults the flags use.

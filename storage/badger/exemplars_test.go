@@ -1,0 +1,365 @@
+package badger
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/exemplar"
+	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/stretchr/testify/require"
+
+	"github.com/luminate-io/luminate/tenancy"
+)
+
+func ex(ts int64, v float64, kv ...string) exemplar.Exemplar {
+	return exemplar.Exemplar{Labels: labels.FromStrings(kv...), Value: v, Ts: ts, HasTs: true}
+}
+
+// appendV2 appends one float sample with opts in its own commit.
+func appendV2(t testing.TB, s *Store, id tenancy.ID, lset labels.Labels, ts int64, v float64, opts promstorage.AppendV2Options) error {
+	t.Helper()
+	app := s.ForTenant(id).AppenderV2(context.Background())
+	_, err := app.Append(0, lset, 0, ts, v, nil, nil, opts)
+	require.NoError(t, app.Commit())
+	return err
+}
+
+func selectExemplars(t testing.TB, s *Store, id tenancy.ID, start, end int64, ms ...[]*labels.Matcher) []exemplar.QueryResult {
+	t.Helper()
+	q, err := s.ForTenant(id).ExemplarQuerier(context.Background())
+	require.NoError(t, err)
+	if len(ms) == 0 {
+		ms = [][]*labels.Matcher{{labels.MustNewMatcher(labels.MatchRegexp, "__name__", ".+")}}
+	}
+	res, err := q.Select(start, end, ms...)
+	require.NoError(t, err)
+	return res
+}
+
+// exemplarTimes flattens a result to "series: ts ts ...".
+func exemplarTimes(res []exemplar.QueryResult) []string {
+	var out []string
+	for _, r := range res {
+		var ts []string
+		for _, e := range r.Exemplars {
+			ts = append(ts, strconv.FormatInt(e.Ts, 10))
+		}
+		out = append(out, r.SeriesLabels.String()+": "+strings.Join(ts, " "))
+	}
+	return out
+}
+
+func TestExemplarsStoreAndSelect(t *testing.T) {
+	s := openTest(t, t.TempDir(), nil)
+	defer s.Close()
+	a := labels.FromStrings("__name__", "req_total", "job", "api")
+	b := labels.FromStrings("__name__", "req_total", "job", "db")
+	c := labels.FromStrings("__name__", "other", "job", "api")
+	require.NoError(t, appendV2(t, s, "t1", a, 1000, 1, promstorage.AppendV2Options{Exemplars: []exemplar.Exemplar{ex(900, 0.5, "trace_id", "a1")}}))
+	require.NoError(t, appendV2(t, s, "t1", b, 1000, 1, promstorage.AppendV2Options{Exemplars: []exemplar.Exemplar{ex(950, 0.7, "trace_id", "b1")}}))
+	require.NoError(t, appendV2(t, s, "t1", a, 2000, 2, promstorage.AppendV2Options{Exemplars: []exemplar.Exemplar{ex(1900, 0.6, "trace_id", "a2"), ex(1950, 0.8, "trace_id", "a3")}}))
+	require.NoError(t, appendV2(t, s, "t1", c, 2000, 2, promstorage.AppendV2Options{Exemplars: []exemplar.Exemplar{ex(2000, 9, "trace_id", "c1")}}))
+	// A sample without exemplars adds none.
+	require.NoError(t, appendV2(t, s, "t1", b, 3000, 3, promstorage.AppendV2Options{}))
+
+	res := selectExemplars(t, s, "t1", math.MinInt64, math.MaxInt64)
+	require.Equal(t, []string{
+		`{__name__="other", job="api"}: 2000`,
+		`{__name__="req_total", job="api"}: 900 1900 1950`,
+		`{__name__="req_total", job="db"}: 950`,
+	}, exemplarTimes(res))
+	require.Equal(t, ex(1900, 0.6, "trace_id", "a2"), res[1].Exemplars[1])
+	require.False(t, res[1].SeriesLabels.Has(tenancy.Label))
+
+	// Time range, inclusive at both ends.
+	require.Equal(t, []string{`{__name__="req_total", job="api"}: 900 1900`, `{__name__="req_total", job="db"}: 950`},
+		exemplarTimes(selectExemplars(t, s, "t1", 900, 1900, []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "__name__", "req_total")})))
+	// Matcher sets are OR'ed, the matchers of a set AND'ed.
+	require.Equal(t, []string{`{__name__="other", job="api"}: 2000`, `{__name__="req_total", job="db"}: 950`},
+		exemplarTimes(selectExemplars(t, s, "t1", 0, 5000,
+			[]*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "__name__", "req_total"), labels.MustNewMatcher(labels.MatchEqual, "job", "db")},
+			[]*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "__name__", "other")})))
+	require.Empty(t, selectExemplars(t, s, "t1", 0, 5000, []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "job", "none")}))
+	require.Empty(t, selectExemplars(t, s, "t1", 3000, 5000))
+	// The samples are stored as usual.
+	require.Len(t, readAll(t, s, "t1")[a.String()], 2)
+}
+
+func TestExemplarValidation(t *testing.T) {
+	s := openTest(t, t.TempDir(), nil)
+	defer s.Close()
+	lset := labels.FromStrings("__name__", "m")
+	long := ex(1000, 1, "trace_id", strings.Repeat("x", exemplar.ExemplarMaxLabelSetLength))
+	err := appendV2(t, s, "t", lset, 1000, 1, promstorage.AppendV2Options{Exemplars: []exemplar.Exemplar{ex(1000, 1, "trace_id", "ok"), long}})
+	var perr *promstorage.AppendPartialError
+	require.ErrorAs(t, err, &perr)
+	require.Len(t, perr.ExemplarErrors, 1)
+	require.Equal(t, 1, perr.ExemplarErrors[0].Index)
+	require.ErrorIs(t, perr.ExemplarErrors[0].Err, promstorage.ErrExemplarLabelLength)
+
+	// A duplicate of the newest is dropped silently, in the same commit or
+	// a later one; an older one is refused; the samples are kept all the same.
+	err = appendV2(t, s, "t", lset, 2000, 2, promstorage.AppendV2Options{Exemplars: []exemplar.Exemplar{ex(1000, 1, "trace_id", "ok")}})
+	require.NoError(t, err)
+	err = appendV2(t, s, "t", lset, 3000, 3, promstorage.AppendV2Options{Exemplars: []exemplar.Exemplar{
+		ex(999, 1, "trace_id", "old"), ex(3000, 3, "trace_id", "new"), ex(3000, 3, "trace_id", "new"), ex(2999, 1, "trace_id", "older than the previous"),
+	}})
+	require.ErrorAs(t, err, &perr)
+	require.Len(t, perr.ExemplarErrors, 2)
+	require.Equal(t, 0, perr.ExemplarErrors[0].Index)
+	require.ErrorIs(t, perr.ExemplarErrors[0].Err, promstorage.ErrOutOfOrderExemplar)
+	require.Equal(t, 3, perr.ExemplarErrors[1].Index)
+	require.ErrorIs(t, perr.ExemplarErrors[1].Err, promstorage.ErrOutOfOrderExemplar)
+	// Equal timestamps with a greater value are kept (a native histogram's
+	// exemplars of one scrape), a smaller value is out of order.
+	err = appendV2(t, s, "t", lset, 4000, 4, promstorage.AppendV2Options{Exemplars: []exemplar.Exemplar{ex(3000, 4, "trace_id", "bucket2"), ex(3000, 2, "trace_id", "bucket0")}})
+	require.ErrorAs(t, err, &perr)
+	require.Equal(t, 1, perr.ExemplarErrors[0].Index)
+
+	require.Equal(t, []tsample{{1000, 1}, {2000, 2}, {3000, 3}, {4000, 4}}, readAll(t, s, "t")[lset.String()])
+	res := selectExemplars(t, s, "t", math.MinInt64, math.MaxInt64)
+	require.Len(t, res, 1)
+	require.Equal(t, []exemplar.Exemplar{ex(1000, 1, "trace_id", "ok"), ex(3000, 3, "trace_id", "new"), ex(3000, 4, "trace_id", "bucket2")}, res[0].Exemplars)
+
+	// Appender V1 refuses with the error itself.
+	app := s.ForTenant("t").Appender(context.Background())
+	_, err = app.Append(0, lset, 5000, 5)
+	require.NoError(t, err)
+	_, err = app.AppendExemplar(0, lset, ex(10, 1))
+	require.ErrorIs(t, err, promstorage.ErrOutOfOrderExemplar)
+	_, err = app.AppendExemplar(0, lset, ex(5000, 5, "trace_id", "v1"))
+	require.NoError(t, err)
+	require.NoError(t, app.Commit())
+	res = selectExemplars(t, s, "t", 5000, 5000)
+	require.Equal(t, []string{`{__name__="m"}: 5000`}, exemplarTimes(res))
+
+	// Stale markers carry no exemplars.
+	require.NoError(t, appendV2(t, s, "t", lset, 6000, math.Float64frombits(0x7ff0000000000002), promstorage.AppendV2Options{Exemplars: []exemplar.Exemplar{ex(6000, 1)}}))
+	require.Empty(t, selectExemplars(t, s, "t", 6000, 6000))
+}
+
+func TestExemplarBoundDropsOldest(t *testing.T) {
+	dir := t.TempDir()
+	limits := func(id tenancy.ID) int {
+		if id == "small" {
+			return 5
+		}
+		return 0
+	}
+	s := openTest(t, dir, func(c *Config) { c.ExemplarLimits = limits })
+	a := labels.FromStrings("__name__", "m", "s", "a")
+	b := labels.FromStrings("__name__", "m", "s", "b")
+	for i := int64(1); i <= 8; i++ {
+		lset := a
+		if i%2 == 0 {
+			lset = b
+		}
+		for _, id := range []tenancy.ID{"small", "big"} {
+			require.NoError(t, appendV2(t, s, id, lset, i*1000, float64(i), promstorage.AppendV2Options{Exemplars: []exemplar.Exemplar{ex(i*1000, float64(i))}}))
+		}
+	}
+	want := []string{`{__name__="m", s="a"}: 5000 7000`, `{__name__="m", s="b"}: 4000 6000 8000`}
+	require.Equal(t, want, exemplarTimes(selectExemplars(t, s, "small", math.MinInt64, math.MaxInt64)))
+	require.Equal(t, []string{`{__name__="m", s="a"}: 1000 3000 5000 7000`, `{__name__="m", s="b"}: 2000 4000 6000 8000`},
+		exemplarTimes(selectExemplars(t, s, "big", math.MinInt64, math.MaxInt64)))
+	// Every sample is kept.
+	require.Len(t, readAll(t, s, "small")[a.String()], 4)
+
+	// The bound holds on disk too: a snapshot holds what memory holds.
+	require.NoError(t, s.aux.compact())
+	require.NoError(t, s.Close())
+	s = openTest(t, dir, nil) // unlimited now: nothing evicted comes back
+	defer s.Close()
+	require.Equal(t, want, exemplarTimes(selectExemplars(t, s, "small", math.MinInt64, math.MaxInt64)))
+}
+
+func TestExemplarsRestart(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, nil)
+	lset := labels.FromStrings("__name__", "m")
+	put := func(s *Store, from, to int64) {
+		for i := from; i < to; i++ {
+			require.NoError(t, appendV2(t, s, "t", lset, i*1000, float64(i), promstorage.AppendV2Options{Exemplars: []exemplar.Exemplar{ex(i*1000, float64(i), "trace_id", strconv.FormatInt(i, 10))}}))
+		}
+	}
+	times := func(from, to int64) []string {
+		var ts []string
+		for i := from; i < to; i++ {
+			ts = append(ts, strconv.FormatInt(i*1000, 10))
+		}
+		return []string{`{__name__="m"}: ` + strings.Join(ts, " ")}
+	}
+	put(s, 0, 10)
+	require.NoError(t, s.Close())
+
+	s = openTest(t, dir, nil)
+	require.Equal(t, times(0, 10), exemplarTimes(selectExemplars(t, s, "t", math.MinInt64, math.MaxInt64)))
+	// A snapshot, then more in the log, then a crash (no Close).
+	require.NoError(t, s.aux.compact())
+	put(s, 10, 15)
+	crash(t, s)
+	require.NoError(t, s.aux.close())
+
+	// Reloaded bounded: only the newest of the tenant's bound.
+	s = openTest(t, dir, func(c *Config) { c.ExemplarLimits = func(tenancy.ID) int { return 4 } })
+	require.Equal(t, times(11, 15), exemplarTimes(selectExemplars(t, s, "t", math.MinInt64, math.MaxInt64)))
+	res := selectExemplars(t, s, "t", 14000, 14000)
+	require.Equal(t, ex(14000, 14, "trace_id", "14"), res[0].Exemplars[0])
+	// The covered segments and the older snapshot are gone.
+	require.NoError(t, s.aux.compact())
+	segs, err := listSegments(filepath.Join(dir, "auxlog"))
+	require.NoError(t, err)
+	require.Len(t, segs, 1)
+	snaps, err := listSegments(filepath.Join(dir, "auxlog", "snapshots"))
+	require.NoError(t, err)
+	require.Len(t, snaps, 1)
+	require.NoError(t, s.Close())
+
+	s = openTest(t, dir, nil)
+	defer s.Close()
+	require.Equal(t, times(11, 15), exemplarTimes(selectExemplars(t, s, "t", math.MinInt64, math.MaxInt64)))
+}
+
+func TestExemplarRetention(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir, nil)
+	lset := labels.FromStrings("__name__", "m")
+	now := time.Now().UnixMilli()
+	old := now - int64(48*time.Hour/time.Millisecond)
+	for _, ts := range []int64{old, old + 1, now - 1000, now} {
+		require.NoError(t, appendV2(t, s, "t", lset, ts, 1, promstorage.AppendV2Options{Exemplars: []exemplar.Exemplar{ex(ts, 1)}}))
+	}
+	require.NoError(t, appendV2(t, s, "t", labels.FromStrings("__name__", "gone"), old, 1, promstorage.AppendV2Options{Exemplars: []exemplar.Exemplar{ex(old, 1)}}))
+	require.NoError(t, s.Close())
+
+	// Reloading drops what retention no longer keeps.
+	s = openTest(t, dir, func(c *Config) { c.Retention = 24 * time.Hour })
+	want := []string{fmt.Sprintf(`{__name__="m"}: %d %d`, now-1000, now)}
+	require.Equal(t, want, exemplarTimes(selectExemplars(t, s, "t", math.MinInt64, math.MaxInt64)))
+	require.NoError(t, s.Close())
+
+	// The retention job drops them in memory, and the snapshot it starts
+	// from disk.
+	s = openTest(t, dir, nil)
+	require.Len(t, selectExemplars(t, s, "t", math.MinInt64, math.MaxInt64), 2)
+	s.aux.retain(now - 1000)
+	require.Equal(t, want, exemplarTimes(selectExemplars(t, s, "t", math.MinInt64, math.MaxInt64)))
+	require.NoError(t, s.Close()) // waits for the snapshot
+	s = openTest(t, dir, nil)
+	defer s.Close()
+	require.Equal(t, want, exemplarTimes(selectExemplars(t, s, "t", math.MinInt64, math.MaxInt64)))
+}
+
+func TestExemplarTenantIsolation(t *testing.T) {
+	s := openTest(t, t.TempDir(), nil)
+	defer s.Close()
+	lset := labels.FromStrings("__name__", "m")
+	require.NoError(t, appendV2(t, s, "acme", lset, 1000, 1, promstorage.AppendV2Options{Exemplars: []exemplar.Exemplar{ex(1000, 1, "trace_id", "acme")}}))
+	require.NoError(t, appendV2(t, s, "acme-1", lset, 500, 1, promstorage.AppendV2Options{Exemplars: []exemplar.Exemplar{ex(500, 1, "trace_id", "acme-1")}}))
+	// Each tenant's series has its own newest exemplar: acme-1's older one
+	// is not out of order against acme's.
+	res := selectExemplars(t, s, "acme", math.MinInt64, math.MaxInt64)
+	require.Len(t, res, 1)
+	require.Equal(t, []exemplar.Exemplar{ex(1000, 1, "trace_id", "acme")}, res[0].Exemplars)
+	res = selectExemplars(t, s, "acme-1", math.MinInt64, math.MaxInt64)
+	require.Len(t, res, 1)
+	require.Equal(t, []exemplar.Exemplar{ex(500, 1, "trace_id", "acme-1")}, res[0].Exemplars)
+	require.Empty(t, selectExemplars(t, s, "bravo", math.MinInt64, math.MaxInt64))
+	// A matcher on the tenant label finds nothing of another tenant.
+	require.Empty(t, selectExemplars(t, s, "acme", math.MinInt64, math.MaxInt64, []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, tenancy.Label, "acme-1")}))
+}
+
+// TestExemplarKillDurability kills a child process that commits exemplars
+// and metadata with SIGKILL and checks that everything it acknowledged is
+// there after reopening.
+func TestExemplarKillDurability(t *testing.T) {
+	if dir := os.Getenv("LUMINATE_BADGER_EXEMPLAR_CHILD_DIR"); dir != "" {
+		exemplarCrashChild(dir)
+		return
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestExemplarKillDurability$", "-test.v")
+	cmd.Env = append(os.Environ(), "LUMINATE_BADGER_EXEMPLAR_CHILD_DIR="+dir)
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	acked := -1
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		line := sc.Text()
+		if n, ok := strings.CutPrefix(line, "ack "); ok {
+			acked, _ = strconv.Atoi(n)
+			if acked >= 300 {
+				break
+			}
+		} else if strings.HasPrefix(line, "open:") || strings.HasPrefix(line, "append:") || strings.HasPrefix(line, "commit:") {
+			t.Fatal(line)
+		}
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	_ = cmd.Wait()
+	require.GreaterOrEqual(t, acked, 300)
+
+	s := openTest(t, dir, nil)
+	defer s.Close()
+	res := selectExemplars(t, s, "crash", math.MinInt64, math.MaxInt64)
+	require.Len(t, res, 4)
+	for i, r := range res {
+		var n int
+		for _, e := range r.Exemplars {
+			require.Equal(t, float64(e.Ts/1000), e.Value)
+			n++
+		}
+		// Series i got an exemplar in every commit b with b%4 == i.
+		require.GreaterOrEqual(t, n, (acked+1-i+3)/4, "series %d", i)
+	}
+	md, err := s.ForTenant("crash").Metadata(context.Background(), "", 0)
+	require.NoError(t, err)
+	f := strings.Fields(md["crash_metric"].Help)
+	require.GreaterOrEqual(t, len(f), 2)
+	n, err := strconv.Atoi(f[1])
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, n, acked, "metadata of the last acknowledged commit or later")
+}
+
+func exemplarCrashChild(dir string) {
+	s, err := New(Config{Path: dir}, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(1)
+	}
+	ts := s.ForTenant("crash")
+	for b := 0; ; b++ {
+		app := ts.AppenderV2(context.Background())
+		lset := labels.FromStrings("__name__", "crash_metric", "series", strconv.Itoa(b%4))
+		opts := promstorage.AppendV2Options{
+			Exemplars: []exemplar.Exemplar{ex(int64(b)*1000, float64(b), "trace_id", strings.Repeat("t", 40))},
+			Metadata:  metadataOf("counter", "help "+strconv.Itoa(b)+strings.Repeat(" padding", 20)),
+		}
+		if _, err := app.Append(0, lset, 0, int64(b)*1000, float64(b), nil, nil, opts); err != nil {
+			fmt.Println("append:", err)
+			os.Exit(1)
+		}
+		if err := app.Commit(); err != nil {
+			fmt.Println("commit:", err)
+			os.Exit(1)
+		}
+		if b%50 == 0 {
+			// Snapshots while the child runs, so the kill may land in one.
+			go func() { _ = s.aux.compact() }()
+		}
+		fmt.Printf("ack %d\n", b)
+	}
+}

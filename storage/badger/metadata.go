@@ -1,0 +1,120 @@
+package badger
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
+
+	"github.com/luminate-io/luminate/storage"
+)
+
+// Metric metadata is kept per tenant and metric family, the latest
+// written winning, for at most the tenant's metadata bound of families:
+// metadata of a new family beyond it is dropped (its samples are kept),
+// while the families already held go on being updated. It is durable in
+// the exemplar log (see auxlog.go).
+
+// setMetadataLocked stores m as the family's metadata unless the family
+// is new and the tenant holds limit families already (0: unlimited). It
+// reports whether m was stored. Callers hold t.mu.
+func (t *auxTenant) setMetadataLocked(family string, m metadata.Metadata, limit int) bool {
+	if _, ok := t.meta[family]; !ok && limit > 0 && len(t.meta) >= limit {
+		return false
+	}
+	t.meta[family] = m
+	return true
+}
+
+// metadataState says whether the tenant holds m for family already
+// (same), and whether it would take it (room: the family is known or
+// there is room for it).
+func (t *auxTenant) metadataState(family string, m metadata.Metadata, limit int) (same, room bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	old, ok := t.meta[family]
+	if ok {
+		return old.Equals(m), true
+	}
+	return false, limit <= 0 || len(t.meta) < limit
+}
+
+// queueMetadata queues m as family's metadata when it differs from what
+// the store holds. Remote write 2.0 repeats every series' metadata in
+// every request: a family the appender has seen already costs one map
+// lookup, one it has not a read-locked lookup in the store.
+func (a *appender) queueMetadata(family string, m metadata.Metadata) {
+	if family == "" {
+		return
+	}
+	if i, ok := a.aux.metaIdx[family]; ok {
+		pm := &a.aux.meta[i]
+		if pm.m.Equals(m) {
+			return
+		}
+		pm.m = cloneMetadata(m)
+		pm.changed = true
+		return
+	}
+	same, room := false, true
+	if t := a.st.aux.tenant(a.id, false); t != nil {
+		same, room = t.metadataState(family, m, a.st.aux.metadataLimit(a.id))
+	}
+	if a.aux.metaIdx == nil {
+		a.aux.metaIdx = map[string]int{}
+	}
+	family = strings.Clone(family) // the caller's bytes live for the call only
+	a.aux.metaIdx[family] = len(a.aux.meta)
+	a.aux.meta = append(a.aux.meta, pendingMeta{family: family, m: cloneMetadata(m), changed: !same && room})
+}
+
+func cloneMetadata(m metadata.Metadata) metadata.Metadata {
+	return metadata.Metadata{Type: m.Type, Unit: strings.Clone(m.Unit), Help: strings.Clone(m.Help)}
+}
+
+// updateMetadataV1 is Appender.UpdateMetadata: metadata of the series'
+// metric family, its metric name.
+func (a *appender) updateMetadataV1(lset labels.Labels, m metadata.Metadata) error {
+	if a.st == nil {
+		return fmt.Errorf("appender used after Commit or Rollback")
+	}
+	if !m.IsEmpty() {
+		a.queueMetadata(lset.Get(labels.MetricName), m)
+	}
+	return nil
+}
+
+// metadata returns the tenant's latest metadata per family: of family
+// metric only when it is set, of at most limit families (the first by
+// name) when limit > 0.
+func (v *tenantStore) metadata(_ context.Context, metric string, limit int) (map[string]metadata.Metadata, error) {
+	if v.st.closed.Load() {
+		return nil, fmt.Errorf("%w: store closed", storage.ErrUnavailable)
+	}
+	out := map[string]metadata.Metadata{}
+	t := v.st.aux.tenant(v.id, false)
+	if t == nil {
+		return out, nil
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if metric != "" {
+		if m, ok := t.meta[metric]; ok {
+			out[metric] = m
+		}
+		return out, nil
+	}
+	if limit <= 0 || len(t.meta) <= limit {
+		maps.Copy(out, t.meta)
+		return out, nil
+	}
+	names := slices.Sorted(maps.Keys(t.meta))
+	for _, n := range names[:limit] {
+		out[n] = t.meta[n]
+	}
+	return out, nil
+}
