@@ -162,7 +162,9 @@ func sameHistogramV2(w writev2.Histogram, g *Histogram) error {
 	return sameIntHistogram(w.ToIntHistogram(), &h)
 }
 
-func equalInts(a, b []int64) bool { return len(a) == len(b) && (len(a) == 0 || reflect.DeepEqual(a, b)) }
+func equalInts(a, b []int64) bool {
+	return len(a) == len(b) && (len(a) == 0 || reflect.DeepEqual(a, b))
+}
 
 func equalFloats(a, b []float64) bool {
 	if len(a) != len(b) {
