@@ -101,7 +101,7 @@ func testHistograms() (exp *histogram.Histogram, fexp *histogram.FloatHistogram,
 	custom = &histogram.Histogram{
 		Schema: histogram.CustomBucketsSchema, Count: 6, Sum: 2.5,
 		PositiveSpans: []histogram.Span{{Offset: 0, Length: 3}}, PositiveBuckets: []int64{1, 2, -1}, // 1, 3, 2
-		CustomValues:  []float64{0.1, 0.5, 1},
+		CustomValues: []float64{0.1, 0.5, 1},
 	}
 	stale = &histogram.Histogram{Sum: math.Float64frombits(value.StaleNaN)}
 	return exp, fexp, custom, stale
