@@ -38,17 +38,20 @@ type TimeSeries struct {
 	Histograms []Histogram
 	Exemplars  []Exemplar
 	// Metadata is the series' metadata in remote write 2.0 (the type,
-	// help and unit of its metric family); empty in 1.0, whose metadata
-	// is WriteRequest.Metadata.
-	Metadata Metadata
+	// help and unit of its metric family), nil when it sent none or only
+	// zero fields; nil in 1.0, whose metadata is WriteRequest.Metadata.
+	Metadata *Metadata
 	// CreatedTimestamp is the series' created_timestamp (field 6), sent
 	// by remote write 2.0 senders older than the 2.0-rc.4 spec, which
 	// moved it to Sample.StartTimestamp; 0 when absent.
 	CreatedTimestamp int64
 
-	labelsStart, samplesStart int // offsets into the decoder's arenas while decoding
-	histStart, exStart        int
-	refsStart                 int // remote write 2.0: offset into DecoderV2.refs while decoding
+	// Offsets into the decoder's arenas while decoding: 32 bits keep
+	// the series small (the arenas hold far fewer than 2^31 entries:
+	// DecodeLimits.MaxBytesPerByte bounds them).
+	labelsStart, samplesStart int32
+	histStart, exStart        int32
+	refsStart                 int32 // remote write 2.0: offset into DecoderV2.refs while decoding
 }
 
 // StartTimestamp returns the start timestamp st of a sample of ts: its
@@ -98,8 +101,9 @@ var (
 )
 
 // DecodeLimits bound what one request may decode to, so that the decoded
-// structures (96 bytes a series, 32 a label, 24 a sample, whatever their
-// size on the wire) stay proportional to what a sender may legitimately
+// structures (136 bytes a series, 32 a label, 24 a sample, 312 a native
+// histogram and 8 a bucket, 48 an exemplar, whatever their size on the
+// wire) stay proportional to what a sender may legitimately
 // send. A zero count is no limit; the zero DecodeLimits decodes exactly
 // what the reference decoders (prompb, writev2) decode.
 type DecodeLimits struct {
@@ -322,7 +326,7 @@ func (d *Decoder) Unmarshal(data []byte) (*WriteRequest, error) {
 	for i := range ts {
 		le, se := len(d.labels), len(d.samples)
 		if i+1 < len(ts) {
-			le, se = ts[i+1].labelsStart, ts[i+1].samplesStart
+			le, se = int(ts[i+1].labelsStart), int(ts[i+1].samplesStart)
 		}
 		ts[i].Labels = d.labels[ts[i].labelsStart:le:le]
 		ts[i].Samples = d.samples[ts[i].samplesStart:se:se]
@@ -336,10 +340,10 @@ func finishSeries(ts []TimeSeries, hists []Histogram, ex []Exemplar) {
 	for i := range ts {
 		he, ee := len(hists), len(ex)
 		if i+1 < len(ts) {
-			he, ee = ts[i+1].histStart, ts[i+1].exStart
+			he, ee = int(ts[i+1].histStart), int(ts[i+1].exStart)
 		}
-		ts[i].Histograms = sub(hists, ts[i].histStart, he)
-		ts[i].Exemplars = sub(ex, ts[i].exStart, ee)
+		ts[i].Histograms = sub(hists, int(ts[i].histStart), he)
+		ts[i].Exemplars = sub(ex, int(ts[i].exStart), ee)
 	}
 }
 
@@ -505,13 +509,14 @@ func (d *Decoder) writeRequest(b []byte) error {
 			if err := d.caps.take(seriesSize); err != nil {
 				return err
 			}
-			d.req.Timeseries = append(d.req.Timeseries, TimeSeries{
-				labelsStart:  len(d.labels),
-				samplesStart: len(d.samples),
-				histStart:    len(d.hist.hists),
-				exStart:      len(d.ex),
-			})
-			if err := d.timeSeries(&d.req.Timeseries[len(d.req.Timeseries)-1], b[:end], start, i); err != nil {
+			ts := push(&d.req.Timeseries, d.caps.room/seriesSize+1)
+			*ts = TimeSeries{
+				labelsStart:  int32(len(d.labels)),
+				samplesStart: int32(len(d.samples)),
+				histStart:    int32(len(d.hist.hists)),
+				exStart:      int32(len(d.ex)),
+			}
+			if err := d.timeSeries(ts, b[:end], start, i); err != nil {
 				return err
 			}
 			i = end
@@ -523,8 +528,7 @@ func (d *Decoder) writeRequest(b []byte) error {
 			if err := d.caps.take(metadataSize); err != nil {
 				return err
 			}
-			d.req.Metadata = append(d.req.Metadata, Metadata{})
-			if err := metricMetadata(&d.req.Metadata[len(d.req.Metadata)-1], b[:end], start); err != nil {
+			if err := metricMetadata(push(&d.req.Metadata, d.caps.room/metadataSize+1), b[:end], start); err != nil {
 				return err
 			}
 			i = end
@@ -652,9 +656,9 @@ func (d *Decoder) exemplar(b []byte, i, at int) error {
 	if err := d.caps.take(exemplarSize); err != nil {
 		return err
 	}
-	d.ex = append(d.ex, Exemplar{})
-	d.exStarts = append(d.exStarts, len(d.exLabels))
-	e := &d.ex[len(d.ex)-1]
+	more := d.caps.room/exemplarSize + 1
+	e := push(&d.ex, more)
+	*push(&d.exStarts, more) = len(d.exLabels)
 	for i < len(b) {
 		field, wire, next, err := tag(b, i)
 		if err != nil {

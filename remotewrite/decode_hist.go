@@ -290,10 +290,10 @@ func (a *histArenas) histogram(c *caps, b []byte, i, at int, strict, v2 bool) er
 	if err := c.take(histogramSize); err != nil {
 		return err
 	}
-	a.hists = append(a.hists, Histogram{})
-	a.starts = append(a.starts, a.lens())
-	h := &a.hists[len(a.hists)-1]
-	start := a.starts[len(a.starts)-1]
+	more := c.room/histogramSize + 1
+	h := push(&a.hists, more)
+	start := a.lens()
+	*push(&a.starts, more) = start
 	// full refuses one more value of field f, of which the arena holds
 	// n, beyond c.buckets, and charges it.
 	full := func(f, n int) error {
@@ -540,4 +540,27 @@ func spanOf[T any](arena []T, starts []int, i int) []T {
 		end = starts[i+1]
 	}
 	return arena[starts[i]:end:end]
+}
+
+// push appends a zero T to *s and returns it. It grows *s by doubling,
+// never by more than limit elements (what the byte budget may still
+// take), and straight to that when the next doubling would pass it: the
+// arenas of large structures then hold at most their budget, and while
+// growing at most twice it, garbage included.
+func push[T any](s *[]T, limit int) *T {
+	if len(*s) == cap(*s) {
+		most := len(*s) + max(limit, 1)
+		n := max(2*cap(*s), 16)
+		if most < 2*n { // the doubling after this one would pass the budget: straight to it
+			n = most
+		}
+		grown := make([]T, len(*s), n)
+		copy(grown, *s)
+		*s = grown
+	}
+	*s = (*s)[:len(*s)+1]
+	p := &(*s)[len(*s)-1]
+	var zero T
+	*p = zero
+	return p
 }

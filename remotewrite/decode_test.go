@@ -431,11 +431,18 @@ func sameAsLenient(lenient, strict []TimeSeries, dropEmpty bool) error {
 		}
 		if fmt.Sprint(want) != fmt.Sprint(strict[i].Labels) || fmt.Sprint(lenient[i].Samples) != fmt.Sprint(strict[i].Samples) ||
 			fmt.Sprint(lenient[i].Exemplars) != fmt.Sprint(strict[i].Exemplars) || fmt.Sprint(lenient[i].Histograms) != fmt.Sprint(strict[i].Histograms) ||
-			lenient[i].Metadata != strict[i].Metadata {
+			metaOf(&lenient[i]) != metaOf(&strict[i]) {
 			return fmt.Errorf("series %d: lenient %v %v, strict %v %v", i, want, lenient[i].Samples, strict[i].Labels, strict[i].Samples)
 		}
 	}
 	return nil
+}
+
+func metaOf(ts *TimeSeries) Metadata {
+	if ts.Metadata == nil {
+		return Metadata{}
+	}
+	return *ts.Metadata
 }
 
 // decoded is what checkAgainst needs of a decoded request.

@@ -3,6 +3,7 @@ package remotewrite
 import (
 	"fmt"
 	"math"
+	"unsafe"
 )
 
 // RequestV2 is one decoded io.prometheus.write.v2.Request (remote write
@@ -48,13 +49,16 @@ type DecoderV2 struct {
 	exStarts []int    // where each exemplar's references start in exRefs
 	exRefs   []uint32 // the exemplars' label references
 	exLabels []Label  // and the labels they resolve to
-	meta     []metaRefs
+	meta     []seriesMeta // one per series
 	caps     caps // of Limits, for the request being decoded
 	maxRefs  int  // 2 * caps.labels
 }
 
-// metaRefs are the references of a series' metadata.
-type metaRefs struct{ help, unit uint32 }
+// seriesMeta is the metadata of a series, and its references.
+type seriesMeta struct {
+	m          Metadata
+	help, unit uint32
+}
 
 // DecodedBytes is how many bytes of decoded structures (series, symbols,
 // label references and the labels they resolve to, samples) the last
@@ -91,8 +95,8 @@ const (
 	fieldSeriesV2CreatedTimestamp = 6 // reserved since 2.0-rc.4; still sent by older senders
 )
 
-// refsSize is what a metaRefs costs per series.
-const metaRefsSize = 8
+// metaRefsSize is what a series' seriesMeta costs.
+const metaRefsSize = int(unsafe.Sizeof(seriesMeta{}))
 
 // Decode decompresses a snappy block of at most maxDecompressed bytes and
 // decodes the io.prometheus.write.v2.Request in it. The result, and the
@@ -149,7 +153,7 @@ func (d *DecoderV2) resolve() error {
 	for i := range ts {
 		re, se := len(d.refs), len(d.samples)
 		if i+1 < len(ts) {
-			re, se = ts[i+1].refsStart, ts[i+1].samplesStart
+			re, se = int(ts[i+1].refsStart), int(ts[i+1].samplesStart)
 		}
 		refs := d.refs[ts[i].refsStart:re]
 		if len(refs)%2 != 0 {
@@ -164,22 +168,26 @@ func (d *DecoderV2) resolve() error {
 			}
 			d.labels = append(d.labels, Label{Name: syms[n], Value: syms[v]})
 		}
-		ts[i].labelsStart = start
+		ts[i].labelsStart = int32(start)
 		ts[i].Samples = d.samples[ts[i].samplesStart:se:se]
 		// References 0 without symbols are no metadata: a request of
 		// series without labels, refused when strict.
-		if m := d.meta[i]; m.help != 0 || m.unit != 0 || len(syms) > 0 {
+		m := &d.meta[i]
+		if m.help != 0 || m.unit != 0 || len(syms) > 0 {
 			if uint64(m.help) >= uint64(len(syms)) || uint64(m.unit) >= uint64(len(syms)) {
 				return fmt.Errorf("%w: the metadata of series %d references symbol %d, past the %d symbols of the request",
 					ErrMalformed, i, max(m.help, m.unit), len(syms))
 			}
-			ts[i].Metadata.Help, ts[i].Metadata.Unit = syms[m.help], syms[m.unit]
+			m.m.Help, m.m.Unit = syms[m.help], syms[m.unit]
+		}
+		if !m.m.IsEmpty() {
+			ts[i].Metadata = &m.m
 		}
 	}
 	for i := range ts {
 		le := len(d.labels)
 		if i+1 < len(ts) {
-			le = ts[i+1].labelsStart
+			le = int(ts[i+1].labelsStart)
 		}
 		ts[i].Labels = d.labels[ts[i].labelsStart:le:le]
 	}
@@ -247,17 +255,19 @@ func (d *DecoderV2) request(b []byte) error {
 			if err := d.caps.take(metaRefsSize); err != nil {
 				return err
 			}
-			d.req.Timeseries = append(d.req.Timeseries, TimeSeries{
-				refsStart:    len(d.refs),
-				samplesStart: len(d.samples),
-				histStart:    len(d.hist.hists),
-				exStart:      len(d.ex),
-			})
-			d.meta = append(d.meta, metaRefs{})
-			if err := d.timeSeries(&d.req.Timeseries[len(d.req.Timeseries)-1], b[:end], start); err != nil {
+			more := d.caps.room/seriesSize + 1
+			ts := push(&d.req.Timeseries, more)
+			*ts = TimeSeries{
+				refsStart:    int32(len(d.refs)),
+				samplesStart: int32(len(d.samples)),
+				histStart:    int32(len(d.hist.hists)),
+				exStart:      int32(len(d.ex)),
+			}
+			push(&d.meta, more)
+			if err := d.timeSeries(ts, b[:end], start); err != nil {
 				return err
 			}
-			if d.Limits.Strict && len(d.refs) == d.req.Timeseries[len(d.req.Timeseries)-1].refsStart {
+			if d.Limits.Strict && len(d.refs) == int(d.req.Timeseries[len(d.req.Timeseries)-1].refsStart) {
 				return empty("series without label references", i)
 			}
 			i = end
@@ -377,7 +387,7 @@ func (d *DecoderV2) timeSeries(ts *TimeSeries, b []byte, i int) error {
 				return err
 			}
 			// A message field sent twice is merged, as gogo/protobuf does.
-			if err := seriesMetadata(&ts.Metadata, &d.meta[len(d.meta)-1], b[:end], start); err != nil {
+			if err := seriesMetadata(&d.meta[len(d.meta)-1], b[:end], start); err != nil {
 				return err
 			}
 			i = end
@@ -407,9 +417,9 @@ func (d *DecoderV2) exemplar(b []byte, i, at int) error {
 	if err := d.caps.take(exemplarSize); err != nil {
 		return err
 	}
-	d.ex = append(d.ex, Exemplar{})
-	d.exStarts = append(d.exStarts, len(d.exRefs))
-	e := &d.ex[len(d.ex)-1]
+	more := d.caps.room/exemplarSize + 1
+	e := push(&d.ex, more)
+	*push(&d.exStarts, more) = len(d.exRefs)
 	for i < len(b) {
 		field, wire, next, err := tag(b, i)
 		if err != nil {
@@ -461,9 +471,9 @@ func (d *DecoderV2) exemplar(b []byte, i, at int) error {
 	return nil
 }
 
-// seriesMetadata decodes the io.prometheus.write.v2.Metadata in b[i:]:
-// its type into m, its references into refs.
-func seriesMetadata(m *Metadata, refs *metaRefs, b []byte, i int) error {
+// seriesMetadata decodes the io.prometheus.write.v2.Metadata in b[i:]
+// into m: its type, and its references to resolve.
+func seriesMetadata(m *seriesMeta, b []byte, i int) error {
 	for i < len(b) {
 		field, wire, next, err := tag(b, i)
 		if err != nil {
@@ -475,17 +485,17 @@ func seriesMetadata(m *Metadata, refs *metaRefs, b []byte, i int) error {
 			if v, i, err = varintField(b, "Metadata.type", wire, i, next); err != nil {
 				return err
 			}
-			m.Type = int32(v)
+			m.m.Type = int32(v)
 		case fieldMetadataV2HelpRef:
 			if v, i, err = varintField(b, "Metadata.help_ref", wire, i, next); err != nil {
 				return err
 			}
-			refs.help = uint32(v)
+			m.help = uint32(v)
 		case fieldMetadataV2UnitRef:
 			if v, i, err = varintField(b, "Metadata.unit_ref", wire, i, next); err != nil {
 				return err
 			}
-			refs.unit = uint32(v)
+			m.unit = uint32(v)
 		default:
 			if i, err = skip(b, i); err != nil {
 				return err

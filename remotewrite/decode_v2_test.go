@@ -123,8 +123,15 @@ func compareWithWritev2(want *writev2.Request, got *RequestV2) error {
 				wm.Type = Metadata{Type: int32(t)}.MetricType()
 			}
 		}
-		if int32(w.Metadata.Type) != g.Metadata.Type || wm != g.Metadata.ToMetadata() {
-			return fmt.Errorf("series %d metadata: want %+v (%v), got %+v", i, wm, w.Metadata.Type, g.Metadata)
+		var gm Metadata
+		if g.Metadata != nil {
+			gm = *g.Metadata
+			if gm.IsEmpty() {
+				return fmt.Errorf("series %d: empty metadata not nil", i)
+			}
+		}
+		if int32(w.Metadata.Type) != gm.Type || wm != gm.ToMetadata() {
+			return fmt.Errorf("series %d metadata: want %+v (%v), got %+v", i, wm, w.Metadata.Type, gm)
 		}
 	}
 	return nil

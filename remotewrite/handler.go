@@ -86,8 +86,10 @@ func DefaultConfig() Config {
 		// default; some raise it to 10,000 or more) samples, so as many
 		// series, of some tens of labels, per request: these are 10 to
 		// 50 times the largest real batches, and bound the decoded
-		// structures of one request to about 60 MB (100,000 series of 96
-		// bytes, 1,000,000 labels of 32, 1,000,000 samples of 24).
+		// structures of one request of floats to about 70 MB (100,000
+		// series of 136 bytes, 1,000,000 labels of 32, 1,000,000 samples
+		// of 24); a histogram sample takes 312 bytes and its buckets 8
+		// each, within the bytes per byte of the request.
 		MaxSeriesPerRequest:  100_000,
 		MaxLabelsPerRequest:  1_000_000,
 		MaxSamplesPerRequest: 1_000_000,

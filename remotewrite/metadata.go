@@ -61,17 +61,17 @@ var rw1Suffixes = []string{"_bucket", "_count", "_sum", "_total", "_created", "_
 // seriesMetadata is the metaFunc of remote write 2.0: the series' own
 // metadata, under its family name.
 func (st *writeState) seriesMetadata(ts *TimeSeries, name string) (metadata.Metadata, string, bool) {
-	if ts.Metadata.IsEmpty() {
+	if ts.Metadata == nil {
 		return metadata.Metadata{}, "", false
 	}
-	m, ok := st.metaMemo[ts.Metadata]
+	m, ok := st.metaMemo[*ts.Metadata]
 	if !ok {
 		// Stores may keep what they are given: not the decoder's buffer.
 		m = metadata.Metadata{Type: ts.Metadata.MetricType(), Help: strings.Clone(ts.Metadata.Help), Unit: strings.Clone(ts.Metadata.Unit)}
 		if st.metaMemo == nil {
 			st.metaMemo = make(map[Metadata]metadata.Metadata)
 		}
-		st.metaMemo[ts.Metadata] = m
+		st.metaMemo[*ts.Metadata] = m
 	}
 	return m, familyName(name, m.Type, len(ts.Histograms) > 0), true
 }

@@ -255,7 +255,7 @@ func (h *nativeHandler) write(w http.ResponseWriter, r *http.Request, p tenancy.
 			resp.Errors = append(resp.Errors, NativeItemError{Index: i, Reason: rej.Reason, Message: rej.Error()})
 			continue
 		}
-		ts.labelsStart = len(labelArena)
+		ts.labelsStart = int32(len(labelArena))
 		labelArena = append(labelArena, Label{Name: model.MetricNameLabel, Value: m.Name})
 		for k, v := range m.Dimensions {
 			labelArena = append(labelArena, Label{Name: k, Value: v})
@@ -266,7 +266,7 @@ func (h *nativeHandler) write(w http.ResponseWriter, r *http.Request, p tenancy.
 	for i := range series {
 		end := len(labelArena)
 		if i+1 < len(series) {
-			end = series[i+1].labelsStart
+			end = int(series[i+1].labelsStart)
 		}
 		series[i].Labels = labelArena[series[i].labelsStart:end:end]
 	}
@@ -402,10 +402,7 @@ func (m *NativeMetric) series(now time.Time) (TimeSeries, error) {
 			return TimeSeries{}, reject(ReasonInvalidMetadata, ls, nil,
 				"type %s is none of counter, gauge, histogram, gaugehistogram, summary, info, stateset, unknown", quoteShort(m.Type))
 		}
-		ts.Metadata = Metadata{Type: typ, Help: m.Help, Unit: m.Unit}
-		if ts.Metadata.IsEmpty() { // "unknown" alone: still metadata
-			ts.Metadata.Type = -1
-		}
+		ts.Metadata = &Metadata{Type: typ, Help: m.Help, Unit: m.Unit}
 	}
 	return ts, nil
 }
