@@ -46,12 +46,12 @@ type DecoderV2 struct {
 	samples  []Sample
 	hist     histArenas
 	ex       []Exemplar
-	exStarts []int    // where each exemplar's references start in exRefs
-	exRefs   []uint32 // the exemplars' label references
-	exLabels []Label  // and the labels they resolve to
+	exStarts []int        // where each exemplar's references start in exRefs
+	exRefs   []uint32     // the exemplars' label references
+	exLabels []Label      // and the labels they resolve to
 	meta     []seriesMeta // one per series
-	caps     caps // of Limits, for the request being decoded
-	maxRefs  int  // 2 * caps.labels
+	caps     caps         // of Limits, for the request being decoded
+	maxRefs  int          // 2 * caps.labels
 }
 
 // seriesMeta is the metadata of a series, and its references.
