@@ -415,3 +415,42 @@ func (b *v2Request) refs(s ...string) []uint32 {
 	}
 	return out
 }
+
+// histogramSeeds are fuzz seeds: requests of one or two series of
+// histograms of random shapes, with exemplars and metadata, as 1.0 or
+// (v2) 2.0 bodies.
+func histogramSeeds(f *testing.F, r *rand.Rand, v2 bool) [][]byte {
+	var out [][]byte
+	for range 10 {
+		req := &prompb.WriteRequest{}
+		req2 := newV2Request()
+		for j := range 1 + r.IntN(2) {
+			name := fmt.Sprintf("h%d", j)
+			ts := prompb.TimeSeries{Labels: []prompb.Label{{Name: "__name__", Value: name}}}
+			s2 := req2.add("__name__", name)
+			for range 1 + r.IntN(2) {
+				h := randomHistogram(r)
+				ts.Histograms = append(ts.Histograms, h)
+				h2 := toV2Histogram(h)
+				h2.StartTimestamp = r.Int64N(1e12)
+				s2.Histograms = append(s2.Histograms, h2)
+			}
+			ts.Exemplars = []prompb.Exemplar{{Labels: []prompb.Label{{Name: "trace_id", Value: "t"}}, Value: 1, Timestamp: 5}}
+			s2.Exemplars = []writev2.Exemplar{{LabelsRefs: req2.refs("trace_id", "t"), Value: 1, Timestamp: 5}}
+			s2.Metadata = writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_HISTOGRAM, HelpRef: req2.syms.Symbolize("help"), UnitRef: req2.syms.Symbolize("s")}
+			req.Timeseries = append(req.Timeseries, ts)
+			req.Metadata = append(req.Metadata, prompb.MetricMetadata{Type: prompb.MetricMetadata_HISTOGRAM, MetricFamilyName: name, Help: "help", Unit: "s"})
+		}
+		var data []byte
+		var err error
+		if v2 {
+			req2.req.Symbols = req2.syms.Symbols()
+			data, err = req2.req.Marshal()
+		} else {
+			data, err = req.Marshal()
+		}
+		require.NoError(f, err)
+		out = append(out, data)
+	}
+	return out
+}

@@ -285,6 +285,10 @@ func FuzzDecode(f *testing.F) {
 		require.NoError(f, err)
 		f.Add(data)
 	}
+	// Histograms of every shape, exemplars, metadata.
+	for _, data := range histogramSeeds(f, r, false) {
+		f.Add(data)
+	}
 	f.Add([]byte{})
 	f.Add([]byte(pb{}.tag(8, wireStartGroup).tag(8, wireEndGroup)))
 	f.Add([]byte(pb{}.tag(1, wireBytes).raw(0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02)))

@@ -353,6 +353,10 @@ func FuzzDecodeV2(f *testing.F) {
 		require.NoError(f, err)
 		f.Add(data)
 	}
+	// Histograms of every shape, exemplars, metadata.
+	for _, data := range histogramSeeds(f, r, true) {
+		f.Add(data)
+	}
 	f.Add([]byte{})
 	f.Add([]byte(pb{}.bytes(4, []byte("x")).bytes(5, pb{}.bytes(1, []byte{0, 0}))))
 	f.Add([]byte(pb{}.bytes(4, nil).bytes(5, pb{}.tag(1, wireBytes).varint(1).raw(0x81, 0x00))))

@@ -500,9 +500,18 @@ type handler struct {
 // arrive in time; and otherwise 5xx only when the store failed, so that
 // senders retry exactly what was not stored. A body that is not the
 // message its Content-Type names (a 1.0 body sent as 2.0, or the reverse),
-// or that holds empty series, labels or samples, is a 400. Native histograms are not
-// stored: they are rejected (400), the float samples beside them stored.
-// Exemplars and metadata are accepted and dropped.
+// or that holds empty series, labels, samples, histograms or exemplars, is
+// a 400.
+//
+// Float samples, native histograms (integer and float, exponential and
+// custom buckets, stale markers), exemplars and metadata are all stored.
+// A histogram that fails Prometheus' histogram.Validate is rejected as an
+// invalid sample is (400, the rest stored). Exemplars are best effort, as
+// in Prometheus: one the store refuses, or outside the accepted time
+// window, is dropped and counted, and fails nothing (the remote write 2.0
+// spec makes an error of samples and histograms not written, not of
+// exemplars; the Exemplars-Written header tells the sender). Metadata is
+// filed under its metric family (see metadata.go).
 //
 // To remote write 2.0 requests it also answers the
 // X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written headers
@@ -760,6 +769,8 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Princi
 	case errors.As(err, &tm) && tm.What == "bytes":
 		// Not a sender's batch, however large: no setting raises it.
 		return res, &apierror.Error{Kind: apierror.TooLarge, Err: err}
+	case errors.As(err, &tm) && tm.What == "buckets":
+		return res, &apierror.Error{Kind: apierror.TooLarge, Err: err, Msg: "raise " + requestLimitFlag(tm.What)}
 	case errors.As(err, &tm):
 		return res, &apierror.Error{Kind: apierror.TooLarge, Err: err, Msg: fmt.Sprintf(
 			"raise %s, or send smaller batches (max_samples_per_send)", requestLimitFlag(tm.What))}
@@ -884,6 +895,7 @@ func (g *ingester) appendSeries(app promstorage.AppenderV2, id tenancy.ID, serie
 		if err != nil {
 			rejectSeries(i, asRejection(err), len(ts.Samples)+len(ts.Histograms))
 			rc.series++
+			exRefused += len(ts.Exemplars)
 			continue
 		}
 		lset := buildLabels(&st.builder, ls, &st.lset)
@@ -893,7 +905,8 @@ func (g *ingester) appendSeries(app promstorage.AppenderV2, id tenancy.ID, serie
 				opts.Metadata, opts.MetricFamilyName = m, family
 			}
 		}
-		exemplars := st.exemplars(ts.Exemplars)
+		exemplars, outside := st.exemplars(ts.Exemplars, win)
+		exRefused += outside
 		var ref promstorage.SeriesRef
 		// add appends one sample (h or fh set for a histogram), with the
 		// exemplars not yet stored; done is false when the series is
@@ -1023,13 +1036,19 @@ func (st *writeState) histogram(hp *Histogram) (*histogram.Histogram, *histogram
 
 // exemplars returns es as Prometheus exemplars, sorted by timestamp as
 // AppenderV2 requires, in memory of st's that stays untouched until the
-// batch commits; nil when there are none.
-func (st *writeState) exemplars(es []Exemplar) []exemplar.Exemplar {
+// batch commits; nil when there are none. Those timestamped outside win
+// (Prometheus' receiver refuses exemplars too far in the future) are left
+// out, and counted.
+func (st *writeState) exemplars(es []Exemplar, win Window) (_ []exemplar.Exemplar, outside int) {
 	if len(es) == 0 {
-		return nil
+		return nil, 0
 	}
 	start := len(st.ex)
 	for _, e := range es {
+		if e.Timestamp != 0 && (e.Timestamp > win.MaxT || e.Timestamp < win.MinT) {
+			outside++
+			continue
+		}
 		st.builder.Reset()
 		for _, l := range e.Labels {
 			st.builder.Add(strings.Clone(l.Name), strings.Clone(l.Value))
@@ -1037,9 +1056,12 @@ func (st *writeState) exemplars(es []Exemplar) []exemplar.Exemplar {
 		st.builder.Sort()
 		st.ex = append(st.ex, exemplar.Exemplar{Labels: st.builder.Labels(), Value: e.Value, Ts: e.Timestamp, HasTs: e.Timestamp != 0})
 	}
+	if len(st.ex) == start {
+		return nil, outside
+	}
 	out := st.ex[start:len(st.ex):len(st.ex)]
 	slices.SortStableFunc(out, func(a, b exemplar.Exemplar) int { return cmp.Compare(a.Ts, b.Ts) })
-	return out
+	return out, outside
 }
 
 func rollback(app promstorage.AppenderV2) error {
