@@ -672,8 +672,7 @@ func (d *Decoder) exemplar(b []byte, i, at int) error {
 			if err := d.caps.take(labelSize); err != nil {
 				return err
 			}
-			d.exLabels = append(d.exLabels, Label{})
-			if err := label(&d.exLabels[len(d.exLabels)-1], b[:end], start); err != nil {
+			if err := label(push(&d.exLabels, d.caps.room/labelSize+1), b[:end], start); err != nil {
 				return err
 			}
 			i = end

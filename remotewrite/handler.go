@@ -266,10 +266,13 @@ func (st *writeState) trim() {
 // and a few more labels 1.6 to 3 times: label strings point into the body.
 // A 2.0 label is two references of a byte or two for 40 bytes decoded (4
 // per reference, 32 per Label): 2.0 series of one sample take 6 times
-// their size, 2 to 4 with more samples.
+// their size, 2 to 4 with more samples. A native histogram's bucket is a
+// delta of a byte or two for 8 bytes decoded: series of few labels and a
+// histogram of 160 buckets take 7.5 times their size, so histograms get
+// some more room (10 and 14, not 8 and 12 for floats alone).
 const (
-	rw1BytesPerByte = 8
-	rw2BytesPerByte = 12
+	rw1BytesPerByte = 10
+	rw2BytesPerByte = 14
 )
 
 // nativeBytesPerByte is the memory a native write holds per byte of its
@@ -324,6 +327,36 @@ func (g *inflightBytes) acquire(id tenancy.ID, n int64) (reservation, error) {
 }
 
 func (g *inflightBytes) release(r reservation) { g.shrink(r, 0) }
+
+// grow raises reservation r to to bytes, if more: a request whose
+// decoding took more than reserved (native histograms, whose buckets the
+// per-request counts do not bound) holds what it took, under the rules of
+// acquire; alone, it may hold the whole budget.
+func (g *inflightBytes) grow(r reservation, to int64) (reservation, error) {
+	if to <= r.n {
+		return r, nil
+	}
+	more := to - r.n
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	mine := g.byTenant[r.tenant]
+	switch {
+	case g.used == mine:
+		more = min(more, max(g.max-g.used, 0))
+	case g.used+more > g.max:
+		return r, &apierror.Error{Kind: apierror.Unavailable, RetryAfter: inflightRetryAfter, Msg: fmt.Sprintf(
+			"write requests of %d bytes in flight, and this one decoded to %d more than it reserved: over the limit of %d bytes (--ingest.max-inflight-bytes); retry later",
+			g.used, more, g.max)}
+	case mine+more > g.max/2:
+		return r, &apierror.Error{Kind: apierror.Unavailable, RetryAfter: inflightRetryAfter, Msg: fmt.Sprintf(
+			"tenant %s has write requests of %d bytes in flight, and this one decoded to %d more than it reserved: over half of the limit of %d bytes "+
+				"(--ingest.max-inflight-bytes), which other tenants share; retry later", r.tenant, mine, more, g.max)}
+	}
+	g.used += more
+	g.byTenant[r.tenant] = mine + more
+	r.n += more
+	return r, nil
+}
 
 // shrink lowers reservation r to to bytes, if less, and returns it.
 func (g *inflightBytes) shrink(r reservation, to int64) reservation {
@@ -763,7 +796,14 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Princi
 	if proto == rw2 {
 		decoded = st.decV2.DecodedBytes()
 	}
-	reserved = h.inflight.shrink(reserved, int64(len(st.body))+int64(n)+int64(decoded))
+	took := int64(len(st.body)) + int64(n) + int64(decoded)
+	if err == nil {
+		var gerr error
+		if reserved, gerr = h.inflight.grow(reserved, took); gerr != nil {
+			return res, gerr
+		}
+	}
+	reserved = h.inflight.shrink(reserved, took)
 	var tm *TooManyError
 	switch {
 	case errors.As(err, &tm) && tm.What == "bytes":

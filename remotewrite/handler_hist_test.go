@@ -4,9 +4,12 @@ import (
 	"context"
 	"math"
 	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/exemplar"
@@ -364,4 +367,46 @@ func TestWriteV2StartZero(t *testing.T) {
 	b.add("__name__", "requests_total").Samples = []writev2.Sample{{Value: 1, Timestamp: ms, StartTimestamp: ms - 5000}}
 	require.Equal(t, http.StatusNoContent, postV2(h, &writer, b.encode(t), nil).Code)
 	require.Equal(t, []point{{T: ms, V: 1}}, readPoints(t, store, writer.Tenant)[`{__name__="requests_total"}`])
+}
+
+// A request whose histograms decode to more than the per-request counts
+// let it reserve holds what it took from the in-flight budget, or, when
+// other tenants hold the rest, is refused with 503 before it is stored.
+func TestInflightGrowsForHistograms(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxSeriesPerRequest, cfg.MaxLabelsPerRequest, cfg.MaxSamplesPerRequest = 10, 100, 10
+	const buckets = 20_000
+	deltas := make([]int64, buckets)
+	deltas[0] = 1
+	big := &histogram.Histogram{Count: buckets, Sum: 1, PositiveSpans: []histogram.Span{{Length: buckets}}, PositiveBuckets: deltas}
+	now := time.Now().Truncate(time.Millisecond)
+	body := encode(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+		Labels: series("__name__", "wide"), Histograms: []prompb.Histogram{prompb.FromIntHistogram(now.UnixMilli(), big)},
+	}}})
+	n, err := snappy.DecodedLen(body)
+	require.NoError(t, err)
+
+	held := heldStore{Store: openStore(t, nil), waiting: new(atomic.Int64), release: make(chan struct{})}
+	hd := New(cfg, held, nil, nil, prometheus.NewRegistry()).(*handler)
+	estimate := int64(len(body)+n) + hd.decodedBound(rw1, n)
+	require.Less(t, estimate, int64(buckets*8), "the counts bound far less than the buckets take")
+	done := make(chan *httptest.ResponseRecorder)
+	go func() { done <- post(hd, &writer, body, nil) }()
+	require.Eventually(t, func() bool { return held.waiting.Load() == 1 }, 10*time.Second, time.Millisecond)
+	require.Greater(t, hd.inflight.inUse(), int64(buckets*8), "held while stored: what it decoded to")
+	close(held.release)
+	w := <-done
+	require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
+	require.Zero(t, hd.inflight.inUse())
+
+	// Others hold most of the budget: it fits its estimate, not what it took.
+	cfg.MaxInflightBytes = 4 * estimate
+	hd = New(cfg, openStore(t, nil), nil, nil, prometheus.NewRegistry()).(*handler)
+	other, err := hd.inflight.acquire("other", 2*estimate)
+	require.NoError(t, err)
+	w = post(hd, &writer, body, nil)
+	require.Equal(t, http.StatusServiceUnavailable, w.Code, w.Body.String())
+	require.Contains(t, w.Body.String(), "--ingest.max-inflight-bytes")
+	hd.inflight.release(other)
+	require.Zero(t, hd.inflight.inUse())
 }
