@@ -145,7 +145,7 @@ func (s *Store) recover(ctx context.Context, segs []int, st *recoveryStatus) err
 				defer wg.Done()
 				for list := range work {
 					for _, sn := range list {
-						h, err := headFromData(sn.enc, sn.data)
+						h, cut, err := headFromData(sn.enc, sn.data)
 						if err != nil {
 							select {
 							case errs <- fmt.Errorf("head snapshot of series %d: %w", sn.ser.id, err):
@@ -155,8 +155,15 @@ func (s *Store) recover(ctx context.Context, segs []int, st *recoveryStatus) err
 						}
 						ser := sn.ser
 						ser.snapshot = true
-						if h.numSamples() == 0 || h.mint <= ser.diskMaxT {
+						first := h.mint
+						if len(cut) > 0 {
+							first = cut[0].mint
+						}
+						if h.numSamples() == 0 || first <= ser.diskMaxT {
 							continue // already sealed into a chunk
+						}
+						for _, c := range cut {
+							ser.pushSealedLocked(c)
 						}
 						ser.head = h
 						ser.extendRange(h.mint)
