@@ -93,6 +93,11 @@ func TestOpenAPI(t *testing.T) {
 		{"write partial", "POST", "/api/v1/metrics", acmeW, "application/json", `{"metrics":[` +
 			point("mem", `{"host":"a"}`, 0, "1") + `,` + point("mem", `{"_tenant_id":"x"}`, 0, "1") + `]}`, 400, false},
 		{"write all rejected", "POST", "/api/v1/metrics", acmeW, "application/json", `{"metrics":[{"name":"","value":1}]}`, 400, false},
+		{"write histogram", "POST", "/api/v1/metrics", acmeW, "application/json", fmt.Sprintf(`{"metrics":[{"name":"latency_seconds","timestamp":%d,`+
+			`"type":"histogram","help":"Latency.","unit":"seconds","exemplars":[{"labels":{"trace_id":"abc"},"value":0.2}],`+
+			`"histogram":{"schema":-53,"count":3,"sum":"NaN","positive_spans":[{"offset":0,"length":2}],"positive_counts":[1,2],"custom_values":[0.1,1]}},`+
+			`{"name":"queue","histogram":{"float":true,"schema":0,"count":1.5,"sum":2,"zero_threshold":0.001,"zero_count":1.5,"counter_reset_hint":"gauge"}}]}`, ms(0)), 200, false},
+		{"write histogram and value", "POST", "/api/v1/metrics", acmeW, "application/json", `{"metrics":[{"name":"x","value":1,"histogram":{"schema":0,"count":0,"sum":0}}]}`, 400, true},
 		{"write malformed", "POST", "/api/v1/metrics", acmeW, "application/json", `{"metrics":[}`, 400, true},
 		{"write wrong type", "POST", "/api/v1/metrics", acmeW, "text/plain", `x`, 415, true},
 		{"write unauthenticated", "POST", "/api/v1/metrics", "", "application/json", `{"metrics":[]}`, 401, false},

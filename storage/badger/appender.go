@@ -175,9 +175,7 @@ func (a *appender) Commit() error {
 	defer recordPool.Put(buf)
 	var defs []walSeries
 	var seen map[*series]bool
-	smps := make([]walSample, len(a.samples))
-	for i, p := range a.samples {
-		smps[i] = walSample{id: p.ser.id, sample: p.sample}
+	for _, p := range a.samples {
 		if !p.ser.logged.Load() {
 			if seen == nil {
 				seen = map[*series]bool{}
@@ -188,7 +186,7 @@ func (a *appender) Commit() error {
 			}
 		}
 	}
-	*buf = appendCommitRecord((*buf)[:0], t.num, defs, smps)
+	*buf = appendCommitRecord((*buf)[:0], t.num, defs, a.samples)
 
 	st.applyMu.RLock()
 	defer st.applyMu.RUnlock()
@@ -345,10 +343,12 @@ func (a *appender) AppendSTZeroSample(promstorage.SeriesRef, labels.Labels, int6
 type appenderV2 struct{ *appender }
 
 func (a appenderV2) Append(ref promstorage.SeriesRef, lset labels.Labels, _, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AppendV2Options) (promstorage.SeriesRef, error) {
+	var err error
 	if h != nil || fh != nil {
-		return a.appender.AppendHistogram(ref, lset, t, h, fh)
+		ref, err = a.appender.AppendHistogram(ref, lset, t, h, fh)
+	} else {
+		ref, err = a.appender.Append(ref, lset, t, v)
 	}
-	ref, err := a.appender.Append(ref, lset, t, v)
 	if err == nil && (len(opts.Exemplars) > 0 || !opts.Metadata.IsEmpty()) {
 		err = a.appendAux(lset, isStale(v, h, fh), &opts) // exemplars.go
 	}

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/labels"
@@ -49,22 +50,30 @@ import (
 // reads the newest snapshot and the segments after it, so it reads at
 // most about twice the bound per tenant.
 //
-// Records (one per commit; snapshots are sequences of the same records,
-// framed like WAL records):
+// Records (one per commit in the log; a snapshot is a sequence of them),
+// framed like WAL records:
 //
-//	version(1)=1 tenant(uvarint len, bytes)
+//	version(1) tenant(uvarint len, bytes)
 //	nseries(uvarint) [labels]...
 //	nexemplars(uvarint) [series(uvarint) labels value(8) ts(varint) hasTs(1)]...
 //	nmetadata(uvarint) [family type unit help (uvarint len, bytes each)]...
+//
+// In a version 1 record (the log's) an exemplar's series indexes the
+// record's own series. Snapshots write version 2 records, tenant by
+// tenant: first the tenant's series, once each, then its exemplars in the
+// order they were stored, whose series index every series of the
+// tenant's records so far, so that a restart decodes each series' labels
+// once rather than once per exemplar.
 //
 // Replaying a record applies it with the same checks as a commit, which
 // makes replay idempotent: exemplars already held are duplicates or older
 // than their series' newest, and metadata already held is unchanged.
 const (
-	auxRecordVersion byte = 1
-	auxSegmentSize        = 64 << 20
-	auxMinCompact         = 4 << 20
-	auxSnapshotChunk      = 4096 // exemplars (or metadata entries) per snapshot record
+	auxRecordVersion   byte = 1
+	auxSnapshotVersion byte = 2
+	auxSegmentSize          = 64 << 20
+	auxMinCompact           = 4 << 20
+	auxSnapshotChunk        = 4096 // exemplars (or metadata entries) per snapshot record
 )
 
 // auxStore holds every tenant's exemplars and metadata. Safe for
@@ -95,8 +104,9 @@ type auxStore struct {
 }
 
 // openAux opens (or creates) the exemplar and metadata log under
-// cfg.Path/auxlog and loads it into memory.
-func openAux(cfg Config, logger *slog.Logger) (*auxStore, error) {
+// cfg.Path/auxlog, loads it into memory and registers its metrics on reg
+// (when not nil).
+func openAux(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*auxStore, error) {
 	start := time.Now()
 	x := &auxStore{
 		dir:        filepath.Join(cfg.Path, "auxlog"),
@@ -111,8 +121,9 @@ func openAux(cfg Config, logger *slog.Logger) (*auxStore, error) {
 		return nil, fmt.Errorf("create exemplar log dir: %w", err)
 	}
 	cutoff := x.cutoff(start)
+	var table snapshotTable
 	replay := func(rec []byte) error {
-		if err := x.replay(rec, cutoff); err != nil {
+		if err := x.replay(rec, cutoff, &table); err != nil {
 			x.logger.Warn("skipping a corrupt exemplar log record", "err", err)
 		}
 		return nil
@@ -179,6 +190,13 @@ func openAux(cfg Config, logger *slog.Logger) (*auxStore, error) {
 	}
 	x.logger.Info("exemplars and metadata loaded", "tenants", len(x.tenants), "exemplars", n, "metadata", m,
 		"snapshot_bytes", x.snapBytes.Load(), "log_bytes", x.tail.Load(), "duration", time.Since(start))
+	x.maybeCompact() // a long log makes the next start slow
+	if reg != nil {
+		if err := reg.Register(newAuxCollector(x)); err != nil {
+			_ = x.close()
+			return nil, fmt.Errorf("register exemplar metrics: %w", err)
+		}
+	}
 	return x, nil
 }
 
@@ -236,7 +254,7 @@ func (x *auxStore) commit(id tenancy.ID, p *auxPending) error {
 	if _, err := tenancy.ParseID(string(id)); err != nil {
 		return err
 	}
-	rec := appendAuxRecord(make([]byte, 0, 256), id, p)
+	rec := appendAuxRecord(make([]byte, 0, 256+128*p.nex), id, p)
 	t := x.tenant(id, true)
 	x.applyMu.RLock()
 	if x.closed {
@@ -266,12 +284,29 @@ func (x *auxStore) commit(id tenancy.ID, p *auxPending) error {
 	return nil
 }
 
+// snapshotTable is the series of a snapshot's version 2 records so far,
+// for one tenant.
+type snapshotTable struct {
+	tenant tenancy.ID
+	series []tableSeries
+}
+
+type tableSeries struct {
+	lset labels.Labels
+	hash uint64
+	ser  *exSeries // where its last exemplar went, if still linked
+}
+
 // replay applies one record read back from the log or a snapshot,
 // dropping exemplars older than cutoff.
-func (x *auxStore) replay(rec []byte, cutoff int64) error {
+func (x *auxStore) replay(rec []byte, cutoff int64, table *snapshotTable) error {
 	d := decoder{b: rec}
-	if v := d.bytes(1); d.err == nil && v[0] != auxRecordVersion {
-		return fmt.Errorf("exemplar log record version %d: %w", v[0], errCorrupt)
+	version := d.bytes(1)
+	if d.err != nil {
+		return d.err
+	}
+	if version[0] != auxRecordVersion && version[0] != auxSnapshotVersion {
+		return fmt.Errorf("exemplar log record version %d: %w", version[0], errCorrupt)
 	}
 	id := tenancy.ID(d.bytes(int(d.uvarint())))
 	var sb labels.ScratchBuilder
@@ -279,14 +314,19 @@ func (x *auxStore) replay(rec []byte, cutoff int64) error {
 	if nseries > uint64(len(d.b)) {
 		return errCorrupt
 	}
-	type ser struct {
-		lset labels.Labels
-		hash uint64
+	var series []tableSeries
+	if version[0] == auxSnapshotVersion {
+		if table.tenant != id {
+			table.tenant, table.series = id, table.series[:0]
+		}
+		series = table.series
 	}
-	series := make([]ser, 0, nseries)
 	for i := uint64(0); i < nseries && d.err == nil; i++ {
 		l := d.labels(&sb)
-		series = append(series, ser{l, l.Hash()})
+		series = append(series, tableSeries{lset: l, hash: l.Hash()})
+	}
+	if version[0] == auxSnapshotVersion {
+		table.series = series
 	}
 	nex := d.uvarint()
 	if nex > uint64(len(d.b)) {
@@ -316,7 +356,11 @@ func (x *auxStore) replay(rec []byte, cutoff int64) error {
 		if e.Ts < cutoff {
 			continue
 		}
-		t.addExemplarLocked(series[si].hash, series[si].lset, e, exLimit)
+		ts := &series[si]
+		if ts.ser == nil || !ts.ser.linked {
+			ts.ser = t.findLocked(ts.hash, ts.lset)
+		}
+		ts.ser, _ = t.addToSeriesLocked(ts.ser, ts.hash, ts.lset, e, exLimit)
 	}
 	nmeta := d.uvarint()
 	if nmeta > uint64(len(d.b)) {
@@ -495,19 +539,31 @@ func (x *auxStore) writeSnapshot(path string) (int64, error) {
 	slices.Sort(ids)
 	var rec []byte
 	for _, id := range ids {
-		exs, meta := tenants[id].snapshot()
-		for len(exs) > 0 || len(meta) > 0 {
-			var p auxPending
-			p.seriesIdx = map[uint64][]int{}
-			n := min(len(exs), auxSnapshotChunk)
+		series, exs, meta := tenants[id].snapshot()
+		for len(series) > 0 || len(exs) > 0 || len(meta) > 0 {
+			rec = append(rec[:0], auxSnapshotVersion)
+			rec = appendAuxString(rec, string(id))
+			n := min(len(series), auxSnapshotChunk)
+			rec = binary.AppendUvarint(rec, uint64(n))
+			for _, l := range series[:n] {
+				rec = appendLabels(rec, l)
+			}
+			series = series[n:]
+			n = 0
+			if len(series) == 0 {
+				n = min(len(exs), auxSnapshotChunk)
+			}
+			rec = binary.AppendUvarint(rec, uint64(n))
 			for _, se := range exs[:n] {
-				p.addSeriesExemplar(se.ser.hash, se.ser.lset, se.e)
+				rec = appendAuxExemplar(rec, se.series, se.e)
 			}
 			exs = exs[n:]
 			n = min(len(meta), auxSnapshotChunk)
-			p.meta = meta[:n]
+			rec = binary.AppendUvarint(rec, uint64(n))
+			for _, pm := range meta[:n] {
+				rec = appendAuxMetadata(rec, pm.family, pm.m)
+			}
 			meta = meta[n:]
-			rec = appendAuxRecord(rec[:0], id, &p)
 			if err := write(rec); err != nil {
 				return 0, fmt.Errorf("write exemplar snapshot: %w", err)
 			}
@@ -557,4 +613,41 @@ func familyName(family string, lset labels.Labels) string {
 		return family
 	}
 	return lset.Get(labels.MetricName)
+}
+
+// auxCollector reports the exemplars and metadata held, read at scrape
+// time (nothing on the write path).
+type auxCollector struct {
+	x               *auxStore
+	exemplars, meta *prometheus.Desc
+	logBytes        *prometheus.Desc
+}
+
+func newAuxCollector(x *auxStore) *auxCollector {
+	return &auxCollector{
+		x: x,
+		exemplars: prometheus.NewDesc("luminate_badger_exemplars",
+			"Exemplars stored, by tenant (at most --limits.max-exemplars or the tenant's max_exemplars override; the oldest are dropped first).", []string{"tenant"}, nil),
+		meta: prometheus.NewDesc("luminate_badger_metadata_families",
+			"Metric families with metadata stored, by tenant (at most --limits.max-metadata or the tenant's max_metadata override).", []string{"tenant"}, nil),
+		logBytes: prometheus.NewDesc("luminate_badger_exemplar_log_bytes",
+			"Bytes of the exemplar and metadata log read at the next start: the last snapshot and the log written since.", nil, nil),
+	}
+}
+
+func (c *auxCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.exemplars
+	ch <- c.meta
+	ch <- c.logBytes
+}
+
+func (c *auxCollector) Collect(ch chan<- prometheus.Metric) {
+	for id, t := range c.x.allTenants() {
+		t.mu.RLock()
+		n, m := t.n, len(t.meta)
+		t.mu.RUnlock()
+		ch <- prometheus.MustNewConstMetric(c.exemplars, prometheus.GaugeValue, float64(n), string(id))
+		ch <- prometheus.MustNewConstMetric(c.meta, prometheus.GaugeValue, float64(m), string(id))
+	}
+	ch <- prometheus.MustNewConstMetric(c.logBytes, prometheus.GaugeValue, float64(c.x.snapBytes.Load()+c.x.tail.Load()))
 }

@@ -153,7 +153,9 @@ type walSample struct {
 	sample
 }
 
-func appendCommitRecord(b []byte, tenant uint32, series []walSeries, samples []walSample) []byte {
+// appendCommitRecord appends the record of samples (whose series are set)
+// to b.
+func appendCommitRecord(b []byte, tenant uint32, series []walSeries, samples []pendingSample) []byte {
 	b = binary.BigEndian.AppendUint32(b, tenant)
 	b = binary.AppendUvarint(b, uint64(len(series)))
 	for _, s := range series {
@@ -171,7 +173,7 @@ func appendCommitRecord(b []byte, tenant uint32, series []walSeries, samples []w
 		if s.h != nil || s.fh != nil {
 			continue
 		}
-		b = binary.AppendUvarint(b, s.id)
+		b = binary.AppendUvarint(b, s.ser.id)
 		b = binary.AppendVarint(b, s.t)
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(s.v))
 	}
@@ -185,7 +187,7 @@ func appendCommitRecord(b []byte, tenant uint32, series []walSeries, samples []w
 			continue
 		}
 		buf.PutUvarint(i)
-		buf.PutUvarint64(s.id)
+		buf.PutUvarint64(s.ser.id)
 		buf.PutVarint64(s.t)
 		if s.h != nil {
 			buf.PutByte(encHistogram)

@@ -11,6 +11,7 @@ import (
 	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/storage/badger"
 	"github.com/luminate-io/luminate/storage/storagetest"
+	"github.com/luminate-io/luminate/tenancy"
 )
 
 // TestConformance runs the storage conformance suite on Badger stores in
@@ -25,33 +26,49 @@ func TestConformancePromQL(t *testing.T) {
 }
 
 // conformanceBackend opens Badger stores with the default configuration
-// (retention 0: keep everything, the suite writes samples from 1970).
+// (retention 0: keep everything, the suite writes samples from 1970), or
+// with per-tenant exemplar and metadata bounds (Limited), kept across
+// Reopen.
 func conformanceBackend() storagetest.Backend {
+	type opened struct {
+		dir                       string
+		maxExemplars, maxMetadata int
+	}
 	var mu sync.Mutex
-	dirs := map[storage.MetricsStore]string{}
-	open := func(t testing.TB, dir string) storage.MetricsStore {
+	stores := map[storage.MetricsStore]opened{}
+	open := func(t testing.TB, o opened) storage.MetricsStore {
 		t.Helper()
 		logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-		s, err := badger.New(badger.Config{Path: dir}, logger, prometheus.NewRegistry())
-		require.NoError(t, err, "badger.New(%s)", dir)
+		cfg := badger.Config{Path: o.dir}
+		if o.maxExemplars > 0 {
+			cfg.ExemplarLimits = func(tenancy.ID) int { return o.maxExemplars }
+		}
+		if o.maxMetadata > 0 {
+			cfg.MetadataLimits = func(tenancy.ID) int { return o.maxMetadata }
+		}
+		s, err := badger.New(cfg, logger, prometheus.NewRegistry())
+		require.NoError(t, err, "badger.New(%s)", o.dir)
 		// Close is idempotent: the suite closes some stores itself.
-		t.Cleanup(func() { require.NoError(t, s.Close(), "Close %s", dir) })
+		t.Cleanup(func() { require.NoError(t, s.Close(), "Close %s", o.dir) })
 		mu.Lock()
-		dirs[s] = dir
+		stores[s] = o
 		mu.Unlock()
 		return s
 	}
 	return storagetest.Backend{
-		Open: func(t testing.TB) storage.MetricsStore { return open(t, t.TempDir()) },
+		Open: func(t testing.TB) storage.MetricsStore { return open(t, opened{dir: t.TempDir()}) },
 		Reopen: func(t testing.TB, s storage.MetricsStore) storage.MetricsStore {
 			t.Helper()
 			mu.Lock()
-			dir, ok := dirs[s]
-			delete(dirs, s)
+			o, ok := stores[s]
+			delete(stores, s)
 			mu.Unlock()
 			require.True(t, ok, "Reopen of a store this backend did not open")
 			require.NoError(t, s.Close(), "Close before reopen")
-			return open(t, dir)
+			return open(t, o)
+		},
+		Limited: func(t testing.TB, maxExemplars, maxMetadata int) storage.MetricsStore {
+			return open(t, opened{dir: t.TempDir(), maxExemplars: maxExemplars, maxMetadata: maxMetadata})
 		},
 	}
 }

@@ -40,10 +40,11 @@ type auxTenant struct {
 // exSeries is the exemplars of one series, sorted by time (Prometheus'
 // rules only ever let a series' exemplars grow in time).
 type exSeries struct {
-	lset labels.Labels
-	hash uint64
-	ex   []exemplar.Exemplar
-	next *exSeries // next of the same hash
+	lset   labels.Labels
+	hash   uint64
+	ex     []exemplar.Exemplar
+	next   *exSeries // next of the same hash
+	linked bool      // in auxTenant.series; unlinked once emptied
 }
 
 func newAuxTenant() *auxTenant {
@@ -101,15 +102,22 @@ func validateExemplar(e exemplar.Exemplar) error {
 // limit (0: unlimited). It reports whether e was stored. Callers hold
 // t.mu.
 func (t *auxTenant) addExemplarLocked(hash uint64, lset labels.Labels, e exemplar.Exemplar, limit int) bool {
-	s := t.findLocked(hash, lset)
+	_, ok := t.addToSeriesLocked(t.findLocked(hash, lset), hash, lset, e, limit)
+	return ok
+}
+
+// addToSeriesLocked is addExemplarLocked given the series' entry, s (nil
+// when it has none); it returns the entry that holds the series'
+// exemplars afterwards.
+func (t *auxTenant) addToSeriesLocked(s *exSeries, hash uint64, lset labels.Labels, e exemplar.Exemplar, limit int) (*exSeries, bool) {
 	if s != nil && len(s.ex) > 0 && checkExemplar(s.ex[len(s.ex)-1], e) != nil {
-		return false
+		return s, false
 	}
 	for limit > 0 && t.n >= limit {
 		t.evictOldestLocked()
 	}
-	if s == nil || len(s.ex) == 0 { // new, or emptied (and unlinked) by eviction
-		s = &exSeries{lset: lset, hash: hash, next: t.series[hash]}
+	if s == nil || !s.linked { // new, or emptied (and unlinked) by eviction
+		s = &exSeries{lset: lset, hash: hash, next: t.series[hash], linked: true}
 		t.series[hash] = s
 	}
 	s.ex = append(s.ex, e)
@@ -118,7 +126,7 @@ func (t *auxTenant) addExemplarLocked(hash uint64, lset labels.Labels, e exempla
 	}
 	t.ring[(t.head+t.n)%len(t.ring)] = s
 	t.n++
-	return true
+	return s, true
 }
 
 func (t *auxTenant) growLocked(limit int) {
@@ -147,6 +155,7 @@ func (t *auxTenant) evictOldestLocked() {
 }
 
 func (t *auxTenant) unlinkLocked(s *exSeries) {
+	s.linked = false
 	p := t.series[s.hash]
 	if p == s {
 		if s.next == nil {
@@ -206,28 +215,36 @@ func (t *auxTenant) dropBeforeLocked(cutoff int64) int {
 }
 
 type snapshotExemplar struct {
-	ser *exSeries
-	e   exemplar.Exemplar
+	series int // index into the snapshot's series
+	e      exemplar.Exemplar
 }
 
-// snapshot copies the tenant's exemplars, oldest stored first, and its
-// metadata.
-func (t *auxTenant) snapshot() ([]snapshotExemplar, []pendingMeta) {
+// snapshot copies the tenant's series with exemplars, its exemplars,
+// oldest stored first, and its metadata.
+func (t *auxTenant) snapshot() ([]labels.Labels, []snapshotExemplar, []pendingMeta) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	exs := make([]snapshotExemplar, 0, t.n)
-	next := make(map[*exSeries]int, len(t.series))
+	type pos struct{ series, next int }
+	at := make(map[*exSeries]*pos, len(t.series))
+	var series []labels.Labels
 	for i := range t.n {
 		s := t.ring[(t.head+i)%len(t.ring)]
-		exs = append(exs, snapshotExemplar{s, s.ex[next[s]]})
-		next[s]++
+		p := at[s]
+		if p == nil {
+			p = &pos{series: len(series)}
+			at[s] = p
+			series = append(series, s.lset)
+		}
+		exs = append(exs, snapshotExemplar{p.series, s.ex[p.next]})
+		p.next++
 	}
 	meta := make([]pendingMeta, 0, len(t.meta))
 	for f, m := range t.meta {
 		meta = append(meta, pendingMeta{family: f, m: m, changed: true})
 	}
 	slices.SortFunc(meta, func(a, b pendingMeta) int { return strings.Compare(a.family, b.family) })
-	return exs, meta
+	return series, exs, meta
 }
 
 // selectExemplars returns the exemplars in [start, end] of the series
@@ -349,12 +366,6 @@ func (p *auxPending) addSeries(hash uint64, lset labels.Labels) *pendingSeries {
 	return ps
 }
 
-func (p *auxPending) addSeriesExemplar(hash uint64, lset labels.Labels, e exemplar.Exemplar) {
-	ps := p.addSeries(hash, lset)
-	ps.ex = append(ps.ex, e)
-	p.nex++
-}
-
 // isStale reports whether a sample is a stale marker: its exemplars and
 // metadata are ignored, as Prometheus does.
 func isStale(v float64, h *histogram.Histogram, fh *histogram.FloatHistogram) bool {
@@ -433,6 +444,46 @@ func (a *appender) queueExemplars(lset labels.Labels, exs []exemplar.Exemplar, r
 		newest, hasNewest = e, true
 	}
 }
+
+// AppendExemplars queues exemplars of a series appended to before, in
+// this appender or an earlier one (promstorage.ErrNotFound otherwise), as
+// Append does with AppendV2Options.Exemplars.
+func (a appenderV2) AppendExemplars(ref promstorage.SeriesRef, lset labels.Labels, exs []exemplar.Exemplar) (promstorage.SeriesRef, error) {
+	if a.st == nil {
+		return 0, errors.New("appender used after Commit or Rollback")
+	}
+	if !a.hasSeries(lset) {
+		return 0, fmt.Errorf("exemplars of series %s, which has no samples: %w", lset.String(), promstorage.ErrNotFound)
+	}
+	if len(exs) == 0 {
+		return ref, nil
+	}
+	return ref, a.appendAux(lset, false, &promstorage.AppendV2Options{Exemplars: exs})
+}
+
+// hasSeries reports whether the tenant has the series, or the appender
+// has queued samples of it.
+func (a *appender) hasSeries(lset labels.Labels) bool {
+	if a.t == nil {
+		t, err := a.st.tenantFor(a.id, false)
+		if err != nil || t == nil {
+			return false
+		}
+		a.t = t
+	}
+	h := lset.Hash()
+	if a.t.lookup(h, lset) != nil {
+		return true
+	}
+	for _, i := range a.newByHash[h] {
+		if labels.Equal(a.newLabels[i], lset) {
+			return true
+		}
+	}
+	return false
+}
+
+var _ promstorage.ExemplarAppenderV2 = appenderV2{}
 
 // appendExemplarV1 is Appender.AppendExemplar: the refusal is the error.
 func (a *appender) appendExemplarV1(lset labels.Labels, e exemplar.Exemplar) error {

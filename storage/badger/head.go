@@ -35,12 +35,12 @@ type series struct {
 	active     bool        // appended to within the idle timeout
 	logged     atomic.Bool // a WAL record defines the series
 	lastAppend int64       // unix nanoseconds of the last append, for idleness
-	// prevApp is the appender of the histogram chunk sealed for its size
-	// just before the head was cut, until the head's first append: the
-	// histogram appender compares the new chunk's first sample with it to
-	// set the chunk's counter reset header, as Prometheus' head does.
-	prevApp chunkenc.Appender
 }
+
+// noHead reports whether the series has no samples in a head. (A head
+// without samples is the one cut after a histogram chunk sealed for its
+// size, waiting for its first sample.) Callers hold s.mu.
+func (s *series) noHead() bool { return s.head == nil || s.head.n == 0 }
 
 func newSeries(id uint64, lset labels.Labels) *series {
 	s := &series{id: id, lset: lset, diskMaxT: math.MinInt64}
@@ -139,12 +139,27 @@ const maxHistogramChunkBytes = 2 * chunkenc.TargetBytesPerHistogramChunk
 // headChunk is the open, appendable chunk of an active series, of the kind
 // of its samples: XOR for floats, Prometheus' histogram or float histogram
 // chunk for histograms.
+//
+// A histogram head cut after a chunk sealed for its size starts without a
+// chunk, app holding the sealed chunk's appender until the first sample:
+// the histogram appender compares the new chunk's first sample with the
+// previous chunk's last to set the new chunk's counter reset header, as
+// Prometheus' head does. (It is kept there rather than in a field of its
+// own so that float series pay no memory for it.)
 type headChunk struct {
-	chunk      chunkenc.Chunk
+	chunk      chunkenc.Chunk // nil while n is 0 in a head cut after a sealed histogram chunk
 	app        chunkenc.Appender
 	enc        byte
 	mint, maxt int64
 	n          int // samples, as chunk.NumSamples() without reading the chunk
+}
+
+// nextHead returns the head that follows h, sealed for its size.
+func nextHead(h *headChunk) *headChunk {
+	if h.enc == encXOR {
+		return nil // made on the next sample
+	}
+	return &headChunk{app: h.app, enc: h.enc, mint: math.MaxInt64, maxt: math.MinInt64}
 }
 
 func newHeadChunk(enc byte) *headChunk {
@@ -222,6 +237,10 @@ func (h *headChunk) append(t int64, v float64) {
 // with new buckets makes it recode the chunk, which stays the head's.
 // prev is the appender of the chunk before the head, or nil.
 func (h *headChunk) add(smp sample, prev chunkenc.Appender) (sealed *memChunk) {
+	if h.chunk == nil { // cut after a sealed chunk, whose appender app is
+		next := newHeadChunk(h.enc)
+		prev, h.chunk, h.app = h.app, next.chunk, next.app
+	}
 	var c chunkenc.Chunk
 	var recoded bool
 	var app chunkenc.Appender
@@ -417,7 +436,7 @@ func (s *series) appendLocked(smp sample, chunkSamples int, now int64) appendRes
 			s.sealLocked()
 			res = sealed
 		}
-		s.head, s.prevApp, h = nil, nil, nil
+		s.head, h = nil, nil
 	}
 	if h == nil {
 		h = newHeadChunk(enc)
@@ -436,17 +455,14 @@ func (s *series) appendLocked(smp sample, chunkSamples int, now int64) appendRes
 	case enc == encXOR:
 		h.append(t, smp.v)
 	default:
-		if old := h.add(smp, s.prevApp); old != nil {
+		if old := h.add(smp, nil); old != nil {
 			s.pushSealedLocked(*old)
 			res = sealed
 		}
-		s.prevApp = nil
 	}
 	if h := s.head; h.full(chunkSamples) {
-		if h.enc != encXOR {
-			s.prevApp = h.app
-		}
 		s.sealLocked()
+		s.head = nextHead(h)
 		return sealed
 	}
 	return res
@@ -487,10 +503,8 @@ func (s *series) pushSealedLocked(c memChunk) {
 
 // sealLocked moves the head into unflushed.
 func (s *series) sealLocked() {
-	h := s.head
-	if h == nil || h.numSamples() == 0 {
-		return
+	if h := s.head; h != nil && h.numSamples() > 0 {
+		s.pushSealedLocked(h.seal())
 	}
-	s.pushSealedLocked(h.seal())
 	s.head = nil
 }

@@ -351,32 +351,6 @@ func parseTestLabels(s string) (labels.Labels, error) {
 	return labels.FromStrings("__name__", strings.TrimSuffix(name, `"}`)), nil
 }
 
-// TestAppendHistogramRegression: the appenders refused native histograms
-// (ErrHistogramsUnsupported); both the V2 Append and the V1
-// AppendHistogram store them now.
-func TestAppendHistogramRegression(t *testing.T) {
-	s := openTest(t, t.TempDir(), nil)
-	defer s.Close()
-	h := testHistogram(3, 1)
-	fh := testHistogram(-53, 2).ToFloat(nil)
-	v2 := s.ForTenant("a").AppenderV2(context.Background())
-	_, err := v2.Append(0, labels.FromStrings("__name__", "v2"), 0, 1000, 0, h, nil, promstorage.AOptions{})
-	require.NoError(t, err)
-	_, err = v2.Append(0, labels.FromStrings("__name__", "v2"), 0, 2000, 0, nil, fh, promstorage.AOptions{})
-	require.NoError(t, err)
-	require.NoError(t, v2.Commit())
-	v1 := s.ForTenant("a").Appender(context.Background())
-	_, err = v1.AppendHistogram(0, labels.FromStrings("__name__", "v1"), 1000, h, nil)
-	require.NoError(t, err)
-	_, err = v1.AppendHistogram(0, labels.FromStrings("__name__", "v1"), 2000, nil, fh)
-	require.NoError(t, err)
-	require.NoError(t, v1.Commit())
-	want := []sample{{t: 1000, h: h}, {t: 2000, fh: fh}}
-	got := readSamples(t, s, "a")
-	requireSamples(t, want, got[`{__name__="v1"}`], false)
-	requireSamples(t, want, got[`{__name__="v2"}`], false)
-}
-
 // TestInvalidHistogramRefused: a histogram Prometheus would refuse is
 // refused as invalid input (400), not stored.
 func TestInvalidHistogramRefused(t *testing.T) {
@@ -592,7 +566,7 @@ func TestCommitRecordHistograms(t *testing.T) {
 		{id: 5, sample: sample{t: 11, v: math.Copysign(0, -1)}},
 	}
 	series := []walSeries{{id: 2, lset: labels.FromStrings("a", "b")}}
-	rec := appendCommitRecord(nil, 7, series, samples)
+	rec := appendCommitRecord(nil, 7, series, pendingOf(samples))
 	tn, gotSeries, got, err := decodeCommitRecord(rec)
 	require.NoError(t, err)
 	require.EqualValues(t, 7, tn)
@@ -613,7 +587,7 @@ func TestCommitRecordHistograms(t *testing.T) {
 
 	// Floats only: the layout of the records before histograms.
 	floats := []walSample{samples[0], samples[2], samples[6]}
-	rec = appendCommitRecord(nil, 7, nil, floats)
+	rec = appendCommitRecord(nil, 7, nil, pendingOf(floats))
 	want := binary.BigEndian.AppendUint32(nil, 7)
 	want = binary.AppendUvarint(want, 0)
 	want = binary.AppendUvarint(want, uint64(len(floats)))
@@ -632,7 +606,7 @@ func TestCommitRecordHistograms(t *testing.T) {
 	}
 
 	// Truncated records are corrupt, never a panic.
-	rec = appendCommitRecord(nil, 7, series, samples)
+	rec = appendCommitRecord(nil, 7, series, pendingOf(samples))
 	for n := len(rec) - 1; n > 0; n-- {
 		if _, _, _, err := decodeCommitRecord(rec[:n]); err == nil {
 			// A cut at the end of the floats is a valid older record.
@@ -643,4 +617,13 @@ func TestCommitRecordHistograms(t *testing.T) {
 			}
 		}
 	}
+}
+
+// pendingOf returns the samples as an appender queues them.
+func pendingOf(ws []walSample) []pendingSample {
+	out := make([]pendingSample, len(ws))
+	for i, w := range ws {
+		out[i] = pendingSample{ser: &series{id: w.id}, sample: w.sample}
+	}
+	return out
 }

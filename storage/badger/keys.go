@@ -13,6 +13,9 @@ import (
 //	'H' tenant(4) series(8)                      -> head chunk snapshot: encoding(1) chunk bytes
 //	'C' tenant(4) series(8) maxt(8) mint(8)      -> sealed chunk: encoding(1) chunk bytes
 //
+// The encoding byte is encXOR, encPacked, encHistogram or
+// encFloatHistogram (see packed.go); one series' chunks may be of several.
+//
 // Integers are big-endian; timestamps have their sign bit flipped so that
 // byte order is numeric order. Chunks are keyed by their last timestamp
 // first, so a query seeks straight to the first chunk that can overlap it.

@@ -6,7 +6,9 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"unique"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
 
@@ -30,17 +32,14 @@ func (t *auxTenant) setMetadataLocked(family string, m metadata.Metadata, limit 
 	return true
 }
 
-// metadataState says whether the tenant holds m for family already
-// (same), and whether it would take it (room: the family is known or
-// there is room for it).
-func (t *auxTenant) metadataState(family string, m metadata.Metadata, limit int) (same, room bool) {
+// metadataState returns the family's metadata the tenant holds, and
+// whether it holds any (ok) or would take it (room: the family is known,
+// or there is room for it).
+func (t *auxTenant) metadataState(family string, limit int) (old metadata.Metadata, ok, room bool) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	old, ok := t.meta[family]
-	if ok {
-		return old.Equals(m), true
-	}
-	return false, limit <= 0 || len(t.meta) < limit
+	old, ok = t.meta[family]
+	return old, ok, ok || limit <= 0 || len(t.meta) < limit
 }
 
 // queueMetadata queues m as family's metadata when it differs from what
@@ -60,20 +59,27 @@ func (a *appender) queueMetadata(family string, m metadata.Metadata) {
 		pm.changed = true
 		return
 	}
-	same, room := false, true
+	var old metadata.Metadata
+	ok, room := false, true
 	if t := a.st.aux.tenant(a.id, false); t != nil {
-		same, room = t.metadataState(family, m, a.st.aux.metadataLimit(a.id))
+		old, ok, room = t.metadataState(family, a.st.aux.metadataLimit(a.id))
+	}
+	pm := pendingMeta{m: old} // unchanged: the store's copy, no clone
+	if !ok || !old.Equals(m) {
+		pm.m, pm.changed = cloneMetadata(m), room
 	}
 	if a.aux.metaIdx == nil {
 		a.aux.metaIdx = map[string]int{}
 	}
-	family = strings.Clone(family) // the caller's bytes live for the call only
-	a.aux.metaIdx[family] = len(a.aux.meta)
-	a.aux.meta = append(a.aux.meta, pendingMeta{family: family, m: cloneMetadata(m), changed: !same && room})
+	// The caller's bytes live for the call only; family names repeat in
+	// every request, so they are interned rather than copied.
+	pm.family = unique.Make(family).Value()
+	a.aux.metaIdx[pm.family] = len(a.aux.meta)
+	a.aux.meta = append(a.aux.meta, pm)
 }
 
 func cloneMetadata(m metadata.Metadata) metadata.Metadata {
-	return metadata.Metadata{Type: m.Type, Unit: strings.Clone(m.Unit), Help: strings.Clone(m.Help)}
+	return metadata.Metadata{Type: model.MetricType(strings.Clone(string(m.Type))), Unit: strings.Clone(m.Unit), Help: strings.Clone(m.Help)}
 }
 
 // updateMetadataV1 is Appender.UpdateMetadata: metadata of the series'

@@ -1,9 +1,10 @@
 // Package badger is Luminate's embedded time-series engine on BadgerDB, the
 // zero-dependency default backend.
 //
-// Samples arrive through a tenant-scoped appender, are made durable in a
-// write-ahead log (group-synced) before Commit returns, and are appended to
-// an in-memory Gorilla XOR head chunk per series. Full heads are sealed and
+// Samples (floats and native histograms) arrive through a tenant-scoped
+// appender, are made durable in a write-ahead log (group-synced) before
+// Commit returns, and are appended to an in-memory head chunk per series:
+// Gorilla XOR for floats, Prometheus' histogram chunks for histograms. Full heads are sealed and
 // written to Badger keyed by tenant, series and time; an in-memory inverted
 // index per tenant answers matchers and label lookups. Checkpoints snapshot
 // open heads so that WAL segments can be deleted; idle heads are sealed and
@@ -186,7 +187,7 @@ func (r *Recovery) Recover(ctx context.Context) (*Store, error) {
 	if err == nil {
 		err = s.recover(ctx, segs, &r.st)
 		if err == nil {
-			s.aux, err = openAux(s.cfg, s.logger)
+			s.aux, err = openAux(s.cfg, s.logger, r.reg)
 		}
 		if err != nil {
 			_ = s.wal.close()
@@ -384,7 +385,7 @@ func (s *Store) flushSealed(t *tenant, list []*series) error {
 					errs = append(errs, err)
 				}
 			}
-			if ser.snapshot && ser.head == nil {
+			if ser.snapshot && ser.noHead() {
 				if err := wb.Delete(seriesKey(kindHead, t.num, ser.id)); err != nil {
 					errs = append(errs, err)
 				}
@@ -405,7 +406,7 @@ func (s *Store) flushSealed(t *tenant, list []*series) error {
 		tk.ser.mu.Lock()
 		if err == nil {
 			tk.ser.unflushed = slices.Delete(tk.ser.unflushed, 0, tk.n)
-			if tk.ser.head == nil {
+			if tk.ser.noHead() {
 				tk.ser.snapshot = false
 			}
 			tk.ser.diskSeq = seq
@@ -763,10 +764,10 @@ func (s *Store) checkpointTenant(t *tenant, all []*series) error {
 		for _, c := range ser.unflushed {
 			add(wb.Set(chunkKey(t.num, ser.id, c.mint, c.maxt), sealedValue(c.enc, c.data)))
 		}
-		if ser.head != nil && ser.head.numSamples() > 0 {
+		if !ser.noHead() {
 			add(wb.Set(seriesKey(kindHead, t.num, ser.id), chunkValue(ser.head.enc, ser.head.bytesCopy())))
 			ser.snapshot = true
-		} else if tk.n > 0 && ser.snapshot && ser.head == nil {
+		} else if tk.n > 0 && ser.snapshot && ser.noHead() {
 			add(wb.Delete(seriesKey(kindHead, t.num, ser.id)))
 		}
 		if tk.n > 0 {
@@ -787,7 +788,7 @@ func (s *Store) checkpointTenant(t *tenant, all []*series) error {
 		if err == nil {
 			if tk.n > 0 {
 				tk.ser.unflushed = slices.Delete(tk.ser.unflushed, 0, tk.n)
-				if tk.ser.head == nil {
+				if tk.ser.noHead() {
 					tk.ser.snapshot = false
 				}
 				tk.ser.diskSeq = seq
@@ -859,7 +860,7 @@ func (s *Store) deleteBefore(cutoff int64) error {
 		for _, ser := range t.all {
 			if ser.maxT.Load() < cutoff && ser.maxT.Load() != math.MinInt64 {
 				ser.mu.Lock()
-				if ser.head == nil && len(ser.unflushed) == 0 {
+				if ser.noHead() && len(ser.unflushed) == 0 {
 					dead[ser] = true
 				}
 				ser.mu.Unlock()

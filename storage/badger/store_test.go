@@ -107,9 +107,65 @@ func TestKillDurability(t *testing.T) {
 		crashChild(dir)
 		return
 	}
+	dir, acked := killChild(t, "TestKillDurability")
+	s := openTest(t, dir, nil)
+	defer s.Close()
+	got := readAll(t, s, "crash")
+	require.Len(t, got, 50)
+	for i := 0; i < 50; i++ {
+		lset := labels.FromStrings("__name__", "crash_metric", "series", strconv.Itoa(i))
+		samples := got[lset.String()]
+		// Every acknowledged batch b wrote t=b*1000 with value b+i.
+		require.GreaterOrEqual(t, len(samples), acked+1, "series %d lost acknowledged samples", i)
+		for b := 0; b <= acked; b++ {
+			require.Equal(t, tsample{int64(b) * 1000, float64(b + i)}, samples[b])
+		}
+	}
+}
+
+// crashHistogram is what the child of TestKillDurabilityHistograms writes
+// in batch b to series i: integer histograms to even series, float ones to
+// odd series, with a stale marker now and then.
+func crashHistogram(b, i int) sample {
+	h := testHistogram(testSchemas[i%len(testSchemas)], b+i)
+	if b%37 == 36 {
+		h = staleHistogram()
+	}
+	return histSample(int64(b)*1000, h, i%2 == 1)
+}
+
+// TestKillDurabilityHistograms is TestKillDurability with native
+// histograms: every acknowledged histogram is there, bit for bit, after a
+// SIGKILL.
+func TestKillDurabilityHistograms(t *testing.T) {
+	if dir := os.Getenv("LUMINATE_BADGER_CHILD_DIR"); dir != "" {
+		crashChild(dir)
+		return
+	}
+	dir, acked := killChild(t, "TestKillDurabilityHistograms", "LUMINATE_BADGER_CHILD_HIST=1")
+	s := openTest(t, dir, nil)
+	defer s.Close()
+	got := readSamples(t, s, "crash")
+	require.Len(t, got, 50)
+	for i := 0; i < 50; i++ {
+		lset := labels.FromStrings("__name__", "crash_metric", "series", strconv.Itoa(i))
+		samples := got[lset.String()]
+		require.GreaterOrEqual(t, len(samples), acked+1, "series %d lost acknowledged samples", i)
+		var want []sample
+		for b := 0; b <= acked; b++ {
+			want = append(want, crashHistogram(b, i))
+		}
+		requireSamples(t, want, samples[:acked+1], false, lset.String())
+	}
+}
+
+// killChild runs test in a child process writing to a new directory with
+// crashChild, kills it with SIGKILL once it acknowledged 300 batches, and
+// returns the directory and the last batch acknowledged.
+func killChild(t *testing.T, test string, env ...string) (string, int) {
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestKillDurability$", "-test.v")
-	cmd.Env = append(os.Environ(), "LUMINATE_BADGER_CHILD_DIR="+dir)
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.v")
+	cmd.Env = append(append(os.Environ(), env...), "LUMINATE_BADGER_CHILD_DIR="+dir)
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
@@ -129,20 +185,7 @@ func TestKillDurability(t *testing.T) {
 	go func() { _, _ = io.Copy(io.Discard, out) }()
 	_ = cmd.Wait()
 	require.GreaterOrEqual(t, acked, 300, "child did not get far enough")
-
-	s := openTest(t, dir, nil)
-	defer s.Close()
-	got := readAll(t, s, "crash")
-	require.Len(t, got, 50)
-	for i := 0; i < 50; i++ {
-		lset := labels.FromStrings("__name__", "crash_metric", "series", strconv.Itoa(i))
-		samples := got[lset.String()]
-		// Every acknowledged batch b wrote t=b*1000 with value b+i.
-		require.GreaterOrEqual(t, len(samples), acked+1, "series %d lost acknowledged samples", i)
-		for b := 0; b <= acked; b++ {
-			require.Equal(t, tsample{int64(b) * 1000, float64(b + i)}, samples[b])
-		}
-	}
+	return dir, acked
 }
 
 func crashChild(dir string) {
@@ -152,11 +195,16 @@ func crashChild(dir string) {
 		os.Exit(1)
 	}
 	ts := s.ForTenant("crash")
+	hist := os.Getenv("LUMINATE_BADGER_CHILD_HIST") != ""
 	for b := 0; ; b++ {
-		app := ts.Appender(context.Background())
+		app := ts.AppenderV2(context.Background())
 		for i := 0; i < 50; i++ {
 			lset := labels.FromStrings("__name__", "crash_metric", "series", strconv.Itoa(i))
-			if _, err := app.Append(0, lset, int64(b)*1000, float64(b+i)); err != nil {
+			smp := sample{t: int64(b) * 1000, v: float64(b + i)}
+			if hist {
+				smp = crashHistogram(b, i)
+			}
+			if _, err := app.Append(0, lset, 0, smp.t, smp.v, smp.h, smp.fh, promstorage.AOptions{}); err != nil {
 				fmt.Println("append:", err)
 				os.Exit(1)
 			}
