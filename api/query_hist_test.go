@@ -84,7 +84,7 @@ func TestNativeQueryHistograms(t *testing.T) {
 		`{"metric":"lat","dimensions":{"host":"a"},"points":[{"timestamp":`+at(0)+`,`+a0+`},{"timestamp":`+at(5*s)+`,`+a5+`},{"timestamp":`+at(10*s)+`,"value":7.5},{"timestamp":`+at(20*s)+`,`+a20+`}]},`+
 		`{"metric":"lat","dimensions":{"host":"b"},"points":[{"timestamp":`+at(0)+`,`+b0+`},{"timestamp":`+at(10*s)+`,`+b10+`}]}]}`)
 	require.NotContains(t, string(body), "warnings")
-	require.NotContains(t, string(body), "99")
+	require.NotContains(t, string(body), `"count":99`) // the other tenant's
 
 	resp, body = e.query(t, acme, `{"queryType":"latest","metric":"lat","time":`+at(25*s)+`}`)
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
