@@ -335,8 +335,13 @@ func (d *Decoder) Unmarshal(data []byte) (*WriteRequest, error) {
 	return &d.req, nil
 }
 
-// finishSeries points each series at its histograms and exemplars.
+// finishSeries points each series at its histograms and exemplars. A
+// request of floats alone has none: its series keep their nil slices,
+// without another pass over them.
 func finishSeries(ts []TimeSeries, hists []Histogram, ex []Exemplar) {
+	if len(hists) == 0 && len(ex) == 0 {
+		return
+	}
 	for i := range ts {
 		he, ee := len(hists), len(ex)
 		if i+1 < len(ts) {

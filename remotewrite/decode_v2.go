@@ -191,6 +191,9 @@ func (d *DecoderV2) resolve() error {
 		}
 		ts[i].Labels = d.labels[ts[i].labelsStart:le:le]
 	}
+	if len(d.ex) == 0 && len(d.hist.hists) == 0 {
+		return nil
+	}
 	// The exemplars' labels, in an arena of their own.
 	for i := range d.ex {
 		refs := spanOf(d.exRefs, d.exStarts, i)

@@ -84,12 +84,19 @@ type requestMetadata struct {
 	sent    map[string]Metadata          // the request's, by family, pointing into the decoder's buffer
 	taken   map[string]metadata.Metadata // the tenant's pending entries
 	used    map[string]metadata.Metadata // converted and attached, by family
+	byName  map[string]found             // what find answered, by series name
+}
+
+type found struct {
+	m      metadata.Metadata
+	family string
+	ok     bool
 }
 
 // familyMetadata collects the metadata of a 1.0 request of tenant id, and
 // takes the tenant's pending metadata for its series.
 func (g *ingester) familyMetadata(id tenancy.ID, sent []Metadata) *requestMetadata {
-	m := &requestMetadata{tenant: id, pending: g.pending, used: map[string]metadata.Metadata{}}
+	m := &requestMetadata{tenant: id, pending: g.pending, used: map[string]metadata.Metadata{}, byName: map[string]found{}}
 	if len(sent) > 0 {
 		m.sent = make(map[string]Metadata, len(sent))
 		for _, e := range sent {
@@ -105,17 +112,27 @@ func (g *ingester) familyMetadata(id tenancy.ID, sent []Metadata) *requestMetada
 // find is the metaFunc of remote write 1.0: the metadata of the series'
 // family, the series name itself or it without one of rw1Suffixes.
 func (m *requestMetadata) find(_ *TimeSeries, name string) (metadata.Metadata, string, bool) {
+	// Series of one metric name come by the hundred: one search each.
+	f, ok := m.byName[name]
+	if !ok {
+		f = m.search(name)
+		m.byName[name] = f
+	}
+	return f.m, f.family, f.ok
+}
+
+func (m *requestMetadata) search(name string) found {
 	if md, ok := m.lookup(name); ok {
-		return md, name, true
+		return found{md, name, true}
 	}
 	for _, s := range rw1Suffixes {
 		if f, ok := strings.CutSuffix(name, s); ok && f != "" {
 			if md, ok := m.lookup(f); ok {
-				return md, f, true
+				return found{md, f, true}
 			}
 		}
 	}
-	return metadata.Metadata{}, "", false
+	return found{}
 }
 
 func (m *requestMetadata) lookup(family string) (metadata.Metadata, bool) {
@@ -137,15 +154,12 @@ func (m *requestMetadata) lookup(family string) (metadata.Metadata, bool) {
 // keepUnused gives the metadata the request's series did not use to the
 // tenant's pending metadata, for its next requests.
 func (m *requestMetadata) keepUnused() {
-	var taken, sent map[string]metadata.Metadata
-	for family, md := range m.taken {
-		if _, ok := m.used[family]; !ok {
-			if taken == nil {
-				taken = map[string]metadata.Metadata{}
-			}
-			taken[family] = md
-		}
+	// The pending entries go back as they came, less those used: the
+	// same map, in steady state (families that never get a series).
+	for family := range m.used {
+		delete(m.taken, family)
 	}
+	var sent map[string]metadata.Metadata
 	for family, e := range m.sent {
 		if _, ok := m.used[family]; !ok {
 			if sent == nil {
@@ -156,7 +170,7 @@ func (m *requestMetadata) keepUnused() {
 	}
 	// What a concurrent request of the tenant put meanwhile is newer
 	// than what this one took, older than what it was sent.
-	m.pending.put(m.tenant, taken, false)
+	m.pending.put(m.tenant, m.taken, false)
 	m.pending.put(m.tenant, sent, true)
 }
 
@@ -194,7 +208,8 @@ func (p *pendingMetadata) take(id tenancy.ID) map[string]metadata.Metadata {
 }
 
 // put adds entries to tenant id's pending metadata, as long as there is
-// room, replacing those of the same family when replace is set.
+// room, replacing those of the same family when replace is set. It may
+// keep entries itself: the caller must not use it after.
 func (p *pendingMetadata) put(id tenancy.ID, entries map[string]metadata.Metadata, replace bool) {
 	if len(entries) == 0 {
 		return
@@ -202,6 +217,11 @@ func (p *pendingMetadata) put(id tenancy.ID, entries map[string]metadata.Metadat
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	m := p.byTenant[id]
+	if m == nil && p.n+len(entries) <= p.max {
+		p.byTenant[id] = entries // adopted: the caller gives it up
+		p.n += len(entries)
+		return
+	}
 	if m == nil {
 		m = make(map[string]metadata.Metadata, len(entries))
 		p.byTenant[id] = m
