@@ -63,6 +63,22 @@ func (a heldAppender) Commit() error {
 	return a.Appender.Commit()
 }
 
+func (t heldTenant) AppenderV2(ctx context.Context) promstorage.AppenderV2 {
+	return heldAppenderV2{t.TenantStore.AppenderV2(ctx), t.s}
+}
+
+type heldAppenderV2 struct {
+	promstorage.AppenderV2
+	s heldStore
+}
+
+func (a heldAppenderV2) Commit() error {
+	a.s.waiting.Add(1)
+	defer a.s.waiting.Add(-1)
+	<-a.s.release
+	return a.AppenderV2.Commit()
+}
+
 // serve runs h on a loopback server, as principal p.
 func serve(t *testing.T, h http.Handler, p tenancy.Principal) *httptest.Server {
 	t.Helper()

@@ -108,6 +108,28 @@ func TestDecodeBombs(t *testing.T) {
 		// 3 bytes each, a 16-byte string header: taken (a table of
 		// symbols without series stores nothing), within bounds.
 		{"2.0 tiny symbols", true, append(pb{}.bytes(4, nil), repeat(pb{}.bytes(4, []byte("a")), bombSize)...), bounded2},
+		// Histograms (issue #11). 2 bytes each, 8 decoded: refused past
+		// --ingest.max-buckets-per-histogram.
+		{"1.0 millions of empty spans", false, pb{}.bytes(1, append(pb{}.bytes(1, name), pb{}.bytes(4, repeat(pb{}.bytes(fieldHistPosSpans, nil), bombSize))...)), refused},
+		// One byte each, 8 decoded.
+		{"1.0 millions of deltas", false, pb{}.bytes(1, append(pb{}.bytes(1, name), pb{}.bytes(4, pb{}.bytes(fieldHistPosDeltas, make([]byte, bombSize)))...)), refused},
+		{"1.0 empty histograms", false, pb{}.bytes(1, append(pb{}.bytes(1, name), repeat(pb{}.bytes(4, nil), bombSize)...)), refused},
+		// 4 bytes each, a whole histogram decoded.
+		{"1.0 tiny histograms", false, pb{}.bytes(1, append(pb{}.bytes(1, name), repeat(pb{}.bytes(4, pb{}.tag(fieldHistCountInt, wireVarint).varint(1)), bombSize)...)), bounded1},
+		// Many histograms of many small spans each: within the bucket
+		// limit, bounded by the bytes per byte.
+		{"1.0 histograms of empty spans", false, pb{}.bytes(1, append(pb{}.bytes(1, name), repeat(pb{}.bytes(4, repeat(pb{}.bytes(fieldHistNegSpans, nil), 2000)), bombSize)...)), bounded1},
+		{"1.0 empty exemplars", false, pb{}.bytes(1, append(pb{}.bytes(1, name), repeat(pb{}.bytes(3, nil), bombSize)...)), refused},
+		// 11 bytes each, an exemplar decoded.
+		{"1.0 tiny exemplars", false, pb{}.bytes(1, append(pb{}.bytes(2, okSample), append(pb{}.bytes(1, name), repeat(pb{}.bytes(3, pb{}.tag(2, wireFixed64).raw(0, 0, 0, 0, 0, 0, 0xf0, 0x3f)), bombSize)...)...)), bounded1},
+		// 5 bytes each (an empty label): 32 bytes decoded.
+		{"1.0 exemplars of empty labels", false, pb{}.bytes(1, append(pb{}.bytes(1, name), pb{}.bytes(3, repeat(pb{}.bytes(1, nil), bombSize))...)), bounded1},
+		// 4 bytes each, a metadata entry decoded.
+		{"1.0 tiny metadata", false, repeat(pb{}.bytes(3, pb{}.tag(1, wireVarint).varint(1)), bombSize), bounded1},
+		{"2.0 millions of empty spans", true, v2(append(pb{}.tag(1, wireBytes).varint(2).raw(1, 0), pb{}.bytes(3, repeat(pb{}.bytes(fieldHistPosSpans, nil), bombSize))...)), refused},
+		{"2.0 tiny histograms", true, v2(append(pb{}.tag(1, wireBytes).varint(2).raw(1, 0), repeat(pb{}.bytes(3, pb{}.tag(fieldHistCountInt, wireVarint).varint(1)), bombSize)...)), bounded2},
+		// One byte each, a reference and half a label decoded.
+		{"2.0 exemplar label references", true, v2(append(pb{}.tag(1, wireBytes).varint(2).raw(1, 0), pb{}.bytes(4, pb{}.bytes(1, make([]byte, bombSize)))...)), bounded2},
 		// 6 bytes each (one label, one sample), 152 bytes decoded.
 		{"2.0 tiny series", true, append(pb{}.bytes(4, nil).bytes(4, []byte("a")), repeat(pb{}.bytes(5, pb{}.tag(1, wireBytes).varint(2).raw(1, 1).bytes(2, pb{}.tag(3, wireVarint).varint(1))), bombSize)...), bounded2},
 	} {

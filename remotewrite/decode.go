@@ -30,36 +30,43 @@ type Sample struct {
 }
 
 // TimeSeries is one decoded prometheus.TimeSeries or
-// io.prometheus.write.v2.TimeSeries. Exemplars and native histograms are
-// not decoded, only counted, so a caller can refuse them.
+// io.prometheus.write.v2.TimeSeries, with its float samples, native
+// histogram samples, exemplars and (2.0) metadata.
 type TimeSeries struct {
 	Labels     []Label
 	Samples    []Sample
-	Exemplars  int
-	Histograms int
+	Histograms []Histogram
+	Exemplars  []Exemplar
+	// Metadata is the series' metadata in remote write 2.0 (the type,
+	// help and unit of its metric family), nil when it sent none or only
+	// zero fields; nil in 1.0, whose metadata is WriteRequest.Metadata.
+	Metadata *Metadata
 	// CreatedTimestamp is the series' created_timestamp (field 6), sent
 	// by remote write 2.0 senders older than the 2.0-rc.4 spec, which
 	// moved it to Sample.StartTimestamp; 0 when absent.
 	CreatedTimestamp int64
 
-	labelsStart, samplesStart int // offsets into the decoder's arenas while decoding
-	refsStart                 int // remote write 2.0: offset into DecoderV2.refs while decoding
+	// Offsets into the decoder's arenas while decoding: 32 bits keep
+	// the series small (the arenas hold far fewer than 2^31 entries:
+	// DecodeLimits.MaxBytesPerByte bounds them).
+	labelsStart, samplesStart int32
+	histStart, exStart        int32
+	refsStart                 int32 // remote write 2.0: offset into DecoderV2.refs while decoding
 }
 
-// StartTimestamp returns the start timestamp of s, a sample of ts: its
+// StartTimestamp returns the start timestamp st of a sample of ts: its
 // own, or else the series' created timestamp.
-func (ts *TimeSeries) StartTimestamp(s Sample) int64 {
-	if s.StartTimestamp != 0 {
-		return s.StartTimestamp
+func (ts *TimeSeries) StartTimestamp(st int64) int64 {
+	if st != 0 {
+		return st
 	}
 	return ts.CreatedTimestamp
 }
 
 // WriteRequest is one decoded prometheus.WriteRequest (remote write 1.0).
-// Metric metadata is not decoded, only counted.
 type WriteRequest struct {
 	Timeseries []TimeSeries
-	Metadata   int
+	Metadata   []Metadata
 }
 
 // Samples returns how many float samples and native histogram samples r
@@ -71,7 +78,7 @@ func (r *WriteRequest) Samples() (floats, histograms int) {
 func countSamples(series []TimeSeries) (floats, histograms int) {
 	for i := range series {
 		floats += len(series[i].Samples)
-		histograms += series[i].Histograms
+		histograms += len(series[i].Histograms)
 	}
 	return floats, histograms
 }
@@ -94,14 +101,19 @@ var (
 )
 
 // DecodeLimits bound what one request may decode to, so that the decoded
-// structures (96 bytes a series, 32 a label, 24 a sample, whatever their
-// size on the wire) stay proportional to what a sender may legitimately
+// structures (136 bytes a series, 32 a label, 24 a sample, 312 a native
+// histogram and 8 a bucket, 48 an exemplar, whatever their size on the
+// wire) stay proportional to what a sender may legitimately
 // send. A zero count is no limit; the zero DecodeLimits decodes exactly
 // what the reference decoders (prompb, writev2) decode.
 type DecodeLimits struct {
 	MaxSeries  int // series in the request
 	MaxLabels  int // labels of all its series; a 2.0 request may also hold twice as many symbols
-	MaxSamples int // float samples of all its series
+	MaxSamples int // float and histogram samples of all its series
+	// MaxBuckets bounds each native histogram: each of its repeated
+	// fields (positive or negative spans, deltas or counts, custom
+	// values) holds at most this many.
+	MaxBuckets int
 	// MaxBytesPerByte bounds the decoded structures of a request to this
 	// many bytes per byte of the decompressed request, whatever its
 	// counts: empty or tiny series, labels and samples refused that way
@@ -121,14 +133,17 @@ type DecodeLimits struct {
 // TooManyError is a request holding more series, labels, symbols or
 // samples, or decoding to more bytes, than its DecodeLimits allow.
 type TooManyError struct {
-	What  string // "series", "labels", "symbols", "samples" or "bytes"
+	What  string // "series", "labels", "symbols", "samples", "buckets" or "bytes"
 	Limit int
 }
 
 func (e *TooManyError) Error() string {
-	if e.What == "bytes" {
+	switch {
+	case e.What == "bytes":
 		return fmt.Sprintf("remote write request decodes to more than %d bytes of series, labels and samples, "+
 			"too many for its size: it is mostly empty or tiny structures", e.Limit)
+	case e.What == "buckets":
+		return fmt.Sprintf("remote write request holds a native histogram of more than %d spans, buckets or custom values", e.Limit)
 	}
 	return fmt.Sprintf("remote write request holds more than %d %s", e.Limit, e.What)
 }
@@ -146,8 +161,9 @@ const (
 // caps are the limits of a DecodeLimits for one request, math.MaxInt for
 // none, and what is left of its byte budget.
 type caps struct {
-	series, labels, samples int
-	room, bytes             int // bytes left to decode into, of bytes
+	series, labels, samples, buckets int
+	room, bytes                      int // bytes left to decode into, of bytes
+	nsamples                         int // float and histogram samples decoded
 }
 
 func (l DecodeLimits) caps(size int) caps {
@@ -162,7 +178,7 @@ func (l DecodeLimits) caps(size int) caps {
 		// A floor, so that tiny requests (one series of one sample) pass.
 		b = max(size*l.MaxBytesPerByte, 4<<10)
 	}
-	return caps{series: c(l.MaxSeries), labels: c(l.MaxLabels), samples: c(l.MaxSamples), room: b, bytes: b}
+	return caps{series: c(l.MaxSeries), labels: c(l.MaxLabels), samples: c(l.MaxSamples), buckets: c(l.MaxBuckets), room: b, bytes: b}
 }
 
 // take charges n bytes of decoded structure to the budget.
@@ -189,17 +205,21 @@ func empty(msg string, off int) error {
 //
 // It accepts exactly what github.com/prometheus/prometheus/prompb's
 // WriteRequest.Unmarshal accepts (including its leniencies: varints longer
-// than needed, field numbers truncated to 32 bits), except that the
-// contents of exemplars, histograms and metadata are skipped, not checked.
+// than needed, field numbers truncated to 32 bits), and decodes all of
+// it: series, samples, native histograms, exemplars and metadata.
 type Decoder struct {
 	// Limits bound each request; the zero value decodes like prompb.
 	Limits DecodeLimits
 
-	buf     []byte // the decompressed request
-	req     WriteRequest
-	labels  []Label
-	samples []Sample
-	caps    caps // of Limits, for the request being decoded
+	buf      []byte // the decompressed request
+	req      WriteRequest
+	labels   []Label
+	samples  []Sample
+	hist     histArenas
+	ex       []Exemplar
+	exStarts []int   // where each exemplar's labels start in exLabels
+	exLabels []Label // the exemplars' labels
+	caps     caps    // of Limits, for the request being decoded
 }
 
 // DecodedBytes is how many bytes of decoded structures (series, labels,
@@ -214,6 +234,11 @@ func (d *Decoder) Trim(maxBytes int) {
 	trim(&d.req.Timeseries, maxBytes)
 	trim(&d.labels, maxBytes)
 	trim(&d.samples, maxBytes)
+	trim(&d.req.Metadata, maxBytes)
+	d.hist.trim(maxBytes)
+	trim(&d.ex, maxBytes)
+	trim(&d.exStarts, maxBytes)
+	trim(&d.exLabels, maxBytes)
 }
 
 // trim sets *s to nil when its capacity holds more than maxBytes.
@@ -278,29 +303,53 @@ func decompress(buf, compressed []byte, maxDecompressed int) ([]byte, error) {
 // while data is not modified.
 func (d *Decoder) Unmarshal(data []byte) (*WriteRequest, error) {
 	d.req.Timeseries = d.req.Timeseries[:0]
-	d.req.Metadata = 0
+	d.req.Metadata = d.req.Metadata[:0]
 	d.labels = d.labels[:0]
 	d.samples = d.samples[:0]
+	d.hist.reset()
+	d.ex, d.exStarts, d.exLabels = d.ex[:0], d.exStarts[:0], d.exLabels[:0]
 	d.caps = d.Limits.caps(len(data))
 	if err := d.writeRequest(data); err != nil {
 		return nil, err
 	}
-	if d.Limits.Strict && len(data) > 0 && len(d.req.Timeseries) == 0 && d.req.Metadata == 0 {
+	if d.Limits.Strict && len(data) > 0 && len(d.req.Timeseries) == 0 && len(d.req.Metadata) == 0 {
 		return nil, fmt.Errorf("%w: %w: %d bytes without any series or metadata of a prometheus.WriteRequest "+
 			"(a remote write 2.0 body is sent with Content-Type proto=%s)", ErrMalformed, ErrWrongMessage, len(data), protoV2)
 	}
 	// The arenas may have moved while growing: point the series at their
 	// final place, capping each slice so in-place edits stay inside it.
+	for i := range d.ex {
+		d.ex[i].Labels = spanOf(d.exLabels, d.exStarts, i)
+	}
+	d.hist.finish()
 	ts := d.req.Timeseries
 	for i := range ts {
 		le, se := len(d.labels), len(d.samples)
 		if i+1 < len(ts) {
-			le, se = ts[i+1].labelsStart, ts[i+1].samplesStart
+			le, se = int(ts[i+1].labelsStart), int(ts[i+1].samplesStart)
 		}
 		ts[i].Labels = d.labels[ts[i].labelsStart:le:le]
 		ts[i].Samples = d.samples[ts[i].samplesStart:se:se]
 	}
+	finishSeries(ts, d.hist.hists, d.ex)
 	return &d.req, nil
+}
+
+// finishSeries points each series at its histograms and exemplars. A
+// request of floats alone has none: its series keep their nil slices,
+// without another pass over them.
+func finishSeries(ts []TimeSeries, hists []Histogram, ex []Exemplar) {
+	if len(hists) == 0 && len(ex) == 0 {
+		return
+	}
+	for i := range ts {
+		he, ee := len(hists), len(ex)
+		if i+1 < len(ts) {
+			he, ee = int(ts[i+1].histStart), int(ts[i+1].exStart)
+		}
+		ts[i].Histograms = sub(hists, int(ts[i].histStart), he)
+		ts[i].Exemplars = sub(ex, int(ts[i].exStart), ee)
+	}
 }
 
 // Wire types of the protobuf encoding.
@@ -465,20 +514,28 @@ func (d *Decoder) writeRequest(b []byte) error {
 			if err := d.caps.take(seriesSize); err != nil {
 				return err
 			}
-			d.req.Timeseries = append(d.req.Timeseries, TimeSeries{
-				labelsStart:  len(d.labels),
-				samplesStart: len(d.samples),
-			})
-			if err := d.timeSeries(&d.req.Timeseries[len(d.req.Timeseries)-1], b[:end], start, i); err != nil {
+			ts := push(&d.req.Timeseries, d.caps.room/seriesSize+1)
+			*ts = TimeSeries{
+				labelsStart:  int32(len(d.labels)),
+				samplesStart: int32(len(d.samples)),
+				histStart:    int32(len(d.hist.hists)),
+				exStart:      int32(len(d.ex)),
+			}
+			if err := d.timeSeries(ts, b[:end], start, i); err != nil {
 				return err
 			}
 			i = end
 		case fieldWriteRequestMetadata:
-			_, end, err := lengthDelimited(b, "WriteRequest.metadata", wire, i, next)
+			start, end, err := lengthDelimited(b, "WriteRequest.metadata", wire, i, next)
 			if err != nil {
 				return err
 			}
-			d.req.Metadata++
+			if err := d.caps.take(metadataSize); err != nil {
+				return err
+			}
+			if err := metricMetadata(push(&d.req.Metadata, d.caps.room/metadataSize+1), b[:end], start); err != nil {
+				return err
+			}
 			i = end
 		default:
 			if i, err = skip(b, i); err != nil {
@@ -531,7 +588,7 @@ func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i, at int) error {
 			if err != nil {
 				return err
 			}
-			if err := d.caps.checkSample(len(d.samples), start, end, d.Limits.Strict, i); err != nil {
+			if err := d.caps.checkSample(start, end, d.Limits.Strict, i); err != nil {
 				return err
 			}
 			d.samples = append(d.samples, Sample{})
@@ -539,15 +596,25 @@ func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i, at int) error {
 				return err
 			}
 			i = end
-		case fieldTimeSeriesExemplars, fieldTimeSeriesHistograms:
-			_, end, err := lengthDelimited(b, "TimeSeries.exemplars/histograms", wire, i, next)
+		case fieldTimeSeriesHistograms:
+			start, end, err := lengthDelimited(b, "TimeSeries.histograms", wire, i, next)
 			if err != nil {
 				return err
 			}
-			if field == fieldTimeSeriesExemplars {
-				ts.Exemplars++
-			} else {
-				ts.Histograms++
+			if err := d.caps.countSample(); err != nil {
+				return err
+			}
+			if err := d.hist.histogram(&d.caps, b[:end], start, i, d.Limits.Strict, false); err != nil {
+				return err
+			}
+			i = end
+		case fieldTimeSeriesExemplars:
+			start, end, err := lengthDelimited(b, "TimeSeries.exemplars", wire, i, next)
+			if err != nil {
+				return err
+			}
+			if err := d.exemplar(b[:end], start, i); err != nil {
+				return err
 			}
 			i = end
 		default:
@@ -563,16 +630,110 @@ func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i, at int) error {
 }
 
 // checkSample refuses the sample message b[start:end], whose tag starts
-// at b[at], when the request already holds n samples, its limit, or when
+// at b[at], when the request already holds its limit of samples, or when
 // strict and it is empty (value 0 at 1970-01-01: no sender sends it).
-func (c *caps) checkSample(n, start, end int, strict bool, at int) error {
-	if n == c.samples {
-		return tooMany("samples", c.samples)
+func (c *caps) checkSample(start, end int, strict bool, at int) error {
+	if err := c.countSample(); err != nil {
+		return err
 	}
 	if start == end && strict {
 		return empty("sample without value or timestamp", at)
 	}
 	return c.take(sampleSize)
+}
+
+// countSample counts one float or histogram sample against the limit.
+func (c *caps) countSample() error {
+	if c.nsamples == c.samples {
+		return tooMany("samples", c.samples)
+	}
+	c.nsamples++
+	return nil
+}
+
+// exemplar decodes the prometheus.Exemplar in b[i:], whose tag is at
+// b[at]. Its labels go to an arena of their own, so that the series'
+// labels stay contiguous.
+func (d *Decoder) exemplar(b []byte, i, at int) error {
+	if i == len(b) && d.Limits.Strict {
+		return empty("exemplar without any field", at)
+	}
+	if err := d.caps.take(exemplarSize); err != nil {
+		return err
+	}
+	more := d.caps.room/exemplarSize + 1
+	e := push(&d.ex, more)
+	*push(&d.exStarts, more) = len(d.exLabels)
+	for i < len(b) {
+		field, wire, next, err := tag(b, i)
+		if err != nil {
+			return err
+		}
+		if field == fieldExemplarLabels {
+			start, end, err := lengthDelimited(b, "Exemplar.labels", wire, i, next)
+			if err != nil {
+				return err
+			}
+			if err := d.caps.take(labelSize); err != nil {
+				return err
+			}
+			if err := label(push(&d.exLabels, d.caps.room/labelSize+1), b[:end], start); err != nil {
+				return err
+			}
+			i = end
+			continue
+		}
+		end, ok, err := exemplarScalar(e, b, field, wire, i, next)
+		switch {
+		case err != nil:
+			return err
+		case ok:
+			i = end
+		default:
+			if i, err = skip(b, i); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// metricMetadata decodes the prometheus.MetricMetadata in b[i:] into m.
+func metricMetadata(m *Metadata, b []byte, i int) error {
+	for i < len(b) {
+		field, wire, next, err := tag(b, i)
+		if err != nil {
+			return err
+		}
+		switch field {
+		case fieldMetadataType:
+			v, end, err := varintField(b, "MetricMetadata.type", wire, i, next)
+			if err != nil {
+				return err
+			}
+			m.Type = int32(v)
+			i = end
+		case fieldMetadataFamilyName, fieldMetadataHelp, fieldMetadataUnit:
+			start, end, err := lengthDelimited(b, "MetricMetadata.metric_family_name/help/unit", wire, i, next)
+			if err != nil {
+				return err
+			}
+			switch field {
+			case fieldMetadataFamilyName:
+				m.FamilyName = str(b, start, end)
+			case fieldMetadataHelp:
+				m.Help = str(b, start, end)
+			default:
+				m.Unit = str(b, start, end)
+			}
+			i = end
+		default:
+			if i, err = skip(b, i); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func label(l *Label, b []byte, i int) error {

@@ -3,16 +3,15 @@ package remotewrite
 import (
 	"fmt"
 	"math"
+	"unsafe"
 )
 
 // RequestV2 is one decoded io.prometheus.write.v2.Request (remote write
 // 2.0), its series' label references resolved through the symbols table
-// into Labels. Exemplars, native histograms and metadata are not decoded,
-// only counted.
+// into Labels, its exemplars' and metadata's references into strings.
 type RequestV2 struct {
 	Timeseries []TimeSeries
 	Symbols    []string
-	Metadata   int // metadata messages read (one per series in a well-formed request)
 }
 
 // Samples returns how many float samples and native histogram samples r
@@ -32,21 +31,33 @@ func (r *RequestV2) Samples() (floats, histograms int) {
 // than the 2.0-rc.4 spec. Unlike it, it refuses requests whose label
 // references cannot be resolved: an odd number of references in a series,
 // a reference past the symbols table, or a table whose first symbol is not
-// the empty string, as the spec requires. The contents of exemplars,
-// histograms and metadata are skipped, not checked.
+// the empty string, as the spec requires; and the same of the references
+// of exemplars (their labels) and metadata (help and unit).
 type DecoderV2 struct {
 	// Limits bound each request; the zero value decodes like writev2.
 	// A request may hold twice as many symbols as labels (a name and a
 	// value each), and as many label references.
 	Limits DecodeLimits
 
-	buf     []byte // the decompressed request
-	req     RequestV2
-	refs    []uint32
-	labels  []Label
-	samples []Sample
-	caps    caps // of Limits, for the request being decoded
-	maxRefs int  // 2 * caps.labels
+	buf      []byte // the decompressed request
+	req      RequestV2
+	refs     []uint32
+	labels   []Label
+	samples  []Sample
+	hist     histArenas
+	ex       []Exemplar
+	exStarts []int        // where each exemplar's references start in exRefs
+	exRefs   []uint32     // the exemplars' label references
+	exLabels []Label      // and the labels they resolve to
+	meta     []seriesMeta // one per series
+	caps     caps         // of Limits, for the request being decoded
+	maxRefs  int          // 2 * caps.labels
+}
+
+// seriesMeta is the metadata of a series, and its references.
+type seriesMeta struct {
+	m          Metadata
+	help, unit uint32
 }
 
 // DecodedBytes is how many bytes of decoded structures (series, symbols,
@@ -63,6 +74,12 @@ func (d *DecoderV2) Trim(maxBytes int) {
 	trim(&d.refs, maxBytes)
 	trim(&d.labels, maxBytes)
 	trim(&d.samples, maxBytes)
+	d.hist.trim(maxBytes)
+	trim(&d.ex, maxBytes)
+	trim(&d.exStarts, maxBytes)
+	trim(&d.exRefs, maxBytes)
+	trim(&d.exLabels, maxBytes)
+	trim(&d.meta, maxBytes)
 }
 
 // Field numbers, from prompb/io/prometheus/write/v2/types.proto.
@@ -77,6 +94,9 @@ const (
 	fieldSeriesV2Metadata         = 5
 	fieldSeriesV2CreatedTimestamp = 6 // reserved since 2.0-rc.4; still sent by older senders
 )
+
+// metaRefsSize is what a series' seriesMeta costs.
+const metaRefsSize = int(unsafe.Sizeof(seriesMeta{}))
 
 // Decode decompresses a snappy block of at most maxDecompressed bytes and
 // decodes the io.prometheus.write.v2.Request in it. The result, and the
@@ -96,10 +116,12 @@ func (d *DecoderV2) Decode(compressed []byte, maxDecompressed int) (*RequestV2, 
 func (d *DecoderV2) Unmarshal(data []byte) (*RequestV2, error) {
 	d.req.Timeseries = d.req.Timeseries[:0]
 	d.req.Symbols = d.req.Symbols[:0]
-	d.req.Metadata = 0
 	d.refs = d.refs[:0]
 	d.labels = d.labels[:0]
 	d.samples = d.samples[:0]
+	d.hist.reset()
+	d.ex, d.exStarts, d.exRefs, d.exLabels = d.ex[:0], d.exStarts[:0], d.exRefs[:0], d.exLabels[:0]
+	d.meta = d.meta[:0]
 	d.caps = d.Limits.caps(len(data))
 	d.maxRefs = math.MaxInt
 	if d.caps.labels < math.MaxInt/2 {
@@ -131,7 +153,7 @@ func (d *DecoderV2) resolve() error {
 	for i := range ts {
 		re, se := len(d.refs), len(d.samples)
 		if i+1 < len(ts) {
-			re, se = ts[i+1].refsStart, ts[i+1].samplesStart
+			re, se = int(ts[i+1].refsStart), int(ts[i+1].samplesStart)
 		}
 		refs := d.refs[ts[i].refsStart:re]
 		if len(refs)%2 != 0 {
@@ -146,16 +168,54 @@ func (d *DecoderV2) resolve() error {
 			}
 			d.labels = append(d.labels, Label{Name: syms[n], Value: syms[v]})
 		}
-		ts[i].labelsStart = start
+		ts[i].labelsStart = int32(start)
 		ts[i].Samples = d.samples[ts[i].samplesStart:se:se]
+		// References 0 without symbols are no metadata: a request of
+		// series without labels, refused when strict.
+		m := &d.meta[i]
+		if m.help != 0 || m.unit != 0 || len(syms) > 0 {
+			if uint64(m.help) >= uint64(len(syms)) || uint64(m.unit) >= uint64(len(syms)) {
+				return fmt.Errorf("%w: the metadata of series %d references symbol %d, past the %d symbols of the request",
+					ErrMalformed, i, max(m.help, m.unit), len(syms))
+			}
+			m.m.Help, m.m.Unit = syms[m.help], syms[m.unit]
+		}
+		if !m.m.IsEmpty() {
+			ts[i].Metadata = &m.m
+		}
 	}
 	for i := range ts {
 		le := len(d.labels)
 		if i+1 < len(ts) {
-			le = ts[i+1].labelsStart
+			le = int(ts[i+1].labelsStart)
 		}
 		ts[i].Labels = d.labels[ts[i].labelsStart:le:le]
 	}
+	if len(d.ex) == 0 && len(d.hist.hists) == 0 {
+		return nil
+	}
+	// The exemplars' labels, in an arena of their own.
+	for i := range d.ex {
+		refs := spanOf(d.exRefs, d.exStarts, i)
+		if len(refs)%2 != 0 {
+			return fmt.Errorf("%w: exemplar %d has an odd number (%d) of label references", ErrMalformed, i, len(refs))
+		}
+		start := len(d.exLabels)
+		for j := 0; j < len(refs); j += 2 {
+			n, v := refs[j], refs[j+1]
+			if uint64(n) >= uint64(len(syms)) || uint64(v) >= uint64(len(syms)) {
+				return fmt.Errorf("%w: exemplar %d references symbol %d, past the %d symbols of the request",
+					ErrMalformed, i, max(n, v), len(syms))
+			}
+			d.exLabels = append(d.exLabels, Label{Name: syms[n], Value: syms[v]})
+		}
+		d.exStarts[i] = start
+	}
+	for i := range d.ex {
+		d.ex[i].Labels = spanOf(d.exLabels, d.exStarts, i)
+	}
+	d.hist.finish()
+	finishSeries(ts, d.hist.hists, d.ex)
 	return nil
 }
 
@@ -195,14 +255,22 @@ func (d *DecoderV2) request(b []byte) error {
 			if err := d.caps.take(seriesSize); err != nil {
 				return err
 			}
-			d.req.Timeseries = append(d.req.Timeseries, TimeSeries{
-				refsStart:    len(d.refs),
-				samplesStart: len(d.samples),
-			})
-			if err := d.timeSeries(&d.req.Timeseries[len(d.req.Timeseries)-1], b[:end], start); err != nil {
+			if err := d.caps.take(metaRefsSize); err != nil {
 				return err
 			}
-			if d.Limits.Strict && len(d.refs) == d.req.Timeseries[len(d.req.Timeseries)-1].refsStart {
+			more := d.caps.room/seriesSize + 1
+			ts := push(&d.req.Timeseries, more)
+			*ts = TimeSeries{
+				refsStart:    int32(len(d.refs)),
+				samplesStart: int32(len(d.samples)),
+				histStart:    int32(len(d.hist.hists)),
+				exStart:      int32(len(d.ex)),
+			}
+			push(&d.meta, more)
+			if err := d.timeSeries(ts, b[:end], start); err != nil {
+				return err
+			}
+			if d.Limits.Strict && len(d.refs) == int(d.req.Timeseries[len(d.req.Timeseries)-1].refsStart) {
 				return empty("series without label references", i)
 			}
 			i = end
@@ -287,7 +355,7 @@ func (d *DecoderV2) timeSeries(ts *TimeSeries, b []byte, i int) error {
 			if err != nil {
 				return err
 			}
-			if err := d.caps.checkSample(len(d.samples), start, end, d.Limits.Strict, i); err != nil {
+			if err := d.caps.checkSample(start, end, d.Limits.Strict, i); err != nil {
 				return err
 			}
 			d.samples = append(d.samples, Sample{})
@@ -295,18 +363,35 @@ func (d *DecoderV2) timeSeries(ts *TimeSeries, b []byte, i int) error {
 				return err
 			}
 			i = end
-		case field == fieldSeriesV2Histograms, field == fieldSeriesV2Exemplars, field == fieldSeriesV2Metadata:
-			_, end, err := lengthDelimited(b, "TimeSeries.histograms/exemplars/metadata", wire, i, next)
+		case field == fieldSeriesV2Histograms:
+			start, end, err := lengthDelimited(b, "TimeSeries.histograms", wire, i, next)
 			if err != nil {
 				return err
 			}
-			switch field {
-			case fieldSeriesV2Histograms:
-				ts.Histograms++
-			case fieldSeriesV2Exemplars:
-				ts.Exemplars++
-			default:
-				d.req.Metadata++
+			if err := d.caps.countSample(); err != nil {
+				return err
+			}
+			if err := d.hist.histogram(&d.caps, b[:end], start, i, d.Limits.Strict, true); err != nil {
+				return err
+			}
+			i = end
+		case field == fieldSeriesV2Exemplars:
+			start, end, err := lengthDelimited(b, "TimeSeries.exemplars", wire, i, next)
+			if err != nil {
+				return err
+			}
+			if err := d.exemplar(b[:end], start, i); err != nil {
+				return err
+			}
+			i = end
+		case field == fieldSeriesV2Metadata:
+			start, end, err := lengthDelimited(b, "TimeSeries.metadata", wire, i, next)
+			if err != nil {
+				return err
+			}
+			// A message field sent twice is merged, as gogo/protobuf does.
+			if err := seriesMetadata(&d.meta[len(d.meta)-1], b[:end], start); err != nil {
+				return err
 			}
 			i = end
 		case field == fieldSeriesV2CreatedTimestamp && wire == wireVarint:
@@ -316,6 +401,104 @@ func (d *DecoderV2) timeSeries(ts *TimeSeries, b []byte, i int) error {
 			}
 			ts.CreatedTimestamp = int64(v)
 			i = end
+		default:
+			if i, err = skip(b, i); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// exemplar decodes the io.prometheus.write.v2.Exemplar in b[i:], whose
+// tag is at b[at]. Its label references go to an arena of their own,
+// resolved with the series'.
+func (d *DecoderV2) exemplar(b []byte, i, at int) error {
+	if i == len(b) && d.Limits.Strict {
+		return empty("exemplar without any field", at)
+	}
+	if err := d.caps.take(exemplarSize); err != nil {
+		return err
+	}
+	more := d.caps.room/exemplarSize + 1
+	e := push(&d.ex, more)
+	*push(&d.exStarts, more) = len(d.exRefs)
+	for i < len(b) {
+		field, wire, next, err := tag(b, i)
+		if err != nil {
+			return err
+		}
+		switch {
+		case field == fieldExemplarLabels && wire == wireVarint:
+			v, end, err := uvarint(b, next)
+			if err != nil {
+				return err
+			}
+			if err := d.caps.take(refSize); err != nil {
+				return err
+			}
+			d.exRefs = append(d.exRefs, uint32(v))
+			i = end
+		case field == fieldExemplarLabels:
+			start, end, err := lengthDelimited(b, "Exemplar.labels_refs", wire, i, next)
+			if err != nil {
+				return err
+			}
+			// As for a series' references, read while they start inside
+			// the field, bounded by the exemplar.
+			for i = start; i < end; {
+				v, next, err := uvarint(b, i)
+				if err != nil {
+					return err
+				}
+				if err := d.caps.take(refSize); err != nil {
+					return err
+				}
+				d.exRefs = append(d.exRefs, uint32(v))
+				i = next
+			}
+		default:
+			end, ok, err := exemplarScalar(e, b, field, wire, i, next)
+			switch {
+			case err != nil:
+				return err
+			case ok:
+				i = end
+			default:
+				if i, err = skip(b, i); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// seriesMetadata decodes the io.prometheus.write.v2.Metadata in b[i:]
+// into m: its type, and its references to resolve.
+func seriesMetadata(m *seriesMeta, b []byte, i int) error {
+	for i < len(b) {
+		field, wire, next, err := tag(b, i)
+		if err != nil {
+			return err
+		}
+		var v uint64
+		switch field {
+		case fieldMetadataType:
+			if v, i, err = varintField(b, "Metadata.type", wire, i, next); err != nil {
+				return err
+			}
+			m.m.Type = int32(v)
+		case fieldMetadataV2HelpRef:
+			if v, i, err = varintField(b, "Metadata.help_ref", wire, i, next); err != nil {
+				return err
+			}
+			m.help = uint32(v)
+		case fieldMetadataV2UnitRef:
+			if v, i, err = varintField(b, "Metadata.unit_ref", wire, i, next); err != nil {
+				return err
+			}
+			m.unit = uint32(v)
 		default:
 			if i, err = skip(b, i); err != nil {
 				return err

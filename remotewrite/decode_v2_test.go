@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/golang/snappy"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/metadata"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/stretchr/testify/require"
 )
@@ -34,20 +36,17 @@ func randomRequestV2(r *rand.Rand) *writev2.Request {
 			})
 		}
 		if r.IntN(5) == 0 {
-			ts.Histograms = append(ts.Histograms, writev2.Histogram{
-				Count:          &writev2.Histogram_CountInt{CountInt: r.Uint64()},
-				Sum:            randomFloat(r),
-				Schema:         int32(r.IntN(8)),
-				ZeroCount:      &writev2.Histogram_ZeroCountInt{ZeroCountInt: uint64(r.IntN(10))},
-				PositiveSpans:  []writev2.BucketSpan{{Offset: int32(r.IntN(5)) - 2, Length: 2}},
-				PositiveDeltas: []int64{int64(r.IntN(9)) - 4, 3},
-				Timestamp:      randomTimestamp(r),
-				StartTimestamp: randomTimestamp(r),
-			})
+			for range 1 + r.IntN(2) {
+				h := toV2Histogram(randomHistogram(r))
+				if r.IntN(2) == 0 {
+					h.StartTimestamp = randomTimestamp(r)
+				}
+				ts.Histograms = append(ts.Histograms, h)
+			}
 		}
 		if r.IntN(2) == 0 {
 			ts.Metadata = writev2.Metadata{
-				Type:    writev2.Metadata_METRIC_TYPE_COUNTER,
+				Type:    writev2.Metadata_MetricType(r.IntN(9)),
 				HelpRef: syms.Symbolize(randomString(r)),
 				UnitRef: syms.Symbolize(randomString(r)),
 			}
@@ -94,9 +93,45 @@ func compareWithWritev2(want *writev2.Request, got *RequestV2) error {
 					i, j, s.Value, s.Timestamp, s.StartTimestamp, gs.Value, gs.Timestamp, gs.StartTimestamp)
 			}
 		}
-		if len(w.Exemplars) != g.Exemplars || len(w.Histograms) != g.Histograms {
+		if len(w.Exemplars) != len(g.Exemplars) || len(w.Histograms) != len(g.Histograms) {
 			return fmt.Errorf("series %d: want %d exemplars %d histograms, got %d and %d",
-				i, len(w.Exemplars), len(w.Histograms), g.Exemplars, g.Histograms)
+				i, len(w.Exemplars), len(w.Histograms), len(g.Exemplars), len(g.Histograms))
+		}
+		for j, e := range w.Exemplars {
+			var ls []Label
+			for k := 0; k+1 < len(e.LabelsRefs); k += 2 {
+				ls = append(ls, Label{want.Symbols[e.LabelsRefs[k]], want.Symbols[e.LabelsRefs[k+1]]})
+			}
+			if err := sameExemplar(ls, e.Value, e.Timestamp, g.Exemplars[j]); err != nil {
+				return fmt.Errorf("series %d exemplar %d: %w", i, j, err)
+			}
+		}
+		for j, h := range w.Histograms {
+			if err := sameHistogramV2(h, &g.Histograms[j]); err != nil {
+				return fmt.Errorf("series %d histogram %d: %w", i, j, err)
+			}
+		}
+		var wm metadata.Metadata
+		if len(want.Symbols) > 0 {
+			var err error
+			if wm, err = w.ToMetadata(want.Symbols); err != nil {
+				return fmt.Errorf("series %d: writev2 metadata: %w", i, err)
+			}
+		} else {
+			wm.Type = model.MetricTypeUnknown
+			if t := w.Metadata.Type; t > 0 && t < 8 {
+				wm.Type = Metadata{Type: int32(t)}.MetricType()
+			}
+		}
+		var gm Metadata
+		if g.Metadata != nil {
+			gm = *g.Metadata
+			if gm.IsEmpty() {
+				return fmt.Errorf("series %d: empty metadata not nil", i)
+			}
+		}
+		if int32(w.Metadata.Type) != gm.Type || wm != gm.ToMetadata() {
+			return fmt.Errorf("series %d metadata: want %+v (%v), got %+v", i, wm, w.Metadata.Type, gm)
 		}
 	}
 	return nil
@@ -116,6 +151,19 @@ func resolvable(req *writev2.Request) error {
 			if int(ref) >= len(req.Symbols) {
 				return fmt.Errorf("series %d: reference %d out of range", i, ref)
 			}
+		}
+		for j, e := range ts.Exemplars {
+			if len(e.LabelsRefs)%2 != 0 {
+				return fmt.Errorf("series %d exemplar %d: odd label references", i, j)
+			}
+			for _, ref := range e.LabelsRefs {
+				if int(ref) >= len(req.Symbols) {
+					return fmt.Errorf("series %d exemplar %d: reference %d out of range", i, j, ref)
+				}
+			}
+		}
+		if m := ts.Metadata; (m.HelpRef != 0 || m.UnitRef != 0 || len(req.Symbols) > 0) && (int(m.HelpRef) >= len(req.Symbols) || int(m.UnitRef) >= len(req.Symbols)) {
+			return fmt.Errorf("series %d: metadata reference out of range", i)
 		}
 	}
 	return nil
@@ -145,8 +193,6 @@ func TestDecodeV2RoundTrip(t *testing.T) {
 		}
 		require.Equal(t, wantFloats, floats)
 		require.Equal(t, wantHists, hists)
-		// writev2 writes the (non-nullable) metadata of every series, even empty.
-		require.Equal(t, len(want.Timeseries), got.Metadata)
 	}
 }
 
@@ -295,9 +341,9 @@ func TestDecodeV2CreatedTimestamp(t *testing.T) {
 	require.Len(t, got.Timeseries, 2)
 	legacy, current := &got.Timeseries[0], &got.Timeseries[1]
 	require.Equal(t, int64(500), legacy.CreatedTimestamp)
-	require.Equal(t, int64(500), legacy.StartTimestamp(legacy.Samples[0]), "the series' created timestamp stands in")
-	require.Equal(t, int64(900), legacy.StartTimestamp(legacy.Samples[1]), "the sample's own wins")
-	require.Equal(t, int64(0), current.StartTimestamp(current.Samples[0]))
+	require.Equal(t, int64(500), legacy.StartTimestamp(legacy.Samples[0].StartTimestamp), "the series' created timestamp stands in")
+	require.Equal(t, int64(900), legacy.StartTimestamp(legacy.Samples[1].StartTimestamp), "the sample's own wins")
+	require.Equal(t, int64(0), current.StartTimestamp(current.Samples[0].StartTimestamp))
 }
 
 func FuzzDecodeV2(f *testing.F) {
@@ -305,6 +351,10 @@ func FuzzDecodeV2(f *testing.F) {
 	for range 20 {
 		data, err := randomRequestV2(r).Marshal()
 		require.NoError(f, err)
+		f.Add(data)
+	}
+	// Histograms of every shape, exemplars, metadata.
+	for _, data := range histogramSeeds(f, r, true) {
 		f.Add(data)
 	}
 	f.Add([]byte{})
@@ -323,7 +373,7 @@ func FuzzDecodeV2(f *testing.F) {
 		got, err := d.Unmarshal(data)
 		var c decoded
 		if err == nil {
-			c = decoded{got.Metadata, got.Timeseries}
+			c = decoded{0, got.Timeseries}
 		}
 		// The strict, bounded decoder of the handler: what it accepts is
 		// what the lenient one decodes; what it refuses beyond that, the
@@ -357,6 +407,7 @@ func FuzzDecodeV2(f *testing.F) {
 				}
 			}
 			f.bytes = f.series*seriesSize + f.symbols*symbolSize + f.refs*refSize + f.samples*sampleSize
+			f.addExtras(got.Timeseries, true)
 			for i := 0; i < len(data); {
 				field, _, _, err := tag(data, i)
 				if err != nil {

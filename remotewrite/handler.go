@@ -14,6 +14,7 @@
 package remotewrite
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -31,7 +32,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/exemplar"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
 	promstorage "github.com/prometheus/prometheus/storage"
 
 	"github.com/luminate-io/luminate/apierror"
@@ -55,10 +60,16 @@ type Config struct {
 	// may hold (issue #10: no tenant can take Luminate down).
 	MaxSeriesPerRequest  int           // series of one remote write request
 	MaxLabelsPerRequest  int           // labels of all series of one request
-	MaxSamplesPerRequest int           // float samples of one request
+	MaxSamplesPerRequest int           // float and histogram samples of one request
 	MaxInflightBytes     int64         // memory of the write requests being decoded and stored, all tenants
 	MaxConcurrentDecodes int           // requests decompressed and decoded at once, all tenants; 0 means twice GOMAXPROCS
 	DecodeQueueTimeout   time.Duration // how long a request waits for a decode slot before 503
+
+	// Issue #11: native histograms, exemplars, metadata, start timestamps.
+	MaxBucketsPerHistogram int  // spans, buckets or custom values of one native histogram (each)
+	MaxPendingMetadata     int  // remote write 1.0 metadata entries waiting for a series of their family, all tenants
+	StartZeroIngestion     bool // turn start (created) timestamps into zero samples
+	StartZeroCacheSize     int  // series whose last injected start timestamp is remembered
 }
 
 // DefaultConfig returns the defaults of the flags.
@@ -75,8 +86,10 @@ func DefaultConfig() Config {
 		// default; some raise it to 10,000 or more) samples, so as many
 		// series, of some tens of labels, per request: these are 10 to
 		// 50 times the largest real batches, and bound the decoded
-		// structures of one request to about 60 MB (100,000 series of 96
-		// bytes, 1,000,000 labels of 32, 1,000,000 samples of 24).
+		// structures of one request of floats to about 70 MB (100,000
+		// series of 136 bytes, 1,000,000 labels of 32, 1,000,000 samples
+		// of 24); a histogram sample takes 312 bytes and its buckets 8
+		// each, within the bytes per byte of the request.
 		MaxSeriesPerRequest:  100_000,
 		MaxLabelsPerRequest:  1_000_000,
 		MaxSamplesPerRequest: 1_000_000,
@@ -93,6 +106,19 @@ func DefaultConfig() Config {
 		// appends, which may wait on a disk or ClickHouse, are not
 		// counted.
 		DecodeQueueTimeout: 10 * time.Second,
+		// Prometheus' clients cap native histograms at 160 buckets a
+		// side by default (OpenTelemetry's SDKs too), and classic
+		// histograms converted to custom buckets have tens: 65,536 is
+		// what a schema 8 histogram spanning 256 powers of two holds.
+		MaxBucketsPerHistogram: 1 << 16,
+		// Prometheus sends the metadata of all its families, some
+		// thousands, every minute, apart from the samples.
+		MaxPendingMetadata: 100_000,
+		// Off, as Prometheus 3's created-timestamp-zero-ingestion
+		// feature is: queries answer what a Prometheus receiving the
+		// same writes answers.
+		StartZeroIngestion: false,
+		StartZeroCacheSize: 1_000_000,
 	}
 }
 
@@ -120,13 +146,22 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.IntVar(&c.MaxLabelsPerRequest, "ingest.max-labels-per-request", d.MaxLabelsPerRequest,
 		"Most labels one write request may carry, all its series together (a remote write 2.0 request may also hold twice as many symbols); larger requests get 413.")
 	f.IntVar(&c.MaxSamplesPerRequest, "ingest.max-samples-per-request", d.MaxSamplesPerRequest,
-		"Most float samples one remote write request may carry; larger requests get 413.")
+		"Most samples (floats and native histograms) one remote write request may carry; larger requests get 413.")
 	f.Int64Var(&c.MaxInflightBytes, "ingest.max-inflight-bytes", d.MaxInflightBytes,
 		"Memory, in bytes, that the write requests being decoded and stored may hold together, all tenants (a remote write request counts its body, its decompressed body and its decoded series, a native write 8 times its body); beyond it, or beyond half of it for one tenant while others hold some, writes get 503 with Retry-After.")
 	f.IntVar(&c.MaxConcurrentDecodes, "ingest.max-concurrent-decodes", d.MaxConcurrentDecodes,
 		"Write requests decompressed and decoded at once, all tenants; more wait (see --ingest.decode-queue-timeout). 0 means twice GOMAXPROCS.")
 	f.DurationVar(&c.DecodeQueueTimeout, "ingest.decode-queue-timeout", d.DecodeQueueTimeout,
 		"How long a write request may wait for one of --ingest.max-concurrent-decodes; then it gets 503 with Retry-After.")
+
+	f.IntVar(&c.MaxBucketsPerHistogram, "ingest.max-buckets-per-histogram", d.MaxBucketsPerHistogram,
+		"Most spans, buckets or custom bucket bounds (each, per side) one native histogram sample may carry; a remote write request holding a larger one gets 413.")
+	f.IntVar(&c.MaxPendingMetadata, "ingest.max-pending-metadata", d.MaxPendingMetadata,
+		"Most remote write 1.0 metadata entries, all tenants, kept in memory until a series of their metric family arrives (Prometheus sends metadata apart from samples); beyond it, metadata of new families waits for its next sending.")
+	f.BoolVar(&c.StartZeroIngestion, "ingest.created-timestamp-zero-ingestion", d.StartZeroIngestion,
+		"Store a zero sample at the start (created) timestamp of a counter or histogram sample that carries one (remote write 2.0), once per series and start timestamp, as Prometheus' created-timestamp-zero-ingestion feature does. Off by default, as in Prometheus 3: queries then answer what a Prometheus receiving the same writes answers; on, rate() and increase() count the first increase of a new or reset counter.")
+	f.IntVar(&c.StartZeroCacheSize, "ingest.created-timestamp-cache-size", d.StartZeroCacheSize,
+		"With --ingest.created-timestamp-zero-ingestion, how many series (all tenants) remember the start timestamp last injected, so that it is injected once, not on every write; a series forgotten gets its zero sample again (harmless, one out-of-order write). Takes about 50 bytes a series, twice this at most.")
 }
 
 // Validate reports every setting out of range.
@@ -149,6 +184,9 @@ func (c *Config) Validate() error {
 		{"--ingest.max-labels-per-request", int64(c.MaxLabelsPerRequest)},
 		{"--ingest.max-samples-per-request", int64(c.MaxSamplesPerRequest)},
 		{"--ingest.max-inflight-bytes", c.MaxInflightBytes},
+		{"--ingest.max-buckets-per-histogram", int64(c.MaxBucketsPerHistogram)},
+		{"--ingest.max-pending-metadata", int64(c.MaxPendingMetadata)},
+		{"--ingest.created-timestamp-cache-size", int64(c.StartZeroCacheSize)},
 	} {
 		if l.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %d", l.flag, l.v))
@@ -194,6 +232,11 @@ type writeState struct {
 	builder labels.ScratchBuilder
 	lset    labels.Labels // reused by buildLabels for each series
 	counts  rejectCounts
+	// What the appender may hold until it commits.
+	hists    []histogram.Histogram
+	fhists   []histogram.FloatHistogram
+	ex       []exemplar.Exemplar
+	metaMemo map[Metadata]metadata.Metadata // remote write 2.0's metadata, converted once per request
 }
 
 // maxPooledBytes is the largest buffer a pooled writeState keeps: enough
@@ -206,6 +249,14 @@ func (st *writeState) trim() {
 	trim(&st.body, maxPooledBytes)
 	st.dec.Trim(maxPooledBytes)
 	st.decV2.Trim(maxPooledBytes)
+	trim(&st.hists, maxPooledBytes)
+	trim(&st.fhists, maxPooledBytes)
+	trim(&st.ex, maxPooledBytes)
+	// Nothing kept alive through them: the exemplars' labels, the
+	// decoder arenas the histograms point into.
+	clear(st.ex[:cap(st.ex)])
+	clear(st.hists[:cap(st.hists)])
+	clear(st.fhists[:cap(st.fhists)])
 }
 
 // How many bytes of decoded structures a request may take per byte of its
@@ -215,10 +266,13 @@ func (st *writeState) trim() {
 // and a few more labels 1.6 to 3 times: label strings point into the body.
 // A 2.0 label is two references of a byte or two for 40 bytes decoded (4
 // per reference, 32 per Label): 2.0 series of one sample take 6 times
-// their size, 2 to 4 with more samples.
+// their size, 2 to 4 with more samples. A native histogram's bucket is a
+// delta of a byte or two for 8 bytes decoded: series of few labels and a
+// histogram of 160 buckets take 7.5 times their size, so histograms get
+// some more room (10 and 14, not 8 and 12 for floats alone).
 const (
-	rw1BytesPerByte = 8
-	rw2BytesPerByte = 12
+	rw1BytesPerByte = 10
+	rw2BytesPerByte = 14
 )
 
 // nativeBytesPerByte is the memory a native write holds per byte of its
@@ -273,6 +327,36 @@ func (g *inflightBytes) acquire(id tenancy.ID, n int64) (reservation, error) {
 }
 
 func (g *inflightBytes) release(r reservation) { g.shrink(r, 0) }
+
+// grow raises reservation r to to bytes, if more: a request whose
+// decoding took more than reserved (native histograms, whose buckets the
+// per-request counts do not bound) holds what it took, under the rules of
+// acquire; alone, it may hold the whole budget.
+func (g *inflightBytes) grow(r reservation, to int64) (reservation, error) {
+	if to <= r.n {
+		return r, nil
+	}
+	more := to - r.n
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	mine := g.byTenant[r.tenant]
+	switch {
+	case g.used == mine:
+		more = min(more, max(g.max-g.used, 0))
+	case g.used+more > g.max:
+		return r, &apierror.Error{Kind: apierror.Unavailable, RetryAfter: inflightRetryAfter, Msg: fmt.Sprintf(
+			"write requests of %d bytes in flight, and this one decoded to %d more than it reserved: over the limit of %d bytes (--ingest.max-inflight-bytes); retry later",
+			g.used, more, g.max)}
+	case mine+more > g.max/2:
+		return r, &apierror.Error{Kind: apierror.Unavailable, RetryAfter: inflightRetryAfter, Msg: fmt.Sprintf(
+			"tenant %s has write requests of %d bytes in flight, and this one decoded to %d more than it reserved: over half of the limit of %d bytes "+
+				"(--ingest.max-inflight-bytes), which other tenants share; retry later", r.tenant, mine, more, g.max)}
+	}
+	g.used += more
+	g.byTenant[r.tenant] = mine + more
+	r.n += more
+	return r, nil
+}
 
 // shrink lowers reservation r to to bytes, if less, and returns it.
 func (g *inflightBytes) shrink(r reservation, to int64) reservation {
@@ -372,6 +456,8 @@ type ingester struct {
 	inflight  *inflightBytes
 	decoding  *decodeSlots
 	states    sync.Pool // of *writeState
+	pending   *pendingMetadata
+	startZero *storage.StartZeroCache // nil without --ingest.created-timestamp-zero-ingestion
 }
 
 func newIngester(cfg Config, store storage.MetricsStore, limiter Limiter, logger *slog.Logger, reg prometheus.Registerer) *ingester {
@@ -383,7 +469,13 @@ func newIngester(cfg Config, store storage.MetricsStore, limiter Limiter, logger
 	if maxInflight <= 0 {
 		maxInflight = math.MaxInt64
 	}
+	var startZero *storage.StartZeroCache
+	if cfg.StartZeroIngestion {
+		startZero = storage.NewStartZeroCache(cfg.StartZeroCacheSize)
+	}
 	return &ingester{
+		pending:   newPendingMetadata(cfg.MaxPendingMetadata),
+		startZero: startZero,
 		cfg:       cfg,
 		store:     store,
 		limiter:   limiter,
@@ -407,6 +499,7 @@ func decodeLimits(cfg Config, bytesPerByte int) DecodeLimits {
 		MaxSeries:       cfg.MaxSeriesPerRequest,
 		MaxLabels:       cfg.MaxLabelsPerRequest,
 		MaxSamples:      cfg.MaxSamplesPerRequest,
+		MaxBuckets:      cfg.MaxBucketsPerHistogram,
 		MaxBytesPerByte: bytesPerByte,
 		Strict:          true,
 	}
@@ -440,9 +533,18 @@ type handler struct {
 // arrive in time; and otherwise 5xx only when the store failed, so that
 // senders retry exactly what was not stored. A body that is not the
 // message its Content-Type names (a 1.0 body sent as 2.0, or the reverse),
-// or that holds empty series, labels or samples, is a 400. Native histograms are not
-// stored: they are rejected (400), the float samples beside them stored.
-// Exemplars and metadata are accepted and dropped.
+// or that holds empty series, labels, samples, histograms or exemplars, is
+// a 400.
+//
+// Float samples, native histograms (integer and float, exponential and
+// custom buckets, stale markers), exemplars and metadata are all stored.
+// A histogram that fails Prometheus' histogram.Validate is rejected as an
+// invalid sample is (400, the rest stored). Exemplars are best effort, as
+// in Prometheus: one the store refuses, or outside the accepted time
+// window, is dropped and counted, and fails nothing (the remote write 2.0
+// spec makes an error of samples and histograms not written, not of
+// exemplars; the Exemplars-Written header tells the sender). Metadata is
+// filed under its metric family (see metadata.go).
 //
 // To remote write 2.0 requests it also answers the
 // X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written headers
@@ -572,11 +674,10 @@ func checkHeaders(hdr http.Header) (protocol, error) {
 
 // setWritten sets the headers remote write 2.0 requires on every
 // response: how many samples, histograms and exemplars were stored.
-// Luminate stores neither native histograms nor exemplars yet.
-func setWritten(h http.Header, samples int) {
-	h.Set(samplesWrittenHeader, strconv.Itoa(samples))
-	h.Set(histogramsWrittenHeader, "0")
-	h.Set(exemplarsWrittenHeader, "0")
+func setWritten(h http.Header, w written) {
+	h.Set(samplesWrittenHeader, strconv.Itoa(w.samples))
+	h.Set(histogramsWrittenHeader, strconv.Itoa(w.histograms))
+	h.Set(exemplarsWrittenHeader, strconv.Itoa(w.exemplars))
 }
 
 // maxBodyPrealloc is the most readBody allocates for a body before its
@@ -632,10 +733,10 @@ func requireWrite(p tenancy.Principal) error {
 }
 
 // writeResult is what a remote write request got: its protocol, once
-// negotiated, and how many samples were stored.
+// negotiated, and what was stored.
 type writeResult struct {
 	proto  protocol
-	stored int
+	stored written
 }
 
 func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Principal) (writeResult, error) {
@@ -678,6 +779,7 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Princi
 		return res, err
 	}
 	var series []TimeSeries
+	var meta []Metadata // remote write 1.0's, by metric family
 	if proto == rw2 {
 		var req *RequestV2
 		if req, err = st.decV2.Decode(st.body, int(h.cfg.MaxDecompressedBytes)); err == nil {
@@ -686,7 +788,7 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Princi
 	} else {
 		var req *WriteRequest
 		if req, err = st.dec.Decode(st.body, int(h.cfg.MaxDecompressedBytes)); err == nil {
-			series = req.Timeseries
+			series, meta = req.Timeseries, req.Metadata
 		}
 	}
 	release()
@@ -694,12 +796,21 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Princi
 	if proto == rw2 {
 		decoded = st.decV2.DecodedBytes()
 	}
-	reserved = h.inflight.shrink(reserved, int64(len(st.body))+int64(n)+int64(decoded))
+	took := int64(len(st.body)) + int64(n) + int64(decoded)
+	if err == nil {
+		var gerr error
+		if reserved, gerr = h.inflight.grow(reserved, took); gerr != nil {
+			return res, gerr
+		}
+	}
+	reserved = h.inflight.shrink(reserved, took)
 	var tm *TooManyError
 	switch {
 	case errors.As(err, &tm) && tm.What == "bytes":
 		// Not a sender's batch, however large: no setting raises it.
 		return res, &apierror.Error{Kind: apierror.TooLarge, Err: err}
+	case errors.As(err, &tm) && tm.What == "buckets":
+		return res, &apierror.Error{Kind: apierror.TooLarge, Err: err, Msg: "raise " + requestLimitFlag(tm.What)}
 	case errors.As(err, &tm):
 		return res, &apierror.Error{Kind: apierror.TooLarge, Err: err, Msg: fmt.Sprintf(
 			"raise %s, or send smaller batches (max_samples_per_send)", requestLimitFlag(tm.What))}
@@ -716,15 +827,15 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Princi
 	}
 	rc := &st.counts
 	rc.reset()
-	var app sampleAppender
+	var find metaFunc
 	if proto == rw2 {
-		// The 2.0 path appends through AppenderV2, which takes the
-		// samples' start timestamps.
-		app = appenderV2{h.store.ForTenant(p.Tenant).AppenderV2(r.Context())}
-	} else {
-		app = appenderV1{h.store.ForTenant(p.Tenant).Appender(r.Context())}
+		find = st.seriesMetadata
+	} else if len(meta) > 0 || h.pending.has(p.Tenant) {
+		m := h.familyMetadata(p.Tenant, meta)
+		defer m.keepUnused()
+		find = m.find
 	}
-	res.stored, err = h.appendSeries(app, p.Tenant, series, st, nil)
+	res.stored, err = h.appendSeries(h.appender(r.Context(), p.Tenant), p.Tenant, series, st, find, nil)
 	if err != nil {
 		return res, err
 	}
@@ -733,7 +844,18 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Princi
 	}
 	return res, apierror.Wrap(apierror.InvalidArgument, rc.first, fmt.Sprintf(
 		"%d of %d series rejected (%d samples rejected, %d stored); first rejection",
-		rc.series, len(series), rc.samples, res.stored))
+		rc.series, len(series), rc.samples, res.stored.samples+res.stored.histograms))
+}
+
+// appender returns an appender of tenant id's view, that injects start
+// timestamps as zero samples when --ingest.created-timestamp-zero-ingestion
+// is set.
+func (g *ingester) appender(ctx context.Context, id tenancy.ID) promstorage.AppenderV2 {
+	app := g.store.ForTenant(id).AppenderV2(ctx)
+	if g.startZero != nil {
+		app = storage.WithStartZero(app, g.startZero, id)
+	}
+	return app
 }
 
 // requestLimitFlag is the flag that raises the limit of DecodeLimits on
@@ -744,6 +866,8 @@ func requestLimitFlag(what string) string {
 		return "--ingest.max-series-per-request"
 	case "samples":
 		return "--ingest.max-samples-per-request"
+	case "buckets":
+		return "--ingest.max-buckets-per-histogram"
 	}
 	return "--ingest.max-labels-per-request" // labels, and symbols (two per label)
 }
@@ -762,39 +886,38 @@ func (g *ingester) allow(id tenancy.ID, n int) error {
 	return nil
 }
 
-// sampleAppender is what appendSeries needs of an appender of the tenant's
-// view: remote write 1.0 and the native write use promstorage.Appender,
-// remote write 2.0 uses promstorage.AppenderV2, which takes start
-// timestamps.
-type sampleAppender interface {
-	append(ref promstorage.SeriesRef, ls labels.Labels, st, t int64, v float64) (promstorage.SeriesRef, error)
-	Commit() error
-	Rollback() error
+// written is what a write stored.
+type written struct {
+	samples, histograms, exemplars int
 }
 
-type appenderV1 struct{ promstorage.Appender }
+// metaFunc returns the metadata, and its metric family name (empty for
+// the metric name), to attach to the appends of ts, a series named name;
+// ok is false when it has none.
+type metaFunc func(ts *TimeSeries, name string) (m metadata.Metadata, family string, ok bool)
 
-func (a appenderV1) append(ref promstorage.SeriesRef, ls labels.Labels, _, t int64, v float64) (promstorage.SeriesRef, error) {
-	return a.Append(ref, ls, t, v)
-}
-
-type appenderV2 struct{ promstorage.AppenderV2 }
-
-func (a appenderV2) append(ref promstorage.SeriesRef, ls labels.Labels, st, t int64, v float64) (promstorage.SeriesRef, error) {
-	return a.Append(ref, ls, st, t, v, nil, nil, promstorage.AOptions{})
-}
-
-// appendSeries validates series, stores the valid samples through app,
-// an appender of tenant id's view, and commits them. Rejections are
-// tallied in st.counts (which the caller resets) and, when onReject is
-// set, reported with the index of their series. It returns how many
-// samples were stored, and an error only when the store failed: then
-// nothing of the batch is stored.
-func (g *ingester) appendSeries(app sampleAppender, id tenancy.ID, series []TimeSeries, st *writeState, onReject func(series int, rej *Rejection)) (int, error) {
+// appendSeries validates series, stores the valid samples, histograms and
+// exemplars through app, an appender of tenant id's view, with the
+// metadata meta (which may be nil) finds, and commits them. Rejections
+// are tallied in st.counts (which the caller resets) and, when onReject is
+// set, reported with the index of their series. It returns what was
+// stored, and an error only when the store failed: then nothing of the
+// batch is stored.
+//
+// A series' exemplars ride on the first of its samples the store takes:
+// exemplars the store refuses (a *promstorage.AppendPartialError) are not
+// counted stored and reject nothing else, as in Prometheus, for which
+// exemplars are best effort.
+func (g *ingester) appendSeries(app promstorage.AppenderV2, id tenancy.ID, series []TimeSeries, st *writeState, meta metaFunc, onReject func(series int, rej *Rejection)) (written, error) {
 	rc := &st.counts
+	var out written
+	exRefused := 0
 	defer func() {
 		for _, c := range rc.byReason {
 			g.metrics.rejected.WithLabelValues(string(id), string(c.reason)).Add(float64(c.n))
+		}
+		if exRefused > 0 {
+			g.metrics.exemplarsRefused.WithLabelValues(string(id)).Add(float64(exRefused))
 		}
 	}()
 	rejectSeries := func(i int, rej *Rejection, n int) {
@@ -803,56 +926,185 @@ func (g *ingester) appendSeries(app sampleAppender, id tenancy.ID, series []Time
 			onReject(i, rej)
 		}
 	}
+	st.prepare(series)
 	win := g.validator.Window(time.Now())
-	accepted := 0
 	for i := range series {
 		ts := &series[i]
 		before := rc.samples
 		ls, err := g.validator.Series(ts.Labels)
 		if err != nil {
-			rejectSeries(i, asRejection(err), len(ts.Samples)+ts.Histograms)
+			rejectSeries(i, asRejection(err), len(ts.Samples)+len(ts.Histograms))
 			rc.series++
+			exRefused += len(ts.Exemplars)
 			continue
 		}
 		lset := buildLabels(&st.builder, ls, &st.lset)
+		var opts promstorage.AOptions
+		if meta != nil {
+			if m, family, ok := meta(ts, lset.Get(model.MetricNameLabel)); ok {
+				opts.Metadata, opts.MetricFamilyName = m, family
+			}
+		}
+		exemplars, outside := st.exemplars(ts.Exemplars, win)
+		exRefused += outside
 		var ref promstorage.SeriesRef
+		// add appends one sample (h or fh set for a histogram), with the
+		// exemplars not yet stored; done is false when the series is
+		// over (its remaining n samples rejected), err set when the
+		// store failed.
+		add := func(t, stt int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, rest int) (done bool, err error) {
+			o := opts
+			o.Exemplars = exemplars
+			ref, err = app.Append(ref, lset, ts.StartTimestamp(stt), t, v, h, fh, o)
+			var partial *promstorage.AppendPartialError
+			if err != nil && errors.As(err, &partial) {
+				exRefused += len(partial.ExemplarErrors)
+				out.exemplars += max(0, len(exemplars)-len(partial.ExemplarErrors))
+				exemplars = nil
+				g.logger.Debug("exemplars refused", "tenant", id, "series", FormatSeries(ls), "err", err)
+				err = nil
+			} else if err == nil {
+				out.exemplars += len(exemplars)
+				exemplars = nil
+			}
+			if err == nil {
+				if h != nil || fh != nil {
+					out.histograms++
+				} else {
+					out.samples++
+				}
+				return true, nil
+			}
+			rej := storeRejection(err, ls)
+			if rej == nil {
+				return false, errors.Join(fmt.Errorf("append: %w", err), rollback(app))
+			}
+			if rej.Reason == ReasonSeriesLimit { // the series was not created, nor will it be for its next samples
+				rejectSeries(i, rej, rest)
+				return false, nil
+			}
+			rejectSeries(i, rej, 1)
+			return true, nil
+		}
+		more := true
 		for j, s := range ts.Samples {
 			if err := win.Check(ls, s.Timestamp); err != nil {
 				rejectSeries(i, asRejection(err), 1)
 				continue
 			}
-			ref, err = app.append(ref, lset, ts.StartTimestamp(s), s.Timestamp, s.Value)
-			if err == nil {
-				accepted++
-				continue
+			if more, err = add(s.Timestamp, s.StartTimestamp, s.Value, nil, nil, len(ts.Samples)-j+len(ts.Histograms)); err != nil {
+				return written{}, err
 			}
-			rej := storeRejection(err, ls)
-			if rej == nil {
-				return 0, errors.Join(fmt.Errorf("append: %w", err), rollback(app))
-			}
-			if rej.Reason == ReasonSeriesLimit { // the series was not created, nor will it be for its next samples
-				rejectSeries(i, rej, len(ts.Samples)-j)
+			if !more {
 				break
 			}
-			rejectSeries(i, rej, 1)
 		}
-		if ts.Histograms > 0 {
-			rejectSeries(i, reject(ReasonUnsupportedHistogram, ls, nil,
-				"%d native histogram samples: native histograms are not supported yet, only float samples are stored",
-				ts.Histograms), ts.Histograms)
+		for j := range ts.Histograms {
+			if !more {
+				break
+			}
+			hp := &ts.Histograms[j]
+			if err := win.Check(ls, hp.Timestamp); err != nil {
+				rejectSeries(i, asRejection(err), 1)
+				continue
+			}
+			h, fh, err := st.histogram(hp)
+			if err != nil {
+				rejectSeries(i, reject(ReasonInvalidHistogram, ls, err, "native histogram at %s: %v", formatMillis(hp.Timestamp), err), 1)
+				continue
+			}
+			if more, err = add(hp.Timestamp, hp.StartTimestamp, 0, h, fh, len(ts.Histograms)-j); err != nil {
+				return written{}, err
+			}
+		}
+		if len(exemplars) > 0 { // no sample of the series was stored
+			exRefused += len(exemplars)
 		}
 		if rc.samples > before {
 			rc.series++
 		}
 	}
 	if err := app.Commit(); err != nil {
-		return 0, fmt.Errorf("commit: %w", err)
+		return written{}, fmt.Errorf("commit: %w", err)
 	}
-	g.metrics.accepted.WithLabelValues(string(id)).Add(float64(accepted))
-	return accepted, nil
+	g.metrics.accepted.WithLabelValues(string(id)).Add(float64(out.samples + out.histograms))
+	if out.exemplars > 0 {
+		g.metrics.exemplarsAccepted.WithLabelValues(string(id)).Add(float64(out.exemplars))
+	}
+	return out, nil
 }
 
-func rollback(app sampleAppender) error {
+// prepare sizes the arenas of st for the histograms and exemplars of
+// series, so that the pointers handed to the appender stay valid until it
+// commits.
+func (st *writeState) prepare(series []TimeSeries) {
+	nh, ne := 0, 0
+	for i := range series {
+		nh += len(series[i].Histograms)
+		ne += len(series[i].Exemplars)
+	}
+	clear(st.metaMemo)
+	st.hists = slices.Grow(st.hists[:0], nh)
+	st.fhists = slices.Grow(st.fhists[:0], nh)
+	st.ex = slices.Grow(st.ex[:0], ne)
+}
+
+// histogram returns hp as the histogram or float histogram to append,
+// from the arenas of st, after checking it as Prometheus' head appender
+// does (histogram.Validate). Its custom values are copied: stores may
+// keep them, as Prometheus' interns them.
+func (st *writeState) histogram(hp *Histogram) (*histogram.Histogram, *histogram.FloatHistogram, error) {
+	if hp.IsFloat {
+		st.fhists = st.fhists[:len(st.fhists)+1]
+		fh := &st.fhists[len(st.fhists)-1]
+		hp.FloatHistogram(fh)
+		if err := fh.Validate(); err != nil {
+			return nil, nil, err
+		}
+		fh.CustomValues = slices.Clone(fh.CustomValues)
+		return nil, fh, nil
+	}
+	st.hists = st.hists[:len(st.hists)+1]
+	h := &st.hists[len(st.hists)-1]
+	hp.IntHistogram(h)
+	if err := h.Validate(); err != nil {
+		return nil, nil, err
+	}
+	h.CustomValues = slices.Clone(h.CustomValues)
+	return h, nil, nil
+}
+
+// exemplars returns es as Prometheus exemplars, sorted by timestamp as
+// AppenderV2 requires, in memory of st's that stays untouched until the
+// batch commits; nil when there are none. Those timestamped outside win
+// (Prometheus' receiver refuses exemplars too far in the future) are left
+// out, and counted.
+func (st *writeState) exemplars(es []Exemplar, win Window) (_ []exemplar.Exemplar, outside int) {
+	if len(es) == 0 {
+		return nil, 0
+	}
+	start := len(st.ex)
+	for _, e := range es {
+		if e.Timestamp != 0 && (e.Timestamp > win.MaxT || e.Timestamp < win.MinT) {
+			outside++
+			continue
+		}
+		st.builder.Reset()
+		for _, l := range e.Labels {
+			st.builder.Add(strings.Clone(l.Name), strings.Clone(l.Value))
+		}
+		st.builder.Sort()
+		st.ex = append(st.ex, exemplar.Exemplar{Labels: st.builder.Labels(), Value: e.Value, Ts: e.Timestamp, HasTs: e.Timestamp != 0})
+	}
+	if len(st.ex) == start {
+		return nil, outside
+	}
+	out := st.ex[start:len(st.ex):len(st.ex)]
+	slices.SortStableFunc(out, func(a, b exemplar.Exemplar) int { return cmp.Compare(a.Ts, b.Ts) })
+	return out, outside
+}
+
+func rollback(app promstorage.AppenderV2) error {
 	if err := app.Rollback(); err != nil {
 		return fmt.Errorf("rollback: %w", err)
 	}
@@ -871,6 +1123,8 @@ func storeRejection(err error, ls []Label) *Rejection {
 		reason = ReasonTenantLabel
 	case errors.Is(err, promstorage.ErrOutOfBounds), errors.Is(err, promstorage.ErrTooOldSample):
 		reason = ReasonTooOld
+	case errors.As(err, new(histogram.Error)):
+		reason = ReasonInvalidHistogram
 	case apierror.Classify(err).Kind != apierror.InvalidArgument:
 		return nil
 	}
@@ -947,6 +1201,9 @@ type metrics struct {
 	accepted *prometheus.CounterVec
 	rejected *prometheus.CounterVec
 	requests *prometheus.CounterVec
+
+	exemplarsAccepted *prometheus.CounterVec
+	exemplarsRefused  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -957,7 +1214,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"tenant"})),
 		accepted: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "luminate_ingest_samples_accepted_total",
-			Help: "Samples stored and committed, by tenant.",
+			Help: "Samples (floats and native histograms) stored and committed, by tenant.",
 		}, []string{"tenant"})),
 		rejected: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "luminate_ingest_samples_rejected_total",
@@ -967,6 +1224,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "luminate_ingest_requests_total",
 			Help: "Write requests answered, by tenant and HTTP status code.",
 		}, []string{"tenant", "code"})),
+		exemplarsAccepted: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "luminate_ingest_exemplars_accepted_total",
+			Help: "Exemplars stored and committed, by tenant.",
+		}, []string{"tenant"})),
+		exemplarsRefused: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "luminate_ingest_exemplars_refused_total",
+			Help: "Exemplars the store refused (invalid, out of order, or beside a rejected sample), by tenant; the samples beside them are stored.",
+		}, []string{"tenant"})),
 	}
 }
 

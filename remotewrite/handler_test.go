@@ -210,7 +210,12 @@ func TestWritePartial(t *testing.T) {
 			{Value: 2, Timestamp: now.Add(time.Hour).UnixMilli()},
 			{Value: 3, Timestamp: now.UnixMilli()},
 		}},
-		{Labels: series("__name__", "hist"), Histograms: []prompb.Histogram{{Timestamp: now.UnixMilli()}}},
+		// A histogram whose count is not that of its buckets, as
+		// Prometheus' histogram.Validate refuses it.
+		{Labels: series("__name__", "hist"), Histograms: []prompb.Histogram{{
+			Count: &prompb.Histogram_CountInt{CountInt: 5}, Timestamp: now.UnixMilli(),
+			PositiveSpans: []prompb.BucketSpan{{Offset: 0, Length: 1}}, PositiveDeltas: []int64{1},
+		}}},
 	}}
 	w := post(h, &writer, encode(t, req), nil)
 	require.Equal(t, http.StatusBadRequest, w.Code)
@@ -220,7 +225,7 @@ func TestWritePartial(t *testing.T) {
 
 	requirePartialOutcome(t, store, reg, now, map[Reason]float64{
 		ReasonMissingMetricName: 3, ReasonTenantLabel: 1, ReasonDuplicateLabel: 1, ReasonTooManyLabels: 1,
-		ReasonTooOld: 1, ReasonTooFarInFuture: 1, ReasonUnsupportedHistogram: 1,
+		ReasonTooOld: 1, ReasonTooFarInFuture: 1, ReasonInvalidHistogram: 1,
 	})
 }
 

@@ -83,7 +83,7 @@ func postV2(h http.Handler, p *tenancy.Principal, body []byte, hdr map[string]st
 
 // written returns the X-Prometheus-Remote-Write-*-Written headers of w,
 // -1 for a missing one.
-func written(t testing.TB, w *httptest.ResponseRecorder) (samples, histograms, exemplars int) {
+func writtenHeaders(t testing.TB, w *httptest.ResponseRecorder) (samples, histograms, exemplars int) {
 	t.Helper()
 	get := func(name string) int {
 		v := w.Header().Get(name)
@@ -101,7 +101,7 @@ func written(t testing.TB, w *httptest.ResponseRecorder) (samples, histograms, e
 
 func requireWritten(t testing.TB, w *httptest.ResponseRecorder, samples int) {
 	t.Helper()
-	s, h, e := written(t, w)
+	s, h, e := writtenHeaders(t, w)
 	require.Equal(t, [3]int{samples, 0, 0}, [3]int{s, h, e}, "samples, histograms, exemplars written")
 }
 
@@ -122,7 +122,8 @@ func TestWriteV2Success(t *testing.T) {
 
 	w := postV2(h, &writer, b.encode(t), nil)
 	require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
-	requireWritten(t, w, 4)
+	s, hs, e := writtenHeaders(t, w)
+	require.Equal(t, [3]int{4, 0, 1}, [3]int{s, hs, e}, "samples, histograms, exemplars written")
 
 	require.Equal(t, map[string][]tsample{
 		`{__name__="http_requests_total", code="200", path="/"}`:    {{now.UnixMilli(), 1}, {now.Add(15 * time.Second).UnixMilli(), 2}, {now.Add(30 * time.Second).UnixMilli(), 3}},
@@ -220,16 +221,11 @@ func TestWriteV2Histograms(t *testing.T) {
 	mixed.Histograms = []writev2.Histogram{hist}
 
 	w := postV2(h, &writer, b.encode(t), nil)
-	require.Equal(t, http.StatusBadRequest, w.Code, "histograms sent and not stored")
-	require.Contains(t, w.Body.String(), "2 of 3 series rejected (3 samples rejected, 3 stored)")
-	require.Contains(t, w.Body.String(), "native histograms are not supported yet")
-	requireWritten(t, w, 3)
-	require.Equal(t, map[string][]tsample{
-		`{__name__="latency_seconds", job="api"}`: {{now.UnixMilli(), 1}, {now.Add(15 * time.Second).UnixMilli(), 2}},
-		`{__name__="mixed", job="api"}`:           {{now.UnixMilli(), 7}},
-	}, readBack(t, store, writer.Tenant), "the float samples are stored")
-	require.Equal(t, 3.0, counter(t, reg, "luminate_ingest_samples_rejected_total", "reason", string(ReasonUnsupportedHistogram)))
+	require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
+	s, hs, e := writtenHeaders(t, w)
+	require.Equal(t, [3]int{3, 3, 0}, [3]int{s, hs, e}, "samples, histograms, exemplars written")
 	require.Equal(t, 6.0, counter(t, reg, "luminate_ingest_samples_received_total", "tenant", "acme"))
+	require.Equal(t, 6.0, counter(t, reg, "luminate_ingest_samples_accepted_total", "tenant", "acme"))
 }
 
 func TestWriteV2Refused(t *testing.T) {
@@ -357,7 +353,7 @@ func TestWriteV1AndV2(t *testing.T) {
 	v1 := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{Labels: series("__name__", "up", "job", "x"), Samples: samplesAt(now, 1)}}}
 	w := post(h, &writer, encode(t, v1), nil)
 	require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
-	s, hi, e := written(t, w)
+	s, hi, e := writtenHeaders(t, w)
 	require.Equal(t, [3]int{-1, -1, -1}, [3]int{s, hi, e}, "1.0 responses are as before")
 
 	b := newV2Request()
@@ -372,7 +368,7 @@ func TestWriteV1AndV2(t *testing.T) {
 	w = post(h, &writer, b.encode(t), nil)
 	require.Equal(t, http.StatusBadRequest, w.Code, w.Body.String())
 	require.Contains(t, w.Body.String(), "proto=io.prometheus.write.v2.Request")
-	s, _, _ = written(t, w)
+	s, _, _ = writtenHeaders(t, w)
 	require.Equal(t, -1, s)
 
 	// And the reverse: a 1.0 body labelled as 2.0 (its fields 1 and 3

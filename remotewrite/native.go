@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/histogram"
 
 	"github.com/luminate-io/luminate/apierror"
 	"github.com/luminate-io/luminate/storage"
@@ -29,15 +30,85 @@ type NativeRequest struct {
 	Metrics []NativeMetric `json:"metrics"`
 }
 
-// NativeMetric is one sample of a native write. Value is a JSON number or
-// one of the strings "NaN", "+Inf", "-Inf"; Timestamp is an RFC 3339 string
-// or a JSON number of Unix milliseconds, and defaults to the time of the
-// request.
+// NativeMetric is one sample of a native write: a float Value or a native
+// Histogram, exactly one. Value is a JSON number or one of the strings
+// "NaN", "+Inf", "-Inf"; Timestamp is an RFC 3339 string or a JSON number
+// of Unix milliseconds, and defaults to the time of the request.
+// Exemplars, and the metadata of the metric family (Type, Help, Unit),
+// are optional.
 type NativeMetric struct {
 	Name       string            `json:"name"`
 	Dimensions map[string]string `json:"dimensions,omitempty"`
-	Value      json.RawMessage   `json:"value"`
+	Value      json.RawMessage   `json:"value,omitempty"`
+	Histogram  *NativeHistogram  `json:"histogram,omitempty"`
 	Timestamp  json.RawMessage   `json:"timestamp,omitempty"`
+	Exemplars  []NativeExemplar  `json:"exemplars,omitempty"`
+	Type       string            `json:"type,omitempty"` // counter, gauge, histogram, gaugehistogram, summary, info, stateset, unknown
+	Help       string            `json:"help,omitempty"`
+	Unit       string            `json:"unit,omitempty"`
+}
+
+// NativeHistogram is a native histogram sample in JSON. Counts are
+// absolute per bucket (not deltas); an integer histogram (Float false)
+// takes whole, non-negative counts. Sum and the other floats take the
+// strings "NaN", "+Inf", "-Inf" as Value does.
+type NativeHistogram struct {
+	Schema           int32         `json:"schema"`
+	Count            NativeFloat   `json:"count"`
+	Sum              NativeFloat   `json:"sum"`
+	ZeroThreshold    NativeFloat   `json:"zero_threshold,omitempty"`
+	ZeroCount        NativeFloat   `json:"zero_count,omitempty"`
+	CounterResetHint string        `json:"counter_reset_hint,omitempty"` // unknown (default), reset, not_reset, gauge
+	PositiveSpans    []NativeSpan  `json:"positive_spans,omitempty"`
+	PositiveCounts   []NativeFloat `json:"positive_counts,omitempty"`
+	NegativeSpans    []NativeSpan  `json:"negative_spans,omitempty"`
+	NegativeCounts   []NativeFloat `json:"negative_counts,omitempty"`
+	CustomValues     []NativeFloat `json:"custom_values,omitempty"` // schema -53: the buckets' upper bounds
+	Float            bool          `json:"float,omitempty"`
+}
+
+// NativeSpan is a run of Length consecutive buckets, Offset buckets after
+// the previous run (or from bucket 0 for the first).
+type NativeSpan struct {
+	Offset int32  `json:"offset"`
+	Length uint32 `json:"length"`
+}
+
+// NativeExemplar is an exemplar of a native write's sample. Timestamp
+// takes the formats of NativeMetric's and defaults to the sample's.
+type NativeExemplar struct {
+	Labels    map[string]string `json:"labels"`
+	Value     NativeFloat       `json:"value"`
+	Timestamp json.RawMessage   `json:"timestamp,omitempty"`
+}
+
+// NativeFloat is a JSON number, or one of the strings "NaN", "+Inf" and
+// "-Inf".
+type NativeFloat float64
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (f *NativeFloat) UnmarshalJSON(b []byte) error {
+	v, err := parseNativeValue(b)
+	if err != nil {
+		return err
+	}
+	*f = NativeFloat(v)
+	return nil
+}
+
+// MarshalJSON implements json.Marshaler, writing NaN and infinities as
+// strings.
+func (f NativeFloat) MarshalJSON() ([]byte, error) {
+	v := float64(f)
+	switch {
+	case math.IsNaN(v):
+		return []byte(`"NaN"`), nil
+	case math.IsInf(v, 1):
+		return []byte(`"+Inf"`), nil
+	case math.IsInf(v, -1):
+		return []byte(`"-Inf"`), nil
+	}
+	return strconv.AppendFloat(nil, v, 'g', -1, 64), nil
 }
 
 // NativeResponse is the answer to a native write. Status is "success"
@@ -174,8 +245,9 @@ func (h *nativeHandler) write(w http.ResponseWriter, r *http.Request, p tenancy.
 	series := make([]TimeSeries, 0, len(items))
 	index := make([]int, 0, len(items))
 	labelArena := make([]Label, 0, len(items)*4)
-	for i, m := range items {
-		s, err := m.sample(now)
+	for i := range items {
+		m := &items[i]
+		ts, err := m.series(now)
 		if err != nil {
 			rej := asRejection(err)
 			rc.add(rej, 1)
@@ -183,29 +255,28 @@ func (h *nativeHandler) write(w http.ResponseWriter, r *http.Request, p tenancy.
 			resp.Errors = append(resp.Errors, NativeItemError{Index: i, Reason: rej.Reason, Message: rej.Error()})
 			continue
 		}
-		start := len(labelArena)
+		ts.labelsStart = int32(len(labelArena))
 		labelArena = append(labelArena, Label{Name: model.MetricNameLabel, Value: m.Name})
 		for k, v := range m.Dimensions {
 			labelArena = append(labelArena, Label{Name: k, Value: v})
 		}
-		series = append(series, TimeSeries{labelsStart: start, Samples: []Sample{s}})
+		series = append(series, ts)
 		index = append(index, i)
 	}
 	for i := range series {
 		end := len(labelArena)
 		if i+1 < len(series) {
-			end = series[i+1].labelsStart
+			end = int(series[i+1].labelsStart)
 		}
 		series[i].Labels = labelArena[series[i].labelsStart:end:end]
 	}
-	app := appenderV1{h.store.ForTenant(p.Tenant).Appender(r.Context())}
-	accepted, err := h.appendSeries(app, p.Tenant, series, st, func(i int, rej *Rejection) {
+	stored, err := h.appendSeries(h.appender(r.Context(), p.Tenant), p.Tenant, series, st, st.seriesMetadata, func(i int, rej *Rejection) {
 		resp.Errors = append(resp.Errors, NativeItemError{Index: index[i], Reason: rej.Reason, Message: rej.Error()})
 	})
 	if err != nil {
 		return err
 	}
-	resp.Accepted, resp.Rejected = accepted, rc.samples
+	resp.Accepted, resp.Rejected = stored.samples+stored.histograms, rc.samples
 	return nil
 }
 
@@ -288,18 +359,155 @@ func syntaxError(err error, field string) error {
 	return apierror.Field(field, "%s: %v", field, err)
 }
 
-// sample parses m's value and timestamp, now when it has none.
-func (m *NativeMetric) sample(now time.Time) (Sample, error) {
+// series returns m as a series of one sample, float or histogram, with
+// its exemplars and metadata (its labels left to the caller); its
+// timestamp is now when it has none.
+func (m *NativeMetric) series(now time.Time) (TimeSeries, error) {
 	ls := []Label{{Name: model.MetricNameLabel, Value: m.Name}}
-	v, err := parseNativeValue(m.Value)
-	if err != nil {
-		return Sample{}, reject(ReasonInvalidValue, ls, nil, "%v", err)
-	}
 	t, err := parseNativeTimestamp(m.Timestamp, now)
 	if err != nil {
-		return Sample{}, reject(ReasonInvalidTimestamp, ls, nil, "%v", err)
+		return TimeSeries{}, reject(ReasonInvalidTimestamp, ls, nil, "%v", err)
 	}
-	return Sample{Value: v, Timestamp: t}, nil
+	var ts TimeSeries
+	switch {
+	case m.Histogram != nil && len(bytes.TrimSpace(m.Value)) > 0:
+		return TimeSeries{}, reject(ReasonInvalidValue, ls, nil, "value and histogram given: a metric carries one of them")
+	case m.Histogram != nil:
+		h, err := m.Histogram.histogram(t)
+		if err != nil {
+			return TimeSeries{}, reject(ReasonInvalidHistogram, ls, nil, "histogram: %v", err)
+		}
+		ts.Histograms = []Histogram{h}
+	default:
+		v, err := parseNativeValue(m.Value)
+		if err != nil {
+			return TimeSeries{}, reject(ReasonInvalidValue, ls, nil, "%v", err)
+		}
+		ts.Samples = []Sample{{Value: v, Timestamp: t}}
+	}
+	for i, e := range m.Exemplars {
+		et, err := parseNativeTimestamp(e.Timestamp, time.UnixMilli(t))
+		if err != nil {
+			return TimeSeries{}, reject(ReasonInvalidTimestamp, ls, nil, "exemplars[%d]: %v", i, err)
+		}
+		x := Exemplar{Value: float64(e.Value), Timestamp: et}
+		for k, v := range e.Labels {
+			x.Labels = append(x.Labels, Label{Name: k, Value: v})
+		}
+		ts.Exemplars = append(ts.Exemplars, x)
+	}
+	if m.Type != "" || m.Help != "" || m.Unit != "" {
+		typ, ok := metricTypes[m.Type]
+		if !ok {
+			return TimeSeries{}, reject(ReasonInvalidMetadata, ls, nil,
+				"type %s is none of counter, gauge, histogram, gaugehistogram, summary, info, stateset, unknown", quoteShort(m.Type))
+		}
+		ts.Metadata = &Metadata{Type: typ, Help: m.Help, Unit: m.Unit}
+	}
+	return ts, nil
+}
+
+// metricTypes are the native write's metric types, as the protobuf enum
+// of Metadata.Type.
+var metricTypes = map[string]int32{
+	"": 0, "unknown": 0, "counter": 1, "gauge": 2, "histogram": 3, "gaugehistogram": 4, "summary": 5, "info": 6, "stateset": 7,
+}
+
+// counterResetHints are the native histogram's counter_reset_hint values.
+var counterResetHints = map[string]histogram.CounterResetHint{
+	"": histogram.UnknownCounterReset, "unknown": histogram.UnknownCounterReset,
+	"reset": histogram.CounterReset, "not_reset": histogram.NotCounterReset, "gauge": histogram.GaugeType,
+}
+
+// histogram returns h as a decoded Histogram at timestamp t: an integer
+// one, its counts turned into deltas, unless h.Float.
+func (h *NativeHistogram) histogram(t int64) (Histogram, error) {
+	hint, ok := counterResetHints[h.CounterResetHint]
+	if !ok {
+		return Histogram{}, fmt.Errorf("counter_reset_hint %s is none of unknown, reset, not_reset, gauge", quoteShort(h.CounterResetHint))
+	}
+	out := Histogram{
+		IsFloat:       h.Float,
+		Sum:           float64(h.Sum),
+		Schema:        h.Schema,
+		ZeroThreshold: float64(h.ZeroThreshold),
+		ResetHint:     int32(hint),
+		Timestamp:     t,
+		PositiveSpans: nativeSpans(h.PositiveSpans),
+		NegativeSpans: nativeSpans(h.NegativeSpans),
+		CustomValues:  nativeFloats(h.CustomValues),
+	}
+	if h.Float {
+		out.CountFloat, out.ZeroCountFloat = float64(h.Count), float64(h.ZeroCount)
+		out.PositiveCounts, out.NegativeCounts = nativeFloats(h.PositiveCounts), nativeFloats(h.NegativeCounts)
+		return out, nil
+	}
+	var err error
+	if out.CountInt, err = whole("count", h.Count); err != nil {
+		return Histogram{}, err
+	}
+	if out.ZeroCountInt, err = whole("zero_count", h.ZeroCount); err != nil {
+		return Histogram{}, err
+	}
+	if out.PositiveDeltas, err = deltas("positive_counts", h.PositiveCounts); err != nil {
+		return Histogram{}, err
+	}
+	if out.NegativeDeltas, err = deltas("negative_counts", h.NegativeCounts); err != nil {
+		return Histogram{}, err
+	}
+	return out, nil
+}
+
+// maxWhole is the largest count an integer histogram takes from JSON:
+// above it float64 no longer holds every whole number.
+const maxWhole = 1 << 53
+
+func whole(field string, f NativeFloat) (uint64, error) {
+	v := float64(f)
+	if v < 0 || v > maxWhole || v != math.Trunc(v) {
+		return 0, fmt.Errorf("%s %v is not a whole number from 0 to 2^53 (an integer histogram; set \"float\": true for a float histogram)", field, v)
+	}
+	return uint64(v), nil
+}
+
+// deltas returns absolute counts as the deltas of an integer histogram.
+func deltas(field string, counts []NativeFloat) ([]int64, error) {
+	if len(counts) == 0 {
+		return nil, nil
+	}
+	out := make([]int64, len(counts))
+	var prev int64
+	for i, c := range counts {
+		v, err := whole(fmt.Sprintf("%s[%d]", field, i), c)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = int64(v) - prev
+		prev = int64(v)
+	}
+	return out, nil
+}
+
+func nativeSpans(s []NativeSpan) []histogram.Span {
+	if len(s) == 0 {
+		return nil
+	}
+	out := make([]histogram.Span, len(s))
+	for i, x := range s {
+		out[i] = histogram.Span{Offset: x.Offset, Length: x.Length}
+	}
+	return out
+}
+
+func nativeFloats(f []NativeFloat) []float64 {
+	if len(f) == 0 {
+		return nil
+	}
+	out := make([]float64, len(f))
+	for i, x := range f {
+		out[i] = float64(x)
+	}
+	return out
 }
 
 func parseNativeValue(raw json.RawMessage) (float64, error) {

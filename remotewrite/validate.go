@@ -21,23 +21,24 @@ type Reason string
 
 // The reasons.
 const (
-	ReasonMissingMetricName    Reason = "missing_metric_name"
-	ReasonInvalidMetricName    Reason = "invalid_metric_name"
-	ReasonInvalidLabelName     Reason = "invalid_label_name"
-	ReasonInvalidLabelValue    Reason = "invalid_label_value"
-	ReasonDuplicateLabel       Reason = "duplicate_label"
-	ReasonTooManyLabels        Reason = "too_many_labels"
-	ReasonLabelNameTooLong     Reason = "label_name_too_long"
-	ReasonLabelValueTooLong    Reason = "label_value_too_long"
-	ReasonTenantLabel          Reason = "tenant_label"
-	ReasonTooFarInFuture       Reason = "too_far_in_future"
-	ReasonTooOld               Reason = "too_old"
-	ReasonSeriesLimit          Reason = "series_limit"
-	ReasonUnsupportedHistogram Reason = "unsupported_histogram"
-	ReasonRateLimited          Reason = "rate_limited"
-	ReasonInvalidSample        Reason = "invalid_sample"    // refused by the store for another reason
-	ReasonInvalidValue         Reason = "invalid_value"     // native write: value missing or not a number
-	ReasonInvalidTimestamp     Reason = "invalid_timestamp" // native write: timestamp not RFC 3339 or milliseconds
+	ReasonMissingMetricName Reason = "missing_metric_name"
+	ReasonInvalidMetricName Reason = "invalid_metric_name"
+	ReasonInvalidLabelName  Reason = "invalid_label_name"
+	ReasonInvalidLabelValue Reason = "invalid_label_value"
+	ReasonDuplicateLabel    Reason = "duplicate_label"
+	ReasonTooManyLabels     Reason = "too_many_labels"
+	ReasonLabelNameTooLong  Reason = "label_name_too_long"
+	ReasonLabelValueTooLong Reason = "label_value_too_long"
+	ReasonTenantLabel       Reason = "tenant_label"
+	ReasonTooFarInFuture    Reason = "too_far_in_future"
+	ReasonTooOld            Reason = "too_old"
+	ReasonSeriesLimit       Reason = "series_limit"
+	ReasonInvalidHistogram  Reason = "invalid_histogram" // fails Prometheus' histogram.Validate
+	ReasonRateLimited       Reason = "rate_limited"
+	ReasonInvalidSample     Reason = "invalid_sample"    // refused by the store for another reason
+	ReasonInvalidValue      Reason = "invalid_value"     // native write: value missing or not a number
+	ReasonInvalidTimestamp  Reason = "invalid_timestamp" // native write: timestamp not RFC 3339 or milliseconds
+	ReasonInvalidMetadata   Reason = "invalid_metadata"  // native write: unknown metric type
 )
 
 // NameValidation is the naming scheme Luminate applies: Prometheus 3's
