@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/stretchr/testify/require"
 
 	"github.com/luminate-io/luminate/storage/clickhouse/chtest"
@@ -33,6 +35,11 @@ type fidelitySink struct {
 	tokenFile string // write token of the tenant
 	message   string // protobuf_message
 }
+
+// v1 tells whether the sink gets remote write 1.0, which cannot carry
+// custom-bucket histograms (NHCB): Prometheus drops them (and we drop
+// their series, exemplars included, with write_relabel_configs).
+func (s fidelitySink) v1() bool { return s.message == "prometheus.WriteRequest" }
 
 // TestFidelityPrometheus3 runs Prometheus 3.x scraping a client_golang
 // target with native, classic and mixed histograms, exemplars and metadata,
@@ -108,25 +115,49 @@ func TestFidelityPrometheus3(t *testing.T) {
 	t.Logf("comparing answers from %s to %s (data from %s)", start.Format(time.TimeOnly), end.Format(time.TimeOnly), first.Format(time.TimeOnly))
 
 	sec := func(tm time.Time) string { return strconv.FormatInt(tm.Unix(), 10) }
-	type question struct{ name, path string }
+	// A question is asked of Prometheus, and its answer is what every sink
+	// must answer; v1 is the question whose answer remote write 1.0 sinks
+	// must give (without the NHCB series).
+	type question struct{ name, path, v1 string }
 	var questions []question
 	for _, q := range fidelityQueries {
-		questions = append(questions,
-			question{"instant " + q, "/api/v1/query?" + url.Values{"query": {q}, "time": {sec(end)}}.Encode()},
-			question{"instant -17s " + q, "/api/v1/query?" + url.Values{"query": {q}, "time": {sec(end.Add(-17 * time.Second))}}.Encode()},
-			question{"range " + q, "/api/v1/query_range?" + url.Values{"query": {q}, "start": {sec(start)}, "end": {sec(end)}, "step": {"2"}}.Encode()},
-		)
+		q1 := withoutNHCB(t, q)
+		for _, at := range []struct {
+			name   string
+			params url.Values
+		}{
+			{"instant", url.Values{"time": {sec(end)}}},
+			{"instant -17s", url.Values{"time": {sec(end.Add(-17 * time.Second))}}},
+			{"range", url.Values{"start": {sec(start)}, "end": {sec(end)}, "step": {"2"}}},
+		} {
+			path := "/api/v1/query?"
+			if at.name == "range" {
+				path = "/api/v1/query_range?"
+			}
+			at.params.Set("query", q)
+			p := path + at.params.Encode()
+			at.params.Set("query", q1)
+			questions = append(questions, question{at.name + " " + q, p, path + at.params.Encode()})
+		}
 	}
 	exemplarsFrom := sec(first.Add(-time.Minute))
 	for _, q := range []string{`{__name__=~"fid_.+"}`, `fid_requests_total{code="500"}`, `fid_native_seconds{path="/api"}`} {
-		questions = append(questions, question{"exemplars " + q, "/api/v1/query_exemplars?" + url.Values{"query": {q}, "start": {exemplarsFrom}, "end": {sec(end)}}.Encode()})
+		path := "/api/v1/query_exemplars?" + url.Values{"query": {q}, "start": {exemplarsFrom}, "end": {sec(end)}}.Encode()
+		questions = append(questions, question{"exemplars " + q, path, path})
 	}
 
 	// Prometheus' answers, checked to hold what the test is about.
-	want := map[string]any{}
+	want, want1 := map[string]any{}, map[string]any{}
 	for _, q := range questions {
 		want[q.name] = promData(t, prom.url(""), q.path, "")
 		require.NotEmpty(t, want[q.name], "Prometheus has no answer to %s: is the target scraped as it should be?", q.name)
+		want1[q.name] = want[q.name]
+		if q.v1 != q.path {
+			want1[q.name] = promData(t, prom.url(""), q.v1, "")
+		}
+		if strings.HasPrefix(q.name, "exemplars ") {
+			want1[q.name] = withoutNHCBExemplars(want[q.name].([]any))
+		}
 	}
 	withExemplars := map[string]bool{}
 	for _, s := range want[`exemplars {__name__=~"fid_.+"}`].([]any) {
@@ -147,7 +178,11 @@ func TestFidelityPrometheus3(t *testing.T) {
 			t.Run("queries", func(t *testing.T) {
 				for _, q := range questions {
 					got := promData(t, base, q.path, s.token)
-					if d := diffAPI("", normalizeAPI(want[q.name]), normalizeAPI(got)); d != "" {
+					w := want[q.name]
+					if s.v1() {
+						w = want1[q.name]
+					}
+					if d := diffAPI("", normalizeAPI(w), normalizeAPI(got)); d != "" {
 						t.Errorf("%s: luminate differs from Prometheus: %s", q.name, d)
 					}
 				}
@@ -225,14 +260,21 @@ scrape_configs:
   - job_name: fidelity
     static_configs:
       - targets: [%[1]q]
-  - job_name: fidelity-nhcb
+  - job_name: %[2]s
     always_scrape_classic_histograms: false
     convert_classic_histograms_to_nhcb: true
     static_configs:
       - targets: [%[1]q]
 remote_write:
-`, target)
+`, target, fidelityNHCBJob)
 	for _, s := range sinks {
+		relabel := ""
+		if s.v1() {
+			relabel = "    write_relabel_configs:\n" +
+				"      - source_labels: [__name__, job]\n" +
+				"        regex: " + fidelityNHCB + ";" + fidelityNHCBJob + "\n" +
+				"        action: drop\n"
+		}
 		fmt.Fprintf(&b, `  - name: %q
     url: %q
     protobuf_message: %s
@@ -240,7 +282,7 @@ remote_write:
     send_native_histograms: true
     authorization:
       credentials_file: %q
-    metadata_config:
+%s    metadata_config:
       send: %t
       send_interval: 1s
     queue_config:
@@ -248,9 +290,48 @@ remote_write:
       batch_send_deadline: 1s
       min_backoff: 100ms
       max_backoff: 1s
-`, s.name, s.lum.url("/api/v1/write"), s.message, s.tokenFile, s.message == "prometheus.WriteRequest")
+`, s.name, s.lum.url("/api/v1/write"), s.message, s.tokenFile, relabel, s.v1())
 	}
 	return b.String()
+}
+
+// The series that are custom-bucket histograms: fid_classic_seconds of
+// the job that converts classic histograms (the other job has none by that
+// name, only _bucket, _sum and _count).
+const (
+	fidelityNHCB    = "fid_classic_seconds"
+	fidelityNHCBJob = "fidelity-nhcb"
+)
+
+// withoutNHCB returns query q with the NHCB series left out of its
+// selectors.
+func withoutNHCB(t testing.TB, q string) string {
+	t.Helper()
+	expr, err := parser.NewParser(parser.Options{}).ParseExpr(q)
+	require.NoError(t, err, q)
+	parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
+		if vs, ok := n.(*parser.VectorSelector); ok && vs.Name == fidelityNHCB {
+			vs.LabelMatchers = append(vs.LabelMatchers, labels.MustNewMatcher(labels.MatchNotEqual, "job", fidelityNHCBJob))
+		}
+		return nil
+	})
+	return expr.String()
+}
+
+// withoutNHCBExemplars is an exemplar answer without the NHCB series.
+func withoutNHCBExemplars(series []any) []any {
+	var out []any
+	for _, s := range series {
+		ls, _ := s.(map[string]any)["seriesLabels"].(map[string]any)
+		if ls["__name__"] == fidelityNHCB && ls["job"] == fidelityNHCBJob {
+			continue
+		}
+		out = append(out, s)
+	}
+	if out == nil {
+		out = []any{}
+	}
+	return out
 }
 
 // promData sends GET base+path and returns the data of the Prometheus API
