@@ -77,6 +77,13 @@ func startHistLuminate(t *testing.T) histTarget {
 		require.NoError(t, lum.cmd.Process.Signal(syscall.SIGTERM))
 		require.Equal(t, 0, lum.wait(), lum.stderr())
 		if ch == nil {
+			entries, err := os.ReadDir(data)
+			require.NoError(t, err)
+			var parts []string
+			for _, e := range entries {
+				parts = append(parts, fmt.Sprintf("%s %d", e.Name(), dirBytes(t, filepath.Join(data, e.Name()))))
+			}
+			t.Logf("luminate: data directory after the stop, bytes by entry: %s", strings.Join(parts, ", "))
 			return dirBytes(t, data), "data directory after a graceful stop (Badger + WAL)"
 		}
 		q := "SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND database = 'bench' FORMAT TSV"
