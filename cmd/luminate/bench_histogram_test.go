@@ -86,16 +86,36 @@ func startHistLuminate(t *testing.T) histTarget {
 			t.Logf("luminate: data directory after the stop, bytes by entry: %s", strings.Join(parts, ", "))
 			return dirBytes(t, data), "data directory after a graceful stop (Badger + WAL)"
 		}
-		q := "SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND database = 'bench' FORMAT TSV"
-		resp, err := http.Post(ch.HTTPURL(), "text/plain", strings.NewReader(q))
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		require.NoError(t, err)
-		require.Equal(t, http.StatusOK, resp.StatusCode, string(b))
-		n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-		require.NoError(t, err, string(b))
-		return n, "ClickHouse active parts of its database (system.parts bytes_on_disk)"
+		query := func(q string) string {
+			resp, err := http.Post(ch.HTTPURL(), "text/plain", strings.NewReader(q))
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", q, b)
+			return strings.TrimSpace(string(b))
+		}
+		const parts = "SELECT table, sum(bytes_on_disk) FROM system.parts WHERE active AND database = 'bench' GROUP BY table ORDER BY table FORMAT TSV"
+		total := func(byTable string) int64 {
+			var n int64
+			for line := range strings.SplitSeq(byTable, "\n") {
+				_, v, _ := strings.Cut(line, "\t")
+				b, err := strconv.ParseInt(v, 10, 64)
+				require.NoError(t, err, byTable)
+				n += b
+			}
+			return n
+		}
+		before := query(parts)
+		// The parts as the last inserts left them, then merged, as
+		// ClickHouse's background merges would in time.
+		for table := range strings.SplitSeq(query("SELECT name FROM system.tables WHERE database = 'bench' AND engine LIKE '%MergeTree' FORMAT TSV"), "\n") {
+			query("OPTIMIZE TABLE bench.`" + table + "` FINAL")
+		}
+		after := query(parts)
+		t.Logf("luminate: ClickHouse active parts by table, bytes: before OPTIMIZE FINAL %d (%s), after %d (%s)",
+			total(before), strings.ReplaceAll(before, "\n", ", "), total(after), strings.ReplaceAll(after, "\n", ", "))
+		return total(after), "ClickHouse active parts of its database after OPTIMIZE FINAL (system.parts bytes_on_disk)"
 	}
 	return h
 }
