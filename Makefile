@@ -61,7 +61,7 @@ bench: ## Go benchmarks (BENCH=regexp, BENCHTIME=1s), then luminate vs Prometheu
 	scripts/test-deps.sh
 	LUMINATE_PROMETHEUS3="$$(scripts/prometheus3.sh)" LUMINATE_BENCH_COMPARE=1 BENCH_SERIES="$(BENCH_SERIES)" BENCH_REPEAT="$(BENCH_REPEAT)" \
 		BENCH_QUERY_SERIES="$(BENCH_QUERY_SERIES)" BENCH_INGEST="$(BENCH_INGEST)" \
-		BENCH_HISTOGRAM_SERIES="$(BENCH_HISTOGRAM_SERIES)" \
+		BENCH_HISTOGRAM_SERIES="$(BENCH_HISTOGRAM_SERIES)" BENCH_HISTOGRAM_ROUNDS="$(BENCH_HISTOGRAM_ROUNDS)" \
 		$(GO) test -count=1 -run '^TestBenchCompare$$' -v -timeout 60m ./cmd/luminate/
 
 lint: ## gofmt (must list nothing) and go vet
