@@ -63,7 +63,10 @@ type MetricsStore interface {
 //     (duplicates are dropped silently, older ones refused); at most the
 //     tenant's MaxExemplars are kept, the oldest dropped first. Refused
 //     exemplars come back as a *promstorage.AppendPartialError with the
-//     sample still appended;
+//     sample still appended. The AppenderV2 is also a
+//     promstorage.ExemplarAppenderV2: AppendExemplars adds exemplars to a
+//     series that already has samples (remote write senders put a
+//     series' exemplars in an entry of their own);
 //   - opts.Metadata under opts.MetricFamilyName (the metric name when
 //     empty), latest wins, for at most the tenant's MaxMetadata families;
 //   - st, the sample's start timestamp (0 when unknown), stored with the
