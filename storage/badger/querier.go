@@ -243,7 +243,12 @@ type sampleIterator struct {
 	hIt        chunkenc.Iterator // reused across histogram chunks
 	fhc        chunkenc.FloatHistogramChunk
 	fhIt       chunkenc.Iterator // reused across float histogram chunks
-	stIt       chunkenc.Iterator // reused across chunks with start timestamps
+	xor2       chunkenc.XOR2Chunk
+	xor2It     chunkenc.Iterator // reused across XOR2 chunks
+	hsc        chunkenc.HistogramSTChunk
+	hsIt       chunkenc.Iterator // reused across histogram ST chunks
+	fhsc       chunkenc.FloatHistogramSTChunk
+	fhsIt      chunkenc.Iterator // reused across float histogram ST chunks
 	buf        []sample          // decoded packed chunk
 	list       listIterator
 	mint, maxt int64
@@ -281,15 +286,18 @@ func (it *sampleIterator) Next() chunkenc.ValueType {
 				it.fhc.Reset(c.data)
 				it.cur = it.fhc.Iterator(it.fhIt)
 				it.fhIt = it.cur
-			case encXOR2, encHistogramST, encFloatHistogramST:
-				chk, err := chunkenc.FromData(chunkenc.Encoding(c.enc), c.data)
-				if err != nil {
-					it.err, it.done = err, true
-					break
-				}
-				// A chunk iterator of another encoding is not reused.
-				it.cur = chk.Iterator(it.stIt)
-				it.stIt = it.cur
+			case encXOR2:
+				it.xor2.Reset(c.data)
+				it.cur = it.xor2.Iterator(it.xor2It)
+				it.xor2It = it.cur
+			case encHistogramST:
+				it.hsc.Reset(c.data)
+				it.cur = it.hsc.Iterator(it.hsIt)
+				it.hsIt = it.cur
+			case encFloatHistogramST:
+				it.fhsc.Reset(c.data)
+				it.cur = it.fhsc.Iterator(it.fhsIt)
+				it.fhsIt = it.cur
 			default:
 				var err error
 				if it.buf, err = decodeAny(it.buf[:0], c.enc, c.data); err != nil {
