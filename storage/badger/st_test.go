@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -420,4 +422,65 @@ func TestCommitRecordStartTimestamps(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkAppendStartTimestamps is BenchmarkAppend through AppenderV2
+// with a start timestamp on every sample (a counter's process start, as
+// OTLP and remote write 2.0 send it): XOR2 heads, the WAL's start
+// timestamp section.
+func BenchmarkAppendStartTimestamps(b *testing.B) {
+	n := benchSeriesCount()
+	series := benchSeries(n)
+	values := make([]float64, n)
+	s := openTest(b, b.TempDir(), nil)
+	defer s.Close()
+	ts := s.ForTenant("bench")
+	const start = 1_700_000_000_000
+	round := func(t int64) {
+		const batch, workers = 2000, 2
+		var wg sync.WaitGroup
+		errs := make([]error, workers)
+		per := (len(series) + workers - 1) / workers
+		for w := range workers {
+			lo, hi := w*per, min((w+1)*per, len(series))
+			wg.Go(func() {
+				for from := lo; from < hi; from += batch {
+					app := ts.AppenderV2(context.Background())
+					for i := from; i < min(from+batch, hi); i++ {
+						if _, err := app.Append(0, series[i], start, start+t, values[i], nil, nil, promstorage.AOptions{}); err != nil {
+							errs[w] = err
+							return
+						}
+					}
+					errs[w] = app.Commit()
+					if errs[w] != nil {
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		for _, err := range errs {
+			require.NoError(b, err)
+		}
+	}
+	round(0)
+	r := rand.New(rand.NewPCG(1, 2))
+	model := valueModels["node"]
+	rounds := 0
+	var cpu time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		rounds++
+		b.StopTimer()
+		for i := range values {
+			values[i] = model(r, i, values[i])
+		}
+		b.StartTimer()
+		c := cpuTime(b)
+		round(int64(rounds) * 15000)
+		cpu += cpuTime(b) - c
+	}
+	b.ReportMetric(float64(rounds*n)/b.Elapsed().Seconds(), "samples/s")
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(rounds*n), "cpu-ns/sample")
 }
