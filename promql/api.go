@@ -119,6 +119,7 @@ func New(cfg Config, store storage.MetricsStore, limits Limits, logger *slog.Log
 			EnableNegativeOffset:     true,
 			EnablePerStepStats:       true,
 			EnableDelayedNameRemoval: cfg.DelayedNameRemoval,
+			UseStartTimestamps:       cfg.StartTimestamps,
 			// No query-cost budget (EnableQueryCost): it checks the context
 			// twice per sample read, a quarter of the CPU of a dashboard
 			// range query here. Per-tenant samples limits get engines of

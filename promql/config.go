@@ -36,6 +36,11 @@ type Config struct {
 	FillModifiers         bool
 	UnquotedUTF8Names     bool
 	DelayedNameRemoval    bool
+	// StartTimestamps has rate, increase, irate and resets use the start
+	// timestamps stored with samples (Prometheus' use-start-timestamps).
+	// Off by default, as in Prometheus 3, because it changes answers: a
+	// Prometheus without it answers what Luminate answers without it.
+	StartTimestamps bool
 
 	// Bounds of every query's text and parse, and of its subqueries; see
 	// bounds.go. Per-tenant limits (tenancy.TenantLimits) may lower the
@@ -82,6 +87,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.BoolVar(&c.ExperimentalFunctions, "query.experimental-functions", d.ExperimentalFunctions, "Allow PromQL's experimental functions (sort_by_label, limitk, info, ...).")
 	f.BoolVar(&c.FillModifiers, "query.fill-modifiers", d.FillModifiers, "Allow the fill() modifiers of PromQL binary operators.")
 	f.BoolVar(&c.UnquotedUTF8Names, "query.unquoted-utf8-names", d.UnquotedUTF8Names, "Allow Unicode letters and dots in unquoted metric and label names.")
+	f.BoolVar(&c.StartTimestamps, "query.use-start-timestamps", d.StartTimestamps, "Let rate, increase, irate and resets use the start timestamps stored with samples (Prometheus' experimental use-start-timestamps). Off by default because it changes answers from those of a Prometheus without it.")
 	f.BoolVar(&c.DelayedNameRemoval, "query.delayed-name-removal", d.DelayedNameRemoval, "Remove __name__ at the end of evaluation rather than at each function (Prometheus' promql-delayed-name-removal).")
 	const bad = " (400, errorType bad_data)"
 	const tenant = " A per-tenant limit may lower it: "

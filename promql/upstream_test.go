@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,16 +20,12 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/model/metadata"
 	pql "github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/promql/promqltest"
 	promstorage "github.com/prometheus/prometheus/storage"
-	"github.com/prometheus/prometheus/tsdb"
-	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/prometheus/prometheus/util/annotations"
 	"github.com/prometheus/prometheus/util/stats"
-	"github.com/prometheus/prometheus/util/teststorage"
 	"github.com/stretchr/testify/require"
 
 	"github.com/luminate-io/luminate/promql"
@@ -47,17 +42,6 @@ const (
 	shadowTenant tenancy.ID = "promqltest-shadow"
 )
 
-// notOnBadger are the upstream test files that cannot pass on Badger, and
-// why; they run on Prometheus' own TSDB instead
-// (TestUpstreamPromQLThroughHTTPOnTSDB), through the same HTTP API.
-var notOnBadger = map[string]string{
-	// The contract: backends ignore st, remote write turns start
-	// timestamps into zero samples (storage.WithStartZero). The file
-	// loads samples with per-sample start timestamps (@st) and expects
-	// rate, increase, irate and resets to use them.
-	"start_timestamps.test": "needs per-sample start timestamps, which Luminate's backends do not keep",
-}
-
 // TestUpstreamPromQLThroughHTTP runs Prometheus' PromQL acceptance suite
 // (promqltest, v0.316.0) with every query sent to /api/v1/query or
 // /api/v1/query_range of an API over a real Badger store, and the JSON
@@ -69,64 +53,32 @@ func TestUpstreamPromQLThroughHTTP(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the upstream suite takes a while")
 	}
-	runUpstreamSuite(t, func(file string) string { return notOnBadger[file] }, func(tb testing.TB) promstorage.Storage {
+	runUpstreamSuite(t, func(tb testing.TB) promstorage.Storage {
 		store, err := badger.New(badger.Config{Path: tb.TempDir()}, nil, prometheus.NewRegistry())
 		require.NoError(tb, err)
 		return openSuiteStorage(tb, store, store.Close)
 	})
 }
 
-// TestUpstreamPromQLThroughHTTPOnTSDB runs the upstream files that cannot
-// pass on Badger (notOnBadger) through the same HTTP API over Prometheus'
-// TSDB, with the options promqltest's own tests use (start timestamps
-// stored), so that every upstream file runs through Luminate's API.
-func TestUpstreamPromQLThroughHTTPOnTSDB(t *testing.T) {
-	if testing.Short() {
-		t.Skip("the upstream suite takes a while")
-	}
-	runUpstreamSuite(t, func(file string) string {
-		if _, ok := notOnBadger[file]; !ok {
-			return "runs on Badger (TestUpstreamPromQLThroughHTTP)"
-		}
-		return ""
-	}, func(tb testing.TB) promstorage.Storage {
-		open := func() *teststorage.TestStorage {
-			return teststorage.New(tb, func(opts *tsdb.Options) {
-				opts.EnableSTStorage = true
-				opts.FloatChunkEncoding = chunkenc.EncXOR2
-				opts.EnableHistogramSTEncoding = true
-			})
-		}
-		// One TSDB per tenant: the tenant view of a Luminate store.
-		store := tsdbStore{suiteTenant: tsdbTenant{open()}, shadowTenant: tsdbTenant{open()}}
-		return openSuiteStorage(tb, store, store.Close)
-	})
-}
-
-// runUpstreamSuite runs every upstream file for which skip gives no reason
-// on the storage newStorage opens.
-func runUpstreamSuite(t *testing.T, skip func(file string) string, newStorage func(testing.TB) promstorage.Storage) {
+// runUpstreamSuite runs every upstream file on the storage newStorage opens.
+func runUpstreamSuite(t *testing.T, newStorage func(testing.TB) promstorage.Storage) {
 	direct := promqltest.NewTestEngine(t, false, 0, promqltest.DefaultMaxSamplesPerQuery)
 	eng := &httpEngine{direct: direct}
-	run := &skipFiles{T: t, skip: skip}
+	run := &countFiles{T: t}
 	promqltest.RunBuiltinTestsWithStorage(run, eng, newStorage)
 	require.Positive(t, run.ran, "no upstream file ran")
 	require.Positive(t, eng.queries, "no query went through HTTP")
 	t.Logf("%d upstream files, %d queries through HTTP, all equal to the engine's direct results", run.ran, eng.queries)
 }
 
-// skipFiles skips the files skip gives a reason for.
-type skipFiles struct {
+// countFiles counts the upstream files that ran.
+type countFiles struct {
 	*testing.T
-	skip func(file string) string
-	ran  int
+	ran int
 }
 
-func (s *skipFiles) Run(name string, f func(*testing.T)) bool {
+func (s *countFiles) Run(name string, f func(*testing.T)) bool {
 	return s.T.Run(name, func(t *testing.T) {
-		if why := s.skip(path.Base(name)); why != "" {
-			t.Skip(why)
-		}
 		s.ran++
 		f(t)
 	})
@@ -146,6 +98,7 @@ func openSuiteStorage(tb testing.TB, store storage.MetricsStore, closeStore func
 	cfg := promql.DefaultConfig()
 	cfg.MaxSamples = promqltest.DefaultMaxSamplesPerQuery
 	cfg.Timeout = 100 * time.Second
+	cfg.StartTimestamps = true // as promqltest.NewTestEngine, for start_timestamps.test
 	api, err := promql.New(cfg, store, nil, nil, prometheus.NewRegistry())
 	require.NoError(tb, err)
 	return &suiteStorage{
@@ -155,32 +108,6 @@ func openSuiteStorage(tb testing.TB, store storage.MetricsStore, closeStore func
 		api:         api,
 		srv:         httptest.NewServer(withPrincipal(api.Handler())),
 	}
-}
-
-// tsdbStore is a MetricsStore of one Prometheus TSDB per tenant.
-type tsdbStore map[tenancy.ID]tsdbTenant
-
-func (s tsdbStore) ForTenant(id tenancy.ID) storage.TenantStore { return s[id] }
-func (tsdbStore) Ready(context.Context) error                   { return nil }
-func (tsdbStore) Health(context.Context) storage.Health         { return storage.Health{} }
-
-func (s tsdbStore) Close() error {
-	var errs []error
-	for _, t := range s {
-		errs = append(errs, t.Close())
-	}
-	return errors.Join(errs...)
-}
-
-// tsdbTenant is a TSDB as a tenant's view; it keeps no metadata.
-type tsdbTenant struct{ *teststorage.TestStorage }
-
-func (tsdbTenant) Metadata(context.Context, string, int) (map[string]metadata.Metadata, error) {
-	return nil, nil
-}
-
-func (tsdbTenant) Cardinality(context.Context, int) (storage.Cardinality, error) {
-	return storage.Cardinality{}, nil
 }
 
 func (*suiteStorage) StartTime() (int64, error) { return math.MinInt64, nil }

@@ -348,7 +348,8 @@ func (a *appender) AppendSTZeroSample(promstorage.SeriesRef, labels.Labels, int6
 // appenderV2 adapts the appender to Prometheus' AppenderV2.
 type appenderV2 struct{ *appender }
 
-// It stores st, the sample's start timestamp (0: unknown).
+// Append appends a float or histogram sample with st, its start
+// timestamp (0: unknown), and the exemplars and metadata of opts.
 func (a appenderV2) Append(ref promstorage.SeriesRef, lset labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AppendV2Options) (promstorage.SeriesRef, error) {
 	var err error
 	if h != nil || fh != nil {

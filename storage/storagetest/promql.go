@@ -36,8 +36,8 @@ const (
 // a shadow tenant holds distorted copies of the same series.
 //
 // start_timestamps.test needs the start timestamps of samples (AppenderV2's
-// st, returned by Iterator.AtST), which the storage contract lets backends
-// ignore: it fails on a backend that does.
+// st, returned by Iterator.AtST), which the storage contract has backends
+// keep.
 func RunPromQL(t *testing.T, b Backend) { runPromQL(t, b, nil) }
 
 // runPromQL is RunPromQL skipping the files skip returns a reason for
