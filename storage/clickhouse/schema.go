@@ -13,7 +13,7 @@ import (
 
 // Table layout (see doc.go for the why):
 //
-//	samples  (tenant, fingerprint, ts, value[, digits, scale])
+//	samples  (tenant, fingerprint, ts, value[, digits, scale], hist)
 //	         ReplacingMergeTree, PARTITION BY day of ts, ORDER BY (tenant, fingerprint, ts)
 //	series   (tenant, hour, min_ts, fingerprint, metric_name, label_names, label_values)
 //	         ReplacingMergeTree, PARTITION BY day of hour, ORDER BY (tenant, metric_name, fingerprint, hour, min_ts)
@@ -284,6 +284,63 @@ var migrations = []migration{
 		}
 		return stmts
 	}},
+	{3, "native histograms in the samples table", func(s schema) []string {
+		stmts := []string{s.histColumnDDL(s.storageTable(samplesTable), true)}
+		if s.cluster != "" {
+			stmts = append(stmts, s.histColumnDDL(samplesTable, false))
+		}
+		return stmts
+	}},
+	// Next: further tables or columns (exemplars, metadata) as migrations 4, 5...
+}
+
+// histColumnDDL adds the hist column (histcodec.go) to table: a histogram
+// sample is a row of the samples table like a float, so that one key
+// (tenant, fingerprint, ts) holds one sample whatever its kind and
+// ReplacingMergeTree's last-write-wins covers a float overwriting a
+// histogram and the reverse. Float rows leave it empty (a float insert
+// does not send it), which costs them nothing measurable. Codecs only on a
+// MergeTree table; 18.x compresses it with the server's default (LZ4) and
+// has no ADD COLUMN IF NOT EXISTS (migrate tolerates the column existing).
+func (s schema) histColumnDDL(table string, codecs bool) string {
+	codec := ""
+	if codecs {
+		// ZSTD(3): measured (TestModernHistogramBytesPerSample) against
+		// ZSTD(1) and ZSTD(9); see doc.go for the figures.
+		codec = s.codec("ZSTD(3)")
+	}
+	return fmt.Sprintf("ALTER TABLE %s%s ADD COLUMN %s%s String DEFAULT ''%s",
+		s.table(table), s.onClusterClause(), s.ifNotExists(), histColumn, codec)
+}
+
+// ifNotExists is "IF NOT EXISTS " where ALTER TABLE ADD COLUMN takes it
+// (not on 18.x).
+func (s schema) ifNotExists() string {
+	if s.info.Codecs {
+		return "IF NOT EXISTS "
+	}
+	return ""
+}
+
+// histColumn is the samples table's column holding encoded histograms.
+const histColumn = "hist"
+
+// hasHistColumn reports whether the samples table (the Distributed one in
+// cluster mode) has the hist column.
+func (s schema) hasHistColumn(ctx context.Context, conn sqlRunner) (bool, error) {
+	n, err := conn.queryString(ctx, fmt.Sprintf("SELECT toString(count()) FROM system.columns WHERE database = %s AND table = %s AND name = %s",
+		quote(s.db), quote(samplesTable), quote(histColumn)))
+	if err != nil {
+		return false, fmt.Errorf("read samples table columns: %w", err)
+	}
+	return n == "1", nil
+}
+
+// columnExists reports whether err is a server's refusal to add a column
+// that exists: an ADD COLUMN without IF NOT EXISTS run again.
+func columnExists(stmt string, err error) bool {
+	return strings.Contains(stmt, " ADD COLUMN ") && !strings.Contains(stmt, " IF NOT EXISTS ") &&
+		strings.Contains(err.Error(), "column with this name already exists")
 }
 
 // decimalColumnsDDL adds the digits and scale columns to table; codecs only on
@@ -333,6 +390,12 @@ func (s schema) samplesColumns() string {
 
 // migrate brings the schema of the node behind conn up to date.
 func (s schema) migrate(ctx context.Context, conn sqlRunner) (applied []int, err error) {
+	return s.migrateThrough(ctx, conn, migrations)
+}
+
+// migrateThrough applies the migrations of list not yet applied (tests
+// pass a prefix of migrations to build an older release's schema).
+func (s schema) migrateThrough(ctx context.Context, conn sqlRunner, list []migration) (applied []int, err error) {
 	if err := conn.exec(ctx, "CREATE DATABASE IF NOT EXISTS "+quoteIdent(s.db)+s.onClusterClause()); err != nil {
 		return nil, fmt.Errorf("create database %s: %w", s.db, err)
 	}
@@ -349,12 +412,12 @@ func (s schema) migrate(ctx context.Context, conn sqlRunner) (applied []int, err
 	if err != nil {
 		return nil, fmt.Errorf("read schema version %q: %w", v, err)
 	}
-	for _, m := range migrations {
+	for _, m := range list {
 		if m.version <= current {
 			continue
 		}
 		for _, stmt := range m.stmts(s) {
-			if err := conn.exec(ctx, stmt); err != nil {
+			if err := conn.exec(ctx, stmt); err != nil && !columnExists(stmt, err) {
 				return applied, fmt.Errorf("migration %d (%s): %w\n%s", m.version, m.name, err, stmt)
 			}
 		}
