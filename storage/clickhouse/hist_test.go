@@ -557,3 +557,47 @@ func genHistogramSeries(n, points int, start, step int64, seed uint64, each func
 		}
 	}
 }
+
+// promChunkBytes is the bytes per sample Prometheus' TSDB spends on the
+// data of genHistogramSeries(n, points, _, step, 1): integer histogram
+// chunks of 120 samples, each with its block's framing (length, encoding,
+// CRC32: 7 bytes).
+func promChunkBytes(n, points int, step int64) float64 {
+	total := 0
+	var (
+		chk     *chunkenc.HistogramChunk
+		app     chunkenc.Appender
+		samples int
+		series  = -1
+	)
+	flush := func() {
+		if chk != nil {
+			total += len(chk.Bytes()) + 7
+		}
+		chk = nil
+	}
+	genHistogramSeries(n, points, 0, step, 1, func(i, _ int, t int64, h *histogram.Histogram) {
+		if i != series || samples == 120 {
+			flush()
+			series, samples = i, 0
+		}
+		if chk == nil {
+			chk = chunkenc.NewHistogramChunk()
+			app, _ = chk.Appender()
+		}
+		newChk, recoded, newApp, err := app.AppendHistogram(nil, 0, t, h, false)
+		if err != nil {
+			panic(err)
+		}
+		switch {
+		case recoded:
+			chk, app = newChk.(*chunkenc.HistogramChunk), newApp
+		case newChk != nil:
+			flush()
+			chk, app, samples = newChk.(*chunkenc.HistogramChunk), newApp, 0
+		}
+		samples++
+	})
+	flush()
+	return float64(total) / float64(n*points)
+}

@@ -575,6 +575,13 @@ type histRow struct {
 // (reinterpretAsString: 18.16 reinterprets no Float64 as UInt64).
 var histMarkerSQL = fmt.Sprintf("reinterpretAsString(value) = unhex('%016X')", bits.ReverseBytes64(histMarker))
 
+// histsSQL selects (fingerprint, ts, hist, _part_index) of the rows of
+// series fps in [mint, maxt] whose value is histMarker.
+func histsSQL(table, tenantCond string, fps []uint64, mint, maxt int64) string {
+	return fmt.Sprintf("SELECT fingerprint, ts, %s, _part_index FROM %s WHERE %s AND fingerprint IN (%s) AND ts >= %d AND ts <= %d AND %s",
+		histColumn, table, tenantCond, uint64List(fps), mint, maxt, histMarkerSQL)
+}
+
 // readHists reads the hist column of the rows of series fps in the range
 // whose value is histMarker, keeping at each time the newest part's. The
 // first query's newest row at a time, when it has the marker, is the
@@ -583,8 +590,7 @@ var histMarkerSQL = fmt.Sprintf("reinterpretAsString(value) = unhex('%016X')", b
 // hist and stays a float.
 func (s *sampleSet) readHists(fps []uint64) (map[histKey]histRow, error) {
 	slices.Sort(fps)
-	sql := fmt.Sprintf("SELECT fingerprint, ts, %s, _part_index FROM %s WHERE %s AND fingerprint IN (%s) AND ts >= %d AND ts <= %d AND %s",
-		histColumn, s.q.table(samplesTable), s.q.tenantCond(), uint64List(fps), s.mint, s.maxt, histMarkerSQL)
+	sql := histsSQL(s.q.table(samplesTable), s.q.tenantCond(), fps, s.mint, s.maxt)
 	ctx, cancel := context.WithCancel(s.ctx)
 	res, err := s.q.ts.s.query(ctx, "histograms", sql)
 	if err != nil {
