@@ -601,3 +601,39 @@ func promChunkBytes(n, points int, step int64) float64 {
 	flush()
 	return float64(total) / float64(n*points)
 }
+
+// FuzzDecodeHistogram feeds arbitrary bytes to the decoders: they fail or
+// succeed, never panic, and what they accept encodes to bytes that decode
+// to the same histogram (and, with minimal varints, to the bytes given).
+func FuzzDecodeHistogram(f *testing.F) {
+	for _, c := range histogramCases(0) {
+		switch {
+		case c.h != nil:
+			f.Add(appendHistogram(nil, c.h))
+		case c.fh != nil:
+			f.Add(appendFloatHistogram(nil, c.fh))
+		}
+	}
+	f.Add([]byte{0, 0x80})
+	f.Add([]byte{1, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var h, h2 histogram.Histogram
+		if decodeHistogram(string(b), &h) == nil {
+			again := appendHistogram(nil, &h)
+			require.NoError(t, decodeHistogram(string(again), &h2))
+			require.Equal(t, bitsOf(hsample{h: &h}), bitsOf(hsample{h: &h2}))
+			if len(again) == len(b) {
+				require.Equal(t, b, again)
+			}
+		}
+		var fh, fh2 histogram.FloatHistogram
+		if decodeFloatHistogram(string(b), &fh) == nil {
+			again := appendFloatHistogram(nil, &fh)
+			require.NoError(t, decodeFloatHistogram(string(again), &fh2))
+			require.Equal(t, bitsOf(hsample{fh: &fh}), bitsOf(hsample{fh: &fh2}))
+			if len(again) == len(b) {
+				require.Equal(t, b, again)
+			}
+		}
+	})
+}
