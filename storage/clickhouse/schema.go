@@ -140,6 +140,9 @@ type schema struct {
 	replicated bool
 	info       serverInfo
 	retention  time.Duration
+	// eachNode, when set (a replicated cluster migrated ON CLUSTER), runs
+	// a statement on every node of the cluster in turn.
+	eachNode func(ctx context.Context, stmt string) error
 	// decimals: the samples table has the digits and scale columns (see
 	// decimal.go). Read from the table after migrating, not implied by
 	// the server version: a table created on an older server keeps its
@@ -260,19 +263,24 @@ type migration struct {
 	version int
 	name    string
 	stmts   func(s schema) []string
+	// distributed, when set, are statements on the Distributed tables of
+	// cluster mode, run after stmts. A replicated cluster refuses ALTER
+	// ... ON CLUSTER on a table that is not replicated (code 371), so
+	// there they run on every node in turn, without ON CLUSTER.
+	distributed func(s schema) []string
 }
 
 // migrations are applied in order; applied ones are recorded in
 // schema_migrations. Append only: never edit a released migration.
 var migrations = []migration{
-	{1, "samples and series tables", func(s schema) []string {
+	{version: 1, name: "samples and series tables", stmts: func(s schema) []string {
 		stmts := []string{s.samplesDDL(), s.seriesDDL()}
 		if s.cluster != "" {
 			stmts = append(stmts, s.distributedDDL(samplesTable), s.distributedDDL(seriesTable))
 		}
 		return stmts
 	}},
-	{2, "exact decimals as integers", func(s schema) []string {
+	{version: 2, name: "exact decimals as integers", stmts: func(s schema) []string {
 		// Only where codecs make them pay: without T64 and ZSTD the two
 		// columns cost more than they save (18.x stays on value alone).
 		if !s.info.Codecs {
@@ -284,12 +292,13 @@ var migrations = []migration{
 		}
 		return stmts
 	}},
-	{3, "native histograms in the samples table", func(s schema) []string {
-		stmts := []string{s.histColumnDDL(s.storageTable(samplesTable), true)}
-		if s.cluster != "" {
-			stmts = append(stmts, s.histColumnDDL(samplesTable, false))
+	{version: 3, name: "native histograms in the samples table", stmts: func(s schema) []string {
+		return []string{s.histColumnDDL(s.storageTable(samplesTable), true)}
+	}, distributed: func(s schema) []string {
+		if s.cluster == "" {
+			return nil
 		}
-		return stmts
+		return []string{s.histColumnDDL(samplesTable, false)}
 	}},
 	// Next: further tables or columns (exemplars, metadata) as migrations 4, 5...
 }
@@ -419,6 +428,17 @@ func (s schema) migrateThrough(ctx context.Context, conn sqlRunner, list []migra
 		for _, stmt := range m.stmts(s) {
 			if err := conn.exec(ctx, stmt); err != nil && !columnExists(stmt, err) {
 				return applied, fmt.Errorf("migration %d (%s): %w\n%s", m.version, m.name, err, stmt)
+			}
+		}
+		if m.distributed != nil {
+			run, sd := conn.exec, s
+			if s.onCluster && s.replicated && s.eachNode != nil {
+				run, sd.onCluster = s.eachNode, false
+			}
+			for _, stmt := range m.distributed(sd) {
+				if err := run(ctx, stmt); err != nil && !columnExists(stmt, err) {
+					return applied, fmt.Errorf("migration %d (%s): %w\n%s", m.version, m.name, err, stmt)
+				}
 			}
 		}
 		// INSERT ... SELECT: an INSERT with inline VALUES hangs on 18.x
