@@ -6,10 +6,12 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/promql"
 	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/stretchr/testify/require"
@@ -636,4 +638,47 @@ func FuzzDecodeHistogram(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestHistogramPromQL runs PromQL's histogram functions over the store.
+func TestHistogramPromQL(t *testing.T) {
+	s := newTestStore(t)
+	ts := s.ForTenant("promql")
+	var samples []hsample
+	for j := range 40 {
+		samples = append(samples, hsample{t: int64(j) * 15_000, h: testHistogram(0, histogram.NotCounterReset, uint64(j+1))})
+	}
+	samples = append(samples, hsample{t: 40 * 15_000, h: &histogram.Histogram{Sum: math.Float64frombits(value.StaleNaN)}})
+	appendSamples(t, ts, labels.FromStrings("__name__", "req_latency", "job", "api"), samples)
+	fsamples := make([]hsample, 0, 40)
+	for j := range 40 {
+		fsamples = append(fsamples, hsample{t: int64(j) * 15_000, fh: testFloatHistogram(0, histogram.GaugeType, uint64(j+1))})
+	}
+	appendSamples(t, ts, labels.FromStrings("__name__", "gauge_hist", "job", "api"), fsamples)
+
+	engine := promql.NewEngine(promql.EngineOpts{MaxSamples: 1_000_000, Timeout: time.Minute, LookbackDelta: 5 * time.Minute})
+	at := time.UnixMilli(39 * 15_000)
+	eval := func(expr string, at time.Time) promql.Vector {
+		q, err := engine.NewInstantQuery(t.Context(), ts, nil, expr, at)
+		require.NoError(t, err)
+		defer q.Close()
+		res := q.Exec(t.Context())
+		require.NoError(t, res.Err, expr)
+		v, err := res.Vector()
+		require.NoError(t, err, expr)
+		return v
+	}
+	v := eval(`histogram_count(req_latency)`, at)
+	require.Len(t, v, 1)
+	require.Equal(t, float64(12*40), v[0].F)
+	v = eval(`histogram_count(rate(req_latency[1m]))`, at)
+	require.Len(t, v, 1)
+	require.InDelta(t, 12.0/15, v[0].F, 1e-9, "12 observations per 15 s")
+	v = eval(`histogram_sum(gauge_hist)`, at)
+	require.Len(t, v, 1)
+	require.Equal(t, -12.5*40, v[0].F)
+	v = eval(`histogram_quantile(0.5, req_latency)`, at)
+	require.Len(t, v, 1)
+	require.False(t, math.IsNaN(v[0].F))
+	require.Empty(t, eval(`req_latency`, time.UnixMilli(41*15_000)), "the stale marker ends the series")
 }
