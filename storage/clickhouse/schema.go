@@ -263,24 +263,36 @@ type migration struct {
 	version int
 	name    string
 	stmts   func(s schema) []string
-	// distributed, when set, are statements on the Distributed tables of
-	// cluster mode, run after stmts. A replicated cluster refuses ALTER
-	// ... ON CLUSTER on a table that is not replicated (code 371), so
-	// there they run on every node in turn, without ON CLUSTER.
-	distributed func(s schema) []string
+}
+
+// eachNodeTag starts a statement that a cluster migrated ON CLUSTER runs
+// on every node in turn instead (a comment: the statement stays valid
+// SQL). A replicated cluster refuses ALTER ... ON CLUSTER on a table that
+// is not replicated (code 371), such as the Distributed ones.
+const eachNodeTag = "/* on every node */ "
+
+// distributedAlter renders stmt (an ALTER of a Distributed table, made by
+// f from a schema) for s: tagged and without ON CLUSTER on a replicated
+// cluster migrated ON CLUSTER.
+func (s schema) distributedAlter(f func(schema) string) string {
+	if s.onCluster && s.replicated {
+		s.onCluster = false
+		return eachNodeTag + f(s)
+	}
+	return f(s)
 }
 
 // migrations are applied in order; applied ones are recorded in
 // schema_migrations. Append only: never edit a released migration.
 var migrations = []migration{
-	{version: 1, name: "samples and series tables", stmts: func(s schema) []string {
+	{1, "samples and series tables", func(s schema) []string {
 		stmts := []string{s.samplesDDL(), s.seriesDDL()}
 		if s.cluster != "" {
 			stmts = append(stmts, s.distributedDDL(samplesTable), s.distributedDDL(seriesTable))
 		}
 		return stmts
 	}},
-	{version: 2, name: "exact decimals as integers", stmts: func(s schema) []string {
+	{2, "exact decimals as integers", func(s schema) []string {
 		// Only where codecs make them pay: without T64 and ZSTD the two
 		// columns cost more than they save (18.x stays on value alone).
 		if !s.info.Codecs {
@@ -292,13 +304,12 @@ var migrations = []migration{
 		}
 		return stmts
 	}},
-	{version: 3, name: "native histograms in the samples table", stmts: func(s schema) []string {
-		return []string{s.histColumnDDL(s.storageTable(samplesTable), true)}
-	}, distributed: func(s schema) []string {
-		if s.cluster == "" {
-			return nil
+	{3, "native histograms in the samples table", func(s schema) []string {
+		stmts := []string{s.histColumnDDL(s.storageTable(samplesTable), true)}
+		if s.cluster != "" {
+			stmts = append(stmts, s.distributedAlter(func(s schema) string { return s.histColumnDDL(samplesTable, false) }))
 		}
-		return []string{s.histColumnDDL(samplesTable, false)}
+		return stmts
 	}},
 	// Next: further tables or columns (exemplars, metadata) as migrations 4, 5...
 }
@@ -426,19 +437,12 @@ func (s schema) migrateThrough(ctx context.Context, conn sqlRunner, list []migra
 			continue
 		}
 		for _, stmt := range m.stmts(s) {
-			if err := conn.exec(ctx, stmt); err != nil && !columnExists(stmt, err) {
+			run := conn.exec
+			if strings.HasPrefix(stmt, eachNodeTag) && s.eachNode != nil {
+				run = s.eachNode
+			}
+			if err := run(ctx, stmt); err != nil && !columnExists(stmt, err) {
 				return applied, fmt.Errorf("migration %d (%s): %w\n%s", m.version, m.name, err, stmt)
-			}
-		}
-		if m.distributed != nil {
-			run, sd := conn.exec, s
-			if s.onCluster && s.replicated && s.eachNode != nil {
-				run, sd.onCluster = s.eachNode, false
-			}
-			for _, stmt := range m.distributed(sd) {
-				if err := run(ctx, stmt); err != nil && !columnExists(stmt, err) {
-					return applied, fmt.Errorf("migration %d (%s): %w\n%s", m.version, m.name, err, stmt)
-				}
 			}
 		}
 		// INSERT ... SELECT: an INSERT with inline VALUES hangs on 18.x

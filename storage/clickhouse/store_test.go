@@ -45,16 +45,7 @@ func TestDDLGolden(t *testing.T) {
 				for _, stmt := range m.stmts(c.s) {
 					b.WriteString(stmt + ";\n\n")
 				}
-				if m.distributed != nil {
-					sd := c.s
-					if sd.onCluster && sd.replicated {
-						b.WriteString("-- on every node:\n")
-						sd.onCluster = false
-					}
-					for _, stmt := range m.distributed(sd) {
-						b.WriteString(stmt + ";\n\n")
-					}
-				}
+
 			}
 			path := filepath.Join("testdata", "ddl_"+c.name+".sql")
 			if *update {

@@ -35,6 +35,5 @@ ALTER TABLE `luminate`.`samples` ON CLUSTER `metrics` ADD COLUMN IF NOT EXISTS d
 -- migration 3: native histograms in the samples table
 ALTER TABLE `luminate`.`samples_local` ON CLUSTER `metrics` ADD COLUMN IF NOT EXISTS hist String DEFAULT '' CODEC(ZSTD(3));
 
--- on every node:
-ALTER TABLE `luminate`.`samples` ADD COLUMN IF NOT EXISTS hist String DEFAULT '';
+/* on every node */ ALTER TABLE `luminate`.`samples` ADD COLUMN IF NOT EXISTS hist String DEFAULT '';
 
