@@ -682,3 +682,75 @@ func TestHistogramPromQL(t *testing.T) {
 	require.False(t, math.IsNaN(v[0].F))
 	require.Empty(t, eval(`req_latency`, time.UnixMilli(41*15_000)), "the stale marker ends the series")
 }
+
+// TestHistogramContinuedHints: a counter histogram written with the
+// unknown hint that continues the previous sample reads back
+// NotCounterReset, as from Prometheus' chunks, through Select and the
+// ChunkQuerier, also when that sample lies before the range; a reset, a
+// layout change, a stale marker or a float before it keep it unknown.
+func TestHistogramContinuedHints(t *testing.T) {
+	s := newTestStore(t)
+	ts := s.ForTenant("hints")
+	const t0, step = 1_700_000_000_000, 15_000
+	u := histogram.UnknownCounterReset
+	var in []hsample
+	for i := range 12 {
+		k := uint64(i + 1)
+		if i >= 6 {
+			k = uint64(i - 5) // a reset at 6
+		}
+		h := testHistogram(0, u, k)
+		if i == 9 {
+			h = testHistogram(1, u, k+1) // a schema change
+		}
+		in = append(in, hsample{t: t0 + int64(i)*step, h: h})
+	}
+	in[3] = hsample{t: in[3].t, h: &histogram.Histogram{Sum: math.Float64frombits(value.StaleNaN)}}
+	in = append(in, hsample{t: t0 + 12*step, v: 1}, hsample{t: t0 + 13*step, h: testHistogram(0, u, 50)}, hsample{t: t0 + 14*step, h: testHistogram(0, u, 51)})
+	appendSamples(t, ts, labels.FromStrings("__name__", "hints"), in)
+	//            0  1    2    3(stale) 4  5    6(reset) 7    8    9(schema) 10   11  12(float) 13  14
+	continued := []bool{false, true, true, false, false, true, false, true, true, false, false, true, false, false, true}
+	// 10 continues 9? schema 1 then 0: no (a layout change).
+	for _, mint := range []int64{t0, t0 + 2*step, t0 + 5*step, t0 + 8*step, t0 + 14*step} {
+		q, err := ts.Querier(mint, math.MaxInt64)
+		require.NoError(t, err)
+		set := q.Select(t.Context(), true, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "hints"))
+		require.True(t, set.Next())
+		got := iterSamples(t, set.At().Iterator(nil))
+		require.False(t, set.Next())
+		require.NoError(t, set.Err())
+		first := int((mint - t0) / step)
+		require.Len(t, got, len(in)-first)
+		cq, err := ts.ChunkQuerier(mint, math.MaxInt64)
+		require.NoError(t, err)
+		cset := cq.Select(t.Context(), true, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "hints"))
+		require.True(t, cset.Next())
+		var chunked []hsample
+		cit := cset.At().Iterator(nil)
+		for cit.Next() {
+			for _, sm := range iterSamples(t, cit.At().Chunk.Iterator(nil)) {
+				if sm.t >= mint {
+					chunked = append(chunked, sm)
+				}
+			}
+		}
+		require.NoError(t, cit.Err())
+		require.Len(t, chunked, len(got))
+		for j, sm := range got {
+			i := first + j
+			w := in[i]
+			if w.h == nil || value.IsStaleNaN(w.h.Sum) {
+				continue
+			}
+			want := u
+			if continued[i] {
+				want = histogram.NotCounterReset
+			}
+			require.Equal(t, want, sm.h.CounterResetHint, "Select over [%d, ...]: sample %d", mint, i)
+			require.Equal(t, want, chunked[j].h.CounterResetHint, "ChunkQuerier over [%d, ...]: sample %d", mint, i)
+			w.h = w.h.Copy()
+			w.h.CounterResetHint = want
+			require.Equal(t, bitsOf(w), bitsOf(sm))
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/prometheus/prometheus/tsdb/chunks"
@@ -169,8 +170,18 @@ func encodeChunks(m *memSeries) ([]chunks.Meta, error) {
 	full := func() bool {
 		return chk.NumSamples() >= chunkSamplesMax || kind != chunkenc.ValFloat && len(chk.Bytes()) >= chunkBytesMax
 	}
-	for i, t := range m.ts {
-		enc := m.hists[i]
+	// The histogram before the range first, when there is one: the first
+	// histogram of the range then reads back as continuing it (a chunk's
+	// first sample reads with an unknown hint), as resolveHints says.
+	first := 0
+	if m.prevHist != "" {
+		first = -1
+	}
+	for i := first; i < len(m.ts); i++ {
+		t, enc, v := m.prevT, m.prevHist, 0.0
+		if i >= 0 {
+			t, enc, v = m.ts[i], m.hists[i], m.vals[i]
+		}
 		switch {
 		case enc == "":
 			if kind != chunkenc.ValFloat || full() {
@@ -179,7 +190,7 @@ func encodeChunks(m *memSeries) ([]chunks.Meta, error) {
 				}
 				kind = chunkenc.ValFloat
 			}
-			app.Append(0, t, m.vals[i])
+			app.Append(0, t, v)
 		case histIsFloat(enc):
 			fh := &histogram.FloatHistogram{}
 			if err := decodeFloatHistogram(enc, fh); err != nil {
@@ -248,3 +259,68 @@ func (errChunkIterator) Next() bool      { return false }
 func (e errChunkIterator) Err() error    { return e.err }
 
 func sameBits(a, b float64) bool { return math.Float64bits(a) == math.Float64bits(b) }
+
+// histHint is the counter reset hint of an encoded histogram.
+func histHint(enc string) histogram.CounterResetHint {
+	return histogram.CounterResetHint(enc[0]&histHintMask) >> histHintShift
+}
+
+// resolveHints gives a counter histogram written with the unknown hint
+// the hint Prometheus' own chunks give it back with: NotCounterReset
+// where it continues the previous sample of its series (a histogram of
+// its kind, schema, zero threshold and custom values, not a staleness
+// marker, with no counter reset DetectReset sees; the first sample of the
+// range against the one before it, prevHist), as PromQL and the upstream
+// PromQL tests expect. Other hints read back as written.
+func (m *memSeries) resolveHints() {
+	prevEnc := m.prevHist
+	var prev *histogram.FloatHistogram
+	for i, enc := range m.hists {
+		if enc == "" {
+			prevEnc, prev = "", nil
+			continue
+		}
+		if histHint(enc) != histogram.UnknownCounterReset {
+			prevEnc, prev = enc, nil
+			continue
+		}
+		cur := asFloatHistogram(enc)
+		if prev == nil && prevEnc != "" {
+			prev = asFloatHistogram(prevEnc)
+		}
+		if continues(prevEnc, enc, prev, cur) {
+			b := []byte(enc)
+			b[0] = b[0]&^histHintMask | byte(histogram.NotCounterReset)<<histHintShift
+			m.hists[i] = string(b)
+		}
+		prevEnc, prev = enc, cur
+	}
+}
+
+// asFloatHistogram decodes enc as a float histogram (nil when malformed:
+// the iterator reports that).
+func asFloatHistogram(enc string) *histogram.FloatHistogram {
+	if histIsFloat(enc) {
+		fh := &histogram.FloatHistogram{}
+		if decodeFloatHistogram(enc, fh) != nil {
+			return nil
+		}
+		return fh
+	}
+	var h histogram.Histogram
+	if decodeHistogram(enc, &h) != nil {
+		return nil
+	}
+	return h.ToFloat(nil)
+}
+
+// continues reports whether the histogram cur (encoded curEnc) continues
+// prev (prevEnc) without a counter reset.
+func continues(prevEnc, curEnc string, prev, cur *histogram.FloatHistogram) bool {
+	return prev != nil && cur != nil && histIsFloat(prevEnc) == histIsFloat(curEnc) &&
+		histHint(prevEnc) != histogram.GaugeType &&
+		!value.IsStaleNaN(prev.Sum) && !value.IsStaleNaN(cur.Sum) &&
+		prev.Schema == cur.Schema && sameBits(prev.ZeroThreshold, cur.ZeroThreshold) &&
+		slices.EqualFunc(prev.CustomValues, cur.CustomValues, sameBits) &&
+		!cur.DetectReset(prev)
+}

@@ -546,11 +546,67 @@ func (s *sampleSet) readBatch() error {
 	// A new slice: callers may hold the series of earlier batches.
 	s.batch, s.bi = rows.group(batch, nil), 0
 	if hists != nil {
+		var continued []uint64 // series whose first sample may continue an earlier one
 		for i := range s.batch {
-			s.batch[i].attachHists(hists)
+			m := &s.batch[i]
+			m.attachHists(hists)
+			if m.hists != nil && m.hists[0] != "" && histHint(m.hists[0]) == histogram.UnknownCounterReset && s.mint > math.MinInt64+prevWindow {
+				continued = append(continued, m.fp)
+			}
+		}
+		var prevs map[uint64]histRow
+		if len(continued) > 0 {
+			if prevs, err = s.readPrev(continued); err != nil {
+				return err
+			}
+		}
+		for i := range s.batch {
+			m := &s.batch[i]
+			if m.hists != nil {
+				if p, ok := prevs[m.fp]; ok && p.hist != "" {
+					m.prevT, m.prevHist = p.ts, p.hist
+				}
+				m.resolveHints()
+			}
 		}
 	}
 	return nil
+}
+
+// prevWindow is how far before a select's range the sample before it is
+// looked for, to tell whether the first histogram of the range continues
+// it (resolveHints). Beyond, its hint stays unknown.
+const prevWindow = msPerHour
+
+// readPrev reads, of each series fps, the newest sample in the prevWindow
+// before the range: its hist when it is a histogram, "" for a float.
+func (s *sampleSet) readPrev(fps []uint64) (map[uint64]histRow, error) {
+	slices.Sort(fps)
+	sql := fmt.Sprintf("SELECT fingerprint, ts, if(%s, %s, ''), _part_index FROM %s WHERE %s AND fingerprint IN (%s) AND ts >= %d AND ts < %d ORDER BY fingerprint, ts DESC, _part_index DESC LIMIT 1 BY fingerprint",
+		histMarkerSQL, histColumn, s.q.table(samplesTable), s.q.tenantCond(), uint64List(fps), s.mint-prevWindow, s.mint)
+	ctx, cancel := context.WithCancel(s.ctx)
+	res, err := s.q.ts.s.query(ctx, "histogram_prev", sql)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	defer func() { cancel(); _ = res.Close() }()
+	out := map[uint64]histRow{}
+	var (
+		fp uint64
+		r  histRow
+	)
+	dest := []any{&fp, &r.ts, &r.hist, &r.part}
+	for res.Next() {
+		if err := res.Scan(dest...); err != nil {
+			return nil, s.q.ts.s.readFailed("histogram_prev", fmt.Errorf("read previous samples: %w", err))
+		}
+		out[fp] = r
+	}
+	if err := res.Err(); err != nil {
+		return nil, s.q.ts.s.readFailed("histogram_prev", fmt.Errorf("read previous samples: %w", err))
+	}
+	return out, nil
 }
 
 // batchHistBytesMax bounds the encoded histograms one batch holds: a batch
@@ -569,6 +625,7 @@ type histKey struct {
 type histRow struct {
 	part uint64
 	hist string
+	ts   int64 // readPrev's only
 }
 
 // histMarkerSQL is true on samples rows whose value has histMarker's bits
@@ -795,6 +852,10 @@ type memSeries struct {
 	ts    []int64
 	vals  []float64
 	hists []string
+	// prevHist, when set, is the histogram at prevT, the sample before the
+	// range: the ChunkQuerier starts the series' first chunk with it.
+	prevT    int64
+	prevHist string
 }
 
 // attachHists fills m.hists from the histograms read for its batch.
