@@ -59,7 +59,11 @@
 // merges between the two queries change nothing); batches of floats read
 // exactly as before histograms. Select's iterators decode a histogram
 // when it is asked for; the ChunkQuerier builds XOR, histogram and float
-// histogram chunks, never recoding a histogram into another's layout. A
+// histogram chunks, never recoding a histogram into another's layout.
+// Counter reset hints read back as from Prometheus' chunks: a counter
+// histogram written with the unknown hint that continues the sample
+// before it (looked up before the range too, within an hour) reads
+// NotCounterReset, which PromQL and its upstream tests rely on. A
 // histogram counts as one sample against max_samples_per_query; a batch's
 // encoded histograms are bounded in bytes too.
 // Label names and values come from the series table; their time range is

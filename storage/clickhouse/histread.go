@@ -130,7 +130,10 @@ func (c *chunkSet) Warnings() annotations.Annotations { return c.SeriesSet.Warni
 // hold reads back as in Prometheus: the first histogram of a chunk reads
 // with an unknown counter reset hint (its chunk's header says CounterReset
 // where it was one), later ones of a counter chunk as not a reset, and a
-// stale marker as a histogram holding only the stale sum.
+// stale marker as a histogram holding only the stale sum. A series whose
+// range starts with a histogram continuing one before the range has that
+// one first in its first chunk (outside the range, as Prometheus' own
+// chunks hold samples outside it), so that it reads as continued.
 const (
 	chunkSamplesMax = 120
 	chunkBytesMax   = 1024
