@@ -40,7 +40,7 @@ func (s schema) histColumnDDL(table string, codecs bool) string {
 		// ZSTD(3): measured on ClickHouse 26.5 (1000 series x 2 h of
 		// 20-bucket histograms, TestModernHistogramBytesPerSample), the
 		// column takes 27.6 bytes per sample, against 28.3 with ZSTD(1),
-		// 26.9 with ZSTD(9) (for three times the compression CPU) and
+		// 26.9 with ZSTD(9) (slower to compress, in every insert and merge) and
 		// 33.5 with LZ4.
 		codec = s.codec("ZSTD(3)")
 	}
