@@ -32,7 +32,12 @@ func TestModernHistograms(t *testing.T) {
 	require.NoError(t, modern.exec(ctx, "INSERT INTO "+sc.table(samplesTable)+" (tenant, fingerprint, ts, value, digits, scale) VALUES ('t', 1, 500, 0, 15, 1)"))
 	applied, err = sc.migrate(ctx, modern)
 	require.NoError(t, err)
-	require.Equal(t, []int{3}, applied)
+	var later []int // 3 and any after it
+	for _, m := range migrations[2:] {
+		later = append(later, m.version)
+	}
+	require.Equal(t, later, applied)
+	require.Equal(t, 3, applied[0])
 	has, err := sc.hasHistColumn(ctx, modern)
 	require.NoError(t, err)
 	require.True(t, has)
