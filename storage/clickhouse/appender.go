@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/prometheus/prometheus/model/exemplar"
@@ -15,10 +16,6 @@ import (
 	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/tenancy"
 )
-
-// errHistogram is returned for native histogram samples, which this backend
-// does not store yet.
-var errHistogram = errors.New("native histograms are not supported by the ClickHouse backend")
 
 // appender collects one transaction's samples in columns and hands them to
 // the group committer on Commit. Not safe for concurrent use.
@@ -43,7 +40,8 @@ type appender struct {
 	lastHour  int32
 	lastMinTs int64 // samples of lastRef in lastHour from here on need no row
 	hashBuf   []byte
-	nowHour   int32 // wall-clock hour of the transaction
+	histBuf   []byte // a histogram's encoding before it is copied to a string
+	nowHour   int32  // wall-clock hour of the transaction
 	done      bool
 }
 
@@ -56,17 +54,38 @@ func (ts *tenantStore) newAppender(ctx context.Context) *appender {
 	return &appender{ts: ts, ctx: ctx, decimals: ts.s.schema.decimals, lastHour: noHour, nowHour: hourOf(time.Now().UnixMilli())}
 }
 
-// append adds one float sample.
-func (a *appender) append(ref promstorage.SeriesRef, lset labels.Labels, t int64, v float64) (promstorage.SeriesRef, error) {
+// appendAny adds one integer (h) or float (fh) histogram sample, or a
+// float sample when both are nil. A histogram is validated as Prometheus'
+// head does, then stored as its encoding (histcodec.go).
+func (a *appender) appendAny(ref promstorage.SeriesRef, lset labels.Labels, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
+	switch {
+	case h != nil:
+		if err := h.Validate(); err != nil {
+			return 0, fmt.Errorf("append histogram of %s at %d: %w", lset, t, err)
+		}
+		a.histBuf = appendHistogram(a.histBuf[:0], h)
+	case fh != nil:
+		if err := fh.Validate(); err != nil {
+			return 0, fmt.Errorf("append float histogram of %s at %d: %w", lset, t, err)
+		}
+		a.histBuf = appendFloatHistogram(a.histBuf[:0], fh)
+	default:
+		return a.append(ref, lset, t, v, "")
+	}
+	return a.append(ref, lset, t, math.Float64frombits(histMarker), string(a.histBuf))
+}
+
+// append adds one sample: a float, or with hist an encoded histogram.
+func (a *appender) append(ref promstorage.SeriesRef, lset labels.Labels, t int64, v float64, hist string) (promstorage.SeriesRef, error) {
 	if a.done {
 		return 0, errors.New("append on a committed or rolled back appender")
 	}
 	h := hourOf(t)
 	if ref != 0 && uint64(ref) == a.lastRef && h == a.lastHour && t >= a.lastMinTs {
-		a.add(a.lastEntry, a.lastRef, t, v)
+		a.add(a.lastEntry, a.lastRef, t, v, hist)
 		return ref, nil
 	}
-	if ref != 0 && a.appendByRef(uint64(ref), h, t, v) {
+	if ref != 0 && a.appendByRef(uint64(ref), h, t, v, hist) {
 		return ref, nil
 	}
 	if lset.IsEmpty() {
@@ -86,14 +105,14 @@ func (a *appender) append(ref promstorage.SeriesRef, lset labels.Labels, t int64
 		return 0, err
 	}
 	a.lastRef, a.lastEntry, a.lastHour, a.lastMinTs = fp, e, h, minTs
-	a.add(e, fp, t, v)
+	a.add(e, fp, t, v, hist)
 	return promstorage.SeriesRef(fp), nil
 }
 
 // appendByRef appends to the series ref names (a fingerprint this store
 // returned for the caller's label set) when the cache knows it and it
 // needs no new series row; it reports whether it did.
-func (a *appender) appendByRef(fp uint64, h int32, t int64, v float64) bool {
+func (a *appender) appendByRef(fp uint64, h int32, t int64, v float64, hist string) bool {
 	st := a.ts.state
 	st.mu.Lock()
 	e := st.series[fp]
@@ -109,19 +128,36 @@ func (a *appender) appendByRef(fp uint64, h int32, t int64, v float64) bool {
 		return false
 	}
 	a.lastRef, a.lastEntry, a.lastHour, a.lastMinTs = fp, e, h, minTs
-	a.add(e, fp, t, v)
+	a.add(e, fp, t, v, hist)
 	return true
 }
 
-// add appends one sample of the series e (fingerprint fp).
-func (a *appender) add(e *seriesEntry, fp uint64, t int64, v float64) {
+// add appends one sample of the series e (fingerprint fp); hist is the
+// encoding of a histogram sample (v then holds histMarker), "" for a float.
+func (a *appender) add(e *seriesEntry, fp uint64, t int64, v float64, hist string) {
 	c := a.cols
 	if c == nil {
 		c = a.ts.s.columnPool.Get().(*sampleColumns)
 		a.cols = c
 	}
+	if hist != "" || c.hasHists {
+		if !c.hasHists {
+			// The transaction's first histogram: floats so far get "".
+			c.hasHists = true
+			c.hists = append(c.hists[:0], make([]string, len(c.fps))...)
+		}
+		c.hists = append(c.hists, hist)
+	}
 	c.fps = append(c.fps, fp)
 	c.tss = append(c.tss, t)
+	if hist != "" {
+		if a.decimals {
+			c.digits = append(c.digits, 0)
+			c.scales = append(c.scales, rawScale)
+		}
+		c.vals = append(c.vals, v)
+		return
+	}
 	if a.decimals {
 		// With decimal columns (decimal.go): each value as digits and
 		// scale, vals holding 0 for the exact ones.
@@ -140,19 +176,24 @@ func (a *appender) add(e *seriesEntry, fp uint64, t int64, v float64) {
 }
 
 // sampleColumns are one transaction's samples, column by column; digits
-// and scales only with decimal columns. Pooled by the store: remote-write
-// requests come by the thousand per second, each with thousands of
-// samples.
+// and scales only with decimal columns, hists only once the transaction
+// has a histogram (then one per row, "" for floats). Pooled by the store:
+// remote-write requests come by the thousand per second, each with
+// thousands of samples.
 type sampleColumns struct {
-	fps    []uint64
-	tss    []int64
-	vals   []float64
-	digits []int64
-	scales []int8
+	fps      []uint64
+	tss      []int64
+	vals     []float64
+	digits   []int64
+	scales   []int8
+	hists    []string
+	hasHists bool
 }
 
 func (c *sampleColumns) reset() {
 	c.fps, c.tss, c.vals, c.digits, c.scales = c.fps[:0], c.tss[:0], c.vals[:0], c.digits[:0], c.scales[:0]
+	clear(c.hists) // drop the strings
+	c.hists, c.hasHists = c.hists[:0], false
 }
 
 // releaseColumns gives the transaction's columns back to the pool.
@@ -223,6 +264,9 @@ func (a *appender) commit() error {
 		series: a.series,
 		done:   make(chan error, 1),
 	}
+	if c.hasHists {
+		req.hists = c.hists
+	}
 	err := a.ts.s.committer.commit(a.ctx, req)
 	if req.released {
 		a.releaseColumns()
@@ -250,7 +294,7 @@ func (a *appender) rollback() error {
 type appenderV1 struct{ *appender }
 
 func (a appenderV1) Append(ref promstorage.SeriesRef, l labels.Labels, t int64, v float64) (promstorage.SeriesRef, error) {
-	return a.append(ref, l, t, v)
+	return a.append(ref, l, t, v, "")
 }
 func (a appenderV1) Commit() error                         { return a.commit() }
 func (a appenderV1) Rollback() error                       { return a.rollback() }
@@ -259,8 +303,11 @@ func (a appenderV1) AppendExemplar(ref promstorage.SeriesRef, _ labels.Labels, _
 	return ref, nil
 }
 
-func (a appenderV1) AppendHistogram(promstorage.SeriesRef, labels.Labels, int64, *histogram.Histogram, *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
-	return 0, errHistogram
+func (a appenderV1) AppendHistogram(ref promstorage.SeriesRef, l labels.Labels, t int64, h *histogram.Histogram, fh *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
+	if h == nil && fh == nil {
+		return 0, errors.New("append histogram: neither an integer nor a float histogram")
+	}
+	return a.appendAny(ref, l, t, 0, h, fh)
 }
 
 func (a appenderV1) UpdateMetadata(ref promstorage.SeriesRef, _ labels.Labels, _ metadata.Metadata) (promstorage.SeriesRef, error) {
@@ -280,10 +327,7 @@ func (a appenderV1) AppendHistogramSTZeroSample(ref promstorage.SeriesRef, _ lab
 type appenderV2 struct{ *appender }
 
 func (a appenderV2) Append(ref promstorage.SeriesRef, ls labels.Labels, _, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, _ promstorage.AppendV2Options) (promstorage.SeriesRef, error) {
-	if h != nil || fh != nil {
-		return 0, errHistogram
-	}
-	return a.append(ref, ls, t, v)
+	return a.appendAny(ref, ls, t, v, h, fh)
 }
 func (a appenderV2) Commit() error   { return a.commit() }
 func (a appenderV2) Rollback() error { return a.rollback() }

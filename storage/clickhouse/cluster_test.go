@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -110,6 +111,17 @@ func TestClusterTwoShards(t *testing.T) {
 	require.Len(t, got, 3*n)
 	require.Contains(t, got, sample{1000, -1})
 	require.NotContains(t, got, sample{1000, 71})
+
+	// Histograms through the Distributed table, overwritten across kinds.
+	hists := histogramCases(2 * msPerHour)
+	for k := range 4 {
+		appendSamples(t, ts, labels.FromStrings("__name__", "cluster_hist", "k", fmt.Sprint(k)), hists)
+	}
+	appendSamples(t, ts, labels.FromStrings("__name__", "cluster_hist", "k", "0"), []hsample{{t: hists[1].t, v: 5}})
+	got2 := readSamples(t, ts, "cluster_hist")
+	want := slices.Clone(hists)
+	want[1] = hsample{t: hists[1].t, v: 5}
+	requireSameSamples(t, append(want, slices.Repeat(hists, 3)...), got2)
 
 	// Retention drops old partitions on both shards.
 	write(t, ts, labels.FromStrings("__name__", "recent"), 40*msPerDay, 1)

@@ -25,6 +25,7 @@ type commitReq struct {
 	vals   []float64
 	digits []int64 // with decimal columns, else nil
 	scales []int8
+	hists  []string // encoded histograms, "" for floats; nil when all are floats
 	series []seriesRow
 	done   chan error // receives the insert's result once
 	// released is set by commit when the committer no longer reads the
@@ -172,6 +173,7 @@ type insertWorker struct {
 	inVals   []float64
 	inDigits []int64
 	inScales []int8
+	inHists  []string
 	keys     []rowKey
 	tenants  []*string
 	fps      []uint64
@@ -179,6 +181,7 @@ type insertWorker struct {
 	vals     []float64
 	digits   []int64
 	scales   []int8
+	hists    []string // nil when the batch has no histogram
 }
 
 // insert writes batch, retrying once when the first attempt failed on the
@@ -271,7 +274,13 @@ func (w *insertWorker) insertSeries(ctx context.Context, batch []*commitReq) err
 
 func (w *insertWorker) insertSamples(ctx context.Context, batch []*commitReq) error {
 	w.sortBatch(batch, w.s.schema.decimals)
-	b, err := w.s.conn.PrepareBatch(ctx, "INSERT INTO "+w.s.schema.table(samplesTable)+" ("+w.s.schema.samplesColumns()+")")
+	// A batch of floats only does not send the hist column (it defaults
+	// to ""): float inserts are as they were before histograms.
+	columns := w.s.schema.samplesColumns()
+	if w.hists != nil {
+		columns += ", " + histColumn
+	}
+	b, err := w.s.conn.PrepareBatch(ctx, "INSERT INTO "+w.s.schema.table(samplesTable)+" ("+columns+")")
 	if err != nil {
 		return err
 	}
@@ -288,6 +297,9 @@ func (w *insertWorker) insertSamples(ctx context.Context, batch []*commitReq) er
 	cols := []any{nil, w.fps, w.tss, w.vals}
 	if w.s.schema.decimals {
 		cols = append(cols, w.digits, w.scales)
+	}
+	if w.hists != nil {
+		cols = append(cols, w.hists)
 	}
 	if err := appendColumns(b, cols...); err != nil {
 		_ = b.Abort()
@@ -306,7 +318,10 @@ func (w *insertWorker) insertSamples(ctx context.Context, batch []*commitReq) er
 // commit). Every inserted part so holds one row per key, so a read can
 // resolve last-write-wins between parts by their order alone, and
 // ClickHouse receives the block already in table order. With decimals
-// the digits and scale columns are sorted too.
+// the digits and scale columns are sorted too, and so is the hist column
+// when a commit of the batch has histograms. Floats and histograms share
+// the key: of a float and a histogram at one time the later write is
+// kept, as of two floats.
 func (w *insertWorker) sortBatch(batch []*commitReq, decimals bool) {
 	// Tenants by rank of name, so that rows compare by integers alone.
 	clear(w.ranks)
@@ -326,6 +341,15 @@ func (w *insertWorker) sortBatch(batch []*commitReq, decimals bool) {
 	}
 	w.keys = w.keys[:0]
 	w.inVals, w.inDigits, w.inScales = w.inVals[:0], w.inDigits[:0], w.inScales[:0]
+	clear(w.inHists)
+	w.inHists = w.inHists[:0]
+	hists := false
+	for _, r := range batch {
+		if r.hists != nil {
+			hists = true
+			break
+		}
+	}
 	for _, r := range batch {
 		rank := w.ranks[r.tenant]
 		base := int32(len(w.keys))
@@ -335,10 +359,22 @@ func (w *insertWorker) sortBatch(batch []*commitReq, decimals bool) {
 		w.inVals = append(w.inVals, r.vals...)
 		w.inDigits = append(w.inDigits, r.digits...)
 		w.inScales = append(w.inScales, r.scales...)
+		if hists {
+			if r.hists != nil {
+				w.inHists = append(w.inHists, r.hists...)
+			} else {
+				w.inHists = append(w.inHists, make([]string, len(r.fps))...)
+			}
+		}
 	}
 	slices.SortFunc(w.keys, compareRowKeys)
 	w.tenants, w.fps, w.tss, w.vals = w.tenants[:0], w.fps[:0], w.tss[:0], w.vals[:0]
 	w.digits, w.scales = w.digits[:0], w.scales[:0]
+	clear(w.hists)
+	w.hists = nil
+	if hists {
+		w.hists = make([]string, 0, len(w.keys))
+	}
 	for k, key := range w.keys {
 		if k+1 < len(w.keys) {
 			next := w.keys[k+1]
@@ -353,6 +389,9 @@ func (w *insertWorker) sortBatch(batch []*commitReq, decimals bool) {
 		if decimals {
 			w.digits = append(w.digits, w.inDigits[key.row])
 			w.scales = append(w.scales, w.inScales[key.row])
+		}
+		if hists {
+			w.hists = append(w.hists, w.inHists[key.row])
 		}
 	}
 }

@@ -7,13 +7,21 @@
 // Two tables, created and migrated at start (schema.go, versioned and
 // idempotent):
 //
-//   - samples (tenant, fingerprint, ts, value[, digits, scale]): one row
-//     per sample, a ReplacingMergeTree partitioned by day of ts and ordered
-//     by (tenant, fingerprint, ts). Servers from 20.3 get CODEC(DoubleDelta,
-//     ZSTD) on ts, CODEC(Delta, ZSTD(3)) on value (measured smaller than
-//     Gorilla), a TTL, and the digits and scale columns: a value that is
-//     an exact decimal is kept as digits / 10^scale, which compresses far
-//     better than its float bits (decimal.go); 18.x gets none of these.
+//   - samples (tenant, fingerprint, ts, value[, digits, scale], hist): one
+//     row per sample, a ReplacingMergeTree partitioned by day of ts and
+//     ordered by (tenant, fingerprint, ts). Servers from 20.3 get
+//     CODEC(DoubleDelta, ZSTD) on ts, CODEC(Delta, ZSTD(3)) on value
+//     (measured smaller than Gorilla), a TTL, and the digits and scale
+//     columns: a value that is an exact decimal is kept as digits /
+//     10^scale, which compresses far better than its float bits
+//     (decimal.go); 18.x gets none of these.
+//   - Native histograms (migration 3) are rows of the same table: value
+//     holds a marker NaN and hist the histogram's own compact encoding
+//     (histcodec.go: varints, floats as byte-reversed bits, so every bit
+//     survives). One key per sample whatever its kind makes
+//     ReplacingMergeTree's last-write-wins hold across kinds with no read
+//     time work; floats leave hist empty and their inserts do not send it.
+//     hist is CODEC(ZSTD(3)) from 20.3, LZ4 (the server default) on 18.x.
 //   - series (tenant, hour, min_ts, fingerprint, metric_name, label_names,
 //     label_values): one row per series and hour in which it has samples
 //     (more when out-of-order samples lower the hour's earliest, min_ts),
@@ -31,8 +39,11 @@
 // wins at an existing timestamp: each insert holds a key once (a batch is
 // sorted and deduplicated, the later write kept), ReplacingMergeTree
 // without a version keeps the row of the newest part when it merges, and
-// reads do the same before the merge by part order (_part_index). An
-// insert that fails because ClickHouse is away answers
+// reads do the same before the merge by part order (_part_index).
+// Histograms take the same path, validated as Prometheus' head validates
+// them; a float and a histogram at one timestamp are one key, so the later
+// write wins whatever the kinds, and a retried insert folds into one row
+// as a float's does. An insert that fails because ClickHouse is away answers
 // storage.ErrUnavailable.
 //
 // # Reads
@@ -43,6 +54,18 @@
 // stays bounded): the server returns a batch's rows unsorted, which on
 // 18.x costs half of a sorted read, and Luminate groups them by series
 // and time, resolving overwrites by part order.
+// A batch whose rows include the histogram marker reads, with a second
+// query, the hist column of its marked rows only (newest part first, so
+// merges between the two queries change nothing); batches of floats read
+// exactly as before histograms. Select's iterators decode a histogram
+// when it is asked for; the ChunkQuerier builds XOR, histogram and float
+// histogram chunks, never recoding a histogram into another's layout.
+// Counter reset hints read back as from Prometheus' chunks: a counter
+// histogram written with the unknown hint that continues the sample
+// before it (looked up before the range too, within an hour) reads
+// NotCounterReset, which PromQL and its upstream tests rely on. A
+// histogram counts as one sample against max_samples_per_query; a batch's
+// encoded histograms are bounded in bytes too.
 // Label names and values come from the series table; their time range is
 // exact: a row whose min_ts lies in the range proves a sample there, and
 // only series whose first-hour row starts before the range and that

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
+	"math/bits"
 	"slices"
 	"sort"
 	"strconv"
@@ -370,6 +372,7 @@ type sampleSet struct {
 	// counts them.
 	budget, loaded int
 	rowsMax        int // batchRowsMax; lower in tests
+	histBytesMax   int // batchHistBytesMax; lower in tests
 	// seriesMax, when set, is the most series of a batch: half those of
 	// the last batch cut short.
 	seriesMax int
@@ -480,6 +483,10 @@ func (s *sampleSet) readBatch() error {
 		v        float64
 		lastFP   uint64
 		lastPos  = int32(-1)
+		// Series with a row holding histMarker, by position: their
+		// histograms are read by a second query (readHists).
+		marked  []bool
+		nMarked int
 	)
 	dest := []any{&fp, &t, &v, &part}
 	for res.Next() {
@@ -495,6 +502,15 @@ func (s *sampleSet) readBatch() error {
 			lastFP, lastPos = fp, p
 		}
 		rows.add(lastPos, t, v, part)
+		if math.Float64bits(v) == histMarker {
+			if marked == nil {
+				marked = make([]bool, len(batch))
+			}
+			if !marked[lastPos] {
+				marked[lastPos] = true
+				nMarked++
+			}
+		}
 		if n := len(rows.ts); n >= rowsMax && len(batch) > 1 {
 			// At least n samples in hours: read it again, smaller.
 			s.next, s.seriesMax = start, max(len(batch)/2, 1)
@@ -505,13 +521,167 @@ func (s *sampleSet) readBatch() error {
 	if err := res.Err(); err != nil {
 		return s.q.ts.s.readFailed("samples", fmt.Errorf("read samples: %w", err))
 	}
+	var hists map[histKey]histRow
+	if nMarked > 0 {
+		_ = res.Close() // all read: free the connection for the next query
+		fps := make([]uint64, 0, nMarked)
+		for i, m := range marked {
+			if m {
+				fps = append(fps, batch[i].fp)
+			}
+		}
+		hists, err = s.readHists(fps)
+		if errors.Is(err, errDenseBatch) && len(batch) > 1 {
+			s.next, s.seriesMax = start, max(len(batch)/2, 1)
+			return err
+		}
+		if err != nil {
+			return err
+		}
+	}
 	if n := len(rows.ts); n > 0 {
 		s.perHour = max(float64(n)/hours, 1)
 		s.loaded += n
 	}
 	// A new slice: callers may hold the series of earlier batches.
 	s.batch, s.bi = rows.group(batch, nil), 0
+	if hists != nil {
+		var continued []uint64 // series whose first sample may continue an earlier one
+		for i := range s.batch {
+			m := &s.batch[i]
+			m.attachHists(hists)
+			if m.hists != nil && m.hists[0] != "" && histHint(m.hists[0]) == histogram.UnknownCounterReset && s.mint > math.MinInt64+prevWindow {
+				continued = append(continued, m.fp)
+			}
+		}
+		var prevs map[uint64]histRow
+		if len(continued) > 0 {
+			if prevs, err = s.readPrev(continued); err != nil {
+				return err
+			}
+		}
+		for i := range s.batch {
+			m := &s.batch[i]
+			if m.hists != nil {
+				if p, ok := prevs[m.fp]; ok && p.hist != "" {
+					m.prevT, m.prevHist = p.ts, p.hist
+				}
+				m.resolveHints()
+			}
+		}
+	}
 	return nil
+}
+
+// prevWindow is how far before a select's range the sample before it is
+// looked for, to tell whether the first histogram of the range continues
+// it (resolveHints). Beyond, its hint stays unknown.
+const prevWindow = msPerHour
+
+// readPrev reads, of each series fps, the newest sample in the prevWindow
+// before the range: its hist when it is a histogram, "" for a float.
+func (s *sampleSet) readPrev(fps []uint64) (map[uint64]histRow, error) {
+	slices.Sort(fps)
+	sql := fmt.Sprintf("SELECT fingerprint, ts, if(%s, %s, ''), _part_index FROM %s WHERE %s AND fingerprint IN (%s) AND ts >= %d AND ts < %d ORDER BY fingerprint, ts DESC, _part_index DESC LIMIT 1 BY fingerprint",
+		histMarkerSQL, histColumn, s.q.table(samplesTable), s.q.tenantCond(), uint64List(fps), s.mint-prevWindow, s.mint)
+	ctx, cancel := context.WithCancel(s.ctx)
+	res, err := s.q.ts.s.query(ctx, "histogram_prev", sql)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	defer func() { cancel(); _ = res.Close() }()
+	out := map[uint64]histRow{}
+	var (
+		fp uint64
+		r  histRow
+	)
+	dest := []any{&fp, &r.ts, &r.hist, &r.part}
+	for res.Next() {
+		if err := res.Scan(dest...); err != nil {
+			return nil, s.q.ts.s.readFailed("histogram_prev", fmt.Errorf("read previous samples: %w", err))
+		}
+		out[fp] = r
+	}
+	if err := res.Err(); err != nil {
+		return nil, s.q.ts.s.readFailed("histogram_prev", fmt.Errorf("read previous samples: %w", err))
+	}
+	return out, nil
+}
+
+// batchHistBytesMax bounds the encoded histograms one batch holds: a batch
+// of many dense histogram series is read again in batches of half its
+// series, as one of too many rows is. A histogram counts as one sample
+// against max_samples_per_query, whatever its size.
+const batchHistBytesMax = 256 << 20
+
+// histKey is a sample of a batch.
+type histKey struct {
+	fp uint64
+	ts int64
+}
+
+// histRow is the newest row holding histMarker at a histKey.
+type histRow struct {
+	part uint64
+	hist string
+	ts   int64 // readPrev's only
+}
+
+// histMarkerSQL is true on samples rows whose value has histMarker's bits
+// (reinterpretAsString: 18.16 reinterprets no Float64 as UInt64).
+var histMarkerSQL = fmt.Sprintf("reinterpretAsString(value) = unhex('%016X')", bits.ReverseBytes64(histMarker))
+
+// histsSQL selects (fingerprint, ts, hist, _part_index) of the rows of
+// series fps in [mint, maxt] whose value is histMarker.
+func histsSQL(table, tenantCond string, fps []uint64, mint, maxt int64) string {
+	return fmt.Sprintf("SELECT fingerprint, ts, %s, _part_index FROM %s WHERE %s AND fingerprint IN (%s) AND ts >= %d AND ts <= %d AND %s",
+		histColumn, table, tenantCond, uint64List(fps), mint, maxt, histMarkerSQL)
+}
+
+// readHists reads the hist column of the rows of series fps in the range
+// whose value is histMarker, keeping at each time the newest part's. The
+// first query's newest row at a time, when it has the marker, is the
+// newest of those with it, so this finds its hist whatever merges ran
+// between the two queries; a float with the marker's bits has an empty
+// hist and stays a float.
+func (s *sampleSet) readHists(fps []uint64) (map[histKey]histRow, error) {
+	slices.Sort(fps)
+	sql := histsSQL(s.q.table(samplesTable), s.q.tenantCond(), fps, s.mint, s.maxt)
+	ctx, cancel := context.WithCancel(s.ctx)
+	res, err := s.q.ts.s.query(ctx, "histograms", sql)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	defer func() { cancel(); _ = res.Close() }()
+	histBytesMax := s.histBytesMax
+	if histBytesMax == 0 {
+		histBytesMax = batchHistBytesMax
+	}
+	out := map[histKey]histRow{}
+	var (
+		k     histKey
+		r     histRow
+		bytes int
+	)
+	dest := []any{&k.fp, &k.ts, &r.hist, &r.part}
+	for res.Next() {
+		if err := res.Scan(dest...); err != nil {
+			return nil, s.q.ts.s.readFailed("histograms", fmt.Errorf("read histograms: %w", err))
+		}
+		if old, ok := out[k]; ok && old.part > r.part {
+			continue
+		}
+		out[k] = r
+		if bytes += len(r.hist); bytes > histBytesMax && len(fps) > 1 {
+			return nil, errDenseBatch
+		}
+	}
+	if err := res.Err(); err != nil {
+		return nil, s.q.ts.s.readFailed("histograms", fmt.Errorf("read histograms: %w", err))
+	}
+	return out, nil
 }
 
 // sampleRows holds the rows of one batch as read: runs of rows of one
@@ -566,7 +736,7 @@ func (r *sampleRows) group(batch []resolved, out []memSeries) []memSeries {
 		runs = runs[n:]
 		if first := series[0]; n == 1 && strictlyIncreasing(r.ts[first.start:first.end]) {
 			ts, vals := r.ts[first.start:first.end:first.end], r.vals[first.start:first.end:first.end]
-			out = append(out, memSeries{lset: batch[first.pos].lset, ts: ts, vals: vals})
+			out = append(out, memSeries{lset: batch[first.pos].lset, fp: batch[first.pos].fp, ts: ts, vals: vals})
 			continue
 		}
 		var seg segment
@@ -581,7 +751,7 @@ func (r *sampleRows) group(batch []resolved, out []memSeries) []memSeries {
 			sort.Stable(seg)
 		}
 		w := seg.dedup()
-		out = append(out, memSeries{lset: batch[series[0].pos].lset, ts: seg.ts[:w:w], vals: seg.vals[:w:w]})
+		out = append(out, memSeries{lset: batch[series[0].pos].lset, fp: batch[series[0].pos].fp, ts: seg.ts[:w:w], vals: seg.vals[:w:w]})
 	}
 	return out
 }
@@ -673,16 +843,49 @@ func (s *labelsOnlySet) At() promstorage.Series {
 func (s *labelsOnlySet) Err() error                        { return s.err }
 func (s *labelsOnlySet) Warnings() annotations.Annotations { return nil }
 
-// memSeries is one series' samples, in time order.
+// memSeries is one series' samples, in time order. hists, when the series
+// has histograms in the range, holds each sample's encoded histogram ("" for
+// a float); nil for a series of floats.
 type memSeries struct {
-	lset labels.Labels
-	ts   []int64
-	vals []float64
+	lset  labels.Labels
+	fp    uint64
+	ts    []int64
+	vals  []float64
+	hists []string
+	// prevHist, when set, is the histogram at prevT, the sample before the
+	// range: the ChunkQuerier starts the series' first chunk with it.
+	prevT    int64
+	prevHist string
+}
+
+// attachHists fills m.hists from the histograms read for its batch.
+func (m *memSeries) attachHists(hists map[histKey]histRow) {
+	for i, v := range m.vals {
+		if math.Float64bits(v) != histMarker {
+			continue
+		}
+		r, ok := hists[histKey{m.fp, m.ts[i]}]
+		if !ok || r.hist == "" {
+			continue // a float with the marker's bits
+		}
+		if m.hists == nil {
+			m.hists = make([]string, len(m.ts))
+		}
+		m.hists[i] = r.hist
+	}
 }
 
 func (m *memSeries) Labels() labels.Labels { return m.lset }
 
 func (m *memSeries) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
+	if m.hists != nil {
+		mi, ok := it.(*mixedIterator)
+		if !ok {
+			mi = &mixedIterator{}
+		}
+		mi.reset(m)
+		return mi
+	}
 	if si, ok := it.(*sliceIterator); ok {
 		si.reset(m.ts, m.vals)
 		return si
@@ -810,11 +1013,12 @@ func limitClause(hints *promstorage.LabelHints) string {
 	return " LIMIT " + strconv.Itoa(hints.Limit)
 }
 
-// chunkQuerier serves the querier's series as XOR chunks.
+// chunkQuerier serves the querier's series as chunks: XOR chunks for
+// floats, histogram and float histogram chunks for histograms (chunks.go).
 type chunkQuerier struct{ querier }
 
 func (q *chunkQuerier) Select(ctx context.Context, sortSeries bool, hints *promstorage.SelectHints, ms ...*labels.Matcher) promstorage.ChunkSeriesSet {
-	return promstorage.NewSeriesSetToChunkSet(q.querier.Select(ctx, sortSeries, hints, ms...))
+	return &chunkSet{SeriesSet: q.querier.Select(ctx, sortSeries, hints, ms...)}
 }
 
 // query runs a read query, recording its metrics; its errors are logged

@@ -37,6 +37,9 @@ func TestClusterReplicated(t *testing.T) {
 		require.NoError(t, app.Commit())
 	}
 	writeBatch("before", 100)
+	hists := histogramCases(2 * msPerHour)
+	appendSamples(t, ts, labels.FromStrings("__name__", "replicated_hist"), hists)
+	requireSameSamples(t, hists, readSamples(t, ts, "replicated_hist"))
 
 	conns := make([]driver.Conn, len(nodes))
 	for i, n := range nodes {
@@ -56,7 +59,7 @@ func TestClusterReplicated(t *testing.T) {
 	shard1, shard2 := count(0), count(2)
 	require.Equal(t, shard1, count(1), "replicas of shard 1 agree")
 	require.Equal(t, shard2, count(3), "replicas of shard 2 agree")
-	require.Equal(t, uint64(100), shard1+shard2)
+	require.Equal(t, uint64(100+len(hists)), shard1+shard2)
 	require.NotZero(t, shard1)
 	require.NotZero(t, shard2)
 
@@ -79,5 +82,6 @@ func TestClusterReplicated(t *testing.T) {
 	}
 	require.Equal(t, count(0), count(1), "shard 1 replica caught up")
 	require.Equal(t, count(2), count(3), "shard 2 replica caught up")
-	require.Equal(t, uint64(200), count(1)+count(3))
+	require.Equal(t, uint64(200+len(hists)), count(1)+count(3))
+	requireSameSamples(t, hists, readSamples(t, ts, "replicated_hist"))
 }

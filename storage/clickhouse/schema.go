@@ -13,7 +13,7 @@ import (
 
 // Table layout (see doc.go for the why):
 //
-//	samples  (tenant, fingerprint, ts, value[, digits, scale])
+//	samples  (tenant, fingerprint, ts, value[, digits, scale], hist)
 //	         ReplacingMergeTree, PARTITION BY day of ts, ORDER BY (tenant, fingerprint, ts)
 //	series   (tenant, hour, min_ts, fingerprint, metric_name, label_names, label_values)
 //	         ReplacingMergeTree, PARTITION BY day of hour, ORDER BY (tenant, metric_name, fingerprint, hour, min_ts)
@@ -140,6 +140,9 @@ type schema struct {
 	replicated bool
 	info       serverInfo
 	retention  time.Duration
+	// eachNode, when set (a replicated cluster migrated ON CLUSTER), runs
+	// a statement on every node of the cluster in turn.
+	eachNode func(ctx context.Context, stmt string) error
 	// decimals: the samples table has the digits and scale columns (see
 	// decimal.go). Read from the table after migrating, not implied by
 	// the server version: a table created on an older server keeps its
@@ -284,6 +287,13 @@ var migrations = []migration{
 		}
 		return stmts
 	}},
+	{3, "native histograms in the samples table", func(s schema) []string {
+		stmts := []string{s.histColumnDDL(s.storageTable(samplesTable), true)}
+		if s.cluster != "" {
+			stmts = append(stmts, s.distributedAlter(func(s schema) string { return s.histColumnDDL(samplesTable, false) }))
+		}
+		return stmts
+	}},
 }
 
 // decimalColumnsDDL adds the digits and scale columns to table; codecs only on
@@ -333,6 +343,12 @@ func (s schema) samplesColumns() string {
 
 // migrate brings the schema of the node behind conn up to date.
 func (s schema) migrate(ctx context.Context, conn sqlRunner) (applied []int, err error) {
+	return s.migrateThrough(ctx, conn, migrations)
+}
+
+// migrateThrough applies the migrations of list not yet applied (tests
+// pass a prefix of migrations to build an older release's schema).
+func (s schema) migrateThrough(ctx context.Context, conn sqlRunner, list []migration) (applied []int, err error) {
 	if err := conn.exec(ctx, "CREATE DATABASE IF NOT EXISTS "+quoteIdent(s.db)+s.onClusterClause()); err != nil {
 		return nil, fmt.Errorf("create database %s: %w", s.db, err)
 	}
@@ -349,12 +365,16 @@ func (s schema) migrate(ctx context.Context, conn sqlRunner) (applied []int, err
 	if err != nil {
 		return nil, fmt.Errorf("read schema version %q: %w", v, err)
 	}
-	for _, m := range migrations {
+	for _, m := range list {
 		if m.version <= current {
 			continue
 		}
 		for _, stmt := range m.stmts(s) {
-			if err := conn.exec(ctx, stmt); err != nil {
+			run := conn.exec
+			if strings.HasPrefix(stmt, eachNodeTag) && s.eachNode != nil {
+				run = s.eachNode
+			}
+			if err := run(ctx, stmt); err != nil && !columnExists(stmt, err) {
 				return applied, fmt.Errorf("migration %d (%s): %w\n%s", m.version, m.name, err, stmt)
 			}
 		}

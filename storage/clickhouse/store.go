@@ -139,6 +139,9 @@ func (s *Store) migrateSchema(ctx context.Context) error {
 	if ddl == "on-cluster" {
 		sc := s.schema
 		sc.onCluster = true
+		sc.eachNode = func(ctx context.Context, stmt string) error {
+			return s.onEachNode(ctx, func(node driver.Conn) error { return node.Exec(ctx, stmt) })
+		}
 		return s.migrateOn(ctx, connRunner{s.conn}, sc)
 	}
 	return s.onEachNode(ctx, func(node driver.Conn) error { return s.migrateOn(ctx, connRunner{node}, s.schema) })

@@ -45,6 +45,7 @@ func TestDDLGolden(t *testing.T) {
 				for _, stmt := range m.stmts(c.s) {
 					b.WriteString(stmt + ";\n\n")
 				}
+
 			}
 			path := filepath.Join("testdata", "ddl_"+c.name+".sql")
 			if *update {

@@ -27,3 +27,8 @@ CREATE TABLE IF NOT EXISTS `luminate`.`samples` AS `luminate`.`samples_local` EN
 CREATE TABLE IF NOT EXISTS `luminate`.`series` AS `luminate`.`series_local` ENGINE = Distributed(`metrics`, `luminate`, `series_local`, fingerprint);
 
 -- migration 2: exact decimals as integers
+-- migration 3: native histograms in the samples table
+ALTER TABLE `luminate`.`samples_local` ADD COLUMN hist String DEFAULT '';
+
+ALTER TABLE `luminate`.`samples` ADD COLUMN hist String DEFAULT '';
+

@@ -23,3 +23,6 @@ ORDER BY (tenant, metric_name, fingerprint, hour, min_ts)
 SETTINGS index_granularity = 8192;
 
 -- migration 2: exact decimals as integers
+-- migration 3: native histograms in the samples table
+ALTER TABLE `luminate`.`samples` ADD COLUMN hist String DEFAULT '';
+

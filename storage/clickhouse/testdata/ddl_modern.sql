@@ -26,3 +26,6 @@ SETTINGS index_granularity = 8192;
 -- migration 2: exact decimals as integers
 ALTER TABLE `luminate`.`samples` ADD COLUMN IF NOT EXISTS digits Int64 DEFAULT 0 CODEC(DoubleDelta, ZSTD(1)) AFTER value, ADD COLUMN IF NOT EXISTS scale Int8 DEFAULT -1 CODEC(ZSTD(1)) AFTER digits;
 
+-- migration 3: native histograms in the samples table
+ALTER TABLE `luminate`.`samples` ADD COLUMN IF NOT EXISTS hist String DEFAULT '' CODEC(ZSTD(3));
+

@@ -32,3 +32,8 @@ ALTER TABLE `luminate`.`samples_local` ON CLUSTER `metrics` ADD COLUMN IF NOT EX
 
 ALTER TABLE `luminate`.`samples` ON CLUSTER `metrics` ADD COLUMN IF NOT EXISTS digits Int64 DEFAULT 0 AFTER value, ADD COLUMN IF NOT EXISTS scale Int8 DEFAULT -1 AFTER digits;
 
+-- migration 3: native histograms in the samples table
+ALTER TABLE `luminate`.`samples_local` ON CLUSTER `metrics` ADD COLUMN IF NOT EXISTS hist String DEFAULT '' CODEC(ZSTD(3));
+
+/* on every node */ ALTER TABLE `luminate`.`samples` ADD COLUMN IF NOT EXISTS hist String DEFAULT '';
+

@@ -1,0 +1,329 @@
+package clickhouse
+
+import (
+	"math"
+	"slices"
+
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
+	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/prometheus/prometheus/tsdb/chunks"
+	"github.com/prometheus/prometheus/util/annotations"
+)
+
+// mixedIterator iterates a series holding histograms, floats among them
+// possibly: each histogram is decoded when asked for, into the caller's
+// histogram when it passes one.
+type mixedIterator struct {
+	ts    []int64
+	vals  []float64
+	hists []string
+	i     int
+	err   error
+}
+
+func (it *mixedIterator) reset(m *memSeries) {
+	it.ts, it.vals, it.hists, it.i, it.err = m.ts, m.vals, m.hists, -1, nil
+}
+
+func (it *mixedIterator) typ() chunkenc.ValueType {
+	switch h := it.hists[it.i]; {
+	case h == "":
+		return chunkenc.ValFloat
+	case histIsFloat(h):
+		return chunkenc.ValFloatHistogram
+	default:
+		return chunkenc.ValHistogram
+	}
+}
+
+func (it *mixedIterator) Next() chunkenc.ValueType {
+	if it.err != nil || it.i+1 >= len(it.ts) {
+		it.i = len(it.ts)
+		return chunkenc.ValNone
+	}
+	it.i++
+	return it.typ()
+}
+
+func (it *mixedIterator) Seek(t int64) chunkenc.ValueType {
+	if it.err != nil {
+		return chunkenc.ValNone
+	}
+	if it.i < 0 {
+		it.i = 0
+	}
+	if it.i >= len(it.ts) {
+		return chunkenc.ValNone
+	}
+	if it.ts[it.i] < t {
+		j, _ := slices.BinarySearch(it.ts[it.i:], t)
+		it.i += j
+		if it.i >= len(it.ts) {
+			return chunkenc.ValNone
+		}
+	}
+	return it.typ()
+}
+
+func (it *mixedIterator) At() (int64, float64) { return it.ts[it.i], it.vals[it.i] }
+
+func (it *mixedIterator) AtHistogram(h *histogram.Histogram) (int64, *histogram.Histogram) {
+	if h == nil {
+		h = &histogram.Histogram{}
+	}
+	if err := decodeHistogram(it.hists[it.i], h); err != nil && it.err == nil {
+		it.err = err
+	}
+	return it.ts[it.i], h
+}
+
+func (it *mixedIterator) AtFloatHistogram(fh *histogram.FloatHistogram) (int64, *histogram.FloatHistogram) {
+	if fh == nil {
+		fh = &histogram.FloatHistogram{}
+	}
+	enc := it.hists[it.i]
+	if histIsFloat(enc) {
+		if err := decodeFloatHistogram(enc, fh); err != nil && it.err == nil {
+			it.err = err
+		}
+		return it.ts[it.i], fh
+	}
+	var h histogram.Histogram
+	if err := decodeHistogram(enc, &h); err != nil && it.err == nil {
+		it.err = err
+	}
+	return it.ts[it.i], h.ToFloat(fh)
+}
+
+func (it *mixedIterator) AtT() int64  { return it.ts[it.i] }
+func (it *mixedIterator) AtST() int64 { return 0 }
+func (it *mixedIterator) Err() error  { return it.err }
+
+// chunkSet is a ChunkSeriesSet over a querier's SeriesSet.
+type chunkSet struct{ promstorage.SeriesSet }
+
+func (c *chunkSet) Next() bool {
+	return c.Err() == nil && c.SeriesSet.Next()
+}
+
+func (c *chunkSet) At() promstorage.ChunkSeries {
+	s := c.SeriesSet.At()
+	if m, ok := s.(*memSeries); ok && m.hists != nil {
+		return histChunkSeries{m}
+	}
+	// Floats only: Prometheus' own encoder, as before histograms.
+	return promstorage.NewSeriesToChunkEncoder(s)
+}
+
+func (c *chunkSet) Warnings() annotations.Annotations { return c.SeriesSet.Warnings() }
+
+// Chunks are cut at chunkSamplesMax samples (as Prometheus' encoder
+// does), at chunkBytesMax bytes for histograms, and wherever appending
+// would change what a sample reads back as: a change of kind, of a
+// histogram's layout (schema, zero threshold, spans, custom values: no
+// chunk is recoded, so spans read back as written), an explicit counter
+// reset, a switch between gauge and counter histograms, a decrease of
+// a counter, a sample after a stale marker. What the chunk formats cannot
+// hold reads back as in Prometheus: the first histogram of a chunk reads
+// with an unknown counter reset hint (its chunk's header says CounterReset
+// where it was one), later ones of a counter chunk as not a reset, and a
+// stale marker as a histogram holding only the stale sum. A series whose
+// range starts with a histogram continuing one before the range has that
+// one first in its first chunk (outside the range, as Prometheus' own
+// chunks hold samples outside it), so that it reads as continued.
+const (
+	chunkSamplesMax = 120
+	chunkBytesMax   = 1024
+)
+
+// histChunkSeries encodes a series holding histograms into chunks.
+type histChunkSeries struct{ m *memSeries }
+
+func (s histChunkSeries) Labels() labels.Labels { return s.m.lset }
+
+func (s histChunkSeries) Iterator(chunks.Iterator) chunks.Iterator {
+	metas, err := encodeChunks(s.m)
+	if err != nil {
+		return errChunkIterator{err}
+	}
+	return promstorage.NewListChunkSeriesIterator(metas...)
+}
+
+func encodeChunks(m *memSeries) ([]chunks.Meta, error) {
+	var (
+		metas []chunks.Meta
+		chk   chunkenc.Chunk
+		app   chunkenc.Appender
+		kind  chunkenc.ValueType
+		prevH *histogram.Histogram
+		prevF *histogram.FloatHistogram
+	)
+	cut := func(enc chunkenc.Chunk, t int64) error {
+		var err error
+		chk = enc
+		if app, err = chk.Appender(); err != nil {
+			return err
+		}
+		metas = append(metas, chunks.Meta{Chunk: chk, MinTime: t, MaxTime: t})
+		return nil
+	}
+	full := func() bool {
+		return chk.NumSamples() >= chunkSamplesMax || kind != chunkenc.ValFloat && len(chk.Bytes()) >= chunkBytesMax
+	}
+	// The histogram before the range first, when there is one: the first
+	// histogram of the range then reads back as continuing it (a chunk's
+	// first sample reads with an unknown hint), as resolveHints says.
+	first := 0
+	if m.prevHist != "" {
+		first = -1
+	}
+	for i := first; i < len(m.ts); i++ {
+		t, enc, v := m.prevT, m.prevHist, 0.0
+		if i >= 0 {
+			t, enc, v = m.ts[i], m.hists[i], m.vals[i]
+		}
+		switch {
+		case enc == "":
+			if kind != chunkenc.ValFloat || full() {
+				if err := cut(chunkenc.NewXORChunk(), t); err != nil {
+					return nil, err
+				}
+				kind = chunkenc.ValFloat
+			}
+			app.Append(0, t, v)
+		case histIsFloat(enc):
+			fh := &histogram.FloatHistogram{}
+			if err := decodeFloatHistogram(enc, fh); err != nil {
+				return nil, err
+			}
+			fresh := kind != chunkenc.ValFloatHistogram || full() || !sameFloatLayout(prevF, fh) || fh.CounterResetHint == histogram.CounterReset
+			if !fresh {
+				newChk, recoded, _, err := app.AppendFloatHistogram(nil, 0, t, fh, true)
+				fresh = err != nil || newChk != nil || recoded
+			}
+			if fresh {
+				if err := cut(chunkenc.NewFloatHistogramChunk(), t); err != nil {
+					return nil, err
+				}
+				kind = chunkenc.ValFloatHistogram
+				if _, _, _, err := app.AppendFloatHistogram(nil, 0, t, fh, true); err != nil {
+					return nil, err
+				}
+			}
+			prevF = fh
+		default:
+			h := &histogram.Histogram{}
+			if err := decodeHistogram(enc, h); err != nil {
+				return nil, err
+			}
+			fresh := kind != chunkenc.ValHistogram || full() || !sameLayout(prevH, h) || h.CounterResetHint == histogram.CounterReset
+			if !fresh {
+				newChk, recoded, _, err := app.AppendHistogram(nil, 0, t, h, true)
+				fresh = err != nil || newChk != nil || recoded
+			}
+			if fresh {
+				if err := cut(chunkenc.NewHistogramChunk(), t); err != nil {
+					return nil, err
+				}
+				kind = chunkenc.ValHistogram
+				if _, _, _, err := app.AppendHistogram(nil, 0, t, h, true); err != nil {
+					return nil, err
+				}
+			}
+			prevH = h
+		}
+		metas[len(metas)-1].MaxTime = t
+	}
+	return metas, nil
+}
+
+// sameLayout reports whether b can follow a in a chunk without recoding
+// either.
+func sameLayout(a, b *histogram.Histogram) bool {
+	return a != nil && a.Schema == b.Schema && sameBits(a.ZeroThreshold, b.ZeroThreshold) &&
+		slices.Equal(a.PositiveSpans, b.PositiveSpans) && slices.Equal(a.NegativeSpans, b.NegativeSpans) &&
+		slices.EqualFunc(a.CustomValues, b.CustomValues, sameBits)
+}
+
+func sameFloatLayout(a, b *histogram.FloatHistogram) bool {
+	return a != nil && a.Schema == b.Schema && sameBits(a.ZeroThreshold, b.ZeroThreshold) &&
+		slices.Equal(a.PositiveSpans, b.PositiveSpans) && slices.Equal(a.NegativeSpans, b.NegativeSpans) &&
+		slices.EqualFunc(a.CustomValues, b.CustomValues, sameBits)
+}
+
+// errChunkIterator is a chunks.Iterator that fails at once.
+type errChunkIterator struct{ err error }
+
+func (errChunkIterator) At() chunks.Meta { return chunks.Meta{} }
+func (errChunkIterator) Next() bool      { return false }
+func (e errChunkIterator) Err() error    { return e.err }
+
+func sameBits(a, b float64) bool { return math.Float64bits(a) == math.Float64bits(b) }
+
+// histHint is the counter reset hint of an encoded histogram.
+func histHint(enc string) histogram.CounterResetHint {
+	return histogram.CounterResetHint(enc[0]&histHintMask) >> histHintShift
+}
+
+// resolveHints gives a counter histogram written with the unknown hint
+// the hint Prometheus' own chunks give it back with: NotCounterReset
+// where it continues the previous sample of its series (a histogram of
+// its kind, schema, zero threshold and custom values, not a staleness
+// marker, with no counter reset DetectReset sees; the first sample of the
+// range against the one before it, prevHist), as PromQL and the upstream
+// PromQL tests expect. Other hints read back as written.
+func (m *memSeries) resolveHints() {
+	prevEnc := m.prevHist
+	var prev *histogram.FloatHistogram
+	for i, enc := range m.hists {
+		if enc == "" {
+			prevEnc, prev = "", nil
+			continue
+		}
+		if histHint(enc) != histogram.UnknownCounterReset {
+			prevEnc, prev = enc, nil
+			continue
+		}
+		cur := asFloatHistogram(enc)
+		if prev == nil && prevEnc != "" {
+			prev = asFloatHistogram(prevEnc)
+		}
+		if continues(prevEnc, enc, prev, cur) {
+			b := []byte(enc)
+			b[0] = b[0]&^histHintMask | byte(histogram.NotCounterReset)<<histHintShift
+			m.hists[i] = string(b)
+		}
+		prevEnc, prev = enc, cur
+	}
+}
+
+// asFloatHistogram decodes enc as a float histogram (nil when malformed:
+// the iterator reports that).
+func asFloatHistogram(enc string) *histogram.FloatHistogram {
+	if histIsFloat(enc) {
+		fh := &histogram.FloatHistogram{}
+		if decodeFloatHistogram(enc, fh) != nil {
+			return nil
+		}
+		return fh
+	}
+	var h histogram.Histogram
+	if decodeHistogram(enc, &h) != nil {
+		return nil
+	}
+	return h.ToFloat(nil)
+}
+
+// continues reports whether the histogram cur (encoded curEnc) continues
+// prev (prevEnc) without a counter reset.
+func continues(prevEnc, curEnc string, prev, cur *histogram.FloatHistogram) bool {
+	return prev != nil && cur != nil && histIsFloat(prevEnc) == histIsFloat(curEnc) &&
+		histHint(prevEnc) != histogram.GaugeType &&
+		!value.IsStaleNaN(prev.Sum) && !value.IsStaleNaN(cur.Sum) &&
+		prev.Schema == cur.Schema && sameBits(prev.ZeroThreshold, cur.ZeroThreshold) &&
+		slices.EqualFunc(prev.CustomValues, cur.CustomValues, sameBits) &&
+		!cur.DetectReset(prev)
+}
