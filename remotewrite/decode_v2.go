@@ -259,14 +259,14 @@ func (d *DecoderV2) request(b []byte) error {
 				return err
 			}
 			more := d.caps.room/seriesSize + 1
-			ts := push(&d.req.Timeseries, more)
+			ts := extend(&d.req.Timeseries, more)
 			*ts = TimeSeries{
 				refsStart:    int32(len(d.refs)),
 				samplesStart: int32(len(d.samples)),
 				histStart:    int32(len(d.hist.hists)),
 				exStart:      int32(len(d.ex)),
 			}
-			push(&d.meta, more)
+			*extend(&d.meta, more) = seriesMeta{}
 			if err := d.timeSeries(ts, b[:end], start); err != nil {
 				return err
 			}
