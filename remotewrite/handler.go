@@ -956,8 +956,7 @@ func (g *ingester) appendSeries(app promstorage.AppenderV2, id tenancy.ID, serie
 			o := opts
 			o.Exemplars = exemplars
 			ref, err = app.Append(ref, lset, ts.StartTimestamp(stt), t, v, h, fh, o)
-			var partial *promstorage.AppendPartialError
-			if err != nil && errors.As(err, &partial) {
+			if partial, ok := asPartial(err); ok {
 				exRefused += len(partial.ExemplarErrors)
 				out.exemplars += max(0, len(exemplars)-len(partial.ExemplarErrors))
 				exemplars = nil
@@ -1102,6 +1101,15 @@ func (st *writeState) exemplars(es []Exemplar, win Window) (_ []exemplar.Exempla
 	out := st.ex[start:len(st.ex):len(st.ex)]
 	slices.SortStableFunc(out, func(a, b exemplar.Exemplar) int { return cmp.Compare(a.Ts, b.Ts) })
 	return out, outside
+}
+
+// asPartial returns err as a *promstorage.AppendPartialError: the sample
+// appended, some of its exemplars refused.
+func asPartial(err error) (*promstorage.AppendPartialError, bool) {
+	if err == nil {
+		return nil, false
+	}
+	return errors.AsType[*promstorage.AppendPartialError](err)
 }
 
 func rollback(app promstorage.AppenderV2) error {
