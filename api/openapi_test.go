@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"slices"
@@ -15,6 +16,11 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
+	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
 
 	"github.com/luminate-io/luminate/tenancy"
@@ -57,6 +63,18 @@ func TestOpenAPI(t *testing.T) {
 	}
 	items = append(items, point("cpu", `{"host":"c"}`, 0, `"NaN"`), point("cpu", `{"host":"d"}`, 0, `"+Inf"`))
 	span := fmt.Sprintf(`"start":%d,"end":"%s"`, ms(0), e.base.Add(time.Minute).Format(time.RFC3339))
+	// Native histograms, integer and float, and metadata, written directly.
+	lat := labels.FromStrings("__name__", "lat", "host", "a")
+	e.appendV2("acme", lat, 0, 0, &histogram.Histogram{
+		Schema: 1, Count: 5, Sum: 2.5, ZeroThreshold: 0.01, ZeroCount: 1,
+		PositiveSpans: []histogram.Span{{Offset: 0, Length: 2}}, PositiveBuckets: []int64{1, 1},
+		NegativeSpans: []histogram.Span{{Offset: 1, Length: 1}}, NegativeBuckets: []int64{1},
+	}, nil, promstorage.AppendV2Options{Metadata: metadata.Metadata{Type: model.MetricTypeHistogram, Help: "Latency.", Unit: "seconds"}})
+	e.appendV2("acme", lat, 15*time.Second, 0, nil, &histogram.FloatHistogram{
+		Schema: histogram.CustomBucketsSchema, Count: 1.5, Sum: math.NaN(), CounterResetHint: histogram.GaugeType,
+		PositiveSpans: []histogram.Span{{Offset: 1, Length: 1}}, PositiveBuckets: []float64{1.5}, CustomValues: []float64{0.5, 1},
+	}, promstorage.AppendV2Options{})
+	e.appendV2("acme", labels.FromStrings("__name__", "cpu_seconds"), 0, 1, nil, nil, promstorage.AppendV2Options{Metadata: metadata.Metadata{Type: model.MetricTypeGauge}})
 
 	type exchange struct {
 		name        string
@@ -86,6 +104,8 @@ func TestOpenAPI(t *testing.T) {
 		{"write without scope", "POST", "/api/v1/metrics", acmeR, "application/json", `{"metrics":[]}`, 403, false},
 
 		{"raw", "POST", "/api/v1/query", acmeR, "application/json", `{"queryType":"raw","metric":"cpu",` + span + `}`, 200, false},
+		{"raw histograms", "POST", "/api/v1/query", acmeR, "application/json", `{"queryType":"raw","metric":"lat",` + span + `}`, 200, false},
+		{"latest histogram", "POST", "/api/v1/query", acmeR, "application/json", fmt.Sprintf(`{"queryType":"latest","metric":"lat","time":%d}`, ms(time.Minute)), 200, false},
 		{"raw limited", "POST", "/api/v1/query", acmeR, "application/json", `{"queryType":"raw","metric":"cpu","limit":1,` + span + `}`, 200, false},
 		{"aggregate", "POST", "/api/v1/query", acmeR, "application/json", `{"queryType":"aggregate","metric":"cpu","interval":"30s","aggregation":"avg","groupBy":["region"],` + span + `}`, 200, false},
 		{"aggregate p95", "POST", "/api/v1/query", acmeR, "application/json", `{"queryType":"aggregate","metric":"cpu","interval":30000,"aggregation":"p95",` +

@@ -35,7 +35,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
 	pql "github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	promstorage "github.com/prometheus/prometheus/storage"
@@ -888,6 +890,15 @@ func (h *queryHandler) serve(w http.ResponseWriter, r *http.Request) (*QueryResp
 // exec runs expr on the engine and accounts its cost in resp. The caller
 // reads the value before resp is written and released.
 func (h *queryHandler) exec(ctx context.Context, id tenancy.ID, req promql.ExecRequest, resp *QueryResponse) (parser.Value, error) {
+	res, err := h.execResult(ctx, id, req, resp)
+	if err != nil {
+		return nil, err
+	}
+	return res.Value, nil
+}
+
+// execResult is exec returning the whole result.
+func (h *queryHandler) execResult(ctx context.Context, id tenancy.ID, req promql.ExecRequest, resp *QueryResponse) (*promql.ExecResult, error) {
 	res, err := h.engine.Exec(ctx, id, req)
 	if err != nil {
 		return nil, err
@@ -896,7 +907,7 @@ func (h *queryHandler) exec(ctx context.Context, id tenancy.ID, req promql.ExecR
 	resp.Stats.SeriesScanned += res.SeriesScanned
 	resp.Stats.SamplesScanned += res.SamplesScanned
 	resp.addWarnings(res.Warnings, req.Query)
-	return res.Value, nil
+	return res, nil
 }
 
 func (resp *QueryResponse) addWarnings(ws annotations.Annotations, query string) {
@@ -912,7 +923,7 @@ func (resp *QueryResponse) warn(msg string) {
 
 const (
 	warnTruncated  = "results truncated due to limit"
-	warnHistograms = "native histogram samples are not part of native query results; use queryType promql through the Prometheus API (GET /api/v1/query) for them"
+	warnHistograms = "native histogram samples are part of raw and latest results only; use queryType promql through the Prometheus API (GET /api/v1/query) for the others"
 )
 
 // selector is the PromQL vector selector of q's metric and filters.
@@ -934,13 +945,28 @@ func rangeOf(vs *parser.VectorSelector, start, end time.Time) *parser.MatrixSele
 // at end.
 func (h *queryHandler) raw(ctx context.Context, id tenancy.ID, q *QueryRequest, resp *QueryResponse) error {
 	expr := rangeOf(q.selector(), q.Start, q.End).String()
-	v, err := h.exec(ctx, id, promql.ExecRequest{Query: expr, Start: q.End, End: q.End}, resp)
+	res, err := h.execResult(ctx, id, promql.ExecRequest{Query: expr, Start: q.End, End: q.End, HistogramKinds: true}, resp)
 	if err != nil {
 		return err
 	}
-	m := matrixOf(v)
+	m := matrixOf(res.Value)
 	sortByLabels(m)
-	series := resp.seriesPoints(m, q.Metric, 0)
+	series := make([]SeriesPoints, 0, len(m))
+	for _, s := range m {
+		metric, dims := splitLabels(s.Metric)
+		sp := SeriesPoints{Metric: metric, Dimensions: dims, Points: make([]Point, 0, len(s.Floats)+len(s.Histograms))}
+		fs, hs := floatPoints(s.Floats, 0), s.Histograms
+		for len(fs) > 0 || len(hs) > 0 { // both oldest first: merge them
+			if len(hs) == 0 || (len(fs) > 0 && fs[0].Timestamp < hs[0].T) {
+				sp.Points = append(sp.Points, fs[0])
+				fs = fs[1:]
+				continue
+			}
+			sp.Points = append(sp.Points, Point{Timestamp: hs[0].T, Histogram: histogramOf(hs[0].H, !res.IntegerHistogram(s.Metric, hs[0].T))})
+			hs = hs[1:]
+		}
+		series = append(series, sp)
+	}
 	resp.Data = SeriesData{Series: resp.limitSeries(series, q.Limit)}
 	return nil
 }
@@ -958,28 +984,32 @@ func (h *queryHandler) latest(ctx context.Context, id tenancy.ID, q *QueryReques
 		lookback = h.cfg.DefaultLookback
 	}
 	expr := (&parser.MatrixSelector{VectorSelector: q.selector(), Range: lookback}).String()
-	v, err := h.exec(ctx, id, promql.ExecRequest{Query: expr, Start: at, End: at}, resp)
+	res, err := h.execResult(ctx, id, promql.ExecRequest{Query: expr, Start: at, End: at, HistogramKinds: true}, resp)
 	if err != nil {
 		return err
 	}
-	m := matrixOf(v)
+	m := matrixOf(res.Value)
 	sortByLabels(m)
-	var out []SeriesValue
+	out := make([]SeriesValue, 0, len(m))
 	for _, s := range m {
-		if len(s.Floats) == 0 || (len(s.Histograms) > 0 && s.Histograms[len(s.Histograms)-1].T > s.Floats[len(s.Floats)-1].T) {
-			resp.warn(warnHistograms)
+		metric, dims := splitLabels(s.Metric)
+		v := SeriesValue{Metric: metric, Dimensions: dims}
+		switch nf, nh := len(s.Floats), len(s.Histograms); {
+		case nh > 0 && (nf == 0 || s.Histograms[nh-1].T > s.Floats[nf-1].T):
+			last := s.Histograms[nh-1]
+			v.Timestamp, v.Histogram = last.T, histogramOf(last.H, !res.IntegerHistogram(s.Metric, last.T))
+		case nf > 0:
+			last := s.Floats[nf-1]
+			f := SampleValue(last.F)
+			v.Timestamp, v.Value = last.T, &f
+		default:
 			continue
 		}
-		last := s.Floats[len(s.Floats)-1]
-		metric, dims := splitLabels(s.Metric)
-		out = append(out, SeriesValue{Metric: metric, Dimensions: dims, Timestamp: last.T, Value: SampleValue(last.F)})
+		out = append(out, v)
 	}
 	if q.Limit > 0 && len(out) > q.Limit {
 		out = out[:q.Limit]
 		resp.warn(warnTruncated)
-	}
-	if out == nil {
-		out = []SeriesValue{}
 	}
 	resp.Data = LatestData{Series: out}
 	return nil
@@ -1108,13 +1138,11 @@ func (resp *QueryResponse) percentiles(m pql.Matrix, q *QueryRequest, phi float6
 			ks = append(ks, k)
 		}
 		slices.Sort(ks)
-		sp := SeriesPoints{Metric: q.Metric, Dimensions: dimensionsOf(g.key), Points: make([]Point, 0, len(ks))}
+		fs := make([]pql.FPoint, 0, len(ks))
 		for _, k := range ks {
-			sp.Points = append(sp.Points, Point{
-				Timestamp: q.Start.UnixMilli() + k*q.Interval.Milliseconds(),
-				Value:     SampleValue(quantile(phi, g.buckets[k])),
-			})
+			fs = append(fs, pql.FPoint{T: q.Start.UnixMilli() + k*q.Interval.Milliseconds(), F: quantile(phi, g.buckets[k])})
 		}
+		sp := SeriesPoints{Metric: q.Metric, Dimensions: dimensionsOf(g.key), Points: floatPoints(fs, 0)}
 		out = append(out, sp)
 	}
 	return out
@@ -1161,11 +1189,12 @@ func (h *queryHandler) promql(ctx context.Context, id tenancy.ID, q *QueryReques
 				continue
 			}
 			metric, dims := splitLabels(s.Metric)
-			out = append(out, SeriesValue{Metric: metric, Dimensions: dims, Timestamp: s.T, Value: SampleValue(s.F)})
+			v := SampleValue(s.F)
+			out = append(out, SeriesValue{Metric: metric, Dimensions: dims, Timestamp: s.T, Value: &v})
 		}
 		data.Result = out
 	case pql.Scalar:
-		data.Result = Point{Timestamp: v.T, Value: SampleValue(v.V)}
+		data.Result = floatPoints([]pql.FPoint{{T: v.T, F: v.V}}, 0)[0]
 	case pql.String:
 		data.Result = StringValue{Timestamp: v.T, Value: v.V}
 	default:
@@ -1233,7 +1262,11 @@ func (h *queryHandler) index(ctx context.Context, id tenancy.ID, q *QueryRequest
 	}
 	switch q.Type {
 	case QueryMetrics:
-		resp.Data = MetricsData{Metrics: vals}
+		md, err := h.store.ForTenant(id).Metadata(ctx, "", 0) // at most the tenant's max_metadata
+		if err != nil {
+			return indexError(err, timeout)
+		}
+		resp.Data = MetricsData{Metrics: vals, Metadata: metadataOf(vals, md)}
 	case QueryDimensions:
 		resp.Data = DimensionsData{Dimensions: vals}
 	case QueryDimensionValues:
@@ -1248,6 +1281,53 @@ var (
 	indexMinTime = time.Unix(math.MinInt64/1000+62135596801, 0).UnixMilli()
 	indexMaxTime = time.Unix(math.MaxInt64/1000-62135596801, 999999999).UnixMilli()
 )
+
+// MetricMetadata is what a metric's writers said of it: its type
+// (counter, gauge, histogram, gaugehistogram, summary, info, stateset,
+// unknown), help and unit; empty fields omitted.
+type MetricMetadata struct {
+	Type string `json:"type,omitempty"`
+	Help string `json:"help,omitempty"`
+	Unit string `json:"unit,omitempty"`
+}
+
+// familySuffixes are the suffixes of the series names of a metric family,
+// with the family types they belong to.
+var familySuffixes = []struct {
+	suffix string
+	types  []model.MetricType
+}{
+	{"_bucket", []model.MetricType{model.MetricTypeHistogram, model.MetricTypeGaugeHistogram}},
+	{"_count", []model.MetricType{model.MetricTypeHistogram, model.MetricTypeGaugeHistogram, model.MetricTypeSummary}},
+	{"_sum", []model.MetricType{model.MetricTypeHistogram, model.MetricTypeGaugeHistogram, model.MetricTypeSummary}},
+	{"_total", []model.MetricType{model.MetricTypeCounter}},
+	{"_created", []model.MetricType{model.MetricTypeCounter, model.MetricTypeHistogram, model.MetricTypeSummary}},
+	{"_gcount", []model.MetricType{model.MetricTypeGaugeHistogram}},
+	{"_gsum", []model.MetricType{model.MetricTypeGaugeHistogram}},
+}
+
+// metadataOf returns the metadata of each of names found in md (by family
+// name): a metric's own, or its family's for a series name such as
+// x_bucket of histogram x.
+func metadataOf(names []string, md map[string]metadata.Metadata) map[string]MetricMetadata {
+	out := map[string]MetricMetadata{}
+	for _, n := range names {
+		m, ok := md[n]
+		for _, f := range familySuffixes {
+			if ok {
+				break
+			}
+			if family, cut := strings.CutSuffix(n, f.suffix); cut {
+				m, ok = md[family]
+				ok = ok && slices.Contains(f.types, m.Type)
+			}
+		}
+		if ok {
+			out[n] = MetricMetadata{Type: string(m.Type), Help: m.Help, Unit: m.Unit}
+		}
+	}
+	return out
+}
 
 // indexError names the setting a timed-out index read exceeded.
 func indexError(err error, timeout time.Duration) error {
@@ -1267,9 +1347,11 @@ type (
 	LatestData struct {
 		Series []SeriesValue `json:"series"`
 	}
-	// MetricsData is the data of metrics queries.
+	// MetricsData is the data of metrics queries. Metadata holds the type,
+	// help and unit of the listed metrics whose writers sent them.
 	MetricsData struct {
-		Metrics []string `json:"metrics"`
+		Metrics  []string                  `json:"metrics"`
+		Metadata map[string]MetricMetadata `json:"metadata"`
 	}
 	// DimensionsData is the data of dimensions queries.
 	DimensionsData struct {
@@ -1297,18 +1379,109 @@ type SeriesPoints struct {
 	Points     []Point           `json:"points"`
 }
 
-// SeriesValue is a series with one value.
+// SeriesValue is a series with one value, or a native histogram in place
+// of the value (latest queries only); Value is nil for a histogram.
 type SeriesValue struct {
 	Metric     string            `json:"metric,omitempty"`
 	Dimensions map[string]string `json:"dimensions"`
 	Timestamp  int64             `json:"timestamp"`
-	Value      SampleValue       `json:"value"`
+	Value      *SampleValue      `json:"value,omitempty"`
+	Histogram  *Histogram        `json:"histogram,omitempty"`
 }
 
-// Point is a sample: Unix milliseconds and a value.
+// Point is a sample: Unix milliseconds and a value, or a native histogram
+// in place of the value (raw queries only). Value is nil for a histogram.
+// (A pointer rather than a marshaler on Point: encoding/json re-scans
+// every byte a marshaler returns, a third of the encoding time of a
+// series of floats.)
 type Point struct {
-	Timestamp int64       `json:"timestamp"`
-	Value     SampleValue `json:"value"`
+	Timestamp int64        `json:"timestamp"`
+	Value     *SampleValue `json:"value,omitempty"`
+	Histogram *Histogram   `json:"histogram,omitempty"`
+}
+
+// floatPoints returns the points of the samples of fs, shifted back by
+// shift milliseconds, their values in one allocation.
+func floatPoints(fs []pql.FPoint, shift int64) []Point {
+	vals := make([]SampleValue, len(fs))
+	out := make([]Point, len(fs))
+	for i, p := range fs {
+		vals[i] = SampleValue(p.F)
+		out[i] = Point{Timestamp: p.T - shift, Value: &vals[i]}
+	}
+	return out
+}
+
+// Histogram is a native histogram sample in the shape the native write
+// takes: counts absolute per bucket (not deltas), empty and zero fields
+// omitted. Float tells a float histogram from an integer one.
+type Histogram struct {
+	Schema           int32         `json:"schema"`
+	Count            SampleValue   `json:"count"`
+	Sum              SampleValue   `json:"sum"`
+	ZeroThreshold    float64       `json:"zero_threshold,omitempty"`
+	ZeroCount        SampleValue   `json:"zero_count,omitempty"`
+	CounterResetHint string        `json:"counter_reset_hint"`
+	PositiveSpans    []Span        `json:"positive_spans,omitempty"`
+	PositiveCounts   []SampleValue `json:"positive_counts,omitempty"`
+	NegativeSpans    []Span        `json:"negative_spans,omitempty"`
+	NegativeCounts   []SampleValue `json:"negative_counts,omitempty"`
+	CustomValues     []float64     `json:"custom_values,omitempty"`
+	Float            bool          `json:"float,omitempty"`
+}
+
+// Span is a run of consecutive buckets: Offset buckets after the previous
+// span's end (the first span's from index 0), Length buckets long.
+type Span struct {
+	Offset int32  `json:"offset"`
+	Length uint32 `json:"length"`
+}
+
+// counterResetHints name histogram.CounterResetHint values.
+var counterResetHints = map[histogram.CounterResetHint]string{
+	histogram.UnknownCounterReset: "unknown",
+	histogram.CounterReset:        "reset",
+	histogram.NotCounterReset:     "not_reset",
+	histogram.GaugeType:           "gauge",
+}
+
+// histogramOf is h in the native shape; isFloat says whether it was
+// stored as a float histogram.
+func histogramOf(h *histogram.FloatHistogram, isFloat bool) *Histogram {
+	spans := func(ss []histogram.Span) []Span {
+		if len(ss) == 0 {
+			return nil
+		}
+		out := make([]Span, len(ss))
+		for i, s := range ss {
+			out[i] = Span{Offset: s.Offset, Length: s.Length}
+		}
+		return out
+	}
+	counts := func(cs []float64) []SampleValue {
+		if len(cs) == 0 {
+			return nil
+		}
+		out := make([]SampleValue, len(cs))
+		for i, c := range cs {
+			out[i] = SampleValue(c)
+		}
+		return out
+	}
+	return &Histogram{
+		Schema:           h.Schema,
+		Count:            SampleValue(h.Count),
+		Sum:              SampleValue(h.Sum),
+		ZeroThreshold:    h.ZeroThreshold,
+		ZeroCount:        SampleValue(h.ZeroCount),
+		CounterResetHint: counterResetHints[h.CounterResetHint],
+		PositiveSpans:    spans(h.PositiveSpans),
+		PositiveCounts:   counts(h.PositiveBuckets),
+		NegativeSpans:    spans(h.NegativeSpans),
+		NegativeCounts:   counts(h.NegativeBuckets),
+		CustomValues:     slices.Clone(h.CustomValues),
+		Float:            isFloat,
+	}
 }
 
 // StringValue is PromQL's string result.
@@ -1323,16 +1496,20 @@ type SampleValue float64
 
 // MarshalJSON writes v as a number or a string for the non-finite values.
 func (v SampleValue) MarshalJSON() ([]byte, error) {
-	f := float64(v)
+	return appendSampleValue(nil, float64(v)), nil
+}
+
+// appendSampleValue appends f as SampleValue.MarshalJSON writes it.
+func appendSampleValue(b []byte, f float64) []byte {
 	switch {
 	case math.IsNaN(f):
-		return []byte(`"NaN"`), nil
+		return append(b, `"NaN"`...)
 	case math.IsInf(f, 1):
-		return []byte(`"+Inf"`), nil
+		return append(b, `"+Inf"`...)
 	case math.IsInf(f, -1):
-		return []byte(`"-Inf"`), nil
+		return append(b, `"-Inf"`...)
 	}
-	return strconv.AppendFloat(nil, f, 'g', -1, 64), nil
+	return strconv.AppendFloat(b, f, 'g', -1, 64)
 }
 
 // UnmarshalJSON reads what MarshalJSON writes.
@@ -1376,10 +1553,7 @@ func (resp *QueryResponse) seriesPoints(m pql.Matrix, metric string, shift time.
 		if name == "" {
 			name = metric
 		}
-		sp := SeriesPoints{Metric: name, Dimensions: dims, Points: make([]Point, len(s.Floats))}
-		for i, p := range s.Floats {
-			sp.Points[i] = Point{Timestamp: p.T - shift.Milliseconds(), Value: SampleValue(p.F)}
-		}
+		sp := SeriesPoints{Metric: name, Dimensions: dims, Points: floatPoints(s.Floats, shift.Milliseconds())}
 		out = append(out, sp)
 	}
 	return out

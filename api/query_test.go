@@ -31,6 +31,7 @@ import (
 // Badger store and a real JWT verifier, as cmd/luminate mounts them.
 type queryEnv struct {
 	t      *testing.T
+	store  *badger.Store
 	secret []byte
 	srv    *httptest.Server
 	base   time.Time // the time the test data starts at, a whole minute
@@ -74,7 +75,7 @@ func newQueryEnv(t *testing.T, limits tenancy.TenantLimits) *queryEnv {
 		},
 	}, logger, reg)
 	require.NoError(t, err)
-	e := &queryEnv{t: t, secret: secret, srv: httptest.NewServer(h), base: time.Now().Add(-time.Hour).Truncate(time.Minute)}
+	e := &queryEnv{t: t, store: store, secret: secret, srv: httptest.NewServer(h), base: time.Now().Add(-time.Hour).Truncate(time.Minute)}
 	t.Cleanup(e.srv.Close)
 	return e
 }
@@ -192,10 +193,17 @@ func decodeSuccess(t *testing.T, resp *http.Response, body []byte, data any) suc
 	return s
 }
 
+// val is a pointer to the sample value v.
+func val(v float64) *api.SampleValue {
+	sv := api.SampleValue(v)
+	return &sv
+}
+
 func pts(e *queryEnv, tv ...float64) []api.Point {
 	var out []api.Point
 	for i := 0; i < len(tv); i += 2 {
-		out = append(out, api.Point{Timestamp: e.ms(time.Duration(tv[i]) * time.Second), Value: api.SampleValue(tv[i+1])})
+		v := api.SampleValue(tv[i+1])
+		out = append(out, api.Point{Timestamp: e.ms(time.Duration(tv[i]) * time.Second), Value: &v})
 	}
 	return out
 }
@@ -299,7 +307,7 @@ func TestNativeQueryTypes(t *testing.T) {
 				require.Len(t, got.Points, len(want.Points))
 				for j, p := range want.Points {
 					require.Equal(t, p.Timestamp, got.Points[j].Timestamp, "point %d of %v", j, want.Dimensions)
-					require.InDelta(t, float64(p.Value), float64(got.Points[j].Value), 1e-9, "point %d of %v", j, want.Dimensions)
+					require.InDelta(t, float64(*p.Value), float64(*got.Points[j].Value), 1e-9, "point %d of %v", j, want.Dimensions)
 				}
 			}
 			require.Positive(t, env.Stats.SeriesScanned)
@@ -318,7 +326,7 @@ func TestNativeQueryTypes(t *testing.T) {
 		require.Equal(t, "http_requests_total", data.Series[0].Metric)
 		require.Len(t, data.Series[0].Points, 1)
 		require.Equal(t, e.ms(0), data.Series[0].Points[0].Timestamp)
-		require.InDelta(t, 90*(45+14.999)/45/60, float64(data.Series[0].Points[0].Value), 1e-9)
+		require.InDelta(t, 90*(45+14.999)/45/60, float64(*data.Series[0].Points[0].Value), 1e-9)
 	})
 	t.Run("aggregate: a partial last bucket is whole", func(t *testing.T) {
 		// end at 65s: buckets [0,60) and [60,120), which holds 70s too.
@@ -337,9 +345,9 @@ func TestNativeQueryTypes(t *testing.T) {
 		env := decodeSuccess(t, resp, body, &data)
 		require.Equal(t, "latest", env.QueryType)
 		require.Equal(t, api.LatestData{Series: []api.SeriesValue{
-			{Metric: "cpu", Dimensions: ha, Timestamp: e.ms(60 * s), Value: 10},
-			{Metric: "cpu", Dimensions: hb, Timestamp: e.ms(60 * s), Value: 9},
-			{Metric: "cpu", Dimensions: hc, Timestamp: e.ms(10 * s), Value: 100},
+			{Metric: "cpu", Dimensions: ha, Timestamp: e.ms(60 * s), Value: val(10)},
+			{Metric: "cpu", Dimensions: hb, Timestamp: e.ms(60 * s), Value: val(9)},
+			{Metric: "cpu", Dimensions: hc, Timestamp: e.ms(10 * s), Value: val(100)},
 		}}, data)
 	})
 	t.Run("latest with a lookback", func(t *testing.T) {
@@ -348,8 +356,8 @@ func TestNativeQueryTypes(t *testing.T) {
 		var data api.LatestData
 		decodeSuccess(t, resp, body, &data)
 		require.Equal(t, api.LatestData{Series: []api.SeriesValue{
-			{Metric: "cpu", Dimensions: ha, Timestamp: e.ms(60 * s), Value: 10},
-			{Metric: "cpu", Dimensions: hb, Timestamp: e.ms(60 * s), Value: 9},
+			{Metric: "cpu", Dimensions: ha, Timestamp: e.ms(60 * s), Value: val(10)},
+			{Metric: "cpu", Dimensions: hb, Timestamp: e.ms(60 * s), Value: val(9)},
 		}}, data)
 	})
 	t.Run("latest defaults to now", func(t *testing.T) {
@@ -361,7 +369,7 @@ func TestNativeQueryTypes(t *testing.T) {
 		resp, body = e.query(t, acme, `{"queryType":"latest","metric":"mem","lookback":"2h"}`)
 		decodeSuccess(t, resp, body, &data)
 		require.Equal(t, api.LatestData{Series: []api.SeriesValue{
-			{Metric: "mem", Dimensions: map[string]string{"host": "a"}, Timestamp: e.ms(50 * s), Value: 43},
+			{Metric: "mem", Dimensions: map[string]string{"host": "a"}, Timestamp: e.ms(50 * s), Value: val(43)},
 		}}, data)
 	})
 
@@ -428,8 +436,8 @@ func TestNativeQueryTypes(t *testing.T) {
 		require.Equal(t, "promql", env.QueryType)
 		require.Equal(t, "vector", data.ResultType)
 		require.ElementsMatch(t, []api.SeriesValue{
-			{Dimensions: eu, Timestamp: e.ms(60 * s), Value: 19},
-			{Dimensions: us, Timestamp: e.ms(60 * s), Value: 100},
+			{Dimensions: eu, Timestamp: e.ms(60 * s), Value: val(19)},
+			{Dimensions: us, Timestamp: e.ms(60 * s), Value: val(100)},
 		}, data.Result)
 		require.Equal(t, int64(3), env.Stats.SeriesScanned)
 	})
@@ -454,7 +462,8 @@ func TestNativeQueryTypes(t *testing.T) {
 		}
 		decodeSuccess(t, resp, body, &sc)
 		require.Equal(t, "scalar", sc.ResultType)
-		require.Equal(t, api.Point{Timestamp: e.ms(0), Value: 2}, sc.Result)
+		two := api.SampleValue(2)
+		require.Equal(t, api.Point{Timestamp: e.ms(0), Value: &two}, sc.Result)
 
 		resp, body = e.query(t, acme, `{"queryType":"promql","query":"\"hello\"","time":`+at(0)+`}`)
 		var str struct {
@@ -479,7 +488,7 @@ func TestNativeQueryTypes(t *testing.T) {
 		}
 		resp, body := e.query(t, acme, q+`}`)
 		decodeSuccess(t, resp, body, &data)
-		require.Equal(t, []api.SeriesValue{{Metric: "cpu", Dimensions: hc, Timestamp: e.ms(65 * s), Value: 100}}, data.Result)
+		require.Equal(t, []api.SeriesValue{{Metric: "cpu", Dimensions: hc, Timestamp: e.ms(65 * s), Value: val(100)}}, data.Result)
 		resp, body = e.query(t, acme, q+`,"lookback":"30s"}`)
 		decodeSuccess(t, resp, body, &data)
 		require.Empty(t, data.Result)

@@ -139,12 +139,8 @@ func New(cfg Config, store storage.MetricsStore, limits Limits, logger *slog.Log
 		tenantEngines: map[int]*pql.Engine{},
 		parser:        p,
 		cors:          cors,
-		json: jsoniter.Config{
-			EscapeHTML:             true,
-			SortMapKeys:            true,
-			ValidateJsonRawMessage: true,
-		}.Froze(),
-		buildInfo: defaultBuildInfo(),
+		json:          jsonConfig(),
+		buildInfo:     defaultBuildInfo(),
 		m: &metrics{
 			queries: prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: "luminate_promql_requests_total",
@@ -158,6 +154,16 @@ func New(cfg Config, store storage.MetricsStore, limits Limits, logger *slog.Log
 		}
 	}
 	return a, nil
+}
+
+// jsonConfig is the encoder of every response: the standard library's
+// behaviour, as Prometheus' jsoniter.ConfigCompatibleWithStandardLibrary.
+func jsonConfig() jsoniter.API {
+	return jsoniter.Config{
+		EscapeHTML:             true,
+		SortMapKeys:            true,
+		ValidateJsonRawMessage: true,
+	}.Froze()
 }
 
 func defaultBuildInfo() BuildInfo {
@@ -251,13 +257,13 @@ func (a *API) routes() []route {
 	return []route{
 		{getPost, "/query", query, a.query},
 		{getPost, "/query_range", query, a.queryRange},
-		{getPost, "/query_exemplars", static, a.queryExemplars},
+		{getPost, "/query_exemplars", indexed, a.queryExemplars},
 		{getPost, "/format_query", static, a.formatQuery},
 		{getPost, "/parse_query", static, a.parseQuery},
 		{getPost, "/labels", indexed, a.labelNames},
 		{get, "/label/{name}/values", indexed, a.labelValues},
 		{getPost, "/series", indexed, a.series},
-		{get, "/metadata", static, a.metadata},
+		{get, "/metadata", indexed, a.metadata},
 		{get, "/status/buildinfo", static, a.serveBuildInfo},
 		{get, "/status/tsdb", indexed, a.serveTSDBStatus},
 	}

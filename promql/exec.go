@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/prometheus/prometheus/model/labels"
 	pql "github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/util/annotations"
@@ -24,6 +25,11 @@ type ExecRequest struct {
 	Step time.Duration
 	// Lookback overrides --query.lookback-delta for this query when > 0.
 	Lookback time.Duration
+	// HistogramKinds asks ExecResult.IntegerHistogram to tell which native
+	// histogram samples the query read were stored as integer histograms
+	// (the engine turns them all into float histograms). It costs a map
+	// entry per integer histogram sample read; meant for plain selectors.
+	HistogramKinds bool
 }
 
 // ExecResult is the result of Exec. Call Close when done with Value: it
@@ -38,6 +44,15 @@ type ExecResult struct {
 	SamplesScanned int64
 
 	close func()
+	kinds *histogramKinds
+}
+
+// IntegerHistogram reports whether the sample of the series ls at t was
+// read from the store as an integer histogram; false unless the request
+// asked for HistogramKinds. It holds for a selector's own samples, whose
+// labels are the stored series' labels.
+func (r *ExecResult) IntegerHistogram(ls labels.Labels, t int64) bool {
+	return r.kinds != nil && r.kinds.integer(ls, t)
 }
 
 // Close releases the result.
@@ -77,6 +92,11 @@ func (a *API) Exec(ctx context.Context, id tenancy.ID, req ExecRequest) (*ExecRe
 	}
 	limit, setting := a.seriesLimit(id)
 	queryable := newLimitedQueryable(a.store.ForTenant(id), limit, setting)
+	var kinds *histogramKinds
+	if req.HistogramKinds {
+		kinds = &histogramKinds{series: map[string]map[int64]struct{}{}}
+		queryable = kindQueryable{Queryable: queryable, kinds: kinds}
+	}
 	opts := pql.NewPrometheusQueryOpts(false, req.Lookback, nil)
 	// The parse counts against the timeout too.
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.Timeout)
@@ -95,7 +115,7 @@ func (a *API) Exec(ctx context.Context, id tenancy.ID, req ExecRequest) (*ExecRe
 		qry.Close()
 		return nil, a.tenantQueryError(id, res.Err, 0)
 	}
-	out := &ExecResult{Value: res.Value, Warnings: res.Warnings, close: qry.Close}
+	out := &ExecResult{Value: res.Value, Warnings: res.Warnings, close: qry.Close, kinds: kinds}
 	if st := qry.Stats(); st != nil && st.Samples != nil {
 		out.SeriesScanned = st.Samples.TotalSeries
 		out.SamplesScanned = st.Samples.SamplesRead

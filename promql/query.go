@@ -8,10 +8,14 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/timestamp"
 	pql "github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/util/stats"
+
+	"github.com/luminate-io/luminate/tenancy"
 )
 
 // query serves /query: an instant PromQL query at time (default now).
@@ -162,8 +166,11 @@ func truncate(res *pql.Result, limit int) bool {
 	return false
 }
 
-// queryExemplars serves /query_exemplars. Exemplars are not stored yet, so
-// a valid request gets an empty list.
+// queryExemplars serves /query_exemplars as Prometheus does: the
+// exemplars of the series the query's selectors match (every selector of
+// the query, parser.ExtractSelectors), with start <= t <= end, from the
+// tenant's exemplar storage. The query's text is bounded as any query's;
+// the answer by the tenant's max_exemplars, all the store keeps.
 func (a *API) queryExemplars(r *http.Request, rc *requestContext) (result, error) {
 	tr, err := parseRange(r)
 	if err != nil {
@@ -176,10 +183,25 @@ func (a *API) queryExemplars(r *http.Request, rc *requestContext) (result, error
 	if err != nil {
 		return result{}, badData(err)
 	}
-	if len(parser.ExtractSelectors(expr)) < 1 {
+	selectors := parser.ExtractSelectors(expr)
+	if len(selectors) < 1 {
 		return result{}, nil // Prometheus answers 204
 	}
-	return result{data: []struct{}{}}, nil
+	eq, err := rc.store.ExemplarQuerier(r.Context())
+	if err != nil {
+		return result{}, a.queryError(err, 0)
+	}
+	res, err := eq.Select(timestamp.FromTime(tr.start), timestamp.FromTime(tr.end), selectors...)
+	if err != nil {
+		return result{}, a.queryError(err, 0)
+	}
+	if err := r.Context().Err(); err != nil {
+		return result{}, a.queryError(err, 0)
+	}
+	for i := range res { // the tenant's own label never leaves
+		res[i].SeriesLabels = labels.NewBuilder(res[i].SeriesLabels).Del(tenancy.Label).Labels()
+	}
+	return result{data: exemplarList(res)}, nil
 }
 
 // formatQuery serves /format_query: the query, pretty-printed.

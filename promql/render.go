@@ -7,7 +7,9 @@ import (
 
 	jsoniter "github.com/json-iterator/go"
 	"github.com/klauspost/compress/gzip"
+	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
 	pql "github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/util/jsonutil"
@@ -28,6 +30,12 @@ type queryData struct {
 
 // seriesList is the data of /series.
 type seriesList []labels.Labels
+
+// exemplarList is the data of /query_exemplars.
+type exemplarList []exemplar.QueryResult
+
+// metadataMap is the data of /metadata: the entries of each metric family.
+type metadataMap = map[string][]metadata.Metadata
 
 func writeData(s *jsoniter.Stream, data any) {
 	switch d := data.(type) {
@@ -53,9 +61,51 @@ func writeData(s *jsoniter.Stream, data any) {
 			writeLabels(s, ls)
 		}
 		s.WriteArrayEnd()
+	case exemplarList:
+		writeExemplars(s, d)
 	default:
 		s.WriteVal(d)
 	}
+}
+
+// writeExemplars writes
+// [{"seriesLabels":{...},"exemplars":[{"labels":{...},"value":"1","timestamp":1.5}]}],
+// as Prometheus' codec writes []exemplar.QueryResult.
+func writeExemplars(s *jsoniter.Stream, res exemplarList) {
+	s.WriteArrayStart()
+	for i, r := range res {
+		if i > 0 {
+			s.WriteMore()
+		}
+		s.WriteObjectStart()
+		s.WriteObjectField("seriesLabels")
+		writeLabels(s, r.SeriesLabels)
+		s.WriteMore()
+		s.WriteObjectField("exemplars")
+		if r.Exemplars == nil {
+			s.WriteNil()
+		} else {
+			s.WriteArrayStart()
+			for j, e := range r.Exemplars {
+				if j > 0 {
+					s.WriteMore()
+				}
+				s.WriteObjectStart()
+				s.WriteObjectField("labels")
+				writeLabels(s, e.Labels)
+				s.WriteMore()
+				s.WriteObjectField("value")
+				jsonutil.MarshalFloat(e.Value, s)
+				s.WriteMore()
+				s.WriteObjectField("timestamp")
+				jsonutil.MarshalTimestamp(e.Ts, s)
+				s.WriteObjectEnd()
+			}
+			s.WriteArrayEnd()
+		}
+		s.WriteObjectEnd()
+	}
+	s.WriteArrayEnd()
 }
 
 func writeValue(s *jsoniter.Stream, v parser.Value) {

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/prometheus/prometheus/model/metadata"
+
 	"github.com/luminate-io/luminate/storage"
 )
 
@@ -14,24 +16,40 @@ func (a *API) serveBuildInfo(*http.Request, *requestContext) (result, error) {
 	return result{data: a.buildInfo}, nil
 }
 
-// metricMetadata is one entry of /metadata, in Prometheus' shape.
-type metricMetadata struct {
-	Type string `json:"type"`
-	Unit string `json:"unit"`
-	Help string `json:"help"`
-}
-
-// metadata serves /metadata. Metric metadata is not stored yet, so a
-// valid request gets an empty object.
-func (a *API) metadata(r *http.Request, _ *requestContext) (result, error) {
-	for _, p := range []string{"limit", "limit_per_metric"} {
-		if s := r.FormValue(p); s != "" {
-			if _, err := strconv.Atoi(s); err != nil {
-				return result{}, badData(fmt.Errorf("%s must be a number", p))
+// metadata serves /metadata: the latest metadata the tenant's writers
+// sent for each metric family (Prometheus' shape, one entry per family),
+// from the store, which keeps at most the tenant's max_metadata families.
+// As in Prometheus, limit bounds the families (0 returns none, a negative
+// limit all), limit_per_metric the entries per family (one here anyway).
+func (a *API) metadata(r *http.Request, rc *requestContext) (result, error) {
+	limit := -1
+	for _, p := range []struct {
+		name string
+		dst  *int
+	}{{"limit", &limit}, {"limit_per_metric", new(int)}} {
+		if s := r.FormValue(p.name); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil {
+				return result{}, badData(fmt.Errorf("%s must be a number", p.name))
 			}
+			*p.dst = n
 		}
 	}
-	return result{data: map[string][]metricMetadata{}}, nil
+	out := metadataMap{}
+	if limit == 0 {
+		return result{data: out}, nil
+	}
+	md, err := rc.store.Metadata(r.Context(), r.FormValue("metric"), max(limit, 0))
+	if err != nil {
+		return result{}, a.queryError(err, 0)
+	}
+	for name, m := range md {
+		if limit > 0 && len(out) >= limit {
+			break
+		}
+		out[name] = []metadata.Metadata{m}
+	}
+	return result{data: out}, nil
 }
 
 // tsdbStat is one row of a cardinality list in /status/tsdb.

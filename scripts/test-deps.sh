@@ -5,7 +5,23 @@
 # from Debian packages. Run as root on
 # a machine missing them, it installs them with apt-get; otherwise it prints
 # exactly what to install and exits non-zero.
+#
+# Then it provides Prometheus 3.x, which Debian does not ship (the
+# full-fidelity end-to-end test needs it): scripts/prometheus3.sh builds it
+# once from go.mod's prometheus module into a cache outside the repository
+# (a few minutes the first time) and prints its path; `make test` passes
+# that path to the tests as LUMINATE_PROMETHEUS3.
 set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+
+# prometheus3: build (or find) the cached Prometheus 3.x; its path goes to
+# stderr only, so that this script's output stays what it was.
+prometheus3() {
+	local bin
+	bin="$("$here/prometheus3.sh")"
+	echo "test-deps: Prometheus 3.x at $bin" >&2
+}
 
 # have NAME: is NAME a program on PATH or in the sbin directories, where
 # Debian puts clickhouse-server and which non-root PATHs often lack?
@@ -27,6 +43,7 @@ missing_packages() {
 
 read -r -a pkgs <<<"$(missing_packages)"
 if ((${#pkgs[@]} == 0)); then
+	prometheus3
 	exit 0
 fi
 
@@ -40,6 +57,7 @@ if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
 		echo "test-deps: still missing after apt-get install: ${still[*]}" >&2
 		exit 1
 	fi
+	prometheus3
 	exit 0
 fi
 

@@ -63,11 +63,17 @@ type MetricsStore interface {
 //     (duplicates are dropped silently, older ones refused); at most the
 //     tenant's MaxExemplars are kept, the oldest dropped first. Refused
 //     exemplars come back as a *promstorage.AppendPartialError with the
-//     sample still appended;
+//     sample still appended. The AppenderV2 is also a
+//     promstorage.ExemplarAppenderV2: AppendExemplars adds exemplars to a
+//     series that already has samples (remote write senders put a
+//     series' exemplars in an entry of their own);
 //   - opts.Metadata under opts.MetricFamilyName (the metric name when
 //     empty), latest wins, for at most the tenant's MaxMetadata families;
-//   - st is ignored: the protocol layer turns start timestamps into zero
-//     samples (WithStartZero) before they reach the backend.
+//   - st, the sample's start timestamp (0 when unknown), stored with the
+//     sample and returned by the iterators' AtST, as Prometheus 3's
+//     st-storage feature keeps it. Zero samples at the start timestamp
+//     (Prometheus' created-timestamp-zero-ingestion) are another matter:
+//     the protocol layer appends them (WithStartZero).
 //
 // Reads return the samples as Prometheus' own do: Select's iterators yield
 // chunkenc.ValFloat, ValHistogram or ValFloatHistogram per sample, and

@@ -7,19 +7,21 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 )
 
 // sender posts encoded requests to a remote-write URL.
 type sender struct {
-	url    string
-	token  string // bearer token; none when empty
-	client *http.Client
+	url      string
+	token    string // bearer token; none when empty
+	protocol string // protoV1 or protoV2
+	client   *http.Client
 }
 
-func newSender(url, token string, workers int, timeout time.Duration) *sender {
-	return &sender{url: url, token: token, client: &http.Client{
+func newSender(url, token, protocol string, workers int, timeout time.Duration) *sender {
+	return &sender{url: url, token: token, protocol: protocol, client: &http.Client{
 		Timeout: timeout,
 		Transport: &http.Transport{
 			Proxy:               nil,
@@ -30,15 +32,22 @@ func newSender(url, token string, workers int, timeout time.Duration) *sender {
 	}}
 }
 
-// send posts one request and returns an error for anything but a 2xx.
-func (s *sender) send(ctx context.Context, body []byte) error {
+// send posts one request of samples samples (or histograms) and returns
+// an error for anything but a 2xx and, with remote write 2.0, for a 2xx
+// whose written-count headers do not count them all.
+func (s *sender) send(ctx context.Context, body []byte, samples int) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/x-protobuf")
 	req.Header.Set("Content-Encoding", "snappy")
-	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	if s.protocol == protoV2 {
+		req.Header.Set("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request")
+		req.Header.Set("X-Prometheus-Remote-Write-Version", "2.0.0")
+	} else {
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	}
 	req.Header.Set("User-Agent", "luminate-bench")
 	if s.token != "" {
 		req.Header.Set("Authorization", "Bearer "+s.token)
@@ -53,8 +62,27 @@ func (s *sender) send(ctx context.Context, body []byte) error {
 	if resp.StatusCode/100 != 2 {
 		return &statusError{code: resp.StatusCode, body: string(bytes.TrimSpace(msg))}
 	}
+	if s.protocol == protoV2 {
+		written := 0
+		for _, h := range []string{"X-Prometheus-Remote-Write-Samples-Written", "X-Prometheus-Remote-Write-Histograms-Written"} {
+			n, err := strconv.Atoi(resp.Header.Get(h))
+			if err != nil {
+				return &writtenError{fmt.Sprintf("HTTP %d without a valid %s header", resp.StatusCode, h)}
+			}
+			written += n
+		}
+		if written != samples {
+			return &writtenError{fmt.Sprintf("HTTP %d: %d of %d samples written", resp.StatusCode, written, samples)}
+		}
+	}
 	return nil
 }
+
+// writtenError is a 2xx response to a 2.0 request that does not count what
+// was sent as written.
+type writtenError struct{ msg string }
+
+func (e *writtenError) Error() string { return e.msg }
 
 // statusError is a response other than 2xx.
 type statusError struct {
@@ -86,8 +114,11 @@ func (t *tally) record(d time.Duration, samples int, err error) {
 	}
 	t.failed++
 	reason := "transport error"
-	if se, ok := err.(*statusError); ok {
-		reason = fmt.Sprintf("HTTP %d", se.code)
+	switch e := err.(type) {
+	case *statusError:
+		reason = fmt.Sprintf("HTTP %d", e.code)
+	case *writtenError:
+		reason = "not all written"
 	}
 	if t.errors == nil {
 		t.errors = map[string]int{}
@@ -114,7 +145,7 @@ func (s *sender) run(ctx context.Context, perWorker [][]request) (*tally, time.D
 					return
 				}
 				t0 := time.Now()
-				err := s.send(ctx, r.body)
+				err := s.send(ctx, r.body, r.samples)
 				if err != nil && ctx.Err() != nil {
 					return // cut short by the end of the run, not a failure
 				}
@@ -129,6 +160,8 @@ func (s *sender) run(ctx context.Context, perWorker [][]request) (*tally, time.D
 // result is the report of a run, printed as text or JSON.
 type result struct {
 	Mode             string         `json:"mode"`
+	Kind             string         `json:"kind"`
+	Protocol         string         `json:"protocol"`
 	URL              string         `json:"url"`
 	Series           int            `json:"series"`
 	Workers          int            `json:"workers"`

@@ -1,5 +1,6 @@
 // Command luminate-bench is a remote-write load generator: it sends
-// realistic Prometheus remote-write 1.0 requests to any receiver (Luminate,
+// realistic Prometheus remote-write 1.0 or 2.0 requests, of float samples
+// or native histograms (--kind=histogram), to any receiver (Luminate,
 // Prometheus with --web.enable-remote-write-receiver, ...) and prints the
 // samples/s acknowledged and the request latency percentiles.
 //
@@ -9,6 +10,10 @@
 //
 //	luminate-bench --url=http://127.0.0.1:9201/api/v1/write --token-file=token \
 //	  --series=100000 --workers=2 --mode=steady
+//
+// With --protocol=2.0 a 2xx response must carry the written-count headers
+// of remote write 2.0 and count every sample sent, else the request is
+// counted as failed, as Prometheus 3 counts it.
 package main
 
 import (
@@ -46,6 +51,8 @@ type config struct {
 	timeout   time.Duration
 	output    string
 	seed      uint64
+	kind      string
+	protocol  string
 }
 
 func (c *config) registerFlags(fs *flag.FlagSet) {
@@ -60,6 +67,8 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.interval, "scrape-interval", 15*time.Second, "How far timestamps advance from one round to the next.")
 	fs.DurationVar(&c.timeout, "timeout", time.Minute, "Timeout of one request.")
 	fs.StringVar(&c.output, "output", "text", "Report format: text or json.")
+	fs.StringVar(&c.kind, "kind", kindFloat, "Samples: float (half counters, half gauges) or histogram (integer native histograms, schema 3, 20 populated buckets each).")
+	fs.StringVar(&c.protocol, "protocol", protoV1, "Remote-write protocol: 1.0 (prometheus.WriteRequest) or 2.0 (io.prometheus.write.v2.Request).")
 	fs.Uint64Var(&c.seed, "seed", 0, "Seed of the pod label values; runs with different seeds write different series (0: a new seed every run).")
 }
 
@@ -78,6 +87,12 @@ func (c *config) validate() error {
 	}
 	if c.mode != modeSteady && c.mode != modeCreate {
 		errs = append(errs, fmt.Errorf("--mode=%q: want %s or %s", c.mode, modeSteady, modeCreate))
+	}
+	if c.kind != kindFloat && c.kind != kindHistogram {
+		errs = append(errs, fmt.Errorf("--kind=%q: want %s or %s", c.kind, kindFloat, kindHistogram))
+	}
+	if c.protocol != protoV1 && c.protocol != protoV2 {
+		errs = append(errs, fmt.Errorf("--protocol=%q: want %s or %s", c.protocol, protoV1, protoV2))
 	}
 	if c.interval <= 0 {
 		errs = append(errs, fmt.Errorf("--scrape-interval=%v: must be positive", c.interval))
@@ -155,6 +170,7 @@ func bench(ctx context.Context, c *config, progress io.Writer) (*result, error) 
 	w := workload{
 		series: c.series, batch: c.batch, workers: c.workers, mode: c.mode, interval: c.interval,
 		start: time.Now().Add(-time.Duration(total) * c.interval), seed: c.seed,
+		kind: c.kind, protocol: c.protocol,
 	}
 	if w.seed == 0 {
 		w.seed = uint64(time.Now().UnixNano())
@@ -174,7 +190,7 @@ func bench(ctx context.Context, c *config, progress io.Writer) (*result, error) 
 	fmt.Fprintf(progress, "luminate-bench: encoded %d requests of up to %d samples in %s\n",
 		(warmups+c.rounds)*w.requestsPerRound(), c.batch, time.Since(t0).Round(time.Millisecond))
 
-	s := newSender(c.url, token, c.workers, c.timeout)
+	s := newSender(c.url, token, c.protocol, c.workers, c.timeout)
 	if warmup != nil {
 		t, d := s.run(ctx, warmup)
 		if t.failed > 0 {
@@ -198,7 +214,7 @@ func bench(ctx context.Context, c *config, progress io.Writer) (*result, error) 
 	}
 	lat, rate := summarize(t, elapsed)
 	return &result{
-		Mode: c.mode, URL: c.url, Series: c.series, Workers: c.workers, Batch: c.batch, Rounds: c.rounds,
+		Mode: c.mode, Kind: c.kind, Protocol: c.protocol, URL: c.url, Series: c.series, Workers: c.workers, Batch: c.batch, Rounds: c.rounds,
 		Requests: t.requests, Failed: t.failed, Samples: t.samples,
 		DurationSeconds: elapsed.Seconds(), SamplesPerSecond: rate, LatencyMs: lat,
 		Errors: t.errors, FirstError: t.firstErr,
@@ -206,7 +222,7 @@ func bench(ctx context.Context, c *config, progress io.Writer) (*result, error) 
 }
 
 func printText(w io.Writer, r *result) {
-	fmt.Fprintf(w, "mode=%s series=%d workers=%d batch=%d rounds=%d url=%s\n", r.Mode, r.Series, r.Workers, r.Batch, r.Rounds, r.URL)
+	fmt.Fprintf(w, "mode=%s kind=%s protocol=%s series=%d workers=%d batch=%d rounds=%d url=%s\n", r.Mode, r.Kind, r.Protocol, r.Series, r.Workers, r.Batch, r.Rounds, r.URL)
 	fmt.Fprintf(w, "requests=%d failed=%d samples=%d duration=%.3fs\n", r.Requests, r.Failed, r.Samples, r.DurationSeconds)
 	fmt.Fprintf(w, "samples/s=%.0f\n", r.SamplesPerSecond)
 	fmt.Fprintf(w, "latency p50=%.1fms p90=%.1fms p99=%.1fms max=%.1fms\n", r.LatencyMs.P50, r.LatencyMs.P90, r.LatencyMs.P99, r.LatencyMs.Max)

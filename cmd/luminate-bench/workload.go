@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 )
 
 // Shape of the generated series, like the pods of a Kubernetes cluster
@@ -29,6 +31,26 @@ const (
 	modeCreate = "create"
 )
 
+// Kinds of samples.
+const (
+	// kindFloat: float samples, half counters, half gauges.
+	kindFloat = "float"
+	// kindHistogram: integer native histograms (counters), schema 3, with
+	// histogramBuckets populated buckets in two spans, as a latency
+	// histogram of client_golang exposes them.
+	kindHistogram = "histogram"
+)
+
+// Remote-write protocols.
+const (
+	protoV1 = "1.0" // prometheus.WriteRequest
+	protoV2 = "2.0" // io.prometheus.write.v2.Request
+)
+
+// histogramBuckets is the number of populated buckets of every histogram
+// sample.
+const histogramBuckets = 20
+
 // workload describes the requests of a run. Series id i belongs to target
 // i/metricsPerTarget and is metric i%metricsPerTarget of it.
 type workload struct {
@@ -39,10 +61,12 @@ type workload struct {
 	interval time.Duration // timestamps advance by this much per round
 	start    time.Time     // timestamp of round 0
 	seed     uint64        // part of every series' pod label: runs with different seeds have different series
+	kind     string        // kindFloat (when empty) or kindHistogram
+	protocol string        // protoV1 (when empty) or protoV2
 }
 
 // request is one encoded remote-write request: a snappy-compressed
-// prompb.WriteRequest.
+// prompb.WriteRequest or, with protocol 2.0, writev2.Request.
 type request struct {
 	body    []byte
 	samples int
@@ -130,7 +154,15 @@ type encoder struct {
 	req    prompb.WriteRequest
 	labels []prompb.Label
 	sample []prompb.Sample
+	hist   []prompb.Histogram
 	raw    []byte
+
+	// Remote write 2.0.
+	req2    writev2.Request
+	symbols writev2.SymbolsTable
+	refs    []uint32
+	sample2 []writev2.Sample
+	hist2   []writev2.Histogram
 
 	names  [metricsPerTarget]string // metric names by metric index
 	target int                      // the target whose labels are in targetLabels
@@ -138,7 +170,7 @@ type encoder struct {
 }
 
 func newEncoder() *encoder {
-	e := &encoder{target: -1}
+	e := &encoder{target: -1, symbols: writev2.NewSymbolTable()}
 	for m := range e.names {
 		e.names[m] = metricName(m)
 	}
@@ -152,7 +184,11 @@ func (e *encoder) appendSeriesLabels(dst []prompb.Label, w workload, id int) []p
 		e.target = t
 		e.tl = appendTargetLabels(e.tl[:0], t, w.seed)
 	}
-	dst = append(dst, prompb.Label{Name: "__name__", Value: e.names[id%metricsPerTarget]})
+	name := e.names[id%metricsPerTarget]
+	if w.kind == kindHistogram {
+		name = histogramName(id)
+	}
+	dst = append(dst, prompb.Label{Name: "__name__", Value: name})
 	return append(dst, e.tl...)
 }
 
@@ -165,28 +201,103 @@ func (e *encoder) encode(w workload, round, index int) (request, error) {
 	first := w.firstSeries(round)
 
 	e.labels = e.labels[:0]
-	e.sample = e.sample[:0]
-	e.req.Timeseries = e.req.Timeseries[:0]
 	for i := range n {
-		id := first + lo + i
-		e.labels = e.appendSeriesLabels(e.labels, w, id)
-		e.sample = append(e.sample, prompb.Sample{Timestamp: ts, Value: sampleValue(id, round)})
+		e.labels = e.appendSeriesLabels(e.labels, w, first+lo+i)
 	}
-	for i := range n {
-		e.req.Timeseries = append(e.req.Timeseries, prompb.TimeSeries{
-			Labels:  e.labels[i*labelsPerSeries : (i+1)*labelsPerSeries : (i+1)*labelsPerSeries],
-			Samples: e.sample[i : i+1 : i+1],
-		})
+	var (
+		raw []byte
+		err error
+	)
+	if w.protocol == protoV2 {
+		raw, err = e.marshalV2(w, round, first+lo, n, ts)
+	} else {
+		raw, err = e.marshalV1(w, round, first+lo, n, ts)
 	}
-	size := e.req.Size()
-	if cap(e.raw) < size {
-		e.raw = make([]byte, size)
-	}
-	m, err := e.req.MarshalToSizedBuffer(e.raw[:size])
 	if err != nil {
 		return request{}, fmt.Errorf("encode request %d of round %d: %w", index, round, err)
 	}
-	return request{body: snappy.Encode(nil, e.raw[size-m:size]), samples: n}, nil
+	return request{body: snappy.Encode(nil, raw), samples: n}, nil
+}
+
+// seriesLabels are the labels of the i-th series of the request being
+// encoded.
+func (e *encoder) seriesLabels(i int) []prompb.Label {
+	return e.labels[i*labelsPerSeries : (i+1)*labelsPerSeries : (i+1)*labelsPerSeries]
+}
+
+// marshalV1 encodes series first..first+n-1 as a prompb.WriteRequest.
+func (e *encoder) marshalV1(w workload, round, first, n int, ts int64) ([]byte, error) {
+	e.sample = e.sample[:0]
+	e.hist = e.hist[:0]
+	e.req.Timeseries = e.req.Timeseries[:0]
+	for i := range n {
+		if w.kind == kindHistogram {
+			e.hist = append(e.hist, prompb.FromIntHistogram(ts, histogramValue(first+i, round)))
+		} else {
+			e.sample = append(e.sample, prompb.Sample{Timestamp: ts, Value: sampleValue(first+i, round)})
+		}
+	}
+	for i := range n {
+		s := prompb.TimeSeries{Labels: e.seriesLabels(i)}
+		if w.kind == kindHistogram {
+			s.Histograms = e.hist[i : i+1 : i+1]
+		} else {
+			s.Samples = e.sample[i : i+1 : i+1]
+		}
+		e.req.Timeseries = append(e.req.Timeseries, s)
+	}
+	return e.marshal(&e.req)
+}
+
+// marshalV2 encodes series first..first+n-1 as a writev2.Request, without
+// metadata, as Prometheus 3 sends it by default (it sends metadata only
+// with --enable-feature=metadata-wal-records).
+func (e *encoder) marshalV2(w workload, round, first, n int, ts int64) ([]byte, error) {
+	e.symbols.Reset()
+	e.refs = e.refs[:0]
+	e.sample2 = e.sample2[:0]
+	e.hist2 = e.hist2[:0]
+	e.req2.Timeseries = e.req2.Timeseries[:0]
+	for i := range n {
+		for _, l := range e.seriesLabels(i) {
+			e.refs = append(e.refs, e.symbols.Symbolize(l.Name), e.symbols.Symbolize(l.Value))
+		}
+		if w.kind == kindHistogram {
+			e.hist2 = append(e.hist2, writev2.FromIntHistogram(0, ts, histogramValue(first+i, round)))
+		} else {
+			e.sample2 = append(e.sample2, writev2.Sample{Timestamp: ts, Value: sampleValue(first+i, round)})
+		}
+	}
+	for i := range n {
+		s := writev2.TimeSeries{LabelsRefs: e.refs[i*2*labelsPerSeries : (i+1)*2*labelsPerSeries : (i+1)*2*labelsPerSeries]}
+		if w.kind == kindHistogram {
+			s.Histograms = e.hist2[i : i+1 : i+1]
+		} else {
+			s.Samples = e.sample2[i : i+1 : i+1]
+		}
+		e.req2.Timeseries = append(e.req2.Timeseries, s)
+	}
+	e.req2.Symbols = e.symbols.Symbols()
+	return e.marshal(&e.req2)
+}
+
+// marshaler is a gogo-protobuf message.
+type marshaler interface {
+	Size() int
+	MarshalToSizedBuffer([]byte) (int, error)
+}
+
+// marshal encodes m into the encoder's buffer and returns it.
+func (e *encoder) marshal(m marshaler) ([]byte, error) {
+	size := m.Size()
+	if cap(e.raw) < size {
+		e.raw = make([]byte, size)
+	}
+	k, err := m.MarshalToSizedBuffer(e.raw[:size])
+	if err != nil {
+		return nil, err
+	}
+	return e.raw[size-k : size], nil
 }
 
 // isCounter tells whether series id is a counter (else a gauge).
@@ -224,6 +335,47 @@ func sampleValue(id, round int) float64 {
 		return float64(h%1000) + float64(round)*float64(1+h%17)
 	}
 	return float64(mix(h^uint64(round))%100000) / 100
+}
+
+// histogramName is the name of series id in histogram runs.
+func histogramName(id int) string {
+	return fmt.Sprintf("bench_histogram_%03d_seconds", id%metricsPerTarget)
+}
+
+// histogramValue is the native histogram of series id in round: a
+// cumulative latency histogram, schema 3, with histogramBuckets populated
+// buckets in two spans (12 and 8 buckets, a gap of 3) whose place depends
+// on the series, every count growing by a whole number of observations
+// per round, and a few observations in the zero bucket.
+func histogramValue(id, round int) *histogram.Histogram {
+	h := mix(uint64(id))
+	const first = 12
+	buckets := make([]int64, histogramBuckets)
+	var count uint64
+	prev := int64(0)
+	sum := 0.0
+	for i := range buckets {
+		hi := mix(h + uint64(i))
+		c := 1 + int64(hi%50) + int64(round)*int64(1+hi%9)
+		buckets[i] = c - prev // deltas, as Prometheus encodes integer buckets
+		prev = c
+		count += uint64(c)
+		sum += float64(c) * float64(i+1) * 0.001
+	}
+	zero := uint64(h%5) + uint64(round)*(h%2)
+	return &histogram.Histogram{
+		CounterResetHint: histogram.UnknownCounterReset,
+		Schema:           3,
+		ZeroThreshold:    2.938735877055719e-39,
+		ZeroCount:        zero,
+		Count:            count + zero,
+		Sum:              sum,
+		PositiveSpans: []histogram.Span{
+			{Offset: -40 + int32(h%16), Length: first},
+			{Offset: 3, Length: histogramBuckets - first},
+		},
+		PositiveBuckets: buckets,
+	}
 }
 
 // mix is SplitMix64's finalizer: a cheap, well-spread hash.

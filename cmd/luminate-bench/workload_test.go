@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/stretchr/testify/require"
 )
 
@@ -127,6 +129,71 @@ func TestCountersAndGauges(t *testing.T) {
 	require.Equal(t, 100, gauges)
 }
 
+// TestHistograms decodes the histogram workload in both protocols: every
+// sample is a valid integer native histogram with histogramBuckets
+// populated buckets, the same in 1.0 and 2.0, and none of its counts
+// decreases from round to round (a counter, no resets).
+func TestHistograms(t *testing.T) {
+	const rounds = 3
+	decoded := map[string]map[string][]*histogram.Histogram{} // protocol -> series -> by round
+	for _, proto := range []string{protoV1, protoV2} {
+		w := workload{series: 150, batch: 100, workers: 1, mode: modeSteady, interval: time.Second, start: time.Unix(1000, 0), kind: kindHistogram, protocol: proto}
+		perWorker, err := w.build(0, rounds)
+		require.NoError(t, err)
+		got := map[string][]*histogram.Histogram{}
+		var sb labels.ScratchBuilder
+		for _, r := range perWorker[0] {
+			raw, err := snappy.Decode(nil, r.body)
+			require.NoError(t, err)
+			if proto == protoV1 {
+				var wr prompb.WriteRequest
+				require.NoError(t, wr.Unmarshal(raw))
+				require.Len(t, wr.Timeseries, r.samples)
+				for _, ts := range wr.Timeseries {
+					require.Empty(t, ts.Samples)
+					require.Len(t, ts.Histograms, 1)
+					require.False(t, ts.Histograms[0].IsFloatHistogram())
+					ls := ts.ToLabels(&sb, nil)
+					got[ls.String()] = append(got[ls.String()], ts.Histograms[0].ToIntHistogram())
+				}
+				continue
+			}
+			var wr writev2.Request
+			require.NoError(t, wr.Unmarshal(raw))
+			require.Len(t, wr.Timeseries, r.samples)
+			for _, ts := range wr.Timeseries {
+				require.Empty(t, ts.Samples)
+				require.Len(t, ts.Histograms, 1)
+				ls, err := ts.ToLabels(&sb, wr.Symbols)
+				require.NoError(t, err)
+				require.Equal(t, labelsPerSeries, ls.Len())
+				require.Regexp(t, `^bench_histogram_\d{3}_seconds$`, ls.Get("__name__"))
+				got[ls.String()] = append(got[ls.String()], ts.Histograms[0].ToIntHistogram())
+			}
+		}
+		require.Len(t, got, 150)
+		decoded[proto] = got
+	}
+	require.Equal(t, decoded[protoV1], decoded[protoV2], "the same histograms in both protocols")
+	for s, hs := range decoded[protoV1] {
+		require.Len(t, hs, rounds, s)
+		for i, h := range hs {
+			require.NoError(t, h.Validate(), s)
+			populated := 0
+			for it := h.PositiveBucketIterator(); it.Next(); {
+				if it.At().Count > 0 {
+					populated++
+				}
+			}
+			require.Equal(t, histogramBuckets, populated, s)
+			if i > 0 {
+				require.False(t, h.ToFloat(nil).DetectReset(hs[i-1].ToFloat(nil)), "%s: no counter reset from round %d to %d", s, i-1, i)
+				require.Greater(t, h.Count, hs[i-1].Count, s)
+			}
+		}
+	}
+}
+
 func TestPercentile(t *testing.T) {
 	var ds []time.Duration
 	for i := 1; i <= 100; i++ {
@@ -151,6 +218,8 @@ func TestUsage(t *testing.T) {
 		{[]string{"--series=0"}, "--series=0: must be positive"},
 		{[]string{"--url=localhost:9201"}, "want an http://"},
 		{[]string{"--output=xml"}, `--output="xml"`},
+		{[]string{"--kind=summary"}, `--kind="summary"`},
+		{[]string{"--protocol=3"}, `--protocol="3"`},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 	} {
 		t.Run(tc.want, func(t *testing.T) {

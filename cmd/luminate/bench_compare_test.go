@@ -151,6 +151,10 @@ func TestBenchCompare(t *testing.T) {
 		}
 		benchQueries(t, tw, n, time.Duration(envInt(t, envBenchHours, 24))*time.Hour)
 	}
+	if n := envInt(t, envBenchHistSeries, 5000); n > 0 {
+		fmt.Fprintf(tw, "\n")
+		benchHistograms(t, tw, n)
+	}
 }
 
 // benchIngest runs luminate-bench against a fresh luminate and a fresh

@@ -349,6 +349,17 @@ func TestLuminateBench(t *testing.T) {
 		require.Equal(t, 4000, int(r.Samples))
 		require.Equal(t, 6000.0, count(t, `count({__name__=~"bench_metric_.+"})`), "2,000 series before and 2,000 new in each round")
 	})
+	t.Run("native histograms, remote write 1.0 and 2.0", func(t *testing.T) {
+		for i, proto := range []string{"1.0", "2.0"} {
+			r := runBench(t, 0, "--token-file="+tokenFile, "--kind=histogram", "--protocol="+proto, "--series=200", "--rounds=2", fmt.Sprintf("--seed=%d", 4+i))
+			require.Equal(t, 400, int(r.Samples), proto)
+		}
+		// 2 series of each of the 100 names per run, 3 histograms each (the
+		// warm-up round and 2 measured).
+		require.Equal(t, 400.0, count(t, `count({__name__=~"bench_histogram_.+"})`))
+		require.Equal(t, 12.0, count(t, `sum(count_over_time(bench_histogram_042_seconds[5m]))`))
+		require.Equal(t, 4.0, count(t, `count(histogram_count(bench_histogram_042_seconds) > 0)`))
+	})
 	t.Run("refusals are reported", func(t *testing.T) {
 		r := runBench(t, 1, "--mode=create", "--rounds=1", "--seed=3") // no token
 		require.Equal(t, 4, r.Requests)

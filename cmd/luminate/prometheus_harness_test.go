@@ -86,7 +86,13 @@ type promProc struct {
 // together: call waitReady before using it.
 func startPrometheus(t testing.TB, name, addr, config string, flags ...string) *promProc {
 	t.Helper()
-	bin := tool(t, "prometheus")
+	return startPrometheusBin(t, tool(t, "prometheus"), name, addr, config, flags...)
+}
+
+// startPrometheusBin is startPrometheus with the prometheus binary bin
+// (prometheus3 gives the 3.x one).
+func startPrometheusBin(t testing.TB, bin, name, addr, config string, flags ...string) *promProc {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := writeFile(t, dir, "prometheus.yml", config)
 	args := append([]string{

@@ -68,8 +68,14 @@ func (a *appender) Append(_ promstorage.SeriesRef, lset labels.Labels, t int64, 
 // checked as Prometheus checks them and copied: the caller may reuse them.
 // When both are given the float histogram is kept, as in Prometheus' head.
 // The returned reference is always 0.
-func (a *appender) AppendHistogram(_ promstorage.SeriesRef, lset labels.Labels, t int64, h *histogram.Histogram, fh *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
-	smp := sample{t: t}
+func (a *appender) AppendHistogram(ref promstorage.SeriesRef, lset labels.Labels, t int64, h *histogram.Histogram, fh *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
+	return a.appendHistogramST(ref, lset, 0, t, h, fh)
+}
+
+// appendHistogramST is AppendHistogram with the sample's start timestamp
+// (0: unknown).
+func (a *appender) appendHistogramST(_ promstorage.SeriesRef, lset labels.Labels, st, t int64, h *histogram.Histogram, fh *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
+	smp := sample{st: st, t: t}
 	var err error
 	switch {
 	case fh != nil:
@@ -342,12 +348,13 @@ func (a *appender) AppendSTZeroSample(promstorage.SeriesRef, labels.Labels, int6
 // appenderV2 adapts the appender to Prometheus' AppenderV2.
 type appenderV2 struct{ *appender }
 
-func (a appenderV2) Append(ref promstorage.SeriesRef, lset labels.Labels, _, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AppendV2Options) (promstorage.SeriesRef, error) {
+// It stores st, the sample's start timestamp (0: unknown).
+func (a appenderV2) Append(ref promstorage.SeriesRef, lset labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AppendV2Options) (promstorage.SeriesRef, error) {
 	var err error
 	if h != nil || fh != nil {
-		ref, err = a.appender.AppendHistogram(ref, lset, t, h, fh)
+		ref, err = a.appender.appendHistogramST(ref, lset, st, t, h, fh)
 	} else {
-		ref, err = a.appender.Append(ref, lset, t, v)
+		ref, err = 0, a.appender.add(lset, sample{st: st, t: t, v: v})
 	}
 	if err == nil && (len(opts.Exemplars) > 0 || !opts.Metadata.IsEmpty()) {
 		err = a.appendAux(lset, isStale(v, h, fh), &opts) // exemplars.go

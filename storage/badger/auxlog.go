@@ -96,6 +96,8 @@ type auxStore struct {
 	mu      sync.RWMutex
 	tenants map[tenancy.ID]*auxTenant
 
+	metaDropped atomic.Uint64 // metadata of new families refused at the bound
+
 	tail      atomic.Int64 // bytes logged since the last snapshot
 	snapBytes atomic.Int64 // size of the last snapshot
 	compactMu sync.Mutex
@@ -621,6 +623,7 @@ type auxCollector struct {
 	x               *auxStore
 	exemplars, meta *prometheus.Desc
 	logBytes        *prometheus.Desc
+	metaDropped     *prometheus.Desc
 }
 
 func newAuxCollector(x *auxStore) *auxCollector {
@@ -632,6 +635,8 @@ func newAuxCollector(x *auxStore) *auxCollector {
 			"Metric families with metadata stored, by tenant (at most --limits.max-metadata or the tenant's max_metadata override).", []string{"tenant"}, nil),
 		logBytes: prometheus.NewDesc("luminate_badger_exemplar_log_bytes",
 			"Bytes of the exemplar and metadata log read at the next start: the last snapshot and the log written since.", nil, nil),
+		metaDropped: prometheus.NewDesc("luminate_badger_metadata_dropped_total",
+			"Metadata of new metric families not stored because their tenant is at --limits.max-metadata (or its max_metadata override), counted once per family and commit; the samples are stored.", nil, nil),
 	}
 }
 
@@ -639,6 +644,7 @@ func (c *auxCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.exemplars
 	ch <- c.meta
 	ch <- c.logBytes
+	ch <- c.metaDropped
 }
 
 func (c *auxCollector) Collect(ch chan<- prometheus.Metric) {
@@ -650,4 +656,5 @@ func (c *auxCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.meta, prometheus.GaugeValue, float64(m), string(id))
 	}
 	ch <- prometheus.MustNewConstMetric(c.logBytes, prometheus.GaugeValue, float64(c.x.snapBytes.Load()+c.x.tail.Load()))
+	ch <- prometheus.MustNewConstMetric(c.metaDropped, prometheus.CounterValue, float64(c.x.metaDropped.Load()))
 }

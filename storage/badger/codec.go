@@ -134,15 +134,21 @@ func decodeLabels(b []byte) (labels.Labels, error) {
 // commit has any, in a section of their own after them, each with its
 // position among all the commit's samples (so a replay applies them in the
 // order they were written: the last write of a timestamp wins, whatever
-// its kind). Records from before histograms end after the floats.
+// its kind). The start timestamps other than 0, when the commit has any,
+// follow in a third section, each with its sample's position (the
+// histogram section is then written even when empty). Records from before
+// histograms end after the floats, records from before start timestamps
+// after the histograms; a commit without histograms or start timestamps
+// writes the same bytes as they did.
 //
 //	tenant(4) nseries(uvarint) [series(uvarint) labels]...
 //	nfloats(uvarint) [series(uvarint) t(varint) v(8)]...
 //	[nhistograms(uvarint) [position(uvarint) series(uvarint) t(varint) kind(1) histogram]...]
+//	[nst(uvarint) [position(uvarint) t-st(varint)]...]
 //
 // kind is encHistogram or encFloatHistogram; the histogram is encoded as
 // Prometheus' own WAL encodes it (record.EncodeHistogram and
-// record.EncodeFloatHistogram), every field bit-exact.
+// record.EncodeFloatHistogram), every field bit-exact. Positions ascend.
 type walSeries struct {
 	id   uint64
 	lset labels.Labels
@@ -162,10 +168,13 @@ func appendCommitRecord(b []byte, tenant uint32, series []walSeries, samples []p
 		b = binary.AppendUvarint(b, s.id)
 		b = appendLabels(b, s.lset)
 	}
-	nh := 0
+	nh, nst := 0, 0
 	for _, s := range samples {
 		if s.h != nil || s.fh != nil {
 			nh++
+		}
+		if s.st != 0 {
+			nst++
 		}
 	}
 	b = binary.AppendUvarint(b, uint64(len(samples)-nh))
@@ -177,7 +186,7 @@ func appendCommitRecord(b []byte, tenant uint32, series []walSeries, samples []p
 		b = binary.AppendVarint(b, s.t)
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(s.v))
 	}
-	if nh == 0 {
+	if nh == 0 && nst == 0 {
 		return b
 	}
 	b = binary.AppendUvarint(b, uint64(nh))
@@ -197,7 +206,17 @@ func appendCommitRecord(b []byte, tenant uint32, series []walSeries, samples []p
 			record.EncodeFloatHistogram(&buf, s.fh)
 		}
 	}
-	return buf.B
+	if nst == 0 {
+		return buf.B
+	}
+	b = binary.AppendUvarint(buf.B, uint64(nst))
+	for i, s := range samples {
+		if s.st != 0 {
+			b = binary.AppendUvarint(b, uint64(i))
+			b = binary.AppendVarint(b, s.t-s.st)
+		}
+	}
+	return b
 }
 
 func decodeCommitRecord(rec []byte) (tenant uint32, series []walSeries, samples []walSample, err error) {
@@ -221,7 +240,26 @@ func decodeCommitRecord(rec []byte) (tenant uint32, series []walSeries, samples 
 		samples = append(samples, walSample{id: d.uvarint(), sample: sample{t: d.varint(), v: d.float()}})
 	}
 	if d.err == nil && len(d.b) > 0 {
-		samples, d.err = decodeHistograms(d.b, samples)
+		samples, d.b, d.err = decodeHistograms(d.b, samples)
+	}
+	if d.err == nil && len(d.b) > 0 {
+		n = d.uvarint()
+		if n > uint64(len(samples)) {
+			d.err = errCorrupt
+		}
+		next := uint64(0) // positions ascend
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			pos, diff := d.uvarint(), d.varint()
+			if d.err == nil && (pos < next || pos >= uint64(len(samples))) {
+				d.err = errCorrupt
+				break
+			}
+			next = pos + 1
+			samples[pos].st = samples[pos].t - diff
+		}
+		if d.err == nil && len(d.b) > 0 {
+			d.err = errCorrupt
+		}
 	}
 	if d.err != nil {
 		return 0, nil, nil, fmt.Errorf("decode commit record: %w", d.err)
@@ -230,19 +268,20 @@ func decodeCommitRecord(rec []byte) (tenant uint32, series []walSeries, samples 
 }
 
 // decodeHistograms decodes the histogram section of a commit record and
-// interleaves its samples with the floats, at their positions.
-func decodeHistograms(b []byte, floats []walSample) (out []walSample, err error) {
+// interleaves its samples with the floats, at their positions. It returns
+// the bytes after the section.
+func decodeHistograms(b []byte, floats []walSample) (out []walSample, rest []byte, err error) {
 	defer func() {
 		// record's decoders trust their lengths; the record's checksum
 		// passed, so only a bug gets here.
 		if r := recover(); r != nil {
-			out, err = nil, fmt.Errorf("histograms: %v: %w", r, errCorrupt)
+			out, rest, err = nil, nil, fmt.Errorf("histograms: %v: %w", r, errCorrupt)
 		}
 	}()
 	buf := encoding.Decbuf{B: b}
 	nh := buf.Uvarint64()
 	if buf.Err() != nil || nh > uint64(len(b)) {
-		return nil, errCorrupt
+		return nil, nil, errCorrupt
 	}
 	total := uint64(len(floats)) + nh
 	out = make([]walSample, 0, total)
@@ -259,22 +298,22 @@ func decodeHistograms(b []byte, floats []walSample) (out []walSample, err error)
 			s.fh = &histogram.FloatHistogram{}
 			record.DecodeFloatHistogram(&buf, s.fh)
 		default:
-			return nil, errCorrupt
+			return nil, nil, errCorrupt
 		}
 		if buf.Err() != nil || pos < uint64(len(out)) || pos >= total {
-			return nil, errCorrupt
+			return nil, nil, errCorrupt
 		}
 		for uint64(len(out)) < pos {
 			if f == len(floats) {
-				return nil, errCorrupt
+				return nil, nil, errCorrupt
 			}
 			out = append(out, floats[f])
 			f++
 		}
 		out = append(out, s)
 	}
-	if buf.Err() != nil || buf.Len() != 0 {
-		return nil, errCorrupt
+	if buf.Err() != nil {
+		return nil, nil, errCorrupt
 	}
-	return append(out, floats[f:]...), nil
+	return append(out, floats[f:]...), buf.B, nil
 }

@@ -321,21 +321,30 @@ func (p *auxPending) empty() bool {
 	return true
 }
 
-// reset empties p, keeping small maps for reuse.
+// reset empties p, keeping what a small batch used for reuse: the pooled
+// appender does not hold on to the memory of a large one.
 func (p *auxPending) reset() {
 	if len(p.series) == 0 && len(p.meta) == 0 {
 		return
 	}
+	const keep = 1024
 	clear(p.series)
 	p.series = p.series[:0]
+	clear(p.meta)
 	p.meta = p.meta[:0]
 	p.nex = 0
-	if len(p.seriesIdx) > 1024 {
+	if cap(p.series) > keep {
+		p.series = nil
+	}
+	if cap(p.meta) > keep {
+		p.meta = nil
+	}
+	if len(p.seriesIdx) > keep {
 		p.seriesIdx = nil
 	} else {
 		clear(p.seriesIdx)
 	}
-	if len(p.metaIdx) > 1024 {
+	if len(p.metaIdx) > keep {
 		p.metaIdx = nil
 	} else {
 		clear(p.metaIdx)

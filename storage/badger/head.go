@@ -71,22 +71,25 @@ func (s *series) overlaps(mint, maxt int64) bool {
 // memChunk is an immutable encoded chunk with its time range.
 type memChunk struct {
 	mint, maxt int64
-	enc        byte   // encXOR, encPacked, encHistogram or encFloatHistogram
+	enc        byte   // encXOR, encPacked, encHistogram, encFloatHistogram or a start-timestamp encoding (packed.go)
 	data       []byte // chunk bytes in that encoding
 }
 
 // sample is one sample of any kind: a float (h and fh nil), an integer
 // histogram (h) or a float histogram (fh). The histograms are the store's
 // own: nothing else holds them, and the chunk appenders may rewrite their
-// spans and buckets when they recode a chunk.
+// spans and buckets when they recode a chunk. st is the sample's start
+// timestamp, 0 when unknown.
 type sample struct {
+	st int64
 	t  int64
 	v  float64
 	h  *histogram.Histogram
 	fh *histogram.FloatHistogram
 }
 
-// enc is the chunk encoding that holds the sample's kind.
+// enc is the chunk encoding without start timestamps that holds the
+// sample's kind.
 func (s sample) enc() byte {
 	switch {
 	case s.h != nil:
@@ -97,10 +100,14 @@ func (s sample) enc() byte {
 	return encXOR
 }
 
-// sameSample reports whether two samples are the same kind and the same
-// bits (so a re-sent StaleNaN or NaN counts as a duplicate, -0 differs from
-// 0, and two histogram stale markers are the same whatever their buckets).
+// sameSample reports whether two samples are the same kind, start
+// timestamp and bits (so a re-sent StaleNaN or NaN counts as a duplicate,
+// -0 differs from 0, and two histogram stale markers are the same whatever
+// their buckets).
 func sameSample(a, b sample) bool {
+	if a.st != b.st {
+		return false
+	}
 	switch {
 	case a.h != nil:
 		if b.h == nil {
@@ -138,7 +145,8 @@ const maxHistogramChunkBytes = 2 * chunkenc.TargetBytesPerHistogramChunk
 
 // headChunk is the open, appendable chunk of an active series, of the kind
 // of its samples: XOR for floats, Prometheus' histogram or float histogram
-// chunk for histograms.
+// chunk for histograms; their start-timestamp variants (XOR2, histogram ST,
+// float histogram ST) once a sample has a start timestamp (see toST).
 //
 // A histogram head cut after a chunk sealed for its size starts without a
 // chunk, app holding the sealed chunk's appender until the first sample:
@@ -155,13 +163,17 @@ type headChunk struct {
 }
 
 // nextHead returns the head that follows h, sealed for its size.
+// Its encoding, with start timestamps or not, is chosen by its first
+// sample.
 func nextHead(h *headChunk) *headChunk {
-	if h.enc == encXOR {
+	if kindOf(h.enc) == encXOR {
 		return nil // made on the next sample
 	}
-	return &headChunk{app: h.app, enc: h.enc, mint: math.MaxInt64, maxt: math.MinInt64}
+	return &headChunk{app: h.app, enc: kindOf(h.enc), mint: math.MaxInt64, maxt: math.MinInt64}
 }
 
+// newHeadChunk returns an empty head in enc; a float head without start
+// timestamps unless enc says otherwise.
 func newHeadChunk(enc byte) *headChunk {
 	var c chunkenc.Chunk
 	switch enc {
@@ -169,6 +181,12 @@ func newHeadChunk(enc byte) *headChunk {
 		c = chunkenc.NewHistogramChunk()
 	case encFloatHistogram:
 		c = chunkenc.NewFloatHistogramChunk()
+	case encXOR2:
+		c = chunkenc.NewXOR2Chunk()
+	case encHistogramST:
+		c = chunkenc.NewHistogramSTChunk()
+	case encFloatHistogramST:
+		c = chunkenc.NewFloatHistogramSTChunk()
 	default:
 		c, enc = chunkenc.NewXORChunk(), encXOR
 	}
@@ -185,17 +203,17 @@ func newHeadChunk(enc byte) *headChunk {
 // the samples of one chunk), all but the last are returned sealed.
 func headFromData(enc byte, data []byte) (*headChunk, []memChunk, error) {
 	switch enc {
-	case encXOR:
-		samples, err := decodeChunk(nil, data)
+	case encXOR, encXOR2:
+		samples, err := decodeFloatChunk(nil, enc, data)
 		if err != nil {
 			return nil, nil, err
 		}
-		h := newHeadChunk(encXOR)
+		h := newHeadChunk(enc)
 		for _, smp := range samples {
-			h.append(smp.t, smp.v)
+			h.append(smp.st, smp.t, smp.v)
 		}
 		return h, nil, nil
-	case encHistogram, encFloatHistogram:
+	case encHistogram, encFloatHistogram, encHistogramST, encFloatHistogramST:
 		samples, err := decodeHistogramChunk(nil, enc, data)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: %w", errCorrupt, err)
@@ -207,24 +225,65 @@ func headFromData(enc byte, data []byte) (*headChunk, []memChunk, error) {
 				cut = append(cut, *old)
 			}
 		}
-		if b := h.chunk.Bytes(); len(cut) == 0 && len(b) > histogramFlagPos && len(data) > histogramFlagPos {
-			hdr := data[histogramFlagPos] & chunkenc.CounterResetHeaderMask
-			b[histogramFlagPos] = b[histogramFlagPos]&^chunkenc.CounterResetHeaderMask | hdr
+		if len(cut) == 0 {
+			copyResetHeader(h.enc, h.chunk.Bytes(), enc, data)
 		}
 		return h, cut, nil
 	}
 	return nil, nil, fmt.Errorf("head chunk encoding %#x: %w", enc, errCorrupt)
 }
 
-// histogramFlagPos is where a histogram chunk keeps its counter reset
-// header (chunkenc's own constant is not exported).
-const histogramFlagPos = 2
+// resetHeaderPos returns where a histogram chunk in enc keeps its counter
+// reset header (chunkenc's own constants are not exported): byte 2 in the
+// histogram encodings, byte 0 (the top bits of the sample count) in their
+// start-timestamp variants.
+func resetHeaderPos(enc byte) int {
+	if hasST(enc) {
+		return 0
+	}
+	return 2
+}
+
+// copyResetHeader sets the counter reset header of the histogram chunk dst
+// (in dstEnc) to that of src (in srcEnc).
+func copyResetHeader(dstEnc byte, dst []byte, srcEnc byte, src []byte) {
+	dp, sp := resetHeaderPos(dstEnc), resetHeaderPos(srcEnc)
+	if kindOf(dstEnc) == encXOR || len(dst) <= dp || len(src) <= sp {
+		return
+	}
+	hdr := src[sp] & chunkenc.CounterResetHeaderMask
+	dst[dp] = dst[dp]&^chunkenc.CounterResetHeaderMask | hdr
+}
+
+// toST returns h re-encoded in the start-timestamp variant of its
+// encoding, for a sample with a start timestamp; its samples keep theirs
+// (0) and the chunk its counter reset header. Chunks the histogram
+// appender cuts (it does not for the samples of one chunk) are returned
+// sealed. h is not to be used afterwards.
+func (h *headChunk) toST() (*headChunk, []memChunk) {
+	data := h.chunk.Bytes()
+	samples, err := decodeAny(make([]sample, 0, h.n), h.enc, data)
+	if err != nil {
+		samples = samples[:0] // the head's own encoding cannot fail to decode
+	}
+	next := newHeadChunk(withST(h.enc))
+	var cut []memChunk
+	for _, smp := range samples {
+		if old := next.add(smp, nil); old != nil {
+			cut = append(cut, *old)
+		}
+	}
+	if len(cut) == 0 {
+		copyResetHeader(next.enc, next.chunk.Bytes(), h.enc, data)
+	}
+	return next, cut
+}
 
 func (h *headChunk) numSamples() int { return h.n }
 
-// append adds a float to an XOR head.
-func (h *headChunk) append(t int64, v float64) {
-	h.app.Append(0, t, v)
+// append adds a float to an XOR or XOR2 head (which alone keeps st).
+func (h *headChunk) append(st, t int64, v float64) {
+	h.app.Append(st, t, v)
 	h.n++
 	h.mint = min(h.mint, t)
 	h.maxt = t
@@ -235,22 +294,28 @@ func (h *headChunk) append(t int64, v float64) {
 // or zero threshold) makes the appender start a new chunk: add then returns
 // the old one, sealed, and the head goes on in the new one. A histogram
 // with new buckets makes it recode the chunk, which stays the head's.
-// prev is the appender of the chunk before the head, or nil.
+// prev is the appender of the chunk before the head, or nil. A sample with
+// a start timestamp goes only to a head in a start-timestamp encoding
+// (toST), except to a head still without a chunk, which add makes in one.
 func (h *headChunk) add(smp sample, prev chunkenc.Appender) (sealed *memChunk) {
 	if h.chunk == nil { // cut after a sealed chunk, whose appender app is
-		next := newHeadChunk(h.enc)
-		prev, h.chunk, h.app = h.app, next.chunk, next.app
+		enc := h.enc
+		if smp.st != 0 {
+			enc = withST(enc)
+		}
+		next := newHeadChunk(enc)
+		prev, h.chunk, h.app, h.enc = h.app, next.chunk, next.app, next.enc
 	}
 	var c chunkenc.Chunk
 	var recoded bool
 	var app chunkenc.Appender
 	switch h.enc {
-	case encHistogram:
-		c, recoded, app, _ = h.app.AppendHistogram(prev, 0, smp.t, smp.h, false) // cannot fail unless appendOnly
-	case encFloatHistogram:
-		c, recoded, app, _ = h.app.AppendFloatHistogram(prev, 0, smp.t, smp.fh, false)
+	case encHistogram, encHistogramST:
+		c, recoded, app, _ = h.app.AppendHistogram(prev, smp.st, smp.t, smp.h, false) // cannot fail unless appendOnly
+	case encFloatHistogram, encFloatHistogramST:
+		c, recoded, app, _ = h.app.AppendFloatHistogram(prev, smp.st, smp.t, smp.fh, false)
 	default:
-		h.append(smp.t, smp.v)
+		h.append(smp.st, smp.t, smp.v)
 		return nil
 	}
 	if c != nil {
@@ -273,7 +338,7 @@ func (h *headChunk) full(chunkSamples int) bool {
 	if h.n >= chunkSamples {
 		return true
 	}
-	return h.enc != encXOR && h.n >= chunkenc.MinSamplesPerHistogramChunk && len(h.chunk.Bytes()) >= maxHistogramChunkBytes
+	return kindOf(h.enc) != encXOR && h.n >= chunkenc.MinSamplesPerHistogramChunk && len(h.chunk.Bytes()) >= maxHistogramChunkBytes
 }
 
 // seal compacts the head's chunk and returns it; the head is not to be
@@ -289,14 +354,21 @@ func (h *headChunk) bytesCopy() []byte {
 	return append([]byte(nil), h.chunk.Bytes()...)
 }
 
-// decodeChunk appends the samples of an XOR chunk to dst.
-func decodeChunk(dst []sample, data []byte) ([]sample, error) {
-	c := chunkenc.NewXORChunk()
-	c.Reset(data)
-	it := c.Iterator(nil)
+// decodeFloatChunk appends the samples of an XOR or XOR2 chunk to dst.
+func decodeFloatChunk(dst []sample, enc byte, data []byte) ([]sample, error) {
+	var it chunkenc.Iterator
+	if enc == encXOR2 {
+		c := chunkenc.NewXOR2Chunk()
+		c.Reset(data)
+		it = c.Iterator(nil)
+	} else {
+		c := chunkenc.NewXORChunk()
+		c.Reset(data)
+		it = c.Iterator(nil)
+	}
 	for it.Next() == chunkenc.ValFloat {
 		t, v := it.At()
-		dst = append(dst, sample{t: t, v: v})
+		dst = append(dst, sample{st: it.AtST(), t: t, v: v})
 	}
 	return dst, it.Err()
 }
@@ -315,6 +387,14 @@ func decodeHistogramChunk(dst []sample, enc byte, data []byte) ([]sample, error)
 		c := chunkenc.NewFloatHistogramChunk()
 		c.Reset(data)
 		it = c.Iterator(nil)
+	case encHistogramST:
+		c := chunkenc.NewHistogramSTChunk()
+		c.Reset(data)
+		it = c.Iterator(nil)
+	case encFloatHistogramST:
+		c := chunkenc.NewFloatHistogramSTChunk()
+		c.Reset(data)
+		it = c.Iterator(nil)
 	default:
 		return dst, fmt.Errorf("chunk encoding %#x: %w", enc, errCorrupt)
 	}
@@ -322,10 +402,10 @@ func decodeHistogramChunk(dst []sample, enc byte, data []byte) ([]sample, error)
 		switch it.Next() {
 		case chunkenc.ValHistogram:
 			t, h := it.AtHistogram(nil)
-			dst = append(dst, sample{t: t, h: h})
+			dst = append(dst, sample{st: it.AtST(), t: t, h: h})
 		case chunkenc.ValFloatHistogram:
 			t, fh := it.AtFloatHistogram(nil)
-			dst = append(dst, sample{t: t, fh: fh})
+			dst = append(dst, sample{st: it.AtST(), t: t, fh: fh})
 		default:
 			return dst, it.Err()
 		}
@@ -334,7 +414,8 @@ func decodeHistogramChunk(dst []sample, enc byte, data []byte) ([]sample, error)
 
 // chunkWriter cuts sorted samples into chunks as the head would: at most n
 // samples (or maxHistogramChunkBytes) each, a new chunk at every change of
-// kind and wherever a histogram appender asks for one.
+// kind and wherever a histogram appender asks for one. A chunk is in a
+// start-timestamp encoding when one of its samples has a start timestamp.
 type chunkWriter struct {
 	n    int
 	out  []memChunk
@@ -344,16 +425,23 @@ type chunkWriter struct {
 
 func (w *chunkWriter) add(smp sample) {
 	enc := smp.enc()
-	if w.cur != nil && (w.cur.enc != enc || w.cur.full(w.n)) {
+	if w.cur != nil && (kindOf(w.cur.enc) != enc || w.cur.full(w.n)) {
 		w.prev = nil
-		if w.cur.enc == enc {
+		if kindOf(w.cur.enc) == enc {
 			w.prev = w.cur.app
 		}
 		w.out = append(w.out, w.cur.seal())
 		w.cur = nil
 	}
 	if w.cur == nil {
+		if smp.st != 0 {
+			enc = withST(enc)
+		}
 		w.cur = newHeadChunk(enc)
+	} else if smp.st != 0 && !hasST(w.cur.enc) {
+		var cut []memChunk
+		w.cur, cut = w.cur.toST()
+		w.out = append(w.out, cut...)
 	}
 	if old := w.cur.add(smp, w.prev); old != nil {
 		w.out = append(w.out, *old)
@@ -431,7 +519,7 @@ func (s *series) appendLocked(smp sample, chunkSamples int, now int64) appendRes
 	res := appended
 	h := s.head
 	enc := smp.enc()
-	if h != nil && h.enc != enc && (h.numSamples() == 0 || t > h.maxt) {
+	if h != nil && kindOf(h.enc) != enc && (h.numSamples() == 0 || t > h.maxt) {
 		if h.numSamples() > 0 {
 			s.sealLocked()
 			res = sealed
@@ -439,6 +527,9 @@ func (s *series) appendLocked(smp sample, chunkSamples int, now int64) appendRes
 		s.head, h = nil, nil
 	}
 	if h == nil {
+		if smp.st != 0 {
+			enc = withST(enc)
+		}
 		h = newHeadChunk(enc)
 		s.head = h
 	}
@@ -452,8 +543,22 @@ func (s *series) appendLocked(smp sample, chunkSamples int, now int64) appendRes
 		if cut {
 			res = sealed
 		}
-	case enc == encXOR:
-		h.append(t, smp.v)
+	case smp.st != 0 && h.numSamples() > 0 && !hasST(h.enc):
+		// The first start timestamp of the head: re-encode it in the
+		// start-timestamp variant, then append.
+		var cut []memChunk
+		h, cut = h.toST()
+		for _, c := range cut {
+			s.pushSealedLocked(c)
+			res = sealed
+		}
+		s.head = h
+		if old := h.add(smp, nil); old != nil {
+			s.pushSealedLocked(*old)
+			res = sealed
+		}
+	case h.enc == encXOR && smp.st == 0:
+		h.append(0, t, smp.v) // the float fast path
 	default:
 		if old := h.add(smp, nil); old != nil {
 			s.pushSealedLocked(*old)

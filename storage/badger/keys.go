@@ -14,7 +14,9 @@ import (
 //	'C' tenant(4) series(8) maxt(8) mint(8)      -> sealed chunk: encoding(1) chunk bytes
 //
 // The encoding byte is encXOR, encPacked, encHistogram or
-// encFloatHistogram (see packed.go); one series' chunks may be of several.
+// encFloatHistogram, or for chunks with start timestamps encXOR2,
+// encHistogramST or encFloatHistogramST (see packed.go); one series' chunks
+// may be of several.
 //
 // Integers are big-endian; timestamps have their sign bit flipped so that
 // byte order is numeric order. Chunks are keyed by their last timestamp

@@ -68,6 +68,9 @@ func (a *appender) queueMetadata(family string, m metadata.Metadata) {
 	if !ok || !old.Equals(m) {
 		pm.m, pm.changed = cloneMetadata(m), room
 	}
+	if !room {
+		a.st.aux.metaDropped.Add(1)
+	}
 	if a.aux.metaIdx == nil {
 		a.aux.metaIdx = map[string]int{}
 	}

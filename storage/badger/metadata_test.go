@@ -2,8 +2,12 @@ package badger
 
 import (
 	"context"
+	"log/slog"
+	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
@@ -82,7 +86,9 @@ func TestMetadataFilterAndLimit(t *testing.T) {
 }
 
 func TestMetadataBound(t *testing.T) {
-	s := openTest(t, t.TempDir(), func(c *Config) { c.MetadataLimits = func(tenancy.ID) int { return 2 } })
+	reg := prometheus.NewRegistry()
+	s, err := New(Config{Path: t.TempDir(), MetadataLimits: func(tenancy.ID) int { return 2 }}, slog.New(slog.DiscardHandler), reg)
+	require.NoError(t, err)
 	defer s.Close()
 	ts := s.ForTenant("t")
 	for i, name := range []string{"a", "b", "c", "a"} {
@@ -94,6 +100,11 @@ func TestMetadataBound(t *testing.T) {
 	// c is beyond the bound; a, known, is still updated.
 	require.Equal(t, map[string]metadata.Metadata{"a": metadataOf("gauge", "a 3"), "b": metadataOf("gauge", "b 1")}, readMetadata(t, s, "t", "", 0))
 	require.Len(t, readAll(t, s, "t")[`{__name__="c"}`], 1)
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP luminate_badger_metadata_dropped_total Metadata of new metric families not stored because their tenant is at --limits.max-metadata (or its max_metadata override), counted once per family and commit; the samples are stored.
+# TYPE luminate_badger_metadata_dropped_total counter
+luminate_badger_metadata_dropped_total 1
+`), "luminate_badger_metadata_dropped_total"))
 }
 
 func TestMetadataRestartAndIsolation(t *testing.T) {

@@ -29,12 +29,51 @@ import (
 //
 // Histogram chunks are stored in Prometheus' own encodings, as the head
 // wrote them: encHistogram and encFloatHistogram.
+//
+// A chunk with a start timestamp (AppenderV2's st) other than 0 in any of
+// its samples is in the start-timestamp-capable variant of its kind,
+// Prometheus' own again, which keeps every sample's st: encXOR2,
+// encHistogramST or encFloatHistogramST (never packed). Chunks without
+// start timestamps keep the encodings above, byte for byte.
 const (
-	encXOR            byte = byte(chunkenc.EncXOR)
-	encHistogram      byte = byte(chunkenc.EncHistogram)
-	encFloatHistogram byte = byte(chunkenc.EncFloatHistogram)
-	encPacked         byte = 0x80
+	encXOR              byte = byte(chunkenc.EncXOR)
+	encHistogram        byte = byte(chunkenc.EncHistogram)
+	encFloatHistogram   byte = byte(chunkenc.EncFloatHistogram)
+	encXOR2             byte = byte(chunkenc.EncXOR2)
+	encHistogramST      byte = byte(chunkenc.EncHistogramST)
+	encFloatHistogramST byte = byte(chunkenc.EncFloatHistogramST)
+	encPacked           byte = 0x80
 )
+
+// kindOf returns the encoding without start timestamps of enc's kind:
+// encXOR for floats (packed or not), encHistogram or encFloatHistogram.
+func kindOf(enc byte) byte {
+	switch enc {
+	case encXOR2, encPacked:
+		return encXOR
+	case encHistogramST:
+		return encHistogram
+	case encFloatHistogramST:
+		return encFloatHistogram
+	}
+	return enc
+}
+
+// withST returns the start-timestamp-capable encoding of enc's kind.
+func withST(enc byte) byte {
+	switch kindOf(enc) {
+	case encHistogram:
+		return encHistogramST
+	case encFloatHistogram:
+		return encFloatHistogramST
+	}
+	return encXOR2
+}
+
+// hasST reports whether chunks in enc keep start timestamps.
+func hasST(enc byte) bool {
+	return enc == encXOR2 || enc == encHistogramST || enc == encFloatHistogramST
+}
 
 const maxScale = 6
 
@@ -210,8 +249,8 @@ func unpackChunk(dst []sample, data []byte) ([]sample, error) {
 // decodeAny appends the samples of a chunk in either encoding to dst.
 func decodeAny(dst []sample, enc byte, data []byte) ([]sample, error) {
 	switch enc {
-	case encXOR:
-		return decodeChunk(dst, data)
+	case encXOR, encXOR2:
+		return decodeFloatChunk(dst, enc, data)
 	case encPacked:
 		return unpackChunk(dst, data)
 	}
@@ -224,7 +263,7 @@ func sealedValue(enc byte, data []byte) []byte {
 	if enc != encXOR {
 		return chunkValue(enc, data)
 	}
-	samples, err := decodeChunk(make([]sample, 0, 128), data)
+	samples, err := decodeFloatChunk(make([]sample, 0, 128), encXOR, data)
 	if err == nil {
 		packed, ok := packChunk([]byte{encPacked}, samples)
 		if ok {

@@ -242,10 +242,16 @@ type sampleIterator struct {
 	hIt        chunkenc.Iterator // reused across histogram chunks
 	fhc        chunkenc.FloatHistogramChunk
 	fhIt       chunkenc.Iterator // reused across float histogram chunks
+	xor2       chunkenc.XOR2Chunk
+	xor2It     chunkenc.Iterator // reused across XOR2 chunks
+	hsc        chunkenc.HistogramSTChunk
+	hsIt       chunkenc.Iterator // reused across histogram ST chunks
+	fhsc       chunkenc.FloatHistogramSTChunk
+	fhsIt      chunkenc.Iterator // reused across float histogram ST chunks
 	buf        []sample          // decoded packed chunk
 	list       listIterator
 	mint, maxt int64
-	t          int64
+	st, t      int64
 	v          float64
 	vt         chunkenc.ValueType // of the current sample
 	err        error
@@ -279,6 +285,18 @@ func (it *sampleIterator) Next() chunkenc.ValueType {
 				it.fhc.Reset(c.data)
 				it.cur = it.fhc.Iterator(it.fhIt)
 				it.fhIt = it.cur
+			case encXOR2:
+				it.xor2.Reset(c.data)
+				it.cur = it.xor2.Iterator(it.xor2It)
+				it.xor2It = it.cur
+			case encHistogramST:
+				it.hsc.Reset(c.data)
+				it.cur = it.hsc.Iterator(it.hsIt)
+				it.hsIt = it.cur
+			case encFloatHistogramST:
+				it.fhsc.Reset(c.data)
+				it.cur = it.fhsc.Iterator(it.fhsIt)
+				it.fhsIt = it.cur
 			default:
 				var err error
 				if it.buf, err = decodeAny(it.buf[:0], c.enc, c.data); err != nil {
@@ -315,7 +333,7 @@ func (it *sampleIterator) Next() chunkenc.ValueType {
 			it.done = true
 			break
 		}
-		it.t, it.v, it.vt = t, v, vt
+		it.st, it.t, it.v, it.vt = it.cur.AtST(), t, v, vt
 		return vt
 	}
 	it.vt = chunkenc.ValNone
@@ -364,7 +382,7 @@ func (it *sampleIterator) AtFloatHistogram(fh *histogram.FloatHistogram) (int64,
 	return it.cur.AtFloatHistogram(fh)
 }
 func (it *sampleIterator) AtT() int64  { return it.t }
-func (it *sampleIterator) AtST() int64 { return 0 }
+func (it *sampleIterator) AtST() int64 { return it.st }
 func (it *sampleIterator) Err() error  { return it.err }
 
 // LabelValues returns the sorted values of name among the tenant's series
@@ -511,7 +529,7 @@ func (e *chunkSeriesEntry) Iterator(chunks.Iterator) chunks.Iterator {
 	for _, c := range chks {
 		var chk chunkenc.Chunk
 		switch c.enc {
-		case encXOR, encHistogram, encFloatHistogram:
+		case encXOR, encHistogram, encFloatHistogram, encXOR2, encHistogramST, encFloatHistogramST:
 			// Prometheus' own encodings go out as they are.
 			var err error
 			if chk, err = chunkenc.FromData(chunkenc.Encoding(c.enc), c.data); err != nil {
@@ -629,7 +647,7 @@ func (l *listIterator) AtFloatHistogram(*histogram.FloatHistogram) (int64, *hist
 	return l.samples[l.i].t, nil
 }
 func (l *listIterator) AtT() int64  { return l.samples[l.i].t }
-func (l *listIterator) AtST() int64 { return 0 }
+func (l *listIterator) AtST() int64 { return l.samples[l.i].st }
 func (l *listIterator) Err() error  { return nil }
 
 // ExemplarQuerier returns a querier of the tenant's exemplars (exemplars.go).

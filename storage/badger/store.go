@@ -4,11 +4,12 @@
 // Samples (floats and native histograms) arrive through a tenant-scoped
 // appender, are made durable in a write-ahead log (group-synced) before
 // Commit returns, and are appended to an in-memory head chunk per series:
-// Gorilla XOR for floats, Prometheus' histogram chunks for histograms. Full heads are sealed and
-// written to Badger keyed by tenant, series and time; an in-memory inverted
-// index per tenant answers matchers and label lookups. Checkpoints snapshot
-// open heads so that WAL segments can be deleted; idle heads are sealed and
-// dropped; a retention job deletes old chunks. See docs/architecture.md.
+// Gorilla XOR for floats, Prometheus' histogram chunks for histograms.
+// Full heads are sealed and written to Badger keyed by tenant, series and
+// time; an in-memory inverted index per tenant answers matchers and label
+// lookups. Checkpoints snapshot open heads so that WAL segments can be
+// deleted; idle heads are sealed and dropped; a retention job deletes old
+// chunks. See docs/architecture.md.
 //
 // It is not a general key-value store for other packages: everything goes
 // through the storage.MetricsStore contract.
