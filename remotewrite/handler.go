@@ -904,10 +904,12 @@ type metaFunc func(ts *TimeSeries, name string) (m metadata.Metadata, family str
 // stored, and an error only when the store failed: then nothing of the
 // batch is stored.
 //
-// A series' exemplars ride on the first of its samples the store takes:
-// exemplars the store refuses (a *promstorage.AppendPartialError) are not
-// counted stored and reject nothing else, as in Prometheus, for which
-// exemplars are best effort.
+// A series' exemplars ride on the first of its samples the store takes;
+// those of an entry without samples (remote write senders send exemplars
+// in entries of their own) go through AppendExemplars. Exemplars the
+// store refuses (a *promstorage.AppendPartialError, or a series it does
+// not hold) are not counted stored and reject nothing else, as in
+// Prometheus, for which exemplars are best effort.
 func (g *ingester) appendSeries(app promstorage.AppenderV2, id tenancy.ID, series []TimeSeries, st *writeState, meta metaFunc, onReject func(series int, rej *Rejection)) (written, error) {
 	rc := &st.counts
 	var out written
@@ -1016,7 +1018,24 @@ func (g *ingester) appendSeries(app promstorage.AppenderV2, id tenancy.ID, serie
 				return written{}, err
 			}
 		}
-		if len(exemplars) > 0 { // no sample of the series was stored
+		switch exApp, ok := app.(promstorage.ExemplarAppenderV2); {
+		case len(exemplars) == 0:
+		case len(ts.Samples)+len(ts.Histograms) == 0 && ok:
+			// Exemplars alone, as Prometheus sends them: for a series
+			// that has samples, in this request or an earlier one.
+			_, err := exApp.AppendExemplars(ref, lset, exemplars)
+			if partial, isPartial := asPartial(err); isPartial {
+				exRefused += len(partial.ExemplarErrors)
+				out.exemplars += max(0, len(exemplars)-len(partial.ExemplarErrors))
+			} else if err != nil {
+				exRefused += len(exemplars)
+			} else {
+				out.exemplars += len(exemplars)
+			}
+			if err != nil {
+				g.logger.Debug("exemplars refused", "tenant", id, "series", FormatSeries(ls), "err", err)
+			}
+		default: // no sample of the series was stored
 			exRefused += len(exemplars)
 		}
 		if rc.samples > before {
