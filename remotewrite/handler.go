@@ -438,7 +438,7 @@ func (g *ingester) decodedBound(proto protocol, n int) int64 {
 	}
 	if proto == rw2 {
 		return min(rw2BytesPerByte*int64(n),
-			series*int64(seriesSize)+2*labels*int64(refSize+symbolSize)+samples*int64(sampleSize))
+			series*int64(seriesSize+metaRefsSize)+2*labels*int64(refSize+symbolSize)+samples*int64(sampleSize))
 	}
 	return min(rw1BytesPerByte*int64(n),
 		series*int64(seriesSize)+labels*int64(labelSize)+samples*int64(sampleSize))
