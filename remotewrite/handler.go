@@ -253,10 +253,11 @@ func (st *writeState) trim() {
 	trim(&st.fhists, maxPooledBytes)
 	trim(&st.ex, maxPooledBytes)
 	// Nothing kept alive through them: the exemplars' labels, the
-	// decoder arenas the histograms point into.
-	clear(st.ex[:cap(st.ex)])
-	clear(st.hists[:cap(st.hists)])
-	clear(st.fhists[:cap(st.fhists)])
+	// decoder arenas the histograms point into. What lies past their
+	// lengths was cleared by the request that used it.
+	clear(st.ex)
+	clear(st.hists)
+	clear(st.fhists)
 }
 
 // How many bytes of decoded structures a request may take per byte of its
