@@ -284,6 +284,8 @@ var migrations = []migration{
 		}
 		return stmts
 	}},
+	// 3 is the native histograms' (h11-ch-hist).
+	{4, "exemplar and metadata tables", func(s schema) []string { return s.auxTablesDDL() }},
 }
 
 // decimalColumnsDDL adds the digits and scale columns to table; codecs only on
