@@ -180,12 +180,13 @@ func (t *auxTenant) loadExemplars(ctx context.Context, s *Store, capacity int) e
 	if t.exLoaded.Load() {
 		return nil
 	}
+	// The series with the newest exemplars when there are more than fit.
 	t.exLoadMu.Lock()
 	defer t.exLoadMu.Unlock()
 	if t.exLoaded.Load() {
 		return nil
 	}
-	q := fmt.Sprintf("SELECT fingerprint, max(ts), argMax(value, ts), argMax(exemplar_hash, ts) FROM %s WHERE tenant = %s GROUP BY fingerprint LIMIT %d",
+	q := fmt.Sprintf("SELECT fingerprint, max(ts), argMax(value, ts), argMax(exemplar_hash, ts) FROM %s WHERE tenant = %s GROUP BY fingerprint ORDER BY max(ts) DESC, fingerprint LIMIT %d",
 		s.schema.table(exemplarsTable), quote(string(t.id)), capacity)
 	rows, err := s.query(ctx, "load_exemplars", q)
 	if err != nil {
@@ -448,11 +449,17 @@ func (x *auxStore) trimExemplars(ctx context.Context, now time.Time) error {
 	}
 	slices.SortFunc(conds, cmp.Compare)
 	return s.onEachNode(ctx, func(conn driver.Conn) error {
-		alter := fmt.Sprintf("ALTER TABLE %s DELETE WHERE %s", s.schema.table(s.schema.storageTable(exemplarsTable)), strings.Join(conds, " OR "))
+		alter := s.schema.exemplarDeleteSQL(conds)
 		if err := conn.Exec(ctx, alter); err != nil {
 			return fmt.Errorf("delete old exemplars: %w", err)
 		}
 		s.logger.Info("exemplar cleanup", slog.Int("tenants", len(conds)))
 		return nil
 	})
+}
+
+// exemplarDeleteSQL is the mutation deleting the exemplars that match any
+// of conds.
+func (s schema) exemplarDeleteSQL(conds []string) string {
+	return fmt.Sprintf("ALTER TABLE %s DELETE WHERE %s", s.table(s.storageTable(exemplarsTable)), strings.Join(conds, " OR "))
 }
