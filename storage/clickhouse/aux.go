@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +36,9 @@ type auxStore struct {
 	// version is the last metadata row version handed out (nanoseconds
 	// of wall clock, strictly increasing).
 	version atomic.Uint64
+
+	// inserts counts the batches inserted (tests check the batching).
+	inserts atomic.Int64
 
 	in     chan *auxReq
 	mu     sync.RWMutex // held shared by submitters, exclusively by close
@@ -118,7 +120,7 @@ type auxTenant struct {
 	exLoadMu, mdLoadMu sync.Mutex
 	exLoaded, mdLoaded atomic.Bool
 
-	mu sync.Mutex
+	mu sync.RWMutex
 	// newest is each series' newest stored exemplar (by fingerprint), at
 	// most exemplarCacheCap(limit) of them.
 	newest map[uint64]exemplarKey
@@ -130,9 +132,11 @@ type auxTenant struct {
 
 // auxTxn is what one appender's transaction adds to the aux tables.
 type auxTxn struct {
+	tenant    *auxTenant // the tenant's caches, looked up once
 	exemplars []exemplarRow
 	newest    map[uint64]exemplarKey       // the transaction's newest exemplar per series
 	metadata  map[string]metadata.Metadata // family -> the transaction's latest, where it changes the cache
+	unchanged map[string]metadata.Metadata // family -> metadata seen equal to the cache's
 }
 
 func (t *auxTxn) empty() bool { return len(t.exemplars) == 0 && len(t.metadata) == 0 }
@@ -148,8 +152,11 @@ func (a *appender) appendAux(ref promstorage.SeriesRef, ls labels.Labels, opts p
 	if ls.IsEmpty() {
 		return ref, nil // appended by reference alone: the labels rows need are unknown
 	}
-	x := a.ts.s.aux
-	t := x.tenant(a.ts.id)
+	t := a.aux.tenant
+	if t == nil {
+		t = a.ts.s.aux.tenant(a.ts.id)
+		a.aux.tenant = t
+	}
 	if hasMD {
 		family := opts.MetricFamilyName
 		if family == "" {
@@ -159,7 +166,7 @@ func (a *appender) appendAux(ref promstorage.SeriesRef, ls labels.Labels, opts p
 			if err := t.loadMetadata(a.ctx, a.ts.s); err != nil {
 				return ref, err
 			}
-			a.aux.noteMetadata(t, strings.Clone(family), opts.Metadata)
+			a.aux.noteMetadata(t, family, opts.Metadata)
 		}
 	}
 	if len(opts.Exemplars) == 0 {
@@ -183,7 +190,7 @@ func (a *appender) commitWithAux() error {
 		return a.commit()
 	}
 	x := a.ts.s.aux
-	t := x.tenant(a.ts.id)
+	t := a.aux.tenant
 	req := &auxReq{tenant: string(a.ts.id), exemplars: a.aux.exemplars, done: make(chan error, 1)}
 	undo := a.aux.admitMetadata(t, a.ts.s, req, x.nextVersion)
 	newest := a.aux.newest
@@ -268,6 +275,7 @@ func (x *auxStore) dispatch() {
 		}
 		timer.Stop()
 		lastSent = time.Now()
+		x.inserts.Add(1)
 		err := x.insert(batch)
 		for _, r := range batch {
 			r.done <- err
@@ -283,8 +291,8 @@ func (x *auxStore) insert(batch []*auxReq) error {
 	if err != nil && isConnError(err) {
 		err = x.insertOnce(batch)
 	}
-	x.s.recordInsert(err)
 	if err != nil {
+		x.s.recordInsert(err) // successes are the samples' to report
 		x.s.metrics.insertErrors.Inc()
 		x.s.logger.Warn("exemplar and metadata insert failed", slog.Int("commits", len(batch)), slog.Any("err", err))
 		return masked("insert", err)

@@ -353,3 +353,94 @@ func TestAuxMigration(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, map[string]metadata.Metadata{"before": md}, got)
 }
+
+// TestAuxGroupCommit: concurrent commits with exemplars and metadata
+// share inserts, and every acknowledged exemplar is stored.
+func TestAuxGroupCommit(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.FlushInterval = 20 * time.Millisecond
+	s := openStore(t, cfg)
+	ts := s.ForTenant("gc")
+	const writers, commits = 8, 10
+	errs := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			lset := labels.FromStrings("__name__", "gc", "w", fmt.Sprint(w))
+			for i := range commits {
+				app := ts.AppenderV2(t.Context())
+				e := exWith(int64(i), float64(w), "trace_id", fmt.Sprint(w, "-", i))
+				md := metadata.Metadata{Type: model.MetricTypeGauge, Help: fmt.Sprint("Writer ", w, " commit ", i)}
+				if _, err := app.Append(0, lset, 0, int64(i), 1, nil, nil, promstorage.AppendV2Options{Exemplars: []exemplar.Exemplar{e}, Metadata: md, MetricFamilyName: fmt.Sprint("gc", w)}); err != nil {
+					errs <- err
+					return
+				}
+				if err := app.Commit(); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range writers {
+		require.NoError(t, <-errs)
+	}
+	res := selectEx(t, ts, math.MinInt64, math.MaxInt64, []*labels.Matcher{eqm("__name__", "gc")})
+	require.Len(t, res, writers)
+	for _, r := range res {
+		require.Len(t, r.Exemplars, commits)
+	}
+	got, err := ts.Metadata(t.Context(), "", 0)
+	require.NoError(t, err)
+	require.Len(t, got, writers)
+	for w := range writers {
+		require.Equal(t, fmt.Sprint("Writer ", w, " commit ", commits-1), got[fmt.Sprint("gc", w)].Help, "latest wins")
+	}
+	inserts := s.aux.inserts.Load()
+	t.Logf("%d commits in %d inserts", writers*commits, inserts)
+	require.Less(t, inserts, int64(writers*commits), "commits share inserts")
+}
+
+// BenchmarkAppendMetadata is the cost of an Append carrying metadata that
+// did not change (remote write 2.0 sends it with every series) against an
+// Append without, commits aside.
+func BenchmarkAppendMetadata(b *testing.B) {
+	s := newTestStore(b)
+	ts := s.ForTenant("bench")
+	const n = 1000
+	lsets := make([]labels.Labels, n)
+	for i := range lsets {
+		lsets[i] = labels.FromStrings("__name__", fmt.Sprint("m", i%50), "i", fmt.Sprint(i))
+	}
+	md := metadata.Metadata{Type: model.MetricTypeCounter, Help: "Some help text of a usual length."}
+	// Series and metadata known to the caches.
+	app := ts.AppenderV2(b.Context())
+	for i, l := range lsets {
+		_, err := app.Append(0, l, 0, int64(i), 1, nil, nil, promstorage.AppendV2Options{Metadata: md})
+		require.NoError(b, err)
+	}
+	require.NoError(b, app.Commit())
+	for _, c := range []struct {
+		name string
+		md   metadata.Metadata
+	}{{"none", metadata.Metadata{}}, {"unchanged", md}} {
+		b.Run(c.name, func(b *testing.B) {
+			app := ts.AppenderV2(b.Context())
+			i := 0
+			for b.Loop() {
+				_, err := app.Append(0, lsets[i%n], 0, int64(i), 1, nil, nil, promstorage.AppendV2Options{Metadata: c.md})
+				if err != nil {
+					b.Fatal(err)
+				}
+				i++
+				if i%n == 0 {
+					b.StopTimer()
+					require.NoError(b, app.Rollback())
+					app = ts.AppenderV2(b.Context())
+					b.StartTimer()
+				}
+			}
+			require.NoError(b, app.Rollback())
+		})
+	}
+}

@@ -141,8 +141,8 @@ func labelColumns(ls labels.Labels) (metric string, names, values []string) {
 }
 
 func (t *auxTenant) newestOf(fp uint64) (exemplarKey, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.mu.RLock()
+	defer t.mu.RUnlock()
 	k, ok := t.newest[fp]
 	return k, ok
 }

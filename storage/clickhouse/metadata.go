@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/metadata"
@@ -41,7 +42,8 @@ func (s *Store) metadataLimit(id tenancy.ID) int {
 }
 
 // noteMetadata records md as the transaction's latest metadata of family
-// when it changes what the tenant has stored.
+// when it changes what the tenant has stored. family may live in reused
+// memory: it is copied when kept.
 func (t *auxTxn) noteMetadata(tenant *auxTenant, family string, md metadata.Metadata) {
 	if cur, ok := t.metadata[family]; ok {
 		if cur != md {
@@ -49,10 +51,18 @@ func (t *auxTxn) noteMetadata(tenant *auxTenant, family string, md metadata.Meta
 		}
 		return
 	}
-	tenant.mu.Lock()
+	if cur, ok := t.unchanged[family]; ok && cur == md {
+		return // the common case: a request's series repeat their families
+	}
+	tenant.mu.RLock()
 	stored, ok := tenant.families[family]
-	tenant.mu.Unlock()
+	tenant.mu.RUnlock()
+	family = strings.Clone(family)
 	if ok && stored == md {
+		if t.unchanged == nil {
+			t.unchanged = map[string]metadata.Metadata{}
+		}
+		t.unchanged[family] = md
 		return
 	}
 	if t.metadata == nil {
