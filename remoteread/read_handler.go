@@ -1,9 +1,13 @@
 // Package remoteread serves Prometheus remote read (POST /api/v1/read):
 // a snappy-compressed prompb.ReadRequest answered from the storage view of
 // the verified tenant in the request context, as a snappy-compressed
-// prompb.ReadResponse of samples or as a stream of CRC-framed
-// prompb.ChunkedReadResponse messages of XOR chunks, negotiated from the
-// request's accepted_response_types exactly as Prometheus does.
+// prompb.ReadResponse of samples and native histograms (prompb.Histogram,
+// integer or float as stored) or as a stream of CRC-framed
+// prompb.ChunkedReadResponse messages of the store's XOR, histogram and
+// float histogram chunks, negotiated from the request's
+// accepted_response_types exactly as Prometheus does. A histogram counts
+// as one sample against the sample limits, as in Prometheus, and its bytes
+// against the response's.
 //
 // Streamed responses read each series' chunks when they are written, so a
 // response never holds more than one frame; a SAMPLES response is held as

@@ -14,19 +14,15 @@ import (
 	"github.com/prometheus/prometheus/model/metadata"
 	promstorage "github.com/prometheus/prometheus/storage"
 
+	"github.com/luminate-io/luminate/apierror"
 	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/tenancy"
 )
 
-// ErrHistogramsUnsupported is returned for native histogram samples, which
-// the Badger engine does not store yet.
-var ErrHistogramsUnsupported = errors.New("native histograms are not supported by the badger store yet")
-
 type pendingSample struct {
 	ser     *series
 	pending int // index into appender.newLabels when ser is nil
-	t       int64
-	v       float64
+	sample
 }
 
 // appender batches one tenant's samples until Commit. Not goroutine-safe.
@@ -62,36 +58,66 @@ func (a *appender) release() {
 
 // Append queues a float sample. The returned reference is always 0.
 func (a *appender) Append(_ promstorage.SeriesRef, lset labels.Labels, t int64, v float64) (promstorage.SeriesRef, error) {
+	return 0, a.add(lset, sample{t: t, v: v})
+}
+
+// AppendHistogram queues an integer (h) or a float (fh) histogram sample,
+// checked as Prometheus checks them and copied: the caller may reuse them.
+// When both are given the float histogram is kept, as in Prometheus' head.
+// The returned reference is always 0.
+func (a *appender) AppendHistogram(_ promstorage.SeriesRef, lset labels.Labels, t int64, h *histogram.Histogram, fh *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
+	smp := sample{t: t}
+	var err error
+	switch {
+	case fh != nil:
+		if err = fh.Validate(); err == nil {
+			smp.fh = fh.Copy()
+		}
+	case h != nil:
+		if err = h.Validate(); err == nil {
+			smp.h = h.Copy()
+		}
+	default:
+		return 0, errors.New("histogram sample without a histogram")
+	}
+	if err != nil {
+		return 0, apierror.Wrap(apierror.InvalidArgument, err, fmt.Sprintf("series %s: invalid native histogram", lset.String()))
+	}
+	return 0, a.add(lset, smp)
+}
+
+// add queues one sample of lset.
+func (a *appender) add(lset labels.Labels, smp sample) error {
 	if a.st == nil {
-		return 0, errors.New("appender used after Commit or Rollback")
+		return errors.New("appender used after Commit or Rollback")
 	}
 	if lset.Has(tenancy.Label) {
-		return 0, fmt.Errorf("series %s: %w", lset.String(), storage.ErrTenantLabel)
+		return fmt.Errorf("series %s: %w", lset.String(), storage.ErrTenantLabel)
 	}
 	if lset.IsEmpty() {
-		return 0, errors.New("series without labels")
+		return errors.New("series without labels")
 	}
 	if a.t == nil {
 		t, err := a.st.tenantFor(a.id, true)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		a.t = t
 	}
 	h := lset.Hash()
 	if ser := a.t.lookup(h, lset); ser != nil {
-		a.samples = append(a.samples, pendingSample{ser: ser, t: t, v: v})
-		return 0, nil
+		a.samples = append(a.samples, pendingSample{ser: ser, sample: smp})
+		return nil
 	}
 	for _, i := range a.newByHash[h] {
 		if labels.Equal(a.newLabels[i], lset) {
-			a.samples = append(a.samples, pendingSample{pending: i, t: t, v: v})
-			return 0, nil
+			a.samples = append(a.samples, pendingSample{pending: i, sample: smp})
+			return nil
 		}
 	}
 	if a.st.cfg.SeriesLimits != nil {
 		if limit := a.st.cfg.SeriesLimits(a.id); limit > 0 && int(a.t.active.Load())+len(a.newLabels) >= limit {
-			return 0, fmt.Errorf("%w: tenant %s has %d active series, the limit is %d (raise --limits.max-active-series or the tenant's max_active_series override): %s",
+			return fmt.Errorf("%w: tenant %s has %d active series, the limit is %d (raise --limits.max-active-series or the tenant's max_active_series override): %s",
 				storage.ErrSeriesLimit, a.id, a.t.active.Load(), limit, lset.String())
 		}
 	}
@@ -102,8 +128,8 @@ func (a *appender) Append(_ promstorage.SeriesRef, lset labels.Labels, t int64, 
 	a.newLabels = append(a.newLabels, lset.Copy()) // the caller may reuse its labels' memory
 	a.newHashes = append(a.newHashes, h)
 	a.newByHash[h] = append(a.newByHash[h], i)
-	a.samples = append(a.samples, pendingSample{pending: i, t: t, v: v})
-	return 0, nil
+	a.samples = append(a.samples, pendingSample{pending: i, sample: smp})
+	return nil
 }
 
 // Commit makes the queued samples durable, then visible.
@@ -148,7 +174,7 @@ func (a *appender) Commit() error {
 	var seen map[*series]bool
 	smps := make([]walSample, len(a.samples))
 	for i, p := range a.samples {
-		smps[i] = walSample{id: p.ser.id, t: p.t, v: p.v}
+		smps[i] = walSample{id: p.ser.id, sample: p.sample}
 		if !p.ser.logged.Load() {
 			if seen == nil {
 				seen = map[*series]bool{}
@@ -228,7 +254,7 @@ func (s *Store) applyTo(t *tenant, samples []pendingSample, now int64, rb *repla
 				t.active.Add(1)
 			}
 		}
-		switch cur.appendLocked(p.t, p.v, s.cfg.ChunkSamples, now) {
+		switch cur.appendLocked(p.sample, s.cfg.ChunkSamples, now) {
 		case sealed:
 			if len(sealedList) == 0 || sealedList[len(sealedList)-1] != cur {
 				sealedList = append(sealedList, cur)
@@ -238,7 +264,7 @@ func (s *Store) applyTo(t *tenant, samples []pendingSample, now int64, rb *repla
 			if ooo == nil {
 				ooo = map[*series][]sample{}
 			}
-			ooo[cur] = append(ooo[cur], sample{p.t, p.v})
+			ooo[cur] = append(ooo[cur], p.sample)
 			if rb != nil {
 				rb.nOOO++
 			}
@@ -297,12 +323,8 @@ func (a *appender) AppendExemplar(promstorage.SeriesRef, labels.Labels, exemplar
 	return 0, nil // exemplars are not stored yet; they are dropped, not refused
 }
 
-func (a *appender) AppendHistogram(promstorage.SeriesRef, labels.Labels, int64, *histogram.Histogram, *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
-	return 0, ErrHistogramsUnsupported
-}
-
 func (a *appender) AppendHistogramSTZeroSample(promstorage.SeriesRef, labels.Labels, int64, int64, *histogram.Histogram, *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
-	return 0, ErrHistogramsUnsupported
+	return 0, nil // start timestamps are not stored; the zero sample is optional
 }
 
 func (a *appender) UpdateMetadata(promstorage.SeriesRef, labels.Labels, metadata.Metadata) (promstorage.SeriesRef, error) {
@@ -318,7 +340,7 @@ type appenderV2 struct{ *appender }
 
 func (a appenderV2) Append(ref promstorage.SeriesRef, lset labels.Labels, _, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, _ promstorage.AppendV2Options) (promstorage.SeriesRef, error) {
 	if h != nil || fh != nil {
-		return 0, ErrHistogramsUnsupported
+		return a.appender.AppendHistogram(ref, lset, t, h, fh)
 	}
 	return a.appender.Append(ref, lset, t, v)
 }

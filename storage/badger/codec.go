@@ -7,7 +7,10 @@ import (
 	"math"
 	"unsafe"
 
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/encoding"
+	"github.com/prometheus/prometheus/tsdb/record"
 )
 
 var errCorrupt = errors.New("corrupt record")
@@ -127,9 +130,19 @@ func decodeLabels(b []byte) (labels.Labels, error) {
 }
 
 // A commit record holds what one Commit made durable: the series it created
-// and its samples, for one tenant.
+// and its samples, for one tenant. Floats come first; histograms, when the
+// commit has any, in a section of their own after them, each with its
+// position among all the commit's samples (so a replay applies them in the
+// order they were written: the last write of a timestamp wins, whatever
+// its kind). Records from before histograms end after the floats.
 //
-//	tenant(4) nseries(uvarint) [series(uvarint) labels]... nsamples(uvarint) [series(uvarint) t(varint) v(8)]...
+//	tenant(4) nseries(uvarint) [series(uvarint) labels]...
+//	nfloats(uvarint) [series(uvarint) t(varint) v(8)]...
+//	[nhistograms(uvarint) [position(uvarint) series(uvarint) t(varint) kind(1) histogram]...]
+//
+// kind is encHistogram or encFloatHistogram; the histogram is encoded as
+// Prometheus' own WAL encodes it (record.EncodeHistogram and
+// record.EncodeFloatHistogram), every field bit-exact.
 type walSeries struct {
 	id   uint64
 	lset labels.Labels
@@ -137,8 +150,7 @@ type walSeries struct {
 
 type walSample struct {
 	id uint64
-	t  int64
-	v  float64
+	sample
 }
 
 func appendCommitRecord(b []byte, tenant uint32, series []walSeries, samples []walSample) []byte {
@@ -148,13 +160,42 @@ func appendCommitRecord(b []byte, tenant uint32, series []walSeries, samples []w
 		b = binary.AppendUvarint(b, s.id)
 		b = appendLabels(b, s.lset)
 	}
-	b = binary.AppendUvarint(b, uint64(len(samples)))
+	nh := 0
 	for _, s := range samples {
+		if s.h != nil || s.fh != nil {
+			nh++
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(len(samples)-nh))
+	for _, s := range samples {
+		if s.h != nil || s.fh != nil {
+			continue
+		}
 		b = binary.AppendUvarint(b, s.id)
 		b = binary.AppendVarint(b, s.t)
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(s.v))
 	}
-	return b
+	if nh == 0 {
+		return b
+	}
+	b = binary.AppendUvarint(b, uint64(nh))
+	buf := encoding.Encbuf{B: b}
+	for i, s := range samples {
+		if s.h == nil && s.fh == nil {
+			continue
+		}
+		buf.PutUvarint(i)
+		buf.PutUvarint64(s.id)
+		buf.PutVarint64(s.t)
+		if s.h != nil {
+			buf.PutByte(encHistogram)
+			record.EncodeHistogram(&buf, s.h)
+		} else {
+			buf.PutByte(encFloatHistogram)
+			record.EncodeFloatHistogram(&buf, s.fh)
+		}
+	}
+	return buf.B
 }
 
 func decodeCommitRecord(rec []byte) (tenant uint32, series []walSeries, samples []walSample, err error) {
@@ -175,10 +216,63 @@ func decodeCommitRecord(rec []byte) (tenant uint32, series []walSeries, samples 
 	}
 	samples = make([]walSample, 0, n)
 	for i := uint64(0); i < n && d.err == nil; i++ {
-		samples = append(samples, walSample{id: d.uvarint(), t: d.varint(), v: d.float()})
+		samples = append(samples, walSample{id: d.uvarint(), sample: sample{t: d.varint(), v: d.float()}})
+	}
+	if d.err == nil && len(d.b) > 0 {
+		samples, d.err = decodeHistograms(d.b, samples)
 	}
 	if d.err != nil {
 		return 0, nil, nil, fmt.Errorf("decode commit record: %w", d.err)
 	}
 	return tenant, series, samples, nil
+}
+
+// decodeHistograms decodes the histogram section of a commit record and
+// interleaves its samples with the floats, at their positions.
+func decodeHistograms(b []byte, floats []walSample) (out []walSample, err error) {
+	defer func() {
+		// record's decoders trust their lengths; the record's checksum
+		// passed, so only a bug gets here.
+		if r := recover(); r != nil {
+			out, err = nil, fmt.Errorf("histograms: %v: %w", r, errCorrupt)
+		}
+	}()
+	buf := encoding.Decbuf{B: b}
+	nh := buf.Uvarint64()
+	if buf.Err() != nil || nh > uint64(len(b)) {
+		return nil, errCorrupt
+	}
+	total := uint64(len(floats)) + nh
+	out = make([]walSample, 0, total)
+	f := 0
+	for range nh {
+		pos := buf.Uvarint64()
+		s := walSample{id: buf.Uvarint64()}
+		s.t = buf.Varint64()
+		switch buf.Byte() {
+		case encHistogram:
+			s.h = &histogram.Histogram{}
+			record.DecodeHistogram(&buf, s.h)
+		case encFloatHistogram:
+			s.fh = &histogram.FloatHistogram{}
+			record.DecodeFloatHistogram(&buf, s.fh)
+		default:
+			return nil, errCorrupt
+		}
+		if buf.Err() != nil || pos < uint64(len(out)) || pos >= total {
+			return nil, errCorrupt
+		}
+		for uint64(len(out)) < pos {
+			if f == len(floats) {
+				return nil, errCorrupt
+			}
+			out = append(out, floats[f])
+			f++
+		}
+		out = append(out, s)
+	}
+	if buf.Err() != nil || buf.Len() != 0 {
+		return nil, errCorrupt
+	}
+	return append(out, floats[f:]...), nil
 }

@@ -283,7 +283,7 @@ func TestRefusedBadgerWritesKeepChunks(t *testing.T) {
 	require.Nil(t, ser.head, "the idle head was sealed")
 	require.Len(t, ser.unflushed, 1, "and its chunk kept in memory: the flush was refused")
 	kept := ser.unflushed[0]
-	err = s.mergeOOOLocked(tn, ser, []sample{{12_500, 99}})
+	err = s.mergeOOOLocked(tn, ser, []sample{{t: 12_500, v: 99}})
 	require.ErrorIs(t, err, storage.ErrUnavailable)
 	require.Equal(t, []memChunk{kept}, ser.unflushed, "the refused merge left the chunk it would have rewritten")
 	ser.mu.Unlock()

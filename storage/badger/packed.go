@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
 )
 
 // Sealed chunks are stored in one of two encodings, named by the first byte
@@ -24,9 +26,14 @@ import (
 // Packing is decided per chunk at seal time and falls back to XOR whenever
 // a value (NaN, StaleNaN, ±Inf, -0, or a non-decimal float) would not
 // round-trip bit-exactly.
+//
+// Histogram chunks are stored in Prometheus' own encodings, as the head
+// wrote them: encHistogram and encFloatHistogram.
 const (
-	encXOR    byte = 1 // chunkenc.EncXOR
-	encPacked byte = 0x80
+	encXOR            byte = byte(chunkenc.EncXOR)
+	encHistogram      byte = byte(chunkenc.EncHistogram)
+	encFloatHistogram byte = byte(chunkenc.EncFloatHistogram)
+	encPacked         byte = 0x80
 )
 
 const maxScale = 6
@@ -175,7 +182,7 @@ func unpackChunk(dst []sample, data []byte) ([]sample, error) {
 			delta += d.nextZigzag()
 			t += delta
 		}
-		out[i].t = t
+		out[i] = sample{t: t}
 	}
 	// Values: first value, then deltas or delta-of-deltas.
 	x := d.varint()
@@ -208,18 +215,29 @@ func decodeAny(dst []sample, enc byte, data []byte) ([]sample, error) {
 	case encPacked:
 		return unpackChunk(dst, data)
 	}
-	return dst, fmt.Errorf("chunk encoding %#x: %w", enc, errCorrupt)
+	return decodeHistogramChunk(dst, enc, data)
 }
 
-// sealedValue returns the Badger value of a sealed XOR chunk: packed when
-// that is smaller, the XOR bytes otherwise.
-func sealedValue(xor []byte) []byte {
-	samples, err := decodeChunk(make([]sample, 0, 128), xor)
+// sealedValue returns the Badger value of a sealed chunk: an XOR chunk
+// packed when that is smaller, the chunk's own bytes otherwise.
+func sealedValue(enc byte, data []byte) []byte {
+	if enc != encXOR {
+		return chunkValue(enc, data)
+	}
+	samples, err := decodeChunk(make([]sample, 0, 128), data)
 	if err == nil {
 		packed, ok := packChunk([]byte{encPacked}, samples)
 		if ok {
 			return packed
 		}
 	}
-	return chunkValue(xor)
+	return chunkValue(encXOR, data)
+}
+
+// chunkValue returns the Badger value of a chunk: its encoding, then its
+// bytes.
+func chunkValue(enc byte, data []byte) []byte {
+	v := make([]byte, 0, len(data)+1)
+	v = append(v, enc)
+	return append(v, data...)
 }

@@ -25,7 +25,7 @@ func TestPackedRoundTrip(t *testing.T) {
 			ts := int64(-50000)
 			for i := 0; i < 150; i++ {
 				ts += 15000 + int64(r.IntN(3)) - 1
-				in = append(in, sample{ts, gen(i)})
+				in = append(in, sample{t: ts, v: gen(i)})
 			}
 			b, ok := packChunk(nil, in)
 			require.True(t, ok)
@@ -42,13 +42,13 @@ func TestPackedRoundTrip(t *testing.T) {
 
 func TestPackedRefusesInexactValues(t *testing.T) {
 	for _, v := range []float64{math.NaN(), math.Float64frombits(value.StaleNaN), math.Inf(1), math.Inf(-1), math.Copysign(0, -1), math.Pi, 1e300, 0.1234567} {
-		_, ok := packChunk(nil, []sample{{1, 1}, {2, v}})
+		_, ok := packChunk(nil, []sample{{t: 1, v: 1}, {t: 2, v: v}})
 		require.False(t, ok, "%v", v)
 	}
 }
 
 func FuzzUnpack(f *testing.F) {
-	b, _ := packChunk(nil, []sample{{1, 1}, {2, 2.5}, {30, -7}})
+	b, _ := packChunk(nil, []sample{{t: 1, v: 1}, {t: 2, v: 2.5}, {t: 30, v: -7}})
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, _ = unpackChunk(nil, data) // must not panic

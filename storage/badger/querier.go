@@ -137,7 +137,7 @@ func (q *querier) chunksFor(ser *series, mint, maxt int64) ([]memChunk, error) {
 		mem = append(mem, c) // immutable
 	}
 	if h := ser.head; h != nil && h.numSamples() > 0 {
-		mem = append(mem, memChunk{mint: h.mint, maxt: h.maxt, enc: encXOR, data: h.bytesCopy()})
+		mem = append(mem, memChunk{mint: h.mint, maxt: h.maxt, enc: h.enc, data: h.bytesCopy()})
 	}
 	seq := ser.diskSeq
 	// Sealed chunks on disk end at or before diskMaxT (unflushed ones are
@@ -232,23 +232,29 @@ func (e *seriesEntry) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
 }
 
 // sampleIterator walks a series' chunks in order, trimmed to [mint, maxt].
+// It yields floats, histograms or float histograms as its chunks hold them.
 type sampleIterator struct {
 	chunks     []memChunk
 	next       int
 	cur        chunkenc.Iterator
 	xor        chunkenc.XORChunk
 	xorIt      chunkenc.Iterator // reused across XOR chunks
+	hc         chunkenc.HistogramChunk
+	hIt        chunkenc.Iterator // reused across histogram chunks
+	fhc        chunkenc.FloatHistogramChunk
+	fhIt       chunkenc.Iterator // reused across float histogram chunks
 	buf        []sample          // decoded packed chunk
 	list       listIterator
 	mint, maxt int64
 	t          int64
 	v          float64
+	vt         chunkenc.ValueType // of the current sample
 	err        error
 	done       bool
 }
 
 func (it *sampleIterator) reset(chks []memChunk, mint, maxt int64, err error) {
-	it.chunks, it.next, it.cur = chks, 0, nil
+	it.chunks, it.next, it.cur, it.vt = chks, 0, nil, chunkenc.ValNone
 	it.mint, it.maxt, it.err, it.done = mint, maxt, err, err != nil
 }
 
@@ -261,7 +267,20 @@ func (it *sampleIterator) Next() chunkenc.ValueType {
 			}
 			c := it.chunks[it.next]
 			it.next++
-			if c.enc != encXOR {
+			switch c.enc {
+			case encXOR:
+				it.xor.Reset(c.data)
+				it.cur = it.xor.Iterator(it.xorIt)
+				it.xorIt = it.cur
+			case encHistogram:
+				it.hc.Reset(c.data)
+				it.cur = it.hc.Iterator(it.hIt)
+				it.hIt = it.cur
+			case encFloatHistogram:
+				it.fhc.Reset(c.data)
+				it.cur = it.fhc.Iterator(it.fhIt)
+				it.fhIt = it.cur
+			default:
 				var err error
 				if it.buf, err = decodeAny(it.buf[:0], c.enc, c.data); err != nil {
 					it.err, it.done = err, true
@@ -269,13 +288,13 @@ func (it *sampleIterator) Next() chunkenc.ValueType {
 				}
 				it.list.reset(it.buf)
 				it.cur = &it.list
-			} else {
-				it.xor.Reset(c.data)
-				it.cur = it.xor.Iterator(it.xorIt)
-				it.xorIt = it.cur
+			}
+			if it.done {
+				break
 			}
 		}
-		if it.cur.Next() == chunkenc.ValNone {
+		vt := it.cur.Next()
+		if vt == chunkenc.ValNone {
 			if err := it.cur.Err(); err != nil {
 				it.err, it.done = err, true
 				break
@@ -283,7 +302,13 @@ func (it *sampleIterator) Next() chunkenc.ValueType {
 			it.cur = nil
 			continue
 		}
-		t, v := it.cur.At()
+		var t int64
+		var v float64
+		if vt == chunkenc.ValFloat {
+			t, v = it.cur.At()
+		} else {
+			t = it.cur.AtT()
+		}
 		if t < it.mint {
 			continue
 		}
@@ -291,9 +316,10 @@ func (it *sampleIterator) Next() chunkenc.ValueType {
 			it.done = true
 			break
 		}
-		it.t, it.v = t, v
-		return chunkenc.ValFloat
+		it.t, it.v, it.vt = t, v, vt
+		return vt
 	}
+	it.vt = chunkenc.ValNone
 	return chunkenc.ValNone
 }
 
@@ -302,7 +328,7 @@ func (it *sampleIterator) Seek(t int64) chunkenc.ValueType {
 		return chunkenc.ValNone
 	}
 	if it.cur != nil && it.t >= t {
-		return chunkenc.ValFloat
+		return it.vt
 	}
 	// Skip whole chunks that end before t.
 	if it.cur == nil || it.next > 0 && it.chunks[it.next-1].maxt < t {
@@ -320,11 +346,23 @@ func (it *sampleIterator) Seek(t int64) chunkenc.ValueType {
 }
 
 func (it *sampleIterator) At() (int64, float64) { return it.t, it.v }
-func (it *sampleIterator) AtHistogram(*histogram.Histogram) (int64, *histogram.Histogram) {
-	return it.t, nil
+
+// AtHistogram returns the current integer histogram (the chunk's own
+// iterator decodes it into h when h is not nil).
+func (it *sampleIterator) AtHistogram(h *histogram.Histogram) (int64, *histogram.Histogram) {
+	if it.vt != chunkenc.ValHistogram {
+		return it.t, nil
+	}
+	return it.cur.AtHistogram(h)
 }
-func (it *sampleIterator) AtFloatHistogram(*histogram.FloatHistogram) (int64, *histogram.FloatHistogram) {
-	return it.t, nil
+
+// AtFloatHistogram returns the current histogram as a float histogram,
+// an integer one converted.
+func (it *sampleIterator) AtFloatHistogram(fh *histogram.FloatHistogram) (int64, *histogram.FloatHistogram) {
+	if it.vt != chunkenc.ValHistogram && it.vt != chunkenc.ValFloatHistogram {
+		return it.t, nil
+	}
+	return it.cur.AtFloatHistogram(fh)
 }
 func (it *sampleIterator) AtT() int64  { return it.t }
 func (it *sampleIterator) AtST() int64 { return 0 }
@@ -472,17 +510,24 @@ func (e *chunkSeriesEntry) Iterator(chunks.Iterator) chunks.Iterator {
 	}
 	metas := make([]chunks.Meta, 0, len(chks))
 	for _, c := range chks {
-		data := c.data
-		if c.enc != encXOR {
+		var chk chunkenc.Chunk
+		switch c.enc {
+		case encXOR, encHistogram, encFloatHistogram:
+			// Prometheus' own encodings go out as they are.
+			var err error
+			if chk, err = chunkenc.FromData(chunkenc.Encoding(c.enc), c.data); err != nil {
+				return errChunksIterator{err}
+			}
+		default:
 			samples, err := decodeAny(nil, c.enc, c.data)
 			if err != nil {
 				return errChunksIterator{err}
 			}
-			data = encodeChunks(samples, len(samples))[0].data
+			x := chunkenc.NewXORChunk()
+			x.Reset(encodeChunks(samples, len(samples))[0].data)
+			chk = x
 		}
-		x := chunkenc.NewXORChunk()
-		x.Reset(data)
-		metas = append(metas, chunks.Meta{MinTime: c.mint, MaxTime: c.maxt, Chunk: x})
+		metas = append(metas, chunks.Meta{MinTime: c.mint, MaxTime: c.maxt, Chunk: chk})
 	}
 	return promstorage.NewListChunkSeriesIterator(metas...)
 }

@@ -132,6 +132,7 @@ func (s *Store) recover(ctx context.Context, segs []int, st *recoveryStatus) err
 		now := time.Now().UnixNano()
 		type snap struct {
 			ser  *series
+			enc  byte
 			data []byte
 		}
 		const batch = 1024
@@ -144,7 +145,7 @@ func (s *Store) recover(ctx context.Context, segs []int, st *recoveryStatus) err
 				defer wg.Done()
 				for list := range work {
 					for _, sn := range list {
-						h, err := headFromData(sn.data)
+						h, cut, err := headFromData(sn.enc, sn.data)
 						if err != nil {
 							select {
 							case errs <- fmt.Errorf("head snapshot of series %d: %w", sn.ser.id, err):
@@ -154,8 +155,15 @@ func (s *Store) recover(ctx context.Context, segs []int, st *recoveryStatus) err
 						}
 						ser := sn.ser
 						ser.snapshot = true
-						if h.numSamples() == 0 || h.mint <= ser.diskMaxT {
+						first := h.mint
+						if len(cut) > 0 {
+							first = cut[0].mint
+						}
+						if h.numSamples() == 0 || first <= ser.diskMaxT {
 							continue // already sealed into a chunk
+						}
+						for _, c := range cut {
+							ser.pushSealedLocked(c)
 						}
 						ser.head = h
 						ser.extendRange(h.mint)
@@ -179,7 +187,7 @@ func (s *Store) recover(ctx context.Context, segs []int, st *recoveryStatus) err
 				iterErr = fmt.Errorf("head snapshot of series %d: %w", id, errCorrupt)
 				break
 			}
-			if list = append(list, snap{ser, v[1:]}); len(list) == batch {
+			if list = append(list, snap{ser, v[0], v[1:]}); len(list) == batch {
 				work <- list
 				list = make([]snap, 0, batch)
 			}
@@ -313,6 +321,7 @@ func newReplayer(s *Store, byID *seriesIndex, st *recoveryStatus, keep func(erro
 				if w.err == nil {
 					w.err = keep(w.apply(s, job))
 				}
+				clear(job.refs) // drop the histograms
 				select {
 				case w.free <- job.refs[:0]:
 				default:
@@ -414,7 +423,7 @@ func (r *replayer) record(rec []byte) error {
 			continue // series removed by retention since
 		}
 		w := ser.id % n
-		jobs[w] = append(jobs[w], pendingSample{ser: ser, t: smp.t, v: smp.v})
+		jobs[w] = append(jobs[w], pendingSample{ser: ser, sample: smp.sample})
 	}
 	r.st.samples.Add(int64(len(samples)))
 	for i, w := range r.workers {

@@ -165,10 +165,10 @@ func TestReplayRecoversOutOfOrderWritesBadgerLost(t *testing.T) {
 			for c := int64(0); c < 3; c++ {
 				var smps []sample
 				for i := c * 10; i < c*10+10; i++ {
-					smps = append(smps, sample{i * 1000, float64(i)})
+					smps = append(smps, sample{t: i * 1000, v: float64(i)})
 				}
 				ch := encodeChunks(smps, 10)[0]
-				if err := txn.Set(chunkKey(1, id, ch.mint, ch.maxt), sealedValue(ch.data)); err != nil {
+				if err := txn.Set(chunkKey(1, id, ch.mint, ch.maxt), sealedValue(ch.enc, ch.data)); err != nil {
 					return err
 				}
 			}

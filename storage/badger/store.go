@@ -373,7 +373,7 @@ func (s *Store) flushSealed(t *tenant, list []*series) error {
 		if ser.inflight == 0 && len(ser.unflushed) > 0 {
 			persist := s.setSeriesRecordLocked(wb, t, ser, &errs)
 			for _, c := range ser.unflushed {
-				if err := wb.Set(chunkKey(t.num, ser.id, c.mint, c.maxt), sealedValue(c.data)); err != nil {
+				if err := wb.Set(chunkKey(t.num, ser.id, c.mint, c.maxt), sealedValue(c.enc, c.data)); err != nil {
 					errs = append(errs, err)
 				}
 			}
@@ -415,12 +415,6 @@ func (s *Store) flushSealed(t *tenant, list []*series) error {
 	}
 	succeeded(&s.dbErr)
 	return nil
-}
-
-func chunkValue(data []byte) []byte {
-	v := make([]byte, 0, len(data)+1)
-	v = append(v, byte(1)) // chunkenc.EncXOR
-	return append(v, data...)
 }
 
 // mergeOOOLocked merges samples older than the newest sealed chunk into the
@@ -535,7 +529,7 @@ func overlapLocked(it *bdb.Iterator, t *tenant, ser *series, lo, hi int64, nearb
 }
 
 // holds reports whether the overlap already holds every one of samples
-// (sorted), with the same value.
+// (sorted), with the same value of the same kind.
 func (ov overlap) holds(samples []sample) bool {
 	i := 0
 	for _, smp := range samples {
@@ -546,7 +540,7 @@ func (ov overlap) holds(samples []sample) bool {
 			return false
 		}
 		for j := i; j < len(ov.old) && ov.old[j].t == smp.t; j++ {
-			if !sameValue(ov.old[j].v, smp.v) {
+			if !sameSample(ov.old[j], smp) {
 				return false
 			}
 		}
@@ -565,7 +559,7 @@ func (s *Store) addMergeLocked(wb *bdb.WriteBatch, t *tenant, ser *series, ov ov
 		*errs = append(*errs, wb.Delete(k))
 	}
 	for _, c := range chunks {
-		*errs = append(*errs, wb.Set(chunkKey(t.num, ser.id, c.mint, c.maxt), sealedValue(c.data)))
+		*errs = append(*errs, wb.Set(chunkKey(t.num, ser.id, c.mint, c.maxt), sealedValue(c.enc, c.data)))
 		ser.diskMaxT = max(ser.diskMaxT, c.maxt)
 	}
 	return persist
@@ -760,10 +754,10 @@ func (s *Store) checkpointTenant(t *tenant, all []*series) error {
 			tk.persist = true
 		}
 		for _, c := range ser.unflushed {
-			add(wb.Set(chunkKey(t.num, ser.id, c.mint, c.maxt), sealedValue(c.data)))
+			add(wb.Set(chunkKey(t.num, ser.id, c.mint, c.maxt), sealedValue(c.enc, c.data)))
 		}
 		if ser.head != nil && ser.head.numSamples() > 0 {
-			add(wb.Set(seriesKey(kindHead, t.num, ser.id), chunkValue(ser.head.bytesCopy())))
+			add(wb.Set(seriesKey(kindHead, t.num, ser.id), chunkValue(ser.head.enc, ser.head.bytesCopy())))
 			ser.snapshot = true
 		} else if tk.n > 0 && ser.snapshot && ser.head == nil {
 			add(wb.Delete(seriesKey(kindHead, t.num, ser.id)))

@@ -28,8 +28,14 @@ type Backend struct {
 	// The backend releases it when t ends.
 	Open func(t testing.TB) storage.MetricsStore
 	// Reopen closes s and opens it again over the same data (persistence
-	// check). The returned store replaces s.
+	// check), with the same bounds when Limited opened it. The returned
+	// store replaces s.
 	Reopen func(t testing.TB, s storage.MetricsStore) storage.MetricsStore
+	// Limited is Open with per-tenant bounds: every tenant may keep at
+	// most maxExemplars exemplars and the metadata of maxMetadata metric
+	// families (0: unlimited), as the backend's Config.ExemplarLimits and
+	// MetadataLimits set them.
+	Limited func(t testing.TB, maxExemplars, maxMetadata int) storage.MetricsStore
 }
 
 // Tenants the cases use. tenantA and tenantA1 share a prefix on purpose: a
@@ -44,8 +50,8 @@ const (
 
 // Run runs every conformance case as a subtest of t.
 func Run(t *testing.T, b Backend) {
-	if b.Open == nil || b.Reopen == nil {
-		t.Fatal("storagetest.Backend needs both Open and Reopen")
+	if b.Open == nil || b.Reopen == nil || b.Limited == nil {
+		t.Fatal("storagetest.Backend needs Open, Reopen and Limited")
 	}
 	cases := []struct {
 		name string
@@ -67,6 +73,18 @@ func Run(t *testing.T, b Backend) {
 		{"Persistence", testPersistence},
 		{"ContinueAfterReopen", testContinueAfterReopen},
 		{"Cardinality", testCardinality},
+		{"HistogramRoundTrip", testHistogramRoundTrip},
+		{"HistogramOutOfOrder", testHistogramOutOfOrder},
+		{"HistogramPersistence", testHistogramPersistence},
+		{"HistogramTenantIsolation", testHistogramTenantIsolation},
+		{"Exemplars", testExemplars},
+		{"ExemplarBound", testExemplarBound},
+		{"ExemplarPersistence", testExemplarPersistence},
+		{"ExemplarTenantIsolation", testExemplarTenantIsolation},
+		{"Metadata", testMetadata},
+		{"MetadataBound", testMetadataBound},
+		{"MetadataPersistence", testMetadataPersistence},
+		{"MetadataTenantIsolation", testMetadataTenantIsolation},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.run(t, b) })
