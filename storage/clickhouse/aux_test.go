@@ -361,7 +361,7 @@ func TestAuxGroupCommit(t *testing.T) {
 	cfg.FlushInterval = 20 * time.Millisecond
 	s := openStore(t, cfg)
 	ts := s.ForTenant("gc")
-	const writers, commits = 8, 10
+	const writers, commits = 8, 4
 	errs := make(chan error, writers)
 	for w := range writers {
 		go func() {

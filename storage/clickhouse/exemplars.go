@@ -319,6 +319,11 @@ func (q *exemplarQuerier) Select(start, end int64, matchers ...[]*labels.Matcher
 	where = append(where, "("+strings.Join(sets, " OR ")+")")
 	sql := fmt.Sprintf("SELECT fingerprint, ts, value, exemplar_hash, has_ts, exemplar_names, exemplar_values, label_names, label_values FROM %s WHERE %s ORDER BY fingerprint, ts, value, exemplar_hash",
 		s.schema.table(exemplarsTable), strings.Join(where, " AND "))
+	// rowID identifies a row of the select: equal ones are copies.
+	type rowID struct {
+		ts         int64
+		bits, hash uint64
+	}
 	rows, err := s.query(q.ctx, "exemplars", sql)
 	if err != nil {
 		return nil, err
@@ -334,7 +339,7 @@ func (q *exemplarQuerier) Select(start, end int64, matchers ...[]*labels.Matcher
 		b                labels.ScratchBuilder
 		cur              *exemplar.QueryResult
 		skip             bool
-		last             exemplarKey
+		last             rowID
 	)
 	for rows.Next() {
 		if err := rows.Scan(&fp, &t, &v, &hash, &hasTs, &enames, &evalues, &snames, &svalues); err != nil {
@@ -347,14 +352,14 @@ func (q *exemplarQuerier) Select(start, end int64, matchers ...[]*labels.Matcher
 			lastFp, cur, skip = fp, &exemplar.QueryResult{}, false
 			cur.SeriesLabels = columnsLabels(&b, snames, svalues)
 			skip = !matchesSomeSet(cur.SeriesLabels, matchers)
-			last = exemplarKey{}
-		} else if (exemplarKey{t, v, hash}) == last && len(cur.Exemplars) > 0 {
-			continue // an unmerged copy of the previous row
+			last = rowID{}
+		} else if len(cur.Exemplars) > 0 && last == (rowID{t, math.Float64bits(v), hash}) {
+			continue // an unmerged copy of the previous row (a NaN value too)
 		}
 		if skip {
 			continue
 		}
-		last = exemplarKey{t, v, hash}
+		last = rowID{t, math.Float64bits(v), hash}
 		cur.Exemplars = append(cur.Exemplars, exemplar.Exemplar{Labels: columnsLabels(&b, enames, evalues), Value: v, Ts: t, HasTs: hasTs != 0})
 	}
 	if err := rows.Err(); err != nil {
