@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/labels"
@@ -16,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/luminate-io/luminate/storage"
+	"github.com/luminate-io/luminate/storage/clickhouse/chtest"
 	"github.com/luminate-io/luminate/tenancy"
 )
 
@@ -443,4 +445,57 @@ func BenchmarkAppendMetadata(b *testing.B) {
 			require.NoError(b, app.Rollback())
 		})
 	}
+}
+
+// TestClusterAux runs exemplars and metadata over two 18.16 shards behind
+// Distributed tables: exemplars spread over both, the bound's cutoff and
+// the selects merge them, the cleanup deletes on every node.
+func TestClusterAux(t *testing.T) {
+	nodes := chtest.NewCluster(t, 2)
+	cfg := testConfig(t)
+	cfg.DSN = nodes[0].DSN()
+	cfg.Cluster = chtest.ClusterName
+	cfg.ExemplarLimits = func(tenancy.ID) int { return 5 }
+	s := openStore(t, cfg)
+	ts := s.ForTenant("c")
+	const n = 40
+	var want []exemplar.QueryResult
+	for i := range n {
+		lset := labels.FromStrings("__name__", "spread", "i", fmt.Sprintf("%02d", i))
+		e := exWith(int64(1000*i), float64(i), "trace_id", fmt.Sprint(i))
+		md := metadata.Metadata{Type: model.MetricTypeGauge, Help: fmt.Sprint("Family ", i%3)}
+		require.NoError(t, appendV2(t, ts, lset, int64(1000*i), 1, promstorage.AppendV2Options{Exemplars: []exemplar.Exemplar{e}, Metadata: md, MetricFamilyName: fmt.Sprint("fam", i%3)}))
+		if i >= n-5 {
+			want = append(want, exemplar.QueryResult{SeriesLabels: lset, Exemplars: []exemplar.Exemplar{e}})
+		}
+	}
+	local := func() (total uint64, perShard []uint64) {
+		for _, node := range nodes {
+			opts, err := ch.ParseDSN(node.DSN())
+			require.NoError(t, err)
+			conn, err := ch.Open(opts)
+			require.NoError(t, err)
+			var rows uint64
+			require.NoError(t, conn.QueryRow(t.Context(), "SELECT count() FROM "+s.schema.table(exemplarsTable+localSuffix)).Scan(&rows))
+			conn.Close()
+			total += rows
+			perShard = append(perShard, rows)
+		}
+		return total, perShard
+	}
+	total, perShard := local()
+	require.Equal(t, uint64(n), total)
+	for k, rows := range perShard {
+		require.Positive(t, rows, "shard %d holds exemplars", k+1)
+	}
+	all := []*labels.Matcher{eqm("__name__", "spread")}
+	require.Equal(t, want, selectEx(t, ts, math.MinInt64, math.MaxInt64, all))
+	got, err := ts.Metadata(t.Context(), "", 0)
+	require.NoError(t, err)
+	require.Len(t, got, 3)
+	require.Equal(t, "Family 1", got["fam1"].Help)
+
+	require.NoError(t, s.aux.trimExemplars(t.Context(), time.Now()))
+	require.Eventually(t, func() bool { total, _ := local(); return total == 5 }, 30*time.Second, 100*time.Millisecond)
+	require.Equal(t, want, selectEx(t, ts, math.MinInt64, math.MaxInt64, all))
 }
