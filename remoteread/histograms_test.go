@@ -7,10 +7,15 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	config_util "github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
 
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -276,6 +281,23 @@ func streamWithPrometheus(t *testing.T, resp *http.Response, q *prompb.Query) pr
 		q.StartTimestampMs, q.EndTimestampMs, func(error) {})
 }
 
+// promReadClient is Prometheus' own remote-read client (the one its
+// remote_read configuration uses) reading as tenant id, accepting typ only.
+func (e *env) promReadClient(t *testing.T, id tenancy.ID, typ prompb.ReadRequest_ResponseType) remote.ReadClient {
+	t.Helper()
+	u, err := url.Parse(e.srv.URL + "/api/v1/read")
+	require.NoError(t, err)
+	c, err := remote.NewReadClient("luminate", &remote.ClientConfig{
+		URL:                   &config_util.URL{URL: u},
+		Timeout:               model.Duration(time.Minute),
+		Headers:               map[string]string{tenantHeader: string(id)},
+		ChunkedReadLimit:      chunkedReadLimit,
+		AcceptedResponseTypes: []prompb.ReadRequest_ResponseType{typ},
+	})
+	require.NoError(t, err)
+	return c
+}
+
 // chunkTypes counts the chunk types of a streamed response by series.
 func chunkTypes(t *testing.T, resp *http.Response) map[string]map[prompb.Chunk_Encoding]int {
 	t.Helper()
@@ -360,6 +382,17 @@ func TestReadHistograms(t *testing.T) {
 				require.Equal(t, fromChunks, got, "streamed response decoded by remote.NewChunkedSeriesSet = the store's ChunkQuerier")
 				got = renderSet(t, streamWithPrometheus(t, e.post(acme, req), q), q.StartTimestampMs, q.EndTimestampMs, hsample.loose)
 				require.Equal(t, want, got, "streamed response = what was written")
+			})
+			t.Run("Prometheus' read client", func(t *testing.T) {
+				for _, typ := range []prompb.ReadRequest_ResponseType{prompb.ReadRequest_SAMPLES, prompb.ReadRequest_STREAMED_XOR_CHUNKS} {
+					set, err := e.promReadClient(t, acme, typ).Read(t.Context(), q, true)
+					require.NoError(t, err, "%s", typ)
+					want := fromSelect
+					if typ == prompb.ReadRequest_STREAMED_XOR_CHUNKS {
+						want = fromChunks
+					}
+					require.Equal(t, want, renderSet(t, set, q.StartTimestampMs, q.EndTimestampMs, hsample.exact), "%s read by remote.ReadClient", typ)
+				}
 			})
 		})
 	}

@@ -240,6 +240,44 @@ func testHistogramRoundTrip(t *testing.T, b Backend) {
 		hwrite(t, ts, data...)
 		requireSelectH(t, ts, hmerge(data), true, math.MinInt64, math.MaxInt64, all)
 	})
+	t.Run("hints of a continued counter", func(t *testing.T) {
+		// What the upstream PromQL suite expects (range_queries.test,
+		// native_histograms.test): a counter histogram that continues the
+		// previous sample of its series, written with the unknown hint,
+		// reads back NotCounterReset as from Prometheus' chunks, also
+		// when the previous sample is outside the queried range.
+		ts := b.Open(t).ForTenant(tenantA)
+		var data []hseries
+		for _, float := range []bool{false, true} {
+			var smp []hsample
+			for i := range 6 {
+				h := newHistogram(0, 0.001, uint64(i), []bucket{{0, uint64(i)}, {1, uint64(2 * i)}}, nil, nil, float64(i), histogram.UnknownCounterReset)
+				if float {
+					smp = append(smp, fhsmp(baseTime+int64(i)*step, h.ToFloat(nil)))
+				} else {
+					smp = append(smp, hsmp(baseTime+int64(i)*step, h))
+				}
+			}
+			data = append(data, hseries{ls("__name__", "hist_rt", "kind", kindName(float)), smp})
+		}
+		hwrite(t, ts, data...)
+		want := hmerge(data)
+		for _, mint := range []int64{baseTime, baseTime + step, baseTime + 3*step} {
+			got, chunked := selectH(t, ts, mint, math.MaxInt64, all)
+			requireSameHSeries(t, hfilter(want, mint, math.MaxInt64), got, "continued counter")
+			for _, read := range [][]hseries{got, chunked} {
+				for _, s := range read {
+					for _, smp := range s.samples {
+						if smp.T == baseTime {
+							continue // the first sample of the series
+						}
+						require.Equal(t, fmtHint(histogram.NotCounterReset), fmtHint(smp.hint()),
+							"%s @%d read over [%d, ...]: a counter histogram continuing the previous sample", s.lset, smp.T, mint)
+					}
+				}
+			}
+		}
+	})
 	t.Run("special sums and empty histograms", func(t *testing.T) {
 		ts := b.Open(t).ForTenant(tenantA)
 		var data []hseries
