@@ -294,6 +294,7 @@ var migrations = []migration{
 		}
 		return stmts
 	}},
+	{4, "exemplar and metadata tables", func(s schema) []string { return s.auxTablesDDL() }},
 }
 
 // decimalColumnsDDL adds the digits and scale columns to table; codecs only on
