@@ -228,7 +228,7 @@ func TestBadgerBackupRestore(t *testing.T) {
 			names = append(names, e.Name())
 		}
 	}
-	require.ElementsMatch(t, []string{"badger", "wal"}, names, "the data directory holds badger, wal and LOCK, as the guide says")
+	require.ElementsMatch(t, []string{"auxlog", "badger", "wal"}, names, "the data directory holds auxlog, badger, wal and LOCK, as the guide says")
 
 	restored := filepath.Join(dir, "restored")
 	for _, sub := range names {

@@ -194,6 +194,27 @@ func (a *refAppender) Append(_ promstorage.SeriesRef, l labels.Labels, _, t int6
 	}
 	return 1, pErr.ToError()
 }
+// AppendExemplars adds exemplars to a series that has samples.
+func (a *refAppender) AppendExemplars(ref promstorage.SeriesRef, l labels.Labels, es []exemplar.Exemplar) (promstorage.SeriesRef, error) {
+	s := a.v.s
+	s.mu.Lock()
+	sr, ok := s.tenant(a.v.id).series[l.String()]
+	s.mu.Unlock()
+	if !ok || len(sr.samples) == 0 {
+		return 0, promstorage.ErrNotFound
+	}
+	// Appending the series' newest sample again changes nothing but adds
+	// the exemplars.
+	var last hsample
+	first := true
+	for t, smp := range sr.samples {
+		if first || t > last.T {
+			last, first = smp, false
+		}
+	}
+	return a.Append(ref, l, 0, last.T, last.F, last.H, last.FH, promstorage.AOptions{Exemplars: es})
+}
+
 func (*refAppender) Commit() error   { return nil }
 func (*refAppender) Rollback() error { return errors.New("refStore cannot roll back") }
 
