@@ -7,6 +7,7 @@ VET_FLAGS    := -stdmethods=false
 BIN          := bin/luminate
 DATA_DIR     ?= ./data
 DEV_SECRET   := $(DATA_DIR)/dev-hmac.secret
+DEV_TOKEN    := $(DATA_DIR)/dev.token
 TEST_TIMEOUT ?= 20m
 BENCH        ?= .
 BENCHTIME    ?= 1s
@@ -31,12 +32,14 @@ help: ## list the targets
 build: ## build bin/luminate with version information
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/luminate
 
-run: build ## serve on :9201 with embedded Badger under ./data and a development token secret
+run: ## build, then serve on 127.0.0.1:9201 with embedded Badger under ./data and a development token secret (ARGS=--http.listen-address=:9201 listens on every interface)
+	@echo "building $(BIN) (the first build takes about a minute)..."
+	@$(MAKE) --no-print-directory build
 	@mkdir -p $(DATA_DIR)
-	@echo "Luminate is starting on :9201 with data in $(DATA_DIR)."
+	@echo "Luminate is starting on 127.0.0.1:9201 with data in $(DATA_DIR) (make run ARGS=--http.listen-address=:9201 to listen on every interface)."
 	@echo "Mint a token for tenant 'dev' (in another terminal) with:"
-	@echo "  ./$(BIN) token --auth.jwt.hmac-secret-file=$(DEV_SECRET) --tenant=dev --scopes=metrics:read,metrics:write"
-	./$(BIN) serve --storage.badger.path=$(DATA_DIR) \
+	@echo "  ./$(BIN) token --auth.jwt.hmac-secret-file=$(DEV_SECRET) --tenant=dev --scopes=metrics:read,metrics:write > $(DEV_TOKEN)"
+	./$(BIN) serve --storage.badger.path=$(DATA_DIR) --http.listen-address=127.0.0.1:9201 \
 		--auth.jwt.hmac-secret-file=$(DEV_SECRET) --auth.jwt.create-dev-secret $(ARGS)
 
 # Fuzz targets of the untrusted-input decoders that `make test` runs for

@@ -17,6 +17,7 @@ package api
 // reference of the wire format.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -767,8 +768,9 @@ type queryHandler struct {
 
 // NewQueryHandler returns the handler of /api/v1/query. A POST with
 // Content-Type application/json is a native query (ParseQueryRequest),
-// answered in the native envelope from the view of the request's tenant;
-// anything else (a GET, a form POST) is passed to promQL, the Prometheus
+// answered in the native envelope from the view of the request's tenant,
+// and so is a POST without a Content-Type whose body is a JSON object
+// (sniffNative); anything else (a GET, a form POST) is passed to promQL, the Prometheus
 // API's handler, so that Grafana and native clients share the path.
 // PromQL runs on engine, under its limits. Mount it behind the router's
 // authentication with scope metrics:read.
@@ -806,7 +808,15 @@ func isJSON(contentType string) bool {
 }
 
 func (h *queryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost || !isJSON(r.Header.Get("Content-Type")) {
+	native := r.Method == http.MethodPost && isJSON(r.Header.Get("Content-Type"))
+	if r.Method == http.MethodPost && r.Header.Get("Content-Type") == "" {
+		var err error
+		if native, err = sniffNative(r, h.cfg.MaxBodyBytes); err != nil {
+			WriteError(w, r, err)
+			return
+		}
+	}
+	if !native {
 		h.promQL.ServeHTTP(w, r)
 		return
 	}
@@ -821,6 +831,44 @@ func (h *queryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	resp.Stats.DurationMs = float64(time.Since(start).Microseconds()) / 1000
 	WriteJSON(w, http.StatusOK, resp)
+}
+
+// sniffNative tells a POST without a Content-Type apart: a body whose
+// first byte past white space is '{' is a native JSON query; an empty body,
+// or one sent with URL query parameters, is the Prometheus query it has
+// always been (Go reads its parameters from the URL alone); any other body
+// is refused, naming both content types, since it is neither a form nor
+// JSON. It leaves r.Body readable from its first non-white-space byte, and
+// reads at most maxBytes of white space.
+func sniffNative(r *http.Request, maxBytes int64) (bool, error) {
+	br := bufio.NewReader(r.Body)
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{br, r.Body}
+	for n := int64(0); ; n++ {
+		if n >= maxBytes {
+			return false, apierror.New(apierror.TooLarge, "query body larger than %d bytes", maxBytes)
+		}
+		b, err := br.ReadByte()
+		switch {
+		case err == io.EOF:
+			return false, nil
+		case err != nil:
+			return false, apierror.Wrap(apierror.InvalidArgument, err, "read query body")
+		case b == ' ' || b == '\t' || b == '\r' || b == '\n':
+			continue
+		}
+		_ = br.UnreadByte()
+		if b == '{' {
+			return true, nil
+		}
+		if r.URL.RawQuery != "" {
+			return false, nil
+		}
+		return false, apierror.New(apierror.UnsupportedMediaType,
+			"POST %s without a Content-Type: send a native query as Content-Type: application/json, or a PromQL query as Content-Type: application/x-www-form-urlencoded", r.URL.Path)
+	}
 }
 
 // QueryResponse is the success envelope of every query type.

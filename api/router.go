@@ -111,7 +111,9 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Routes are the data routes, mounted in order after the built-in
 	// ones (/-/healthy, /-/ready, /healthz, /readyz,
-	// /api/v1/status/health, /metrics, and PprofPath with Pprof).
+	// /api/v1/status/health, /metrics, PprofPath with Pprof, and on
+	// NewRouter's the landing page at /, which lists those of Routes it
+	// knows).
 	Routes []Route
 	// ReadyTimeout bounds one readiness or health check; 0 means 5s.
 	ReadyTimeout time.Duration
@@ -192,6 +194,19 @@ func newRouter(opts Options, logger *slog.Logger, reg prometheus.Registerer, int
 		for i := range builtin {
 			builtin[i].Public = true
 		}
+	}
+
+	if !internal {
+		// GET / is the landing page for whoever opens the address in a browser.
+		mounted := map[string]bool{}
+		for _, rt := range append(builtin, opts.Routes...) {
+			mounted[rt.Path] = true
+		}
+		landing, err := landingHandler(mounted)
+		if err != nil {
+			return nil, err
+		}
+		builtin = append(builtin, Route{Path: "/", Methods: []string{http.MethodGet, http.MethodHead}, Public: true, Handler: landing})
 	}
 
 	r := mux.NewRouter()

@@ -642,6 +642,11 @@ func checkHeaders(hdr http.Header) (protocol, error) {
 		if err != nil {
 			return 0, apierror.New(apierror.UnsupportedMediaType, "Content-Type %q: %v", ct, err)
 		}
+		if mt == "application/json" {
+			return 0, apierror.New(apierror.UnsupportedMediaType,
+				"Content-Type %q is not supported here: send JSON to /api/v1/metrics (the native write); this endpoint takes remote write, %s (1.0) or %s;proto=%s (2.0), snappy compressed",
+				ct, protobufType, protobufType, protoV2)
+		}
 		if mt != protobufType {
 			return 0, apierror.New(apierror.UnsupportedMediaType,
 				"Content-Type %q is not supported: remote write sends %s", ct, protobufType)

@@ -46,7 +46,7 @@ func (c *AuthConfig) RegisterFlags(f *flag.FlagSet) {
 		c.Leeway = DefaultLeeway
 	}
 	f.StringVar(&c.HMACSecretFile, "auth.jwt.hmac-secret-file", c.HMACSecretFile,
-		"File holding the shared secret (at least 32 bytes, surrounding whitespace ignored) that verifies HS256/HS384/HS512 tokens. Create one with `openssl rand -hex 32 > FILE`; mint tokens with `luminate token`.")
+		"The `FILE` holding the shared secret (at least 32 bytes, surrounding whitespace ignored) that verifies HS256/HS384/HS512 tokens. Create one with: openssl rand -hex 32 > FILE; mint tokens with: luminate token.")
 	f.StringVar(&c.PublicKeyFile, "auth.jwt.public-key-file", c.PublicKeyFile,
 		"PEM file with the public key (RSA, ECDSA or Ed25519) that verifies RS*/PS*/ES*/EdDSA tokens.")
 	f.StringVar(&c.JWKSFile, "auth.jwt.jwks-file", c.JWKSFile,
