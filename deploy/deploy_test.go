@@ -24,6 +24,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/luminate-io/luminate/grafana"
+	"github.com/luminate-io/luminate/internal/proctest"
 	"github.com/luminate-io/luminate/storage/clickhouse/chtest"
 )
 
@@ -1377,7 +1378,7 @@ func TestComposeConfigs(t *testing.T) {
 	})
 
 	t.Run("prometheus", func(t *testing.T) {
-		promtool := tool(t, "promtool", installPrometheus)
+		promtool := proctest.Tool(t, "promtool", proctest.InstallPrometheus)
 		prom := c.Services["prometheus"]
 		root := newRootfs(t)
 		for _, m := range prom.mounts(t) {
