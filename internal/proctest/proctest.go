@@ -250,10 +250,10 @@ func StartPrometheus(t testing.TB, bin, name, addr, config string, flags ...stri
 // URL is path on its HTTP API.
 func (p *Prometheus) URL(path string) string { return "http://" + p.Addr + path }
 
-// WaitPrometheusReady waits up to timeout until /-/ready answers 200.
-func (p *Prometheus) WaitPrometheusReady(t testing.TB, timeout time.Duration) {
+// WaitReady waits up to timeout until /-/ready answers 200.
+func (p *Prometheus) WaitReady(t testing.TB, timeout time.Duration) {
 	t.Helper()
-	p.WaitReady(t, p.URL("/-/ready"), timeout)
+	p.Proc.WaitReady(t, p.URL("/-/ready"), timeout)
 }
 
 // Built is a luminate binary built once for all the tests of a test
