@@ -1,8 +1,9 @@
 package deploy
 
 // The programs the tests run for real: a luminate binary built from this
-// repository, promtool and prometheus (Debian's), and how a container's
-// view of its files is recreated under a temporary directory.
+// repository, promtool and prometheus (Debian's), all on internal/proctest,
+// and how a container's view of its files is recreated under a temporary
+// directory.
 
 import (
 	"bytes"
@@ -32,6 +33,14 @@ import (
 
 // repoRoot is the repository's top directory (this package is deploy/).
 const repoRoot = ".."
+
+// Luminate's real endpoints that probes and health checks may use (the
+// live tests also request each one from a running server).
+const (
+	pathHealthy = "/-/healthy"
+	pathReady   = "/-/ready"
+	pathMetrics = "/metrics"
+)
 
 // waitTimeout bounds waiting for a process to come up or go down. The
 // machine running the tests may be busy; nothing here measures speed.
