@@ -2,6 +2,7 @@ package apierror_test
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,12 +16,15 @@ const module = "github.com/luminate-io/luminate/"
 // only packages of its own layer or below. A package path matches a layer
 // by its first element (storage/badger is storage's).
 var layers = [][]string{
-	{"cmd", "deploy", "grafana"}, // binaries and the repository's own checks
-	{"api"},                      // the edge: router, middleware, health
+	{"cmd", "deploy", "grafana", "internal"}, // binaries, the repository's own checks and their test harness
+	{"api"},                                  // the edge: router, middleware, health
 	{"promql", "remotewrite", "remoteread", "native", "otlp"}, // protocols
 	{"apierror", "storage"},                                   // errors to statuses; the storage contract and backends
 	{"tenancy"},                                               // tenants, tokens, limits
 }
+
+// testOnly are packages for tests: only _test.go files import them.
+var testOnly = []string{"internal/proctest"}
 
 func layerOf(pkg string) int {
 	top, _, _ := strings.Cut(pkg, "/")
@@ -54,6 +58,9 @@ func TestLayers(t *testing.T) {
 			dep, ours := strings.CutPrefix(imp, module)
 			if !ours {
 				continue
+			}
+			if slices.Contains(testOnly, dep) {
+				t.Errorf("%s imports %s, which is for tests only", pkg, dep)
 			}
 			if to := layerOf(dep); to < from {
 				t.Errorf("%s (layer %v) imports %s (layer %v), a layer above it", pkg, layers[from], dep, layers[to])

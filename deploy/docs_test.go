@@ -8,14 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +22,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/luminate-io/luminate/grafana"
+	"github.com/luminate-io/luminate/internal/proctest"
 )
 
 var (
@@ -39,15 +38,6 @@ const (
 	snippetOperatorTokenFile = "/etc/prometheus/luminate-operator.token"
 	snippetPrometheus        = "localhost:9090"
 )
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
-	return addr
-}
 
 // TestPrometheusSnippet runs docs/snippets/prometheus.yml: promtool check
 // config, the Prometheus 3 configuration parser, and a real Prometheus that
@@ -78,8 +68,8 @@ func TestPrometheusSnippet(t *testing.T) {
 		require.Equal(t, tokenFile, cfg.RemoteReadConfigs[0].HTTPClientConfig.Authorization.CredentialsFile)
 	})
 
-	promtool := tool(t, "promtool", installPrometheus)
-	prometheus := tool(t, "prometheus", installPrometheus)
+	promtool := proctest.Tool(t, "promtool", proctest.InstallPrometheus)
+	prometheus := proctest.Tool(t, "prometheus", proctest.InstallPrometheus)
 
 	// A Luminate, and a token for the snippet's file.
 	secret := filepath.Join(dir, "hmac.secret")
@@ -90,7 +80,7 @@ func TestPrometheusSnippet(t *testing.T) {
 	writeFile(t, tokenFile, []byte(token+"\n"), 0o600)
 	writeFile(t, operatorTokenFile, []byte(mintToken(t, secret, "prometheus", "operator")+"\n"), 0o600)
 
-	promAddr := freeAddr(t)
+	promAddr := proctest.FreeAddr(t)
 	cfgFile := filepath.Join(dir, "prometheus.yml")
 	writeFile(t, cfgFile, []byte(paste(lum.addr, promAddr)), 0o644)
 
@@ -107,43 +97,16 @@ func TestPrometheusSnippet(t *testing.T) {
 	code, resp := httpDo(t, http.MethodPost, lum.url("/api/v1/metrics"), token, "application/json", []byte(body))
 	require.Equal(t, http.StatusOK, code, "%s", resp)
 
-	out := &lockedBuffer{}
-	cmd := exec.Command(prometheus, "--config.file="+cfgFile, "--storage.tsdb.path="+filepath.Join(dir, "prometheus"),
-		"--web.listen-address="+promAddr)
-	cmd.Stdout, cmd.Stderr = out, out
-	require.NoError(t, cmd.Start())
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("prometheus output:\n%s", out.String())
-		}
-	})
+	prom := proctest.Start(t, "prometheus", exec.Command(prometheus, "--config.file="+cfgFile, "--storage.tsdb.path="+filepath.Join(dir, "prometheus"),
+		"--web.listen-address="+promAddr))
+	prom.Grace = 30 * time.Second
 	promURL := "http://" + promAddr
-	eventually(t, waitTimeout, func() (bool, string) {
-		select {
-		case <-done:
-			t.Fatalf("prometheus exited: %s", out.String())
-		default:
-		}
-		code, body := httpGet(t, promURL+"/-/ready", "")
-		return code == http.StatusOK, string(body)
-	}, "prometheus ready")
+	prom.WaitReady(t, promURL+"/-/ready", waitTimeout)
 
 	t.Run("remote_write", func(t *testing.T) {
 		// Prometheus scrapes itself; its samples arrive in Luminate, under
 		// the token's tenant.
-		eventually(t, waitTimeout, func() (bool, string) {
+		proctest.Eventually(t, waitTimeout, func() (bool, string) {
 			v := queryValues(t, lum.url(""), token, `up{job="prometheus"}`, time.Now().UnixMilli())
 			return len(v) == 1 && v[0] == 1.0, fmt.Sprint(v)
 		}, "Prometheus's up series in Luminate")
@@ -152,7 +115,7 @@ func TestPrometheusSnippet(t *testing.T) {
 	t.Run("scrape of Luminate with the operator token", func(t *testing.T) {
 		// up is 1 only if the scrape got 200: without the operator token
 		// /metrics answers 401.
-		eventually(t, waitTimeout, func() (bool, string) {
+		proctest.Eventually(t, waitTimeout, func() (bool, string) {
 			v := queryValues(t, lum.url(""), token, `up{job="luminate"}`, time.Now().UnixMilli())
 			return len(v) == 1 && v[0] == 1.0, fmt.Sprint(v)
 		}, "Luminate's own up series, scraped and written back")

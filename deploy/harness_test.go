@@ -1,8 +1,9 @@
 package deploy
 
 // The programs the tests run for real: a luminate binary built from this
-// repository, promtool and prometheus (Debian's), and how a container's
-// view of its files is recreated under a temporary directory.
+// repository, promtool and prometheus (Debian's), all on internal/proctest,
+// and how a container's view of its files is recreated under a temporary
+// directory.
 
 import (
 	"bytes"
@@ -21,36 +22,37 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
+
+	"github.com/luminate-io/luminate/internal/proctest"
 )
 
 // repoRoot is the repository's top directory (this package is deploy/).
 const repoRoot = ".."
 
+// Luminate's real endpoints that probes and health checks may use (the
+// live tests also request each one from a running server).
+const (
+	pathHealthy = "/-/healthy"
+	pathReady   = "/-/ready"
+	pathMetrics = "/metrics"
+)
+
 // waitTimeout bounds waiting for a process to come up or go down. The
 // machine running the tests may be busy; nothing here measures speed.
 const waitTimeout = 90 * time.Second
 
-// built holds the luminate binary built once for all tests of the run, in a
-// directory TestMain removes.
-var built struct {
-	once sync.Once
-	dir  string
-	path string
-	err  error
-}
+// built is the luminate binary built once for all tests of the run,
+// removed by TestMain.
+var built proctest.Built
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if built.dir != "" {
-		os.RemoveAll(built.dir)
-	}
+	built.Remove()
 	os.Exit(code)
 }
 
@@ -59,49 +61,7 @@ func TestMain(m *testing.M) {
 // its path.
 func luminateBinary(t testing.TB) string {
 	t.Helper()
-	built.once.Do(func() {
-		built.dir, built.err = os.MkdirTemp("", "luminate-deploy-test-")
-		if built.err != nil {
-			return
-		}
-		built.path = filepath.Join(built.dir, "luminate")
-		cmd := exec.Command("go", "build", "-trimpath",
-			"-ldflags", "-X github.com/prometheus/common/version.Version=deploy-test",
-			"-o", built.path, "./cmd/luminate")
-		cmd.Dir = repoRoot
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			built.err = fmt.Errorf("go build ./cmd/luminate: %w\n%s", err, out)
-		}
-	})
-	require.NoError(t, built.err)
-	return built.path
-}
-
-// tool returns the path of program, or skips t when it is not installed
-// (fails it under CI=true, where scripts/test-deps.sh installs prometheus
-// and promtool).
-func tool(t testing.TB, program, install string) string {
-	t.Helper()
-	if p, err := exec.LookPath(program); err == nil {
-		return p
-	}
-	if p := "/usr/bin/" + program; fileExists(p) {
-		return p
-	}
-	msg := program + " not found (" + install + ")"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
-
-const installPrometheus = "install Debian's prometheus package: apt-get install -y prometheus, or run scripts/test-deps.sh"
-
-func fileExists(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && !st.IsDir()
+	return built.Luminate(t, repoRoot, "deploy-test")
 }
 
 func readFile(t testing.TB, path string) []byte {
@@ -130,48 +90,10 @@ func newHMACSecret(t testing.TB) string {
 	return fmt.Sprintf("%x", b)
 }
 
-// lockedBuffer collects a child process's output while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// eventually polls cond every 100ms until it holds, failing t with its last
-// explanation after timeout. It bounds waiting for processes; it measures
-// nothing.
-func eventually(t testing.TB, timeout time.Duration, cond func() (bool, string), what string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s; last: %s", what, timeout, why)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // luminateProc is a `luminate serve` child process.
 type luminateProc struct {
+	*proctest.Proc
 	t    testing.TB
-	cmd  *exec.Cmd
-	out  *lockedBuffer
-	done chan struct{}
 	addr string // host:port it listens on, once known
 	// internalAddr is where it serves /metrics and the detailed health
 	// without a token (--http.internal-listen-address).
@@ -194,25 +116,12 @@ func startLuminate(t testing.TB, args ...string) *luminateProc {
 	t.Helper()
 	bin := luminateBinary(t)
 	args = append(slices.Clone(args), "--http.listen-address=127.0.0.1:0", "--http.internal-listen-address=127.0.0.1:0")
-	p := &luminateProc{t: t, out: &lockedBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	require.NoError(t, p.cmd.Start())
-	go func() {
-		_ = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			t.Logf("luminate %v output:\n%s", args, p.out.String())
+	p := &luminateProc{t: t, Proc: proctest.Start(t, fmt.Sprintf("luminate %v", args), exec.Command(bin, args...))}
+	proctest.Eventually(t, waitTimeout, func() (bool, string) {
+		if p.Exited() {
+			t.Fatalf("luminate %v exited: %s", args, p.Out.String())
 		}
-	})
-	eventually(t, waitTimeout, func() (bool, string) {
-		if p.exited() {
-			t.Fatalf("luminate %v exited: %s", args, p.out.String())
-		}
-		out := p.out.String()
+		out := p.Out.String()
 		m := listeningRE.FindStringSubmatch(out)
 		mi := internalListeningRE.FindStringSubmatch(out)
 		if m == nil || mi == nil {
@@ -224,15 +133,6 @@ func startLuminate(t testing.TB, args ...string) *luminateProc {
 	return p
 }
 
-func (p *luminateProc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
 func (p *luminateProc) url(path string) string { return "http://" + p.addr + path }
 
 // internalURL is path on the internal listener.
@@ -241,35 +141,17 @@ func (p *luminateProc) internalURL(path string) string { return "http://" + p.in
 // waitReady waits until /-/ready answers 200.
 func (p *luminateProc) waitReady() {
 	p.t.Helper()
-	eventually(p.t, waitTimeout, func() (bool, string) {
-		if p.exited() {
-			p.t.Fatalf("luminate exited: %s", p.out.String())
-		}
-		code, body := httpGet(p.t, p.url("/-/ready"), "")
-		return code == http.StatusOK, fmt.Sprintf("%d %s", code, body)
-	}, "luminate ready")
+	p.WaitReady(p.t, p.url("/-/ready"), waitTimeout)
 }
 
 // stop sends SIGTERM and requires a clean exit (status 0), as the kubelet
 // and Docker stop it.
 func (p *luminateProc) stop() {
 	p.t.Helper()
-	require.NoError(p.t, p.cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case <-p.done:
-	case <-time.After(waitTimeout):
-		p.kill()
+	if !p.Stop(waitTimeout) {
 		p.t.Fatalf("luminate did not stop within %s of SIGTERM", waitTimeout)
 	}
-	require.Equal(p.t, 0, p.cmd.ProcessState.ExitCode(), "exit status after SIGTERM; output:\n%s", p.out.String())
-}
-
-func (p *luminateProc) kill() {
-	if p.exited() {
-		return
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
+	require.Equal(p.t, 0, p.Cmd.ProcessState.ExitCode(), "exit status after SIGTERM; output:\n%s", p.Out.String())
 }
 
 // runLuminate runs the luminate binary to completion and returns its exit

@@ -21,6 +21,8 @@ import (
 	promparser "github.com/prometheus/prometheus/promql/parser"
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
+
+	"github.com/luminate-io/luminate/internal/proctest"
 )
 
 const (
@@ -31,7 +33,7 @@ const (
 // TestAlertRulesPromtool checks the rules with promtool and runs their unit
 // tests (every alert fires on some input and stays silent on other).
 func TestAlertRulesPromtool(t *testing.T) {
-	promtool := tool(t, "promtool", installPrometheus)
+	promtool := proctest.Tool(t, "promtool", proctest.InstallPrometheus)
 	for _, args := range [][]string{
 		{"check", "rules", rulesFile},
 		{"test", "rules", rulesTestFile},

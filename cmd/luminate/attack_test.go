@@ -189,7 +189,7 @@ func (s *attackServer) start(t *testing.T) {
 	require.NotEmpty(t, p.addr, p.stderr())
 	s.p = p
 	s.watch = newRSSWatchdog(p, attackKillRSS)
-	t.Logf("luminate pid %d listens on %s", p.cmd.Process.Pid, p.addr)
+	t.Logf("luminate pid %d listens on %s", p.Cmd.Process.Pid, p.addr)
 }
 
 // ensureUp restarts luminate if the last case ended it; that case has
@@ -204,14 +204,14 @@ func (s *attackServer) ensureUp(t *testing.T) {
 
 func (s *attackServer) alive() bool {
 	select {
-	case <-s.p.done:
+	case <-s.p.Done():
 		return false
 	default:
 		return true
 	}
 }
 
-func (s *attackServer) pid() int { return s.p.cmd.Process.Pid }
+func (s *attackServer) pid() int { return s.p.Cmd.Process.Pid }
 
 // deathReport says how the process ended: the watchdog's RSS, or its
 // fatal error or panic and the first Luminate frames of its stack.
@@ -242,7 +242,7 @@ func (s *attackServer) deathReport() string {
 	if len(report) == 0 {
 		report = append(report, "no fatal error or panic logged")
 	}
-	return fmt.Sprintf("exited by itself (%v): %s", s.p.err, strings.Join(report, "; "))
+	return fmt.Sprintf("exited by itself (%v): %s", s.p.Err(), strings.Join(report, "; "))
 }
 
 // rssWatchdog kills a process whose RSS passes a ceiling, so that a
@@ -253,13 +253,13 @@ type rssWatchdog struct {
 
 func newRSSWatchdog(p *proc, ceiling int64) *rssWatchdog {
 	w := &rssWatchdog{}
-	pid := p.cmd.Process.Pid
+	pid := p.Cmd.Process.Pid
 	go func() {
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
 		for {
 			select {
-			case <-p.done:
+			case <-p.Done():
 				return
 			case <-tick.C:
 			}
@@ -269,7 +269,7 @@ func newRSSWatchdog(p *proc, ceiling int64) *rssWatchdog {
 			}
 			if rss > ceiling {
 				w.killedAt.Store(rss)
-				_ = p.cmd.Process.Kill()
+				_ = p.Cmd.Process.Kill()
 				return
 			}
 		}

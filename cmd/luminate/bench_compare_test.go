@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 
+	"github.com/luminate-io/luminate/internal/proctest"
 	"github.com/luminate-io/luminate/storage/clickhouse/chtest"
 	"github.com/luminate-io/luminate/tenancy"
 )
@@ -96,16 +97,16 @@ func startBenchLuminate(t *testing.T) (benchTarget, string) {
 	}
 	lum, secret := startAuthLuminate(t, args...)
 	token, file := e2eTokenFile(t, secret, t.TempDir(), "bench.token", "bench", time.Now(), 24*time.Hour, scopes...)
-	return benchTarget{name: "luminate", base: lum.url(""), token: token, pid: lum.cmd.Process.Pid, storePid: storePid}, file
+	return benchTarget{name: "luminate", base: lum.url(""), token: token, pid: lum.Cmd.Process.Pid, storePid: storePid}, file
 }
 
 // startBenchPrometheus starts Prometheus 2.42 with the remote-write
 // receiver on an empty TSDB, scraping nothing, stopped at the end of t.
 func startBenchPrometheus(t *testing.T) (benchTarget, *promProc) {
 	t.Helper()
-	p := startPrometheus(t, "bench", freeAddr(t), "global:\n  scrape_interval: 1m\n", "--web.enable-remote-write-receiver")
+	p := startPrometheus(t, "bench", proctest.FreeAddr(t), "global:\n  scrape_interval: 1m\n", "--web.enable-remote-write-receiver")
 	p.waitReady()
-	return benchTarget{name: "prometheus", base: p.url(""), pid: p.cmd.Process.Pid}, p
+	return benchTarget{name: "prometheus", base: p.url(""), pid: p.Cmd.Process.Pid}, p
 }
 
 // benchReport is what luminate-bench --output=json prints.
@@ -134,7 +135,7 @@ func TestBenchCompare(t *testing.T) {
 	if os.Getenv(envBenchCompare) != "1" {
 		t.Skipf("the luminate vs Prometheus comparison runs with %s=1 (make bench)", envBenchCompare)
 	}
-	tool(t, "prometheus")
+	proctest.Tool(t, "prometheus", proctest.InstallPrometheus)
 	var table bytes.Buffer
 	tw := tabwriter.NewWriter(&table, 0, 4, 2, ' ', 0)
 	defer func() {
@@ -265,12 +266,12 @@ func benchQueries(t *testing.T, tw *tabwriter.Writer, series int, span time.Dura
 
 	// Prometheus compacts its head into blocks once it spans more than 3h;
 	// wait for that so it does not run during the measurements.
-	eventually(t, 10*time.Minute, func() (bool, string) {
+	proctest.Eventually(t, 10*time.Minute, func() (bool, string) {
 		lo, _ := metricValue(t, promProc.url("/metrics"), "prometheus_tsdb_head_min_time", nil)
 		hi, _ := metricValue(t, promProc.url("/metrics"), "prometheus_tsdb_head_max_time", nil)
 		return time.Duration(hi-lo)*time.Millisecond <= 3*time.Hour, fmt.Sprintf("head spans %s", time.Duration(hi-lo)*time.Millisecond)
 	}, "Prometheus head compaction")
-	eventually(t, 10*time.Minute, func() (bool, string) {
+	proctest.Eventually(t, 10*time.Minute, func() (bool, string) {
 		before, _ := metricValue(t, promProc.url("/metrics"), "prometheus_tsdb_compactions_total", nil)
 		time.Sleep(5 * time.Second)
 		after, _ := metricValue(t, promProc.url("/metrics"), "prometheus_tsdb_compactions_total", nil)

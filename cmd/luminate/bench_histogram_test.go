@@ -26,6 +26,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/luminate-io/luminate/internal/proctest"
 	"github.com/luminate-io/luminate/storage/clickhouse/chtest"
 	"github.com/luminate-io/luminate/tenancy"
 )
@@ -67,14 +68,14 @@ func startHistLuminate(t *testing.T) histTarget {
 	lum, secret := startAuthLuminate(t, args...)
 	token, file := e2eTokenFile(t, secret, t.TempDir(), "bench.token", "bench", time.Now(), 24*time.Hour, tenancy.ScopeWrite, tenancy.ScopeRead)
 	h := histTarget{
-		benchTarget: benchTarget{name: "luminate", base: lum.url(""), token: token, pid: lum.cmd.Process.Pid},
+		benchTarget: benchTarget{name: "luminate", base: lum.url(""), token: token, pid: lum.Cmd.Process.Pid},
 		tokenFile:   file,
 	}
 	if ch != nil {
 		h.storePid = ch.Pid()
 	}
 	h.diskBytes = func(t *testing.T) (int64, string) {
-		require.NoError(t, lum.cmd.Process.Signal(syscall.SIGTERM))
+		require.NoError(t, lum.Cmd.Process.Signal(syscall.SIGTERM))
 		require.Equal(t, 0, lum.wait(), lum.stderr())
 		if ch == nil {
 			entries, err := os.ReadDir(data)
@@ -126,14 +127,14 @@ func startHistLuminate(t *testing.T) histTarget {
 // the size of that block: chunks, index, meta.
 func startHistPrometheus(t *testing.T, bin string) histTarget {
 	t.Helper()
-	p := startPrometheusBin(t, bin, "bench3", freeAddr(t), "global:\n  scrape_interval: 1m\n",
+	p := startPrometheusBin(t, bin, "bench3", proctest.FreeAddr(t), "global:\n  scrape_interval: 1m\n",
 		"--web.enable-remote-write-receiver", "--web.enable-admin-api",
 		"--web.remote-write-receiver.accepted-protobuf-messages=prometheus.WriteRequest",
 		"--web.remote-write-receiver.accepted-protobuf-messages=io.prometheus.write.v2.Request")
 	p.waitReady()
-	h := histTarget{benchTarget: benchTarget{name: "prometheus", base: p.url(""), pid: p.cmd.Process.Pid}}
+	h := histTarget{benchTarget: benchTarget{name: "prometheus", base: p.url(""), pid: p.Cmd.Process.Pid}}
 	h.diskBytes = func(t *testing.T) (int64, string) {
-		head := dirBytes(t, filepath.Join(p.dir, "data"))
+		head := dirBytes(t, filepath.Join(p.Dir, "data"))
 		resp, err := http.Post(p.url("/api/v1/admin/tsdb/snapshot?skip_head=false"), "", nil)
 		require.NoError(t, err)
 		defer resp.Body.Close()
@@ -144,7 +145,7 @@ func startHistPrometheus(t *testing.T, bin string) histTarget {
 		}
 		require.NoError(t, json.NewDecoder(resp.Body).Decode(&r))
 		require.Equal(t, http.StatusOK, resp.StatusCode)
-		snap := filepath.Join(p.dir, "data", "snapshots", r.Data.Name)
+		snap := filepath.Join(p.Dir, "data", "snapshots", r.Data.Name)
 		blocks, err := os.ReadDir(snap)
 		require.NoError(t, err)
 		require.Len(t, blocks, 1, "the head as one block")

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
+	"github.com/luminate-io/luminate/internal/proctest"
 	"github.com/luminate-io/luminate/tenancy"
 )
 
@@ -74,8 +75,8 @@ remote_write:
 // Prometheus reads data only Luminate holds through remote_read, and
 // promtool queries Luminate.
 func TestPrometheusEndToEnd(t *testing.T) {
-	tool(t, "prometheus")
-	promtool := tool(t, "promtool")
+	proctest.Tool(t, "prometheus", proctest.InstallPrometheus)
+	promtool := proctest.Tool(t, "promtool", proctest.InstallPrometheus)
 	lum, secret := startAuthLuminate(t)
 	dir := t.TempDir()
 	now := time.Now()
@@ -89,7 +90,7 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	lumMetrics := "http://ops:" + operatorToken + "@" + lum.addr + "/metrics"
 
 	// The three Prometheus servers start together; each takes a while.
-	writerAddr, expiredAddr, readerAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	writerAddr, expiredAddr, readerAddr := proctest.FreeAddr(t), proctest.FreeAddr(t), proctest.FreeAddr(t)
 	writer := startPrometheus(t, "writer", writerAddr, writerConfig(writerAddr, lum.url("/api/v1/write"), tokenFile))
 	expired := startPrometheus(t, "expired", expiredAddr, writerConfig(expiredAddr, lum.url("/api/v1/write"), expiredFile))
 	reader := startPrometheus(t, "reader", readerAddr, fmt.Sprintf(`
@@ -104,7 +105,7 @@ remote_read:
 	}
 
 	t.Run("luminate holds the writer's own series", func(t *testing.T) {
-		eventually(t, 30*time.Second, func() (bool, string) {
+		proctest.Eventually(t, 30*time.Second, func() (bool, string) {
 			up := instantQuery(t, lum.url(""), token, `up{job="prometheus"}`)
 			info := instantQuery(t, lum.url(""), token, `prometheus_build_info{job="prometheus"}`)
 			return len(up) == 1 && len(info) == 1, fmt.Sprintf("up: %v, build info: %v", up, info)
@@ -119,7 +120,7 @@ remote_read:
 		// writer's own series is eventually all in Luminate.
 		want := seriesOf(t, writer.url(""), "", `{job="prometheus"}`)
 		require.Greater(t, len(want), 100, "Prometheus exposes hundreds of its own series")
-		eventually(t, 30*time.Second, func() (bool, string) {
+		proctest.Eventually(t, 30*time.Second, func() (bool, string) {
 			got := map[string]bool{}
 			for _, m := range seriesOf(t, lum.url(""), token, `{job="prometheus"}`) {
 				require.NotContains(t, m, model.LabelName(tenancy.Label))
@@ -139,13 +140,13 @@ remote_read:
 
 	t.Run("an expired token is refused while the writer keeps flowing", func(t *testing.T) {
 		before := latestTimestamp(t, lum.url(""), token, fmt.Sprintf(`up{instance=%q}`, writerAddr))
-		eventually(t, 30*time.Second, func() (bool, string) {
+		proctest.Eventually(t, 30*time.Second, func() (bool, string) {
 			expiredFailures, _ := metricValue(t, lumMetrics, "luminate_auth_failures_total", map[string]string{"reason": "expired"})
 			failed, _ := metricValue(t, expired.url("/metrics"), "prometheus_remote_storage_samples_failed_total", nil)
 			return expiredFailures > 0 && failed > 0, fmt.Sprintf("luminate expired-token failures %v, samples the expired-token prometheus failed to send %v", expiredFailures, failed)
 		}, "the expired token refused")
-		require.Contains(t, expired.out.String(), "401", "Prometheus logs the refusal")
-		eventually(t, 30*time.Second, func() (bool, string) {
+		require.Contains(t, expired.Out.String(), "401", "Prometheus logs the refusal")
+		proctest.Eventually(t, 30*time.Second, func() (bool, string) {
 			after := latestTimestamp(t, lum.url(""), token, fmt.Sprintf(`up{instance=%q}`, writerAddr))
 			return after > before, fmt.Sprintf("latest sample at %v, before %v", after, before)
 		}, "new samples from the writer")

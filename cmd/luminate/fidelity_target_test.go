@@ -21,6 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/stretchr/testify/require"
+
+	"github.com/luminate-io/luminate/internal/proctest"
 )
 
 // envPrometheus3 names the environment variable holding the path of a
@@ -35,12 +37,12 @@ const envPrometheus3 = "LUMINATE_PROMETHEUS3"
 func prometheus3(t testing.TB) string {
 	t.Helper()
 	if p := os.Getenv(envPrometheus3); p != "" {
-		if !fileExists(p) {
+		if !proctest.FileExists(p) {
 			t.Fatalf("%s=%s: no such file (run scripts/prometheus3.sh)", envPrometheus3, p)
 		}
 		return p
 	}
-	if p := cachedPrometheus3(); p != "" && fileExists(p) {
+	if p := cachedPrometheus3(); p != "" && proctest.FileExists(p) {
 		return p
 	}
 	msg := "Prometheus 3.x not found: set " + envPrometheus3 + "=$(scripts/prometheus3.sh) (it builds it once, a few minutes) or run make test"

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/stretchr/testify/require"
 
+	"github.com/luminate-io/luminate/internal/proctest"
 	"github.com/luminate-io/luminate/storage/clickhouse/chtest"
 	"github.com/luminate-io/luminate/tenancy"
 )
@@ -74,7 +75,7 @@ func TestFidelityPrometheus3(t *testing.T) {
 		}
 	}
 
-	addr := freeAddr(t)
+	addr := proctest.FreeAddr(t)
 	prom := startPrometheusBin(t, bin, "fidelity", addr, fidelityConfig(target.addr, sinks),
 		"--enable-feature=exemplar-storage,metadata-wal-records")
 	prom.waitReady()
@@ -84,7 +85,7 @@ func TestFidelityPrometheus3(t *testing.T) {
 
 	// The first scrape with a native histogram starts the data.
 	var first time.Time
-	eventually(t, 30*time.Second, func() (bool, string) {
+	proctest.Eventually(t, 30*time.Second, func() (bool, string) {
 		v := instantQuery(t, prom.url(""), "", `timestamp(fid_native_seconds)`)
 		if len(v) == 0 {
 			return false, "no native histogram scraped yet"
@@ -102,7 +103,7 @@ func TestFidelityPrometheus3(t *testing.T) {
 	// observed before the scrape that carries them).
 	end := time.Now().Add(-3 * time.Second).Truncate(time.Second)
 	start := end.Add(-30 * time.Second)
-	eventually(t, 30*time.Second, func() (bool, string) {
+	proctest.Eventually(t, 30*time.Second, func() (bool, string) {
 		var behind []string
 		for _, s := range sinks {
 			sent, _ := metricValue(t, prom.url("/metrics"), "prometheus_remote_storage_queue_highest_sent_timestamp_seconds", map[string]string{"remote_name": s.name})

@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +23,7 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 
+	"github.com/luminate-io/luminate/internal/proctest"
 	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/storage/badger"
 	"github.com/luminate-io/luminate/storage/clickhouse"
@@ -47,14 +47,9 @@ const waitTimeout = 60 * time.Second
 
 // proc is a luminate child process.
 type proc struct {
+	*proctest.Proc
 	t    *testing.T
-	cmd  *exec.Cmd
 	addr string // where it listens, once started
-
-	mu    sync.Mutex
-	lines []string // stderr so far
-	done  chan struct{}
-	err   error // of Wait, once done is closed
 }
 
 // start runs `luminate args...` and returns once it exited or logged that
@@ -74,37 +69,8 @@ func startListening(t *testing.T, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "LUMINATE_TEST_MAIN=1")
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	p := &proc{t: t, cmd: cmd, done: make(chan struct{})}
-	scanned := make(chan struct{})
-	go func() {
-		defer close(scanned)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.lines = append(p.lines, sc.Text())
-			p.mu.Unlock()
-		}
-	}()
-	go func() {
-		<-scanned // Wait closes the pipe; read it all first
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("luminate %s stderr:\n%s", strings.Join(args, " "), p.stderr())
-		}
-	})
+	cmd.Stdout = io.Discard // the tests read its log, on stderr
+	p := &proc{Proc: proctest.Start(t, "luminate "+strings.Join(args, " "), cmd), t: t}
 	if line := p.waitLog(`"msg":"listening"`); line != "" {
 		var l struct{ Address string }
 		require.NoError(t, json.Unmarshal([]byte(line), &l))
@@ -113,20 +79,17 @@ func startListening(t *testing.T, args ...string) *proc {
 	return p
 }
 
+// stderr is its log so far: the lines it completed (all, once it exited).
 func (p *proc) stderr() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return strings.Join(p.lines, "\n")
+	return strings.Join(proctest.Lines(p.Out.String(), p.Exited()), "\n")
 }
 
 // waitLog returns the first stderr line containing s, or "" if the process
 // exited without logging it.
 func (p *proc) waitLog(s string) string {
 	p.t.Helper()
-	find := func() string {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		for _, l := range p.lines {
+	find := func(all bool) string {
+		for _, l := range proctest.Lines(p.Out.String(), all) {
 			if strings.Contains(l, s) {
 				return l
 			}
@@ -135,12 +98,12 @@ func (p *proc) waitLog(s string) string {
 	}
 	deadline := time.Now().Add(waitTimeout)
 	for time.Now().Before(deadline) {
-		if l := find(); l != "" {
+		if l := find(false); l != "" {
 			return l
 		}
 		select {
-		case <-p.done:
-			return find() // its last lines may have come with its exit
+		case <-p.Done():
+			return find(true) // its last lines may have come with its exit
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
@@ -151,12 +114,7 @@ func (p *proc) waitLog(s string) string {
 // wait returns the exit code of the process.
 func (p *proc) wait() int {
 	p.t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(waitTimeout):
-		p.t.Fatalf("luminate did not exit within %s", waitTimeout)
-	}
-	return p.cmd.ProcessState.ExitCode()
+	return p.Wait(p.t, waitTimeout)
 }
 
 func (p *proc) url(path string) string { return "http://" + p.addr + path }
@@ -366,11 +324,11 @@ func TestServeEndToEnd(t *testing.T) {
 	// The server has the request once it counts it in flight (the scrape
 	// counts itself too); before that, a SIGTERM could beat it to the
 	// accept and the test would check nothing.
-	eventually(t, waitTimeout, func() (bool, string) {
+	proctest.Eventually(t, waitTimeout, func() (bool, string) {
 		_, b := apiGet(t, p.url(""), "/metrics", operator)
 		return strings.Contains(string(b), "\nluminate_http_requests_in_flight 2\n"), "not counted in flight yet"
 	}, "the streaming request is in flight")
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, p.Cmd.Process.Signal(syscall.SIGTERM))
 	require.NotEmpty(t, p.waitLog("shutting down"))
 	_, err = pw.Write(body[len(body)/2:])
 	require.NoError(t, err)
@@ -438,14 +396,14 @@ log.format: json
 		p := start(t, "serve", "--config.file="+cfgPath)
 		require.NotEmpty(t, p.addr, p.stderr())
 		require.DirExists(t, fromFile)
-		require.NoError(t, p.cmd.Process.Signal(syscall.SIGINT))
+		require.NoError(t, p.Cmd.Process.Signal(syscall.SIGINT))
 		require.Equal(t, 0, p.wait(), p.stderr())
 	})
 	t.Run("flags win", func(t *testing.T) {
 		p := start(t, "serve", "--config.file="+cfgPath, "--storage.badger.path="+fromFlag)
 		require.NotEmpty(t, p.addr, p.stderr())
 		require.DirExists(t, fromFlag)
-		require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+		require.NoError(t, p.Cmd.Process.Signal(syscall.SIGTERM))
 		require.Equal(t, 0, p.wait(), p.stderr())
 	})
 	t.Run("unknown key is an error naming it", func(t *testing.T) {
@@ -566,7 +524,7 @@ func TestServeClickHouse(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusNoContent, resp.StatusCode, string(body))
 
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, p.Cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, p.wait(), p.stderr())
 
 	cfg := clickhouse.DefaultConfig()
@@ -622,7 +580,7 @@ func TestServeClickHouseOutage(t *testing.T) {
 	require.Eventually(t, func() bool { return write(now+2000, 3).StatusCode == http.StatusNoContent }, time.Minute, 200*time.Millisecond)
 	require.Equal(t, http.StatusOK, status("/-/ready"))
 
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, p.Cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, p.wait(), p.stderr())
 	cfg := clickhouse.DefaultConfig()
 	cfg.DSN, cfg.Database = srv.DSN(), "outage"
@@ -702,7 +660,7 @@ func TestServeWhatStrangersSee(t *testing.T) {
 	code, _ = apiGet(t, internal, "/api/v1/labels", "")
 	require.Equal(t, http.StatusNotFound, code, "no tenant data on the internal listener")
 
-	require.NoError(t, lum.cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, lum.Cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, lum.wait(), lum.stderr())
 }
 

@@ -1,65 +1,28 @@
 package main
 
 // Helpers for the end-to-end tests that run Debian's prometheus and
-// promtool next to a luminate process started with start().
+// promtool next to a luminate process started with start(), and read the
+// Prometheus HTTP API of either (the processes are internal/proctest's).
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
+
+	"github.com/luminate-io/luminate/internal/proctest"
 )
-
-// tool returns the path of program (prometheus, promtool), or skips t
-// (fails it under CI=true, where scripts/test-deps.sh installs them) when
-// it is not installed.
-func tool(t testing.TB, program string) string {
-	t.Helper()
-	if p, err := exec.LookPath(program); err == nil {
-		return p
-	}
-	if p := "/usr/bin/" + program; fileExists(p) {
-		return p
-	}
-	msg := program + " not found (install Debian's prometheus package: apt-get install -y prometheus, or run scripts/test-deps.sh)"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
-
-func fileExists(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && !st.IsDir()
-}
-
-// freeAddr returns a loopback address nothing listens on right now, for a
-// program that cannot report the port it picked itself.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
-	return addr
-}
 
 // writeFile writes content to dir/name and returns the path.
 func writeFile(t testing.TB, dir, name, content string) string {
@@ -69,129 +32,34 @@ func writeFile(t testing.TB, dir, name, content string) string {
 	return p
 }
 
-// promProc is a prometheus child process.
+// promProc is a prometheus child process of the test t.
 type promProc struct {
-	t    testing.TB
-	name string
-	addr string
-	dir  string
-	cmd  *exec.Cmd
-	out  *lockedBuffer
-	done chan struct{}
+	*proctest.Prometheus
+	t testing.TB
 }
 
-// startPrometheus starts prometheus on addr with the configuration
-// config (a YAML document) and its TSDB in a directory of its own. It is
-// stopped at the end of the test. It returns at once, so several can start
-// together: call waitReady before using it.
+// startPrometheus starts Debian's prometheus on addr with the
+// configuration config (a YAML document); see proctest.StartPrometheus.
+// Call waitReady before using it.
 func startPrometheus(t testing.TB, name, addr, config string, flags ...string) *promProc {
 	t.Helper()
-	return startPrometheusBin(t, tool(t, "prometheus"), name, addr, config, flags...)
+	return startPrometheusBin(t, proctest.Tool(t, "prometheus", proctest.InstallPrometheus), name, addr, config, flags...)
 }
 
 // startPrometheusBin is startPrometheus with the prometheus binary bin
 // (prometheus3 gives the 3.x one).
 func startPrometheusBin(t testing.TB, bin, name, addr, config string, flags ...string) *promProc {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := writeFile(t, dir, "prometheus.yml", config)
-	args := append([]string{
-		"--config.file=" + cfg,
-		"--storage.tsdb.path=" + filepath.Join(dir, "data"),
-		"--web.listen-address=" + addr,
-		"--log.level=info",
-	}, flags...)
-	p := &promProc{t: t, name: name, addr: addr, dir: dir, out: &lockedBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	require.NoError(t, p.cmd.Start())
-	go func() {
-		_ = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			t.Logf("prometheus %s (%s) output:\n%s", name, addr, p.out.String())
-		}
-	})
-	return p
+	return &promProc{Prometheus: proctest.StartPrometheus(t, bin, name, addr, config, flags...), t: t}
 }
 
 // waitReady waits until /-/ready answers 200.
 func (p *promProc) waitReady() {
 	p.t.Helper()
-	eventually(p.t, waitTimeout, func() (bool, string) {
-		select {
-		case <-p.done:
-			p.t.Fatalf("prometheus %s exited: %s", p.name, p.out.String())
-		default:
-		}
-		resp, err := http.Get(p.url("/-/ready"))
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, resp.Status
-	}, "prometheus %s ready", p.name)
+	p.WaitReady(p.t, waitTimeout)
 }
 
-// stop sends SIGTERM and waits, killing it if it does not exit in time.
-func (p *promProc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func (p *promProc) url(path string) string { return "http://" + p.addr + path }
-
-// lockedBuffer is a bytes.Buffer a child process writes to while the test
-// reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// eventually polls cond every 100ms until it holds, failing t with cond's
-// last explanation after timeout. It bounds waiting for processes that
-// work asynchronously (scrapes, remote-write queues); it measures nothing.
-func eventually(t testing.TB, timeout time.Duration, cond func() (bool, string), format string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		last = why
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s; last: %s", fmt.Sprintf(format, args...), timeout, last)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
+func (p *promProc) url(path string) string { return p.URL(path) }
 
 // apiGet sends GET base+path with an optional bearer token and returns the
 // status and body.

@@ -62,7 +62,7 @@ func TestServeRestartAfterKill(t *testing.T) {
 			require.Equal(t, http.StatusNoContent, resp.StatusCode, string(b))
 		}
 	}
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGKILL))
+	require.NoError(t, p.Cmd.Process.Signal(syscall.SIGKILL))
 	p.wait()
 
 	started := time.Now()
@@ -145,7 +145,7 @@ func TestServeRestartAfterKill(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusNoContent, resp.StatusCode)
 
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, p.Cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, p.wait(), p.stderr())
 	s := openTestStore(t, data)
 	q, err := s.ForTenant("acme").Querier(math.MinInt64, math.MaxInt64)
