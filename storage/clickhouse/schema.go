@@ -294,6 +294,8 @@ var migrations = []migration{
 		}
 		return stmts
 	}},
+	// 4 is the exemplar and metadata tables' (h11-ch-aux).
+	{5, "start timestamps in the samples table", func(s schema) []string { return s.stMigration() }},
 }
 
 // decimalColumnsDDL adds the digits and scale columns to table; codecs only on

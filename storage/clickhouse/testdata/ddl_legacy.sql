@@ -26,3 +26,6 @@ SETTINGS index_granularity = 8192;
 -- migration 3: native histograms in the samples table
 ALTER TABLE `luminate`.`samples` ADD COLUMN hist String DEFAULT '';
 
+-- migration 5: start timestamps in the samples table
+ALTER TABLE `luminate`.`samples` ADD COLUMN st Int64 DEFAULT 0;
+
