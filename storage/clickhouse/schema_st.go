@@ -15,16 +15,20 @@ const stColumn = "st"
 
 // stColumnDDL adds the st column to table. An insert without start
 // timestamps does not send it (it defaults to 0). Codecs only on a
-// MergeTree table: DoubleDelta makes a constant column (0, or the st of a
-// cumulative counter between resets) and one advancing by the scrape
-// interval (deltas, st the previous sample's time) runs of zeros that
-// ZSTD then all but removes. 18.x has neither codecs (its LZ4 compresses
-// a column of zeros about 250 times) nor ADD COLUMN IF NOT EXISTS (migrate
-// tolerates the column existing).
+// MergeTree table: Delta makes a column constant between counter resets
+// (cumulative st) or advancing by the scrape interval (deltas, st the
+// previous sample's time) runs of equal values that ZSTD all but removes.
+// Measured on ClickHouse 26.5 (TestModernStartTimestamps, 1000 series x
+// 480 samples at 15 s): a column of zeros takes 0.0001 bytes per sample
+// whatever the codec; cumulative st 0.012 with Delta, ZSTD(1) against
+// 0.035 with DoubleDelta, 0.24 with T64 and 0.054 with ZSTD alone; deltas'
+// 0.011 against 0.021, 0.33 and 0.12. 18.x has neither codecs (its LZ4
+// compresses a column of zeros about 250 times) nor ADD COLUMN IF NOT
+// EXISTS (migrate tolerates the column existing).
 func (s schema) stColumnDDL(table string, codecs bool) string {
 	codec := ""
 	if codecs {
-		codec = s.codec("DoubleDelta, ZSTD(1)")
+		codec = s.codec("Delta, ZSTD(1)")
 	}
 	return fmt.Sprintf("ALTER TABLE %s%s ADD COLUMN %s%s Int64 DEFAULT 0%s",
 		s.table(table), s.onClusterClause(), s.ifNotExists(), stColumn, codec)

@@ -38,7 +38,7 @@ ALTER TABLE `luminate`.`samples_local` ON CLUSTER `metrics` ADD COLUMN IF NOT EX
 /* on every node */ ALTER TABLE `luminate`.`samples` ADD COLUMN IF NOT EXISTS hist String DEFAULT '';
 
 -- migration 5: start timestamps in the samples table
-ALTER TABLE `luminate`.`samples_local` ON CLUSTER `metrics` ADD COLUMN IF NOT EXISTS st Int64 DEFAULT 0 CODEC(DoubleDelta, ZSTD(1));
+ALTER TABLE `luminate`.`samples_local` ON CLUSTER `metrics` ADD COLUMN IF NOT EXISTS st Int64 DEFAULT 0 CODEC(Delta, ZSTD(1));
 
 /* on every node */ ALTER TABLE `luminate`.`samples` ADD COLUMN IF NOT EXISTS st Int64 DEFAULT 0;
 

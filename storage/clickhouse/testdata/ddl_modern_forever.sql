@@ -29,5 +29,5 @@ ALTER TABLE `luminate`.`samples` ADD COLUMN IF NOT EXISTS digits Int64 DEFAULT 0
 ALTER TABLE `luminate`.`samples` ADD COLUMN IF NOT EXISTS hist String DEFAULT '' CODEC(ZSTD(3));
 
 -- migration 5: start timestamps in the samples table
-ALTER TABLE `luminate`.`samples` ADD COLUMN IF NOT EXISTS st Int64 DEFAULT 0 CODEC(DoubleDelta, ZSTD(1));
+ALTER TABLE `luminate`.`samples` ADD COLUMN IF NOT EXISTS st Int64 DEFAULT 0 CODEC(Delta, ZSTD(1));
 
