@@ -13,7 +13,7 @@ import (
 
 // Table layout (see doc.go for the why):
 //
-//	samples  (tenant, fingerprint, ts, value[, digits, scale], hist)
+//	samples  (tenant, fingerprint, ts, value[, digits, scale], hist, st)
 //	         ReplacingMergeTree, PARTITION BY day of ts, ORDER BY (tenant, fingerprint, ts)
 //	series   (tenant, hour, min_ts, fingerprint, metric_name, label_names, label_values)
 //	         ReplacingMergeTree, PARTITION BY day of hour, ORDER BY (tenant, metric_name, fingerprint, hour, min_ts)
