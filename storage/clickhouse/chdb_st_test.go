@@ -58,7 +58,7 @@ func TestModernStartTimestamps(t *testing.T) {
 	require.NoError(t, modern.exec(ctx, fmt.Sprintf("INSERT INTO %s (%s) VALUES ('t', 1, 1000, 0, 4, 0)", sc.table(samplesTable), cols)))
 	require.NoError(t, modern.exec(ctx, fmt.Sprintf("INSERT INTO %s (%s, %s) VALUES ('t', 1, 3000, 0, 6, 0, 2999)", sc.table(samplesTable), cols, stColumn)))
 	want := []string{"1\t1000\t4\t0", "1\t2000\t3\t-7", "1\t3000\t6\t2999", "1\t500\t1.5\t0"}
-	sql := samplesSQL(sc.valueExpr(), sc.table(samplesTable), "tenant = 't'", []uint64{1}, math.MinInt64, math.MaxInt64)
+	sql := samplesSQL(sc.valueExpr(), sc.stExpr(), sc.table(samplesTable), "tenant = 't'", []uint64{1}, math.MinInt64, math.MaxInt64)
 	for _, phase := range []string{"unmerged", "merged"} {
 		out, err := modern.query(sql)
 		require.NoError(t, err)

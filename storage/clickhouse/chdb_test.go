@@ -203,7 +203,7 @@ func TestModernEngine(t *testing.T) {
 	copies := 0
 	hints := map[string]int8{}
 	for _, c := range []struct{ table, cols string }{
-		{samplesTable, "tenant, fingerprint, ts, hex(reinterpretAsString(value)), hist, st"},
+		{samplesTable, "tenant, fingerprint, ts, hex(reinterpretAsString(value)), hist, " + legacy.schema.stExpr()},
 		{seriesTable, "tenant, hour, min_ts, fingerprint, metric_name, label_names, label_values"},
 	} {
 		parts := sortedLines(httpQuery(t, base, "SELECT DISTINCT _part_index, _part FROM "+sc.table(c.table)))
@@ -239,14 +239,14 @@ func TestModernEngine(t *testing.T) {
 	t.Logf("%d distinct read queries", len(queries))
 	require.Greater(t, len(queries), 20)
 	kinds := 0
-	legacyValue := "SELECT fingerprint, ts, " + legacy.schema.valueExpr() + ", st, _part_index FROM"
+	legacyValue := "SELECT fingerprint, ts, " + legacy.schema.valueExpr() + ", " + legacy.schema.stExpr() + ", _part_index FROM"
 	for _, sql := range queries {
 		want := httpQuery(t, base, sql)
 		modernSQL := sql
 		if kindOf[sql] == "samples" {
 			// The modern table reads values through its decimal columns.
 			require.Contains(t, sql, legacyValue)
-			modernSQL = strings.Replace(sql, legacyValue, "SELECT fingerprint, ts, "+sc.valueExpr()+", st, _part_index FROM", 1)
+			modernSQL = strings.Replace(sql, legacyValue, "SELECT fingerprint, ts, "+sc.valueExpr()+", "+sc.stExpr()+", _part_index FROM", 1)
 		}
 		got, err := modern.query(modernSQL)
 		require.NoError(t, err, "modern engine rejects: %s", modernSQL)

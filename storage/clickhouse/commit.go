@@ -309,7 +309,11 @@ func (w *insertWorker) insertSamples(ctx context.Context, batch []*commitReq) er
 		cols = append(cols, w.hists)
 	}
 	if w.sts != nil {
-		cols = append(cols, w.sts)
+		if w.s.schema.stBytes {
+			cols = append(cols, w.stStrings())
+		} else {
+			cols = append(cols, w.sts)
+		}
 	}
 	if err := appendColumns(b, cols...); err != nil {
 		_ = b.Abort()
@@ -418,6 +422,18 @@ func (w *insertWorker) sortBatch(batch []*commitReq, decimals bool) {
 			w.sts = append(w.sts, w.inSTs[key.row])
 		}
 	}
+}
+
+// stStrings is the batch's start timestamps as a String st column holds
+// them (schema_st.go).
+func (w *insertWorker) stStrings() []string {
+	out := make([]string, len(w.sts))
+	for i, st := range w.sts {
+		if st != 0 {
+			out[i] = stBytesOf(st)
+		}
+	}
+	return out
 }
 
 // rowKey is a row of a batch as sortBatch orders it.

@@ -459,7 +459,8 @@ func (s *sampleSet) readBatch() error {
 	// _part_index is the last written. This is what FINAL computes,
 	// without FINAL's cost on 18.x. (Rows, not per-series arrays: the
 	// driver scans arrays element by element through reflection.)
-	sql := samplesSQL(s.q.ts.s.schema.valueExpr(), s.q.table(samplesTable), s.q.tenantCond(), fps, s.mint, s.maxt)
+	sc := s.q.ts.s.schema
+	sql := samplesSQL(sc.valueExpr(), sc.stExpr(), s.q.table(samplesTable), s.q.tenantCond(), fps, s.mint, s.maxt)
 	ctx, cancel := context.WithCancel(s.ctx)
 	res, err := s.q.ts.s.query(ctx, "samples", sql)
 	if err != nil {
@@ -573,10 +574,11 @@ func (s *sampleSet) readBatch() error {
 }
 
 // samplesSQL selects (fingerprint, ts, value, st, _part_index) of the rows
-// of series fps in [mint, maxt], valueExpr being the value's expression.
-func samplesSQL(valueExpr, table, tenantCond string, fps []uint64, mint, maxt int64) string {
+// of series fps in [mint, maxt], valueExpr and stExpr being the value's
+// and the start timestamp's expressions.
+func samplesSQL(valueExpr, stExpr, table, tenantCond string, fps []uint64, mint, maxt int64) string {
 	return fmt.Sprintf("SELECT fingerprint, ts, %s, %s, _part_index FROM %s WHERE %s AND fingerprint IN (%s) AND ts >= %d AND ts <= %d",
-		valueExpr, stColumn, table, tenantCond, uint64List(fps), mint, maxt)
+		valueExpr, stExpr, table, tenantCond, uint64List(fps), mint, maxt)
 }
 
 // prevWindow is how far before a select's range the sample before it is

@@ -148,6 +148,9 @@ type schema struct {
 	// the server version: a table created on an older server keeps its
 	// columns when the server is upgraded.
 	decimals bool
+	// stBytes: the st column is a String (18.x, schema_st.go). Read from
+	// the table after migrating, as decimals.
+	stBytes bool
 }
 
 // table returns the quoted name of table in the schema's database.

@@ -339,3 +339,17 @@ func TestSampleRowsGroupStartTimestamps(t *testing.T) {
 	require.Equal(t, chunkenc.ValFloat, it.Seek(2))
 	require.Equal(t, int64(7), it.AtST())
 }
+
+// TestStartTimestampsEdgeValues: start timestamps of any int64 survive,
+// on 18.x through the String column's trimmed bytes too.
+func TestStartTimestampsEdgeValues(t *testing.T) {
+	s := newTestStore(t)
+	require.Equal(t, !s.schema.info.Codecs, s.schema.stBytes, "a String st column on 18.x, Int64 from 20.3")
+	ts := s.ForTenant("edges")
+	var want []hsample
+	for i, st := range []int64{math.MinInt64, math.MaxInt64, -1, 1, 255, 256, 1 << 56, -(1 << 8), 0} {
+		want = append(want, hsample{st: st, t: int64(i+1) * 1000, v: float64(i)})
+	}
+	appendSamples(t, ts, labels.FromStrings("__name__", "edges"), want)
+	requireSameSamples(t, want, readSamples(t, ts, "edges"))
+}

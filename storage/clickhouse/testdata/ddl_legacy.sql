@@ -27,5 +27,5 @@ SETTINGS index_granularity = 8192;
 ALTER TABLE `luminate`.`samples` ADD COLUMN hist String DEFAULT '';
 
 -- migration 5: start timestamps in the samples table
-ALTER TABLE `luminate`.`samples` ADD COLUMN st Int64 DEFAULT 0;
+ALTER TABLE `luminate`.`samples` ADD COLUMN st String DEFAULT '';
 

@@ -33,7 +33,7 @@ ALTER TABLE `luminate`.`samples_local` ADD COLUMN hist String DEFAULT '';
 ALTER TABLE `luminate`.`samples` ADD COLUMN hist String DEFAULT '';
 
 -- migration 5: start timestamps in the samples table
-ALTER TABLE `luminate`.`samples_local` ADD COLUMN st Int64 DEFAULT 0;
+ALTER TABLE `luminate`.`samples_local` ADD COLUMN st String DEFAULT '';
 
-ALTER TABLE `luminate`.`samples` ADD COLUMN st Int64 DEFAULT 0;
+ALTER TABLE `luminate`.`samples` ADD COLUMN st String DEFAULT '';
 
