@@ -15,7 +15,7 @@ import (
 const stColumn = "st"
 
 // stColumnDDL adds the st column to table. An insert without start
-// timestamps does not send it (it defaults to 0, or ”).
+// timestamps does not send it (it defaults to 0, or the empty string).
 //
 // From 20.3 it is an Int64 with CODEC(Delta, ZSTD(1)): Delta makes a
 // column constant between counter resets (cumulative st) or advancing by
