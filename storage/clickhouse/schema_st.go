@@ -30,7 +30,7 @@ const stColumn = "st"
 // 18.x has no codecs: its LZ4 takes 0.036 bytes per sample for an Int64
 // column of zeros (BenchmarkIngest on 18.16, 2% of the node model's
 // 1.80), so there st is a String holding the st's 8 little-endian bytes
-// without trailing zeros (” for 0), read as reinterpretAsInt64(st): 1
+// without trailing zeros (empty for 0), read as reinterpretAsInt64(st): 1
 // byte per row before compression, as the empty hist column. 18.x has no
 // ADD COLUMN IF NOT EXISTS (migrate tolerates the column existing).
 func (s schema) stColumnDDL(table string, codecs bool) string {
