@@ -514,7 +514,7 @@ func (d *Decoder) writeRequest(b []byte) error {
 			if err := d.caps.take(seriesSize); err != nil {
 				return err
 			}
-			ts := push(&d.req.Timeseries, d.caps.room/seriesSize+1)
+			ts := extend(&d.req.Timeseries, d.caps.room/seriesSize+1)
 			*ts = TimeSeries{
 				labelsStart:  int32(len(d.labels)),
 				samplesStart: int32(len(d.samples)),

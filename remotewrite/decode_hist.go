@@ -548,19 +548,29 @@ func spanOf[T any](arena []T, starts []int, i int) []T {
 // arenas of large structures then hold at most their budget, and while
 // growing at most twice it, garbage included.
 func push[T any](s *[]T, limit int) *T {
-	if len(*s) == cap(*s) {
-		most := len(*s) + max(limit, 1)
-		n := max(2*cap(*s), 16)
-		if most < 2*n { // the doubling after this one would pass the budget: straight to it
-			n = most
-		}
-		grown := make([]T, len(*s), n)
-		copy(grown, *s)
-		*s = grown
-	}
-	*s = (*s)[:len(*s)+1]
-	p := &(*s)[len(*s)-1]
+	p := extend(s, limit)
 	var zero T
 	*p = zero
 	return p
+}
+
+// extend is push without zeroing the new element, which holds what an
+// earlier request left there: the caller sets all of it.
+func extend[T any](s *[]T, limit int) *T {
+	if len(*s) == cap(*s) {
+		grow(s, limit)
+	}
+	*s = (*s)[:len(*s)+1]
+	return &(*s)[len(*s)-1]
+}
+
+func grow[T any](s *[]T, limit int) {
+	most := len(*s) + max(limit, 1)
+	n := max(2*cap(*s), 16)
+	if most < 2*n { // the doubling after this one would pass the budget: straight to it
+		n = most
+	}
+	grown := make([]T, len(*s), n)
+	copy(grown, *s)
+	*s = grown
 }

@@ -173,14 +173,14 @@ func (d *DecoderV2) resolve() error {
 		// References 0 without symbols are no metadata: a request of
 		// series without labels, refused when strict.
 		m := &d.meta[i]
-		if m.help != 0 || m.unit != 0 || len(syms) > 0 {
+		if m.help|m.unit != 0 {
 			if uint64(m.help) >= uint64(len(syms)) || uint64(m.unit) >= uint64(len(syms)) {
 				return fmt.Errorf("%w: the metadata of series %d references symbol %d, past the %d symbols of the request",
 					ErrMalformed, i, max(m.help, m.unit), len(syms))
 			}
 			m.m.Help, m.m.Unit = syms[m.help], syms[m.unit]
 		}
-		if !m.m.IsEmpty() {
+		if m.m.Type != 0 || m.m.Help != "" || m.m.Unit != "" {
 			ts[i].Metadata = &m.m
 		}
 	}
@@ -252,21 +252,18 @@ func (d *DecoderV2) request(b []byte) error {
 			if len(d.req.Timeseries) == d.caps.series {
 				return tooMany("series", d.caps.series)
 			}
-			if err := d.caps.take(seriesSize); err != nil {
-				return err
-			}
-			if err := d.caps.take(metaRefsSize); err != nil {
+			if err := d.caps.take(seriesSize + metaRefsSize); err != nil {
 				return err
 			}
 			more := d.caps.room/seriesSize + 1
-			ts := push(&d.req.Timeseries, more)
+			ts := extend(&d.req.Timeseries, more)
 			*ts = TimeSeries{
 				refsStart:    int32(len(d.refs)),
 				samplesStart: int32(len(d.samples)),
 				histStart:    int32(len(d.hist.hists)),
 				exStart:      int32(len(d.ex)),
 			}
-			push(&d.meta, more)
+			*extend(&d.meta, more) = seriesMeta{}
 			if err := d.timeSeries(ts, b[:end], start); err != nil {
 				return err
 			}
@@ -478,6 +475,21 @@ func (d *DecoderV2) exemplar(b []byte, i, at int) error {
 // into m: its type, and its references to resolve.
 func seriesMetadata(m *seriesMeta, b []byte, i int) error {
 	for i < len(b) {
+		// Every series of a 2.0 request carries its metadata: the usual
+		// one-byte tags and varints, read without the general path.
+		if i+1 < len(b) && b[i+1] < 0x80 {
+			switch b[i] {
+			case fieldMetadataType<<3 | wireVarint:
+				m.m.Type, i = int32(b[i+1]), i+2
+				continue
+			case fieldMetadataV2HelpRef<<3 | wireVarint:
+				m.help, i = uint32(b[i+1]), i+2
+				continue
+			case fieldMetadataV2UnitRef<<3 | wireVarint:
+				m.unit, i = uint32(b[i+1]), i+2
+				continue
+			}
+		}
 		field, wire, next, err := tag(b, i)
 		if err != nil {
 			return err

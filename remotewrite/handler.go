@@ -253,10 +253,11 @@ func (st *writeState) trim() {
 	trim(&st.fhists, maxPooledBytes)
 	trim(&st.ex, maxPooledBytes)
 	// Nothing kept alive through them: the exemplars' labels, the
-	// decoder arenas the histograms point into.
-	clear(st.ex[:cap(st.ex)])
-	clear(st.hists[:cap(st.hists)])
-	clear(st.fhists[:cap(st.fhists)])
+	// decoder arenas the histograms point into. What lies past their
+	// lengths was cleared by the request that used it.
+	clear(st.ex)
+	clear(st.hists)
+	clear(st.fhists)
 }
 
 // How many bytes of decoded structures a request may take per byte of its
@@ -438,7 +439,7 @@ func (g *ingester) decodedBound(proto protocol, n int) int64 {
 	}
 	if proto == rw2 {
 		return min(rw2BytesPerByte*int64(n),
-			series*int64(seriesSize)+2*labels*int64(refSize+symbolSize)+samples*int64(sampleSize))
+			series*int64(seriesSize+metaRefsSize)+2*labels*int64(refSize+symbolSize)+samples*int64(sampleSize))
 	}
 	return min(rw1BytesPerByte*int64(n),
 		series*int64(seriesSize)+labels*int64(labelSize)+samples*int64(sampleSize))
@@ -904,10 +905,12 @@ type metaFunc func(ts *TimeSeries, name string) (m metadata.Metadata, family str
 // stored, and an error only when the store failed: then nothing of the
 // batch is stored.
 //
-// A series' exemplars ride on the first of its samples the store takes:
-// exemplars the store refuses (a *promstorage.AppendPartialError) are not
-// counted stored and reject nothing else, as in Prometheus, for which
-// exemplars are best effort.
+// A series' exemplars ride on the first of its samples the store takes;
+// those of an entry without samples (remote write senders send exemplars
+// in entries of their own) go through AppendExemplars. Exemplars the
+// store refuses (a *promstorage.AppendPartialError, or a series it does
+// not hold) are not counted stored and reject nothing else, as in
+// Prometheus, for which exemplars are best effort.
 func (g *ingester) appendSeries(app promstorage.AppenderV2, id tenancy.ID, series []TimeSeries, st *writeState, meta metaFunc, onReject func(series int, rej *Rejection)) (written, error) {
 	rc := &st.counts
 	var out written
@@ -956,8 +959,7 @@ func (g *ingester) appendSeries(app promstorage.AppenderV2, id tenancy.ID, serie
 			o := opts
 			o.Exemplars = exemplars
 			ref, err = app.Append(ref, lset, ts.StartTimestamp(stt), t, v, h, fh, o)
-			var partial *promstorage.AppendPartialError
-			if err != nil && errors.As(err, &partial) {
+			if partial, ok := asPartial(err); ok {
 				exRefused += len(partial.ExemplarErrors)
 				out.exemplars += max(0, len(exemplars)-len(partial.ExemplarErrors))
 				exemplars = nil
@@ -1017,7 +1019,24 @@ func (g *ingester) appendSeries(app promstorage.AppenderV2, id tenancy.ID, serie
 				return written{}, err
 			}
 		}
-		if len(exemplars) > 0 { // no sample of the series was stored
+		switch exApp, ok := app.(promstorage.ExemplarAppenderV2); {
+		case len(exemplars) == 0:
+		case len(ts.Samples)+len(ts.Histograms) == 0 && ok:
+			// Exemplars alone, as Prometheus sends them: for a series
+			// that has samples, in this request or an earlier one.
+			_, err := exApp.AppendExemplars(ref, lset, exemplars)
+			if partial, isPartial := asPartial(err); isPartial {
+				exRefused += len(partial.ExemplarErrors)
+				out.exemplars += max(0, len(exemplars)-len(partial.ExemplarErrors))
+			} else if err != nil {
+				exRefused += len(exemplars)
+			} else {
+				out.exemplars += len(exemplars)
+			}
+			if err != nil {
+				g.logger.Debug("exemplars refused", "tenant", id, "series", FormatSeries(ls), "err", err)
+			}
+		default: // no sample of the series was stored
 			exRefused += len(exemplars)
 		}
 		if rc.samples > before {
@@ -1102,6 +1121,15 @@ func (st *writeState) exemplars(es []Exemplar, win Window) (_ []exemplar.Exempla
 	out := st.ex[start:len(st.ex):len(st.ex)]
 	slices.SortStableFunc(out, func(a, b exemplar.Exemplar) int { return cmp.Compare(a.Ts, b.Ts) })
 	return out, outside
+}
+
+// asPartial returns err as a *promstorage.AppendPartialError: the sample
+// appended, some of its exemplars refused.
+func asPartial(err error) (*promstorage.AppendPartialError, bool) {
+	if err == nil {
+		return nil, false
+	}
+	return errors.AsType[*promstorage.AppendPartialError](err)
 }
 
 func rollback(app promstorage.AppenderV2) error {

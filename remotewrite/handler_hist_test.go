@@ -2,6 +2,7 @@ package remotewrite
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -409,4 +410,45 @@ func TestInflightGrowsForHistograms(t *testing.T) {
 	require.Contains(t, w.Body.String(), "--ingest.max-inflight-bytes")
 	hd.inflight.release(other)
 	require.Zero(t, hd.inflight.inUse())
+}
+
+// Prometheus sends a series' exemplars in an entry of their own, after
+// its samples': they reach the store through AppendExemplars. Those of a
+// series the store does not hold are refused, and fail nothing.
+func TestWriteExemplarsApart(t *testing.T) {
+	for _, startZero := range []bool{false, true} {
+		t.Run(fmt.Sprint("start zero ", startZero), func(t *testing.T) {
+			store := openStore(t, nil)
+			reg := prometheus.NewRegistry()
+			cfg := testConfig(t)
+			cfg.StartZeroIngestion = startZero
+			h := New(cfg, store, nil, nil, reg)
+			now := time.Now().Truncate(time.Millisecond)
+			ms := now.UnixMilli()
+			req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+				{Labels: series("__name__", "requests_total", "job", "a"), Samples: samplesAt(now, 1)},
+				{Labels: series("__name__", "requests_total", "job", "a"), Exemplars: []prompb.Exemplar{
+					{Labels: []prompb.Label{{Name: "trace_id", Value: "t1"}}, Value: 1, Timestamp: ms},
+				}},
+				{Labels: series("__name__", "unknown_total"), Exemplars: []prompb.Exemplar{
+					{Labels: []prompb.Label{{Name: "trace_id", Value: "t2"}}, Value: 1, Timestamp: ms},
+				}},
+			}}
+			w := post(h, &writer, encode(t, req), nil)
+			require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
+			ex := readExemplars(t, store, writer.Tenant)
+			require.Len(t, ex[`{__name__="requests_total", job="a"}`], 1)
+			require.Empty(t, ex[`{__name__="unknown_total"}`])
+			require.Equal(t, 1.0, counter(t, reg, "luminate_ingest_exemplars_accepted_total", "tenant", "acme"))
+			require.Equal(t, 1.0, counter(t, reg, "luminate_ingest_exemplars_refused_total", "tenant", "acme"))
+
+			b := newV2Request()
+			b.add("__name__", "requests_total", "job", "a").Exemplars = []writev2.Exemplar{{LabelsRefs: b.refs("trace_id", "t3"), Value: 2, Timestamp: ms + 1}}
+			w = postV2(h, &writer, b.encode(t), nil)
+			require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
+			s, hw, e := writtenHeaders(t, w)
+			require.Equal(t, [3]int{0, 0, 1}, [3]int{s, hw, e})
+			require.Len(t, readExemplars(t, store, writer.Tenant)[`{__name__="requests_total", job="a"}`], 2)
+		})
+	}
 }

@@ -83,8 +83,8 @@ type requestMetadata struct {
 	pending *pendingMetadata
 	sent    map[string]Metadata          // the request's, by family, pointing into the decoder's buffer
 	taken   map[string]metadata.Metadata // the tenant's pending entries
-	used    map[string]metadata.Metadata // converted and attached, by family
-	byName  map[string]found             // what find answered, by series name
+	used    map[string]metadata.Metadata // converted and attached, by family (keys find's copies)
+	byName  map[string]found             // what find answered, by series name (keys find's copies)
 }
 
 type found struct {
@@ -111,16 +111,23 @@ func (g *ingester) familyMetadata(id tenancy.ID, sent []Metadata) *requestMetada
 
 // find is the metaFunc of remote write 1.0: the metadata of the series'
 // family, the series name itself or it without one of rw1Suffixes.
+//
+// name lives in the buffer of the series' labels, which the next series
+// overwrites (see buildLabels): what the maps keep, and the family name
+// returned, is a copy of it, made once per metric name and request.
 func (m *requestMetadata) find(_ *TimeSeries, name string) (metadata.Metadata, string, bool) {
 	// Series of one metric name come by the hundred: one search each.
 	f, ok := m.byName[name]
 	if !ok {
+		name = strings.Clone(name)
 		f = m.search(name)
 		m.byName[name] = f
 	}
 	return f.m, f.family, f.ok
 }
 
+// search looks up name, which the caller owns; the family it returns is
+// name or a prefix of it.
 func (m *requestMetadata) search(name string) found {
 	if md, ok := m.lookup(name); ok {
 		return found{md, name, true}

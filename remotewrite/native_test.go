@@ -213,6 +213,10 @@ func FuzzNative(f *testing.F) {
 		`{"metrics":[{"name":"a","value":"+Inf"},{"name":"b","value":"-Inf","timestamp":-1}]}`,
 		`{"metrics":[{"name":"a","dimensions":{"_tenant_id":"x","__name__":"b"},"value":1e400}]}`,
 		`{"metrics":[]}`, `{}`, `[`, `{"metrics":[{"name":"a","value":1,"extra":2}]}`,
+		`{"metrics":[{"name":"h","type":"histogram","help":"x","histogram":{"schema":3,"count":3,"sum":"NaN","zero_count":1,` +
+			`"positive_spans":[{"offset":-1,"length":2}],"positive_counts":[1,1]},"exemplars":[{"labels":{"trace_id":"a"},"value":1}]}]}`,
+		`{"metrics":[{"name":"h","histogram":{"float":true,"schema":-53,"count":2.5,"sum":1,"positive_spans":[{"offset":0,"length":1}],` +
+			`"positive_counts":[2.5],"custom_values":[1]}},{"name":"h","value":1,"histogram":{"schema":0,"count":0,"sum":0}}]}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -1,10 +1,12 @@
 package storage
 
 import (
+	"fmt"
 	"hash/maphash"
 	"math"
 	"sync"
 
+	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
@@ -144,6 +146,16 @@ func (a *startZeroAppender) injected(key uint64, st int64) bool {
 		return v == st
 	}
 	return a.seen.injected(key, st)
+}
+
+// AppendExemplars passes exemplars to app's AppendExemplars, when it has
+// one: exemplars have no start timestamp.
+func (a *startZeroAppender) AppendExemplars(ref promstorage.SeriesRef, ls labels.Labels, es []exemplar.Exemplar) (promstorage.SeriesRef, error) {
+	e, ok := a.AppenderV2.(promstorage.ExemplarAppenderV2)
+	if !ok {
+		return ref, fmt.Errorf("%T does not append exemplars alone", a.AppenderV2)
+	}
+	return e.AppendExemplars(ref, ls, es)
 }
 
 func (a *startZeroAppender) Commit() error {

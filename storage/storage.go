@@ -45,8 +45,9 @@ type MetricsStore interface {
 // it carry the tenant; series read through it are the tenant's only, without
 // the _tenant_id label. Safe for concurrent use; the appenders and queriers
 // it returns are not (as in Prometheus). Appenders keep no reference to
-// the labels passed to Append once it returns (they copy what they keep),
-// so callers may build each series' labels in reused memory.
+// the labels, exemplars or option strings (MetricFamilyName, Metadata)
+// passed to Append once it returns (they copy what they keep), so callers
+// may build them in reused memory.
 //
 // Label names and values (with matchers, time range and limit) come from
 // Querier(mint, maxt).LabelNames/LabelValues with LabelHints.Limit; series

@@ -263,6 +263,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	cfg.badger.SeriesLimits = limits.MaxActiveSeries
 	cfg.clickhouse.SeriesLimits = limits.MaxActiveSeries
 	cfg.badger.ExemplarLimits, cfg.badger.MetadataLimits = limits.MaxExemplars, limits.MaxMetadata
+	cfg.clickhouse.ExemplarLimits, cfg.clickhouse.MetadataLimits = limits.MaxExemplars, limits.MaxMetadata
 	cfg.clickhouse.MaxSeriesPerQuery = limits.MaxSeriesPerQuery   // a select reads at most one series past it
 	cfg.clickhouse.MaxSamplesPerQuery = limits.MaxSamplesPerQuery // and at most one batch of samples past this
 	store, err := openStore(cfg, logger, reg)

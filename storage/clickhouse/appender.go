@@ -43,6 +43,7 @@ type appender struct {
 	histBuf   []byte // a histogram's encoding before it is copied to a string
 	nowHour   int32  // wall-clock hour of the transaction
 	done      bool
+	aux       auxTxn // exemplars and metadata (aux.go)
 }
 
 type seriesHour struct {
@@ -344,11 +345,16 @@ func (a appenderV1) AppendHistogramSTZeroSample(ref promstorage.SeriesRef, _ lab
 }
 
 // appenderV2 is the Prometheus AppenderV2 interface over appender.
-// Exemplars and metadata are not stored; start timestamps are.
+// Exemplars and metadata go to their tables (aux.go); start timestamps
+// are stored with the sample.
 type appenderV2 struct{ *appender }
 
-func (a appenderV2) Append(ref promstorage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, _ promstorage.AppendV2Options) (promstorage.SeriesRef, error) {
-	return a.appendAny(ref, ls, st, t, v, h, fh)
+func (a appenderV2) Append(ref promstorage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AppendV2Options) (promstorage.SeriesRef, error) {
+	ref, err := a.appendAny(ref, ls, st, t, v, h, fh)
+	if err != nil {
+		return ref, err
+	}
+	return a.appendAux(ref, ls, opts) // exemplars and metadata
 }
-func (a appenderV2) Commit() error   { return a.commit() }
+func (a appenderV2) Commit() error   { return a.commitWithAux() }
 func (a appenderV2) Rollback() error { return a.rollback() }

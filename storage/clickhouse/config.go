@@ -57,6 +57,14 @@ type Config struct {
 	// tenant may load (its max_samples_per_query; 0 means unlimited): a
 	// select stops reading samples one batch past it.
 	MaxSamplesPerQuery func(id tenancy.ID) int `yaml:"-"`
+	// ExemplarLimits, when set, is the most exemplars each tenant keeps
+	// (its max_exemplars; 0 means unlimited): the newest are kept, the
+	// oldest are no longer returned and are deleted (exemplars.go).
+	ExemplarLimits storage.TenantLimit `yaml:"-"`
+	// MetadataLimits, when set, is the most metric families each tenant
+	// keeps metadata of (its max_metadata; 0 means unlimited): the
+	// metadata of new families beyond it is dropped, their samples kept.
+	MetadataLimits storage.TenantLimit `yaml:"-"`
 }
 
 // DefaultConfig returns the defaults the flags use.

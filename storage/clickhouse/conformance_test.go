@@ -7,6 +7,7 @@ import (
 
 	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/storage/storagetest"
+	"github.com/luminate-io/luminate/tenancy"
 )
 
 // backend opens each store on a database of its own on the shared server;
@@ -18,6 +19,12 @@ func backend() storagetest.Backend {
 			old := s.(*Store)
 			require.NoError(t, old.Close())
 			return openStore(t, old.cfg)
+		},
+		Limited: func(t testing.TB, maxExemplars, maxMetadata int) storage.MetricsStore {
+			cfg := testConfig(t)
+			cfg.ExemplarLimits = func(tenancy.ID) int { return maxExemplars }
+			cfg.MetadataLimits = func(tenancy.ID) int { return maxMetadata }
+			return openStore(t, cfg)
 		},
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/storage/storagetest"
+	"github.com/luminate-io/luminate/tenancy"
 )
 
 // openDecimalStore opens a store whose samples table has the decimal
@@ -42,6 +43,12 @@ func decimalBackend() storagetest.Backend {
 			old := s.(*Store)
 			require.NoError(t, old.Close())
 			return openDecimalStore(t, old.cfg)
+		},
+		Limited: func(t testing.TB, maxExemplars, maxMetadata int) storage.MetricsStore {
+			cfg := testConfig(t)
+			cfg.ExemplarLimits = func(tenancy.ID) int { return maxExemplars }
+			cfg.MetadataLimits = func(tenancy.ID) int { return maxMetadata }
+			return openDecimalStore(t, cfg)
 		},
 	}
 }

@@ -297,7 +297,7 @@ var migrations = []migration{
 		}
 		return stmts
 	}},
-	// 4 is the exemplar and metadata tables' (h11-ch-aux).
+	{4, "exemplar and metadata tables", func(s schema) []string { return s.auxTablesDDL() }},
 	{5, "start timestamps in the samples table", func(s schema) []string { return s.stMigration() }},
 }
 

@@ -11,8 +11,6 @@ import (
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/prometheus/model/exemplar"
-	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
 	promstorage "github.com/prometheus/prometheus/storage"
 
@@ -31,6 +29,7 @@ type Store struct {
 	schema  schema
 
 	committer *committer
+	aux       *auxStore // exemplars and metadata (aux.go)
 	// columnPool holds *sampleColumns for appenders.
 	columnPool sync.Pool
 
@@ -93,6 +92,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, er
 		return nil, unavailable(err)
 	}
 	s.committer = newCommitter(s)
+	s.aux = newAuxStore(s)
 	bgCtx, bgCancel := context.WithCancel(context.Background())
 	s.cancel = bgCancel
 	s.bg.Add(1)
@@ -254,6 +254,7 @@ func (s *Store) recordInsert(err error) {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.committer.close()
+		s.aux.close()
 		s.cancel()
 		s.bg.Wait()
 		s.closeErr = s.conn.Close()
@@ -358,20 +359,14 @@ func (ts *tenantStore) AppenderV2(ctx context.Context) promstorage.AppenderV2 {
 	return appenderV2{ts.newAppender(ctx)}
 }
 
-// ExemplarQuerier returns a querier of the tenant's exemplars.
-// TODO(issue 11): exemplars are not stored yet; it finds none.
-func (ts *tenantStore) ExemplarQuerier(context.Context) (promstorage.ExemplarQuerier, error) {
-	return noExemplars{}, nil
+// ExemplarQuerier returns a querier of the tenant's exemplars (exemplars.go).
+func (ts *tenantStore) ExemplarQuerier(ctx context.Context) (promstorage.ExemplarQuerier, error) {
+	return &exemplarQuerier{ctx: ctx, ts: ts}, nil
 }
 
-// Metadata returns the tenant's metric metadata.
-// TODO(issue 11): metadata is not stored yet; it finds none.
-func (ts *tenantStore) Metadata(context.Context, string, int) (map[string]metadata.Metadata, error) {
-	return map[string]metadata.Metadata{}, nil
-}
-
-type noExemplars struct{}
-
-func (noExemplars) Select(int64, int64, ...[]*labels.Matcher) ([]exemplar.QueryResult, error) {
-	return nil, nil
+// Metadata returns the latest metadata of the tenant's metric families
+// (metadata.go): of metric only when not empty, at most limit families
+// when limit > 0.
+func (ts *tenantStore) Metadata(ctx context.Context, metric string, limit int) (map[string]metadata.Metadata, error) {
+	return ts.s.readMetadata(ctx, "metadata", ts.id, metric, limit)
 }

@@ -267,6 +267,34 @@ func testExemplars(t *testing.T, b Backend) {
 		}, true, math.MinInt64, math.MaxInt64, re("job", ".+"))
 	})
 
+	t.Run("appended alone", func(t *testing.T) {
+		// Remote write senders put a series' exemplars in an entry of its
+		// own: AppendExemplars, after the series' samples, in the same
+		// transaction or a later one; never for a series without samples.
+		ts := b.Open(t).ForTenant(tenantA)
+		e0, e1, e2 := ex(at(0), 1, "trace_id", "t0"), ex(at(1), 2, "trace_id", "t1"), ex(at(2), 3, "trace_id", "t2")
+		app := ts.AppenderV2(t.Context())
+		xa, ok := app.(promstorage.ExemplarAppenderV2)
+		require.True(t, ok, "the tenant view's AppenderV2 (%T) is not a storage.ExemplarAppenderV2", app)
+		_, err := app.Append(0, s1, 0, at(0), 1, nil, nil, promstorage.AOptions{})
+		require.NoError(t, err)
+		_, err = xa.AppendExemplars(0, s1, []exemplar.Exemplar{e0})
+		require.NoError(t, err, "exemplars of a series appended in the same transaction")
+		_, err = xa.AppendExemplars(0, s2, []exemplar.Exemplar{e0})
+		require.ErrorIs(t, err, promstorage.ErrNotFound, "exemplars of a series without samples")
+		require.NoError(t, app.Commit())
+
+		app = ts.AppenderV2(t.Context())
+		xa = app.(promstorage.ExemplarAppenderV2)
+		_, err = xa.AppendExemplars(0, s1, []exemplar.Exemplar{e1, e2})
+		require.NoError(t, err, "exemplars of a series with samples committed before")
+		_, err = xa.AppendExemplars(0, s1, []exemplar.Exemplar{ex(at(1)-1, 9, "trace_id", "old")})
+		requirePartialError(t, err, promstorage.ErrOutOfOrderExemplar, 0)
+		require.NoError(t, app.Commit())
+		requireExemplars(t, ts, []exemplarResult{{s1, []exemplar.Exemplar{e0, e1, e2}}}, math.MinInt64, math.MaxInt64, ms(re("job", ".+")))
+		requireSelectH(t, ts, []hseries{{s1, []hsample{fsmp(at(0), 1)}}}, true, math.MinInt64, math.MaxInt64, re("job", ".+"))
+	})
+
 	t.Run("label length refused", func(t *testing.T) {
 		ts := b.Open(t).ForTenant(tenantA)
 		// 128 runes of names and values: the most allowed, in runes, not

@@ -32,6 +32,38 @@ ALTER TABLE `luminate`.`samples_local` ADD COLUMN hist String DEFAULT '';
 
 ALTER TABLE `luminate`.`samples` ADD COLUMN hist String DEFAULT '';
 
+-- migration 4: exemplar and metadata tables
+CREATE TABLE IF NOT EXISTS `luminate`.`exemplars_local` (
+  tenant LowCardinality(String),
+  ts Int64,
+  fingerprint UInt64,
+  value Float64,
+  exemplar_hash UInt64,
+  has_ts UInt8,
+  exemplar_names Array(String),
+  exemplar_values Array(String),
+  metric_name LowCardinality(String),
+  label_names Array(String),
+  label_values Array(String)
+) ENGINE = ReplacingMergeTree()
+ORDER BY (tenant, ts, fingerprint, exemplar_hash, value)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE IF NOT EXISTS `luminate`.`metadata_local` (
+  tenant LowCardinality(String),
+  family String,
+  metric_type LowCardinality(String),
+  unit String,
+  help String,
+  version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (tenant, family)
+SETTINGS index_granularity = 1024;
+
+CREATE TABLE IF NOT EXISTS `luminate`.`exemplars` AS `luminate`.`exemplars_local` ENGINE = Distributed(`metrics`, `luminate`, `exemplars_local`, fingerprint);
+
+CREATE TABLE IF NOT EXISTS `luminate`.`metadata` AS `luminate`.`metadata_local` ENGINE = Distributed(`metrics`, `luminate`, `metadata_local`, cityHash64(tenant, family));
+
 -- migration 5: start timestamps in the samples table
 ALTER TABLE `luminate`.`samples_local` ADD COLUMN st String DEFAULT '';
 

@@ -26,6 +26,34 @@ SETTINGS index_granularity = 8192;
 -- migration 3: native histograms in the samples table
 ALTER TABLE `luminate`.`samples` ADD COLUMN hist String DEFAULT '';
 
+-- migration 4: exemplar and metadata tables
+CREATE TABLE IF NOT EXISTS `luminate`.`exemplars` (
+  tenant String,
+  ts Int64,
+  fingerprint UInt64,
+  value Float64,
+  exemplar_hash UInt64,
+  has_ts UInt8,
+  exemplar_names Array(String),
+  exemplar_values Array(String),
+  metric_name String,
+  label_names Array(String),
+  label_values Array(String)
+) ENGINE = ReplacingMergeTree()
+ORDER BY (tenant, ts, fingerprint, exemplar_hash, value)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE IF NOT EXISTS `luminate`.`metadata` (
+  tenant String,
+  family String,
+  metric_type String,
+  unit String,
+  help String,
+  version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (tenant, family)
+SETTINGS index_granularity = 1024;
+
 -- migration 5: start timestamps in the samples table
 ALTER TABLE `luminate`.`samples` ADD COLUMN st String DEFAULT '';
 

@@ -29,6 +29,34 @@ ALTER TABLE `luminate`.`samples` ADD COLUMN IF NOT EXISTS digits Int64 DEFAULT 0
 -- migration 3: native histograms in the samples table
 ALTER TABLE `luminate`.`samples` ADD COLUMN IF NOT EXISTS hist String DEFAULT '' CODEC(ZSTD(3));
 
+-- migration 4: exemplar and metadata tables
+CREATE TABLE IF NOT EXISTS `luminate`.`exemplars` (
+  tenant LowCardinality(String),
+  ts Int64 CODEC(DoubleDelta, ZSTD(1)),
+  fingerprint UInt64,
+  value Float64,
+  exemplar_hash UInt64,
+  has_ts UInt8,
+  exemplar_names Array(String) CODEC(ZSTD(1)),
+  exemplar_values Array(String) CODEC(ZSTD(1)),
+  metric_name LowCardinality(String),
+  label_names Array(String) CODEC(ZSTD(1)),
+  label_values Array(String) CODEC(ZSTD(1))
+) ENGINE = ReplacingMergeTree()
+ORDER BY (tenant, ts, fingerprint, exemplar_hash, value)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE IF NOT EXISTS `luminate`.`metadata` (
+  tenant LowCardinality(String),
+  family String,
+  metric_type LowCardinality(String),
+  unit String,
+  help String CODEC(ZSTD(1)),
+  version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (tenant, family)
+SETTINGS index_granularity = 1024;
+
 -- migration 5: start timestamps in the samples table
 ALTER TABLE `luminate`.`samples` ADD COLUMN IF NOT EXISTS st Int64 DEFAULT 0 CODEC(Delta, ZSTD(1));
 

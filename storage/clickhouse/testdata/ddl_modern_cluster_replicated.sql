@@ -37,6 +37,38 @@ ALTER TABLE `luminate`.`samples_local` ON CLUSTER `metrics` ADD COLUMN IF NOT EX
 
 /* on every node */ ALTER TABLE `luminate`.`samples` ADD COLUMN IF NOT EXISTS hist String DEFAULT '';
 
+-- migration 4: exemplar and metadata tables
+CREATE TABLE IF NOT EXISTS `luminate`.`exemplars_local` ON CLUSTER `metrics` (
+  tenant LowCardinality(String),
+  ts Int64 CODEC(DoubleDelta, ZSTD(1)),
+  fingerprint UInt64,
+  value Float64,
+  exemplar_hash UInt64,
+  has_ts UInt8,
+  exemplar_names Array(String) CODEC(ZSTD(1)),
+  exemplar_values Array(String) CODEC(ZSTD(1)),
+  metric_name LowCardinality(String),
+  label_names Array(String) CODEC(ZSTD(1)),
+  label_values Array(String) CODEC(ZSTD(1))
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/luminate/exemplars_local', '{replica}')
+ORDER BY (tenant, ts, fingerprint, exemplar_hash, value)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE IF NOT EXISTS `luminate`.`metadata_local` ON CLUSTER `metrics` (
+  tenant LowCardinality(String),
+  family String,
+  metric_type LowCardinality(String),
+  unit String,
+  help String CODEC(ZSTD(1)),
+  version UInt64
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/luminate/metadata_local', '{replica}', version)
+ORDER BY (tenant, family)
+SETTINGS index_granularity = 1024;
+
+CREATE TABLE IF NOT EXISTS `luminate`.`exemplars` ON CLUSTER `metrics` AS `luminate`.`exemplars_local` ENGINE = Distributed(`metrics`, `luminate`, `exemplars_local`, fingerprint);
+
+CREATE TABLE IF NOT EXISTS `luminate`.`metadata` ON CLUSTER `metrics` AS `luminate`.`metadata_local` ENGINE = Distributed(`metrics`, `luminate`, `metadata_local`, cityHash64(tenant, family));
+
 -- migration 5: start timestamps in the samples table
 ALTER TABLE `luminate`.`samples_local` ON CLUSTER `metrics` ADD COLUMN IF NOT EXISTS st Int64 DEFAULT 0 CODEC(Delta, ZSTD(1));
 
