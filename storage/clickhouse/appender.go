@@ -56,9 +56,10 @@ func (ts *tenantStore) newAppender(ctx context.Context) *appender {
 }
 
 // appendAny adds one integer (h) or float (fh) histogram sample, or a
-// float sample when both are nil. A histogram is validated as Prometheus'
-// head does, then stored as its encoding (histcodec.go).
-func (a *appender) appendAny(ref promstorage.SeriesRef, lset labels.Labels, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
+// float sample when both are nil, with its start timestamp st (0:
+// unknown). A histogram is validated as Prometheus' head does, then stored
+// as its encoding (histcodec.go).
+func (a *appender) appendAny(ref promstorage.SeriesRef, lset labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
 	switch {
 	case h != nil:
 		if err := h.Validate(); err != nil {
@@ -71,22 +72,22 @@ func (a *appender) appendAny(ref promstorage.SeriesRef, lset labels.Labels, t in
 		}
 		a.histBuf = appendFloatHistogram(a.histBuf[:0], fh)
 	default:
-		return a.append(ref, lset, t, v, "")
+		return a.append(ref, lset, st, t, v, "")
 	}
-	return a.append(ref, lset, t, math.Float64frombits(histMarker), string(a.histBuf))
+	return a.append(ref, lset, st, t, math.Float64frombits(histMarker), string(a.histBuf))
 }
 
 // append adds one sample: a float, or with hist an encoded histogram.
-func (a *appender) append(ref promstorage.SeriesRef, lset labels.Labels, t int64, v float64, hist string) (promstorage.SeriesRef, error) {
+func (a *appender) append(ref promstorage.SeriesRef, lset labels.Labels, st, t int64, v float64, hist string) (promstorage.SeriesRef, error) {
 	if a.done {
 		return 0, errors.New("append on a committed or rolled back appender")
 	}
 	h := hourOf(t)
 	if ref != 0 && uint64(ref) == a.lastRef && h == a.lastHour && t >= a.lastMinTs {
-		a.add(a.lastEntry, a.lastRef, t, v, hist)
+		a.add(a.lastEntry, a.lastRef, st, t, v, hist)
 		return ref, nil
 	}
-	if ref != 0 && a.appendByRef(uint64(ref), h, t, v, hist) {
+	if ref != 0 && a.appendByRef(uint64(ref), h, st, t, v, hist) {
 		return ref, nil
 	}
 	if lset.IsEmpty() {
@@ -95,8 +96,7 @@ func (a *appender) append(ref promstorage.SeriesRef, lset labels.Labels, t int64
 	if lset.Has(tenancy.Label) {
 		return 0, fmt.Errorf("%w: series %s", storage.ErrTenantLabel, lset)
 	}
-	st := a.ts.state
-	if err := st.load(a.ctx, a.ts.s); err != nil {
+	if err := a.ts.state.load(a.ctx, a.ts.s); err != nil {
 		return 0, err
 	}
 	var fp uint64
@@ -106,17 +106,17 @@ func (a *appender) append(ref promstorage.SeriesRef, lset labels.Labels, t int64
 		return 0, err
 	}
 	a.lastRef, a.lastEntry, a.lastHour, a.lastMinTs = fp, e, h, minTs
-	a.add(e, fp, t, v, hist)
+	a.add(e, fp, st, t, v, hist)
 	return promstorage.SeriesRef(fp), nil
 }
 
 // appendByRef appends to the series ref names (a fingerprint this store
 // returned for the caller's label set) when the cache knows it and it
 // needs no new series row; it reports whether it did.
-func (a *appender) appendByRef(fp uint64, h int32, t int64, v float64, hist string) bool {
-	st := a.ts.state
-	st.mu.Lock()
-	e := st.series[fp]
+func (a *appender) appendByRef(fp uint64, h int32, st, t int64, v float64, hist string) bool {
+	state := a.ts.state
+	state.mu.Lock()
+	e := state.series[fp]
 	var minTs int64
 	ok := false
 	if e != nil {
@@ -124,22 +124,26 @@ func (a *appender) appendByRef(fp uint64, h int32, t int64, v float64, hist stri
 			e.seen = a.nowHour
 		}
 	}
-	st.mu.Unlock()
+	state.mu.Unlock()
 	if !ok {
 		return false
 	}
 	a.lastRef, a.lastEntry, a.lastHour, a.lastMinTs = fp, e, h, minTs
-	a.add(e, fp, t, v, hist)
+	a.add(e, fp, st, t, v, hist)
 	return true
 }
 
-// add appends one sample of the series e (fingerprint fp); hist is the
-// encoding of a histogram sample (v then holds histMarker), "" for a float.
-func (a *appender) add(e *seriesEntry, fp uint64, t int64, v float64, hist string) {
+// add appends one sample of the series e (fingerprint fp) with its start
+// timestamp st; hist is the encoding of a histogram sample (v then holds
+// histMarker), "" for a float.
+func (a *appender) add(e *seriesEntry, fp uint64, st, t int64, v float64, hist string) {
 	c := a.cols
 	if c == nil {
 		c = a.ts.s.columnPool.Get().(*sampleColumns)
 		a.cols = c
+	}
+	if st != 0 || c.hasSTs {
+		c.addST(st)
 	}
 	if hist != "" || c.hasHists {
 		if !c.hasHists {
@@ -178,7 +182,8 @@ func (a *appender) add(e *seriesEntry, fp uint64, t int64, v float64, hist strin
 
 // sampleColumns are one transaction's samples, column by column; digits
 // and scales only with decimal columns, hists only once the transaction
-// has a histogram (then one per row, "" for floats). Pooled by the store:
+// has a histogram (then one per row, "" for floats), sts only once it has
+// a start timestamp (then one per row, 0 where unknown). Pooled by the store:
 // remote-write requests come by the thousand per second, each with
 // thousands of samples.
 type sampleColumns struct {
@@ -189,12 +194,25 @@ type sampleColumns struct {
 	scales   []int8
 	hists    []string
 	hasHists bool
+	sts      []int64
+	hasSTs   bool
+}
+
+// addST adds the start timestamp of the row being added (before its fps).
+func (c *sampleColumns) addST(st int64) {
+	if !c.hasSTs {
+		// The transaction's first start timestamp: rows so far get 0.
+		c.hasSTs = true
+		c.sts = append(c.sts[:0], make([]int64, len(c.fps))...)
+	}
+	c.sts = append(c.sts, st)
 }
 
 func (c *sampleColumns) reset() {
 	c.fps, c.tss, c.vals, c.digits, c.scales = c.fps[:0], c.tss[:0], c.vals[:0], c.digits[:0], c.scales[:0]
 	clear(c.hists) // drop the strings
 	c.hists, c.hasHists = c.hists[:0], false
+	c.sts, c.hasSTs = c.sts[:0], false
 }
 
 // releaseColumns gives the transaction's columns back to the pool.
@@ -268,6 +286,9 @@ func (a *appender) commit() error {
 	if c.hasHists {
 		req.hists = c.hists
 	}
+	if c.hasSTs {
+		req.sts = c.sts
+	}
 	err := a.ts.s.committer.commit(a.ctx, req)
 	if req.released {
 		a.releaseColumns()
@@ -295,7 +316,7 @@ func (a *appender) rollback() error {
 type appenderV1 struct{ *appender }
 
 func (a appenderV1) Append(ref promstorage.SeriesRef, l labels.Labels, t int64, v float64) (promstorage.SeriesRef, error) {
-	return a.append(ref, l, t, v, "")
+	return a.append(ref, l, 0, t, v, "")
 }
 func (a appenderV1) Commit() error                         { return a.commit() }
 func (a appenderV1) Rollback() error                       { return a.rollback() }
@@ -308,7 +329,7 @@ func (a appenderV1) AppendHistogram(ref promstorage.SeriesRef, l labels.Labels, 
 	if h == nil && fh == nil {
 		return 0, errors.New("append histogram: neither an integer nor a float histogram")
 	}
-	return a.appendAny(ref, l, t, 0, h, fh)
+	return a.appendAny(ref, l, 0, t, 0, h, fh)
 }
 
 func (a appenderV1) UpdateMetadata(ref promstorage.SeriesRef, _ labels.Labels, _ metadata.Metadata) (promstorage.SeriesRef, error) {
@@ -324,11 +345,12 @@ func (a appenderV1) AppendHistogramSTZeroSample(ref promstorage.SeriesRef, _ lab
 }
 
 // appenderV2 is the Prometheus AppenderV2 interface over appender.
-// Start timestamps are not stored.
+// Exemplars and metadata go to their tables (aux.go); start timestamps
+// are stored with the sample.
 type appenderV2 struct{ *appender }
 
-func (a appenderV2) Append(ref promstorage.SeriesRef, ls labels.Labels, _, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AppendV2Options) (promstorage.SeriesRef, error) {
-	ref, err := a.appendAny(ref, ls, t, v, h, fh)
+func (a appenderV2) Append(ref promstorage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AppendV2Options) (promstorage.SeriesRef, error) {
+	ref, err := a.appendAny(ref, ls, st, t, v, h, fh)
 	if err != nil {
 		return ref, err
 	}

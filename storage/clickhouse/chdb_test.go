@@ -98,10 +98,10 @@ func httpQuery(t *testing.T, base, sql string) string {
 	return string(body)
 }
 
-// newestOfEqual reads sample rows (fingerprint, ts, value, _part_index)
-// in any order and keeps, of rows with equal fingerprint and ts, the value
-// of the highest _part_index (the newest part's), as the store does. It
-// returns the kept rows without the part, sorted.
+// newestOfEqual reads sample rows (fingerprint, ts, value[s]...,
+// _part_index) in any order and keeps, of rows with equal fingerprint and
+// ts, the values of the highest _part_index (the newest part's), as the
+// store does. It returns the kept rows without the part, sorted.
 func newestOfEqual(t *testing.T, out string) []string {
 	type key struct{ fp, ts string }
 	type row struct {
@@ -112,12 +112,12 @@ func newestOfEqual(t *testing.T, out string) []string {
 	for l := range strings.Lines(out) {
 		l = strings.TrimSuffix(l, "\n")
 		f := strings.Split(l, "\t")
-		require.Len(t, f, 4, "sample row %q", l)
-		part, err := strconv.Atoi(f[3])
+		require.GreaterOrEqual(t, len(f), 4, "sample row %q", l)
+		part, err := strconv.Atoi(f[len(f)-1])
 		require.NoError(t, err)
 		k := key{f[0], f[1]}
 		if r, ok := newest[k]; !ok || part > r.part {
-			newest[k] = row{f[2], part}
+			newest[k] = row{strings.Join(f[2:len(f)-1], "\t"), part}
 		}
 	}
 	var kept []string
@@ -160,7 +160,7 @@ func TestModernEngine(t *testing.T) {
 	sc := schema{db: legacy.schema.db, info: info, retention: 90 * 24 * time.Hour}
 	applied, err := sc.migrate(ctx, modern)
 	require.NoError(t, err)
-	require.Equal(t, []int{1, 2, 3, 4}, applied)
+	require.Equal(t, []int{1, 2, 3, 4, 5}, applied)
 	applied, err = sc.migrate(ctx, modern)
 	require.NoError(t, err)
 	require.Empty(t, applied, "migrations are recorded")
@@ -171,7 +171,7 @@ func TestModernEngine(t *testing.T) {
 	sc.decimals, err = sc.hasDecimalColumns(ctx, modern)
 	require.NoError(t, err)
 	require.True(t, sc.decimals, "migration 2 adds the decimal columns")
-	for _, want := range []string{"CODEC(DoubleDelta, ZSTD(1))", "CODEC(Delta(8), ZSTD(3))", "`digits` Int64 DEFAULT 0 CODEC(DoubleDelta, ZSTD(1))", "`scale` Int8 DEFAULT -1 CODEC(ZSTD(1))", "`hist` String DEFAULT \\'\\' CODEC(ZSTD(3))", "TTL", "toIntervalSecond(7776000)", "ttl_only_drop_parts = 1"} {
+	for _, want := range []string{"CODEC(DoubleDelta, ZSTD(1))", "CODEC(Delta(8), ZSTD(3))", "`digits` Int64 DEFAULT 0 CODEC(DoubleDelta, ZSTD(1))", "`scale` Int8 DEFAULT -1 CODEC(ZSTD(1))", "`hist` String DEFAULT \\'\\' CODEC(ZSTD(3))", "`st` Int64 DEFAULT 0 CODEC(Delta(8), ZSTD(1))", "TTL", "toIntervalSecond(7776000)", "ttl_only_drop_parts = 1"} {
 		require.Contains(t, create, want)
 	}
 	sc.retention = 30 * 24 * time.Hour
@@ -197,13 +197,13 @@ func TestModernEngine(t *testing.T) {
 	// decimal columns, as their bits (NaN payloads, the histogram marker
 	// among them, do not survive TSV as floats).
 	structure := map[string]string{
-		samplesTable: "tenant String, fingerprint UInt64, ts Int64, bits UInt64, digits Int64, scale Int8, hist String",
+		samplesTable: "tenant String, fingerprint UInt64, ts Int64, bits UInt64, digits Int64, scale Int8, hist String, st Int64",
 		seriesTable:  "tenant String, hour Int32, min_ts Int64, fingerprint UInt64, metric_name String, label_names Array(String), label_values Array(String)",
 	}
 	copies := 0
 	hints := map[string]int8{}
 	for _, c := range []struct{ table, cols string }{
-		{samplesTable, "tenant, fingerprint, ts, hex(reinterpretAsString(value)), hist"},
+		{samplesTable, "tenant, fingerprint, ts, hex(reinterpretAsString(value)), hist, " + legacy.schema.stExpr()},
 		{seriesTable, "tenant, hour, min_ts, fingerprint, metric_name, label_names, label_values"},
 	} {
 		parts := sortedLines(httpQuery(t, base, "SELECT DISTINCT _part_index, _part FROM "+sc.table(c.table)))
@@ -218,8 +218,8 @@ func TestModernEngine(t *testing.T) {
 			cols, sel := c.cols, "*"
 			if c.table == samplesTable {
 				data = encodeDecimalsTSV(t, data, hints)
-				cols = sc.samplesColumns() + ", " + histColumn
-				sel = "tenant, fingerprint, ts, reinterpretAsFloat64(bits), digits, scale, hist"
+				cols = sc.samplesColumns() + ", " + histColumn + ", " + stColumn
+				sel = "tenant, fingerprint, ts, reinterpretAsFloat64(bits), digits, scale, hist, st"
 			}
 			path := filepath.Join(t.TempDir(), part+".tsv")
 			require.NoError(t, os.WriteFile(path, []byte(data), 0o644))
@@ -239,14 +239,14 @@ func TestModernEngine(t *testing.T) {
 	t.Logf("%d distinct read queries", len(queries))
 	require.Greater(t, len(queries), 20)
 	kinds := 0
-	legacyValue := "SELECT fingerprint, ts, " + legacy.schema.valueExpr() + ", _part_index FROM"
+	legacyValue := "SELECT fingerprint, ts, " + legacy.schema.valueExpr() + ", " + legacy.schema.stExpr() + ", _part_index FROM"
 	for _, sql := range queries {
 		want := httpQuery(t, base, sql)
 		modernSQL := sql
 		if kindOf[sql] == "samples" {
 			// The modern table reads values through its decimal columns.
 			require.Contains(t, sql, legacyValue)
-			modernSQL = strings.Replace(sql, legacyValue, "SELECT fingerprint, ts, "+sc.valueExpr()+", _part_index FROM", 1)
+			modernSQL = strings.Replace(sql, legacyValue, "SELECT fingerprint, ts, "+sc.valueExpr()+", "+sc.stExpr()+", _part_index FROM", 1)
 		}
 		got, err := modern.query(modernSQL)
 		require.NoError(t, err, "modern engine rejects: %s", modernSQL)
@@ -309,13 +309,13 @@ func TestModernEngine(t *testing.T) {
 // bytes in hex as 18.16's reinterpretAsString gives them, hist) into rows
 // (tenant, fingerprint, ts, value's bits, digits, scale, hist) of the
 // decimal table as the appender writes them, hints holding each series'
-// scale.
+// scale, the rows' start timestamps after them.
 func encodeDecimalsTSV(t *testing.T, data string, hints map[string]int8) string {
 	t.Helper()
 	var b strings.Builder
 	for _, line := range strings.Split(strings.TrimSuffix(data, "\n"), "\n") {
 		f := strings.Split(line, "\t")
-		require.Len(t, f, 5, line)
+		require.Len(t, f, 6, line)
 		raw, err := hex.DecodeString(f[3])
 		require.NoError(t, err, line)
 		var le [8]byte
@@ -331,7 +331,7 @@ func encodeDecimalsTSV(t *testing.T, data string, hints map[string]int8) string 
 				hints[key] = max(hints[key], scale)
 			}
 		}
-		fmt.Fprintf(&b, "%s\t%s\t%s\t%d\t%d\t%d\t%s\n", f[0], f[1], f[2], math.Float64bits(v), digits, scale, f[4])
+		fmt.Fprintf(&b, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", f[0], f[1], f[2], math.Float64bits(v), digits, scale, f[4], f[5])
 	}
 	return b.String()
 }
@@ -367,6 +367,10 @@ func writeModernWorkload(t *testing.T, s *Store) {
 	appendSamples(t, a, mixed, cases)
 	appendSamples(t, a, mixed, []hsample{{t: cases[0].t, v: 42}, {t: cases[4].t, h: testHistogram(1, 0, 9)}})
 	appendSamples(t, b, mixed, cases[:3])
+	// Start timestamps, overwritten in later parts by others and by none.
+	stl := labels.FromStrings("__name__", "with_st", "job", "api")
+	appendSamples(t, a, stl, []hsample{{st: h0 - 5, t: h0 + 1000, v: 1}, {st: h0 - 5, t: h0 + 2000, h: testHistogram(0, 0, 1)}, {t: h0 + 3000, v: 3}})
+	appendSamples(t, a, stl, []hsample{{st: 7, t: h0 + 2000, v: 2}, {t: h0 + 1000, v: 1}, {st: -1, t: h0 + 3000, fh: testFloatHistogram(0, 0, 2)}})
 }
 
 func readModernWorkload(t *testing.T, ts storage.TenantStore) {

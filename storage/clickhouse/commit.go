@@ -26,6 +26,7 @@ type commitReq struct {
 	digits []int64 // with decimal columns, else nil
 	scales []int8
 	hists  []string // encoded histograms, "" for floats; nil when all are floats
+	sts    []int64  // start timestamps, 0 when unknown; nil when all are
 	series []seriesRow
 	done   chan error // receives the insert's result once
 	// released is set by commit when the committer no longer reads the
@@ -174,6 +175,7 @@ type insertWorker struct {
 	inDigits []int64
 	inScales []int8
 	inHists  []string
+	inSTs    []int64
 	keys     []rowKey
 	tenants  []*string
 	fps      []uint64
@@ -182,6 +184,7 @@ type insertWorker struct {
 	digits   []int64
 	scales   []int8
 	hists    []string // nil when the batch has no histogram
+	sts      []int64  // nil when the batch has no start timestamp
 }
 
 // insert writes batch, retrying once when the first attempt failed on the
@@ -280,6 +283,10 @@ func (w *insertWorker) insertSamples(ctx context.Context, batch []*commitReq) er
 	if w.hists != nil {
 		columns += ", " + histColumn
 	}
+	// Nor st when no sample of the batch has one (it defaults to 0).
+	if w.sts != nil {
+		columns += ", " + stColumn
+	}
 	b, err := w.s.conn.PrepareBatch(ctx, "INSERT INTO "+w.s.schema.table(samplesTable)+" ("+columns+")")
 	if err != nil {
 		return err
@@ -301,6 +308,13 @@ func (w *insertWorker) insertSamples(ctx context.Context, batch []*commitReq) er
 	if w.hists != nil {
 		cols = append(cols, w.hists)
 	}
+	if w.sts != nil {
+		if w.s.schema.stBytes {
+			cols = append(cols, w.stStrings())
+		} else {
+			cols = append(cols, w.sts)
+		}
+	}
 	if err := appendColumns(b, cols...); err != nil {
 		_ = b.Abort()
 		return err
@@ -319,9 +333,10 @@ func (w *insertWorker) insertSamples(ctx context.Context, batch []*commitReq) er
 // resolve last-write-wins between parts by their order alone, and
 // ClickHouse receives the block already in table order. With decimals
 // the digits and scale columns are sorted too, and so is the hist column
-// when a commit of the batch has histograms. Floats and histograms share
-// the key: of a float and a histogram at one time the later write is
-// kept, as of two floats.
+// when a commit of the batch has histograms, and the st column when one
+// has start timestamps. Floats and histograms share the key: of a float
+// and a histogram at one time the later write is kept, as of two floats,
+// with its start timestamp.
 func (w *insertWorker) sortBatch(batch []*commitReq, decimals bool) {
 	// Tenants by rank of name, so that rows compare by integers alone.
 	clear(w.ranks)
@@ -343,13 +358,12 @@ func (w *insertWorker) sortBatch(batch []*commitReq, decimals bool) {
 	w.inVals, w.inDigits, w.inScales = w.inVals[:0], w.inDigits[:0], w.inScales[:0]
 	clear(w.inHists)
 	w.inHists = w.inHists[:0]
-	hists := false
+	hists, sts := false, false
 	for _, r := range batch {
-		if r.hists != nil {
-			hists = true
-			break
-		}
+		hists = hists || r.hists != nil
+		sts = sts || r.sts != nil
 	}
+	w.inSTs = w.inSTs[:0]
 	for _, r := range batch {
 		rank := w.ranks[r.tenant]
 		base := int32(len(w.keys))
@@ -366,6 +380,13 @@ func (w *insertWorker) sortBatch(batch []*commitReq, decimals bool) {
 				w.inHists = append(w.inHists, make([]string, len(r.fps))...)
 			}
 		}
+		if sts {
+			if r.sts != nil {
+				w.inSTs = append(w.inSTs, r.sts...)
+			} else {
+				w.inSTs = append(w.inSTs, make([]int64, len(r.fps))...)
+			}
+		}
 	}
 	slices.SortFunc(w.keys, compareRowKeys)
 	w.tenants, w.fps, w.tss, w.vals = w.tenants[:0], w.fps[:0], w.tss[:0], w.vals[:0]
@@ -374,6 +395,10 @@ func (w *insertWorker) sortBatch(batch []*commitReq, decimals bool) {
 	w.hists = nil
 	if hists {
 		w.hists = make([]string, 0, len(w.keys))
+	}
+	w.sts = nil
+	if sts {
+		w.sts = make([]int64, 0, len(w.keys))
 	}
 	for k, key := range w.keys {
 		if k+1 < len(w.keys) {
@@ -393,7 +418,22 @@ func (w *insertWorker) sortBatch(batch []*commitReq, decimals bool) {
 		if hists {
 			w.hists = append(w.hists, w.inHists[key.row])
 		}
+		if sts {
+			w.sts = append(w.sts, w.inSTs[key.row])
+		}
 	}
+}
+
+// stStrings is the batch's start timestamps as a String st column holds
+// them (schema_st.go).
+func (w *insertWorker) stStrings() []string {
+	out := make([]string, len(w.sts))
+	for i, st := range w.sts {
+		if st != 0 {
+			out[i] = stBytesOf(st)
+		}
+	}
+	return out
 }
 
 // rowKey is a row of a batch as sortBatch orders it.

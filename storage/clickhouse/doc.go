@@ -7,7 +7,7 @@
 // Two tables, created and migrated at start (schema.go, versioned and
 // idempotent):
 //
-//   - samples (tenant, fingerprint, ts, value[, digits, scale], hist): one
+//   - samples (tenant, fingerprint, ts, value[, digits, scale], hist, st): one
 //     row per sample, a ReplacingMergeTree partitioned by day of ts and
 //     ordered by (tenant, fingerprint, ts). Servers from 20.3 get
 //     CODEC(DoubleDelta, ZSTD) on ts, CODEC(Delta, ZSTD(3)) on value
@@ -22,6 +22,11 @@
 //     ReplacingMergeTree's last-write-wins hold across kinds with no read
 //     time work; floats leave hist empty and their inserts do not send it.
 //     hist is CODEC(ZSTD(3)) from 20.3, LZ4 (the server default) on 18.x.
+//   - Start timestamps (AppenderV2's st, migration 5) are the st column of
+//     the sample's row, 0 when unknown, so the winning write's st wins
+//     with it. Batches without one do not send it (it defaults to 0); it
+//     is CODEC(Delta, ZSTD(1)) from 20.3, where a column of zeros costs
+//     0.0001 bytes per sample, LZ4 on 18.x.
 //   - series (tenant, hour, min_ts, fingerprint, metric_name, label_names,
 //     label_values): one row per series and hour in which it has samples
 //     (more when out-of-order samples lower the hour's earliest, min_ts),
@@ -59,7 +64,11 @@
 // merges between the two queries change nothing); batches of floats read
 // exactly as before histograms. Select's iterators decode a histogram
 // when it is asked for; the ChunkQuerier builds XOR, histogram and float
-// histogram chunks, never recoding a histogram into another's layout.
+// histogram chunks, never recoding a histogram into another's layout, and
+// a chunk holding a start timestamp in the encoding of its kind that keeps
+// them (XOR2, histogram ST, float histogram ST), cut where it would be
+// without. Every samples query reads st with the value; iterators return
+// it from AtST.
 // Counter reset hints read back as from Prometheus' chunks: a counter
 // histogram written with the unknown hint that continues the sample
 // before it (looked up before the range too, within an hour) reads

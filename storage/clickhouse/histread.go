@@ -1,6 +1,7 @@
 package clickhouse
 
 import (
+	"fmt"
 	"math"
 	"slices"
 
@@ -20,12 +21,13 @@ type mixedIterator struct {
 	ts    []int64
 	vals  []float64
 	hists []string
+	sts   []int64
 	i     int
 	err   error
 }
 
 func (it *mixedIterator) reset(m *memSeries) {
-	it.ts, it.vals, it.hists, it.i, it.err = m.ts, m.vals, m.hists, -1, nil
+	it.ts, it.vals, it.hists, it.sts, it.i, it.err = m.ts, m.vals, m.hists, m.sts, -1, nil
 }
 
 func (it *mixedIterator) typ() chunkenc.ValueType {
@@ -99,7 +101,7 @@ func (it *mixedIterator) AtFloatHistogram(fh *histogram.FloatHistogram) (int64, 
 }
 
 func (it *mixedIterator) AtT() int64  { return it.ts[it.i] }
-func (it *mixedIterator) AtST() int64 { return 0 }
+func (it *mixedIterator) AtST() int64 { return stAt(it.sts, it.i) }
 func (it *mixedIterator) Err() error  { return it.err }
 
 // chunkSet is a ChunkSeriesSet over a querier's SeriesSet.
@@ -111,10 +113,12 @@ func (c *chunkSet) Next() bool {
 
 func (c *chunkSet) At() promstorage.ChunkSeries {
 	s := c.SeriesSet.At()
-	if m, ok := s.(*memSeries); ok && m.hists != nil {
+	if m, ok := s.(*memSeries); ok && (m.hists != nil || m.sts != nil) {
 		return histChunkSeries{m}
 	}
-	// Floats only: Prometheus' own encoder, as before histograms.
+	// Floats only without start timestamps: Prometheus' own encoder, as
+	// before histograms. (With them, Prometheus' encoder would cut a chunk
+	// where the first start timestamp comes.)
 	return promstorage.NewSeriesToChunkEncoder(s)
 }
 
@@ -139,7 +143,8 @@ const (
 	chunkBytesMax   = 1024
 )
 
-// histChunkSeries encodes a series holding histograms into chunks.
+// histChunkSeries encodes a series holding histograms or start
+// timestamps into chunks.
 type histChunkSeries struct{ m *memSeries }
 
 func (s histChunkSeries) Labels() labels.Labels { return s.m.lset }
@@ -161,13 +166,15 @@ func encodeChunks(m *memSeries) ([]chunks.Meta, error) {
 		prevH *histogram.Histogram
 		prevF *histogram.FloatHistogram
 	)
-	cut := func(enc chunkenc.Chunk, t int64) error {
+	var starts []int // of each chunk, its first sample (-1: prevHist)
+	cut := func(enc chunkenc.Chunk, t int64, i int) error {
 		var err error
 		chk = enc
 		if app, err = chk.Appender(); err != nil {
 			return err
 		}
 		metas = append(metas, chunks.Meta{Chunk: chk, MinTime: t, MaxTime: t})
+		starts = append(starts, i)
 		return nil
 	}
 	full := func() bool {
@@ -183,12 +190,15 @@ func encodeChunks(m *memSeries) ([]chunks.Meta, error) {
 	for i := first; i < len(m.ts); i++ {
 		t, enc, v := m.prevT, m.prevHist, 0.0
 		if i >= 0 {
-			t, enc, v = m.ts[i], m.hists[i], m.vals[i]
+			t, v = m.ts[i], m.vals[i]
+			if enc = ""; m.hists != nil {
+				enc = m.hists[i]
+			}
 		}
 		switch {
 		case enc == "":
 			if kind != chunkenc.ValFloat || full() {
-				if err := cut(chunkenc.NewXORChunk(), t); err != nil {
+				if err := cut(chunkenc.NewXORChunk(), t, i); err != nil {
 					return nil, err
 				}
 				kind = chunkenc.ValFloat
@@ -205,7 +215,7 @@ func encodeChunks(m *memSeries) ([]chunks.Meta, error) {
 				fresh = err != nil || newChk != nil || recoded
 			}
 			if fresh {
-				if err := cut(chunkenc.NewFloatHistogramChunk(), t); err != nil {
+				if err := cut(chunkenc.NewFloatHistogramChunk(), t, i); err != nil {
 					return nil, err
 				}
 				kind = chunkenc.ValFloatHistogram
@@ -225,7 +235,7 @@ func encodeChunks(m *memSeries) ([]chunks.Meta, error) {
 				fresh = err != nil || newChk != nil || recoded
 			}
 			if fresh {
-				if err := cut(chunkenc.NewHistogramChunk(), t); err != nil {
+				if err := cut(chunkenc.NewHistogramChunk(), t, i); err != nil {
 					return nil, err
 				}
 				kind = chunkenc.ValHistogram
@@ -237,7 +247,78 @@ func encodeChunks(m *memSeries) ([]chunks.Meta, error) {
 		}
 		metas[len(metas)-1].MaxTime = t
 	}
+	if m.sts == nil {
+		return metas, nil
+	}
+	// The chunks holding a start timestamp again in the encodings that
+	// keep them (XOR2, histogram ST), cut where they were: what a sample
+	// reads back as does not depend on its start timestamp.
+	for k := range metas {
+		lo, hi := starts[k], len(m.ts)
+		if k+1 < len(metas) {
+			hi = starts[k+1]
+		}
+		if knownSTs(m.sts[max(lo, 0):hi]) == nil {
+			continue
+		}
+		c, err := withSTs(metas[k].Chunk, m.sts, lo)
+		if err != nil {
+			return nil, err
+		}
+		metas[k].Chunk = c
+	}
 	return metas, nil
+}
+
+// withSTs recodes chk, whose first sample is sample first of sts (-1: one
+// before them, with no start timestamp), in the encoding of its kind that
+// keeps start timestamps, each sample with its own.
+func withSTs(chk chunkenc.Chunk, sts []int64, first int) (chunkenc.Chunk, error) {
+	var out chunkenc.Chunk
+	switch chk.Encoding() {
+	case chunkenc.EncXOR:
+		out = chunkenc.NewXOR2Chunk()
+	case chunkenc.EncHistogram:
+		out = chunkenc.NewHistogramSTChunk()
+	case chunkenc.EncFloatHistogram:
+		out = chunkenc.NewFloatHistogramSTChunk()
+	default:
+		return chk, nil
+	}
+	app, err := out.Appender()
+	if err != nil {
+		return nil, err
+	}
+	it := chk.Iterator(nil)
+	for i := first; ; i++ {
+		vt := it.Next()
+		if vt == chunkenc.ValNone {
+			break
+		}
+		var st int64
+		if i >= 0 {
+			st = sts[i]
+		}
+		switch vt {
+		case chunkenc.ValFloat:
+			t, v := it.At()
+			app.Append(st, t, v)
+		case chunkenc.ValHistogram:
+			t, h := it.AtHistogram(nil)
+			if _, _, _, err := app.AppendHistogram(nil, st, t, h, true); err != nil {
+				return nil, fmt.Errorf("recode histogram chunk with start timestamps: %w", err)
+			}
+		case chunkenc.ValFloatHistogram:
+			t, fh := it.AtFloatHistogram(nil)
+			if _, _, _, err := app.AppendFloatHistogram(nil, st, t, fh, true); err != nil {
+				return nil, fmt.Errorf("recode float histogram chunk with start timestamps: %w", err)
+			}
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // sameLayout reports whether b can follow a in a chunk without recoding

@@ -459,8 +459,8 @@ func (s *sampleSet) readBatch() error {
 	// _part_index is the last written. This is what FINAL computes,
 	// without FINAL's cost on 18.x. (Rows, not per-series arrays: the
 	// driver scans arrays element by element through reflection.)
-	sql := fmt.Sprintf("SELECT fingerprint, ts, %s, _part_index FROM %s WHERE %s AND fingerprint IN (%s) AND ts >= %d AND ts <= %d",
-		s.q.ts.s.schema.valueExpr(), s.q.table(samplesTable), s.q.tenantCond(), uint64List(fps), s.mint, s.maxt)
+	sc := s.q.ts.s.schema
+	sql := samplesSQL(sc.valueExpr(), sc.stExpr(), s.q.table(samplesTable), s.q.tenantCond(), fps, s.mint, s.maxt)
 	ctx, cancel := context.WithCancel(s.ctx)
 	res, err := s.q.ts.s.query(ctx, "samples", sql)
 	if err != nil {
@@ -479,7 +479,7 @@ func (s *sampleSet) readBatch() error {
 	rows := newSampleRows(min(int(hours*s.perHour), 2*batchSamples))
 	var (
 		fp, part uint64
-		t        int64
+		t, st    int64
 		v        float64
 		lastFP   uint64
 		lastPos  = int32(-1)
@@ -488,7 +488,7 @@ func (s *sampleSet) readBatch() error {
 		marked  []bool
 		nMarked int
 	)
-	dest := []any{&fp, &t, &v, &part}
+	dest := []any{&fp, &t, &v, &st, &part}
 	for res.Next() {
 		if err := res.Scan(dest...); err != nil {
 			return s.q.ts.s.readFailed("samples", fmt.Errorf("read samples: %w", err))
@@ -501,7 +501,7 @@ func (s *sampleSet) readBatch() error {
 			}
 			lastFP, lastPos = fp, p
 		}
-		rows.add(lastPos, t, v, part)
+		rows.add(lastPos, t, v, st, part)
 		if math.Float64bits(v) == histMarker {
 			if marked == nil {
 				marked = make([]bool, len(batch))
@@ -571,6 +571,14 @@ func (s *sampleSet) readBatch() error {
 		}
 	}
 	return nil
+}
+
+// samplesSQL selects (fingerprint, ts, value, st, _part_index) of the rows
+// of series fps in [mint, maxt], valueExpr and stExpr being the value's
+// and the start timestamp's expressions.
+func samplesSQL(valueExpr, stExpr, table, tenantCond string, fps []uint64, mint, maxt int64) string {
+	return fmt.Sprintf("SELECT fingerprint, ts, %s, %s, _part_index FROM %s WHERE %s AND fingerprint IN (%s) AND ts >= %d AND ts <= %d",
+		valueExpr, stExpr, table, tenantCond, uint64List(fps), mint, maxt)
 }
 
 // prevWindow is how far before a select's range the sample before it is
@@ -691,6 +699,7 @@ func (s *sampleSet) readHists(fps []uint64) (map[histKey]histRow, error) {
 type sampleRows struct {
 	ts   []int64
 	vals []float64
+	sts  []int64 // start timestamps; nil until a row has one
 	runs []sampleRun
 }
 
@@ -708,13 +717,29 @@ func newSampleRows(n int) *sampleRows {
 	return &sampleRows{ts: make([]int64, 0, n), vals: make([]float64, 0, n)}
 }
 
-func (r *sampleRows) add(pos int32, t int64, v float64, part uint64) {
+func (r *sampleRows) add(pos int32, t int64, v float64, st int64, part uint64) {
 	if k := len(r.runs) - 1; k < 0 || r.runs[k].pos != pos || r.runs[k].part != part {
 		r.runs = append(r.runs, sampleRun{pos: pos, part: part, start: len(r.ts)})
 	}
+	if st != 0 && r.sts == nil {
+		r.sts = make([]int64, len(r.ts), cap(r.ts)) // rows so far have none
+	}
 	r.ts = append(r.ts, t)
 	r.vals = append(r.vals, v)
+	if r.sts != nil {
+		r.sts = append(r.sts, st)
+	}
 	r.runs[len(r.runs)-1].end = len(r.ts)
+}
+
+// knownSTs returns sts, nil when none is known (all 0).
+func knownSTs(sts []int64) []int64 {
+	for _, st := range sts {
+		if st != 0 {
+			return sts
+		}
+	}
+	return nil
 }
 
 // group appends to out the batch's series that have samples, in batch
@@ -736,22 +761,34 @@ func (r *sampleRows) group(batch []resolved, out []memSeries) []memSeries {
 		runs = runs[n:]
 		if first := series[0]; n == 1 && strictlyIncreasing(r.ts[first.start:first.end]) {
 			ts, vals := r.ts[first.start:first.end:first.end], r.vals[first.start:first.end:first.end]
-			out = append(out, memSeries{lset: batch[first.pos].lset, fp: batch[first.pos].fp, ts: ts, vals: vals})
+			var sts []int64
+			if r.sts != nil {
+				sts = knownSTs(r.sts[first.start:first.end:first.end])
+			}
+			out = append(out, memSeries{lset: batch[first.pos].lset, fp: batch[first.pos].fp, ts: ts, vals: vals, sts: sts})
 			continue
 		}
 		var seg segment
 		for _, run := range series {
 			seg.ts = append(seg.ts, r.ts[run.start:run.end]...)
 			seg.vals = append(seg.vals, r.vals[run.start:run.end]...)
+			if r.sts != nil {
+				seg.sts = append(seg.sts, r.sts[run.start:run.end]...)
+			}
 			for range run.end - run.start {
 				seg.parts = append(seg.parts, run.part)
 			}
 		}
+		seg.sts = knownSTs(seg.sts)
 		if !seg.sorted() {
 			sort.Stable(seg)
 		}
 		w := seg.dedup()
-		out = append(out, memSeries{lset: batch[series[0].pos].lset, fp: batch[series[0].pos].fp, ts: seg.ts[:w:w], vals: seg.vals[:w:w]})
+		m := memSeries{lset: batch[series[0].pos].lset, fp: batch[series[0].pos].fp, ts: seg.ts[:w:w], vals: seg.vals[:w:w]}
+		if seg.sts != nil {
+			m.sts = knownSTs(seg.sts[:w:w]) // the kept rows may have none
+		}
+		out = append(out, m)
 	}
 	return out
 }
@@ -777,6 +814,7 @@ func strictlyIncreasing(ts []int64) bool {
 type segment struct {
 	ts    []int64
 	vals  []float64
+	sts   []int64 // nil when no row has a start timestamp
 	parts []uint64
 }
 
@@ -789,6 +827,9 @@ func (s segment) Swap(i, j int) {
 	s.ts[i], s.ts[j] = s.ts[j], s.ts[i]
 	s.vals[i], s.vals[j] = s.vals[j], s.vals[i]
 	s.parts[i], s.parts[j] = s.parts[j], s.parts[i]
+	if s.sts != nil {
+		s.sts[i], s.sts[j] = s.sts[j], s.sts[i]
+	}
 }
 
 func (s segment) sorted() bool {
@@ -800,16 +841,23 @@ func (s segment) sorted() bool {
 	return true
 }
 
-// dedup keeps of equal times the last row (the newest part's), moving the
-// kept rows to the front; it returns their number.
+// dedup keeps of equal times the last row (the newest part's), with its
+// start timestamp, moving the kept rows to the front; it returns their
+// number.
 func (s segment) dedup() int {
 	w := 0
 	for i := range s.ts {
 		if w > 0 && s.ts[i] == s.ts[w-1] {
 			s.vals[w-1] = s.vals[i]
+			if s.sts != nil {
+				s.sts[w-1] = s.sts[i]
+			}
 			continue
 		}
 		s.ts[w], s.vals[w] = s.ts[i], s.vals[i]
+		if s.sts != nil {
+			s.sts[w] = s.sts[i]
+		}
 		w++
 	}
 	return w
@@ -845,13 +893,15 @@ func (s *labelsOnlySet) Warnings() annotations.Annotations { return nil }
 
 // memSeries is one series' samples, in time order. hists, when the series
 // has histograms in the range, holds each sample's encoded histogram ("" for
-// a float); nil for a series of floats.
+// a float); nil for a series of floats. sts, when a sample of the range has
+// a start timestamp, holds each sample's (0: unknown); nil when none has.
 type memSeries struct {
 	lset  labels.Labels
 	fp    uint64
 	ts    []int64
 	vals  []float64
 	hists []string
+	sts   []int64
 	// prevHist, when set, is the histogram at prevT, the sample before the
 	// range: the ChunkQuerier starts the series' first chunk with it.
 	prevT    int64
@@ -887,22 +937,26 @@ func (m *memSeries) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
 		return mi
 	}
 	if si, ok := it.(*sliceIterator); ok {
-		si.reset(m.ts, m.vals)
+		si.reset(m.ts, m.vals, m.sts)
 		return si
 	}
 	si := &sliceIterator{}
-	si.reset(m.ts, m.vals)
+	si.reset(m.ts, m.vals, m.sts)
 	return si
 }
 
-// sliceIterator iterates float samples held in two slices.
+// sliceIterator iterates float samples held in slices (sts nil when no
+// sample has a start timestamp).
 type sliceIterator struct {
 	ts   []int64
 	vals []float64
+	sts  []int64
 	i    int
 }
 
-func (it *sliceIterator) reset(ts []int64, vals []float64) { it.ts, it.vals, it.i = ts, vals, -1 }
+func (it *sliceIterator) reset(ts []int64, vals []float64, sts []int64) {
+	it.ts, it.vals, it.sts, it.i = ts, vals, sts, -1
+}
 
 func (it *sliceIterator) Next() chunkenc.ValueType {
 	if it.i+1 >= len(it.ts) {
@@ -940,8 +994,16 @@ func (it *sliceIterator) AtFloatHistogram(*histogram.FloatHistogram) (int64, *hi
 	panic("sliceIterator holds floats only")
 }
 func (it *sliceIterator) AtT() int64  { return it.ts[it.i] }
-func (it *sliceIterator) AtST() int64 { return 0 }
+func (it *sliceIterator) AtST() int64 { return stAt(it.sts, it.i) }
 func (it *sliceIterator) Err() error  { return nil }
+
+// stAt is the start timestamp of sample i, 0 when sts is nil.
+func stAt(sts []int64, i int) int64 {
+	if sts == nil {
+		return 0
+	}
+	return sts[i]
+}
 
 // LabelNames returns the label names of the tenant's series matching ms
 // with samples in the querier's range, sorted.

@@ -81,7 +81,7 @@ func TestSampleRowsGroup(t *testing.T) {
 			}
 			r := newSampleRows(0)
 			for _, x := range c.rows {
-				r.add(x.pos, x.t, x.v, x.part)
+				r.add(x.pos, x.t, x.v, 0, x.part)
 			}
 			got := r.group(batch, nil)
 			require.Len(t, got, len(c.want))

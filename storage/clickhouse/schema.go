@@ -13,7 +13,7 @@ import (
 
 // Table layout (see doc.go for the why):
 //
-//	samples  (tenant, fingerprint, ts, value[, digits, scale], hist)
+//	samples  (tenant, fingerprint, ts, value[, digits, scale], hist, st)
 //	         ReplacingMergeTree, PARTITION BY day of ts, ORDER BY (tenant, fingerprint, ts)
 //	series   (tenant, hour, min_ts, fingerprint, metric_name, label_names, label_values)
 //	         ReplacingMergeTree, PARTITION BY day of hour, ORDER BY (tenant, metric_name, fingerprint, hour, min_ts)
@@ -148,6 +148,9 @@ type schema struct {
 	// the server version: a table created on an older server keeps its
 	// columns when the server is upgraded.
 	decimals bool
+	// stBytes: the st column is a String (18.x, schema_st.go). Read from
+	// the table after migrating, as decimals.
+	stBytes bool
 }
 
 // table returns the quoted name of table in the schema's database.
@@ -295,6 +298,7 @@ var migrations = []migration{
 		return stmts
 	}},
 	{4, "exemplar and metadata tables", func(s schema) []string { return s.auxTablesDDL() }},
+	{5, "start timestamps in the samples table", func(s schema) []string { return s.stMigration() }},
 }
 
 // decimalColumnsDDL adds the digits and scale columns to table; codecs only on

@@ -115,6 +115,11 @@ func (s *Store) setupSchema(ctx context.Context) error {
 		return err
 	}
 	s.schema.decimals = decimals
+	typ, err := s.schema.stType(ctx, connRunner{s.conn})
+	if err != nil {
+		return err
+	}
+	s.schema.stBytes = typ == "String"
 	return nil
 }
 

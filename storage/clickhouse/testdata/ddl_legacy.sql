@@ -54,3 +54,6 @@ CREATE TABLE IF NOT EXISTS `luminate`.`metadata` (
 ORDER BY (tenant, family)
 SETTINGS index_granularity = 1024;
 
+-- migration 5: start timestamps in the samples table
+ALTER TABLE `luminate`.`samples` ADD COLUMN st String DEFAULT '';
+

@@ -64,3 +64,8 @@ CREATE TABLE IF NOT EXISTS `luminate`.`exemplars` AS `luminate`.`exemplars_local
 
 CREATE TABLE IF NOT EXISTS `luminate`.`metadata` AS `luminate`.`metadata_local` ENGINE = Distributed(`metrics`, `luminate`, `metadata_local`, cityHash64(tenant, family));
 
+-- migration 5: start timestamps in the samples table
+ALTER TABLE `luminate`.`samples_local` ADD COLUMN st String DEFAULT '';
+
+ALTER TABLE `luminate`.`samples` ADD COLUMN st String DEFAULT '';
+

@@ -69,3 +69,8 @@ CREATE TABLE IF NOT EXISTS `luminate`.`exemplars` ON CLUSTER `metrics` AS `lumin
 
 CREATE TABLE IF NOT EXISTS `luminate`.`metadata` ON CLUSTER `metrics` AS `luminate`.`metadata_local` ENGINE = Distributed(`metrics`, `luminate`, `metadata_local`, cityHash64(tenant, family));
 
+-- migration 5: start timestamps in the samples table
+ALTER TABLE `luminate`.`samples_local` ON CLUSTER `metrics` ADD COLUMN IF NOT EXISTS st Int64 DEFAULT 0 CODEC(Delta, ZSTD(1));
+
+/* on every node */ ALTER TABLE `luminate`.`samples` ADD COLUMN IF NOT EXISTS st Int64 DEFAULT 0;
+
