@@ -194,6 +194,7 @@ func (a *refAppender) Append(_ promstorage.SeriesRef, l labels.Labels, _, t int6
 	}
 	return 1, pErr.ToError()
 }
+
 // AppendExemplars adds exemplars to a series that has samples.
 func (a *refAppender) AppendExemplars(ref promstorage.SeriesRef, l labels.Labels, es []exemplar.Exemplar) (promstorage.SeriesRef, error) {
 	s := a.v.s
