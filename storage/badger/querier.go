@@ -230,25 +230,32 @@ func (e *seriesEntry) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
 	return si
 }
 
+// chunkReader iterates the chunks of one of Prometheus' encodings, reusing
+// one chunk and one iterator across them.
+type chunkReader struct {
+	c  chunkenc.Chunk
+	it chunkenc.Iterator
+}
+
+func (r *chunkReader) iterator(enc byte, data []byte) chunkenc.Iterator {
+	if r.c == nil {
+		// Only the six encodings sampleIterator hands here, all known.
+		r.c, _ = chunkenc.FromData(chunkenc.Encoding(enc), data)
+	} else {
+		r.c.Reset(data)
+	}
+	r.it = r.c.Iterator(r.it)
+	return r.it
+}
+
 // sampleIterator walks a series' chunks in order, trimmed to [mint, maxt].
 // It yields floats, histograms or float histograms as its chunks hold them.
 type sampleIterator struct {
 	chunks     []memChunk
 	next       int
 	cur        chunkenc.Iterator
-	xor        chunkenc.XORChunk
-	xorIt      chunkenc.Iterator // reused across XOR chunks
-	hc         chunkenc.HistogramChunk
-	hIt        chunkenc.Iterator // reused across histogram chunks
-	fhc        chunkenc.FloatHistogramChunk
-	fhIt       chunkenc.Iterator // reused across float histogram chunks
-	xor2       chunkenc.XOR2Chunk
-	xor2It     chunkenc.Iterator // reused across XOR2 chunks
-	hsc        chunkenc.HistogramSTChunk
-	hsIt       chunkenc.Iterator // reused across histogram ST chunks
-	fhsc       chunkenc.FloatHistogramSTChunk
-	fhsIt      chunkenc.Iterator // reused across float histogram ST chunks
-	buf        []sample          // decoded packed chunk
+	readers    [encFloatHistogramST + 1]chunkReader // by encoding byte, for Prometheus' encodings
+	buf        []sample                             // decoded packed chunk
 	list       listIterator
 	mint, maxt int64
 	st, t      int64
@@ -273,30 +280,8 @@ func (it *sampleIterator) Next() chunkenc.ValueType {
 			c := it.chunks[it.next]
 			it.next++
 			switch c.enc {
-			case encXOR:
-				it.xor.Reset(c.data)
-				it.cur = it.xor.Iterator(it.xorIt)
-				it.xorIt = it.cur
-			case encHistogram:
-				it.hc.Reset(c.data)
-				it.cur = it.hc.Iterator(it.hIt)
-				it.hIt = it.cur
-			case encFloatHistogram:
-				it.fhc.Reset(c.data)
-				it.cur = it.fhc.Iterator(it.fhIt)
-				it.fhIt = it.cur
-			case encXOR2:
-				it.xor2.Reset(c.data)
-				it.cur = it.xor2.Iterator(it.xor2It)
-				it.xor2It = it.cur
-			case encHistogramST:
-				it.hsc.Reset(c.data)
-				it.cur = it.hsc.Iterator(it.hsIt)
-				it.hsIt = it.cur
-			case encFloatHistogramST:
-				it.fhsc.Reset(c.data)
-				it.cur = it.fhsc.Iterator(it.fhsIt)
-				it.fhsIt = it.cur
+			case encXOR, encHistogram, encFloatHistogram, encXOR2, encHistogramST, encFloatHistogramST:
+				it.cur = it.readers[c.enc].iterator(c.enc, c.data)
 			default:
 				var err error
 				if it.buf, err = decodeAny(it.buf[:0], c.enc, c.data); err != nil {
