@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
@@ -38,6 +39,8 @@ type appender struct {
 	newByHash map[uint64][]int
 
 	aux auxPending // exemplars and metadata (exemplars.go)
+
+	hists histCopies // the store's copies of the batch's histograms
 }
 
 var appenderPool = sync.Pool{New: func() any { return &appender{} }}
@@ -55,6 +58,7 @@ func (a *appender) release() {
 	a.newHashes = a.newHashes[:0]
 	clear(a.newByHash)
 	a.aux.reset()
+	a.hists.reset()
 	a.st, a.t, a.err = nil, nil, nil
 	appenderPool.Put(a)
 }
@@ -80,11 +84,11 @@ func (a *appender) appendHistogramST(_ promstorage.SeriesRef, lset labels.Labels
 	switch {
 	case fh != nil:
 		if err = fh.Validate(); err == nil {
-			smp.fh = fh.Copy()
+			smp.fh = a.hists.floatHistogram(fh)
 		}
 	case h != nil:
 		if err = h.Validate(); err == nil {
-			smp.h = h.Copy()
+			smp.h = a.hists.histogram(h)
 		}
 	default:
 		return 0, errors.New("histogram sample without a histogram")
@@ -361,6 +365,116 @@ func (a appenderV2) Append(ref promstorage.SeriesRef, lset labels.Labels, st, t 
 		err = a.appendAux(lset, isStale(v, h, fh), &opts) // exemplars.go
 	}
 	return ref, err
+}
+
+// histCopies holds an appender's copies of the histograms of its batch:
+// what Histogram.Copy and FloatHistogram.Copy make, in blocks that never
+// move (the pending samples point into them) and that the appender's next
+// batch reuses, so that a histogram costs no allocation once the pooled
+// appenders have grown to the batches' size. Nothing holds a copy after
+// Commit or Rollback: the chunk appenders keep copies of their own, and
+// only ever point the histogram's fields at new slices.
+type histCopies struct {
+	hs     slab[histogram.Histogram]
+	fhs    slab[histogram.FloatHistogram]
+	spans  slab[histogram.Span]
+	ints   slab[int64]
+	floats slab[float64]
+}
+
+func (c *histCopies) reset() {
+	c.hs.reset()
+	c.fhs.reset()
+	c.spans.reset()
+	c.ints.reset()
+	c.floats.reset()
+}
+
+// histogram returns a copy of h, as h.Copy() makes it.
+func (c *histCopies) histogram(h *histogram.Histogram) *histogram.Histogram {
+	d := &c.hs.take(1)[0]
+	*d = histogram.Histogram{CounterResetHint: h.CounterResetHint, Schema: h.Schema, Count: h.Count, Sum: h.Sum}
+	if h.UsesCustomBuckets() {
+		d.CustomValues = h.CustomValues // interned, as h.Copy() keeps them
+	} else {
+		d.ZeroThreshold, d.ZeroCount = h.ZeroThreshold, h.ZeroCount
+		d.NegativeSpans = copyInto(&c.spans, h.NegativeSpans)
+		d.NegativeBuckets = copyInto(&c.ints, h.NegativeBuckets)
+	}
+	d.PositiveSpans = copyInto(&c.spans, h.PositiveSpans)
+	d.PositiveBuckets = copyInto(&c.ints, h.PositiveBuckets)
+	return d
+}
+
+// floatHistogram returns a copy of h, as h.Copy() makes it.
+func (c *histCopies) floatHistogram(h *histogram.FloatHistogram) *histogram.FloatHistogram {
+	d := &c.fhs.take(1)[0]
+	*d = histogram.FloatHistogram{CounterResetHint: h.CounterResetHint, Schema: h.Schema, Count: h.Count, Sum: h.Sum}
+	if h.UsesCustomBuckets() {
+		d.CustomValues = h.CustomValues
+	} else {
+		d.ZeroThreshold, d.ZeroCount = h.ZeroThreshold, h.ZeroCount
+		d.NegativeSpans = copyInto(&c.spans, h.NegativeSpans)
+		d.NegativeBuckets = copyInto(&c.floats, h.NegativeBuckets)
+	}
+	d.PositiveSpans = copyInto(&c.spans, h.PositiveSpans)
+	d.PositiveBuckets = copyInto(&c.floats, h.PositiveBuckets)
+	return d
+}
+
+// copyInto returns a copy of xs in s; nil when xs is empty, as
+// Histogram.Copy leaves it.
+func copyInto[T any](s *slab[T], xs []T) []T {
+	if len(xs) == 0 {
+		return nil
+	}
+	out := s.take(len(xs))
+	copy(out, xs)
+	return out
+}
+
+// slab hands out slices of blocks of T that stay in place until reset,
+// after which it hands the same memory out again.
+type slab[T any] struct {
+	blocks [][]T
+	cur    int // block being handed out
+	used   int // of blocks[cur]
+	total  int // elements in blocks
+}
+
+const (
+	slabBlockBytes = 32 << 10 // bytes of a block (more for a larger take)
+	slabKeepBytes  = 16 << 20 // more than this in a slab is dropped at reset
+)
+
+// take returns n elements, capped, holding what an earlier batch left.
+func (s *slab[T]) take(n int) []T {
+	for s.cur < len(s.blocks) {
+		if b := s.blocks[s.cur]; len(b)-s.used >= n {
+			out := b[s.used : s.used+n : s.used+n]
+			s.used += n
+			return out
+		}
+		s.cur++
+		s.used = 0
+	}
+	var zero T
+	size := max(n, slabBlockBytes/max(1, int(unsafe.Sizeof(zero))))
+	s.blocks = append(s.blocks, make([]T, size))
+	s.total += size
+	s.used = n
+	return s.blocks[s.cur][:n:n]
+}
+
+// reset makes every block available again (or drops them all when they
+// hold more than slabKeepBytes, after an exceptional batch).
+func (s *slab[T]) reset() {
+	var zero T
+	if s.total*int(unsafe.Sizeof(zero)) > slabKeepBytes {
+		*s = slab[T]{}
+		return
+	}
+	s.cur, s.used = 0, 0
 }
 
 var (
