@@ -52,6 +52,10 @@ type TimeSeries struct {
 	labelsStart, samplesStart int32
 	histStart, exStart        int32
 	refsStart                 int32 // remote write 2.0: offset into DecoderV2.refs while decoding
+	// validUTF8 is set when the decoder found every label name and value
+	// valid UTF-8 (2.0: every symbol of the request), for Validator to
+	// skip that check. The zero value has it checked.
+	validUTF8 bool
 }
 
 // StartTimestamp returns the start timestamp st of a sample of ts: its
@@ -390,6 +394,11 @@ func uvarint(b []byte, i int) (uint64, int, error) {
 	if i < len(b) && b[i] < 0x80 {
 		return uint64(b[i]), i + 1, nil
 	}
+	return uvarintLong(b, i)
+}
+
+// uvarintLong is uvarint past its one-byte case.
+func uvarintLong(b []byte, i int) (uint64, int, error) {
 	var v uint64
 	for shift := uint(0); shift < 64; shift += 7 {
 		if i >= len(b) {
@@ -407,6 +416,17 @@ func uvarint(b []byte, i int) (uint64, int, error) {
 
 // tag reads a field tag at b[i:].
 func tag(b []byte, i int) (field int32, wire int, next int, err error) {
+	if i < len(b) {
+		// A one-byte tag (fields 1 to 15) of a legal wire type.
+		if c := b[i]; c < 0x80 && c >= 8 && c&7 != wireEndGroup {
+			return int32(c >> 3), int(c & 7), i + 1, nil
+		}
+	}
+	return tagLong(b, i)
+}
+
+// tagLong is tag past its one-byte case.
+func tagLong(b []byte, i int) (field int32, wire int, next int, err error) {
 	v, next, err := uvarint(b, i)
 	if err != nil {
 		return 0, 0, 0, err

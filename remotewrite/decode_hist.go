@@ -3,6 +3,7 @@ package remotewrite
 import (
 	"encoding/binary"
 	"math"
+	"slices"
 	"unsafe"
 
 	"github.com/prometheus/common/model"
@@ -366,6 +367,20 @@ func (a *histArenas) histogram(c *caps, b []byte, i, at int, strict, v2 bool) er
 			if field == fieldHistPosDeltas {
 				side, f = 1, hPosDeltas
 			}
+			if wire == wireBytes {
+				// Packed, as senders send them: when the field's length,
+				// at most one value a byte, fits the limits, they are
+				// charged once, after.
+				if s, end, err := lengthDelimited(b, "Histogram.deltas", wire, i, next); err == nil &&
+					len(a.deltas[side])-start[f]+(end-s) <= c.buckets && end-s <= c.room/bucketSize {
+					n := len(a.deltas[side])
+					if i, err = packedDeltas(b, &a.deltas[side], s, end); err != nil {
+						return err
+					}
+					c.room -= (len(a.deltas[side]) - n) * bucketSize
+					continue
+				}
+			}
 			if i, err = deltas64(b, &a.deltas[side], "Histogram.deltas", wire, i, next, func(n int) error { return full(f, n) }); err != nil {
 				return err
 			}
@@ -445,6 +460,29 @@ func deltas64(b []byte, dst *[]int64, name string, wire, at, next int, room func
 		return i, nil
 	}
 	return 0, wrongWire(name, wire, at)
+}
+
+// packedDeltas reads the packed sint64 values of b[start:end] into *dst,
+// as deltas64 does, without per-value limits.
+func packedDeltas(b []byte, dst *[]int64, start, end int) (int, error) {
+	d := slices.Grow(*dst, end-start)
+	i := start
+	for i < end {
+		if c := b[i]; c < 0x80 {
+			d = append(d, zigzag64(uint64(c)))
+			i++
+			continue
+		}
+		v, n, err := uvarintLong(b, i)
+		if err != nil {
+			*dst = d
+			return 0, err
+		}
+		d = append(d, zigzag64(v))
+		i = n
+	}
+	*dst = d
+	return i, nil
 }
 
 // doubles reads a repeated double field, packed or not, into *dst,

@@ -3,6 +3,7 @@ package remotewrite
 import (
 	"fmt"
 	"math"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -149,8 +150,18 @@ func (d *DecoderV2) resolve() error {
 	if len(syms) > 0 && syms[0] != "" {
 		return fmt.Errorf("%w: the first symbol is %s, not the empty string", ErrMalformed, quoteShort(syms[0]))
 	}
+	// Every label name and value is a symbol: checking each symbol once
+	// spares Validator checking each label of each series.
+	validUTF8 := true
+	for _, s := range syms {
+		if !utf8.ValidString(s) {
+			validUTF8 = false
+			break
+		}
+	}
 	ts := d.req.Timeseries
 	for i := range ts {
+		ts[i].validUTF8 = validUTF8
 		re, se := len(d.refs), len(d.samples)
 		if i+1 < len(ts) {
 			re, se = int(ts[i+1].refsStart), int(ts[i+1].samplesStart)

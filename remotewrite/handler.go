@@ -939,7 +939,7 @@ func (g *ingester) appendSeries(app promstorage.AppenderV2, id tenancy.ID, serie
 	for i := range series {
 		ts := &series[i]
 		before := rc.samples
-		ls, err := g.validator.Series(ts.Labels)
+		ls, err := g.validator.series(ts.Labels, ts.validUTF8)
 		if err != nil {
 			rejectSeries(i, asRejection(err), len(ts.Samples)+len(ts.Histograms))
 			rc.series++

@@ -94,6 +94,13 @@ func NewValidator(cfg Config) *Validator {
 // A series carrying the reserved tenant label is rejected whatever its
 // value: the tenant comes from the verified token, never from the client.
 func (v *Validator) Series(ls []Label) ([]Label, error) {
+	return v.series(ls, false)
+}
+
+// series is Series; validUTF8 says that every name and value of ls is
+// known to be valid UTF-8.
+func (v *Validator) series(ls []Label, validUTF8 bool) ([]Label, error) {
+	validUTF8 = validUTF8 && NameValidation == model.UTF8Validation
 	n := 0
 	for _, l := range ls {
 		if l.Name == tenancy.Label {
@@ -130,8 +137,15 @@ func (v *Validator) Series(ls []Label) ([]Label, error) {
 		}
 		if l.Name == model.MetricNameLabel {
 			hasName = true
-			if !NameValidation.IsValidMetricName(l.Value) {
+			if !validUTF8 && !NameValidation.IsValidMetricName(l.Value) {
 				return nil, reject(ReasonInvalidMetricName, ls, nil, "metric name %s is not valid UTF-8", quoteShort(l.Value))
+			}
+			continue
+		}
+		if validUTF8 {
+			// What remains of NameValidation (UTF-8): a name is not empty.
+			if l.Name == "" {
+				return nil, reject(ReasonInvalidLabelName, ls, nil, "label name %s is not valid UTF-8", quoteShort(l.Name))
 			}
 			continue
 		}

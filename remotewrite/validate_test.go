@@ -2,9 +2,11 @@ package remotewrite
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
@@ -49,6 +51,7 @@ func TestValidatorSeries(t *testing.T) {
 		{name: "metric name not UTF-8", in: lbls("__name__", "bad\xff"), reason: ReasonInvalidMetricName, message: `"bad\xff"`},
 		{name: "label name not UTF-8", in: lbls("__name__", "up", "\xfejob", "a"), reason: ReasonInvalidLabelName},
 		{name: "label value not UTF-8", in: lbls("__name__", "up", "job", "\xc3\x28"), reason: ReasonInvalidLabelValue, message: "job"},
+		{name: "empty label name", in: lbls("__name__", "up", "", "a"), reason: ReasonInvalidLabelName},
 		{name: "duplicate label names", in: lbls("__name__", "up", "job", "a", "job", "b"), reason: ReasonDuplicateLabel, message: `"job"`},
 		{name: "duplicate metric name", in: lbls("__name__", "up", "__name__", "down"), reason: ReasonDuplicateLabel},
 		{name: "too many labels", in: lbls("__name__", "up", "a", "1", "b", "2", "c", "3", "d", "4"),
@@ -62,6 +65,16 @@ func TestValidatorSeries(t *testing.T) {
 		{name: "tenant label with an empty value", in: lbls("__name__", "up", "_tenant_id", ""), reason: ReasonTenantLabel},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			valid := true
+			for _, l := range tc.in {
+				valid = valid && utf8.ValidString(l.Name) && utf8.ValidString(l.Value)
+			}
+			if valid { // the decoder's check of the symbols spares the Validator its own: the same answer
+				got, err := v.series(slices.Clone(tc.in), true)
+				want, wantErr := v.Series(slices.Clone(tc.in))
+				require.Equal(t, want, got)
+				require.Equal(t, wantErr, err)
+			}
 			got, err := v.Series(tc.in)
 			if tc.reason == "" {
 				require.NoError(t, err)
