@@ -220,8 +220,8 @@ func appendCommitRecord(b []byte, tenant uint32, series []walSeries, samples []p
 }
 
 // appendHistogram appends h as record.EncodeHistogram encodes it, byte
-// for byte, in less time: one growth of b, and single-byte varints (most
-// bucket deltas) written directly.
+// for byte, in less time: b grows once, and the varints are written in
+// place.
 func appendHistogram(b []byte, h *histogram.Histogram) []byte {
 	custom := histogram.IsCustomBucketsSchema(h.Schema)
 	n := 1 + 3*binary.MaxVarintLen64 + 2*8 + 4*binary.MaxVarintLen64 +
@@ -230,27 +230,30 @@ func appendHistogram(b []byte, h *histogram.Histogram) []byte {
 	if custom {
 		n += binary.MaxVarintLen64 + 8*len(h.CustomValues)
 	}
-	b = slices.Grow(b, n)
-	b = append(b, byte(h.CounterResetHint))
-	b = appendVarint(b, int64(h.Schema))
-	b = binary.BigEndian.AppendUint64(b, math.Float64bits(h.ZeroThreshold))
-	b = appendUvarint(b, h.ZeroCount)
-	b = appendUvarint(b, h.Count)
-	b = binary.BigEndian.AppendUint64(b, math.Float64bits(h.Sum))
-	b = appendSpans(b, h.PositiveSpans)
-	b = appendSpans(b, h.NegativeSpans)
-	b = appendUvarint(b, uint64(len(h.PositiveBuckets)))
+	w := putter{b: slices.Grow(b, n)}
+	w.p = len(w.b)
+	w.b = w.b[:cap(w.b)]
+	w.b[w.p] = byte(h.CounterResetHint)
+	w.p++
+	w.varint(int64(h.Schema))
+	w.float(h.ZeroThreshold)
+	w.uvarint(h.ZeroCount)
+	w.uvarint(h.Count)
+	w.float(h.Sum)
+	w.spans(h.PositiveSpans)
+	w.spans(h.NegativeSpans)
+	w.uvarint(uint64(len(h.PositiveBuckets)))
 	for _, v := range h.PositiveBuckets {
-		b = appendVarint(b, v)
+		w.varint(v)
 	}
-	b = appendUvarint(b, uint64(len(h.NegativeBuckets)))
+	w.uvarint(uint64(len(h.NegativeBuckets)))
 	for _, v := range h.NegativeBuckets {
-		b = appendVarint(b, v)
+		w.varint(v)
 	}
 	if custom {
-		b = appendFloats(b, h.CustomValues)
+		w.floats(h.CustomValues)
 	}
-	return b
+	return w.b[:w.p]
 }
 
 // appendFloatHistogram appends h as record.EncodeFloatHistogram encodes
@@ -263,53 +266,65 @@ func appendFloatHistogram(b []byte, h *histogram.FloatHistogram) []byte {
 	if custom {
 		n += binary.MaxVarintLen64 + 8*len(h.CustomValues)
 	}
-	b = slices.Grow(b, n)
-	b = append(b, byte(h.CounterResetHint))
-	b = appendVarint(b, int64(h.Schema))
-	b = binary.BigEndian.AppendUint64(b, math.Float64bits(h.ZeroThreshold))
-	b = binary.BigEndian.AppendUint64(b, math.Float64bits(h.ZeroCount))
-	b = binary.BigEndian.AppendUint64(b, math.Float64bits(h.Count))
-	b = binary.BigEndian.AppendUint64(b, math.Float64bits(h.Sum))
-	b = appendSpans(b, h.PositiveSpans)
-	b = appendSpans(b, h.NegativeSpans)
-	b = appendFloats(b, h.PositiveBuckets)
-	b = appendFloats(b, h.NegativeBuckets)
+	w := putter{b: slices.Grow(b, n)}
+	w.p = len(w.b)
+	w.b = w.b[:cap(w.b)]
+	w.b[w.p] = byte(h.CounterResetHint)
+	w.p++
+	w.varint(int64(h.Schema))
+	w.float(h.ZeroThreshold)
+	w.float(h.ZeroCount)
+	w.float(h.Count)
+	w.float(h.Sum)
+	w.spans(h.PositiveSpans)
+	w.spans(h.NegativeSpans)
+	w.floats(h.PositiveBuckets)
+	w.floats(h.NegativeBuckets)
 	if custom {
-		b = appendFloats(b, h.CustomValues)
+		w.floats(h.CustomValues)
 	}
-	return b
+	return w.b[:w.p]
 }
 
-func appendSpans(b []byte, spans []histogram.Span) []byte {
-	b = appendUvarint(b, uint64(len(spans)))
+// putter writes at b[p:], which the caller made large enough.
+type putter struct {
+	b []byte
+	p int
+}
+
+func (w *putter) uvarint(v uint64) {
+	for v >= 0x80 {
+		w.b[w.p] = byte(v) | 0x80
+		v >>= 7
+		w.p++
+	}
+	w.b[w.p] = byte(v)
+	w.p++
+}
+
+// varint writes v zigzag-encoded, as binary.PutVarint does.
+func (w *putter) varint(v int64) { w.uvarint(uint64(v<<1) ^ uint64(v>>63)) }
+
+// float writes v big-endian, as Encbuf.PutBE64 does.
+func (w *putter) float(v float64) {
+	binary.BigEndian.PutUint64(w.b[w.p:], math.Float64bits(v))
+	w.p += 8
+}
+
+func (w *putter) spans(spans []histogram.Span) {
+	w.uvarint(uint64(len(spans)))
 	for _, s := range spans {
-		b = appendVarint(b, int64(s.Offset))
-		b = appendUvarint(b, uint64(s.Length))
+		w.varint(int64(s.Offset))
+		w.uvarint(uint64(s.Length))
 	}
-	return b
 }
 
-// appendFloats appends the count of xs, then each big-endian.
-func appendFloats(b []byte, xs []float64) []byte {
-	b = appendUvarint(b, uint64(len(xs)))
+// floats writes the count of xs, then each big-endian.
+func (w *putter) floats(xs []float64) {
+	w.uvarint(uint64(len(xs)))
 	for _, v := range xs {
-		b = binary.BigEndian.AppendUint64(b, math.Float64bits(v))
+		w.float(v)
 	}
-	return b
-}
-
-// appendUvarint is binary.AppendUvarint with the one-byte case inlined.
-func appendUvarint(b []byte, v uint64) []byte {
-	if v < 0x80 {
-		return append(b, byte(v))
-	}
-	return binary.AppendUvarint(b, v)
-}
-
-// appendVarint is binary.AppendVarint (zigzag) with the one-byte case
-// inlined.
-func appendVarint(b []byte, v int64) []byte {
-	return appendUvarint(b, uint64(v<<1)^uint64(v>>63))
 }
 
 func decodeCommitRecord(rec []byte) (tenant uint32, series []walSeries, samples []walSample, err error) {

@@ -92,3 +92,33 @@ func TestHistCopies(t *testing.T) {
 		c.reset()
 	}
 }
+
+// BenchmarkEncodeHistogram compares the WAL's histogram encoder with
+// record.EncodeHistogram on the histograms of BenchmarkAppendHistograms.
+func BenchmarkEncodeHistogram(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	models := newHistModels(100)
+	var hs []*histogram.Histogram
+	for range 10 {
+		for i := range models {
+			hs = append(hs, models[i].next(r))
+		}
+	}
+	buf := make([]byte, 0, 1<<20)
+	b.Run("record", func(b *testing.B) {
+		for b.Loop() {
+			e := encoding.Encbuf{B: buf[:0]}
+			for _, h := range hs {
+				record.EncodeHistogram(&e, h)
+			}
+		}
+	})
+	b.Run("wal", func(b *testing.B) {
+		for b.Loop() {
+			out := buf[:0]
+			for _, h := range hs {
+				out = appendHistogram(out, h)
+			}
+		}
+	})
+}
