@@ -463,25 +463,32 @@ func deltas64(b []byte, dst *[]int64, name string, wire, at, next int, room func
 }
 
 // packedDeltas reads the packed sint64 values of b[start:end] into *dst,
-// as deltas64 does, without per-value limits.
+// as deltas64 does, without per-value limits: at most one value a byte.
+// One- and two-byte varints, most bucket deltas, are read inline.
 func packedDeltas(b []byte, dst *[]int64, start, end int) (int, error) {
 	d := slices.Grow(*dst, end-start)
+	p := len(d)
+	d = d[:cap(d)]
 	i := start
 	for i < end {
+		var v uint64
 		if c := b[i]; c < 0x80 {
-			d = append(d, zigzag64(uint64(c)))
+			v = uint64(c)
 			i++
-			continue
+		} else if i+1 < len(b) && b[i+1] < 0x80 {
+			v = uint64(c&0x7f) | uint64(b[i+1])<<7
+			i += 2
+		} else {
+			var err error
+			if v, i, err = uvarintLong(b, i); err != nil {
+				*dst = d[:p]
+				return 0, err
+			}
 		}
-		v, n, err := uvarintLong(b, i)
-		if err != nil {
-			*dst = d
-			return 0, err
-		}
-		d = append(d, zigzag64(v))
-		i = n
+		d[p] = zigzag64(v)
+		p++
 	}
-	*dst = d
+	*dst = d[:p]
 	return i, nil
 }
 
