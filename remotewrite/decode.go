@@ -571,6 +571,11 @@ func (d *Decoder) writeRequest(b []byte) error {
 // re-based.
 func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i, at int) error {
 	labelFields := 0
+	// The labels' strings are inside their Label messages: when these
+	// are all ASCII, so are the names and values (a conservative check:
+	// a length of 128 or more fails it), which Validator then need not
+	// check for UTF-8.
+	ascii := true
 	for i < len(b) {
 		field, wire, next, err := tag(b, i)
 		if err != nil {
@@ -589,6 +594,7 @@ func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i, at int) error {
 				return empty("label without name or value", i)
 			}
 			labelFields++
+			ascii = ascii && isASCII(b[start:end])
 			d.labels = append(d.labels, Label{})
 			if err := label(&d.labels[len(d.labels)-1], b[:end], start); err != nil {
 				return err
@@ -646,7 +652,21 @@ func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i, at int) error {
 	if d.Limits.Strict && labelFields == 0 {
 		return empty("series without labels", at)
 	}
+	ts.validUTF8 = ascii
 	return nil
+}
+
+// isASCII reports whether every byte of b is below 0x80.
+func isASCII(b []byte) bool {
+	var acc uint64
+	for len(b) >= 8 {
+		acc |= binary.LittleEndian.Uint64(b)
+		b = b[8:]
+	}
+	for _, c := range b {
+		acc |= uint64(c)
+	}
+	return acc&0x8080808080808080 == 0
 }
 
 // checkSample refuses the sample message b[start:end], whose tag starts
