@@ -935,6 +935,9 @@ func (g *ingester) appendSeries(app promstorage.AppenderV2, id tenancy.ID, serie
 		}
 	}
 	st.prepare(series)
+	if v, ok := app.(histogramsValidated); ok {
+		v.HistogramsValidated() // st.histogram checks them
+	}
 	win := g.validator.Window(time.Now())
 	for i := range series {
 		ts := &series[i]
@@ -1057,6 +1060,11 @@ func (g *ingester) appendSeries(app promstorage.AppenderV2, id tenancy.ID, serie
 	}
 	return out, nil
 }
+
+// histogramsValidated is an appender that can be told that its caller
+// checks its histograms with Validate (storage/badger's), so that it
+// does not check them again.
+type histogramsValidated interface{ HistogramsValidated() }
 
 // prepare sizes the arenas of st for the histograms and exemplars of
 // series, so that the pointers handed to the appender stay valid until it

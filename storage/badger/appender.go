@@ -40,7 +40,8 @@ type appender struct {
 
 	aux auxPending // exemplars and metadata (exemplars.go)
 
-	hists histCopies // the store's copies of the batch's histograms
+	hists     histCopies // the store's copies of the batch's histograms
+	validated bool       // the caller checks its histograms (HistogramsValidated)
 }
 
 var appenderPool = sync.Pool{New: func() any { return &appender{} }}
@@ -59,7 +60,7 @@ func (a *appender) release() {
 	clear(a.newByHash)
 	a.aux.reset()
 	a.hists.reset()
-	a.st, a.t, a.err = nil, nil, nil
+	a.st, a.t, a.err, a.validated = nil, nil, nil, false
 	appenderPool.Put(a)
 }
 
@@ -83,11 +84,15 @@ func (a *appender) appendHistogramST(_ promstorage.SeriesRef, lset labels.Labels
 	var err error
 	switch {
 	case fh != nil:
-		if err = fh.Validate(); err == nil {
+		if a.validated {
+			smp.fh = a.hists.floatHistogram(fh)
+		} else if err = fh.Validate(); err == nil {
 			smp.fh = a.hists.floatHistogram(fh)
 		}
 	case h != nil:
-		if err = h.Validate(); err == nil {
+		if a.validated {
+			smp.h = a.hists.histogram(h)
+		} else if err = h.Validate(); err == nil {
 			smp.h = a.hists.histogram(h)
 		}
 	default:
@@ -351,6 +356,12 @@ func (a *appender) AppendSTZeroSample(promstorage.SeriesRef, labels.Labels, int6
 
 // appenderV2 adapts the appender to Prometheus' AppenderV2.
 type appenderV2 struct{ *appender }
+
+// HistogramsValidated tells the appender that its caller checks every
+// histogram it appends with Validate before it appends it (remotewrite
+// does, to word its rejections): the appender does not check them a
+// second time. Without it, every histogram is checked.
+func (a appenderV2) HistogramsValidated() { a.validated = true }
 
 // Append appends a float or histogram sample with st, its start
 // timestamp (0: unknown), and the exemplars and metadata of opts.

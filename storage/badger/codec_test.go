@@ -1,12 +1,15 @@
 package badger
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
+	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/encoding"
 	"github.com/prometheus/prometheus/tsdb/record"
 	"github.com/prometheus/prometheus/tsdb/tsdbutil"
@@ -121,4 +124,26 @@ func BenchmarkEncodeHistogram(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestHistogramsValidatedIsPerAppender: an appender told its caller checks
+// the histograms skips its own check, and the next appender (the pool
+// hands the same one out again) checks them again.
+func TestHistogramsValidatedIsPerAppender(t *testing.T) {
+	s := openTest(t, t.TempDir(), nil)
+	defer s.Close()
+	for range 3 {
+		app := s.ForTenant("a").AppenderV2(context.Background())
+		app.(interface{ HistogramsValidated() }).HistogramsValidated()
+		_, err := app.Append(0, labels.FromStrings("__name__", "good"), 0, 1000, 0, testHistogram(0, 1), nil, promstorage.AOptions{})
+		require.NoError(t, err)
+		require.NoError(t, app.Commit())
+
+		bad := testHistogram(0, 1)
+		bad.PositiveBuckets = bad.PositiveBuckets[1:]
+		app = s.ForTenant("a").AppenderV2(context.Background())
+		_, err = app.Append(0, labels.FromStrings("__name__", "bad"), 0, 1000, 0, bad, nil, promstorage.AOptions{})
+		require.ErrorIs(t, err, histogram.ErrHistogramSpansBucketsMismatch)
+		require.NoError(t, app.Rollback())
+	}
 }
