@@ -778,6 +778,19 @@ func metricMetadata(m *Metadata, b []byte, i int) error {
 
 func label(l *Label, b []byte, i int) error {
 	for i < len(b) {
+		// The name or value as senders write them: a one-byte tag and a
+		// one-byte length, inside b.
+		if c := b[i]; (c == fieldLabelName<<3|wireBytes || c == fieldLabelValue<<3|wireBytes) && i+1 < len(b) && b[i+1] < 0x80 {
+			if start, end := i+2, i+2+int(b[i+1]); end <= len(b) {
+				if c>>3 == fieldLabelName {
+					l.Name = str(b, start, end)
+				} else {
+					l.Value = str(b, start, end)
+				}
+				i = end
+				continue
+			}
+		}
 		field, wire, next, err := tag(b, i)
 		if err != nil {
 			return err
