@@ -230,30 +230,23 @@ func appendHistogram(b []byte, h *histogram.Histogram) []byte {
 	if custom {
 		n += binary.MaxVarintLen64 + 8*len(h.CustomValues)
 	}
-	w := putter{b: slices.Grow(b, n)}
-	w.p = len(w.b)
-	w.b = w.b[:cap(w.b)]
-	w.b[w.p] = byte(h.CounterResetHint)
-	w.p++
-	w.varint(int64(h.Schema))
-	w.float(h.ZeroThreshold)
-	w.uvarint(h.ZeroCount)
-	w.uvarint(h.Count)
-	w.float(h.Sum)
-	w.spans(h.PositiveSpans)
-	w.spans(h.NegativeSpans)
-	w.uvarint(uint64(len(h.PositiveBuckets)))
-	for _, v := range h.PositiveBuckets {
-		w.varint(v)
-	}
-	w.uvarint(uint64(len(h.NegativeBuckets)))
-	for _, v := range h.NegativeBuckets {
-		w.varint(v)
-	}
+	b = slices.Grow(b, n)
+	p := len(b)
+	b = b[:cap(b)]
+	b[p] = byte(h.CounterResetHint)
+	p = putVarint(b, p+1, int64(h.Schema))
+	p = putFloat(b, p, h.ZeroThreshold)
+	p = putUvarint(b, p, h.ZeroCount)
+	p = putUvarint(b, p, h.Count)
+	p = putFloat(b, p, h.Sum)
+	p = putSpans(b, p, h.PositiveSpans)
+	p = putSpans(b, p, h.NegativeSpans)
+	p = putVarints(b, putUvarint(b, p, uint64(len(h.PositiveBuckets))), h.PositiveBuckets)
+	p = putVarints(b, putUvarint(b, p, uint64(len(h.NegativeBuckets))), h.NegativeBuckets)
 	if custom {
-		w.floats(h.CustomValues)
+		p = putFloats(b, p, h.CustomValues)
 	}
-	return w.b[:w.p]
+	return b[:p]
 }
 
 // appendFloatHistogram appends h as record.EncodeFloatHistogram encodes
@@ -266,65 +259,77 @@ func appendFloatHistogram(b []byte, h *histogram.FloatHistogram) []byte {
 	if custom {
 		n += binary.MaxVarintLen64 + 8*len(h.CustomValues)
 	}
-	w := putter{b: slices.Grow(b, n)}
-	w.p = len(w.b)
-	w.b = w.b[:cap(w.b)]
-	w.b[w.p] = byte(h.CounterResetHint)
-	w.p++
-	w.varint(int64(h.Schema))
-	w.float(h.ZeroThreshold)
-	w.float(h.ZeroCount)
-	w.float(h.Count)
-	w.float(h.Sum)
-	w.spans(h.PositiveSpans)
-	w.spans(h.NegativeSpans)
-	w.floats(h.PositiveBuckets)
-	w.floats(h.NegativeBuckets)
+	b = slices.Grow(b, n)
+	p := len(b)
+	b = b[:cap(b)]
+	b[p] = byte(h.CounterResetHint)
+	p = putVarint(b, p+1, int64(h.Schema))
+	p = putFloat(b, p, h.ZeroThreshold)
+	p = putFloat(b, p, h.ZeroCount)
+	p = putFloat(b, p, h.Count)
+	p = putFloat(b, p, h.Sum)
+	p = putSpans(b, p, h.PositiveSpans)
+	p = putSpans(b, p, h.NegativeSpans)
+	p = putFloats(b, p, h.PositiveBuckets)
+	p = putFloats(b, p, h.NegativeBuckets)
 	if custom {
-		w.floats(h.CustomValues)
+		p = putFloats(b, p, h.CustomValues)
 	}
-	return w.b[:w.p]
+	return b[:p]
 }
 
-// putter writes at b[p:], which the caller made large enough.
-type putter struct {
-	b []byte
-	p int
-}
+// The put functions write at b[p:], which the caller made large enough,
+// and return the position after what they wrote.
 
-func (w *putter) uvarint(v uint64) {
+func putUvarint(b []byte, p int, v uint64) int {
 	for v >= 0x80 {
-		w.b[w.p] = byte(v) | 0x80
+		b[p] = byte(v) | 0x80
 		v >>= 7
-		w.p++
+		p++
 	}
-	w.b[w.p] = byte(v)
-	w.p++
+	b[p] = byte(v)
+	return p + 1
 }
 
-// varint writes v zigzag-encoded, as binary.PutVarint does.
-func (w *putter) varint(v int64) { w.uvarint(uint64(v<<1) ^ uint64(v>>63)) }
+// putVarint writes v zigzag-encoded, as binary.PutVarint does.
+func putVarint(b []byte, p int, v int64) int { return putUvarint(b, p, uint64(v<<1)^uint64(v>>63)) }
 
-// float writes v big-endian, as Encbuf.PutBE64 does.
-func (w *putter) float(v float64) {
-	binary.BigEndian.PutUint64(w.b[w.p:], math.Float64bits(v))
-	w.p += 8
+func putVarints(b []byte, p int, xs []int64) int {
+	for _, x := range xs {
+		v := uint64(x<<1) ^ uint64(x>>63)
+		for v >= 0x80 {
+			b[p] = byte(v) | 0x80
+			v >>= 7
+			p++
+		}
+		b[p] = byte(v)
+		p++
+	}
+	return p
 }
 
-func (w *putter) spans(spans []histogram.Span) {
-	w.uvarint(uint64(len(spans)))
+// putFloat writes v big-endian, as Encbuf.PutBE64 does.
+func putFloat(b []byte, p int, v float64) int {
+	binary.BigEndian.PutUint64(b[p:], math.Float64bits(v))
+	return p + 8
+}
+
+func putSpans(b []byte, p int, spans []histogram.Span) int {
+	p = putUvarint(b, p, uint64(len(spans)))
 	for _, s := range spans {
-		w.varint(int64(s.Offset))
-		w.uvarint(uint64(s.Length))
+		p = putVarint(b, p, int64(s.Offset))
+		p = putUvarint(b, p, uint64(s.Length))
 	}
+	return p
 }
 
-// floats writes the count of xs, then each big-endian.
-func (w *putter) floats(xs []float64) {
-	w.uvarint(uint64(len(xs)))
+// putFloats writes the count of xs, then each big-endian.
+func putFloats(b []byte, p int, xs []float64) int {
+	p = putUvarint(b, p, uint64(len(xs)))
 	for _, v := range xs {
-		w.float(v)
+		p = putFloat(b, p, v)
 	}
+	return p
 }
 
 func decodeCommitRecord(rec []byte) (tenant uint32, series []walSeries, samples []walSample, err error) {
