@@ -260,15 +260,15 @@ func authenticate(auth Authenticator, scope tenancy.Scope, limits RequestLimiter
 	})
 }
 
-// fail answers a request the router refuses with err, rendered by render.
-// It does what every renderer needs: the error for the access log and the
-// WWW-Authenticate challenge of a 401.
+// fail answers a request with err, rendered by render, and keeps err for
+// the access log. Renderers set WWW-Authenticate on a 401 (apierror.Write);
+// fail also does for the old WriteError renderers.
 func fail(w http.ResponseWriter, r *http.Request, render func(http.ResponseWriter, *http.Request, error), err error) {
 	if ex, ok := r.Context().Value(exchangeKey{}).(*exchange); ok {
 		ex.err = err
 	}
 	if apierror.Classify(err).Status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", bearerChallenge)
+		w.Header().Set("WWW-Authenticate", apierror.BearerChallenge)
 	}
 	render(w, r, err)
 }

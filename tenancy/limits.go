@@ -617,28 +617,23 @@ func (l *Limits) state(id ID, now time.Time, f func(*tenantState)) {
 	f(st)
 }
 
-// limitSpec describes a limit for error messages.
+// limitSpec is a rate or concurrency limit and its unit, for messages.
 type limitSpec struct {
-	key  string // override key and metric label
-	flag string
+	Setting
 	unit string
 }
 
 var (
-	ingestionRateSpec  = limitSpec{"ingestion_rate", "--limits.ingestion-rate", "samples/s"}
-	ingestionBurstSpec = limitSpec{"ingestion_burst", "--limits.ingestion-burst", "samples"}
-	requestRateSpec    = limitSpec{"request_rate", "--limits.request-rate", "requests/s"}
-	queryRateSpec      = limitSpec{"query_rate", "--limits.query-rate", "queries/s"}
-	concurrencySpec    = limitSpec{"max_concurrent_queries", "--limits.max-concurrent-queries", "queries"}
+	ingestionRateSpec  = limitSpec{PerTenant("--limits.ingestion-rate", "ingestion_rate"), "samples/s"}
+	ingestionBurstSpec = limitSpec{PerTenant("--limits.ingestion-burst", "ingestion_burst"), "samples"}
+	requestRateSpec    = limitSpec{PerTenant("--limits.request-rate", "request_rate"), "requests/s"}
+	queryRateSpec      = limitSpec{PerTenant("--limits.query-rate", "query_rate"), "queries/s"}
+	concurrencySpec    = limitSpec{PerTenant("--limits.max-concurrent-queries", "max_concurrent_queries"), "queries"}
 )
 
-func (s limitSpec) raise() string {
-	return fmt.Sprintf("(raise %s or its per-tenant override %s)", s.flag, s.key)
-}
-
 func (l *Limits) refuse(id ID, spec limitSpec, retryAfter time.Duration, msg string) *LimitError {
-	l.rateLimited.WithLabelValues(string(id), spec.key).Inc()
-	return &LimitError{Tenant: id, Limit: spec.key, RetryAfter: retryAfter, Msg: msg + " " + spec.raise()}
+	l.rateLimited.WithLabelValues(string(id), spec.ID).Inc()
+	return &LimitError{Tenant: id, Limit: spec.ID, RetryAfter: retryAfter, Msg: msg + " " + spec.Raise()}
 }
 
 func formatRate(r float64) string { return strconv.FormatFloat(r, 'f', -1, 64) }

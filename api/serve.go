@@ -1,0 +1,146 @@
+package api
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+
+	"github.com/luminate-io/luminate/apierror"
+	"github.com/luminate-io/luminate/storage"
+	"github.com/luminate-io/luminate/tenancy"
+)
+
+// format is the wire format of rt's responses to r.
+func (rt Route) format(r *http.Request) apierror.Format {
+	if rt.FormatOf != nil {
+		return rt.FormatOf(r)
+	}
+	return rt.Format
+}
+
+// renderError writes err in the route's format. Internal errors are
+// logged with the request ID; the client sees only that ID.
+func (rt Route) renderError(w http.ResponseWriter, r *http.Request, err error) {
+	if apierror.Classify(err).Kind == apierror.Internal {
+		if logger := loggerFrom(r.Context()); logger != nil {
+			logger.ErrorContext(r.Context(), "internal error", "err", err)
+		}
+	}
+	apierror.Write(w, rt.format(r), err, RequestID(r.Context()))
+}
+
+// withHeaders sets the route's own headers before anything else runs.
+func withHeaders(set func(http.ResponseWriter, *http.Request), next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		set(w, r)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// serveTenant runs a data route for the authenticated principal in the
+// request context: query admission, the tenant's view of the store, Serve,
+// and the rendering of its result or error.
+func serveTenant(rt Route, queries QueryAdmitter, tenants TenantOpener, render func(http.ResponseWriter, *http.Request, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := tenancy.FromContext(r.Context())
+		if err != nil { // authenticate put it there: cannot happen
+			fail(w, r, render, err)
+			return
+		}
+		if rt.Query && queries != nil {
+			if err := queries.AllowQuery(p.Tenant); err != nil {
+				fail(w, r, render, err)
+				return
+			}
+		}
+		if rt.ReadBody > 0 && r.Body != nil {
+			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, rt.ReadBody))
+			_ = r.Body.Close()
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				err = apierror.Limit(apierror.TooLarge, rt.ReadBodySetting, "request body larger than %d bytes", rt.ReadBody)
+			}
+			if err != nil {
+				fail(w, r, render, err)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		if rt.Query && queries != nil {
+			release, err := queries.AcquireQuery(r.Context(), p.Tenant)
+			if err != nil {
+				fail(w, r, render, err)
+				return
+			}
+			defer release()
+		}
+		res, err := rt.Serve(r, storage.Tenant{Principal: p, Store: tenants.ForTenant(p.Tenant)})
+		if err != nil {
+			fail(w, r, render, err)
+			return
+		}
+		respond(w, r, rt.format(r), res, render)
+	})
+}
+
+// respond renders a Serve result: nil as 204, a Responder by itself,
+// anything else as JSON in the format's success envelope.
+func respond(w http.ResponseWriter, r *http.Request, f apierror.Format, res any, render func(http.ResponseWriter, *http.Request, error)) {
+	switch v := res.(type) {
+	case nil:
+		w.WriteHeader(http.StatusNoContent)
+	case Responder:
+		rec := &startedWriter{ResponseWriter: w}
+		if err := v.Respond(rec, r); err != nil {
+			if !rec.started {
+				fail(w, r, render, err)
+				return
+			}
+			if logger := loggerFrom(r.Context()); logger != nil {
+				logger.WarnContext(r.Context(), "response failed after it started; aborting it", "err", err)
+			}
+			if ex, ok := r.Context().Value(exchangeKey{}).(*exchange); ok {
+				ex.err = err
+			}
+			markAborted(w)
+			panic(http.ErrAbortHandler)
+		}
+	default:
+		if f == apierror.Prometheus {
+			v = promSuccess{Status: "success", Data: v}
+		}
+		apierror.WriteJSON(w, http.StatusOK, v)
+	}
+}
+
+// promSuccess is Prometheus' success envelope.
+type promSuccess struct {
+	Status string `json:"status"`
+	Data   any    `json:"data"`
+}
+
+// startedWriter notes whether a response has started.
+type startedWriter struct {
+	http.ResponseWriter
+	started bool
+}
+
+func (w *startedWriter) WriteHeader(code int) {
+	w.started = true
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *startedWriter) Write(b []byte) (int, error) {
+	w.started = true
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush sends buffered data to the client.
+func (w *startedWriter) Flush() {
+	w.started = true
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *startedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
