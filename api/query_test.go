@@ -627,6 +627,7 @@ func requireError(t *testing.T, resp *http.Response, body []byte, status int, co
 			Code    string `json:"code"`
 			Message string `json:"message"`
 			Field   string `json:"field"`
+			Limit   string `json:"limit"` // the limit's ID, checked by TestServeRoutes
 		} `json:"error"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
