@@ -120,7 +120,7 @@ func syntaxError(err error, field string) error {
 	if field == "" {
 		return apierror.Field(field, "invalid JSON body: %v", err)
 	}
-	return apierror.Field(field, "%s: %v", field, err)
+	return apierror.Field(field, "invalid JSON in %s: %v", field, err)
 }
 
 // parseTimestamp decodes a time: an RFC 3339 string or a whole number of
