@@ -1,4 +1,4 @@
-package api_test
+package native_test
 
 import (
 	"bytes"
@@ -37,7 +37,7 @@ func TestOpenAPI(t *testing.T) {
 	resp, doc := e.send(t, http.MethodGet, "/api/v1/openapi.yaml", "", "", nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Equal(t, "application/yaml", resp.Header.Get("Content-Type"))
-	file, err := os.ReadFile("openapi.yaml")
+	file, err := os.ReadFile("../api/openapi.yaml")
 	require.NoError(t, err)
 	require.Equal(t, string(file), string(doc), "the served document is api/openapi.yaml")
 
