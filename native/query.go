@@ -1373,7 +1373,7 @@ type SeriesValue struct {
 	Metric     string            `json:"metric,omitempty"`
 	Dimensions map[string]string `json:"dimensions"`
 	Timestamp  int64             `json:"timestamp"`
-	Value      *Float      `json:"value,omitempty"`
+	Value      *Float            `json:"value,omitempty"`
 	Histogram  *Histogram        `json:"histogram,omitempty"`
 }
 
@@ -1383,9 +1383,9 @@ type SeriesValue struct {
 // every byte a marshaler returns, a third of the encoding time of a
 // series of floats.)
 type Point struct {
-	Timestamp int64        `json:"timestamp"`
-	Value     *Float `json:"value,omitempty"`
-	Histogram *Histogram   `json:"histogram,omitempty"`
+	Timestamp int64      `json:"timestamp"`
+	Value     *Float     `json:"value,omitempty"`
+	Histogram *Histogram `json:"histogram,omitempty"`
 }
 
 // floatPoints returns the points of the samples of fs, shifted back by
@@ -1404,18 +1404,18 @@ func floatPoints(fs []pql.FPoint, shift int64) []Point {
 // takes: counts absolute per bucket (not deltas), empty and zero fields
 // omitted. Float tells a float histogram from an integer one.
 type Histogram struct {
-	Schema           int32         `json:"schema"`
-	Count            Float   `json:"count"`
-	Sum              Float   `json:"sum"`
-	ZeroThreshold    float64       `json:"zero_threshold,omitempty"`
-	ZeroCount        Float   `json:"zero_count,omitempty"`
-	CounterResetHint string        `json:"counter_reset_hint"`
-	PositiveSpans    []Span        `json:"positive_spans,omitempty"`
-	PositiveCounts   []Float `json:"positive_counts,omitempty"`
-	NegativeSpans    []Span        `json:"negative_spans,omitempty"`
-	NegativeCounts   []Float `json:"negative_counts,omitempty"`
-	CustomValues     []float64     `json:"custom_values,omitempty"`
-	Float            bool          `json:"float,omitempty"`
+	Schema           int32     `json:"schema"`
+	Count            Float     `json:"count"`
+	Sum              Float     `json:"sum"`
+	ZeroThreshold    float64   `json:"zero_threshold,omitempty"`
+	ZeroCount        Float     `json:"zero_count,omitempty"`
+	CounterResetHint string    `json:"counter_reset_hint"`
+	PositiveSpans    []Span    `json:"positive_spans,omitempty"`
+	PositiveCounts   []Float   `json:"positive_counts,omitempty"`
+	NegativeSpans    []Span    `json:"negative_spans,omitempty"`
+	NegativeCounts   []Float   `json:"negative_counts,omitempty"`
+	CustomValues     []float64 `json:"custom_values,omitempty"`
+	Float            bool      `json:"float,omitempty"`
 }
 
 // Span is a run of consecutive buckets: Offset buckets after the previous

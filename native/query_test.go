@@ -200,11 +200,11 @@ func otherData() []sample {
 
 // success is the success envelope, with data left to decode by type.
 type success struct {
-	Status    string          `json:"status"`
-	QueryType string          `json:"queryType"`
-	Data      json.RawMessage `json:"data"`
-	Stats     native.QueryStats  `json:"stats"`
-	Warnings  []string        `json:"warnings"`
+	Status    string            `json:"status"`
+	QueryType string            `json:"queryType"`
+	Data      json.RawMessage   `json:"data"`
+	Stats     native.QueryStats `json:"stats"`
+	Warnings  []string          `json:"warnings"`
 }
 
 func decodeSuccess(t *testing.T, resp *http.Response, body []byte, data any) success {
@@ -460,7 +460,7 @@ func TestNativeQueryTypes(t *testing.T) {
 	t.Run("promql instant", func(t *testing.T) {
 		resp, body := e.query(t, acme, `{"queryType":"promql","query":"sum by (region) (cpu)","time":`+at(60*s)+`}`)
 		var data struct {
-			ResultType string            `json:"resultType"`
+			ResultType string               `json:"resultType"`
 			Result     []native.SeriesValue `json:"result"`
 		}
 		env := decodeSuccess(t, resp, body, &data)
@@ -475,7 +475,7 @@ func TestNativeQueryTypes(t *testing.T) {
 	t.Run("promql range", func(t *testing.T) {
 		resp, body := e.query(t, acme, `{"queryType":"promql","query":"sum by (region) (cpu)","start":`+at(0)+`,"end":`+rfc(60*s)+`,"step":"30s"}`)
 		var data struct {
-			ResultType string             `json:"resultType"`
+			ResultType string                `json:"resultType"`
 			Result     []native.SeriesPoints `json:"result"`
 		}
 		decodeSuccess(t, resp, body, &data)
@@ -488,7 +488,7 @@ func TestNativeQueryTypes(t *testing.T) {
 	t.Run("promql scalar, string and non-finite values", func(t *testing.T) {
 		resp, body := e.query(t, acme, `{"queryType":"promql","query":"1 + 1","time":`+at(0)+`}`)
 		var sc struct {
-			ResultType string    `json:"resultType"`
+			ResultType string       `json:"resultType"`
 			Result     native.Point `json:"result"`
 		}
 		decodeSuccess(t, resp, body, &sc)
@@ -498,7 +498,7 @@ func TestNativeQueryTypes(t *testing.T) {
 
 		resp, body = e.query(t, acme, `{"queryType":"promql","query":"\"hello\"","time":`+at(0)+`}`)
 		var str struct {
-			ResultType string          `json:"resultType"`
+			ResultType string             `json:"resultType"`
 			Result     native.StringValue `json:"result"`
 		}
 		decodeSuccess(t, resp, body, &str)
@@ -514,7 +514,7 @@ func TestNativeQueryTypes(t *testing.T) {
 		// c's only sample is 55s before 65s: inside the default 5m, outside 30s.
 		q := `{"queryType":"promql","query":"cpu{host=\"c\"}","time":` + at(65*s)
 		var data struct {
-			ResultType string            `json:"resultType"`
+			ResultType string               `json:"resultType"`
 			Result     []native.SeriesValue `json:"result"`
 		}
 		resp, body := e.query(t, acme, q+`}`)
@@ -548,7 +548,7 @@ func TestNativeQueryTypes(t *testing.T) {
 		// rate over a gauge-named series: PromQL's info annotation.
 		resp, body := e.query(t, acme, `{"queryType":"promql","query":"rate(cpu[1m])","time":`+at(60*s)+`}`)
 		env := decodeSuccess(t, resp, body, &struct {
-			ResultType string            `json:"resultType"`
+			ResultType string               `json:"resultType"`
 			Result     []native.SeriesValue `json:"result"`
 		}{})
 		require.NotEmpty(t, env.Warnings)
