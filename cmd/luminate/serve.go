@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/common/version"
 
 	"github.com/luminate-io/luminate/api"
+	"github.com/luminate-io/luminate/native"
 	"github.com/luminate-io/luminate/promql"
 	"github.com/luminate-io/luminate/remoteread"
 	"github.com/luminate-io/luminate/remotewrite"
@@ -298,7 +299,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	if err != nil {
 		return err
 	}
-	nativeQuery, err := api.NewQueryHandler(api.DefaultQueryConfig(), store, queryAPI, queryAPI.Handler(), logger.With("component", "query"))
+	nativeQuery, err := native.NewQuery(native.DefaultQueryConfig(), nativeEngine{queryAPI}, promQuery{queryAPI.Handler()}.Serve)
 	if err != nil {
 		return err
 	}
@@ -327,6 +328,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	routerOpts := api.Options{
 		Auth:       verifier,
 		Limits:     limits,
+		Queries:    limits,
+		Tenants:    store,
 		Storage:    store,
 		Keys:       verifier,
 		LimitsFile: limits,
@@ -445,9 +448,10 @@ func waitForStore(ctx context.Context, store *storage.Opening, logger *slog.Logg
 
 // dataRoutes are the authenticated routes, served by the protocol packages:
 // writes need the metrics:write scope, reads metrics:read.
-// /api/v1/query is nativeQuery, which answers JSON bodies itself and hands
-// GETs and form POSTs to the Prometheus API.
-func dataRoutes(remoteWrite, nativeWrite, remoteRead http.Handler, queryAPI *promql.API, nativeQuery http.Handler) []api.Route {
+// /api/v1/query (and /prometheus/api/v1/query) is nativeQuery, which
+// answers JSON bodies itself and hands GETs and form POSTs to the
+// Prometheus API.
+func dataRoutes(remoteWrite, nativeWrite, remoteRead http.Handler, queryAPI *promql.API, nativeQuery *native.Query) []api.Route {
 	post := []string{http.MethodPost}
 	routes := []api.Route{
 		{Path: "/api/v1/write", Methods: post, Scope: tenancy.ScopeWrite, Handler: remoteWrite},
@@ -461,11 +465,11 @@ func dataRoutes(remoteWrite, nativeWrite, remoteRead http.Handler, queryAPI *pro
 	// Prometheus' error envelope, as Grafana and promtool expect.
 	h := queryAPI.Handler()
 	for _, ep := range queryAPI.Endpoints() {
-		eh, render := h, queryAPI.WriteError
-		if ep.Path == "/api/v1/query" {
-			eh, render = nativeQuery, api.QueryWriteError(queryAPI.WriteError)
+		rt := api.Route{Path: ep.Path, Methods: ep.Methods, Scope: tenancy.ScopeRead, Handler: h, WriteError: queryAPI.WriteError}
+		if ep.Path == "/api/v1/query" || ep.Path == "/prometheus/api/v1/query" {
+			rt = api.Route{Path: ep.Path, Methods: ep.Methods, Scope: tenancy.ScopeRead, Query: true, FormatOf: nativeQuery.FormatOf, Serve: nativeQuery.Serve}
 		}
-		routes = append(routes, api.Route{Path: ep.Path, Methods: ep.Methods, Scope: tenancy.ScopeRead, Handler: eh, WriteError: render})
+		routes = append(routes, rt)
 	}
 	return append(routes, api.Route{Path: "/api/v1/openapi.yaml", Methods: []string{http.MethodGet}, Public: true, Handler: api.OpenAPIHandler()})
 }
