@@ -123,6 +123,7 @@ func TestOpenAPI(t *testing.T) {
 		{"tenant filter", "POST", "/api/v1/query", acmeR, "application/json", `{"queryType":"raw","metric":"cpu","dimensions":{"_tenant_id":"x"},` + span + `}`, 400, false},
 		{"execution error", "POST", "/api/v1/query", acmeR, "application/json", `{"queryType":"promql","query":"label_replace(vector(1), \"a\", \"b\", \"c\", \"(\")"}`, 422, false},
 		{"body too large", "POST", "/api/v1/query", acmeR, "application/json", `{"queryType":"metrics","prefix":"` + strings.Repeat("x", 65<<10) + `"}`, 413, false},
+		{"query sent as a form", "POST", "/api/v1/query", acmeR, "application/x-www-form-urlencoded", `{"queryType":"metrics"}`, 415, true},
 		{"query unauthenticated", "POST", "/api/v1/query", "", "application/json", `{"queryType":"metrics"}`, 401, false},
 		{"query without scope", "POST", "/api/v1/query", acmeW, "application/json", `{"queryType":"metrics"}`, 403, false},
 

@@ -153,6 +153,10 @@ const (
 	maxPoints = 11000
 	// maxFilters bounds dimensions and filters together, and groupBy.
 	maxFilters = 64
+	// maxBodyBytes bounds the JSON body of one query (413 above it).
+	maxBodyBytes = 64 << 10
+	// defaultLookback is the lookback of a latest query that gives none.
+	defaultLookback = 5 * time.Minute
 )
 
 // Times are accepted from year 1 to 9999, what RFC 3339 can write, so no
@@ -628,38 +632,10 @@ func decodeGroupBy(raw json.RawMessage) ([]string, error) {
 	return out, nil
 }
 
-// QueryConfig configures the native query. Its query limits are the
-// Prometheus API's (--query.* and the per-tenant limits), applied by the
-// Engine; the router admits each query (query rate and concurrency).
-type QueryConfig struct {
-	// MaxBodyBytes bounds the JSON body of one query (413 above it).
-	MaxBodyBytes int64
-	// DefaultLookback is the lookback of a latest query that gives none.
-	DefaultLookback time.Duration
-}
-
-// DefaultQueryConfig returns the defaults.
-func DefaultQueryConfig() QueryConfig {
-	return QueryConfig{MaxBodyBytes: 64 << 10, DefaultLookback: 5 * time.Minute}
-}
-
-// Validate checks the configuration.
-func (c QueryConfig) Validate() error {
-	var errs []error
-	if c.MaxBodyBytes <= 0 {
-		errs = append(errs, fmt.Errorf("native query: MaxBodyBytes %d must be positive", c.MaxBodyBytes))
-	}
-	if c.DefaultLookback <= 0 {
-		errs = append(errs, fmt.Errorf("native query: DefaultLookback %s must be positive", c.DefaultLookback))
-	}
-	return errors.Join(errs...)
-}
-
 // Engine runs the PromQL a native query is translated to: package
-// promql's, under the Prometheus API's limits (series and samples per
-// query, --query.timeout, --query.max-samples), with errors apierror
-// classifies and that name the setting raising a limit. The router has
-// admitted the query already.
+// promql's, under the Prometheus API's limits (--query.* and the tenant's
+// series and samples per query), with errors apierror classifies and that
+// name the setting raising a limit. The router has admitted the query.
 type Engine interface {
 	Exec(ctx context.Context, t storage.Tenant, req ExecRequest) (*ExecResult, error)
 	// Timeout is --query.timeout, which bounds the index reads of the
@@ -703,7 +679,6 @@ type ExecResult struct {
 // Query serves /api/v1/query: native JSON queries, and the rest through
 // the Prometheus API.
 type Query struct {
-	cfg    QueryConfig
 	engine Engine
 	prom   func(*http.Request, storage.Tenant) (any, error)
 }
@@ -714,14 +689,8 @@ type Query struct {
 // is a JSON object. Anything else (a GET, a form POST) is served by prom,
 // the Prometheus API's query, so that Grafana and native clients share the
 // path. Mount Serve as a Query route with FormatOf.
-func NewQuery(cfg QueryConfig, engine Engine, prom func(*http.Request, storage.Tenant) (any, error)) (*Query, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	if engine == nil || prom == nil {
-		return nil, errors.New("native: NewQuery needs a PromQL engine and the Prometheus API's query")
-	}
-	return &Query{cfg: cfg, engine: engine, prom: prom}, nil
+func NewQuery(engine Engine, prom func(*http.Request, storage.Tenant) (any, error)) *Query {
+	return &Query{engine: engine, prom: prom}
 }
 
 // FormatOf is the wire format of r's answers, the router's refusals
@@ -775,7 +744,7 @@ type sniffed struct {
 // is a JSON object (curl -d's default Content-Type) is refused too, saying
 // to send Content-Type: application/json: no Prometheus client sends one,
 // and parsed as a form it would fail as "no expression found in input".
-// It reads at most MaxBodyBytes of white space, and leaves r.Body readable
+// It reads at most maxBodyBytes of white space, and leaves r.Body readable
 // from its first byte past it.
 func (q *Query) native(r *http.Request) (bool, error) {
 	if s, ok := r.Body.(*sniffed); ok {
@@ -794,9 +763,9 @@ func (q *Query) native(r *http.Request) (bool, error) {
 	s := &sniffed{Reader: br, Closer: r.Body}
 	r.Body = s
 	for n := int64(0); ; n++ {
-		if n >= q.cfg.MaxBodyBytes {
+		if n >= maxBodyBytes {
 			if !form {
-				s.err = apierror.New(apierror.TooLarge, "query body larger than %d bytes", q.cfg.MaxBodyBytes)
+				s.err = apierror.New(apierror.TooLarge, "query body larger than %d bytes", maxBodyBytes)
 			}
 			return s.native, s.err
 		}
@@ -854,12 +823,12 @@ func (h *Query) serve(r *http.Request, t storage.Tenant) (*QueryResponse, error)
 	if err := checkBody(r); err != nil {
 		return nil, err
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, h.cfg.MaxBodyBytes+1))
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
 	if err != nil {
 		return nil, apierror.Wrap(apierror.InvalidArgument, err, "read query body")
 	}
-	if int64(len(body)) > h.cfg.MaxBodyBytes {
-		return nil, apierror.New(apierror.TooLarge, "query body larger than %d bytes", h.cfg.MaxBodyBytes)
+	if int64(len(body)) > maxBodyBytes {
+		return nil, apierror.New(apierror.TooLarge, "query body larger than %d bytes", maxBodyBytes)
 	}
 	q, err := ParseQueryRequest(body)
 	if err != nil {
@@ -976,7 +945,7 @@ func (h *Query) latest(ctx context.Context, t storage.Tenant, q *QueryRequest, r
 	}
 	lookback := q.Lookback
 	if lookback == 0 {
-		lookback = h.cfg.DefaultLookback
+		lookback = defaultLookback
 	}
 	expr := (&parser.MatrixSelector{VectorSelector: q.selector(), Range: lookback}).String()
 	res, err := h.execResult(ctx, t, ExecRequest{Query: expr, Start: at, End: at, HistogramKinds: true}, resp)

@@ -66,10 +66,9 @@ func newQueryEnv(t *testing.T, limits tenancy.TenantLimits) *queryEnv {
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, engine.Close()) })
 	prom := engine.Handler()
-	query, err := native.NewQuery(native.DefaultQueryConfig(), promEngine{engine}, func(*http.Request, storage.Tenant) (any, error) {
+	query := native.NewQuery(promEngine{engine}, func(*http.Request, storage.Tenant) (any, error) {
 		return handlerResponder{prom}, nil
 	})
-	require.NoError(t, err)
 
 	post, getPost := []string{http.MethodPost}, []string{http.MethodGet, http.MethodPost}
 	h, err := api.NewRouter(api.Options{

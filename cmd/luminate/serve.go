@@ -299,10 +299,6 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	if err != nil {
 		return err
 	}
-	nativeQuery, err := native.NewQuery(native.DefaultQueryConfig(), nativeEngine{queryAPI}, promQuery{queryAPI.Handler()}.Serve)
-	if err != nil {
-		return err
-	}
 	// Tracing is configured by the standard OTEL_* environment variables:
 	// spans are exported only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
 	tracing, err := api.NewTracing(ctx, version.Version, logger.With("component", "tracing"))
@@ -323,7 +319,6 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 		nativeWrite,
 		remoteRead,
 		queryAPI,
-		nativeQuery,
 	)
 	routerOpts := api.Options{
 		Auth:       verifier,
@@ -448,10 +443,10 @@ func waitForStore(ctx context.Context, store *storage.Opening, logger *slog.Logg
 
 // dataRoutes are the authenticated routes, served by the protocol packages:
 // writes need the metrics:write scope, reads metrics:read.
-// /api/v1/query (and /prometheus/api/v1/query) is nativeQuery, which
+// /api/v1/query (and /prometheus/api/v1/query) is the native query, which
 // answers JSON bodies itself and hands GETs and form POSTs to the
 // Prometheus API.
-func dataRoutes(remoteWrite, nativeWrite, remoteRead http.Handler, queryAPI *promql.API, nativeQuery *native.Query) []api.Route {
+func dataRoutes(remoteWrite, nativeWrite, remoteRead http.Handler, queryAPI *promql.API) []api.Route {
 	post := []string{http.MethodPost}
 	routes := []api.Route{
 		{Path: "/api/v1/write", Methods: post, Scope: tenancy.ScopeWrite, Handler: remoteWrite},
@@ -467,7 +462,8 @@ func dataRoutes(remoteWrite, nativeWrite, remoteRead http.Handler, queryAPI *pro
 	for _, ep := range queryAPI.Endpoints() {
 		rt := api.Route{Path: ep.Path, Methods: ep.Methods, Scope: tenancy.ScopeRead, Handler: h, WriteError: queryAPI.WriteError}
 		if ep.Path == "/api/v1/query" || ep.Path == "/prometheus/api/v1/query" {
-			rt = api.Route{Path: ep.Path, Methods: ep.Methods, Scope: tenancy.ScopeRead, Query: true, FormatOf: nativeQuery.FormatOf, Serve: nativeQuery.Serve}
+			nq := native.NewQuery(nativeEngine{queryAPI}, promQuery{h}.Serve)
+			rt = api.Route{Path: ep.Path, Methods: ep.Methods, Scope: tenancy.ScopeRead, Query: true, FormatOf: nq.FormatOf, Serve: nq.Serve}
 		}
 		routes = append(routes, rt)
 	}
