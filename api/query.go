@@ -762,19 +762,20 @@ type queryHandler struct {
 	cfg    QueryConfig
 	store  storage.MetricsStore
 	engine *promql.API
-	promQL http.Handler
+	promQL func(*http.Request, storage.Tenant) (any, error)
 	logger *slog.Logger
 }
 
-// NewQueryHandler returns the handler of /api/v1/query. A POST with
+// NewQueryHandler returns the Serve of the /api/v1/query route (a Query
+// route, with FormatOf QueryFormat). A POST with
 // Content-Type application/json is a native query (ParseQueryRequest),
 // answered in the native envelope from the view of the request's tenant,
 // and so is a POST without a Content-Type whose body is a JSON object
 // (sniffNative); anything else (a GET, a form POST) is passed to promQL, the Prometheus
-// API's handler, so that Grafana and native clients share the path.
+// API's query endpoint, so that Grafana and native clients share the path.
 // PromQL runs on engine, under its limits. Mount it behind the router's
 // authentication with scope metrics:read.
-func NewQueryHandler(cfg QueryConfig, store storage.MetricsStore, engine *promql.API, promQL http.Handler, logger *slog.Logger) (http.Handler, error) {
+func NewQueryHandler(cfg QueryConfig, store storage.MetricsStore, engine *promql.API, promQL func(*http.Request, storage.Tenant) (any, error), logger *slog.Logger) (func(*http.Request, storage.Tenant) (any, error), error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -784,22 +785,24 @@ func NewQueryHandler(cfg QueryConfig, store storage.MetricsStore, engine *promql
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &queryHandler{cfg: cfg, store: store, engine: engine, promQL: promQL, logger: logger}, nil
+	h := &queryHandler{cfg: cfg, store: store, engine: engine, promQL: promQL, logger: logger}
+	return h.Serve, nil
 }
 
-// QueryWriteError renders the router's refusals (authentication, scope,
-// limits) on /api/v1/query as that request's own API would: the native
-// envelope for a native query (a JSON POST), prom (the Prometheus API's
-// envelope) for the rest.
-func QueryWriteError(prom func(http.ResponseWriter, *http.Request, error)) func(http.ResponseWriter, *http.Request, error) {
-	return func(w http.ResponseWriter, r *http.Request, err error) {
-		if r.Method == http.MethodPost && isJSON(r.Header.Get("Content-Type")) {
-			WriteError(w, r, err)
-			return
-		}
-		prom(w, r, err)
+// QueryFormat is the format of the errors of /api/v1/query: the native
+// envelope for a native query (a JSON POST), the Prometheus API's for the
+// rest.
+func QueryFormat(r *http.Request) apierror.Format {
+	if r.Method == http.MethodPost && isJSON(r.Header.Get("Content-Type")) {
+		return apierror.Native
 	}
+	return apierror.Prometheus
 }
+
+// respondFunc is a Responder.
+type respondFunc func(http.ResponseWriter, *http.Request) error
+
+func (f respondFunc) Respond(w http.ResponseWriter, r *http.Request) error { return f(w, r) }
 
 // isJSON reports whether a Content-Type is application/json.
 func isJSON(contentType string) bool {
@@ -807,19 +810,23 @@ func isJSON(contentType string) bool {
 	return err == nil && mt == "application/json"
 }
 
-func (h *queryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// Serve answers a Prometheus query through promQL, and a native query by
+// a Responder that writes the native envelope, its errors included.
+func (h *queryHandler) Serve(r *http.Request, t storage.Tenant) (any, error) {
 	native := r.Method == http.MethodPost && isJSON(r.Header.Get("Content-Type"))
 	if r.Method == http.MethodPost && r.Header.Get("Content-Type") == "" {
 		var err error
 		if native, err = sniffNative(r, h.cfg.MaxBodyBytes); err != nil {
-			WriteError(w, r, err)
-			return
+			return respondFunc(func(w http.ResponseWriter, r *http.Request) error { WriteError(w, r, err); return nil }), nil
 		}
 	}
 	if !native {
-		h.promQL.ServeHTTP(w, r)
-		return
+		return h.promQL(r, t)
 	}
+	return respondFunc(func(w http.ResponseWriter, r *http.Request) error { h.serveNative(w, r); return nil }), nil
+}
+
+func (h *queryHandler) serveNative(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	resp, err := h.serve(w, r)
 	if resp != nil && resp.close != nil {

@@ -62,15 +62,21 @@ func newQueryEnv(t *testing.T, limits tenancy.TenantLimits) *queryEnv {
 	engine, err := promql.New(promql.DefaultConfig(), store, lim, logger, reg)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, engine.Close()) })
-	query, err := api.NewQueryHandler(api.DefaultQueryConfig(), store, engine, engine.Handler(), logger)
+	var promQuery promql.Endpoint
+	for _, ep := range engine.Routes() {
+		if ep.Path == "/api/v1/query" {
+			promQuery = ep
+		}
+	}
+	query, err := api.NewQueryHandler(api.DefaultQueryConfig(), store, engine, promQuery.Serve, logger)
 	require.NoError(t, err)
 
 	get, post := []string{http.MethodGet}, []string{http.MethodPost}
 	h, err := api.NewRouter(api.Options{
-		Auth: verifier, Limits: lim, Storage: store, Gatherer: reg,
+		Auth: verifier, Limits: lim, Queries: lim, Tenants: store, Storage: store, Gatherer: reg,
 		Routes: []api.Route{
 			{Path: "/api/v1/metrics", Methods: post, Scope: tenancy.ScopeWrite, Handler: remotewrite.NewNative(remotewrite.DefaultConfig(), store, lim, logger, reg)},
-			{Path: "/api/v1/query", Methods: []string{http.MethodGet, http.MethodPost}, Scope: tenancy.ScopeRead, Handler: query},
+			{Path: "/api/v1/query", Methods: []string{http.MethodGet, http.MethodPost}, Scope: tenancy.ScopeRead, Query: true, FormatOf: api.QueryFormat, Headers: promQuery.Headers, Serve: query},
 			{Path: "/api/v1/openapi.yaml", Methods: get, Public: true, Handler: api.OpenAPIHandler()},
 		},
 	}, logger, reg)
@@ -652,10 +658,9 @@ func TestNativeQueryLimits(t *testing.T) {
 	requireError(t, resp, b, http.StatusUnprocessableEntity, "invalid_argument", "", "max_series_per_query")
 	resp, b = e.query(t, acme, strings.Replace(body, `"cpu"`, `"mem"`, 1))
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(b))
-	// Index queries do not count against the query rate.
+	// The router admits /api/v1/query once per request, index queries
+	// included.
 	resp, b = e.query(t, acme, `{"queryType":"metrics"}`)
-	require.Equal(t, http.StatusOK, resp.StatusCode, string(b))
-	resp, b = e.query(t, acme, strings.Replace(body, `"cpu"`, `"mem"`, 1))
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(b))
 	resp, b = e.query(t, acme, strings.Replace(body, `"cpu"`, `"mem"`, 1))
 	requireError(t, resp, b, http.StatusTooManyRequests, "rate_limited", "", "query")

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/common/version"
 
 	"github.com/luminate-io/luminate/api"
+	"github.com/luminate-io/luminate/apierror"
 	"github.com/luminate-io/luminate/promql"
 	"github.com/luminate-io/luminate/remoteread"
 	"github.com/luminate-io/luminate/remotewrite"
@@ -298,7 +299,13 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	if err != nil {
 		return err
 	}
-	nativeQuery, err := api.NewQueryHandler(api.DefaultQueryConfig(), store, queryAPI, queryAPI.Handler(), logger.With("component", "query"))
+	var promQuery promql.Endpoint // the Prometheus half of /api/v1/query
+	for _, ep := range queryAPI.Routes() {
+		if ep.Path == "/api/v1/query" {
+			promQuery = ep
+		}
+	}
+	nativeQuery, err := api.NewQueryHandler(api.DefaultQueryConfig(), store, queryAPI, promQuery.Serve, logger.With("component", "query"))
 	if err != nil {
 		return err
 	}
@@ -327,6 +334,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	routerOpts := api.Options{
 		Auth:       verifier,
 		Limits:     limits,
+		Queries:    limits,
+		Tenants:    store,
 		Storage:    store,
 		Keys:       verifier,
 		LimitsFile: limits,
@@ -447,7 +456,7 @@ func waitForStore(ctx context.Context, store *storage.Opening, logger *slog.Logg
 // writes need the metrics:write scope, reads metrics:read.
 // /api/v1/query is nativeQuery, which answers JSON bodies itself and hands
 // GETs and form POSTs to the Prometheus API.
-func dataRoutes(remoteWrite, nativeWrite, remoteRead http.Handler, queryAPI *promql.API, nativeQuery http.Handler) []api.Route {
+func dataRoutes(remoteWrite, nativeWrite, remoteRead http.Handler, queryAPI *promql.API, nativeQuery func(*http.Request, storage.Tenant) (any, error)) []api.Route {
 	post := []string{http.MethodPost}
 	routes := []api.Route{
 		{Path: "/api/v1/write", Methods: post, Scope: tenancy.ScopeWrite, Handler: remoteWrite},
@@ -456,16 +465,16 @@ func dataRoutes(remoteWrite, nativeWrite, remoteRead http.Handler, queryAPI *pro
 		{Path: "/api/v1/read", Methods: post, Scope: tenancy.ScopeRead, Handler: remoteRead},
 	}
 	// The Prometheus HTTP API, under /api/v1 and /prometheus/api/v1, one
-	// route per endpoint so that metrics and logs name the endpoint.
-	// The router's own refusals on them (401, 403, 429) come in
-	// Prometheus' error envelope, as Grafana and promtool expect.
-	h := queryAPI.Handler()
-	for _, ep := range queryAPI.Endpoints() {
-		eh, render := h, queryAPI.WriteError
-		if ep.Path == "/api/v1/query" {
-			eh, render = nativeQuery, api.QueryWriteError(queryAPI.WriteError)
+	// route per endpoint so that metrics and logs name the endpoint; its
+	// errors, the router's refusals included, in Prometheus' envelope, as
+	// Grafana and promtool expect.
+	for _, ep := range queryAPI.Routes() {
+		rt := api.Route{Path: ep.Path, Methods: ep.Methods, Name: ep.Name, Scope: tenancy.ScopeRead,
+			Format: apierror.Prometheus, Query: ep.Query, Headers: ep.Headers, Serve: ep.Serve}
+		if ep.Path == "/api/v1/query" { // shared with the native query API
+			rt.FormatOf, rt.Serve = api.QueryFormat, nativeQuery
 		}
-		routes = append(routes, api.Route{Path: ep.Path, Methods: ep.Methods, Scope: tenancy.ScopeRead, Handler: eh, WriteError: render})
+		routes = append(routes, rt)
 	}
 	return append(routes, api.Route{Path: "/api/v1/openapi.yaml", Methods: []string{http.MethodGet}, Public: true, Handler: api.OpenAPIHandler()})
 }
