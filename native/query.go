@@ -851,18 +851,9 @@ func (h *Query) serve(r *http.Request, t storage.Tenant) (*QueryResponse, error)
 	return resp, err
 }
 
-// exec runs expr on the engine and accounts its cost in resp. The caller
-// reads the value before resp is written and released.
-func (h *Query) exec(ctx context.Context, t storage.Tenant, req ExecRequest, resp *QueryResponse) (parser.Value, error) {
-	res, err := h.execResult(ctx, t, req, resp)
-	if err != nil {
-		return nil, err
-	}
-	return res.Value, nil
-}
-
-// execResult is exec returning the whole result.
-func (h *Query) execResult(ctx context.Context, t storage.Tenant, req ExecRequest, resp *QueryResponse) (*ExecResult, error) {
+// exec runs req on the engine and accounts its cost in resp, which
+// releases the result once its Data is built.
+func (h *Query) exec(ctx context.Context, t storage.Tenant, req ExecRequest, resp *QueryResponse) (*ExecResult, error) {
 	res, err := h.engine.Exec(ctx, t, req)
 	if err != nil {
 		return nil, err
@@ -909,7 +900,7 @@ func rangeOf(vs *parser.VectorSelector, start, end time.Time) *parser.MatrixSele
 // at end.
 func (h *Query) raw(ctx context.Context, t storage.Tenant, q *QueryRequest, resp *QueryResponse) error {
 	expr := rangeOf(q.selector(), q.Start, q.End).String()
-	res, err := h.execResult(ctx, t, ExecRequest{Query: expr, Start: q.End, End: q.End, HistogramKinds: true}, resp)
+	res, err := h.exec(ctx, t, ExecRequest{Query: expr, Start: q.End, End: q.End, HistogramKinds: true}, resp)
 	if err != nil {
 		return err
 	}
@@ -931,7 +922,7 @@ func (h *Query) raw(ctx context.Context, t storage.Tenant, q *QueryRequest, resp
 		}
 		series = append(series, sp)
 	}
-	resp.Data = SeriesData{Series: resp.limitSeries(series, q.Limit)}
+	resp.Data = SeriesData{Series: limit(resp, series, q.Limit)}
 	return nil
 }
 
@@ -948,7 +939,7 @@ func (h *Query) latest(ctx context.Context, t storage.Tenant, q *QueryRequest, r
 		lookback = defaultLookback
 	}
 	expr := (&parser.MatrixSelector{VectorSelector: q.selector(), Range: lookback}).String()
-	res, err := h.execResult(ctx, t, ExecRequest{Query: expr, Start: at, End: at, HistogramKinds: true}, resp)
+	res, err := h.exec(ctx, t, ExecRequest{Query: expr, Start: at, End: at, HistogramKinds: true}, resp)
 	if err != nil {
 		return err
 	}
@@ -971,11 +962,7 @@ func (h *Query) latest(ctx context.Context, t storage.Tenant, q *QueryRequest, r
 		}
 		out = append(out, v)
 	}
-	if q.Limit > 0 && len(out) > q.Limit {
-		out = out[:q.Limit]
-		resp.warn(warnTruncated)
-	}
-	resp.Data = LatestData{Series: out}
+	resp.Data = LatestData{Series: limit(resp, out, q.Limit)}
 	return nil
 }
 
@@ -1004,25 +991,20 @@ func (h *Query) aggregate(ctx context.Context, t storage.Tenant, q *QueryRequest
 	last := q.Start.Add(time.Duration(n) * q.Interval) // end of the last bucket, exclusive
 	if phi, ok := quantiles[q.Aggregation]; ok {
 		expr := rangeOf(q.selector(), q.Start, last.Add(-time.Millisecond)).String()
-		v, err := h.exec(ctx, t, ExecRequest{Query: expr, Start: last.Add(-time.Millisecond), End: last.Add(-time.Millisecond)}, resp)
+		res, err := h.exec(ctx, t, ExecRequest{Query: expr, Start: last.Add(-time.Millisecond), End: last.Add(-time.Millisecond)}, resp)
 		if err != nil {
 			return err
 		}
-		resp.Data = SeriesData{Series: resp.percentiles(matrixOf(v), q, phi)}
+		resp.Data = SeriesData{Series: resp.percentiles(matrixOf(res.Value), q, phi)}
 		return nil
 	}
 	expr := aggregateExpr(q).String()
 	offset := q.Interval - time.Millisecond
-	v, err := h.exec(ctx, t, ExecRequest{
-		Query: expr,
-		Start: q.Start.Add(offset),
-		End:   last.Add(-time.Millisecond),
-		Step:  q.Interval,
-	}, resp)
+	res, err := h.exec(ctx, t, ExecRequest{Query: expr, Start: q.Start.Add(offset), End: last.Add(-time.Millisecond), Step: q.Interval}, resp)
 	if err != nil {
 		return err
 	}
-	m := matrixOf(v)
+	m := matrixOf(res.Value)
 	sortByLabels(m)
 	resp.Data = SeriesData{Series: resp.seriesPoints(m, q.Metric, offset)}
 	return nil
@@ -1137,12 +1119,12 @@ func (h *Query) promql(ctx context.Context, t storage.Tenant, q *QueryRequest, r
 		}
 		req.Start, req.End = at, at
 	}
-	v, err := h.exec(ctx, t, req, resp)
+	res, err := h.exec(ctx, t, req, resp)
 	if err != nil {
 		return err
 	}
-	data := PromQLData{ResultType: string(v.Type())}
-	switch v := v.(type) {
+	data := PromQLData{ResultType: string(res.Value.Type())}
+	switch v := res.Value.(type) {
 	case pql.Matrix:
 		data.Result = resp.seriesPoints(v, "", 0)
 	case pql.Vector:
@@ -1216,11 +1198,7 @@ func (h *Query) index(ctx context.Context, t storage.Tenant, q *QueryRequest, re
 		return indexError(err, timeout)
 	}
 	resp.addWarnings(ws, "")
-	vals = slices.DeleteFunc(vals, func(v string) bool { return v == "" })
-	if q.Limit > 0 && len(vals) > q.Limit {
-		vals = vals[:q.Limit]
-		resp.warn(warnTruncated)
-	}
+	vals = limit(resp, slices.DeleteFunc(vals, func(v string) bool { return v == "" }), q.Limit)
 	if vals == nil {
 		vals = []string{}
 	}
@@ -1475,10 +1453,11 @@ func (resp *QueryResponse) seriesPoints(m pql.Matrix, metric string, shift time.
 	return out
 }
 
-func (resp *QueryResponse) limitSeries(s []SeriesPoints, limit int) []SeriesPoints {
-	if limit > 0 && len(s) > limit {
+// limit cuts s to n items (n > 0), with a warning when it does.
+func limit[T any](resp *QueryResponse, s []T, n int) []T {
+	if n > 0 && len(s) > n {
 		resp.warn(warnTruncated)
-		return s[:limit]
+		return s[:n]
 	}
 	return s
 }
