@@ -2,8 +2,9 @@
 // /api/v1/metrics and the query of POST /api/v1/query with a JSON body
 // whose queryType says what is asked (raw, aggregate, latest, metrics,
 // dimensions, dimension_values, promql). It decodes that wire format
-// (times, values, dimensions, strict JSON objects: wire.go), validates it,
-// and answers in the native envelope; api/openapi.yaml is its reference.
+// (the body's headers, strict JSON objects, times, values: wire.go),
+// validates it, and answers in the native envelope; api/openapi.yaml is
+// its reference.
 //
 // It is for clients that speak neither remote write nor PromQL's form
 // API: scripts, services and curl. It is not the router: package api
