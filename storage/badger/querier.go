@@ -26,10 +26,6 @@ type tenantStore struct {
 	id tenancy.ID
 }
 
-func (v *tenantStore) Appender(context.Context) promstorage.Appender {
-	return v.st.newAppender(v.id)
-}
-
 func (v *tenantStore) AppenderV2(context.Context) promstorage.AppenderV2 {
 	return appenderV2{v.st.newAppender(v.id)}
 }

@@ -351,10 +351,6 @@ type tenantStore struct {
 	state *tenantState
 }
 
-func (ts *tenantStore) Appender(ctx context.Context) promstorage.Appender {
-	return appenderV1{ts.newAppender(ctx)}
-}
-
 func (ts *tenantStore) AppenderV2(ctx context.Context) promstorage.AppenderV2 {
 	return appenderV2{ts.newAppender(ctx)}
 }
