@@ -10,48 +10,13 @@ import (
 	bdb "github.com/dgraph-io/badger/v4"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/model/metadata"
 	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/util/annotations"
 
-	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/tenancy"
 )
-
-// tenantStore is the tenant-scoped view handed out by Store.ForTenant.
-type tenantStore struct {
-	st *Store
-	id tenancy.ID
-}
-
-func (v *tenantStore) AppenderV2(context.Context) promstorage.AppenderV2 {
-	return appenderV2{v.st.newAppender(v.id)}
-}
-
-func (v *tenantStore) Querier(mint, maxt int64) (promstorage.Querier, error) {
-	return v.newQuerier(mint, maxt)
-}
-
-func (v *tenantStore) ChunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier, error) {
-	q, err := v.newQuerier(mint, maxt)
-	if err != nil {
-		return nil, err
-	}
-	return chunkQuerier{q}, nil
-}
-
-func (v *tenantStore) newQuerier(mint, maxt int64) (*querier, error) {
-	if v.st.closed.Load() {
-		return nil, storage.ErrUnavailable
-	}
-	t, err := v.st.tenantFor(v.id, false)
-	if err != nil {
-		return nil, err
-	}
-	return &querier{st: v.st, t: t, mint: mint, maxt: maxt}, nil
-}
 
 // querier reads one tenant's data in [mint, maxt]. Chunks are read lazily,
 // per series, when an iterator is asked for.
@@ -536,63 +501,6 @@ func (errChunksIterator) At() chunks.Meta { return chunks.Meta{} }
 func (errChunksIterator) Next() bool      { return false }
 func (e errChunksIterator) Err() error    { return e.err }
 
-// Cardinality reports the tenant's series statistics from the index.
-func (v *tenantStore) Cardinality(_ context.Context, limit int) (storage.Cardinality, error) {
-	t, err := v.st.tenantFor(v.id, false)
-	if err != nil || t == nil {
-		return storage.Cardinality{}, err
-	}
-	var c storage.Cardinality
-	byName := map[string]uint64{}
-	var byLabel, byPair, mem []storage.Count
-	c.MinTime, c.MaxTime = math.MaxInt64, math.MinInt64
-	t.mu.RLock()
-	c.NumSeries = uint64(len(t.all))
-	for _, s := range t.all {
-		byName[s.lset.Get(labels.MetricName)]++
-		if s.maxT.Load() != math.MinInt64 {
-			c.MinTime = min(c.MinTime, s.minT.Load())
-			c.MaxTime = max(c.MaxTime, s.maxT.Load())
-		}
-	}
-	for name, vals := range t.postings {
-		byLabel = append(byLabel, storage.Count{Name: name, Value: uint64(len(vals))})
-		var bytes uint64
-		for val, list := range vals {
-			c.NumLabelPairs++
-			byPair = append(byPair, storage.Count{Name: name + "=" + val, Value: uint64(len(list))})
-			bytes += uint64(len(val) * len(list))
-		}
-		mem = append(mem, storage.Count{Name: name, Value: bytes})
-	}
-	t.mu.RUnlock()
-	if c.NumSeries == 0 || c.MaxTime == math.MinInt64 {
-		c.MinTime, c.MaxTime = 0, 0
-	}
-	var names []storage.Count
-	for n, k := range byName {
-		names = append(names, storage.Count{Name: n, Value: k})
-	}
-	c.ByMetricName = topN(names, limit)
-	c.ByLabelName = topN(byLabel, limit)
-	c.ByLabelPair = topN(byPair, limit)
-	c.MemoryByLabel = topN(mem, limit)
-	return c, nil
-}
-
-func topN(list []storage.Count, n int) []storage.Count {
-	sort.Slice(list, func(i, j int) bool {
-		if list[i].Value != list[j].Value {
-			return list[i].Value > list[j].Value
-		}
-		return list[i].Name < list[j].Name
-	})
-	if n > 0 && len(list) > n {
-		list = list[:n]
-	}
-	return list
-}
-
 // listIterator iterates decoded samples; it stands in for a chunk iterator
 // over packed chunks.
 type listIterator struct {
@@ -630,13 +538,3 @@ func (l *listIterator) AtFloatHistogram(*histogram.FloatHistogram) (int64, *hist
 func (l *listIterator) AtT() int64  { return l.samples[l.i].t }
 func (l *listIterator) AtST() int64 { return l.samples[l.i].st }
 func (l *listIterator) Err() error  { return nil }
-
-// ExemplarQuerier returns a querier of the tenant's exemplars (exemplars.go).
-func (v *tenantStore) ExemplarQuerier(ctx context.Context) (promstorage.ExemplarQuerier, error) {
-	return v.exemplarQuerier(ctx)
-}
-
-// Metadata returns the tenant's metric metadata (metadata.go).
-func (v *tenantStore) Metadata(ctx context.Context, metric string, limit int) (map[string]metadata.Metadata, error) {
-	return v.metadata(ctx, metric, limit)
-}

@@ -33,14 +33,6 @@ import (
 // bytes each; ClickHouse parses at most max_query_size, 256 KiB, of SQL).
 const inListMax = 4000
 
-func (ts *tenantStore) Querier(mint, maxt int64) (promstorage.Querier, error) {
-	return &querier{ts: ts, mint: mint, maxt: maxt}, nil
-}
-
-func (ts *tenantStore) ChunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier, error) {
-	return &chunkQuerier{querier{ts: ts, mint: mint, maxt: maxt}}, nil
-}
-
 // querier reads one tenant's data within [mint, maxt]. Not safe for
 // concurrent use (as in Prometheus).
 type querier struct {
