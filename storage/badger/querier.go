@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/util/annotations"
 
+	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/tenancy"
 )
 
@@ -217,7 +218,9 @@ type sampleIterator struct {
 	cur        chunkenc.Iterator
 	readers    [encFloatHistogramST + 1]chunkReader // by encoding byte, for Prometheus' encodings
 	buf        []sample                             // decoded packed chunk
-	list       listIterator
+	ts, sts    []int64                              // of buf, for list
+	vs         []float64
+	list       storage.FloatIterator
 	mint, maxt int64
 	st, t      int64
 	v          float64
@@ -249,7 +252,11 @@ func (it *sampleIterator) Next() chunkenc.ValueType {
 					it.err, it.done = err, true
 					break
 				}
-				it.list.reset(it.buf)
+				it.ts, it.vs, it.sts = it.ts[:0], it.vs[:0], it.sts[:0]
+				for _, s := range it.buf {
+					it.ts, it.vs, it.sts = append(it.ts, s.t), append(it.vs, s.v), append(it.sts, s.st)
+				}
+				it.list.Reset(it.ts, it.vs, it.sts)
 				it.cur = &it.list
 			}
 			if it.done {
@@ -469,7 +476,7 @@ type chunkSeriesEntry struct{ seriesEntry }
 func (e *chunkSeriesEntry) Iterator(chunks.Iterator) chunks.Iterator {
 	chks, err := e.q.chunksFor(e.ser, e.mint, e.maxt)
 	if err != nil {
-		return errChunksIterator{err}
+		return storage.ErrChunkIterator(err)
 	}
 	metas := make([]chunks.Meta, 0, len(chks))
 	for _, c := range chks {
@@ -479,12 +486,12 @@ func (e *chunkSeriesEntry) Iterator(chunks.Iterator) chunks.Iterator {
 			// Prometheus' own encodings go out as they are.
 			var err error
 			if chk, err = chunkenc.FromData(chunkenc.Encoding(c.enc), c.data); err != nil {
-				return errChunksIterator{err}
+				return storage.ErrChunkIterator(err)
 			}
 		default:
 			samples, err := decodeAny(nil, c.enc, c.data)
 			if err != nil {
-				return errChunksIterator{err}
+				return storage.ErrChunkIterator(err)
 			}
 			x := chunkenc.NewXORChunk()
 			x.Reset(encodeChunks(samples, len(samples))[0].data)
@@ -494,47 +501,3 @@ func (e *chunkSeriesEntry) Iterator(chunks.Iterator) chunks.Iterator {
 	}
 	return promstorage.NewListChunkSeriesIterator(metas...)
 }
-
-type errChunksIterator struct{ err error }
-
-func (errChunksIterator) At() chunks.Meta { return chunks.Meta{} }
-func (errChunksIterator) Next() bool      { return false }
-func (e errChunksIterator) Err() error    { return e.err }
-
-// listIterator iterates decoded samples; it stands in for a chunk iterator
-// over packed chunks.
-type listIterator struct {
-	samples []sample
-	i       int
-}
-
-func (l *listIterator) reset(s []sample) { l.samples, l.i = s, -1 }
-
-func (l *listIterator) Next() chunkenc.ValueType {
-	if l.i+1 >= len(l.samples) {
-		l.i = len(l.samples)
-		return chunkenc.ValNone
-	}
-	l.i++
-	return chunkenc.ValFloat
-}
-
-func (l *listIterator) Seek(t int64) chunkenc.ValueType {
-	for l.i < 0 || l.i < len(l.samples) && l.samples[l.i].t < t {
-		if l.Next() == chunkenc.ValNone {
-			return chunkenc.ValNone
-		}
-	}
-	return chunkenc.ValFloat
-}
-
-func (l *listIterator) At() (int64, float64) { s := l.samples[l.i]; return s.t, s.v }
-func (l *listIterator) AtHistogram(*histogram.Histogram) (int64, *histogram.Histogram) {
-	return l.samples[l.i].t, nil
-}
-func (l *listIterator) AtFloatHistogram(*histogram.FloatHistogram) (int64, *histogram.FloatHistogram) {
-	return l.samples[l.i].t, nil
-}
-func (l *listIterator) AtT() int64  { return l.samples[l.i].t }
-func (l *listIterator) AtST() int64 { return l.samples[l.i].st }
-func (l *listIterator) Err() error  { return nil }
