@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
+	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
 
 	"github.com/luminate-io/luminate/api"
@@ -102,11 +103,11 @@ type sample struct {
 // load appends samples for tenant id.
 func (e *env) load(id tenancy.ID, samples ...sample) {
 	e.t.Helper()
-	app := e.store.ForTenant(id).Appender(context.Background())
+	app := e.store.ForTenant(id).AppenderV2(context.Background())
 	for _, s := range samples {
 		ls, err := parserMetric(s.series)
 		require.NoError(e.t, err)
-		_, err = app.Append(0, ls, s.t, s.v)
+		_, err = app.Append(0, ls, 0, s.t, s.v, nil, nil, promstorage.AOptions{})
 		require.NoError(e.t, err)
 	}
 	require.NoError(e.t, app.Commit())

@@ -117,6 +117,12 @@ func (s *suiteStorage) Close() error {
 	return errors.Join(s.api.Close(), s.close())
 }
 
+// Appender is there for promstorage.Storage only: the suite loads
+// through AppenderV2, and Luminate's stores have no other appender.
+func (*suiteStorage) Appender(context.Context) promstorage.Appender {
+	panic("the PromQL suite appends through AppenderV2")
+}
+
 func (s *suiteStorage) AppenderV2(ctx context.Context) promstorage.AppenderV2 {
 	return &shadowAppender{main: s.TenantStore.AppenderV2(ctx), shadow: s.shadow.AppenderV2(ctx)}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
+	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/stretchr/testify/require"
 
@@ -73,11 +74,11 @@ func newEnv(t *testing.T, cfg Config, limits Limits) *env {
 }
 
 func (e *env) load(id tenancy.ID, ls labels.Labels, f func(int) float64) {
-	app := e.store.ForTenant(id).Appender(context.Background())
+	app := e.store.ForTenant(id).AppenderV2(context.Background())
 	var smp []prompb.Sample
 	for i := range nSmp {
 		ts, v := t0+int64(i)*step, f(i)
-		_, err := app.Append(0, ls, ts, v)
+		_, err := app.Append(0, ls, 0, ts, v, nil, nil, promstorage.AOptions{})
 		require.NoError(e.t, err)
 		smp = append(smp, prompb.Sample{Timestamp: ts, Value: v})
 	}

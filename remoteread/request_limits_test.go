@@ -42,11 +42,11 @@ const (
 // for tenant id.
 func (e *env) loadMany(id tenancy.ID) {
 	e.t.Helper()
-	app := e.store.ForTenant(id).Appender(context.Background())
+	app := e.store.ForTenant(id).AppenderV2(context.Background())
 	for i := range manySeries {
 		ls := labels.FromStrings("__name__", "many", "job", "bulk", "i", fmt.Sprintf("%05d", i))
 		for j := range manySamples {
-			_, err := app.Append(0, ls, t0+int64(j)*step, float64(i*j))
+			_, err := app.Append(0, ls, 0, t0+int64(j)*step, float64(i*j), nil, nil, promstorage.AOptions{})
 			require.NoError(e.t, err)
 		}
 	}

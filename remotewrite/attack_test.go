@@ -47,22 +47,6 @@ type heldTenant struct {
 	s heldStore
 }
 
-func (t heldTenant) Appender(ctx context.Context) promstorage.Appender {
-	return heldAppender{t.TenantStore.Appender(ctx), t.s}
-}
-
-type heldAppender struct {
-	promstorage.Appender
-	s heldStore
-}
-
-func (a heldAppender) Commit() error {
-	a.s.waiting.Add(1)
-	defer a.s.waiting.Add(-1)
-	<-a.s.release
-	return a.Appender.Commit()
-}
-
 func (t heldTenant) AppenderV2(ctx context.Context) promstorage.AppenderV2 {
 	return heldAppenderV2{t.TenantStore.AppenderV2(ctx), t.s}
 }

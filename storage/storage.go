@@ -80,7 +80,6 @@ type MetricsStore interface {
 // chunkenc.ValFloat, ValHistogram or ValFloatHistogram per sample, and
 // ChunkQuerier's chunks are XOR, histogram or float histogram chunks.
 type TenantStore interface {
-	promstorage.Appendable
 	promstorage.AppendableV2
 	promstorage.SampleAndChunkQueryable
 	promstorage.ExemplarQueryable

@@ -1,17 +1,14 @@
 package badger
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/model/metadata"
 	promstorage "github.com/prometheus/prometheus/storage"
 
 	"github.com/luminate-io/luminate/apierror"
@@ -59,21 +56,11 @@ func (a *appender) release() {
 	appenderPool.Put(a)
 }
 
-// Append queues a float sample. The returned reference is always 0.
-func (a *appender) Append(_ promstorage.SeriesRef, lset labels.Labels, t int64, v float64) (promstorage.SeriesRef, error) {
-	return 0, a.add(lset, sample{t: t, v: v})
-}
-
-// AppendHistogram queues an integer (h) or a float (fh) histogram sample,
-// checked as Prometheus checks them and copied: the caller may reuse them.
-// When both are given the float histogram is kept, as in Prometheus' head.
-// The returned reference is always 0.
-func (a *appender) AppendHistogram(ref promstorage.SeriesRef, lset labels.Labels, t int64, h *histogram.Histogram, fh *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
-	return a.appendHistogramST(ref, lset, 0, t, h, fh)
-}
-
-// appendHistogramST is AppendHistogram with the sample's start timestamp
-// (0: unknown).
+// appendHistogramST queues an integer (h) or a float (fh) histogram
+// sample with its start timestamp st (0: unknown), checked as Prometheus
+// checks them and copied: the caller may reuse them. When both are given
+// the float histogram is kept, as in Prometheus' head. The returned
+// reference is always 0.
 func (a *appender) appendHistogramST(_ promstorage.SeriesRef, lset labels.Labels, st, t int64, h *histogram.Histogram, fh *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
 	smp := sample{st: st, t: t}
 	var err error
@@ -327,24 +314,6 @@ func (a *appender) Rollback() error {
 	return nil
 }
 
-func (a *appender) SetOptions(*promstorage.AppendOptions) {}
-
-func (a *appender) AppendExemplar(_ promstorage.SeriesRef, lset labels.Labels, e exemplar.Exemplar) (promstorage.SeriesRef, error) {
-	return 0, a.appendExemplarV1(lset, e) // exemplars.go
-}
-
-func (a *appender) AppendHistogramSTZeroSample(promstorage.SeriesRef, labels.Labels, int64, int64, *histogram.Histogram, *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
-	return 0, nil // start timestamps are not stored; the zero sample is optional
-}
-
-func (a *appender) UpdateMetadata(_ promstorage.SeriesRef, lset labels.Labels, m metadata.Metadata) (promstorage.SeriesRef, error) {
-	return 0, a.updateMetadataV1(lset, m) // metadata.go
-}
-
-func (a *appender) AppendSTZeroSample(promstorage.SeriesRef, labels.Labels, int64, int64) (promstorage.SeriesRef, error) {
-	return 0, nil // start timestamps are not stored; the zero sample is optional
-}
-
 // appenderV2 adapts the appender to Prometheus' AppenderV2.
 type appenderV2 struct{ *appender }
 
@@ -363,8 +332,4 @@ func (a appenderV2) Append(ref promstorage.SeriesRef, lset labels.Labels, st, t 
 	return ref, err
 }
 
-var (
-	_ promstorage.Appender   = (*appender)(nil)
-	_ promstorage.AppenderV2 = appenderV2{}
-	_                        = context.Background
-)
+var _ promstorage.AppenderV2 = appenderV2{}
