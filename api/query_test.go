@@ -20,6 +20,7 @@ import (
 
 	"github.com/luminate-io/luminate/api"
 	"github.com/luminate-io/luminate/apierror"
+	"github.com/luminate-io/luminate/native"
 	"github.com/luminate-io/luminate/promql"
 	"github.com/luminate-io/luminate/remotewrite"
 	"github.com/luminate-io/luminate/storage/badger"
@@ -67,9 +68,10 @@ func newQueryEnv(t *testing.T, limits tenancy.TenantLimits) *queryEnv {
 
 	get, post := []string{http.MethodGet}, []string{http.MethodPost}
 	h, err := api.NewRouter(api.Options{
-		Auth: verifier, Limits: lim, Storage: store, Gatherer: reg,
+		Auth: verifier, Limits: lim, Storage: store, Tenants: store, Gatherer: reg,
 		Routes: []api.Route{
-			{Path: "/api/v1/metrics", Methods: post, Scope: tenancy.ScopeWrite, Handler: remotewrite.NewNative(remotewrite.DefaultConfig(), store, lim, logger, reg)},
+			{Path: "/api/v1/metrics", Methods: post, Scope: tenancy.ScopeWrite, Format: apierror.Native,
+				Serve: native.NewWrite(remotewrite.NewIngester(remotewrite.DefaultConfig(), lim, logger, reg), logger).Serve},
 			{Path: "/api/v1/query", Methods: []string{http.MethodGet, http.MethodPost}, Scope: tenancy.ScopeRead, Handler: query},
 			{Path: "/api/v1/openapi.yaml", Methods: get, Public: true, Handler: api.OpenAPIHandler()},
 		},
@@ -125,9 +127,9 @@ type sample struct {
 // write stores samples through the native write API.
 func (e *queryEnv) write(t *testing.T, tenant tenancy.ID, samples []sample) {
 	t.Helper()
-	var req remotewrite.NativeRequest
+	var req native.WriteRequest
 	for _, s := range samples {
-		req.Metrics = append(req.Metrics, remotewrite.NativeMetric{
+		req.Metrics = append(req.Metrics, native.WriteMetric{
 			Name: s.name, Dimensions: s.dims,
 			Value:     json.RawMessage(fmt.Sprint(s.v)),
 			Timestamp: json.RawMessage(fmt.Sprint(e.ms(s.at))),
