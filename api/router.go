@@ -1,7 +1,7 @@
 // Package api is Luminate's HTTP front door. It routes requests to the
-// handlers other packages build (remote write, native write, remote read,
-// the Prometheus HTTP API) and owns what every request shares: request IDs,
-// request-aware logging, the access log, HTTP metrics, panic recovery,
+// handlers other packages build (remote write, remote read, the native
+// JSON API, the Prometheus HTTP API) and owns what every request shares:
+// request IDs, request-aware logging, the access log, HTTP metrics, panic recovery,
 // authentication, per-tenant request limits, the body read deadline, the
 // health endpoints, /metrics, and the native JSON envelope for errors
 // (WriteError) and results (WriteJSON).
@@ -18,14 +18,11 @@
 // logger built on NewLogHandler; their lines then carry the request_id and
 // tenant of the request like the router's own.
 //
-// It also serves Luminate's own native query endpoint (query.go: POST
-// /api/v1/query with a JSON body and a queryType) and its OpenAPI
-// document.
+// It also serves the OpenAPI document of the native JSON API.
 //
-// It is not where the ingest and Prometheus protocols are decoded or data
-// is stored: those handlers are plain http.Handlers mounted by
-// cmd/luminate through Options.Routes, and errors become status codes in
-// apierror, not here.
+// It is not where protocols are decoded or data is stored: their routes
+// are mounted by cmd/luminate through Options.Routes, and errors become
+// status codes in apierror, not here.
 package api
 
 import (

@@ -3,15 +3,10 @@ package native
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
-	"mime"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -53,18 +48,18 @@ type WriteMetric struct {
 // takes whole, non-negative counts. Sum and the other floats take the
 // strings "NaN", "+Inf", "-Inf" as Value does.
 type WriteHistogram struct {
-	Schema           int32        `json:"schema"`
-	Count            WriteFloat   `json:"count"`
-	Sum              WriteFloat   `json:"sum"`
-	ZeroThreshold    WriteFloat   `json:"zero_threshold,omitempty"`
-	ZeroCount        WriteFloat   `json:"zero_count,omitempty"`
-	CounterResetHint string       `json:"counter_reset_hint,omitempty"` // unknown (default), reset, not_reset, gauge
-	PositiveSpans    []WriteSpan  `json:"positive_spans,omitempty"`
-	PositiveCounts   []WriteFloat `json:"positive_counts,omitempty"`
-	NegativeSpans    []WriteSpan  `json:"negative_spans,omitempty"`
-	NegativeCounts   []WriteFloat `json:"negative_counts,omitempty"`
-	CustomValues     []WriteFloat `json:"custom_values,omitempty"` // schema -53: the buckets' upper bounds
-	Float            bool         `json:"float,omitempty"`
+	Schema           int32       `json:"schema"`
+	Count            Float       `json:"count"`
+	Sum              Float       `json:"sum"`
+	ZeroThreshold    Float       `json:"zero_threshold,omitempty"`
+	ZeroCount        Float       `json:"zero_count,omitempty"`
+	CounterResetHint string      `json:"counter_reset_hint,omitempty"` // unknown (default), reset, not_reset, gauge
+	PositiveSpans    []WriteSpan `json:"positive_spans,omitempty"`
+	PositiveCounts   []Float     `json:"positive_counts,omitempty"`
+	NegativeSpans    []WriteSpan `json:"negative_spans,omitempty"`
+	NegativeCounts   []Float     `json:"negative_counts,omitempty"`
+	CustomValues     []Float     `json:"custom_values,omitempty"` // schema -53: the buckets' upper bounds
+	Float            bool        `json:"float,omitempty"`
 }
 
 // WriteSpan is a run of Length consecutive buckets, Offset buckets after
@@ -78,37 +73,8 @@ type WriteSpan struct {
 // takes the formats of WriteMetric's and defaults to the sample's.
 type WriteExemplar struct {
 	Labels    map[string]string `json:"labels"`
-	Value     WriteFloat        `json:"value"`
+	Value     Float             `json:"value"`
 	Timestamp json.RawMessage   `json:"timestamp,omitempty"`
-}
-
-// WriteFloat is a JSON number, or one of the strings "NaN", "+Inf" and
-// "-Inf".
-type WriteFloat float64
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (f *WriteFloat) UnmarshalJSON(b []byte) error {
-	v, err := parseWriteValue(b)
-	if err != nil {
-		return err
-	}
-	*f = WriteFloat(v)
-	return nil
-}
-
-// MarshalJSON implements json.Marshaler, writing NaN and infinities as
-// strings.
-func (f WriteFloat) MarshalJSON() ([]byte, error) {
-	v := float64(f)
-	switch {
-	case math.IsNaN(v):
-		return []byte(`"NaN"`), nil
-	case math.IsInf(v, 1):
-		return []byte(`"+Inf"`), nil
-	case math.IsInf(v, -1):
-		return []byte(`"-Inf"`), nil
-	}
-	return strconv.AppendFloat(nil, v, 'g', -1, 64), nil
 }
 
 // WriteResponse is the answer to a native write that was decoded: Status
@@ -183,13 +149,8 @@ func (h *Write) Serve(r *http.Request, t storage.Tenant) (any, error) {
 }
 
 func (h *Write) write(r *http.Request, t storage.Tenant) (*WriteResponse, error) {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			return nil, apierror.New(apierror.UnsupportedMediaType, "Content-Type %q is not supported: send application/json", ct)
-		}
-	}
-	if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
-		return nil, apierror.New(apierror.UnsupportedMediaType, "Content-Encoding %q is not supported: send the JSON uncompressed", enc)
+	if err := checkBody(r); err != nil {
+		return nil, err
 	}
 	g, id, cfg := h.g, t.ID(), h.g.Config()
 	body, err := g.ReadBody(r)
@@ -268,81 +229,44 @@ func (h *Write) write(r *http.Request, t storage.Tenant) (*WriteResponse, error)
 // most maxMetrics items, no unknown fields and nothing after it. Errors
 // are *apierror.Error values naming the offending field.
 func decodeWrite(body []byte, maxMetrics int) ([]WriteMetric, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := expectDelim(dec, '{', ""); err != nil {
-		return nil, err
-	}
 	var items []WriteMetric
 	seen := false
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, syntaxError(err, "")
-		}
-		if key, _ := tok.(string); key != "metrics" {
-			return nil, apierror.Field(fmt.Sprint(tok), "unknown field %q: the body is {\"metrics\":[...]}", tok)
-		}
-		if seen {
-			return nil, apierror.Field("metrics", "field metrics given twice")
+	err := decodeObject(body, "", func(dec *json.Decoder, name, _ string) error {
+		if name != "metrics" {
+			return apierror.Field(name, "unknown field %q: the body is {\"metrics\":[...]}", name)
 		}
 		seen = true
-		if err := expectDelim(dec, '[', "metrics"); err != nil {
-			return nil, err
+		dec.DisallowUnknownFields() // in the items, at any depth
+		if tok, err := dec.Token(); err != nil {
+			return syntaxError(err, "metrics")
+		} else if d, ok := tok.(json.Delim); !ok || d != '[' {
+			return apierror.Field("metrics", "metrics must be a JSON array")
 		}
 		for dec.More() {
-			field := fmt.Sprintf("metrics[%d]", len(items))
 			if len(items) == maxMetrics {
 				err := apierror.Limit(apierror.TooLarge, tenancy.Global("--ingest.max-native-metrics"),
 					"more than %d metrics in one request; split the batch", maxMetrics)
 				err.Field = "metrics"
-				return nil, err
+				return err
 			}
 			var m WriteMetric
 			if err := dec.Decode(&m); err != nil {
-				return nil, syntaxError(err, field)
+				return syntaxError(err, fmt.Sprintf("metrics[%d]", len(items)))
 			}
 			items = append(items, m)
 		}
-		if err := expectDelim(dec, ']', "metrics"); err != nil {
-			return nil, err
+		if _, err := dec.Token(); err != nil { // the closing bracket
+			return syntaxError(err, "metrics")
 		}
-	}
-	if err := expectDelim(dec, '}', ""); err != nil {
+		return nil
+	})
+	switch {
+	case err != nil:
 		return nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, apierror.Field("", "unexpected data after the JSON object")
-	}
-	if !seen {
+	case !seen:
 		return nil, apierror.Field("metrics", "field metrics is required")
 	}
 	return items, nil
-}
-
-func expectDelim(dec *json.Decoder, want json.Delim, field string) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return syntaxError(err, field)
-	}
-	if d, ok := tok.(json.Delim); !ok || d != want {
-		where := field
-		if where == "" {
-			where = "the body"
-		}
-		return apierror.Field(field, "expected %q in %s, found %v", string(want), where, tok)
-	}
-	return nil
-}
-
-func syntaxError(err error, field string) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return apierror.Field(field, "truncated JSON body")
-	}
-	if field == "" {
-		return apierror.Field(field, "invalid JSON body: %v", err)
-	}
-	return apierror.Field(field, "%s: %v", field, err)
 }
 
 // series returns m as a series of one sample, float or histogram, with
@@ -353,7 +277,7 @@ func (m *WriteMetric) series(now time.Time) (remotewrite.TimeSeries, *remotewrit
 		return remotewrite.TimeSeries{}, &remotewrite.Rejection{Reason: reason, Msg: fmt.Sprintf(format, args...),
 			Series: remotewrite.FormatSeries([]remotewrite.Label{{Name: model.MetricNameLabel, Value: m.Name}})}
 	}
-	t, err := parseWriteTimestamp(m.Timestamp, now)
+	t, err := parseTimestamp(m.Timestamp, "timestamp", now.UnixMilli())
 	if err != nil {
 		return reject(remotewrite.ReasonInvalidTimestamp, "%v", err)
 	}
@@ -368,14 +292,14 @@ func (m *WriteMetric) series(now time.Time) (remotewrite.TimeSeries, *remotewrit
 		}
 		ts.Histograms = []remotewrite.Histogram{h}
 	default:
-		v, err := parseWriteValue(m.Value)
+		v, err := parseFloat(m.Value)
 		if err != nil {
 			return reject(remotewrite.ReasonInvalidValue, "%v", err)
 		}
 		ts.Samples = []remotewrite.Sample{{Value: v, Timestamp: t}}
 	}
 	for i, e := range m.Exemplars {
-		et, err := parseWriteTimestamp(e.Timestamp, time.UnixMilli(t))
+		et, err := parseTimestamp(e.Timestamp, "timestamp", t)
 		if err != nil {
 			return reject(remotewrite.ReasonInvalidTimestamp, "exemplars[%d]: %v", i, err)
 		}
@@ -389,7 +313,7 @@ func (m *WriteMetric) series(now time.Time) (remotewrite.TimeSeries, *remotewrit
 		typ, ok := metricTypes[m.Type]
 		if !ok {
 			return reject(remotewrite.ReasonInvalidMetadata,
-				"type %s is none of counter, gauge, histogram, gaugehistogram, summary, info, stateset, unknown", quoteShort(m.Type))
+				"type %q is none of counter, gauge, histogram, gaugehistogram, summary, info, stateset, unknown", shortText(m.Type))
 		}
 		ts.Metadata = &remotewrite.Metadata{Type: typ, Help: m.Help, Unit: m.Unit}
 	}
@@ -413,7 +337,7 @@ var resetHintsByName = map[string]histogram.CounterResetHint{
 func (h *WriteHistogram) histogram(t int64) (remotewrite.Histogram, error) {
 	hint, ok := resetHintsByName[h.CounterResetHint]
 	if !ok {
-		return remotewrite.Histogram{}, fmt.Errorf("counter_reset_hint %s is none of unknown, reset, not_reset, gauge", quoteShort(h.CounterResetHint))
+		return remotewrite.Histogram{}, fmt.Errorf("counter_reset_hint %q is none of unknown, reset, not_reset, gauge", shortText(h.CounterResetHint))
 	}
 	out := remotewrite.Histogram{
 		IsFloat:       h.Float,
@@ -451,7 +375,7 @@ func (h *WriteHistogram) histogram(t int64) (remotewrite.Histogram, error) {
 // above it float64 no longer holds every whole number.
 const maxWhole = 1 << 53
 
-func whole(field string, f WriteFloat) (uint64, error) {
+func whole(field string, f Float) (uint64, error) {
 	v := float64(f)
 	if v < 0 || v > maxWhole || v != math.Trunc(v) {
 		return 0, fmt.Errorf("%s %v is not a whole number from 0 to 2^53 (an integer histogram; set \"float\": true for a float histogram)", field, v)
@@ -460,7 +384,7 @@ func whole(field string, f WriteFloat) (uint64, error) {
 }
 
 // deltas returns absolute counts as the deltas of an integer histogram.
-func deltas(field string, counts []WriteFloat) ([]int64, error) {
+func deltas(field string, counts []Float) ([]int64, error) {
 	if len(counts) == 0 {
 		return nil, nil
 	}
@@ -488,7 +412,7 @@ func writeSpans(s []WriteSpan) []histogram.Span {
 	return out
 }
 
-func writeFloats(f []WriteFloat) []float64 {
+func writeFloats(f []Float) []float64 {
 	if len(f) == 0 {
 		return nil
 	}
@@ -497,72 +421,4 @@ func writeFloats(f []WriteFloat) []float64 {
 		out[i] = float64(x)
 	}
 	return out
-}
-
-func parseWriteValue(raw json.RawMessage) (float64, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || string(raw) == "null" {
-		return 0, errors.New("value is required")
-	}
-	if raw[0] == '"' {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return 0, fmt.Errorf("value %s: %w", raw, err)
-		}
-		switch s {
-		case "NaN":
-			return math.NaN(), nil
-		case "+Inf":
-			return math.Inf(1), nil
-		case "-Inf":
-			return math.Inf(-1), nil
-		}
-		return 0, fmt.Errorf("value %q is neither a number nor \"NaN\", \"+Inf\" or \"-Inf\"", s)
-	}
-	v, err := strconv.ParseFloat(string(raw), 64)
-	if err != nil || !json.Valid(raw) {
-		return 0, fmt.Errorf("value %s is not a number", shorten(raw))
-	}
-	return v, nil
-}
-
-func parseWriteTimestamp(raw json.RawMessage, now time.Time) (int64, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || string(raw) == "null" {
-		return now.UnixMilli(), nil
-	}
-	if raw[0] == '"' {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return 0, fmt.Errorf("timestamp %s: %w", shorten(raw), err)
-		}
-		t, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			return 0, fmt.Errorf("timestamp %q is not RFC 3339 (2026-11-26T10:00:00Z) nor Unix milliseconds", s)
-		}
-		return t.UnixMilli(), nil
-	}
-	t, err := strconv.ParseInt(string(raw), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("timestamp %s is not a whole number of Unix milliseconds nor an RFC 3339 string", shorten(raw))
-	}
-	return t, nil
-}
-
-// maxShownBytes bounds what an error message repeats of a request.
-const maxShownBytes = 128
-
-func shorten(raw []byte) string {
-	if len(raw) > maxShownBytes {
-		return string(raw[:maxShownBytes]) + "..."
-	}
-	return string(raw)
-}
-
-// quoteShort quotes s, cut to maxShownBytes.
-func quoteShort(s string) string {
-	if len(s) <= maxShownBytes {
-		return strconv.Quote(s)
-	}
-	return strconv.Quote(s[:maxShownBytes]) + fmt.Sprintf("...(%d bytes)", len(s))
 }

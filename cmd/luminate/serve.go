@@ -300,10 +300,6 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	if err != nil {
 		return err
 	}
-	nativeQuery, err := api.NewQueryHandler(api.DefaultQueryConfig(), store, queryAPI, queryAPI.Handler(), logger.With("component", "query"))
-	if err != nil {
-		return err
-	}
 	// Tracing is configured by the standard OTEL_* environment variables:
 	// spans are exported only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
 	tracing, err := api.NewTracing(ctx, version.Version, logger.With("component", "tracing"))
@@ -325,7 +321,6 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 		native.NewWrite(ingester, logger.With("component", "ingest")).Serve,
 		remoteRead,
 		queryAPI,
-		nativeQuery,
 	)
 	routerOpts := api.Options{
 		Auth:       verifier,
@@ -450,9 +445,10 @@ func waitForStore(ctx context.Context, store *storage.Opening, logger *slog.Logg
 
 // dataRoutes are the authenticated routes, served by the protocol packages:
 // writes need the metrics:write scope, reads metrics:read.
-// /api/v1/query is nativeQuery, which answers JSON bodies itself and hands
-// GETs and form POSTs to the Prometheus API.
-func dataRoutes(remoteWrite, nativeWrite func(*http.Request, storage.Tenant) (any, error), remoteRead http.Handler, queryAPI *promql.API, nativeQuery http.Handler) []api.Route {
+// /api/v1/query (and /prometheus/api/v1/query) is the native query, which
+// answers JSON bodies itself and hands GETs and form POSTs to the
+// Prometheus API.
+func dataRoutes(remoteWrite, nativeWrite func(*http.Request, storage.Tenant) (any, error), remoteRead http.Handler, queryAPI *promql.API) []api.Route {
 	post := []string{http.MethodPost}
 	routes := []api.Route{
 		{Path: "/api/v1/write", Methods: post, Scope: tenancy.ScopeWrite, Format: apierror.Text, Serve: remoteWrite},
@@ -466,11 +462,12 @@ func dataRoutes(remoteWrite, nativeWrite func(*http.Request, storage.Tenant) (an
 	// Prometheus' error envelope, as Grafana and promtool expect.
 	h := queryAPI.Handler()
 	for _, ep := range queryAPI.Endpoints() {
-		eh, render := h, queryAPI.WriteError
-		if ep.Path == "/api/v1/query" {
-			eh, render = nativeQuery, api.QueryWriteError(queryAPI.WriteError)
+		rt := api.Route{Path: ep.Path, Methods: ep.Methods, Scope: tenancy.ScopeRead, Handler: h, WriteError: queryAPI.WriteError}
+		if ep.Path == "/api/v1/query" || ep.Path == "/prometheus/api/v1/query" {
+			nq := native.NewQuery(nativeEngine{queryAPI}, promQuery{h}.Serve)
+			rt = api.Route{Path: ep.Path, Methods: ep.Methods, Scope: tenancy.ScopeRead, Query: true, FormatOf: nq.FormatOf, Serve: nq.Serve}
 		}
-		routes = append(routes, api.Route{Path: ep.Path, Methods: ep.Methods, Scope: tenancy.ScopeRead, Handler: eh, WriteError: render})
+		routes = append(routes, rt)
 	}
 	return append(routes, api.Route{Path: "/api/v1/openapi.yaml", Methods: []string{http.MethodGet}, Public: true, Handler: api.OpenAPIHandler()})
 }
