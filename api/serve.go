@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/gorilla/mux"
+
 	"github.com/luminate-io/luminate/apierror"
 	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/tenancy"
@@ -74,6 +76,9 @@ func serveTenant(rt Route, queries QueryAdmitter, tenants TenantOpener, render f
 				return
 			}
 			defer release()
+		}
+		for k, v := range mux.Vars(r) { // the path template's values, for r.PathValue
+			r.SetPathValue(k, v)
 		}
 		res, err := rt.Serve(r, storage.Tenant{Principal: p, Store: tenants.ForTenant(p.Tenant)})
 		if err != nil {

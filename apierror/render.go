@@ -54,7 +54,13 @@ func Write(w http.ResponseWriter, f Format, err error, requestID string) Info {
 	}
 	switch f {
 	case Prometheus:
-		WriteJSON(w, info.Status, promError{Status: "error", ErrorType: info.Kind.PromType(), Error: msg})
+		// Byte for byte as Prometheus writes it: HTML escaped, no newline.
+		b, _ := json.Marshal(promError{Status: "error", ErrorType: info.Kind.PromType(), Error: msg}) // strings: cannot fail
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		h.Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(info.Status)
+		_, _ = w.Write(b)
 	case Text:
 		h := w.Header()
 		h.Set("Content-Type", "text/plain; charset=utf-8")

@@ -104,11 +104,11 @@ func newLuminate(t *testing.T, openStore func(reg prometheus.Registerer, limits 
 		{Path: "/api/v1/metrics", Methods: post, Scope: tenancy.ScopeWrite, Format: apierror.Native, Serve: native.NewWrite(ingester, logger).Serve},
 		{Path: "/api/v1/read", Methods: post, Scope: tenancy.ScopeRead, Handler: remoteRead},
 	}
-	queryHandler := queryAPI.Handler()
-	for _, ep := range queryAPI.Endpoints() {
-		routes = append(routes, api.Route{Path: ep.Path, Methods: ep.Methods, Scope: tenancy.ScopeRead, Handler: queryHandler})
+	for _, ep := range queryAPI.Routes() {
+		routes = append(routes, api.Route{Path: ep.Path, Methods: ep.Methods, Name: ep.Name, Scope: tenancy.ScopeRead,
+			Format: apierror.Prometheus, Query: ep.Query, Headers: ep.Headers, Serve: ep.Serve})
 	}
-	router, err := api.NewRouter(api.Options{Auth: verifier, Limits: limits, Storage: store, Tenants: store, Gatherer: reg, Routes: routes}, logger, reg)
+	router, err := api.NewRouter(api.Options{Auth: verifier, Limits: limits, Queries: limits, Storage: store, Tenants: store, Gatherer: reg, Routes: routes}, logger, reg)
 	require.NoError(t, err)
 	return &luminate{t: t, handler: router, secret: secret}
 }

@@ -65,10 +65,13 @@ func newQueryEnv(t *testing.T, limits tenancy.TenantLimits) *queryEnv {
 	engine, err := promql.New(promql.DefaultConfig(), store, lim, logger, reg)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, engine.Close()) })
-	prom := engine.Handler()
-	query := native.NewQuery(promEngine{engine}, func(*http.Request, storage.Tenant) (any, error) {
-		return handlerResponder{prom}, nil
-	})
+	var prom promql.Endpoint // the Prometheus half of /api/v1/query
+	for _, ep := range engine.Routes() {
+		if ep.Path == "/api/v1/query" {
+			prom = ep
+		}
+	}
+	query := native.NewQuery(promEngine{engine}, prom.Serve)
 
 	post, getPost := []string{http.MethodPost}, []string{http.MethodGet, http.MethodPost}
 	h, err := api.NewRouter(api.Options{
@@ -76,8 +79,8 @@ func newQueryEnv(t *testing.T, limits tenancy.TenantLimits) *queryEnv {
 		Routes: []api.Route{
 			{Path: "/api/v1/metrics", Methods: post, Scope: tenancy.ScopeWrite, Format: apierror.Native,
 				Serve: native.NewWrite(remotewrite.NewIngester(remotewrite.DefaultConfig(), lim, logger, reg), logger).Serve},
-			{Path: "/api/v1/query", Methods: getPost, Scope: tenancy.ScopeRead, Query: true, FormatOf: query.FormatOf, Serve: query.Serve},
-			{Path: "/prometheus/api/v1/query", Methods: getPost, Scope: tenancy.ScopeRead, Query: true, FormatOf: query.FormatOf, Serve: query.Serve},
+			{Path: "/api/v1/query", Methods: getPost, Scope: tenancy.ScopeRead, Query: true, FormatOf: query.FormatOf, Headers: prom.Headers, Serve: query.Serve},
+			{Path: "/prometheus/api/v1/query", Methods: getPost, Scope: tenancy.ScopeRead, Query: true, FormatOf: query.FormatOf, Headers: prom.Headers, Serve: query.Serve},
 			{Path: "/api/v1/openapi.yaml", Methods: []string{http.MethodGet}, Public: true, Handler: api.OpenAPIHandler()},
 		},
 	}, logger, reg)
@@ -160,14 +163,6 @@ func (e promEngine) Exec(ctx context.Context, t storage.Tenant, req native.ExecR
 	}
 	return &native.ExecResult{Value: res.Value, Warnings: res.Warnings, SeriesScanned: res.SeriesScanned,
 		SamplesScanned: res.SamplesScanned, IntegerHistogram: res.IntegerHistogram, Close: res.Close}, nil
-}
-
-// handlerResponder serves the Prometheus API's handler as a Serve result.
-type handlerResponder struct{ h http.Handler }
-
-func (h handlerResponder) Respond(w http.ResponseWriter, r *http.Request) error {
-	h.h.ServeHTTP(w, r)
-	return nil
 }
 
 // The test data of tenant acme. Every value is small and hand-checkable.

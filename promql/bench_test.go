@@ -38,7 +38,7 @@ func benchEnv(b *testing.B, n int) http.Handler {
 	api, err := promql.New(promql.DefaultConfig(), store, nil, nil, prometheus.NewRegistry())
 	require.NoError(b, err)
 	b.Cleanup(func() { require.NoError(b, api.Close()) })
-	return withPrincipal(api.Handler())
+	return newRouter(b, api, store, nil)
 }
 
 func benchGet(b *testing.B, h http.Handler, path string, params url.Values) {

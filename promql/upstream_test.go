@@ -106,7 +106,7 @@ func openSuiteStorage(tb testing.TB, store storage.MetricsStore, closeStore func
 		shadow:      store.ForTenant(shadowTenant),
 		close:       closeStore,
 		api:         api,
-		srv:         httptest.NewServer(withPrincipal(api.Handler())),
+		srv:         httptest.NewServer(newRouter(tb, api, store, nil)),
 	}
 }
 

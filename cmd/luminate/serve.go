@@ -457,15 +457,15 @@ func dataRoutes(remoteWrite, nativeWrite func(*http.Request, storage.Tenant) (an
 		{Path: "/api/v1/read", Methods: post, Scope: tenancy.ScopeRead, Handler: remoteRead},
 	}
 	// The Prometheus HTTP API, under /api/v1 and /prometheus/api/v1, one
-	// route per endpoint so that metrics and logs name the endpoint.
-	// The router's own refusals on them (401, 403, 429) come in
-	// Prometheus' error envelope, as Grafana and promtool expect.
-	h := queryAPI.Handler()
-	for _, ep := range queryAPI.Endpoints() {
-		rt := api.Route{Path: ep.Path, Methods: ep.Methods, Scope: tenancy.ScopeRead, Handler: h, WriteError: queryAPI.WriteError}
-		if ep.Path == "/api/v1/query" || ep.Path == "/prometheus/api/v1/query" {
-			nq := native.NewQuery(nativeEngine{queryAPI}, promQuery{h}.Serve)
-			rt = api.Route{Path: ep.Path, Methods: ep.Methods, Scope: tenancy.ScopeRead, Query: true, FormatOf: nq.FormatOf, Serve: nq.Serve}
+	// route per endpoint so that metrics and logs name the endpoint; its
+	// errors, the router's refusals included, in Prometheus' envelope, as
+	// Grafana and promtool expect.
+	for _, ep := range queryAPI.Routes() {
+		rt := api.Route{Path: ep.Path, Methods: ep.Methods, Name: ep.Name, Scope: tenancy.ScopeRead,
+			Format: apierror.Prometheus, Query: ep.Query, Headers: ep.Headers, Serve: ep.Serve}
+		if ep.Path == "/api/v1/query" || ep.Path == "/prometheus/api/v1/query" { // shared with the native query
+			nq := native.NewQuery(nativeEngine{queryAPI}, ep.Serve)
+			rt.FormatOf, rt.Serve = nq.FormatOf, nq.Serve
 		}
 		routes = append(routes, rt)
 	}
