@@ -48,25 +48,18 @@ type WriteMetric struct {
 // takes whole, non-negative counts. Sum and the other floats take the
 // strings "NaN", "+Inf", "-Inf" as Value does.
 type WriteHistogram struct {
-	Schema           int32       `json:"schema"`
-	Count            Float       `json:"count"`
-	Sum              Float       `json:"sum"`
-	ZeroThreshold    Float       `json:"zero_threshold,omitempty"`
-	ZeroCount        Float       `json:"zero_count,omitempty"`
-	CounterResetHint string      `json:"counter_reset_hint,omitempty"` // unknown (default), reset, not_reset, gauge
-	PositiveSpans    []WriteSpan `json:"positive_spans,omitempty"`
-	PositiveCounts   []Float     `json:"positive_counts,omitempty"`
-	NegativeSpans    []WriteSpan `json:"negative_spans,omitempty"`
-	NegativeCounts   []Float     `json:"negative_counts,omitempty"`
-	CustomValues     []Float     `json:"custom_values,omitempty"` // schema -53: the buckets' upper bounds
-	Float            bool        `json:"float,omitempty"`
-}
-
-// WriteSpan is a run of Length consecutive buckets, Offset buckets after
-// the previous run (or from bucket 0 for the first).
-type WriteSpan struct {
-	Offset int32  `json:"offset"`
-	Length uint32 `json:"length"`
+	Schema           int32   `json:"schema"`
+	Count            Float   `json:"count"`
+	Sum              Float   `json:"sum"`
+	ZeroThreshold    Float   `json:"zero_threshold,omitempty"`
+	ZeroCount        Float   `json:"zero_count,omitempty"`
+	CounterResetHint string  `json:"counter_reset_hint,omitempty"` // unknown (default), reset, not_reset, gauge
+	PositiveSpans    []Span  `json:"positive_spans,omitempty"`
+	PositiveCounts   []Float `json:"positive_counts,omitempty"`
+	NegativeSpans    []Span  `json:"negative_spans,omitempty"`
+	NegativeCounts   []Float `json:"negative_counts,omitempty"`
+	CustomValues     []Float `json:"custom_values,omitempty"` // schema -53: the buckets' upper bounds
+	Float            bool    `json:"float,omitempty"`
 }
 
 // WriteExemplar is an exemplar of a native write's sample. Timestamp
@@ -401,7 +394,7 @@ func deltas(field string, counts []Float) ([]int64, error) {
 	return out, nil
 }
 
-func writeSpans(s []WriteSpan) []histogram.Span {
+func writeSpans(s []Span) []histogram.Span {
 	if len(s) == 0 {
 		return nil
 	}

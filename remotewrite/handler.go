@@ -525,7 +525,7 @@ func (h *Handler) write(r *http.Request, t storage.Tenant) (writeResult, error) 
 	}
 	defer func() { g.inflight.release(reserved) }()
 
-	release, err := g.decoding.acquire(r.Context())
+	release, err := g.DecodeSlot(r.Context())
 	if err != nil {
 		return res, err
 	}

@@ -405,6 +405,8 @@ func TestWriteRefused(t *testing.T) {
 			if tc.status == http.StatusUnauthorized {
 				require.Contains(t, w.Header().Get("WWW-Authenticate"), "Bearer")
 			}
+			// The router's refusals too are plain text, as senders expect.
+			require.Equal(t, "text/plain; charset=utf-8", w.Header().Get("Content-Type"))
 		})
 	}
 	require.Empty(t, readBack(t, store, writer.Tenant))
