@@ -366,3 +366,10 @@ func TestInflightShared(t *testing.T) {
 	require.Zero(t, g.inUse())
 	require.Empty(t, g.byTenant)
 }
+
+// inUse is how many bytes are reserved.
+func (g *inflightBytes) inUse() int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.used
+}

@@ -111,13 +111,6 @@ func (g *inflightBytes) shrink(r reservation, to int64) reservation {
 	return r
 }
 
-// inUse is how many bytes are reserved.
-func (g *inflightBytes) inUse() int64 {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.used
-}
-
 // decodeSlots bounds how many requests are decompressed and decoded at
 // once. Safe for concurrent use.
 type decodeSlots struct {
