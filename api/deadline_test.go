@@ -15,6 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/luminate-io/luminate/api"
+	"github.com/luminate-io/luminate/apierror"
+	"github.com/luminate-io/luminate/native"
 	"github.com/luminate-io/luminate/remotewrite"
 	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/tenancy"
@@ -49,10 +51,11 @@ func newDeadlineServer(t *testing.T) (*env, string) {
 		limits, err := tenancy.NewLimits(tenancy.DefaultLimitsConfig(), nil, nil)
 		require.NoError(t, err)
 		o.BodyReadTimeout = bodyTimeout
+		o.Tenants = o.Storage.(storage.MetricsStore)
 		o.Routes = []api.Route{
 			{Path: "/slow", Public: true, Handler: slow},
-			{Path: "/api/v1/metrics", Methods: []string{http.MethodPost}, Scope: tenancy.ScopeWrite,
-				Handler: remotewrite.NewNative(remotewrite.DefaultConfig(), o.Storage.(storage.MetricsStore), limits, slog.New(slog.DiscardHandler), reg)},
+			{Path: "/api/v1/metrics", Methods: []string{http.MethodPost}, Scope: tenancy.ScopeWrite, Format: apierror.Native,
+				Serve: native.NewWrite(remotewrite.NewIngester(remotewrite.DefaultConfig(), limits, nil, reg), nil).Serve},
 		}
 		h, err := api.NewRouter(*o, slog.New(slog.DiscardHandler), reg)
 		require.NoError(t, err)

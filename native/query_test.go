@@ -77,7 +77,8 @@ func newQueryEnv(t *testing.T, limits tenancy.TenantLimits) *queryEnv {
 	h, err := api.NewRouter(api.Options{
 		Auth: verifier, Limits: lim, Queries: lim, Tenants: store, Storage: store, Gatherer: reg,
 		Routes: []api.Route{
-			{Path: "/api/v1/metrics", Methods: post, Scope: tenancy.ScopeWrite, Handler: remotewrite.NewNative(remotewrite.DefaultConfig(), store, lim, logger, reg)},
+			{Path: "/api/v1/metrics", Methods: post, Scope: tenancy.ScopeWrite, Format: apierror.Native,
+				Serve: native.NewWrite(remotewrite.NewIngester(remotewrite.DefaultConfig(), lim, logger, reg), logger).Serve},
 			{Path: "/api/v1/query", Methods: getPost, Scope: tenancy.ScopeRead, Query: true, FormatOf: query.FormatOf, Headers: prom.Headers, Serve: query.Serve},
 			{Path: "/prometheus/api/v1/query", Methods: getPost, Scope: tenancy.ScopeRead, Query: true, FormatOf: query.FormatOf, Headers: prom.Headers, Serve: query.Serve},
 			{Path: "/api/v1/openapi.yaml", Methods: []string{http.MethodGet}, Public: true, Handler: api.OpenAPIHandler()},

@@ -95,7 +95,7 @@ type found struct {
 
 // familyMetadata collects the metadata of a 1.0 request of tenant id, and
 // takes the tenant's pending metadata for its series.
-func (g *ingester) familyMetadata(id tenancy.ID, sent []Metadata) *requestMetadata {
+func (g *Ingester) familyMetadata(id tenancy.ID, sent []Metadata) *requestMetadata {
 	m := &requestMetadata{tenant: id, pending: g.pending, used: map[string]metadata.Metadata{}, byName: map[string]found{}}
 	if len(sent) > 0 {
 		m.sent = make(map[string]Metadata, len(sent))

@@ -313,11 +313,12 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 			logger.Warn("spans not exported at shutdown", "err", terr)
 		}
 	}()
-	// The remote write and native write handlers share one in-flight budget.
-	remoteWrite, nativeWrite := remotewrite.NewHandlers(cfg.ingest, store, limits, logger.With("component", "ingest"), reg)
+	// The remote write and native write share one Ingester: one in-flight
+	// budget, its decode slots and counters.
+	ingester := remotewrite.NewIngester(cfg.ingest, limits, logger.With("component", "ingest"), reg)
 	routes := dataRoutes(
-		remoteWrite,
-		nativeWrite,
+		remotewrite.NewHandler(ingester).Serve,
+		native.NewWrite(ingester, logger.With("component", "ingest")).Serve,
 		remoteRead,
 		queryAPI,
 	)
@@ -447,12 +448,12 @@ func waitForStore(ctx context.Context, store *storage.Opening, logger *slog.Logg
 // /api/v1/query (and /prometheus/api/v1/query) is the native query, which
 // answers JSON bodies itself and hands GETs and form POSTs to the
 // Prometheus API.
-func dataRoutes(remoteWrite, nativeWrite, remoteRead http.Handler, queryAPI *promql.API) []api.Route {
+func dataRoutes(remoteWrite, nativeWrite func(*http.Request, storage.Tenant) (any, error), remoteRead http.Handler, queryAPI *promql.API) []api.Route {
 	post := []string{http.MethodPost}
 	routes := []api.Route{
-		{Path: "/api/v1/write", Methods: post, Scope: tenancy.ScopeWrite, Handler: remoteWrite},
-		{Path: "/api/v1/push", Methods: post, Scope: tenancy.ScopeWrite, Handler: remoteWrite},
-		{Path: "/api/v1/metrics", Methods: post, Scope: tenancy.ScopeWrite, Handler: nativeWrite},
+		{Path: "/api/v1/write", Methods: post, Scope: tenancy.ScopeWrite, Format: apierror.Text, Serve: remoteWrite},
+		{Path: "/api/v1/push", Methods: post, Scope: tenancy.ScopeWrite, Format: apierror.Text, Serve: remoteWrite},
+		{Path: "/api/v1/metrics", Methods: post, Scope: tenancy.ScopeWrite, Format: apierror.Native, Serve: nativeWrite},
 		{Path: "/api/v1/read", Methods: post, Scope: tenancy.ScopeRead, Handler: remoteRead},
 	}
 	// The Prometheus HTTP API, under /api/v1 and /prometheus/api/v1, one
