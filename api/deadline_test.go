@@ -34,13 +34,13 @@ func newDeadlineServer(t *testing.T) (*env, string) {
 		// A handler that takes longer than the body deadline once it has
 		// the body: it must not be cut off.
 		if _, err := io.ReadAll(r.Body); err != nil {
-			api.WriteError(w, r, err)
+			apierror.Write(w, apierror.Native, err, "")
 			return
 		}
 		select {
 		case <-time.After(2 * bodyTimeout):
 		case <-r.Context().Done():
-			api.WriteError(w, r, fmt.Errorf("handler: %w", r.Context().Err()))
+			apierror.Write(w, apierror.Native, fmt.Errorf("handler: %w", r.Context().Err()), "")
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)

@@ -260,15 +260,12 @@ func authenticate(auth Authenticator, scope tenancy.Scope, limits RequestLimiter
 	})
 }
 
-// fail answers a request with err, rendered by render, and keeps err for
-// the access log. Renderers set WWW-Authenticate on a 401 (apierror.Write);
-// fail also does for the old WriteError renderers.
+// fail answers a request with err, rendered by render (a route's
+// renderError: apierror.Write in its format), and keeps err for the access
+// log.
 func fail(w http.ResponseWriter, r *http.Request, render func(http.ResponseWriter, *http.Request, error), err error) {
 	if ex, ok := r.Context().Value(exchangeKey{}).(*exchange); ok {
 		ex.err = err
-	}
-	if apierror.Classify(err).Status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", apierror.BearerChallenge)
 	}
 	render(w, r, err)
 }

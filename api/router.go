@@ -1,10 +1,11 @@
 // Package api is Luminate's HTTP front door. It routes requests to the
 // handlers other packages build (remote write, remote read, the native
 // JSON API, the Prometheus HTTP API) and owns what every request shares:
-// request IDs, request-aware logging, the access log, HTTP metrics, panic recovery,
-// authentication, per-tenant request limits, the body read deadline, the
-// health endpoints, /metrics, and the native JSON envelope for errors
-// (WriteError) and results (WriteJSON).
+// request IDs, request-aware logging, the access log, HTTP metrics, panic
+// recovery, authentication, scopes, per-tenant request limits, query
+// admission, the tenant's view of the store, the body read deadline, the
+// rendering of results and errors (Route, Responder), the health
+// endpoints and /metrics.
 //
 // What every tenant shares is the operator's, not a tenant's: /metrics
 // (which names every tenant), the detailed health report (paths, free
@@ -114,9 +115,6 @@ type Route struct {
 	// documents such as the OpenAPI file. A route sets exactly one of
 	// Serve and Handler.
 	Handler http.Handler
-	// WriteError is the old way of choosing a route's error format, for
-	// Handler routes not yet moved to Serve. Deprecated: set Format.
-	WriteError func(w http.ResponseWriter, r *http.Request, err error)
 }
 
 // Responder is a result that writes its own response: a stream, a
@@ -285,10 +283,7 @@ func newRouter(opts Options, logger *slog.Logger, reg prometheus.Registerer, int
 		if name == "" {
 			name = rt.Path
 		}
-		render := rt.WriteError
-		if render == nil {
-			render = rt.renderError
-		}
+		render := rt.renderError
 		h := rt.Handler
 		if rt.Serve != nil {
 			h = serveTenant(rt, opts.Queries, opts.Tenants, render)
@@ -311,10 +306,10 @@ func newRouter(opts Options, logger *slog.Logger, reg prometheus.Registerer, int
 		}
 	}
 	r.NotFoundHandler = m.instrument(routeNotFound, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		WriteError(w, req, apierror.New(apierror.NotFound, "no endpoint %s %s", req.Method, req.URL.Path))
+		nativeError(w, req, apierror.New(apierror.NotFound, "no endpoint %s %s", req.Method, req.URL.Path))
 	}))
 	r.MethodNotAllowedHandler = m.instrument(routeMethodNotAllowed, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		WriteError(w, req, apierror.New(apierror.MethodNotAllowed, "method %s not allowed on %s", req.Method, req.URL.Path))
+		nativeError(w, req, apierror.New(apierror.MethodNotAllowed, "method %s not allowed on %s", req.Method, req.URL.Path))
 	}))
 	return withBodyDeadline(opts.BodyReadTimeout, withRequestID(logger, withTraceContext(r))), nil
 }

@@ -32,6 +32,12 @@ func (rt Route) renderError(w http.ResponseWriter, r *http.Request, err error) {
 	apierror.Write(w, rt.format(r), err, RequestID(r.Context()))
 }
 
+// nativeError answers what no route does, and the built-in endpoints'
+// refusals, in the native envelope.
+func nativeError(w http.ResponseWriter, r *http.Request, err error) {
+	fail(w, r, Route{Format: apierror.Native}.renderError, err)
+}
+
 // withHeaders sets the route's own headers before anything else runs.
 func withHeaders(set func(http.ResponseWriter, *http.Request), next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
