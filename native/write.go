@@ -186,7 +186,7 @@ func (h *Write) write(r *http.Request, t storage.Tenant) (*WriteResponse, error)
 	arena := make([]remotewrite.Label, 0, labels)
 	for i := range items {
 		m := &items[i]
-		ts, rej := m.series(now)
+		ts, rej := m.series(now, cfg.MaxBucketsPerHistogram)
 		if rej != nil {
 			g.Reject(id, rej.Reason, 1)
 			resp.Rejected++
@@ -264,8 +264,9 @@ func decodeWrite(body []byte, maxMetrics int) ([]WriteMetric, error) {
 
 // series returns m as a series of one sample, float or histogram, with
 // its exemplars and metadata (its labels left to the caller); its
-// timestamp is now when it has none.
-func (m *WriteMetric) series(now time.Time) (remotewrite.TimeSeries, *remotewrite.Rejection) {
+// timestamp is now when it has none. A histogram has at most maxBuckets
+// spans, buckets and custom values on each side, as in remote write.
+func (m *WriteMetric) series(now time.Time, maxBuckets int) (remotewrite.TimeSeries, *remotewrite.Rejection) {
 	reject := func(reason remotewrite.Reason, format string, args ...any) (remotewrite.TimeSeries, *remotewrite.Rejection) {
 		return remotewrite.TimeSeries{}, &remotewrite.Rejection{Reason: reason, Msg: fmt.Sprintf(format, args...),
 			Series: remotewrite.FormatSeries([]remotewrite.Label{{Name: model.MetricNameLabel, Value: m.Name}})}
@@ -279,6 +280,10 @@ func (m *WriteMetric) series(now time.Time) (remotewrite.TimeSeries, *remotewrit
 	case m.Histogram != nil && len(bytes.TrimSpace(m.Value)) > 0:
 		return reject(remotewrite.ReasonInvalidValue, "value and histogram given: a metric carries one of them")
 	case m.Histogram != nil:
+		if n := m.Histogram.longest(); maxBuckets > 0 && n > maxBuckets {
+			return reject(remotewrite.ReasonInvalidHistogram, "histogram: %d spans, buckets or custom values, more than %d %s",
+				n, maxBuckets, tenancy.Global("--ingest.max-buckets-per-histogram").Raise())
+		}
 		h, err := m.Histogram.histogram(t)
 		if err != nil {
 			return reject(remotewrite.ReasonInvalidHistogram, "histogram: %v", err)
@@ -323,6 +328,12 @@ var metricTypes = map[string]int32{
 var resetHintsByName = map[string]histogram.CounterResetHint{
 	"": histogram.UnknownCounterReset, "unknown": histogram.UnknownCounterReset,
 	"reset": histogram.CounterReset, "not_reset": histogram.NotCounterReset, "gauge": histogram.GaugeType,
+}
+
+// longest is the length of h's longest list of spans, counts or custom
+// values.
+func (h *WriteHistogram) longest() int {
+	return max(len(h.PositiveSpans), len(h.NegativeSpans), len(h.PositiveCounts), len(h.NegativeCounts), len(h.CustomValues))
 }
 
 // histogram returns h as a decoded Histogram at timestamp t: an integer

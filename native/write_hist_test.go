@@ -114,3 +114,30 @@ func requireSameHistogram(t *testing.T, want *histogram.Histogram, got point) {
 	require.NotNil(t, got.H, "an integer histogram")
 	require.True(t, want.Equals(got.H), "want %v, got %v", want, got.H)
 }
+
+// A histogram with more spans, buckets or custom values than
+// --ingest.max-buckets-per-histogram is rejected on its own, as remote
+// write refuses it, however it fits the body.
+func TestWriteHistogramBucketBound(t *testing.T) {
+	store := openStore(t)
+	cfg := testConfig(t)
+	cfg.MaxBucketsPerHistogram = 4
+	h := newWrite(cfg, store, nil, prometheus.NewRegistry())
+	body := `{"metrics":[
+		{"name":"four","histogram":{"schema":0,"count":4,"sum":1,"positive_spans":[{"offset":0,"length":4}],"positive_counts":[1,1,1,1]}},
+		{"name":"five","histogram":{"schema":0,"count":5,"sum":1,"positive_spans":[{"offset":0,"length":5}],"positive_counts":[1,1,1,1,1]}},
+		{"name":"spans","histogram":{"schema":0,"count":0,"sum":0,"negative_spans":[{"offset":0,"length":0},{"offset":0,"length":0},{"offset":0,"length":0},{"offset":0,"length":0},{"offset":0,"length":0}]}},
+		{"name":"custom","histogram":{"schema":-53,"count":0,"sum":0,"custom_values":[1,2,3,4,5]}}
+	]}`
+	w := postNative(h, &writer, body, nil)
+	require.Equal(t, http.StatusBadRequest, w.Code, w.Body.String())
+	resp := nativeResponse(t, w)
+	require.Equal(t, 1, resp.Accepted, w.Body.String())
+	require.Len(t, resp.Errors, 3, w.Body.String())
+	for i, e := range resp.Errors {
+		require.Equal(t, i+1, e.Index)
+		require.Equal(t, remotewrite.ReasonInvalidHistogram, e.Reason)
+		require.Contains(t, e.Message, "more than 4 (raise --ingest.max-buckets-per-histogram)")
+	}
+	require.Len(t, readPoints(t, store, writer.Tenant), 1)
+}

@@ -149,7 +149,7 @@ func attack(t *testing.T, flags []string, latency bool) {
 	require.Empty(t, quiet.failures, "tenant A's queries fail on a quiet server")
 	t.Logf("tenant A quiet: %d queries, p99 %s", len(quiet.latencies), quietP99)
 
-	cases := attackCases(t, s)
+	cases := append(attackCases(t, s), fidelityAttackCases(t, s)...)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { s.runCase(t, c) })
 		s.ensureUp(t)
