@@ -152,7 +152,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.IntVar(&c.MaxBucketsPerHistogram, "ingest.max-buckets-per-histogram", d.MaxBucketsPerHistogram,
 		"Most spans, buckets or custom bucket bounds (each, per side) one native histogram sample may carry; a remote write request holding a larger one gets 413.")
 	f.IntVar(&c.MaxPendingMetadata, "ingest.max-pending-metadata", d.MaxPendingMetadata,
-		"Most remote write 1.0 metadata entries, all tenants, kept in memory until a series of their metric family arrives (Prometheus sends metadata apart from samples); beyond it, metadata of new families waits for its next sending.")
+		"Most remote write 1.0 metadata entries, all tenants, kept in memory until a series of their metric family arrives (Prometheus sends metadata apart from samples); each tenant holds at most its --limits.max-metadata of them (override max_metadata); beyond either, metadata of new families waits for its next sending.")
 	f.BoolVar(&c.StartZeroIngestion, "ingest.created-timestamp-zero-ingestion", d.StartZeroIngestion,
 		"Store a zero sample at the start (created) timestamp of a counter or histogram sample that carries one (remote write 2.0), once per series and start timestamp, as Prometheus' created-timestamp-zero-ingestion feature does. Off by default, as in Prometheus 3: queries then answer what a Prometheus receiving the same writes answers; on, rate() and increase() count the first increase of a new or reset counter.")
 	f.IntVar(&c.StartZeroCacheSize, "ingest.created-timestamp-cache-size", d.StartZeroCacheSize,

@@ -229,7 +229,7 @@ func TestWriteV1MetadataApart(t *testing.T) {
 // The pending metadata is bounded: families beyond
 // --ingest.max-pending-metadata wait for their next sending.
 func TestPendingMetadataBounded(t *testing.T) {
-	p := newPendingMetadata(2)
+	p := newPendingMetadata(2, nil)
 	p.put("a", map[string]metadata.Metadata{"x": {Help: "1"}, "y": {Help: "2"}, "z": {Help: "3"}}, true)
 	require.Len(t, p.take("a"), 2)
 	require.False(t, p.has("a"))
@@ -239,6 +239,21 @@ func TestPendingMetadataBounded(t *testing.T) {
 	p.put("a", map[string]metadata.Metadata{"x": {Help: "newer"}}, true)
 	p.put("a", map[string]metadata.Metadata{"x": {Help: "older"}}, false)
 	require.Equal(t, map[string]metadata.Metadata{"x": {Help: "newer"}}, p.take("a"))
+}
+
+// No tenant's pending metadata crowds out another's: each holds at most
+// its max_metadata, the most families it may keep anyway.
+func TestPendingMetadataPerTenant(t *testing.T) {
+	p := newPendingMetadata(10, func(id tenancy.ID) int { return map[tenancy.ID]int{"noisy": 3}[id] })
+	noisy := map[string]metadata.Metadata{}
+	for i := range 8 {
+		noisy[fmt.Sprint("f", i)] = metadata.Metadata{Help: "x"}
+	}
+	p.put("noisy", noisy, true)
+	p.put("noisy", map[string]metadata.Metadata{"g": {Help: "y"}}, true)
+	p.put("quiet", map[string]metadata.Metadata{"a": {Help: "1"}, "b": {Help: "2"}}, true)
+	require.Len(t, p.take("noisy"), 3)
+	require.Len(t, p.take("quiet"), 2, "the noisy tenant left room")
 }
 
 func TestFamilyName(t *testing.T) {

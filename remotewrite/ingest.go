@@ -207,7 +207,7 @@ func NewIngester(cfg Config, limiter Limiter, logger *slog.Logger, reg prometheu
 		startZero = storage.NewStartZeroCache(cfg.StartZeroCacheSize)
 	}
 	return &Ingester{
-		pending:   newPendingMetadata(cfg.MaxPendingMetadata),
+		pending:   newPendingMetadata(cfg.MaxPendingMetadata, metadataLimit(limiter)),
 		startZero: startZero,
 		cfg:       cfg,
 		limiter:   limiter,
@@ -222,6 +222,15 @@ func NewIngester(cfg Config, limiter Limiter, logger *slog.Logger, reg prometheu
 			return st
 		}},
 	}
+}
+
+// metadataLimit is the per-tenant bound on metadata of limiter, when it
+// has one (tenancy.Limits' MaxMetadata).
+func metadataLimit(limiter Limiter) storage.TenantLimit {
+	if l, ok := limiter.(interface{ MaxMetadata(tenancy.ID) int }); ok {
+		return l.MaxMetadata
+	}
+	return nil
 }
 
 // Config is the configuration g was built with.
