@@ -101,6 +101,11 @@ type Route struct {
 	// the buffered body from r.Body as usual.
 	ReadBody        int64
 	ReadBodySetting tenancy.Setting
+	// ReadBodyTimeout, if set, is how long a ReadBody route's client has
+	// to send the whole body (in place of Options.BodyReadTimeout: it must
+	// not be longer); slower is a 400 naming ReadBodyTimeoutSetting.
+	ReadBodyTimeout        time.Duration
+	ReadBodyTimeoutSetting tenancy.Setting
 	// Headers, if set, adds the headers every response of the route
 	// carries (CORS), before anything else runs.
 	Headers func(http.ResponseWriter, *http.Request)

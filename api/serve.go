@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
+	"time"
 
 	"github.com/gorilla/mux"
 
@@ -63,12 +65,7 @@ func serveTenant(rt Route, queries QueryAdmitter, tenants TenantOpener, render f
 			}
 		}
 		if rt.ReadBody > 0 && r.Body != nil {
-			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, rt.ReadBody))
-			_ = r.Body.Close()
-			var tooLarge *http.MaxBytesError
-			if errors.As(err, &tooLarge) {
-				err = apierror.Limit(apierror.TooLarge, rt.ReadBodySetting, "request body larger than %d bytes", rt.ReadBody)
-			}
+			body, err := rt.readBody(w, r)
 			if err != nil {
 				fail(w, r, render, err)
 				return
@@ -93,6 +90,35 @@ func serveTenant(rt Route, queries QueryAdmitter, tenants TenantOpener, render f
 		}
 		respond(w, r, rt.format(r), res, render)
 	})
+}
+
+// readBody reads the whole body of a ReadBody route: at most ReadBody
+// bytes, within ReadBodyTimeout if set. The body is closed unread on an
+// error, so that the connection closes after the answer.
+func (rt Route) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	defer r.Body.Close()
+	tooLarge := func() error {
+		return apierror.Limit(apierror.TooLarge, rt.ReadBodySetting, "request body larger than %d bytes", rt.ReadBody)
+	}
+	if r.ContentLength > rt.ReadBody {
+		return nil, tooLarge()
+	}
+	rc := http.NewResponseController(w)
+	deadline := rt.ReadBodyTimeout > 0 && rc.SetReadDeadline(time.Now().Add(rt.ReadBodyTimeout)) == nil
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, rt.ReadBody))
+	var mbe *http.MaxBytesError
+	switch {
+	case err == nil:
+		if deadline { // the deadline is the body's only
+			err = rc.SetReadDeadline(time.Time{})
+		}
+		return body, err
+	case errors.As(err, &mbe):
+		return nil, tooLarge()
+	case deadline && errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, apierror.Limit(apierror.InvalidArgument, rt.ReadBodyTimeoutSetting, "request body not received within %s", rt.ReadBodyTimeout)
+	}
+	return nil, apierror.Wrap(apierror.InvalidArgument, err, "read request body")
 }
 
 // respond renders a Serve result: nil as 204, a Responder by itself,

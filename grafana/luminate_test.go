@@ -94,7 +94,7 @@ func newLuminate(t *testing.T, openStore func(reg prometheus.Registerer, limits 
 	queryAPI, err := promql.New(promql.DefaultConfig(), store, limits, logger, reg)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, queryAPI.Close()) })
-	remoteRead, err := remoteread.New(remoteread.DefaultConfig(), store, limits, logger, reg)
+	remoteRead, err := remoteread.New(remoteread.DefaultConfig(), limits, logger, reg)
 	require.NoError(t, err)
 
 	post := []string{http.MethodPost}
@@ -102,8 +102,10 @@ func newLuminate(t *testing.T, openStore func(reg prometheus.Registerer, limits 
 	routes := []api.Route{
 		{Path: "/api/v1/write", Methods: post, Scope: tenancy.ScopeWrite, Format: apierror.Text, Serve: remotewrite.NewHandler(ingester).Serve},
 		{Path: "/api/v1/metrics", Methods: post, Scope: tenancy.ScopeWrite, Format: apierror.Native, Serve: native.NewWrite(ingester, logger).Serve},
-		{Path: "/api/v1/read", Methods: post, Scope: tenancy.ScopeRead, Handler: remoteRead},
 	}
+	maxBody, bodySetting := remoteRead.ReadBody()
+	routes = append(routes, api.Route{Path: "/api/v1/read", Methods: post, Scope: tenancy.ScopeRead, Format: apierror.Text, Query: true,
+		ReadBody: maxBody, ReadBodySetting: bodySetting, Serve: remoteRead.Serve})
 	for _, ep := range queryAPI.Routes() {
 		routes = append(routes, api.Route{Path: ep.Path, Methods: ep.Methods, Name: ep.Name, Scope: tenancy.ScopeRead,
 			Format: apierror.Prometheus, Query: ep.Query, Headers: ep.Headers, Serve: ep.Serve})

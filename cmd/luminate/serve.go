@@ -289,14 +289,14 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	queryAPI.SetBuildInfo(promql.BuildInfo{ // the version stays Prometheus', which Grafana reads
 		Revision: version.GetRevision(), Branch: version.Branch, BuildUser: version.BuildUser, BuildDate: version.BuildDate,
 	})
-	// The remote-read handler sets its own body deadline (it reads the
-	// body before taking a slot), replacing the router's: it must not be
-	// the longer of the two.
+	// The remote-read route has its own body deadline (the router reads
+	// the body before taking a slot), replacing the router's: it must not
+	// be the longer of the two.
 	rrCfg := cfg.remoteRead
 	if cfg.readTimeout > 0 && rrCfg.BodyTimeout > cfg.readTimeout {
 		rrCfg.BodyTimeout = cfg.readTimeout
 	}
-	remoteRead, err := remoteread.New(rrCfg, store, limits, logger.With("component", "remoteread"), reg)
+	remoteRead, err := remoteread.New(rrCfg, limits, logger.With("component", "remoteread"), reg)
 	if err != nil {
 		return err
 	}
@@ -448,14 +448,18 @@ func waitForStore(ctx context.Context, store *storage.Opening, logger *slog.Logg
 // /api/v1/query (and /prometheus/api/v1/query) is the native query, which
 // answers JSON bodies itself and hands GETs and form POSTs to the
 // Prometheus API.
-func dataRoutes(remoteWrite, nativeWrite func(*http.Request, storage.Tenant) (any, error), remoteRead http.Handler, queryAPI *promql.API) []api.Route {
+func dataRoutes(remoteWrite, nativeWrite func(*http.Request, storage.Tenant) (any, error), remoteRead *remoteread.Handler, queryAPI *promql.API) []api.Route {
 	post := []string{http.MethodPost}
 	routes := []api.Route{
 		{Path: "/api/v1/write", Methods: post, Scope: tenancy.ScopeWrite, Format: apierror.Text, Serve: remoteWrite},
 		{Path: "/api/v1/push", Methods: post, Scope: tenancy.ScopeWrite, Format: apierror.Text, Serve: remoteWrite},
 		{Path: "/api/v1/metrics", Methods: post, Scope: tenancy.ScopeWrite, Format: apierror.Native, Serve: nativeWrite},
-		{Path: "/api/v1/read", Methods: post, Scope: tenancy.ScopeRead, Handler: remoteRead},
 	}
+	// Remote read: admitted as a query once its body is read.
+	maxBody, bodySetting := remoteRead.ReadBody()
+	timeout, timeoutSetting := remoteRead.BodyTimeout()
+	routes = append(routes, api.Route{Path: "/api/v1/read", Methods: post, Scope: tenancy.ScopeRead, Format: apierror.Text, Query: true,
+		ReadBody: maxBody, ReadBodySetting: bodySetting, ReadBodyTimeout: timeout, ReadBodyTimeoutSetting: timeoutSetting, Serve: remoteRead.Serve})
 	// The Prometheus HTTP API, under /api/v1 and /prometheus/api/v1, one
 	// route per endpoint so that metrics and logs name the endpoint; its
 	// errors, the router's refusals included, in Prometheus' envelope, as
