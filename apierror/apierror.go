@@ -168,7 +168,9 @@ func Classify(err error) Info {
 		k = Canceled
 	case errors.Is(err, storage.ErrUnavailable):
 		k = Unavailable
-	case errors.Is(err, storage.ErrSeriesLimit), errors.Is(err, storage.ErrTenantLabel):
+	case errors.Is(err, storage.ErrSeriesLimit):
+		k, limitID = InvalidArgument, storage.SeriesLimitSetting().ID
+	case errors.Is(err, storage.ErrTenantLabel):
 		k = InvalidArgument
 	case errors.Is(err, tenancy.ErrNoTenant), errors.Is(err, tenancy.ErrUnauthenticated):
 		k = Unauthenticated

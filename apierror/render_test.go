@@ -36,7 +36,7 @@ func TestWrite(t *testing.T) {
 		{"rate limited", &tenancy.LimitError{Tenant: "acme", Limit: "ingestion_rate", RetryAfter: 1500 * time.Millisecond, Msg: "over ingestion_rate; raise --limits.ingestion-rate"}, 429, "rate_limited", "too_many_requests", "", "ingestion_rate", "2", "raise --limits.ingestion-rate"},
 		{"limit helper", apierror.Limit(apierror.TooLarge, tenancy.Global("--ingest.max-request-bytes"), "body of %d bytes", 9), 413, "invalid_argument", "bad_data", "", "ingest.max-request-bytes", "", "body of 9 bytes (raise --ingest.max-request-bytes)"},
 		{"unauthenticated", tenancy.ErrUnauthenticated, 401, "unauthenticated", "unauthorized", "", "", "", "unauthenticated"},
-		{"series limit", storage.ErrSeriesLimit, 400, "invalid_argument", "bad_data", "", "", "", "active series limit"},
+		{"series limit", storage.SeriesLimitError("acme", 5, 5, `{a="b"}`), 400, "invalid_argument", "bad_data", "", "max_active_series", "", "the limit is 5 (raise --limits.max-active-series or its per-tenant override max_active_series)"},
 		{"internal", errors.New("disk said secret things"), 500, "internal", "internal", "", "", "", "internal error; the server log has the details under request_id req-7"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

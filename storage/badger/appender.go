@@ -113,8 +113,7 @@ func (a *appender) add(lset labels.Labels, smp sample) error {
 	}
 	if a.st.cfg.SeriesLimits != nil {
 		if limit := a.st.cfg.SeriesLimits(a.id); limit > 0 && int(a.t.active.Load())+len(a.newLabels) >= limit {
-			return fmt.Errorf("%w: tenant %s has %d active series, the limit is %d (raise --limits.max-active-series or the tenant's max_active_series override): %s",
-				storage.ErrSeriesLimit, a.id, a.t.active.Load(), limit, lset.String())
+			return storage.SeriesLimitError(a.id, int(a.t.active.Load()), limit, lset.String())
 		}
 	}
 	if a.newByHash == nil {

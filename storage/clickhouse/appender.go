@@ -235,8 +235,7 @@ func (a *appender) ensureSeries(fp uint64, h int32, t int64, lset labels.Labels)
 			if limit := limits(a.ts.id); limit > 0 && len(st.series) >= limit {
 				n := len(st.series)
 				st.mu.Unlock()
-				return nil, 0, fmt.Errorf("%w: tenant %s has %d active series, the limit is %d (raise --limits.max-active-series or the tenant's override): %s",
-					storage.ErrSeriesLimit, a.ts.id, n, limit, lset)
+				return nil, 0, storage.SeriesLimitError(a.ts.id, n, limit, lset.String())
 			}
 		}
 		e = newSeriesEntry()

@@ -132,12 +132,12 @@ func (q *querier) maxSamples() int {
 
 // tooManySamples is the error of a select of more than n samples.
 func tooManySamples(n int) error {
-	return apierror.New(apierror.Execution, "query would load more than %d samples (raise --limits.max-samples-per-query or its per-tenant override max_samples_per_query)", n)
+	return apierror.Limit(apierror.Execution, tenancy.PerTenant("--limits.max-samples-per-query", "max_samples_per_query"), "query would load more than %d samples", n)
 }
 
 // tooManySeries is the error of a select of more than n series.
 func tooManySeries(n int) error {
-	return apierror.New(apierror.Execution, "query would load more than %d series (raise --limits.max-series-per-query or its per-tenant override max_series_per_query)", n)
+	return apierror.Limit(apierror.Execution, tenancy.PerTenant("--limits.max-series-per-query", "max_series_per_query"), "query would load more than %d series", n)
 }
 
 // labelOrderExpr orders series rows as labels.Compare orders their
