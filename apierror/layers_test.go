@@ -30,9 +30,9 @@ const protocols = 2
 
 // peerImports are the imports allowed between protocols: the native write
 // and OTLP ingest through remote write's pipeline (its validation, limits
-// and in-flight budget).
+// and in-flight budget), and the native query runs on the PromQL engine.
 var peerImports = map[string][]string{
-	"native": {"remotewrite"},
+	"native": {"remotewrite", "promql"},
 	"otlp":   {"remotewrite"},
 }
 

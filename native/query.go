@@ -42,6 +42,7 @@ import (
 	"github.com/prometheus/prometheus/util/annotations"
 
 	"github.com/luminate-io/luminate/apierror"
+	"github.com/luminate-io/luminate/promql"
 	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/tenancy"
 )
@@ -632,48 +633,15 @@ func decodeGroupBy(raw json.RawMessage) ([]string, error) {
 	return out, nil
 }
 
-// Engine runs the PromQL a native query is translated to: package
-// promql's, under the Prometheus API's limits (--query.* and the tenant's
-// series and samples per query), with errors apierror classifies and that
-// name the setting raising a limit. The router has admitted the query.
+// Engine runs the PromQL a native query is translated to: *promql.API,
+// under the Prometheus API's limits (--query.* and the tenant's series
+// and samples per query), with errors apierror classifies and that name
+// the setting raising a limit. The router has admitted the query.
 type Engine interface {
-	Exec(ctx context.Context, t storage.Tenant, req ExecRequest) (*ExecResult, error)
+	Exec(ctx context.Context, t storage.Tenant, req promql.ExecRequest) (*promql.ExecResult, error)
 	// Timeout is --query.timeout, which bounds the index reads of the
 	// metrics, dimensions and dimension_values types too.
 	Timeout() time.Duration
-}
-
-// ExecRequest is one PromQL query run by Engine.Exec.
-type ExecRequest struct {
-	// Query is the PromQL expression; a syntax error is an
-	// InvalidArgument naming the field "query".
-	Query string
-	// Start and End bound a range query (Start <= End); an instant query
-	// has Start equal to End and Step 0.
-	Start, End time.Time
-	// Step is the resolution of a range query; 0 for an instant query.
-	Step time.Duration
-	// Lookback overrides --query.lookback-delta for this query when > 0.
-	Lookback time.Duration
-	// HistogramKinds asks for ExecResult.IntegerHistogram.
-	HistogramKinds bool
-}
-
-// ExecResult is the result of Engine.Exec.
-type ExecResult struct {
-	Value    parser.Value
-	Warnings annotations.Annotations
-	// SeriesScanned is the number of series the query's selectors loaded.
-	SeriesScanned int64
-	// SamplesScanned is the number of samples the engine read.
-	SamplesScanned int64
-	// IntegerHistogram reports whether the histogram sample of the series
-	// ls at t was stored as an integer histogram (the engine turns them
-	// all into float histograms); it holds for a selector's own samples
-	// when the request asked for HistogramKinds.
-	IntegerHistogram func(ls labels.Labels, t int64) bool
-	// Close returns the query's memory to the engine, once Value is read.
-	Close func()
 }
 
 // Query serves /api/v1/query: native JSON queries, and the rest through
@@ -853,7 +821,7 @@ func (h *Query) serve(r *http.Request, t storage.Tenant) (*QueryResponse, error)
 
 // exec runs req on the engine and accounts its cost in resp, which
 // releases the result once its Data is built.
-func (h *Query) exec(ctx context.Context, t storage.Tenant, req ExecRequest, resp *QueryResponse) (*ExecResult, error) {
+func (h *Query) exec(ctx context.Context, t storage.Tenant, req promql.ExecRequest, resp *QueryResponse) (*promql.ExecResult, error) {
 	res, err := h.engine.Exec(ctx, t, req)
 	if err != nil {
 		return nil, err
@@ -900,7 +868,7 @@ func rangeOf(vs *parser.VectorSelector, start, end time.Time) *parser.MatrixSele
 // at end.
 func (h *Query) raw(ctx context.Context, t storage.Tenant, q *QueryRequest, resp *QueryResponse) error {
 	expr := rangeOf(q.selector(), q.Start, q.End).String()
-	res, err := h.exec(ctx, t, ExecRequest{Query: expr, Start: q.End, End: q.End, HistogramKinds: true}, resp)
+	res, err := h.exec(ctx, t, promql.ExecRequest{Query: expr, Start: q.End, End: q.End, HistogramKinds: true}, resp)
 	if err != nil {
 		return err
 	}
@@ -939,7 +907,7 @@ func (h *Query) latest(ctx context.Context, t storage.Tenant, q *QueryRequest, r
 		lookback = defaultLookback
 	}
 	expr := (&parser.MatrixSelector{VectorSelector: q.selector(), Range: lookback}).String()
-	res, err := h.exec(ctx, t, ExecRequest{Query: expr, Start: at, End: at, HistogramKinds: true}, resp)
+	res, err := h.exec(ctx, t, promql.ExecRequest{Query: expr, Start: at, End: at, HistogramKinds: true}, resp)
 	if err != nil {
 		return err
 	}
@@ -991,7 +959,7 @@ func (h *Query) aggregate(ctx context.Context, t storage.Tenant, q *QueryRequest
 	last := q.Start.Add(time.Duration(n) * q.Interval) // end of the last bucket, exclusive
 	if phi, ok := quantiles[q.Aggregation]; ok {
 		expr := rangeOf(q.selector(), q.Start, last.Add(-time.Millisecond)).String()
-		res, err := h.exec(ctx, t, ExecRequest{Query: expr, Start: last.Add(-time.Millisecond), End: last.Add(-time.Millisecond)}, resp)
+		res, err := h.exec(ctx, t, promql.ExecRequest{Query: expr, Start: last.Add(-time.Millisecond), End: last.Add(-time.Millisecond)}, resp)
 		if err != nil {
 			return err
 		}
@@ -1000,7 +968,7 @@ func (h *Query) aggregate(ctx context.Context, t storage.Tenant, q *QueryRequest
 	}
 	expr := aggregateExpr(q).String()
 	offset := q.Interval - time.Millisecond
-	res, err := h.exec(ctx, t, ExecRequest{Query: expr, Start: q.Start.Add(offset), End: last.Add(-time.Millisecond), Step: q.Interval}, resp)
+	res, err := h.exec(ctx, t, promql.ExecRequest{Query: expr, Start: q.Start.Add(offset), End: last.Add(-time.Millisecond), Step: q.Interval}, resp)
 	if err != nil {
 		return err
 	}
@@ -1109,7 +1077,7 @@ func quantile(phi float64, vs []float64) float64 {
 // promql answers a promql query, instant at time (default now) or over
 // start, end and step.
 func (h *Query) promql(ctx context.Context, t storage.Tenant, q *QueryRequest, resp *QueryResponse) error {
-	req := ExecRequest{Query: q.Query, Lookback: q.Lookback}
+	req := promql.ExecRequest{Query: q.Query, Lookback: q.Lookback}
 	if q.ranged() {
 		req.Start, req.End, req.Step = q.Start, q.End, q.Step
 	} else {

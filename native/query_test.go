@@ -2,7 +2,6 @@ package native_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -24,7 +23,6 @@ import (
 	"github.com/luminate-io/luminate/native"
 	"github.com/luminate-io/luminate/promql"
 	"github.com/luminate-io/luminate/remotewrite"
-	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/storage/badger"
 	"github.com/luminate-io/luminate/tenancy"
 )
@@ -71,7 +69,7 @@ func newQueryEnv(t *testing.T, limits tenancy.TenantLimits) *queryEnv {
 			prom = ep
 		}
 	}
-	query := native.NewQuery(promEngine{engine}, prom.Serve)
+	query := native.NewQuery(engine, prom.Serve)
 
 	post, getPost := []string{http.MethodPost}, []string{http.MethodGet, http.MethodPost}
 	h, err := api.NewRouter(api.Options{
@@ -151,18 +149,6 @@ func (e *queryEnv) write(t *testing.T, tenant tenancy.ID, samples []sample) {
 	require.NoError(t, err)
 	resp, b := e.send(t, http.MethodPost, "/api/v1/metrics", e.token(tenant, tenancy.ScopeWrite), "application/json", body)
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(b))
-}
-
-// promEngine is promql's engine as native.Engine, as cmd/luminate adapts it.
-type promEngine struct{ *promql.API }
-
-func (e promEngine) Exec(ctx context.Context, t storage.Tenant, req native.ExecRequest) (*native.ExecResult, error) {
-	res, err := e.API.Exec(ctx, t.ID(), promql.ExecRequest(req))
-	if err != nil {
-		return nil, err
-	}
-	return &native.ExecResult{Value: res.Value, Warnings: res.Warnings, SeriesScanned: res.SeriesScanned,
-		SamplesScanned: res.SamplesScanned, IntegerHistogram: res.IntegerHistogram, Close: res.Close}, nil
 }
 
 // The test data of tenant acme. Every value is small and hand-checkable.

@@ -468,7 +468,7 @@ func dataRoutes(remoteWrite, nativeWrite func(*http.Request, storage.Tenant) (an
 		rt := api.Route{Path: ep.Path, Methods: ep.Methods, Name: ep.Name, Scope: tenancy.ScopeRead,
 			Format: apierror.Prometheus, Query: ep.Query, Headers: ep.Headers, Serve: ep.Serve}
 		if ep.Path == "/api/v1/query" || ep.Path == "/prometheus/api/v1/query" { // shared with the native query
-			nq := native.NewQuery(nativeEngine{queryAPI}, ep.Serve)
+			nq := native.NewQuery(queryAPI, ep.Serve)
 			rt.FormatOf, rt.Serve = nq.FormatOf, nq.Serve
 		}
 		routes = append(routes, rt)
