@@ -11,7 +11,8 @@
 // authenticates, checks scope, admits queries and renders the results and
 // errors native's Serve functions return (apierror.Native). It does not
 // run PromQL itself: queries are translated to PromQL and run on an Engine
-// (package promql's, handed in by cmd/luminate), and requests to
-// /api/v1/query that are not native JSON go to the Prometheus API's own
-// Serve, also handed in. It imports neither api nor promql.
+// (*promql.API, handed in by cmd/luminate), and requests to /api/v1/query
+// that are not native JSON go to the Prometheus API's own Serve, also
+// handed in. It writes through remotewrite's Ingester, so a native write
+// obeys every rule of remote write. It does not import api.
 package native
