@@ -1,6 +1,7 @@
 package badger
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -293,7 +294,7 @@ func (s *Store) applyTo(t *tenant, samples []pendingSample, now int64, rb *repla
 // lastWriteWins sorts samples, given in the order they were written, by
 // time, and keeps the last written of equal timestamps.
 func lastWriteWins(list []sample) []sample {
-	slices.SortStableFunc(list, func(a, b sample) int { return cmpInt64(a.t, b.t) })
+	slices.SortStableFunc(list, func(a, b sample) int { return cmp.Compare(a.t, b.t) })
 	out := list[:0]
 	for i, smp := range list {
 		if i+1 < len(list) && list[i+1].t == smp.t {

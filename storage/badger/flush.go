@@ -2,6 +2,7 @@ package badger
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -215,7 +216,7 @@ func overlapLocked(it *bdb.Iterator, t *tenant, ser *series, lo, hi int64, nearb
 		}
 		ov.oldKeys = append(ov.oldKeys, it.Item().KeyCopy(nil))
 	}
-	slices.SortStableFunc(ov.old, func(a, b sample) int { return cmpInt64(a.t, b.t) })
+	slices.SortStableFunc(ov.old, func(a, b sample) int { return cmp.Compare(a.t, b.t) })
 	return ov, nil
 }
 
@@ -283,14 +284,4 @@ func (s *Store) setSeriesRecordLocked(wb *bdb.WriteBatch, t *tenant, ser *series
 		*errs = append(*errs, err)
 	}
 	return true
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -1,6 +1,7 @@
 package clickhouse
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -311,20 +312,10 @@ func (q *querier) Select(ctx context.Context, sortSeries bool, hints *promstorag
 		slices.SortFunc(list, func(a, b resolved) int { return labels.Compare(a.lset, b.lset) })
 	} else {
 		// Fingerprint order: a batch reads a narrow stretch of the table.
-		slices.SortFunc(list, func(a, b resolved) int { return cmpUint64(a.fp, b.fp) })
+		slices.SortFunc(list, func(a, b resolved) int { return cmp.Compare(a.fp, b.fp) })
 	}
 	set.list = list
 	return set
-}
-
-func cmpUint64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Samples are read in batches of series. A batch is one query whose rows
