@@ -128,9 +128,8 @@ func respond(w http.ResponseWriter, r *http.Request, f apierror.Format, res any,
 	case nil:
 		w.WriteHeader(http.StatusNoContent)
 	case Responder:
-		rec := &startedWriter{ResponseWriter: w}
-		if err := v.Respond(rec, r); err != nil {
-			if !rec.started {
+		if err := v.Respond(w, r); err != nil {
+			if rec, ok := w.(*responseRecorder); !ok || rec.status == 0 {
 				fail(w, r, render, err)
 				return
 			}
@@ -156,28 +155,3 @@ type promSuccess struct {
 	Status string `json:"status"`
 	Data   any    `json:"data"`
 }
-
-// startedWriter notes whether a response has started.
-type startedWriter struct {
-	http.ResponseWriter
-	started bool
-}
-
-func (w *startedWriter) WriteHeader(code int) {
-	w.started = true
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *startedWriter) Write(b []byte) (int, error) {
-	w.started = true
-	return w.ResponseWriter.Write(b)
-}
-
-// Flush sends buffered data to the client.
-func (w *startedWriter) Flush() {
-	w.started = true
-	_ = http.NewResponseController(w.ResponseWriter).Flush()
-}
-
-// Unwrap lets http.ResponseController reach the connection.
-func (w *startedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
