@@ -156,7 +156,16 @@ func attack(t *testing.T, flags []string, latency bool) {
 	}
 	t.Run("remote read slow uploads", s.slowUploads)
 	s.ensureUp(t)
-	t.Run("mixed", func(t *testing.T) { s.mixed(t, cases, quietP99, latency) })
+	// The mixed run sends the attacks that must be refused; the heavy
+	// writes a tenant may legitimately make (anyAnswer) are held to their
+	// bounds one at a time above.
+	var refused []attackCase
+	for _, c := range cases {
+		if c.accept.lo >= 400 {
+			refused = append(refused, c)
+		}
+	}
+	t.Run("mixed", func(t *testing.T) { s.mixed(t, refused, quietP99, latency) })
 }
 
 func newAttackServer(t *testing.T, flags []string) *attackServer {
