@@ -15,9 +15,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/prometheus/storage/remote/otlptranslator/prometheusremotewrite"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
-	"github.com/prometheus/prometheus/storage/remote/otlptranslator/prometheusremotewrite"
 
 	"github.com/luminate-io/luminate/apierror"
 	"github.com/luminate-io/luminate/remotewrite"
