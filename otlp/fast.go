@@ -1,0 +1,289 @@
+package otlp
+
+import (
+	"context"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/otlptranslator"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
+	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/storage/remote/otlptranslator/prometheusremotewrite"
+)
+
+// The fast converter reads a protobuf ExportMetricsServiceRequest without
+// pdata and appends what prometheusremotewrite.PrometheusConverter.FromMetrics
+// would append for it, call for call. It handles gauges and cumulative sums
+// (int and double points, exemplars on sums, stale markers, start times,
+// target_info, job/instance, promoted resource attributes, scope labels,
+// type and unit labels, every naming strategy). It works in two passes: the
+// first reads and checks the whole request into reused slices, and gives up
+// (ok=false, nothing appended) on anything it does not handle or that the
+// upstream converter would report as an error or a warning; the second
+// appends. Steady state, it allocates nothing per data point: the state is
+// pooled, names are cached, label values alias the body and each series'
+// labels are written over one buffer (appenders copy the labels they keep).
+
+// Limits past which the fast path leaves a request to the upstream path.
+const (
+	fastMaxAttrs      = 128   // attributes of one map (duplicate checks are quadratic)
+	fastMaxTargetInfo = 1024  // target_info samples of one resource
+	fastMaxCache      = 16384 // entries of one name cache before it is cleared
+)
+
+type fastConv struct{ pool sync.Pool }
+
+func newFastConverter() fastConverter { return &fastConv{} }
+
+func (f *fastConv) convert(ctx context.Context, body []byte, s prometheusremotewrite.Settings, app promstorage.AppenderV2) (ConvertStats, bool, error) {
+	if ctx.Err() != nil {
+		return ConvertStats{}, false, nil
+	}
+	st, _ := f.pool.Get().(*fastState)
+	if st == nil {
+		st = &fastState{}
+	}
+	defer f.pool.Put(st)
+	defer st.release()
+	if !st.read(body, &s) {
+		return ConvertStats{}, false, nil
+	}
+	stats, err := st.append(ctx, &s, app)
+	return stats, true, err
+}
+
+const (
+	kvEmpty = iota
+	kvStr
+	kvBool
+	kvInt
+	kvDouble
+	kvBytes
+)
+
+// fastKV is one attribute; key and str alias the body.
+type fastKV struct {
+	key  string
+	name string // the label name key translates to, where it was needed
+	str  string
+	num  uint64
+	kind uint8
+}
+
+type fastRes struct {
+	kv0, kv1     int // attributes in kvs
+	sc0, sc1     int // scopes
+	pr0, pr1     int // promoted labels in ctxLabels
+	minTs, maxTs uint64
+	points       bool
+	job, inst    string
+	haveRes      bool
+}
+
+type fastScope struct {
+	name, version, schemaURL string
+	kv0, kv1                 int // attributes in kvs
+	sl0, sl1                 int // otel_scope_* labels in ctxLabels
+	m0, m1                   int // metrics
+	haveScope                bool
+	promote                  bool
+}
+
+const (
+	fastGauge = iota + 1
+	fastSum
+)
+
+type fastMetric struct {
+	name, unit, desc string
+	kind             uint8
+	monotonic        bool
+	temporality      int32
+	p0, p1           int // points
+	promName         string
+	meta             metadata.Metadata
+	typeLabel        string
+	unitLabel        string
+}
+
+type fastPoint struct {
+	kv0, kv1 int // attributes in kvs
+	ex0, ex1 int // exemplars
+	st, t    uint64
+	v        float64
+	flags    uint32
+}
+
+type fastExemplar struct {
+	kv0, kv1 int // attributes in exKVs
+	t        uint64
+	v        float64
+	hasValue bool
+	trace    []byte // 0 or 16 bytes, aliasing the body
+	span     []byte // 0 or 8 bytes
+}
+
+type fastCacheKey struct {
+	namespace                         string
+	suffixes, utf8, underscore, multi bool
+}
+
+// fastState is the reused memory of one conversion.
+type fastState struct {
+	body      []byte
+	kvs       []fastKV
+	exKVs     []fastKV
+	res       []fastRes
+	scopes    []fastScope
+	metrics   []fastMetric
+	points    []fastPoint
+	exs       []fastExemplar
+	ctxLabels []labels.Label // promoted and scope labels, per resource and scope
+	npoints   int
+
+	arena   []byte // values formatted for the request (resource, scope)
+	ptArena []byte // values formatted for one series
+	keyBuf  []byte
+	lb      []labels.Label
+	sb      labels.ScratchBuilder
+	out     labels.Labels
+	seen    map[fastTargetKey]struct{}
+
+	// Caches, valid for key.
+	key         fastCacheKey
+	labelNames  map[string]string
+	metricNames map[string]string
+	units       map[string]string
+	unitLabels  map[string]string
+	helps       map[string]string
+	targetName  string
+
+	// The promoted resource attributes of promSrc.
+	promSrc   *prometheusremotewrite.PromoteResourceAttributes
+	promAll   bool
+	promAttrs map[string]struct{}
+
+	labelNamer  otlptranslator.LabelNamer
+	metricNamer otlptranslator.MetricNamer
+}
+
+type fastTargetKey struct {
+	hash uint64
+	ts   int64
+}
+
+// release drops the state's references to the request.
+func (st *fastState) release() {
+	st.body = nil
+	clear(st.kvs)
+	clear(st.exKVs)
+	clear(st.res)
+	clear(st.scopes)
+	clear(st.metrics)
+	clear(st.exs)
+	clear(st.ctxLabels)
+	clear(st.lb)
+	st.kvs, st.exKVs, st.res, st.scopes = st.kvs[:0], st.exKVs[:0], st.res[:0], st.scopes[:0]
+	st.metrics, st.points, st.exs, st.ctxLabels = st.metrics[:0], st.points[:0], st.exs[:0], st.ctxLabels[:0]
+	st.lb = st.lb[:0]
+	st.sb.Reset()
+}
+
+// read is the first pass: it reads and checks body. False: leave the
+// request to the upstream path.
+func (st *fastState) read(body []byte, s *prometheusremotewrite.Settings) bool {
+	st.body = body
+	st.npoints = 0
+	st.arena = st.arena[:0]
+	if !st.setup(s) {
+		return false
+	}
+	r := wireReader{b: body}
+	for r.more() {
+		n, wt := r.tag()
+		if n != 1 || !r.check(wt, wireLen) {
+			return false
+		}
+		if b := r.bytes(); r.bad || !st.readResourceMetrics(b) {
+			return false
+		}
+	}
+	if r.bad {
+		return false
+	}
+	return st.resolve(s)
+}
+
+// setup validates the settings and resets the caches they invalidate.
+func (st *fastState) setup(s *prometheusremotewrite.Settings) bool {
+	key := fastCacheKey{
+		namespace: s.Namespace, suffixes: s.AddMetricSuffixes, utf8: s.AllowUTF8,
+		underscore: s.LabelNameUnderscoreSanitization, multi: s.LabelNamePreserveMultipleUnderscores,
+	}
+	if key != st.key || st.labelNames == nil {
+		key.namespace = strings.Clone(key.namespace)
+		st.key = key
+		st.labelNames = make(map[string]string)
+		st.metricNames = make(map[string]string)
+		st.units = make(map[string]string)
+		st.unitLabels = make(map[string]string)
+		st.helps = make(map[string]string)
+		st.targetName = "target_info"
+		if s.Namespace != "" {
+			st.targetName = s.Namespace + "_target_info"
+		}
+		st.labelNamer = otlptranslator.LabelNamer{
+			UTF8Allowed:                 s.AllowUTF8,
+			UnderscoreLabelSanitization: s.LabelNameUnderscoreSanitization, //nolint:staticcheck // as the upstream converter sets it
+			PreserveMultipleUnderscores: s.LabelNamePreserveMultipleUnderscores,
+		}
+		st.metricNamer = otlptranslator.MetricNamer{
+			Namespace:          key.namespace,
+			WithMetricSuffixes: s.AddMetricSuffixes,
+			UTF8Allowed:        s.AllowUTF8,
+		}
+	}
+	if st.seen == nil {
+		st.seen = make(map[fastTargetKey]struct{})
+	}
+	if s.PromoteResourceAttributes != st.promSrc {
+		if !st.readPromote(s.PromoteResourceAttributes) {
+			return false
+		}
+	}
+	if !s.DisableTargetInfo {
+		d := s.LookbackDelta
+		if d == 0 {
+			d = 5 * time.Minute
+		}
+		if d/2 <= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// readPromote reads the (unexported) fields of the promoted resource
+// attributes. If their shape is not the one known, the fast path gives up.
+func (st *fastState) readPromote(p *prometheusremotewrite.PromoteResourceAttributes) bool {
+	st.promSrc, st.promAll, st.promAttrs = p, false, nil
+	if p == nil {
+		return true
+	}
+	v := reflect.ValueOf(p).Elem()
+	all, attrs := v.FieldByName("promoteAll"), v.FieldByName("attrs")
+	if !all.IsValid() || all.Kind() != reflect.Bool || !attrs.IsValid() || attrs.Kind() != reflect.Map || attrs.Type().Key().Kind() != reflect.String || v.NumField() != 2 {
+		st.promSrc = nil
+		return false
+	}
+	st.promAll = all.Bool()
+	st.promAttrs = make(map[string]struct{}, attrs.Len())
+	it := attrs.MapRange()
+	for it.Next() {
+		st.promAttrs[it.Key().String()] = struct{}{}
+	}
+	return true
+}

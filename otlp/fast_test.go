@@ -1,0 +1,345 @@
+package otlp
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/storage/remote/otlptranslator/prometheusremotewrite"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+)
+
+// recorder is an AppenderV2 that writes down every Append call.
+type recorder struct {
+	calls []string
+	fail  func(n int) error // the error of the n-th call (from 0), if any
+}
+
+func (r *recorder) Append(ref promstorage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AOptions) (promstorage.SeriesRef, error) {
+	var ex strings.Builder
+	for _, e := range opts.Exemplars {
+		fmt.Fprintf(&ex, "{%s %x ts=%d hasTs=%v}", e.Labels.String(), math.Float64bits(e.Value), e.Ts, e.HasTs)
+	}
+	r.calls = append(r.calls, fmt.Sprintf("ref=%d %s st=%d t=%d v=%x h=%v fh=%v meta=%q/%q/%q family=%q ex=[%s]",
+		ref, ls.String(), st, t, math.Float64bits(v), h, fh, opts.Metadata.Type, opts.Metadata.Unit, opts.Metadata.Help, opts.MetricFamilyName, ex.String()))
+	if r.fail != nil {
+		if err := r.fail(len(r.calls) - 1); err != nil {
+			return 0, err
+		}
+	}
+	return 0, nil
+}
+
+func (r *recorder) Commit() error   { return nil }
+func (r *recorder) Rollback() error { return nil }
+
+// upstream converts body as the reference path does: pdata, then the
+// upstream converter.
+func upstream(t testing.TB, body []byte, s prometheusremotewrite.Settings, app promstorage.AppenderV2) (int, error, bool) {
+	req := pmetricotlp.NewExportRequest()
+	if err := req.UnmarshalProto(body); err != nil {
+		t.Fatalf("the fast path accepted a body pdata refuses: %v", err)
+	}
+	annots, err := prometheusremotewrite.NewPrometheusConverter(app).FromMetrics(context.Background(), req.Metrics(), s)
+	return req.Metrics().DataPointCount(), err, len(annots) > 0
+}
+
+// differ runs both paths over body and reports whether the fast path took it.
+func differ(t testing.TB, fc fastConverter, body []byte, s prometheusremotewrite.Settings) bool {
+	t.Helper()
+	fatalf := func(format string, args ...any) {
+		t.Helper()
+		t.Fatalf("settings %+v: "+format, append([]any{s}, args...)...)
+	}
+	var fast, ref recorder
+	stats, ok, err := fc.convert(context.Background(), body, s, &fast)
+	if !ok {
+		if len(fast.calls) > 0 {
+			fatalf("ok=false after %d appends", len(fast.calls))
+		}
+		return false
+	}
+	if err != nil {
+		fatalf("fast: %v", err)
+	}
+	points, uerr, warned := upstream(t, body, s, &ref)
+	if uerr != nil || warned {
+		fatalf("the fast path took a request the converter reports (err %v, warnings %v)", uerr, warned)
+	}
+	if stats.Points != points || stats.Rejected != 0 {
+		fatalf("stats %+v, want %d points", stats, points)
+	}
+	if len(fast.calls) != len(ref.calls) {
+		fatalf("%d appends, upstream %d\nfast: %s\nref:  %s", len(fast.calls), len(ref.calls), strings.Join(fast.calls, "\n      "), strings.Join(ref.calls, "\n      "))
+	}
+	for i := range fast.calls {
+		if fast.calls[i] != ref.calls[i] {
+			fatalf("append %d:\nfast: %s\nref:  %s", i, fast.calls[i], ref.calls[i])
+		}
+	}
+	return true
+}
+
+var (
+	genKeys = []string{
+		"service.name", "service.namespace", "service.instance.id", "host.name", "k8s.pod.name",
+		"http.method", "http_method", "a.b", "a_b", "a-b", "ünïcode", "9lead", "_under", "__dunder__",
+		"__name__", "job", "instance", "otel_scope_name", "le", "trace_id", "span_id", "x", "", "a..b", "日本",
+		"__type__", "__unit__",
+	}
+	// cleanKeys collide in no translation strategy.
+	cleanKeys      = []string{"service.name", "service.namespace", "service.instance.id", "host.name", "k8s.pod.name", "http.method", "ünïcode", "9lead", "le", "x", "job"}
+	genMetricNames = []string{
+		"http.server.requests", "cpu_usage", "memory.usage", "weird-name!", "ünicode.metric", "requests_total",
+		"process.runtime.go.gc.count", "system.cpu.utilization", "", "_x", "a..b", "ratio", "foo_seconds",
+	}
+	genUnits = []string{"", "1", "s", "ms", "By", "By/s", "{requests}", "%", "weird/unit", "1/s", "{packet}/s", "ünit"}
+	genStrs  = []string{"", "v", "value with space", "ü", "a;b", "x\"y", "line\nbreak", "GET", "日本語"}
+)
+
+type gen struct {
+	r *rand.Rand
+	// weird: also generate what the fast path leaves to the upstream path.
+	weird bool
+	keys  []string
+}
+
+func (g *gen) pick(xs []string) string { return xs[g.r.IntN(len(xs))] }
+
+func (g *gen) attrs(m pcommon.Map, n int) {
+	for range n {
+		k := g.pick(g.keys)
+		switch g.r.IntN(10) {
+		case 0:
+			m.PutInt(k, g.r.Int64N(2000)-1000)
+		case 1:
+			d := []float64{0, 1.5, -2, 1e-7, 1e21, 3.0, math.Inf(1), math.NaN(), 123456789.125}
+			m.PutDouble(k, d[g.r.IntN(len(d))])
+		case 2:
+			m.PutBool(k, g.r.IntN(2) == 0)
+		case 3:
+			m.PutEmptyBytes(k).FromRaw([]byte(g.pick(genStrs)))
+		case 4:
+			if g.weird && g.r.IntN(4) == 0 {
+				m.PutEmptySlice(k).AppendEmpty().SetStr("s")
+				continue
+			}
+			m.PutEmpty(k)
+		default:
+			m.PutStr(k, g.pick(genStrs))
+		}
+	}
+}
+
+func (g *gen) timestamp() pcommon.Timestamp {
+	base := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+	switch g.r.IntN(8) {
+	case 0:
+		if g.weird || g.r.IntN(10) == 0 {
+			return 0 // for a point's time: target_info from 1970, which the fast path leaves
+		}
+		return pcommon.Timestamp(base)
+	case 1:
+		return pcommon.Timestamp(base + g.r.Int64N(int64(20*time.Minute))) // several target_info samples
+	}
+	return pcommon.Timestamp(base + g.r.Int64N(int64(time.Minute)))
+}
+
+func (g *gen) numbers(ps pmetric.NumberDataPointSlice, exemplars bool) {
+	for range g.r.IntN(4) + 1 {
+		p := ps.AppendEmpty()
+		g.attrs(p.Attributes(), g.r.IntN(6))
+		p.SetTimestamp(g.timestamp())
+		if g.r.IntN(3) > 0 {
+			p.SetStartTimestamp(g.timestamp())
+		}
+		switch g.r.IntN(5) {
+		case 0:
+			p.SetIntValue(g.r.Int64N(1000) - 10)
+		case 1: // no value
+		default:
+			p.SetDoubleValue(g.r.Float64() * 100)
+		}
+		if g.r.IntN(8) == 0 {
+			p.SetFlags(pmetric.DefaultDataPointFlags.WithNoRecordedValue(true))
+		}
+		if exemplars && g.r.IntN(3) == 0 {
+			for range g.r.IntN(3) + 1 {
+				e := p.Exemplars().AppendEmpty()
+				e.SetTimestamp(g.timestamp())
+				if g.r.IntN(2) == 0 {
+					e.SetIntValue(g.r.Int64N(100))
+				} else {
+					e.SetDoubleValue(g.r.Float64())
+				}
+				if g.r.IntN(2) == 0 {
+					e.SetTraceID(pcommon.TraceID{1, 2, 3, byte(g.r.IntN(256)), 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16})
+				}
+				if g.r.IntN(2) == 0 {
+					e.SetSpanID(pcommon.SpanID{1, 2, 3, 4, 5, 6, 7, byte(g.r.IntN(256))})
+				}
+				g.attrs(e.FilteredAttributes(), g.r.IntN(3))
+				if g.r.IntN(6) == 0 {
+					e.FilteredAttributes().PutStr("long", strings.Repeat("x", 130))
+				}
+			}
+		}
+	}
+}
+
+func (g *gen) metrics() pmetric.Metrics {
+	md := pmetric.NewMetrics()
+	for range g.r.IntN(3) + 1 {
+		rm := md.ResourceMetrics().AppendEmpty()
+		g.attrs(rm.Resource().Attributes(), g.r.IntN(7))
+		if g.r.IntN(3) > 0 {
+			rm.Resource().Attributes().PutStr("service.name", g.pick([]string{"api", "db", "ü svc"}))
+		}
+		for range g.r.IntN(2) + 1 {
+			sm := rm.ScopeMetrics().AppendEmpty()
+			if g.r.IntN(3) > 0 {
+				sm.Scope().SetName(g.pick([]string{"io.opentelemetry.x", "lib", "ü"}))
+				sm.Scope().SetVersion(g.pick([]string{"", "1.2.3"}))
+				sm.SetSchemaUrl(g.pick([]string{"", "https://opentelemetry.io/schemas/1.26.0"}))
+				g.attrs(sm.Scope().Attributes(), g.r.IntN(3))
+			}
+			for range g.r.IntN(4) + 1 {
+				m := sm.Metrics().AppendEmpty()
+				m.SetName(g.pick(genMetricNames))
+				if !g.weird && m.Name() == "" {
+					m.SetName("unnamed") // the converter refuses the empty name
+				}
+				m.SetUnit(g.pick(genUnits))
+				m.SetDescription(g.pick([]string{"", "help text", "ü help"}))
+				kind := g.r.IntN(10)
+				if !g.weird {
+					kind %= 7
+				}
+				switch kind {
+				case 0, 1, 2:
+					g.numbers(m.SetEmptyGauge().DataPoints(), true)
+				case 3, 4, 5, 6:
+					s := m.SetEmptySum()
+					s.SetIsMonotonic(g.r.IntN(2) == 0)
+					s.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+					if g.weird && g.r.IntN(5) == 0 {
+						s.SetAggregationTemporality(pmetric.AggregationTemporalityDelta)
+					}
+					g.numbers(s.DataPoints(), true)
+				case 7:
+					m.SetEmptySummary().DataPoints().AppendEmpty().SetCount(3)
+				case 8:
+					h := m.SetEmptyHistogram()
+					h.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+					h.DataPoints().AppendEmpty().SetCount(3)
+				case 9:
+					m.SetEmptyGauge() // no points
+				}
+			}
+		}
+	}
+	return md
+}
+
+// settingsCases are the translation strategies and option combinations
+// the differential test runs.
+func settingsCases(r *rand.Rand) prometheusremotewrite.Settings {
+	var s prometheusremotewrite.Settings
+	switch r.IntN(4) {
+	case 0: // UnderscoreEscapingWithSuffixes
+		s.AddMetricSuffixes = true
+	case 1: // NoUTF8EscapingWithSuffixes
+		s.AllowUTF8, s.AddMetricSuffixes = true, true
+	case 2: // NoTranslation
+		s.AllowUTF8 = true
+	case 3: // UnderscoreEscapingWithoutSuffixes
+	}
+	s.DisableTargetInfo = r.IntN(4) == 0
+	switch r.IntN(4) {
+	case 1:
+		s.PromoteResourceAttributes = prometheusremotewrite.NewPromoteResourceAttributes(config.OTLPConfig{PromoteResourceAttributes: []string{"host.name", "k8s.pod.name", "a.b", "a_b", "job", "service.name"}})
+	case 2:
+		s.PromoteResourceAttributes = prometheusremotewrite.NewPromoteResourceAttributes(config.OTLPConfig{PromoteAllResourceAttributes: true, IgnoreResourceAttributes: []string{"service.instance.id", "x"}})
+	case 3:
+		s.PromoteResourceAttributes = prometheusremotewrite.NewPromoteResourceAttributes(config.OTLPConfig{})
+	}
+	s.KeepIdentifyingResourceAttributes = r.IntN(3) == 0
+	s.PromoteScopeMetadata = r.IntN(2) == 0
+	s.EnableTypeAndUnitLabels = r.IntN(3) == 0
+	if r.IntN(4) == 0 {
+		s.Namespace = "ns"
+	}
+	if r.IntN(4) == 0 {
+		s.ExternalLabels = map[string]string{"cluster": "c1", "job": "ext", "region": ""}
+	}
+	s.LabelNameUnderscoreSanitization = r.IntN(3) == 0
+	s.LabelNamePreserveMultipleUnderscores = r.IntN(3) == 0
+	if r.IntN(3) == 0 {
+		s.LookbackDelta = time.Minute
+	}
+	return s
+}
+
+// quietUpstream silences the converter's log.Println about overwritten
+// __name__ labels (a promoted resource attribute named __name__).
+func quietUpstream(t testing.TB) {
+	w := log.Writer()
+	log.SetOutput(io.Discard)
+	t.Cleanup(func() { log.SetOutput(w) })
+}
+
+func marshal(t testing.TB, md pmetric.Metrics) []byte {
+	body, err := pmetricotlp.NewExportRequestFromMetrics(md).MarshalProto()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
+
+// TestFastConvertDifferential compares the fast path with the upstream
+// converter, append for append, over random requests and settings.
+func TestFastConvertDifferential(t *testing.T) {
+	quietUpstream(t)
+	for _, c := range []struct {
+		name     string
+		weird    bool
+		keys     []string
+		minShare float64 // of the requests the fast path must take
+	}{
+		{"clean", false, cleanKeys, 0.8},
+		{"odd keys", false, genKeys, 0.2},
+		{"weird", true, genKeys, 0.02},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(1, uint64(len(c.name))))
+			g := gen{r: r, weird: c.weird, keys: c.keys}
+			const n = 3000
+			fc := newFastConverter()
+			took := 0
+			for range n {
+				md := g.metrics()
+				s := settingsCases(r)
+				body := marshal(t, md)
+				if differ(t, fc, body, s) {
+					took++
+				}
+			}
+			t.Logf("%s: the fast path took %d of %d requests", c.name, took, n)
+			if float64(took) < c.minShare*n {
+				t.Errorf("%s: the fast path took only %d of %d requests", c.name, took, n)
+			}
+		})
+	}
+}
