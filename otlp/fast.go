@@ -3,6 +3,7 @@ package otlp
 import (
 	"context"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -32,22 +33,53 @@ const (
 	fastMaxAttrs      = 128   // attributes of one map (duplicate checks are quadratic)
 	fastMaxTargetInfo = 1024  // target_info samples of one resource
 	fastMaxCache      = 16384 // entries of one name cache before it is cleared
+	fastKeepKVs       = 1 << 18
+	fastKeepPoints    = 1 << 17
 )
 
-type fastConv struct{ pool sync.Pool }
+// fastConv keeps a few states (one per processor) from request to
+// request, so that steady state nothing is allocated; more go to a
+// sync.Pool, which the garbage collector empties.
+type fastConv struct {
+	free chan *fastState
+	pool sync.Pool
+}
 
-func newFastConverter() fastConverter { return &fastConv{} }
+func newFastConverter() fastConverter {
+	return &fastConv{free: make(chan *fastState, runtime.GOMAXPROCS(0))}
+}
+
+func (f *fastConv) get() *fastState {
+	select {
+	case st := <-f.free:
+		return st
+	default:
+	}
+	if st, ok := f.pool.Get().(*fastState); ok {
+		return st
+	}
+	return &fastState{}
+}
+
+// put keeps st unless one very large request left it large.
+func (f *fastConv) put(st *fastState) {
+	st.release()
+	if cap(st.kvs) > fastKeepKVs || cap(st.points) > fastKeepPoints {
+		return
+	}
+	select {
+	case f.free <- st:
+	default:
+		f.pool.Put(st)
+	}
+}
 
 func (f *fastConv) convert(ctx context.Context, body []byte, s prometheusremotewrite.Settings, app promstorage.AppenderV2) (ConvertStats, bool, error) {
 	if ctx.Err() != nil {
 		return ConvertStats{}, false, nil
 	}
-	st, _ := f.pool.Get().(*fastState)
-	if st == nil {
-		st = &fastState{}
-	}
-	defer f.pool.Put(st)
-	defer st.release()
+	st := f.get()
+	defer f.put(st)
 	if !st.read(body, &s) {
 		return ConvertStats{}, false, nil
 	}

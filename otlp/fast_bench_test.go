@@ -1,0 +1,122 @@
+package otlp
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/storage/remote/otlptranslator/prometheusremotewrite"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+)
+
+// discard is an AppenderV2 that keeps nothing.
+type discard struct{ n int }
+
+func (d *discard) Append(promstorage.SeriesRef, labels.Labels, int64, int64, float64, *histogram.Histogram, *histogram.FloatHistogram, promstorage.AOptions) (promstorage.SeriesRef, error) {
+	d.n++
+	return 0, nil
+}
+func (d *discard) Commit() error   { return nil }
+func (d *discard) Rollback() error { return nil }
+
+// benchBody is 1000 series (100 metrics, half gauges and half cumulative
+// sums, of 10 series each) of 10 points, with 3 resource attributes and
+// 5 point attributes.
+func benchBody(b *testing.B) ([]byte, int) {
+	md := pmetric.NewMetrics()
+	rm := md.ResourceMetrics().AppendEmpty()
+	ra := rm.Resource().Attributes()
+	ra.PutStr("service.name", "checkout")
+	ra.PutStr("service.instance.id", "pod-7f9c")
+	ra.PutStr("host.name", "node-12.example.internal")
+	sm := rm.ScopeMetrics().AppendEmpty()
+	sm.Scope().SetName("go.opentelemetry.io/otel/sdk/metric")
+	sm.Scope().SetVersion("1.47.0")
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	for m := range 100 {
+		metric := sm.Metrics().AppendEmpty()
+		metric.SetName(fmt.Sprintf("app.requests.handled.%d", m))
+		metric.SetDescription("Requests handled")
+		var ps pmetric.NumberDataPointSlice
+		if m%2 == 0 {
+			metric.SetUnit("ms")
+			ps = metric.SetEmptyGauge().DataPoints()
+		} else {
+			metric.SetUnit("{request}")
+			s := metric.SetEmptySum()
+			s.SetIsMonotonic(true)
+			s.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+			ps = s.DataPoints()
+		}
+		for series := range 10 {
+			for i := range 10 {
+				p := ps.AppendEmpty()
+				a := p.Attributes()
+				a.PutStr("http.method", "GET")
+				a.PutStr("http.route", fmt.Sprintf("/api/v1/items/%d", series))
+				a.PutInt("http.status_code", 200)
+				a.PutStr("net.peer.name", "frontend")
+				a.PutStr("region", "eu-west-1")
+				p.SetStartTimestamp(pcommon.NewTimestampFromTime(t0))
+				p.SetTimestamp(pcommon.NewTimestampFromTime(t0.Add(time.Duration(i) * 15 * time.Second)))
+				if m%2 == 0 {
+					p.SetDoubleValue(float64(i) * 1.5)
+				} else {
+					p.SetIntValue(int64(i * 7))
+				}
+			}
+		}
+	}
+	body, err := pmetricotlp.NewExportRequestFromMetrics(md).MarshalProto()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return body, md.DataPointCount()
+}
+
+func benchSettings() prometheusremotewrite.Settings {
+	return prometheusremotewrite.Settings{AddMetricSuffixes: true}
+}
+
+// BenchmarkFastConvert: go test -run '^$' -bench 'FastConvert|UpstreamConvert' -benchmem ./otlp/
+func BenchmarkFastConvert(b *testing.B) {
+	body, points := benchBody(b)
+	fc := newFastConverter()
+	app := &discard{}
+	s := benchSettings()
+	if _, ok, err := fc.convert(context.Background(), body, s, app); !ok || err != nil { // warm the state up
+		b.Fatal(ok, err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, ok, err := fc.convert(context.Background(), body, s, app); !ok || err != nil {
+			b.Fatal(ok, err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(points), "ns/point")
+}
+
+func BenchmarkUpstreamConvert(b *testing.B) {
+	body, points := benchBody(b)
+	app := &discard{}
+	s := benchSettings()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		req := pmetricotlp.NewExportRequest()
+		if err := req.UnmarshalProto(body); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := prometheusremotewrite.NewPrometheusConverter(app).FromMetrics(context.Background(), req.Metrics(), s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(points), "ns/point")
+}
