@@ -127,7 +127,11 @@ type fastScope struct {
 const (
 	fastGauge = iota + 1
 	fastSum
+	fastHistogram
 )
+
+// fastNames are a metric's family name and, for histograms, its series'.
+type fastNames struct{ family, sum, count, bucket string }
 
 type fastMetric struct {
 	name, unit, desc string
@@ -135,7 +139,7 @@ type fastMetric struct {
 	monotonic        bool
 	temporality      int32
 	p0, p1           int // points
-	promName         string
+	names            fastNames
 	meta             metadata.Metadata
 	typeLabel        string
 	unitLabel        string
@@ -145,8 +149,13 @@ type fastPoint struct {
 	kv0, kv1 int // attributes in kvs
 	ex0, ex1 int // exemplars
 	st, t    uint64
-	v        float64
+	v        float64 // a number's value; a histogram's sum
 	flags    uint32
+	// Histograms
+	hasSum   bool
+	count    uint64
+	bc0, bc1 int // bucket counts in counts
+	eb0, eb1 int // explicit bounds in bounds
 }
 
 type fastExemplar struct {
@@ -173,6 +182,8 @@ type fastState struct {
 	metrics   []fastMetric
 	points    []fastPoint
 	exs       []fastExemplar
+	counts    []uint64
+	bounds    []float64
 	ctxLabels []labels.Label // promoted and scope labels, per resource and scope
 	npoints   int
 
@@ -187,7 +198,7 @@ type fastState struct {
 	// Caches, valid for key.
 	key         fastCacheKey
 	labelNames  map[string]string
-	metricNames map[string]string
+	metricNames map[string]fastNames
 	units       map[string]string
 	unitLabels  map[string]string
 	helps       map[string]string
@@ -220,6 +231,7 @@ func (st *fastState) release() {
 	clear(st.lb)
 	st.kvs, st.exKVs, st.res, st.scopes = st.kvs[:0], st.exKVs[:0], st.res[:0], st.scopes[:0]
 	st.metrics, st.points, st.exs, st.ctxLabels = st.metrics[:0], st.points[:0], st.exs[:0], st.ctxLabels[:0]
+	st.counts, st.bounds = st.counts[:0], st.bounds[:0]
 	st.lb = st.lb[:0]
 	st.sb.Reset()
 }
@@ -259,7 +271,7 @@ func (st *fastState) setup(s *prometheusremotewrite.Settings) bool {
 		key.namespace = strings.Clone(key.namespace)
 		st.key = key
 		st.labelNames = make(map[string]string)
-		st.metricNames = make(map[string]string)
+		st.metricNames = make(map[string]fastNames)
 		st.units = make(map[string]string)
 		st.unitLabels = make(map[string]string)
 		st.helps = make(map[string]string)

@@ -153,26 +153,39 @@ func targetInfoSpan(res *fastRes, s *prometheusremotewrite.Settings) (first, las
 func (st *fastState) resolveMetric(m *fastMetric, s *prometheusremotewrite.Settings) bool {
 	var t otlptranslator.MetricType = otlptranslator.MetricTypeGauge
 	m.meta.Type = model.MetricTypeGauge
-	if m.kind == fastSum {
+	switch m.kind {
+	case fastSum:
 		t = otlptranslator.MetricTypeNonMonotonicCounter
 		if m.monotonic {
 			t = otlptranslator.MetricTypeMonotonicCounter
 			m.meta.Type = model.MetricTypeCounter
 		}
+	case fastHistogram:
+		if s.ConvertHistogramsToNHCB {
+			return false // native histograms with custom buckets: the upstream path
+		}
+		t = otlptranslator.MetricTypeHistogram
+		m.meta.Type = model.MetricTypeHistogram
 	}
 	st.keyBuf = append(st.keyBuf[:0], byte(t))
 	st.keyBuf = strconv.AppendInt(st.keyBuf, int64(len(m.name)), 10)
 	st.keyBuf = append(append(append(st.keyBuf, ':'), m.name...), m.unit...)
-	name, ok := st.metricNames[alias(st.keyBuf)]
+	names, ok := st.metricNames[alias(st.keyBuf)]
 	if !ok {
-		var err error
-		name, err = st.metricNamer.Build(otlptranslator.Metric{Name: strings.Clone(m.name), Unit: strings.Clone(m.unit), Type: t})
+		name, err := st.metricNamer.Build(otlptranslator.Metric{Name: strings.Clone(m.name), Unit: strings.Clone(m.unit), Type: t})
 		if err != nil {
 			return false
 		}
-		cachePut(st.metricNames, string(st.keyBuf), name)
+		names.family = name
+		if m.kind == fastHistogram {
+			names.sum, names.count, names.bucket = name+"_sum", name+"_count", name+"_bucket"
+		}
+		if len(st.metricNames) >= fastMaxCache {
+			clear(st.metricNames)
+		}
+		st.metricNames[string(st.keyBuf)] = names
 	}
-	m.promName = name
+	m.names = names
 	unit, ok := st.units[m.unit]
 	if !ok {
 		u := otlptranslator.UnitNamer{}
@@ -200,6 +213,11 @@ func (st *fastState) resolveMetric(m *fastMetric, s *prometheusremotewrite.Setti
 	}
 	for pi := m.p0; pi < m.p1; pi++ {
 		p := &st.points[pi]
+		for _, b := range st.bounds[p.eb0:p.eb1] {
+			if math.IsInf(b, 1) {
+				return false // the converter warns about an explicit +Inf bound
+			}
+		}
 		kvs := st.kvs[p.kv0:p.kv1]
 		for i := range kvs {
 			if kvs[i].key == model.MetricNameLabel {
@@ -238,7 +256,7 @@ func (st *fastState) labelName(key string) (string, bool) {
 	return n, true
 }
 
-func cachePut(m map[string]string, k, v string) {
+func cachePut[V any](m map[string]V, k string, v V) {
 	if len(m) >= fastMaxCache {
 		clear(m)
 	}
@@ -328,6 +346,14 @@ func getLabel(lb []labels.Label, name string) string {
 // with __name__ = name, into st.out.
 func (st *fastState) seriesLabels(res *fastRes, sc *fastScope, m *fastMetric, kvs []fastKV, target bool, name string, s *prometheusremotewrite.Settings) labels.Labels {
 	st.ptArena = st.ptArena[:0]
+	st.lb = st.createAttributes(res, sc, m, kvs, target, s)
+	st.lb = setLabel(st.lb, model.MetricNameLabel, name)
+	return st.overwrite(st.lb)
+}
+
+// createAttributes is the converter's createAttributes, without the
+// extra labels: the labels of a series but for its __name__ (and le).
+func (st *fastState) createAttributes(res *fastRes, sc *fastScope, m *fastMetric, kvs []fastKV, target bool, s *prometheusremotewrite.Settings) []labels.Label {
 	lb := st.lb[:0]
 	for i := range kvs {
 		kv := &kvs[i]
@@ -382,8 +408,11 @@ func (st *fastState) seriesLabels(res *fastRes, sc *fastScope, m *fastMetric, kv
 			}
 		}
 	}
-	lb = setLabel(lb, model.MetricNameLabel, name)
-	st.lb = lb
+	return lb
+}
+
+// overwrite returns lb as labels, sorted, written over st.out.
+func (st *fastState) overwrite(lb []labels.Label) labels.Labels {
 	st.sb.Reset()
 	for _, l := range lb {
 		if fastBuilderCopies {
@@ -419,7 +448,7 @@ func (st *fastState) append(ctx context.Context, s *prometheusremotewrite.Settin
 			sc := &st.scopes[si]
 			for mi := sc.m0; mi < sc.m1; mi++ {
 				m := &st.metrics[mi]
-				opts := promstorage.AOptions{Metadata: m.meta, MetricFamilyName: m.promName}
+				opts := promstorage.AOptions{Metadata: m.meta, MetricFamilyName: m.names.family}
 				for pi := m.p0; pi < m.p1; pi++ {
 					if n++; n%128 == 0 {
 						if err := ctx.Err(); err != nil {
@@ -428,14 +457,22 @@ func (st *fastState) append(ctx context.Context, s *prometheusremotewrite.Settin
 						}
 					}
 					p := &st.points[pi]
-					lset := st.seriesLabels(res, sc, m, st.kvs[p.kv0:p.kv1], false, m.promName, s)
+					if m.kind == fastHistogram {
+						if err := st.appendHistogram(res, sc, m, p, s, app); err != nil {
+							fail(err, m.p1-pi)
+							n += m.p1 - pi - 1
+							break
+						}
+						continue
+					}
+					lset := st.seriesLabels(res, sc, m, st.kvs[p.kv0:p.kv1], false, m.names.family, s)
 					v := p.v
 					if p.flags&1 != 0 {
 						v = math.Float64frombits(value.StaleNaN)
 					}
 					opts.Exemplars = nil
 					if m.kind == fastSum && p.ex1 > p.ex0 {
-						opts.Exemplars = st.exemplars(p)
+						opts.Exemplars = st.exemplars(p, true)
 					}
 					if _, err := app.Append(0, lset, int64(p.st)/1_000_000, int64(p.t)/1_000_000, v, nil, nil, opts); err != nil {
 						fail(err, m.p1-pi)
@@ -458,7 +495,10 @@ func (st *fastState) append(ctx context.Context, s *prometheusremotewrite.Settin
 }
 
 // exemplars converts p's exemplars as the converter's getPromExemplars.
-func (st *fastState) exemplars(p *fastPoint) []exemplar.Exemplar {
+func (st *fastState) exemplars(p *fastPoint, sorted bool) []exemplar.Exemplar {
+	if p.ex1 == p.ex0 {
+		return nil
+	}
 	out := make([]exemplar.Exemplar, 0, p.ex1-p.ex0)
 	var b labels.ScratchBuilder
 	var arena []byte
@@ -498,8 +538,72 @@ func (st *fastState) exemplars(p *fastPoint) []exemplar.Exemplar {
 		ex.Labels = b.Labels()
 		out = append(out, ex)
 	}
-	slices.SortFunc(out, exemplar.Compare)
+	if sorted {
+		slices.SortFunc(out, exemplar.Compare)
+	}
 	return out
+}
+
+// appendHistogram appends p's classic histogram series as the converter's
+// addHistogramDataPoints.
+func (st *fastState) appendHistogram(res *fastRes, sc *fastScope, m *fastMetric, p *fastPoint, s *prometheusremotewrite.Settings, app promstorage.AppenderV2) error {
+	st.ptArena = st.ptArena[:0]
+	base := st.createAttributes(res, sc, m, st.kvs[p.kv0:p.kv1], false, s)
+	n := len(base)
+	st.lb = base
+	stale := p.flags&1 != 0
+	val := func(v float64) float64 {
+		if stale {
+			return math.Float64frombits(value.StaleNaN)
+		}
+		return v
+	}
+	series := func(name, le string) labels.Labels {
+		lb := st.lb[:n]
+		if le != "" {
+			lb = setLabel(lb, "le", le)
+		}
+		lb = setLabel(lb, model.MetricNameLabel, name)
+		// setLabel may change base's le or __name__ in place: every
+		// later series sets both again (_sum and _count, without le,
+		// come first).
+		return st.overwrite(lb)
+	}
+	stMs, tMs := int64(p.st)/1_000_000, int64(p.t)/1_000_000
+	opts := promstorage.AOptions{Metadata: m.meta, MetricFamilyName: m.names.family}
+	if p.hasSum {
+		if _, err := app.Append(0, series(m.names.sum, ""), stMs, tMs, val(p.v), nil, nil, opts); err != nil {
+			return err
+		}
+	}
+	if _, err := app.Append(0, series(m.names.count, ""), stMs, tMs, val(float64(p.count)), nil, nil, opts); err != nil {
+		return err
+	}
+	exemplars := st.exemplars(p, false)
+	next := 0
+	var cumulative uint64
+	counts, bounds := st.counts[p.bc0:p.bc1], st.bounds[p.eb0:p.eb1]
+	for i := 0; i < len(bounds) && i < len(counts); i++ {
+		bound := bounds[i]
+		cumulative += counts[i]
+		opts.Exemplars = opts.Exemplars[:0]
+		for ; next < len(exemplars); next++ {
+			if exemplars[next].Value > bound {
+				break
+			}
+			opts.Exemplars = append(opts.Exemplars, exemplars[next])
+		}
+		slices.SortFunc(opts.Exemplars, exemplar.Compare)
+		start := len(st.ptArena)
+		st.ptArena = strconv.AppendFloat(st.ptArena, bound, 'f', -1, 64)
+		if _, err := app.Append(0, series(m.names.bucket, alias(st.ptArena[start:])), stMs, tMs, val(float64(cumulative)), nil, nil, opts); err != nil {
+			return err
+		}
+	}
+	opts.Exemplars = exemplars[next:]
+	slices.SortFunc(opts.Exemplars, exemplar.Compare)
+	_, err := app.Append(0, series(m.names.bucket, "+Inf"), stMs, tMs, val(float64(p.count)), nil, nil, opts)
+	return err
 }
 
 // allZero reports whether id (a trace or span ID) is empty: absent or zero.

@@ -1,6 +1,7 @@
 package otlp
 
 import (
+	"encoding/binary"
 	"math"
 )
 
@@ -176,6 +177,16 @@ func (st *fastState) readMetric(b []byte, ri int) bool {
 				return false
 			}
 			st.metrics[mi].p1 = len(st.points)
+		case 9: // histogram
+			if !r.check(wt, wireLen) || st.metrics[mi].kind != 0 {
+				return false
+			}
+			st.metrics[mi].kind = fastHistogram
+			st.metrics[mi].p0 = len(st.points)
+			if b := r.bytes(); r.bad || !st.readHistogram(b, mi, ri) {
+				return false
+			}
+			st.metrics[mi].p1 = len(st.points)
 		case 12: // metadata: read (pdata does) and dropped (the converter does)
 			if !r.check(wt, wireLen) {
 				return false
@@ -186,7 +197,7 @@ func (st *fastState) readMetric(b []byte, ri int) bool {
 			}
 			clear(st.kvs[k0:])
 			st.kvs = st.kvs[:k0]
-		default: // histograms, summaries, unknown fields
+		default: // exponential histograms, summaries, unknown fields
 			return false
 		}
 	}
@@ -194,7 +205,7 @@ func (st *fastState) readMetric(b []byte, ri int) bool {
 	switch {
 	case r.bad, m.kind == 0, m.p1 == m.p0:
 		return false // the converter reports these
-	case m.kind == fastSum && m.temporality != 2:
+	case m.kind != fastGauge && m.temporality != 2:
 		return false // delta (or unspecified) temporality: the upstream path decides
 	}
 	return true
@@ -228,6 +239,115 @@ func (st *fastState) readNumbers(b []byte, mi, ri int) bool {
 		}
 	}
 	return !r.bad
+}
+
+// readHistogram reads a Histogram.
+func (st *fastState) readHistogram(b []byte, mi, ri int) bool {
+	r := wireReader{b: b}
+	for r.more() {
+		n, wt := r.tag()
+		switch n {
+		case 1:
+			if !r.check(wt, wireLen) {
+				return false
+			}
+			if b := r.bytes(); r.bad || !st.readHistogramPoint(b, ri) {
+				return false
+			}
+		case 2:
+			if !r.check(wt, wireVarint) {
+				return false
+			}
+			st.metrics[mi].temporality = int32(r.varint())
+		default:
+			return false
+		}
+	}
+	return !r.bad
+}
+
+// readHistogramPoint reads a HistogramDataPoint. As pdata, a packed
+// bucket_counts or explicit_bounds replaces the values before it, an
+// unpacked one appends.
+func (st *fastState) readHistogramPoint(b []byte, ri int) bool {
+	p := fastPoint{kv0: len(st.kvs), ex0: len(st.exs), bc0: len(st.counts), eb0: len(st.bounds)}
+	r := wireReader{b: b}
+	for r.more() {
+		n, wt := r.tag()
+		switch n {
+		case 9: // attributes
+			if !r.check(wt, wireLen) {
+				return false
+			}
+			if b := r.bytes(); r.bad || !st.readKV(b, &st.kvs) {
+				return false
+			}
+		case 2, 3, 4, 5, 11, 12: // start_time_unix_nano, time_unix_nano, count, sum, min, max
+			if !r.check(wt, wireI64) {
+				return false
+			}
+			v := r.fixed64()
+			switch n {
+			case 2:
+				p.st = v
+			case 3:
+				p.t = v
+			case 4:
+				p.count = v
+			case 5:
+				p.v, p.hasSum = math.Float64frombits(v), true
+			}
+		case 6, 7: // bucket_counts, explicit_bounds
+			var vs []byte
+			switch wt {
+			case wireLen:
+				vs = r.bytes()
+				if r.bad || len(vs)%8 != 0 {
+					return false
+				}
+				if n == 6 {
+					st.counts = st.counts[:p.bc0]
+				} else {
+					st.bounds = st.bounds[:p.eb0]
+				}
+			case wireI64:
+				if r.pos+8 > len(r.b) {
+					return false
+				}
+				vs = r.b[r.pos : r.pos+8]
+				r.pos += 8
+			default:
+				return false
+			}
+			for i := 0; i < len(vs); i += 8 {
+				v := binary.LittleEndian.Uint64(vs[i:])
+				if n == 6 {
+					st.counts = append(st.counts, v)
+				} else {
+					st.bounds = append(st.bounds, math.Float64frombits(v))
+				}
+			}
+		case 8: // exemplars
+			if !r.check(wt, wireLen) {
+				return false
+			}
+			if b := r.bytes(); r.bad || !st.readExemplar(b) {
+				return false
+			}
+		case 10: // flags
+			if !r.check(wt, wireVarint) {
+				return false
+			}
+			p.flags = uint32(r.varint())
+		default:
+			return false
+		}
+	}
+	if r.bad {
+		return false
+	}
+	p.kv1, p.ex1, p.bc1, p.eb1 = len(st.kvs), len(st.exs), len(st.counts), len(st.bounds)
+	return st.addPoint(p, ri)
 }
 
 func (st *fastState) readPoint(b []byte, ri int) bool {
@@ -278,6 +398,10 @@ func (st *fastState) readPoint(b []byte, ri int) bool {
 		return false
 	}
 	p.kv1, p.ex1 = len(st.kvs), len(st.exs)
+	return st.addPoint(p, ri)
+}
+
+func (st *fastState) addPoint(p fastPoint, ri int) bool {
 	if !uniqueKeys(st.kvs[p.kv0:p.kv1]) {
 		return false
 	}

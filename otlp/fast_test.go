@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote/otlptranslator/prometheusremotewrite"
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -58,6 +59,11 @@ func upstream(t testing.TB, body []byte, s prometheusremotewrite.Settings, app p
 
 // differ runs both paths over body and reports whether the fast path took it.
 func differ(t testing.TB, fc fastConverter, body []byte, s prometheusremotewrite.Settings) bool {
+	return differCalls(t, fc, body, s) != nil
+}
+
+// differCalls is differ, returning the calls compared (nil: none).
+func differCalls(t testing.TB, fc fastConverter, body []byte, s prometheusremotewrite.Settings) []string {
 	t.Helper()
 	fatalf := func(format string, args ...any) {
 		t.Helper()
@@ -69,7 +75,7 @@ func differ(t testing.TB, fc fastConverter, body []byte, s prometheusremotewrite
 		if len(fast.calls) > 0 {
 			fatalf("ok=false after %d appends", len(fast.calls))
 		}
-		return false
+		return nil
 	}
 	if err != nil {
 		fatalf("fast: %v", err)
@@ -89,7 +95,7 @@ func differ(t testing.TB, fc fastConverter, body []byte, s prometheusremotewrite
 			fatalf("append %d:\nfast: %s\nref:  %s", i, fast.calls[i], ref.calls[i])
 		}
 	}
-	return true
+	return fast.calls
 }
 
 var (
@@ -199,6 +205,54 @@ func (g *gen) numbers(ps pmetric.NumberDataPointSlice, exemplars bool) {
 	}
 }
 
+func (g *gen) histograms(ps pmetric.HistogramDataPointSlice) {
+	for range g.r.IntN(3) + 1 {
+		p := ps.AppendEmpty()
+		g.attrs(p.Attributes(), g.r.IntN(5))
+		p.SetTimestamp(g.timestamp())
+		if g.r.IntN(3) > 0 {
+			p.SetStartTimestamp(g.timestamp())
+		}
+		bounds := [][]float64{{}, {0.5}, {0.005, 0.01, 0.1, 1, 2.5, 10}, {-1, 0, 1e-9, 1e300}}[g.r.IntN(4)]
+		if g.weird && g.r.IntN(4) == 0 {
+			bounds = append(bounds, math.Inf(1))
+		}
+		p.ExplicitBounds().FromRaw(bounds)
+		n := len(bounds) + 1
+		if g.r.IntN(6) == 0 {
+			n = g.r.IntN(n + 2) // fewer or more counts than bounds+1
+		}
+		var total uint64
+		for range n {
+			c := uint64(g.r.IntN(5))
+			total += c
+			p.BucketCounts().Append(c)
+		}
+		p.SetCount(total)
+		if g.r.IntN(4) > 0 {
+			p.SetSum(g.r.Float64() * 10)
+		}
+		if g.r.IntN(3) == 0 {
+			p.SetMin(0.001)
+			p.SetMax(12)
+		}
+		if g.r.IntN(8) == 0 {
+			p.SetFlags(pmetric.DefaultDataPointFlags.WithNoRecordedValue(true))
+		}
+		if g.r.IntN(3) == 0 {
+			for range g.r.IntN(4) + 1 {
+				e := p.Exemplars().AppendEmpty()
+				e.SetTimestamp(g.timestamp())
+				e.SetDoubleValue([]float64{0.001, 0.05, 0.5, 3, 100}[g.r.IntN(5)])
+				if g.r.IntN(2) == 0 {
+					e.SetTraceID(pcommon.TraceID{1, 2, 3, byte(g.r.IntN(256)), 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16})
+				}
+				g.attrs(e.FilteredAttributes(), g.r.IntN(2))
+			}
+		}
+	}
+}
+
 func (g *gen) metrics() pmetric.Metrics {
 	md := pmetric.NewMetrics()
 	for range g.r.IntN(3) + 1 {
@@ -223,9 +277,9 @@ func (g *gen) metrics() pmetric.Metrics {
 				}
 				m.SetUnit(g.pick(genUnits))
 				m.SetDescription(g.pick([]string{"", "help text", "ü help"}))
-				kind := g.r.IntN(10)
+				kind := g.r.IntN(12)
 				if !g.weird {
-					kind %= 7
+					kind %= 9
 				}
 				switch kind {
 				case 0, 1, 2:
@@ -238,13 +292,18 @@ func (g *gen) metrics() pmetric.Metrics {
 						s.SetAggregationTemporality(pmetric.AggregationTemporalityDelta)
 					}
 					g.numbers(s.DataPoints(), true)
-				case 7:
-					m.SetEmptySummary().DataPoints().AppendEmpty().SetCount(3)
-				case 8:
+				case 7, 8:
 					h := m.SetEmptyHistogram()
 					h.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
-					h.DataPoints().AppendEmpty().SetCount(3)
+					if g.weird && g.r.IntN(5) == 0 {
+						h.SetAggregationTemporality(pmetric.AggregationTemporalityDelta)
+					}
+					g.histograms(h.DataPoints())
 				case 9:
+					m.SetEmptySummary().DataPoints().AppendEmpty().SetCount(3)
+				case 10:
+					m.SetEmptyExponentialHistogram().DataPoints().AppendEmpty().SetCount(3)
+				case 11:
 					m.SetEmptyGauge() // no points
 				}
 			}
@@ -284,6 +343,7 @@ func settingsCases(r *rand.Rand) prometheusremotewrite.Settings {
 	if r.IntN(4) == 0 {
 		s.ExternalLabels = map[string]string{"cluster": "c1", "job": "ext", "region": ""}
 	}
+	s.ConvertHistogramsToNHCB = r.IntN(5) == 0
 	s.LabelNameUnderscoreSanitization = r.IntN(3) == 0
 	s.LabelNamePreserveMultipleUnderscores = r.IntN(3) == 0
 	if r.IntN(3) == 0 {
@@ -318,7 +378,7 @@ func TestFastConvertDifferential(t *testing.T) {
 		keys     []string
 		minShare float64 // of the requests the fast path must take
 	}{
-		{"clean", false, cleanKeys, 0.8},
+		{"clean", false, cleanKeys, 0.7},
 		{"odd keys", false, genKeys, 0.2},
 		{"weird", true, genKeys, 0.02},
 	} {
@@ -327,16 +387,33 @@ func TestFastConvertDifferential(t *testing.T) {
 			g := gen{r: r, weird: c.weird, keys: c.keys}
 			const n = 3000
 			fc := newFastConverter()
-			took := 0
+			took, calls, exemplars, buckets, stale, targets := 0, 0, 0, 0, 0, 0
 			for range n {
 				md := g.metrics()
 				s := settingsCases(r)
 				body := marshal(t, md)
-				if differ(t, fc, body, s) {
-					took++
+				got := differCalls(t, fc, body, s)
+				if got == nil {
+					continue
+				}
+				took++
+				calls += len(got)
+				for _, c := range got {
+					switch {
+					case strings.Contains(c, "_bucket"):
+						buckets++
+					case strings.Contains(c, "target_info"):
+						targets++
+					}
+					if !strings.HasSuffix(c, "ex=[]") {
+						exemplars++
+					}
+					if strings.Contains(c, fmt.Sprintf("v=%x", value.StaleNaN)) {
+						stale++
+					}
 				}
 			}
-			t.Logf("%s: the fast path took %d of %d requests", c.name, took, n)
+			t.Logf("%s: the fast path took %d of %d requests: %d appends compared (%d with exemplars, %d buckets, %d stale, %d target_info)", c.name, took, n, calls, exemplars, buckets, stale, targets)
 			if float64(took) < c.minShare*n {
 				t.Errorf("%s: the fast path took only %d of %d requests", c.name, took, n)
 			}
