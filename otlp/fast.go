@@ -128,6 +128,7 @@ const (
 	fastGauge = iota + 1
 	fastSum
 	fastHistogram
+	fastExponential
 )
 
 // fastNames are a metric's family name and, for histograms, its series'.
@@ -156,6 +157,12 @@ type fastPoint struct {
 	count    uint64
 	bc0, bc1 int // bucket counts in counts
 	eb0, eb1 int // explicit bounds in bounds
+	// Exponential histograms: bucket counts in counts too
+	scale          int32
+	posOff, negOff int32
+	zeroCount      uint64
+	pb0, pb1       int
+	nb0, nb1       int
 }
 
 type fastExemplar struct {

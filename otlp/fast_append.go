@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/otlptranslator"
 	"github.com/prometheus/prometheus/model/exemplar"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/model/value"
@@ -159,6 +160,17 @@ func (st *fastState) resolveMetric(m *fastMetric, s *prometheusremotewrite.Setti
 		if m.monotonic {
 			t = otlptranslator.MetricTypeMonotonicCounter
 			m.meta.Type = model.MetricTypeCounter
+		}
+	case fastExponential:
+		t = otlptranslator.MetricTypeExponentialHistogram
+		m.meta.Type = model.MetricTypeHistogram
+		for _, p := range st.points[m.p0:m.p1] {
+			if p.scale < histogram.ExponentialSchemaMin {
+				return false // the converter refuses the point
+			}
+			if p.flags&1 == 0 && p.count == 0 && p.hasSum && p.v != 0 {
+				return false // the converter warns
+			}
 		}
 	case fastHistogram:
 		if s.ConvertHistogramsToNHCB {
@@ -465,13 +477,23 @@ func (st *fastState) append(ctx context.Context, s *prometheusremotewrite.Settin
 						}
 						continue
 					}
+					if m.kind == fastExponential {
+						lset := st.seriesLabels(res, sc, m, st.kvs[p.kv0:p.kv1], false, m.names.family, s)
+						opts.Exemplars = st.exemplars(p, true)
+						if _, err := app.Append(0, lset, int64(p.st)/1_000_000, int64(p.t)/1_000_000, 0, st.nativeHistogram(p), nil, opts); err != nil {
+							fail(err, m.p1-pi)
+							n += m.p1 - pi - 1
+							break
+						}
+						continue
+					}
 					lset := st.seriesLabels(res, sc, m, st.kvs[p.kv0:p.kv1], false, m.names.family, s)
 					v := p.v
 					if p.flags&1 != 0 {
 						v = math.Float64frombits(value.StaleNaN)
 					}
 					opts.Exemplars = nil
-					if m.kind == fastSum && p.ex1 > p.ex0 {
+					if m.kind == fastSum {
 						opts.Exemplars = st.exemplars(p, true)
 					}
 					if _, err := app.Append(0, lset, int64(p.st)/1_000_000, int64(p.t)/1_000_000, v, nil, nil, opts); err != nil {
@@ -656,4 +678,81 @@ func (st *fastState) appendTargetInfo(res *fastRes, s *prometheusremotewrite.Set
 	st.seen[key] = struct{}{}
 	_, err := app.Append(0, lset, 0, key.ts, 1, nil, nil, opts)
 	return err
+}
+
+// nativeHistogram converts exponential histogram point p as the
+// converter's exponentialToNativeHistogram.
+func (st *fastState) nativeHistogram(p *fastPoint) *histogram.Histogram {
+	scale := p.scale
+	var scaleDown int32
+	if scale > histogram.ExponentialSchemaMax {
+		scaleDown = scale - histogram.ExponentialSchemaMax
+		scale = histogram.ExponentialSchemaMax
+	}
+	h := &histogram.Histogram{
+		CounterResetHint: histogram.UnknownCounterReset,
+		Schema:           scale,
+		ZeroThreshold:    1e-128,
+		ZeroCount:        p.zeroCount,
+	}
+	h.PositiveSpans, h.PositiveBuckets = bucketsLayout(st.counts[p.pb0:p.pb1], p.posOff, scaleDown)
+	h.NegativeSpans, h.NegativeBuckets = bucketsLayout(st.counts[p.nb0:p.nb1], p.negOff, scaleDown)
+	if p.flags&1 != 0 {
+		h.Sum = math.Float64frombits(value.StaleNaN)
+		h.Count = value.StaleNaN
+	} else {
+		if p.hasSum {
+			h.Sum = p.v
+		}
+		h.Count = p.count
+	}
+	return h
+}
+
+// bucketsLayout is the converter's convertBucketsLayout for exponential
+// buckets (adjustOffset true).
+func bucketsLayout(bucketCounts []uint64, offset, scaleDown int32) ([]histogram.Span, []int64) {
+	if len(bucketCounts) == 0 {
+		return nil, nil
+	}
+	var (
+		spans     []histogram.Span
+		deltas    []int64
+		count     int64
+		prevCount int64
+	)
+	appendDelta := func(count int64) {
+		spans[len(spans)-1].Length++
+		deltas = append(deltas, count-prevCount)
+		prevCount = count
+	}
+	bucketIdx := offset>>scaleDown + 1
+	lastIdx := bucketIdx - 1
+	spans = append(spans, histogram.Span{Offset: offset>>scaleDown + 1})
+	appendBucket := func() {
+		gap := bucketIdx - lastIdx - 1
+		if gap > 2 {
+			spans = append(spans, histogram.Span{Offset: gap})
+		} else {
+			for range gap {
+				appendDelta(0)
+			}
+		}
+		appendDelta(count)
+		lastIdx = bucketIdx
+	}
+	for i := range bucketCounts {
+		next := (int32(i)+offset)>>scaleDown + 1
+		if bucketIdx == next {
+			count += int64(bucketCounts[i])
+			continue
+		}
+		if count != 0 {
+			appendBucket()
+		}
+		count = int64(bucketCounts[i])
+		bucketIdx = next
+	}
+	appendBucket()
+	return spans, deltas
 }

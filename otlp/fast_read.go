@@ -187,6 +187,16 @@ func (st *fastState) readMetric(b []byte, ri int) bool {
 				return false
 			}
 			st.metrics[mi].p1 = len(st.points)
+		case 10: // exponential_histogram
+			if !r.check(wt, wireLen) || st.metrics[mi].kind != 0 {
+				return false
+			}
+			st.metrics[mi].kind = fastExponential
+			st.metrics[mi].p0 = len(st.points)
+			if b := r.bytes(); r.bad || !st.readExponential(b, mi, ri) {
+				return false
+			}
+			st.metrics[mi].p1 = len(st.points)
 		case 12: // metadata: read (pdata does) and dropped (the converter does)
 			if !r.check(wt, wireLen) {
 				return false
@@ -197,7 +207,7 @@ func (st *fastState) readMetric(b []byte, ri int) bool {
 			}
 			clear(st.kvs[k0:])
 			st.kvs = st.kvs[:k0]
-		default: // exponential histograms, summaries, unknown fields
+		default: // summaries, unknown fields
 			return false
 		}
 	}
@@ -348,6 +358,148 @@ func (st *fastState) readHistogramPoint(b []byte, ri int) bool {
 	}
 	p.kv1, p.ex1, p.bc1, p.eb1 = len(st.kvs), len(st.exs), len(st.counts), len(st.bounds)
 	return st.addPoint(p, ri)
+}
+
+// readExponential reads an ExponentialHistogram.
+func (st *fastState) readExponential(b []byte, mi, ri int) bool {
+	r := wireReader{b: b}
+	for r.more() {
+		n, wt := r.tag()
+		switch n {
+		case 1:
+			if !r.check(wt, wireLen) {
+				return false
+			}
+			if b := r.bytes(); r.bad || !st.readExponentialPoint(b, ri) {
+				return false
+			}
+		case 2:
+			if !r.check(wt, wireVarint) {
+				return false
+			}
+			st.metrics[mi].temporality = int32(r.varint())
+		default:
+			return false
+		}
+	}
+	return !r.bad
+}
+
+func (st *fastState) readExponentialPoint(b []byte, ri int) bool {
+	p := fastPoint{kv0: len(st.kvs), ex0: len(st.exs)}
+	havePos, haveNeg := false, false
+	r := wireReader{b: b}
+	for r.more() {
+		n, wt := r.tag()
+		switch n {
+		case 1: // attributes
+			if !r.check(wt, wireLen) {
+				return false
+			}
+			if b := r.bytes(); r.bad || !st.readKV(b, &st.kvs) {
+				return false
+			}
+		case 2, 3, 4, 5, 7, 12, 13, 14: // start, time, count, sum, zero_count, min, max, zero_threshold
+			if !r.check(wt, wireI64) {
+				return false
+			}
+			v := r.fixed64()
+			switch n {
+			case 2:
+				p.st = v
+			case 3:
+				p.t = v
+			case 4:
+				p.count = v
+			case 5:
+				p.v, p.hasSum = math.Float64frombits(v), true
+			case 7:
+				p.zeroCount = v
+			}
+		case 6: // scale, sint32
+			if !r.check(wt, wireVarint) {
+				return false
+			}
+			num := r.varint()
+			p.scale = int32(uint32(num>>1) ^ uint32(int32((num&1)<<31)>>31))
+		case 8, 9: // positive, negative
+			if !r.check(wt, wireLen) {
+				return false
+			}
+			if (n == 8 && havePos) || (n == 9 && haveNeg) {
+				return false
+			}
+			b := r.bytes()
+			if r.bad {
+				return false
+			}
+			start := len(st.counts)
+			off, ok := st.readBuckets(b)
+			if !ok {
+				return false
+			}
+			if n == 8 {
+				havePos, p.posOff, p.pb0, p.pb1 = true, off, start, len(st.counts)
+			} else {
+				haveNeg, p.negOff, p.nb0, p.nb1 = true, off, start, len(st.counts)
+			}
+		case 10: // flags
+			if !r.check(wt, wireVarint) {
+				return false
+			}
+			p.flags = uint32(r.varint())
+		case 11: // exemplars
+			if !r.check(wt, wireLen) {
+				return false
+			}
+			if b := r.bytes(); r.bad || !st.readExemplar(b) {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	if r.bad {
+		return false
+	}
+	p.kv1, p.ex1 = len(st.kvs), len(st.exs)
+	return st.addPoint(p, ri)
+}
+
+// readBuckets reads an ExponentialHistogramDataPoint.Buckets onto
+// st.counts. As pdata, packed and unpacked counts both append.
+func (st *fastState) readBuckets(b []byte) (int32, bool) {
+	var off int32
+	r := wireReader{b: b}
+	for r.more() {
+		n, wt := r.tag()
+		switch n {
+		case 1: // offset, sint32
+			if !r.check(wt, wireVarint) {
+				return 0, false
+			}
+			num := r.varint()
+			off = int32(uint32(num>>1) ^ uint32(int32((num&1)<<31)>>31))
+		case 2:
+			switch wt {
+			case wireVarint:
+				st.counts = append(st.counts, r.varint())
+			case wireLen:
+				packed := wireReader{b: r.bytes()}
+				for packed.more() {
+					st.counts = append(st.counts, packed.varint())
+				}
+				if packed.bad {
+					return 0, false
+				}
+			default:
+				return 0, false
+			}
+		default:
+			return 0, false
+		}
+	}
+	return off, !r.bad
 }
 
 func (st *fastState) readPoint(b []byte, ri int) bool {

@@ -2,11 +2,13 @@ package otlp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,8 +35,13 @@ func (r *recorder) Append(ref promstorage.SeriesRef, ls labels.Labels, st, t int
 	for _, e := range opts.Exemplars {
 		fmt.Fprintf(&ex, "{%s %x ts=%d hasTs=%v}", e.Labels.String(), math.Float64bits(e.Value), e.Ts, e.HasTs)
 	}
-	r.calls = append(r.calls, fmt.Sprintf("ref=%d %s st=%d t=%d v=%x h=%v fh=%v meta=%q/%q/%q family=%q ex=[%s]",
-		ref, ls.String(), st, t, math.Float64bits(v), h, fh, opts.Metadata.Type, opts.Metadata.Unit, opts.Metadata.Help, opts.MetricFamilyName, ex.String()))
+	hs := "nil"
+	if h != nil {
+		hs = fmt.Sprintf("{hint=%d schema=%d zt=%x zc=%d count=%x sum=%x pos=%v/%v neg=%v/%v cv=%v}", h.CounterResetHint, h.Schema, math.Float64bits(h.ZeroThreshold),
+			h.ZeroCount, h.Count, math.Float64bits(h.Sum), h.PositiveSpans, h.PositiveBuckets, h.NegativeSpans, h.NegativeBuckets, h.CustomValues)
+	}
+	r.calls = append(r.calls, fmt.Sprintf("ref=%d %s st=%d t=%d v=%x h=%s fh=%v meta=%q/%q/%q family=%q ex=[%s]",
+		ref, ls.String(), st, t, math.Float64bits(v), hs, fh, opts.Metadata.Type, opts.Metadata.Unit, opts.Metadata.Help, opts.MetricFamilyName, ex.String()))
 	if r.fail != nil {
 		if err := r.fail(len(r.calls) - 1); err != nil {
 			return 0, err
@@ -253,6 +260,53 @@ func (g *gen) histograms(ps pmetric.HistogramDataPointSlice) {
 	}
 }
 
+func (g *gen) exponentials(ps pmetric.ExponentialHistogramDataPointSlice) {
+	for range g.r.IntN(3) + 1 {
+		p := ps.AppendEmpty()
+		g.attrs(p.Attributes(), g.r.IntN(5))
+		p.SetTimestamp(g.timestamp())
+		if g.r.IntN(3) > 0 {
+			p.SetStartTimestamp(g.timestamp())
+		}
+		p.SetScale(int32(g.r.IntN(18) - 4)) // -4..13: scaled down above 8
+		if g.weird && g.r.IntN(5) == 0 {
+			p.SetScale(-5)
+		}
+		var total uint64
+		for _, b := range []pmetric.ExponentialHistogramDataPointBuckets{p.Positive(), p.Negative()} {
+			if g.r.IntN(4) == 0 {
+				continue
+			}
+			b.SetOffset(int32(g.r.IntN(40) - 20))
+			for range g.r.IntN(12) {
+				c := uint64(g.r.IntN(4))
+				if g.r.IntN(3) == 0 {
+					c = 0 // gaps
+				}
+				total += c
+				b.BucketCounts().Append(c)
+			}
+		}
+		p.SetZeroCount(uint64(g.r.IntN(3)))
+		total += p.ZeroCount()
+		p.SetCount(total)
+		if g.r.IntN(4) > 0 && (total > 0 || g.weird) {
+			p.SetSum(g.r.Float64() * 10)
+		}
+		if g.r.IntN(3) == 0 {
+			p.SetZeroThreshold(1e-9)
+		}
+		if g.r.IntN(8) == 0 {
+			p.SetFlags(pmetric.DefaultDataPointFlags.WithNoRecordedValue(true))
+		}
+		if g.r.IntN(4) == 0 {
+			e := p.Exemplars().AppendEmpty()
+			e.SetTimestamp(g.timestamp())
+			e.SetDoubleValue(g.r.Float64())
+		}
+	}
+}
+
 func (g *gen) metrics() pmetric.Metrics {
 	md := pmetric.NewMetrics()
 	for range g.r.IntN(3) + 1 {
@@ -277,9 +331,9 @@ func (g *gen) metrics() pmetric.Metrics {
 				}
 				m.SetUnit(g.pick(genUnits))
 				m.SetDescription(g.pick([]string{"", "help text", "ü help"}))
-				kind := g.r.IntN(12)
+				kind := g.r.IntN(13)
 				if !g.weird {
-					kind %= 9
+					kind %= 11
 				}
 				switch kind {
 				case 0, 1, 2:
@@ -299,11 +353,16 @@ func (g *gen) metrics() pmetric.Metrics {
 						h.SetAggregationTemporality(pmetric.AggregationTemporalityDelta)
 					}
 					g.histograms(h.DataPoints())
-				case 9:
-					m.SetEmptySummary().DataPoints().AppendEmpty().SetCount(3)
-				case 10:
-					m.SetEmptyExponentialHistogram().DataPoints().AppendEmpty().SetCount(3)
+				case 9, 10:
+					h := m.SetEmptyExponentialHistogram()
+					h.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+					if g.weird && g.r.IntN(5) == 0 {
+						h.SetAggregationTemporality(pmetric.AggregationTemporalityDelta)
+					}
+					g.exponentials(h.DataPoints())
 				case 11:
+					m.SetEmptySummary().DataPoints().AppendEmpty().SetCount(3)
+				case 12:
 					m.SetEmptyGauge() // no points
 				}
 			}
@@ -387,7 +446,7 @@ func TestFastConvertDifferential(t *testing.T) {
 			g := gen{r: r, weird: c.weird, keys: c.keys}
 			const n = 3000
 			fc := newFastConverter()
-			took, calls, exemplars, buckets, stale, targets := 0, 0, 0, 0, 0, 0
+			took, calls, exemplars, buckets, natives, stale, targets := 0, 0, 0, 0, 0, 0, 0
 			for range n {
 				md := g.metrics()
 				s := settingsCases(r)
@@ -404,6 +463,8 @@ func TestFastConvertDifferential(t *testing.T) {
 						buckets++
 					case strings.Contains(c, "target_info"):
 						targets++
+					case strings.Contains(c, "h={"):
+						natives++
 					}
 					if !strings.HasSuffix(c, "ex=[]") {
 						exemplars++
@@ -413,10 +474,53 @@ func TestFastConvertDifferential(t *testing.T) {
 					}
 				}
 			}
-			t.Logf("%s: the fast path took %d of %d requests: %d appends compared (%d with exemplars, %d buckets, %d stale, %d target_info)", c.name, took, n, calls, exemplars, buckets, stale, targets)
+			t.Logf("%s: the fast path took %d of %d requests: %d appends compared (%d with exemplars, %d buckets, %d native histograms, %d stale, %d target_info)", c.name, took, n, calls, exemplars, buckets, natives, stale, targets)
 			if float64(took) < c.minShare*n {
 				t.Errorf("%s: the fast path took only %d of %d requests", c.name, took, n)
 			}
 		})
+	}
+}
+
+// TestFastConvertAppendErrors checks that when the appender refuses
+// appends, the fast path goes on as the converter does (the rest of the
+// metric's points are dropped, the next metric converts) and counts the
+// refused points.
+func TestFastConvertAppendErrors(t *testing.T) {
+	quietUpstream(t)
+	r := rand.New(rand.NewPCG(3, 3))
+	g := gen{r: r, keys: cleanKeys}
+	fc := newFastConverter()
+	refused := errors.New("refused")
+	compared := 0
+	for range 500 {
+		body := marshal(t, g.metrics())
+		s := settingsCases(r)
+		every := r.IntN(5) + 2
+		fail := func(n int) error {
+			if n%every == 1 {
+				return refused
+			}
+			return nil
+		}
+		fast, ref := recorder{fail: fail}, recorder{fail: fail}
+		stats, ok, err := fc.convert(context.Background(), body, s, &fast)
+		if !ok {
+			continue
+		}
+		_, uerr, _ := upstream(t, body, s, &ref)
+		if !slices.Equal(fast.calls, ref.calls) {
+			t.Fatalf("settings %+v:\nfast: %s\nref:  %s", s, strings.Join(fast.calls, "\n      "), strings.Join(ref.calls, "\n      "))
+		}
+		if (err == nil) != (uerr == nil) || (err != nil && !errors.Is(err, refused)) {
+			t.Fatalf("err %v, upstream %v", err, uerr)
+		}
+		if err != nil && (stats.Rejected > stats.Points || stats.Message != refused.Error()) { // a refused target_info rejects no point
+			t.Fatalf("stats %+v after %v", stats, err)
+		}
+		compared++
+	}
+	if compared < 200 {
+		t.Fatalf("only %d requests compared", compared)
 	}
 }
