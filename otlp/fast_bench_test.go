@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
@@ -28,7 +29,7 @@ func (d *discard) Rollback() error { return nil }
 // benchBody is 1000 series (100 metrics, half gauges and half cumulative
 // sums, of 10 series each) of 10 points, with 3 resource attributes and
 // 5 point attributes.
-func benchBody(b *testing.B) ([]byte, int) {
+func benchBody(b testing.TB) ([]byte, int) {
 	md := pmetric.NewMetrics()
 	rm := md.ResourceMetrics().AppendEmpty()
 	ra := rm.Resource().Attributes()
@@ -119,4 +120,24 @@ func BenchmarkUpstreamConvert(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(points), "ns/point")
+}
+
+// TestFastConvertAllocs checks the fast path's steady state: converting
+// the benchmark's 10,000 gauge and sum points allocates nothing.
+func TestFastConvertAllocs(t *testing.T) {
+	body, _ := benchBody(t)
+	fc := newFastConverter()
+	app := &discard{}
+	s := benchSettings()
+	s.PromoteResourceAttributes = prometheusremotewrite.NewPromoteResourceAttributes(config.OTLPConfig{PromoteResourceAttributes: []string{"host.name"}})
+	s.PromoteScopeMetadata = true
+	s.EnableTypeAndUnitLabels = true
+	allocs := testing.AllocsPerRun(5, func() {
+		if _, ok, err := fc.convert(context.Background(), body, s, app); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per request of 10,000 points", allocs)
+	}
 }
