@@ -198,9 +198,12 @@ type fastState struct {
 	ptArena []byte // values formatted for one series
 	keyBuf  []byte
 	lb      []labels.Label
-	sb      labels.ScratchBuilder
-	out     labels.Labels
-	seen    map[fastTargetKey]struct{}
+	// The sort order of the last series' labels, and their names.
+	order      []int
+	orderNames []string
+	sb         labels.ScratchBuilder
+	out        labels.Labels
+	seen       map[fastTargetKey]struct{}
 
 	// Caches, valid for key.
 	key         fastCacheKey
@@ -240,6 +243,8 @@ func (st *fastState) release() {
 	st.metrics, st.points, st.exs, st.ctxLabels = st.metrics[:0], st.points[:0], st.exs[:0], st.ctxLabels[:0]
 	st.counts, st.bounds = st.counts[:0], st.bounds[:0]
 	st.lb = st.lb[:0]
+	clear(st.orderNames)
+	st.order, st.orderNames = st.order[:0], st.orderNames[:0]
 	st.sb.Reset()
 }
 

@@ -231,6 +231,9 @@ func (st *fastState) resolveMetric(m *fastMetric, s *prometheusremotewrite.Setti
 			}
 		}
 		kvs := st.kvs[p.kv0:p.kv1]
+		if pi > m.p0 && sameKeys(kvs, st.kvs[st.points[pi-1].kv0:st.points[pi-1].kv1]) {
+			continue // the previous point's names, checked
+		}
 		for i := range kvs {
 			if kvs[i].key == model.MetricNameLabel {
 				continue
@@ -250,6 +253,23 @@ func (st *fastState) resolveMetric(m *fastMetric, s *prometheusremotewrite.Setti
 				}
 			}
 		}
+	}
+	return true
+}
+
+// sameKeys reports whether kvs has prev's keys, in the same order; if so
+// it copies their label names.
+func sameKeys(kvs, prev []fastKV) bool {
+	if len(kvs) != len(prev) {
+		return false
+	}
+	for i := range kvs {
+		if kvs[i].key != prev[i].key {
+			return false
+		}
+	}
+	for i := range kvs {
+		kvs[i].name = prev[i].name
 	}
 	return true
 }
@@ -425,15 +445,30 @@ func (st *fastState) createAttributes(res *fastRes, sc *fastScope, m *fastMetric
 
 // overwrite returns lb as labels, sorted, written over st.out.
 func (st *fastState) overwrite(lb []labels.Label) labels.Labels {
+	// Series after series come with the same names in the same order:
+	// sort once, then reuse the order while the names stay the same.
+	same := len(lb) == len(st.order)
+	for i := 0; same && i < len(lb); i++ {
+		same = lb[i].Name == st.orderNames[i]
+	}
+	if !same {
+		st.order = st.order[:0]
+		st.orderNames = st.orderNames[:0]
+		for i := range lb {
+			st.order = append(st.order, i)
+			st.orderNames = append(st.orderNames, lb[i].Name)
+		}
+		slices.SortFunc(st.order, func(a, b int) int { return strings.Compare(lb[a].Name, lb[b].Name) })
+	}
 	st.sb.Reset()
-	for _, l := range lb {
+	for _, i := range st.order {
+		l := lb[i]
 		if fastBuilderCopies {
 			st.sb.Add(l.Name, l.Value)
 		} else {
 			st.sb.Add(strings.Clone(l.Name), strings.Clone(l.Value))
 		}
 	}
-	st.sb.Sort()
 	if fastBuilderCopies {
 		st.sb.Overwrite(&st.out)
 		return st.out
