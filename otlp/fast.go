@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/otlptranslator"
 	"github.com/prometheus/prometheus/model/labels"
@@ -33,6 +34,7 @@ const (
 	fastMaxAttrs      = 128   // attributes of one map (duplicate checks are quadratic)
 	fastMaxTargetInfo = 1024  // target_info samples of one resource
 	fastMaxCache      = 16384 // entries of one name cache before it is cleared
+	fastBytesPerByte  = 8     // the decoded request's memory, per byte of body (the handler reserves as much)
 	fastKeepKVs       = 1 << 18
 	fastKeepPoints    = 1 << 17
 )
@@ -193,6 +195,7 @@ type fastState struct {
 	bounds    []float64
 	ctxLabels []labels.Label // promoted and scope labels, per resource and scope
 	npoints   int
+	budget    int // the bytes the request's entries may take
 
 	arena   []byte // values formatted for the request (resource, scope)
 	ptArena []byte // values formatted for one series
@@ -252,6 +255,7 @@ func (st *fastState) release() {
 // request to the upstream path.
 func (st *fastState) read(body []byte, s *prometheusremotewrite.Settings) bool {
 	st.body = body
+	st.budget = fastBytesPerByte*len(body) + 64<<10
 	st.npoints = 0
 	st.arena = st.arena[:0]
 	if !st.setup(s) {
@@ -342,4 +346,18 @@ func (st *fastState) readPromote(p *prometheusremotewrite.PromoteResourceAttribu
 		st.promAttrs[it.Key().String()] = struct{}{}
 	}
 	return true
+}
+
+// inBudget reports whether the entries read so far take no more than
+// st.budget: a body of tiny (say empty) points must not make the fast
+// path hold many times its size. Over budget, the upstream path decides.
+func (st *fastState) inBudget() bool {
+	used := len(st.points)*int(unsafe.Sizeof(fastPoint{})) +
+		(len(st.kvs)+len(st.exKVs))*int(unsafe.Sizeof(fastKV{})) +
+		len(st.exs)*int(unsafe.Sizeof(fastExemplar{})) +
+		len(st.metrics)*int(unsafe.Sizeof(fastMetric{})) +
+		len(st.scopes)*int(unsafe.Sizeof(fastScope{})) +
+		len(st.res)*int(unsafe.Sizeof(fastRes{})) +
+		8*(len(st.counts)+len(st.bounds))
+	return used <= st.budget
 }

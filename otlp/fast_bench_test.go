@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/luminate-io/luminate/tenancy"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -140,4 +141,24 @@ func TestFastConvertAllocs(t *testing.T) {
 	if allocs != 0 {
 		t.Fatalf("%v allocations per request of 10,000 points", allocs)
 	}
+}
+
+// TestFastConvertAllocsSettings checks the steady state when, as the
+// handler does, the settings (and their promoted attributes) are built
+// anew for each request: a few allocations per request, none per point.
+func TestFastConvertAllocsSettings(t *testing.T) {
+	body, _ := benchBody(t)
+	fc := newFastConverter()
+	app := &discard{}
+	o := tenancy.DefaultOTLPTranslation()
+	o.PromoteResourceAttributes = []string{"host.name", "k8s.pod.name"}
+	allocs := testing.AllocsPerRun(5, func() {
+		if _, ok, err := fc.convert(context.Background(), body, Settings(o, 5*time.Minute), app); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+	})
+	if allocs > 10 {
+		t.Fatalf("%v allocations per request of 10,000 points", allocs)
+	}
+	t.Logf("%v allocations per request of 10,000 points", allocs)
 }

@@ -12,6 +12,9 @@ import (
 // message ends it with false.
 
 func (st *fastState) readResourceMetrics(b []byte) bool {
+	if !st.inBudget() {
+		return false
+	}
 	st.res = append(st.res, fastRes{kv0: len(st.kvs), kv1: len(st.kvs), sc0: len(st.scopes), minTs: math.MaxUint64})
 	ri := len(st.res) - 1
 	r := wireReader{b: b}
@@ -74,6 +77,9 @@ func (st *fastState) readResource(b []byte) bool {
 }
 
 func (st *fastState) readScopeMetrics(b []byte, ri int) bool {
+	if !st.inBudget() {
+		return false
+	}
 	st.scopes = append(st.scopes, fastScope{kv0: len(st.kvs), kv1: len(st.kvs), m0: len(st.metrics)})
 	si := len(st.scopes) - 1
 	r := wireReader{b: b}
@@ -554,7 +560,7 @@ func (st *fastState) readPoint(b []byte, ri int) bool {
 }
 
 func (st *fastState) addPoint(p fastPoint, ri int) bool {
-	if !uniqueKeys(st.kvs[p.kv0:p.kv1]) {
+	if !uniqueKeys(st.kvs[p.kv0:p.kv1]) || !st.inBudget() {
 		return false
 	}
 	res := &st.res[ri]
@@ -650,7 +656,7 @@ func (st *fastState) readKV(b []byte, kvs *[]fastKV) bool {
 			return false
 		}
 	}
-	if r.bad {
+	if r.bad || (len(*kvs)%64 == 63 && !st.inBudget()) {
 		return false
 	}
 	*kvs = append(*kvs, kv)

@@ -1,6 +1,7 @@
 package otlp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // recorder is an AppenderV2 that writes down every Append call.
@@ -522,5 +524,30 @@ func TestFastConvertAppendErrors(t *testing.T) {
 	}
 	if compared < 200 {
 		t.Fatalf("only %d requests compared", compared)
+	}
+}
+
+// TestFastConvertBudget checks that a body of tiny entries (empty points,
+// empty attributes) is left to the upstream path rather than held at many
+// times its size.
+func TestFastConvertBudget(t *testing.T) {
+	md := pmetric.NewMetrics()
+	m := md.ResourceMetrics().AppendEmpty().ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
+	m.SetName("tiny")
+	ps := m.SetEmptyGauge().DataPoints()
+	for range 100_000 {
+		ps.AppendEmpty()
+	}
+	// A resource of 100,000 empty attributes (pdata's Map would take
+	// quadratic time to build it).
+	emptyKVs := bytes.Repeat([]byte{0x0a, 0x00}, 100_000)
+	rm := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), emptyKVs) // ResourceMetrics.resource
+	attrsBody := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), rm)
+	fc := newFastConverter()
+	for _, body := range [][]byte{marshal(t, md), attrsBody} {
+		var rec recorder
+		if _, ok, _ := fc.convert(context.Background(), body, prometheusremotewrite.Settings{}, &rec); ok || len(rec.calls) > 0 {
+			t.Fatalf("body of %d bytes: ok=%v, %d appends", len(body), ok, len(rec.calls))
+		}
 	}
 }
