@@ -1,12 +1,18 @@
 package otlp
 
 import (
+	"bytes"
 	"context"
+	"flag"
 	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
-	"github.com/luminate-io/luminate/tenancy"
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -15,6 +21,11 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+
+	"github.com/luminate-io/luminate/remotewrite"
+	"github.com/luminate-io/luminate/storage"
+	"github.com/luminate-io/luminate/storage/badger"
+	"github.com/luminate-io/luminate/tenancy"
 )
 
 // discard is an AppenderV2 that keeps nothing.
@@ -31,6 +42,11 @@ func (d *discard) Rollback() error { return nil }
 // sums, of 10 series each) of 10 points, with 3 resource attributes and
 // 5 point attributes.
 func benchBody(b testing.TB) ([]byte, int) {
+	return benchBodyAt(b, time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC), 15*time.Second)
+}
+
+// benchBodyAt is benchBody with points from t0 on, step apart.
+func benchBodyAt(b testing.TB, t0 time.Time, step time.Duration) ([]byte, int) {
 	md := pmetric.NewMetrics()
 	rm := md.ResourceMetrics().AppendEmpty()
 	ra := rm.Resource().Attributes()
@@ -40,7 +56,6 @@ func benchBody(b testing.TB) ([]byte, int) {
 	sm := rm.ScopeMetrics().AppendEmpty()
 	sm.Scope().SetName("go.opentelemetry.io/otel/sdk/metric")
 	sm.Scope().SetVersion("1.47.0")
-	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	for m := range 100 {
 		metric := sm.Metrics().AppendEmpty()
 		metric.SetName(fmt.Sprintf("app.requests.handled.%d", m))
@@ -66,7 +81,7 @@ func benchBody(b testing.TB) ([]byte, int) {
 				a.PutStr("net.peer.name", "frontend")
 				a.PutStr("region", "eu-west-1")
 				p.SetStartTimestamp(pcommon.NewTimestampFromTime(t0))
-				p.SetTimestamp(pcommon.NewTimestampFromTime(t0.Add(time.Duration(i) * 15 * time.Second)))
+				p.SetTimestamp(pcommon.NewTimestampFromTime(t0.Add(time.Duration(i) * step)))
 				if m%2 == 0 {
 					p.SetDoubleValue(float64(i) * 1.5)
 				} else {
@@ -161,4 +176,65 @@ func TestFastConvertAllocsSettings(t *testing.T) {
 		t.Fatalf("%v allocations per request of 10,000 points", allocs)
 	}
 	t.Logf("%v allocations per request of 10,000 points", allocs)
+}
+
+// BenchmarkHandlerBadger measures the whole receiver on Badger (body
+// read, decoding, conversion, validation, the store's append and commit)
+// with the fast converter and with pdata and the upstream converter,
+// over bodies of 10,000 points as the benchmark's (fresh timestamps, so
+// that every sample is stored). Run:
+// go test -run '^$' -bench HandlerBadger -benchmem ./otlp/
+func BenchmarkHandlerBadger(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		fast bool
+	}{{"fast", true}, {"upstream", false}} {
+		b.Run(c.name, func(b *testing.B) {
+			store, err := badger.New(badger.Config{Path: b.TempDir()}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = store.Close() })
+			var cfg remotewrite.Config
+			fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+			cfg.RegisterFlags(fs)
+			if err := fs.Parse(nil); err != nil {
+				b.Fatal(err)
+			}
+			cfg.Retention = 30 * 24 * time.Hour
+			cfg.MaxSamplesPerRequest = max(cfg.MaxSamplesPerRequest, 10_000)
+			if err := cfg.Validate(); err != nil {
+				b.Fatal(err)
+			}
+			h := NewHandler(remotewrite.NewIngester(cfg, nil, nil, prometheus.NewRegistry()), DefaultConfig(), nil, nil)
+			h.fast = nil
+			if c.fast {
+				h.fast = newFastConverter()
+			}
+			principal := tenancy.Principal{Tenant: "bench", Scopes: []tenancy.Scope{tenancy.ScopeWrite}}
+			tenant := storage.Tenant{Principal: principal, Store: store.ForTenant(principal.Tenant)}
+			// Each body's points follow the last one's, 1 s apart, from an
+			// hour ago: no sample is out of order.
+			start := time.Now().Add(-time.Hour)
+			var points int
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				body, n := benchBodyAt(b, start.Add(time.Duration(i)*10*time.Second), time.Second)
+				points = n
+				r := httptest.NewRequest(http.MethodPost, "/otlp/v1/metrics", bytes.NewReader(body))
+				r.Header.Set("Content-Type", "application/x-protobuf")
+				b.StartTimer()
+				resp, err := h.Serve(r, tenant)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if rr, ok := resp.(*Response); !ok || rr.Rejected > 0 {
+					b.Fatalf("%+v", resp)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(points), "ns/point")
+			b.ReportMetric(float64(b.N*points)/b.Elapsed().Seconds(), "points/s")
+		})
+	}
 }
