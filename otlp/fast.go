@@ -131,6 +131,7 @@ const (
 	fastSum
 	fastHistogram
 	fastExponential
+	fastSummary
 )
 
 // fastNames are a metric's family name and, for histograms, its series'.
@@ -158,7 +159,7 @@ type fastPoint struct {
 	hasSum   bool
 	count    uint64
 	bc0, bc1 int // bucket counts in counts
-	eb0, eb1 int // explicit bounds in bounds
+	eb0, eb1 int // explicit bounds in bounds; summaries: quantile, value pairs
 	// Exponential histograms: bucket counts in counts too
 	scale          int32
 	posOff, negOff int32

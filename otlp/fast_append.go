@@ -172,6 +172,9 @@ func (st *fastState) resolveMetric(m *fastMetric, s *prometheusremotewrite.Setti
 				return false // the converter warns
 			}
 		}
+	case fastSummary:
+		t = otlptranslator.MetricTypeSummary
+		m.meta.Type = model.MetricTypeSummary
 	case fastHistogram:
 		if s.ConvertHistogramsToNHCB {
 			return false // native histograms with custom buckets: the upstream path
@@ -189,7 +192,7 @@ func (st *fastState) resolveMetric(m *fastMetric, s *prometheusremotewrite.Setti
 			return false
 		}
 		names.family = name
-		if m.kind == fastHistogram {
+		if m.kind == fastHistogram || m.kind == fastSummary {
 			names.sum, names.count, names.bucket = name+"_sum", name+"_count", name+"_bucket"
 		}
 		if len(st.metricNames) >= fastMaxCache {
@@ -226,7 +229,7 @@ func (st *fastState) resolveMetric(m *fastMetric, s *prometheusremotewrite.Setti
 	for pi := m.p0; pi < m.p1; pi++ {
 		p := &st.points[pi]
 		for _, b := range st.bounds[p.eb0:p.eb1] {
-			if math.IsInf(b, 1) {
+			if m.kind == fastHistogram && math.IsInf(b, 1) {
 				return false // the converter warns about an explicit +Inf bound
 			}
 		}
@@ -504,8 +507,14 @@ func (st *fastState) append(ctx context.Context, s *prometheusremotewrite.Settin
 						}
 					}
 					p := &st.points[pi]
-					if m.kind == fastHistogram {
-						if err := st.appendHistogram(res, sc, m, p, s, app); err != nil {
+					if m.kind == fastHistogram || m.kind == fastSummary {
+						var err error
+						if m.kind == fastHistogram {
+							err = st.appendHistogram(res, sc, m, p, s, app)
+						} else {
+							err = st.appendSummary(res, sc, m, p, s, app)
+						}
+						if err != nil {
 							fail(err, m.p1-pi)
 							n += m.p1 - pi - 1
 							break
@@ -713,6 +722,46 @@ func (st *fastState) appendTargetInfo(res *fastRes, s *prometheusremotewrite.Set
 	st.seen[key] = struct{}{}
 	_, err := app.Append(0, lset, 0, key.ts, 1, nil, nil, opts)
 	return err
+}
+
+// appendSummary appends p's series as the converter's
+// addSummaryDataPoints.
+func (st *fastState) appendSummary(res *fastRes, sc *fastScope, m *fastMetric, p *fastPoint, s *prometheusremotewrite.Settings, app promstorage.AppenderV2) error {
+	st.ptArena = st.ptArena[:0]
+	st.lb = st.createAttributes(res, sc, m, st.kvs[p.kv0:p.kv1], false, s)
+	n := len(st.lb)
+	val := func(v float64) float64 {
+		if p.flags&1 != 0 {
+			return math.Float64frombits(value.StaleNaN)
+		}
+		return v
+	}
+	// As in appendHistogram, setLabel may change base's quantile or
+	// __name__ in place: every later series sets both again.
+	series := func(name, quantile string) labels.Labels {
+		lb := st.lb[:n]
+		if quantile != "" {
+			lb = setLabel(lb, "quantile", quantile)
+		}
+		return st.overwrite(setLabel(lb, model.MetricNameLabel, name))
+	}
+	stMs, tMs := int64(p.st)/1_000_000, int64(p.t)/1_000_000
+	opts := promstorage.AOptions{Metadata: m.meta, MetricFamilyName: m.names.family}
+	if _, err := app.Append(0, series(m.names.sum, ""), stMs, tMs, val(p.v), nil, nil, opts); err != nil {
+		return err
+	}
+	if _, err := app.Append(0, series(m.names.count, ""), stMs, tMs, val(float64(p.count)), nil, nil, opts); err != nil {
+		return err
+	}
+	qs := st.bounds[p.eb0:p.eb1]
+	for i := 0; i+1 < len(qs); i += 2 {
+		start := len(st.ptArena)
+		st.ptArena = strconv.AppendFloat(st.ptArena, qs[i], 'f', -1, 64)
+		if _, err := app.Append(0, series(m.names.family, alias(st.ptArena[start:])), stMs, tMs, val(qs[i+1]), nil, nil, opts); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // nativeHistogram converts exponential histogram point p as the

@@ -203,6 +203,16 @@ func (st *fastState) readMetric(b []byte, ri int) bool {
 				return false
 			}
 			st.metrics[mi].p1 = len(st.points)
+		case 11: // summary
+			if !r.check(wt, wireLen) || st.metrics[mi].kind != 0 {
+				return false
+			}
+			st.metrics[mi].kind = fastSummary
+			st.metrics[mi].p0 = len(st.points)
+			if b := r.bytes(); r.bad || !st.readSummary(b, ri) {
+				return false
+			}
+			st.metrics[mi].p1 = len(st.points)
 		case 12: // metadata: read (pdata does) and dropped (the converter does)
 			if !r.check(wt, wireLen) {
 				return false
@@ -213,7 +223,7 @@ func (st *fastState) readMetric(b []byte, ri int) bool {
 			}
 			clear(st.kvs[k0:])
 			st.kvs = st.kvs[:k0]
-		default: // summaries, unknown fields
+		default: // unknown fields
 			return false
 		}
 	}
@@ -221,7 +231,7 @@ func (st *fastState) readMetric(b []byte, ri int) bool {
 	switch {
 	case r.bad, m.kind == 0, m.p1 == m.p0:
 		return false // the converter reports these
-	case m.kind != fastGauge && m.temporality != 2:
+	case m.kind != fastGauge && m.kind != fastSummary && m.temporality != 2:
 		return false // delta (or unspecified) temporality: the upstream path decides
 	}
 	return true
@@ -506,6 +516,86 @@ func (st *fastState) readBuckets(b []byte) (int32, bool) {
 		}
 	}
 	return off, !r.bad
+}
+
+// readSummary reads a Summary.
+func (st *fastState) readSummary(b []byte, ri int) bool {
+	r := wireReader{b: b}
+	for r.more() {
+		n, wt := r.tag()
+		if n != 1 || !r.check(wt, wireLen) {
+			return false
+		}
+		if b := r.bytes(); r.bad || !st.readSummaryPoint(b, ri) {
+			return false
+		}
+	}
+	return !r.bad
+}
+
+func (st *fastState) readSummaryPoint(b []byte, ri int) bool {
+	p := fastPoint{kv0: len(st.kvs), ex0: len(st.exs), eb0: len(st.bounds)}
+	r := wireReader{b: b}
+	for r.more() {
+		n, wt := r.tag()
+		switch n {
+		case 7: // attributes
+			if !r.check(wt, wireLen) {
+				return false
+			}
+			if b := r.bytes(); r.bad || !st.readKV(b, &st.kvs) {
+				return false
+			}
+		case 2, 3, 4, 5: // start_time_unix_nano, time_unix_nano, count, sum
+			if !r.check(wt, wireI64) {
+				return false
+			}
+			v := r.fixed64()
+			switch n {
+			case 2:
+				p.st = v
+			case 3:
+				p.t = v
+			case 4:
+				p.count = v
+			default:
+				p.v = math.Float64frombits(v)
+			}
+		case 6: // quantile_values
+			if !r.check(wt, wireLen) {
+				return false
+			}
+			q := wireReader{b: r.bytes()}
+			var quantile, value float64
+			for q.more() {
+				n, wt := q.tag()
+				if (n != 1 && n != 2) || !q.check(wt, wireI64) {
+					return false
+				}
+				if v := math.Float64frombits(q.fixed64()); n == 1 {
+					quantile = v
+				} else {
+					value = v
+				}
+			}
+			if q.bad || r.bad {
+				return false
+			}
+			st.bounds = append(st.bounds, quantile, value)
+		case 8: // flags
+			if !r.check(wt, wireVarint) {
+				return false
+			}
+			p.flags = uint32(r.varint())
+		default:
+			return false
+		}
+	}
+	if r.bad {
+		return false
+	}
+	p.kv1, p.ex1, p.eb1 = len(st.kvs), len(st.exs), len(st.bounds)
+	return st.addPoint(p, ri)
 }
 
 func (st *fastState) readPoint(b []byte, ri int) bool {

@@ -335,7 +335,7 @@ func (g *gen) metrics() pmetric.Metrics {
 				m.SetDescription(g.pick([]string{"", "help text", "ü help"}))
 				kind := g.r.IntN(13)
 				if !g.weird {
-					kind %= 11
+					kind %= 12
 				}
 				switch kind {
 				case 0, 1, 2:
@@ -363,7 +363,23 @@ func (g *gen) metrics() pmetric.Metrics {
 					}
 					g.exponentials(h.DataPoints())
 				case 11:
-					m.SetEmptySummary().DataPoints().AppendEmpty().SetCount(3)
+					ps := m.SetEmptySummary().DataPoints()
+					for range g.r.IntN(3) + 1 {
+						p := ps.AppendEmpty()
+						g.attrs(p.Attributes(), g.r.IntN(5))
+						p.SetTimestamp(g.timestamp())
+						p.SetStartTimestamp(g.timestamp())
+						p.SetCount(uint64(g.r.IntN(100)))
+						p.SetSum(g.r.Float64() * 100)
+						for _, q := range []float64{0.5, 0.9, 0.99, 1e-3}[:g.r.IntN(5)] {
+							qv := p.QuantileValues().AppendEmpty()
+							qv.SetQuantile(q)
+							qv.SetValue(g.r.Float64())
+						}
+						if g.r.IntN(8) == 0 {
+							p.SetFlags(pmetric.DefaultDataPointFlags.WithNoRecordedValue(true))
+						}
+					}
 				case 12:
 					m.SetEmptyGauge() // no points
 				}
@@ -448,7 +464,7 @@ func TestFastConvertDifferential(t *testing.T) {
 			g := gen{r: r, weird: c.weird, keys: c.keys}
 			const n = 3000
 			fc := newFastConverter()
-			took, calls, exemplars, buckets, natives, stale, targets := 0, 0, 0, 0, 0, 0, 0
+			took, calls, exemplars, buckets, quantiles, natives, stale, targets := 0, 0, 0, 0, 0, 0, 0, 0
 			for range n {
 				md := g.metrics()
 				s := settingsCases(r)
@@ -463,6 +479,8 @@ func TestFastConvertDifferential(t *testing.T) {
 					switch {
 					case strings.Contains(c, "_bucket"):
 						buckets++
+					case strings.Contains(c, "quantile="):
+						quantiles++
 					case strings.Contains(c, "target_info"):
 						targets++
 					case strings.Contains(c, "h={"):
@@ -476,7 +494,7 @@ func TestFastConvertDifferential(t *testing.T) {
 					}
 				}
 			}
-			t.Logf("%s: the fast path took %d of %d requests: %d appends compared (%d with exemplars, %d buckets, %d native histograms, %d stale, %d target_info)", c.name, took, n, calls, exemplars, buckets, natives, stale, targets)
+			t.Logf("%s: the fast path took %d of %d requests: %d appends compared (%d with exemplars, %d buckets, %d quantiles, %d native histograms, %d stale, %d target_info)", c.name, took, n, calls, exemplars, buckets, quantiles, natives, stale, targets)
 			if float64(took) < c.minShare*n {
 				t.Errorf("%s: the fast path took only %d of %d requests", c.name, took, n)
 			}
