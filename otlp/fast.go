@@ -141,6 +141,7 @@ type fastMetric struct {
 	name, unit, desc string
 	kind             uint8
 	monotonic        bool
+	nhcb             bool // a histogram converted to a native histogram with custom buckets
 	temporality      int32
 	p0, p1           int // points
 	names            fastNames

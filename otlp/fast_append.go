@@ -176,11 +176,14 @@ func (st *fastState) resolveMetric(m *fastMetric, s *prometheusremotewrite.Setti
 		t = otlptranslator.MetricTypeSummary
 		m.meta.Type = model.MetricTypeSummary
 	case fastHistogram:
-		if s.ConvertHistogramsToNHCB {
-			return false // native histograms with custom buckets: the upstream path
-		}
 		t = otlptranslator.MetricTypeHistogram
 		m.meta.Type = model.MetricTypeHistogram
+		m.nhcb = s.ConvertHistogramsToNHCB
+		for _, p := range st.points[m.p0:m.p1] {
+			if m.nhcb && p.flags&1 == 0 && p.count == 0 && p.hasSum && p.v != 0 {
+				return false // the converter warns
+			}
+		}
 	}
 	st.keyBuf = append(st.keyBuf[:0], byte(t))
 	st.keyBuf = strconv.AppendInt(st.keyBuf, int64(len(m.name)), 10)
@@ -229,7 +232,7 @@ func (st *fastState) resolveMetric(m *fastMetric, s *prometheusremotewrite.Setti
 	for pi := m.p0; pi < m.p1; pi++ {
 		p := &st.points[pi]
 		for _, b := range st.bounds[p.eb0:p.eb1] {
-			if m.kind == fastHistogram && math.IsInf(b, 1) {
+			if m.kind == fastHistogram && !m.nhcb && math.IsInf(b, 1) {
 				return false // the converter warns about an explicit +Inf bound
 			}
 		}
@@ -507,7 +510,7 @@ func (st *fastState) append(ctx context.Context, s *prometheusremotewrite.Settin
 						}
 					}
 					p := &st.points[pi]
-					if m.kind == fastHistogram || m.kind == fastSummary {
+					if (m.kind == fastHistogram && !m.nhcb) || m.kind == fastSummary {
 						var err error
 						if m.kind == fastHistogram {
 							err = st.appendHistogram(res, sc, m, p, s, app)
@@ -521,10 +524,14 @@ func (st *fastState) append(ctx context.Context, s *prometheusremotewrite.Settin
 						}
 						continue
 					}
-					if m.kind == fastExponential {
+					if m.kind == fastExponential || m.nhcb {
 						lset := st.seriesLabels(res, sc, m, st.kvs[p.kv0:p.kv1], false, m.names.family, s)
 						opts.Exemplars = st.exemplars(p, true)
-						if _, err := app.Append(0, lset, int64(p.st)/1_000_000, int64(p.t)/1_000_000, 0, st.nativeHistogram(p), nil, opts); err != nil {
+						h := st.customBuckets(p)
+						if m.kind == fastExponential {
+							h = st.nativeHistogram(p)
+						}
+						if _, err := app.Append(0, lset, int64(p.st)/1_000_000, int64(p.t)/1_000_000, 0, h, nil, opts); err != nil {
 							fail(err, m.p1-pi)
 							n += m.p1 - pi - 1
 							break
@@ -779,8 +786,32 @@ func (st *fastState) nativeHistogram(p *fastPoint) *histogram.Histogram {
 		ZeroThreshold:    1e-128,
 		ZeroCount:        p.zeroCount,
 	}
-	h.PositiveSpans, h.PositiveBuckets = bucketsLayout(st.counts[p.pb0:p.pb1], p.posOff, scaleDown)
-	h.NegativeSpans, h.NegativeBuckets = bucketsLayout(st.counts[p.nb0:p.nb1], p.negOff, scaleDown)
+	h.PositiveSpans, h.PositiveBuckets = bucketsLayout(st.counts[p.pb0:p.pb1], p.posOff, scaleDown, true)
+	h.NegativeSpans, h.NegativeBuckets = bucketsLayout(st.counts[p.nb0:p.nb1], p.negOff, scaleDown, true)
+	setCountAndSum(h, p)
+	return h
+}
+
+// customBuckets converts classic histogram point p to a native histogram
+// with custom buckets as the converter's
+// explicitHistogramToCustomBucketsHistogram.
+func (st *fastState) customBuckets(p *fastPoint) *histogram.Histogram {
+	counts := st.counts[p.bc0:p.bc1]
+	offset := 0
+	for offset < len(counts) && counts[offset] == 0 {
+		offset++
+	}
+	h := &histogram.Histogram{
+		CounterResetHint: histogram.UnknownCounterReset,
+		Schema:           histogram.CustomBucketsSchema,
+		CustomValues:     slices.Clone(st.bounds[p.eb0:p.eb1]),
+	}
+	h.PositiveSpans, h.PositiveBuckets = bucketsLayout(counts[offset:], int32(offset), 0, false)
+	setCountAndSum(h, p)
+	return h
+}
+
+func setCountAndSum(h *histogram.Histogram, p *fastPoint) {
 	if p.flags&1 != 0 {
 		h.Sum = math.Float64frombits(value.StaleNaN)
 		h.Count = value.StaleNaN
@@ -790,12 +821,10 @@ func (st *fastState) nativeHistogram(p *fastPoint) *histogram.Histogram {
 		}
 		h.Count = p.count
 	}
-	return h
 }
 
-// bucketsLayout is the converter's convertBucketsLayout for exponential
-// buckets (adjustOffset true).
-func bucketsLayout(bucketCounts []uint64, offset, scaleDown int32) ([]histogram.Span, []int64) {
+// bucketsLayout is the converter's convertBucketsLayout.
+func bucketsLayout(bucketCounts []uint64, offset, scaleDown int32, adjustOffset bool) ([]histogram.Span, []int64) {
 	if len(bucketCounts) == 0 {
 		return nil, nil
 	}
@@ -812,7 +841,11 @@ func bucketsLayout(bucketCounts []uint64, offset, scaleDown int32) ([]histogram.
 	}
 	bucketIdx := offset>>scaleDown + 1
 	lastIdx := bucketIdx - 1
-	spans = append(spans, histogram.Span{Offset: offset>>scaleDown + 1})
+	initialOffset := offset
+	if adjustOffset {
+		initialOffset = initialOffset>>scaleDown + 1
+	}
+	spans = append(spans, histogram.Span{Offset: initialOffset})
 	appendBucket := func() {
 		gap := bucketIdx - lastIdx - 1
 		if gap > 2 {
