@@ -18,16 +18,30 @@ import (
 
 // The fast converter reads a protobuf ExportMetricsServiceRequest without
 // pdata and appends what prometheusremotewrite.PrometheusConverter.FromMetrics
-// would append for it, call for call. It handles gauges and cumulative sums
-// (int and double points, exemplars on sums, stale markers, start times,
-// target_info, job/instance, promoted resource attributes, scope labels,
-// type and unit labels, every naming strategy). It works in two passes: the
-// first reads and checks the whole request into reused slices, and gives up
-// (ok=false, nothing appended) on anything it does not handle or that the
-// upstream converter would report as an error or a warning; the second
-// appends. Steady state, it allocates nothing per data point: the state is
-// pooled, names are cached, label values alias the body and each series'
-// labels are written over one buffer (appenders copy the labels they keep).
+// would append for it, call for call (fast_test.go proves it against the
+// converter). It converts every point kind with cumulative temporality:
+// gauges and sums (int and double), classic histograms (as _bucket, _sum and
+// _count series, or as native histograms with custom buckets), exponential
+// histograms (as native histograms, scaled down above schema 8) and
+// summaries; with exemplars, stale markers, start times, metadata,
+// target_info, job and instance, promoted resource attributes, scope labels,
+// type and unit labels, under every naming strategy.
+//
+// It works in two passes. The first reads and checks the whole request
+// into reused slices, and gives up (ok=false, nothing appended) on anything
+// it does not handle or that the converter would report as an error or a
+// warning: delta temporality, attribute values that are arrays or maps,
+// duplicate attribute keys, attributes whose label names collide, names
+// the namers refuse, empty metrics, a +Inf explicit bound, zero-count
+// histograms with a sum, too many target_info samples, unknown fields,
+// malformed protobuf. The second appends.
+//
+// Steady state, it allocates nothing per data point (native histograms and
+// exemplars aside, which it allocates as the converter does): the states
+// are kept, names are cached, label values alias the body, and each
+// series' labels are written over one buffer, as remotewrite's decoder
+// does. So an appender must copy the labels it keeps (Badger's and
+// ClickHouse's do: they copy a new series' labels).
 
 // Limits past which the fast path leaves a request to the upstream path.
 const (
