@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,54 +58,60 @@ func (r *recorder) Rollback() error { return nil }
 
 // upstream converts body as the reference path does: pdata, then the
 // upstream converter.
-func upstream(t testing.TB, body []byte, s prometheusremotewrite.Settings, app promstorage.AppenderV2) (int, error, bool) {
+func upstream(body []byte, s prometheusremotewrite.Settings, app promstorage.AppenderV2) (points int, warned bool, err error) {
 	req := pmetricotlp.NewExportRequest()
 	if err := req.UnmarshalProto(body); err != nil {
-		t.Fatalf("the fast path accepted a body pdata refuses: %v", err)
+		return 0, false, fmt.Errorf("the fast path accepted a body pdata refuses: %w", err)
 	}
 	annots, err := prometheusremotewrite.NewPrometheusConverter(app).FromMetrics(context.Background(), req.Metrics(), s)
-	return req.Metrics().DataPointCount(), err, len(annots) > 0
+	return req.Metrics().DataPointCount(), len(annots) > 0, err
 }
 
 // differ runs both paths over body and reports whether the fast path took it.
 func differ(t testing.TB, fc fastConverter, body []byte, s prometheusremotewrite.Settings) bool {
+	t.Helper()
 	return differCalls(t, fc, body, s) != nil
 }
 
 // differCalls is differ, returning the calls compared (nil: none).
 func differCalls(t testing.TB, fc fastConverter, body []byte, s prometheusremotewrite.Settings) []string {
 	t.Helper()
-	fatalf := func(format string, args ...any) {
-		t.Helper()
-		t.Fatalf("settings %+v: "+format, append([]any{s}, args...)...)
+	calls, err := diff(fc, body, s)
+	if err != nil {
+		t.Fatalf("settings %+v: %v", s, err)
 	}
+	return calls
+}
+
+// diff runs both paths over body and returns the calls compared (nil: the
+// fast path did not take the request), or how they differ.
+func diff(fc fastConverter, body []byte, s prometheusremotewrite.Settings) ([]string, error) {
 	var fast, ref recorder
 	stats, ok, err := fc.convert(context.Background(), body, s, &fast)
-	if !ok {
-		if len(fast.calls) > 0 {
-			fatalf("ok=false after %d appends", len(fast.calls))
-		}
-		return nil
+	switch {
+	case !ok && len(fast.calls) > 0:
+		return nil, fmt.Errorf("ok=false after %d appends", len(fast.calls))
+	case !ok:
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("fast: %w", err)
 	}
-	if err != nil {
-		fatalf("fast: %v", err)
-	}
-	points, uerr, warned := upstream(t, body, s, &ref)
+	points, warned, uerr := upstream(body, s, &ref)
 	if uerr != nil || warned {
-		fatalf("the fast path took a request the converter reports (err %v, warnings %v)", uerr, warned)
+		return nil, fmt.Errorf("the fast path took a request the converter reports (err %v, warnings %v)", uerr, warned)
 	}
 	if stats.Points != points || stats.Rejected != 0 {
-		fatalf("stats %+v, want %d points", stats, points)
+		return nil, fmt.Errorf("stats %+v, want %d points", stats, points)
 	}
 	if len(fast.calls) != len(ref.calls) {
-		fatalf("%d appends, upstream %d\nfast: %s\nref:  %s", len(fast.calls), len(ref.calls), strings.Join(fast.calls, "\n      "), strings.Join(ref.calls, "\n      "))
+		return nil, fmt.Errorf("%d appends, upstream %d\nfast: %s\nref:  %s", len(fast.calls), len(ref.calls), strings.Join(fast.calls, "\n      "), strings.Join(ref.calls, "\n      "))
 	}
 	for i := range fast.calls {
 		if fast.calls[i] != ref.calls[i] {
-			fatalf("append %d:\nfast: %s\nref:  %s", i, fast.calls[i], ref.calls[i])
+			return nil, fmt.Errorf("append %d:\nfast: %s\nref:  %s", i, fast.calls[i], ref.calls[i])
 		}
 	}
-	return fast.calls
+	return fast.calls, nil
 }
 
 var (
@@ -528,7 +535,7 @@ func TestFastConvertAppendErrors(t *testing.T) {
 		if !ok {
 			continue
 		}
-		_, uerr, _ := upstream(t, body, s, &ref)
+		_, _, uerr := upstream(body, s, &ref)
 		if !slices.Equal(fast.calls, ref.calls) {
 			t.Fatalf("settings %+v:\nfast: %s\nref:  %s", s, strings.Join(fast.calls, "\n      "), strings.Join(ref.calls, "\n      "))
 		}
@@ -568,4 +575,30 @@ func TestFastConvertBudget(t *testing.T) {
 			t.Fatalf("body of %d bytes: ok=%v, %d appends", len(body), ok, len(rec.calls))
 		}
 	}
+}
+
+// TestFastConvertConcurrent converts from several goroutines through one
+// converter (the handler shares one), each checking its results.
+func TestFastConvertConcurrent(t *testing.T) {
+	quietUpstream(t)
+	fc := newFastConverter()
+	var wg sync.WaitGroup
+	for w := range 4 {
+		r := rand.New(rand.NewPCG(uint64(w), 9))
+		g := gen{r: r, keys: cleanKeys}
+		bodies := make([][]byte, 50)
+		settings := make([]prometheusremotewrite.Settings, len(bodies))
+		for i := range bodies {
+			bodies[i], settings[i] = marshal(t, g.metrics()), settingsCases(r)
+		}
+		wg.Go(func() {
+			for i := range bodies {
+				if _, err := diff(fc, bodies[i], settings[i]); err != nil {
+					t.Errorf("settings %+v: %v", settings[i], err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
