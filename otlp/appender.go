@@ -3,15 +3,16 @@ package otlp
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
 
+	"github.com/luminate-io/luminate/apierror"
 	"github.com/luminate-io/luminate/remotewrite"
 	"github.com/luminate-io/luminate/tenancy"
 )
@@ -22,23 +23,25 @@ import (
 // dropped) to every sample before the tenant's appender gets it, and
 // counts what it stored and rejected. A rejected sample is not an error
 // for the converter, which goes on with the next: rejections are told
-// in the response's partial_success. An error of the store itself is
-// returned, and kept (fatal): the request then fails and rolls back.
+// in the response's partial_success. An error of the store itself, or
+// more samples than a request may hold, is returned and kept (fatal):
+// the request then fails and rolls back.
 //
 // It counts the OTLP data points it sees, to tell how many were
 // rejected: one per sample, but the series of one classic histogram or
 // summary point (its _sum, _count, _bucket or quantile series, appended
-// one after the other with one timestamp) count as one point; the
+// one after the other) count as one point; the
 // target_info samples the converter adds count as none.
 type appender struct {
 	app        promstorage.AppenderV2
 	validator  *remotewrite.Validator
 	window     remotewrite.Window
 	maxBuckets int
+	maxSamples int // of all appends, --ingest.max-samples-per-request
+	appends    int
 
 	scratch []remotewrite.Label
 	builder labels.ScratchBuilder
-	hashBuf []byte
 
 	// What was stored: samples (floats and histograms) and exemplars,
 	// and the exemplars refused.
@@ -48,18 +51,17 @@ type appender struct {
 	points, rejected int
 	byReason         map[remotewrite.Reason]int
 	first            *remotewrite.Rejection
-	// The point being appended, for classic histograms and summaries,
-	// and whether it was rejected.
-	cur         pointKey
+	// Whether the last sample was a classic histogram's or summary's
+	// _sum, and whether the point being appended was rejected.
+	afterSum    bool
 	curRejected bool
 
 	fatal error
 }
 
-type pointKey struct{ family, series uint64 }
-
-func newAppender(app promstorage.AppenderV2, v *remotewrite.Validator, now time.Time, maxBuckets int) *appender {
-	return &appender{app: app, validator: v, window: v.Window(now), maxBuckets: maxBuckets, builder: labels.NewScratchBuilder(16)}
+func newAppender(app promstorage.AppenderV2, v *remotewrite.Validator, now time.Time, cfg remotewrite.Config) *appender {
+	return &appender{app: app, validator: v, window: v.Window(now), maxBuckets: cfg.MaxBucketsPerHistogram, maxSamples: cfg.MaxSamplesPerRequest,
+		builder: labels.NewScratchBuilder(16)}
 }
 
 // The target_info series of the converter (helper.go, addResourceTargetInfo).
@@ -73,7 +75,14 @@ func (a *appender) Append(ref promstorage.SeriesRef, ls labels.Labels, st, t int
 	if a.fatal != nil {
 		return 0, a.fatal
 	}
-	a.startPoint(ls, t, h, fh, opts)
+	// A data point may make many samples (a classic histogram one per
+	// bucket): the samples of one request are bounded as remote write's.
+	if a.appends++; a.maxSamples > 0 && a.appends > a.maxSamples {
+		a.fatal = apierror.Limit(apierror.TooLarge, tenancy.Global("--ingest.max-samples-per-request"),
+			"an OTLP request converting to more than %d samples (series of buckets, quantiles, target_info); export smaller batches", a.maxSamples)
+		return 0, a.fatal
+	}
+	a.startPoint(ls, h, fh, opts)
 	valid, rej := a.check(ls, t, h, fh)
 	if rej == nil {
 		opts.Exemplars = a.exemplarsInWindow(opts.Exemplars)
@@ -100,22 +109,26 @@ func (a *appender) Append(ref promstorage.SeriesRef, ls labels.Labels, st, t int
 	return 0, nil
 }
 
-// startPoint counts the data point a sample of series ls at t begins, if
-// it begins one.
-func (a *appender) startPoint(ls labels.Labels, t int64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AOptions) {
+// startPoint counts the data point a sample of series ls begins, if it
+// begins one. The converter appends a classic histogram or summary point
+// as its _sum series (when it has a sum), its _count, then its buckets or
+// quantiles: a point begins at a _sum, or at a _count not right after a
+// _sum.
+func (a *appender) startPoint(ls labels.Labels, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AOptions) {
 	if opts.MetricFamilyName == targetInfoName && opts.Metadata.Help == targetInfoHelp {
 		return
 	}
 	if h == nil && fh == nil && (opts.Metadata.Type == model.MetricTypeHistogram || opts.Metadata.Type == model.MetricTypeSummary) {
-		var series uint64
-		series, a.hashBuf = ls.HashWithoutLabels(a.hashBuf, model.MetricNameLabel, model.BucketLabel, model.QuantileLabel)
-		key := pointKey{xxhash.Sum64String(opts.MetricFamilyName) ^ uint64(t), series}
-		if key == a.cur {
+		name, family := ls.Get(model.MetricNameLabel), opts.MetricFamilyName
+		isSum := len(name) == len(family)+len("_sum") && strings.HasPrefix(name, family) && strings.HasSuffix(name, "_sum")
+		isCount := len(name) == len(family)+len("_count") && strings.HasPrefix(name, family) && strings.HasSuffix(name, "_count")
+		afterSum := a.afterSum
+		a.afterSum = isSum
+		if !isSum && (!isCount || afterSum) {
 			return
 		}
-		a.cur = key
 	} else {
-		a.cur = pointKey{}
+		a.afterSum = false
 	}
 	a.points++
 	a.curRejected = false

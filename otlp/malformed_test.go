@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
@@ -175,4 +176,42 @@ func TestStatusWire(t *testing.T) {
 	msg := rpcStatus(t, w).Message
 	want := append([]byte{0x08, 3, 0x12}, binary.AppendUvarint(nil, uint64(len(msg)))...)
 	require.True(t, bytes.Equal(append(want, msg...), w.Body.Bytes()))
+}
+
+// Points of 1970 and of today in one resource: Prometheus' converter
+// would write a target_info sample every 2.5 minutes between them, 11
+// million; here a handful.
+func TestTargetInfoSpan(t *testing.T) {
+	e := newEnv(t, envOptions{ingest: func(c *remotewrite.Config) { c.Retention = 0 }})
+	md := gauges(2)
+	md.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().At(0).Gauge().DataPoints().At(0).SetTimestamp(1)
+	start := time.Now()
+	resp := exportResponse(t, e.post(protoBody(t, md), post{}))
+	require.Zero(t, resp.PartialSuccess().RejectedDataPoints())
+	require.Less(t, time.Since(start), 5*time.Second)
+	info := readPoints(t, e.store, "acme")[`{__name__="target_info", host_name="h1", instance="i1", job="ns/svc"}`]
+	require.NotEmpty(t, info)
+	require.LessOrEqual(t, len(info), 6)
+}
+
+// One point of many buckets is many samples: bounded as remote write's.
+func TestTooManySamples(t *testing.T) {
+	e := newEnv(t, envOptions{ingest: func(c *remotewrite.Config) { c.MaxSamplesPerRequest = 1000 }})
+	md := gauges(1)
+	m := md.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().AppendEmpty()
+	m.SetName("h")
+	hs := m.SetEmptyHistogram()
+	hs.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	hp := hs.DataPoints().AppendEmpty()
+	hp.SetTimestamp(ts(t1))
+	bounds := make([]float64, 2000)
+	for i := range bounds {
+		bounds[i] = float64(i)
+	}
+	hp.ExplicitBounds().FromRaw(bounds)
+	hp.BucketCounts().FromRaw(make([]uint64, 2001))
+	w := e.post(protoBody(t, md), post{})
+	require.Equal(t, http.StatusRequestEntityTooLarge, w.Code, w.Body.String())
+	require.Contains(t, rpcStatus(t, w).Message, "--ingest.max-samples-per-request")
+	require.Empty(t, readPoints(t, e.store, "acme"))
 }
