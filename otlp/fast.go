@@ -6,7 +6,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"time"
 	"unsafe"
 
 	"github.com/prometheus/otlptranslator"
@@ -330,14 +329,8 @@ func (st *fastState) setup(s *prometheusremotewrite.Settings) bool {
 			return false
 		}
 	}
-	if !s.DisableTargetInfo {
-		d := s.LookbackDelta
-		if d == 0 {
-			d = 5 * time.Minute
-		}
-		if d/2 <= 0 {
-			return false
-		}
+	if !s.DisableTargetInfo && lookbackDelta(s)/2 <= 0 {
+		return false
 	}
 	return true
 }

@@ -37,6 +37,20 @@ func identifying(key string) bool {
 // scope labels, and checks everything the converter could report as an
 // error or a warning.
 func (st *fastState) resolve(s *prometheusremotewrite.Settings) bool {
+	if !s.DisableTargetInfo {
+		// The handler spaces the target_info samples of a request whose
+		// points span long wider than its lookback delta would
+		// (targetInfoLookback): leave such requests to it.
+		var span time.Duration
+		for _, res := range st.res {
+			if res.maxTs > res.minTs {
+				span = max(span, time.Duration(min(res.maxTs-res.minTs, math.MaxInt64)))
+			}
+		}
+		if d := lookbackDelta(s); targetInfoLookback(d, span) != d {
+			return false
+		}
+	}
 	for ri := range st.res {
 		res := &st.res[ri]
 		kvs := st.kvs[res.kv0:res.kv1]
@@ -144,11 +158,16 @@ func (st *fastState) checkTargetInfo(res *fastRes, s *prometheusremotewrite.Sett
 }
 
 func targetInfoSpan(res *fastRes, s *prometheusremotewrite.Settings) (first, last time.Time, interval time.Duration) {
-	d := s.LookbackDelta
-	if d == 0 {
-		d = 5 * time.Minute
+	return time.Unix(0, int64(res.minTs)).UTC(), time.Unix(0, int64(res.maxTs)).UTC(), lookbackDelta(s) / 2
+}
+
+// lookbackDelta is the lookback delta the converter spaces target_info
+// samples by.
+func lookbackDelta(s *prometheusremotewrite.Settings) time.Duration {
+	if s.LookbackDelta == 0 {
+		return 5 * time.Minute
 	}
-	return time.Unix(0, int64(res.minTs)).UTC(), time.Unix(0, int64(res.maxTs)).UTC(), d / 2
+	return s.LookbackDelta
 }
 
 func (st *fastState) resolveMetric(m *fastMetric, s *prometheusremotewrite.Settings) bool {
