@@ -90,6 +90,15 @@ func (f *fastConv) put(st *fastState) {
 }
 
 func (f *fastConv) convert(ctx context.Context, body []byte, s prometheusremotewrite.Settings, app promstorage.AppenderV2) (ConvertStats, bool, error) {
+	return f.convertAdmit(ctx, body, s, app, nil)
+}
+
+// convertAdmit is convert, calling admit (if not nil) with the number of
+// data points once it has read the request and before it appends
+// anything: an error of admit is returned (ok=true), nothing appended.
+// That lets the caller bound and rate-limit the points before converting,
+// as it does on the upstream path.
+func (f *fastConv) convertAdmit(ctx context.Context, body []byte, s prometheusremotewrite.Settings, app promstorage.AppenderV2, admit func(points int) error) (ConvertStats, bool, error) {
 	if ctx.Err() != nil {
 		return ConvertStats{}, false, nil
 	}
@@ -97,6 +106,11 @@ func (f *fastConv) convert(ctx context.Context, body []byte, s prometheusremotew
 	defer f.put(st)
 	if !st.read(body, &s) {
 		return ConvertStats{}, false, nil
+	}
+	if admit != nil {
+		if err := admit(st.npoints); err != nil {
+			return ConvertStats{Points: st.npoints}, true, err
+		}
 	}
 	stats, err := st.append(ctx, &s, app)
 	return stats, true, err

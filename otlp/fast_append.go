@@ -506,7 +506,9 @@ func (st *fastState) append(ctx context.Context, s *prometheusremotewrite.Settin
 	stats := ConvertStats{Points: st.npoints}
 	var errs []error
 	fail := func(err error, n int) {
-		errs = append(errs, err)
+		if len(errs) == 0 || !errors.Is(err, errs[len(errs)-1]) {
+			errs = append(errs, err) // not the same (fatal) error again and again
+		}
 		stats.Rejected += n
 		if stats.Message == "" {
 			stats.Message = err.Error()
@@ -576,7 +578,9 @@ func (st *fastState) append(ctx context.Context, s *prometheusremotewrite.Settin
 		}
 		if !s.DisableTargetInfo && res.points {
 			if err := st.appendTargetInfo(res, s, app); err != nil {
-				errs = append(errs, err)
+				if len(errs) == 0 || !errors.Is(err, errs[len(errs)-1]) {
+					errs = append(errs, err)
+				}
 				if stats.Message == "" {
 					stats.Message = err.Error()
 				}

@@ -633,3 +633,26 @@ func TestFastConvertWideSpan(t *testing.T) {
 		}
 	}
 }
+
+// TestFastConvertAdmit checks that admit sees the request's data points
+// before anything is appended, and that its refusal appends nothing.
+func TestFastConvertAdmit(t *testing.T) {
+	body, points := benchBody(t)
+	fc := newFastConverter().(*fastConv)
+	refused := errors.New("too many")
+	var rec recorder
+	var seen int
+	st, ok, err := fc.convertAdmit(context.Background(), body, prometheusremotewrite.Settings{}, &rec, func(n int) error {
+		seen = n
+		if len(rec.calls) > 0 {
+			t.Errorf("%d appends before admit", len(rec.calls))
+		}
+		return refused
+	})
+	if !ok || !errors.Is(err, refused) || len(rec.calls) > 0 || seen != points || st.Points != points {
+		t.Fatalf("ok=%v err=%v, %d appends, admit saw %d of %d points, stats %+v", ok, err, len(rec.calls), seen, points, st)
+	}
+	if _, ok, err := fc.convertAdmit(context.Background(), body, prometheusremotewrite.Settings{}, &rec, func(int) error { return nil }); !ok || err != nil || len(rec.calls) == 0 {
+		t.Fatalf("ok=%v err=%v, %d appends", ok, err, len(rec.calls))
+	}
+}
