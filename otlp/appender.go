@@ -88,7 +88,7 @@ func (a *appender) Append(ref promstorage.SeriesRef, ls labels.Labels, st, t int
 		opts.Exemplars = a.exemplarsInWindow(opts.Exemplars)
 		var err error
 		ref, err = a.app.Append(ref, valid, st, t, v, h, fh, opts)
-		if partial := (*promstorage.AppendPartialError)(nil); errors.As(err, &partial) {
+		if partial := (*promstorage.AppendPartialError)(nil); err != nil && errors.As(err, &partial) {
 			a.exemplarsRefused += len(partial.ExemplarErrors)
 			a.exemplars += max(0, len(opts.Exemplars)-len(partial.ExemplarErrors))
 			err = nil

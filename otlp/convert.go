@@ -24,6 +24,10 @@ import (
 // and target_info samples over wide time spans (targetInfoLookback).
 type fastConverter interface {
 	convert(ctx context.Context, body []byte, s prometheusremotewrite.Settings, app promstorage.AppenderV2) (st ConvertStats, ok bool, err error)
+	// convertAdmit is convert, calling admit (unless nil) with the number
+	// of data points once it has read the request and before it appends
+	// any: an error of admit ends the conversion with nothing appended.
+	convertAdmit(ctx context.Context, body []byte, s prometheusremotewrite.Settings, app promstorage.AppenderV2, admit func(points int) error) (st ConvertStats, ok bool, err error)
 }
 
 // ConvertStats is what a conversion did: the data points it read, how

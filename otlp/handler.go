@@ -91,7 +91,7 @@ func NewHandler(g *remotewrite.Ingester, cfg Config, translations Translations, 
 		cfg.LookbackDelta = DefaultConfig().LookbackDelta
 	}
 	h := &Handler{g: g, cfg: cfg, translations: translations, logger: logger}
-	h.fast = nil // newFastConverter() once otlp/fast.go (h13-fast) lands
+	h.fast = newFastConverter()
 	h.converters.New = func() any { return prometheusremotewrite.NewPrometheusConverter(nil) }
 	return h
 }
@@ -240,16 +240,15 @@ func (h *Handler) write(r *http.Request, t storage.Tenant) (*Response, error) {
 	resp := &Response{json: enc == encJSON}
 	app := newAppender(g.AppenderV2(r.Context(), t), g.Validator(), time.Now(), g.Config())
 	if h.fast != nil && enc == encProtobuf {
-		st, ok, err := h.fast.convert(r.Context(), raw, settings, app)
+		st, ok, err := h.fast.convertAdmit(r.Context(), raw, settings, app, func(points int) error {
+			done()
+			done = func() {}
+			return h.admit(id, points)
+		})
 		switch {
 		case err != nil:
 			return nil, errors.Join(err, app.Rollback())
 		case ok:
-			done()
-			done = func() {}
-			if err := h.admit(id, st.Points); err != nil {
-				return nil, errors.Join(err, app.Rollback())
-			}
 			return h.commit(id, app, resp, st)
 		}
 		// Not for the fast converter: it appended nothing.
