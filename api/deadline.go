@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/luminate-io/luminate/apierror"
+	"github.com/luminate-io/luminate/tenancy"
 )
 
 // ReadTimeoutFlag is the serve flag that sets Options.BodyReadTimeout;
@@ -79,8 +80,8 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 		// closes it after the answer instead of waiting for another
 		// request on it.
 		b.w.Header().Set("Connection", "close")
-		return n, fmt.Errorf("%w: the request body did not arrive within --%s=%s (raise --%s for slower clients): %w",
-			apierror.ErrRequestTimeout, ReadTimeoutFlag, b.timeout, ReadTimeoutFlag, err)
+		return n, fmt.Errorf("%w: the request body did not arrive within --%s=%s %s: %w",
+			apierror.ErrRequestTimeout, ReadTimeoutFlag, b.timeout, tenancy.Global("--"+ReadTimeoutFlag).Raise(), err)
 	}
 	// io.EOF, or the client went away: no more body to wait for.
 	_ = b.rc.SetReadDeadline(time.Time{})

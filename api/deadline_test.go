@@ -15,6 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/luminate-io/luminate/api"
+	"github.com/luminate-io/luminate/apierror"
+	"github.com/luminate-io/luminate/native"
 	"github.com/luminate-io/luminate/remotewrite"
 	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/tenancy"
@@ -32,13 +34,13 @@ func newDeadlineServer(t *testing.T) (*env, string) {
 		// A handler that takes longer than the body deadline once it has
 		// the body: it must not be cut off.
 		if _, err := io.ReadAll(r.Body); err != nil {
-			api.WriteError(w, r, err)
+			apierror.Write(w, apierror.Native, err, "")
 			return
 		}
 		select {
 		case <-time.After(2 * bodyTimeout):
 		case <-r.Context().Done():
-			api.WriteError(w, r, fmt.Errorf("handler: %w", r.Context().Err()))
+			apierror.Write(w, apierror.Native, fmt.Errorf("handler: %w", r.Context().Err()), "")
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -49,10 +51,11 @@ func newDeadlineServer(t *testing.T) (*env, string) {
 		limits, err := tenancy.NewLimits(tenancy.DefaultLimitsConfig(), nil, nil)
 		require.NoError(t, err)
 		o.BodyReadTimeout = bodyTimeout
+		o.Tenants = o.Storage.(storage.MetricsStore)
 		o.Routes = []api.Route{
 			{Path: "/slow", Public: true, Handler: slow},
-			{Path: "/api/v1/metrics", Methods: []string{http.MethodPost}, Scope: tenancy.ScopeWrite,
-				Handler: remotewrite.NewNative(remotewrite.DefaultConfig(), o.Storage.(storage.MetricsStore), limits, slog.New(slog.DiscardHandler), reg)},
+			{Path: "/api/v1/metrics", Methods: []string{http.MethodPost}, Scope: tenancy.ScopeWrite, Format: apierror.Native,
+				Serve: native.NewWrite(remotewrite.NewIngester(remotewrite.DefaultConfig(), limits, nil, reg), nil).Serve},
 		}
 		h, err := api.NewRouter(*o, slog.New(slog.DiscardHandler), reg)
 		require.NoError(t, err)

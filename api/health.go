@@ -120,7 +120,7 @@ type healthChecker struct {
 func (h healthChecker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	detailed, err := h.operator(r)
 	if err != nil {
-		fail(w, r, WriteError, err)
+		nativeError(w, r, err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.timeout)
@@ -134,7 +134,7 @@ func (h healthChecker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusServiceUnavailable
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	WriteJSON(w, status, rep)
+	apierror.WriteJSON(w, status, rep)
 }
 
 // operator reports whether r may see the components. A request without an

@@ -21,6 +21,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/luminate-io/luminate/api"
+	"github.com/luminate-io/luminate/apierror"
+	"github.com/luminate-io/luminate/native"
 	"github.com/luminate-io/luminate/promql"
 	"github.com/luminate-io/luminate/remotewrite"
 	"github.com/luminate-io/luminate/storage/badger"
@@ -67,10 +69,11 @@ func TestDegradedModeHTTP(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, engine.Close()) })
 	h, err := api.NewRouter(api.Options{
-		Auth: verifier, Limits: limits, Storage: store, Keys: verifier, LimitsFile: limits, Gatherer: reg,
+		Auth: verifier, Limits: limits, Queries: limits, Tenants: store, Storage: store, Keys: verifier, LimitsFile: limits, Gatherer: reg,
 		Routes: []api.Route{
-			{Path: "/api/v1/metrics", Methods: []string{http.MethodPost}, Scope: tenancy.ScopeWrite, Handler: remotewrite.NewNative(remotewrite.DefaultConfig(), store, limits, logger, reg)},
-			{Path: "/api/v1/query", Methods: []string{http.MethodGet}, Scope: tenancy.ScopeRead, Handler: engine.Handler()},
+			{Path: "/api/v1/metrics", Methods: []string{http.MethodPost}, Scope: tenancy.ScopeWrite, Format: apierror.Native,
+				Serve: native.NewWrite(remotewrite.NewIngester(remotewrite.DefaultConfig(), limits, logger, reg), logger).Serve},
+			{Path: "/api/v1/query", Methods: []string{http.MethodGet}, Scope: tenancy.ScopeRead, Format: apierror.Prometheus, Query: true, Serve: engine.Routes()[0].Serve},
 		},
 	}, logger, reg)
 	require.NoError(t, err)

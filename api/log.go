@@ -77,7 +77,7 @@ func (h logHandler) WithAttrs(as []slog.Attr) slog.Handler { return logHandler{h
 func (h logHandler) WithGroup(name string) slog.Handler    { return logHandler{h.next.WithGroup(name)} }
 
 // loggerFrom returns the router's logger, which the request context
-// carries for the package-level WriteError.
+// carries for the error renderers.
 func loggerFrom(ctx context.Context) *slog.Logger {
 	l, _ := ctx.Value(loggerKey{}).(*slog.Logger)
 	return l

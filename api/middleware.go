@@ -260,15 +260,12 @@ func authenticate(auth Authenticator, scope tenancy.Scope, limits RequestLimiter
 	})
 }
 
-// fail answers a request the router refuses with err, rendered by render.
-// It does what every renderer needs: the error for the access log and the
-// WWW-Authenticate challenge of a 401.
+// fail answers a request with err, rendered by render (a route's
+// renderError: apierror.Write in its format), and keeps err for the access
+// log.
 func fail(w http.ResponseWriter, r *http.Request, render func(http.ResponseWriter, *http.Request, error), err error) {
 	if ex, ok := r.Context().Value(exchangeKey{}).(*exchange); ok {
 		ex.err = err
-	}
-	if apierror.Classify(err).Status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", bearerChallenge)
 	}
 	render(w, r, err)
 }

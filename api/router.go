@@ -1,10 +1,11 @@
 // Package api is Luminate's HTTP front door. It routes requests to the
-// handlers other packages build (remote write, native write, remote read,
-// the Prometheus HTTP API) and owns what every request shares: request IDs,
-// request-aware logging, the access log, HTTP metrics, panic recovery,
-// authentication, per-tenant request limits, the body read deadline, the
-// health endpoints, /metrics, and the native JSON envelope for errors
-// (WriteError) and results (WriteJSON).
+// handlers other packages build (remote write, remote read, the native
+// JSON API, the Prometheus HTTP API) and owns what every request shares:
+// request IDs, request-aware logging, the access log, HTTP metrics, panic
+// recovery, authentication, scopes, per-tenant request limits, query
+// admission, the tenant's view of the store, the body read deadline, the
+// rendering of results and errors (Route, Responder), the health
+// endpoints and /metrics.
 //
 // What every tenant shares is the operator's, not a tenant's: /metrics
 // (which names every tenant), the detailed health report (paths, free
@@ -18,17 +19,15 @@
 // logger built on NewLogHandler; their lines then carry the request_id and
 // tenant of the request like the router's own.
 //
-// It also serves Luminate's own native query endpoint (query.go: POST
-// /api/v1/query with a JSON body and a queryType) and its OpenAPI
-// document.
+// It also serves the OpenAPI document of the native JSON API.
 //
-// It is not where the ingest and Prometheus protocols are decoded or data
-// is stored: those handlers are plain http.Handlers mounted by
-// cmd/luminate through Options.Routes, and errors become status codes in
-// apierror, not here.
+// It is not where protocols are decoded or data is stored: their routes
+// are mounted by cmd/luminate through Options.Routes, and errors become
+// status codes in apierror, not here.
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,6 +39,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/luminate-io/luminate/apierror"
+	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/tenancy"
 )
 
@@ -59,11 +59,17 @@ type RequestLimiter interface {
 }
 
 // Route mounts a handler on the router.
+//
+// A data route sets Serve: the router authenticates the request, checks
+// Scope, admits it (the tenant's request rate; for a Query route also its
+// query rate and a concurrent-query slot), opens the tenant's view of the
+// store, calls Serve, and renders what it returns. Handlers never resolve
+// the tenant, check a scope or write an error themselves.
 type Route struct {
 	// Path is a gorilla/mux path template, e.g. "/api/v1/write" or
 	// "/api/v1/label/{name}/values".
 	Path string
-	// Prefix mounts Handler on every path that starts with Path (for a
+	// Prefix mounts the route on every path that starts with Path (for a
 	// whole API mounted under, say, "/prometheus/api/v1/"). The handler
 	// sees the full path; wrap it in http.StripPrefix if it needs less.
 	Prefix bool
@@ -72,21 +78,71 @@ type Route struct {
 	// Name labels the route in metrics and the access log; it defaults to
 	// Path. Keep it bounded: never derive it from request data.
 	Name string
-	// Public routes skip authentication. Every other route requires a
-	// verified tenancy.Principal, which the handler reads with
-	// tenancy.FromContext.
+	// Public routes skip authentication; only Handler routes may be
+	// public.
 	Public bool
 	// Scope, when set on a non-public route, is required of the principal
 	// (403 otherwise). Admin implies every scope.
 	Scope tenancy.Scope
-	// Handler serves the route.
+	// Format is the wire format of every error the route answers, the
+	// router's refusals (authentication, scope, limits, panics) and its
+	// handler's errors alike.
+	Format apierror.Format
+	// FormatOf, if set, picks the format per request, for a path two APIs
+	// share (/api/v1/query: native JSON queries and Prometheus' form).
+	FormatOf func(*http.Request) apierror.Format
+	// Query routes are admitted as queries: the tenant's query rate, then
+	// a slot of its concurrent queries, held until the response is
+	// written.
+	Query bool
+	// ReadBody, when > 0, has the router read the whole body (at most
+	// ReadBody bytes; more is a 413 naming ReadBodySetting) before it
+	// takes a query slot, so that a slow upload holds none. Serve reads
+	// the buffered body from r.Body as usual.
+	ReadBody        int64
+	ReadBodySetting tenancy.Setting
+	// ReadBodyTimeout, if set, is how long a ReadBody route's client has
+	// to send the whole body (in place of Options.BodyReadTimeout: it must
+	// not be longer); slower is a 400 naming ReadBodyTimeoutSetting.
+	ReadBodyTimeout        time.Duration
+	ReadBodyTimeoutSetting tenancy.Setting
+	// Headers, if set, adds the headers every response of the route
+	// carries (CORS), before anything else runs.
+	Headers func(http.ResponseWriter, *http.Request)
+	// Serve serves a data route for the request's tenant. What it returns
+	// is rendered by the router: nil is 204 No Content; a Responder writes
+	// itself; any other value is JSON, the value itself in the Native
+	// format and {"status":"success","data":value} in the Prometheus one.
+	// Return an untyped nil, never a nil pointer, for no content.
+	Serve func(*http.Request, storage.Tenant) (any, error)
+	// Handler serves a route that holds no tenant data: the built-in
+	// endpoints (health, /metrics, profiles, the landing page) and
+	// documents such as the OpenAPI file. A route sets exactly one of
+	// Serve and Handler.
 	Handler http.Handler
-	// WriteError, if set, renders the errors the router itself answers on
-	// this route (authentication, scope, request limits, panics), so that
-	// an API with its own wire format (the Prometheus API's errorType)
-	// keeps it. nil means the package's WriteError, the native envelope.
-	// Status codes come from apierror.Classify either way.
-	WriteError func(w http.ResponseWriter, r *http.Request, err error)
+}
+
+// Responder is a result that writes its own response: a stream, a
+// protobuf body, a protocol's headers and status. The router calls Respond
+// once, after Serve returned, still holding the request's query slot. An
+// error Respond returns before it wrote anything is rendered like Serve's;
+// after that it is logged and the connection aborted, so that a client
+// never takes a truncated body for a whole one.
+type Responder interface {
+	Respond(w http.ResponseWriter, r *http.Request) error
+}
+
+// QueryAdmitter admits the queries of a tenant: its query rate, then its
+// concurrent queries. *tenancy.Limits implements it.
+type QueryAdmitter interface {
+	AllowQuery(id tenancy.ID) error
+	AcquireQuery(ctx context.Context, id tenancy.ID) (release func(), err error)
+}
+
+// TenantOpener opens a tenant's view of the store.
+// storage.MetricsStore implements it.
+type TenantOpener interface {
+	ForTenant(id tenancy.ID) storage.TenantStore
 }
 
 // Options are the parts the router is assembled from.
@@ -97,6 +153,11 @@ type Options struct {
 	// its handler runs, so an over-limit tenant is refused before its body
 	// is read.
 	Limits RequestLimiter
+	// Queries, if set, admits the requests of Query routes.
+	Queries QueryAdmitter
+	// Tenants opens the tenant view handed to Serve. Required when a route
+	// sets Serve.
+	Tenants TenantOpener
 	// Storage answers /-/ready and the storage part of
 	// /api/v1/status/health. Required.
 	Storage StorageChecker
@@ -212,8 +273,11 @@ func newRouter(opts Options, logger *slog.Logger, reg prometheus.Registerer, int
 	r := mux.NewRouter()
 	seen := map[string]bool{}
 	for _, rt := range append(builtin, opts.Routes...) {
-		if rt.Path == "" || rt.Handler == nil {
-			return nil, fmt.Errorf("api: route %q needs a path and a handler", rt.Path)
+		if rt.Path == "" || (rt.Handler == nil) == (rt.Serve == nil) {
+			return nil, fmt.Errorf("api: route %q needs a path and one of Serve and Handler", rt.Path)
+		}
+		if rt.Serve != nil && (rt.Public || opts.Tenants == nil) {
+			return nil, fmt.Errorf("api: route %q serves tenant data: it cannot be public and needs Options.Tenants", rt.Path)
 		}
 		key := fmt.Sprint(rt.Prefix, rt.Path, rt.Methods)
 		if seen[key] {
@@ -224,15 +288,18 @@ func newRouter(opts Options, logger *slog.Logger, reg prometheus.Registerer, int
 		if name == "" {
 			name = rt.Path
 		}
-		render := rt.WriteError
-		if render == nil {
-			render = WriteError
-		}
+		render := rt.renderError
 		h := rt.Handler
+		if rt.Serve != nil {
+			h = serveTenant(rt, opts.Queries, opts.Tenants, render)
+		}
 		if !rt.Public {
 			h = authenticate(opts.Auth, rt.Scope, opts.Limits, render, h)
 		}
 		h = opts.Tracing.span(name, m.instrument(name, recoverPanics(render, h)))
+		if rt.Headers != nil {
+			h = withHeaders(rt.Headers, h)
+		}
 		var route *mux.Route
 		if rt.Prefix {
 			route = r.PathPrefix(rt.Path).Handler(h)
@@ -244,13 +311,10 @@ func newRouter(opts Options, logger *slog.Logger, reg prometheus.Registerer, int
 		}
 	}
 	r.NotFoundHandler = m.instrument(routeNotFound, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		WriteError(w, req, apierror.New(apierror.NotFound, "no endpoint %s %s", req.Method, req.URL.Path))
+		nativeError(w, req, apierror.New(apierror.NotFound, "no endpoint %s %s", req.Method, req.URL.Path))
 	}))
 	r.MethodNotAllowedHandler = m.instrument(routeMethodNotAllowed, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		writeEnvelope(w, req, http.StatusMethodNotAllowed, errorBody{
-			Code:    apierror.InvalidArgument.Code(),
-			Message: fmt.Sprintf("method %s not allowed on %s", req.Method, req.URL.Path),
-		})
+		nativeError(w, req, apierror.New(apierror.MethodNotAllowed, "method %s not allowed on %s", req.Method, req.URL.Path))
 	}))
 	return withBodyDeadline(opts.BodyReadTimeout, withRequestID(logger, withTraceContext(r))), nil
 }

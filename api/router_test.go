@@ -3,7 +3,6 @@ package api_test
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -20,7 +19,6 @@ import (
 
 	"github.com/luminate-io/luminate/api"
 	"github.com/luminate-io/luminate/apierror"
-	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/storage/badger"
 	"github.com/luminate-io/luminate/tenancy"
 )
@@ -169,10 +167,10 @@ func (e *env) counter(route, code string) (requests float64, observations uint64
 var principalEcho = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 	p, err := tenancy.FromContext(r.Context())
 	if err != nil {
-		api.WriteError(w, r, err)
+		apierror.Write(w, apierror.Native, err, "")
 		return
 	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"tenant": p.Tenant, "request_id": api.RequestID(r.Context())})
+	apierror.WriteJSON(w, http.StatusOK, map[string]any{"tenant": p.Tenant, "request_id": api.RequestID(r.Context())})
 })
 
 type envelope struct {
@@ -477,56 +475,6 @@ func TestNewRouterRejects(t *testing.T) {
 	require.NoError(t, err)
 }
 
-func TestWriteError(t *testing.T) {
-	for _, tc := range []struct {
-		name       string
-		err        error
-		wantStatus int
-		wantCode   string
-		wantField  string
-		wantRetry  string
-		wantMsg    string
-	}{
-		{"invalid field", apierror.Field("metrics[3].name", "bad metric name %q", "1x"), 400, "invalid_argument", "metrics[3].name", "", `bad metric name "1x"`},
-		{"storage unavailable", errors.Join(errors.New("append"), storage.ErrUnavailable), 503, "unavailable", "", "5", "append"},
-		{"rate limited", &tenancy.LimitError{Tenant: "acme", Limit: "ingestion_rate", RetryAfter: 1500 * time.Millisecond, Msg: "over ingestion_rate; raise --limits.ingestion-rate"}, 429, "rate_limited", "", "2", "raise --limits.ingestion-rate"},
-		{"unauthenticated", tenancy.ErrUnauthenticated, 401, "unauthenticated", "", "", "unauthenticated"},
-		{"series limit", storage.ErrSeriesLimit, 400, "invalid_argument", "", "", "active series limit"},
-		{"internal", errors.New("disk said secret things"), 500, "internal", "", "", "internal error"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			w := httptest.NewRecorder()
-			api.WriteError(w, httptest.NewRequest(http.MethodPost, "/api/v1/metrics", nil), tc.err)
-			require.Equal(t, tc.wantStatus, w.Code)
-			require.Equal(t, "application/json", w.Header().Get("Content-Type"))
-			require.Equal(t, tc.wantRetry, w.Header().Get("Retry-After"))
-			require.Equal(t, tc.wantStatus == 401, w.Header().Get("WWW-Authenticate") != "")
-			env := decodeEnvelope(t, w.Body.String())
-			require.Equal(t, tc.wantCode, env.Error.Code)
-			require.Equal(t, tc.wantField, env.Error.Field)
-			require.Contains(t, env.Error.Message, tc.wantMsg)
-			if tc.wantStatus == 500 {
-				require.NotContains(t, env.Error.Message, "secret")
-			}
-			if tc.wantField == "" {
-				require.NotContains(t, w.Body.String(), `"field"`)
-			}
-		})
-	}
-}
-
-func TestWriteJSON(t *testing.T) {
-	w := httptest.NewRecorder()
-	api.WriteJSON(w, http.StatusAccepted, map[string]int{"accepted": 2})
-	require.Equal(t, http.StatusAccepted, w.Code)
-	require.JSONEq(t, `{"accepted":2}`, w.Body.String())
-
-	w = httptest.NewRecorder()
-	api.WriteJSON(w, http.StatusOK, map[string]any{"bad": func() {}})
-	require.Equal(t, http.StatusInternalServerError, w.Code)
-	require.Equal(t, "internal", decodeEnvelope(t, w.Body.String()).Error.Code)
-}
-
 func TestRequestLimits(t *testing.T) {
 	cfg := tenancy.DefaultLimitsConfig()
 	cfg.RequestRate = 0.001 // one request per 1000 s
@@ -553,14 +501,10 @@ func TestRequestLimits(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 }
 
-func TestRouteWriteError(t *testing.T) {
-	promStyle := func(w http.ResponseWriter, _ *http.Request, err error) {
-		info := apierror.Classify(err)
-		api.WriteJSON(w, info.Status, map[string]string{"status": "error", "errorType": info.Kind.PromType(), "error": err.Error()})
-	}
+func TestRouteFormat(t *testing.T) {
 	e := newEnv(t,
-		api.Route{Path: "/api/v1/query", Scope: tenancy.ScopeRead, Handler: principalEcho, WriteError: promStyle},
-		api.Route{Path: "/boom", Public: true, WriteError: promStyle, Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		api.Route{Path: "/api/v1/query", Scope: tenancy.ScopeRead, Handler: principalEcho, Format: apierror.Prometheus},
+		api.Route{Path: "/boom", Public: true, Format: apierror.Prometheus, Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
 			panic("secret detail")
 		})},
 	)

@@ -4,9 +4,12 @@
 // into its status code, kind and Retry-After, recognising the sentinel
 // errors of storage, tenancy, context and the Prometheus storage layer.
 //
-// It does not render bodies: the native API, the Prometheus API and the
-// remote-write receiver each keep their own wire format, but all of them
-// take status and kind from here.
+// It also renders errors, once per wire format (Write with Native,
+// Prometheus or Text): the router is its only caller, so handlers return
+// errors and never write them.
+//
+// It is not where success bodies or protocol headers are written: those
+// are the router's and the protocols'.
 package apierror
 
 import (
@@ -41,6 +44,9 @@ const (
 	Canceled
 	// RequestTimeout is a request whose body did not arrive in time (408).
 	RequestTimeout
+	// MethodNotAllowed is a request with a method its path does not
+	// serve (405).
+	MethodNotAllowed
 )
 
 var kindInfo = map[Kind]struct {
@@ -61,6 +67,7 @@ var kindInfo = map[Kind]struct {
 	Timeout:              {http.StatusServiceUnavailable, "unavailable", "timeout"},
 	Canceled:             {http.StatusServiceUnavailable, "unavailable", "canceled"},
 	RequestTimeout:       {http.StatusRequestTimeout, "invalid_argument", "bad_data"},
+	MethodNotAllowed:     {http.StatusMethodNotAllowed, "invalid_argument", "bad_data"},
 }
 
 // ErrRequestTimeout is wrapped by the error a request body's Read returns
@@ -85,7 +92,10 @@ type Error struct {
 	Msg        string
 	Field      string        // the request field at fault, if any
 	RetryAfter time.Duration // for RateLimited and Unavailable
-	Err        error         // the cause, if any
+	// Limit is the stable ID of the limit the request hit
+	// (tenancy.Setting.ID), if any.
+	Limit string
+	Err   error // the cause, if any
 }
 
 func (e *Error) Error() string {
@@ -117,12 +127,21 @@ func Field(field, format string, args ...any) *Error {
 	return &Error{Kind: InvalidArgument, Field: field, Msg: fmt.Sprintf(format, args...)}
 }
 
+// Limit returns an error of kind k saying that a request went over the
+// limit s: the formatted message, then how to raise s. It is the one way
+// to build a limit error outside tenancy (whose LimitError carries the
+// same ID), so every one names its setting the same way.
+func Limit(k Kind, s tenancy.Setting, format string, args ...any) *Error {
+	return &Error{Kind: k, Limit: s.ID, Msg: fmt.Sprintf(format, args...) + " " + s.Raise()}
+}
+
 // Info is what Classify reports about an error.
 type Info struct {
 	Kind       Kind
 	Status     int
 	Field      string
 	RetryAfter time.Duration
+	Limit      string // the ID of the limit hit, if any
 }
 
 // DefaultRetryAfter is suggested to clients when an error carries none.
@@ -134,7 +153,7 @@ func Classify(err error) Info {
 	var e *Error
 	var limit *tenancy.LimitError
 	k := Internal
-	var field string
+	var field, limitID string
 	var retry time.Duration
 	switch {
 	case err == nil:
@@ -142,23 +161,25 @@ func Classify(err error) Info {
 	case errors.Is(err, ErrRequestTimeout):
 		k = RequestTimeout
 	case errors.As(err, &e):
-		k, field, retry = e.Kind, e.Field, e.RetryAfter
+		k, field, retry, limitID = e.Kind, e.Field, e.RetryAfter, e.Limit
 	case errors.Is(err, context.DeadlineExceeded):
 		k = Timeout
 	case errors.Is(err, context.Canceled):
 		k = Canceled
 	case errors.Is(err, storage.ErrUnavailable):
 		k = Unavailable
-	case errors.Is(err, storage.ErrSeriesLimit), errors.Is(err, storage.ErrTenantLabel):
+	case errors.Is(err, storage.ErrSeriesLimit):
+		k, limitID = InvalidArgument, storage.SeriesLimitSetting().ID
+	case errors.Is(err, storage.ErrTenantLabel):
 		k = InvalidArgument
 	case errors.Is(err, tenancy.ErrNoTenant), errors.Is(err, tenancy.ErrUnauthenticated):
 		k = Unauthenticated
 	case errors.Is(err, tenancy.ErrPermissionDenied):
 		k = PermissionDenied
 	case errors.As(err, &limit) && limit.TooLarge:
-		k = TooLarge // never fits: not retriable
+		k, limitID = TooLarge, limit.Limit // never fits: not retriable
 	case errors.As(err, &limit):
-		k, retry = RateLimited, limit.RetryAfter
+		k, retry, limitID = RateLimited, limit.RetryAfter, limit.Limit
 	case errors.Is(err, tenancy.ErrRateLimited):
 		k = RateLimited
 	case errors.Is(err, promstorage.ErrOutOfBounds), errors.Is(err, promstorage.ErrTooOldSample),
@@ -168,7 +189,10 @@ func Classify(err error) Info {
 	if retry == 0 && (k == RateLimited || k == Unavailable) {
 		retry = DefaultRetryAfter
 	}
-	return Info{Kind: k, Status: k.Status(), Field: field, RetryAfter: retry}
+	if limitID == "" && errors.As(err, &limit) {
+		limitID = limit.Limit
+	}
+	return Info{Kind: k, Status: k.Status(), Field: field, RetryAfter: retry, Limit: limitID}
 }
 
 // SetRetryAfter sets the Retry-After header when info carries one.

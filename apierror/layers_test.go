@@ -23,6 +23,19 @@ var layers = [][]string{
 	{"tenancy"},                                               // tenants, tokens, limits
 }
 
+// protocols is the layer of the protocols. They are peers: none imports
+// another, except those in peerImports, and the edge (api) imports none
+// of them (cmd mounts their routes on it).
+const protocols = 2
+
+// peerImports are the imports allowed between protocols: the native write
+// and OTLP ingest through remote write's pipeline (its validation, limits
+// and in-flight budget), and the native query runs on the PromQL engine.
+var peerImports = map[string][]string{
+	"native": {"remotewrite", "promql"},
+	"otlp":   {"remotewrite"},
+}
+
 // testOnly are packages for tests: only _test.go files import them.
 var testOnly = []string{"internal/proctest"}
 
@@ -62,8 +75,16 @@ func TestLayers(t *testing.T) {
 			if slices.Contains(testOnly, dep) {
 				t.Errorf("%s imports %s, which is for tests only", pkg, dep)
 			}
-			if to := layerOf(dep); to < from {
+			to := layerOf(dep)
+			top, _, _ := strings.Cut(pkg, "/")
+			depTop, _, _ := strings.Cut(dep, "/")
+			switch {
+			case to < from:
 				t.Errorf("%s (layer %v) imports %s (layer %v), a layer above it", pkg, layers[from], dep, layers[to])
+			case to == protocols && top == "api":
+				t.Errorf("api imports the protocol %s: the edge serves what cmd mounts, it knows no protocol", dep)
+			case to == protocols && from == protocols && top != depTop && !slices.Contains(peerImports[top], depTop):
+				t.Errorf("protocol %s imports protocol %s: protocols are peers (allowed: %v)", pkg, dep, peerImports)
 			}
 		}
 	}

@@ -28,6 +28,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/luminate-io/luminate/api"
+	"github.com/luminate-io/luminate/apierror"
+	"github.com/luminate-io/luminate/native"
 	"github.com/luminate-io/luminate/promql"
 	"github.com/luminate-io/luminate/remoteread"
 	"github.com/luminate-io/luminate/remotewrite"
@@ -92,20 +94,23 @@ func newLuminate(t *testing.T, openStore func(reg prometheus.Registerer, limits 
 	queryAPI, err := promql.New(promql.DefaultConfig(), store, limits, logger, reg)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, queryAPI.Close()) })
-	remoteRead, err := remoteread.New(remoteread.DefaultConfig(), store, limits, logger, reg)
+	remoteRead, err := remoteread.New(remoteread.DefaultConfig(), limits, logger, reg)
 	require.NoError(t, err)
 
 	post := []string{http.MethodPost}
+	ingester := remotewrite.NewIngester(remotewrite.DefaultConfig(), limits, logger, reg)
 	routes := []api.Route{
-		{Path: "/api/v1/write", Methods: post, Scope: tenancy.ScopeWrite, Handler: remotewrite.New(remotewrite.DefaultConfig(), store, limits, logger, reg)},
-		{Path: "/api/v1/metrics", Methods: post, Scope: tenancy.ScopeWrite, Handler: remotewrite.NewNative(remotewrite.DefaultConfig(), store, limits, logger, reg)},
-		{Path: "/api/v1/read", Methods: post, Scope: tenancy.ScopeRead, Handler: remoteRead},
+		{Path: "/api/v1/write", Methods: post, Scope: tenancy.ScopeWrite, Format: apierror.Text, Serve: remotewrite.NewHandler(ingester).Serve},
+		{Path: "/api/v1/metrics", Methods: post, Scope: tenancy.ScopeWrite, Format: apierror.Native, Serve: native.NewWrite(ingester, logger).Serve},
 	}
-	queryHandler := queryAPI.Handler()
-	for _, ep := range queryAPI.Endpoints() {
-		routes = append(routes, api.Route{Path: ep.Path, Methods: ep.Methods, Scope: tenancy.ScopeRead, Handler: queryHandler})
+	maxBody, bodySetting := remoteRead.ReadBody()
+	routes = append(routes, api.Route{Path: "/api/v1/read", Methods: post, Scope: tenancy.ScopeRead, Format: apierror.Text, Query: true,
+		ReadBody: maxBody, ReadBodySetting: bodySetting, Serve: remoteRead.Serve})
+	for _, ep := range queryAPI.Routes() {
+		routes = append(routes, api.Route{Path: ep.Path, Methods: ep.Methods, Name: ep.Name, Scope: tenancy.ScopeRead,
+			Format: apierror.Prometheus, Query: ep.Query, Headers: ep.Headers, Serve: ep.Serve})
 	}
-	router, err := api.NewRouter(api.Options{Auth: verifier, Limits: limits, Storage: store, Gatherer: reg, Routes: routes}, logger, reg)
+	router, err := api.NewRouter(api.Options{Auth: verifier, Limits: limits, Queries: limits, Storage: store, Tenants: store, Gatherer: reg, Routes: routes}, logger, reg)
 	require.NoError(t, err)
 	return &luminate{t: t, handler: router, secret: secret}
 }

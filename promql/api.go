@@ -3,18 +3,19 @@
 // status/buildinfo, status/tsdb, format_query, parse_query) over Luminate's
 // storage, with the PromQL engine of Prometheus.
 //
-// Every request is answered from the storage view of the verified tenant in
-// its context (storage.MetricsStore.ForTenant), built per request, so no
-// endpoint can forget the tenant filter; the _tenant_id label never appears
-// in a response. Responses are byte-compatible with Prometheus' web/api/v1:
-// the same JSON shapes, parameter parsing, warnings and infos, errorType
-// values; status codes come from apierror. Query limits (timeout, max
-// samples, max series, per-tenant rate and concurrency) are enforced here
-// and name the setting that raises them.
+// Every endpoint is a route of the api router (Routes), which resolves the
+// verified tenant, opens its storage view and admits queries; an endpoint
+// reads only that view, so none can forget the tenant filter, and the
+// _tenant_id label never appears in a response. Responses are
+// byte-compatible with Prometheus' web/api/v1: the same JSON shapes,
+// parameter parsing, warnings and infos; errors are returned, and the
+// router renders them in Prometheus' envelope with the status and
+// errorType of apierror. The query limits (timeout, max samples, max
+// series, query texts) are enforced here and name the setting that raises
+// them.
 //
-// It is not where requests are authenticated (api middleware does that and
-// puts the tenancy.Principal in the context), nor the native JSON query API,
-// nor remote read (package remoteread).
+// It is not where requests are authenticated or admitted (the api router),
+// nor the native JSON query API, nor remote read (package remoteread).
 package promql
 
 import (
@@ -26,7 +27,6 @@ import (
 	"regexp"
 	"runtime"
 	"runtime/debug"
-	"strings"
 	"sync"
 
 	jsoniter "github.com/json-iterator/go"
@@ -63,7 +63,6 @@ type API struct {
 	cfg       Config
 	store     storage.MetricsStore
 	limits    Limits
-	logger    *slog.Logger
 	engine    *pql.Engine
 	newEngine func(maxSamples int) *pql.Engine
 	// tenantEngines run the queries of tenants whose max_samples_per_query
@@ -132,7 +131,6 @@ func New(cfg Config, store storage.MetricsStore, limits Limits, logger *slog.Log
 		cfg:    cfg,
 		store:  store,
 		limits: limits,
-		logger: logger,
 		engine: engine,
 		newEngine: func(maxSamples int) *pql.Engine {
 			return pql.NewEngine(engineOpts(maxSamples, nil)) // metrics stay on the main engine
@@ -231,13 +229,13 @@ func (a *API) engineFor(id tenancy.ID) *pql.Engine {
 	return e
 }
 
-// endpoint kinds decide what the wrapper does before the endpoint runs.
+// endpoint kinds decide what runs before the endpoint.
 type kind int
 
 const (
 	static  kind = iota // no storage access (buildinfo, format_query, ...)
-	indexed             // reads the tenant's index or cardinality
-	query               // runs PromQL; counts against query rate and concurrency
+	indexed             // reads the tenant's index or cardinality, under --query.timeout
+	query               // runs PromQL; admitted by the router as a query
 )
 
 // route is one endpoint of the API.
@@ -247,10 +245,6 @@ type route struct {
 	kind    kind
 	fn      apiFunc
 }
-
-// prefixes are the paths the API is served under: Prometheus' own, and
-// the one for tools pointed at a /prometheus prefix.
-func prefixes() []string { return []string{"/api/v1", "/prometheus/api/v1"} }
 
 func (a *API) routes() []route {
 	getPost := []string{http.MethodGet, http.MethodPost}
@@ -270,68 +264,33 @@ func (a *API) routes() []route {
 	}
 }
 
-// Endpoint is a path Handler serves and its methods, for routers that
-// mount paths one by one rather than a prefix. Path is a full path
-// template such as "/api/v1/label/{name}/values".
+// Endpoint is one endpoint of the API, for the router to mount: it needs
+// scope metrics:read, answers errors in Prometheus' envelope, and is
+// admitted as a query when Query is set.
 type Endpoint struct {
 	Methods []string
-	Path    string
+	// Path is a full path template such as "/api/v1/label/{name}/values"
+	// (the router sets the request's path values); Name is the same.
+	Path, Name string
+	Query      bool
+	// Headers sets the CORS headers of --query.cors-origin.
+	Headers func(http.ResponseWriter, *http.Request)
+	// Serve answers a request of the tenant: a Responder writing
+	// Prometheus' success envelope, nil for 204, or an error.
+	Serve func(*http.Request, storage.Tenant) (any, error)
 }
 
-// Endpoints lists every path Handler serves, under both prefixes.
-func (a *API) Endpoints() []Endpoint {
+// Routes lists every endpoint, under /api/v1 (the paths of Prometheus)
+// and under /prometheus/api/v1.
+func (a *API) Routes() []Endpoint {
 	var out []Endpoint
-	for _, prefix := range prefixes() {
+	for _, prefix := range []string{"/api/v1", "/prometheus/api/v1"} {
 		for _, rt := range a.routes() {
-			out = append(out, Endpoint{Methods: rt.methods, Path: prefix + rt.path})
+			out = append(out, Endpoint{Methods: rt.methods, Path: prefix + rt.path, Name: prefix + rt.path,
+				Query: rt.kind == query, Headers: a.setCORS, Serve: a.serve(rt)})
 		}
 	}
 	return out
-}
-
-// Handler returns the handler serving every endpoint under /api/v1 (the
-// paths of Prometheus) and under /prometheus/api/v1. It dispatches on the
-// full path, so it can be mounted on a prefix or on each of Endpoints.
-// The router must authenticate first: every endpoint needs a
-// tenancy.Principal with scope metrics:read in the request context.
-func (a *API) Handler() http.Handler {
-	mux := http.NewServeMux()
-	for _, prefix := range prefixes() {
-		for _, rt := range a.routes() {
-			h := a.wrap(rt.path, rt.kind, rt.fn)
-			for _, m := range rt.methods {
-				mux.Handle(m+" "+prefix+rt.path, h)
-			}
-		}
-		mux.Handle(prefix+"/", a.fallback(mux, prefix+"/"))
-	}
-	return mux
-}
-
-// fallback answers what no endpoint does: OPTIONS (CORS preflight) with
-// 204, a known path with another method with 405, anything else with 404.
-func (a *API) fallback(mux *http.ServeMux, pattern string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a.setCORS(w, r)
-		if r.Method == http.MethodOptions {
-			w.WriteHeader(http.StatusNoContent)
-			return
-		}
-		var allow []string
-		for _, m := range []string{http.MethodGet, http.MethodPost} {
-			probe := r.Clone(r.Context())
-			probe.Method = m
-			if _, p := mux.Handler(probe); p != pattern {
-				allow = append(allow, m)
-			}
-		}
-		if len(allow) > 0 {
-			w.Header().Set("Allow", strings.Join(append(allow, http.MethodOptions), ", "))
-			http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
-			return
-		}
-		a.respondError(w, r, "notfound", apierror.New(apierror.NotFound, "no endpoint %s %s", r.Method, r.URL.Path))
-	})
 }
 
 // result is what an endpoint returns on success.
@@ -343,59 +302,33 @@ type result struct {
 	finalize func()
 }
 
-// apiFunc is the logic of one endpoint. It reads the request's form (parsed
-// by the wrapper) and, unless its kind is static, the tenant's view in rc.
-type apiFunc func(r *http.Request, rc *requestContext) (result, error)
+// apiFunc is the logic of one endpoint. It reads the request's form
+// (parsed by serve) and, unless its kind is static, the tenant's view.
+type apiFunc func(r *http.Request, t storage.Tenant) (result, error)
 
-// requestContext is what the wrapper resolved for an endpoint.
-type requestContext struct {
-	principal tenancy.Principal
-	store     storage.TenantStore
+// serve parses the form of a request, runs the endpoint and counts its
+// outcome; its result is a Responder.
+func (a *API) serve(rt route) func(*http.Request, storage.Tenant) (any, error) {
+	return func(r *http.Request, t storage.Tenant) (any, error) {
+		res, err := a.run(r, t, rt)
+		errorType := ""
+		if err != nil {
+			errorType = apierror.Classify(err).Kind.PromType()
+		}
+		a.m.queries.WithLabelValues(rt.path, errorType).Inc()
+		switch {
+		case err != nil:
+			return nil, err
+		case res.data == nil:
+			return nil, nil
+		}
+		return &response{a: a, result: res}, nil
+	}
 }
 
-// wrap turns an endpoint into a handler: it checks the principal and its
-// scope, applies the tenant's query limits, parses the form, runs the
-// endpoint, and writes its result or error in Prometheus' envelope.
-func (a *API) wrap(name string, k kind, f apiFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a.setCORS(w, r)
-		res, err := a.serve(w, r, k, f)
-		if res.finalize != nil {
-			defer res.finalize()
-		}
-		if err != nil {
-			a.respondError(w, r, name, err)
-			return
-		}
-		a.m.queries.WithLabelValues(name, "").Inc()
-		if res.data == nil {
-			w.WriteHeader(http.StatusNoContent)
-			return
-		}
-		a.respond(w, r, res.data, res.warnings)
-	})
-}
-
-func (a *API) serve(w http.ResponseWriter, r *http.Request, k kind, f apiFunc) (result, error) {
-	p, err := tenancy.FromContext(r.Context())
-	if err != nil {
-		return result{}, err
-	}
-	if err := tenancy.RequireScope(p, tenancy.ScopeRead); err != nil {
-		return result{}, err
-	}
-	if k == query && a.limits != nil {
-		if err := a.limits.AllowQuery(p.Tenant); err != nil {
-			return result{}, err
-		}
-		release, err := a.limits.AcquireQuery(r.Context(), p.Tenant)
-		if err != nil {
-			return result{}, err
-		}
-		defer release()
-	}
+func (a *API) run(r *http.Request, t storage.Tenant, rt route) (result, error) {
 	if r.Body != nil && r.Method == http.MethodPost {
-		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		r.Body = http.MaxBytesReader(nil, r.Body, maxFormBytes)
 	}
 	if err := r.ParseForm(); err != nil {
 		var tooLarge *http.MaxBytesError
@@ -404,17 +337,13 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request, k kind, f apiFunc) (
 		}
 		return result{}, badData(fmt.Errorf("error parsing form values: %w", err))
 	}
-	rc := &requestContext{principal: p}
-	if k != static {
-		rc.store = a.store.ForTenant(p.Tenant)
-	}
-	if k == indexed {
+	if rt.kind == indexed {
 		// Queries get --query.timeout from the engine; index reads here.
 		ctx, cancel := context.WithTimeout(r.Context(), a.cfg.Timeout)
 		defer cancel()
 		r = r.WithContext(ctx)
 	}
-	return f(r, rc)
+	return rt.fn(r, t)
 }
 
 // setCORS allows browsers from a permitted origin to read the response,
@@ -432,19 +361,28 @@ func (a *API) setCORS(w http.ResponseWriter, r *http.Request) {
 	h.Set("Access-Control-Allow-Origin", origin)
 }
 
-// respond writes data in the success envelope:
+// response writes a result in the success envelope:
 //
 //	{"status":"success","data":...,"warnings":[...],"infos":[...]}
-func (a *API) respond(w http.ResponseWriter, r *http.Request, data any, warnings annotations.Annotations) {
-	warn, info := warnings.AsStrings(r.FormValue("query"), 10, 10)
-	s := a.json.BorrowStream(nil)
-	defer a.json.ReturnStream(s)
+type response struct {
+	a *API
+	result
+}
+
+// Respond writes the response, then finalizes the result.
+func (p *response) Respond(w http.ResponseWriter, r *http.Request) error {
+	if p.finalize != nil {
+		defer p.finalize()
+	}
+	warn, info := p.warnings.AsStrings(r.FormValue("query"), 10, 10)
+	s := p.a.json.BorrowStream(nil)
+	defer p.a.json.ReturnStream(s)
 	s.WriteObjectStart()
 	s.WriteObjectField("status")
 	s.WriteString("success")
 	s.WriteMore()
 	s.WriteObjectField("data")
-	writeData(s, data)
+	writeData(s, p.data)
 	if len(warn) > 0 {
 		s.WriteMore()
 		s.WriteObjectField("warnings")
@@ -457,47 +395,10 @@ func (a *API) respond(w http.ResponseWriter, r *http.Request, data any, warnings
 	}
 	s.WriteObjectEnd()
 	if s.Error != nil {
-		a.logger.Error("encode response", "path", r.URL.Path, "err", s.Error)
-		a.respondError(w, r, "encode", fmt.Errorf("encode response: %w", s.Error))
-		return
+		return fmt.Errorf("encode response: %w", s.Error)
 	}
-	a.writeBody(w, r, http.StatusOK, s.Buffer())
-}
-
-// errorBody is Prometheus' error envelope.
-type errorBody struct {
-	Status    string `json:"status"`
-	ErrorType string `json:"errorType"`
-	Error     string `json:"error"`
-}
-
-// respondError writes err in Prometheus' error envelope, with the status,
-// errorType and Retry-After of apierror.Classify.
-func (a *API) respondError(w http.ResponseWriter, r *http.Request, name string, err error) {
-	info := apierror.Classify(err)
-	if info.Kind == apierror.Internal {
-		a.logger.Error("query API internal error", "path", r.URL.Path, "err", err)
-	}
-	a.m.queries.WithLabelValues(name, info.Kind.PromType()).Inc()
-	a.writeError(w, r, info, err)
-}
-
-// WriteError writes err in Prometheus' error envelope, for the requests the
-// router refuses before they reach the API (authentication, scope, request
-// limits, panics): its Route.WriteError on the API's routes, so that
-// Grafana and promtool read those errors as they read the API's own.
-func (a *API) WriteError(w http.ResponseWriter, r *http.Request, err error) {
-	a.writeError(w, r, apierror.Classify(err), err)
-}
-
-func (a *API) writeError(w http.ResponseWriter, r *http.Request, info apierror.Info, err error) {
-	b, merr := a.json.Marshal(errorBody{Status: "error", ErrorType: info.Kind.PromType(), Error: err.Error()})
-	if merr != nil {
-		http.Error(w, merr.Error(), http.StatusInternalServerError)
-		return
-	}
-	apierror.SetRetryAfter(w, info)
-	a.writeBody(w, r, info.Status, b)
+	p.a.writeBody(w, r, s.Buffer())
+	return nil
 }
 
 // statsParamWarning warns about stats values Prometheus deprecates.

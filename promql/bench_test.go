@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
 
 	"github.com/luminate-io/luminate/promql"
@@ -27,10 +28,10 @@ func benchEnv(b *testing.B, n int) http.Handler {
 	ts := store.ForTenant(acme)
 	const points = 240
 	for p := range points {
-		app := ts.Appender(context.Background())
+		app := ts.AppenderV2(context.Background())
 		for i := range n {
 			ls := labels.FromStrings("__name__", "http_requests_total", "job", "job-"+strconv.Itoa(i%10), "instance", "i-"+strconv.Itoa(i))
-			_, err := app.Append(0, ls, t0+int64(p)*15_000, float64(p*(i%7+1)))
+			_, err := app.Append(0, ls, 0, t0+int64(p)*15_000, float64(p*(i%7+1)), nil, nil, promstorage.AOptions{})
 			require.NoError(b, err)
 		}
 		require.NoError(b, app.Commit())
@@ -38,7 +39,7 @@ func benchEnv(b *testing.B, n int) http.Handler {
 	api, err := promql.New(promql.DefaultConfig(), store, nil, nil, prometheus.NewRegistry())
 	require.NoError(b, err)
 	b.Cleanup(func() { require.NoError(b, api.Close()) })
-	return withPrincipal(api.Handler())
+	return newRouter(b, api, store, nil)
 }
 
 func benchGet(b *testing.B, h http.Handler, path string, params url.Values) {

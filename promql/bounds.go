@@ -67,13 +67,13 @@ func (p *boundedParser) ParseMetricSelector(input string) ([]*labels.Matcher, er
 // number, their total length and their total terms.
 func (p *boundedParser) ParseMetricSelectors(selectors []string) ([][]*labels.Matcher, error) {
 	if len(selectors) > p.maxSelectors {
-		return nil, apierror.New(apierror.InvalidArgument, "%d match[] selectors, more than the %d allowed (raise --query.max-match-selectors)", len(selectors), p.maxSelectors)
+		return nil, apierror.Limit(apierror.InvalidArgument, tenancy.Global("--query.max-match-selectors"), "%d match[] selectors, more than the %d allowed", len(selectors), p.maxSelectors)
 	}
 	length, terms := 0, 0
 	for _, s := range selectors {
 		length += len(s)
 		if length > p.maxLength {
-			return nil, tooLong("match[] selectors are", length, p.maxLength, "--query.max-length")
+			return nil, tooLong("match[] selectors are", length, p.maxLength, tenancy.Global("--query.max-length"))
 		}
 		shape := scanQuery(s, p.maxDepth, p.maxTerms-terms)
 		if err := p.checkShape(shape, p.maxTerms-terms); err != nil {
@@ -95,7 +95,7 @@ func (p *boundedParser) ParseSeriesDesc(input string) (labels.Labels, []parser.S
 // maxDepth or has more than maxTerms terms.
 func (p *boundedParser) check(input string) error {
 	if len(input) > p.maxLength {
-		return tooLong("query is", len(input), p.maxLength, "--query.max-length")
+		return tooLong("query is", len(input), p.maxLength, tenancy.Global("--query.max-length"))
 	}
 	return p.checkShape(scanQuery(input, p.maxDepth, p.maxTerms), p.maxTerms)
 }
@@ -103,16 +103,16 @@ func (p *boundedParser) check(input string) error {
 func (p *boundedParser) checkShape(s textShape, maxTerms int) error {
 	switch {
 	case s.depth > p.maxDepth:
-		return apierror.New(apierror.InvalidArgument, "query nests more than %d levels deep, counting brackets and chained operators (raise --query.max-depth)", p.maxDepth)
+		return apierror.Limit(apierror.InvalidArgument, tenancy.Global("--query.max-depth"), "query nests more than %d levels deep, counting brackets and chained operators", p.maxDepth)
 	case s.terms > maxTerms:
-		return apierror.New(apierror.InvalidArgument, "query has more than %d terms (names, numbers, strings, operators, brackets) (raise --query.max-terms)", p.maxTerms)
+		return apierror.Limit(apierror.InvalidArgument, tenancy.Global("--query.max-terms"), "query has more than %d terms (names, numbers, strings, operators, brackets)", p.maxTerms)
 	}
 	return nil
 }
 
 // tooLong is the error for what ("query is") of n bytes over limit.
-func tooLong(what string, n, limit int, setting string) error {
-	return apierror.New(apierror.InvalidArgument, "%s %d bytes long, more than the %d allowed (raise %s)", what, n, limit, setting)
+func tooLong(what string, n, limit int, setting tenancy.Setting) error {
+	return apierror.Limit(apierror.InvalidArgument, setting, "%s %d bytes long, more than the %d allowed", what, n, limit)
 }
 
 // textShape is what scanQuery measures of a text.
@@ -251,11 +251,11 @@ func isKeywordOp(w string) bool {
 // textBound returns the bound of tenant id among a global one (its flag
 // named by globalFlag) and the tenant's own (field of TenantLimits, flag
 // and override key), the lower of the two, and the setting that raises it.
-func (a *API) textBound(id tenancy.ID, global int, globalFlag string, tenant func(tenancy.TenantLimits) int, tenantFlag, key string) (int, string) {
-	limit, setting := global, globalFlag
+func (a *API) textBound(id tenancy.ID, global int, globalFlag string, tenant func(tenancy.TenantLimits) int, tenantFlag, key string) (int, tenancy.Setting) {
+	limit, setting := global, tenancy.Global(globalFlag)
 	if a.limits != nil {
 		if t := tenant(a.limits.For(id)); t > 0 && t < limit {
-			limit, setting = t, tenantFlag+" or its per-tenant override "+key
+			limit, setting = t, tenancy.PerTenant(tenantFlag, key)
 		}
 	}
 	return limit, setting
@@ -318,7 +318,7 @@ func engineContextError(err error) error {
 type subqueryCheck struct {
 	defaultStep                int64 // ms
 	maxSteps, maxTotal         int
-	stepsSetting, totalSetting string
+	stepsSetting, totalSetting tenancy.Setting
 	total                      float64 // points fed into functions so far
 }
 
@@ -359,15 +359,15 @@ func (c *subqueryCheck) walk(n parser.Node, g evalGrid) error {
 		start, end := subqueryEvaluationTimes(g.start, g.end, g.interval, e.Offset.Milliseconds(), rng, step, e.Timestamp != nil)
 		child := evalGrid{start, end, step}
 		if s := child.steps(); s > int64(c.maxSteps) {
-			return fmt.Errorf("subquery [%s:%s] would evaluate %d steps, more than the %d allowed (raise %s)",
-				model.Duration(e.Range), model.Duration(time.Duration(step)*time.Millisecond), s, c.maxSteps, c.stepsSetting)
+			return apierror.Limit(apierror.InvalidArgument, c.stepsSetting, "subquery [%s:%s] would evaluate %d steps, more than the %d allowed",
+				model.Duration(e.Range), model.Duration(time.Duration(step)*time.Millisecond), s, c.maxSteps)
 		}
 		// The function over the subquery reads range/step points at each
 		// step of the evaluation the subquery is part of.
 		c.total += float64(g.steps()) * math.Max(1, math.Ceil(float64(rng)/float64(step)))
 		if c.total > float64(c.maxTotal) {
-			return fmt.Errorf("the subqueries of the query would feed more than %d points into the functions over them, the steps of each evaluation times the steps in its subquery's range (raise %s)",
-				c.maxTotal, c.totalSetting)
+			return apierror.Limit(apierror.InvalidArgument, c.totalSetting, "the subqueries of the query would feed more than %d points into the functions over them, the steps of each evaluation times the steps in its subquery's range",
+				c.maxTotal)
 		}
 		return c.walk(e.Expr, child)
 	case *parser.StepInvariantExpr:

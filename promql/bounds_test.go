@@ -13,6 +13,7 @@ import (
 
 	"github.com/luminate-io/luminate/apierror"
 	"github.com/luminate-io/luminate/promql"
+	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/tenancy"
 )
 
@@ -107,6 +108,7 @@ func TestQueryAttacksExec(t *testing.T) {
 	e := newEnv(t, promql.DefaultConfig(), defaultLimits(t, tenancy.DefaultTenantLimits()))
 	loadFixture(e)
 	at := time.Unix(1700000300, 0)
+	tenant := storage.Tenant{Principal: tenancy.Principal{Tenant: acme}, Store: e.store.ForTenant(acme)}
 	for q, setting := range map[string]string{
 		`count_over_time(vector(1)[1y:1ms])`:                                         "--query.max-subquery-steps",
 		`count_over_time(count_over_time(vector(1)[5m:1ms])[5m:1ms])`:                "--query.max-subquery-total-steps",
@@ -115,7 +117,7 @@ func TestQueryAttacksExec(t *testing.T) {
 		strings.Repeat("-", 200_000) + "up":                                          "--query.max-depth",
 	} {
 		start := time.Now()
-		res, err := e.api.Exec(context.Background(), acme, promql.ExecRequest{Query: q, Start: at, End: at})
+		res, err := e.api.Exec(context.Background(), tenant, promql.ExecRequest{Query: q, Start: at, End: at})
 		res.Close()
 		require.Less(t, time.Since(start), refusedFast)
 		require.ErrorContains(t, err, setting)
@@ -124,9 +126,9 @@ func TestQueryAttacksExec(t *testing.T) {
 		require.Equal(t, "query", info.Field)
 	}
 	// A range query over a short subquery, and more steps than a range query may have.
-	_, err := e.api.Exec(context.Background(), acme, promql.ExecRequest{Query: `count_over_time(vector(1)[5m:1ms])`, Start: at, End: at.Add(time.Hour), Step: time.Minute})
+	_, err := e.api.Exec(context.Background(), tenant, promql.ExecRequest{Query: `count_over_time(vector(1)[5m:1ms])`, Start: at, End: at.Add(time.Hour), Step: time.Minute})
 	require.ErrorContains(t, err, "--query.max-subquery-steps")
-	_, err = e.api.Exec(context.Background(), acme, promql.ExecRequest{Query: `up`, Start: at, End: at.Add(time.Hour), Step: time.Millisecond})
+	_, err = e.api.Exec(context.Background(), tenant, promql.ExecRequest{Query: `up`, Start: at, End: at.Add(time.Hour), Step: time.Millisecond})
 	require.ErrorContains(t, err, "11,000 points")
 	require.Equal(t, http.StatusBadRequest, apierror.Classify(err).Status)
 }

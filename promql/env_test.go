@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -13,35 +14,57 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
+	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
 
+	"github.com/luminate-io/luminate/api"
+	"github.com/luminate-io/luminate/apierror"
 	"github.com/luminate-io/luminate/promql"
+	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/storage/badger"
 	"github.com/luminate-io/luminate/tenancy"
 )
 
-// Test requests carry their principal in these headers; withPrincipal,
-// standing in for the api authentication middleware, puts it in the
-// request context.
+// Test requests carry their principal in these headers; headerAuth,
+// standing in for token verification, reads it.
 const (
 	tenantHeader = "X-Test-Tenant"
 	scopesHeader = "X-Test-Scopes"
 )
 
-func withPrincipal(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if id := r.Header.Get(tenantHeader); id != "" {
-			p := tenancy.Principal{Tenant: tenancy.ID(id), Scopes: []tenancy.Scope{tenancy.ScopeRead}}
-			if s, ok := r.Header[scopesHeader]; ok {
-				p.Scopes = nil
-				for _, sc := range strings.Fields(strings.Join(s, " ")) {
-					p.Scopes = append(p.Scopes, tenancy.Scope(sc))
-				}
-			}
-			r = r.WithContext(tenancy.NewContext(r.Context(), p))
+// headerAuth authenticates a request by its test headers.
+type headerAuth struct{}
+
+func (headerAuth) Authenticate(r *http.Request) (tenancy.Principal, error) {
+	id := r.Header.Get(tenantHeader)
+	if id == "" {
+		return tenancy.Principal{}, tenancy.ErrNoTenant
+	}
+	p := tenancy.Principal{Tenant: tenancy.ID(id), Scopes: []tenancy.Scope{tenancy.ScopeRead}}
+	if s, ok := r.Header[scopesHeader]; ok {
+		p.Scopes = nil
+		for _, sc := range strings.Fields(strings.Join(s, " ")) {
+			p.Scopes = append(p.Scopes, tenancy.Scope(sc))
 		}
-		next.ServeHTTP(w, r)
-	})
+	}
+	return p, nil
+}
+
+// newRouter mounts the API's routes on an api router over store, as
+// cmd/luminate does, with queries admitted by limits if it admits them.
+func newRouter(tb testing.TB, a *promql.API, store storage.MetricsStore, limits promql.Limits) http.Handler {
+	tb.Helper()
+	opts := api.Options{Auth: headerAuth{}, Tenants: store, Storage: store, Gatherer: prometheus.NewRegistry()}
+	if q, ok := limits.(api.QueryAdmitter); ok {
+		opts.Queries = q
+	}
+	for _, ep := range a.Routes() {
+		opts.Routes = append(opts.Routes, api.Route{Path: ep.Path, Methods: ep.Methods, Name: ep.Name, Scope: tenancy.ScopeRead,
+			Format: apierror.Prometheus, Query: ep.Query, Headers: ep.Headers, Serve: ep.Serve})
+	}
+	h, err := api.NewRouter(opts, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	require.NoError(tb, err)
+	return h
 }
 
 type env struct {
@@ -65,7 +88,7 @@ func newEnvOn(t *testing.T, store *badger.Store, cfg promql.Config, limits promq
 	api, err := promql.New(cfg, store, limits, nil, prometheus.NewRegistry())
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, api.Close()) })
-	srv := httptest.NewServer(withPrincipal(api.Handler()))
+	srv := httptest.NewServer(newRouter(t, api, store, limits))
 	t.Cleanup(srv.Close)
 	return &env{t: t, store: store, api: api, srv: srv}
 }
@@ -80,11 +103,11 @@ type sample struct {
 // load appends samples for tenant id.
 func (e *env) load(id tenancy.ID, samples ...sample) {
 	e.t.Helper()
-	app := e.store.ForTenant(id).Appender(context.Background())
+	app := e.store.ForTenant(id).AppenderV2(context.Background())
 	for _, s := range samples {
 		ls, err := parserMetric(s.series)
 		require.NoError(e.t, err)
-		_, err = app.Append(0, ls, s.t, s.v)
+		_, err = app.Append(0, ls, 0, s.t, s.v, nil, nil, promstorage.AOptions{})
 		require.NoError(e.t, err)
 	}
 	require.NoError(e.t, app.Commit())

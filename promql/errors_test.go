@@ -224,7 +224,7 @@ func TestQueryLimits(t *testing.T) {
 // scope metrics:read.
 func TestAuthorization(t *testing.T) {
 	e := newEnv(t, promql.DefaultConfig(), nil)
-	eps := e.api.Endpoints()
+	eps := e.api.Routes()
 	require.Len(t, eps, 22)
 	for _, ep := range eps {
 		path := strings.ReplaceAll(ep.Path, "{name}", "job")

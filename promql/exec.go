@@ -5,12 +5,11 @@ import (
 	"errors"
 	"time"
 
+	"github.com/luminate-io/luminate/storage"
 	"github.com/prometheus/prometheus/model/labels"
 	pql "github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/util/annotations"
-
-	"github.com/luminate-io/luminate/tenancy"
 )
 
 // ExecRequest is one PromQL query run through Exec.
@@ -67,31 +66,23 @@ func (r *ExecResult) Close() {
 // Exec also apply to the index reads they make themselves.
 func (a *API) Timeout() time.Duration { return a.cfg.Timeout }
 
-// Exec runs one PromQL query over the view of tenant id, for APIs other
-// than the Prometheus HTTP API (the native query API). It applies
-// everything /api/v1/query does: the tenant's query rate and concurrent
-// queries, the series and samples limits, --query.timeout and
-// --query.max-samples; its errors are classified by apierror and name
-// the setting that raises a limit.
-func (a *API) Exec(ctx context.Context, id tenancy.ID, req ExecRequest) (*ExecResult, error) {
+// Exec runs one PromQL query over the view of tenant t, for APIs other
+// than the Prometheus HTTP API (the native query API). It applies the
+// limits /api/v1/query does (series and samples, query texts,
+// --query.timeout and --query.max-samples), but does not admit the query:
+// the caller's route is a Query route, which the router admits once (the
+// tenant's query rate and concurrent queries). Its errors are classified
+// by apierror and name the setting that raises a limit.
+func (a *API) Exec(ctx context.Context, t storage.Tenant, req ExecRequest) (*ExecResult, error) {
+	id := t.ID()
 	if req.Step < 0 || req.End.Before(req.Start) || (req.Step == 0 && !req.Start.Equal(req.End)) {
 		return nil, errors.New("promql: Exec needs Start == End for an instant query, Start <= End and a positive Step for a range query")
 	}
 	if req.Step > 0 && req.End.Sub(req.Start)/req.Step > maxPointsPerSeries {
 		return nil, badData(errors.New("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"))
 	}
-	if a.limits != nil {
-		if err := a.limits.AllowQuery(id); err != nil {
-			return nil, err
-		}
-		release, err := a.limits.AcquireQuery(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		defer release()
-	}
 	limit, setting := a.seriesLimit(id)
-	queryable := newLimitedQueryable(a.store.ForTenant(id), limit, setting)
+	queryable := newLimitedQueryable(t.Store, limit, setting)
 	var kinds *histogramKinds
 	if req.HistogramKinds {
 		kinds = &histogramKinds{series: map[string]map[int64]struct{}{}}

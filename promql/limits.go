@@ -17,15 +17,10 @@ import (
 	"github.com/luminate-io/luminate/tenancy"
 )
 
-// Limits are the per-tenant query limits. *tenancy.Limits implements it;
-// implementations must be safe for concurrent use. Refusals are errors
-// that apierror classifies (429 with Retry-After for *tenancy.LimitError).
+// Limits are the per-tenant query limits (the router admits queries by
+// rate and concurrency). *tenancy.Limits implements it; implementations
+// must be safe for concurrent use.
 type Limits interface {
-	// AllowQuery counts one query against the tenant's query rate.
-	AllowQuery(id tenancy.ID) error
-	// AcquireQuery admits one query if the tenant runs fewer than its
-	// concurrent limit, and returns the func that ends it.
-	AcquireQuery(ctx context.Context, id tenancy.ID) (release func(), err error)
 	// MaxSeriesPerQuery is the most series one query may load; 0 means
 	// unlimited.
 	MaxSeriesPerQuery(id tenancy.ID) int
@@ -40,13 +35,22 @@ type Limits interface {
 	For(id tenancy.ID) tenancy.TenantLimits
 }
 
+// The per-tenant query limits, by the setting that raises them.
+func maxSeriesSetting() tenancy.Setting {
+	return tenancy.PerTenant("--limits.max-series-per-query", "max_series_per_query")
+}
+
+func maxSamplesSetting() tenancy.Setting {
+	return tenancy.PerTenant("--limits.max-samples-per-query", "max_samples_per_query")
+}
+
 // seriesLimit returns the series limit of one query of tenant id and the
 // setting that raises it; 0 means none.
-func (a *API) seriesLimit(id tenancy.ID) (int, string) {
-	limit, setting := a.cfg.MaxSeries, "--query.max-series"
+func (a *API) seriesLimit(id tenancy.ID) (int, tenancy.Setting) {
+	limit, setting := a.cfg.MaxSeries, tenancy.Global("--query.max-series")
 	if a.limits != nil {
 		if t := a.limits.MaxSeriesPerQuery(id); t > 0 && (limit == 0 || t < limit) {
-			limit, setting = t, "--limits.max-series-per-query or its per-tenant override max_series_per_query"
+			limit, setting = t, maxSeriesSetting()
 		}
 	}
 	return limit, setting
@@ -57,13 +61,13 @@ func (a *API) seriesLimit(id tenancy.ID) (int, string) {
 type limitedQueryable struct {
 	storage.TenantStore
 	limit   int
-	setting string
+	setting tenancy.Setting
 	n       atomic.Int64
 }
 
 // newLimitedQueryable returns ts, limited to limit series per query when
 // limit > 0. Use one per query: the count spans all its Selects.
-func newLimitedQueryable(ts storage.TenantStore, limit int, setting string) promstorage.Queryable {
+func newLimitedQueryable(ts storage.TenantStore, limit int, setting tenancy.Setting) promstorage.Queryable {
 	if limit <= 0 {
 		return ts
 	}
@@ -79,7 +83,7 @@ func (q *limitedQueryable) Querier(mint, maxt int64) (promstorage.Querier, error
 }
 
 func (q *limitedQueryable) tooMany() error {
-	return apierror.New(apierror.Execution, "query would load more than %d series (raise %s)", q.limit, q.setting)
+	return apierror.Limit(apierror.Execution, q.setting, "query would load more than %d series", q.limit)
 }
 
 type limitedQuerier struct {
@@ -123,8 +127,7 @@ func (s *limitedSeriesSet) Warnings() annotations.Annotations { return s.SeriesS
 func (a *API) tenantQueryError(id tenancy.ID, err error, timeout time.Duration) error {
 	var tooMany pql.ErrTooManySamples
 	if errors.As(err, &tooMany) && a.engineFor(id) != a.engine {
-		return &apierror.Error{Kind: apierror.Execution, Msg: fmt.Sprintf("%s: more than the tenant's %d samples (raise --limits.max-samples-per-query or its per-tenant override max_samples_per_query)",
-			err, a.limits.MaxSamplesPerQuery(id))}
+		return apierror.Limit(apierror.Execution, maxSamplesSetting(), "%s: more than the tenant's %d samples", err, a.limits.MaxSamplesPerQuery(id))
 	}
 	return a.queryError(err, timeout)
 }
@@ -149,17 +152,21 @@ func (a *API) queryError(err error, timeout time.Duration) error {
 	case errors.As(err, &canceled), errors.Is(err, context.Canceled):
 		return &apierror.Error{Kind: apierror.Canceled, Err: err}
 	case errors.As(err, &timedOut), errors.Is(err, context.DeadlineExceeded):
-		setting := fmt.Sprintf("--query.timeout=%s", a.cfg.Timeout)
+		// The settings name their values.
+		setting := tenancy.Global("--query.timeout")
+		setting.Flag = fmt.Sprintf("--query.timeout=%s", a.cfg.Timeout)
 		if timeout > 0 && timeout < a.cfg.Timeout {
-			setting = fmt.Sprintf("the timeout parameter %s (at most --query.timeout=%s)", timeout, a.cfg.Timeout)
+			setting.Flag = fmt.Sprintf("the timeout parameter %s (at most --query.timeout=%s)", timeout, a.cfg.Timeout)
 		}
-		return &apierror.Error{Kind: apierror.Timeout, Msg: fmt.Sprintf("%s (raise %s)", err, setting)}
+		return apierror.Limit(apierror.Timeout, setting, "%s", err)
 	case errors.As(err, &tooMany):
-		return &apierror.Error{Kind: apierror.Execution, Msg: fmt.Sprintf("%s (raise --query.max-samples=%d)", err, a.cfg.MaxSamples)}
+		setting := tenancy.Global("--query.max-samples")
+		setting.Flag = fmt.Sprintf("--query.max-samples=%d", a.cfg.MaxSamples)
+		return apierror.Limit(apierror.Execution, setting, "%s", err)
 	case errors.As(err, &tooManyRead):
-		return &apierror.Error{Kind: apierror.Execution, Msg: fmt.Sprintf("%s (raise --limits.max-samples-per-query or its per-tenant override max_samples_per_query)", err)}
+		return apierror.Limit(apierror.Execution, maxSamplesSetting(), "%s", err)
 	case errors.As(err, &tooManySer):
-		return &apierror.Error{Kind: apierror.Execution, Msg: fmt.Sprintf("%s (raise --limits.max-series-per-query or its per-tenant override max_series_per_query)", err)}
+		return apierror.Limit(apierror.Execution, maxSeriesSetting(), "%s", err)
 	case errors.As(err, &st):
 		if errors.Is(st.Err, storage.ErrUnavailable) {
 			return st.Err

@@ -15,11 +15,12 @@ import (
 	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/util/stats"
 
+	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/tenancy"
 )
 
 // query serves /query: an instant PromQL query at time (default now).
-func (a *API) query(r *http.Request, rc *requestContext) (result, error) {
+func (a *API) query(r *http.Request, t storage.Tenant) (result, error) {
 	limit, err := parseLimit(r.FormValue("limit"))
 	if err != nil {
 		return result{}, err
@@ -28,13 +29,13 @@ func (a *API) query(r *http.Request, rc *requestContext) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	return a.runQuery(r, rc, limit, func(ctx context.Context, opts pql.QueryOpts, q string) (pql.Query, error) {
-		return a.engineFor(rc.principal.Tenant).NewInstantQuery(ctx, a.queryable(rc), opts, q, ts)
+	return a.runQuery(r, t, limit, func(ctx context.Context, opts pql.QueryOpts, q string) (pql.Query, error) {
+		return a.engineFor(t.ID()).NewInstantQuery(ctx, a.queryable(t), opts, q, ts)
 	})
 }
 
 // queryRange serves /query_range: a PromQL query over start, end and step.
-func (a *API) queryRange(r *http.Request, rc *requestContext) (result, error) {
+func (a *API) queryRange(r *http.Request, t storage.Tenant) (result, error) {
 	limit, err := parseLimit(r.FormValue("limit"))
 	if err != nil {
 		return result{}, err
@@ -43,21 +44,21 @@ func (a *API) queryRange(r *http.Request, rc *requestContext) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	return a.runQuery(r, rc, limit, func(ctx context.Context, opts pql.QueryOpts, q string) (pql.Query, error) {
-		return a.engineFor(rc.principal.Tenant).NewRangeQuery(ctx, a.queryable(rc), opts, q, p.start, p.end, p.step)
+	return a.runQuery(r, t, limit, func(ctx context.Context, opts pql.QueryOpts, q string) (pql.Query, error) {
+		return a.engineFor(t.ID()).NewRangeQuery(ctx, a.queryable(t), opts, q, p.start, p.end, p.step)
 	})
 }
 
 // queryable is the storage one query of the request's tenant reads: the
 // tenant's view, limited to the tenant's series per query.
-func (a *API) queryable(rc *requestContext) promstorage.Queryable {
-	limit, setting := a.seriesLimit(rc.principal.Tenant)
-	return newLimitedQueryable(rc.store, limit, setting)
+func (a *API) queryable(t storage.Tenant) promstorage.Queryable {
+	limit, setting := a.seriesLimit(t.ID())
+	return newLimitedQueryable(t.Store, limit, setting)
 }
 
 // runQuery builds a query with newQuery, runs it and renders its result,
 // as Prometheus' query and queryRange do after their own parameters.
-func (a *API) runQuery(r *http.Request, rc *requestContext, limit int,
+func (a *API) runQuery(r *http.Request, t storage.Tenant, limit int,
 	newQuery func(context.Context, pql.QueryOpts, string) (pql.Query, error),
 ) (result, error) {
 	ctx := r.Context()
@@ -68,11 +69,11 @@ func (a *API) runQuery(r *http.Request, rc *requestContext, limit int,
 	// The parse counts against the timeout too.
 	ctx, cancel := context.WithTimeout(ctx, a.queryTimeout(timeout))
 	defer cancel()
-	opts, err := a.queryOpts(r, rc)
+	opts, err := a.queryOpts(r, t)
 	if err != nil {
 		return result{}, badData(err)
 	}
-	qry, err := a.prepare(ctx, rc.principal.Tenant, r.FormValue("query"), timeout, func(ctx context.Context, q string) (pql.Query, error) {
+	qry, err := a.prepare(ctx, t.ID(), r.FormValue("query"), timeout, func(ctx context.Context, q string) (pql.Query, error) {
 		return newQuery(ctx, opts, q)
 	})
 	if err != nil {
@@ -81,7 +82,7 @@ func (a *API) runQuery(r *http.Request, rc *requestContext, limit int,
 	res := qry.Exec(ctx)
 	if res.Err != nil {
 		qry.Close()
-		return result{}, a.tenantQueryError(rc.principal.Tenant, res.Err, timeout)
+		return result{}, a.tenantQueryError(t.ID(), res.Err, timeout)
 	}
 	warnings := res.Warnings
 	if limit > 0 && truncate(res, limit) {
@@ -113,7 +114,7 @@ func (a *API) queryTimeout(timeout time.Duration) time.Duration {
 
 // queryOpts are the engine options of one query: the request's lookback
 // delta and per-step stats, and the tenant's samples limit.
-func (a *API) queryOpts(r *http.Request, rc *requestContext) (pql.QueryOpts, error) {
+func (a *API) queryOpts(r *http.Request, t storage.Tenant) (pql.QueryOpts, error) {
 	var lookback time.Duration
 	if s := r.FormValue("lookback_delta"); s != "" {
 		d, err := parseDuration(s)
@@ -171,7 +172,7 @@ func truncate(res *pql.Result, limit int) bool {
 // the query, parser.ExtractSelectors), with start <= t <= end, from the
 // tenant's exemplar storage. The query's text is bounded as any query's;
 // the answer by the tenant's max_exemplars, all the store keeps.
-func (a *API) queryExemplars(r *http.Request, rc *requestContext) (result, error) {
+func (a *API) queryExemplars(r *http.Request, t storage.Tenant) (result, error) {
 	tr, err := parseRange(r)
 	if err != nil {
 		return result{}, err
@@ -179,7 +180,7 @@ func (a *API) queryExemplars(r *http.Request, rc *requestContext) (result, error
 	if tr.end.Before(tr.start) {
 		return result{}, badData(errors.New("end timestamp must not be before start timestamp"))
 	}
-	expr, err := a.parseExpr(rc, r.FormValue("query"))
+	expr, err := a.parseExpr(t, r.FormValue("query"))
 	if err != nil {
 		return result{}, badData(err)
 	}
@@ -187,7 +188,7 @@ func (a *API) queryExemplars(r *http.Request, rc *requestContext) (result, error
 	if len(selectors) < 1 {
 		return result{}, nil // Prometheus answers 204
 	}
-	eq, err := rc.store.ExemplarQuerier(r.Context())
+	eq, err := t.Store.ExemplarQuerier(r.Context())
 	if err != nil {
 		return result{}, a.queryError(err, 0)
 	}
@@ -205,8 +206,8 @@ func (a *API) queryExemplars(r *http.Request, rc *requestContext) (result, error
 }
 
 // formatQuery serves /format_query: the query, pretty-printed.
-func (a *API) formatQuery(r *http.Request, rc *requestContext) (result, error) {
-	expr, err := a.parseExpr(rc, r.FormValue("query"))
+func (a *API) formatQuery(r *http.Request, t storage.Tenant) (result, error) {
+	expr, err := a.parseExpr(t, r.FormValue("query"))
 	if err != nil {
 		return result{}, invalidParam(err, "query")
 	}
@@ -214,8 +215,8 @@ func (a *API) formatQuery(r *http.Request, rc *requestContext) (result, error) {
 }
 
 // parseQuery serves /parse_query: the query's syntax tree as JSON.
-func (a *API) parseQuery(r *http.Request, rc *requestContext) (result, error) {
-	expr, err := a.parseExpr(rc, r.FormValue("query"))
+func (a *API) parseQuery(r *http.Request, t storage.Tenant) (result, error) {
+	expr, err := a.parseExpr(t, r.FormValue("query"))
 	if err != nil {
 		return result{}, invalidParam(err, "query")
 	}
@@ -224,8 +225,8 @@ func (a *API) parseQuery(r *http.Request, rc *requestContext) (result, error) {
 
 // parseExpr parses a query text that is not run, within the bounds of the
 // request's tenant.
-func (a *API) parseExpr(rc *requestContext, q string) (parser.Expr, error) {
-	if err := a.checkLength(rc.principal.Tenant, "query is", q); err != nil {
+func (a *API) parseExpr(t storage.Tenant, q string) (parser.Expr, error) {
+	if err := a.checkLength(t.ID(), "query is", q); err != nil {
 		return nil, err
 	}
 	return a.parser.ParseExpr(q)

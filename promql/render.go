@@ -228,19 +228,17 @@ func writeLabels(s *jsoniter.Stream, ls labels.Labels) {
 // minGzipBytes is the smallest body worth compressing.
 const minGzipBytes = 1024
 
-// writeBody writes a JSON body with status, gzip-compressed when the client
-// accepts it and the body is large enough to gain from it.
-func (a *API) writeBody(w http.ResponseWriter, r *http.Request, status int, body []byte) {
+// writeBody writes a JSON body with status 200, gzip-compressed when the
+// client accepts it and the body is large enough to gain from it.
+func (a *API) writeBody(w http.ResponseWriter, r *http.Request, body []byte) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Add("Vary", "Accept-Encoding")
 	if len(body) < minGzipBytes || !acceptsGzip(r.Header.Get("Accept-Encoding")) {
-		w.WriteHeader(status)
 		_, _ = w.Write(body)
 		return
 	}
 	h.Set("Content-Encoding", "gzip")
-	w.WriteHeader(status)
 	gz, _ := a.gzip.Get().(*gzip.Writer)
 	if gz == nil {
 		gz = gzip.NewWriter(w)

@@ -1,7 +1,6 @@
 package promql
 
 import (
-	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -153,7 +152,7 @@ func TestRenderMatchesUpstreamCodec(t *testing.T) {
 		Floats:     []pql.FPoint{{T: 1, F: 1e-7}, {T: 2, F: math.NaN()}, {T: 3, F: 1e21}},
 		Histograms: []pql.HPoint{{T: 4, H: hs[0]}, {T: 5, H: hs[1]}},
 	})
-	a := &API{json: jsonConfig(), logger: slog.New(slog.DiscardHandler)}
+	a := &API{json: jsonConfig()}
 	var warnings annotations.Annotations
 	warnings.Add(annotations.NewBadBucketLabelWarning("x", "y", posrange.PositionRange{}))
 	warnings.Add(annotations.NewPossibleNonCounterInfo("x", posrange.PositionRange{}))
@@ -161,7 +160,8 @@ func TestRenderMatchesUpstreamCodec(t *testing.T) {
 		t.Run(string(res.Type()), func(t *testing.T) {
 			rec := httptest.NewRecorder()
 			req := httptest.NewRequest(http.MethodGet, "/api/v1/query", nil)
-			a.respond(rec, req, &queryData{resultType: res.Type(), result: res}, warnings)
+			resp := &response{a: a, result: result{data: &queryData{resultType: res.Type(), result: res}, warnings: warnings}}
+			require.NoError(t, resp.Respond(rec, req))
 			warn, info := warnings.AsStrings("", 10, 10)
 			want := upstreamJSON(t, upstreamResponse{
 				Status:   "success",
@@ -199,7 +199,7 @@ func TestUpstreamCodecCopyIsVerbatim(t *testing.T) {
 // TestRenderExemplarsAndMetadataMatchUpstreamCodec checks /query_exemplars
 // and /metadata data against Prometheus' codec.
 func TestRenderExemplarsAndMetadataMatchUpstreamCodec(t *testing.T) {
-	a := &API{json: jsonConfig(), logger: slog.New(slog.DiscardHandler)}
+	a := &API{json: jsonConfig()}
 	exemplars := []exemplar.QueryResult{
 		{SeriesLabels: labels.FromStrings("__name__", "h_bucket", "le", "<0.5>"), Exemplars: []exemplar.Exemplar{
 			{Labels: labels.FromStrings("trace_id", "abc"), Value: 0.25, Ts: -1005, HasTs: true},
@@ -224,7 +224,8 @@ func TestRenderExemplarsAndMetadataMatchUpstreamCodec(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			rec := httptest.NewRecorder()
-			a.respond(rec, httptest.NewRequest(http.MethodGet, "/api/v1/x", nil), c.ours, nil)
+			resp := &response{a: a, result: result{data: c.ours}}
+			require.NoError(t, resp.Respond(rec, httptest.NewRequest(http.MethodGet, "/api/v1/x", nil)))
 			require.Equal(t, upstreamJSON(t, upstreamResponse{Status: "success", Data: c.up}), rec.Body.String())
 		})
 	}

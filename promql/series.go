@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/timestamp"
 	promstorage "github.com/prometheus/prometheus/storage"
+
+	"github.com/luminate-io/luminate/storage"
 	"github.com/prometheus/prometheus/util/annotations"
 )
 
@@ -21,19 +23,19 @@ import (
 const checkContextEvery = 128
 
 // labelNames serves /labels.
-func (a *API) labelNames(r *http.Request, rc *requestContext) (result, error) {
-	return a.labelQuery(r, rc, func(ctx context.Context, q promstorage.Querier, hints *promstorage.LabelHints, ms []*labels.Matcher) ([]string, annotations.Annotations, error) {
+func (a *API) labelNames(r *http.Request, t storage.Tenant) (result, error) {
+	return a.labelQuery(r, t, func(ctx context.Context, q promstorage.Querier, hints *promstorage.LabelHints, ms []*labels.Matcher) ([]string, annotations.Annotations, error) {
 		return q.LabelNames(ctx, hints, ms...)
 	})
 }
 
 // labelValues serves /label/{name}/values.
-func (a *API) labelValues(r *http.Request, rc *requestContext) (result, error) {
+func (a *API) labelValues(r *http.Request, t storage.Tenant) (result, error) {
 	name, err := parseLabelName(r.PathValue("name"))
 	if err != nil {
 		return result{}, err
 	}
-	return a.labelQuery(r, rc, func(ctx context.Context, q promstorage.Querier, hints *promstorage.LabelHints, ms []*labels.Matcher) ([]string, annotations.Annotations, error) {
+	return a.labelQuery(r, t, func(ctx context.Context, q promstorage.Querier, hints *promstorage.LabelHints, ms []*labels.Matcher) ([]string, annotations.Annotations, error) {
 		return q.LabelValues(ctx, name, hints, ms...)
 	})
 }
@@ -42,7 +44,7 @@ func (a *API) labelValues(r *http.Request, rc *requestContext) (result, error) {
 // start, end and match[], asks get once per matcher set (once without
 // matchers when there is none), and returns the sorted union, truncated to
 // limit with a warning.
-func (a *API) labelQuery(r *http.Request, rc *requestContext, get func(context.Context, promstorage.Querier, *promstorage.LabelHints, []*labels.Matcher) ([]string, annotations.Annotations, error)) (result, error) {
+func (a *API) labelQuery(r *http.Request, t storage.Tenant, get func(context.Context, promstorage.Querier, *promstorage.LabelHints, []*labels.Matcher) ([]string, annotations.Annotations, error)) (result, error) {
 	limit, err := parseLimit(r.FormValue("limit"))
 	if err != nil {
 		return result{}, err
@@ -51,11 +53,11 @@ func (a *API) labelQuery(r *http.Request, rc *requestContext, get func(context.C
 	if err != nil {
 		return result{}, err
 	}
-	sets, err := a.parseMatchers(rc, r.Form["match[]"])
+	sets, err := a.parseMatchers(t, r.Form["match[]"])
 	if err != nil {
 		return result{}, badData(err)
 	}
-	q, err := rc.store.Querier(timestamp.FromTime(tr.start), timestamp.FromTime(tr.end))
+	q, err := t.Store.Querier(timestamp.FromTime(tr.start), timestamp.FromTime(tr.end))
 	if err != nil {
 		return result{}, a.queryError(err, 0)
 	}
@@ -104,7 +106,7 @@ func (a *API) labelQuery(r *http.Request, rc *requestContext, get func(context.C
 }
 
 // series serves /series: the label sets of the series matching match[].
-func (a *API) series(r *http.Request, rc *requestContext) (result, error) {
+func (a *API) series(r *http.Request, t storage.Tenant) (result, error) {
 	if len(r.Form["match[]"]) == 0 {
 		return result{}, badData(errors.New("no match[] parameter provided"))
 	}
@@ -116,13 +118,13 @@ func (a *API) series(r *http.Request, rc *requestContext) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	sets, err := a.parseMatchers(rc, r.Form["match[]"])
+	sets, err := a.parseMatchers(t, r.Form["match[]"])
 	if err != nil {
 		return result{}, invalidParam(err, "match[]")
 	}
 	start, end := timestamp.FromTime(tr.start), timestamp.FromTime(tr.end)
-	seriesLimit, setting := a.seriesLimit(rc.principal.Tenant)
-	q, err := newLimitedQueryable(rc.store, seriesLimit, setting).Querier(start, end)
+	seriesLimit, setting := a.seriesLimit(t.ID())
+	q, err := newLimitedQueryable(t.Store, seriesLimit, setting).Querier(start, end)
 	if err != nil {
 		return result{}, a.queryError(err, 0)
 	}
@@ -169,8 +171,8 @@ func (a *API) series(r *http.Request, rc *requestContext) (result, error) {
 
 // parseMatchers parses the request's match[] selectors within the bounds
 // of its tenant: together they count as one query text.
-func (a *API) parseMatchers(rc *requestContext, selectors []string) ([][]*labels.Matcher, error) {
-	if err := a.checkLength(rc.principal.Tenant, "match[] selectors are", selectors...); err != nil {
+func (a *API) parseMatchers(t storage.Tenant, selectors []string) ([][]*labels.Matcher, error) {
+	if err := a.checkLength(t.ID(), "match[] selectors are", selectors...); err != nil {
 		return nil, err
 	}
 	return parseMatchers(a.parser, selectors)

@@ -12,7 +12,7 @@ import (
 )
 
 // serveBuildInfo serves /status/buildinfo.
-func (a *API) serveBuildInfo(*http.Request, *requestContext) (result, error) {
+func (a *API) serveBuildInfo(*http.Request, storage.Tenant) (result, error) {
 	return result{data: a.buildInfo}, nil
 }
 
@@ -21,7 +21,7 @@ func (a *API) serveBuildInfo(*http.Request, *requestContext) (result, error) {
 // from the store, which keeps at most the tenant's max_metadata families.
 // As in Prometheus, limit bounds the families (0 returns none, a negative
 // limit all), limit_per_metric the entries per family (one here anyway).
-func (a *API) metadata(r *http.Request, rc *requestContext) (result, error) {
+func (a *API) metadata(r *http.Request, t storage.Tenant) (result, error) {
 	limit := -1
 	for _, p := range []struct {
 		name string
@@ -39,7 +39,7 @@ func (a *API) metadata(r *http.Request, rc *requestContext) (result, error) {
 	if limit == 0 {
 		return result{data: out}, nil
 	}
-	md, err := rc.store.Metadata(r.Context(), r.FormValue("metric"), max(limit, 0))
+	md, err := t.Store.Metadata(r.Context(), r.FormValue("metric"), max(limit, 0))
 	if err != nil {
 		return result{}, a.queryError(err, 0)
 	}
@@ -81,7 +81,7 @@ const maxTSDBLimit = 10000
 
 // serveTSDBStatus serves /status/tsdb: the tenant's cardinality. The
 // chunk count is not tracked per tenant and is reported as 0.
-func (a *API) serveTSDBStatus(r *http.Request, rc *requestContext) (result, error) {
+func (a *API) serveTSDBStatus(r *http.Request, t storage.Tenant) (result, error) {
 	limit := 10
 	if s := r.FormValue("limit"); s != "" {
 		var err error
@@ -92,7 +92,7 @@ func (a *API) serveTSDBStatus(r *http.Request, rc *requestContext) (result, erro
 			return result{}, badData(fmt.Errorf("limit must not exceed %d", maxTSDBLimit))
 		}
 	}
-	c, err := rc.store.Cardinality(r.Context(), limit)
+	c, err := t.Store.Cardinality(r.Context(), limit)
 	if err != nil {
 		return result{}, a.queryError(err, 0)
 	}

@@ -106,7 +106,7 @@ func openSuiteStorage(tb testing.TB, store storage.MetricsStore, closeStore func
 		shadow:      store.ForTenant(shadowTenant),
 		close:       closeStore,
 		api:         api,
-		srv:         httptest.NewServer(withPrincipal(api.Handler())),
+		srv:         httptest.NewServer(newRouter(tb, api, store, nil)),
 	}
 }
 
@@ -115,6 +115,12 @@ func (*suiteStorage) StartTime() (int64, error) { return math.MinInt64, nil }
 func (s *suiteStorage) Close() error {
 	s.srv.Close()
 	return errors.Join(s.api.Close(), s.close())
+}
+
+// Appender is there for promstorage.Storage only: the suite loads
+// through AppenderV2, and Luminate's stores have no other appender.
+func (*suiteStorage) Appender(context.Context) promstorage.Appender {
+	panic("the PromQL suite appends through AppenderV2")
 }
 
 func (s *suiteStorage) AppenderV2(ctx context.Context) promstorage.AppenderV2 {

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/luminate-io/luminate/apierror"
+	"github.com/luminate-io/luminate/tenancy"
 )
 
 // budget is what one request may still return: the series and samples of
@@ -19,7 +20,6 @@ import (
 // 0 means no limit.
 type budget struct {
 	maxSeries, maxSamples, maxQuerySamples, maxBytes int
-	seriesSetting, samplesSetting                    string
 
 	series, samples, querySamples, bytes int // counted so far
 }
@@ -31,8 +31,8 @@ func (b *budget) startQuery() { b.querySamples = 0 }
 func (b *budget) addSeries() error {
 	b.series++
 	if b.maxSeries > 0 && b.series > b.maxSeries {
-		return apierror.New(apierror.InvalidArgument,
-			"remote-read request exceeded the series limit (%d) over all its queries (raise %s)", b.maxSeries, b.seriesSetting)
+		return apierror.Limit(apierror.InvalidArgument, tenancy.PerTenant("--limits.max-series-per-query", "max_series_per_query"),
+			"remote-read request exceeded the series limit (%d) over all its queries", b.maxSeries)
 	}
 	return nil
 }
@@ -42,11 +42,11 @@ func (b *budget) addSamples(n int) error {
 	b.samples += n
 	b.querySamples += n
 	if b.maxQuerySamples > 0 && b.querySamples > b.maxQuerySamples {
-		return apierror.New(apierror.InvalidArgument, "exceeded sample limit (%d) (raise --remote-read.sample-limit)", b.maxQuerySamples)
+		return apierror.Limit(apierror.InvalidArgument, tenancy.Global("--remote-read.sample-limit"), "exceeded sample limit (%d)", b.maxQuerySamples)
 	}
 	if b.maxSamples > 0 && b.samples > b.maxSamples {
-		return apierror.New(apierror.InvalidArgument,
-			"remote-read request exceeded the sample limit (%d) over all its queries (raise %s)", b.maxSamples, b.samplesSetting)
+		return apierror.Limit(apierror.InvalidArgument, tenancy.PerTenant("--limits.max-samples-per-query", "max_samples_per_query"),
+			"remote-read request exceeded the sample limit (%d) over all its queries", b.maxSamples)
 	}
 	return nil
 }
@@ -55,16 +55,17 @@ func (b *budget) addSamples(n int) error {
 func (b *budget) addFrame(n int) error {
 	b.bytes += n
 	if b.bytes > b.maxBytes {
-		return apierror.New(apierror.Execution,
-			"remote-read stream would exceed %d bytes (raise --remote-read.max-response-bytes)", b.maxBytes)
+		return apierror.Limit(apierror.Execution, maxResponseBytes(), "remote-read stream would exceed %d bytes", b.maxBytes)
 	}
 	return nil
 }
 
 func (b *budget) responseTooLarge() error {
-	return apierror.New(apierror.Execution,
-		"remote-read response would exceed %d bytes (raise --remote-read.max-response-bytes, or read with the streamed response type)", b.maxBytes)
+	return apierror.Limit(apierror.Execution, maxResponseBytes(),
+		"remote-read response would exceed %d bytes (a streamed response type is not held in memory)", b.maxBytes)
 }
+
+func maxResponseBytes() tenancy.Setting { return tenancy.Global("--remote-read.max-response-bytes") }
 
 // sov is the size of the protobuf varint of x.
 func sov(x int) int { return (bits.Len64(uint64(x)|1) + 6) / 7 }

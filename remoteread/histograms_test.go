@@ -459,7 +459,7 @@ func TestHistogramBudgets(t *testing.T) {
 		e.h.cfg.MaxResponseBytes = size - 1
 		resp := e.post(acme, req(samples))
 		require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
-		require.Equal(t, fmt.Sprintf("remote-read response would exceed %d bytes (raise --remote-read.max-response-bytes, or read with the streamed response type)\n", size-1), body(t, resp))
+		require.Equal(t, fmt.Sprintf("remote-read response would exceed %d bytes (a streamed response type is not held in memory) (raise --remote-read.max-response-bytes)\n", size-1), body(t, resp))
 	})
 
 	t.Run("bytes of a stream", func(t *testing.T) {

@@ -21,20 +21,20 @@
 // a slot only once its body is read, and one tenant may hold only its
 // share of the slots.
 //
-// It is not where requests are authenticated (api middleware puts the
-// tenancy.Principal in the context) nor where external labels are added:
-// Luminate has none.
+// It is a route of the api router (Serve): the router authenticates,
+// admits the request as a query, reads its body (before the query slot,
+// so that a slow upload holds none), opens the tenant's view, and renders
+// errors as plain text, the text of internal errors only in the log. It is
+// not where external labels are added: Luminate has none.
 package remoteread
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -52,15 +52,10 @@ import (
 	"github.com/luminate-io/luminate/tenancy"
 )
 
-// Limits are the per-tenant limits a remote read counts against; it is a
-// query. *tenancy.Limits implements it; implementations must be safe for
-// concurrent use.
+// Limits are the per-tenant limits a remote read counts against (the
+// router admits it as a query). *tenancy.Limits implements it;
+// implementations must be safe for concurrent use.
 type Limits interface {
-	// AllowQuery counts one query against the tenant's query rate.
-	AllowQuery(id tenancy.ID) error
-	// AcquireQuery admits one query if the tenant runs fewer than its
-	// concurrent limit, and returns the func that ends it.
-	AcquireQuery(ctx context.Context, id tenancy.ID) (release func(), err error)
 	// MaxSeriesPerQuery is the most series one request may return, over
 	// all its queries; 0 means unlimited.
 	MaxSeriesPerQuery(id tenancy.ID) int
@@ -78,7 +73,6 @@ const (
 // Handler serves remote read. It is safe for concurrent use.
 type Handler struct {
 	cfg    Config
-	store  storage.MetricsStore
 	limits Limits
 	logger *slog.Logger
 	slots  *slots
@@ -89,21 +83,17 @@ type Handler struct {
 	requests *prometheus.CounterVec
 }
 
-// New returns the remote-read handler over store. limits may be nil (no
+// New returns the remote-read handler. limits may be nil (no
 // per-tenant limits). Its metrics are registered on reg.
-func New(cfg Config, store storage.MetricsStore, limits Limits, logger *slog.Logger, reg prometheus.Registerer) (*Handler, error) {
+func New(cfg Config, limits Limits, logger *slog.Logger, reg prometheus.Registerer) (*Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
-	}
-	if store == nil {
-		return nil, errors.New("remoteread: a store is required")
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{
 		cfg:    cfg,
-		store:  store,
 		limits: limits,
 		logger: logger,
 		queries: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -126,14 +116,33 @@ func New(cfg Config, store storage.MetricsStore, limits Limits, logger *slog.Log
 	return h, nil
 }
 
-// ServeHTTP serves one remote-read request. Errors before the response
-// starts are plain-text bodies with the status of apierror, as
-// Prometheus' are, and the text of internal and storage errors only in the
-// log; an error in the middle of a stream aborts the connection, so that
-// the client cannot take a partial stream for a whole.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	sw := &startedWriter{ResponseWriter: w}
-	typ, err := h.serve(sw, r)
+// ReadBody is the most bytes a request's body may have, and the setting
+// that raises it: the router reads the body (Route.ReadBody).
+func (h *Handler) ReadBody() (int64, tenancy.Setting) {
+	return int64(h.cfg.MaxRequestBytes), tenancy.Global("--remote-read.max-request-bytes")
+}
+
+// BodyTimeout is how long a client has to send the body, and the setting
+// that raises it (Route.ReadBodyTimeout).
+func (h *Handler) BodyTimeout() (time.Duration, tenancy.Setting) {
+	return h.cfg.BodyTimeout, tenancy.Global("--remote-read.body-timeout")
+}
+
+// Serve decodes one remote-read request of the tenant, read whole by the
+// router, and returns the response, which reads the store as it writes.
+// An error in the middle of a stream aborts the connection (the router
+// does), so that the client cannot take a partial stream for a whole.
+func (h *Handler) Serve(r *http.Request, t storage.Tenant) (any, error) {
+	res, err := h.decode(r, t)
+	if err != nil {
+		h.count(noType, err)
+		return nil, err
+	}
+	return res, nil
+}
+
+// count counts a request by its response type and status.
+func (h *Handler) count(typ prompb.ReadRequest_ResponseType, err error) {
 	name := "none"
 	switch typ {
 	case prompb.ReadRequest_SAMPLES:
@@ -141,108 +150,78 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case prompb.ReadRequest_STREAMED_XOR_CHUNKS:
 		name = "streamed"
 	}
-	if err == nil {
-		h.requests.WithLabelValues(name, "200").Inc()
-		return
-	}
-	info := apierror.Classify(err)
-	h.requests.WithLabelValues(name, strconv.Itoa(info.Status)).Inc()
-	if sw.started {
-		if info.Kind == apierror.Internal || info.Status >= 500 {
-			h.logger.Error("remote read stream failed after it started; aborting the response", "err", err)
-		} else {
-			h.logger.Warn("remote read stream refused after it started; aborting the response", "err", err)
-		}
-		panic(http.ErrAbortHandler)
-	}
-	apierror.SetRetryAfter(w, info)
-	w.Header().Del("Content-Encoding")
-	http.Error(w, h.clientText(err, info), info.Status)
+	h.requests.WithLabelValues(name, strconv.Itoa(apierror.Classify(err).Status)).Inc()
 }
 
-// storageError is an error of the store, whose text is for the log only.
-type storageError struct{ err error }
-
-func (e *storageError) Error() string { return e.err.Error() }
-func (e *storageError) Unwrap() error { return e.err }
-
-// fromStorage marks err, if any, as the store's.
-func fromStorage(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &storageError{err}
-}
-
-// clientText is the text of err a client sees: the error itself when this
-// package wrote it for the client, else (an internal error, or a failure of
-// the store) only its kind, the details being logged.
-func (h *Handler) clientText(err error, info apierror.Info) string {
-	var se *storageError
-	if info.Kind != apierror.Internal && !errors.As(err, &se) {
-		return err.Error()
-	}
-	switch info.Kind {
-	case apierror.Internal:
-		h.logger.Error("remote read failed", "err", err)
-		return "internal error"
-	case apierror.Unavailable:
+// fromStorage is err, a failure of the store, as the client sees it: its
+// kind, its text only in the log.
+func (h *Handler) fromStorage(err error) error {
+	switch info := apierror.Classify(err); {
+	case err == nil, info.Kind == apierror.Internal: // masked by the router
+		return err
+	case info.Kind == apierror.Unavailable:
 		h.logger.Warn("remote read: storage unavailable", "err", err)
-		return "storage unavailable"
-	case apierror.Timeout:
-		return fmt.Sprintf("remote read did not finish within %s (raise --remote-read.timeout)", h.cfg.Timeout)
-	case apierror.Canceled:
-		return "remote read canceled"
+		return &apierror.Error{Kind: apierror.Unavailable, Msg: "storage unavailable", RetryAfter: info.RetryAfter}
+	case info.Kind == apierror.Timeout:
+		return apierror.Limit(apierror.Timeout, tenancy.Global("--remote-read.timeout"), "remote read did not finish within %s", h.cfg.Timeout)
+	case info.Kind == apierror.Canceled:
+		return apierror.New(apierror.Canceled, "remote read canceled")
 	}
-	return err.Error() // a client error the store found, e.g. a reserved label
+	return err // a client error the store found, e.g. a reserved label
 }
 
 // noType is the response type of a request refused before negotiation.
 const noType prompb.ReadRequest_ResponseType = -1
 
-func (h *Handler) serve(w *startedWriter, r *http.Request) (prompb.ReadRequest_ResponseType, error) {
-	ctx := r.Context()
-	p, err := tenancy.FromContext(ctx)
+// response is the answer to one request.
+type response struct {
+	h      *Handler
+	t      storage.Tenant
+	typ    prompb.ReadRequest_ResponseType
+	params []queryParams
+}
+
+func (h *Handler) decode(r *http.Request, t storage.Tenant) (*response, error) {
+	compressed, err := io.ReadAll(r.Body)
 	if err != nil {
-		return noType, err
-	}
-	if err := tenancy.RequireScope(p, tenancy.ScopeRead); err != nil {
-		return noType, err
-	}
-	if h.limits != nil {
-		if err := h.limits.AllowQuery(p.Tenant); err != nil {
-			return noType, err
-		}
-	}
-	// The body is read, within its deadline, and checked before the
-	// request takes a slot, so that slow or large uploads hold none.
-	compressed, err := h.readBody(w, r)
-	if err != nil {
-		return noType, err
+		return nil, apierror.Wrap(apierror.InvalidArgument, err, "read remote-read request body")
 	}
 	req, err := decodeReadRequest(compressed, h.cfg.MaxRequestBytes)
 	if err != nil {
-		return noType, err
+		return nil, err
 	}
 	if err := h.cfg.checkRequest(req); err != nil {
-		return noType, err
+		return nil, err
 	}
 	typ, err := negotiateResponseType(req.AcceptedResponseTypes)
 	if err != nil {
-		return noType, err
+		return nil, err
 	}
-	if h.limits != nil {
-		release, err := h.limits.AcquireQuery(ctx, p.Tenant)
-		if err != nil {
-			return noType, err
+	// Every query's matchers are parsed before the response starts, so
+	// that a bad one is a 400 rather than a cut-off stream.
+	params := make([]queryParams, len(req.Queries))
+	for i, q := range req.Queries {
+		if params[i], err = selectParams(q); err != nil {
+			return nil, err
 		}
-		defer release()
 	}
+	return &response{h: h, t: t, typ: typ, params: params}, nil
+}
+
+// Respond takes a slot and writes the response.
+func (p *response) Respond(w http.ResponseWriter, r *http.Request) error {
+	err := p.respond(w, r)
+	p.h.count(p.typ, err)
+	return err
+}
+
+func (p *response) respond(w http.ResponseWriter, r *http.Request) error {
+	h, ctx := p.h, r.Context()
 	h.queries.Inc()
 	defer h.queries.Dec()
-	release, err := h.slots.acquire(ctx, p.Tenant)
+	release, err := h.slots.acquire(ctx, p.t.ID())
 	if err != nil {
-		return noType, err
+		return err
 	}
 	defer release()
 	// The slot is held for at most --remote-read.timeout, however slowly
@@ -252,93 +231,27 @@ func (h *Handler) serve(w *startedWriter, r *http.Request) (prompb.ReadRequest_R
 	// (net/http clears the deadline once the response is flushed.)
 	err = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(h.cfg.Timeout))
 	if err != nil && !errors.Is(err, http.ErrNotSupported) {
-		return noType, fmt.Errorf("set the remote-read response deadline: %w", err)
+		return fmt.Errorf("set the remote-read response deadline: %w", err)
 	}
-
-	// Every query's matchers are parsed before the response starts, so
-	// that a bad one is a 400 rather than a cut-off stream.
-	params := make([]queryParams, len(req.Queries))
-	for i, q := range req.Queries {
-		if params[i], err = selectParams(q); err != nil {
-			return noType, err
-		}
+	b := h.newBudget(p.t.ID(), p.typ)
+	if p.typ == prompb.ReadRequest_STREAMED_XOR_CHUNKS {
+		return h.streamChunks(ctx, w, p.t.Store, p.params, b)
 	}
-	b := h.newBudget(p.Tenant, typ)
-	ts := h.store.ForTenant(p.Tenant)
-	if typ == prompb.ReadRequest_STREAMED_XOR_CHUNKS {
-		return typ, h.streamChunks(ctx, w, ts, params, b)
-	}
-	return typ, h.samples(ctx, w, ts, params, b)
-}
-
-// maxBodyPrealloc is the most readBody allocates before the body arrives.
-const maxBodyPrealloc = 64 << 10
-
-// readBody reads the compressed request, at most --remote-read.max-request-bytes,
-// within --remote-read.body-timeout.
-func (h *Handler) readBody(w *startedWriter, r *http.Request) ([]byte, error) {
-	limit := h.cfg.MaxRequestBytes
-	tooLarge := func() error {
-		return apierror.New(apierror.TooLarge, "remote-read request larger than %d bytes (raise --remote-read.max-request-bytes)", limit)
-	}
-	if r.ContentLength > int64(limit) {
-		return nil, tooLarge()
-	}
-	rc := http.NewResponseController(w)
-	deadline := false
-	switch err := rc.SetReadDeadline(time.Now().Add(h.cfg.BodyTimeout)); {
-	case err == nil:
-		deadline = true
-	case errors.Is(err, http.ErrNotSupported):
-	default:
-		return nil, fmt.Errorf("set the remote-read body deadline: %w", err)
-	}
-	// Memory for what arrives, not for what the client claims will.
-	size := 512
-	if r.ContentLength > 0 {
-		size = int(min(r.ContentLength+1, maxBodyPrealloc)) // +1: no growth to see the EOF
-	}
-	buf := bytes.NewBuffer(make([]byte, 0, size))
-	body := http.MaxBytesReader(w.ResponseWriter, r.Body, int64(limit))
-	_, err := buf.ReadFrom(body)
-	if err != nil {
-		// Closed unread, the body is not drained before the reply (the
-		// deadline, left in place, fails what would drain it) and the
-		// connection closes after it.
-		_ = body.Close()
-	} else if deadline {
-		// The deadline is for the body only. (HTTP/1 in net/http clears
-		// it itself when it starts reading past the body; this does not
-		// depend on it.)
-		if err := rc.SetReadDeadline(time.Time{}); err != nil {
-			return nil, fmt.Errorf("clear the remote-read body deadline: %w", err)
-		}
-	}
-	var mbe *http.MaxBytesError
-	switch {
-	case err == nil:
-		return buf.Bytes(), nil
-	case errors.As(err, &mbe):
-		return nil, tooLarge()
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return nil, apierror.New(apierror.InvalidArgument,
-			"remote-read request body not received within %s (raise --remote-read.body-timeout)", h.cfg.BodyTimeout)
-	}
-	return nil, apierror.Wrap(apierror.InvalidArgument, err, "read remote-read request body")
+	return h.samples(ctx, w, p.t.Store, p.params, b)
 }
 
 // checkRequest checks the bounds of the request as a whole that its
 // decoding alone shows: its queries and matchers.
 func (c *Config) checkRequest(req *prompb.ReadRequest) error {
 	if n, max := len(req.Queries), c.MaxQueriesPerRequest; n > max {
-		return apierror.New(apierror.TooLarge, "remote-read request has %d queries, more than %d (raise --remote-read.max-queries-per-request)", n, max)
+		return apierror.Limit(apierror.TooLarge, tenancy.Global("--remote-read.max-queries-per-request"), "remote-read request has %d queries, more than %d", n, max)
 	}
 	n := 0
 	for _, q := range req.Queries {
 		n += len(q.Matchers)
 	}
 	if max := c.MaxMatchersPerRequest; n > max {
-		return apierror.New(apierror.TooLarge, "remote-read request has %d matchers, more than %d (raise --remote-read.max-matchers-per-request)", n, max)
+		return apierror.Limit(apierror.TooLarge, tenancy.Global("--remote-read.max-matchers-per-request"), "remote-read request has %d matchers, more than %d", n, max)
 	}
 	return nil
 }
@@ -346,15 +259,12 @@ func (c *Config) checkRequest(req *prompb.ReadRequest) error {
 // decodeReadRequest decodes a snappy-compressed prompb.ReadRequest whose
 // decompressed size is at most max bytes.
 func decodeReadRequest(compressed []byte, max int) (*prompb.ReadRequest, error) {
-	if len(compressed) > max {
-		return nil, apierror.New(apierror.TooLarge, "remote-read request larger than %d bytes (raise --remote-read.max-request-bytes)", max)
-	}
 	n, err := snappy.DecodedLen(compressed)
 	if err != nil {
 		return nil, apierror.Wrap(apierror.InvalidArgument, err, "decompress remote-read request")
 	}
 	if n > max {
-		return nil, apierror.New(apierror.TooLarge, "remote-read request decompresses to %d bytes, more than %d (raise --remote-read.max-request-bytes)", n, max)
+		return nil, apierror.Limit(apierror.TooLarge, tenancy.Global("--remote-read.max-request-bytes"), "remote-read request decompresses to %d bytes, more than %d", n, max)
 	}
 	b, err := snappy.Decode(nil, compressed)
 	if err != nil {
@@ -392,9 +302,7 @@ func (h *Handler) newBudget(id tenancy.ID, typ prompb.ReadRequest_ResponseType) 
 	}
 	if h.limits != nil {
 		b.maxSeries = h.limits.MaxSeriesPerQuery(id)
-		b.seriesSetting = "--limits.max-series-per-query or its per-tenant override max_series_per_query"
 		b.maxSamples = h.limits.MaxSamplesPerQuery(id)
-		b.samplesSetting = "--limits.max-samples-per-query or its per-tenant override max_samples_per_query"
 	}
 	return b
 }
@@ -476,7 +384,7 @@ func (h *Handler) samples(ctx context.Context, w http.ResponseWriter, ts storage
 func (h *Handler) querySamples(ctx context.Context, ts storage.TenantStore, q queryParams, b *budget, enc *samplesEncoder) error {
 	querier, err := ts.Querier(q.mint, q.maxt)
 	if err != nil {
-		return fromStorage(err)
+		return h.fromStorage(err)
 	}
 	defer h.close(querier)
 	ss := querier.Select(ctx, false, q.hints, q.matchers...)
@@ -520,14 +428,14 @@ func (h *Handler) querySamples(ctx context.Context, ts storage.TenantStore, q qu
 			}
 		}
 		if err := it.Err(); err != nil {
-			return fromStorage(err)
+			return h.fromStorage(err)
 		}
 		if err := enc.addSeries(&series); err != nil {
 			return err
 		}
 	}
 	if err := ss.Err(); err != nil {
-		return fromStorage(err)
+		return h.fromStorage(err)
 	}
 	for _, w := range ss.Warnings() {
 		h.logger.Warn("remote read query warning", "warning", w)
@@ -537,7 +445,7 @@ func (h *Handler) querySamples(ctx context.Context, ts storage.TenantStore, q qu
 
 // streamChunks answers every query with a stream of frames of at most one
 // series each, a series split over frames of about MaxBytesInFrame.
-func (h *Handler) streamChunks(ctx context.Context, w *startedWriter, ts storage.TenantStore, params []queryParams, b *budget) error {
+func (h *Handler) streamChunks(ctx context.Context, w http.ResponseWriter, ts storage.TenantStore, params []queryParams, b *budget) error {
 	w.Header().Set("Content-Type", streamedContentType)
 	cw := newChunkedWriter(w)
 	for i, q := range params {
@@ -545,10 +453,7 @@ func (h *Handler) streamChunks(ctx context.Context, w *startedWriter, ts storage
 			return err
 		}
 	}
-	if !w.started {
-		w.WriteHeader(http.StatusOK)
-	}
-	if err := http.NewResponseController(w.ResponseWriter).Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+	if err := http.NewResponseController(w).Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
 	}
 	return nil
@@ -557,7 +462,7 @@ func (h *Handler) streamChunks(ctx context.Context, w *startedWriter, ts storage
 func (h *Handler) streamQuery(ctx context.Context, cw *chunkedWriter, index int64, ts storage.TenantStore, q queryParams, b *budget) error {
 	querier, err := ts.ChunkQuerier(q.mint, q.maxt)
 	if err != nil {
-		return fromStorage(err)
+		return h.fromStorage(err)
 	}
 	defer h.close(querier)
 	// Streamed series must come sorted.
@@ -622,11 +527,11 @@ func (h *Handler) streamQuery(ctx context.Context, cw *chunkedWriter, index int6
 			left = maxData
 		}
 		if err := it.Err(); err != nil {
-			return fromStorage(err)
+			return h.fromStorage(err)
 		}
 	}
 	if err := ss.Err(); err != nil {
-		return fromStorage(err)
+		return h.fromStorage(err)
 	}
 	for _, w := range ss.Warnings() {
 		h.logger.Warn("remote read query warning", "warning", w)
@@ -639,22 +544,3 @@ func (h *Handler) close(c io.Closer) {
 		h.logger.Warn("close remote-read querier", "err", err)
 	}
 }
-
-// startedWriter records whether the response has started.
-type startedWriter struct {
-	http.ResponseWriter
-	started bool
-}
-
-func (w *startedWriter) Write(p []byte) (int, error) {
-	w.started = true
-	return w.ResponseWriter.Write(p)
-}
-
-func (w *startedWriter) WriteHeader(code int) {
-	w.started = true
-	w.ResponseWriter.WriteHeader(code)
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (w *startedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,9 +16,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
+	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/stretchr/testify/require"
 
+	"github.com/luminate-io/luminate/api"
+	"github.com/luminate-io/luminate/apierror"
+	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/storage/badger"
 	"github.com/luminate-io/luminate/tenancy"
 )
@@ -33,18 +38,36 @@ const (
 	scopesHeader = "X-Test-Scopes"
 )
 
-// withPrincipal stands in for the api authentication middleware.
-func withPrincipal(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if id := r.Header.Get(tenantHeader); id != "" {
-			p := tenancy.Principal{Tenant: tenancy.ID(id), Scopes: []tenancy.Scope{tenancy.ScopeRead}}
-			if s, ok := r.Header[scopesHeader]; ok {
-				p.Scopes = []tenancy.Scope{tenancy.Scope(s[0])}
-			}
-			r = r.WithContext(tenancy.NewContext(r.Context(), p))
-		}
-		next.ServeHTTP(w, r)
-	})
+// headerAuth, standing in for token verification, authenticates a
+// request by its test headers.
+type headerAuth struct{}
+
+func (headerAuth) Authenticate(r *http.Request) (tenancy.Principal, error) {
+	id := r.Header.Get(tenantHeader)
+	if id == "" {
+		return tenancy.Principal{}, tenancy.ErrNoTenant
+	}
+	p := tenancy.Principal{Tenant: tenancy.ID(id), Scopes: []tenancy.Scope{tenancy.ScopeRead}}
+	if s, ok := r.Header[scopesHeader]; ok {
+		p.Scopes = []tenancy.Scope{tenancy.Scope(s[0])}
+	}
+	return p, nil
+}
+
+// newRouter mounts h on an api router over store, as cmd/luminate does.
+func newRouter(t *testing.T, h *Handler, store storage.MetricsStore, limits Limits, logger *slog.Logger) http.Handler {
+	t.Helper()
+	opts := api.Options{Auth: headerAuth{}, Tenants: store, Storage: store, Gatherer: prometheus.NewRegistry()}
+	if q, ok := limits.(api.QueryAdmitter); ok {
+		opts.Queries = q
+	}
+	maxBody, bodySetting := h.ReadBody()
+	timeout, timeoutSetting := h.BodyTimeout()
+	opts.Routes = []api.Route{{Path: "/api/v1/read", Methods: []string{http.MethodPost}, Scope: tenancy.ScopeRead, Format: apierror.Text, Query: true,
+		ReadBody: maxBody, ReadBodySetting: bodySetting, ReadBodyTimeout: timeout, ReadBodyTimeoutSetting: timeoutSetting, Serve: h.Serve}}
+	router, err := api.NewRouter(opts, logger, prometheus.NewRegistry())
+	require.NoError(t, err)
+	return router
 }
 
 type env struct {
@@ -61,9 +84,9 @@ func newEnv(t *testing.T, cfg Config, limits Limits) *env {
 	store, err := badger.New(badger.Config{Path: t.TempDir()}, nil, prometheus.NewRegistry())
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, store.Close()) })
-	h, err := New(cfg, store, limits, nil, prometheus.NewRegistry())
+	h, err := New(cfg, limits, nil, prometheus.NewRegistry())
 	require.NoError(t, err)
-	srv := httptest.NewServer(withPrincipal(h))
+	srv := httptest.NewServer(newRouter(t, h, store, limits, slog.New(slog.DiscardHandler)))
 	t.Cleanup(srv.Close)
 	e := &env{t: t, store: store, h: h, srv: srv, want: map[tenancy.ID]map[string][]prompb.Sample{}}
 	e.load(acme, labels.FromStrings("__name__", "up", "job", "api", "instance", "a"), func(i int) float64 { return float64(i) })
@@ -73,11 +96,11 @@ func newEnv(t *testing.T, cfg Config, limits Limits) *env {
 }
 
 func (e *env) load(id tenancy.ID, ls labels.Labels, f func(int) float64) {
-	app := e.store.ForTenant(id).Appender(context.Background())
+	app := e.store.ForTenant(id).AppenderV2(context.Background())
 	var smp []prompb.Sample
 	for i := range nSmp {
 		ts, v := t0+int64(i)*step, f(i)
-		_, err := app.Append(0, ls, ts, v)
+		_, err := app.Append(0, ls, 0, ts, v, nil, nil, promstorage.AOptions{})
 		require.NoError(e.t, err)
 		smp = append(smp, prompb.Sample{Timestamp: ts, Value: v})
 	}
@@ -463,10 +486,10 @@ func TestLimits(t *testing.T) {
 		cancel() // the waiting client gives up
 		b, err := (&prompb.ReadRequest{Queries: []*prompb.Query{q}}).Marshal()
 		require.NoError(t, err)
-		r := httptest.NewRequestWithContext(tenancy.NewContext(ctx, tenancy.Principal{Tenant: acme, Scopes: []tenancy.Scope{tenancy.ScopeRead}}),
-			http.MethodPost, "/api/v1/read", bytes.NewReader(snappy.Encode(nil, b)))
+		r := httptest.NewRequestWithContext(ctx, http.MethodPost, "/api/v1/read", bytes.NewReader(snappy.Encode(nil, b)))
+		r.Header.Set(tenantHeader, string(acme))
 		w := httptest.NewRecorder()
-		e.h.ServeHTTP(w, r)
+		newRouter(t, e.h, e.store, nil, slog.New(slog.DiscardHandler)).ServeHTTP(w, r)
 		require.Equal(t, http.StatusServiceUnavailable, w.Code)
 		require.Equal(t, "wait for a slot of --remote-read.concurrent-limit=1: context canceled\n", w.Body.String())
 		release()
@@ -497,7 +520,7 @@ func TestRequestErrors(t *testing.T) {
 		{"write scope only", acme, string(tenancy.ScopeWrite), snappy.Encode(nil, valid), 403, ""},
 		{"not snappy", acme, "", []byte("\xff\xff\xff\xff\xff\xff"), 400, ""},
 		{"not a ReadRequest", acme, "", snappy.Encode(nil, []byte("\x0a\x05hello")), 400, ""},
-		{"body too large", acme, "", big, 413, "remote-read request larger than 1024 bytes (raise --remote-read.max-request-bytes)\n"},
+		{"body too large", acme, "", big, 413, "request body larger than 1024 bytes (raise --remote-read.max-request-bytes)\n"},
 		{"decompresses too large", acme, "", snappy.Encode(nil, bigReq), 413, fmt.Sprintf("remote-read request decompresses to %d bytes, more than 1024 (raise --remote-read.max-request-bytes)\n", len(bigReq))},
 		{"bad regexp", acme, "", mustSnappy(t, &prompb.ReadRequest{Queries: []*prompb.Query{query(t0, t0, re("job", "("))}}), 400, ""},
 	} {

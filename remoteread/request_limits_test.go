@@ -42,11 +42,11 @@ const (
 // for tenant id.
 func (e *env) loadMany(id tenancy.ID) {
 	e.t.Helper()
-	app := e.store.ForTenant(id).Appender(context.Background())
+	app := e.store.ForTenant(id).AppenderV2(context.Background())
 	for i := range manySeries {
 		ls := labels.FromStrings("__name__", "many", "job", "bulk", "i", fmt.Sprintf("%05d", i))
 		for j := range manySamples {
-			_, err := app.Append(0, ls, t0+int64(j)*step, float64(i*j))
+			_, err := app.Append(0, ls, 0, t0+int64(j)*step, float64(i*j), nil, nil, promstorage.AOptions{})
 			require.NoError(e.t, err)
 		}
 	}
@@ -182,7 +182,7 @@ func TestSamplesResponseBudget(t *testing.T) {
 	e.h.cfg.MaxResponseBytes = size - 1
 	resp = e.post(acme, several)
 	require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
-	require.Equal(t, fmt.Sprintf("remote-read response would exceed %d bytes (raise --remote-read.max-response-bytes, or read with the streamed response type)\n", size-1), body(t, resp))
+	require.Equal(t, fmt.Sprintf("remote-read response would exceed %d bytes (a streamed response type is not held in memory) (raise --remote-read.max-response-bytes)\n", size-1), body(t, resp))
 
 	// The attack: held to about the budget.
 	const budget = 1 << 20
@@ -308,7 +308,7 @@ func TestBodyTimeout(t *testing.T) {
 	require.NoError(t, err, "no response within 6s")
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
-	require.Equal(t, "remote-read request body not received within 1s (raise --remote-read.body-timeout)\n", body(t, resp))
+	require.Equal(t, "request body not received within 1s (raise --remote-read.body-timeout)\n", body(t, resp))
 	require.Less(t, time.Since(start), 5*time.Second)
 }
 
@@ -337,15 +337,15 @@ func (t failingTenant) ChunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier,
 func TestStorageErrorMasked(t *testing.T) {
 	e := newEnv(t, DefaultConfig(), nil)
 	var logs bytes.Buffer
-	h, err := New(DefaultConfig(), failingStore{e.store}, nil, slog.New(slog.NewTextHandler(&logs, nil)), prometheus.NewRegistry())
+	h, err := New(DefaultConfig(), nil, slog.New(slog.NewTextHandler(&logs, nil)), prometheus.NewRegistry())
 	require.NoError(t, err)
-	srv := httptest.NewServer(withPrincipal(h))
+	srv := httptest.NewServer(newRouter(t, h, failingStore{e.store}, nil, slog.New(slog.NewTextHandler(&logs, nil))))
 	defer srv.Close()
 	e.srv = srv
 	for _, accepted := range [][]prompb.ReadRequest_ResponseType{samples, streamed} {
 		resp := e.post(acme, &prompb.ReadRequest{Queries: []*prompb.Query{query(t0, t0+step, eq("__name__", "up"))}, AcceptedResponseTypes: accepted})
 		require.Equal(t, http.StatusInternalServerError, resp.StatusCode)
-		require.Equal(t, "internal error\n", body(t, resp))
+		require.Regexp(t, "^internal error; the server log has the details under request_id [0-9A-Z]+\n$", body(t, resp))
 	}
 	require.Contains(t, logs.String(), "000042.vlog")
 }
@@ -371,7 +371,7 @@ func TestSlotShares(t *testing.T) {
 	resp := e.post(acme, req)
 	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
 	require.Equal(t, "1", resp.Header.Get("Retry-After"))
-	require.Equal(t, "tenant acme already holds its share of 1 remote-read slots; none became free within 1s (raise --remote-read.tenant-concurrent-limit, by default half of --remote-read.concurrent-limit)\n", body(t, resp))
+	require.Equal(t, "tenant acme already holds its share of 1 remote-read slots (by default half of --remote-read.concurrent-limit); none became free within 1s (raise --remote-read.tenant-concurrent-limit)\n", body(t, resp))
 	require.GreaterOrEqual(t, time.Since(start), cfg.SlotTimeout)
 	// Another tenant is not held up (or it would get a 503).
 	require.Len(t, e.read(other, samples, q)[0], 1)

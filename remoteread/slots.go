@@ -55,8 +55,10 @@ func (s *slots) acquire(ctx context.Context, id tenancy.ID) (release func(), err
 		if err := s.wait(ctx, timer.C, ts.sem); err != nil {
 			s.leave(id, ts)
 			if err == errSlotTimeout {
-				return nil, &apierror.Error{Kind: apierror.RateLimited, RetryAfter: time.Second,
-					Msg: fmt.Sprintf("tenant %s already holds its share of %d remote-read slots; none became free within %s (raise --remote-read.tenant-concurrent-limit, by default half of --remote-read.concurrent-limit)", id, s.perTenant, s.timeout)}
+				err := apierror.Limit(apierror.RateLimited, tenancy.Global("--remote-read.tenant-concurrent-limit"),
+					"tenant %s already holds its share of %d remote-read slots (by default half of --remote-read.concurrent-limit); none became free within %s", id, s.perTenant, s.timeout)
+				err.RetryAfter = time.Second
+				return nil, err
 			}
 			return nil, fmt.Errorf("wait for a slot of tenant %s's share (--remote-read.tenant-concurrent-limit=%d): %w", id, s.perTenant, err)
 		}
@@ -68,8 +70,8 @@ func (s *slots) acquire(ctx context.Context, id tenancy.ID) (release func(), err
 				s.leave(id, ts)
 			}
 			if err == errSlotTimeout {
-				return nil, apierror.New(apierror.Unavailable,
-					"all %d remote-read slots stayed busy for %s (raise --remote-read.concurrent-limit)", s.globalN, s.timeout)
+				return nil, apierror.Limit(apierror.Unavailable, tenancy.Global("--remote-read.concurrent-limit"),
+					"all %d remote-read slots stayed busy for %s", s.globalN, s.timeout)
 			}
 			return nil, fmt.Errorf("wait for a slot of --remote-read.concurrent-limit=%d: %w", s.globalN, err)
 		}

@@ -47,22 +47,6 @@ type heldTenant struct {
 	s heldStore
 }
 
-func (t heldTenant) Appender(ctx context.Context) promstorage.Appender {
-	return heldAppender{t.TenantStore.Appender(ctx), t.s}
-}
-
-type heldAppender struct {
-	promstorage.Appender
-	s heldStore
-}
-
-func (a heldAppender) Commit() error {
-	a.s.waiting.Add(1)
-	defer a.s.waiting.Add(-1)
-	<-a.s.release
-	return a.Appender.Commit()
-}
-
 func (t heldTenant) AppenderV2(ctx context.Context) promstorage.AppenderV2 {
 	return heldAppenderV2{t.TenantStore.AppenderV2(ctx), t.s}
 }
@@ -130,12 +114,10 @@ func TestInflightBudget(t *testing.T) {
 	body := realRequest(t, "big", 20_000)
 	n, err := snappy.DecodedLen(body)
 	require.NoError(t, err)
-	g := newIngester(cfg, held, nil, nil, prometheus.NewRegistry())
-	perRequest := int64(len(body)+n) + g.decodedBound(rw1, n)
+	perRequest := int64(len(body)+n) + NewIngester(cfg, nil, nil, nil).decodedBound(rw1, n)
 	cfg.MaxInflightBytes = perRequest * 5 / 2
-	write, _ := NewHandlers(cfg, held, nil, nil, prometheus.NewRegistry())
-	h := write.(*handler)
-	srv := serve(t, h, writer)
+	g := NewIngester(cfg, nil, nil, prometheus.NewRegistry())
+	srv := serve(t, route(NewHandler(g), held), writer)
 
 	const parallel = 16
 	type answer struct {
@@ -161,7 +143,7 @@ func TestInflightBudget(t *testing.T) {
 		parallel, len(body), n, cfg.MaxInflightBytes, inFlight, len(answers), grew)
 	require.GreaterOrEqual(t, inFlight, 2, "the budget holds two requests before decoding")
 	require.Less(t, inFlight, parallel)
-	require.LessOrEqual(t, h.inflight.inUse(), cfg.MaxInflightBytes)
+	require.LessOrEqual(t, g.inflight.inUse(), cfg.MaxInflightBytes)
 	for range parallel - inFlight {
 		a := <-answers
 		require.Equal(t, http.StatusServiceUnavailable, a.code, a.body)
@@ -177,19 +159,20 @@ func TestInflightBudget(t *testing.T) {
 		a := <-answers
 		require.Equal(t, http.StatusNoContent, a.code, a.body)
 	}
-	require.Zero(t, h.inflight.inUse(), "everything reserved is released")
+	require.Zero(t, g.inflight.inUse(), "everything reserved is released")
 	require.Len(t, readBack(t, held.Store, writer.Tenant), 20_000)
 }
 
 // A write that does not fit the in-flight budget is refused before its
 // body is decompressed: the refusal costs nothing of its decompressed size.
+// (native's TestWriteSharesBudget: the native write shares the budget.)
 func TestInflightRefusedBeforeDecompressing(t *testing.T) {
 	store := openStore(t, nil)
 	cfg := testConfig(t)
 	cfg.MaxInflightBytes = 64 << 20
-	write, native := NewHandlers(cfg, store, nil, nil, prometheus.NewRegistry())
-	h := write.(*handler)
-	all, err := h.inflight.acquire(writer.Tenant, cfg.MaxInflightBytes)
+	g := NewIngester(cfg, nil, nil, prometheus.NewRegistry())
+	h := route(NewHandler(g), store)
+	all, err := g.inflight.acquire(writer.Tenant, cfg.MaxInflightBytes)
 	require.NoError(t, err)
 
 	body := snappy.Encode(nil, repeat(pb{}.bytes(1, nil), 32<<20)) // 32 MiB decompressed, 1.5 MB sent
@@ -199,18 +182,10 @@ func TestInflightRefusedBeforeDecompressing(t *testing.T) {
 	require.Equal(t, "1", w.Header().Get("Retry-After"))
 	require.Less(t, grew, uint64(4<<20), "refused without decompressing")
 
-	// The native write shares the budget.
-	nw := postNative(native, &writer, `{"metrics":[{"name":"a","value":1}]}`, nil)
-	require.Equal(t, http.StatusServiceUnavailable, nw.Code, nw.Body.String())
-	require.Equal(t, "1", nw.Header().Get("Retry-After"))
-	require.Equal(t, "unavailable", nativeResponse(t, nw).Error.Code)
-
-	h.inflight.release(all)
+	g.inflight.release(all)
 	w = post(h, &writer, realRequest(t, "up", 10), nil)
 	require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
-	nw = postNative(native, &writer, `{"metrics":[{"name":"a","value":1}]}`, nil)
-	require.Equal(t, http.StatusOK, nw.Code, nw.Body.String())
-	require.Zero(t, h.inflight.inUse())
+	require.Zero(t, g.inflight.inUse())
 }
 
 // Slow uploads hold nothing shared while their bodies trickle in: neither
@@ -222,8 +197,8 @@ func TestSlowUploads(t *testing.T) {
 	cfg := testConfig(t)
 	ok := realRequest(t, "up", 100)
 	cfg.MaxInflightBytes = 1 << 20 // room for one small request at a time
-	write, _ := NewHandlers(cfg, store, nil, nil, prometheus.NewRegistry())
-	h := write.(*handler)
+	g := NewIngester(cfg, nil, nil, prometheus.NewRegistry())
+	h := route(NewHandler(g), store)
 	slowSrv := serve(t, h, tenancy.Principal{Tenant: "slow", Scopes: writer.Scopes})
 	fastSrv := serve(t, h, writer)
 
@@ -240,7 +215,7 @@ func TestSlowUploads(t *testing.T) {
 			require.NoError(t, err)
 		}
 		time.Sleep(100 * time.Millisecond) // let the handlers start reading
-		require.Zero(t, h.inflight.inUse(), "a body still arriving reserves nothing")
+		require.Zero(t, g.inflight.inUse(), "a body still arriving reserves nothing")
 	})
 	t.Logf("%d slow uploads claiming 8 MiB each: heap grew by %d bytes", slow, grew)
 	require.Less(t, grew, uint64(slow*2*maxBodyPrealloc+4<<20), "memory for what arrived, not for what was claimed")
@@ -253,7 +228,7 @@ func TestSlowUploads(t *testing.T) {
 	for _, c := range conns {
 		require.NoError(t, c.Close())
 	}
-	require.Zero(t, h.inflight.inUse())
+	require.Zero(t, g.inflight.inUse())
 }
 
 // A request over a per-request limit can never pass: 413 naming the flag,
@@ -286,7 +261,7 @@ func TestRequestLimits(t *testing.T) {
 			cfg.MaxSeriesPerRequest, cfg.MaxLabelsPerRequest, cfg.MaxSamplesPerRequest = 3, 5, 4
 			for _, v2 := range []bool{false, true} {
 				store := openStore(t, nil)
-				h := New(cfg, store, nil, nil, prometheus.NewRegistry())
+				h := newWrite(cfg, store, nil, nil, prometheus.NewRegistry())
 				send := func(ts []prompb.TimeSeries) *httptest.ResponseRecorder {
 					if !v2 {
 						return post(h, &writer, encode(t, &prompb.WriteRequest{Timeseries: ts}), nil)
@@ -321,7 +296,7 @@ func TestWriteV2OverBurst(t *testing.T) {
 		IngestionRate: 10, IngestionBurst: 5,
 	}}, nil, prometheus.NewRegistry())
 	require.NoError(t, err)
-	h := New(testConfig(t), store, limits, nil, prometheus.NewRegistry())
+	h := newWrite(testConfig(t), store, limits, nil, prometheus.NewRegistry())
 	b := newV2Request()
 	b.add("__name__", "big").Samples = samplesV2At(time.Now(), 1, 2, 3, 4, 5, 6)
 	w := postV2(h, &writer, b.encode(t), nil)
@@ -333,8 +308,7 @@ func TestWriteV2OverBurst(t *testing.T) {
 
 // A pooled writeState does not keep the buffers of a huge request.
 func TestPooledBuffersCapped(t *testing.T) {
-	store := openStore(t, nil)
-	g := newIngester(testConfig(t), store, nil, nil, prometheus.NewRegistry())
+	g := NewIngester(testConfig(t), nil, nil, prometheus.NewRegistry())
 	st := g.getState()
 	_, err := st.dec.Decode(realRequest(t, "big", 40_000), 64<<20)
 	require.NoError(t, err)
@@ -348,29 +322,6 @@ func TestPooledBuffersCapped(t *testing.T) {
 	require.Nil(t, st.dec.labels, "40,000 series of 4 labels: 5.1 MB of labels")
 	require.NotNil(t, st.decV2.samples, "small buffers are kept")
 	g.putState(st)
-}
-
-func TestNativeBounds(t *testing.T) {
-	store := openStore(t, nil)
-	cfg := testConfig(t)
-	cfg.MaxLabelsPerRequest = 5
-	h := NewNative(cfg, store, nil, nil, prometheus.NewRegistry())
-
-	// Labels of all items together, each name counting as one.
-	w := postNative(h, &writer, `{"metrics":[{"name":"a","dimensions":{"x":"1"},"value":1},{"name":"b","dimensions":{"x":"1","y":"2"},"value":1}]}`, nil)
-	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
-	w = postNative(h, &writer, `{"metrics":[{"name":"a","dimensions":{"x":"1","y":"2"},"value":1},{"name":"b","dimensions":{"x":"1","y":"2"},"value":1}]}`, nil)
-	require.Equal(t, http.StatusRequestEntityTooLarge, w.Code, w.Body.String())
-	resp := nativeResponse(t, w)
-	require.Contains(t, resp.Error.Message, "--ingest.max-labels-per-request")
-	require.Equal(t, "metrics[1].dimensions", resp.Error.Field)
-
-	// Deep nesting is refused by the JSON decoder's depth bound, at once.
-	deep := `{"metrics":[{"name":"a","value":` + strings.Repeat("[", 1<<20) + `]}]}`
-	start := time.Now()
-	w = postNative(h, &writer, deep, nil)
-	require.Equal(t, http.StatusBadRequest, w.Code, w.Body.String())
-	require.Less(t, time.Since(start), 2*time.Second)
 }
 
 // No tenant takes more than half of the in-flight budget while others
@@ -387,7 +338,7 @@ func TestInflightShared(t *testing.T) {
 	b2, err := g.acquire("b", 20)
 	require.NoError(t, err, "the other tenant still fits")
 	_, err = g.acquire("c", 40)
-	require.ErrorContains(t, err, "over the limit of 100 bytes (--ingest.max-inflight-bytes)")
+	require.ErrorContains(t, err, "over the limit of 100 bytes; retry later (raise --ingest.max-inflight-bytes)")
 	g.release(b)
 	g.release(b2)
 	a2, err := g.acquire("a", 60)
@@ -398,4 +349,11 @@ func TestInflightShared(t *testing.T) {
 	g.release(a2)
 	require.Zero(t, g.inUse())
 	require.Empty(t, g.byTenant)
+}
+
+// inUse is how many bytes are reserved.
+func (g *inflightBytes) inUse() int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.used
 }

@@ -135,7 +135,7 @@ func TestDecodeBombs(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			store := openStore(t, nil)
-			h := New(testConfig(t), store, nil, nil, prometheus.NewRegistry())
+			h := newWrite(testConfig(t), store, nil, nil, prometheus.NewRegistry())
 			body := snappy.Encode(nil, tc.data)
 			var w *httptest.ResponseRecorder
 			grew := peakHeapGrowth(func() {

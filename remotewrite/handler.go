@@ -1,37 +1,32 @@
-// Package remotewrite receives metrics pushed to Luminate: the Prometheus
-// remote write 1.0 and 2.0 protocols (POST /api/v1/write and /api/v1/push,
-// snappy compressed prometheus.WriteRequest or
+// Package remotewrite receives metrics pushed to Luminate by the
+// Prometheus remote write 1.0 and 2.0 protocols (POST /api/v1/write and
+// /api/v1/push, snappy compressed prometheus.WriteRequest or
 // io.prometheus.write.v2.Request protobuf, told apart by the proto
-// parameter of the Content-Type) and the native JSON batch write (POST
-// /api/v1/metrics). It decodes, bounds, validates and rate
-// limits writes, and appends them through the verified tenant's view of the
-// store.
+// parameter of the Content-Type). It decodes, bounds, validates and rate
+// limits writes, and appends them through the tenant's view of the store;
+// its Ingester is that write path, shared with the other write protocols
+// (package native's JSON write).
 //
-// It is not where requests are authenticated (middleware puts the verified
-// tenancy.Principal in the context before these handlers run), nor where
-// errors become status codes (apierror), nor where out-of-order or
-// duplicate samples are resolved (the store accepts them idempotently).
+// It is not where requests are authenticated or their tenant resolved
+// (the router hands Serve a storage.Tenant), nor where errors become
+// status codes and bodies (apierror), nor where out-of-order or duplicate
+// samples are resolved (the store accepts them idempotently).
 package remotewrite
 
 import (
 	"cmp"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"mime"
 	"net/http"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
@@ -157,7 +152,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.IntVar(&c.MaxBucketsPerHistogram, "ingest.max-buckets-per-histogram", d.MaxBucketsPerHistogram,
 		"Most spans, buckets or custom bucket bounds (each, per side) one native histogram sample may carry; a remote write request holding a larger one gets 413.")
 	f.IntVar(&c.MaxPendingMetadata, "ingest.max-pending-metadata", d.MaxPendingMetadata,
-		"Most remote write 1.0 metadata entries, all tenants, kept in memory until a series of their metric family arrives (Prometheus sends metadata apart from samples); beyond it, metadata of new families waits for its next sending.")
+		"Most remote write 1.0 metadata entries, all tenants, kept in memory until a series of their metric family arrives (Prometheus sends metadata apart from samples); each tenant holds at most its --limits.max-metadata of them (override max_metadata); beyond either, metadata of new families waits for its next sending.")
 	f.BoolVar(&c.StartZeroIngestion, "ingest.created-timestamp-zero-ingestion", d.StartZeroIngestion,
 		"Store a zero sample at the start (created) timestamp of a counter or histogram sample that carries one (remote write 2.0), once per series and start timestamp, as Prometheus' created-timestamp-zero-ingestion feature does. Off by default, as in Prometheus 3: queries then answer what a Prometheus receiving the same writes answers; on, rate() and increase() count the first increase of a new or reset counter.")
 	f.IntVar(&c.StartZeroCacheSize, "ingest.created-timestamp-cache-size", d.StartZeroCacheSize,
@@ -276,162 +271,10 @@ const (
 	rw2BytesPerByte = 14
 )
 
-// nativeBytesPerByte is the memory a native write holds per byte of its
-// body, the body included: decoded items, their maps of dimensions, and
-// the series built from them.
-const nativeBytesPerByte = 8
-
-// inflightBytes bounds the memory of the write requests being decoded and
-// stored, across tenants and handlers. It is taken after the body is read,
-// so a slow upload holds none of it, and never waited for: over it, a
-// request is refused at once with Retry-After. No tenant may hold more than
-// half of it while others hold some, so that one tenant's burst leaves room
-// for the others.
-type inflightBytes struct {
-	max int64
-
-	mu       sync.Mutex
-	used     int64
-	byTenant map[tenancy.ID]int64
-}
-
-func newInflightBytes(max int64) *inflightBytes {
-	return &inflightBytes{max: max, byTenant: map[tenancy.ID]int64{}}
-}
-
-// reservation is what a request holds of the in-flight budget.
-type reservation struct {
-	tenant tenancy.ID
-	n      int64
-}
-
-// acquire reserves n bytes for tenant id: at most the whole budget, so
-// that a request larger than it may still run alone.
-func (g *inflightBytes) acquire(id tenancy.ID, n int64) (reservation, error) {
-	n = max(min(n, g.max), 1)
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	mine := g.byTenant[id]
-	switch {
-	case g.used+n > g.max:
-		return reservation{}, &apierror.Error{Kind: apierror.Unavailable, RetryAfter: inflightRetryAfter, Msg: fmt.Sprintf(
-			"write requests of %d bytes in flight, and this one needs %d more: over the limit of %d bytes (--ingest.max-inflight-bytes); retry later",
-			g.used, n, g.max)}
-	case mine+n > g.max/2 && g.used > mine:
-		return reservation{}, &apierror.Error{Kind: apierror.Unavailable, RetryAfter: inflightRetryAfter, Msg: fmt.Sprintf(
-			"tenant %s has write requests of %d bytes in flight, and this one needs %d more: over half of the limit of %d bytes "+
-				"(--ingest.max-inflight-bytes), which other tenants share; retry later", id, mine, n, g.max)}
-	}
-	g.used += n
-	g.byTenant[id] = mine + n
-	return reservation{id, n}, nil
-}
-
-func (g *inflightBytes) release(r reservation) { g.shrink(r, 0) }
-
-// grow raises reservation r to to bytes, if more: a request whose
-// decoding took more than reserved (native histograms, whose buckets the
-// per-request counts do not bound) holds what it took, under the rules of
-// acquire; alone, it may hold the whole budget.
-func (g *inflightBytes) grow(r reservation, to int64) (reservation, error) {
-	if to <= r.n {
-		return r, nil
-	}
-	more := to - r.n
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	mine := g.byTenant[r.tenant]
-	switch {
-	case g.used == mine:
-		more = min(more, max(g.max-g.used, 0))
-	case g.used+more > g.max:
-		return r, &apierror.Error{Kind: apierror.Unavailable, RetryAfter: inflightRetryAfter, Msg: fmt.Sprintf(
-			"write requests of %d bytes in flight, and this one decoded to %d more than it reserved: over the limit of %d bytes (--ingest.max-inflight-bytes); retry later",
-			g.used, more, g.max)}
-	case mine+more > g.max/2:
-		return r, &apierror.Error{Kind: apierror.Unavailable, RetryAfter: inflightRetryAfter, Msg: fmt.Sprintf(
-			"tenant %s has write requests of %d bytes in flight, and this one decoded to %d more than it reserved: over half of the limit of %d bytes "+
-				"(--ingest.max-inflight-bytes), which other tenants share; retry later", r.tenant, mine, more, g.max)}
-	}
-	g.used += more
-	g.byTenant[r.tenant] = mine + more
-	r.n += more
-	return r, nil
-}
-
-// shrink lowers reservation r to to bytes, if less, and returns it.
-func (g *inflightBytes) shrink(r reservation, to int64) reservation {
-	if to >= r.n {
-		return r
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.used -= r.n - to
-	if left := g.byTenant[r.tenant] - (r.n - to); left > 0 {
-		g.byTenant[r.tenant] = left
-	} else {
-		delete(g.byTenant, r.tenant)
-	}
-	r.n = to
-	return r
-}
-
-// inUse is how many bytes are reserved.
-func (g *inflightBytes) inUse() int64 {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.used
-}
-
-// decodeSlots bounds how many requests are decompressed and decoded at
-// once. Safe for concurrent use.
-type decodeSlots struct {
-	slots   chan struct{}
-	timeout time.Duration
-}
-
-func newDecodeSlots(n int, timeout time.Duration) *decodeSlots {
-	if n <= 0 {
-		n = 2 * runtime.GOMAXPROCS(0)
-	}
-	if timeout <= 0 {
-		timeout = DefaultConfig().DecodeQueueTimeout
-	}
-	return &decodeSlots{slots: make(chan struct{}, n), timeout: timeout}
-}
-
-// acquire waits for a slot, at most the queue timeout or until ctx ends,
-// and returns the function that gives it back.
-func (d *decodeSlots) acquire(ctx context.Context) (release func(), err error) {
-	select {
-	case d.slots <- struct{}{}:
-		return d.release, nil
-	default:
-	}
-	t := time.NewTimer(d.timeout)
-	defer t.Stop()
-	select {
-	case d.slots <- struct{}{}:
-		return d.release, nil
-	case <-t.C:
-		return nil, &apierror.Error{Kind: apierror.Unavailable, RetryAfter: inflightRetryAfter, Msg: fmt.Sprintf(
-			"no decode slot free within %s: %d write requests are being decoded (--ingest.max-concurrent-decodes, --ingest.decode-queue-timeout); retry later",
-			d.timeout, cap(d.slots))}
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-func (d *decodeSlots) release() { <-d.slots }
-
-// inflightRetryAfter is the Retry-After of a write refused by the
-// in-flight budget: requests in flight are done within about a second.
-const inflightRetryAfter = time.Second
-
 // decodedBound is the most the decoded structures of a request of proto,
 // n bytes decompressed, may take: its bytes per byte, or what the
 // per-request counts allow if less.
-func (g *ingester) decodedBound(proto protocol, n int) int64 {
+func (g *Ingester) decodedBound(proto protocol, n int) int64 {
 	c := g.cfg
 	series, labels, samples := int64(c.MaxSeriesPerRequest), int64(c.MaxLabelsPerRequest), int64(c.MaxSamplesPerRequest)
 	if series <= 0 || labels <= 0 || samples <= 0 { // unlimited (a Config not validated)
@@ -445,97 +288,21 @@ func (g *ingester) decodedBound(proto protocol, n int) int64 {
 		series*int64(seriesSize)+labels*int64(labelSize)+samples*int64(sampleSize))
 }
 
-// ingester is what the remote write and native handlers share: the store,
-// the limits, the in-flight budget and the counters.
-type ingester struct {
-	cfg       Config
-	store     storage.MetricsStore
-	limiter   Limiter
-	validator *Validator
-	logger    *slog.Logger
-	metrics   *metrics
-	inflight  *inflightBytes
-	decoding  *decodeSlots
-	states    sync.Pool // of *writeState
-	pending   *pendingMetadata
-	startZero *storage.StartZeroCache // nil without --ingest.created-timestamp-zero-ingestion
-}
-
-func newIngester(cfg Config, store storage.MetricsStore, limiter Limiter, logger *slog.Logger, reg prometheus.Registerer) *ingester {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	limits, limitsV2 := decodeLimits(cfg, rw1BytesPerByte), decodeLimits(cfg, rw2BytesPerByte)
-	maxInflight := cfg.MaxInflightBytes
-	if maxInflight <= 0 {
-		maxInflight = math.MaxInt64
-	}
-	var startZero *storage.StartZeroCache
-	if cfg.StartZeroIngestion {
-		startZero = storage.NewStartZeroCache(cfg.StartZeroCacheSize)
-	}
-	return &ingester{
-		pending:   newPendingMetadata(cfg.MaxPendingMetadata),
-		startZero: startZero,
-		cfg:       cfg,
-		store:     store,
-		limiter:   limiter,
-		validator: NewValidator(cfg),
-		logger:    logger,
-		metrics:   newMetrics(reg),
-		inflight:  newInflightBytes(maxInflight),
-		decoding:  newDecodeSlots(cfg.MaxConcurrentDecodes, cfg.DecodeQueueTimeout),
-		states: sync.Pool{New: func() any {
-			st := new(writeState)
-			st.dec.Limits, st.decV2.Limits = limits, limitsV2
-			return st
-		}},
-	}
-}
-
-// decodeLimits are the strict DecodeLimits of cfg, for a protocol whose
-// requests may decode to bytesPerByte bytes per byte.
-func decodeLimits(cfg Config, bytesPerByte int) DecodeLimits {
-	return DecodeLimits{
-		MaxSeries:       cfg.MaxSeriesPerRequest,
-		MaxLabels:       cfg.MaxLabelsPerRequest,
-		MaxSamples:      cfg.MaxSamplesPerRequest,
-		MaxBuckets:      cfg.MaxBucketsPerHistogram,
-		MaxBytesPerByte: bytesPerByte,
-		Strict:          true,
-	}
-}
-
-// getState returns a writeState from the pool; putState returns it,
-// without the buffers that grew too large to keep.
-func (g *ingester) getState() *writeState { return g.states.Get().(*writeState) }
-
-func (g *ingester) putState(st *writeState) {
-	st.trim()
-	g.states.Put(st)
-}
-
-// handler is the remote write 1.0 and 2.0 receiver.
-type handler struct {
-	*ingester
-}
-
-// New returns the remote write receiver, for POST /api/v1/write and
-// /api/v1/push. It takes remote write 1.0 and 2.0 requests on the same
-// endpoint. limiter may be nil (no rate limit).
+// Handler is the remote write 1.0 and 2.0 receiver, for POST
+// /api/v1/write and /api/v1/push (a route of the metrics:write scope and
+// the Text error format). It takes remote write 1.0 and 2.0 requests on
+// the same endpoint.
 //
 // It answers 204 when every sample was stored; 400 when some series or
-// samples were invalid, after storing the valid ones; 401/403 without a
-// principal or the metrics:write scope; 413 above the size bounds, the
-// per-request limits or the tenant's ingestion burst (a request that can
-// never pass); 415 for another content type, encoding, protobuf message or
-// protocol version; 429 over the tenant's rate; 503 with Retry-After when
-// the writes in flight hold the in-flight budget, or the body did not
-// arrive in time; and otherwise 5xx only when the store failed, so that
-// senders retry exactly what was not stored. A body that is not the
-// message its Content-Type names (a 1.0 body sent as 2.0, or the reverse),
-// or that holds empty series, labels, samples, histograms or exemplars, is
-// a 400.
+// samples were invalid, after storing the valid ones; 413 above the size
+// bounds, the per-request limits or the tenant's ingestion burst (a
+// request that can never pass); 415 for another content type, encoding,
+// protobuf message or protocol version; 429 over the tenant's rate; 503
+// with Retry-After when the writes in flight hold the in-flight budget;
+// and otherwise 5xx only when the store failed, so that senders retry
+// exactly what was not stored. A body that is not the message its
+// Content-Type names (a 1.0 body sent as 2.0, or the reverse), or that
+// holds empty series, labels, samples, histograms or exemplars, is a 400.
 //
 // Float samples, native histograms (integer and float, exponential and
 // custom buckets, stale markers), exemplars and metadata are all stored.
@@ -550,61 +317,47 @@ type handler struct {
 // To remote write 2.0 requests it also answers the
 // X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written headers
 // with the counts stored, whatever the status.
-//
-// New's handler has an in-flight budget of its own; NewHandlers returns it
-// and the native write sharing one.
-func New(cfg Config, store storage.MetricsStore, limiter Limiter, logger *slog.Logger, reg prometheus.Registerer) http.Handler {
-	return &handler{newIngester(cfg, store, limiter, logger, reg)}
+type Handler struct {
+	g *Ingester
 }
 
-// NewHandlers returns the remote write receiver (as New does) and the
-// native JSON write (as NewNative does), sharing one in-flight budget of
-// cfg.MaxInflightBytes, their counters and their pool of buffers.
-func NewHandlers(cfg Config, store storage.MetricsStore, limiter Limiter, logger *slog.Logger, reg prometheus.Registerer) (write, native http.Handler) {
-	g := newIngester(cfg, store, limiter, logger, reg)
-	return &handler{g}, &nativeHandler{g}
-}
+// NewHandler returns the remote write receiver writing through g.
+func NewHandler(g *Ingester) *Handler { return &Handler{g} }
 
-func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	p, err := tenancy.FromContext(r.Context())
-	var res writeResult
-	if err == nil {
-		res, err = h.write(w, r, p)
-	}
-	if res.proto == rw2 {
-		setWritten(w.Header(), res.stored)
-	}
+// Serve serves one remote write request of tenant t.
+func (h *Handler) Serve(r *http.Request, t storage.Tenant) (any, error) {
+	res, err := h.write(r, t)
 	status := http.StatusNoContent
 	if err != nil {
-		status = writeTextError(w, err)
+		status = apierror.Classify(err).Status
 		if status >= 500 {
-			h.logger.WarnContext(r.Context(), "remote write failed", "tenant", p.Tenant, "status", status, "err", err)
+			h.g.logger.WarnContext(r.Context(), "remote write failed", "tenant", t.ID(), "status", status, "err", err)
 		} else {
-			h.logger.DebugContext(r.Context(), "remote write refused", "tenant", p.Tenant, "status", status, "err", err)
+			h.g.logger.DebugContext(r.Context(), "remote write refused", "tenant", t.ID(), "status", status, "err", err)
 		}
-	} else {
-		w.WriteHeader(status)
 	}
-	h.metrics.requests.WithLabelValues(string(p.Tenant), strconv.Itoa(status)).Inc()
+	h.g.Answered(t.ID(), status)
+	if res.proto == rw2 {
+		return v2Answer{res.stored, err}, nil
+	}
+	return nil, err
 }
 
-// writeTextError writes err as remote write senders expect it: a status
-// and a plain text body. It returns the status.
-func writeTextError(w http.ResponseWriter, err error) int {
-	info := apierror.Classify(err)
-	msg := err.Error()
-	if info.Kind == apierror.Internal {
-		msg = "internal error"
+// v2Answer answers a remote write 2.0 request: the headers that say what
+// was written, on every response, then 204 or the error, which the router
+// renders (Respond returns it before writing anything).
+type v2Answer struct {
+	stored written
+	err    error
+}
+
+func (a v2Answer) Respond(w http.ResponseWriter, _ *http.Request) error {
+	setWritten(w.Header(), a.stored)
+	if a.err != nil {
+		return a.err
 	}
-	apierror.SetRetryAfter(w, info)
-	if info.Status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="luminate"`)
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(info.Status)
-	_, _ = io.WriteString(w, msg+"\n")
-	return info.Status
+	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // Remote write media types and headers.
@@ -691,12 +444,13 @@ func setWritten(h http.Header, w written) {
 // 10 MiB and trickles it holds memory only for what it sent.
 const maxBodyPrealloc = 256 << 10
 
-// readBody reads r's body into buf, at most limit bytes. The router
-// bounds how long it may take to arrive.
-func readBody(w http.ResponseWriter, r *http.Request, buf []byte, limit int64) ([]byte, error) {
+// readBody reads r's body into buf, at most limit bytes
+// (--ingest.max-request-bytes). The router bounds how long it may take to
+// arrive.
+func readBody(r *http.Request, buf []byte, limit int64) ([]byte, error) {
 	tooLarge := func(n string) error {
-		return apierror.New(apierror.TooLarge,
-			"request body of %s bytes is larger than the limit of %d (raise --ingest.max-request-bytes)", n, limit)
+		return apierror.Limit(apierror.TooLarge, tenancy.Global("--ingest.max-request-bytes"),
+			"request body of %s bytes is larger than the limit of %d", n, limit)
 	}
 	if r.ContentLength > limit {
 		return buf, tooLarge(strconv.FormatInt(r.ContentLength, 10))
@@ -704,7 +458,7 @@ func readBody(w http.ResponseWriter, r *http.Request, buf []byte, limit int64) (
 	if r.Body == nil {
 		return buf[:0], nil
 	}
-	body := http.MaxBytesReader(w, r.Body, limit)
+	body := http.MaxBytesReader(nil, r.Body, limit)
 	buf = buf[:0]
 	if n := int(min(r.ContentLength+1, maxBodyPrealloc)); r.ContentLength > 0 && cap(buf) < n {
 		buf = make([]byte, 0, n)
@@ -731,13 +485,6 @@ func readBody(w http.ResponseWriter, r *http.Request, buf []byte, limit int64) (
 	}
 }
 
-func requireWrite(p tenancy.Principal) error {
-	if !p.Has(tenancy.ScopeWrite) {
-		return fmt.Errorf("%w: the token of tenant %s lacks scope %q", tenancy.ErrPermissionDenied, p.Tenant, tenancy.ScopeWrite)
-	}
-	return nil
-}
-
 // writeResult is what a remote write request got: its protocol, once
 // negotiated, and what was stored.
 type writeResult struct {
@@ -745,22 +492,20 @@ type writeResult struct {
 	stored written
 }
 
-func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Principal) (writeResult, error) {
-	if err := requireWrite(p); err != nil {
-		return writeResult{}, err
-	}
+func (h *Handler) write(r *http.Request, t storage.Tenant) (writeResult, error) {
+	g, id := h.g, t.ID()
 	proto, err := checkHeaders(r.Header)
 	if err != nil {
 		return writeResult{}, err
 	}
 	res := writeResult{proto: proto}
-	st := h.getState()
-	defer h.putState(st)
+	st := g.getState()
+	defer g.putState(st)
 
 	// The body first, holding nothing shared while it arrives; then its
 	// memory and that of its decoding, from the in-flight budget, before
 	// decompressing (snappy's header says the decompressed size).
-	st.body, err = readBody(w, r, st.body, h.cfg.MaxCompressedBytes)
+	st.body, err = readBody(r, st.body, g.cfg.MaxCompressedBytes)
 	if err != nil {
 		return res, err
 	}
@@ -768,19 +513,19 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Princi
 	if err != nil {
 		return res, apierror.Wrap(apierror.InvalidArgument, err, "decode remote write request")
 	}
-	if int64(n) > h.cfg.MaxDecompressedBytes {
-		return res, apierror.New(apierror.TooLarge, "%s: %d bytes, more than the limit of %d (raise --ingest.max-decompressed-bytes)",
-			ErrTooLarge, n, h.cfg.MaxDecompressedBytes)
+	if int64(n) > g.cfg.MaxDecompressedBytes {
+		return res, apierror.Limit(apierror.TooLarge, tenancy.Global("--ingest.max-decompressed-bytes"), "%s: %d bytes, more than the limit of %d",
+			ErrTooLarge, n, g.cfg.MaxDecompressedBytes)
 	}
 	// The body, the decompressed body and the most its decoding may take:
 	// once decoded, the reservation shrinks to what it took.
-	reserved, err := h.inflight.acquire(p.Tenant, int64(len(st.body))+int64(n)+h.decodedBound(proto, n))
+	reserved, err := g.inflight.acquire(id, int64(len(st.body))+int64(n)+g.decodedBound(proto, n))
 	if err != nil {
 		return res, err
 	}
-	defer func() { h.inflight.release(reserved) }()
+	defer func() { g.inflight.release(reserved) }()
 
-	release, err := h.decoding.acquire(r.Context())
+	release, err := g.DecodeSlot(r.Context())
 	if err != nil {
 		return res, err
 	}
@@ -788,12 +533,12 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Princi
 	var meta []Metadata // remote write 1.0's, by metric family
 	if proto == rw2 {
 		var req *RequestV2
-		if req, err = st.decV2.Decode(st.body, int(h.cfg.MaxDecompressedBytes)); err == nil {
+		if req, err = st.decV2.Decode(st.body, int(g.cfg.MaxDecompressedBytes)); err == nil {
 			series = req.Timeseries
 		}
 	} else {
 		var req *WriteRequest
-		if req, err = st.dec.Decode(st.body, int(h.cfg.MaxDecompressedBytes)); err == nil {
+		if req, err = st.dec.Decode(st.body, int(g.cfg.MaxDecompressedBytes)); err == nil {
 			series, meta = req.Timeseries, req.Metadata
 		}
 	}
@@ -805,30 +550,29 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Princi
 	took := int64(len(st.body)) + int64(n) + int64(decoded)
 	if err == nil {
 		var gerr error
-		if reserved, gerr = h.inflight.grow(reserved, took); gerr != nil {
+		if reserved, gerr = g.inflight.grow(reserved, took); gerr != nil {
 			return res, gerr
 		}
 	}
-	reserved = h.inflight.shrink(reserved, took)
+	reserved = g.inflight.shrink(reserved, took)
 	var tm *TooManyError
 	switch {
 	case errors.As(err, &tm) && tm.What == "bytes":
 		// Not a sender's batch, however large: no setting raises it.
 		return res, &apierror.Error{Kind: apierror.TooLarge, Err: err}
 	case errors.As(err, &tm) && tm.What == "buckets":
-		return res, &apierror.Error{Kind: apierror.TooLarge, Err: err, Msg: "raise " + requestLimitFlag(tm.What)}
+		return res, apierror.Limit(apierror.TooLarge, requestLimit(tm.What), "%v", err)
 	case errors.As(err, &tm):
-		return res, &apierror.Error{Kind: apierror.TooLarge, Err: err, Msg: fmt.Sprintf(
-			"raise %s, or send smaller batches (max_samples_per_send)", requestLimitFlag(tm.What))}
+		return res, apierror.Limit(apierror.TooLarge, requestLimit(tm.What), "%v; send smaller batches (max_samples_per_send)", err)
 	case errors.Is(err, ErrTooLarge):
-		return res, &apierror.Error{Kind: apierror.TooLarge, Err: fmt.Errorf("%w (raise --ingest.max-decompressed-bytes)", err)}
+		return res, apierror.Limit(apierror.TooLarge, tenancy.Global("--ingest.max-decompressed-bytes"), "%v", err)
 	case err != nil && proto == rw2:
 		return res, apierror.Wrap(apierror.InvalidArgument, err, "decode remote write 2.0 request")
 	case err != nil:
 		return res, apierror.Wrap(apierror.InvalidArgument, err, "decode remote write request")
 	}
 	floats, histograms := countSamples(series)
-	if err := h.allow(p.Tenant, floats+histograms); err != nil {
+	if err := g.Allow(id, floats+histograms); err != nil {
 		return res, err
 	}
 	rc := &st.counts
@@ -836,12 +580,12 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Princi
 	var find metaFunc
 	if proto == rw2 {
 		find = st.seriesMetadata
-	} else if len(meta) > 0 || h.pending.has(p.Tenant) {
-		m := h.familyMetadata(p.Tenant, meta)
+	} else if len(meta) > 0 || g.pending.has(id) {
+		m := g.familyMetadata(id, meta)
 		defer m.keepUnused()
 		find = m.find
 	}
-	res.stored, err = h.appendSeries(h.appender(r.Context(), p.Tenant), p.Tenant, series, st, find, nil)
+	res.stored, err = g.appendSeries(g.appender(r.Context(), t), id, series, st, find, nil)
 	if err != nil {
 		return res, err
 	}
@@ -853,43 +597,18 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, p tenancy.Princi
 		rc.series, len(series), rc.samples, res.stored.samples+res.stored.histograms))
 }
 
-// appender returns an appender of tenant id's view, that injects start
-// timestamps as zero samples when --ingest.created-timestamp-zero-ingestion
-// is set.
-func (g *ingester) appender(ctx context.Context, id tenancy.ID) promstorage.AppenderV2 {
-	app := g.store.ForTenant(id).AppenderV2(ctx)
-	if g.startZero != nil {
-		app = storage.WithStartZero(app, g.startZero, id)
-	}
-	return app
-}
-
-// requestLimitFlag is the flag that raises the limit of DecodeLimits on
-// what, a TooManyError's What.
-func requestLimitFlag(what string) string {
+// requestLimit is the setting of the limit of DecodeLimits on what, a
+// TooManyError's What.
+func requestLimit(what string) tenancy.Setting {
 	switch what {
 	case "series":
-		return "--ingest.max-series-per-request"
+		return tenancy.Global("--ingest.max-series-per-request")
 	case "samples":
-		return "--ingest.max-samples-per-request"
+		return tenancy.Global("--ingest.max-samples-per-request")
 	case "buckets":
-		return "--ingest.max-buckets-per-histogram"
+		return tenancy.Global("--ingest.max-buckets-per-histogram")
 	}
-	return "--ingest.max-labels-per-request" // labels, and symbols (two per label)
-}
-
-// allow counts n received samples and asks the limiter whether the tenant
-// may write them.
-func (g *ingester) allow(id tenancy.ID, n int) error {
-	g.metrics.received.WithLabelValues(string(id)).Add(float64(n))
-	if g.limiter == nil {
-		return nil
-	}
-	if err := g.limiter.AllowIngest(id, n); err != nil {
-		g.metrics.rejected.WithLabelValues(string(id), string(ReasonRateLimited)).Add(float64(n))
-		return err
-	}
-	return nil
+	return tenancy.Global("--ingest.max-labels-per-request") // labels, and symbols (two per label)
 }
 
 // written is what a write stored.
@@ -916,7 +635,7 @@ type metaFunc func(ts *TimeSeries, name string) (m metadata.Metadata, family str
 // store refuses (a *promstorage.AppendPartialError, or a series it does
 // not hold) are not counted stored and reject nothing else, as in
 // Prometheus, for which exemplars are best effort.
-func (g *ingester) appendSeries(app promstorage.AppenderV2, id tenancy.ID, series []TimeSeries, st *writeState, meta metaFunc, onReject func(series int, rej *Rejection)) (written, error) {
+func (g *Ingester) appendSeries(app promstorage.AppenderV2, id tenancy.ID, series []TimeSeries, st *writeState, meta metaFunc, onReject func(series int, rej *Rejection)) (written, error) {
 	rc := &st.counts
 	var out written
 	exRefused := 0
@@ -1233,62 +952,4 @@ func (c *rejectCounts) add(rej *Rejection, n int) {
 		}
 	}
 	c.byReason = append(c.byReason, reasonCount{rej.Reason, n})
-}
-
-// metrics are the ingest counters, shared by the remote write and native
-// handlers.
-type metrics struct {
-	received *prometheus.CounterVec
-	accepted *prometheus.CounterVec
-	rejected *prometheus.CounterVec
-	requests *prometheus.CounterVec
-
-	exemplarsAccepted *prometheus.CounterVec
-	exemplarsRefused  *prometheus.CounterVec
-}
-
-func newMetrics(reg prometheus.Registerer) *metrics {
-	return &metrics{
-		received: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "luminate_ingest_samples_received_total",
-			Help: "Samples received in write requests, by tenant.",
-		}, []string{"tenant"})),
-		accepted: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "luminate_ingest_samples_accepted_total",
-			Help: "Samples (floats and native histograms) stored and committed, by tenant.",
-		}, []string{"tenant"})),
-		rejected: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "luminate_ingest_samples_rejected_total",
-			Help: "Samples refused, by tenant and reason.",
-		}, []string{"tenant", "reason"})),
-		requests: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "luminate_ingest_requests_total",
-			Help: "Write requests answered, by tenant and HTTP status code.",
-		}, []string{"tenant", "code"})),
-		exemplarsAccepted: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "luminate_ingest_exemplars_accepted_total",
-			Help: "Exemplars stored and committed, by tenant.",
-		}, []string{"tenant"})),
-		exemplarsRefused: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "luminate_ingest_exemplars_refused_total",
-			Help: "Exemplars the store refused (invalid, out of order, or beside a rejected sample), by tenant; the samples beside them are stored.",
-		}, []string{"tenant"})),
-	}
-}
-
-// register registers c on reg, or returns the collector already registered
-// under its name, so both write handlers can share one registry.
-func register(reg prometheus.Registerer, c *prometheus.CounterVec) *prometheus.CounterVec {
-	if reg == nil {
-		return c
-	}
-	if err := reg.Register(c); err != nil {
-		if are := (prometheus.AlreadyRegisteredError{}); errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-				return existing
-			}
-		}
-		panic(fmt.Sprintf("remotewrite: register metrics: %v", err))
-	}
-	return c
 }

@@ -20,7 +20,7 @@ func BenchmarkWriteV2Histograms(b *testing.B) {
 	store := openStore(b, nil)
 	cfg := testConfig(b)
 	cfg.MaxFutureSkew = 0
-	h := New(cfg, store, nil, nil, prometheus.NewRegistry())
+	h := newWrite(cfg, store, nil, nil, prometheus.NewRegistry())
 	const nSeries = 2000
 	req := newV2Request()
 	for i := range nSeries {
@@ -49,7 +49,7 @@ func BenchmarkWriteHistograms(b *testing.B) {
 	store := openStore(b, nil)
 	cfg := testConfig(b)
 	cfg.MaxFutureSkew = 0
-	h := New(cfg, store, nil, nil, prometheus.NewRegistry())
+	h := newWrite(cfg, store, nil, nil, prometheus.NewRegistry())
 	const nSeries = 2000
 	req := &prompb.WriteRequest{}
 	for i := range nSeries {

@@ -129,7 +129,7 @@ func requireSameHistogram(t *testing.T, want *histogram.Histogram, got point) {
 func TestWriteV1HistogramsExemplarsMetadata(t *testing.T) {
 	store := openStore(t, nil)
 	reg := prometheus.NewRegistry()
-	h := New(testConfig(t), store, nil, nil, reg)
+	h := newWrite(testConfig(t), store, nil, nil, reg)
 	now := time.Now().Truncate(time.Millisecond)
 	ms := now.UnixMilli()
 	exp, fexp, custom, stale := testHistograms()
@@ -194,7 +194,7 @@ func TestWriteV1HistogramsExemplarsMetadata(t *testing.T) {
 // waits for the first request carrying a series of its family.
 func TestWriteV1MetadataApart(t *testing.T) {
 	store := openStore(t, nil)
-	h := New(testConfig(t), store, nil, nil, prometheus.NewRegistry())
+	h := newWrite(testConfig(t), store, nil, nil, prometheus.NewRegistry())
 	now := time.Now().Truncate(time.Millisecond)
 	meta := &prompb.WriteRequest{Metadata: []prompb.MetricMetadata{
 		{Type: prompb.MetricMetadata_COUNTER, MetricFamilyName: "http_requests", Help: "Requests served."}, // OpenMetrics: the family has no _total
@@ -229,7 +229,7 @@ func TestWriteV1MetadataApart(t *testing.T) {
 // The pending metadata is bounded: families beyond
 // --ingest.max-pending-metadata wait for their next sending.
 func TestPendingMetadataBounded(t *testing.T) {
-	p := newPendingMetadata(2)
+	p := newPendingMetadata(2, nil)
 	p.put("a", map[string]metadata.Metadata{"x": {Help: "1"}, "y": {Help: "2"}, "z": {Help: "3"}}, true)
 	require.Len(t, p.take("a"), 2)
 	require.False(t, p.has("a"))
@@ -239,6 +239,21 @@ func TestPendingMetadataBounded(t *testing.T) {
 	p.put("a", map[string]metadata.Metadata{"x": {Help: "newer"}}, true)
 	p.put("a", map[string]metadata.Metadata{"x": {Help: "older"}}, false)
 	require.Equal(t, map[string]metadata.Metadata{"x": {Help: "newer"}}, p.take("a"))
+}
+
+// No tenant's pending metadata crowds out another's: each holds at most
+// its max_metadata, the most families it may keep anyway.
+func TestPendingMetadataPerTenant(t *testing.T) {
+	p := newPendingMetadata(10, func(id tenancy.ID) int { return map[tenancy.ID]int{"noisy": 3}[id] })
+	noisy := map[string]metadata.Metadata{}
+	for i := range 8 {
+		noisy[fmt.Sprint("f", i)] = metadata.Metadata{Help: "x"}
+	}
+	p.put("noisy", noisy, true)
+	p.put("noisy", map[string]metadata.Metadata{"g": {Help: "y"}}, true)
+	p.put("quiet", map[string]metadata.Metadata{"a": {Help: "1"}, "b": {Help: "2"}}, true)
+	require.Len(t, p.take("noisy"), 3)
+	require.Len(t, p.take("quiet"), 2, "the noisy tenant left room")
 }
 
 func TestFamilyName(t *testing.T) {
@@ -268,7 +283,7 @@ func TestFamilyName(t *testing.T) {
 func TestWriteV2HistogramsExemplarsMetadata(t *testing.T) {
 	store := openStore(t, nil)
 	reg := prometheus.NewRegistry()
-	h := New(testConfig(t), store, nil, nil, reg)
+	h := newWrite(testConfig(t), store, nil, nil, reg)
 	now := time.Now().Truncate(time.Millisecond)
 	ms := now.UnixMilli()
 	exp, fexp, custom, _ := testHistograms()
@@ -336,7 +351,8 @@ func TestWriteV2StartZero(t *testing.T) {
 	store := openStore(t, nil)
 	cfg := testConfig(t)
 	cfg.StartZeroIngestion = true
-	h := New(cfg, store, nil, nil, prometheus.NewRegistry())
+	g := NewIngester(cfg, nil, nil, prometheus.NewRegistry())
+	h := route(NewHandler(g), store)
 	now := time.Now().Truncate(time.Millisecond)
 	ms := now.UnixMilli()
 	exp, _, _, _ := testHistograms()
@@ -359,11 +375,11 @@ func TestWriteV2StartZero(t *testing.T) {
 	require.NotNil(t, lat[0].H)
 	require.Equal(t, uint64(0), lat[0].H.Count)
 	require.Equal(t, exp.Schema, lat[0].H.Schema)
-	require.Equal(t, 2, h.(*handler).startZero.Len())
+	require.Equal(t, 2, g.startZero.Len())
 
 	// Off (the default), the start timestamp stores nothing.
 	store = openStore(t, nil)
-	h = New(testConfig(t), store, nil, nil, prometheus.NewRegistry())
+	h = newWrite(testConfig(t), store, nil, nil, prometheus.NewRegistry())
 	b := newV2Request()
 	b.add("__name__", "requests_total").Samples = []writev2.Sample{{Value: 1, Timestamp: ms, StartTimestamp: ms - 5000}}
 	require.Equal(t, http.StatusNoContent, postV2(h, &writer, b.encode(t), nil).Code)
@@ -388,28 +404,30 @@ func TestInflightGrowsForHistograms(t *testing.T) {
 	require.NoError(t, err)
 
 	held := heldStore{Store: openStore(t, nil), waiting: new(atomic.Int64), release: make(chan struct{})}
-	hd := New(cfg, held, nil, nil, prometheus.NewRegistry()).(*handler)
-	estimate := int64(len(body)+n) + hd.decodedBound(rw1, n)
+	g := NewIngester(cfg, nil, nil, prometheus.NewRegistry())
+	hd := route(NewHandler(g), held)
+	estimate := int64(len(body)+n) + g.decodedBound(rw1, n)
 	require.Less(t, estimate, int64(buckets*8), "the counts bound far less than the buckets take")
 	done := make(chan *httptest.ResponseRecorder)
 	go func() { done <- post(hd, &writer, body, nil) }()
 	require.Eventually(t, func() bool { return held.waiting.Load() == 1 }, 10*time.Second, time.Millisecond)
-	require.Greater(t, hd.inflight.inUse(), int64(buckets*8), "held while stored: what it decoded to")
+	require.Greater(t, g.inflight.inUse(), int64(buckets*8), "held while stored: what it decoded to")
 	close(held.release)
 	w := <-done
 	require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
-	require.Zero(t, hd.inflight.inUse())
+	require.Zero(t, g.inflight.inUse())
 
 	// Others hold most of the budget: it fits its estimate, not what it took.
 	cfg.MaxInflightBytes = 4 * estimate
-	hd = New(cfg, openStore(t, nil), nil, nil, prometheus.NewRegistry()).(*handler)
-	other, err := hd.inflight.acquire("other", 2*estimate)
+	g = NewIngester(cfg, nil, nil, prometheus.NewRegistry())
+	hd = route(NewHandler(g), openStore(t, nil))
+	other, err := g.inflight.acquire("other", 2*estimate)
 	require.NoError(t, err)
 	w = post(hd, &writer, body, nil)
 	require.Equal(t, http.StatusServiceUnavailable, w.Code, w.Body.String())
 	require.Contains(t, w.Body.String(), "--ingest.max-inflight-bytes")
-	hd.inflight.release(other)
-	require.Zero(t, hd.inflight.inUse())
+	g.inflight.release(other)
+	require.Zero(t, g.inflight.inUse())
 }
 
 // Prometheus sends a series' exemplars in an entry of their own, after
@@ -422,7 +440,7 @@ func TestWriteExemplarsApart(t *testing.T) {
 			reg := prometheus.NewRegistry()
 			cfg := testConfig(t)
 			cfg.StartZeroIngestion = startZero
-			h := New(cfg, store, nil, nil, reg)
+			h := newWrite(cfg, store, nil, nil, reg)
 			now := time.Now().Truncate(time.Millisecond)
 			ms := now.UnixMilli()
 			req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{

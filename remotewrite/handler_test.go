@@ -23,6 +23,8 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/stretchr/testify/require"
 
+	"github.com/luminate-io/luminate/api"
+	"github.com/luminate-io/luminate/apierror"
 	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/storage/badger"
 	"github.com/luminate-io/luminate/tenancy"
@@ -52,6 +54,36 @@ func testConfig(t testing.TB) Config {
 }
 
 var writer = tenancy.Principal{Tenant: "acme", Scopes: []tenancy.Scope{tenancy.ScopeWrite}}
+
+// newWrite returns the remote write receiver of a new Ingester writing to
+// store, mounted on a router as cmd/luminate mounts it (on every path).
+func newWrite(cfg Config, store storage.MetricsStore, limiter Limiter, logger *slog.Logger, reg prometheus.Registerer) http.Handler {
+	return route(NewHandler(NewIngester(cfg, limiter, logger, reg)), store)
+}
+
+// route mounts h on a router over store, as cmd/luminate mounts it, that
+// takes the principal of a request from its context (none: 401).
+func route(h *Handler, store storage.MetricsStore) http.Handler {
+	r, err := api.NewRouter(api.Options{
+		Auth:     contextAuth{},
+		Storage:  store,
+		Tenants:  store,
+		Gatherer: prometheus.NewRegistry(),
+		Routes: []api.Route{{Path: "/", Prefix: true, Methods: []string{http.MethodPost},
+			Scope: tenancy.ScopeWrite, Format: apierror.Text, Serve: h.Serve}},
+	}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
+// contextAuth authenticates a request as the principal of its context.
+type contextAuth struct{}
+
+func (contextAuth) Authenticate(r *http.Request) (tenancy.Principal, error) {
+	return tenancy.FromContext(r.Context())
+}
 
 func encode(t testing.TB, req *prompb.WriteRequest) []byte {
 	t.Helper()
@@ -156,7 +188,7 @@ func counter(t testing.TB, reg *prometheus.Registry, name string, lv ...string) 
 func TestWriteSuccess(t *testing.T) {
 	store := openStore(t, nil)
 	reg := prometheus.NewRegistry()
-	h := New(testConfig(t), store, nil, nil, reg)
+	h := newWrite(testConfig(t), store, nil, nil, reg)
 	now := time.Now().Truncate(time.Millisecond)
 
 	req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
@@ -195,7 +227,7 @@ func TestWritePartial(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	cfg := testConfig(t)
 	cfg.MaxLabelsPerSeries = 5
-	h := New(cfg, store, nil, nil, reg)
+	h := newWrite(cfg, store, nil, nil, reg)
 	now := time.Now().Truncate(time.Millisecond)
 
 	req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
@@ -251,7 +283,7 @@ func requirePartialOutcome(t *testing.T, store storage.MetricsStore, reg *promet
 
 func TestWriteTenantLabel(t *testing.T) {
 	store := openStore(t, nil)
-	h := New(testConfig(t), store, nil, nil, prometheus.NewRegistry())
+	h := newWrite(testConfig(t), store, nil, nil, prometheus.NewRegistry())
 	req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
 		{Labels: series("__name__", "up", tenancy.Label, "acme"), Samples: samplesAt(time.Now(), 1)},
 	}}
@@ -264,7 +296,7 @@ func TestWriteTenantLabel(t *testing.T) {
 func TestWriteSeriesLimit(t *testing.T) {
 	store := openStore(t, func(c *badger.Config) { c.SeriesLimits = func(tenancy.ID) int { return 2 } })
 	reg := prometheus.NewRegistry()
-	h := New(testConfig(t), store, nil, nil, reg)
+	h := newWrite(testConfig(t), store, nil, nil, reg)
 	now := time.Now()
 	req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
 		{Labels: series("__name__", "a"), Samples: samplesAt(now, 1)},
@@ -287,7 +319,7 @@ func TestWriteSeriesLimit(t *testing.T) {
 
 func TestWriteTenantIsolation(t *testing.T) {
 	store := openStore(t, nil)
-	h := New(testConfig(t), store, nil, nil, prometheus.NewRegistry())
+	h := newWrite(testConfig(t), store, nil, nil, prometheus.NewRegistry())
 	a := tenancy.Principal{Tenant: "tenant-a", Scopes: []tenancy.Scope{tenancy.ScopeWrite}}
 	b := tenancy.Principal{Tenant: "tenant-b", Scopes: []tenancy.Scope{tenancy.ScopeAdmin}}
 	now := time.Now().Truncate(time.Millisecond)
@@ -309,7 +341,7 @@ func TestWriteRefused(t *testing.T) {
 	cfg.MaxCompressedBytes = 4 << 10
 	cfg.MaxDecompressedBytes = 16 << 10
 	reg := prometheus.NewRegistry()
-	h := New(cfg, store, nil, nil, reg)
+	h := newWrite(cfg, store, nil, nil, reg)
 	now := time.Now()
 	small := encode(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{Labels: series("__name__", "up"), Samples: samplesAt(now, 1)}}})
 
@@ -340,7 +372,7 @@ func TestWriteRefused(t *testing.T) {
 		message string
 	}{
 		{name: "no principal", body: small, status: http.StatusUnauthorized},
-		{name: "no write scope", p: &readOnly, body: small, status: http.StatusForbidden, message: `lacks scope "metrics:write"`},
+		{name: "no write scope", p: &readOnly, body: small, status: http.StatusForbidden, message: "lacks scope metrics:write"},
 		{name: "body too large", p: &writer, body: incompressible, status: http.StatusRequestEntityTooLarge, message: "--ingest.max-request-bytes"},
 		{name: "body too large without Content-Length", p: &writer, body: incompressible, chunked: true, status: http.StatusRequestEntityTooLarge, message: "--ingest.max-request-bytes"},
 		{name: "decompressed too large", p: &writer, body: compressible, status: http.StatusRequestEntityTooLarge, message: "--ingest.max-decompressed-bytes"},
@@ -373,10 +405,12 @@ func TestWriteRefused(t *testing.T) {
 			if tc.status == http.StatusUnauthorized {
 				require.Contains(t, w.Header().Get("WWW-Authenticate"), "Bearer")
 			}
+			// The router's refusals too are plain text, as senders expect.
+			require.Equal(t, "text/plain; charset=utf-8", w.Header().Get("Content-Type"))
 		})
 	}
 	require.Empty(t, readBack(t, store, writer.Tenant))
-	require.Equal(t, 1.0, counter(t, reg, "luminate_ingest_requests_total", "tenant", "", "code", "401"))
+	require.Zero(t, counter(t, reg, "luminate_ingest_requests_total", "code", "401"), "the router refuses before the receiver")
 	require.Equal(t, 2.0, counter(t, reg, "luminate_ingest_requests_total", "tenant", "acme", "code", "400"))
 }
 
@@ -387,7 +421,7 @@ func TestWriteRateLimited(t *testing.T) {
 	}}, nil, prometheus.NewRegistry())
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
-	h := New(testConfig(t), store, limits, nil, reg)
+	h := newWrite(testConfig(t), store, limits, nil, reg)
 	now := time.Now()
 
 	ok := encode(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{Labels: series("__name__", "up"), Samples: samplesAt(now, 1, 2, 3)}}})
@@ -419,7 +453,7 @@ func TestWriteStoreUnavailable(t *testing.T) {
 	store, err := badger.New(cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
-	h := New(testConfig(t), store, nil, nil, reg)
+	h := newWrite(testConfig(t), store, nil, nil, reg)
 	req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{Labels: series("__name__", "up"), Samples: samplesAt(time.Now(), 1)}}}
 	w := post(h, &writer, encode(t, req), nil)
 	require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
@@ -443,15 +477,16 @@ func TestWriteStoreUnavailable(t *testing.T) {
 	require.Len(t, readBack(t, store, writer.Tenant)[`{__name__="up"}`], 1)
 }
 
+// Two Ingesters on one registry share its counters.
 func TestSharedRegistry(t *testing.T) {
 	store := openStore(t, nil)
 	reg := prometheus.NewRegistry()
-	rw := New(testConfig(t), store, nil, nil, reg)
-	native := NewNative(testConfig(t), store, nil, nil, reg)
+	a := newWrite(testConfig(t), store, nil, nil, reg)
+	b := newWrite(testConfig(t), store, nil, nil, reg)
 	req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{Labels: series("__name__", "up"), Samples: samplesAt(time.Now(), 1)}}}
-	require.Equal(t, http.StatusNoContent, post(rw, &writer, encode(t, req), nil).Code)
-	w := postNative(native, &writer, `{"metrics":[{"name":"up","value":1}]}`, nil)
-	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	require.Equal(t, http.StatusNoContent, post(a, &writer, encode(t, req), nil).Code)
+	req.Timeseries[0].Samples = samplesAt(time.Now().Add(time.Second), 2)
+	require.Equal(t, http.StatusNoContent, post(b, &writer, encode(t, req), nil).Code)
 	require.Equal(t, 2.0, counter(t, reg, "luminate_ingest_samples_accepted_total", "tenant", "acme"))
 	require.Equal(t, 1, testutil.CollectAndCount(reg, "luminate_ingest_samples_accepted_total"))
 }
@@ -476,7 +511,7 @@ func BenchmarkWrite(b *testing.B) {
 	store := openStore(b, nil)
 	cfg := testConfig(b)
 	cfg.MaxFutureSkew = 0
-	h := New(cfg, store, nil, nil, prometheus.NewRegistry())
+	h := newWrite(cfg, store, nil, nil, prometheus.NewRegistry())
 	const nSeries, nSamples = 200, 10
 	req := &prompb.WriteRequest{}
 	for i := range nSeries {

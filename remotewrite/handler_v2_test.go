@@ -108,7 +108,7 @@ func requireWritten(t testing.TB, w *httptest.ResponseRecorder, samples int) {
 func TestWriteV2Success(t *testing.T) {
 	store := openStore(t, nil)
 	reg := prometheus.NewRegistry()
-	h := New(testConfig(t), store, nil, nil, reg)
+	h := newWrite(testConfig(t), store, nil, nil, reg)
 	now := time.Now().Truncate(time.Millisecond)
 
 	b := newV2Request()
@@ -154,7 +154,7 @@ func TestWriteV2Partial(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	cfg := testConfig(t)
 	cfg.MaxLabelsPerSeries = 5
-	h := New(cfg, store, nil, nil, reg)
+	h := newWrite(cfg, store, nil, nil, reg)
 	now := time.Now().Truncate(time.Millisecond)
 
 	b := newV2Request()
@@ -185,7 +185,7 @@ func TestWriteV2Partial(t *testing.T) {
 
 func TestWriteV2TenantLabel(t *testing.T) {
 	store := openStore(t, nil)
-	h := New(testConfig(t), store, nil, nil, prometheus.NewRegistry())
+	h := newWrite(testConfig(t), store, nil, nil, prometheus.NewRegistry())
 	now := time.Now()
 	for _, value := range []string{"other-tenant", string(writer.Tenant)} {
 		t.Run(value, func(t *testing.T) {
@@ -204,7 +204,7 @@ func TestWriteV2TenantLabel(t *testing.T) {
 func TestWriteV2Histograms(t *testing.T) {
 	store := openStore(t, nil)
 	reg := prometheus.NewRegistry()
-	h := New(testConfig(t), store, nil, nil, reg)
+	h := newWrite(testConfig(t), store, nil, nil, reg)
 	now := time.Now().Truncate(time.Millisecond)
 	hist := writev2.FromIntHistogram(0, now.UnixMilli(), &histogram.Histogram{
 		Count: 3, Sum: 4.5, Schema: 0, ZeroThreshold: 0.001,
@@ -233,7 +233,7 @@ func TestWriteV2Refused(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.MaxDecompressedBytes = 16 << 10
 	reg := prometheus.NewRegistry()
-	h := New(cfg, store, nil, nil, reg)
+	h := newWrite(cfg, store, nil, nil, reg)
 	now := time.Now()
 	small := newV2Request()
 	small.add("__name__", "up").Samples = samplesV2At(now, 1)
@@ -293,7 +293,7 @@ func TestWriteV2RateLimited(t *testing.T) {
 	}}, nil, prometheus.NewRegistry())
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
-	h := New(testConfig(t), store, limits, nil, reg)
+	h := newWrite(testConfig(t), store, limits, nil, reg)
 	now := time.Now()
 
 	// Rate counted in samples, histograms included: 2 floats + 1 histogram.
@@ -315,7 +315,7 @@ func TestWriteV2RateLimited(t *testing.T) {
 
 func TestWriteV2SeriesLimit(t *testing.T) {
 	store := openStore(t, func(c *badger.Config) { c.SeriesLimits = func(tenancy.ID) int { return 2 } })
-	h := New(testConfig(t), store, nil, nil, prometheus.NewRegistry())
+	h := newWrite(testConfig(t), store, nil, nil, prometheus.NewRegistry())
 	now := time.Now()
 	b := newV2Request()
 	b.add("__name__", "a").Samples = samplesV2At(now, 1)
@@ -332,7 +332,7 @@ func TestWriteV2SeriesLimit(t *testing.T) {
 func TestWriteV2StoreUnavailable(t *testing.T) {
 	store, err := badger.New(badger.Config{Path: t.TempDir()}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	require.NoError(t, err)
-	h := New(testConfig(t), store, nil, nil, prometheus.NewRegistry())
+	h := newWrite(testConfig(t), store, nil, nil, prometheus.NewRegistry())
 	b := newV2Request()
 	b.add("__name__", "up").Samples = samplesV2At(time.Now(), 1)
 	require.NoError(t, store.Close())
@@ -347,7 +347,7 @@ func TestWriteV2StoreUnavailable(t *testing.T) {
 func TestWriteV1AndV2(t *testing.T) {
 	store := openStore(t, nil)
 	reg := prometheus.NewRegistry()
-	h := New(testConfig(t), store, nil, nil, reg)
+	h := newWrite(testConfig(t), store, nil, nil, reg)
 	now := time.Now().Truncate(time.Millisecond)
 
 	v1 := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{Labels: series("__name__", "up", "job", "x"), Samples: samplesAt(now, 1)}}}
@@ -421,7 +421,7 @@ func (a startAppender) Append(ref promstorage.SeriesRef, ls labels.Labels, st, t
 func TestWriteV2StartTimestamps(t *testing.T) {
 	var starts []int64
 	store := startRecorder{openStore(t, nil), &starts}
-	h := New(testConfig(t), store, nil, nil, prometheus.NewRegistry())
+	h := newWrite(testConfig(t), store, nil, nil, prometheus.NewRegistry())
 	now := time.Now().Truncate(time.Millisecond)
 
 	b := newV2Request()
@@ -449,7 +449,7 @@ func BenchmarkWriteV2(b *testing.B) {
 	store := openStore(b, nil)
 	cfg := testConfig(b)
 	cfg.MaxFutureSkew = 0
-	h := New(cfg, store, nil, nil, prometheus.NewRegistry())
+	h := newWrite(cfg, store, nil, nil, prometheus.NewRegistry())
 	const nSeries, nSamples = 200, 10
 	req := newV2Request()
 	for i := range nSeries {

@@ -17,7 +17,7 @@ import (
 // write endpoint gets a 415 in remote write's plain text that says where
 // JSON goes and which content types this endpoint takes.
 func TestWriteJSONPointsToNativeWrite(t *testing.T) {
-	h := New(testConfig(t), openStore(t, nil), nil, nil, prometheus.NewRegistry())
+	h := newWrite(testConfig(t), openStore(t, nil), nil, nil, prometheus.NewRegistry())
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(w, r.WithContext(tenancy.NewContext(r.Context(), writer)))
 	}))

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/metadata"
 
+	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/tenancy"
 )
 
@@ -95,7 +96,7 @@ type found struct {
 
 // familyMetadata collects the metadata of a 1.0 request of tenant id, and
 // takes the tenant's pending metadata for its series.
-func (g *ingester) familyMetadata(id tenancy.ID, sent []Metadata) *requestMetadata {
+func (g *Ingester) familyMetadata(id tenancy.ID, sent []Metadata) *requestMetadata {
 	m := &requestMetadata{tenant: id, pending: g.pending, used: map[string]metadata.Metadata{}, byName: map[string]found{}}
 	if len(sent) > 0 {
 		m.sent = make(map[string]Metadata, len(sent))
@@ -182,18 +183,21 @@ func (m *requestMetadata) keepUnused() {
 }
 
 // pendingMetadata is the remote write 1.0 metadata waiting for a series
-// of its family, by tenant: at most max entries in all. Safe for
-// concurrent use.
+// of its family, by tenant: at most max entries in all, and for each
+// tenant at most perTenant(id), the most families it may keep anyway
+// (its max_metadata), so that no tenant's entries crowd out the others'.
+// Safe for concurrent use.
 type pendingMetadata struct {
-	max int
+	max       int
+	perTenant storage.TenantLimit // nil or 0: only max
 
 	mu       sync.Mutex
 	n        int
 	byTenant map[tenancy.ID]map[string]metadata.Metadata
 }
 
-func newPendingMetadata(max int) *pendingMetadata {
-	return &pendingMetadata{max: max, byTenant: map[tenancy.ID]map[string]metadata.Metadata{}}
+func newPendingMetadata(max int, perTenant storage.TenantLimit) *pendingMetadata {
+	return &pendingMetadata{max: max, perTenant: perTenant, byTenant: map[tenancy.ID]map[string]metadata.Metadata{}}
 }
 
 // has says whether tenant id has metadata pending.
@@ -221,10 +225,16 @@ func (p *pendingMetadata) put(id tenancy.ID, entries map[string]metadata.Metadat
 	if len(entries) == 0 {
 		return
 	}
+	mine := p.max
+	if p.perTenant != nil {
+		if n := p.perTenant(id); n > 0 {
+			mine = min(mine, n)
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	m := p.byTenant[id]
-	if m == nil && p.n+len(entries) <= p.max {
+	if m == nil && p.n+len(entries) <= p.max && len(entries) <= mine {
 		p.byTenant[id] = entries // adopted: the caller gives it up
 		p.n += len(entries)
 		return
@@ -240,7 +250,7 @@ func (p *pendingMetadata) put(id tenancy.ID, entries map[string]metadata.Metadat
 			}
 			continue
 		}
-		if p.n >= p.max {
+		if p.n >= p.max || len(m) >= mine {
 			continue
 		}
 		p.n++

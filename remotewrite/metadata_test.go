@@ -22,7 +22,7 @@ import (
 // enough requests (a new map each) to make a miss most unlikely.
 func TestWriteV1MetadataNotAliased(t *testing.T) {
 	store := openStore(t, nil)
-	h := New(testConfig(t), store, nil, nil, prometheus.NewRegistry())
+	h := newWrite(testConfig(t), store, nil, nil, prometheus.NewRegistry())
 	now := time.Now().Truncate(time.Millisecond)
 	others := []string{ // all of 19 bytes, none with metadata
 		"fid_mixed_bytes_sum", "fid_temperature_cel", "fid_other_series_ab", "fid_other_series_cd",
@@ -64,7 +64,7 @@ func TestWriteV1MetadataNotAliased(t *testing.T) {
 // and no family appears that was not sent.
 func TestWriteV1MetadataConcurrent(t *testing.T) {
 	store := openStore(t, nil)
-	h := New(testConfig(t), store, nil, nil, prometheus.NewRegistry())
+	h := newWrite(testConfig(t), store, nil, nil, prometheus.NewRegistry())
 	now := time.Now().Truncate(time.Millisecond)
 
 	const families = 24

@@ -47,7 +47,7 @@ func TestWriteLabelsUTF8(t *testing.T) {
 						batch = []series{c}
 					}
 					store := openStore(t, nil)
-					h := New(testConfig(t), store, nil, nil, prometheus.NewRegistry())
+					h := newWrite(testConfig(t), store, nil, nil, prometheus.NewRegistry())
 					var w interface{ Result() *http.Response }
 					var body string
 					if proto == "1.0" {

@@ -115,7 +115,7 @@ func (v *Validator) series(ls []Label, validUTF8 bool) ([]Label, error) {
 	ls = ls[:n]
 	if v.maxLabels > 0 && len(ls) > v.maxLabels {
 		return nil, reject(ReasonTooManyLabels, ls, nil,
-			"%d labels, more than the limit of %d (raise --ingest.max-labels-per-series)", len(ls), v.maxLabels)
+			"%d labels, more than the limit of %d %s", len(ls), v.maxLabels, tenancy.Global("--ingest.max-labels-per-series").Raise())
 	}
 	if !slices.IsSortedFunc(ls, compareLabels) {
 		slices.SortFunc(ls, compareLabels)
@@ -127,13 +127,13 @@ func (v *Validator) series(ls []Label, validUTF8 bool) ([]Label, error) {
 		}
 		if v.maxNameLength > 0 && len(l.Name) > v.maxNameLength {
 			return nil, reject(ReasonLabelNameTooLong, ls, nil,
-				"label name %s is %d bytes long, more than the limit of %d (raise --ingest.max-label-name-length)",
-				quoteShort(l.Name), len(l.Name), v.maxNameLength)
+				"label name %s is %d bytes long, more than the limit of %d %s",
+				quoteShort(l.Name), len(l.Name), v.maxNameLength, tenancy.Global("--ingest.max-label-name-length").Raise())
 		}
 		if v.maxValueLength > 0 && len(l.Value) > v.maxValueLength {
 			return nil, reject(ReasonLabelValueTooLong, ls, nil,
-				"value of label %s is %d bytes long, more than the limit of %d (raise --ingest.max-label-value-length)",
-				quoteShort(l.Name), len(l.Value), v.maxValueLength)
+				"value of label %s is %d bytes long, more than the limit of %d %s",
+				quoteShort(l.Name), len(l.Value), v.maxValueLength, tenancy.Global("--ingest.max-label-value-length").Raise())
 		}
 		if l.Name == model.MetricNameLabel {
 			hasName = true
@@ -196,8 +196,8 @@ func (w Window) Check(ls []Label, t int64) error {
 	switch {
 	case t > w.MaxT:
 		return reject(ReasonTooFarInFuture, ls, nil,
-			"sample timestamp %s is more than %s in the future (raise --ingest.max-future-skew)",
-			formatMillis(t), w.skew)
+			"sample timestamp %s is more than %s in the future %s",
+			formatMillis(t), w.skew, tenancy.Global("--ingest.max-future-skew").Raise())
 	case t < w.MinT:
 		return reject(ReasonTooOld, ls, nil,
 			"sample timestamp %s is older than the storage retention of %s", formatMillis(t), w.retention)

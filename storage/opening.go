@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
@@ -148,10 +147,6 @@ func (o *Opening) Close() error {
 // call fails with err.
 type unavailableTenant struct{ err error }
 
-func (u unavailableTenant) Appender(context.Context) promstorage.Appender {
-	return unavailableAppender(u)
-}
-
 func (u unavailableTenant) AppenderV2(context.Context) promstorage.AppenderV2 {
 	return unavailableAppenderV2(u)
 }
@@ -174,39 +169,7 @@ func (u unavailableTenant) Metadata(context.Context, string, int) (map[string]me
 	return nil, u.err
 }
 
-// unavailableAppender refuses every sample and commit with err.
-type unavailableAppender struct{ err error }
-
-func (a unavailableAppender) Append(promstorage.SeriesRef, labels.Labels, int64, float64) (promstorage.SeriesRef, error) {
-	return 0, a.err
-}
-
-func (a unavailableAppender) Commit() error   { return a.err }
-func (a unavailableAppender) Rollback() error { return nil }
-
-func (a unavailableAppender) SetOptions(*promstorage.AppendOptions) {}
-
-func (a unavailableAppender) AppendExemplar(promstorage.SeriesRef, labels.Labels, exemplar.Exemplar) (promstorage.SeriesRef, error) {
-	return 0, a.err
-}
-
-func (a unavailableAppender) AppendHistogram(promstorage.SeriesRef, labels.Labels, int64, *histogram.Histogram, *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
-	return 0, a.err
-}
-
-func (a unavailableAppender) AppendHistogramSTZeroSample(promstorage.SeriesRef, labels.Labels, int64, int64, *histogram.Histogram, *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
-	return 0, a.err
-}
-
-func (a unavailableAppender) UpdateMetadata(promstorage.SeriesRef, labels.Labels, metadata.Metadata) (promstorage.SeriesRef, error) {
-	return 0, a.err
-}
-
-func (a unavailableAppender) AppendSTZeroSample(promstorage.SeriesRef, labels.Labels, int64, int64) (promstorage.SeriesRef, error) {
-	return 0, a.err
-}
-
-// unavailableAppenderV2 is unavailableAppender as an AppenderV2.
+// unavailableAppenderV2 refuses every sample and commit with err.
 type unavailableAppenderV2 struct{ err error }
 
 func (a unavailableAppenderV2) Append(promstorage.SeriesRef, labels.Labels, int64, int64, float64, *histogram.Histogram, *histogram.FloatHistogram, promstorage.AppendV2Options) (promstorage.SeriesRef, error) {
@@ -218,6 +181,5 @@ func (a unavailableAppenderV2) Rollback() error { return nil }
 
 var (
 	_ MetricsStore           = (*Opening)(nil)
-	_ promstorage.Appender   = unavailableAppender{}
 	_ promstorage.AppenderV2 = unavailableAppenderV2{}
 )

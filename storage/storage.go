@@ -80,7 +80,6 @@ type MetricsStore interface {
 // chunkenc.ValFloat, ValHistogram or ValFloatHistogram per sample, and
 // ChunkQuerier's chunks are XOR, histogram or float histogram chunks.
 type TenantStore interface {
-	promstorage.Appendable
 	promstorage.AppendableV2
 	promstorage.SampleAndChunkQueryable
 	promstorage.ExemplarQueryable
@@ -142,6 +141,19 @@ type Count struct {
 // unlimited. Backends consult it when a series is created, so existing
 // series keep flowing when a tenant is at its limit.
 type SeriesLimits func(id tenancy.ID) int
+
+// SeriesLimitError is the error of a new series refused because tenant id
+// holds active series already, at its limit: it wraps ErrSeriesLimit and
+// says how to raise the limit.
+func SeriesLimitError(id tenancy.ID, active, limit int, series string) error {
+	return fmt.Errorf("%w: tenant %s has %d active series, the limit is %d %s: %s",
+		ErrSeriesLimit, id, active, limit, SeriesLimitSetting().Raise(), series)
+}
+
+// SeriesLimitSetting is the setting of the active series limit.
+func SeriesLimitSetting() tenancy.Setting {
+	return tenancy.PerTenant("--limits.max-active-series", "max_active_series")
+}
 
 // TenantLimit returns a per-tenant bound, such as the most exemplars or
 // metadata entries tenant id may keep; 0 means unlimited.

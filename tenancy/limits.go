@@ -59,6 +59,9 @@ type TenantLimits struct {
 	// families beyond it is dropped, samples are not.
 	MaxExemplars int `yaml:"max_exemplars,omitempty"`
 	MaxMetadata  int `yaml:"max_metadata,omitempty"`
+
+	// OTLP is how the tenant's OTLP metrics are translated.
+	OTLP OTLPTranslation `yaml:",inline"`
 }
 
 // DefaultTenantLimits are the limits of a tenant without an override. They
@@ -90,6 +93,7 @@ func DefaultTenantLimits() TenantLimits {
 		MaxConcurrentQueries: 20,
 		MaxExemplars:         100_000,
 		MaxMetadata:          10_000,
+		OTLP:                 DefaultOTLPTranslation(),
 	}
 }
 
@@ -132,6 +136,9 @@ func (tl TenantLimits) Validate() error {
 		if c.v < 0 {
 			errs = append(errs, fmt.Errorf("%s %d is negative (0 means unlimited)", c.key, c.v))
 		}
+	}
+	if err := tl.OTLP.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -177,6 +184,7 @@ func (c *LimitsConfig) RegisterFlags(f *flag.FlagSet) {
 	f.IntVar(&c.MaxSubqueryTotalSteps, "limits.max-subquery-total-steps", d.MaxSubqueryTotalSteps, "Points the subqueries of one query may feed into the functions over them."+q+"max_subquery_total_steps.")
 	f.IntVar(&c.MaxExemplars, "limits.max-exemplars", d.MaxExemplars, "Exemplars each tenant keeps; beyond it the oldest are dropped first."+o+"max_exemplars.")
 	f.IntVar(&c.MaxMetadata, "limits.max-metadata", d.MaxMetadata, "Metric families whose metadata (type, help, unit) each tenant keeps; metadata of further families is dropped, their samples are kept."+o+"max_metadata.")
+	c.OTLP.registerFlags(f)
 	f.StringVar(&c.OverridesFile, "limits.overrides-file", c.OverridesFile, "YAML file of per-tenant limit overrides (overrides: {TENANT: {ingestion_rate: N, ...}}), reloaded when it changes (replace it atomically, e.g. write a new file and rename it) and on SIGHUP.")
 }
 
@@ -208,6 +216,8 @@ type tenantOverride struct {
 
 	MaxExemplars *int `yaml:"max_exemplars,omitempty"`
 	MaxMetadata  *int `yaml:"max_metadata,omitempty"`
+
+	otlpOverride `yaml:",inline"`
 }
 
 func (o tenantOverride) apply(tl TenantLimits) TenantLimits {
@@ -236,6 +246,7 @@ func (o tenantOverride) apply(tl TenantLimits) TenantLimits {
 	set(&tl.MaxSubqueryTotalSteps, o.MaxSubqueryTotalSteps)
 	set(&tl.MaxExemplars, o.MaxExemplars)
 	set(&tl.MaxMetadata, o.MaxMetadata)
+	tl.OTLP = o.otlpOverride.apply(tl.OTLP)
 	return tl
 }
 
@@ -617,28 +628,23 @@ func (l *Limits) state(id ID, now time.Time, f func(*tenantState)) {
 	f(st)
 }
 
-// limitSpec describes a limit for error messages.
+// limitSpec is a rate or concurrency limit and its unit, for messages.
 type limitSpec struct {
-	key  string // override key and metric label
-	flag string
+	Setting
 	unit string
 }
 
 var (
-	ingestionRateSpec  = limitSpec{"ingestion_rate", "--limits.ingestion-rate", "samples/s"}
-	ingestionBurstSpec = limitSpec{"ingestion_burst", "--limits.ingestion-burst", "samples"}
-	requestRateSpec    = limitSpec{"request_rate", "--limits.request-rate", "requests/s"}
-	queryRateSpec      = limitSpec{"query_rate", "--limits.query-rate", "queries/s"}
-	concurrencySpec    = limitSpec{"max_concurrent_queries", "--limits.max-concurrent-queries", "queries"}
+	ingestionRateSpec  = limitSpec{PerTenant("--limits.ingestion-rate", "ingestion_rate"), "samples/s"}
+	ingestionBurstSpec = limitSpec{PerTenant("--limits.ingestion-burst", "ingestion_burst"), "samples"}
+	requestRateSpec    = limitSpec{PerTenant("--limits.request-rate", "request_rate"), "requests/s"}
+	queryRateSpec      = limitSpec{PerTenant("--limits.query-rate", "query_rate"), "queries/s"}
+	concurrencySpec    = limitSpec{PerTenant("--limits.max-concurrent-queries", "max_concurrent_queries"), "queries"}
 )
 
-func (s limitSpec) raise() string {
-	return fmt.Sprintf("(raise %s or its per-tenant override %s)", s.flag, s.key)
-}
-
 func (l *Limits) refuse(id ID, spec limitSpec, retryAfter time.Duration, msg string) *LimitError {
-	l.rateLimited.WithLabelValues(string(id), spec.key).Inc()
-	return &LimitError{Tenant: id, Limit: spec.key, RetryAfter: retryAfter, Msg: msg + " " + spec.raise()}
+	l.rateLimited.WithLabelValues(string(id), spec.ID).Inc()
+	return &LimitError{Tenant: id, Limit: spec.ID, RetryAfter: retryAfter, Msg: msg + " " + spec.Raise()}
 }
 
 func formatRate(r float64) string { return strconv.FormatFloat(r, 'f', -1, 64) }

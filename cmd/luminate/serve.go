@@ -22,6 +22,9 @@ import (
 	"github.com/prometheus/common/version"
 
 	"github.com/luminate-io/luminate/api"
+	"github.com/luminate-io/luminate/apierror"
+	"github.com/luminate-io/luminate/native"
+	"github.com/luminate-io/luminate/otlp"
 	"github.com/luminate-io/luminate/promql"
 	"github.com/luminate-io/luminate/remoteread"
 	"github.com/luminate-io/luminate/remotewrite"
@@ -49,6 +52,7 @@ type serveConfig struct {
 	auth       tenancy.AuthConfig
 	limits     tenancy.LimitsConfig
 	ingest     remotewrite.Config
+	otlp       otlp.Config
 	query      promql.Config
 	remoteRead remoteread.Config
 
@@ -92,6 +96,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	c.auth.RegisterFlags(fs)
 	c.limits.RegisterFlags(fs)
 	c.ingest.RegisterFlags(fs)
+	c.otlp.RegisterFlags(fs)
 	c.query.RegisterFlags(fs)
 	c.remoteRead.RegisterFlags(fs)
 
@@ -161,7 +166,7 @@ func (c *serveConfig) validate() error {
 	if c.createDevSecret && c.auth.HMACSecretFile == "" {
 		errs = append(errs, errors.New("--auth.jwt.create-dev-secret needs --auth.jwt.hmac-secret-file to name the file to create"))
 	}
-	errs = append(errs, c.auth.Validate(), c.limits.Validate(), c.ingest.Validate(), c.query.Validate(), c.remoteRead.Validate())
+	errs = append(errs, c.auth.Validate(), c.limits.Validate(), c.ingest.Validate(), c.otlp.Validate(), c.query.Validate(), c.remoteRead.Validate())
 	if c.readTimeout < 0 {
 		errs = append(errs, fmt.Errorf("--%s=%s: must not be negative", api.ReadTimeoutFlag, c.readTimeout))
 	}
@@ -287,18 +292,14 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	queryAPI.SetBuildInfo(promql.BuildInfo{ // the version stays Prometheus', which Grafana reads
 		Revision: version.GetRevision(), Branch: version.Branch, BuildUser: version.BuildUser, BuildDate: version.BuildDate,
 	})
-	// The remote-read handler sets its own body deadline (it reads the
-	// body before taking a slot), replacing the router's: it must not be
-	// the longer of the two.
+	// The remote-read route has its own body deadline (the router reads
+	// the body before taking a slot), replacing the router's: it must not
+	// be the longer of the two.
 	rrCfg := cfg.remoteRead
 	if cfg.readTimeout > 0 && rrCfg.BodyTimeout > cfg.readTimeout {
 		rrCfg.BodyTimeout = cfg.readTimeout
 	}
-	remoteRead, err := remoteread.New(rrCfg, store, limits, logger.With("component", "remoteread"), reg)
-	if err != nil {
-		return err
-	}
-	nativeQuery, err := api.NewQueryHandler(api.DefaultQueryConfig(), store, queryAPI, queryAPI.Handler(), logger.With("component", "query"))
+	remoteRead, err := remoteread.New(rrCfg, limits, logger.With("component", "remoteread"), reg)
 	if err != nil {
 		return err
 	}
@@ -315,18 +316,23 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 			logger.Warn("spans not exported at shutdown", "err", terr)
 		}
 	}()
-	// The remote write and native write handlers share one in-flight budget.
-	remoteWrite, nativeWrite := remotewrite.NewHandlers(cfg.ingest, store, limits, logger.With("component", "ingest"), reg)
+	// The remote write, native write and OTLP share one Ingester: one
+	// in-flight budget, its decode slots and counters.
+	ingester := remotewrite.NewIngester(cfg.ingest, limits, logger.With("component", "ingest"), reg)
+	otlpCfg := cfg.otlp
+	otlpCfg.LookbackDelta = cfg.query.LookbackDelta
 	routes := dataRoutes(
-		remoteWrite,
-		nativeWrite,
+		remotewrite.NewHandler(ingester).Serve,
+		native.NewWrite(ingester, logger.With("component", "ingest")).Serve,
+		otlp.NewHandler(ingester, otlpCfg, limits, logger.With("component", "otlp")).Serve,
 		remoteRead,
 		queryAPI,
-		nativeQuery,
 	)
 	routerOpts := api.Options{
 		Auth:       verifier,
 		Limits:     limits,
+		Queries:    limits,
+		Tenants:    store,
 		Storage:    store,
 		Keys:       verifier,
 		LimitsFile: limits,
@@ -445,27 +451,38 @@ func waitForStore(ctx context.Context, store *storage.Opening, logger *slog.Logg
 
 // dataRoutes are the authenticated routes, served by the protocol packages:
 // writes need the metrics:write scope, reads metrics:read.
-// /api/v1/query is nativeQuery, which answers JSON bodies itself and hands
-// GETs and form POSTs to the Prometheus API.
-func dataRoutes(remoteWrite, nativeWrite, remoteRead http.Handler, queryAPI *promql.API, nativeQuery http.Handler) []api.Route {
+// /api/v1/query (and /prometheus/api/v1/query) is the native query, which
+// answers JSON bodies itself and hands GETs and form POSTs to the
+// Prometheus API.
+func dataRoutes(remoteWrite, nativeWrite, otlpWrite func(*http.Request, storage.Tenant) (any, error), remoteRead *remoteread.Handler, queryAPI *promql.API) []api.Route {
 	post := []string{http.MethodPost}
 	routes := []api.Route{
-		{Path: "/api/v1/write", Methods: post, Scope: tenancy.ScopeWrite, Handler: remoteWrite},
-		{Path: "/api/v1/push", Methods: post, Scope: tenancy.ScopeWrite, Handler: remoteWrite},
-		{Path: "/api/v1/metrics", Methods: post, Scope: tenancy.ScopeWrite, Handler: nativeWrite},
-		{Path: "/api/v1/read", Methods: post, Scope: tenancy.ScopeRead, Handler: remoteRead},
+		{Path: "/api/v1/write", Methods: post, Scope: tenancy.ScopeWrite, Format: apierror.Text, Serve: remoteWrite},
+		{Path: "/api/v1/push", Methods: post, Scope: tenancy.ScopeWrite, Format: apierror.Text, Serve: remoteWrite},
+		{Path: "/api/v1/metrics", Methods: post, Scope: tenancy.ScopeWrite, Format: apierror.Native, Serve: nativeWrite},
+	}
+	// Remote read: admitted as a query once its body is read.
+	maxBody, bodySetting := remoteRead.ReadBody()
+	timeout, timeoutSetting := remoteRead.BodyTimeout()
+	routes = append(routes, api.Route{Path: "/api/v1/read", Methods: post, Scope: tenancy.ScopeRead, Format: apierror.Text, Query: true,
+		ReadBody: maxBody, ReadBodySetting: bodySetting, ReadBodyTimeout: timeout, ReadBodyTimeoutSetting: timeoutSetting, Serve: remoteRead.Serve})
+	// OTLP/HTTP metrics, its errors a google.rpc.Status in the request's
+	// encoding.
+	for _, p := range otlp.Paths() {
+		routes = append(routes, api.Route{Path: p, Methods: post, Scope: tenancy.ScopeWrite, FormatOf: otlp.FormatOf, Serve: otlpWrite})
 	}
 	// The Prometheus HTTP API, under /api/v1 and /prometheus/api/v1, one
-	// route per endpoint so that metrics and logs name the endpoint.
-	// The router's own refusals on them (401, 403, 429) come in
-	// Prometheus' error envelope, as Grafana and promtool expect.
-	h := queryAPI.Handler()
-	for _, ep := range queryAPI.Endpoints() {
-		eh, render := h, queryAPI.WriteError
-		if ep.Path == "/api/v1/query" {
-			eh, render = nativeQuery, api.QueryWriteError(queryAPI.WriteError)
+	// route per endpoint so that metrics and logs name the endpoint; its
+	// errors, the router's refusals included, in Prometheus' envelope, as
+	// Grafana and promtool expect.
+	for _, ep := range queryAPI.Routes() {
+		rt := api.Route{Path: ep.Path, Methods: ep.Methods, Name: ep.Name, Scope: tenancy.ScopeRead,
+			Format: apierror.Prometheus, Query: ep.Query, Headers: ep.Headers, Serve: ep.Serve}
+		if ep.Path == "/api/v1/query" || ep.Path == "/prometheus/api/v1/query" { // shared with the native query
+			nq := native.NewQuery(queryAPI, ep.Serve)
+			rt.FormatOf, rt.Serve = nq.FormatOf, nq.Serve
 		}
-		routes = append(routes, api.Route{Path: ep.Path, Methods: ep.Methods, Scope: tenancy.ScopeRead, Handler: eh, WriteError: render})
+		routes = append(routes, rt)
 	}
 	return append(routes, api.Route{Path: "/api/v1/openapi.yaml", Methods: []string{http.MethodGet}, Public: true, Handler: api.OpenAPIHandler()})
 }

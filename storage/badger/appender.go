@@ -1,7 +1,7 @@
 package badger
 
 import (
-	"context"
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -9,10 +9,8 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/model/metadata"
 	promstorage "github.com/prometheus/prometheus/storage"
 
 	"github.com/luminate-io/luminate/apierror"
@@ -64,21 +62,11 @@ func (a *appender) release() {
 	appenderPool.Put(a)
 }
 
-// Append queues a float sample. The returned reference is always 0.
-func (a *appender) Append(_ promstorage.SeriesRef, lset labels.Labels, t int64, v float64) (promstorage.SeriesRef, error) {
-	return 0, a.add(lset, sample{t: t, v: v})
-}
-
-// AppendHistogram queues an integer (h) or a float (fh) histogram sample,
-// checked as Prometheus checks them and copied: the caller may reuse them.
-// When both are given the float histogram is kept, as in Prometheus' head.
-// The returned reference is always 0.
-func (a *appender) AppendHistogram(ref promstorage.SeriesRef, lset labels.Labels, t int64, h *histogram.Histogram, fh *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
-	return a.appendHistogramST(ref, lset, 0, t, h, fh)
-}
-
-// appendHistogramST is AppendHistogram with the sample's start timestamp
-// (0: unknown).
+// appendHistogramST queues an integer (h) or a float (fh) histogram
+// sample with its start timestamp st (0: unknown), checked as Prometheus
+// checks them and copied: the caller may reuse them. When both are given
+// the float histogram is kept, as in Prometheus' head. The returned
+// reference is always 0.
 func (a *appender) appendHistogramST(_ promstorage.SeriesRef, lset labels.Labels, st, t int64, h *histogram.Histogram, fh *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
 	smp := sample{st: st, t: t}
 	var err error
@@ -135,8 +123,7 @@ func (a *appender) add(lset labels.Labels, smp sample) error {
 	}
 	if a.st.cfg.SeriesLimits != nil {
 		if limit := a.st.cfg.SeriesLimits(a.id); limit > 0 && int(a.t.active.Load())+len(a.newLabels) >= limit {
-			return fmt.Errorf("%w: tenant %s has %d active series, the limit is %d (raise --limits.max-active-series or the tenant's max_active_series override): %s",
-				storage.ErrSeriesLimit, a.id, a.t.active.Load(), limit, lset.String())
+			return storage.SeriesLimitError(a.id, int(a.t.active.Load()), limit, lset.String())
 		}
 	}
 	if a.newByHash == nil {
@@ -316,7 +303,7 @@ func (s *Store) applyTo(t *tenant, samples []pendingSample, now int64, rb *repla
 // lastWriteWins sorts samples, given in the order they were written, by
 // time, and keeps the last written of equal timestamps.
 func lastWriteWins(list []sample) []sample {
-	slices.SortStableFunc(list, func(a, b sample) int { return cmpInt64(a.t, b.t) })
+	slices.SortStableFunc(list, func(a, b sample) int { return cmp.Compare(a.t, b.t) })
 	out := list[:0]
 	for i, smp := range list {
 		if i+1 < len(list) && list[i+1].t == smp.t {
@@ -334,24 +321,6 @@ func (a *appender) Rollback() error {
 	}
 	a.release()
 	return nil
-}
-
-func (a *appender) SetOptions(*promstorage.AppendOptions) {}
-
-func (a *appender) AppendExemplar(_ promstorage.SeriesRef, lset labels.Labels, e exemplar.Exemplar) (promstorage.SeriesRef, error) {
-	return 0, a.appendExemplarV1(lset, e) // exemplars.go
-}
-
-func (a *appender) AppendHistogramSTZeroSample(promstorage.SeriesRef, labels.Labels, int64, int64, *histogram.Histogram, *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
-	return 0, nil // start timestamps are not stored; the zero sample is optional
-}
-
-func (a *appender) UpdateMetadata(_ promstorage.SeriesRef, lset labels.Labels, m metadata.Metadata) (promstorage.SeriesRef, error) {
-	return 0, a.updateMetadataV1(lset, m) // metadata.go
-}
-
-func (a *appender) AppendSTZeroSample(promstorage.SeriesRef, labels.Labels, int64, int64) (promstorage.SeriesRef, error) {
-	return 0, nil // start timestamps are not stored; the zero sample is optional
 }
 
 // appenderV2 adapts the appender to Prometheus' AppenderV2.
@@ -488,8 +457,4 @@ func (s *slab[T]) reset() {
 	s.cur, s.used = 0, 0
 }
 
-var (
-	_ promstorage.Appender   = (*appender)(nil)
-	_ promstorage.AppenderV2 = appenderV2{}
-	_                        = context.Background
-)
+var _ promstorage.AppenderV2 = appenderV2{}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/stretchr/testify/require"
@@ -78,9 +79,9 @@ func appendRound(tb testing.TB, ts storage.TenantStore, series []labels.Labels, 
 		go func() {
 			defer wg.Done()
 			for start := lo; start < hi; start += batch {
-				app := ts.Appender(context.Background())
+				app := ts.AppenderV2(context.Background())
 				for i := start; i < min(start+batch, hi); i++ {
-					if _, err := app.Append(0, series[i], t, values[i]); err != nil {
+					if _, err := app.Append(0, series[i], 0, t, values[i], nil, nil, promstorage.AOptions{}); err != nil {
 						errs[w] = err
 						return
 					}
@@ -239,9 +240,9 @@ func BenchmarkBytesPerSample(b *testing.B) {
 				db, err := tsdb.Open(dir, nil, nil, tsdb.DefaultOptions(), nil)
 				require.NoError(b, err)
 				n := bytesPerSampleData(model, func(series []labels.Labels, values []float64, t int64) {
-					app := db.Appender(context.Background())
+					app := db.AppenderV2(context.Background())
 					for i, l := range series {
-						_, err := app.Append(0, l, t, values[i])
+						_, err := app.Append(0, l, 0, t, values[i], nil, nil, promstorage.AOptions{})
 						require.NoError(b, err)
 					}
 					require.NoError(b, app.Commit())

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
 )
 
@@ -38,7 +39,7 @@ func TestCheckpointsRacingCommits(t *testing.T) {
 			defer wg.Done()
 			errs <- func() error {
 				for round := int64(0); round < 60; round++ {
-					app := s.ForTenant("acme").Appender(context.Background())
+					app := s.ForTenant("acme").AppenderV2(context.Background())
 					batch := map[string][]tsample{}
 					for i := range 20 {
 						// New series every round, and every series of the
@@ -52,7 +53,7 @@ func TestCheckpointsRacingCommits(t *testing.T) {
 								ts = (round - 7) * 1000 // older than a sealed chunk: a merge
 							}
 							v := float64(round*100 + int64(i))
-							if _, err := app.Append(0, lset, ts, v); err != nil {
+							if _, err := app.Append(0, lset, 0, ts, v, nil, nil, promstorage.AOptions{}); err != nil {
 								return err
 							}
 							batch[lset.String()] = append(batch[lset.String()], tsample{ts, v})

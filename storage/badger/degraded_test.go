@@ -13,6 +13,7 @@ import (
 
 	bdb "github.com/dgraph-io/badger/v4"
 	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
 
 	"github.com/luminate-io/luminate/storage"
@@ -177,12 +178,12 @@ func TestDegradedMode(t *testing.T) {
 			// write appends samples [from, to) of three series, one every
 			// second, and records them as acknowledged when Commit says so.
 			write := func(from, to int64) error {
-				app := s.ForTenant(tenant).Appender(context.Background())
+				app := s.ForTenant(tenant).AppenderV2(context.Background())
 				var batch map[string][]tsample
 				for i := range 3 {
 					lset := labels.FromStrings("__name__", "up", "instance", fmt.Sprint(i))
 					for ts := from; ts < to; ts++ {
-						_, err := app.Append(0, lset, ts*1000, float64(ts*10+int64(i)))
+						_, err := app.Append(0, lset, 0, ts*1000, float64(ts*10+int64(i)), nil, nil, promstorage.AOptions{})
 						if err != nil {
 							_ = app.Rollback()
 							return err
@@ -265,9 +266,9 @@ func TestRefusedBadgerWritesKeepChunks(t *testing.T) {
 	s := open()
 	defer func() { require.NoError(t, s.Close()) }()
 	lset := labels.FromStrings("__name__", "m")
-	app := s.ForTenant("acme").Appender(context.Background())
+	app := s.ForTenant("acme").AppenderV2(context.Background())
 	for ts := int64(0); ts < 15; ts++ { // a sealed chunk in Badger, a head of five
-		_, err := app.Append(0, lset, ts*1000, float64(ts))
+		_, err := app.Append(0, lset, 0, ts*1000, float64(ts), nil, nil, promstorage.AOptions{})
 		require.NoError(t, err)
 	}
 	require.NoError(t, app.Commit())
@@ -309,8 +310,8 @@ func TestCheckpointWritesMissingSeriesRecords(t *testing.T) {
 	s := openTest(t, dir, func(c *Config) { c.CheckpointInterval = time.Hour })
 	defer func() { require.NoError(t, s.Close()) }()
 	lset := labels.FromStrings("__name__", "m", "job", "j")
-	app := s.ForTenant("acme").Appender(context.Background())
-	_, err := app.Append(0, lset, 1000, 1)
+	app := s.ForTenant("acme").AppenderV2(context.Background())
+	_, err := app.Append(0, lset, 0, 1000, 1, nil, nil, promstorage.AOptions{})
 	require.NoError(t, err)
 	require.NoError(t, app.Commit())
 	want := readAll(t, s, "acme")

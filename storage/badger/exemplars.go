@@ -494,19 +494,6 @@ func (a *appender) hasSeries(lset labels.Labels) bool {
 
 var _ promstorage.ExemplarAppenderV2 = appenderV2{}
 
-// appendExemplarV1 is Appender.AppendExemplar: the refusal is the error.
-func (a *appender) appendExemplarV1(lset labels.Labels, e exemplar.Exemplar) error {
-	if a.st == nil {
-		return errors.New("appender used after Commit or Rollback")
-	}
-	if lset.Has(tenancy.Label) {
-		return fmt.Errorf("series %s: %w", lset.String(), storage.ErrTenantLabel)
-	}
-	var err error
-	a.queueExemplars(lset, []exemplar.Exemplar{e}, func(_ int, e error) { err = e })
-	return err
-}
-
 // commitAux makes the appender's exemplars and metadata durable, after
 // its samples.
 func (a *appender) commitAux() error {

@@ -139,15 +139,11 @@ func TestExemplarValidation(t *testing.T) {
 	require.Len(t, res, 1)
 	require.Equal(t, []exemplar.Exemplar{ex(1000, 1, "trace_id", "ok"), ex(3000, 3, "trace_id", "new"), ex(3000, 4, "trace_id", "bucket2")}, res[0].Exemplars)
 
-	// Appender V1 refuses with the error itself.
-	app := s.ForTenant("t").Appender(context.Background())
-	_, err = app.Append(0, lset, 5000, 5)
-	require.NoError(t, err)
-	_, err = app.AppendExemplar(0, lset, ex(10, 1))
-	require.ErrorIs(t, err, promstorage.ErrOutOfOrderExemplar)
-	_, err = app.AppendExemplar(0, lset, ex(5000, 5, "trace_id", "v1"))
-	require.NoError(t, err)
-	require.NoError(t, app.Commit())
+	// A refused exemplar leaves its sample and the other exemplars stored.
+	err = appendV2(t, s, "t", lset, 5000, 5, promstorage.AppendV2Options{Exemplars: []exemplar.Exemplar{ex(10, 1), ex(5000, 5, "trace_id", "v1")}})
+	require.ErrorAs(t, err, &perr)
+	require.Len(t, perr.ExemplarErrors, 1)
+	require.ErrorIs(t, perr.ExemplarErrors[0].Err, promstorage.ErrOutOfOrderExemplar)
 	res = selectExemplars(t, s, "t", 5000, 5000)
 	require.Equal(t, []string{`{__name__="m"}: 5000`}, exemplarTimes(res))
 

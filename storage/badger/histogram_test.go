@@ -1,6 +1,7 @@
 package badger
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -471,7 +472,7 @@ func TestHistogramsOutOfOrderAndLastWriteWins(t *testing.T) {
 	for _, smp := range want {
 		wantList = append(wantList, smp)
 	}
-	slices.SortFunc(wantList, func(a, b sample) int { return cmpInt64(a.t, b.t) })
+	slices.SortFunc(wantList, func(a, b sample) int { return cmp.Compare(a.t, b.t) })
 	check := func(what string) {
 		got := readSamples(t, s, "a")
 		requireSamples(t, wantList, got[lset.String()], false, what)

@@ -9,7 +9,6 @@ import (
 	"unique"
 
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
 
 	"github.com/luminate-io/luminate/storage"
@@ -83,18 +82,6 @@ func (a *appender) queueMetadata(family string, m metadata.Metadata) {
 
 func cloneMetadata(m metadata.Metadata) metadata.Metadata {
 	return metadata.Metadata{Type: model.MetricType(strings.Clone(string(m.Type))), Unit: strings.Clone(m.Unit), Help: strings.Clone(m.Help)}
-}
-
-// updateMetadataV1 is Appender.UpdateMetadata: metadata of the series'
-// metric family, its metric name.
-func (a *appender) updateMetadataV1(lset labels.Labels, m metadata.Metadata) error {
-	if a.st == nil {
-		return fmt.Errorf("appender used after Commit or Rollback")
-	}
-	if !m.IsEmpty() {
-		a.queueMetadata(lset.Get(labels.MetricName), m)
-	}
-	return nil
 }
 
 // metadata returns the tenant's latest metadata per family: of family

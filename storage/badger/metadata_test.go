@@ -54,15 +54,6 @@ func TestMetadataLatestWins(t *testing.T) {
 	require.NoError(t, app.Commit())
 	require.Equal(t, metadataOf("gauge", "up help, revised"), readMetadata(t, s, "t", "up", 0)["up"])
 
-	// Appender V1 updates by metric name.
-	v1 := ts.Appender(context.Background())
-	_, err := v1.Append(0, labels.FromStrings("__name__", "v1_metric"), 1000, 1)
-	require.NoError(t, err)
-	_, err = v1.UpdateMetadata(0, labels.FromStrings("__name__", "v1_metric"), metadataOf("counter", "v1"))
-	require.NoError(t, err)
-	require.NoError(t, v1.Commit())
-	require.Equal(t, metadataOf("counter", "v1"), readMetadata(t, s, "t", "v1_metric", 0)["v1_metric"])
-
 	// A rolled back appender stores nothing.
 	app = ts.AppenderV2(context.Background())
 	put(labels.FromStrings("__name__", "up"), "", metadataOf("gauge", "rolled back"))

@@ -10,7 +10,6 @@ import (
 	bdb "github.com/dgraph-io/badger/v4"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/model/metadata"
 	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/prometheus/prometheus/tsdb/chunks"
@@ -19,43 +18,6 @@ import (
 	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/tenancy"
 )
-
-// tenantStore is the tenant-scoped view handed out by Store.ForTenant.
-type tenantStore struct {
-	st *Store
-	id tenancy.ID
-}
-
-func (v *tenantStore) Appender(context.Context) promstorage.Appender {
-	return v.st.newAppender(v.id)
-}
-
-func (v *tenantStore) AppenderV2(context.Context) promstorage.AppenderV2 {
-	return appenderV2{v.st.newAppender(v.id)}
-}
-
-func (v *tenantStore) Querier(mint, maxt int64) (promstorage.Querier, error) {
-	return v.newQuerier(mint, maxt)
-}
-
-func (v *tenantStore) ChunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier, error) {
-	q, err := v.newQuerier(mint, maxt)
-	if err != nil {
-		return nil, err
-	}
-	return chunkQuerier{q}, nil
-}
-
-func (v *tenantStore) newQuerier(mint, maxt int64) (*querier, error) {
-	if v.st.closed.Load() {
-		return nil, storage.ErrUnavailable
-	}
-	t, err := v.st.tenantFor(v.id, false)
-	if err != nil {
-		return nil, err
-	}
-	return &querier{st: v.st, t: t, mint: mint, maxt: maxt}, nil
-}
 
 // querier reads one tenant's data in [mint, maxt]. Chunks are read lazily,
 // per series, when an iterator is asked for.
@@ -256,7 +218,9 @@ type sampleIterator struct {
 	cur        chunkenc.Iterator
 	readers    [encFloatHistogramST + 1]chunkReader // by encoding byte, for Prometheus' encodings
 	buf        []sample                             // decoded packed chunk
-	list       listIterator
+	ts, sts    []int64                              // of buf, for list
+	vs         []float64
+	list       storage.FloatIterator
 	mint, maxt int64
 	st, t      int64
 	v          float64
@@ -288,7 +252,11 @@ func (it *sampleIterator) Next() chunkenc.ValueType {
 					it.err, it.done = err, true
 					break
 				}
-				it.list.reset(it.buf)
+				it.ts, it.vs, it.sts = it.ts[:0], it.vs[:0], it.sts[:0]
+				for _, s := range it.buf {
+					it.ts, it.vs, it.sts = append(it.ts, s.t), append(it.vs, s.v), append(it.sts, s.st)
+				}
+				it.list.Reset(it.ts, it.vs, it.sts)
 				it.cur = &it.list
 			}
 			if it.done {
@@ -508,7 +476,7 @@ type chunkSeriesEntry struct{ seriesEntry }
 func (e *chunkSeriesEntry) Iterator(chunks.Iterator) chunks.Iterator {
 	chks, err := e.q.chunksFor(e.ser, e.mint, e.maxt)
 	if err != nil {
-		return errChunksIterator{err}
+		return storage.ErrChunkIterator(err)
 	}
 	metas := make([]chunks.Meta, 0, len(chks))
 	for _, c := range chks {
@@ -518,12 +486,12 @@ func (e *chunkSeriesEntry) Iterator(chunks.Iterator) chunks.Iterator {
 			// Prometheus' own encodings go out as they are.
 			var err error
 			if chk, err = chunkenc.FromData(chunkenc.Encoding(c.enc), c.data); err != nil {
-				return errChunksIterator{err}
+				return storage.ErrChunkIterator(err)
 			}
 		default:
 			samples, err := decodeAny(nil, c.enc, c.data)
 			if err != nil {
-				return errChunksIterator{err}
+				return storage.ErrChunkIterator(err)
 			}
 			x := chunkenc.NewXORChunk()
 			x.Reset(encodeChunks(samples, len(samples))[0].data)
@@ -532,115 +500,4 @@ func (e *chunkSeriesEntry) Iterator(chunks.Iterator) chunks.Iterator {
 		metas = append(metas, chunks.Meta{MinTime: c.mint, MaxTime: c.maxt, Chunk: chk})
 	}
 	return promstorage.NewListChunkSeriesIterator(metas...)
-}
-
-type errChunksIterator struct{ err error }
-
-func (errChunksIterator) At() chunks.Meta { return chunks.Meta{} }
-func (errChunksIterator) Next() bool      { return false }
-func (e errChunksIterator) Err() error    { return e.err }
-
-// Cardinality reports the tenant's series statistics from the index.
-func (v *tenantStore) Cardinality(_ context.Context, limit int) (storage.Cardinality, error) {
-	t, err := v.st.tenantFor(v.id, false)
-	if err != nil || t == nil {
-		return storage.Cardinality{}, err
-	}
-	var c storage.Cardinality
-	byName := map[string]uint64{}
-	var byLabel, byPair, mem []storage.Count
-	c.MinTime, c.MaxTime = math.MaxInt64, math.MinInt64
-	t.mu.RLock()
-	c.NumSeries = uint64(len(t.all))
-	for _, s := range t.all {
-		byName[s.lset.Get(labels.MetricName)]++
-		if s.maxT.Load() != math.MinInt64 {
-			c.MinTime = min(c.MinTime, s.minT.Load())
-			c.MaxTime = max(c.MaxTime, s.maxT.Load())
-		}
-	}
-	for name, vals := range t.postings {
-		byLabel = append(byLabel, storage.Count{Name: name, Value: uint64(len(vals))})
-		var bytes uint64
-		for val, list := range vals {
-			c.NumLabelPairs++
-			byPair = append(byPair, storage.Count{Name: name + "=" + val, Value: uint64(len(list))})
-			bytes += uint64(len(val) * len(list))
-		}
-		mem = append(mem, storage.Count{Name: name, Value: bytes})
-	}
-	t.mu.RUnlock()
-	if c.NumSeries == 0 || c.MaxTime == math.MinInt64 {
-		c.MinTime, c.MaxTime = 0, 0
-	}
-	var names []storage.Count
-	for n, k := range byName {
-		names = append(names, storage.Count{Name: n, Value: k})
-	}
-	c.ByMetricName = topN(names, limit)
-	c.ByLabelName = topN(byLabel, limit)
-	c.ByLabelPair = topN(byPair, limit)
-	c.MemoryByLabel = topN(mem, limit)
-	return c, nil
-}
-
-func topN(list []storage.Count, n int) []storage.Count {
-	sort.Slice(list, func(i, j int) bool {
-		if list[i].Value != list[j].Value {
-			return list[i].Value > list[j].Value
-		}
-		return list[i].Name < list[j].Name
-	})
-	if n > 0 && len(list) > n {
-		list = list[:n]
-	}
-	return list
-}
-
-// listIterator iterates decoded samples; it stands in for a chunk iterator
-// over packed chunks.
-type listIterator struct {
-	samples []sample
-	i       int
-}
-
-func (l *listIterator) reset(s []sample) { l.samples, l.i = s, -1 }
-
-func (l *listIterator) Next() chunkenc.ValueType {
-	if l.i+1 >= len(l.samples) {
-		l.i = len(l.samples)
-		return chunkenc.ValNone
-	}
-	l.i++
-	return chunkenc.ValFloat
-}
-
-func (l *listIterator) Seek(t int64) chunkenc.ValueType {
-	for l.i < 0 || l.i < len(l.samples) && l.samples[l.i].t < t {
-		if l.Next() == chunkenc.ValNone {
-			return chunkenc.ValNone
-		}
-	}
-	return chunkenc.ValFloat
-}
-
-func (l *listIterator) At() (int64, float64) { s := l.samples[l.i]; return s.t, s.v }
-func (l *listIterator) AtHistogram(*histogram.Histogram) (int64, *histogram.Histogram) {
-	return l.samples[l.i].t, nil
-}
-func (l *listIterator) AtFloatHistogram(*histogram.FloatHistogram) (int64, *histogram.FloatHistogram) {
-	return l.samples[l.i].t, nil
-}
-func (l *listIterator) AtT() int64  { return l.samples[l.i].t }
-func (l *listIterator) AtST() int64 { return l.samples[l.i].st }
-func (l *listIterator) Err() error  { return nil }
-
-// ExemplarQuerier returns a querier of the tenant's exemplars (exemplars.go).
-func (v *tenantStore) ExemplarQuerier(ctx context.Context) (promstorage.ExemplarQuerier, error) {
-	return v.exemplarQuerier(ctx)
-}
-
-// Metadata returns the tenant's metric metadata (metadata.go).
-func (v *tenantStore) Metadata(ctx context.Context, metric string, limit int) (map[string]metadata.Metadata, error) {
-	return v.metadata(ctx, metric, limit)
 }

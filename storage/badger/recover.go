@@ -2,6 +2,7 @@ package badger
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -87,7 +88,7 @@ func (s *Store) recover(ctx context.Context, segs []int, st *recoveryStatus) err
 		defer rev.Close()
 		st.enter(phaseRanges)
 		for _, t := range s.tenants {
-			slices.SortFunc(t.all, func(a, b *series) int { return cmpInt64(int64(a.id), int64(b.id)) })
+			slices.SortFunc(t.all, func(a, b *series) int { return cmp.Compare(int64(a.id), int64(b.id)) })
 			fwd.Seek(tenantPrefix(kindChunk, t.num))
 			for _, ser := range t.all {
 				if st.ranges.Add(1)%4096 == 0 && ctx.Err() != nil {
@@ -509,7 +510,7 @@ func (s *Store) mergeReplayed(t *tenant, ooo map[*series][]sample) error {
 	for ser := range ooo {
 		list = append(list, ser)
 	}
-	slices.SortFunc(list, func(a, b *series) int { return cmpInt64(int64(a.id), int64(b.id)) })
+	slices.SortFunc(list, func(a, b *series) int { return cmp.Compare(int64(a.id), int64(b.id)) })
 	if err := s.writable(); err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	bdb "github.com/dgraph-io/badger/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
 
 	"github.com/luminate-io/luminate/tenancy"
@@ -37,9 +38,9 @@ func writeRounds(t testing.TB, s *Store, tenantID string, n, from, rounds, write
 		go func() {
 			defer wg.Done()
 			for r := from; r < from+rounds; r++ {
-				app := s.ForTenant(tenancy.ID(tenantID)).Appender(context.Background())
+				app := s.ForTenant(tenancy.ID(tenantID)).AppenderV2(context.Background())
 				for k, lset := range series {
-					if _, err := app.Append(0, lset, int64(r)*15000, float64(r+w+k*writers)); err != nil {
+					if _, err := app.Append(0, lset, 0, int64(r)*15000, float64(r+w+k*writers), nil, nil, promstorage.AOptions{}); err != nil {
 						errs <- err
 						return
 					}
@@ -123,8 +124,8 @@ func TestReplayRecoversOutOfOrderWritesBadgerLost(t *testing.T) {
 		lsets[k] = labels.FromStrings("__name__", "m", "k", strconv.Itoa(k))
 	}
 	write := func(k int, ts int64, v float64) {
-		app := s.ForTenant("a").Appender(context.Background())
-		_, err := app.Append(0, lsets[k], ts, v)
+		app := s.ForTenant("a").AppenderV2(context.Background())
+		_, err := app.Append(0, lsets[k], 0, ts, v, nil, nil, promstorage.AOptions{})
 		require.NoError(t, err)
 		require.NoError(t, app.Commit())
 	}

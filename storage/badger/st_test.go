@@ -1,6 +1,7 @@
 package badger
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -285,7 +286,7 @@ func TestStartTimestampsOutOfOrderAndLastWriteWins(t *testing.T) {
 		for _, smp := range want[name] {
 			out = append(out, smp)
 		}
-		slices.SortFunc(out, func(a, b sample) int { return cmpInt64(a.t, b.t) })
+		slices.SortFunc(out, func(a, b sample) int { return cmp.Compare(a.t, b.t) })
 		return out
 	}
 	check := func(phase string) {

@@ -71,16 +71,16 @@ func TestOutOfOrderAcrossSealedChunks(t *testing.T) {
 	defer s.Close()
 	ts := s.ForTenant("a")
 	lset := labels.FromStrings("__name__", "m", "job", "x")
-	app := ts.Appender(context.Background())
+	app := ts.AppenderV2(context.Background())
 	for i := int64(100); i < 150; i++ { // five sealed chunks
-		_, err := app.Append(0, lset, i*1000, float64(i))
+		_, err := app.Append(0, lset, 0, i*1000, float64(i), nil, nil, promstorage.AOptions{})
 		require.NoError(t, err)
 	}
 	require.NoError(t, app.Commit())
-	app = ts.Appender(context.Background())
+	app = ts.AppenderV2(context.Background())
 	// Older than everything, inside a sealed chunk (replacing), inside the head, and a duplicate.
 	for _, smp := range []tsample{{5000, 5}, {120000, -120}, {148500, 148.5}, {149000, 149}} {
-		_, err := app.Append(0, lset, smp.t, smp.v)
+		_, err := app.Append(0, lset, 0, smp.t, smp.v, nil, nil, promstorage.AOptions{})
 		require.NoError(t, err)
 	}
 	require.NoError(t, app.Commit())
@@ -231,11 +231,11 @@ func TestRetentionDeletesOldChunks(t *testing.T) {
 	ts := s.ForTenant("a")
 	old := labels.FromStrings("__name__", "old")
 	recent := labels.FromStrings("__name__", "recent")
-	app := ts.Appender(context.Background())
+	app := ts.AppenderV2(context.Background())
 	for i := int64(0); i < 10; i++ {
-		_, err := app.Append(0, old, i, 1)
+		_, err := app.Append(0, old, 0, i, 1, nil, nil, promstorage.AOptions{})
 		require.NoError(t, err)
-		_, err = app.Append(0, recent, 1000+i, 2)
+		_, err = app.Append(0, recent, 0, 1000+i, 2, nil, nil, promstorage.AOptions{})
 		require.NoError(t, err)
 	}
 	require.NoError(t, app.Commit())
@@ -249,10 +249,10 @@ func TestIdleHeadsAreSealedAndDropped(t *testing.T) {
 	s := openTest(t, t.TempDir(), nil)
 	defer s.Close()
 	ts := s.ForTenant("a")
-	app := ts.Appender(context.Background())
+	app := ts.AppenderV2(context.Background())
 	lset := labels.FromStrings("__name__", "idle")
 	for i := int64(0); i < 3; i++ {
-		_, err := app.Append(0, lset, i, float64(i))
+		_, err := app.Append(0, lset, 0, i, float64(i), nil, nil, promstorage.AOptions{})
 		require.NoError(t, err)
 	}
 	require.NoError(t, app.Commit())
@@ -266,10 +266,7 @@ func TestIdleHeadsAreSealedAndDropped(t *testing.T) {
 	require.Len(t, readAll(t, s, "a")[lset.String()], 3)
 }
 
-var (
-	_       promstorage.Appendable = (*tenantStore)(nil)
-	timeFar                        = time.Now().Add(100 * 365 * 24 * time.Hour)
-)
+var timeFar = time.Now().Add(100 * 365 * 24 * time.Hour)
 
 func TestIntersects(t *testing.T) {
 	mk := func(ids ...uint64) []*series {
@@ -317,8 +314,8 @@ func TestCrashBeforeCheckpointWithSealedChunks(t *testing.T) {
 	s := openTest(t, dir, func(c *Config) { c.ChunkSamples = 10; c.CheckpointInterval = time.Hour })
 	lset := labels.FromStrings("__name__", "m")
 	for i := int64(0); i < 35; i++ { // three sealed chunks and an open head
-		app := s.ForTenant("a").Appender(context.Background())
-		_, err := app.Append(0, lset, i*1000, float64(i))
+		app := s.ForTenant("a").AppenderV2(context.Background())
+		_, err := app.Append(0, lset, 0, i*1000, float64(i), nil, nil, promstorage.AOptions{})
 		require.NoError(t, err)
 		require.NoError(t, app.Commit())
 	}
@@ -329,8 +326,8 @@ func TestCrashBeforeCheckpointWithSealedChunks(t *testing.T) {
 	s = openTest(t, dir, nil)
 	defer s.Close()
 	for i := int64(35); i < 200; i++ {
-		app := s.ForTenant("a").Appender(context.Background())
-		_, err := app.Append(0, lset, i*1000, float64(i))
+		app := s.ForTenant("a").AppenderV2(context.Background())
+		_, err := app.Append(0, lset, 0, i*1000, float64(i), nil, nil, promstorage.AOptions{})
 		require.NoError(t, err)
 		require.NoError(t, app.Commit())
 	}

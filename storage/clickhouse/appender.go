@@ -7,10 +7,8 @@ import (
 	"math"
 	"time"
 
-	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/model/metadata"
 	promstorage "github.com/prometheus/prometheus/storage"
 
 	"github.com/luminate-io/luminate/storage"
@@ -237,8 +235,7 @@ func (a *appender) ensureSeries(fp uint64, h int32, t int64, lset labels.Labels)
 			if limit := limits(a.ts.id); limit > 0 && len(st.series) >= limit {
 				n := len(st.series)
 				st.mu.Unlock()
-				return nil, 0, fmt.Errorf("%w: tenant %s has %d active series, the limit is %d (raise --limits.max-active-series or the tenant's override): %s",
-					storage.ErrSeriesLimit, a.ts.id, n, limit, lset)
+				return nil, 0, storage.SeriesLimitError(a.ts.id, n, limit, lset.String())
 			}
 		}
 		e = newSeriesEntry()
@@ -310,38 +307,6 @@ func (a *appender) rollback() error {
 	a.releaseColumns()
 	a.series = nil
 	return nil
-}
-
-// appenderV1 is the Prometheus Appender interface over appender.
-type appenderV1 struct{ *appender }
-
-func (a appenderV1) Append(ref promstorage.SeriesRef, l labels.Labels, t int64, v float64) (promstorage.SeriesRef, error) {
-	return a.append(ref, l, 0, t, v, "")
-}
-func (a appenderV1) Commit() error                         { return a.commit() }
-func (a appenderV1) Rollback() error                       { return a.rollback() }
-func (a appenderV1) SetOptions(*promstorage.AppendOptions) {}
-func (a appenderV1) AppendExemplar(ref promstorage.SeriesRef, _ labels.Labels, _ exemplar.Exemplar) (promstorage.SeriesRef, error) {
-	return ref, nil
-}
-
-func (a appenderV1) AppendHistogram(ref promstorage.SeriesRef, l labels.Labels, t int64, h *histogram.Histogram, fh *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
-	if h == nil && fh == nil {
-		return 0, errors.New("append histogram: neither an integer nor a float histogram")
-	}
-	return a.appendAny(ref, l, 0, t, 0, h, fh)
-}
-
-func (a appenderV1) UpdateMetadata(ref promstorage.SeriesRef, _ labels.Labels, _ metadata.Metadata) (promstorage.SeriesRef, error) {
-	return ref, nil
-}
-
-func (a appenderV1) AppendSTZeroSample(ref promstorage.SeriesRef, _ labels.Labels, _, _ int64) (promstorage.SeriesRef, error) {
-	return ref, nil
-}
-
-func (a appenderV1) AppendHistogramSTZeroSample(ref promstorage.SeriesRef, _ labels.Labels, _, _ int64, _ *histogram.Histogram, _ *histogram.FloatHistogram) (promstorage.SeriesRef, error) {
-	return ref, nil
 }
 
 // appenderV2 is the Prometheus AppenderV2 interface over appender.

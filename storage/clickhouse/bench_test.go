@@ -113,10 +113,10 @@ func BenchmarkIngest(b *testing.B) {
 						refs := make([]promstorage.SeriesRef, hi-lo)
 						for j := range points {
 							t := start0 + int64(j)*step
-							app := ts.Appender(context.Background())
+							app := ts.AppenderV2(context.Background())
 							n := 0
 							for i := lo; i < hi; i++ {
-								ref, err := app.Append(refs[i-lo], lsets[i], t, vals[i][j])
+								ref, err := app.Append(refs[i-lo], lsets[i], 0, t, vals[i][j], nil, nil, promstorage.AOptions{})
 								if err != nil {
 									errs <- err
 									return
@@ -127,7 +127,7 @@ func BenchmarkIngest(b *testing.B) {
 										errs <- err
 										return
 									}
-									app, n = ts.Appender(context.Background()), 0
+									app, n = ts.AppenderV2(context.Background()), 0
 								}
 							}
 							if err := app.Commit(); err != nil {

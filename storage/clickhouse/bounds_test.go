@@ -27,11 +27,11 @@ import (
 // each at t=1000.
 func writeNumbered(t *testing.T, ts storage.TenantStore, name string, n int) []labels.Labels {
 	t.Helper()
-	app := ts.Appender(t.Context())
+	app := ts.AppenderV2(t.Context())
 	out := make([]labels.Labels, n)
 	for i := range n {
 		out[i] = labels.FromStrings("__name__", name, "i", strconv.Itoa(i))
-		_, err := app.Append(0, out[i], 1000, float64(i))
+		_, err := app.Append(0, out[i], 0, 1000, float64(i), nil, nil, promstorage.AOptions{})
 		require.NoError(t, err)
 	}
 	require.NoError(t, app.Commit())
@@ -313,10 +313,10 @@ func TestDenseBatchSplit(t *testing.T) {
 	s := newTestStore(t)
 	ts := s.ForTenant("dense")
 	const nSeries, perSeries = 40, 500
-	app := ts.Appender(t.Context())
+	app := ts.AppenderV2(t.Context())
 	for i := range nSeries {
 		for j := range perSeries {
-			_, err := app.Append(0, labels.FromStrings("__name__", "d", "i", strconv.Itoa(i)), int64(j), float64(i*perSeries+j))
+			_, err := app.Append(0, labels.FromStrings("__name__", "d", "i", strconv.Itoa(i)), 0, int64(j), float64(i*perSeries+j), nil, nil, promstorage.AOptions{})
 			require.NoError(t, err)
 		}
 	}
@@ -366,8 +366,8 @@ func TestDownErrorsMasked(t *testing.T) {
 	err := s.Ready(t.Context())
 	require.ErrorIs(t, err, storage.ErrUnavailable)
 	h := s.Health(t.Context())
-	app := ts.Appender(t.Context())
-	_, aerr := app.Append(0, labels.FromStrings("__name__", "d", "i", "new"), 2000, 1)
+	app := ts.AppenderV2(t.Context())
+	_, aerr := app.Append(0, labels.FromStrings("__name__", "d", "i", "new"), 0, 2000, 1, nil, nil, promstorage.AOptions{})
 	if aerr == nil {
 		aerr = app.Commit()
 	}

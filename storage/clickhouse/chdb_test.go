@@ -342,11 +342,11 @@ func encodeDecimalsTSV(t *testing.T, data string, hints map[string]int8) string 
 func writeModernWorkload(t *testing.T, s *Store) {
 	h0 := int64(500_000) * msPerHour
 	a, b := s.ForTenant("a"), s.ForTenant("b")
-	app := a.Appender(t.Context())
+	app := a.AppenderV2(t.Context())
 	for i := range inListMax + 500 {
 		l := labels.FromStrings("__name__", "many", "i", strconv.Itoa(i), "mod", strconv.Itoa(i%7))
 		for _, tt := range []int64{h0 + 1000, h0 + 2*msPerHour + 5000} {
-			_, err := app.Append(0, l, tt, float64(i))
+			_, err := app.Append(0, l, 0, tt, float64(i), nil, nil, promstorage.AOptions{})
 			require.NoError(t, err)
 		}
 	}

@@ -27,11 +27,11 @@ func TestClusterTwoShards(t *testing.T) {
 	ts := s.ForTenant("c")
 
 	const n = 200
-	app := ts.Appender(t.Context())
+	app := ts.AppenderV2(t.Context())
 	for i := range n {
 		lset := labels.FromStrings("__name__", "spread", "i", fmt.Sprint(i), "parity", fmt.Sprint(i%2))
 		for j := range 3 {
-			_, err := app.Append(0, lset, int64(j)*1000, float64(i*10+j))
+			_, err := app.Append(0, lset, 0, int64(j)*1000, float64(i*10+j), nil, nil, promstorage.AOptions{})
 			require.NoError(t, err)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
 )
 
@@ -34,9 +35,9 @@ func TestGroupCommit(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			app := ts.Appender(context.Background())
+			app := ts.AppenderV2(context.Background())
 			for j := range 10 {
-				if _, err := app.Append(0, labels.FromStrings("__name__", "g", "c", fmt.Sprint(i)), int64(j)*1000, float64(i)); err != nil {
+				if _, err := app.Append(0, labels.FromStrings("__name__", "g", "c", fmt.Sprint(i)), 0, int64(j)*1000, float64(i), nil, nil, promstorage.AOptions{}); err != nil {
 					errs <- err
 					return
 				}

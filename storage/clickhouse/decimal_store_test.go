@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
+	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/stretchr/testify/require"
 
@@ -73,7 +74,7 @@ func TestValuesBitExact(t *testing.T) {
 			rnd := rand.New(rand.NewPCG(5, 6))
 			const nSeries, points = 8, 500
 			want := make([][]float64, nSeries)
-			app := ts.Appender(t.Context())
+			app := ts.AppenderV2(t.Context())
 			for i := range nSeries {
 				l := labels.FromStrings("__name__", "bits", "i", strconv.Itoa(i))
 				prev := float64(rnd.IntN(1000))
@@ -100,7 +101,7 @@ func TestValuesBitExact(t *testing.T) {
 						v = float64(rnd.IntN(1000)) / float64(1+rnd.IntN(999))
 					}
 					want[i] = append(want[i], v)
-					_, err := app.Append(0, l, int64(j+1)*15_000, v)
+					_, err := app.Append(0, l, 0, int64(j+1)*15_000, v, nil, nil, promstorage.AOptions{})
 					require.NoError(t, err)
 				}
 			}

@@ -89,4 +89,18 @@
 // the SQL or the server's message, which are logged (errors.go).
 //
 // It is not a query engine: PromQL runs in Luminate over these interfaces.
+//
+// # Files
+//
+// By role, named as in storage/badger:
+//
+//   - store.go: Store, connecting, migrating (schema*.go), health, closing
+//     and the background job; retention.go: dropping old partitions.
+//   - view.go: ForTenant and the tenant view, whose appender (appender.go,
+//     committed by commit.go), queriers (querier.go, histread.go),
+//     exemplars and metadata (aux.go, exemplars.go, metadata.go) and
+//     cardinality (cardinality.go) it hands out.
+//   - series.go: fingerprints and the per-tenant series cache; sql.go,
+//     errors.go: building SQL and classifying the server's errors;
+//     decimal.go, histcodec.go: value encodings.
 package clickhouse

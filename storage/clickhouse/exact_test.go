@@ -45,9 +45,9 @@ func testExactTimeRanges(t *testing.T, seed uint64) {
 	rnd.Shuffle(len(writes), func(i, j int) { writes[i], writes[j] = writes[j], writes[i] })
 	for len(writes) > 0 {
 		n := min(len(writes), 1+rnd.IntN(10))
-		app := ts.Appender(t.Context())
+		app := ts.AppenderV2(t.Context())
 		for _, w := range writes[:n] {
-			_, err := app.Append(0, labels.FromStrings("__name__", "m", "s", w.series), w.t, 1)
+			_, err := app.Append(0, labels.FromStrings("__name__", "m", "s", w.series), 0, w.t, 1, nil, nil, promstorage.AOptions{})
 			require.NoError(t, err)
 		}
 		require.NoError(t, app.Commit())

@@ -226,20 +226,12 @@ func TestHistogramRoundTrip(t *testing.T) {
 	appendSamples(t, ts, lset, want)
 	requireSameSamples(t, want, readSamples(t, ts, "hist_rt"))
 
-	// Through the V1 appender too, and in several commits.
-	lset1 := labels.FromStrings("__name__", "hist_v1")
+	// One sample per commit too.
+	lset1 := labels.FromStrings("__name__", "hist_commits")
 	for _, sm := range want {
-		app := ts.Appender(t.Context())
-		var err error
-		if sm.kind() == chunkenc.ValFloat {
-			_, err = app.Append(0, lset1, sm.t, sm.v)
-		} else {
-			_, err = app.AppendHistogram(0, lset1, sm.t, sm.h, sm.fh)
-		}
-		require.NoError(t, err)
-		require.NoError(t, app.Commit())
+		appendSamples(t, ts, lset1, []hsample{sm})
 	}
-	requireSameSamples(t, want, readSamples(t, ts, "hist_v1"))
+	requireSameSamples(t, want, readSamples(t, ts, "hist_commits"))
 
 	require.NoError(t, s.conn.Exec(t.Context(), "OPTIMIZE TABLE "+s.schema.table(samplesTable)+" FINAL"))
 	requireSameSamples(t, want, readSamples(t, ts, "hist_rt"))

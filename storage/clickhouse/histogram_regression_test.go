@@ -13,8 +13,9 @@ import (
 
 // TestHistogramRegression is issue 11's regression test on the public API
 // only (it fails on the code before histograms, which refused them): an
-// integer and a float histogram appended through AppenderV2 and the V1
-// appender read back through Select and the ChunkQuerier.
+// integer and a float histogram appended through AppenderV2, and an
+// integer one in a later commit, read back through Select and the
+// ChunkQuerier.
 func TestHistogramRegression(t *testing.T) {
 	ts := newTestStore(t).ForTenant("regression")
 	h := &histogram.Histogram{Schema: 1, ZeroThreshold: 0.01, ZeroCount: 1, Count: 4, Sum: 2.5,
@@ -27,10 +28,10 @@ func TestHistogramRegression(t *testing.T) {
 	_, err = app.Append(0, lset, 0, 2000, 0, nil, fh, promstorage.AppendV2Options{})
 	require.NoError(t, err)
 	require.NoError(t, app.Commit())
-	v1 := ts.Appender(t.Context())
-	_, err = v1.AppendHistogram(0, lset, 3000, h, nil)
+	app = ts.AppenderV2(t.Context())
+	_, err = app.Append(0, lset, 0, 3000, 0, h, nil, promstorage.AppendV2Options{})
 	require.NoError(t, err)
-	require.NoError(t, v1.Commit())
+	require.NoError(t, app.Commit())
 
 	q, err := ts.Querier(math.MinInt64, math.MaxInt64)
 	require.NoError(t, err)

@@ -12,26 +12,30 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/util/annotations"
+
+	"github.com/luminate-io/luminate/storage"
 )
 
 // mixedIterator iterates a series holding histograms, floats among them
 // possibly: each histogram is decoded when asked for, into the caller's
 // histogram when it passes one.
 type mixedIterator struct {
-	ts    []int64
-	vals  []float64
-	hists []string
-	sts   []int64
-	i     int
-	err   error
+	storage.FloatIterator // the timestamps, values (a histogram's: the marker) and start timestamps
+	hists                 []string
+	err                   error
 }
 
 func (it *mixedIterator) reset(m *memSeries) {
-	it.ts, it.vals, it.hists, it.sts, it.i, it.err = m.ts, m.vals, m.hists, m.sts, -1, nil
+	it.FloatIterator.Reset(m.ts, m.vals, m.sts)
+	it.hists, it.err = m.hists, nil
 }
 
-func (it *mixedIterator) typ() chunkenc.ValueType {
-	switch h := it.hists[it.i]; {
+// typ is the kind of the current sample, ValNone when vt is.
+func (it *mixedIterator) typ(vt chunkenc.ValueType) chunkenc.ValueType {
+	if vt == chunkenc.ValNone || it.err != nil {
+		return chunkenc.ValNone
+	}
+	switch h := it.hists[it.Index()]; {
 	case h == "":
 		return chunkenc.ValFloat
 	case histIsFloat(h):
@@ -41,68 +45,39 @@ func (it *mixedIterator) typ() chunkenc.ValueType {
 	}
 }
 
-func (it *mixedIterator) Next() chunkenc.ValueType {
-	if it.err != nil || it.i+1 >= len(it.ts) {
-		it.i = len(it.ts)
-		return chunkenc.ValNone
-	}
-	it.i++
-	return it.typ()
-}
+func (it *mixedIterator) Next() chunkenc.ValueType { return it.typ(it.FloatIterator.Next()) }
 
-func (it *mixedIterator) Seek(t int64) chunkenc.ValueType {
-	if it.err != nil {
-		return chunkenc.ValNone
-	}
-	if it.i < 0 {
-		it.i = 0
-	}
-	if it.i >= len(it.ts) {
-		return chunkenc.ValNone
-	}
-	if it.ts[it.i] < t {
-		j, _ := slices.BinarySearch(it.ts[it.i:], t)
-		it.i += j
-		if it.i >= len(it.ts) {
-			return chunkenc.ValNone
-		}
-	}
-	return it.typ()
-}
-
-func (it *mixedIterator) At() (int64, float64) { return it.ts[it.i], it.vals[it.i] }
+func (it *mixedIterator) Seek(t int64) chunkenc.ValueType { return it.typ(it.FloatIterator.Seek(t)) }
 
 func (it *mixedIterator) AtHistogram(h *histogram.Histogram) (int64, *histogram.Histogram) {
 	if h == nil {
 		h = &histogram.Histogram{}
 	}
-	if err := decodeHistogram(it.hists[it.i], h); err != nil && it.err == nil {
+	if err := decodeHistogram(it.hists[it.Index()], h); err != nil && it.err == nil {
 		it.err = err
 	}
-	return it.ts[it.i], h
+	return it.AtT(), h
 }
 
 func (it *mixedIterator) AtFloatHistogram(fh *histogram.FloatHistogram) (int64, *histogram.FloatHistogram) {
 	if fh == nil {
 		fh = &histogram.FloatHistogram{}
 	}
-	enc := it.hists[it.i]
+	enc := it.hists[it.Index()]
 	if histIsFloat(enc) {
 		if err := decodeFloatHistogram(enc, fh); err != nil && it.err == nil {
 			it.err = err
 		}
-		return it.ts[it.i], fh
+		return it.AtT(), fh
 	}
 	var h histogram.Histogram
 	if err := decodeHistogram(enc, &h); err != nil && it.err == nil {
 		it.err = err
 	}
-	return it.ts[it.i], h.ToFloat(fh)
+	return it.AtT(), h.ToFloat(fh)
 }
 
-func (it *mixedIterator) AtT() int64  { return it.ts[it.i] }
-func (it *mixedIterator) AtST() int64 { return stAt(it.sts, it.i) }
-func (it *mixedIterator) Err() error  { return it.err }
+func (it *mixedIterator) Err() error { return it.err }
 
 // chunkSet is a ChunkSeriesSet over a querier's SeriesSet.
 type chunkSet struct{ promstorage.SeriesSet }
@@ -152,7 +127,7 @@ func (s histChunkSeries) Labels() labels.Labels { return s.m.lset }
 func (s histChunkSeries) Iterator(chunks.Iterator) chunks.Iterator {
 	metas, err := encodeChunks(s.m)
 	if err != nil {
-		return errChunkIterator{err}
+		return storage.ErrChunkIterator(err)
 	}
 	return promstorage.NewListChunkSeriesIterator(metas...)
 }
@@ -334,13 +309,6 @@ func sameFloatLayout(a, b *histogram.FloatHistogram) bool {
 		slices.Equal(a.PositiveSpans, b.PositiveSpans) && slices.Equal(a.NegativeSpans, b.NegativeSpans) &&
 		slices.EqualFunc(a.CustomValues, b.CustomValues, sameBits)
 }
-
-// errChunkIterator is a chunks.Iterator that fails at once.
-type errChunkIterator struct{ err error }
-
-func (errChunkIterator) At() chunks.Meta { return chunks.Meta{} }
-func (errChunkIterator) Next() bool      { return false }
-func (e errChunkIterator) Err() error    { return e.err }
 
 func sameBits(a, b float64) bool { return math.Float64bits(a) == math.Float64bits(b) }
 

@@ -109,7 +109,7 @@ func (t *auxTxn) admitMetadata(tenant *auxTenant, s *Store, req *auxReq, version
 	}
 	tenant.mu.Unlock()
 	if warn {
-		s.logger.Warn("metadata of new metric families dropped: the tenant is at its metadata limit (raise --limits.max-metadata or the tenant's max_metadata override)",
+		s.logger.Warn("metadata of new metric families dropped: the tenant is at its metadata limit "+tenancy.PerTenant("--limits.max-metadata", "max_metadata").Raise(),
 			slog.String("tenant", string(tenant.id)), slog.Int("limit", limit))
 	}
 	return func() {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
 
 	"github.com/luminate-io/luminate/storage"
@@ -50,10 +51,10 @@ func TestOutage(t *testing.T) {
 			defer wg.Done()
 			for k := int64(1); !stop.Load(); {
 				t := k * 1000
-				app := ts.Appender(context.Background())
+				app := ts.AppenderV2(context.Background())
 				for s := range seriesPerWriter {
 					lset := labels.FromStrings("__name__", "outage", "writer", fmt.Sprint(w), "series", fmt.Sprint(s))
-					if _, err := app.Append(0, lset, t, value(w, s, t)); err != nil {
+					if _, err := app.Append(0, lset, 0, t, value(w, s, t), nil, nil, promstorage.AOptions{}); err != nil {
 						_ = app.Rollback()
 						if errors.Is(err, storage.ErrUnavailable) {
 							failed.Add(1)

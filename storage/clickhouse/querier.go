@@ -1,6 +1,7 @@
 package clickhouse
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/prometheus/util/annotations"
 
 	"github.com/luminate-io/luminate/apierror"
+	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/tenancy"
 )
 
@@ -32,14 +34,6 @@ import (
 // inListMax is the most fingerprints sent as a literal IN list (about 20
 // bytes each; ClickHouse parses at most max_query_size, 256 KiB, of SQL).
 const inListMax = 4000
-
-func (ts *tenantStore) Querier(mint, maxt int64) (promstorage.Querier, error) {
-	return &querier{ts: ts, mint: mint, maxt: maxt}, nil
-}
-
-func (ts *tenantStore) ChunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier, error) {
-	return &chunkQuerier{querier{ts: ts, mint: mint, maxt: maxt}}, nil
-}
 
 // querier reads one tenant's data within [mint, maxt]. Not safe for
 // concurrent use (as in Prometheus).
@@ -139,12 +133,12 @@ func (q *querier) maxSamples() int {
 
 // tooManySamples is the error of a select of more than n samples.
 func tooManySamples(n int) error {
-	return apierror.New(apierror.Execution, "query would load more than %d samples (raise --limits.max-samples-per-query or its per-tenant override max_samples_per_query)", n)
+	return apierror.Limit(apierror.Execution, tenancy.PerTenant("--limits.max-samples-per-query", "max_samples_per_query"), "query would load more than %d samples", n)
 }
 
 // tooManySeries is the error of a select of more than n series.
 func tooManySeries(n int) error {
-	return apierror.New(apierror.Execution, "query would load more than %d series (raise --limits.max-series-per-query or its per-tenant override max_series_per_query)", n)
+	return apierror.Limit(apierror.Execution, tenancy.PerTenant("--limits.max-series-per-query", "max_series_per_query"), "query would load more than %d series", n)
 }
 
 // labelOrderExpr orders series rows as labels.Compare orders their
@@ -318,20 +312,10 @@ func (q *querier) Select(ctx context.Context, sortSeries bool, hints *promstorag
 		slices.SortFunc(list, func(a, b resolved) int { return labels.Compare(a.lset, b.lset) })
 	} else {
 		// Fingerprint order: a batch reads a narrow stretch of the table.
-		slices.SortFunc(list, func(a, b resolved) int { return cmpUint64(a.fp, b.fp) })
+		slices.SortFunc(list, func(a, b resolved) int { return cmp.Compare(a.fp, b.fp) })
 	}
 	set.list = list
 	return set
-}
-
-func cmpUint64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Samples are read in batches of series. A batch is one query whose rows
@@ -936,73 +920,12 @@ func (m *memSeries) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
 		mi.reset(m)
 		return mi
 	}
-	if si, ok := it.(*sliceIterator); ok {
-		si.reset(m.ts, m.vals, m.sts)
-		return si
+	si, ok := it.(*storage.FloatIterator)
+	if !ok {
+		si = &storage.FloatIterator{}
 	}
-	si := &sliceIterator{}
-	si.reset(m.ts, m.vals, m.sts)
+	si.Reset(m.ts, m.vals, m.sts)
 	return si
-}
-
-// sliceIterator iterates float samples held in slices (sts nil when no
-// sample has a start timestamp).
-type sliceIterator struct {
-	ts   []int64
-	vals []float64
-	sts  []int64
-	i    int
-}
-
-func (it *sliceIterator) reset(ts []int64, vals []float64, sts []int64) {
-	it.ts, it.vals, it.sts, it.i = ts, vals, sts, -1
-}
-
-func (it *sliceIterator) Next() chunkenc.ValueType {
-	if it.i+1 >= len(it.ts) {
-		it.i = len(it.ts)
-		return chunkenc.ValNone
-	}
-	it.i++
-	return chunkenc.ValFloat
-}
-
-func (it *sliceIterator) Seek(t int64) chunkenc.ValueType {
-	if it.i < 0 {
-		it.i = 0
-	}
-	if it.i >= len(it.ts) {
-		return chunkenc.ValNone
-	}
-	if it.ts[it.i] >= t {
-		return chunkenc.ValFloat
-	}
-	j, _ := slices.BinarySearch(it.ts[it.i:], t)
-	it.i += j
-	if it.i >= len(it.ts) {
-		return chunkenc.ValNone
-	}
-	return chunkenc.ValFloat
-}
-
-func (it *sliceIterator) At() (int64, float64) { return it.ts[it.i], it.vals[it.i] }
-func (it *sliceIterator) AtHistogram(*histogram.Histogram) (int64, *histogram.Histogram) {
-	panic("sliceIterator holds floats only")
-}
-
-func (it *sliceIterator) AtFloatHistogram(*histogram.FloatHistogram) (int64, *histogram.FloatHistogram) {
-	panic("sliceIterator holds floats only")
-}
-func (it *sliceIterator) AtT() int64  { return it.ts[it.i] }
-func (it *sliceIterator) AtST() int64 { return stAt(it.sts, it.i) }
-func (it *sliceIterator) Err() error  { return nil }
-
-// stAt is the start timestamp of sample i, 0 when sts is nil.
-func stAt(sts []int64, i int) int64 {
-	if sts == nil {
-		return 0
-	}
-	return sts[i]
 }
 
 // LabelNames returns the label names of the tenant's series matching ms

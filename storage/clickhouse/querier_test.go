@@ -132,9 +132,9 @@ func TestSelectBatches(t *testing.T) {
 	want := map[key]float64{}
 	for len(writes) > 0 {
 		n := min(len(writes), 1+rnd.IntN(2000))
-		app := ts.Appender(t.Context())
+		app := ts.AppenderV2(t.Context())
 		for _, w := range writes[:n] {
-			_, err := app.Append(0, labels.FromStrings("__name__", "b", "i", fmt.Sprintf("%05d", w.series)), w.t, w.v)
+			_, err := app.Append(0, labels.FromStrings("__name__", "b", "i", fmt.Sprintf("%05d", w.series)), 0, w.t, w.v, nil, nil, promstorage.AOptions{})
 			require.NoError(t, err)
 			want[w.key] = w.v
 		}

@@ -41,11 +41,11 @@ func BenchmarkQuery(b *testing.B) {
 			defer wg.Done()
 			rnd := rand.New(rand.NewPCG(uint64(w), 1))
 			for i := w; i < nSeries; i += writers {
-				app := ts.Appender(context.Background())
+				app := ts.AppenderV2(context.Background())
 				v := 0.0
 				for j := range points {
 					v += float64(rnd.IntN(10))
-					if _, err := app.Append(0, lsets[i], start+int64(j)*step, v); err != nil {
+					if _, err := app.Append(0, lsets[i], 0, start+int64(j)*step, v, nil, nil, promstorage.AOptions{}); err != nil {
 						errs <- err
 						return
 					}

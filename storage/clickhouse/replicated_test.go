@@ -8,6 +8,7 @@ import (
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
 
 	"github.com/luminate-io/luminate/storage/clickhouse/chtest"
@@ -29,9 +30,9 @@ func TestClusterReplicated(t *testing.T) {
 	ts := s.ForTenant("r")
 
 	writeBatch := func(name string, n int) {
-		app := ts.Appender(t.Context())
+		app := ts.AppenderV2(t.Context())
 		for i := range n {
-			_, err := app.Append(0, labels.FromStrings("__name__", name, "i", fmt.Sprint(i)), 1000, float64(i))
+			_, err := app.Append(0, labels.FromStrings("__name__", name, "i", fmt.Sprint(i)), 0, 1000, float64(i), nil, nil, promstorage.AOptions{})
 			require.NoError(t, err)
 		}
 		require.NoError(t, app.Commit())

@@ -6,6 +6,7 @@ import (
 	"unsafe"
 
 	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
 )
 
@@ -20,7 +21,7 @@ func TestAppendKeepsNoLabelMemory(t *testing.T) {
 		b    labels.ScratchBuilder
 		lset labels.Labels
 	)
-	app := ts.Appender(t.Context())
+	app := ts.AppenderV2(t.Context())
 	for i, v := range []string{"aaaa", "bbbb", "cccc"} {
 		buf = append(buf[:0], "reused"...)
 		buf = append(buf, v...)
@@ -28,7 +29,7 @@ func TestAppendKeepsNoLabelMemory(t *testing.T) {
 		b.Add("__name__", unsafe.String(&buf[0], 6))
 		b.Add("v", unsafe.String(&buf[6], 4))
 		b.Overwrite(&lset) // lset's memory is reused on every series
-		_, err := app.Append(0, lset, 1000, float64(i))
+		_, err := app.Append(0, lset, 0, 1000, float64(i), nil, nil, promstorage.AOptions{})
 		require.NoError(t, err)
 		copy(buf, "XXXXXXXXXX") // and so is the caller's buffer
 	}

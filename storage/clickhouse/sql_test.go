@@ -11,6 +11,7 @@ import (
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
 
 	"github.com/luminate-io/luminate/storage/clickhouse/chtest"
@@ -94,9 +95,9 @@ func TestMatcherSQL(t *testing.T) {
 		labels.FromStrings("__name__", "down", "instance", "x'y\\z"),
 		labels.FromStrings("__name__", "weird", "job", "multi\nline"),
 	}
-	app := ts.Appender(t.Context())
+	app := ts.AppenderV2(t.Context())
 	for _, l := range lsets {
-		_, err := app.Append(0, l, 1000, 1)
+		_, err := app.Append(0, l, 0, 1000, 1, nil, nil, promstorage.AOptions{})
 		require.NoError(t, err)
 	}
 	require.NoError(t, app.Commit())

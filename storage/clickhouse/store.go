@@ -11,8 +11,6 @@ import (
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/prometheus/model/metadata"
-	promstorage "github.com/prometheus/prometheus/storage"
 
 	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/tenancy"
@@ -191,22 +189,6 @@ func (s *Store) migrateOn(ctx context.Context, conn sqlRunner, sc schema) error 
 	return sc.reconcileTTL(ctx, conn)
 }
 
-// ForTenant returns the view of the store scoped to tenant id.
-func (s *Store) ForTenant(id tenancy.ID) storage.TenantStore {
-	return &tenantStore{s: s, id: id, state: s.tenantState(id)}
-}
-
-func (s *Store) tenantState(id tenancy.ID) *tenantState {
-	s.tenantsMu.Lock()
-	defer s.tenantsMu.Unlock()
-	st := s.tenants[id]
-	if st == nil {
-		st = newTenantState(id)
-		s.tenants[id] = st
-	}
-	return st
-}
-
 // Ready pings ClickHouse: it returns an error wrapping
 // storage.ErrUnavailable when the server does not answer (then neither
 // reads nor writes work). Readiness is public: the driver's error, which
@@ -294,79 +276,4 @@ func (s *Store) pruneCaches(now time.Time) {
 		total += st.prune(h)
 	}
 	s.metrics.activeSeries.Set(float64(total))
-}
-
-// applyRetention drops the daily partitions of both tables that lie wholly
-// before now - Retention, on every node in cluster mode.
-func (s *Store) applyRetention(ctx context.Context, now time.Time) error {
-	cutoffDay := (now.Add(-s.cfg.Retention).UnixMilli()) / msPerDay
-	return s.onEachNode(ctx, func(conn driver.Conn) error {
-		var errs []error
-		for _, table := range []string{samplesTable, seriesTable} {
-			local := s.schema.storageTable(table)
-			q := fmt.Sprintf("SELECT DISTINCT partition FROM system.parts WHERE database = %s AND table = %s AND active", quote(s.schema.db), quote(local))
-			parts, err := s.queryStrings(ctx, conn, q)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			for _, p := range parts {
-				var day int64
-				if _, err := fmt.Sscan(p, &day); err != nil || day >= cutoffDay {
-					continue
-				}
-				alter := fmt.Sprintf("ALTER TABLE %s DROP PARTITION %d", s.schema.table(local), day)
-				if err := conn.Exec(ctx, alter); err != nil {
-					errs = append(errs, fmt.Errorf("drop partition %d of %s: %w", day, local, err))
-					continue
-				}
-				s.logger.Info("retention dropped partition", slog.String("table", local), slog.Int64("day", day))
-			}
-		}
-		return errors.Join(errs...)
-	})
-}
-
-func (s *Store) queryStrings(ctx context.Context, conn driver.Conn, q string) ([]string, error) {
-	rows, err := conn.Query(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var v string
-		if err := rows.Scan(&v); err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
-}
-
-// tenantStore is one tenant's view of the store.
-type tenantStore struct {
-	s     *Store
-	id    tenancy.ID
-	state *tenantState
-}
-
-func (ts *tenantStore) Appender(ctx context.Context) promstorage.Appender {
-	return appenderV1{ts.newAppender(ctx)}
-}
-
-func (ts *tenantStore) AppenderV2(ctx context.Context) promstorage.AppenderV2 {
-	return appenderV2{ts.newAppender(ctx)}
-}
-
-// ExemplarQuerier returns a querier of the tenant's exemplars (exemplars.go).
-func (ts *tenantStore) ExemplarQuerier(ctx context.Context) (promstorage.ExemplarQuerier, error) {
-	return &exemplarQuerier{ctx: ctx, ts: ts}, nil
-}
-
-// Metadata returns the latest metadata of the tenant's metric families
-// (metadata.go): of metric only when not empty, at most limit families
-// when limit > 0.
-func (ts *tenantStore) Metadata(ctx context.Context, metric string, limit int) (map[string]metadata.Metadata, error) {
-	return ts.s.readMetadata(ctx, "metadata", ts.id, metric, limit)
 }

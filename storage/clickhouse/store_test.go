@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
+	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
 
 	"github.com/luminate-io/luminate/storage"
@@ -91,8 +92,8 @@ type sample struct {
 
 func write(t testing.TB, ts storage.TenantStore, lset labels.Labels, tt int64, v float64) {
 	t.Helper()
-	app := ts.Appender(t.Context())
-	_, err := app.Append(0, lset, tt, v)
+	app := ts.AppenderV2(t.Context())
+	_, err := app.Append(0, lset, 0, tt, v, nil, nil, promstorage.AOptions{})
 	require.NoError(t, err)
 	require.NoError(t, app.Commit())
 }
@@ -132,9 +133,9 @@ func TestLastWriteWinsAcrossParts(t *testing.T) {
 	s = openStore(t, cfg)
 	ts = s.ForTenant("lww")
 	write(t, ts, lset, 5000, 6)
-	app := ts.Appender(t.Context())
+	app := ts.AppenderV2(t.Context())
 	for _, v := range []float64{7, 8, math.Float64frombits(value.StaleNaN)} {
-		_, err := app.Append(0, lset, 5000, v)
+		_, err := app.Append(0, lset, 0, 5000, v, nil, nil, promstorage.AOptions{})
 		require.NoError(t, err)
 	}
 	require.NoError(t, app.Commit())
@@ -192,8 +193,8 @@ func TestSeriesLimit(t *testing.T) {
 	for i := range 3 {
 		write(t, small, labels.FromStrings("__name__", "s", "i", fmt.Sprint(i)), now, 1)
 	}
-	app := small.Appender(t.Context())
-	_, err := app.Append(0, labels.FromStrings("__name__", "s", "i", "3"), now, 1)
+	app := small.AppenderV2(t.Context())
+	_, err := app.Append(0, labels.FromStrings("__name__", "s", "i", "3"), 0, now, 1, nil, nil, promstorage.AOptions{})
 	require.ErrorIs(t, err, storage.ErrSeriesLimit)
 	require.NoError(t, app.Rollback())
 	write(t, small, labels.FromStrings("__name__", "s", "i", "0"), now+1000, 2) // existing series flow
@@ -204,10 +205,10 @@ func TestSeriesLimit(t *testing.T) {
 
 	s = openStore(t, cfg)
 	small = s.ForTenant("small")
-	app = small.Appender(t.Context())
-	_, err = app.Append(0, labels.FromStrings("__name__", "s", "i", "4"), now, 1)
+	app = small.AppenderV2(t.Context())
+	_, err = app.Append(0, labels.FromStrings("__name__", "s", "i", "4"), 0, now, 1, nil, nil, promstorage.AOptions{})
 	require.True(t, errors.Is(err, storage.ErrSeriesLimit), "after restart the 3 active series are remembered: %v", err)
-	_, err = app.Append(0, labels.FromStrings("__name__", "s", "i", "1"), now+1000, 2)
+	_, err = app.Append(0, labels.FromStrings("__name__", "s", "i", "1"), 0, now+1000, 2, nil, nil, promstorage.AOptions{})
 	require.NoError(t, err)
 	require.NoError(t, app.Commit())
 }

@@ -30,12 +30,12 @@ func cardinalityData() []series {
 func testCardinality(t *testing.T, b Backend) {
 	st := b.Open(t)
 	a, other := st.ForTenant(tenantA), st.ForTenant(tenantB)
-	write(t, v2, a, cardinalityData()...)
+	write(t, a, cardinalityData()...)
 	bData := cardinalityData()
 	for i := range 10 {
 		bData = append(bData, series{ls("__name__", "b_only", "secret", fmt.Sprint("s", i)), steps(500, 1000, 20, constant(2))})
 	}
-	write(t, v2, other, bData...)
+	write(t, other, bData...)
 
 	t.Run("own series", func(t *testing.T) {
 		card := cardinality(t, a, 10, "b_only", "secret")

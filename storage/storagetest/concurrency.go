@@ -32,11 +32,10 @@ func testConcurrentAppenders(t *testing.T, b Backend) {
 	for _, id := range tenants {
 		for w := range writers {
 			own := ls("__name__", "concurrent", "series", fmt.Sprint("writer-", w))
-			kind := appenderKinds[w%2]
 			wg.Go(func() {
 				var mine []series
 				for c := range commits {
-					tx := kind.begin(t.Context(), st.ForTenant(id))
+					tx := begin(t.Context(), st.ForTenant(id))
 					var batch []series
 					for i := range perCommit {
 						n := int64((c*perCommit+i)*writers + w)

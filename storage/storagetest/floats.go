@@ -37,35 +37,31 @@ var specialFloats = []specialFloat{
 // testSpecialFloats round-trips every special value: bit-exact for all but
 // plain NaN, which must come back as a NaN that is not the staleness marker.
 func testSpecialFloats(t *testing.T, b Backend) {
-	for _, kind := range appenderKinds {
-		t.Run(kind.name, func(t *testing.T) {
-			ts := b.Open(t).ForTenant(tenantA)
-			var data []series
-			// All values in one series, back to back and between ordinary
-			// values, so that every transition goes through the encoding.
-			var mixed []sample
-			tm := baseTime
-			for _, f := range specialFloats {
-				for _, v := range []float64{f.v, f.v, 1.5, f.v, 42} {
-					mixed = append(mixed, sample{tm, v})
-					tm += step
-				}
-			}
-			data = append(data, series{ls("__name__", "special", "layout", "mixed"), mixed})
-			for _, f := range specialFloats {
-				// Alone, and as the first and last sample of a series.
-				data = append(data,
-					series{ls("__name__", "special", "layout", "alone", "value", f.name), []sample{{baseTime, f.v}}},
-					series{ls("__name__", "special", "layout", "edges", "value", f.name), []sample{{baseTime, f.v}, {baseTime + step, 1}, {baseTime + 2*step, -2}, {baseTime + 3*step, f.v}}},
-				)
-			}
-			write(t, kind, ts, data...)
-			want := merge(data)
-			got := selectSeries(t, ts, 0, math.MaxInt64, eq("__name__", "special"))
-			requireSameSeries(t, want, got, "special float values")
-			requireStaleNaNBits(t, want, got)
-		})
+	ts := b.Open(t).ForTenant(tenantA)
+	var data []series
+	// All values in one series, back to back and between ordinary
+	// values, so that every transition goes through the encoding.
+	var mixed []sample
+	tm := baseTime
+	for _, f := range specialFloats {
+		for _, v := range []float64{f.v, f.v, 1.5, f.v, 42} {
+			mixed = append(mixed, sample{tm, v})
+			tm += step
+		}
 	}
+	data = append(data, series{ls("__name__", "special", "layout", "mixed"), mixed})
+	for _, f := range specialFloats {
+		// Alone, and as the first and last sample of a series.
+		data = append(data,
+			series{ls("__name__", "special", "layout", "alone", "value", f.name), []sample{{baseTime, f.v}}},
+			series{ls("__name__", "special", "layout", "edges", "value", f.name), []sample{{baseTime, f.v}, {baseTime + step, 1}, {baseTime + 2*step, -2}, {baseTime + 3*step, f.v}}},
+		)
+	}
+	write(t, ts, data...)
+	want := merge(data)
+	got := selectSeries(t, ts, 0, math.MaxInt64, eq("__name__", "special"))
+	requireSameSeries(t, want, got, "special float values")
+	requireStaleNaNBits(t, want, got)
 }
 
 // requireStaleNaNBits requires every staleness marker of want to come back

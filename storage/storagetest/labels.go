@@ -26,9 +26,9 @@ func labelData() []series {
 func openLabelData(t *testing.T, b Backend) storage.TenantStore {
 	st := b.Open(t)
 	ts := st.ForTenant(tenantA)
-	write(t, v2, ts, labelData()...)
+	write(t, ts, labelData()...)
 	// Another tenant's labels must never show up.
-	write(t, v2, st.ForTenant(tenantB),
+	write(t, st.ForTenant(tenantB),
 		series{ls("__name__", "new_metric", "job", "api", "instance", "i1", "other_label", "b"), steps(8000, 1000, 2, constant(5))},
 		series{ls("__name__", "other_metric", "job", "other"), steps(1000, 1000, 9, constant(6))})
 	return ts

@@ -44,10 +44,10 @@ func testMatchers(t *testing.T, b Backend) {
 	for _, k := range keys {
 		batch = append(batch, data[k])
 	}
-	write(t, v2, ts, batch...)
+	write(t, ts, batch...)
 	// A series without __name__ is valid in Prometheus' data model; written
 	// apart so that a refusal fails one check, not every case.
-	tx := v2.begin(t.Context(), ts)
+	tx := begin(t.Context(), ts)
 	g := data["g"]
 	var gErr error
 	for _, s := range g.samples {

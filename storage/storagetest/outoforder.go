@@ -22,14 +22,6 @@ const (
 // documented rule is last write wins: the value committed later (or
 // appended later in the same transaction) is returned.
 func testOutOfOrderAndDuplicates(t *testing.T, b Backend) {
-	for _, kind := range appenderKinds {
-		t.Run(kind.name, func(t *testing.T) {
-			testOutOfOrder(t, b, kind)
-		})
-	}
-}
-
-func testOutOfOrder(t *testing.T, b Backend, kind appenderKind) {
 	all := re("__name__", ".+")
 
 	t.Run("re-sent batch", func(t *testing.T) {
@@ -39,8 +31,8 @@ func testOutOfOrder(t *testing.T, b Backend, kind appenderKind) {
 			{ls("__name__", "resent", "i", "2"), steps(baseTime, step, 200, linear(0.25, 0.5))},
 			{ls("__name__", "resent", "i", "3"), steps(baseTime, step, 200, constant(math.Inf(1)))},
 		}
-		write(t, kind, ts, batch...)
-		write(t, kind, ts, batch...)
+		write(t, ts, batch...)
+		write(t, ts, batch...)
 		requireSelect(t, ts, merge(batch), 0, math.MaxInt64, all)
 
 		// A retry overlapping the old batch by half and extending it.
@@ -48,8 +40,8 @@ func testOutOfOrder(t *testing.T, b Backend, kind appenderKind) {
 		for _, s := range batch {
 			overlap = append(overlap, series{s.lset, append(slices.Clone(s.samples[100:]), steps(baseTime+200*step, step, 100, constant(7))...)})
 		}
-		write(t, kind, ts, overlap...)
-		write(t, kind, ts, overlap...)
+		write(t, ts, overlap...)
+		write(t, ts, overlap...)
 		requireSelect(t, ts, merge(batch, overlap), 0, math.MaxInt64, all)
 	})
 
@@ -57,7 +49,7 @@ func testOutOfOrder(t *testing.T, b Backend, kind appenderKind) {
 		ts := b.Open(t).ForTenant(tenantA)
 		s := series{ls("__name__", "dup"), steps(baseTime, step, 10, linear(1, 1))}
 		twice := series{s.lset, append(slices.Clone(s.samples), s.samples...)}
-		write(t, kind, ts, twice)
+		write(t, ts, twice)
 		requireSelect(t, ts, []series{s}, 0, math.MaxInt64, all)
 	})
 
@@ -67,7 +59,7 @@ func testOutOfOrder(t *testing.T, b Backend, kind appenderKind) {
 		for _, i := range []int64{5, 3, 9, 1, 7, 0, 8, 2, 6, 4} {
 			s.samples = append(s.samples, sample{baseTime + i*step, float64(i)})
 		}
-		write(t, kind, ts, s)
+		write(t, ts, s)
 		requireSelect(t, ts, merge([]series{s}), 0, math.MaxInt64, all)
 	})
 
@@ -90,7 +82,7 @@ func testOutOfOrder(t *testing.T, b Backend, kind appenderKind) {
 				s = append(s, smp)
 			}
 			batch := []series{{lset, s}, {other, steps(baseTime+int64(c*100)*step, step, 100, linear(float64(c*100), 1))}}
-			write(t, kind, ts, batch...)
+			write(t, ts, batch...)
 			batches = append(batches, batch)
 		}
 		requireSelect(t, ts, merge(batches...), 0, math.MaxInt64, all)
@@ -98,14 +90,14 @@ func testOutOfOrder(t *testing.T, b Backend, kind appenderKind) {
 		// The held-back samples, newest first, in one transaction.
 		slices.Reverse(held)
 		late := []series{{lset, held}}
-		write(t, kind, ts, late...)
+		write(t, ts, late...)
 		batches = append(batches, late)
 		requireSelect(t, ts, merge(batches...), 0, math.MaxInt64, all)
 
 		// Older than every sample of the series, one at a time.
 		for _, old := range []sample{{baseTime - step, -1}, {baseTime - hour, -2}, {baseTime - 24*hour, -3}, {baseTime - 30*24*hour, -4}} {
 			older := []series{{lset, []sample{old}}}
-			write(t, kind, ts, older...)
+			write(t, ts, older...)
 			batches = append(batches, older)
 		}
 		want := merge(batches...)
@@ -121,7 +113,7 @@ func testOutOfOrder(t *testing.T, b Backend, kind appenderKind) {
 		var batches [][]series
 		commit := func(smp ...sample) {
 			batch := []series{{lset, smp}}
-			write(t, kind, ts, batch...)
+			write(t, ts, batch...)
 			batches = append(batches, batch)
 		}
 		// Across transactions.

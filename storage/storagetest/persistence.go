@@ -22,7 +22,7 @@ func testPersistence(t *testing.T, b Backend) {
 	st := b.Open(t)
 	written := map[tenancy.ID][][]series{}
 	commit := func(id tenancy.ID, ss ...series) {
-		write(t, v2, st.ForTenant(id), ss...)
+		write(t, st.ForTenant(id), ss...)
 		written[id] = append(written[id], ss)
 	}
 
@@ -119,9 +119,9 @@ func testContinueAfterReopen(t *testing.T, b Backend) {
 		before = append(before, series{lset, walk(n, baseTime)})
 		after = append(after, series{lset, walk(150, baseTime+int64(n)*step)})
 	}
-	write(t, v2, st.ForTenant(tenantA), before...)
+	write(t, st.ForTenant(tenantA), before...)
 	st = b.Reopen(t, st)
-	write(t, v2, st.ForTenant(tenantA), after...)
+	write(t, st.ForTenant(tenantA), after...)
 	requireSelect(t, st.ForTenant(tenantA), merge(before, after), 0, math.MaxInt64, eq("__name__", "continued"))
 	st = b.Reopen(t, st)
 	requireSelect(t, st.ForTenant(tenantA), merge(before, after), 0, math.MaxInt64, eq("__name__", "continued"))

@@ -102,6 +102,12 @@ func (*promStorage) StartTime() (int64, error) { return math.MinInt64, nil }
 // Close closes the store.
 func (s *promStorage) Close() error { return s.store.Close() }
 
+// Appender is there for promstorage.Storage only: the suite loads
+// through AppenderV2, and Luminate's stores have no other appender.
+func (*promStorage) Appender(context.Context) promstorage.Appender {
+	panic("storagetest: the PromQL suite appends through AppenderV2")
+}
+
 // AppenderV2 is the appender the suite loads with.
 func (s *promStorage) AppenderV2(ctx context.Context) promstorage.AppenderV2 {
 	return &promAppender{main: s.TenantStore.AppenderV2(ctx), shadow: s.shadow.AppenderV2(ctx)}

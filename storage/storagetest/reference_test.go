@@ -109,7 +109,6 @@ type refView struct {
 	id tenancy.ID
 }
 
-func (*refView) Appender(context.Context) promstorage.Appender { return nil }
 func (v *refView) AppenderV2(context.Context) promstorage.AppenderV2 {
 	return &refAppender{v}
 }

@@ -33,7 +33,7 @@ func testManySeries(t *testing.T, b Backend) {
 		}
 	}
 	for i := 0; i < len(data); i += 2000 {
-		write(t, v2, ts, data[i:i+2000]...)
+		write(t, ts, data[i:i+2000]...)
 	}
 	want := merge(data)
 	const mint, maxt = 0, math.MaxInt64
@@ -117,7 +117,7 @@ func testLongSeries(t *testing.T, b Backend) {
 		for _, n := range lengths {
 			for _, m := range valueModels {
 				s := gen("long_series", n, m)
-				write(t, v2, ts, s)
+				write(t, ts, s)
 				data = append(data, s)
 			}
 		}
@@ -125,17 +125,13 @@ func testLongSeries(t *testing.T, b Backend) {
 	})
 
 	t.Run("one transaction per scrape", func(t *testing.T) {
-		for _, kind := range appenderKinds {
-			t.Run(kind.name, func(t *testing.T) {
-				ts := b.Open(t).ForTenant(tenantA)
-				var data []series
-				for i := range 10 {
-					data = append(data, gen("scraped", 480, valueModels[i%len(valueModels)], "target", fmt.Sprint(i)))
-				}
-				writeScrapes(t, kind, ts, data...)
-				requireLongSeries(t, ts, merge(data))
-			})
+		ts := b.Open(t).ForTenant(tenantA)
+		var data []series
+		for i := range 10 {
+			data = append(data, gen("scraped", 480, valueModels[i%len(valueModels)], "target", fmt.Sprint(i)))
 		}
+		writeScrapes(t, ts, data...)
+		requireLongSeries(t, ts, merge(data))
 	})
 }
 

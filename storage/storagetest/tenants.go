@@ -40,7 +40,7 @@ func testTenantIsolation(t *testing.T, b Backend) {
 			// Interleave the tenants' writes, identical series first.
 			for i := range 4 {
 				for _, id := range pair {
-					write(t, v2, st.ForTenant(id), tenantData(id, base[id])[i])
+					write(t, st.ForTenant(id), tenantData(id, base[id])[i])
 				}
 			}
 			for _, id := range pair {
@@ -149,39 +149,35 @@ func keys(m map[string]bool) []string {
 // stored in any tenant, while the valid samples of the same transaction
 // are committed.
 func testTenantLabelRefused(t *testing.T, b Backend) {
-	for _, kind := range appenderKinds {
-		t.Run(kind.name, func(t *testing.T) {
-			st := b.Open(t)
-			a, other := st.ForTenant(tenantA), st.ForTenant(tenantB)
-			valid := series{ls("__name__", "ok_metric", "job", "api"), []sample{{1000, 1}, {2000, 2}}}
-			forged := []labels.Labels{
-				ls("__name__", "forged_metric", tenancy.Label, string(tenantB)),
-				ls("__name__", "forged_metric", tenancy.Label, string(tenantA)),
-				ls("__name__", "ok_metric", "job", "api", tenancy.Label, string(tenantB)),
-				ls("__name__", "ok_metric", "job", "api", tenancy.Label, string(tenantA)),
-				ls(tenancy.Label, string(tenantB)),
-			}
-			tx := kind.begin(t.Context(), a)
-			_, err := tx.add(0, valid.lset, 1000, 1)
-			require.NoError(t, err)
-			for _, l := range forged {
-				_, err := tx.add(0, l, 1000, 666)
-				require.Error(t, err, "%s.Append(%s) must be refused", kind.name, l)
-				require.True(t, errors.Is(err, storage.ErrTenantLabel), "%s.Append(%s) error %q must wrap storage.ErrTenantLabel", kind.name, l, err)
-				_, err = tx.add(0, l, 1500, 667)
-				require.ErrorIs(t, err, storage.ErrTenantLabel, "second %s.Append(%s) in the same transaction", kind.name, l)
-			}
-			_, err = tx.add(0, valid.lset, 2000, 2)
-			require.NoError(t, err)
-			require.NoError(t, tx.Commit(), "Commit after refused Appends")
-
-			requireSelect(t, a, []series{valid}, 0, 10000, re("__name__", ".+"))
-			requireSelect(t, other, nil, 0, 10000, re("__name__", ".+"))
-			require.Equal(t, []string{"ok_metric"}, labelValues(t, a, 0, 10000, "__name__", nil))
-			require.Equal(t, []string{"__name__", "job"}, labelNames(t, a, 0, 10000, nil))
-			require.Empty(t, labelNames(t, other, 0, 10000, nil))
-			require.Empty(t, labelValues(t, a, 0, 10000, tenancy.Label, nil))
-			require.Empty(t, labelValues(t, other, 0, 10000, tenancy.Label, nil))
-		})
+	st := b.Open(t)
+	a, other := st.ForTenant(tenantA), st.ForTenant(tenantB)
+	valid := series{ls("__name__", "ok_metric", "job", "api"), []sample{{1000, 1}, {2000, 2}}}
+	forged := []labels.Labels{
+		ls("__name__", "forged_metric", tenancy.Label, string(tenantB)),
+		ls("__name__", "forged_metric", tenancy.Label, string(tenantA)),
+		ls("__name__", "ok_metric", "job", "api", tenancy.Label, string(tenantB)),
+		ls("__name__", "ok_metric", "job", "api", tenancy.Label, string(tenantA)),
+		ls(tenancy.Label, string(tenantB)),
 	}
+	tx := begin(t.Context(), a)
+	_, err := tx.add(0, valid.lset, 1000, 1)
+	require.NoError(t, err)
+	for _, l := range forged {
+		_, err := tx.add(0, l, 1000, 666)
+		require.Error(t, err, "Append(%s) must be refused", l)
+		require.True(t, errors.Is(err, storage.ErrTenantLabel), "Append(%s) error %q must wrap storage.ErrTenantLabel", l, err)
+		_, err = tx.add(0, l, 1500, 667)
+		require.ErrorIs(t, err, storage.ErrTenantLabel, "second Append(%s) in the same transaction", l)
+	}
+	_, err = tx.add(0, valid.lset, 2000, 2)
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(), "Commit after refused Appends")
+
+	requireSelect(t, a, []series{valid}, 0, 10000, re("__name__", ".+"))
+	requireSelect(t, other, nil, 0, 10000, re("__name__", ".+"))
+	require.Equal(t, []string{"ok_metric"}, labelValues(t, a, 0, 10000, "__name__", nil))
+	require.Equal(t, []string{"__name__", "job"}, labelNames(t, a, 0, 10000, nil))
+	require.Empty(t, labelNames(t, other, 0, 10000, nil))
+	require.Empty(t, labelValues(t, a, 0, 10000, tenancy.Label, nil))
+	require.Empty(t, labelValues(t, other, 0, 10000, tenancy.Label, nil))
 }

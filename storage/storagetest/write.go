@@ -24,86 +24,58 @@ type series struct {
 	samples []sample
 }
 
-// txn is one append transaction through either Prometheus appender
-// interface, reduced to what the cases need.
-type txn interface {
-	// add appends one float sample. ref is 0 or a reference an earlier add
-	// returned for the same label set.
-	add(ref promstorage.SeriesRef, l labels.Labels, t int64, f float64) (promstorage.SeriesRef, error)
-	Commit() error
-	Rollback() error
-}
+// txn is one AppenderV2 transaction, reduced to what the cases need.
+type txn struct{ app promstorage.AppenderV2 }
 
-type v1Txn struct{ app promstorage.Appender }
+// begin starts a transaction on ts.
+func begin(ctx context.Context, ts storage.TenantStore) txn { return txn{ts.AppenderV2(ctx)} }
 
-func (x v1Txn) add(ref promstorage.SeriesRef, l labels.Labels, t int64, f float64) (promstorage.SeriesRef, error) {
-	return x.app.Append(ref, l, t, f)
-}
-func (x v1Txn) Commit() error   { return x.app.Commit() }
-func (x v1Txn) Rollback() error { return x.app.Rollback() }
-
-type v2Txn struct{ app promstorage.AppenderV2 }
-
-func (x v2Txn) add(ref promstorage.SeriesRef, l labels.Labels, t int64, f float64) (promstorage.SeriesRef, error) {
+// add appends one float sample. ref is 0 or a reference an earlier add
+// returned for the same label set.
+func (x txn) add(ref promstorage.SeriesRef, l labels.Labels, t int64, f float64) (promstorage.SeriesRef, error) {
 	return x.app.Append(ref, l, 0, t, f, nil, nil, promstorage.AOptions{})
 }
-func (x v2Txn) Commit() error   { return x.app.Commit() }
-func (x v2Txn) Rollback() error { return x.app.Rollback() }
-
-// appenderKind names one of the two Prometheus appender interfaces; cases
-// that write run once per kind.
-type appenderKind struct {
-	name  string
-	begin func(ctx context.Context, ts storage.TenantStore) txn
-}
-
-var appenderKinds = []appenderKind{
-	{"Appender", func(ctx context.Context, ts storage.TenantStore) txn { return v1Txn{ts.Appender(ctx)} }},
-	{"AppenderV2", func(ctx context.Context, ts storage.TenantStore) txn { return v2Txn{ts.AppenderV2(ctx)} }},
-}
-
-// v2 is the kind used where the appender interface does not matter; the
-// PromQL suite and the remote-write receiver use AppenderV2.
-var v2 = appenderKinds[1]
+func (x txn) Commit() error   { return x.app.Commit() }
+func (x txn) Rollback() error { return x.app.Rollback() }
 
 // write appends ss in one transaction, series after series (as a remote
 // write request arrives), and commits it.
-func write(t testing.TB, kind appenderKind, ts storage.TenantStore, ss ...series) {
+func write(t testing.TB, ts storage.TenantStore, ss ...series) {
 	t.Helper()
-	tx := kind.begin(t.Context(), ts)
+	tx := begin(t.Context(), ts)
 	for _, s := range ss {
 		for _, smp := range s.samples {
 			if _, err := tx.add(0, s.lset, smp.T, smp.F); err != nil {
 				_ = tx.Rollback()
-				require.NoError(t, err, "%s.Append(%s, %d, %s)", kind.name, s.lset, smp.T, fmtValue(smp.F))
+				require.NoError(t, err, "Append(%s, %d, %s)", s.lset, smp.T, fmtValue(smp.F))
 			}
 		}
 	}
-	require.NoError(t, tx.Commit(), "%s.Commit", kind.name)
+	require.NoError(t, tx.Commit(), "Commit")
 }
 
 // writeScrapes appends ss as a scraper would: one transaction per
 // timestamp holding every series' sample at that timestamp, reusing the
 // series references the appender returned. All series must share their
 // timestamps.
-func writeScrapes(t testing.TB, kind appenderKind, ts storage.TenantStore, ss ...series) {
+func writeScrapes(t testing.TB, ts storage.TenantStore, ss ...series) {
 	t.Helper()
 	if len(ss) == 0 {
 		return
 	}
 	refs := make([]promstorage.SeriesRef, len(ss))
 	for i := range ss[0].samples {
-		tx := kind.begin(t.Context(), ts)
+		tx := begin(t.Context(), ts)
 		for j, s := range ss {
 			smp := s.samples[i]
 			ref, err := tx.add(refs[j], s.lset, smp.T, smp.F)
 			if err != nil {
 				_ = tx.Rollback()
-				require.NoError(t, err, "%s.Append(ref=%d, %s, %d, %s)", kind.name, refs[j], s.lset, smp.T, fmtValue(smp.F))
+				require.NoError(t, err, "Append(ref=%d, %s, %d, %s)", refs[j], s.lset, smp.T, fmtValue(smp.F))
 			}
 			refs[j] = ref
 		}
-		require.NoError(t, tx.Commit(), "%s.Commit of scrape %d", kind.name, i)
+		require.NoError(t, tx.Commit(), "Commit of scrape %d", i)
 	}
 }
 

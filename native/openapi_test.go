@@ -1,4 +1,4 @@
-package api_test
+package native_test
 
 import (
 	"bytes"
@@ -37,7 +37,7 @@ func TestOpenAPI(t *testing.T) {
 	resp, doc := e.send(t, http.MethodGet, "/api/v1/openapi.yaml", "", "", nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Equal(t, "application/yaml", resp.Header.Get("Content-Type"))
-	file, err := os.ReadFile("openapi.yaml")
+	file, err := os.ReadFile("../api/openapi.yaml")
 	require.NoError(t, err)
 	require.Equal(t, string(file), string(doc), "the served document is api/openapi.yaml")
 
@@ -123,6 +123,7 @@ func TestOpenAPI(t *testing.T) {
 		{"tenant filter", "POST", "/api/v1/query", acmeR, "application/json", `{"queryType":"raw","metric":"cpu","dimensions":{"_tenant_id":"x"},` + span + `}`, 400, false},
 		{"execution error", "POST", "/api/v1/query", acmeR, "application/json", `{"queryType":"promql","query":"label_replace(vector(1), \"a\", \"b\", \"c\", \"(\")"}`, 422, false},
 		{"body too large", "POST", "/api/v1/query", acmeR, "application/json", `{"queryType":"metrics","prefix":"` + strings.Repeat("x", 65<<10) + `"}`, 413, false},
+		{"query sent as a form", "POST", "/api/v1/query", acmeR, "application/x-www-form-urlencoded", `{"queryType":"metrics"}`, 415, true},
 		{"query unauthenticated", "POST", "/api/v1/query", "", "application/json", `{"queryType":"metrics"}`, 401, false},
 		{"query without scope", "POST", "/api/v1/query", acmeW, "application/json", `{"queryType":"metrics"}`, 403, false},
 

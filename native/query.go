@@ -1,8 +1,8 @@
-package api
+package native
 
-// The native unified query API: POST /api/v1/query with a JSON body whose
-// queryType says what is asked. The same path keeps its Prometheus meaning
-// for a GET or a form POST, so the handler dispatches on Content-Type.
+// The native query: POST /api/v1/query with a JSON body whose queryType
+// says what is asked. The same path keeps its Prometheus meaning for a GET
+// or a form POST, so Query.Serve dispatches on Content-Type.
 //
 // Every type is answered in one envelope:
 //
@@ -10,21 +10,18 @@ package api
 //	 "stats":{"seriesScanned":2,"samplesScanned":6,"durationMs":0.8},
 //	 "warnings":["..."]}
 //
-// and errors in the native error envelope of WriteError. The queries run on
-// the PromQL engine of package promql (promql.API.Exec), under its limits;
-// the index types (metrics, dimensions, dimension_values) read the tenant's
-// index directly, bounded by --query.timeout. api/openapi.yaml is the
-// reference of the wire format.
+// and errors in the native error envelope (apierror.Native). The queries
+// are translated to PromQL and run on the Engine, under its limits; the
+// index types (metrics, dimensions, dimension_values) read the tenant's
+// index directly, bounded by the engine's timeout.
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"mime"
 	"net/http"
@@ -148,11 +145,19 @@ var allFields = func() map[string]bool {
 
 // Bounds of a request.
 const (
-	// maxBuckets bounds the buckets of an aggregate query and the steps of
-	// a promql range query, as Prometheus bounds a range query's points.
-	maxBuckets = 11000
+	// maxPoints bounds the buckets of an aggregate query and the steps of
+	// a promql range query: the native API's own bound (api/openapi.yaml),
+	// checked here to name the field at fault. It is Prometheus' bound of
+	// a range query's points, which the engine applies to every query
+	// whatever its API; TestMaxPointsRunOnTheEngine runs maxPoints buckets
+	// through promql's engine, so that the two cannot drift apart.
+	maxPoints = 11000
 	// maxFilters bounds dimensions and filters together, and groupBy.
 	maxFilters = 64
+	// maxBodyBytes bounds the JSON body of one query (413 above it).
+	maxBodyBytes = 64 << 10
+	// defaultLookback is the lookback of a latest query that gives none.
+	defaultLookback = 5 * time.Minute
 )
 
 // Times are accepted from year 1 to 9999, what RFC 3339 can write, so no
@@ -314,9 +319,9 @@ func (q *QueryRequest) validate(fields []jsonField) error {
 		if err := checkRange(q.Start, q.End, true); err != nil {
 			return err
 		}
-		if n := q.buckets(); n > maxBuckets {
+		if n := q.buckets(); n > maxPoints {
 			return apierror.Field(fieldInterval, "%d buckets of %s between start and end: at most %d are allowed, choose a longer interval",
-				n, model.Duration(q.Interval), maxBuckets)
+				n, model.Duration(q.Interval), maxPoints)
 		}
 	case QueryLatest:
 		return require(fieldMetric)
@@ -352,8 +357,8 @@ func (q *QueryRequest) validate(fields []jsonField) error {
 		if err := checkRange(q.Start, q.End, false); err != nil {
 			return err
 		}
-		if n := q.End.Sub(q.Start)/q.Step + 1; n > maxBuckets {
-			return apierror.Field(fieldStep, "%d steps between start and end: at most %d are allowed, choose a longer step", n, maxBuckets)
+		if n := q.End.Sub(q.Start)/q.Step + 1; n > maxPoints {
+			return apierror.Field(fieldStep, "%d steps between start and end: at most %d are allowed, choose a longer step", n, maxPoints)
 		}
 	}
 	return nil
@@ -395,12 +400,6 @@ func listTypes() string {
 	return strings.Join(s, ", ")
 }
 
-// jsonField is one member of a JSON object, in document order.
-type jsonField struct {
-	name  string
-	value json.RawMessage
-}
-
 func lookup(fields []jsonField, name string) (json.RawMessage, bool) {
 	for _, f := range fields {
 		if f.name == name {
@@ -408,73 +407,6 @@ func lookup(fields []jsonField, name string) (json.RawMessage, bool) {
 		}
 	}
 	return nil, false
-}
-
-// readObject reads data, a JSON object, into its members in document
-// order. Members whose value is null are left out, as if absent; a member
-// given twice is an error. Names are matched exactly (encoding/json would
-// match them case-insensitively). field names the object in errors ("" for
-// the body).
-func readObject(data []byte, field string) ([]jsonField, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	where := field
-	if where == "" {
-		where = "the body"
-	}
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, jsonSyntaxError(err, field)
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, apierror.Field(field, "%s must be a JSON object", where)
-	}
-	var out []jsonField
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, jsonSyntaxError(err, field)
-		}
-		name, _ := tok.(string) // object keys are always strings
-		path := joinField(field, name)
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, jsonSyntaxError(err, path)
-		}
-		for _, f := range out {
-			if f.name == name {
-				return nil, apierror.Field(path, "field %s given twice", path)
-			}
-		}
-		if string(v) == "null" {
-			// Absent, but remembered for the duplicate check.
-			out = append(out, jsonField{name: name})
-			continue
-		}
-		out = append(out, jsonField{name: name, value: v})
-	}
-	if _, err := dec.Token(); err != nil { // the closing brace
-		return nil, jsonSyntaxError(err, field)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, apierror.Field(field, "unexpected data after the JSON object")
-	}
-	// Drop the nulls now that duplicates are checked.
-	return slices.DeleteFunc(out, func(f jsonField) bool { return f.value == nil }), nil
-}
-
-func joinField(parent, name string) string {
-	if parent == "" {
-		return name
-	}
-	return parent + "." + name
-}
-
-func jsonSyntaxError(err error, field string) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return apierror.Field(field, "truncated JSON body")
-	}
-	return apierror.Field(field, "invalid JSON: %v", err)
 }
 
 func decodeString(raw json.RawMessage, field string) (string, error) {
@@ -610,33 +542,17 @@ func decodeFilters(raw json.RawMessage) ([]*labels.Matcher, error) {
 }
 
 // decodeTime decodes an RFC 3339 string or a whole number of Unix
-// milliseconds.
+// milliseconds (parseTimestamp) from the year 1 to 9999, what RFC 3339
+// can write, so that no arithmetic on it overflows.
 func decodeTime(raw json.RawMessage, field string) (time.Time, error) {
-	var t time.Time
-	if raw[0] == '"' {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return time.Time{}, apierror.Field(field, "%s must be an RFC 3339 string or Unix milliseconds", field)
-		}
-		var err error
-		if t, err = time.Parse(time.RFC3339Nano, s); err != nil {
-			return time.Time{}, apierror.Field(field, "%s %q is not RFC 3339 (2026-11-26T10:00:00Z) nor Unix milliseconds", field, shortText(s))
-		}
-	} else {
-		ms, err := strconv.ParseInt(string(raw), 10, 64)
-		if err != nil {
-			return time.Time{}, apierror.Field(field, "%s %s is not a whole number of Unix milliseconds nor an RFC 3339 string", field, shortText(string(raw)))
-		}
-		if ms < minQueryTime.UnixMilli() || ms > maxQueryTime.UnixMilli() {
-			return time.Time{}, apierror.Field(field, "%s %d is outside the years 1 to 9999", field, ms)
-		}
-		t = time.UnixMilli(ms)
+	ms, err := parseTimestamp(raw, field, 0)
+	if err != nil {
+		return time.Time{}, apierror.Field(field, "%v", err)
 	}
-	if t.Before(minQueryTime) || t.After(maxQueryTime) {
-		return time.Time{}, apierror.Field(field, "%s is outside the years 1 to 9999", field)
+	if ms < minQueryTime.UnixMilli() || ms > maxQueryTime.UnixMilli() {
+		return time.Time{}, apierror.Field(field, "%s %d is outside the years 1 to 9999", field, ms)
 	}
-	// Storage keeps milliseconds.
-	return t.Truncate(time.Millisecond).UTC(), nil
+	return time.UnixMilli(ms).UTC(), nil
 }
 
 // decodeDuration decodes a Prometheus duration string ("30s", "5m",
@@ -717,157 +633,133 @@ func decodeGroupBy(raw json.RawMessage) ([]string, error) {
 	return out, nil
 }
 
-// shortText bounds what an error message repeats of a request.
-func shortText(s string) string {
-	const max = 64
-	if len(s) <= max {
-		return s
+// Engine runs the PromQL a native query is translated to: *promql.API,
+// under the Prometheus API's limits (--query.* and the tenant's series
+// and samples per query), with errors apierror classifies and that name
+// the setting raising a limit. The router has admitted the query.
+type Engine interface {
+	Exec(ctx context.Context, t storage.Tenant, req promql.ExecRequest) (*promql.ExecResult, error)
+	// Timeout is --query.timeout, which bounds the index reads of the
+	// metrics, dimensions and dimension_values types too.
+	Timeout() time.Duration
+}
+
+// Query serves /api/v1/query: native JSON queries, and the rest through
+// the Prometheus API.
+type Query struct {
+	engine Engine
+	prom   func(*http.Request, storage.Tenant) (any, error)
+}
+
+// NewQuery returns the query of /api/v1/query. A POST with Content-Type
+// application/json is a native query (ParseQueryRequest), run on engine
+// over the request's tenant; so is a POST without a Content-Type whose body
+// is a JSON object. Anything else (a GET, a form POST) is served by prom,
+// the Prometheus API's query, so that Grafana and native clients share the
+// path. Mount Serve as a Query route with FormatOf.
+func NewQuery(engine Engine, prom func(*http.Request, storage.Tenant) (any, error)) *Query {
+	return &Query{engine: engine, prom: prom}
+}
+
+// FormatOf is the wire format of r's answers, the router's refusals
+// included: the native envelope for a native query (and for a body that
+// looks like one sent as a form), Prometheus' for the rest.
+func (q *Query) FormatOf(r *http.Request) apierror.Format {
+	if native, err := q.native(r); native || err != nil {
+		return apierror.Native
 	}
-	cut := max
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
+	return apierror.Prometheus
 }
 
-// QueryConfig configures the native query API. Its query limits are the
-// Prometheus API's (--query.* and the per-tenant limits), applied by
-// promql.API.Exec.
-type QueryConfig struct {
-	// MaxBodyBytes bounds the JSON body of one query (413 above it).
-	MaxBodyBytes int64
-	// DefaultLookback is the lookback of a latest query that gives none.
-	DefaultLookback time.Duration
-}
-
-// DefaultQueryConfig returns the defaults.
-func DefaultQueryConfig() QueryConfig {
-	return QueryConfig{MaxBodyBytes: 64 << 10, DefaultLookback: 5 * time.Minute}
-}
-
-// Validate checks the configuration.
-func (c QueryConfig) Validate() error {
-	var errs []error
-	if c.MaxBodyBytes <= 0 {
-		errs = append(errs, fmt.Errorf("native query: MaxBodyBytes %d must be positive", c.MaxBodyBytes))
-	}
-	if c.DefaultLookback <= 0 {
-		errs = append(errs, fmt.Errorf("native query: DefaultLookback %s must be positive", c.DefaultLookback))
-	}
-	return errors.Join(errs...)
-}
-
-// queryHandler serves /api/v1/query.
-type queryHandler struct {
-	cfg    QueryConfig
-	store  storage.MetricsStore
-	engine *promql.API
-	promQL http.Handler
-	logger *slog.Logger
-}
-
-// NewQueryHandler returns the handler of /api/v1/query. A POST with
-// Content-Type application/json is a native query (ParseQueryRequest),
-// answered in the native envelope from the view of the request's tenant,
-// and so is a POST without a Content-Type whose body is a JSON object
-// (sniffNative); anything else (a GET, a form POST) is passed to promQL, the Prometheus
-// API's handler, so that Grafana and native clients share the path.
-// PromQL runs on engine, under its limits. Mount it behind the router's
-// authentication with scope metrics:read.
-func NewQueryHandler(cfg QueryConfig, store storage.MetricsStore, engine *promql.API, promQL http.Handler, logger *slog.Logger) (http.Handler, error) {
-	if err := cfg.Validate(); err != nil {
+// Serve answers a native query with a *QueryResponse and hands the rest to
+// the Prometheus API.
+func (q *Query) Serve(r *http.Request, t storage.Tenant) (any, error) {
+	native, err := q.native(r)
+	if err != nil {
 		return nil, err
 	}
-	if store == nil || engine == nil || promQL == nil {
-		return nil, errors.New("api: NewQueryHandler needs a store, a PromQL engine and the Prometheus API handler")
-	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	return &queryHandler{cfg: cfg, store: store, engine: engine, promQL: promQL, logger: logger}, nil
-}
-
-// QueryWriteError renders the router's refusals (authentication, scope,
-// limits) on /api/v1/query as that request's own API would: the native
-// envelope for a native query (a JSON POST), prom (the Prometheus API's
-// envelope) for the rest.
-func QueryWriteError(prom func(http.ResponseWriter, *http.Request, error)) func(http.ResponseWriter, *http.Request, error) {
-	return func(w http.ResponseWriter, r *http.Request, err error) {
-		if r.Method == http.MethodPost && isJSON(r.Header.Get("Content-Type")) {
-			WriteError(w, r, err)
-			return
-		}
-		prom(w, r, err)
-	}
-}
-
-// isJSON reports whether a Content-Type is application/json.
-func isJSON(contentType string) bool {
-	mt, _, err := mime.ParseMediaType(contentType)
-	return err == nil && mt == "application/json"
-}
-
-func (h *queryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	native := r.Method == http.MethodPost && isJSON(r.Header.Get("Content-Type"))
-	if r.Method == http.MethodPost && r.Header.Get("Content-Type") == "" {
-		var err error
-		if native, err = sniffNative(r, h.cfg.MaxBodyBytes); err != nil {
-			WriteError(w, r, err)
-			return
-		}
-	}
 	if !native {
-		h.promQL.ServeHTTP(w, r)
-		return
+		return q.prom(r, t)
 	}
 	start := time.Now()
-	resp, err := h.serve(w, r)
+	resp, err := q.serve(r, t)
 	if resp != nil && resp.close != nil {
-		defer resp.close()
+		resp.close() // Data holds copies of the engine's points
 	}
 	if err != nil {
-		WriteError(w, r, err)
-		return
+		return nil, err
 	}
 	resp.Stats.DurationMs = float64(time.Since(start).Microseconds()) / 1000
-	WriteJSON(w, http.StatusOK, resp)
+	return resp, nil
 }
 
-// sniffNative tells a POST without a Content-Type apart: a body whose
-// first byte past white space is '{' is a native JSON query; an empty body,
-// or one sent with URL query parameters, is the Prometheus query it has
-// always been (Go reads its parameters from the URL alone); any other body
-// is refused, naming both content types, since it is neither a form nor
-// JSON. It leaves r.Body readable from its first non-white-space byte, and
-// reads at most maxBytes of white space.
-func sniffNative(r *http.Request, maxBytes int64) (bool, error) {
+// sniffed is a POST body read up to its first byte past white space, and
+// what that byte said (Query.native), so that every look at the request
+// gets the same answer.
+type sniffed struct {
+	io.Reader // the body from its first byte past white space
+	io.Closer
+	native bool
+	err    error
+}
+
+// native tells whether r is a native query. A POST with Content-Type
+// application/json is; a POST without a Content-Type is if its first byte
+// past white space is '{'; an empty body, or one sent with URL query
+// parameters, is the Prometheus query it has always been (Go reads its
+// parameters from the URL alone); any other body is refused naming both
+// content types, since it is neither a form nor JSON. A form whose body
+// is a JSON object (curl -d's default Content-Type) is refused too, saying
+// to send Content-Type: application/json: no Prometheus client sends one,
+// and parsed as a form it would fail as "no expression found in input".
+// It reads at most maxBodyBytes of white space, and leaves r.Body readable
+// from its first byte past it.
+func (q *Query) native(r *http.Request) (bool, error) {
+	if s, ok := r.Body.(*sniffed); ok {
+		return s.native, s.err
+	}
+	ct := r.Header.Get("Content-Type")
+	if r.Method != http.MethodPost || isJSON(ct) {
+		return r.Method == http.MethodPost, nil
+	}
+	mt, _, _ := mime.ParseMediaType(ct)
+	form := mt == "application/x-www-form-urlencoded"
+	if ct != "" && !form {
+		return false, nil
+	}
 	br := bufio.NewReader(r.Body)
-	r.Body = struct {
-		io.Reader
-		io.Closer
-	}{br, r.Body}
+	s := &sniffed{Reader: br, Closer: r.Body}
+	r.Body = s
 	for n := int64(0); ; n++ {
-		if n >= maxBytes {
-			return false, apierror.New(apierror.TooLarge, "query body larger than %d bytes", maxBytes)
+		if n >= maxBodyBytes {
+			if !form {
+				s.err = apierror.New(apierror.TooLarge, "query body larger than %d bytes", maxBodyBytes)
+			}
+			return s.native, s.err
 		}
 		b, err := br.ReadByte()
 		switch {
 		case err == io.EOF:
 			return false, nil
 		case err != nil:
-			return false, apierror.Wrap(apierror.InvalidArgument, err, "read query body")
+			s.err = apierror.Wrap(apierror.InvalidArgument, err, "read query body")
+			return false, s.err
 		case b == ' ' || b == '\t' || b == '\r' || b == '\n':
 			continue
 		}
 		_ = br.UnreadByte()
-		if b == '{' {
-			return true, nil
+		switch {
+		case r.URL.RawQuery != "" || (form && b != '{'):
+		case form:
+			s.err = apierror.New(apierror.UnsupportedMediaType,
+				"POST %s with Content-Type %s and a JSON object for body: send a native query with Content-Type: application/json (curl -H 'Content-Type: application/json' -d ...), or a PromQL query as a form (query=...)", r.URL.Path, mt)
+		case b == '{':
+			s.native = true
+		default:
+			s.err = apierror.New(apierror.UnsupportedMediaType,
+				"POST %s without a Content-Type: send a native query as Content-Type: application/json, or a PromQL query as Content-Type: application/x-www-form-urlencoded", r.URL.Path)
 		}
-		if r.URL.RawQuery != "" {
-			return false, nil
-		}
-		return false, apierror.New(apierror.UnsupportedMediaType,
-			"POST %s without a Content-Type: send a native query as Content-Type: application/json, or a PromQL query as Content-Type: application/x-www-form-urlencoded", r.URL.Path)
+		return s.native, s.err
 	}
 }
 
@@ -881,7 +773,7 @@ type QueryResponse struct {
 	// truncation by limit; absent when there are none.
 	Warnings []string `json:"warnings,omitempty"`
 
-	close func() // releases the engine's result Data points into
+	close func() // releases the engine's result, once Data is built
 }
 
 // QueryStats says what a query cost.
@@ -895,24 +787,16 @@ type QueryStats struct {
 	DurationMs float64 `json:"durationMs"`
 }
 
-func (h *queryHandler) serve(w http.ResponseWriter, r *http.Request) (*QueryResponse, error) {
-	p, err := tenancy.FromContext(r.Context())
-	if err != nil {
+func (h *Query) serve(r *http.Request, t storage.Tenant) (*QueryResponse, error) {
+	if err := checkBody(r); err != nil {
 		return nil, err
 	}
-	if err := tenancy.RequireScope(p, tenancy.ScopeRead); err != nil {
-		return nil, err
-	}
-	if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
-		return nil, apierror.New(apierror.UnsupportedMediaType, "Content-Encoding %q is not supported: send the JSON uncompressed", enc)
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
 	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return nil, apierror.New(apierror.TooLarge, "query body larger than %d bytes", h.cfg.MaxBodyBytes)
-		}
 		return nil, apierror.Wrap(apierror.InvalidArgument, err, "read query body")
+	}
+	if int64(len(body)) > maxBodyBytes {
+		return nil, apierror.New(apierror.TooLarge, "query body larger than %d bytes", maxBodyBytes)
 	}
 	q, err := ParseQueryRequest(body)
 	if err != nil {
@@ -922,32 +806,23 @@ func (h *queryHandler) serve(w http.ResponseWriter, r *http.Request) (*QueryResp
 	ctx := r.Context()
 	switch q.Type {
 	case QueryRaw:
-		err = h.raw(ctx, p.Tenant, q, resp)
+		err = h.raw(ctx, t, q, resp)
 	case QueryAggregate:
-		err = h.aggregate(ctx, p.Tenant, q, resp)
+		err = h.aggregate(ctx, t, q, resp)
 	case QueryLatest:
-		err = h.latest(ctx, p.Tenant, q, resp)
+		err = h.latest(ctx, t, q, resp)
 	case QueryPromQL:
-		err = h.promql(ctx, p.Tenant, q, resp)
+		err = h.promql(ctx, t, q, resp)
 	case QueryMetrics, QueryDimensions, QueryDimensionValues:
-		err = h.index(ctx, p.Tenant, q, resp)
+		err = h.index(ctx, t, q, resp)
 	}
 	return resp, err
 }
 
-// exec runs expr on the engine and accounts its cost in resp. The caller
-// reads the value before resp is written and released.
-func (h *queryHandler) exec(ctx context.Context, id tenancy.ID, req promql.ExecRequest, resp *QueryResponse) (parser.Value, error) {
-	res, err := h.execResult(ctx, id, req, resp)
-	if err != nil {
-		return nil, err
-	}
-	return res.Value, nil
-}
-
-// execResult is exec returning the whole result.
-func (h *queryHandler) execResult(ctx context.Context, id tenancy.ID, req promql.ExecRequest, resp *QueryResponse) (*promql.ExecResult, error) {
-	res, err := h.engine.Exec(ctx, id, req)
+// exec runs req on the engine and accounts its cost in resp, which
+// releases the result once its Data is built.
+func (h *Query) exec(ctx context.Context, t storage.Tenant, req promql.ExecRequest, resp *QueryResponse) (*promql.ExecResult, error) {
+	res, err := h.engine.Exec(ctx, t, req)
 	if err != nil {
 		return nil, err
 	}
@@ -991,9 +866,9 @@ func rangeOf(vs *parser.VectorSelector, start, end time.Time) *parser.MatrixSele
 // raw answers a raw query: every sample of the matching series with
 // start <= t <= end, evaluated as the range selector metric{...}[end-start]
 // at end.
-func (h *queryHandler) raw(ctx context.Context, id tenancy.ID, q *QueryRequest, resp *QueryResponse) error {
+func (h *Query) raw(ctx context.Context, t storage.Tenant, q *QueryRequest, resp *QueryResponse) error {
 	expr := rangeOf(q.selector(), q.Start, q.End).String()
-	res, err := h.execResult(ctx, id, promql.ExecRequest{Query: expr, Start: q.End, End: q.End, HistogramKinds: true}, resp)
+	res, err := h.exec(ctx, t, promql.ExecRequest{Query: expr, Start: q.End, End: q.End, HistogramKinds: true}, resp)
 	if err != nil {
 		return err
 	}
@@ -1015,24 +890,24 @@ func (h *queryHandler) raw(ctx context.Context, id tenancy.ID, q *QueryRequest, 
 		}
 		series = append(series, sp)
 	}
-	resp.Data = SeriesData{Series: resp.limitSeries(series, q.Limit)}
+	resp.Data = SeriesData{Series: limit(resp, series, q.Limit)}
 	return nil
 }
 
 // latest answers a latest query: the last sample of each matching series
 // within lookback before time, (time - lookback, time], as PromQL's
 // lookback; stale markers are not samples.
-func (h *queryHandler) latest(ctx context.Context, id tenancy.ID, q *QueryRequest, resp *QueryResponse) error {
+func (h *Query) latest(ctx context.Context, t storage.Tenant, q *QueryRequest, resp *QueryResponse) error {
 	at := q.Time
 	if at.IsZero() {
 		at = time.Now().Truncate(time.Millisecond)
 	}
 	lookback := q.Lookback
 	if lookback == 0 {
-		lookback = h.cfg.DefaultLookback
+		lookback = defaultLookback
 	}
 	expr := (&parser.MatrixSelector{VectorSelector: q.selector(), Range: lookback}).String()
-	res, err := h.execResult(ctx, id, promql.ExecRequest{Query: expr, Start: at, End: at, HistogramKinds: true}, resp)
+	res, err := h.exec(ctx, t, promql.ExecRequest{Query: expr, Start: at, End: at, HistogramKinds: true}, resp)
 	if err != nil {
 		return err
 	}
@@ -1048,18 +923,14 @@ func (h *queryHandler) latest(ctx context.Context, id tenancy.ID, q *QueryReques
 			v.Timestamp, v.Histogram = last.T, histogramOf(last.H, !res.IntegerHistogram(s.Metric, last.T))
 		case nf > 0:
 			last := s.Floats[nf-1]
-			f := SampleValue(last.F)
+			f := Float(last.F)
 			v.Timestamp, v.Value = last.T, &f
 		default:
 			continue
 		}
 		out = append(out, v)
 	}
-	if q.Limit > 0 && len(out) > q.Limit {
-		out = out[:q.Limit]
-		resp.warn(warnTruncated)
-	}
-	resp.Data = LatestData{Series: out}
+	resp.Data = LatestData{Series: limit(resp, out, q.Limit)}
 	return nil
 }
 
@@ -1083,30 +954,25 @@ func (h *queryHandler) latest(ctx context.Context, id tenancy.ID, q *QueryReques
 // The percentiles pool the samples of a group's series, which PromQL
 // cannot: they read the samples of the whole range (bounded by
 // --query.max-samples) and compute each bucket's quantile here.
-func (h *queryHandler) aggregate(ctx context.Context, id tenancy.ID, q *QueryRequest, resp *QueryResponse) error {
+func (h *Query) aggregate(ctx context.Context, t storage.Tenant, q *QueryRequest, resp *QueryResponse) error {
 	n := q.buckets()
 	last := q.Start.Add(time.Duration(n) * q.Interval) // end of the last bucket, exclusive
 	if phi, ok := quantiles[q.Aggregation]; ok {
 		expr := rangeOf(q.selector(), q.Start, last.Add(-time.Millisecond)).String()
-		v, err := h.exec(ctx, id, promql.ExecRequest{Query: expr, Start: last.Add(-time.Millisecond), End: last.Add(-time.Millisecond)}, resp)
+		res, err := h.exec(ctx, t, promql.ExecRequest{Query: expr, Start: last.Add(-time.Millisecond), End: last.Add(-time.Millisecond)}, resp)
 		if err != nil {
 			return err
 		}
-		resp.Data = SeriesData{Series: resp.percentiles(matrixOf(v), q, phi)}
+		resp.Data = SeriesData{Series: resp.percentiles(matrixOf(res.Value), q, phi)}
 		return nil
 	}
 	expr := aggregateExpr(q).String()
 	offset := q.Interval - time.Millisecond
-	v, err := h.exec(ctx, id, promql.ExecRequest{
-		Query: expr,
-		Start: q.Start.Add(offset),
-		End:   last.Add(-time.Millisecond),
-		Step:  q.Interval,
-	}, resp)
+	res, err := h.exec(ctx, t, promql.ExecRequest{Query: expr, Start: q.Start.Add(offset), End: last.Add(-time.Millisecond), Step: q.Interval}, resp)
 	if err != nil {
 		return err
 	}
-	m := matrixOf(v)
+	m := matrixOf(res.Value)
 	sortByLabels(m)
 	resp.Data = SeriesData{Series: resp.seriesPoints(m, q.Metric, offset)}
 	return nil
@@ -1210,7 +1076,7 @@ func quantile(phi float64, vs []float64) float64 {
 
 // promql answers a promql query, instant at time (default now) or over
 // start, end and step.
-func (h *queryHandler) promql(ctx context.Context, id tenancy.ID, q *QueryRequest, resp *QueryResponse) error {
+func (h *Query) promql(ctx context.Context, t storage.Tenant, q *QueryRequest, resp *QueryResponse) error {
 	req := promql.ExecRequest{Query: q.Query, Lookback: q.Lookback}
 	if q.ranged() {
 		req.Start, req.End, req.Step = q.Start, q.End, q.Step
@@ -1221,12 +1087,12 @@ func (h *queryHandler) promql(ctx context.Context, id tenancy.ID, q *QueryReques
 		}
 		req.Start, req.End = at, at
 	}
-	v, err := h.exec(ctx, id, req, resp)
+	res, err := h.exec(ctx, t, req, resp)
 	if err != nil {
 		return err
 	}
-	data := PromQLData{ResultType: string(v.Type())}
-	switch v := v.(type) {
+	data := PromQLData{ResultType: string(res.Value.Type())}
+	switch v := res.Value.(type) {
 	case pql.Matrix:
 		data.Result = resp.seriesPoints(v, "", 0)
 	case pql.Vector:
@@ -1237,7 +1103,7 @@ func (h *queryHandler) promql(ctx context.Context, id tenancy.ID, q *QueryReques
 				continue
 			}
 			metric, dims := splitLabels(s.Metric)
-			v := SampleValue(s.F)
+			v := Float(s.F)
 			out = append(out, SeriesValue{Metric: metric, Dimensions: dims, Timestamp: s.T, Value: &v})
 		}
 		data.Result = out
@@ -1254,18 +1120,18 @@ func (h *queryHandler) promql(ctx context.Context, id tenancy.ID, q *QueryReques
 
 // index answers metrics, dimensions and dimension_values from the
 // tenant's index (no samples are read), bounded by --query.timeout.
-func (h *queryHandler) index(ctx context.Context, id tenancy.ID, q *QueryRequest, resp *QueryResponse) error {
+func (h *Query) index(ctx context.Context, t storage.Tenant, q *QueryRequest, resp *QueryResponse) error {
 	timeout := h.engine.Timeout()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	mint, maxt := indexMinTime, indexMaxTime
+	mint, maxt := int64(math.MinInt64), int64(math.MaxInt64) // every time; the stores take any range
 	if !q.Start.IsZero() {
 		mint = q.Start.UnixMilli()
 	}
 	if !q.End.IsZero() {
 		maxt = q.End.UnixMilli()
 	}
-	querier, err := h.store.ForTenant(id).Querier(mint, maxt)
+	querier, err := t.Store.Querier(mint, maxt)
 	if err != nil {
 		return indexError(err, timeout)
 	}
@@ -1300,17 +1166,13 @@ func (h *queryHandler) index(ctx context.Context, id tenancy.ID, q *QueryRequest
 		return indexError(err, timeout)
 	}
 	resp.addWarnings(ws, "")
-	vals = slices.DeleteFunc(vals, func(v string) bool { return v == "" })
-	if q.Limit > 0 && len(vals) > q.Limit {
-		vals = vals[:q.Limit]
-		resp.warn(warnTruncated)
-	}
+	vals = limit(resp, slices.DeleteFunc(vals, func(v string) bool { return v == "" }), q.Limit)
 	if vals == nil {
 		vals = []string{}
 	}
 	switch q.Type {
 	case QueryMetrics:
-		md, err := h.store.ForTenant(id).Metadata(ctx, "", 0) // at most the tenant's max_metadata
+		md, err := t.Store.Metadata(ctx, "", 0) // at most the tenant's max_metadata
 		if err != nil {
 			return indexError(err, timeout)
 		}
@@ -1322,13 +1184,6 @@ func (h *queryHandler) index(ctx context.Context, id tenancy.ID, q *QueryRequest
 	}
 	return nil
 }
-
-// The default time range of an index query: Prometheus' own bounds
-// (v1.MinTime and v1.MaxTime), in milliseconds.
-var (
-	indexMinTime = time.Unix(math.MinInt64/1000+62135596801, 0).UnixMilli()
-	indexMaxTime = time.Unix(math.MaxInt64/1000-62135596801, 999999999).UnixMilli()
-)
 
 // MetricMetadata is what a metric's writers said of it: its type
 // (counter, gauge, histogram, gaugehistogram, summary, info, stateset,
@@ -1380,7 +1235,7 @@ func metadataOf(names []string, md map[string]metadata.Metadata) map[string]Metr
 // indexError names the setting a timed-out index read exceeded.
 func indexError(err error, timeout time.Duration) error {
 	if errors.Is(err, context.DeadlineExceeded) {
-		return &apierror.Error{Kind: apierror.Timeout, Msg: fmt.Sprintf("index read exceeded the query timeout (raise --query.timeout=%s)", timeout), Err: err}
+		return apierror.Limit(apierror.Timeout, tenancy.Global("--query.timeout"), "index read exceeded the query timeout of %s", timeout)
 	}
 	return err
 }
@@ -1433,7 +1288,7 @@ type SeriesValue struct {
 	Metric     string            `json:"metric,omitempty"`
 	Dimensions map[string]string `json:"dimensions"`
 	Timestamp  int64             `json:"timestamp"`
-	Value      *SampleValue      `json:"value,omitempty"`
+	Value      *Float            `json:"value,omitempty"`
 	Histogram  *Histogram        `json:"histogram,omitempty"`
 }
 
@@ -1443,18 +1298,18 @@ type SeriesValue struct {
 // every byte a marshaler returns, a third of the encoding time of a
 // series of floats.)
 type Point struct {
-	Timestamp int64        `json:"timestamp"`
-	Value     *SampleValue `json:"value,omitempty"`
-	Histogram *Histogram   `json:"histogram,omitempty"`
+	Timestamp int64      `json:"timestamp"`
+	Value     *Float     `json:"value,omitempty"`
+	Histogram *Histogram `json:"histogram,omitempty"`
 }
 
 // floatPoints returns the points of the samples of fs, shifted back by
 // shift milliseconds, their values in one allocation.
 func floatPoints(fs []pql.FPoint, shift int64) []Point {
-	vals := make([]SampleValue, len(fs))
+	vals := make([]Float, len(fs))
 	out := make([]Point, len(fs))
 	for i, p := range fs {
-		vals[i] = SampleValue(p.F)
+		vals[i] = Float(p.F)
 		out[i] = Point{Timestamp: p.T - shift, Value: &vals[i]}
 	}
 	return out
@@ -1464,18 +1319,18 @@ func floatPoints(fs []pql.FPoint, shift int64) []Point {
 // takes: counts absolute per bucket (not deltas), empty and zero fields
 // omitted. Float tells a float histogram from an integer one.
 type Histogram struct {
-	Schema           int32         `json:"schema"`
-	Count            SampleValue   `json:"count"`
-	Sum              SampleValue   `json:"sum"`
-	ZeroThreshold    float64       `json:"zero_threshold,omitempty"`
-	ZeroCount        SampleValue   `json:"zero_count,omitempty"`
-	CounterResetHint string        `json:"counter_reset_hint"`
-	PositiveSpans    []Span        `json:"positive_spans,omitempty"`
-	PositiveCounts   []SampleValue `json:"positive_counts,omitempty"`
-	NegativeSpans    []Span        `json:"negative_spans,omitempty"`
-	NegativeCounts   []SampleValue `json:"negative_counts,omitempty"`
-	CustomValues     []float64     `json:"custom_values,omitempty"`
-	Float            bool          `json:"float,omitempty"`
+	Schema           int32     `json:"schema"`
+	Count            Float     `json:"count"`
+	Sum              Float     `json:"sum"`
+	ZeroThreshold    float64   `json:"zero_threshold,omitempty"`
+	ZeroCount        Float     `json:"zero_count,omitempty"`
+	CounterResetHint string    `json:"counter_reset_hint"`
+	PositiveSpans    []Span    `json:"positive_spans,omitempty"`
+	PositiveCounts   []Float   `json:"positive_counts,omitempty"`
+	NegativeSpans    []Span    `json:"negative_spans,omitempty"`
+	NegativeCounts   []Float   `json:"negative_counts,omitempty"`
+	CustomValues     []float64 `json:"custom_values,omitempty"`
+	Float            bool      `json:"float,omitempty"`
 }
 
 // Span is a run of consecutive buckets: Offset buckets after the previous
@@ -1506,22 +1361,22 @@ func histogramOf(h *histogram.FloatHistogram, isFloat bool) *Histogram {
 		}
 		return out
 	}
-	counts := func(cs []float64) []SampleValue {
+	counts := func(cs []float64) []Float {
 		if len(cs) == 0 {
 			return nil
 		}
-		out := make([]SampleValue, len(cs))
+		out := make([]Float, len(cs))
 		for i, c := range cs {
-			out[i] = SampleValue(c)
+			out[i] = Float(c)
 		}
 		return out
 	}
 	return &Histogram{
 		Schema:           h.Schema,
-		Count:            SampleValue(h.Count),
-		Sum:              SampleValue(h.Sum),
+		Count:            Float(h.Count),
+		Sum:              Float(h.Sum),
 		ZeroThreshold:    h.ZeroThreshold,
-		ZeroCount:        SampleValue(h.ZeroCount),
+		ZeroCount:        Float(h.ZeroCount),
 		CounterResetHint: counterResetHints[h.CounterResetHint],
 		PositiveSpans:    spans(h.PositiveSpans),
 		PositiveCounts:   counts(h.PositiveBuckets),
@@ -1536,47 +1391,6 @@ func histogramOf(h *histogram.FloatHistogram, isFloat bool) *Histogram {
 type StringValue struct {
 	Timestamp int64  `json:"timestamp"`
 	Value     string `json:"value"`
-}
-
-// SampleValue is a sample value: a JSON number, or one of the strings
-// "NaN", "+Inf" and "-Inf", as the native write accepts them.
-type SampleValue float64
-
-// MarshalJSON writes v as a number or a string for the non-finite values.
-func (v SampleValue) MarshalJSON() ([]byte, error) {
-	return appendSampleValue(nil, float64(v)), nil
-}
-
-// appendSampleValue appends f as SampleValue.MarshalJSON writes it.
-func appendSampleValue(b []byte, f float64) []byte {
-	switch {
-	case math.IsNaN(f):
-		return append(b, `"NaN"`...)
-	case math.IsInf(f, 1):
-		return append(b, `"+Inf"`...)
-	case math.IsInf(f, -1):
-		return append(b, `"-Inf"`...)
-	}
-	return strconv.AppendFloat(b, f, 'g', -1, 64)
-}
-
-// UnmarshalJSON reads what MarshalJSON writes.
-func (v *SampleValue) UnmarshalJSON(b []byte) error {
-	switch string(b) {
-	case `"NaN"`:
-		*v = SampleValue(math.NaN())
-	case `"+Inf"`:
-		*v = SampleValue(math.Inf(1))
-	case `"-Inf"`:
-		*v = SampleValue(math.Inf(-1))
-	default:
-		f, err := strconv.ParseFloat(string(b), 64)
-		if err != nil {
-			return fmt.Errorf("sample value %s: %w", b, err)
-		}
-		*v = SampleValue(f)
-	}
-	return nil
 }
 
 // matrixOf returns v as a matrix; a range selector always gives one.
@@ -1607,10 +1421,11 @@ func (resp *QueryResponse) seriesPoints(m pql.Matrix, metric string, shift time.
 	return out
 }
 
-func (resp *QueryResponse) limitSeries(s []SeriesPoints, limit int) []SeriesPoints {
-	if limit > 0 && len(s) > limit {
+// limit cuts s to n items (n > 0), with a warning when it does.
+func limit[T any](resp *QueryResponse, s []T, n int) []T {
+	if n > 0 && len(s) > n {
 		resp.warn(warnTruncated)
-		return s[:limit]
+		return s[:n]
 	}
 	return s
 }

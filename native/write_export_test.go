@@ -1,0 +1,4 @@
+package native
+
+// DecodeWrite is decodeWrite, for FuzzWrite.
+var DecodeWrite = decodeWrite
