@@ -246,9 +246,11 @@ func authenticate(auth Authenticator, scope tenancy.Scope, limits RequestLimiter
 			ex.tenant = p.Tenant
 		}
 		ctx = tenancy.NewContext(ctx, p)
-		if scope != "" && !p.Has(scope) {
-			fail(w, r.WithContext(ctx), render, apierror.New(apierror.PermissionDenied, "token for tenant %s lacks scope %s", p.Tenant, scope))
-			return
+		if scope != "" {
+			if err := tenancy.RequireScope(p, scope); err != nil {
+				fail(w, r.WithContext(ctx), render, err)
+				return
+			}
 		}
 		if limits != nil {
 			if err := limits.AllowRequest(p.Tenant); err != nil {

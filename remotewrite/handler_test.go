@@ -372,7 +372,7 @@ func TestWriteRefused(t *testing.T) {
 		message string
 	}{
 		{name: "no principal", body: small, status: http.StatusUnauthorized},
-		{name: "no write scope", p: &readOnly, body: small, status: http.StatusForbidden, message: "lacks scope metrics:write"},
+		{name: "no write scope", p: &readOnly, body: small, status: http.StatusForbidden, message: `lacks scope "metrics:write"`},
 		{name: "body too large", p: &writer, body: incompressible, status: http.StatusRequestEntityTooLarge, message: "--ingest.max-request-bytes"},
 		{name: "body too large without Content-Length", p: &writer, body: incompressible, chunked: true, status: http.StatusRequestEntityTooLarge, message: "--ingest.max-request-bytes"},
 		{name: "decompressed too large", p: &writer, body: compressible, status: http.StatusRequestEntityTooLarge, message: "--ingest.max-decompressed-bytes"},
