@@ -19,7 +19,9 @@ import (
 // timestamp WithStartZero turned into a zero sample, so that the samples
 // that follow with the same start timestamp (every sample of a counter
 // until it resets) do not inject it again: a zero at an old timestamp on
-// every write would force an out-of-order merge on every write.
+// every write would force an out-of-order merge on every write. It also
+// remembers the newest sample appended, so that a zero sample is appended
+// only after it, as Prometheus' head does: never over a stored sample.
 //
 // It holds at most twice its size: two generations of at most size
 // series each; when the newer is full, the older is dropped. A series
@@ -30,36 +32,39 @@ type StartZeroCache struct {
 	seed maphash.Seed // of the tenants' hashes
 
 	mu       sync.Mutex
-	cur, old map[uint64]int64 // series key -> start timestamp injected
+	cur, old map[uint64]zeroState // by series key
 }
+
+// zeroState is what WithStartZero knows of a series: the start timestamp
+// it last injected (or tried to), and the newest sample appended.
+type zeroState struct{ st, last int64 }
 
 // NewStartZeroCache returns a cache of size series (at least 1).
 func NewStartZeroCache(size int) *StartZeroCache {
 	size = max(size, 1)
-	return &StartZeroCache{size: size, seed: maphash.MakeSeed(), cur: make(map[uint64]int64), old: make(map[uint64]int64)}
+	return &StartZeroCache{size: size, seed: maphash.MakeSeed(), cur: make(map[uint64]zeroState), old: make(map[uint64]zeroState)}
 }
 
-// injected says whether the zero sample at st was already appended for
-// the series of key.
-func (c *StartZeroCache) injected(key uint64, st int64) bool {
+// state is what the cache knows of the series of key.
+func (c *StartZeroCache) state(key uint64) (zeroState, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if v, ok := c.cur[key]; ok {
-		return v == st
+		return v, true
 	}
 	v, ok := c.old[key]
-	return ok && v == st
+	return v, ok
 }
 
-// record remembers the start timestamps of a committed batch.
-func (c *StartZeroCache) record(done map[uint64]int64) {
+// record remembers the series of a committed batch.
+func (c *StartZeroCache) record(done map[uint64]zeroState) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for key, st := range done {
+	for key, s := range done {
 		if _, ok := c.cur[key]; !ok && len(c.cur) >= c.size {
-			c.old, c.cur = c.cur, make(map[uint64]int64)
+			c.old, c.cur = c.cur, make(map[uint64]zeroState)
 		}
-		c.cur[key] = st
+		c.cur[key] = s
 	}
 }
 
@@ -83,10 +88,14 @@ func (c *StartZeroCache) Len() int {
 // of the same schema, zero threshold and custom values with
 // CounterResetHint CounterReset (what tsdb's head appender appends), once
 // per series and start timestamp: the series of tenant whose st is in
-// seen are not injected again. A zero sample the store refuses (out of
-// bounds, or out of order where the store refuses that) is dropped
-// silently; stale markers get none. The start timestamps appended are
-// remembered in seen when the batch commits.
+// seen are not injected again. As in Prometheus' head, the zero sample
+// goes only after the newest sample appended to the series, never over
+// one: a start timestamp at or before it is not injected. A zero sample
+// the store refuses (out of bounds, or out of order where the store
+// refuses that) is dropped silently; stale markers get none. What was
+// appended is remembered in seen when the batch commits. A series seen
+// does not know (evicted, or before a restart) gets its zero whenever st
+// is before t.
 //
 // Series are told apart by a 64-bit hash of the tenant and labels; a
 // collision only costs a zero sample not injected.
@@ -98,13 +107,17 @@ type startZeroAppender struct {
 	promstorage.AppenderV2
 	seen   *StartZeroCache
 	tenant uint64
-	done   map[uint64]int64 // injected in this batch, by series key
+	done   map[uint64]zeroState // appended in this batch, by series key
 }
 
 func (a *startZeroAppender) Append(ref promstorage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AOptions) (promstorage.SeriesRef, error) {
-	if st != 0 && st < t && !stale(v, h, fh) {
+	if st != 0 && !stale(v, h, fh) {
 		key := ls.Hash() ^ (a.tenant * 0x9e3779b97f4a7c15)
-		if !a.injected(key, st) {
+		s, known := a.state(key)
+		inject := st < t && st != s.st && (!known || st > s.last)
+		s.last = max(s.last, t)
+		if inject {
+			s.st = st
 			var zref promstorage.SeriesRef
 			var err error
 			switch {
@@ -130,22 +143,22 @@ func (a *startZeroAppender) Append(ref promstorage.SeriesRef, ls labels.Labels, 
 			}
 			// Refused or not, it is not tried again for this st: the store
 			// refuses it the same way next time.
-			if a.done == nil {
-				a.done = make(map[uint64]int64)
-			}
-			a.done[key] = st
 		}
+		if a.done == nil {
+			a.done = make(map[uint64]zeroState)
+		}
+		a.done[key] = s
 	}
 	return a.AppenderV2.Append(ref, ls, st, t, v, h, fh, opts)
 }
 
-// injected says whether st was injected for key, in this batch or a
+// state is what is known of the series of key, from this batch or a
 // committed one.
-func (a *startZeroAppender) injected(key uint64, st int64) bool {
+func (a *startZeroAppender) state(key uint64) (zeroState, bool) {
 	if v, ok := a.done[key]; ok {
-		return v == st
+		return v, true
 	}
-	return a.seen.injected(key, st)
+	return a.seen.state(key)
 }
 
 // AppendExemplars passes exemplars to app's AppendExemplars, when it has

@@ -122,6 +122,25 @@ func TestWithStartZeroOnce(t *testing.T) {
 	require.Len(t, calls, 3)
 }
 
+// A zero sample never goes over a sample appended before, in the same
+// batch or an earlier one: as in Prometheus' head, a start timestamp at or
+// before the series' newest sample is not injected (an OTel SDK's second
+// point may start at the first one's millisecond).
+func TestWithStartZeroNotOverASample(t *testing.T) {
+	ts := openBadger(t)
+	seen := storage.NewStartZeroCache(100)
+	calls := batch(t, ts, seen, true, func(app promstorage.AppenderV2) {
+		appendFloat(t, app, "c", 1000, 2000, 5)
+		appendFloat(t, app, "c", 2000, 3000, 1) // starts at the first point
+	})
+	require.Equal(t, []call{{"c", 0, 1000, 0, nil}, {"c", 1000, 2000, 5, nil}, {"c", 2000, 3000, 1, nil}}, calls)
+	calls = batch(t, ts, seen, true, func(app promstorage.AppenderV2) { appendFloat(t, app, "c", 2500, 4000, 2) })
+	require.Equal(t, []call{{"c", 2500, 4000, 2, nil}}, calls, "before the newest sample of an earlier batch: not injected")
+	calls = batch(t, ts, seen, true, func(app promstorage.AppenderV2) { appendFloat(t, app, "c", 4500, 5000, 1) })
+	require.Equal(t, []call{{"c", 0, 4500, 0, nil}, {"c", 4500, 5000, 1, nil}}, calls, "after it: injected")
+	require.Equal(t, []point{{t: 1000}, {t: 2000, v: 5}, {t: 3000, v: 1}, {t: 4000, v: 2}, {t: 4500}, {t: 5000, v: 1}}, read(t, ts, "c"))
+}
+
 // A batch rolled back remembers nothing: its zero samples are injected
 // with the next.
 func TestWithStartZeroRollback(t *testing.T) {
