@@ -715,8 +715,8 @@ func otlpMetadata(t *testing.T, s otlpSink) {
 	all, ok := promData(t, s.query, "/api/v1/metadata", s.read).(map[string]any)
 	require.True(t, ok)
 	for name, want := range map[string]string{
-		"http_server_request_count_total":          "counter Requests served.",
-		"queue_length":                             "gauge Items waiting.",
+		"http_server_request_count_total":           "counter Requests served.",
+		"queue_length":                              "gauge Items waiting.",
 		"http_server_request_duration_milliseconds": "histogram Request latency.",
 		"rpc_server_duration_seconds":               "histogram RPC latency.",
 		"json_rpc_duration_milliseconds":            "summary RPC duration.",
