@@ -2,6 +2,7 @@ package apierror
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -24,6 +25,11 @@ const (
 	// Text is a plain-text body, as remote write and remote read senders
 	// expect.
 	Text
+	// OTLPProtobuf and OTLPJSON are OTLP/HTTP's error body, a
+	// google.rpc.Status {code, message} in the encoding of the request
+	// (Content-Type application/x-protobuf or application/json).
+	OTLPProtobuf
+	OTLPJSON
 )
 
 // BearerChallenge is the WWW-Authenticate header of every 401 (RFC 6750).
@@ -61,6 +67,13 @@ func Write(w http.ResponseWriter, f Format, err error, requestID string) Info {
 		h.Set("X-Content-Type-Options", "nosniff")
 		w.WriteHeader(info.Status)
 		_, _ = w.Write(b)
+	case OTLPProtobuf, OTLPJSON:
+		b, ct := RPCStatus(info.Kind, msg, f == OTLPJSON)
+		h := w.Header()
+		h.Set("Content-Type", ct)
+		h.Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(info.Status)
+		_, _ = w.Write(b)
 	case Text:
 		h := w.Header()
 		h.Set("Content-Type", "text/plain; charset=utf-8")
@@ -73,6 +86,47 @@ func Write(w http.ResponseWriter, f Format, err error, requestID string) Info {
 		}})
 	}
 	return info
+}
+
+// RPCStatus encodes a google.rpc.Status of kind k and message msg, as
+// protobuf (field 1 code, varint; field 2 message, bytes) or as JSON, and
+// returns it with its Content-Type. The code is the gRPC code of k.
+func RPCStatus(k Kind, msg string, asJSON bool) (body []byte, contentType string) {
+	code := rpcCodes[k]
+	if asJSON {
+		b, _ := json.Marshal(struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		}{int(code), msg}) // an int and a string: cannot fail
+		return b, "application/json"
+	}
+	b := make([]byte, 0, len(msg)+16)
+	if code != 0 {
+		b = binary.AppendUvarint(append(b, 0x08), uint64(code))
+	}
+	if msg != "" {
+		b = append(binary.AppendUvarint(append(b, 0x12), uint64(len(msg))), msg...)
+	}
+	return b, "application/x-protobuf"
+}
+
+// rpcCodes are the gRPC status codes of the kinds
+// (google.golang.org/grpc/codes).
+var rpcCodes = map[Kind]uint32{
+	Internal:             13, // INTERNAL
+	InvalidArgument:      3,  // INVALID_ARGUMENT
+	Unauthenticated:      16, // UNAUTHENTICATED
+	PermissionDenied:     7,  // PERMISSION_DENIED
+	NotFound:             5,  // NOT_FOUND
+	TooLarge:             3,  // INVALID_ARGUMENT: the request must change, not be retried
+	UnsupportedMediaType: 3,
+	Execution:            3,
+	RateLimited:          8,  // RESOURCE_EXHAUSTED
+	Unavailable:          14, // UNAVAILABLE
+	Timeout:              4,  // DEADLINE_EXCEEDED
+	Canceled:             1,  // CANCELLED
+	RequestTimeout:       3,
+	MethodNotAllowed:     12, // UNIMPLEMENTED
 }
 
 // NativeEnvelope is the native API's error response.

@@ -387,3 +387,33 @@ func register(reg prometheus.Registerer, c *prometheus.CounterVec) *prometheus.C
 	}
 	return c
 }
+
+// AppenderV2 returns an appender of t's view for a protocol that converts
+// and appends its series itself (OTLP): it injects start timestamps as
+// zero samples under --ingest.created-timestamp-zero-ingestion, as Append
+// does. Validate what goes in with Validator and StoreRejection, and
+// count it with Reject and Accepted.
+func (g *Ingester) AppenderV2(ctx context.Context, t storage.Tenant) promstorage.AppenderV2 {
+	return g.appender(ctx, t)
+}
+
+// Validator is the Validator of g's configuration.
+func (g *Ingester) Validator() *Validator { return g.validator }
+
+// Accepted counts the samples (floats and histograms) and exemplars of
+// tenant id that a protocol appending itself stored and committed, and
+// the exemplars the store refused.
+func (g *Ingester) Accepted(id tenancy.ID, samples, exemplars, exemplarsRefused int) {
+	g.metrics.accepted.WithLabelValues(string(id)).Add(float64(samples))
+	if exemplars > 0 {
+		g.metrics.exemplarsAccepted.WithLabelValues(string(id)).Add(float64(exemplars))
+	}
+	if exemplarsRefused > 0 {
+		g.metrics.exemplarsRefused.WithLabelValues(string(id)).Add(float64(exemplarsRefused))
+	}
+}
+
+// StoreRejection returns the *Rejection of an error of AppenderV2.Append
+// about the sample or series ls (a client error), or nil when the store
+// itself failed (then roll back and fail the request).
+func StoreRejection(err error, ls []Label) *Rejection { return storeRejection(err, ls) }

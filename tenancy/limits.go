@@ -59,6 +59,9 @@ type TenantLimits struct {
 	// families beyond it is dropped, samples are not.
 	MaxExemplars int `yaml:"max_exemplars,omitempty"`
 	MaxMetadata  int `yaml:"max_metadata,omitempty"`
+
+	// OTLP is how the tenant's OTLP metrics are translated.
+	OTLP OTLPTranslation `yaml:",inline"`
 }
 
 // DefaultTenantLimits are the limits of a tenant without an override. They
@@ -90,6 +93,7 @@ func DefaultTenantLimits() TenantLimits {
 		MaxConcurrentQueries: 20,
 		MaxExemplars:         100_000,
 		MaxMetadata:          10_000,
+		OTLP:                 DefaultOTLPTranslation(),
 	}
 }
 
@@ -132,6 +136,9 @@ func (tl TenantLimits) Validate() error {
 		if c.v < 0 {
 			errs = append(errs, fmt.Errorf("%s %d is negative (0 means unlimited)", c.key, c.v))
 		}
+	}
+	if err := tl.OTLP.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -177,6 +184,7 @@ func (c *LimitsConfig) RegisterFlags(f *flag.FlagSet) {
 	f.IntVar(&c.MaxSubqueryTotalSteps, "limits.max-subquery-total-steps", d.MaxSubqueryTotalSteps, "Points the subqueries of one query may feed into the functions over them."+q+"max_subquery_total_steps.")
 	f.IntVar(&c.MaxExemplars, "limits.max-exemplars", d.MaxExemplars, "Exemplars each tenant keeps; beyond it the oldest are dropped first."+o+"max_exemplars.")
 	f.IntVar(&c.MaxMetadata, "limits.max-metadata", d.MaxMetadata, "Metric families whose metadata (type, help, unit) each tenant keeps; metadata of further families is dropped, their samples are kept."+o+"max_metadata.")
+	c.OTLP.registerFlags(f)
 	f.StringVar(&c.OverridesFile, "limits.overrides-file", c.OverridesFile, "YAML file of per-tenant limit overrides (overrides: {TENANT: {ingestion_rate: N, ...}}), reloaded when it changes (replace it atomically, e.g. write a new file and rename it) and on SIGHUP.")
 }
 
@@ -208,6 +216,8 @@ type tenantOverride struct {
 
 	MaxExemplars *int `yaml:"max_exemplars,omitempty"`
 	MaxMetadata  *int `yaml:"max_metadata,omitempty"`
+
+	otlpOverride `yaml:",inline"`
 }
 
 func (o tenantOverride) apply(tl TenantLimits) TenantLimits {
@@ -236,6 +246,7 @@ func (o tenantOverride) apply(tl TenantLimits) TenantLimits {
 	set(&tl.MaxSubqueryTotalSteps, o.MaxSubqueryTotalSteps)
 	set(&tl.MaxExemplars, o.MaxExemplars)
 	set(&tl.MaxMetadata, o.MaxMetadata)
+	tl.OTLP = o.otlpOverride.apply(tl.OTLP)
 	return tl
 }
 

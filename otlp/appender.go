@@ -1,0 +1,230 @@
+package otlp
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/exemplar"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
+
+	"github.com/luminate-io/luminate/remotewrite"
+	"github.com/luminate-io/luminate/tenancy"
+)
+
+// appender is the AppenderV2 the converters append to: it applies remote
+// write's rules (remotewrite.Validator: labels, the time window; the
+// histograms' validity and bucket limit; exemplars outside the window
+// dropped) to every sample before the tenant's appender gets it, and
+// counts what it stored and rejected. A rejected sample is not an error
+// for the converter, which goes on with the next: rejections are told
+// in the response's partial_success. An error of the store itself is
+// returned, and kept (fatal): the request then fails and rolls back.
+//
+// It counts the OTLP data points it sees, to tell how many were
+// rejected: one per sample, but the series of one classic histogram or
+// summary point (its _sum, _count, _bucket or quantile series, appended
+// one after the other with one timestamp) count as one point; the
+// target_info samples the converter adds count as none.
+type appender struct {
+	app        promstorage.AppenderV2
+	validator  *remotewrite.Validator
+	window     remotewrite.Window
+	maxBuckets int
+
+	scratch []remotewrite.Label
+	builder labels.ScratchBuilder
+	hashBuf []byte
+
+	// What was stored: samples (floats and histograms) and exemplars,
+	// and the exemplars refused.
+	samples, exemplars, exemplarsRefused int
+	// The data points seen and rejected, by reason, and the first
+	// rejection.
+	points, rejected int
+	byReason         map[remotewrite.Reason]int
+	first            *remotewrite.Rejection
+	// The point being appended, for classic histograms and summaries,
+	// and whether it was rejected.
+	cur         pointKey
+	curRejected bool
+
+	fatal error
+}
+
+type pointKey struct{ family, series uint64 }
+
+func newAppender(app promstorage.AppenderV2, v *remotewrite.Validator, now time.Time, maxBuckets int) *appender {
+	return &appender{app: app, validator: v, window: v.Window(now), maxBuckets: maxBuckets, builder: labels.NewScratchBuilder(16)}
+}
+
+// The target_info series of the converter (helper.go, addResourceTargetInfo).
+const (
+	targetInfoName = "target_info"
+	targetInfoHelp = "Target metadata"
+)
+
+// Append implements promstorage.AppenderV2.
+func (a *appender) Append(ref promstorage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AOptions) (promstorage.SeriesRef, error) {
+	if a.fatal != nil {
+		return 0, a.fatal
+	}
+	a.startPoint(ls, t, h, fh, opts)
+	valid, rej := a.check(ls, t, h, fh)
+	if rej == nil {
+		opts.Exemplars = a.exemplarsInWindow(opts.Exemplars)
+		var err error
+		ref, err = a.app.Append(ref, valid, st, t, v, h, fh, opts)
+		if partial := (*promstorage.AppendPartialError)(nil); errors.As(err, &partial) {
+			a.exemplarsRefused += len(partial.ExemplarErrors)
+			a.exemplars += max(0, len(opts.Exemplars)-len(partial.ExemplarErrors))
+			err = nil
+		} else if err == nil {
+			a.exemplars += len(opts.Exemplars)
+		}
+		if err == nil {
+			a.samples++
+			return ref, nil
+		}
+		if rej = remotewrite.StoreRejection(err, a.scratch); rej == nil {
+			a.fatal = fmt.Errorf("append: %w", err)
+			return 0, a.fatal
+		}
+	}
+	a.exemplarsRefused += len(opts.Exemplars)
+	a.reject(rej, opts)
+	return 0, nil
+}
+
+// startPoint counts the data point a sample of series ls at t begins, if
+// it begins one.
+func (a *appender) startPoint(ls labels.Labels, t int64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AOptions) {
+	if opts.MetricFamilyName == targetInfoName && opts.Metadata.Help == targetInfoHelp {
+		return
+	}
+	if h == nil && fh == nil && (opts.Metadata.Type == model.MetricTypeHistogram || opts.Metadata.Type == model.MetricTypeSummary) {
+		var series uint64
+		series, a.hashBuf = ls.HashWithoutLabels(a.hashBuf, model.MetricNameLabel, model.BucketLabel, model.QuantileLabel)
+		key := pointKey{xxhash.Sum64String(opts.MetricFamilyName) ^ uint64(t), series}
+		if key == a.cur {
+			return
+		}
+		a.cur = key
+	} else {
+		a.cur = pointKey{}
+	}
+	a.points++
+	a.curRejected = false
+}
+
+// reject counts a rejected sample: its point, once.
+func (a *appender) reject(rej *remotewrite.Rejection, opts promstorage.AOptions) {
+	if a.first == nil {
+		a.first = rej
+	}
+	if a.curRejected || (opts.MetricFamilyName == targetInfoName && opts.Metadata.Help == targetInfoHelp) {
+		return
+	}
+	a.curRejected = true
+	a.rejected++
+	if a.byReason == nil {
+		a.byReason = map[remotewrite.Reason]int{}
+	}
+	a.byReason[rej.Reason]++
+}
+
+// check validates a sample of series ls at t, and returns ls normalised
+// (empty values dropped) or why it is rejected.
+func (a *appender) check(ls labels.Labels, t int64, h *histogram.Histogram, fh *histogram.FloatHistogram) (labels.Labels, *remotewrite.Rejection) {
+	a.scratch = a.scratch[:0]
+	ls.Range(func(l labels.Label) { a.scratch = append(a.scratch, remotewrite.Label{Name: l.Name, Value: l.Value}) })
+	n := len(a.scratch)
+	valid, err := a.validator.Series(a.scratch)
+	if err != nil {
+		return ls, asRejection(err)
+	}
+	a.scratch = valid
+	if len(valid) != n {
+		a.builder.Reset()
+		for _, l := range valid {
+			a.builder.Add(l.Name, l.Value)
+		}
+		ls = a.builder.Labels()
+	}
+	if err := a.window.Check(valid, t); err != nil {
+		return ls, asRejection(err)
+	}
+	switch {
+	case h != nil:
+		if err := a.buckets(len(h.PositiveSpans), len(h.NegativeSpans), len(h.PositiveBuckets), len(h.NegativeBuckets), len(h.CustomValues)); err != nil {
+			return ls, a.histogramRejection(t, err)
+		}
+		if err := h.Validate(); err != nil {
+			return ls, a.histogramRejection(t, err)
+		}
+	case fh != nil:
+		if err := a.buckets(len(fh.PositiveSpans), len(fh.NegativeSpans), len(fh.PositiveBuckets), len(fh.NegativeBuckets), len(fh.CustomValues)); err != nil {
+			return ls, a.histogramRejection(t, err)
+		}
+		if err := fh.Validate(); err != nil {
+			return ls, a.histogramRejection(t, err)
+		}
+	}
+	return ls, nil
+}
+
+// buckets checks the sizes of a native histogram against
+// --ingest.max-buckets-per-histogram.
+func (a *appender) buckets(sizes ...int) error {
+	if a.maxBuckets <= 0 {
+		return nil
+	}
+	for _, n := range sizes {
+		if n > a.maxBuckets {
+			return fmt.Errorf("%d spans, buckets or custom bounds on one side, more than the limit of %d %s",
+				n, a.maxBuckets, tenancy.Global("--ingest.max-buckets-per-histogram").Raise())
+		}
+	}
+	return nil
+}
+
+func (a *appender) histogramRejection(t int64, err error) *remotewrite.Rejection {
+	return &remotewrite.Rejection{
+		Reason: remotewrite.ReasonInvalidHistogram,
+		Series: remotewrite.FormatSeries(a.scratch),
+		Msg:    fmt.Sprintf("native histogram at %s: %v", time.UnixMilli(t).UTC().Format(time.RFC3339Nano), err),
+		Err:    err,
+	}
+}
+
+// exemplarsInWindow drops, in place, the exemplars timestamped outside
+// the window, counting them refused.
+func (a *appender) exemplarsInWindow(es []exemplar.Exemplar) []exemplar.Exemplar {
+	n := 0
+	for _, e := range es {
+		if e.HasTs && (e.Ts > a.window.MaxT || e.Ts < a.window.MinT) {
+			a.exemplarsRefused++
+			continue
+		}
+		es[n] = e
+		n++
+	}
+	return es[:n]
+}
+
+// Commit implements promstorage.AppenderV2.
+func (a *appender) Commit() error { return a.app.Commit() }
+
+// Rollback implements promstorage.AppenderV2.
+func (a *appender) Rollback() error { return a.app.Rollback() }
+
+func asRejection(err error) *remotewrite.Rejection {
+	if rej := (*remotewrite.Rejection)(nil); errors.As(err, &rej) {
+		return rej
+	}
+	return &remotewrite.Rejection{Reason: remotewrite.ReasonInvalidSample, Msg: err.Error(), Err: err}
+}
