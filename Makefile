@@ -52,7 +52,7 @@ TEST_FUZZTIME ?= 1m
 test: ## install missing test dependencies, gofmt and go vet (lint), every test, the modern ClickHouse (chDB) check, then the decoder and token fuzzers
 	scripts/test-deps.sh
 	$(MAKE) --no-print-directory lint
-	LUMINATE_PROMETHEUS3="$$(scripts/prometheus3.sh)" $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	LUMINATE_PROMETHEUS3="$$(scripts/prometheus3.sh)" LUMINATE_OTELCOL="$$(scripts/otelcol.sh)" $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	CHDB_LIB_PATH="$$(scripts/chdb-lib.sh)" $(GO) test -tags chdb -count=1 -run '^TestModern' -v ./storage/clickhouse/
 	@set -e; for t in $(TEST_FUZZ); do \
 		echo "== fuzz $${t#*:} in $${t%%:*} for $(TEST_FUZZTIME)"; \
