@@ -24,6 +24,7 @@ import (
 	"github.com/luminate-io/luminate/api"
 	"github.com/luminate-io/luminate/apierror"
 	"github.com/luminate-io/luminate/native"
+	"github.com/luminate-io/luminate/otlp"
 	"github.com/luminate-io/luminate/promql"
 	"github.com/luminate-io/luminate/remoteread"
 	"github.com/luminate-io/luminate/remotewrite"
@@ -51,6 +52,7 @@ type serveConfig struct {
 	auth       tenancy.AuthConfig
 	limits     tenancy.LimitsConfig
 	ingest     remotewrite.Config
+	otlp       otlp.Config
 	query      promql.Config
 	remoteRead remoteread.Config
 
@@ -94,6 +96,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	c.auth.RegisterFlags(fs)
 	c.limits.RegisterFlags(fs)
 	c.ingest.RegisterFlags(fs)
+	c.otlp.RegisterFlags(fs)
 	c.query.RegisterFlags(fs)
 	c.remoteRead.RegisterFlags(fs)
 
@@ -163,7 +166,7 @@ func (c *serveConfig) validate() error {
 	if c.createDevSecret && c.auth.HMACSecretFile == "" {
 		errs = append(errs, errors.New("--auth.jwt.create-dev-secret needs --auth.jwt.hmac-secret-file to name the file to create"))
 	}
-	errs = append(errs, c.auth.Validate(), c.limits.Validate(), c.ingest.Validate(), c.query.Validate(), c.remoteRead.Validate())
+	errs = append(errs, c.auth.Validate(), c.limits.Validate(), c.ingest.Validate(), c.otlp.Validate(), c.query.Validate(), c.remoteRead.Validate())
 	if c.readTimeout < 0 {
 		errs = append(errs, fmt.Errorf("--%s=%s: must not be negative", api.ReadTimeoutFlag, c.readTimeout))
 	}
@@ -313,12 +316,15 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 			logger.Warn("spans not exported at shutdown", "err", terr)
 		}
 	}()
-	// The remote write and native write share one Ingester: one in-flight
-	// budget, its decode slots and counters.
+	// The remote write, native write and OTLP share one Ingester: one
+	// in-flight budget, its decode slots and counters.
 	ingester := remotewrite.NewIngester(cfg.ingest, limits, logger.With("component", "ingest"), reg)
+	otlpCfg := cfg.otlp
+	otlpCfg.LookbackDelta = cfg.query.LookbackDelta
 	routes := dataRoutes(
 		remotewrite.NewHandler(ingester).Serve,
 		native.NewWrite(ingester, logger.With("component", "ingest")).Serve,
+		otlp.NewHandler(ingester, otlpCfg, limits, logger.With("component", "otlp")).Serve,
 		remoteRead,
 		queryAPI,
 	)
@@ -448,13 +454,18 @@ func waitForStore(ctx context.Context, store *storage.Opening, logger *slog.Logg
 // /api/v1/query (and /prometheus/api/v1/query) is the native query, which
 // answers JSON bodies itself and hands GETs and form POSTs to the
 // Prometheus API.
-func dataRoutes(remoteWrite, nativeWrite func(*http.Request, storage.Tenant) (any, error), remoteRead http.Handler, queryAPI *promql.API) []api.Route {
+func dataRoutes(remoteWrite, nativeWrite, otlpWrite func(*http.Request, storage.Tenant) (any, error), remoteRead http.Handler, queryAPI *promql.API) []api.Route {
 	post := []string{http.MethodPost}
 	routes := []api.Route{
 		{Path: "/api/v1/write", Methods: post, Scope: tenancy.ScopeWrite, Format: apierror.Text, Serve: remoteWrite},
 		{Path: "/api/v1/push", Methods: post, Scope: tenancy.ScopeWrite, Format: apierror.Text, Serve: remoteWrite},
 		{Path: "/api/v1/metrics", Methods: post, Scope: tenancy.ScopeWrite, Format: apierror.Native, Serve: nativeWrite},
 		{Path: "/api/v1/read", Methods: post, Scope: tenancy.ScopeRead, Handler: remoteRead},
+	}
+	// OTLP/HTTP metrics, its errors a google.rpc.Status in the request's
+	// encoding.
+	for _, p := range otlp.Paths() {
+		routes = append(routes, api.Route{Path: p, Methods: post, Scope: tenancy.ScopeWrite, FormatOf: otlp.FormatOf, Serve: otlpWrite})
 	}
 	// The Prometheus HTTP API, under /api/v1 and /prometheus/api/v1, one
 	// route per endpoint so that metrics and logs name the endpoint; its

@@ -1,0 +1,178 @@
+package otlp_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+
+	"github.com/luminate-io/luminate/remotewrite"
+	"github.com/luminate-io/luminate/tenancy"
+)
+
+// nestedProto is a request whose one resource attribute is an AnyValue
+// nested depth times (kvlist in kvlist ...).
+func nestedProto(depth int) []byte {
+	// AnyValue{kvlist_value(6): KeyValueList{values(1): KeyValue{key(1) "k", value(2): AnyValue}}},
+	// all prefixes: built from the inside out by sizes, written outside in.
+	uv := func(n int) []byte { return binary.AppendUvarint(nil, uint64(n)) }
+	core := []byte{0x0a, 0x01, 'x'} // AnyValue{string_value: "x"}
+	prefixes := make([][]byte, depth)
+	size := len(core)
+	for i := depth - 1; i >= 0; i-- {
+		kv := append([]byte{0x0a, 0x01, 'k', 0x12}, uv(size)...)
+		kvLen := len(kv) + size
+		kvl := append([]byte{0x0a}, uv(kvLen)...)
+		kvlLen := len(kvl) + kvLen
+		av := append([]byte{0x32}, uv(kvlLen)...)
+		p := append(append(av, kvl...), kv...)
+		prefixes[i] = p
+		size += len(p)
+	}
+	kv := append([]byte{0x0a, 0x01, 'a', 0x12}, uv(size)...)
+	size += len(kv)
+	res := append([]byte{0x0a}, uv(size)...)
+	size += len(res)
+	rm := append([]byte{0x0a}, uv(size)...)
+	size += len(rm)
+	req := append([]byte{0x0a}, uv(size)...)
+	out := append(append(append(req, rm...), res...), kv...)
+	for _, p := range prefixes {
+		out = append(out, p...)
+	}
+	return append(out, core...)
+}
+
+// nestedJSON is the JSON of nestedProto.
+func nestedJSON(depth int) []byte {
+	v := strings.Repeat(`{"kvlistValue":{"values":[{"key":"k","value":`, depth) + `{"stringValue":"x"}` + strings.Repeat(`}]}}`, depth)
+	return []byte(`{"resourceMetrics":[{"resource":{"attributes":[{"key":"a","value":` + v + `}]}}]}`)
+}
+
+// gauges is a request of n gauge points, of one series each.
+func gauges(n int) pmetric.Metrics {
+	md := pmetric.NewMetrics()
+	sm := newResource(md)
+	m := sm.Metrics().AppendEmpty()
+	m.SetName("g")
+	dps := m.SetEmptyGauge().DataPoints()
+	dps.EnsureCapacity(n)
+	for i := range n {
+		dp := dps.AppendEmpty()
+		dp.SetTimestamp(ts(t1))
+		dp.SetDoubleValue(float64(i))
+	}
+	return md
+}
+
+func TestMalformed(t *testing.T) {
+	e := newEnv(t, envOptions{ingest: func(c *remotewrite.Config) { c.MaxCompressedBytes = 64 << 20 }})
+	good := protoBody(t, gauges(3))
+	bomb := gzipped(t, make([]byte, 80<<20)) // 80 MiB of zeros, about 80 KB gzipped
+	for _, tc := range []struct {
+		name     string
+		body     []byte
+		p        post
+		status   int
+		code     int32
+		contains string
+	}{
+		{"truncated protobuf", good[:len(good)-3], post{}, 400, 3, "decode OTLP metrics"},
+		{"garbage protobuf", []byte{0xff, 0xff, 0xff}, post{}, 400, 3, "decode OTLP metrics"},
+		{"bad JSON", []byte(`{"resourceMetrics":[{`), post{contentType: "application/json"}, 400, 3, "decode OTLP metrics"},
+		{"JSON of the wrong shape", []byte(`{"resourceMetrics":"x"}`), post{contentType: "application/json"}, 400, 3, "decode OTLP metrics"},
+		{"not gzip", good, post{contentEncoding: "gzip"}, 400, 3, "gzip"},
+		{"truncated gzip", gzipped(t, good)[:20], post{contentEncoding: "gzip"}, 400, 3, "gzip"},
+		{"gzip bomb", bomb, post{contentEncoding: "gzip"}, 413, 3, "--otlp.max-decompressed-bytes"},
+		{"deep protobuf", nestedProto(100_000), post{}, 400, 3, "nested more than 32 deep"},
+		{"deep protobuf gzipped", gzipped(t, nestedProto(1_000_000)), post{contentEncoding: "gzip"}, 400, 3, "nested more than 32 deep"},
+		{"deep JSON", nestedJSON(100_000), post{contentType: "application/json"}, 400, 3, "nested more than 32 deep"},
+		{"text body", good, post{contentType: "text/plain"}, 415, 3, "Content-Type"},
+		{"no content type", good, post{contentType: " "}, 415, 3, "Content-Type"},
+		{"brotli", good, post{contentEncoding: "br"}, 415, 3, "Content-Encoding"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := e.post(tc.body, tc.p)
+			require.Equal(t, tc.status, w.Code, w.Body.String())
+			st := rpcStatus(t, w)
+			require.Equal(t, tc.code, st.Code)
+			require.Contains(t, st.Message, tc.contains)
+		})
+	}
+	// Nesting within the bound decodes: a 3-deep value is a target_info label.
+	md := gauges(1)
+	v := md.ResourceMetrics().At(0).Resource().Attributes().PutEmptyMap("nested")
+	v.PutEmptyMap("a").PutEmptyMap("b").PutStr("c", "d")
+	exportResponse(t, e.post(protoBody(t, md), post{}))
+	require.Contains(t, keys(readPoints(t, e.store, "acme")), `{__name__="target_info", host_name="h1", instance="i1", job="ns/svc", nested="{\"a\":{\"b\":{\"c\":\"d\"}}}"}`)
+}
+
+func TestTooManyPoints(t *testing.T) {
+	e := newEnv(t, envOptions{ingest: func(c *remotewrite.Config) { c.MaxCompressedBytes = 64 << 20 }})
+	// One million and one points: counted before converting, refused whole.
+	body := protoBody(t, gauges(1_000_001))
+	w := e.post(gzipped(t, body), post{contentEncoding: "gzip"})
+	require.Equal(t, http.StatusRequestEntityTooLarge, w.Code, w.Body.String())
+	st := rpcStatus(t, w)
+	require.Contains(t, st.Message, "1000001 data points")
+	require.Contains(t, st.Message, "--ingest.max-samples-per-request")
+	require.Empty(t, readPoints(t, e.store, "acme"))
+}
+
+func TestHugeAttributeValue(t *testing.T) {
+	e := newEnv(t, envOptions{ingest: func(c *remotewrite.Config) { c.MaxCompressedBytes = 64 << 20 }})
+	md := gauges(2)
+	dp := md.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().At(0).Gauge().DataPoints().At(0)
+	dp.Attributes().PutStr("big", strings.Repeat("x", 10<<20))
+	resp := exportResponse(t, e.post(gzipped(t, protoBody(t, md)), post{contentEncoding: "gzip"}))
+	ps := resp.PartialSuccess()
+	require.EqualValues(t, 1, ps.RejectedDataPoints())
+	require.Contains(t, ps.ErrorMessage(), "value of label \"big\" is 10485760 bytes long, more than the limit of 2048")
+	require.Contains(t, ps.ErrorMessage(), "--ingest.max-label-value-length")
+	require.Less(t, len(ps.ErrorMessage()), 1000) // the value is not echoed
+	got := readPoints(t, e.store, "acme")
+	require.Contains(t, got, `{__name__="g", instance="i1", job="ns/svc"}`)
+	require.EqualValues(t, 1, counter(t, e.reg, "luminate_ingest_samples_rejected_total", "tenant", "acme", "reason", "label_value_too_long"))
+}
+
+func TestRefusals(t *testing.T) {
+	limits, err := tenancy.NewLimits(tenancy.LimitsConfig{TenantLimits: tenancy.TenantLimits{IngestionRate: 1, IngestionBurst: 5}}, nil, prometheus.NewRegistry())
+	require.NoError(t, err)
+	e := newEnv(t, envOptions{limiter: limits})
+	body := protoBody(t, gauges(3))
+	t.Run("no token", func(t *testing.T) {
+		w := e.post(body, post{principal: &tenancy.Principal{}})
+		require.Equal(t, http.StatusUnauthorized, w.Code)
+		require.EqualValues(t, 16, rpcStatus(t, w).Code)
+	})
+	t.Run("read scope", func(t *testing.T) {
+		w := e.post(body, post{principal: &tenancy.Principal{Tenant: "acme", Scopes: []tenancy.Scope{tenancy.ScopeRead}}, contentType: "application/json"})
+		require.Equal(t, http.StatusForbidden, w.Code)
+		require.Equal(t, "application/json", w.Header().Get("Content-Type"))
+		require.EqualValues(t, 7, rpcStatus(t, w).Code)
+	})
+	t.Run("rate limited", func(t *testing.T) {
+		exportResponse(t, e.post(body, post{}))
+		w := e.post(body, post{})
+		require.Equal(t, http.StatusTooManyRequests, w.Code, w.Body.String())
+		require.NotEmpty(t, w.Header().Get("Retry-After"))
+		st := rpcStatus(t, w)
+		require.EqualValues(t, 8, st.Code)
+		require.Contains(t, st.Message, "ingestion_rate")
+	})
+}
+
+// The protobuf google.rpc.Status is exactly the two fields.
+func TestStatusWire(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	w := e.post([]byte{0xff}, post{})
+	require.Equal(t, 400, w.Code)
+	msg := rpcStatus(t, w).Message
+	want := append([]byte{0x08, 3, 0x12}, binary.AppendUvarint(nil, uint64(len(msg)))...)
+	require.True(t, bytes.Equal(append(want, msg...), w.Body.Bytes()))
+}
