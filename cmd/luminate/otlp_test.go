@@ -62,47 +62,95 @@ type otlpSink struct {
 	write string // token with metrics:write ("" for Prometheus)
 	read  string // token with metrics:read
 	lum   *proc  // nil for Prometheus
+	ref   int    // the index of the Prometheus whose answers it must give
+}
+
+// otlpTranslation is a translation configuration: a Prometheus with an
+// otlp: block and luminates with the flags that say the same.
+type otlpTranslation struct {
+	name     string
+	prom     string   // the otlp: block of the Prometheus configuration
+	flags    []string // the luminate flags
+	backends []string // the luminates: badger, clickhouse
+	queries  bool     // also the PromQL queries that name metrics (default names only)
+}
+
+var otlpTranslations = []otlpTranslation{
+	{name: "default", backends: []string{"badger", "clickhouse"}, queries: true},
+	{
+		name: "utf8-promote",
+		prom: `otlp:
+  translation_strategy: NoUTF8EscapingWithSuffixes
+  promote_resource_attributes: [k8s.pod.name, cloud.region]
+  keep_identifying_resource_attributes: true
+  promote_scope_metadata: true
+  convert_histograms_to_nhcb: true
+`,
+		flags: []string{"--otlp.translation-strategy=NoUTF8EscapingWithSuffixes", "--otlp.promote-resource-attributes=k8s.pod.name,cloud.region",
+			"--otlp.keep-identifying-resource-attributes", "--otlp.promote-scope-metadata", "--otlp.convert-histograms-to-nhcb"},
+		backends: []string{"badger"},
+	},
+	{
+		name: "no-translation-promote-all",
+		prom: `otlp:
+  translation_strategy: NoTranslation
+  promote_all_resource_attributes: true
+  ignore_resource_attributes: [telemetry.sdk.version, process.pid]
+`,
+		flags: []string{"--otlp.translation-strategy=NoTranslation", "--otlp.promote-all-resource-attributes",
+			"--otlp.ignore-resource-attributes=telemetry.sdk.version,process.pid"},
+		backends: []string{"badger"},
+	},
 }
 
 // TestOTLPEndToEnd exports counters (int and float, synchronous and
 // observable), up-down counters, gauges, explicit-bucket and exponential
 // histograms with exemplars and resource attributes through the SDK's
 // otlpmetrichttp exporter (protobuf, gzip, a bearer token), then a
-// hand-built JSON request with every point kind (summaries too), into two
-// luminates and a Prometheus 3.x; the whole answers of instant, raw-sample,
-// series, label and exemplar queries must be the same. Then it checks the
-// error paths and partial success against the luminate.
+// hand-built JSON request with every point kind (summaries too), into
+// luminates and Prometheus 3.x: with the default translation a luminate on
+// Badger and one on ClickHouse, and with two other translation settings
+// one on Badger, each beside a Prometheus configured alike. The whole
+// answers of instant, raw-sample, series, label and exemplar queries must
+// be the same. Then it checks the error paths and partial success.
 func TestOTLPEndToEnd(t *testing.T) {
 	begin := time.Now()
 	bin := prometheus3(t)
 	dsn := chtest.Start(t)
-	prom := startPrometheusBin(t, bin, "otlp", proctest.FreeAddr(t), "global:\n  scrape_interval: 1m\n",
-		"--web.enable-otlp-receiver", "--enable-feature=exemplar-storage")
 
-	sinks := []otlpSink{{name: "prometheus", query: prom.url(""), otlp: prom.url(otlpAPIPath), json: prom.url(otlpAPIPath)}}
-	for _, b := range []struct {
-		name  string
-		json  string // path of the JSON request: every alias is used by one
-		flags []string
-	}{
-		{"badger", otlpAPIPath, nil},
-		{"clickhouse", otlpPrometheusPath, []string{"--storage.backend=clickhouse", "--storage.clickhouse.dsn=" + dsn, "--storage.clickhouse.database=otlp"}},
-	} {
-		lum, secret := startAuthLuminate(t, b.flags...)
-		key, err := tenancy.LoadHMACSecret(secret)
-		require.NoError(t, err)
-		mint := func(scopes ...tenancy.Scope) string {
-			tok, err := tenancy.Mint(key, "", "otlp", scopes, time.Hour, "", "", time.Now())
+	var sinks []otlpSink
+	var proms []*promProc
+	for _, tr := range otlpTranslations {
+		prom := startPrometheusBin(t, bin, "otlp-"+tr.name, proctest.FreeAddr(t), "global:\n  scrape_interval: 1m\n"+tr.prom,
+			"--web.enable-otlp-receiver", "--enable-feature=exemplar-storage")
+		proms = append(proms, prom)
+		ref := len(sinks)
+		sinks = append(sinks, otlpSink{name: tr.name + "/prometheus", query: prom.url(""), otlp: prom.url(otlpAPIPath), json: prom.url(otlpAPIPath), ref: ref})
+		for _, backend := range tr.backends {
+			flags := slices.Clone(tr.flags)
+			json := otlpAPIPath // every alias is used by one
+			if backend == "clickhouse" {
+				flags = append(flags, "--storage.backend=clickhouse", "--storage.clickhouse.dsn="+dsn, "--storage.clickhouse.database=otlp")
+				json = otlpPrometheusPath
+			}
+			lum, secret := startAuthLuminate(t, flags...)
+			key, err := tenancy.LoadHMACSecret(secret)
 			require.NoError(t, err)
-			return tok
+			mint := func(scopes ...tenancy.Scope) string {
+				tok, err := tenancy.Mint(key, "", "otlp", scopes, time.Hour, "", "", time.Now())
+				require.NoError(t, err)
+				return tok
+			}
+			sinks = append(sinks, otlpSink{name: tr.name + "/" + backend, query: lum.url("/prometheus"), otlp: lum.url(otlpPath), json: lum.url(json),
+				write: mint(tenancy.ScopeWrite), read: mint(tenancy.ScopeRead), lum: lum, ref: ref})
 		}
-		sinks = append(sinks, otlpSink{name: b.name, query: lum.url("/prometheus"), otlp: lum.url(otlpPath), json: lum.url(b.json),
-			write: mint(tenancy.ScopeWrite), read: mint(tenancy.ScopeRead), lum: lum})
 	}
-	prom.waitReady()
-	info := promData(t, prom.url(""), "/api/v1/status/buildinfo", "")
+	for _, prom := range proms {
+		prom.waitReady()
+	}
+	info := promData(t, proms[0].url(""), "/api/v1/status/buildinfo", "")
 	require.True(t, strings.HasPrefix(fmt.Sprint(info.(map[string]any)["version"]), "3."), "Prometheus 3.x: %v", info)
-	t.Logf("Prometheus %v and two luminates up after %s", info.(map[string]any)["version"], time.Since(begin).Round(100*time.Millisecond))
+	t.Logf("%d Prometheus %v and %d luminates up after %s", len(proms), info.(map[string]any)["version"], len(sinks)-len(proms), time.Since(begin).Round(100*time.Millisecond))
 
 	ctx := context.Background()
 	// Every error the SDK reports (a partial success among them) fails the
@@ -210,24 +258,38 @@ func TestOTLPEndToEnd(t *testing.T) {
 	} {
 		questions = append(questions, struct{ name, path string }{"query " + expr, q("/api/v1/query", "query", expr, "time", sec(at))})
 	}
-	prometheus := sinks[0]
-	want := map[string]any{}
-	for _, qn := range questions {
-		want[qn.name] = promData(t, prometheus.query, qn.path, "")
-		require.NotEmpty(t, want[qn.name], "Prometheus has no answer to %s", qn.name)
+	// Prometheus' answers, by question, for each translation.
+	wants := map[int]map[string]any{}
+	for i, tr := range otlpTranslations {
+		ref := sinks[slices.IndexFunc(sinks, func(s otlpSink) bool { return s.name == tr.name+"/prometheus" })]
+		want := map[string]any{}
+		for _, qn := range questions {
+			if strings.HasPrefix(qn.name, "query ") && !tr.queries {
+				continue
+			}
+			want[qn.name] = promData(t, ref.query, qn.path, "")
+			require.NotEmpty(t, want[qn.name], "Prometheus (%s) has no answer to %s", tr.name, qn.name)
+		}
+		want["series"] = sortedSeries(want["series"])
+		wants[ref.ref] = want
+		t.Logf("%s: Prometheus holds %d series named %v", tr.name, len(want["series"].([]any)), want["metric names"])
+		if i == 0 {
+			names := fmt.Sprint(want["metric names"])
+			for _, n := range []string{"target_info", "http_server_request_count_total", "rpc_server_duration_seconds", "json_rpc_duration_milliseconds"} {
+				require.Contains(t, names, n, "Prometheus holds what the test is about")
+			}
+			require.Contains(t, fmt.Sprint(want["every series, latest"]), "histogram:", "exponential histograms are native histograms")
+			t.Logf("Prometheus' target_info: %v", short(want["query target_info"]))
+		}
 	}
-	names := fmt.Sprint(want["metric names"])
-	for _, n := range []string{"target_info", "http_server_request_count_total", "rpc_server_duration_seconds", "json_rpc_duration_milliseconds"} {
-		require.Contains(t, names, n, "Prometheus holds what the test is about")
-	}
-	require.Contains(t, fmt.Sprint(want["every series, latest"]), "histogram:", "exponential histograms are native histograms")
-	want["series"] = sortedSeries(want["series"])
-	wantSeries := len(want["series"].([]any))
-	t.Logf("Prometheus' metric names: %v", want["metric names"])
-	t.Logf("Prometheus' target_info: %v", short(want["query target_info"]))
-	t.Logf("Prometheus holds %d series; exports done %s after the start", wantSeries, time.Since(begin).Round(100*time.Millisecond))
+	t.Logf("exports done %s after the start", time.Since(begin).Round(100*time.Millisecond))
 
-	for _, s := range sinks[1:] {
+	for _, s := range sinks {
+		if s.lum == nil {
+			continue
+		}
+		want := wants[s.ref]
+		wantSeries := len(want["series"].([]any))
 		t.Run(s.name, func(t *testing.T) {
 			// What was acknowledged is queryable at once on Badger; wait a
 			// little for ClickHouse all the same.
@@ -240,6 +302,9 @@ func TestOTLPEndToEnd(t *testing.T) {
 				return n >= wantSeries, fmt.Sprintf("%d series of %d", n, wantSeries)
 			}, "%s holds the series", s.name)
 			for _, qn := range questions {
+				if _, ok := want[qn.name]; !ok {
+					continue
+				}
 				got := promData(t, s.query, qn.path, s.read)
 				if qn.name == "series" {
 					// Prometheus lists series in label order; the API
@@ -250,16 +315,73 @@ func TestOTLPEndToEnd(t *testing.T) {
 					t.Errorf("%s: luminate differs from Prometheus: %s", qn.name, d)
 				}
 			}
-			otlpMetadata(t, s)
+			if strings.HasPrefix(s.name, "default/") {
+				otlpMetadata(t, s)
+			}
 		})
 	}
-	t.Run("errors", func(t *testing.T) { otlpErrors(t, sinks[1], prometheus) })
+	prometheus, badger, clickhouse := sinks[0], sinks[1], sinks[2]
+	require.Equal(t, "default/clickhouse", clickhouse.name)
+	t.Run("errors", func(t *testing.T) { otlpErrors(t, badger, prometheus) })
 	t.Run("partial success", func(t *testing.T) {
-		for _, s := range sinks[1:] {
+		for _, s := range []otlpSink{badger, clickhouse} {
 			otlpPartialSuccess(t, s, prometheus)
 		}
 	})
+	t.Run("delta temporality", func(t *testing.T) { otlpDelta(t, badger, prometheus, env) })
 	t.Logf("whole test %s", time.Since(begin).Round(100*time.Millisecond))
+}
+
+// otlpDelta exports a delta counter and an up-down counter (which the SDK
+// keeps cumulative under the delta preference) with the README's
+// variables but OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta:
+// s stores the up-down counter and refuses the counter in partial_success,
+// naming the variable to set; Prometheus 3.16 (without its delta features)
+// refuses the whole request with 500.
+func otlpDelta(t *testing.T, s, prom otlpSink, env map[string]string) {
+	ctx := context.Background()
+	var handled errorsSeen
+	otel.SetErrorHandler(&handled)
+	for _, target := range []otlpSink{s, prom} {
+		for name, value := range env {
+			value = strings.ReplaceAll(value, readmeOTLPEndpoint, target.otlp)
+			value = strings.ReplaceAll(value, readmeToken, target.write)
+			t.Setenv(name, value)
+		}
+		t.Setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")
+		exp, err := otlpmetrichttp.New(ctx)
+		require.NoError(t, err)
+		require.Equal(t, metricdata.DeltaTemporality, exp.Temporality(sdkmetric.InstrumentKindCounter))
+		reader := sdkmetric.NewManualReader(sdkmetric.WithTemporalitySelector(exp.Temporality))
+		provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader),
+			sdkmetric.WithResource(resource.NewSchemaless(attribute.String("service.name", "delta"))))
+		m := provider.Meter("delta")
+		c, err := m.Int64Counter("delta.requests")
+		require.NoError(t, err)
+		u, err := m.Int64UpDownCounter("delta.inflight")
+		require.NoError(t, err)
+		c.Add(ctx, 3)
+		u.Add(ctx, 2)
+		var rm metricdata.ResourceMetrics
+		require.NoError(t, reader.Collect(ctx, &rm))
+		err = exp.Export(ctx, &rm)
+		require.NoError(t, provider.Shutdown(ctx))
+		stored := promData(t, target.query, "/api/v1/query?query="+url.QueryEscape(`{__name__=~"delta_.+"}`), target.read)
+		t.Logf("%s stores of a delta export: %s; the export returned %v", target.name, short(stored), err)
+		require.NotContains(t, short(stored), `"delta_requests_total"`, "%s refuses the delta counter", target.name)
+		if target.lum == nil {
+			// Prometheus 3.16 (without its delta features) refuses the
+			// whole request, 500, and keeps none of it.
+			require.ErrorContains(t, err, "500")
+			continue
+		}
+		require.Contains(t, short(stored), `"delta_inflight"`, "%s stores the up-down counter, cumulative", target.name)
+		// The SDK returns the partial success as the export's error.
+		require.ErrorContains(t, err, "OTLP partial success")
+		require.ErrorContains(t, err, "(1 metric data points rejected)", "partial_success counts the delta point")
+		require.ErrorContains(t, err, "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=cumulative", "and says what to set")
+	}
+	require.Empty(t, handled.list())
 }
 
 // The placeholders of the README's OpenTelemetry variables the test
