@@ -100,10 +100,15 @@ func TestOTelCollectorSnippet(t *testing.T) {
 	receiver := proctest.FreeAddr(t)
 	cfgFile := filepath.Join(dir, "otel-collector.yaml")
 	writeFile(t, cfgFile, []byte(strings.NewReplacer(collectorLuminate, lum.addr, collectorReceiver, receiver).Replace(snippet)), 0o644)
-	validate := exec.Command(bin, "validate", "--config=file:"+cfgFile)
-	validate.Env = append(os.Environ(), collectorTokenEnv+"="+write)
-	out, err := validate.CombinedOutput()
-	require.NoError(t, err, "otelcol validate: %s", out)
+	// The exporter's current name is valid too.
+	current := filepath.Join(dir, "otel-collector-otlp_http.yaml")
+	writeFile(t, current, []byte(strings.ReplaceAll(string(readFile(t, cfgFile)), "otlphttp/", "otlp_http/")), 0o644)
+	for _, f := range []string{cfgFile, current} {
+		validate := exec.Command(bin, "validate", "--config=file:"+f)
+		validate.Env = append(os.Environ(), collectorTokenEnv+"="+write)
+		out, err := validate.CombinedOutput()
+		require.NoError(t, err, "otelcol validate %s: %s", f, out)
+	}
 
 	cmd := exec.Command(bin, "--config=file:"+cfgFile)
 	cmd.Env = append(os.Environ(), collectorTokenEnv+"="+write)

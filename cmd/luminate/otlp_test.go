@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -900,4 +901,38 @@ func sortedSeries(v any) any {
 	out := slices.Clone(list)
 	slices.SortFunc(out, func(a, b any) int { return strings.Compare(key(a), key(b)) })
 	return out
+}
+
+// TestOTLPLuminateBench runs the load generator's OTLP kinds against a
+// luminate and checks that every data point it reports sent is stored.
+func TestOTLPLuminateBench(t *testing.T) {
+	bench := buildBench(t)
+	lum, secret := startAuthLuminate(t, "--limits.request-rate=0") // 100 queries per case
+	const series, rounds = 300, 2
+	for i, c := range otlpBenchCases {
+		t.Run(c.name, func(t *testing.T) {
+			// A tenant per case: cases of the same kind write the same names.
+			token, tokenFile := e2eTokenFile(t, secret, t.TempDir(), "bench.token", tenancy.ID(fmt.Sprintf("bench-%d", i)), time.Now(), time.Hour, tenancy.ScopeWrite, tenancy.ScopeRead)
+			args := append([]string{"--url=" + lum.url(otlpPath), "--token-file=" + tokenFile, "--output=json",
+				"--series=" + strconv.Itoa(series), "--rounds=" + strconv.Itoa(rounds), "--batch=100", fmt.Sprintf("--seed=%d", 20+i)}, c.flags...)
+			cmd := exec.Command(bench, args...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			require.NoError(t, err, "%s%s", out, stderr.String())
+			var r benchReport
+			require.NoError(t, json.Unmarshal(out, &r), string(out))
+			require.Zero(t, r.Failed)
+			require.EqualValues(t, series*rounds, r.Samples)
+			stored := 0.0
+			for m := range 100 {
+				v := instantQuery(t, lum.url(""), token, fmt.Sprintf(`sum(count_over_time(%s[1d]))`, c.names(m)))
+				if len(v) == 1 {
+					stored += float64(v[0].Value)
+				}
+			}
+			// The warm-up round included.
+			require.Equal(t, float64(series*(rounds+1)), stored)
+		})
+	}
 }
