@@ -71,6 +71,7 @@ type otlpSink struct {
 type otlpTranslation struct {
 	name     string
 	prom     string   // the otlp: block of the Prometheus configuration
+	features string   // Prometheus' --enable-feature beside exemplar-storage
 	flags    []string // the luminate flags
 	backends []string // the luminates: badger, clickhouse
 	queries  bool     // also the PromQL queries that name metrics (default names only)
@@ -102,6 +103,14 @@ var otlpTranslations = []otlpTranslation{
 			"--otlp.ignore-resource-attributes=telemetry.sdk.version,process.pid"},
 		backends: []string{"badger"},
 	},
+	{
+		// Start times as zero samples before the first point.
+		name:     "start-time-zero",
+		features: ",created-timestamp-zero-ingestion",
+		flags:    []string{"--ingest.created-timestamp-zero-ingestion"},
+		backends: []string{"badger"},
+		queries:  true,
+	},
 }
 
 // TestOTLPEndToEnd exports counters (int and float, synchronous and
@@ -123,7 +132,7 @@ func TestOTLPEndToEnd(t *testing.T) {
 	var proms []*promProc
 	for _, tr := range otlpTranslations {
 		prom := startPrometheusBin(t, bin, "otlp-"+tr.name, proctest.FreeAddr(t), "global:\n  scrape_interval: 1m\n"+tr.prom,
-			"--web.enable-otlp-receiver", "--enable-feature=exemplar-storage")
+			"--web.enable-otlp-receiver", "--enable-feature=exemplar-storage"+tr.features)
 		proms = append(proms, prom)
 		ref := len(sinks)
 		sinks = append(sinks, otlpSink{name: tr.name + "/prometheus", query: prom.url(""), otlp: prom.url(otlpAPIPath), json: prom.url(otlpAPIPath), ref: ref})
@@ -571,6 +580,7 @@ func otlpJSONMetrics(now time.Time) pmetric.Metrics {
 	g.SetDescription("Messages waiting.")
 	gp := g.SetEmptyGauge().DataPoints()
 	p := gp.AppendEmpty()
+	p.SetStartTimestamp(start) // a gauge's start time is for nothing
 	p.SetTimestamp(ts)
 	p.SetDoubleValue(12.5)
 	p.Attributes().PutStr("queue", "a")
