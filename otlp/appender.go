@@ -3,9 +3,9 @@ package otlp
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
@@ -28,7 +28,7 @@ import (
 // It counts the OTLP data points it sees, to tell how many were
 // rejected: one per sample, but the series of one classic histogram or
 // summary point (its _sum, _count, _bucket or quantile series, appended
-// one after the other with one timestamp) count as one point; the
+// one after the other) count as one point; the
 // target_info samples the converter adds count as none.
 type appender struct {
 	app        promstorage.AppenderV2
@@ -38,7 +38,6 @@ type appender struct {
 
 	scratch []remotewrite.Label
 	builder labels.ScratchBuilder
-	hashBuf []byte
 
 	// What was stored: samples (floats and histograms) and exemplars,
 	// and the exemplars refused.
@@ -48,15 +47,13 @@ type appender struct {
 	points, rejected int
 	byReason         map[remotewrite.Reason]int
 	first            *remotewrite.Rejection
-	// The point being appended, for classic histograms and summaries,
-	// and whether it was rejected.
-	cur         pointKey
+	// Whether the last sample was a classic histogram's or summary's
+	// _sum, and whether the point being appended was rejected.
+	afterSum    bool
 	curRejected bool
 
 	fatal error
 }
-
-type pointKey struct{ family, series uint64 }
 
 func newAppender(app promstorage.AppenderV2, v *remotewrite.Validator, now time.Time, maxBuckets int) *appender {
 	return &appender{app: app, validator: v, window: v.Window(now), maxBuckets: maxBuckets, builder: labels.NewScratchBuilder(16)}
@@ -73,7 +70,7 @@ func (a *appender) Append(ref promstorage.SeriesRef, ls labels.Labels, st, t int
 	if a.fatal != nil {
 		return 0, a.fatal
 	}
-	a.startPoint(ls, t, h, fh, opts)
+	a.startPoint(ls, h, fh, opts)
 	valid, rej := a.check(ls, t, h, fh)
 	if rej == nil {
 		opts.Exemplars = a.exemplarsInWindow(opts.Exemplars)
@@ -100,22 +97,26 @@ func (a *appender) Append(ref promstorage.SeriesRef, ls labels.Labels, st, t int
 	return 0, nil
 }
 
-// startPoint counts the data point a sample of series ls at t begins, if
-// it begins one.
-func (a *appender) startPoint(ls labels.Labels, t int64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AOptions) {
+// startPoint counts the data point a sample of series ls begins, if it
+// begins one. The converter appends a classic histogram or summary point
+// as its _sum series (when it has a sum), its _count, then its buckets or
+// quantiles: a point begins at a _sum, or at a _count not right after a
+// _sum.
+func (a *appender) startPoint(ls labels.Labels, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AOptions) {
 	if opts.MetricFamilyName == targetInfoName && opts.Metadata.Help == targetInfoHelp {
 		return
 	}
 	if h == nil && fh == nil && (opts.Metadata.Type == model.MetricTypeHistogram || opts.Metadata.Type == model.MetricTypeSummary) {
-		var series uint64
-		series, a.hashBuf = ls.HashWithoutLabels(a.hashBuf, model.MetricNameLabel, model.BucketLabel, model.QuantileLabel)
-		key := pointKey{xxhash.Sum64String(opts.MetricFamilyName) ^ uint64(t), series}
-		if key == a.cur {
+		name, family := ls.Get(model.MetricNameLabel), opts.MetricFamilyName
+		isSum := len(name) == len(family)+len("_sum") && strings.HasPrefix(name, family) && strings.HasSuffix(name, "_sum")
+		isCount := len(name) == len(family)+len("_count") && strings.HasPrefix(name, family) && strings.HasSuffix(name, "_count")
+		afterSum := a.afterSum
+		a.afterSum = isSum
+		if !isSum && (!isCount || afterSum) {
 			return
 		}
-		a.cur = key
 	} else {
-		a.cur = pointKey{}
+		a.afterSum = false
 	}
 	a.points++
 	a.curRejected = false

@@ -2,22 +2,28 @@ package otlp
 
 import (
 	"fmt"
+	"math"
+	"time"
 
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 )
 
 // refuseUnsupported removes from md the metrics Luminate does not store,
 // and returns how many data points they held and why the first was
 // refused: sums and histograms of delta temporality (see the package
-// documentation), of no temporality, and metrics of no type.
-func refuseUnsupported(md pmetric.Metrics) (rejected int, msg string) {
+// documentation), of no temporality, and metrics of no type. It also
+// returns the widest span of the points' timestamps in one resource.
+func refuseUnsupported(md pmetric.Metrics) (rejected int, msg string, span time.Duration) {
 	rms := md.ResourceMetrics()
 	for i := range rms.Len() {
+		lo, hi := pcommon.Timestamp(math.MaxUint64), pcommon.Timestamp(0)
 		sms := rms.At(i).ScopeMetrics()
 		for j := range sms.Len() {
 			sms.At(j).Metrics().RemoveIf(func(m pmetric.Metric) bool {
 				why, n := unsupported(m)
 				if why == "" {
+					lo, hi = timeRange(m, lo, hi)
 					return false
 				}
 				rejected += n
@@ -27,8 +33,57 @@ func refuseUnsupported(md pmetric.Metrics) (rejected int, msg string) {
 				return true
 			})
 		}
+		if hi > lo {
+			span = max(span, time.Duration(min(hi-lo, math.MaxInt64)))
+		}
 	}
-	return rejected, msg
+	return rejected, msg, span
+}
+
+// timeRange widens [lo, hi] to the timestamps of m's points.
+func timeRange(m pmetric.Metric, lo, hi pcommon.Timestamp) (pcommon.Timestamp, pcommon.Timestamp) {
+	widen := func(t pcommon.Timestamp) { lo, hi = min(lo, t), max(hi, t) }
+	switch m.Type() {
+	case pmetric.MetricTypeGauge:
+		for _, p := range m.Gauge().DataPoints().All() {
+			widen(p.Timestamp())
+		}
+	case pmetric.MetricTypeSum:
+		for _, p := range m.Sum().DataPoints().All() {
+			widen(p.Timestamp())
+		}
+	case pmetric.MetricTypeHistogram:
+		for _, p := range m.Histogram().DataPoints().All() {
+			widen(p.Timestamp())
+		}
+	case pmetric.MetricTypeExponentialHistogram:
+		for _, p := range m.ExponentialHistogram().DataPoints().All() {
+			widen(p.Timestamp())
+		}
+	case pmetric.MetricTypeSummary:
+		for _, p := range m.Summary().DataPoints().All() {
+			widen(p.Timestamp())
+		}
+	}
+	return lo, hi
+}
+
+// maxTargetInfoSpacings bounds the target_info samples of one resource.
+// Prometheus' converter writes one every half lookback delta from the
+// resource's earliest point to its latest: for points of 1970 and of
+// today, 11 million of them. A request whose points span more than
+// maxTargetInfoSpacings half lookbacks has its target_info samples
+// spaced wider, maxTargetInfoSpacings+2 at most per resource.
+const maxTargetInfoSpacings = 4
+
+// targetInfoLookback is the lookback delta that spaces the target_info
+// samples of resources spanning span: lookback, or wider when span
+// needs more than maxTargetInfoSpacings of its halves.
+func targetInfoLookback(lookback, span time.Duration) time.Duration {
+	if span/maxTargetInfoSpacings > lookback/2 {
+		return 2 * (span/maxTargetInfoSpacings + 1)
+	}
+	return lookback
 }
 
 // unsupported says why m is not stored, or "", and how many points it has.

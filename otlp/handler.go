@@ -266,7 +266,9 @@ func (h *Handler) write(r *http.Request, t storage.Tenant) (*Response, error) {
 		return nil, err
 	}
 	st := ConvertStats{Points: points}
-	st.Rejected, st.Message = refuseUnsupported(md)
+	var span time.Duration
+	st.Rejected, st.Message, span = refuseUnsupported(md)
+	settings.LookbackDelta = targetInfoLookback(settings.LookbackDelta, span)
 	c := h.converters.Get().(*prometheusremotewrite.PrometheusConverter)
 	c.Reset(app)
 	annots, err := c.FromMetrics(r.Context(), md, settings)

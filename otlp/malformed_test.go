@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
@@ -175,4 +176,20 @@ func TestStatusWire(t *testing.T) {
 	msg := rpcStatus(t, w).Message
 	want := append([]byte{0x08, 3, 0x12}, binary.AppendUvarint(nil, uint64(len(msg)))...)
 	require.True(t, bytes.Equal(append(want, msg...), w.Body.Bytes()))
+}
+
+// Points of 1970 and of today in one resource: Prometheus' converter
+// would write a target_info sample every 2.5 minutes between them, 11
+// million; here a handful.
+func TestTargetInfoSpan(t *testing.T) {
+	e := newEnv(t, envOptions{ingest: func(c *remotewrite.Config) { c.Retention = 0 }})
+	md := gauges(2)
+	md.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().At(0).Gauge().DataPoints().At(0).SetTimestamp(1)
+	start := time.Now()
+	resp := exportResponse(t, e.post(protoBody(t, md), post{}))
+	require.Zero(t, resp.PartialSuccess().RejectedDataPoints())
+	require.Less(t, time.Since(start), 5*time.Second)
+	info := readPoints(t, e.store, "acme")[`{__name__="target_info", host_name="h1", instance="i1", job="ns/svc"}`]
+	require.NotEmpty(t, info)
+	require.LessOrEqual(t, len(info), 6)
 }

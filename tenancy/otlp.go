@@ -86,7 +86,7 @@ func (o *OTLPTranslation) registerFlags(f *flag.FlagSet) {
 func (o OTLPTranslation) validate() error {
 	var errs []error
 	if o.TranslationStrategy != "" && !slices.Contains(OTLPTranslationStrategies, o.TranslationStrategy) {
-		errs = append(errs, fmt.Errorf("otel_translation_strategy %q is not one of %s", o.TranslationStrategy, strings.Join(OTLPTranslationStrategies, ", ")))
+		errs = append(errs, fmt.Errorf("otel_translation_strategy (--otlp.translation-strategy) %q is not one of %s", o.TranslationStrategy, strings.Join(OTLPTranslationStrategies, ", ")))
 	}
 	if o.PromoteAllResourceAttributes {
 		if len(o.PromoteResourceAttributes) > 0 {
