@@ -767,6 +767,10 @@ func otlpErrors(t *testing.T, s, prom otlpSink) {
 			status, hdr, resp := postRaw(t, s.otlp, c.token, c.contentType, c.encoding, c.body)
 			require.Equal(t, c.want, status, "%s: %s", c.name, resp)
 			st := otlpStatus(t, hdr, resp, c.contentType == "application/json")
+			// The gRPC code of the HTTP status (OTLP/HTTP's Status is
+			// gRPC's): InvalidArgument, Unauthenticated, PermissionDenied.
+			wantCode := map[int]int32{http.StatusBadRequest: 3, http.StatusUnauthorized: 16, http.StatusForbidden: 7}[c.want]
+			require.Equal(t, wantCode, st.GetCode(), "%s: Status code", c.name)
 			if c.want == http.StatusUnauthorized {
 				require.NotEmpty(t, hdr.Get("WWW-Authenticate"), "401 says how to authenticate")
 			}
@@ -775,8 +779,9 @@ func otlpErrors(t *testing.T, s, prom otlpSink) {
 		})
 	}
 	t.Run("unsupported content type", func(t *testing.T) {
-		status, _, resp := postOTLP(t, s.otlp, s.write, "text/plain", []byte("hello"), false)
+		status, hdr, resp := postOTLP(t, s.otlp, s.write, "text/plain", []byte("hello"), false)
 		require.Equal(t, http.StatusUnsupportedMediaType, status, "%s", resp)
+		otlpStatus(t, hdr, resp, false)
 	})
 	t.Run("every path", func(t *testing.T) {
 		for _, path := range []string{otlpPath, otlpPrometheusPath, otlpAPIPath} {
