@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
 
+	"github.com/luminate-io/luminate/apierror"
 	"github.com/luminate-io/luminate/remotewrite"
 	"github.com/luminate-io/luminate/tenancy"
 )
@@ -22,8 +23,9 @@ import (
 // dropped) to every sample before the tenant's appender gets it, and
 // counts what it stored and rejected. A rejected sample is not an error
 // for the converter, which goes on with the next: rejections are told
-// in the response's partial_success. An error of the store itself is
-// returned, and kept (fatal): the request then fails and rolls back.
+// in the response's partial_success. An error of the store itself, or
+// more samples than a request may hold, is returned and kept (fatal):
+// the request then fails and rolls back.
 //
 // It counts the OTLP data points it sees, to tell how many were
 // rejected: one per sample, but the series of one classic histogram or
@@ -35,6 +37,8 @@ type appender struct {
 	validator  *remotewrite.Validator
 	window     remotewrite.Window
 	maxBuckets int
+	maxSamples int // of all appends, --ingest.max-samples-per-request
+	appends    int
 
 	scratch []remotewrite.Label
 	builder labels.ScratchBuilder
@@ -55,8 +59,9 @@ type appender struct {
 	fatal error
 }
 
-func newAppender(app promstorage.AppenderV2, v *remotewrite.Validator, now time.Time, maxBuckets int) *appender {
-	return &appender{app: app, validator: v, window: v.Window(now), maxBuckets: maxBuckets, builder: labels.NewScratchBuilder(16)}
+func newAppender(app promstorage.AppenderV2, v *remotewrite.Validator, now time.Time, cfg remotewrite.Config) *appender {
+	return &appender{app: app, validator: v, window: v.Window(now), maxBuckets: cfg.MaxBucketsPerHistogram, maxSamples: cfg.MaxSamplesPerRequest,
+		builder: labels.NewScratchBuilder(16)}
 }
 
 // The target_info series of the converter (helper.go, addResourceTargetInfo).
@@ -68,6 +73,13 @@ const (
 // Append implements promstorage.AppenderV2.
 func (a *appender) Append(ref promstorage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts promstorage.AOptions) (promstorage.SeriesRef, error) {
 	if a.fatal != nil {
+		return 0, a.fatal
+	}
+	// A data point may make many samples (a classic histogram one per
+	// bucket): the samples of one request are bounded as remote write's.
+	if a.appends++; a.maxSamples > 0 && a.appends > a.maxSamples {
+		a.fatal = apierror.Limit(apierror.TooLarge, tenancy.Global("--ingest.max-samples-per-request"),
+			"an OTLP request converting to more than %d samples (series of buckets, quantiles, target_info); export smaller batches", a.maxSamples)
 		return 0, a.fatal
 	}
 	a.startPoint(ls, h, fh, opts)

@@ -38,8 +38,8 @@
 // Responses follow the OTLP/HTTP specification: 200 with an
 // ExportMetricsServiceResponse in the request's encoding, whose
 // partial_success counts the data points rejected (invalid labels, out of
-// the time window, invalid histograms, delta) and gives the first reason,
-// the valid points stored; otherwise a google.rpc.Status in the request's
+// the time window, invalid histograms, delta) and gives the first reason
+// each stage found, the valid points stored; otherwise a google.rpc.Status in the request's
 // encoding (apierror.OTLPProtobuf, apierror.OTLPJSON): 400 for a body
 // that does not decode, 401, 403, 413 for a body, its inflated size or its
 // data points over the limits, 415 for other encodings, 429 and 503 with

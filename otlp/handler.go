@@ -144,8 +144,8 @@ func gzipped(r *http.Request) (bool, error) {
 
 // Response is the answer to an export that was decoded: an
 // ExportMetricsServiceResponse, whose partial_success says how many data
-// points were rejected and why (the first rejection), in the encoding of
-// the request.
+// points were rejected and why (joinMessages), in the encoding of the
+// request.
 type Response struct {
 	Points, Rejected int
 	Message          string
@@ -238,7 +238,7 @@ func (h *Handler) write(r *http.Request, t storage.Tenant) (*Response, error) {
 
 	settings := Settings(h.translation(id), h.cfg.LookbackDelta)
 	resp := &Response{json: enc == encJSON}
-	app := newAppender(g.AppenderV2(r.Context(), t), g.Validator(), time.Now(), g.Config().MaxBucketsPerHistogram)
+	app := newAppender(g.AppenderV2(r.Context(), t), g.Validator(), time.Now(), g.Config())
 	if h.fast != nil && enc == encProtobuf {
 		st, ok, err := h.fast.convert(r.Context(), raw, settings, app)
 		switch {
@@ -284,9 +284,7 @@ func (h *Handler) write(r *http.Request, t storage.Tenant) (*Response, error) {
 			st.Rejected += dropped
 			g.Reject(id, remotewrite.ReasonInvalidSample, dropped)
 		}
-		if st.Message == "" {
-			st.Message = firstError(err)
-		}
+		st.Message = joinMessages(st.Message, firstError(err))
 		h.logger.Debug("OTLP points dropped by the converter", "tenant", id, "err", err)
 	}
 	if ws, _ := annots.AsStrings("", 0, 0); len(ws) > 0 {
@@ -318,8 +316,8 @@ func (h *Handler) commit(id tenancy.ID, app *appender, resp *Response, st Conver
 	resp.Points = st.Points
 	resp.Rejected = min(st.Rejected+app.rejected, st.Points)
 	resp.Message = st.Message
-	if resp.Message == "" && app.first != nil {
-		resp.Message = app.first.Error()
+	if app.first != nil {
+		resp.Message = joinMessages(resp.Message, app.first.Error())
 	}
 	return resp, nil
 }
@@ -367,6 +365,26 @@ func decode(raw []byte, enc encoding) (pmetric.Metrics, error) {
 		return pmetric.Metrics{}, apierror.Wrap(apierror.InvalidArgument, err, "decode OTLP metrics")
 	}
 	return req.Metrics(), nil
+}
+
+// maxMessage bounds each reason of a partial_success's error_message.
+const maxMessage = 1024
+
+// joinMessages joins the reasons of a partial success, each cut to
+// maxMessage bytes: the first refusal found by each stage (the
+// converter's own, the converter's errors, the validation of the
+// series), not necessarily the first point of the request.
+func joinMessages(a, b string) string {
+	if len(b) > maxMessage {
+		b = strings.ToValidUTF8(b[:maxMessage], "") + "..."
+	}
+	switch {
+	case b == "":
+		return a
+	case a == "":
+		return b
+	}
+	return a + "; " + b
 }
 
 // firstError is the first of the errors err joins.

@@ -193,3 +193,25 @@ func TestTargetInfoSpan(t *testing.T) {
 	require.NotEmpty(t, info)
 	require.LessOrEqual(t, len(info), 6)
 }
+
+// One point of many buckets is many samples: bounded as remote write's.
+func TestTooManySamples(t *testing.T) {
+	e := newEnv(t, envOptions{ingest: func(c *remotewrite.Config) { c.MaxSamplesPerRequest = 1000 }})
+	md := gauges(1)
+	m := md.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().AppendEmpty()
+	m.SetName("h")
+	hs := m.SetEmptyHistogram()
+	hs.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	hp := hs.DataPoints().AppendEmpty()
+	hp.SetTimestamp(ts(t1))
+	bounds := make([]float64, 2000)
+	for i := range bounds {
+		bounds[i] = float64(i)
+	}
+	hp.ExplicitBounds().FromRaw(bounds)
+	hp.BucketCounts().FromRaw(make([]uint64, 2001))
+	w := e.post(protoBody(t, md), post{})
+	require.Equal(t, http.StatusRequestEntityTooLarge, w.Code, w.Body.String())
+	require.Contains(t, rpcStatus(t, w).Message, "--ingest.max-samples-per-request")
+	require.Empty(t, readPoints(t, e.store, "acme"))
+}

@@ -257,3 +257,19 @@ func TestTranslationOverrides(t *testing.T) {
 }
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o600) }
+
+// Each stage's first refusal is in the message: delta, then the series
+// validation's.
+func TestPartialSuccessMessages(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	md := pmetric.NewMetrics()
+	sm := newResource(md)
+	m := addSum(sm, "long", "", true, pmetric.AggregationTemporalityCumulative, 1)
+	m.Sum().DataPoints().At(0).Attributes().PutStr("v", strings.Repeat("x", 5000))
+	addSum(sm, "delta", "", true, pmetric.AggregationTemporalityDelta, 1)
+	ps := exportResponse(t, e.post(protoBody(t, md), post{})).PartialSuccess()
+	require.EqualValues(t, 2, ps.RejectedDataPoints())
+	require.Contains(t, ps.ErrorMessage(), `metric "delta" has delta temporality`)
+	require.Contains(t, ps.ErrorMessage(), `value of label "v" is 5000 bytes long`)
+	require.Less(t, len(ps.ErrorMessage()), 2*1024+10)
+}
