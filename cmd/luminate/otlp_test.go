@@ -108,7 +108,7 @@ var otlpTranslations = []otlpTranslation{
 		name:     "start-time-zero",
 		features: ",created-timestamp-zero-ingestion",
 		flags:    []string{"--ingest.created-timestamp-zero-ingestion"},
-		backends: []string{"badger"},
+		backends: []string{"badger", "clickhouse"},
 		queries:  true,
 	},
 }
@@ -140,7 +140,7 @@ func TestOTLPEndToEnd(t *testing.T) {
 			flags := slices.Clone(tr.flags)
 			json := otlpAPIPath // every alias is used by one
 			if backend == "clickhouse" {
-				flags = append(flags, "--storage.backend=clickhouse", "--storage.clickhouse.dsn="+dsn, "--storage.clickhouse.database=otlp")
+				flags = append(flags, "--storage.backend=clickhouse", "--storage.clickhouse.dsn="+dsn, "--storage.clickhouse.database=otlp_"+strings.ReplaceAll(tr.name, "-", "_"))
 				json = otlpPrometheusPath
 			}
 			lum, secret := startAuthLuminate(t, flags...)
@@ -210,6 +210,7 @@ func TestOTLPEndToEnd(t *testing.T) {
 
 	export := func(round int) {
 		rec.record(round)
+		time.Sleep(5 * time.Millisecond)
 		var rm metricdata.ResourceMetrics
 		require.NoError(t, reader.Collect(ctx, &rm))
 		for i, exp := range exporters {
@@ -217,24 +218,39 @@ func TestOTLPEndToEnd(t *testing.T) {
 		}
 		require.Empty(t, handled.list(), "errors the SDK reported (partial success counts)")
 	}
-	// Round 1 is collected right after its measurements: the points'
-	// start time and time are mostly the same millisecond, which start
-	// times as zero samples must leave alone, as Prometheus does.
+	// The points' start times are some milliseconds before their times
+	// (the JSON request has start times in the same millisecond).
 	export(1)
 	time.Sleep(20 * time.Millisecond)
 	export(2)
 
-	// JSON, gzip: every point kind, summaries too, which the SDK has not.
-	jsonBody, err := pmetricotlp.NewExportRequestFromMetrics(otlpJSONMetrics(time.Now())).MarshalJSON()
-	require.NoError(t, err)
-	for _, s := range sinks {
-		status, hdr, body := postOTLP(t, s.json, s.write, "application/json", jsonBody, true)
-		require.Equal(t, http.StatusOK, status, "%s: JSON export: %s", s.name, body)
-		if s.lum != nil {
-			require.Equal(t, "application/json", mediaType(hdr), "%s answers JSON in JSON", s.name)
+	// Hand-built, every point kind (summaries too, which the SDK has not),
+	// gzip: as JSON (which the SDK's exporter does not send) and as
+	// protobuf, each from an instance of its own.
+	now := time.Now()
+	for _, enc := range []struct{ instance, contentType string }{{"json-1", "application/json"}, {"proto-1", "application/x-protobuf"}} {
+		req := pmetricotlp.NewExportRequestFromMetrics(otlpJSONMetrics(now, enc.instance))
+		var body []byte
+		if enc.contentType == "application/json" {
+			body, err = req.MarshalJSON()
+		} else {
+			body, err = req.MarshalProto()
+		}
+		require.NoError(t, err)
+		for _, s := range sinks {
+			status, hdr, resp := postOTLP(t, s.json, s.write, enc.contentType, body, true)
+			require.Equal(t, http.StatusOK, status, "%s: %s export: %s", s.name, enc.contentType, resp)
+			if s.lum == nil {
+				continue
+			}
+			require.Equal(t, enc.contentType, mediaType(hdr), "%s answers in the request's encoding", s.name)
 			r := pmetricotlp.NewExportResponse()
-			require.NoError(t, r.UnmarshalJSON(body), "%s: %q", s.name, body)
-			require.Zero(t, r.PartialSuccess().RejectedDataPoints(), "%s: %q", s.name, body)
+			if enc.contentType == "application/json" {
+				require.NoError(t, r.UnmarshalJSON(resp), "%s: %q", s.name, resp)
+			} else {
+				require.NoError(t, r.UnmarshalProto(resp), "%s: %q", s.name, resp)
+			}
+			require.Zero(t, r.PartialSuccess().RejectedDataPoints(), "%s: %q", s.name, resp)
 		}
 	}
 	at := time.Now()
@@ -560,15 +576,15 @@ func (r *otelRecorder) record(round int) {
 	r.mu.Unlock()
 }
 
-// otlpJSONMetrics is the hand-built request sent as JSON: a resource of
-// its own, and every OTLP point kind.
-func otlpJSONMetrics(now time.Time) pmetric.Metrics {
+// otlpJSONMetrics is the hand-built request: a resource of its own
+// (service.instance.id instance), and every OTLP point kind.
+func otlpJSONMetrics(now time.Time, instance string) pmetric.Metrics {
 	md := pmetric.NewMetrics()
 	rm := md.ResourceMetrics().AppendEmpty()
 	ra := rm.Resource().Attributes()
 	ra.PutStr("service.name", "json-exporter")
 	ra.PutStr("service.namespace", "shop")
-	ra.PutStr("service.instance.id", "json-1")
+	ra.PutStr("service.instance.id", instance)
 	ra.PutStr("deployment.environment.name", "test")
 	ra.PutInt("process.pid", 4242)
 	sm := rm.ScopeMetrics().AppendEmpty()
@@ -610,6 +626,29 @@ func otlpJSONMetrics(now time.Time) pmetric.Metrics {
 	ex.SetTraceID(pcommon.TraceID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16})
 	ex.SetSpanID(pcommon.SpanID{1, 2, 3, 4, 5, 6, 7, 8})
 	ex.FilteredAttributes().PutStr("user", "alice")
+
+	// Sums whose start time is their time, and in the same millisecond:
+	// no zero sample for either, even with start times as zero samples.
+	ms := now.Add(-time.Second).Truncate(time.Millisecond).Add(700 * time.Microsecond)
+	for i, st := range []time.Time{ms, ms.Add(-500 * time.Microsecond)} {
+		m := sm.Metrics().AppendEmpty()
+		m.SetName(fmt.Sprintf("json.restarts.%d", i))
+		sum := m.SetEmptySum()
+		sum.SetIsMonotonic(true)
+		sum.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+		p := sum.DataPoints().AppendEmpty()
+		p.SetStartTimestamp(pcommon.NewTimestampFromTime(st))
+		p.SetTimestamp(pcommon.NewTimestampFromTime(ms))
+		p.SetIntValue(5)
+		if i == 1 {
+			// The next point of the series, with the same start: its zero
+			// sample would fall on the first point's millisecond.
+			p = sum.DataPoints().AppendEmpty()
+			p.SetStartTimestamp(pcommon.NewTimestampFromTime(st))
+			p.SetTimestamp(pcommon.NewTimestampFromTime(ms.Add(10 * time.Millisecond)))
+			p.SetIntValue(8)
+		}
+	}
 
 	u := sm.Metrics().AppendEmpty()
 	u.SetName("json.connections")
@@ -745,9 +784,9 @@ func otlpStatus(t *testing.T, hdr http.Header, body []byte, wantJSON bool) *spb.
 // OTLP, 415 for another content type, each with a Status body. What
 // Prometheus answers to the same is logged.
 func otlpErrors(t *testing.T, s, prom otlpSink) {
-	valid, err := pmetricotlp.NewExportRequestFromMetrics(otlpJSONMetrics(time.Now())).MarshalProto()
+	valid, err := pmetricotlp.NewExportRequestFromMetrics(otlpJSONMetrics(time.Now(), "json-1")).MarshalProto()
 	require.NoError(t, err)
-	validJSON, err := pmetricotlp.NewExportRequestFromMetrics(otlpJSONMetrics(time.Now())).MarshalJSON()
+	validJSON, err := pmetricotlp.NewExportRequestFromMetrics(otlpJSONMetrics(time.Now(), "json-1")).MarshalJSON()
 	require.NoError(t, err)
 	for _, c := range []struct {
 		name        string
