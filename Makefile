@@ -52,19 +52,20 @@ TEST_FUZZTIME ?= 1m
 test: ## install missing test dependencies, gofmt and go vet (lint), every test, the modern ClickHouse (chDB) check, then the decoder and token fuzzers
 	scripts/test-deps.sh
 	$(MAKE) --no-print-directory lint
-	LUMINATE_PROMETHEUS3="$$(scripts/prometheus3.sh)" $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	LUMINATE_PROMETHEUS3="$$(scripts/prometheus3.sh)" LUMINATE_OTELCOL="$$(scripts/otelcol.sh)" $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	CHDB_LIB_PATH="$$(scripts/chdb-lib.sh)" $(GO) test -tags chdb -count=1 -run '^TestModern' -v ./storage/clickhouse/
 	@set -e; for t in $(TEST_FUZZ); do \
 		echo "== fuzz $${t#*:} in $${t%%:*} for $(TEST_FUZZTIME)"; \
 		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(TEST_FUZZTIME) $${t%%:*}; \
 	done
 
-bench: ## Go benchmarks (BENCH=regexp, BENCHTIME=1s), then luminate vs Prometheus 2.42 and, for native histograms, 3.x (docs/benchmarks.md)
+bench: ## Go benchmarks (BENCH=regexp, BENCHTIME=1s), then luminate vs Prometheus 2.42 and, for native histograms and OTLP, 3.x (docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem -timeout $(TEST_TIMEOUT) ./...
 	scripts/test-deps.sh
 	LUMINATE_PROMETHEUS3="$$(scripts/prometheus3.sh)" LUMINATE_BENCH_COMPARE=1 BENCH_SERIES="$(BENCH_SERIES)" BENCH_REPEAT="$(BENCH_REPEAT)" \
 		BENCH_QUERY_SERIES="$(BENCH_QUERY_SERIES)" BENCH_INGEST="$(BENCH_INGEST)" \
 		BENCH_HISTOGRAM_SERIES="$(BENCH_HISTOGRAM_SERIES)" BENCH_HISTOGRAM_ROUNDS="$(BENCH_HISTOGRAM_ROUNDS)" \
+		BENCH_OTLP_SERIES="$(BENCH_OTLP_SERIES)" BENCH_OTLP_ROUNDS="$(BENCH_OTLP_ROUNDS)" \
 		$(GO) test -count=1 -run '^TestBenchCompare$$' -v -timeout 60m ./cmd/luminate/
 
 lint: ## gofmt (must list nothing) and go vet

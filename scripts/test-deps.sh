@@ -10,17 +10,23 @@
 # full-fidelity end-to-end test needs it): scripts/prometheus3.sh builds it
 # once from go.mod's prometheus module into a cache outside the repository
 # (a few minutes the first time) and prints its path; `make test` passes
-# that path to the tests as LUMINATE_PROMETHEUS3.
+# that path to the tests as LUMINATE_PROMETHEUS3. Likewise
+# scripts/otelcol.sh builds an OpenTelemetry Collector (the Collector
+# snippet's test runs it), passed as LUMINATE_OTELCOL.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 
-# prometheus3: build (or find) the cached Prometheus 3.x; its path goes to
-# stderr only, so that this script's output stays what it was.
+# prometheus3: build (or find) the cached Prometheus 3.x, and the cached
+# OpenTelemetry Collector (scripts/otelcol.sh, for the Collector snippet's
+# test); their paths go to stderr only, so that this script's output stays
+# what it was.
 prometheus3() {
 	local bin
 	bin="$("$here/prometheus3.sh")"
 	echo "test-deps: Prometheus 3.x at $bin" >&2
+	bin="$("$here/otelcol.sh")"
+	echo "test-deps: OpenTelemetry Collector at $bin" >&2
 }
 
 # have NAME: is NAME a program on PATH or in the sbin directories, where

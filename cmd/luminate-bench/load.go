@@ -17,6 +17,8 @@ type sender struct {
 	url      string
 	token    string // bearer token; none when empty
 	protocol string // protoV1 or protoV2
+	otlp     bool   // OTLP/HTTP protobuf requests, not remote write
+	gzip     bool   // OTLP: the bodies are gzip-compressed
 	client   *http.Client
 }
 
@@ -34,17 +36,25 @@ func newSender(url, token, protocol string, workers int, timeout time.Duration) 
 
 // send posts one request of samples samples (or histograms) and returns
 // an error for anything but a 2xx and, with remote write 2.0, for a 2xx
-// whose written-count headers do not count them all.
+// whose written-count headers do not count them all; with OTLP, for a 2xx
+// whose partial_success rejected data points.
 func (s *sender) send(ctx context.Context, body []byte, samples int) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Encoding", "snappy")
-	if s.protocol == protoV2 {
+	switch {
+	case s.otlp:
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		if s.gzip {
+			req.Header.Set("Content-Encoding", "gzip")
+		}
+	case s.protocol == protoV2:
+		req.Header.Set("Content-Encoding", "snappy")
 		req.Header.Set("Content-Type", "application/x-protobuf;proto=io.prometheus.write.v2.Request")
 		req.Header.Set("X-Prometheus-Remote-Write-Version", "2.0.0")
-	} else {
+	default:
+		req.Header.Set("Content-Encoding", "snappy")
 		req.Header.Set("Content-Type", "application/x-protobuf")
 		req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
 	}
@@ -57,10 +67,13 @@ func (s *sender) send(ctx context.Context, body []byte, samples int) error {
 		return err
 	}
 	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	_, _ = io.Copy(io.Discard, resp.Body) // reuse the connection
 	if resp.StatusCode/100 != 2 {
 		return &statusError{code: resp.StatusCode, body: string(bytes.TrimSpace(msg))}
+	}
+	if s.otlp {
+		return otlpRejected(resp, msg)
 	}
 	if s.protocol == protoV2 {
 		written := 0

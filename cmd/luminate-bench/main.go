@@ -1,8 +1,11 @@
-// Command luminate-bench is a remote-write load generator: it sends
-// realistic Prometheus remote-write 1.0 or 2.0 requests, of float samples
-// or native histograms (--kind=histogram), to any receiver (Luminate,
-// Prometheus with --web.enable-remote-write-receiver, ...) and prints the
-// samples/s acknowledged and the request latency percentiles.
+// Command luminate-bench is a remote-write and OTLP load generator: it
+// sends realistic Prometheus remote-write 1.0 or 2.0 requests, of float
+// samples or native histograms (--kind=histogram), to any receiver
+// (Luminate, Prometheus with --web.enable-remote-write-receiver, ...), or
+// OTLP/HTTP metrics requests (--kind=otlp, --kind=otlp-histogram) to any
+// OTLP receiver (Luminate's /otlp/v1/metrics, Prometheus 3 with
+// --web.enable-otlp-receiver at /api/v1/otlp/v1/metrics), and prints the
+// samples (data points)/s acknowledged and the request latency percentiles.
 //
 // Every request is built and snappy-encoded before the clock starts, so
 // the measurement is of the receiver, not of the generator. It is not a
@@ -53,6 +56,8 @@ type config struct {
 	seed      uint64
 	kind      string
 	protocol  string
+	gzip      bool
+	histogram string
 }
 
 func (c *config) registerFlags(fs *flag.FlagSet) {
@@ -67,7 +72,9 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.interval, "scrape-interval", 15*time.Second, "How far timestamps advance from one round to the next.")
 	fs.DurationVar(&c.timeout, "timeout", time.Minute, "Timeout of one request.")
 	fs.StringVar(&c.output, "output", "text", "Report format: text or json.")
-	fs.StringVar(&c.kind, "kind", kindFloat, "Samples: float (half counters, half gauges) or histogram (integer native histograms, schema 3, 20 populated buckets each).")
+	fs.StringVar(&c.kind, "kind", kindFloat, "Samples: float (half counters, half gauges) or histogram (integer native histograms, schema 3, 20 populated buckets each), remote write; otlp (OTLP sums and gauges, half each) or otlp-histogram (OTLP cumulative histograms, see --otlp-histogram), OTLP/HTTP protobuf to an OTLP --url.")
+	fs.BoolVar(&c.gzip, "gzip", false, "With an OTLP --kind: gzip-compress the requests (Content-Encoding: gzip), as OTLP exporters with compression=gzip send them.")
+	fs.StringVar(&c.histogram, "otlp-histogram", histExplicit, "With --kind=otlp-histogram: explicit (11 bounds: classic _bucket series) or exponential (scale 3, 20 populated buckets: native histograms).")
 	fs.StringVar(&c.protocol, "protocol", protoV1, "Remote-write protocol: 1.0 (prometheus.WriteRequest) or 2.0 (io.prometheus.write.v2.Request).")
 	fs.Uint64Var(&c.seed, "seed", 0, "Seed of the pod label values; runs with different seeds write different series (0: a new seed every run).")
 }
@@ -88,8 +95,14 @@ func (c *config) validate() error {
 	if c.mode != modeSteady && c.mode != modeCreate {
 		errs = append(errs, fmt.Errorf("--mode=%q: want %s or %s", c.mode, modeSteady, modeCreate))
 	}
-	if c.kind != kindFloat && c.kind != kindHistogram {
-		errs = append(errs, fmt.Errorf("--kind=%q: want %s or %s", c.kind, kindFloat, kindHistogram))
+	if c.kind != kindFloat && c.kind != kindHistogram && !isOTLP(c.kind) {
+		errs = append(errs, fmt.Errorf("--kind=%q: want %s, %s, %s or %s", c.kind, kindFloat, kindHistogram, kindOTLP, kindOTLPHistogram))
+	}
+	if c.histogram != histExplicit && c.histogram != histExponential {
+		errs = append(errs, fmt.Errorf("--otlp-histogram=%q: want %s or %s", c.histogram, histExplicit, histExponential))
+	}
+	if c.gzip && !isOTLP(c.kind) {
+		errs = append(errs, fmt.Errorf("--gzip is for the OTLP kinds (remote write is snappy-compressed), not --kind=%s", c.kind))
 	}
 	if c.protocol != protoV1 && c.protocol != protoV2 {
 		errs = append(errs, fmt.Errorf("--protocol=%q: want %s or %s", c.protocol, protoV1, protoV2))
@@ -170,7 +183,7 @@ func bench(ctx context.Context, c *config, progress io.Writer) (*result, error) 
 	w := workload{
 		series: c.series, batch: c.batch, workers: c.workers, mode: c.mode, interval: c.interval,
 		start: time.Now().Add(-time.Duration(total) * c.interval), seed: c.seed,
-		kind: c.kind, protocol: c.protocol,
+		kind: c.kind, protocol: c.protocol, gzip: c.gzip, histogram: c.histogram,
 	}
 	if w.seed == 0 {
 		w.seed = uint64(time.Now().UnixNano())
@@ -191,6 +204,7 @@ func bench(ctx context.Context, c *config, progress io.Writer) (*result, error) 
 		(warmups+c.rounds)*w.requestsPerRound(), c.batch, time.Since(t0).Round(time.Millisecond))
 
 	s := newSender(c.url, token, c.protocol, c.workers, c.timeout)
+	s.otlp, s.gzip = isOTLP(c.kind), c.gzip
 	if warmup != nil {
 		t, d := s.run(ctx, warmup)
 		if t.failed > 0 {
@@ -213,8 +227,12 @@ func bench(ctx context.Context, c *config, progress io.Writer) (*result, error) 
 		return nil, err
 	}
 	lat, rate := summarize(t, elapsed)
+	proto := c.protocol
+	if isOTLP(c.kind) {
+		proto = "otlp/http"
+	}
 	return &result{
-		Mode: c.mode, Kind: c.kind, Protocol: c.protocol, URL: c.url, Series: c.series, Workers: c.workers, Batch: c.batch, Rounds: c.rounds,
+		Mode: c.mode, Kind: c.kind, Protocol: proto, URL: c.url, Series: c.series, Workers: c.workers, Batch: c.batch, Rounds: c.rounds,
 		Requests: t.requests, Failed: t.failed, Samples: t.samples,
 		DurationSeconds: elapsed.Seconds(), SamplesPerSecond: rate, LatencyMs: lat,
 		Errors: t.errors, FirstError: t.firstErr,

@@ -54,15 +54,17 @@ const histogramBuckets = 20
 // workload describes the requests of a run. Series id i belongs to target
 // i/metricsPerTarget and is metric i%metricsPerTarget of it.
 type workload struct {
-	series   int           // series per round
-	batch    int           // samples per request
-	workers  int           // requests of a round are dealt to this many workers
-	mode     string        // modeSteady or modeCreate
-	interval time.Duration // timestamps advance by this much per round
-	start    time.Time     // timestamp of round 0
-	seed     uint64        // part of every series' pod label: runs with different seeds have different series
-	kind     string        // kindFloat (when empty) or kindHistogram
-	protocol string        // protoV1 (when empty) or protoV2
+	series    int           // series per round
+	batch     int           // samples per request
+	workers   int           // requests of a round are dealt to this many workers
+	mode      string        // modeSteady or modeCreate
+	interval  time.Duration // timestamps advance by this much per round
+	start     time.Time     // timestamp of round 0
+	seed      uint64        // part of every series' pod label: runs with different seeds have different series
+	kind      string        // kindFloat (when empty) or kindHistogram
+	protocol  string        // protoV1 (when empty) or protoV2
+	gzip      bool          // OTLP kinds: gzip the requests
+	histogram string        // kindOTLPHistogram: histExplicit or histExponential
 }
 
 // request is one encoded remote-write request: a snappy-compressed
@@ -194,6 +196,9 @@ func (e *encoder) appendSeriesLabels(dst []prompb.Label, w workload, id int) []p
 
 // encode builds request index of round.
 func (e *encoder) encode(w workload, round, index int) (request, error) {
+	if isOTLP(w.kind) {
+		return e.encodeOTLP(w, round, index)
+	}
 	lo := index * w.batch
 	hi := min(lo+w.batch, w.series)
 	n := hi - lo

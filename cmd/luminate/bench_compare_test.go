@@ -156,6 +156,10 @@ func TestBenchCompare(t *testing.T) {
 		fmt.Fprintf(tw, "\n")
 		benchHistograms(t, tw, n)
 	}
+	if n := envInt(t, envBenchOTLPSeries, 100_000); n > 0 {
+		fmt.Fprintf(tw, "\n")
+		benchOTLP(t, tw, n)
+	}
 }
 
 // benchIngest runs luminate-bench against a fresh luminate and a fresh
