@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -16,7 +18,38 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
 )
+
+// nestedOTLP is an OTLP request whose one resource attribute is an
+// AnyValue nested depth times (a kvlist in a kvlist ...), which pdata
+// would decode recursively without bound.
+func nestedOTLP(depth int) []byte {
+	uv := func(n int) []byte { return binary.AppendUvarint(nil, uint64(n)) }
+	core := []byte{0x0a, 0x01, 'x'} // AnyValue{string_value: "x"}
+	prefixes := make([][]byte, depth)
+	size := len(core)
+	for i := depth - 1; i >= 0; i-- {
+		kv := append([]byte{0x0a, 0x01, 'k', 0x12}, uv(size)...) // KeyValue{key, value: ...}
+		kvl := append([]byte{0x0a}, uv(len(kv)+size)...)         // KeyValueList{values: ...}
+		av := append([]byte{0x32}, uv(len(kvl)+len(kv)+size)...) // AnyValue{kvlist_value: ...}
+		prefixes[i] = append(append(av, kvl...), kv...)
+		size += len(prefixes[i])
+	}
+	kv := append([]byte{0x0a, 0x01, 'a', 0x12}, uv(size)...) // KeyValue{key: "a", value: ...}
+	size += len(kv)
+	res := append([]byte{0x0a}, uv(size)...) // Resource.attributes
+	size += len(res)
+	rm := append([]byte{0x0a}, uv(size)...) // ResourceMetrics.resource
+	size += len(rm)
+	req := append([]byte{0x0a}, uv(size)...) // ExportMetricsServiceRequest.resource_metrics
+	out := append(append(append(req, rm...), res...), kv...)
+	for _, p := range prefixes {
+		out = append(out, p...)
+	}
+	return append(out, core...)
+}
 
 // anyAnswer accepts any status: the case checks only that the answer
 // comes in time and that luminate survives it within its memory and CPU
@@ -103,6 +136,32 @@ func fidelityAttackCases(t *testing.T, s *attackServer) []attackCase {
 		"histogram": map[string]any{"schema": 0, "count": 0, "positive_spans": []any{map[string]any{"offset": 0, "length": len(counts)}}, "positive_counts": counts},
 	}}})
 	require.NoError(t, err)
+	otlp := func(body []byte) func(context.Context) *http.Request {
+		var z bytes.Buffer
+		gz := gzip.NewWriter(&z)
+		_, err := gz.Write(body)
+		require.NoError(t, err)
+		require.NoError(t, gz.Close())
+		b := z.Bytes()
+		return func(ctx context.Context) *http.Request {
+			r := s.request(ctx, http.MethodPost, "/otlp/v1/metrics", s.tokenB, bytes.NewReader(b))
+			r.Header.Set("Content-Type", "application/x-protobuf")
+			r.Header.Set("Content-Encoding", "gzip")
+			return r
+		}
+	}
+	// An OTLP request of 1,000,001 gauge points of one series each.
+	md := pmetric.NewMetrics()
+	dps := md.ResourceMetrics().AppendEmpty().ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
+	dps.SetName("attack_otlp")
+	points := dps.SetEmptyGauge().DataPoints()
+	for i := range 1_000_001 {
+		dp := points.AppendEmpty()
+		dp.SetTimestamp(pcommon.Timestamp(s.now * 1e6))
+		dp.SetDoubleValue(float64(i))
+	}
+	manyPoints, err := (&pmetric.ProtoMarshaler{}).MarshalMetrics(md)
+	require.NoError(t, err)
 	all := url.QueryEscape(`{__name__=~".+"}`)
 	return []attackCase{
 		{name: "rw1 histogram of 4Mi buckets", build: rw1(&prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{Labels: name("attack_hist_wide"), Histograms: []prompb.Histogram{wide}}}}), accept: clientError},
@@ -118,5 +177,8 @@ func fidelityAttackCases(t *testing.T, s *attackServer) []attackCase {
 		}, accept: clientError},
 		{name: "query_exemplars of every series over 10 years", build: get("/api/v1/query_exemplars?query=" + all + "&start=" + strconv.FormatInt(s.now/1000-10*365*86400, 10) + "&end=" + strconv.FormatInt(s.now/1000+3600, 10)), accept: anyAnswer},
 		{name: "metadata of every family", build: get("/api/v1/metadata?limit=-1&limit_per_metric=-1"), accept: anyAnswer},
+		{name: "otlp gzip bomb of 1GiB", build: otlp(make([]byte, 1<<30)), accept: clientError},
+		{name: "otlp attribute nested a million deep", build: otlp(nestedOTLP(1_000_000)), accept: clientError},
+		{name: "otlp 1000001 data points", build: otlp(manyPoints), accept: clientError},
 	}
 }
