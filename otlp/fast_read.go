@@ -170,46 +170,13 @@ func (st *fastState) readMetric(b []byte, ri int) bool {
 			default:
 				st.metrics[mi].unit = s
 			}
-		case 5, 7: // gauge, sum
+		case 5, 7, 9, 10, 11: // gauge, sum, histogram, exponential_histogram, summary
 			if !r.check(wt, wireLen) || st.metrics[mi].kind != 0 {
 				return false
 			}
-			st.metrics[mi].kind = fastGauge
-			if n == 7 {
-				st.metrics[mi].kind = fastSum
-			}
+			st.metrics[mi].kind = dataKind(n)
 			st.metrics[mi].p0 = len(st.points)
-			if b := r.bytes(); r.bad || !st.readNumbers(b, mi, ri) {
-				return false
-			}
-			st.metrics[mi].p1 = len(st.points)
-		case 9: // histogram
-			if !r.check(wt, wireLen) || st.metrics[mi].kind != 0 {
-				return false
-			}
-			st.metrics[mi].kind = fastHistogram
-			st.metrics[mi].p0 = len(st.points)
-			if b := r.bytes(); r.bad || !st.readHistogram(b, mi, ri) {
-				return false
-			}
-			st.metrics[mi].p1 = len(st.points)
-		case 10: // exponential_histogram
-			if !r.check(wt, wireLen) || st.metrics[mi].kind != 0 {
-				return false
-			}
-			st.metrics[mi].kind = fastExponential
-			st.metrics[mi].p0 = len(st.points)
-			if b := r.bytes(); r.bad || !st.readExponential(b, mi, ri) {
-				return false
-			}
-			st.metrics[mi].p1 = len(st.points)
-		case 11: // summary
-			if !r.check(wt, wireLen) || st.metrics[mi].kind != 0 {
-				return false
-			}
-			st.metrics[mi].kind = fastSummary
-			st.metrics[mi].p0 = len(st.points)
-			if b := r.bytes(); r.bad || !st.readSummary(b, ri) {
+			if b := r.bytes(); r.bad || !st.readData(b, mi, ri) {
 				return false
 			}
 			st.metrics[mi].p1 = len(st.points)
@@ -237,8 +204,26 @@ func (st *fastState) readMetric(b []byte, ri int) bool {
 	return true
 }
 
-// readNumbers reads a Gauge or a Sum.
-func (st *fastState) readNumbers(b []byte, mi, ri int) bool {
+// dataKind is the kind of Metric's data field n: 5, 7, 9, 10 or 11.
+func dataKind(n int32) uint8 {
+	switch n {
+	case 5:
+		return fastGauge
+	case 7:
+		return fastSum
+	case 9:
+		return fastHistogram
+	case 10:
+		return fastExponential
+	}
+	return fastSummary
+}
+
+// readData reads the data of metric mi (a Gauge, Sum, Histogram,
+// ExponentialHistogram or Summary, as its kind says): its points, and the
+// aggregation_temporality of those that have one and a Sum's is_monotonic.
+func (st *fastState) readData(b []byte, mi, ri int) bool {
+	kind := st.metrics[mi].kind
 	r := wireReader{b: b}
 	for r.more() {
 		n, wt := r.tag()
@@ -247,15 +232,15 @@ func (st *fastState) readNumbers(b []byte, mi, ri int) bool {
 			if !r.check(wt, wireLen) {
 				return false
 			}
-			if b := r.bytes(); r.bad || !st.readPoint(b, ri) {
+			if b := r.bytes(); r.bad || !st.readDataPoint(b, kind, ri) {
 				return false
 			}
-		case n == 2 && st.metrics[mi].kind == fastSum:
+		case n == 2 && kind != fastGauge && kind != fastSummary:
 			if !r.check(wt, wireVarint) {
 				return false
 			}
 			st.metrics[mi].temporality = int32(r.varint())
-		case n == 3 && st.metrics[mi].kind == fastSum:
+		case n == 3 && kind == fastSum:
 			if !r.check(wt, wireVarint) {
 				return false
 			}
@@ -267,29 +252,17 @@ func (st *fastState) readNumbers(b []byte, mi, ri int) bool {
 	return !r.bad
 }
 
-// readHistogram reads a Histogram.
-func (st *fastState) readHistogram(b []byte, mi, ri int) bool {
-	r := wireReader{b: b}
-	for r.more() {
-		n, wt := r.tag()
-		switch n {
-		case 1:
-			if !r.check(wt, wireLen) {
-				return false
-			}
-			if b := r.bytes(); r.bad || !st.readHistogramPoint(b, ri) {
-				return false
-			}
-		case 2:
-			if !r.check(wt, wireVarint) {
-				return false
-			}
-			st.metrics[mi].temporality = int32(r.varint())
-		default:
-			return false
-		}
+// readDataPoint reads one data point of a metric of kind.
+func (st *fastState) readDataPoint(b []byte, kind uint8, ri int) bool {
+	switch kind {
+	case fastHistogram:
+		return st.readHistogramPoint(b, ri)
+	case fastExponential:
+		return st.readExponentialPoint(b, ri)
+	case fastSummary:
+		return st.readSummaryPoint(b, ri)
 	}
-	return !r.bad
+	return st.readPoint(b, ri)
 }
 
 // readHistogramPoint reads a HistogramDataPoint. As pdata, a packed
@@ -374,31 +347,6 @@ func (st *fastState) readHistogramPoint(b []byte, ri int) bool {
 	}
 	p.kv1, p.ex1, p.bc1, p.eb1 = len(st.kvs), len(st.exs), len(st.counts), len(st.bounds)
 	return st.addPoint(p, ri)
-}
-
-// readExponential reads an ExponentialHistogram.
-func (st *fastState) readExponential(b []byte, mi, ri int) bool {
-	r := wireReader{b: b}
-	for r.more() {
-		n, wt := r.tag()
-		switch n {
-		case 1:
-			if !r.check(wt, wireLen) {
-				return false
-			}
-			if b := r.bytes(); r.bad || !st.readExponentialPoint(b, ri) {
-				return false
-			}
-		case 2:
-			if !r.check(wt, wireVarint) {
-				return false
-			}
-			st.metrics[mi].temporality = int32(r.varint())
-		default:
-			return false
-		}
-	}
-	return !r.bad
 }
 
 func (st *fastState) readExponentialPoint(b []byte, ri int) bool {
@@ -516,21 +464,6 @@ func (st *fastState) readBuckets(b []byte) (int32, bool) {
 		}
 	}
 	return off, !r.bad
-}
-
-// readSummary reads a Summary.
-func (st *fastState) readSummary(b []byte, ri int) bool {
-	r := wireReader{b: b}
-	for r.more() {
-		n, wt := r.tag()
-		if n != 1 || !r.check(wt, wireLen) {
-			return false
-		}
-		if b := r.bytes(); r.bad || !st.readSummaryPoint(b, ri) {
-			return false
-		}
-	}
-	return !r.bad
 }
 
 func (st *fastState) readSummaryPoint(b []byte, ri int) bool {
