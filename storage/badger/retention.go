@@ -6,6 +6,8 @@ import (
 	"time"
 
 	bdb "github.com/dgraph-io/badger/v4"
+
+	"github.com/luminate-io/luminate/tenancy"
 )
 
 // applyRetention deletes chunks that ended before the retention cutoff and
@@ -87,4 +89,15 @@ func (s *Store) deleteBefore(cutoff int64) error {
 	}
 	s.m.retention.Add(deleted)
 	return nil
+}
+
+// retentionCutoff is the oldest timestamp (milliseconds) tenant id may
+// still read and keep at now: math.MinInt64 when its data is kept forever.
+// Reads clamp their time range to it; retention deletes what lies before.
+func (s *Store) retentionCutoff(id tenancy.ID, now time.Time) int64 {
+	_ = id // per-tenant retention (issue 14) replaces the global one here
+	if s.cfg.Retention <= 0 {
+		return math.MinInt64
+	}
+	return now.Add(-s.cfg.Retention).UnixMilli()
 }
