@@ -326,9 +326,12 @@ func (s *Store) background(ctx context.Context, replayed bool) {
 	defer idle.Stop()
 	ckpt := time.NewTicker(s.cfg.CheckpointInterval)
 	defer ckpt.Stop()
-	ret := time.NewTicker(time.Hour)
+	ret := time.NewTicker(min(s.cfg.RetentionInterval, retentionCheck))
 	defer ret.Stop()
-	s.applyRetention()
+	var retState retentionState
+	if s.retentionDue(&retState, time.Now()) {
+		s.applyRetention(time.Now())
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -339,8 +342,10 @@ func (s *Store) background(ctx context.Context, replayed bool) {
 			if err := s.checkpoint(); err != nil {
 				s.logger.Error("checkpoint", "err", err)
 			}
-		case <-ret.C:
-			s.applyRetention()
+		case now := <-ret.C:
+			if s.retentionDue(&retState, now) {
+				s.applyRetention(now)
+			}
 		}
 	}
 }
