@@ -270,9 +270,10 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	cfg.clickhouse.SeriesLimits = limits.MaxActiveSeries
 	cfg.badger.ExemplarLimits, cfg.badger.MetadataLimits = limits.MaxExemplars, limits.MaxMetadata
 	cfg.clickhouse.ExemplarLimits, cfg.clickhouse.MetadataLimits = limits.MaxExemplars, limits.MaxMetadata
-	cfg.clickhouse.MaxSeriesPerQuery = limits.MaxSeriesPerQuery                 // a select reads at most one series past it
-	cfg.clickhouse.MaxSamplesPerQuery = limits.MaxSamplesPerQuery               // and at most one batch of samples past this
-	cfg.badger.RetentionPolicy, cfg.clickhouse.RetentionPolicy = limits, limits // per-tenant retention
+	cfg.clickhouse.MaxSeriesPerQuery = limits.MaxSeriesPerQuery   // a select reads at most one series past it
+	cfg.clickhouse.MaxSamplesPerQuery = limits.MaxSamplesPerQuery // and at most one batch of samples past this
+	// Per-tenant retention: the overrides file's retention key.
+	cfg.badger.RetentionPolicy, cfg.clickhouse.RetentionPolicy = limits, limits
 	store, err := openStore(cfg, logger, reg)
 	if err != nil {
 		return err
