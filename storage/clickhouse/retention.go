@@ -89,7 +89,7 @@ func (s *Store) retentionTick(ctx context.Context, st *retentionState, now time.
 	}
 	if changed || now.Sub(st.lastCleanup) >= s.cfg.RetentionCleanupInterval {
 		st.lastCleanup = now
-		if _, err := s.cleanupRetention(ctx, now); err != nil && ctx.Err() == nil {
+		if _, err := s.cleanupRetention(ctx, now, changed); err != nil && ctx.Err() == nil {
 			s.logger.Warn("retention cleanup", slog.Any("err", err))
 		}
 	}
@@ -184,11 +184,16 @@ func cutoffSQL(def time.Duration, over map[tenancy.ID]time.Duration, now time.Ti
 // becomes one more, which no literal parsing turns into a UInt64.
 func sqlCut(c int64) string { return fmt.Sprintf("toInt64(%d)", max(c, math.MinInt64+1)) }
 
+// retentionMark is in the condition of every retention mutation, so that
+// any pod finds the last one in system.mutations.
+const retentionMark = "'luminate-retention' != ''"
+
 // retentionDeletes are the conditions of the rows past their tenant's
 // retention at now, by table; nil when no tenant's retention is shorter
 // than the longest one (partitions do it all).
 func (s *Store) retentionDeletes(now time.Time) map[string]string {
-	if _, shorter := storage.LongestRetention(s.cfg.policy()); !shorter {
+	longest, shorter := storage.LongestRetention(s.cfg.policy())
+	if !shorter {
 		return nil
 	}
 	def, over := s.cfg.policy().Retentions()
@@ -196,11 +201,24 @@ func (s *Store) retentionDeletes(now time.Time) map[string]string {
 	if maxCut == math.MinInt64 {
 		return nil
 	}
-	// ts < maxCut first: partition pruning skips every newer day.
+	// ts < maxCut first: partition pruning skips every newer day. When
+	// only some tenants keep less than the default (the usual case), the
+	// primary key (tenant first) narrows the read to theirs.
+	pre := ""
+	if def == longest {
+		var ids []string
+		for id, r := range over {
+			if r != def {
+				ids = append(ids, quote(string(id)))
+			}
+		}
+		slices.Sort(ids)
+		pre = fmt.Sprintf("tenant IN (%s) AND ", strings.Join(ids, ", "))
+	}
 	return map[string]string{
-		samplesTable: fmt.Sprintf("ts < %d AND ts < %s", maxCut, expr),
+		samplesTable: fmt.Sprintf("%sts < %d AND ts < %s", pre, maxCut, expr),
 		// An hour row goes once its whole hour is before the cutoff.
-		seriesTable: fmt.Sprintf("hour < %d AND hour < intDiv(%s, %d)", hourOf(maxCut), expr, msPerHour),
+		seriesTable: fmt.Sprintf("%shour < %d AND hour < intDiv(%s, %d)", pre, hourOf(maxCut), expr, msPerHour),
 	}
 }
 
@@ -211,9 +229,11 @@ type retentionCleanup struct {
 }
 
 // cleanupRetention sends, for each table holding rows past their
-// tenant's retention, one mutation deleting them, unless one it sent
-// before is still running there.
-func (s *Store) cleanupRetention(ctx context.Context, now time.Time) (retentionCleanup, error) {
+// tenant's retention, one mutation deleting them, unless a mutation is
+// still running on the table or (unless force is set) a pod sent a
+// retention mutation within RetentionCleanupInterval: at most one mutation
+// at a time per table, and one per interval across the pods.
+func (s *Store) cleanupRetention(ctx context.Context, now time.Time, force bool) (retentionCleanup, error) {
 	res := retentionCleanup{rows: map[string]uint64{}}
 	conds := s.retentionDeletes(now)
 	if conds == nil {
@@ -232,25 +252,35 @@ func (s *Store) cleanupRetention(ctx context.Context, now time.Time) (retentionC
 			continue
 		}
 		local := s.schema.storageTable(table)
+		skipped := false
 		err = s.onEachNode(ctx, func(conn driver.Conn) error {
-			// Any mutation of the table: they all rewrite parts.
-			running, err := s.queryStrings(ctx, conn, fmt.Sprintf(
-				"SELECT mutation_id FROM system.mutations WHERE database = %s AND table = %s AND NOT is_done",
-				quote(s.schema.db), quote(local)))
-			if err != nil {
-				return fmt.Errorf("list running mutations of %s: %w", local, err)
+			// Any mutation running on the table (they all rewrite parts),
+			// or a retention mutation sent recently by any pod.
+			recent := "0"
+			if !force {
+				recent = fmt.Sprintf("position(command, %s) > 0 AND create_time > now() - %d", quote("luminate-retention"), int64(s.cfg.RetentionCleanupInterval/time.Second))
 			}
-			if len(running) > 0 {
-				s.logger.Info("retention cleanup waits for its previous mutation", slog.String("table", local), slog.Any("mutations", running))
+			busy, err := s.queryStrings(ctx, conn, fmt.Sprintf(
+				"SELECT mutation_id FROM system.mutations WHERE database = %s AND table = %s AND (NOT is_done OR %s)",
+				quote(s.schema.db), quote(local), recent))
+			if err != nil {
+				return fmt.Errorf("list mutations of %s: %w", local, err)
+			}
+			if len(busy) > 0 {
+				s.logger.Info("retention cleanup waits: a mutation runs or ran recently", slog.String("table", local), slog.Any("mutations", busy))
+				skipped = true
 				return nil
 			}
-			if err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DELETE WHERE %s", s.schema.table(local), cond)); err != nil {
+			if err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DELETE WHERE %s AND %s", s.schema.table(local), cond, retentionMark)); err != nil {
 				return fmt.Errorf("delete expired rows of %s: %w", local, err)
 			}
 			return nil
 		})
 		if err != nil {
 			errs = append(errs, err)
+			continue
+		}
+		if skipped {
 			continue
 		}
 		res.mutated = append(res.mutated, table)
@@ -278,7 +308,7 @@ func (s *Store) countRows(ctx context.Context, table, cond string) (uint64, erro
 // exemplars) and waits for its mutations to finish.
 func (s *Store) retentionNow(ctx context.Context) error {
 	now := time.Now()
-	_, err := s.cleanupRetention(ctx, now)
+	_, err := s.cleanupRetention(ctx, now, true)
 	err = errors.Join(s.applyRetention(ctx, now), err, s.aux.trimExemplars(ctx, now))
 	if err != nil {
 		return err
