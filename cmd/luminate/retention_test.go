@@ -16,20 +16,32 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/luminate-io/luminate/storage/clickhouse/chtest"
 	"github.com/luminate-io/luminate/tenancy"
 )
 
-// TestServeRetentionPerTenant: through HTTP, each tenant's queries stop at
-// its retention override (the default --storage.retention for the others),
-// and an overrides file reload (SIGHUP) moves that horizon at once.
+// TestServeRetentionPerTenant: through HTTP, on both backends, each
+// tenant's queries stop at its retention override (the default
+// --storage.retention for the others), and an overrides file reload
+// (SIGHUP) moves that horizon at once.
 func TestServeRetentionPerTenant(t *testing.T) {
+	t.Run("badger", func(t *testing.T) {
+		testServeRetention(t, "--storage.badger.path="+filepath.Join(t.TempDir(), "data"))
+	})
+	t.Run("clickhouse", func(t *testing.T) {
+		testServeRetention(t, "--storage.backend=clickhouse", "--storage.clickhouse.dsn="+chtest.Start(t), "--storage.clickhouse.database=e2e")
+	})
+}
+
+func testServeRetention(t *testing.T, storageFlags ...string) {
 	dir := t.TempDir()
 	secret := filepath.Join(dir, "hmac.secret")
 	_, err := tenancy.EnsureDevSecret(secret)
 	require.NoError(t, err)
 	overrides := writeFile(t, dir, "overrides.yml", "overrides:\n  short:\n    retention: 1h\n")
-	p := start(t, "serve", "--log.format=json", "--http.listen-address=127.0.0.1:0", "--storage.retention=30d",
-		"--storage.badger.path="+filepath.Join(dir, "data"), "--auth.jwt.hmac-secret-file="+secret, "--limits.overrides-file="+overrides)
+	args := append([]string{"serve", "--log.format=json", "--http.listen-address=127.0.0.1:0", "--storage.retention=30d",
+		"--auth.jwt.hmac-secret-file=" + secret, "--limits.overrides-file=" + overrides}, storageFlags...)
+	p := start(t, args...)
 	require.NotEmpty(t, p.addr, p.stderr())
 	now := time.Now().UnixMilli()
 	tokens := map[tenancy.ID]string{}
