@@ -60,7 +60,10 @@ func TestHAStoreTwoPods(t *testing.T) {
 		var erra, errb error
 		wg.Add(2)
 		go func() { defer wg.Done(); ea, erra = a.Elect(ctx, "acme", "c1", term, "r2", at) }()
-		go func() { defer wg.Done(); eb, errb = b.Elect(ctx, "acme", "c1", term, "r3", at.Add(time.Duration(i%3-1)*time.Millisecond)) }()
+		go func() {
+			defer wg.Done()
+			eb, errb = b.Elect(ctx, "acme", "c1", term, "r3", at.Add(time.Duration(i%3-1)*time.Millisecond))
+		}()
 		wg.Wait()
 		require.NoError(t, errors.Join(erra, errb))
 		require.Equal(t, term, ea.Term)
