@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -473,7 +474,9 @@ func (g *Ingester) Dedupe(ctx context.Context, id tenancy.ID, series []TimeSerie
 	if cluster == "" || replica == "" {
 		return false, nil
 	}
-	switch err := g.ha.Check(ctx, id, cluster, replica); {
+	// Copies: the labels point into the request's buffer, reused by the
+	// next, and the tracker keeps them.
+	switch err := g.ha.Check(ctx, id, strings.Clone(cluster), strings.Clone(replica)); {
 	case errors.Is(err, tenancy.ErrHADuplicate):
 		return true, nil
 	case errors.Is(err, tenancy.ErrHAClusters):

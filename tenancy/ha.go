@@ -271,7 +271,8 @@ func (t *HATracker) Labels(id ID) (cluster, replica string, ok bool) {
 // stored: nil when it is (replica is elected, or has just been elected);
 // a *HADuplicateError (ErrHADuplicate) when another replica is; an error
 // wrapping ErrHAClusters when the tenant tracks its ha_max_clusters
-// already; or the store's error.
+// already; or the store's error. It keeps cluster and replica: they
+// must not point into memory that is reused.
 func (t *HATracker) Check(ctx context.Context, id ID, cluster, replica string) error {
 	now := t.now()
 	c, err := t.cluster(id, cluster, now)
