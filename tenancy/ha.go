@@ -342,16 +342,17 @@ func (t *HATracker) sync(ctx context.Context, id ID, cluster string, c *haCluste
 		}
 		e.ReceivedAt = now
 	case now.Sub(e.ReceivedAt) >= t.cfg.FailoverTimeout:
-		prev := e.Replica
+		silent := now.Sub(e.ReceivedAt)
 		if e, err = t.store.Elect(ctx, id, cluster, e.Term+1, replica, now); err != nil {
 			return fmt.Errorf("elect replica %q of HA cluster %q: %w", replica, cluster, err)
 		}
-		t.logger.InfoContext(ctx, "HA fail-over", "tenant", id, "cluster", cluster, "from", prev, "to", e.Replica, "term", e.Term)
+		t.logger.InfoContext(ctx, "HA fail-over", "tenant", id, "cluster", cluster, "replica", e.Replica, "term", e.Term, "elected_silent_for", silent)
 	}
 	if e.Replica != c.elected.Replica {
 		if c.elected.Term != 0 {
 			t.elections.WithLabelValues(string(id)).Inc()
 		}
+		t.logger.InfoContext(ctx, "HA replica elected", "tenant", id, "cluster", cluster, "replica", e.Replica, "term", e.Term, "previous", c.elected.Replica)
 		c.seen = time.Time{}
 		c.recorded = time.Time{}
 		if e.Replica == replica {
