@@ -399,13 +399,18 @@ func (t *HATracker) cluster(id ID, cluster string, now time.Time) (*haCluster, e
 
 // MemoryHAStore is an HAStore in this process's memory: for a single
 // Luminate (Badger), where it is the whole truth. Safe for concurrent use.
+// Elections of clusters not received for haIdle are forgotten, so that
+// clusters that come and go do not pile up.
 type MemoryHAStore struct {
 	mu        sync.Mutex
 	elections map[haKey]HAElection
+	pruneAt   int // prune when the map grows to this many
 }
 
 // NewMemoryHAStore returns an empty MemoryHAStore.
-func NewMemoryHAStore() *MemoryHAStore { return &MemoryHAStore{elections: map[haKey]HAElection{}} }
+func NewMemoryHAStore() *MemoryHAStore {
+	return &MemoryHAStore{elections: map[haKey]HAElection{}, pruneAt: 1024}
+}
 
 // Get returns the election of (id, cluster).
 func (m *MemoryHAStore) Get(_ context.Context, id ID, cluster string) (HAElection, bool, error) {
@@ -426,6 +431,14 @@ func (m *MemoryHAStore) Elect(_ context.Context, id ID, cluster string, term uin
 	}
 	e := HAElection{Term: term, Replica: replica, ElectedAt: now, ReceivedAt: now}
 	m.elections[k] = e
+	if len(m.elections) >= m.pruneAt { // amortized: at most once per doubling
+		for k, e := range m.elections {
+			if now.Sub(e.ReceivedAt) > haIdle {
+				delete(m.elections, k)
+			}
+		}
+		m.pruneAt = max(1024, 2*len(m.elections))
+	}
 	return e, nil
 }
 
