@@ -1,6 +1,7 @@
 package remotewrite
 
 import (
+	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -80,4 +81,33 @@ func TestWriteHA(t *testing.T) {
 		`{__name__="scrape_samples", __replica__="r2", cluster="c1", job="node"}`: {{at(0), 8}},
 	}, readBack(t, store, "other"))
 	require.Equal(t, 2.0, counter(t, reg, "luminate_ingest_requests_total", "tenant", "acme", "code", "202"))
+}
+
+// TestWriteHAMaxClusters: a write of one HA cluster more than the
+// tenant's ha_max_clusters is a 400 naming the setting.
+func TestWriteHAMaxClusters(t *testing.T) {
+	store := openStore(t, nil)
+	g := NewIngester(testConfig(t), nil, nil, nil)
+	limits := func(tenancy.ID) tenancy.HALimits {
+		h := tenancy.DefaultHALimits()
+		h.AcceptHASamples, h.MaxClusters = true, 1
+		return h
+	}
+	tr, err := tenancy.NewHATracker(tenancy.DefaultHAConfig(), tenancy.NewMemoryHAStore(), limits, nil, nil)
+	require.NoError(t, err)
+	g.SetHATracker(tr)
+	h := route(NewHandler(g), store)
+	now := time.Now()
+	write := func(cluster string) *http.Response {
+		req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+			{Labels: series("__name__", "up", "cluster", cluster, "__replica__", "r1"), Samples: samplesAt(now, 1)},
+		}}
+		return post(h, &writer, encode(t, req), nil).Result()
+	}
+	require.Equal(t, http.StatusNoContent, write("c1").StatusCode)
+	resp := write("c2")
+	body, _ := io.ReadAll(resp.Body)
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode, string(body))
+	require.Contains(t, string(body), "--limits.ha-max-clusters")
+	require.Contains(t, string(body), "ha_max_clusters")
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/luminate-io/luminate/storage/clickhouse/chtest"
 	"github.com/luminate-io/luminate/tenancy"
 )
 
@@ -130,4 +131,32 @@ func TestHATrackerTwoPodsClickHouse(t *testing.T) {
 	t.Logf("fail-over %s after r1's last write", time.Since(stopped).Round(time.Millisecond))
 	require.Eventually(t, func() bool { return !check(a, "r1") }, 2*haCfg.UpdateTimeout, 50*time.Millisecond)
 	require.True(t, check(a, "r2"))
+}
+
+// TestHAStoreCluster runs the election table in cluster mode, two shards
+// behind a Distributed table: a pod connected to each node, proposals
+// read back at once (insert_distributed_sync), one winner for both.
+func TestHAStoreCluster(t *testing.T) {
+	ctx := context.Background()
+	nodes := chtest.NewCluster(t, 2)
+	cfg := testConfig(t)
+	cfg.Cluster = chtest.ClusterName
+	cfg.DSN = nodes[0].DSN()
+	a := openStore(t, cfg).HAStore()
+	cfg.DSN = nodes[1].DSN()
+	b := openStore(t, cfg).HAStore()
+	t0 := time.UnixMilli(1_700_000_000_000)
+	for i, c := range []string{"c1", "c2", "c3", "c4"} { // spread over the shards
+		e, err := a.Elect(ctx, "acme", c, 1, "r1", t0)
+		require.NoError(t, err)
+		require.Equal(t, "r1", e.Replica, c)
+		e, err = b.Elect(ctx, "acme", c, 1, "r2", t0.Add(time.Millisecond))
+		require.NoError(t, err)
+		require.Equal(t, "r1", e.Replica, c)
+		require.NoError(t, b.Seen(ctx, "acme", c, e, t0.Add(time.Duration(i+1)*time.Second)))
+		got, ok, err := a.Get(ctx, "acme", c)
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, tenancy.HAElection{Term: 1, Replica: "r1", ElectedAt: t0, ReceivedAt: t0.Add(time.Duration(i+1) * time.Second)}, got, c)
+	}
 }
