@@ -287,7 +287,9 @@ func (t *HATracker) Check(ctx context.Context, id ID, cluster, replica string) e
 			return err
 		}
 	} else if replica == c.elected.Replica {
-		if now.Sub(c.synced) >= t.cfg.UpdateTimeout {
+		// Recorded on its own clock: the standby's reads (below) must not
+		// put off recording the elected replica.
+		if now.Sub(c.synced) >= t.cfg.UpdateTimeout || now.Sub(c.recorded) >= t.cfg.UpdateTimeout {
 			if err := t.sync(ctx, id, cluster, c, replica, now); err != nil {
 				return err
 			}

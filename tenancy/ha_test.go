@@ -178,3 +178,20 @@ overrides:
 	_, err = tenancy.ParseOverrides([]byte("overrides:\n  acme: {accept_ha_samples: true, ha_replica_label: cluster}\n"), d)
 	require.ErrorContains(t, err, "both")
 }
+
+// TestHATrackerPodsSharedWriters: both replicas write to pod a (a load
+// balancer in front), the standby also to pod b. The standby's reads of
+// the store at a must not stop a from recording the elected replica, or
+// b would fail over while r1 writes.
+func TestHATrackerPodsSharedWriters(t *testing.T) {
+	clock := &haClock{time.Unix(1_700_000_000, 0)}
+	store := tenancy.NewMemoryHAStore()
+	a, b := newHATracker(t, store, clock, 0), newHATracker(t, store, clock, 0)
+	require.True(t, stored(t, a, "ha", "c1", "r1"))
+	for range 60 {
+		clock.advance(5 * time.Second)
+		require.False(t, stored(t, a, "ha", "c1", "r2"))
+		require.True(t, stored(t, a, "ha", "c1", "r1"))
+		require.False(t, stored(t, b, "ha", "c1", "r2"), "b failed over while r1 wrote to a")
+	}
+}
