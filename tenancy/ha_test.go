@@ -195,3 +195,33 @@ func TestHATrackerPodsSharedWriters(t *testing.T) {
 		require.False(t, stored(t, b, "ha", "c1", "r2"), "b failed over while r1 wrote to a")
 	}
 }
+
+// BenchmarkHATrackerCheck is the cost per write request of the elected
+// replica (the store asked once per update timeout) and of the standby.
+func BenchmarkHATrackerCheck(b *testing.B) {
+	limits := func(tenancy.ID) tenancy.HALimits {
+		h := tenancy.DefaultHALimits()
+		h.AcceptHASamples = true
+		return h
+	}
+	tr, err := tenancy.NewHATracker(tenancy.DefaultHAConfig(), tenancy.NewMemoryHAStore(), limits, nil, nil)
+	require.NoError(b, err)
+	ctx := context.Background()
+	require.NoError(b, tr.Check(ctx, "ha", "c1", "r1"))
+	b.Run("elected", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := tr.Check(ctx, "ha", "c1", "r1"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("standby", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := tr.Check(ctx, "ha", "c1", "r2"); !errors.Is(err, tenancy.ErrHADuplicate) {
+				b.Fatal(err)
+			}
+		}
+	})
+}
