@@ -77,7 +77,9 @@ type retentionState struct {
 // RetentionCleanupInterval, both at once after a policy change.
 func (s *Store) retentionTick(ctx context.Context, st *retentionState, now time.Time) {
 	def, over := s.cfg.policy().Retentions()
-	changed := !storage.SameRetentions(def, over, st.defaults, st.over)
+	// A change seen by a running pod (a reload) forces a cleanup; a
+	// start does not, or every pod start would rewrite the tables.
+	changed := !st.lastDrop.IsZero() && !storage.SameRetentions(def, over, st.defaults, st.over)
 	st.defaults, st.over = def, over
 	if changed || now.Sub(st.lastDrop) >= partitionDropInterval {
 		st.lastDrop = now
@@ -89,7 +91,13 @@ func (s *Store) retentionTick(ctx context.Context, st *retentionState, now time.
 	}
 	if changed || now.Sub(st.lastCleanup) >= s.cfg.RetentionCleanupInterval {
 		st.lastCleanup = now
-		if _, err := s.cleanupRetention(ctx, now, changed); err != nil && ctx.Err() == nil {
+		// After a reload, only a retention mutation of the last few
+		// minutes (another pod's, for the same reload) holds it back.
+		within := s.cfg.RetentionCleanupInterval
+		if changed {
+			within = min(within, reloadCleanupWindow)
+		}
+		if _, err := s.cleanupRetention(ctx, now, within); err != nil && ctx.Err() == nil {
 			s.logger.Warn("retention cleanup", slog.Any("err", err))
 		}
 	}
@@ -228,12 +236,16 @@ type retentionCleanup struct {
 	mutated []string          // tables a mutation was sent to
 }
 
+// reloadCleanupWindow: a cleanup after a reload is skipped when any pod
+// sent a retention mutation this recently (all pods see the reload).
+const reloadCleanupWindow = 10 * time.Minute
+
 // cleanupRetention sends, for each table holding rows past their
 // tenant's retention, one mutation deleting them, unless a mutation is
-// still running on the table or (unless force is set) a pod sent a
-// retention mutation within RetentionCleanupInterval: at most one mutation
-// at a time per table, and one per interval across the pods.
-func (s *Store) cleanupRetention(ctx context.Context, now time.Time, force bool) (retentionCleanup, error) {
+// still running on the table or any pod sent a retention mutation there
+// within the last within (0: no such check): at most one mutation at a
+// time per table, and one per interval across the pods.
+func (s *Store) cleanupRetention(ctx context.Context, now time.Time, within time.Duration) (retentionCleanup, error) {
 	res := retentionCleanup{rows: map[string]uint64{}}
 	conds := s.retentionDeletes(now)
 	if conds == nil {
@@ -257,8 +269,8 @@ func (s *Store) cleanupRetention(ctx context.Context, now time.Time, force bool)
 			// Any mutation running on the table (they all rewrite parts),
 			// or a retention mutation sent recently by any pod.
 			recent := "0"
-			if !force {
-				recent = fmt.Sprintf("position(command, %s) > 0 AND create_time > now() - %d", quote("luminate-retention"), int64(s.cfg.RetentionCleanupInterval/time.Second))
+			if within > 0 {
+				recent = fmt.Sprintf("position(command, %s) > 0 AND create_time > now() - %d", quote("luminate-retention"), int64(within/time.Second))
 			}
 			busy, err := s.queryStrings(ctx, conn, fmt.Sprintf(
 				"SELECT mutation_id FROM system.mutations WHERE database = %s AND table = %s AND (NOT is_done OR %s)",
@@ -308,7 +320,7 @@ func (s *Store) countRows(ctx context.Context, table, cond string) (uint64, erro
 // exemplars) and waits for its mutations to finish.
 func (s *Store) retentionNow(ctx context.Context) error {
 	now := time.Now()
-	_, err := s.cleanupRetention(ctx, now, true)
+	_, err := s.cleanupRetention(ctx, now, 0)
 	err = errors.Join(s.applyRetention(ctx, now), err, s.aux.trimExemplars(ctx, now))
 	if err != nil {
 		return err

@@ -106,7 +106,7 @@ func TestRetentionCleanupCost(t *testing.T) {
 	require.NoError(t, s.conn.QueryRow(ctx, fmt.Sprintf("SELECT count() FROM %s WHERE %s", samples, kept)).Scan(&keptRows))
 
 	began = time.Now()
-	res, err := s.cleanupRetention(ctx, now, false)
+	res, err := s.cleanupRetention(ctx, now, s.cfg.RetentionCleanupInterval)
 	require.NoError(t, err)
 	sent := time.Since(began)
 	require.NoError(t, s.waitMutations(ctx, 50*time.Millisecond))
@@ -137,14 +137,14 @@ func TestRetentionCleanupCost(t *testing.T) {
 	require.Equal(t, keptRows, others, "the tenants of the longer retention keep every row")
 
 	began = time.Now()
-	res, err = s.cleanupRetention(ctx, now, false)
+	res, err = s.cleanupRetention(ctx, now, s.cfg.RetentionCleanupInterval)
 	require.NoError(t, err)
 	t.Logf("second cleanup (nothing left to delete): counted %v, mutated %v, in %s", res.rows, res.mutated, time.Since(began).Round(time.Millisecond))
 	require.Empty(t, res.mutated)
 
 	// Rows expire again later: another pod's cleanup within the interval
 	// waits for the next one.
-	res, err = s.cleanupRetention(ctx, now.Add(6*time.Hour), false)
+	res, err = s.cleanupRetention(ctx, now.Add(6*time.Hour), s.cfg.RetentionCleanupInterval)
 	require.NoError(t, err)
 	require.NotZero(t, res.rows[samplesTable], "six hours more expired")
 	require.Empty(t, res.mutated, "a retention mutation ran within the interval")
