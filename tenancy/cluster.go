@@ -169,6 +169,7 @@ type clusterShares struct {
 	smoothed map[ID]*[numShares]float64 // demand, exponentially smoothed
 	lastTick time.Time
 	seen     bool // an exchange ever succeeded
+	failing  bool // the last exchange failed
 
 	podsGauge prometheus.Gauge
 	failures  prometheus.Counter
@@ -313,15 +314,25 @@ func (p *PodShares) Heartbeat(ctx context.Context) {
 	if err != nil {
 		if ctx.Err() == nil {
 			c.failures.Inc()
-			c.logger.Warn("limits heartbeat failed: this pod keeps its last shares of its tenants' limits", "pod", c.cfg.PodID, "err", err)
+			if !c.failing { // logged once per outage, not every heartbeat
+				c.logger.Warn("limits heartbeat failed: this pod keeps its last shares of its tenants' limits until it sees the other pods again",
+					"pod", c.cfg.PodID, "pods_seen_last", c.pods.Load(), "err", err)
+			}
+			c.failing = true
 		}
 		return
 	}
-	c.seen = true
+	if c.failing {
+		c.logger.Info("limits heartbeat works again", "pod", c.cfg.PodID)
+	}
+	c.seen, c.failing = true, false
 	c.lastOK.Set(float64(now.UnixNano()) / 1e9)
 	// Self as published, not as read back.
 	reports = slices.DeleteFunc(slices.Clone(reports), func(r PodReport) bool { return r.Pod == self.Pod })
 	reports = append(reports, self)
+	for i := range reports {
+		slices.SortFunc(reports[i].Tenants, func(a, b TenantDemand) int { return compareIDs(a.Tenant, b.Tenant) })
+	}
 	c.pods.Store(int64(len(reports)))
 	c.podsGauge.Set(float64(len(reports)))
 
@@ -358,12 +369,6 @@ func compareIDs(a, b ID) int {
 		return 1
 	}
 	return 0
-}
-
-// SortDemand sorts the tenants of a report, as Exchange's callers expect
-// them (a ClusterState returns reports sorted by tenant).
-func SortDemand(r *PodReport) {
-	slices.SortFunc(r.Tenants, func(a, b TenantDemand) int { return compareIDs(a.Tenant, b.Tenant) })
 }
 
 // shareOf is pod self's part of limit, given the demand of every live pod

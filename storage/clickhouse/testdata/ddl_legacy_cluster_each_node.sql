@@ -69,3 +69,20 @@ ALTER TABLE `luminate`.`samples_local` ADD COLUMN st String DEFAULT '';
 
 ALTER TABLE `luminate`.`samples` ADD COLUMN st String DEFAULT '';
 
+-- migration 9: pods table
+CREATE TABLE IF NOT EXISTS `luminate`.`pods_local` (
+  pod String,
+  tenant String,
+  ingest Float64,
+  requests Float64,
+  queries Float64,
+  concurrent Float64,
+  at Int64,
+  seen DateTime DEFAULT now()
+) ENGINE = ReplacingMergeTree(at)
+PARTITION BY toYYYYMMDD(seen)
+ORDER BY (pod, tenant)
+SETTINGS index_granularity = 1024;
+
+CREATE TABLE IF NOT EXISTS `luminate`.`pods` AS `luminate`.`pods_local` ENGINE = Distributed(`metrics`, `luminate`, `pods_local`, cityHash64(pod));
+

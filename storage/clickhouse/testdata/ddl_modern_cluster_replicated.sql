@@ -74,3 +74,20 @@ ALTER TABLE `luminate`.`samples_local` ON CLUSTER `metrics` ADD COLUMN IF NOT EX
 
 /* on every node */ ALTER TABLE `luminate`.`samples` ADD COLUMN IF NOT EXISTS st Int64 DEFAULT 0;
 
+-- migration 9: pods table
+CREATE TABLE IF NOT EXISTS `luminate`.`pods_local` ON CLUSTER `metrics` (
+  pod String,
+  tenant String,
+  ingest Float64,
+  requests Float64,
+  queries Float64,
+  concurrent Float64,
+  at Int64,
+  seen DateTime DEFAULT now()
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/luminate/pods_local', '{replica}', at)
+PARTITION BY toYYYYMMDD(seen)
+ORDER BY (pod, tenant)
+SETTINGS index_granularity = 1024;
+
+CREATE TABLE IF NOT EXISTS `luminate`.`pods` ON CLUSTER `metrics` AS `luminate`.`pods_local` ENGINE = Distributed(`metrics`, `luminate`, `pods_local`, cityHash64(pod));
+

@@ -59,3 +59,18 @@ SETTINGS index_granularity = 1024;
 -- migration 5: start timestamps in the samples table
 ALTER TABLE `luminate`.`samples` ADD COLUMN IF NOT EXISTS st Int64 DEFAULT 0 CODEC(Delta, ZSTD(1));
 
+-- migration 9: pods table
+CREATE TABLE IF NOT EXISTS `luminate`.`pods` (
+  pod String,
+  tenant String,
+  ingest Float64,
+  requests Float64,
+  queries Float64,
+  concurrent Float64,
+  at Int64,
+  seen DateTime DEFAULT now()
+) ENGINE = ReplacingMergeTree(at)
+PARTITION BY toYYYYMMDD(seen)
+ORDER BY (pod, tenant)
+SETTINGS index_granularity = 1024;
+
