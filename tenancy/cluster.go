@@ -53,6 +53,13 @@ import (
 // the rest is split by demand.
 const reserveFraction = 0.05
 
+// A pod that took less than usedShare of its share over a heartbeat
+// demands headroom times what it took.
+const (
+	usedShare = 0.9
+	headroom  = 1.2
+)
+
 // TenantDemand is what one pod was asked of one tenant's limits over its
 // last heartbeat interval.
 type TenantDemand struct {
@@ -179,6 +186,7 @@ type clusterShares struct {
 // demandCounters are one tenant's offered amounts since the last heartbeat.
 type demandCounters struct {
 	offered [numShares - 1]atomic.Int64 // samples, requests, queries
+	taken   [numShares - 1]atomic.Int64 // of them admitted
 	refused atomic.Int64                // queries refused for concurrency
 	peak    atomic.Int64                // most queries running at once
 }
@@ -281,8 +289,18 @@ func (p *PodShares) Heartbeat(ctx context.Context) {
 	for id, st := range l.tenants {
 		ids = append(ids, id)
 		var cur [numShares]float64
-		for k := range st.demand.offered {
-			cur[k] = float64(st.demand.offered[k].Swap(0)) / elapsed
+		for k, lim := range []float64{float64(st.ingest.Limit()), float64(st.request.Limit()), float64(st.query.Limit())} {
+			offered := float64(st.demand.offered[k].Swap(0)) / elapsed
+			taken := float64(st.demand.taken[k].Swap(0)) / elapsed
+			// A pod that used its share asks for all it was offered; one
+			// that left a good part of it unused (its senders could not
+			// send faster, refusals were retries of writes that waited
+			// for tokens) asks for what it took, with headroom, so that
+			// the others get the rest.
+			cur[k] = offered
+			if taken < usedShare*lim {
+				cur[k] = min(offered, headroom*taken)
+			}
 		}
 		cur[shareConcurrent] = float64(st.demand.peak.Swap(st.inflight.Load()) + st.demand.refused.Swap(0))
 		sm := c.smoothed[id]
@@ -421,9 +439,17 @@ func (l *Limits) podLimits(id ID, tl TenantLimits) TenantLimits {
 		return tl
 	}
 	sh := c.share(id)
+	// Bursts are divided as the rates, but never below an even split,
+	// so that a write of up to burst/pods samples fits on any pod.
+	burst := func(b int, frac float64) int {
+		return max(1, int(math.Ceil(float64(b)*frac)), int(math.Ceil(float64(b)/float64(sh.pods))))
+	}
 	tl.IngestionRate *= sh.frac[shareIngest]
+	tl.IngestionBurst = burst(tl.IngestionBurst, sh.frac[shareIngest])
 	tl.RequestRate *= sh.frac[shareRequest]
+	tl.RequestBurst = burst(tl.RequestBurst, sh.frac[shareRequest])
 	tl.QueryRate *= sh.frac[shareQuery]
+	tl.QueryBurst = burst(tl.QueryBurst, sh.frac[shareQuery])
 	if tl.MaxConcurrentQueries > 0 {
 		tl.MaxConcurrentQueries = max(1, int(math.Round(float64(tl.MaxConcurrentQueries)*sh.frac[shareConcurrent])))
 	}
@@ -444,19 +470,22 @@ func (l *Limits) applyShares() {
 	}
 }
 
-// observe counts n of spec's tokens asked of tenant state st, for the
-// demand this pod publishes.
-func (l *Limits) observe(st *tenantState, spec limitSpec, n int) {
+// observe counts n of spec's tokens asked of tenant state st (and taken,
+// when *err is nil), for the demand this pod publishes.
+func (l *Limits) observe(st *tenantState, spec limitSpec, n int, err *error) {
 	if l.cluster == nil {
 		return
 	}
+	k := shareQuery
 	switch spec {
 	case ingestionRateSpec:
-		st.demand.offered[shareIngest].Add(int64(n))
+		k = shareIngest
 	case requestRateSpec:
-		st.demand.offered[shareRequest].Add(int64(n))
-	case queryRateSpec:
-		st.demand.offered[shareQuery].Add(int64(n))
+		k = shareRequest
+	}
+	st.demand.offered[k].Add(int64(n))
+	if *err == nil {
+		st.demand.taken[k].Add(int64(n))
 	}
 }
 
@@ -506,4 +535,15 @@ func tenantRate(tl TenantLimits, spec limitSpec) float64 {
 		return tl.RequestRate
 	}
 	return tl.QueryRate
+}
+
+// tenantBurst is tl's burst of spec.
+func tenantBurst(tl TenantLimits, spec limitSpec) int {
+	switch spec {
+	case ingestionRateSpec:
+		return tl.IngestionBurst
+	case requestRateSpec:
+		return tl.RequestBurst
+	}
+	return tl.QueryBurst
 }

@@ -667,8 +667,16 @@ func (l *Limits) take(id ID, n int, spec limitSpec, pick func(*tenantState) *rat
 		if lim.Limit() == rate.Inf {
 			return
 		}
-		l.observe(st, spec, n) // demand, for the shares across pods (cluster.go)
+		defer l.observe(st, spec, n, &err) // demand, for the shares across pods (cluster.go)
 		r := lim.ReserveN(now, n)
+		if !r.OK() && l.cluster != nil && n <= tenantBurst(l.For(id), spec) {
+			// Larger than this pod's share of the burst, not than the
+			// tenant's: later, or on another pod, it fits (cluster.go).
+			err = l.refuse(id, spec, l.cluster.cfg.Heartbeat,
+				fmt.Sprintf("write of %d samples exceeds this pod's share of the burst of tenant %s (%d samples)", n, id, lim.Burst())+
+					l.shareNote(id, spec, tenantRate(l.For(id), spec)))
+			return
+		}
 		if !r.OK() {
 			// No wait makes it fit: refuse it as too large, not for now,
 			// or a sender retrying 429 would retry it for ever.

@@ -51,6 +51,7 @@ type serveConfig struct {
 	clickhouse clickhouse.Config
 	auth       tenancy.AuthConfig
 	limits     tenancy.LimitsConfig
+	cluster    tenancy.ClusterConfig // limits across pods (ClickHouse)
 	ingest     remotewrite.Config
 	otlp       otlp.Config
 	query      promql.Config
@@ -95,6 +96,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	c.clickhouse.RegisterFlags(fs)
 	c.auth.RegisterFlags(fs)
 	c.limits.RegisterFlags(fs)
+	c.cluster.RegisterFlags(fs)
 	c.ingest.RegisterFlags(fs)
 	c.otlp.RegisterFlags(fs)
 	c.query.RegisterFlags(fs)
@@ -165,6 +167,9 @@ func (c *serveConfig) validate() error {
 	}
 	if c.createDevSecret && c.auth.HMACSecretFile == "" {
 		errs = append(errs, errors.New("--auth.jwt.create-dev-secret needs --auth.jwt.hmac-secret-file to name the file to create"))
+	}
+	if c.backend == backendClickHouse && c.cluster.Enabled {
+		errs = append(errs, c.cluster.Validate())
 	}
 	errs = append(errs, c.auth.Validate(), c.limits.Validate(), c.ingest.Validate(), c.otlp.Validate(), c.query.Validate(), c.remoteRead.Validate())
 	if c.readTimeout < 0 {
@@ -264,6 +269,20 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	limits, err := tenancy.NewLimits(cfg.limits, logger.With("component", "limits"), reg)
 	if err != nil {
 		return err
+	}
+	// Limits across pods: on ClickHouse the pods divide each tenant's rate
+	// and concurrency limits through the pods table (tenancy/cluster.go).
+	var podShares *tenancy.PodShares
+	if cfg.backend == backendClickHouse && cfg.cluster.Enabled {
+		pods, err := clickhouse.NewPods(cfg.clickhouse, logger.With("component", "pods"))
+		if err != nil {
+			return err
+		}
+		defer pods.Close()
+		if podShares, err = limits.ShareAcrossPods(pods, cfg.cluster, reg); err != nil {
+			return err
+		}
+		logger.Info("tenant limits shared across the pods on this ClickHouse", "pod", podShares.PodID(), "heartbeat", cfg.cluster.Heartbeat.String())
 	}
 	cfg.badger.SeriesLimits = limits.MaxActiveSeries
 	cfg.clickhouse.SeriesLimits = limits.MaxActiveSeries
@@ -390,6 +409,10 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	}
 	if internal != nil {
 		g.Add(internal.run, internal.stop)
+	}
+	if podShares != nil {
+		pctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return podShares.Run(pctx) }, func(error) { cancel() })
 	}
 	g.Add(run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))
 	{
