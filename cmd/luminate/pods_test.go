@@ -66,6 +66,26 @@ func TestPodsShareTheLimit(t *testing.T) {
 			fmt.Sprintf("--limits.cluster.pod-id=pod%d", i)))
 	}
 	token := e2eToken(t, secret, "acme", "metrics:write")
+	conn, err := ch.Open(&ch.Options{Addr: []string{srv.Addr()}})
+	require.NoError(t, err)
+	defer conn.Close()
+	demand := func() string { // what the pods published last, for the log
+		rows, err := conn.Query(context.Background(), "SELECT pod, toUInt64(argMax(ingest, at)) FROM pods.pods WHERE tenant = 'acme' AND seen >= now() - 2 GROUP BY pod ORDER BY pod")
+		if err != nil {
+			return err.Error()
+		}
+		defer rows.Close()
+		var b strings.Builder
+		for rows.Next() {
+			var pod string
+			var d uint64
+			if err := rows.Scan(&pod, &d); err != nil {
+				return err.Error()
+			}
+			fmt.Fprintf(&b, " %s=%d", pod, d)
+		}
+		return b.String()
+	}
 	load := newPodsLoad(t, pods, token)
 
 	measure := func(name string, workers []int, warmup, window time.Duration) (float64, []float64) {
@@ -84,8 +104,8 @@ func TestPodsShareTheLimit(t *testing.T) {
 			total += per[i]
 		}
 		offered := float64(offered1-offered0) / secs
-		t.Logf("%s (senders per pod %v): accepted %.0f samples/s, per pod %.0f; offered %.0f samples/s (so far %d answered 429, %d 503, %d failed)",
-			name, workers, total, per, offered, load.refused.Load(), load.unavailable.Load(), load.failed.Load())
+		t.Logf("%s (senders per pod %v): accepted %.0f samples/s, per pod %.0f; offered %.0f samples/s (so far %d answered 429, %d 503, %d failed); demand published:%s",
+			name, workers, total, per, offered, load.refused.Load(), load.unavailable.Load(), load.failed.Load(), demand())
 		require.Greater(t, offered, 1.2*podsLimit, "%s: the load offered must exceed the limit (is the machine too busy?)", name)
 		return total, per
 	}
@@ -108,9 +128,6 @@ func TestPodsShareTheLimit(t *testing.T) {
 	load.stop()
 
 	// What the senders counted as accepted is what ClickHouse holds.
-	conn, err := ch.Open(&ch.Options{Addr: []string{srv.Addr()}})
-	require.NoError(t, err)
-	defer conn.Close()
 	var stored uint64
 	require.NoError(t, conn.QueryRow(context.Background(), "SELECT count() FROM pods.samples WHERE tenant = 'acme'").Scan(&stored))
 	// Every acknowledged sample is stored; a write cut off with the proxy
@@ -246,7 +263,10 @@ func (l *podsLoad) send(quit chan struct{}, pod int) {
 		case http.StatusNoContent, http.StatusOK:
 			l.accepted[pod].Add(podsBatch)
 		case http.StatusTooManyRequests:
+			// Retry soon, not at once: still far more than the limit
+			// offered, without spending the machine's CPU on refusals.
 			l.refused.Add(1)
+			time.Sleep(20 * time.Millisecond)
 		case http.StatusServiceUnavailable:
 			l.unavailable.Add(1)
 			time.Sleep(10 * time.Millisecond)
