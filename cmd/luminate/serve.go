@@ -41,6 +41,7 @@ type serveConfig struct {
 	shutdownTimeout time.Duration
 	backend         string
 	retention       model.Duration
+	activeWindow    time.Duration // --storage.active-series-window (storage.ActiveSince)
 	logLevel        string
 	logFormat       string
 	createDevSecret bool
@@ -84,6 +85,8 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 		"On SIGINT or SIGTERM, how long in-flight requests may take to finish before their connections are closed.")
 	fs.StringVar(&c.backend, "storage.backend", backendBadger, "Storage backend: badger (embedded, single node; --storage.badger.*) or clickhouse (--storage.clickhouse.*).")
 	fs.Var(&c.retention, "storage.retention", "How long samples are kept, as a `duration` such as 90d, 2w or 1y; 0 keeps them forever.")
+	fs.DurationVar(&c.activeWindow, "storage.active-series-window", storage.DefaultActiveSeriesWindow,
+		"A series is active (for --limits.max-active-series, cardinality and usage) when it has a sample timestamped at or after the start of the UTC hour holding now minus this: it counts for this long to an hour longer after its last sample. The same on both backends; on ClickHouse counted tenant-wide across pods.")
 	fs.StringVar(&c.logLevel, "log.level", "info", "Log level: debug, info, warn or error.")
 	fs.StringVar(&c.logFormat, "log.format", "logfmt", "Log format: logfmt or json.")
 	fs.IntVar(&c.gcPercent, "runtime.gc-percent", defaultGCPercent,
@@ -137,6 +140,7 @@ func parseServeConfig(args []string, output io.Writer) (*serveConfig, error) {
 	c.badger.Retention = time.Duration(c.retention)
 	c.clickhouse.Retention = time.Duration(c.retention)
 	c.ingest.Retention = time.Duration(c.retention)
+	c.badger.ActiveSeriesWindow, c.clickhouse.ActiveSeriesWindow = c.activeWindow, c.activeWindow
 	if err := c.validate(); err != nil {
 		return nil, usageError{err}
 	}
@@ -152,6 +156,9 @@ func (c *serveConfig) validate() error {
 		errs = append(errs, c.clickhouse.Validate())
 	default:
 		errs = append(errs, fmt.Errorf("--storage.backend=%q: want %s or %s", c.backend, backendBadger, backendClickHouse))
+	}
+	if c.activeWindow <= 0 || c.activeWindow > 7*24*time.Hour {
+		errs = append(errs, fmt.Errorf("--storage.active-series-window=%s: not in (0, 168h]", c.activeWindow))
 	}
 	if c.listenAddress == "" {
 		errs = append(errs, errors.New("--http.listen-address must be set"))
