@@ -153,9 +153,9 @@ type podsLoad struct {
 	failed      atomic.Int64 // transport errors
 	ts          atomic.Int64
 
-	mu      sync.Mutex
-	quits   [][]chan struct{}
-	wg      sync.WaitGroup
+	mu    sync.Mutex
+	quits [][]chan struct{}
+	wg    sync.WaitGroup
 }
 
 func newPodsLoad(t *testing.T, pods []*proc, token string) *podsLoad {
