@@ -39,10 +39,13 @@ import (
 //     pods asking for less than an even part get what they ask, the others
 //     share the remainder equally.
 //
-// The shares of all pods add up to the tenant's limit, whatever way the
-// load balancer spreads the tenant's requests. Bursts are not divided
-// (as Mimir's "global" strategy does): every pod keeps the tenant's whole
-// burst, so a write that fits the tenant's burst fits any pod.
+// A pod that used less than usedShare of its share asks for headroom
+// times what it used, so that senders that cannot send faster do not hold
+// a share the others could use. The shares of all pods add up to the
+// tenant's limit, whatever way the load balancer spreads the tenant's
+// requests. Bursts are divided as the rates, never below an even split;
+// a write within the tenant's burst but above the pod's part of it is
+// refused for now (429), not as too large.
 //
 // A pod that cannot reach the shared state keeps the shares it computed
 // last; a tenant it has no share for gets an even split over the pods it
