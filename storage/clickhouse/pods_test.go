@@ -51,12 +51,16 @@ func TestPodsExchange(t *testing.T) {
 
 // TestPodsShareLimits: three Limits sharing a tenant's ingestion rate
 // through the pods table of a real ClickHouse, heartbeating every 100ms,
-// accept the tenant's limit together under load on all three.
+// accept the tenant's limit together under load on all three. Then one
+// loses sight of the table (its connection closed) but goes on admitting:
+// it keeps its last share, and the two others, once it timed out, share
+// the limit between them.
 func TestPodsShareLimits(t *testing.T) {
 	cfg := testConfig(t)
 	openStore(t, cfg)
 	var shares []*tenancy.PodShares
 	var limits []*tenancy.Limits
+	var states []*Pods
 	for range 3 {
 		lc := tenancy.DefaultLimitsConfig()
 		lc.IngestionRate, lc.IngestionBurst = 30_000, 3_000
@@ -69,29 +73,40 @@ func TestPodsShareLimits(t *testing.T) {
 		cc.Heartbeat, cc.PodTimeout = 100*time.Millisecond, time.Second
 		sh, err := l.ShareAcrossPods(p, cc, prometheus.NewRegistry())
 		require.NoError(t, err)
-		shares, limits = append(shares, sh), append(limits, l)
+		shares, limits, states = append(shares, sh), append(limits, l), append(states, p)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	for _, sh := range shares {
 		go func() { _ = sh.Run(ctx) }()
 	}
-	load := func(d time.Duration) int {
-		accepted := 0
+	load := func(d time.Duration) (total float64, per []float64) {
+		accepted := make([]int, len(limits))
 		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(time.Millisecond) {
-			for _, l := range limits {
+			for i, l := range limits {
 				if l.AllowIngest("acme", 100) == nil {
-					accepted += 100
+					accepted[i] += 100
 				}
 			}
 		}
-		return accepted
+		for _, a := range accepted {
+			per = append(per, float64(a)/d.Seconds())
+			total += float64(a) / d.Seconds()
+		}
+		return total, per
 	}
 	load(2 * time.Second) // the pods see each other, bursts are spent
-	n := load(4 * time.Second)
-	rate := float64(n) / 4
-	t.Logf("3 pods accepted %.0f samples/s of a 30000 samples/s limit", rate)
+	rate, per := load(4 * time.Second)
+	t.Logf("3 pods accepted %.0f samples/s of a 30000 samples/s limit, per pod %.0f", rate, per)
 	require.InDelta(t, 30_000, rate, 3_000)
+
+	require.NoError(t, states[2].Close()) // pod 2 cannot publish nor read any more
+	load(2 * time.Second)                 // longer than the pod timeout
+	rate, per = load(4 * time.Second)
+	t.Logf("pod 2 cut off: accepted %.0f samples/s, per pod %.0f", rate, per)
+	require.InDelta(t, 10_000, per[2], 1_500, "the cut-off pod keeps its last share: never unlimited, never zero")
+	require.InDelta(t, 15_000, per[0], 1_500, "the others share the limit without it")
+	require.InDelta(t, 40_000, rate, 4_000, "limit x (1 + 1/3) while the partition lasts")
 }
 
 func compareStrings(a, b string) int {
