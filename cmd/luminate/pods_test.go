@@ -61,7 +61,7 @@ func TestPodsShareTheLimit(t *testing.T) {
 		}
 		pods = append(pods, start(t, "serve", "--log.format=json", "--http.listen-address=127.0.0.1:0",
 			"--storage.backend=clickhouse", "--storage.clickhouse.dsn="+dsn, "--storage.clickhouse.database=pods",
-			"--storage.clickhouse.timeout=5s",
+			"--storage.clickhouse.timeout=5s", "--storage.clickhouse.insert-concurrency=4",
 			"--auth.jwt.hmac-secret-file="+secret, "--limits.overrides-file="+overrides,
 			fmt.Sprintf("--limits.cluster.pod-id=pod%d", i)))
 	}
@@ -117,7 +117,7 @@ func TestPodsShareTheLimit(t *testing.T) {
 	require.Greater(t, per[2], 0.1*podsLimit, "the pod with one sender still gets its share")
 
 	proxy.cut()
-	lost, per := measure("pod2 lost sight of ClickHouse", []int{8, 8, 8}, 8*time.Second, 10*time.Second)
+	lost, per := measure("pod2 lost sight of ClickHouse", []int{16, 16, 4}, 8*time.Second, 10*time.Second)
 	require.InDelta(t, podsLimit, lost, 0.1*podsLimit, "pod2 cut off")
 	require.Zero(t, per[2], "pod2 cannot write without ClickHouse")
 	require.Positive(t, load.unavailable.Load(), "pod2 answered 503")
@@ -263,10 +263,10 @@ func (l *podsLoad) send(quit chan struct{}, pod int) {
 		case http.StatusNoContent, http.StatusOK:
 			l.accepted[pod].Add(podsBatch)
 		case http.StatusTooManyRequests:
-			// Retry soon, not at once: still far more than the limit
+			// Retry soon, not at once: still many times the limit
 			// offered, without spending the machine's CPU on refusals.
 			l.refused.Add(1)
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond)
 		case http.StatusServiceUnavailable:
 			l.unavailable.Add(1)
 			time.Sleep(10 * time.Millisecond)
