@@ -69,6 +69,20 @@ ALTER TABLE `luminate`.`samples_local` ADD COLUMN st String DEFAULT '';
 
 ALTER TABLE `luminate`.`samples` ADD COLUMN st String DEFAULT '';
 
+-- migration 8: HA election table
+CREATE TABLE IF NOT EXISTS `luminate`.`ha_elections_local` (
+  tenant String,
+  cluster String,
+  term UInt64,
+  replica String,
+  elected_at UInt64,
+  received_at UInt64
+) ENGINE = ReplacingMergeTree(received_at)
+ORDER BY (tenant, cluster, term, replica, elected_at)
+SETTINGS index_granularity = 256;
+
+CREATE TABLE IF NOT EXISTS `luminate`.`ha_elections` AS `luminate`.`ha_elections_local` ENGINE = Distributed(`metrics`, `luminate`, `ha_elections_local`, cityHash64(tenant, cluster));
+
 -- migration 9: pods table
 CREATE TABLE IF NOT EXISTS `luminate`.`pods_local` (
   pod String,

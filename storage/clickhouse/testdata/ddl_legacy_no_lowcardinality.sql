@@ -57,6 +57,18 @@ SETTINGS index_granularity = 1024;
 -- migration 5: start timestamps in the samples table
 ALTER TABLE `luminate`.`samples` ADD COLUMN st String DEFAULT '';
 
+-- migration 8: HA election table
+CREATE TABLE IF NOT EXISTS `luminate`.`ha_elections` (
+  tenant String,
+  cluster String,
+  term UInt64,
+  replica String,
+  elected_at UInt64,
+  received_at UInt64
+) ENGINE = ReplacingMergeTree(received_at)
+ORDER BY (tenant, cluster, term, replica, elected_at)
+SETTINGS index_granularity = 256;
+
 -- migration 9: pods table
 CREATE TABLE IF NOT EXISTS `luminate`.`pods` (
   pod String,
