@@ -59,8 +59,8 @@ const reserveFraction = 0.05
 // A pod that took less than usedShare of its share over a heartbeat
 // demands headroom times what it took.
 const (
-	usedShare = 0.9
-	headroom  = 1.2
+	usedShare = 0.95
+	headroom  = 1.1
 )
 
 // TenantDemand is what one pod was asked of one tenant's limits over its
