@@ -178,7 +178,6 @@ type clusterShares struct {
 	mu       sync.Mutex                 // the heartbeat loop's state
 	smoothed map[ID]*[numShares]float64 // demand, exponentially smoothed
 	lastTick time.Time
-	seen     bool // an exchange ever succeeded
 	failing  bool // the last exchange failed
 
 	podsGauge prometheus.Gauge
@@ -346,7 +345,7 @@ func (p *PodShares) Heartbeat(ctx context.Context) {
 	if c.failing {
 		c.logger.Info("limits heartbeat works again", "pod", c.cfg.PodID)
 	}
-	c.seen, c.failing = true, false
+	c.failing = false
 	c.lastOK.Set(float64(now.UnixNano()) / 1e9)
 	// Self as published, not as read back.
 	reports = slices.DeleteFunc(slices.Clone(reports), func(r PodReport) bool { return r.Pod == self.Pod })
