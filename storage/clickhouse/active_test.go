@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"errors"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -65,4 +66,33 @@ func TestActiveSeriesAcrossPods(t *testing.T) {
 	n, err := c.activeSeries(ctx, "acme")
 	require.NoError(t, err)
 	require.EqualValues(t, 6, n)
+}
+
+// TestActiveSeriesCountCost times the tenant-wide count at 1,000,000
+// series with rows for the two hours of the window (and 22 older hours of
+// the same day partition), as the series limit recounts it every 10s.
+// LUMINATE_ACTIVE_COST=1 runs it.
+func TestActiveSeriesCountCost(t *testing.T) {
+	if os.Getenv("LUMINATE_ACTIVE_COST") != "1" {
+		t.Skip("LUMINATE_ACTIVE_COST=1 runs it")
+	}
+	cfg := testConfig(t)
+	s := openStore(t, cfg)
+	now := hourOf(time.Now().UnixMilli())
+	for h := now - 23; h <= now; h++ {
+		require.NoError(t, s.conn.Exec(t.Context(), fmt.Sprintf(
+			"INSERT INTO %s (tenant, hour, min_ts, fingerprint, metric_name, label_names, label_values) SELECT 'acme', toInt32(%d), toInt64(%d), number, concat('m', toString(number %% 1000)), ['__name__', 'i'], [concat('m', toString(number %% 1000)), toString(number)] FROM system.numbers LIMIT 1000000",
+			s.schema.table(seriesTable), h, int64(h)*msPerHour)))
+	}
+	st := s.tenantState("acme")
+	for range 3 {
+		st.active.mu.Lock()
+		st.active.at = time.Time{}
+		st.active.mu.Unlock()
+		start := time.Now()
+		n, err := s.activeSeries(t.Context(), "acme")
+		require.NoError(t, err)
+		require.EqualValues(t, 1_000_000, n)
+		t.Logf("counted %d active series in %s", n, time.Since(start))
+	}
 }
