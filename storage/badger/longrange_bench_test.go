@@ -1,0 +1,169 @@
+package badger
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/stretchr/testify/require"
+
+	"github.com/luminate-io/luminate/promql"
+	"github.com/luminate-io/luminate/storage"
+	"github.com/luminate-io/luminate/tenancy"
+)
+
+// The long-range read benchmark of issue 15: series x 7 days at 60 s
+// (2,000 series by default, LUMINATE_BENCH_WEEK_SERIES to change), 10
+// metric names, every sample a changing value with 2 decimals (float
+// counters on even names, random-walk gauges on odd ones), all of it in
+// sealed chunks in Badger, queried over the whole week at a 10-minute step
+// through the PromQL engine as /api/v1/query_range runs it.
+const (
+	weekT0       = int64(1_700_000_000_000) // ms; retention is off in this store
+	weekInterval = int64(60_000)
+	weekSamples  = 7 * 24 * 60 // per series
+	weekNames    = 10
+)
+
+func weekSeriesCount() int {
+	if v, err := strconv.Atoi(os.Getenv("LUMINATE_BENCH_WEEK_SERIES")); err == nil && v > 0 {
+		return v
+	}
+	return 2000
+}
+
+func weekLabels(i int) labels.Labels {
+	return labels.FromStrings(
+		"__name__", "metric_"+strconv.Itoa(i%weekNames),
+		"job", "bench",
+		"instance", fmt.Sprintf("host-%05d:9100", i/weekNames),
+		"region", []string{"eu-west-1", "us-east-1", "ap-south-1"}[i%3],
+	)
+}
+
+// weekStore is the loaded store, shared by every benchmark and -count run
+// of one process: loading 20 M samples takes longer than the queries.
+type weekStore struct {
+	once  sync.Once
+	dir   string
+	store *Store
+	n     int
+	err   error
+}
+
+var week weekStore
+
+func (w *weekStore) load(b *testing.B) *Store {
+	w.once.Do(func() {
+		w.n = weekSeriesCount()
+		w.dir, w.err = os.MkdirTemp("", "luminate-week-*")
+		if w.err != nil {
+			return
+		}
+		w.err = w.fill()
+	})
+	require.NoError(b, w.err)
+	return w.store
+}
+
+// fill backfills the week through the appender, oldest first, seals every
+// head into Badger, and reopens the store so that the chunks are read from
+// Badger's tables, as after a week of ingest.
+func (w *weekStore) fill() error {
+	cfg := Config{Path: w.dir, MinFreeBytes: -1}
+	s, err := New(cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		return err
+	}
+	ts := s.ForTenant("bench")
+	series := make([]labels.Labels, w.n)
+	values := make([]float64, w.n)
+	for i := range series {
+		series[i] = weekLabels(i)
+		values[i] = float64(i % 1000)
+	}
+	r := rand.New(rand.NewPCG(15, 3))
+	const perCommit = 30 // samples per series per commit
+	for p0 := 0; p0 < weekSamples; p0 += perCommit {
+		app := ts.AppenderV2(context.Background())
+		for i := range series {
+			for p := p0; p < min(p0+perCommit, weekSamples); p++ {
+				step := float64(r.IntN(1000)) / 100
+				if i%2 == 1 && r.IntN(2) == 0 {
+					step = -step
+				}
+				values[i] = float64(int64(values[i]*100+step*100)) / 100
+				if _, err := app.Append(0, series[i], 0, weekT0+int64(p)*weekInterval, values[i], nil, nil, promstorage.AOptions{}); err != nil {
+					return err
+				}
+			}
+		}
+		if err := app.Commit(); err != nil {
+			return err
+		}
+	}
+	s.sealIdle(time.Now().Add(24 * time.Hour))
+	if err := s.Close(); err != nil {
+		return err
+	}
+	w.store, err = New(cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	return err
+}
+
+// BenchmarkWeekQueryRange runs the three long-range queries of issue 15
+// over the week and reports ns per stored sample the query's selectors
+// cover (series selected x samples per series).
+func BenchmarkWeekQueryRange(b *testing.B) {
+	s := week.load(b)
+	api, err := promql.New(promql.DefaultConfig(), s, nil, nil, prometheus.NewRegistry())
+	require.NoError(b, err)
+	defer api.Close()
+	tenant := storage.Tenant{Principal: tenancy.Principal{Tenant: "bench"}, Store: s.ForTenant("bench")}
+	n := week.n
+	for _, c := range []struct {
+		name, query string
+		series      int
+	}{
+		{"sum_rate", `sum(rate(metric_1[5m]))`, n / weekNames},
+		{"sum_by_instance_rate", `sum by (instance) (rate(metric_7[5m]))`, n / weekNames},
+		{"count_regex", `count({__name__=~"metric_.*"})`, n},
+	} {
+		b.Run(fmt.Sprintf("series=%d/%s", n, c.name), func(b *testing.B) {
+			req := promql.ExecRequest{
+				Query: c.query,
+				Start: time.UnixMilli(weekT0), End: time.UnixMilli(weekT0 + (weekSamples-1)*weekInterval),
+				Step: 10 * time.Minute,
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				res, err := api.Exec(context.Background(), tenant, req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				res.Close()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(c.series*weekSamples), "ns/sample")
+		})
+	}
+}
+
+// TestMain removes the week's store after the benchmarks.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if week.store != nil {
+		week.store.Close()
+	}
+	if week.dir != "" {
+		os.RemoveAll(week.dir)
+	}
+	os.Exit(code)
+}
