@@ -51,6 +51,11 @@ type Config struct {
 	MaxMatchSelectors     int // match[] of one request
 	MaxSubquerySteps      int // steps one subquery evaluates
 	MaxSubqueryTotalSteps int // points all subqueries of a query feed into functions
+
+	// RangeParallelism is the most parts a long range query is split into
+	// in time and evaluated in parallel (split.go): 0 is one per core
+	// (GOMAXPROCS), 1 never splits.
+	RangeParallelism int `yaml:"-"`
 }
 
 // DefaultConfig returns the defaults the flags use, which are Prometheus'
