@@ -162,14 +162,89 @@ func BenchmarkWeekQueryRange(b *testing.B) {
 	}
 }
 
-// TestMain removes the week's store after the benchmarks.
+// The regex count over every series of issue 15: N series (100,000 by
+// default, LUMINATE_BENCH_COUNT_SERIES to change; the issue's figure is
+// at 1M) of 8 labels and 100 metric names, 150 s of samples every 15 s in
+// their heads, as just after ingest, and count({__name__=~"metric_.*"})
+// over those 150 s at a 15 s step.
+func countSeriesCount() int {
+	if v, err := strconv.Atoi(os.Getenv("LUMINATE_BENCH_COUNT_SERIES")); err == nil && v > 0 {
+		return v
+	}
+	return 100_000
+}
+
+var manySeries weekStore
+
+func (w *weekStore) loadMany(b *testing.B) *Store {
+	w.once.Do(func() {
+		w.n = countSeriesCount()
+		w.dir, w.err = os.MkdirTemp("", "luminate-count-*")
+		if w.err != nil {
+			return
+		}
+		w.store, w.err = New(Config{Path: w.dir, MinFreeBytes: -1}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		if w.err != nil {
+			return
+		}
+		series := make([]labels.Labels, w.n)
+		for i := range series {
+			series[i] = labels.FromStrings(
+				"__name__", "metric_"+strconv.Itoa(i%100),
+				"job", "bench", "instance", fmt.Sprintf("host-%06d:9100", i/100),
+				"cpu", strconv.Itoa(i%8), "mode", []string{"user", "system", "idle", "iowait"}[i%4],
+				"region", []string{"eu-west-1", "us-east-1", "ap-south-1"}[i%3], "env", "prod", "zone", strconv.Itoa(i%5),
+			)
+		}
+		values := make([]float64, w.n)
+		for p := range 11 {
+			for i := range values {
+				values[i] += float64(i%7) + 0.25
+			}
+			appendRound(b, w.store.ForTenant("bench"), series, values, weekT0+int64(p)*15_000, 2000, 2)
+		}
+	})
+	require.NoError(b, w.err)
+	return w.store
+}
+
+// BenchmarkCountAllSeries reports ns per series counted.
+func BenchmarkCountAllSeries(b *testing.B) {
+	s := manySeries.loadMany(b)
+	api, err := promql.New(promql.DefaultConfig(), s, nil, nil, prometheus.NewRegistry())
+	require.NoError(b, err)
+	defer api.Close()
+	tenant := storage.Tenant{Principal: tenancy.Principal{Tenant: "bench"}, Store: s.ForTenant("bench")}
+	b.Run(fmt.Sprintf("series=%d", manySeries.n), func(b *testing.B) {
+		req := promql.ExecRequest{
+			Query: `count({__name__=~"metric_.*"})`,
+			Start: time.UnixMilli(weekT0), End: time.UnixMilli(weekT0 + 150_000), Step: 15 * time.Second,
+		}
+		b.ReportAllocs()
+		cpu := cpuTime(b)
+		for b.Loop() {
+			res, err := api.Exec(context.Background(), tenant, req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			res.Close()
+		}
+		n := float64(b.N) * float64(manySeries.n)
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/series")
+		b.ReportMetric(float64((cpuTime(b)-cpu).Nanoseconds())/n, "cpu-ns/series")
+	})
+}
+
+// TestMain removes the benchmarks' stores.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if week.store != nil {
-		week.store.Close()
-	}
-	if week.dir != "" {
-		os.RemoveAll(week.dir)
+	for _, w := range []*weekStore{&week, &manySeries} {
+		if w.store != nil {
+			w.store.Close()
+		}
+		if w.dir != "" {
+			os.RemoveAll(w.dir)
+		}
 	}
 	os.Exit(code)
 }

@@ -191,6 +191,22 @@ type floatSeries struct {
 	sts []int64 // nil while no sample has a start timestamp
 
 	xor [2]chunkReader // encXOR, encXOR2
+	mem *floatSeries   // the in-memory chunks' samples, while loading
+}
+
+// appendFrom appends the samples of o.
+func (f *floatSeries) appendFrom(o *floatSeries) {
+	if o.sts != nil && f.sts == nil {
+		f.sts = make([]int64, len(f.ts), len(f.ts)+len(o.ts))
+	}
+	if f.sts != nil {
+		if o.sts != nil {
+			f.sts = append(f.sts, o.sts...)
+		} else {
+			f.sts = append(f.sts, make([]int64, len(o.ts))...)
+		}
+	}
+	f.ts, f.vs = append(f.ts, o.ts...), append(f.vs, o.vs...)
 }
 
 func (f *floatSeries) reset() {
@@ -239,24 +255,38 @@ func (f *floatSeries) add(enc byte, data []byte) error {
 // slices in [mint, maxt]; ok is false for a series with histograms in
 // range, which the chunk path reads.
 func (q *querier) loadFloats(rd *reader, f *floatSeries, ser *series, mint, maxt int64) (lo, hi int, ok bool, err error) {
-	mem, seq, needDisk := memPart(ser, mint)
-	memMin := int64(math.MaxInt64)
-	if len(mem) > 0 {
-		memMin = mem[0].mint
+	// The in-memory chunks first, decoded under the series' lock (the
+	// appender changes the head in place), then the sealed chunks from a
+	// snapshot at least as new, before them.
+	if f.mem == nil {
+		f.mem = &floatSeries{}
 	}
+	m := f.mem
+	m.reset()
+	memMin := int64(math.MaxInt64)
+	ser.mu.Lock()
+	for _, c := range ser.unflushed {
+		memMin = min(memMin, c.mint)
+		if err == nil && c.maxt >= mint && c.mint <= maxt {
+			err = m.add(c.enc, c.data)
+		}
+	}
+	if h := ser.head; h != nil && h.numSamples() > 0 {
+		memMin = min(memMin, h.mint)
+		if err == nil && h.maxt >= mint && h.mint <= maxt {
+			err = m.add(h.enc, h.chunk.Bytes())
+		}
+	}
+	seq := ser.diskSeq
+	// Sealed chunks on disk end at or before diskMaxT (unflushed ones are
+	// in memory): a range that starts later needs no Badger read at all.
+	needDisk := !ser.diskKnown || ser.diskMaxT >= mint
+	ser.mu.Unlock()
 	f.reset()
-	if needDisk {
+	if err == nil && needDisk {
 		err = q.diskChunks(rd, ser, seq, mint, maxt, memMin, func(_, _ int64, enc byte, data []byte) error {
 			return f.add(enc, data)
 		})
-	}
-	for _, c := range mem {
-		if err != nil {
-			break
-		}
-		if c.maxt >= mint && c.mint <= maxt {
-			err = f.add(c.enc, c.data)
-		}
 	}
 	if errors.Is(err, errNotFloats) {
 		return 0, 0, false, nil
@@ -264,6 +294,7 @@ func (q *querier) loadFloats(rd *reader, f *floatSeries, ser *series, mint, maxt
 	if err != nil {
 		return 0, 0, false, err
 	}
+	f.appendFrom(m)
 	lo, _ = slices.BinarySearch(f.ts, mint)
 	hi = len(f.ts)
 	if maxt < math.MaxInt64 {
@@ -279,6 +310,7 @@ type seriesSet struct {
 	i          int
 	mint, maxt int64
 	err        error
+	slab       []seriesEntry // allocated a few hundred at a time
 }
 
 func (s *seriesSet) Next() bool {
@@ -296,7 +328,13 @@ func (s *seriesSet) Next() bool {
 }
 
 func (s *seriesSet) At() promstorage.Series {
-	return &seriesEntry{q: s.q, ser: s.list[s.i], mint: s.mint, maxt: s.maxt}
+	if len(s.slab) == 0 {
+		s.slab = make([]seriesEntry, min(256, max(1, len(s.list)-s.i)))
+	}
+	e := &s.slab[0]
+	s.slab = s.slab[1:]
+	*e = seriesEntry{q: s.q, ser: s.list[s.i], mint: s.mint, maxt: s.maxt}
+	return e
 }
 
 func (s *seriesSet) Err() error                        { return s.err }
