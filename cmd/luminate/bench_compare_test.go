@@ -71,8 +71,9 @@ type benchTarget struct {
 
 // startBenchLuminate starts a luminate on an empty Badger store (or, with
 // BENCH_BACKEND=clickhouse, on a fresh ClickHouse server), stopped at the
-// end of t, with a token file for tenant "bench".
-func startBenchLuminate(t *testing.T) (benchTarget, string) {
+// end of t, with a token file for tenant "bench"; extra are more serve
+// flags.
+func startBenchLuminate(t *testing.T, extra ...string) (benchTarget, string) {
 	t.Helper()
 	// Lift the per-tenant limits that would cap the load; everything else
 	// is the default configuration.
@@ -88,6 +89,7 @@ func startBenchLuminate(t *testing.T) (benchTarget, string) {
 		storePid = ch.Pid()
 		args = append(args, "--storage.backend=clickhouse", "--storage.clickhouse.dsn="+ch.DSN())
 	}
+	args = append(args, extra...)
 	args = append(args, strings.Fields(os.Getenv(envBenchFlags))...)
 	scopes := []tenancy.Scope{tenancy.ScopeWrite, tenancy.ScopeRead}
 	if os.Getenv(envBenchPprof) != "" {
@@ -145,10 +147,16 @@ func TestBenchCompare(t *testing.T) {
 	if ingest {
 		benchIngest4(t, tw)
 	}
+	if n := envInt(t, envBenchLongSeries, 2000); n > 0 {
+		fmt.Fprintf(tw, "\n")
+		t.Run("longrange", func(t *testing.T) { benchLongRange(t, tw, n) })
+	}
+	if n := envInt(t, envBenchDiskSeries, 10_000); n > 0 {
+		fmt.Fprintf(tw, "\n")
+		benchDisk(t, tw, n)
+	}
 	if n := envInt(t, envBenchQueries, 10_000); n > 0 {
-		if ingest {
-			fmt.Fprintf(tw, "\n")
-		}
+		fmt.Fprintf(tw, "\n")
 		benchQueries(t, tw, n, time.Duration(envInt(t, envBenchHours, 24))*time.Hour)
 	}
 	if n := envInt(t, envBenchHistSeries, 5000); n > 0 {
