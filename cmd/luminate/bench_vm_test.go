@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -204,6 +205,10 @@ type ingestRun struct {
 	cpuUs  float64 // server CPU microseconds per sample
 	rssMiB float64 // server peak RSS
 	p99    float64 // request latency, ms
+	// countMs is the median time of count({__name__=~"bench_metric_.*"})
+	// over the last 150 s at a 15 s step, after a steady run (NaN after a
+	// create run): the regex over every series of the run.
+	countMs float64
 }
 
 // runIngest starts server on an empty store, sends it one luminate-bench
@@ -238,7 +243,28 @@ func runIngest(t *testing.T, bench, server, mode, values string, series, rounds 
 	if mode == "steady" {
 		sent += float64(series)
 	}
-	run := ingestRun{rate: r.SamplesPerSecond, cpuUs: cpu.Seconds() / sent * 1e6, rssMiB: peakRSS(t, target.pid), p99: r.LatencyMs["p99"]}
+	run := ingestRun{rate: r.SamplesPerSecond, cpuUs: cpu.Seconds() / sent * 1e6, rssMiB: peakRSS(t, target.pid), p99: r.LatencyMs["p99"], countMs: math.NaN()}
+	if mode == "steady" {
+		if server == srvVM {
+			// New series reach VictoriaMetrics' index searchable within
+			// seconds (its in-memory parts flush every 5 s); flushing now
+			// makes them all searchable before the first query, which
+			// would otherwise miss them (and cache that it did).
+			status, body := apiGet(t, target.base, "/internal/force_flush", "")
+			require.Equal(t, http.StatusOK, status, string(body))
+		}
+		now := time.Now()
+		path := "/api/v1/query_range?" + url.Values{"query": {`count({__name__=~"bench_metric_.*"})`},
+			"start": {strconv.FormatInt(now.Add(-150*time.Second).Unix(), 10)}, "end": {strconv.FormatInt(now.Unix(), 10)}, "step": {"15"}}.Encode()
+		_, body := timedGet(t, target, path) // warms caches
+		var lat []float64
+		for range 3 {
+			d, _ := timedGet(t, target, path)
+			lat = append(lat, float64(d.Microseconds())/1000)
+		}
+		run.countMs = median(lat)
+		t.Logf("%s: count over the last 150 s: %v ms, answer %s", server, lat, strings.TrimSpace(string(body[:min(len(body), 200)])))
+	}
 	t.Logf("%s %s %s: %.0f samples/s over %.2fs, p50 %.1fms p99 %.1fms, server CPU %.2f us/sample, peak RSS %.0f MiB, load %s",
 		mode, values, server, run.rate, r.DurationSeconds, r.LatencyMs["p50"], run.p99, run.cpuUs, run.rssMiB, loadAverage())
 	return run
@@ -320,6 +346,9 @@ func benchIngest4(t *testing.T, tw *tabwriter.Writer) {
 		figure("server CPU us/sample", "%.2f", func(r ingestRun) float64 { return r.cpuUs }, false)
 		figure("peak RSS MiB", "%.0f", func(r ingestRun) float64 { return r.rssMiB }, false)
 		figure("p99 latency ms", "%.1f", func(r ingestRun) float64 { return r.p99 }, false)
+		if mode == "steady" {
+			figure(`count({__name__=~"bench_metric_.*"}) over 150 s, ms`, "%.1f", func(r ingestRun) float64 { return r.countMs }, false)
+		}
 	}
 }
 
