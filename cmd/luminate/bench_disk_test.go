@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -163,6 +164,30 @@ func benchDisk(t *testing.T, tw *tabwriter.Writer, series int) {
 			t0 := time.Now()
 			took := backfill(t, series, begin, end, diskInterval, diskLabels, newWalkValues(series).next, lum.benchTarget, vmTarget, prom)
 			t.Logf("backfilled %d series x %s at %s (%.0f samples) in %s: %v", series, span, diskInterval, samples, time.Since(t0).Round(time.Second), took)
+			// Every server holds what was sent: the samples of one metric
+			// (a hundredth of the series), counted by the server.
+			want := float64(series/100) * float64(span/diskInterval)
+			if series%100 > 0 {
+				want = float64(series/100+1) * float64(span/diskInterval)
+			}
+			vm.flush(t)
+			for _, target := range []benchTarget{lum.benchTarget, vmTarget, prom} {
+				expr := fmt.Sprintf("sum(count_over_time(bench_metric_000_total[%ds]))", int((span + time.Hour).Seconds()))
+				status, body := apiGet(t, target.base, "/api/v1/query?"+url.Values{"query": {expr}, "time": {strconv.FormatInt(end.Unix(), 10)}}.Encode(), target.token)
+				require.Equal(t, http.StatusOK, status, "%s: %s", target.name, body)
+				var r struct {
+					Data struct {
+						Result []struct {
+							Value [2]any `json:"value"`
+						} `json:"result"`
+					} `json:"data"`
+				}
+				require.NoError(t, json.Unmarshal(body, &r), string(body))
+				require.Len(t, r.Data.Result, 1, "%s: %s", target.name, body)
+				got, err := strconv.ParseFloat(fmt.Sprint(r.Data.Result[0].Value[1]), 64)
+				require.NoError(t, err)
+				require.Equal(t, want, got, "%s holds every sample of bench_metric_000_total", target.name)
+			}
 			load := loadAverage()
 			bytes := map[string]float64{}
 			for _, m := range []struct {
