@@ -251,6 +251,12 @@ func unpackChunk(dst []sample, data []byte) ([]sample, error) {
 // without a sample struct per sample. The varints are read with a fast
 // path for the one-byte ones regular data is mostly made of.
 func unpackFloats(ts []int64, vs []float64, data []byte) ([]int64, []float64, error) {
+	return unpackFloatsOf(ts, vs, data, true)
+}
+
+// unpackFloatsOf is unpackFloats, with values left 0 unless values is set
+// (for queries that read only whether and when samples exist).
+func unpackFloatsOf(ts []int64, vs []float64, data []byte, values bool) ([]int64, []float64, error) {
 	if len(data) < 1 {
 		return ts, vs, fmt.Errorf("packed chunk: %w", errCorrupt)
 	}
@@ -298,6 +304,10 @@ func unpackFloats(ts []int64, vs []float64, data []byte) ([]int64, []float64, er
 			t += delta
 			tout[i] = t
 		}
+	}
+	if !values {
+		clear(vout)
+		return ts, vs, nil
 	}
 	// Values: first value, then deltas or delta-of-deltas.
 	d.b = b[p:]

@@ -75,7 +75,27 @@ func (q *querier) Select(ctx context.Context, sortSeries bool, hints *promstorag
 	if hints != nil && hints.Start != 0 && hints.End != 0 {
 		mint, maxt = max(mint, hints.Start), min(maxt, hints.End)
 	}
-	return &seriesSet{ctx: ctx, q: q, list: list, i: -1, mint: mint, maxt: maxt}
+	return &seriesSet{ctx: ctx, q: q, list: list, i: -1, mint: mint, maxt: maxt, noValues: valuesUnused(hints)}
+}
+
+// valuesUnused reports whether the engine's use of a Select's samples,
+// which hints name, reads only which samples exist and when: the
+// selector is directly under one of these (through parentheses and unary
+// minus, which keep samples), whose answers do not depend on a value
+// other than a stale marker's. Packed chunks hold no NaN, stale markers
+// included, so their values need not be decoded; every other chunk is
+// read whole.
+func valuesUnused(hints *promstorage.SelectHints) bool {
+	if hints == nil {
+		return false
+	}
+	switch hints.Func {
+	case "count", "group", "absent":
+		return hints.Range == 0
+	case "count_over_time", "present_over_time", "absent_over_time":
+		return true
+	}
+	return false
 }
 
 // reader is one Badger snapshot and iterator over a tenant's chunks,
@@ -190,8 +210,9 @@ type floatSeries struct {
 	vs  []float64
 	sts []int64 // nil while no sample has a start timestamp
 
-	xor [2]chunkReader // encXOR, encXOR2
-	mem *floatSeries   // the in-memory chunks' samples, while loading
+	xor      [2]chunkReader // encXOR, encXOR2
+	mem      *floatSeries   // the in-memory chunks' samples, while loading
+	noValues bool           // leave the values of packed chunks 0
 }
 
 // appendFrom appends the samples of o.
@@ -222,7 +243,7 @@ func (f *floatSeries) add(enc byte, data []byte) error {
 	case encPacked:
 		n := len(f.ts)
 		var err error
-		f.ts, f.vs, err = unpackFloats(f.ts, f.vs, data)
+		f.ts, f.vs, err = unpackFloatsOf(f.ts, f.vs, data, !f.noValues)
 		if f.sts != nil {
 			f.sts = append(f.sts, make([]int64, len(f.ts)-n)...)
 		}
@@ -310,6 +331,7 @@ type seriesSet struct {
 	i          int
 	mint, maxt int64
 	err        error
+	noValues   bool          // valuesUnused
 	slab       []seriesEntry // allocated a few hundred at a time
 }
 
@@ -333,7 +355,7 @@ func (s *seriesSet) At() promstorage.Series {
 	}
 	e := &s.slab[0]
 	s.slab = s.slab[1:]
-	*e = seriesEntry{q: s.q, ser: s.list[s.i], mint: s.mint, maxt: s.maxt}
+	*e = seriesEntry{q: s.q, ser: s.list[s.i], mint: s.mint, maxt: s.maxt, noValues: s.noValues}
 	return e
 }
 
@@ -344,6 +366,7 @@ type seriesEntry struct {
 	q          *querier
 	ser        *series
 	mint, maxt int64
+	noValues   bool // packed chunks' values are left 0
 }
 
 func (e *seriesEntry) Labels() labels.Labels { return e.ser.lset }
@@ -353,6 +376,7 @@ func (e *seriesEntry) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
 	if !ok {
 		si = &sampleIterator{}
 	}
+	si.fs.noValues = e.noValues
 	e.q.mu.Lock()
 	lo, hi, floats, err := e.q.loadFloats(&e.q.rd, &si.fs, e.ser, e.mint, e.maxt)
 	e.q.mu.Unlock()
