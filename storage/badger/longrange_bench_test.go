@@ -129,7 +129,12 @@ func (w *weekStore) fill() error {
 // selectors cover (series selected x samples per series).
 func BenchmarkWeekQueryRange(b *testing.B) {
 	s := week.load(b)
-	api, err := promql.New(promql.DefaultConfig(), s, nil, nil, prometheus.NewRegistry())
+	cfg := promql.DefaultConfig()
+	// LUMINATE_BENCH_RANGE_PARALLELISM=1 measures the queries unsplit.
+	if v, err := strconv.Atoi(os.Getenv("LUMINATE_BENCH_RANGE_PARALLELISM")); err == nil {
+		cfg.RangeParallelism = v
+	}
+	api, err := promql.New(cfg, s, nil, nil, prometheus.NewRegistry())
 	require.NoError(b, err)
 	defer api.Close()
 	tenant := storage.Tenant{Principal: tenancy.Principal{Tenant: "bench"}, Store: s.ForTenant("bench")}
