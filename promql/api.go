@@ -212,11 +212,12 @@ func (a *API) Close() error {
 // engineFor returns the engine for a query of tenant id: the shared one, or
 // one whose MaxSamples is the tenant's lower max_samples_per_query.
 func (a *API) engineFor(id tenancy.ID) *pql.Engine {
-	if a.limits == nil {
-		return a.engine
-	}
-	n := a.limits.MaxSamplesPerQuery(id)
-	if n <= 0 || n >= a.cfg.MaxSamples {
+	return a.engineWith(a.samplesLimit(id))
+}
+
+// engineWith returns the engine whose MaxSamples is n.
+func (a *API) engineWith(n int) *pql.Engine {
+	if n == a.cfg.MaxSamples {
 		return a.engine
 	}
 	a.tenantEnginesMu.Lock()

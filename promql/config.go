@@ -51,6 +51,11 @@ type Config struct {
 	MaxMatchSelectors     int // match[] of one request
 	MaxSubquerySteps      int // steps one subquery evaluates
 	MaxSubqueryTotalSteps int // points all subqueries of a query feed into functions
+
+	// RangeParallelism is the most parts a long range query is split into
+	// in time and evaluated in parallel (split.go): 0 is one per core
+	// (GOMAXPROCS), 1 never splits.
+	RangeParallelism int
 }
 
 // DefaultConfig returns the defaults the flags use, which are Prometheus'
@@ -89,6 +94,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.BoolVar(&c.UnquotedUTF8Names, "query.unquoted-utf8-names", d.UnquotedUTF8Names, "Allow Unicode letters and dots in unquoted metric and label names.")
 	f.BoolVar(&c.StartTimestamps, "query.use-start-timestamps", d.StartTimestamps, "Let rate, increase, irate and resets use the start timestamps stored with samples (Prometheus' experimental use-start-timestamps). Off by default because it changes answers from those of a Prometheus without it.")
 	f.BoolVar(&c.DelayedNameRemoval, "query.delayed-name-removal", d.DelayedNameRemoval, "Remove __name__ at the end of evaluation rather than at each function (Prometheus' promql-delayed-name-removal).")
+	f.IntVar(&c.RangeParallelism, "query.range-parallelism", d.RangeParallelism, "Most parts a range query of 3 h or more is split into in time and evaluated in parallel, with the answers of the whole query: 0 is one per core (GOMAXPROCS), 1 never splits.")
 	const bad = " (400, errorType bad_data)"
 	const tenant = " A per-tenant limit may lower it: "
 	f.IntVar(&c.MaxQueryLength, "query.max-length", d.MaxQueryLength, "Maximum bytes of a PromQL query text, or of the match[] selectors of one request together"+bad+"."+tenant+"--limits.max-query-length.")
@@ -104,6 +110,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.Timeout <= 0 {
 		errs = append(errs, fmt.Errorf("--query.timeout %s must be positive", c.Timeout))
+	}
+	if c.RangeParallelism < 0 {
+		errs = append(errs, fmt.Errorf("--query.range-parallelism %d must not be negative", c.RangeParallelism))
 	}
 	if c.MaxSamples <= 0 {
 		errs = append(errs, fmt.Errorf("--query.max-samples %d must be positive", c.MaxSamples))

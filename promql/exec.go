@@ -96,7 +96,10 @@ func (a *API) Exec(ctx context.Context, t storage.Tenant, req ExecRequest) (*Exe
 		if req.Step == 0 {
 			return a.engineFor(id).NewInstantQuery(ctx, queryable, opts, q, req.Start)
 		}
-		return a.engineFor(id).NewRangeQuery(ctx, queryable, opts, q, req.Start, req.End, req.Step)
+		if kinds != nil { // reads the selectors' own samples: one query
+			return a.engineFor(id).NewRangeQuery(ctx, queryable, opts, q, req.Start, req.End, req.Step)
+		}
+		return a.newRangeQuery(ctx, t, queryable, opts, q, req.Start, req.End, req.Step, true)
 	})
 	if err != nil {
 		return nil, err

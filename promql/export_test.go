@@ -2,6 +2,7 @@ package promql
 
 import (
 	"sync"
+	"time"
 
 	jsoniter "github.com/json-iterator/go"
 )
@@ -13,4 +14,13 @@ var upstreamCodecOnce sync.Once
 func UpstreamJSON(v any) ([]byte, error) {
 	upstreamCodecOnce.Do(registerUpstreamCodec)
 	return jsoniter.ConfigCompatibleWithStandardLibrary.Marshal(v)
+}
+
+// RangeParts is the number of parts a range query of q would run in.
+func (a *API) RangeParts(q string, start, end time.Time, step time.Duration) (int, error) {
+	expr, err := a.parser.ParseExpr(q)
+	if err != nil {
+		return 0, err
+	}
+	return a.rangeParts(expr, start, end, step), nil
 }

@@ -45,7 +45,11 @@ func (a *API) queryRange(r *http.Request, t storage.Tenant) (result, error) {
 		return result{}, err
 	}
 	return a.runQuery(r, t, limit, func(ctx context.Context, opts pql.QueryOpts, q string) (pql.Query, error) {
-		return a.engineFor(t.ID()).NewRangeQuery(ctx, a.queryable(t), opts, q, p.start, p.end, p.step)
+		// Split in time unless the response carries the query's statistics.
+		if r.FormValue("stats") != "" {
+			return a.engineFor(t.ID()).NewRangeQuery(ctx, a.queryable(t), opts, q, p.start, p.end, p.step)
+		}
+		return a.newRangeQuery(ctx, t, a.queryable(t), opts, q, p.start, p.end, p.step, false)
 	})
 }
 

@@ -41,6 +41,19 @@ const (
 	kindHistogram = "histogram"
 )
 
+// Value models of float samples.
+const (
+	// valuesInteger: counters grow by a small whole number per round,
+	// gauges take values of 2 decimals that jump at random; node-exporter
+	// like, and the cheap case for XOR chunks (integer deltas repeat).
+	valuesInteger = "integer"
+	// valuesRandomWalk: every sample changes, by a random step of 2
+	// decimals: counters are floats growing by 0.01-10.00 per round,
+	// gauges wander up or down by 0.01-1.00. The harder case (issue 15):
+	// no two consecutive values are equal and their deltas do not repeat.
+	valuesRandomWalk = "random-walk"
+)
+
 // Remote-write protocols.
 const (
 	protoV1 = "1.0" // prometheus.WriteRequest
@@ -65,6 +78,15 @@ type workload struct {
 	protocol  string        // protoV1 (when empty) or protoV2
 	gzip      bool          // OTLP kinds: gzip the requests
 	histogram string        // kindOTLPHistogram: histExplicit or histExponential
+	values    string        // valuesInteger (when empty) or valuesRandomWalk
+}
+
+// value is the float sample of series id in round under w's value model.
+func (w workload) value(id, round int) float64 {
+	if w.values == valuesRandomWalk {
+		return randomWalkValue(id, round)
+	}
+	return sampleValue(id, round)
 }
 
 // request is one encoded remote-write request: a snappy-compressed
@@ -239,7 +261,7 @@ func (e *encoder) marshalV1(w workload, round, first, n int, ts int64) ([]byte, 
 		if w.kind == kindHistogram {
 			e.hist = append(e.hist, prompb.FromIntHistogram(ts, histogramValue(first+i, round)))
 		} else {
-			e.sample = append(e.sample, prompb.Sample{Timestamp: ts, Value: sampleValue(first+i, round)})
+			e.sample = append(e.sample, prompb.Sample{Timestamp: ts, Value: w.value(first+i, round)})
 		}
 	}
 	for i := range n {
@@ -270,7 +292,7 @@ func (e *encoder) marshalV2(w workload, round, first, n int, ts int64) ([]byte, 
 		if w.kind == kindHistogram {
 			e.hist2 = append(e.hist2, writev2.FromIntHistogram(0, ts, histogramValue(first+i, round)))
 		} else {
-			e.sample2 = append(e.sample2, writev2.Sample{Timestamp: ts, Value: sampleValue(first+i, round)})
+			e.sample2 = append(e.sample2, writev2.Sample{Timestamp: ts, Value: w.value(first+i, round)})
 		}
 	}
 	for i := range n {
@@ -340,6 +362,33 @@ func sampleValue(id, round int) float64 {
 		return float64(h%1000) + float64(round)*float64(1+h%17)
 	}
 	return float64(mix(h^uint64(round))%100000) / 100
+}
+
+// randomWalkValue is the value of series id in round of the random-walk
+// model, in whole hundredths so that it has exactly 2 decimals: a counter
+// starts anywhere in 0-999.99 and grows by 0.01-10.00 every round, a gauge
+// starts in 100-1099.99 and steps by 0.01-1.00 up or down. Every step is
+// drawn from the series and the round, so any round can be encoded on its
+// own (the cost is one hash per round before it).
+func randomWalkValue(id, round int) float64 {
+	h := mix(uint64(id) ^ 0x5eed)
+	cents := int64(h % 100_000)
+	if isCounter(id) {
+		for r := 1; r <= round; r++ {
+			cents += 1 + int64(mix(h+uint64(r))%1000)
+		}
+	} else {
+		cents += 10_000
+		for r := 1; r <= round; r++ {
+			step := int64(mix(h+uint64(r)) % 200) // 0..199
+			if step < 100 {
+				cents -= 1 + step // -1..-100
+			} else {
+				cents += step - 99 // 1..100
+			}
+		}
+	}
+	return float64(cents) / 100
 }
 
 // histogramName is the name of series id in histogram runs.

@@ -1,8 +1,8 @@
 package badger
 
 import (
+	"cmp"
 	"slices"
-	"sort"
 	"sync"
 	"sync/atomic"
 
@@ -236,11 +236,46 @@ func (t *tenant) matchingLocked(m *labels.Matcher) []*series {
 			}
 		}
 	}
-	return union(lists)
+	return t.unionLocked(lists)
+}
+
+// unionLocked is union for lists of t's series; when they cover a large
+// part of t.all, whose ids are mostly dense, it marks their ids in a
+// bitmap and walks t.all in place of sorting (a regex over every metric
+// name of a million series).
+func (t *tenant) unionLocked(lists [][]*series) []*series {
+	n := 0
+	for _, l := range lists {
+		n += len(l)
+	}
+	if len(lists) < 2 || n < 1024 || n < len(t.all)/4 {
+		return union(lists)
+	}
+	lo, hi := t.all[0].id, t.all[len(t.all)-1].id
+	if hi-lo >= uint64(4*len(t.all)) {
+		return union(lists)
+	}
+	bits := make([]uint64, (hi-lo)/64+1)
+	for _, l := range lists {
+		for _, s := range l {
+			if s.id < lo || s.id > hi { // not in t.all: cannot happen
+				return union(lists)
+			}
+			d := s.id - lo
+			bits[d/64] |= 1 << (d % 64)
+		}
+	}
+	out := make([]*series, 0, n)
+	for _, s := range t.all {
+		if d := s.id - lo; bits[d/64]&(1<<(d%64)) != 0 {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func sortByID(list []*series) {
-	sort.Slice(list, func(i, j int) bool { return list[i].id < list[j].id })
+	slices.SortFunc(list, func(a, b *series) int { return cmp.Compare(a.id, b.id) })
 }
 
 func union(lists [][]*series) []*series {

@@ -246,6 +246,122 @@ func unpackChunk(dst []sample, data []byte) ([]sample, error) {
 	return dst, nil
 }
 
+// unpackFloats appends the timestamps and values of a packed chunk to ts
+// and vs: what unpackChunk decodes, into the two slices a reader iterates,
+// without a sample struct per sample. The varints are read with a fast
+// path for the one-byte ones regular data is mostly made of.
+func unpackFloats(ts []int64, vs []float64, data []byte) ([]int64, []float64, error) {
+	return unpackFloatsOf(ts, vs, data, true)
+}
+
+// unpackFloatsOf is unpackFloats, with values left 0 unless values is set
+// (for queries that read only whether and when samples exist).
+func unpackFloatsOf(ts []int64, vs []float64, data []byte, values bool) ([]int64, []float64, error) {
+	if len(data) < 1 {
+		return ts, vs, fmt.Errorf("packed chunk: %w", errCorrupt)
+	}
+	flags := data[0]
+	k := int(flags & 0x0f)
+	if k > maxScale {
+		return ts, vs, fmt.Errorf("packed chunk scale %d: %w", k, errCorrupt)
+	}
+	d := decoder{b: data[1:]}
+	n := d.uvarint()
+	if n == 0 || n > uint64(len(data)) {
+		return ts, vs, fmt.Errorf("packed chunk length: %w", errCorrupt)
+	}
+	t := d.varint()
+	if d.err != nil {
+		return ts, vs, fmt.Errorf("packed chunk: %w", d.err)
+	}
+	base := len(ts)
+	ts = slices.Grow(ts, int(n))[:base+int(n)]
+	vs = slices.Grow(vs, int(n))[:base+int(n)]
+	tout, vout := ts[base:], vs[base:len(ts)]
+	b := d.b
+	// Timestamps: first value, one delta, then delta-of-deltas (at a
+	// regular interval, a run of zero bytes).
+	tout[0] = t
+	var delta int64
+	p, ok := 0, true
+	if len(tout) > 1 {
+		var z int64
+		if z, p, ok = zigzagAt(b, p); !ok {
+			return ts[:base], vs[:base], fmt.Errorf("packed chunk: %w", errCorrupt)
+		}
+		delta = z
+		t += delta
+		tout[1] = t
+		for i := 2; i < len(tout); i++ {
+			if p < len(b) && b[p] == 0 {
+				p++
+			} else {
+				if z, p, ok = zigzagAt(b, p); !ok {
+					return ts[:base], vs[:base], fmt.Errorf("packed chunk: %w", errCorrupt)
+				}
+				delta += z
+			}
+			t += delta
+			tout[i] = t
+		}
+	}
+	if !values {
+		clear(vout)
+		return ts, vs, nil
+	}
+	// Values: first value, then deltas or delta-of-deltas.
+	d.b = b[p:]
+	x := d.varint()
+	if d.err != nil {
+		return ts[:base], vs[:base], fmt.Errorf("packed chunk: %w", d.err)
+	}
+	b, p = d.b, 0
+	pw := pow10[k]
+	vout[0] = float64(x) / pw
+	dod := flags&(1<<4) != 0
+	delta = 0
+	for i := 1; i < len(vout); i++ {
+		var z int64
+		// One- and two-byte varints inline: small value steps.
+		if p+1 < len(b) && b[p+1] < 0x80 && b[p] >= 0x80 {
+			u := uint64(b[p]&0x7f) | uint64(b[p+1])<<7
+			z = int64(u>>1) ^ -int64(u&1)
+			p += 2
+		} else if p < len(b) && b[p] < 0x80 {
+			u := uint64(b[p])
+			z = int64(u>>1) ^ -int64(u&1)
+			p++
+		} else if z, p, ok = zigzagAt(b, p); !ok {
+			return ts[:base], vs[:base], fmt.Errorf("packed chunk: %w", errCorrupt)
+		}
+		if dod && i > 1 {
+			delta += z
+		} else {
+			delta = z
+		}
+		x += delta
+		vout[i] = float64(x) / pw
+	}
+	return ts, vs, nil
+}
+
+// zigzagAt reads the zigzag varint at b[p:] and returns it with the
+// position after it; ok is false when b holds no valid varint there.
+func zigzagAt(b []byte, p int) (z int64, next int, ok bool) {
+	if p < len(b) && b[p] < 0x80 {
+		u := uint64(b[p])
+		return int64(u>>1) ^ -int64(u&1), p + 1, true
+	}
+	if p >= len(b) {
+		return 0, p, false
+	}
+	u, m := binary.Uvarint(b[p:])
+	if m <= 0 {
+		return 0, p, false
+	}
+	return int64(u>>1) ^ -int64(u&1), p + m, true
+}
+
 // decodeAny appends the samples of a chunk in either encoding to dst.
 func decodeAny(dst []sample, enc byte, data []byte) ([]sample, error) {
 	switch enc {

@@ -36,6 +36,15 @@ func TestPackedRoundTrip(t *testing.T) {
 				require.Equal(t, in[i].t, out[i].t)
 				require.Equal(t, math.Float64bits(in[i].v), math.Float64bits(out[i].v), "sample %d: %v vs %v", i, in[i].v, out[i].v)
 			}
+			// unpackFloats decodes the same, appended after what is there.
+			fts, vs, err := unpackFloats([]int64{1}, []float64{2}, b)
+			require.NoError(t, err)
+			require.Len(t, fts, len(in)+1)
+			require.Len(t, vs, len(in)+1)
+			for i := range in {
+				require.Equal(t, in[i].t, fts[i+1])
+				require.Equal(t, math.Float64bits(in[i].v), math.Float64bits(vs[i+1]), "sample %d", i)
+			}
 		})
 	}
 }
@@ -51,6 +60,42 @@ func FuzzUnpack(f *testing.F) {
 	b, _ := packChunk(nil, []sample{{t: 1, v: 1}, {t: 2, v: 2.5}, {t: 30, v: -7}})
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, _ = unpackChunk(nil, data) // must not panic
+		out, err := unpackChunk(nil, data) // must not panic
+		ts, vs, ferr := unpackFloats(nil, nil, data)
+		if err == nil && ferr == nil {
+			require.Len(t, ts, len(out))
+			require.Len(t, vs, len(out))
+			for i := range out {
+				require.Equal(t, out[i].t, ts[i])
+				require.Equal(t, math.Float64bits(out[i].v), math.Float64bits(vs[i]))
+			}
+		}
 	})
+}
+
+// BenchmarkUnpackFloats decodes a 2-hour chunk at 60 s of a float
+// counter with 2-decimal steps, the sealed chunks of the week benchmark.
+func BenchmarkUnpackFloats(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	var in []sample
+	v := 100.0
+	for i := range 120 {
+		v = float64(int64(v*100)+int64(r.IntN(1000))) / 100
+		in = append(in, sample{t: int64(i) * 60_000, v: v})
+	}
+	data, ok := packChunk(nil, in)
+	require.True(b, ok)
+	var ts []int64
+	var vs []float64
+	b.ReportAllocs()
+	cpu := cpuTime(b)
+	for b.Loop() {
+		var err error
+		ts, vs, err = unpackFloats(ts[:0], vs[:0], data)
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(in)), "ns/sample")
+	b.ReportMetric(float64((cpuTime(b)-cpu).Nanoseconds())/float64(b.N*len(in)), "cpu-ns/sample")
 }
