@@ -54,6 +54,8 @@ type Store struct {
 	// of the kind succeeded since; Health reports them.
 	walErr, dbErr atomic.Pointer[writeFailure]
 
+	deleted deletions // tombstones of deleted series (delete.go)
+
 	checkpointMu sync.Mutex
 	closed       atomic.Bool
 	cancel       context.CancelFunc
@@ -170,6 +172,9 @@ func (r *Recovery) Recover(ctx context.Context) (*Store, error) {
 	segs, err := s.open()
 	if err == nil {
 		err = s.recover(ctx, segs, &r.st)
+		if err == nil {
+			err = s.loadDeletions() // delete.go
+		}
 		if err == nil {
 			s.aux, err = openAux(s.cfg, s.logger, r.reg)
 		}
@@ -341,6 +346,7 @@ func (s *Store) background(ctx context.Context, replayed bool) {
 			}
 		case <-ret.C:
 			s.applyRetention()
+			s.cleanDeletions() // delete.go
 		}
 	}
 }

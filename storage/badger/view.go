@@ -21,7 +21,11 @@ func (v *tenantStore) AppenderV2(context.Context) promstorage.AppenderV2 {
 }
 
 func (v *tenantStore) Querier(mint, maxt int64) (promstorage.Querier, error) {
-	return v.newQuerier(mint, maxt)
+	q, err := v.newQuerier(mint, maxt)
+	if err != nil {
+		return nil, err
+	}
+	return v.withoutDeleted(q), nil // delete.go
 }
 
 func (v *tenantStore) ChunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier, error) {
@@ -29,7 +33,7 @@ func (v *tenantStore) ChunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier, 
 	if err != nil {
 		return nil, err
 	}
-	return chunkQuerier{q}, nil
+	return v.chunksWithoutDeleted(q), nil // delete.go
 }
 
 func (v *tenantStore) newQuerier(mint, maxt int64) (*querier, error) {

@@ -41,6 +41,8 @@ type Store struct {
 	tenantsMu sync.Mutex
 	tenants   map[tenancy.ID]*tenantState
 
+	deleted deletions // tombstones cache (delete.go)
+
 	cancel    context.CancelFunc
 	bg        sync.WaitGroup
 	closeOnce sync.Once
@@ -255,6 +257,7 @@ func (s *Store) background(ctx context.Context) {
 			}
 		}
 		s.pruneCaches(time.Now())
+		s.cleanDeletions(ctx) // delete.go
 		select {
 		case <-ctx.Done():
 			return

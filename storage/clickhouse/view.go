@@ -49,10 +49,12 @@ func (ts *tenantStore) Metadata(ctx context.Context, metric string, limit int) (
 	return ts.s.readMetadata(ctx, "metadata", ts.id, metric, limit)
 }
 
+// Querier and ChunkQuerier hide what the tenant's tombstones delete
+// (delete.go).
 func (ts *tenantStore) Querier(mint, maxt int64) (promstorage.Querier, error) {
-	return &querier{ts: ts, mint: mint, maxt: maxt}, nil
+	return &deletedQuerier{q: &querier{ts: ts, mint: mint, maxt: maxt}, ts: ts}, nil
 }
 
 func (ts *tenantStore) ChunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier, error) {
-	return &chunkQuerier{querier{ts: ts, mint: mint, maxt: maxt}}, nil
+	return &deletedChunkQuerier{q: &chunkQuerier{querier{ts: ts, mint: mint, maxt: maxt}}, ts: ts}, nil
 }
