@@ -17,26 +17,40 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 
+	"github.com/luminate-io/luminate/storage/clickhouse/chtest"
 	"github.com/luminate-io/luminate/tenancy"
 )
 
-// TestServeDeleteSeries runs delete_series and clean_tombstones against a
-// luminate on Badger: only an admin token of the tenant may delete, the
-// other tenant's identical series stay, a call matching more series than
+// TestServeDeleteSeries runs delete_series and clean_tombstones against
+// luminate: only an admin token of the tenant may delete, the other
+// tenant's identical series stay, a call matching more series than
 // --limits.max-delete-series is refused (413) and deletes nothing, and
-// deletions (a whole series and part of one) survive SIGKILL before any
-// checkpoint.
+// deletions (a whole series and part of one) survive SIGKILL. On Badger no
+// checkpoint ran but the whole deletion's own; on ClickHouse a second
+// luminate on the same database (another pod) sees the deletions at once.
 func TestServeDeleteSeries(t *testing.T) {
-	dir := t.TempDir()
-	data := filepath.Join(dir, "data")
-	secret := filepath.Join(dir, "hmac.secret")
+	t.Run("badger", func(t *testing.T) {
+		testServeDeleteSeries(t, false, "--storage.badger.path="+filepath.Join(t.TempDir(), "data"), "--storage.badger.checkpoint-interval=1h")
+	})
+	t.Run("clickhouse", func(t *testing.T) {
+		dsn := chtest.Start(t)
+		testServeDeleteSeries(t, true, "--storage.backend=clickhouse", "--storage.clickhouse.dsn="+dsn, "--storage.clickhouse.database=e2e_delete")
+	})
+}
+
+func testServeDeleteSeries(t *testing.T, twoPods bool, storageArgs ...string) {
+	secret := filepath.Join(t.TempDir(), "hmac.secret")
 	_, err := tenancy.EnsureDevSecret(secret)
 	require.NoError(t, err)
-	args := []string{"serve", "--log.format=json", "--http.listen-address=127.0.0.1:0",
-		"--storage.badger.path=" + data, "--auth.jwt.hmac-secret-file=" + secret,
-		"--storage.badger.checkpoint-interval=1h", "--limits.max-delete-series=2"}
+	args := append([]string{"serve", "--log.format=json", "--http.listen-address=127.0.0.1:0",
+		"--auth.jwt.hmac-secret-file=" + secret, "--limits.max-delete-series=2"}, storageArgs...)
 	p := start(t, args...)
 	require.NotEmpty(t, p.addr, p.stderr())
+	reader := p // where the reads after a deletion go
+	if twoPods {
+		reader = start(t, args...)
+		require.NotEmpty(t, reader.addr, reader.stderr())
+	}
 	rw := map[tenancy.ID]string{
 		"acme":  e2eToken(t, secret, "acme", "metrics:read,metrics:write"),
 		"bravo": e2eToken(t, secret, "bravo", "metrics:read,metrics:write"),
@@ -135,7 +149,7 @@ func TestServeDeleteSeries(t *testing.T) {
 	window := url.Values{"match[]": {"part_me"}, "start": {fmt.Sprint(float64(base+10_000) / 1000)}, "end": {fmt.Sprint(float64(base+20_000) / 1000)}}
 	code, body = post(p, "/prometheus/api/v1/admin/tsdb/delete_series", admin, window)
 	require.Equal(t, http.StatusNoContent, code, body)
-	requireState(p, true)
+	requireState(reader, true)
 	audit := p.waitLog(`"msg":"tsdb admin"`)
 	for _, want := range []string{`"tenant":"acme"`, `"endpoint":"delete_series"`, `"request_id"`, `"match"`} {
 		require.Contains(t, audit, want)
@@ -147,6 +161,9 @@ func TestServeDeleteSeries(t *testing.T) {
 	p = start(t, args...)
 	require.NotEmpty(t, p.addr, p.stderr())
 	requireState(p, true)
+	if twoPods {
+		requireState(reader, true)
+	}
 
 	code, body = post(p, "/api/v1/admin/tsdb/clean_tombstones", admin, nil)
 	require.Equal(t, http.StatusNoContent, code, body)
