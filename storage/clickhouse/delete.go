@@ -329,21 +329,10 @@ func (s *Store) cleanTenant(ctx context.Context, id tenancy.ID) (int, error) {
 	if err != nil || tb == nil {
 		return 0, err
 	}
-	tenant := quote(string(id))
-	local := s.tombTable(true)
-	var stmts []string
-	for _, r := range tb.ranges {
-		fps := fmt.Sprintf("SELECT fingerprint FROM %s WHERE tenant = %s AND mint = %d AND maxt = %d AND seq <= %d", local, tenant, r.Mint, r.Maxt, tb.maxSeq)
-		stmts = append(stmts,
-			fmt.Sprintf("ALTER TABLE %s DELETE WHERE tenant = %s AND ts >= %d AND ts <= %d AND fingerprint IN (%s)",
-				s.schema.table(s.schema.storageTable(samplesTable)), tenant, r.Mint, r.Maxt, fps),
-			fmt.Sprintf("ALTER TABLE %s DELETE WHERE tenant = %s AND min_ts >= %d AND hour <= %d AND fingerprint IN (%s)",
-				s.schema.table(s.schema.storageTable(seriesTable)), tenant, r.Mint, lastHourWithin(r.Maxt), fps))
-	}
+	stmts, drop := s.cleanStatements(id, tb)
 	if err := s.mutate(ctx, stmts); err != nil {
 		return 0, fmt.Errorf("clean tombstones: %w", err)
 	}
-	drop := fmt.Sprintf("ALTER TABLE %s DELETE WHERE tenant = %s AND seq <= %d", local, tenant, tb.maxSeq)
 	if err := s.mutate(ctx, []string{drop}); err != nil {
 		return 0, fmt.Errorf("drop tombstones: %w", err)
 	}
@@ -351,6 +340,22 @@ func (s *Store) cleanTenant(ctx context.Context, id tenancy.ID) (int, error) {
 		return len(tb.ranges), err
 	}
 	return len(tb.ranges), nil
+}
+
+// cleanStatements are the mutations applying tb, the tombstones of tenant
+// id, to the local samples and series tables, and the one deleting them.
+func (s *Store) cleanStatements(id tenancy.ID, tb *tombs) (apply []string, drop string) {
+	tenant := quote(string(id))
+	local := s.tombTable(true)
+	for _, r := range tb.ranges {
+		fps := fmt.Sprintf("SELECT fingerprint FROM %s WHERE tenant = %s AND mint = %d AND maxt = %d AND seq <= %d", local, tenant, r.Mint, r.Maxt, tb.maxSeq)
+		apply = append(apply,
+			fmt.Sprintf("ALTER TABLE %s DELETE WHERE tenant = %s AND ts >= %d AND ts <= %d AND fingerprint IN (%s)",
+				s.schema.table(s.schema.storageTable(samplesTable)), tenant, r.Mint, r.Maxt, fps),
+			fmt.Sprintf("ALTER TABLE %s DELETE WHERE tenant = %s AND min_ts >= %d AND hour <= %d AND fingerprint IN (%s)",
+				s.schema.table(s.schema.storageTable(seriesTable)), tenant, r.Mint, lastHourWithin(r.Maxt), fps))
+	}
+	return apply, fmt.Sprintf("ALTER TABLE %s DELETE WHERE tenant = %s AND seq <= %d", local, tenant, tb.maxSeq)
 }
 
 // mutate runs mutations on every node (on the local tables) and waits for
