@@ -66,6 +66,9 @@ type TenantLimits struct {
 
 	// OTLP is how the tenant's OTLP metrics are translated.
 	OTLP OTLPTranslation `yaml:",inline"`
+
+	// HA is the tenant's HA-pair deduplication (ha.go).
+	HA HALimits `yaml:",inline"`
 }
 
 // DefaultTenantLimits are the limits of a tenant without an override. They
@@ -99,6 +102,7 @@ func DefaultTenantLimits() TenantLimits {
 		MaxMetadata:          10_000,
 		MaxDeleteSeries:      1_000_000, // delete_series (issue 14)
 		OTLP:                 DefaultOTLPTranslation(),
+		HA:                   DefaultHALimits(),
 	}
 }
 
@@ -144,6 +148,9 @@ func (tl TenantLimits) Validate() error {
 		}
 	}
 	if err := tl.OTLP.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := tl.HA.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -192,6 +199,7 @@ func (c *LimitsConfig) RegisterFlags(f *flag.FlagSet) {
 	f.IntVar(&c.MaxMetadata, "limits.max-metadata", d.MaxMetadata, "Metric families whose metadata (type, help, unit) each tenant keeps; metadata of further families is dropped, their samples are kept."+o+"max_metadata.")
 	f.IntVar(&c.MaxDeleteSeries, "limits.max-delete-series", d.MaxDeleteSeries, "Series one delete_series call may delete; a call matching more is refused and deletes nothing."+o+"max_delete_series.")
 	c.OTLP.registerFlags(f)
+	c.HA.registerFlags(f)
 	f.StringVar(&c.OverridesFile, "limits.overrides-file", c.OverridesFile, "YAML file of per-tenant limit overrides (overrides: {TENANT: {ingestion_rate: N, ...}}), reloaded when it changes (replace it atomically, e.g. write a new file and rename it) and on SIGHUP.")
 }
 
@@ -227,6 +235,7 @@ type tenantOverride struct {
 	MaxDeleteSeries *int `yaml:"max_delete_series,omitempty"`
 
 	otlpOverride `yaml:",inline"`
+	haOverride   `yaml:",inline"`
 }
 
 func (o tenantOverride) apply(tl TenantLimits) TenantLimits {
@@ -257,6 +266,7 @@ func (o tenantOverride) apply(tl TenantLimits) TenantLimits {
 	set(&tl.MaxMetadata, o.MaxMetadata)
 	set(&tl.MaxDeleteSeries, o.MaxDeleteSeries)
 	tl.OTLP = o.otlpOverride.apply(tl.OTLP)
+	tl.HA = o.haOverride.apply(tl.HA)
 	return tl
 }
 

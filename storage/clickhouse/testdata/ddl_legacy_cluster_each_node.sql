@@ -69,3 +69,31 @@ ALTER TABLE `luminate`.`samples_local` ADD COLUMN st String DEFAULT '';
 
 ALTER TABLE `luminate`.`samples` ADD COLUMN st String DEFAULT '';
 
+-- migration 6: tombstones of deleted series
+CREATE TABLE IF NOT EXISTS `luminate`.`tombstones_local` (
+  tenant String,
+  fingerprint UInt64,
+  mint Int64,
+  maxt Int64,
+  whole UInt8,
+  seq UInt64
+) ENGINE = ReplacingMergeTree()
+ORDER BY (tenant, fingerprint, mint, maxt, seq)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE IF NOT EXISTS `luminate`.`tombstones` AS `luminate`.`tombstones_local` ENGINE = Distributed(`metrics`, `luminate`, `tombstones_local`, fingerprint);
+
+-- migration 8: HA election table
+CREATE TABLE IF NOT EXISTS `luminate`.`ha_elections_local` (
+  tenant String,
+  cluster String,
+  term UInt64,
+  replica String,
+  elected_at UInt64,
+  received_at UInt64
+) ENGINE = ReplacingMergeTree(received_at)
+ORDER BY (tenant, cluster, term, replica, elected_at)
+SETTINGS index_granularity = 256;
+
+CREATE TABLE IF NOT EXISTS `luminate`.`ha_elections` AS `luminate`.`ha_elections_local` ENGINE = Distributed(`metrics`, `luminate`, `ha_elections_local`, cityHash64(tenant, cluster));
+
