@@ -139,8 +139,7 @@ func TestLimitsConfig(t *testing.T) {
 			IngestionRate: 1.5, IngestionBurst: 2, RequestRate: 3, RequestBurst: 4, MaxActiveSeries: 5, MaxSeriesPerQuery: 6,
 			MaxSamplesPerQuery: 7, QueryRate: 8, QueryBurst: 9, MaxConcurrentQueries: 10,
 			MaxQueryLength: 11, MaxSubquerySteps: 12, MaxSubqueryTotalSteps: 13, MaxExemplars: 14, MaxMetadata: 15,
-			MaxDeleteSeries: 16,
-			OTLP: tenancy.DefaultOTLPTranslation(), HA: tenancy.DefaultHALimits(),
+			MaxDeleteSeries: 16, OTLP: tenancy.DefaultOTLPTranslation(), HA: tenancy.DefaultHALimits(),
 		}, OverridesFile: "o.yaml"}, cfg)
 	})
 	tests := []struct {

@@ -299,7 +299,7 @@ var migrations = []migration{
 	}},
 	{4, "exemplar and metadata tables", func(s schema) []string { return s.auxTablesDDL() }},
 	{5, "start timestamps in the samples table", func(s schema) []string { return s.stMigration() }},
-	{6, "tombstones of deleted series", func(s schema) []string { return s.tombstonesMigration() }}, // schema_delete.go
+	{6, "tombstones of deleted series", func(s schema) []string { return s.tombstonesMigration() }},
 	{8, "HA election table", func(s schema) []string { return s.haDDL() }}, // provisional number (h14-ha)
 }
 
