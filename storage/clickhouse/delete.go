@@ -51,6 +51,7 @@ type deletions struct {
 // tombs are a tenant's tombstones as read at version. Never modified once
 // published.
 type tombs struct {
+	fetched time.Time // when the read of this version began
 	version string
 	byFP    map[uint64]storage.Intervals
 	ranges  []storage.Interval // the distinct deleted ranges, sorted
@@ -62,7 +63,10 @@ type tombs struct {
 func (s *Store) tombsOf(id tenancy.ID) *tombs {
 	s.deleted.mu.Lock()
 	defer s.deleted.mu.Unlock()
-	return s.deleted.byTenant[id]
+	if tb := s.deleted.byTenant[id]; tb != nil && len(tb.ranges) > 0 {
+		return tb
+	}
+	return nil
 }
 
 func (s *Store) tombTable(local bool) string {
@@ -76,6 +80,7 @@ func (s *Store) tombTable(local bool) string {
 // returns them (nil: none).
 func (s *Store) refreshTombs(ctx context.Context, id tenancy.ID) (*tombs, error) {
 	tenant := quote(string(id))
+	fetched := time.Now()
 	v, err := s.queryStringsKind(ctx, "tombstones", fmt.Sprintf("SELECT concat(toString(count()), ':', toString(max(seq))) FROM %s WHERE tenant = %s", s.tombTable(false), tenant))
 	if err != nil {
 		return nil, err
@@ -87,7 +92,7 @@ func (s *Store) refreshTombs(ctx context.Context, id tenancy.ID) (*tombs, error)
 	cur := s.tombsOf(id)
 	switch {
 	case strings.HasPrefix(version, "0:"):
-		s.setTombs(id, nil)
+		s.setTombs(id, &tombs{fetched: fetched, version: version})
 		return nil, nil
 	case cur != nil && cur.version == version:
 		return cur, nil
@@ -97,7 +102,7 @@ func (s *Store) refreshTombs(ctx context.Context, id tenancy.ID) (*tombs, error)
 		return nil, err
 	}
 	defer rows.Close()
-	tb := &tombs{version: version, byFP: map[uint64]storage.Intervals{}}
+	tb := &tombs{fetched: fetched, version: version, byFP: map[uint64]storage.Intervals{}}
 	seen := map[storage.Interval]bool{}
 	var fp, seq uint64
 	var mint, maxt int64
@@ -136,11 +141,13 @@ func cmpInt64(a, b int64) int {
 	return 0
 }
 
+// setTombs caches tb unless a read that began later cached its own: a
+// read that began before a deletion returned never hides it from one that
+// began after.
 func (s *Store) setTombs(id tenancy.ID, tb *tombs) {
 	s.deleted.mu.Lock()
 	defer s.deleted.mu.Unlock()
-	if tb == nil {
-		delete(s.deleted.byTenant, id)
+	if cur := s.deleted.byTenant[id]; cur != nil && cur.fetched.After(tb.fetched) {
 		return
 	}
 	if s.deleted.byTenant == nil {
