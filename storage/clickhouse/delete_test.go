@@ -34,3 +34,28 @@ func TestDeleteClusterTwoShards(t *testing.T) {
 		Limited: func(t testing.TB, _, _ int) storage.MetricsStore { return open(t) },
 	})
 }
+
+// TestDeleteClusterReplicated runs them over two shards of two replicas
+// each (ReplicatedReplacingMergeTree, ZooKeeper): a tombstone inserted
+// through one replica is read through any, and the cleaning mutations
+// replicate.
+func TestDeleteClusterReplicated(t *testing.T) {
+	zk := chtest.StartZooKeeper(t)
+	nodes := chtest.NewReplicatedCluster(t, 2, 2, zk)
+	open := func(t testing.TB) storage.MetricsStore {
+		cfg := testConfig(t)
+		cfg.DSN = nodes[0].DSN()
+		cfg.Cluster = chtest.ClusterName
+		cfg.Replicated = true
+		return openStore(t, cfg)
+	}
+	storagetest.RunDelete(t, storagetest.Backend{
+		Open: open,
+		Reopen: func(t testing.TB, s storage.MetricsStore) storage.MetricsStore {
+			old := s.(*Store)
+			require.NoError(t, old.Close())
+			return openStore(t, old.cfg)
+		},
+		Limited: func(t testing.TB, _, _ int) storage.MetricsStore { return open(t) },
+	})
+}
