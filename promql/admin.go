@@ -121,7 +121,7 @@ func (a *API) deleteSeries(r *http.Request, t storage.Tenant, logger *slog.Logge
 	var le *storage.DeleteLimitError
 	if errors.As(err, &le) {
 		return apierror.Limit(apierror.TooLarge, storage.DeleteLimitSetting(),
-			"delete_series matches %d series, at most %d may be deleted in one call: narrow match[], start and end, or", le.Matched, le.Limit)
+			"delete_series matches more than %d series, the most one call may delete; nothing was deleted: narrow match[], start and end, or", le.Limit)
 	}
 	return err
 }

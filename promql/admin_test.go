@@ -76,7 +76,7 @@ func TestDeleteSeriesAPI(t *testing.T) {
 		{"bad selector", http.MethodPost, "match[]=a{", 400, "bad_data", ""},
 		{"only empty matchers", http.MethodPost, `match[]={job=""}`, 400, "bad_data", "match[] must contain at least one non-empty matcher"},
 		{"bad start", http.MethodPost, "match[]=a&start=yesterday", 400, "bad_data", "invalid time value for 'start'"},
-		{"over the limit", http.MethodPost, `match[]={job="x"}`, 413, "bad_data", "delete_series matches 3 series, at most 2 may be deleted in one call"},
+		{"over the limit", http.MethodPost, `match[]={job="x"}`, 413, "bad_data", "delete_series matches more than 2 series, the most one call may delete; nothing was deleted"},
 		{"over the limit in two selectors", http.MethodPut, "match[]=a&match[]={__name__=~\"b|c\"}", 413, "bad_data", "(raise --limits.max-delete-series or its per-tenant override max_delete_series)"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -123,13 +123,14 @@ type DeleteResult struct {
 }
 
 // DeleteLimitError is the error of a deletion refused because it matched
-// more series than one call may delete; it wraps ErrDeleteLimit. The
-// protocol layer words it with the setting that raises the limit
-// (DeleteLimitSetting).
+// more series than one call may delete; it wraps ErrDeleteLimit. Matched
+// is how many the backend counted before it stopped: more than Limit, not
+// necessarily all. The protocol layer words it with the setting that
+// raises the limit (DeleteLimitSetting).
 type DeleteLimitError struct{ Matched, Limit int }
 
 func (e *DeleteLimitError) Error() string {
-	return fmt.Sprintf("%v: %d series match, at most %d may be deleted in one call", ErrDeleteLimit, e.Matched, e.Limit)
+	return fmt.Sprintf("%v: more than %d series match (%d counted), at most %d may be deleted in one call", ErrDeleteLimit, e.Limit, e.Matched, e.Limit)
 }
 
 // Unwrap returns ErrDeleteLimit.

@@ -224,8 +224,11 @@ func (ts *tenantStore) DeleteSeries(ctx context.Context, req storage.DeleteReque
 		if exact && req.MaxSeries > 0 {
 			sql += " LIMIT " + strconv.Itoa(req.MaxSeries+1)
 		}
-		rows, err := s.query(ctx, "delete_series", sql)
+		// Stopping early cancels the query: closing its rows would read them all.
+		qctx, cancel := context.WithCancel(ctx)
+		rows, err := s.query(qctx, "delete_series", sql)
 		if err != nil {
+			cancel()
 			return res, err
 		}
 		var (
@@ -237,10 +240,12 @@ func (ts *tenantStore) DeleteSeries(ctx context.Context, req storage.DeleteReque
 		)
 		for rows.Next() {
 			if err := rows.Scan(&fp, &pairs, &minTS, &maxHour); err != nil {
+				cancel()
 				rows.Close()
 				return res, s.readFailed("delete_series", fmt.Errorf("read series: %w", err))
 			}
 			if err := decodeLabelPairs(pairs, &b); err != nil {
+				cancel()
 				rows.Close()
 				return res, s.readFailed("delete_series", fmt.Errorf("read series %d: %w", fp, err))
 			}
@@ -249,14 +254,18 @@ func (ts *tenantStore) DeleteSeries(ctx context.Context, req storage.DeleteReque
 				continue
 			}
 			matched[fp] = found{lset: lset, whole: start <= minTS && end >= hourEnd(maxHour)}
+			if req.MaxSeries > 0 && len(matched) > req.MaxSeries {
+				break // refused below: the rest need not be read
+			}
 		}
 		err = rows.Err()
+		cancel()
 		rows.Close()
-		if err != nil {
-			return res, s.readFailed("delete_series", fmt.Errorf("read series: %w", err))
-		}
 		if req.MaxSeries > 0 && len(matched) > req.MaxSeries {
 			return res, &storage.DeleteLimitError{Matched: len(matched), Limit: req.MaxSeries}
+		}
+		if err != nil {
+			return res, s.readFailed("delete_series", fmt.Errorf("read series: %w", err))
 		}
 	}
 	if len(matched) == 0 {

@@ -124,7 +124,7 @@ func testDeleteLimit(t *testing.T, b Backend) {
 	require.ErrorIs(t, err, storage.ErrDeleteLimit)
 	var le *storage.DeleteLimitError
 	require.True(t, errors.As(err, &le), "want a *storage.DeleteLimitError, got %T", err)
-	require.Equal(t, 2, le.Matched)
+	require.Greater(t, le.Matched, le.Limit, "Matched counts past the limit")
 	require.Equal(t, 1, le.Limit)
 	// Two matcher sets of one series each are two series too.
 	_, err = deleteSeries(t, st.ForTenant(tenantA), math.MinInt64, math.MaxInt64, 1, []*labels.Matcher{eq("i", "1")}, []*labels.Matcher{eq("i", "2")})
