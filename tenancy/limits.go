@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"golang.org/x/time/rate"
 	"gopkg.in/yaml.v3"
 )
@@ -69,6 +70,12 @@ type TenantLimits struct {
 
 	// HA is the tenant's HA-pair deduplication (ha.go).
 	HA HALimits `yaml:",inline"`
+
+	// Retention (per-tenant retention, issue 14) is how long the tenant's
+	// samples and exemplars are kept: reads never return older ones and
+	// the storage deletes them. 0 keeps them forever. The default is
+	// --storage.retention (the caller sets it: it is not a --limits.* flag).
+	Retention model.Duration `yaml:"retention,omitempty"`
 }
 
 // DefaultTenantLimits are the limits of a tenant without an override. They
@@ -153,6 +160,9 @@ func (tl TenantLimits) Validate() error {
 	if err := tl.HA.validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if tl.Retention < 0 {
+		errs = append(errs, fmt.Errorf("retention %s is negative (0 keeps samples forever)", tl.Retention))
+	}
 	return errors.Join(errs...)
 }
 
@@ -236,7 +246,25 @@ type tenantOverride struct {
 
 	otlpOverride `yaml:",inline"`
 	haOverride   `yaml:",inline"`
+
+	Retention *retentionOverride `yaml:"retention,omitempty"` // per-tenant retention
 }
+
+// retentionOverride is the retention key of an override: a Prometheus
+// duration ("30d", "1y", "0s" for forever) whose parse errors name the key
+// and line.
+type retentionOverride model.Duration
+
+func (r *retentionOverride) UnmarshalYAML(n *yaml.Node) error {
+	var d model.Duration
+	if err := n.Decode(&d); err != nil {
+		return fmt.Errorf("line %d: retention %q: %w (use a duration such as 30d, 1y, or 0s to keep samples forever)", n.Line, n.Value, err)
+	}
+	*r = retentionOverride(d)
+	return nil
+}
+
+func (r retentionOverride) MarshalYAML() (any, error) { return model.Duration(r).String(), nil }
 
 func (o tenantOverride) apply(tl TenantLimits) TenantLimits {
 	set := func(dst *int, src *int) {
@@ -267,6 +295,9 @@ func (o tenantOverride) apply(tl TenantLimits) TenantLimits {
 	set(&tl.MaxDeleteSeries, o.MaxDeleteSeries)
 	tl.OTLP = o.otlpOverride.apply(tl.OTLP)
 	tl.HA = o.haOverride.apply(tl.HA)
+	if o.Retention != nil {
+		tl.Retention = model.Duration(*o.Retention)
+	}
 	return tl
 }
 
@@ -466,6 +497,21 @@ func (l *Limits) MaxSeriesPerQuery(id ID) int { return l.For(id).MaxSeriesPerQue
 // MaxSamplesPerQuery returns the most samples one query of tenant id may
 // load; 0 means unlimited.
 func (l *Limits) MaxSamplesPerQuery(id ID) int { return l.For(id).MaxSamplesPerQuery }
+
+// Retention returns how long tenant id's samples are kept; 0 keeps them
+// forever. With Retentions, l is a storage.RetentionPolicy.
+func (l *Limits) Retention(id ID) time.Duration { return time.Duration(l.For(id).Retention) }
+
+// Retentions returns the retention of every tenant without an override
+// and, by tenant, the retention of those with one, in force now.
+func (l *Limits) Retentions() (defaults time.Duration, overrides map[ID]time.Duration) {
+	snap := l.snap.Load()
+	overrides = make(map[ID]time.Duration, len(snap.overrides))
+	for id, tl := range snap.overrides {
+		overrides[id] = time.Duration(tl.Retention)
+	}
+	return time.Duration(snap.defaults.Retention), overrides
+}
 
 // ReloadStatus is the outcome of the last load of the overrides file.
 type ReloadStatus struct {

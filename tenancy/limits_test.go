@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
 	"github.com/luminate-io/luminate/apierror"
@@ -216,7 +217,8 @@ overrides:
     max_exemplars: 14
     max_metadata: 15
     max_delete_series: 16
-`, map[tenancy.ID]tenancy.TenantLimits{"t": {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, tenancy.DefaultOTLPTranslation(), d.HA}}, ""},
+    retention: 30d
+`, map[tenancy.ID]tenancy.TenantLimits{"t": {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, tenancy.DefaultOTLPTranslation(), d.HA, model.Duration(30 * 24 * time.Hour)}}, ""},
 		{"unknown key", "overrides:\n  acme:\n    ingestion_rat: 5\n", nil, "ingestion_rat"},
 		{"unknown top-level key", "override:\n  acme: {}\n", nil, "override"},
 		{"invalid tenant", "overrides:\n  'acme corp': {ingestion_rate: 5}\n", nil, "acme corp"},

@@ -84,7 +84,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.shutdownTimeout, "http.shutdown-timeout", 30*time.Second,
 		"On SIGINT or SIGTERM, how long in-flight requests may take to finish before their connections are closed.")
 	fs.StringVar(&c.backend, "storage.backend", backendBadger, "Storage backend: badger (embedded, single node; --storage.badger.*) or clickhouse (--storage.clickhouse.*).")
-	fs.Var(&c.retention, "storage.retention", "How long samples are kept, as a `duration` such as 90d, 2w or 1y; 0 keeps them forever.")
+	fs.Var(&c.retention, "storage.retention", "How long samples are kept, as a `duration` such as 90d, 2w or 1y; 0 keeps them forever. Per-tenant override key: retention.")
 	fs.StringVar(&c.logLevel, "log.level", "info", "Log level: debug, info, warn or error.")
 	fs.StringVar(&c.logFormat, "log.format", "logfmt", "Log format: logfmt or json.")
 	fs.IntVar(&c.gcPercent, "runtime.gc-percent", defaultGCPercent,
@@ -138,6 +138,7 @@ func parseServeConfig(args []string, output io.Writer) (*serveConfig, error) {
 	c.badger.Retention = time.Duration(c.retention)
 	c.clickhouse.Retention = time.Duration(c.retention)
 	c.ingest.Retention = time.Duration(c.retention)
+	c.limits.Retention = c.retention // the default of the per-tenant retention override
 	if err := c.validate(); err != nil {
 		return nil, usageError{err}
 	}
@@ -274,6 +275,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	cfg.clickhouse.ExemplarLimits, cfg.clickhouse.MetadataLimits = limits.MaxExemplars, limits.MaxMetadata
 	cfg.clickhouse.MaxSeriesPerQuery = limits.MaxSeriesPerQuery   // a select reads at most one series past it
 	cfg.clickhouse.MaxSamplesPerQuery = limits.MaxSamplesPerQuery // and at most one batch of samples past this
+	// Per-tenant retention: the overrides file's retention key.
+	cfg.badger.RetentionPolicy, cfg.clickhouse.RetentionPolicy = limits, limits
 	haStore := &openedHAStore{}
 	store, err := openStore(cfg, logger, reg, haStore)
 	if err != nil {

@@ -115,7 +115,7 @@ func openAux(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*auxSt
 		logger:     logger,
 		exLimits:   cfg.ExemplarLimits,
 		metaLimits: cfg.MetadataLimits,
-		retention:  cfg.Retention,
+		retention:  cfg.longestRetention(), // the pass trims per tenant
 		tenants:    map[tenancy.ID]*auxTenant{},
 	}
 	x.snapDir = filepath.Join(x.dir, "snapshots")

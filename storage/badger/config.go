@@ -18,6 +18,12 @@ type Config struct {
 	Path string
 	// Retention is how long samples are kept; 0 keeps them forever.
 	Retention time.Duration
+	// RetentionPolicy, when set, gives each tenant its own retention in
+	// place of Retention (retention.go), and RetentionInterval is how
+	// often the retention pass runs (it also runs within a minute of a
+	// policy change); 0 takes the default, an hour.
+	RetentionPolicy   storage.RetentionPolicy `yaml:"-"`
+	RetentionInterval time.Duration
 	// ChunkSamples is the number of samples after which a head chunk is
 	// sealed and written to Badger.
 	ChunkSamples int
@@ -111,6 +117,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CheckpointInterval == 0 {
 		c.CheckpointInterval = d.CheckpointInterval
+	}
+	if c.RetentionInterval <= 0 {
+		c.RetentionInterval = time.Hour
 	}
 	if c.WALSegmentSize == 0 {
 		c.WALSegmentSize = d.WALSegmentSize

@@ -70,5 +70,12 @@ func conformanceBackend() storagetest.Backend {
 		Limited: func(t testing.TB, maxExemplars, maxMetadata int) storage.MetricsStore {
 			return open(t, opened{dir: t.TempDir(), maxExemplars: maxExemplars, maxMetadata: maxMetadata})
 		},
+		Retained: func(t testing.TB, p storage.RetentionPolicy) (storage.MetricsStore, func(testing.TB)) {
+			logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+			s, err := badger.New(badger.Config{Path: t.TempDir(), RetentionPolicy: p}, logger, prometheus.NewRegistry())
+			require.NoError(t, err, "badger.New")
+			t.Cleanup(func() { require.NoError(t, s.Close(), "Close") })
+			return s, func(t testing.TB) { require.NoError(t, s.ApplyRetention(), "ApplyRetention") }
+		},
 	}
 }

@@ -8,8 +8,8 @@
 // Full heads are sealed and written to Badger keyed by tenant, series and
 // time; an in-memory inverted index per tenant answers matchers and label
 // lookups. Checkpoints snapshot open heads so that WAL segments can be
-// deleted; idle heads are sealed and dropped; a retention job deletes old
-// chunks. See docs/architecture.md.
+// deleted; idle heads are sealed and dropped; a retention job deletes each
+// tenant's chunks past its own retention. See docs/architecture.md.
 //
 // # Files
 //

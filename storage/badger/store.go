@@ -331,9 +331,14 @@ func (s *Store) background(ctx context.Context, replayed bool) {
 	defer idle.Stop()
 	ckpt := time.NewTicker(s.cfg.CheckpointInterval)
 	defer ckpt.Stop()
-	ret := time.NewTicker(time.Hour)
+	ret := time.NewTicker(min(s.cfg.RetentionInterval, retentionCheck))
 	defer ret.Stop()
-	s.applyRetention()
+	del := time.NewTicker(time.Hour) // cleaning of deletions (delete.go)
+	defer del.Stop()
+	var retState retentionState
+	if s.retentionDue(&retState, time.Now()) {
+		s.applyRetention(time.Now())
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -344,8 +349,11 @@ func (s *Store) background(ctx context.Context, replayed bool) {
 			if err := s.checkpoint(); err != nil {
 				s.logger.Error("checkpoint", "err", err)
 			}
-		case <-ret.C:
-			s.applyRetention()
+		case now := <-ret.C:
+			if s.retentionDue(&retState, now) {
+				s.applyRetention(now)
+			}
+		case <-del.C:
 			s.cleanDeletions() // delete.go
 		}
 	}

@@ -2,6 +2,7 @@ package badger
 
 import (
 	"context"
+	"time"
 
 	"github.com/prometheus/prometheus/model/metadata"
 	promstorage "github.com/prometheus/prometheus/storage"
@@ -33,7 +34,7 @@ func (v *tenantStore) ChunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier, 
 	if err != nil {
 		return nil, err
 	}
-	return v.chunksWithoutDeleted(q), nil // delete.go
+	return storage.RetainedChunks(v.chunksWithoutDeleted(q), v.st.retentionCutoff(v.id, time.Now())), nil // delete.go
 }
 
 func (v *tenantStore) newQuerier(mint, maxt int64) (*querier, error) {
@@ -44,12 +45,20 @@ func (v *tenantStore) newQuerier(mint, maxt int64) (*querier, error) {
 	if err != nil {
 		return nil, err
 	}
+	mint = max(mint, v.st.retentionCutoff(v.id, time.Now())) // per-tenant retention
+	if mint > maxt {
+		t = nil // wholly past the retention: nothing to read
+	}
 	return &querier{st: v.st, t: t, mint: mint, maxt: maxt}, nil
 }
 
 // ExemplarQuerier returns a querier of the tenant's exemplars (exemplars.go).
 func (v *tenantStore) ExemplarQuerier(ctx context.Context) (promstorage.ExemplarQuerier, error) {
-	return v.exemplarQuerier(ctx)
+	q, err := v.exemplarQuerier(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return storage.RetainedExemplars(q, v.st.retentionCutoff(v.id, time.Now())), nil
 }
 
 // Metadata returns the tenant's metric metadata (metadata.go).

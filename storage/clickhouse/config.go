@@ -45,6 +45,13 @@ type Config struct {
 	// Retention is how long samples are kept; 0 keeps them forever. Whole
 	// daily partitions are dropped, so data lives up to a day longer.
 	Retention time.Duration
+	// RetentionPolicy, when set, gives each tenant its own retention in
+	// place of Retention (retention.go). RetentionCleanupInterval is how
+	// often the rows of tenants whose retention is shorter than the
+	// longest are deleted (a mutation per table; reads hide them at once);
+	// 0 takes the default, a day.
+	RetentionPolicy          storage.RetentionPolicy `yaml:"-"`
+	RetentionCleanupInterval time.Duration
 	// SeriesLimits, when set, caps each tenant's active series (series
 	// written within the last 24 hours).
 	SeriesLimits storage.SeriesLimits `yaml:"-"`
@@ -137,6 +144,9 @@ func (c Config) Validate() error {
 	}
 	if c.Retention < 0 {
 		errs = append(errs, fmt.Errorf("storage.retention %s is negative", c.Retention))
+	}
+	if c.RetentionCleanupInterval < 0 {
+		errs = append(errs, fmt.Errorf("storage.clickhouse.retention-cleanup-interval %s is negative", c.RetentionCleanupInterval))
 	}
 	return errors.Join(errs...)
 }

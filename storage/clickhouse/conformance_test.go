@@ -26,6 +26,12 @@ func backend() storagetest.Backend {
 			cfg.MetadataLimits = func(tenancy.ID) int { return maxMetadata }
 			return openStore(t, cfg)
 		},
+		Retained: func(t testing.TB, p storage.RetentionPolicy) (storage.MetricsStore, func(testing.TB)) {
+			cfg := testConfig(t)
+			cfg.RetentionPolicy = p
+			s := openStore(t, cfg)
+			return s, func(t testing.TB) { require.NoError(t, s.retentionNow(t.Context()), "retention pass") }
+		},
 	}
 }
 

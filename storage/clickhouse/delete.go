@@ -383,13 +383,13 @@ func (s *Store) mutate(ctx context.Context, stmts []string) error {
 				return fmt.Errorf("%w\n%s", err, stmt)
 			}
 		}
-		return s.waitMutations(ctx, conn)
+		return s.waitNodeMutations(ctx, conn)
 	})
 }
 
-// waitMutations waits until the node has no unfinished mutation of
+// waitNodeMutations waits until the node has no unfinished mutation of
 // Luminate's database left, or ctx ends.
-func (s *Store) waitMutations(ctx context.Context, conn driver.Conn) error {
+func (s *Store) waitNodeMutations(ctx context.Context, conn driver.Conn) error {
 	q := fmt.Sprintf("SELECT toString(count()) FROM system.mutations WHERE database = %s AND is_done = 0", quote(s.schema.db))
 	for wait := 20 * time.Millisecond; ; wait = min(2*wait, time.Second) {
 		n, err := s.queryStrings(ctx, conn, q)

@@ -33,7 +33,10 @@
 //     ordered by (tenant, metric_name, fingerprint, hour, min_ts).
 //
 // The fingerprint is xxhash64 of the series' sorted labels including the
-// tenant label. Retention drops whole daily partitions of both tables.
+// tenant label. Retention is per tenant (retention.go): reads start at the
+// tenant's cutoff, whole daily partitions of both tables go by the longest
+// retention in force, and a daily mutation deletes the rows of tenants
+// whose retention is shorter.
 //
 // # Writes
 //
@@ -95,7 +98,7 @@
 // By role, named as in storage/badger:
 //
 //   - store.go: Store, connecting, migrating (schema*.go), health, closing
-//     and the background job; retention.go: dropping old partitions.
+//     and the background job; retention.go: per-tenant retention.
 //   - view.go: ForTenant and the tenant view, whose appender (appender.go,
 //     committed by commit.go), queriers (querier.go, histread.go),
 //     exemplars and metadata (aux.go, exemplars.go, metadata.go) and

@@ -396,18 +396,16 @@ func matchesSomeSet(lset labels.Labels, sets [][]*labels.Matcher) bool {
 }
 
 // trimExemplars deletes, for every tenant holding more than half again
-// its bound, the exemplars before its cutoff (and with Retention those
-// older than it), in one mutation, on every node in cluster mode.
+// its bound, the exemplars before its cutoff (and those older than its
+// retention), in one mutation, on every node in cluster mode.
 func (x *auxStore) trimExemplars(ctx context.Context, now time.Time) error {
 	s := x.s
-	if s.cfg.ExemplarLimits == nil && s.cfg.Retention <= 0 {
+	def, over := s.cfg.policy().Retentions()
+	retExpr, retMax := cutoffSQL(def, over, now) // per-tenant retention (retention.go)
+	if s.cfg.ExemplarLimits == nil && retMax == math.MinInt64 {
 		return nil
 	}
-	retCut := int64(math.MinInt64)
-	if s.cfg.Retention > 0 {
-		retCut = now.Add(-s.cfg.Retention).UnixMilli()
-	}
-	q := fmt.Sprintf("SELECT tenant, count(), countIf(ts < %d) FROM %s GROUP BY tenant", retCut, s.schema.table(exemplarsTable))
+	q := fmt.Sprintf("SELECT tenant, count(), countIf(ts < %s) FROM %s GROUP BY tenant", retExpr, s.schema.table(exemplarsTable))
 	rows, err := s.query(ctx, "exemplar_counts", q)
 	if err != nil {
 		return err
@@ -434,7 +432,7 @@ func (x *auxStore) trimExemplars(ctx context.Context, now time.Time) error {
 		id := tenancy.ID(c.tenant)
 		var parts []string
 		if c.old > 0 {
-			parts = append(parts, fmt.Sprintf("ts < %d", retCut))
+			parts = append(parts, fmt.Sprintf("ts < %d", s.retentionCutoff(id, now)))
 		}
 		if limit := s.exemplarLimit(id); limit > 0 && c.rows > uint64(limit+limit/2) {
 			cts, cfp, ok, err := s.exemplarCutoff(ctx, id, limit)

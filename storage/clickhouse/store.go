@@ -61,6 +61,9 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, er
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.RetentionCleanupInterval == 0 {
+		cfg.RetentionCleanupInterval = 24 * time.Hour
+	}
 	opts, err := ch.ParseDSN(cfg.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("parse storage.clickhouse.dsn: %w", err)
@@ -128,7 +131,7 @@ func (s *Store) migrateSchema(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.schema = schema{db: s.cfg.Database, cluster: s.cfg.Cluster, replicated: s.cfg.Replicated, info: info, retention: s.cfg.Retention}
+	s.schema = schema{db: s.cfg.Database, cluster: s.cfg.Cluster, replicated: s.cfg.Replicated, info: info, retention: s.cfg.longestRetention()}
 	s.logger.Info("clickhouse server", slog.String("version", info.Version), slog.Bool("codecs", info.Codecs), slog.Bool("ttl", info.TTL),
 		slog.Bool("low_cardinality", info.LowCardinality), slog.Bool("zookeeper", info.ZooKeeper))
 	if s.cfg.Cluster == "" {
@@ -248,16 +251,18 @@ func (s *Store) Close() error {
 
 // background runs retention and prunes the series caches until ctx ends.
 func (s *Store) background(ctx context.Context) {
-	tick := time.NewTicker(10 * time.Minute)
+	tick := time.NewTicker(retentionCheck)
 	defer tick.Stop()
+	var rs retentionState
+	var lastPrune time.Time
 	for {
-		if s.cfg.Retention > 0 {
-			if err := s.applyRetention(ctx, time.Now()); err != nil && ctx.Err() == nil {
-				s.logger.Warn("retention", slog.Any("err", err))
-			}
+		now := time.Now()
+		s.retentionTick(ctx, &rs, now)
+		if now.Sub(lastPrune) >= 10*time.Minute {
+			s.pruneCaches(now)
+			lastPrune = now
+			s.cleanDeletions(ctx) // delete.go
 		}
-		s.pruneCaches(time.Now())
-		s.cleanDeletions(ctx) // delete.go
 		select {
 		case <-ctx.Done():
 			return

@@ -2,6 +2,7 @@ package clickhouse
 
 import (
 	"context"
+	"time"
 
 	"github.com/prometheus/prometheus/model/metadata"
 	promstorage "github.com/prometheus/prometheus/storage"
@@ -39,7 +40,7 @@ func (ts *tenantStore) AppenderV2(ctx context.Context) promstorage.AppenderV2 {
 
 // ExemplarQuerier returns a querier of the tenant's exemplars (exemplars.go).
 func (ts *tenantStore) ExemplarQuerier(ctx context.Context) (promstorage.ExemplarQuerier, error) {
-	return &exemplarQuerier{ctx: ctx, ts: ts}, nil
+	return storage.RetainedExemplars(&exemplarQuerier{ctx: ctx, ts: ts}, ts.s.retentionCutoff(ts.id, time.Now())), nil
 }
 
 // Metadata returns the latest metadata of the tenant's metric families
@@ -52,9 +53,11 @@ func (ts *tenantStore) Metadata(ctx context.Context, metric string, limit int) (
 // Querier and ChunkQuerier hide what the tenant's tombstones delete
 // (delete.go).
 func (ts *tenantStore) Querier(mint, maxt int64) (promstorage.Querier, error) {
+	mint = max(mint, ts.s.retentionCutoff(ts.id, time.Now())) // per-tenant retention
 	return &deletedQuerier{q: &querier{ts: ts, mint: mint, maxt: maxt}, ts: ts}, nil
 }
 
 func (ts *tenantStore) ChunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier, error) {
-	return &deletedChunkQuerier{q: &chunkQuerier{querier{ts: ts, mint: mint, maxt: maxt}}, ts: ts}, nil
+	cutoff := ts.s.retentionCutoff(ts.id, time.Now()) // per-tenant retention
+	return storage.RetainedChunks(&deletedChunkQuerier{q: &chunkQuerier{querier{ts: ts, mint: max(mint, cutoff), maxt: maxt}}, ts: ts}, cutoff), nil
 }

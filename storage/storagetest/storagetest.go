@@ -36,6 +36,12 @@ type Backend struct {
 	// families (0: unlimited), as the backend's Config.ExemplarLimits and
 	// MetadataLimits set them.
 	Limited func(t testing.TB, maxExemplars, maxMetadata int) storage.MetricsStore
+
+	// Retained is Open with per-tenant retention p (the backend's
+	// Config.RetentionPolicy), and cleanup runs the backend's retention
+	// pass at once and returns when what it deletes is gone (retention.go).
+	// Nil skips the retention cases.
+	Retained func(t testing.TB, p storage.RetentionPolicy) (s storage.MetricsStore, cleanup func(testing.TB))
 }
 
 // Tenants the cases use. tenantA and tenantA1 share a prefix on purpose: a
@@ -85,6 +91,7 @@ func Run(t *testing.T, b Backend) {
 		{"MetadataBound", testMetadataBound},
 		{"MetadataPersistence", testMetadataPersistence},
 		{"MetadataTenantIsolation", testMetadataTenantIsolation},
+		{"RetentionPerTenant", testRetentionPerTenant},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.run(t, b) })
