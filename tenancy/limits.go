@@ -372,6 +372,10 @@ type tenantState struct {
 	ingest, request, query *rate.Limiter
 	inflight               atomic.Int64 // running queries
 	lastUsed               atomic.Int64 // unix nanoseconds
+
+	// demand is what the tenant asked of this pod since the last
+	// heartbeat, when limits are shared across pods (cluster.go).
+	demand demandCounters
 }
 
 func newLimiter(r float64, burst int) *rate.Limiter {
@@ -417,6 +421,10 @@ type Limits struct {
 
 	rateLimited *prometheus.CounterVec
 	reloads     *prometheus.CounterVec
+
+	// cluster, when set (ShareAcrossPods), cuts each tenant's rate and
+	// concurrency limits to this pod's share of them (cluster.go).
+	cluster *clusterShares
 }
 
 type fileStamp struct {
@@ -583,7 +591,7 @@ func (l *Limits) reload(path string) error {
 	now := l.now()
 	l.mu.Lock()
 	for id, st := range l.tenants {
-		tl := snap.get(id)
+		tl := l.podLimits(id, snap.get(id)) // this pod's share (cluster.go)
 		st.ingest = updateLimiter(st.ingest, now, tl.IngestionRate, tl.IngestionBurst)
 		st.request = updateLimiter(st.request, now, tl.RequestRate, tl.RequestBurst)
 		st.query = updateLimiter(st.query, now, tl.QueryRate, tl.QueryBurst)
@@ -673,7 +681,7 @@ func (l *Limits) state(id ID, now time.Time, f func(*tenantState)) {
 		l.mu.RUnlock()
 		l.mu.Lock()
 		if st, ok = l.tenants[id]; !ok {
-			tl := l.For(id)
+			tl := l.podLimits(id, l.For(id)) // this pod's share (cluster.go)
 			st = &tenantState{
 				ingest:  newLimiter(tl.IngestionRate, tl.IngestionBurst),
 				request: newLimiter(tl.RequestRate, tl.RequestBurst),
@@ -725,7 +733,16 @@ func (l *Limits) take(id ID, n int, spec limitSpec, pick func(*tenantState) *rat
 		if lim.Limit() == rate.Inf {
 			return
 		}
+		defer l.observe(st, spec, n, &err) // demand, for the shares across pods (cluster.go)
 		r := lim.ReserveN(now, n)
+		if !r.OK() && l.cluster != nil && n <= tenantBurst(l.For(id), spec) {
+			// Larger than this pod's share of the burst, not than the
+			// tenant's: later, or on another pod, it fits (cluster.go).
+			err = l.refuse(id, spec, l.cluster.cfg.Heartbeat,
+				fmt.Sprintf("write of %d samples exceeds this pod's share of the burst of tenant %s (%d samples)", n, id, lim.Burst())+
+					l.shareNote(id, spec, tenantRate(l.For(id), spec)))
+			return
+		}
 		if !r.OK() {
 			// No wait makes it fit: refuse it as too large, not for now,
 			// or a sender retrying 429 would retry it for ever.
@@ -738,7 +755,8 @@ func (l *Limits) take(id ID, n int, spec limitSpec, pick func(*tenantState) *rat
 		if d := r.DelayFrom(now); d > 0 {
 			r.CancelAt(now)
 			err = l.refuse(id, spec, d,
-				fmt.Sprintf("%s limit of %s %s exceeded for tenant %s", rateName(spec), formatRate(float64(lim.Limit())), spec.unit, id))
+				fmt.Sprintf("%s limit of %s %s exceeded for tenant %s", rateName(spec), formatRate(float64(lim.Limit())), spec.unit, id)+
+					l.shareNote(id, spec, tenantRate(l.For(id), spec)))
 		}
 	})
 	return err
@@ -786,15 +804,20 @@ func (l *Limits) AcquireQuery(ctx context.Context, id ID) (release func(), err e
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	max := int64(l.For(id).MaxConcurrentQueries)
+	tl := l.For(id)
+	max := int64(l.podLimits(id, tl).MaxConcurrentQueries) // this pod's share (cluster.go)
 	var st *tenantState
 	l.state(id, l.now(), func(s *tenantState) {
-		if n := s.inflight.Add(1); max > 0 && n > max {
+		n := s.inflight.Add(1)
+		if max > 0 && n > max {
 			s.inflight.Add(-1)
+			l.observeRunning(s, n-1, true)
 			err = l.refuse(id, concurrencySpec, time.Second,
-				fmt.Sprintf("tenant %s already runs %d concurrent queries, its limit", id, max))
+				fmt.Sprintf("tenant %s already runs %d concurrent queries, its limit", id, max)+
+					l.shareNote(id, concurrencySpec, float64(tl.MaxConcurrentQueries)))
 			return
 		}
+		l.observeRunning(s, n, false)
 		st = s
 	})
 	if err != nil {

@@ -42,6 +42,7 @@ type serveConfig struct {
 	shutdownTimeout time.Duration
 	backend         string
 	retention       model.Duration
+	activeWindow    time.Duration // --storage.active-series-window (storage.ActiveSince)
 	logLevel        string
 	logFormat       string
 	createDevSecret bool
@@ -52,6 +53,7 @@ type serveConfig struct {
 	clickhouse clickhouse.Config
 	auth       tenancy.AuthConfig
 	limits     tenancy.LimitsConfig
+	cluster    tenancy.ClusterConfig // limits across pods (ClickHouse)
 	ingest     remotewrite.Config
 	otlp       otlp.Config
 	query      promql.Config
@@ -85,6 +87,8 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 		"On SIGINT or SIGTERM, how long in-flight requests may take to finish before their connections are closed.")
 	fs.StringVar(&c.backend, "storage.backend", backendBadger, "Storage backend: badger (embedded, single node; --storage.badger.*) or clickhouse (--storage.clickhouse.*).")
 	fs.Var(&c.retention, "storage.retention", "How long samples are kept, as a `duration` such as 90d, 2w or 1y; 0 keeps them forever. Per-tenant override key: retention.")
+	fs.DurationVar(&c.activeWindow, "storage.active-series-window", storage.DefaultActiveSeriesWindow,
+		"A series is active (for --limits.max-active-series, cardinality and usage) when it has a sample timestamped at or after the start of the UTC hour holding now minus this: it counts for this long to an hour longer after its last sample. The same on both backends; on ClickHouse counted tenant-wide across pods.")
 	fs.StringVar(&c.logLevel, "log.level", "info", "Log level: debug, info, warn or error.")
 	fs.StringVar(&c.logFormat, "log.format", "logfmt", "Log format: logfmt or json.")
 	fs.IntVar(&c.gcPercent, "runtime.gc-percent", defaultGCPercent,
@@ -97,6 +101,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	c.clickhouse.RegisterFlags(fs)
 	c.auth.RegisterFlags(fs)
 	c.limits.RegisterFlags(fs)
+	c.cluster.RegisterFlags(fs)
 	c.ingest.RegisterFlags(fs)
 	c.otlp.RegisterFlags(fs)
 	c.query.RegisterFlags(fs)
@@ -139,6 +144,7 @@ func parseServeConfig(args []string, output io.Writer) (*serveConfig, error) {
 	c.clickhouse.Retention = time.Duration(c.retention)
 	c.ingest.Retention = time.Duration(c.retention)
 	c.limits.Retention = c.retention // the default of the per-tenant retention override
+	c.badger.ActiveSeriesWindow, c.clickhouse.ActiveSeriesWindow = c.activeWindow, c.activeWindow
 	if err := c.validate(); err != nil {
 		return nil, usageError{err}
 	}
@@ -155,6 +161,9 @@ func (c *serveConfig) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("--storage.backend=%q: want %s or %s", c.backend, backendBadger, backendClickHouse))
 	}
+	if c.activeWindow <= 0 || c.activeWindow > 7*24*time.Hour {
+		errs = append(errs, fmt.Errorf("--storage.active-series-window=%s: not in (0, 168h]", c.activeWindow))
+	}
 	if c.listenAddress == "" {
 		errs = append(errs, errors.New("--http.listen-address must be set"))
 	}
@@ -169,6 +178,9 @@ func (c *serveConfig) validate() error {
 	}
 	if c.createDevSecret && c.auth.HMACSecretFile == "" {
 		errs = append(errs, errors.New("--auth.jwt.create-dev-secret needs --auth.jwt.hmac-secret-file to name the file to create"))
+	}
+	if c.backend == backendClickHouse && c.cluster.Enabled {
+		errs = append(errs, c.cluster.Validate())
 	}
 	errs = append(errs, c.auth.Validate(), c.limits.Validate(), c.ingest.Validate(), c.otlp.Validate(), c.query.Validate(), c.remoteRead.Validate(), c.ha.Validate())
 	if c.readTimeout < 0 {
@@ -268,6 +280,20 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	limits, err := tenancy.NewLimits(cfg.limits, logger.With("component", "limits"), reg)
 	if err != nil {
 		return err
+	}
+	// Limits across pods: on ClickHouse the pods divide each tenant's rate
+	// and concurrency limits through the pods table (tenancy/cluster.go).
+	var podShares *tenancy.PodShares
+	if cfg.backend == backendClickHouse && cfg.cluster.Enabled {
+		pods, err := clickhouse.NewPods(cfg.clickhouse, logger.With("component", "pods"))
+		if err != nil {
+			return err
+		}
+		defer pods.Close()
+		if podShares, err = limits.ShareAcrossPods(pods, cfg.cluster, reg); err != nil {
+			return err
+		}
+		logger.Info("tenant limits shared across the pods on this ClickHouse", "pod", podShares.PodID(), "heartbeat", cfg.cluster.Heartbeat.String())
 	}
 	cfg.badger.SeriesLimits = limits.MaxActiveSeries
 	cfg.clickhouse.SeriesLimits = limits.MaxActiveSeries
@@ -409,6 +435,10 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	}
 	if internal != nil {
 		g.Add(internal.run, internal.stop)
+	}
+	if podShares != nil {
+		pctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { return podShares.Run(pctx) }, func(error) { cancel() })
 	}
 	g.Add(run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))
 	{

@@ -122,8 +122,12 @@ func (a *appender) add(lset labels.Labels, smp sample) error {
 		}
 	}
 	if a.st.cfg.SeriesLimits != nil {
-		if limit := a.st.cfg.SeriesLimits(a.id); limit > 0 && int(a.t.active.Load())+len(a.newLabels) >= limit {
-			return storage.SeriesLimitError(a.id, int(a.t.active.Load()), limit, lset.String())
+		// Only a series that will be active counts (active.go): backfilled
+		// history is no new active series.
+		if limit := a.st.cfg.SeriesLimits(a.id); limit > 0 && smp.t >= a.st.activeCutoff(time.Now()) {
+			if n := int(a.st.activeForLimit(a.t)); n+len(a.newLabels) >= limit { // active.go
+				return storage.SeriesLimitError(a.id, n, limit, lset.String())
+			}
 		}
 	}
 	if a.newByHash == nil {
@@ -153,6 +157,7 @@ func (a *appender) Commit() error {
 	start := time.Now()
 	if len(a.newLabels) > 0 {
 		created := make([]*series, len(a.newLabels))
+		active := a.activePending() // active.go
 		t.mu.Lock()
 		for i, lset := range a.newLabels {
 			ser := t.lookupLocked(a.newHashes[i], lset)
@@ -160,6 +165,9 @@ func (a *appender) Commit() error {
 				ser = newSeries(st.nextSeries.Add(1), lset)
 				ser.diskKnown = true
 				t.addLocked(a.newHashes[i], ser)
+				if active[i] {
+					t.activeCount.created.Add(1) // active.go
+				}
 			}
 			created[i] = ser
 		}

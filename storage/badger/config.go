@@ -49,6 +49,9 @@ type Config struct {
 	MinFreeBytes int64
 	// SeriesLimits, when set, caps each tenant's active series.
 	SeriesLimits storage.SeriesLimits `yaml:"-"`
+	// ActiveSeriesWindow is how long after its last sample a series stays
+	// active (storage.ActiveSince; 0 is the default, 1h).
+	ActiveSeriesWindow time.Duration `yaml:"-"`
 	// ExemplarLimits and MetadataLimits, when set, bound each tenant's
 	// stored exemplars (the oldest are dropped first) and metric families
 	// with metadata (new families beyond it are dropped); nil or 0 is

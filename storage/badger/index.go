@@ -29,6 +29,8 @@ type tenant struct {
 	all      []*series                       // every series, sorted by id
 
 	active atomic.Int64 // series with an open head
+
+	activeCount activeCount // active series as the series limit counts them (active.go)
 }
 
 const numStripes = 512

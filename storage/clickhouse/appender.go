@@ -231,15 +231,22 @@ func (a *appender) ensureSeries(fp uint64, h int32, t int64, lset labels.Labels)
 	st.mu.Lock()
 	e := st.series[fp]
 	if e == nil {
-		if limits := a.ts.s.cfg.SeriesLimits; limits != nil {
-			if limit := limits(a.ts.id); limit > 0 && len(st.series) >= limit {
-				n := len(st.series)
-				st.mu.Unlock()
-				return nil, 0, storage.SeriesLimitError(a.ts.id, n, limit, lset.String())
+		// Only a series that will be active counts (active.go): backfilled
+		// history is no new active series.
+		active := t >= storage.ActiveSince(time.Now(), a.ts.s.cfg.ActiveSeriesWindow)
+		if limits := a.ts.s.cfg.SeriesLimits; limits != nil && active {
+			if limit := limits(a.ts.id); limit > 0 {
+				if n := int(st.active.forLimit(a.ts.s, st)); n >= limit { // tenant-wide (active.go)
+					st.mu.Unlock()
+					return nil, 0, storage.SeriesLimitError(a.ts.id, n, limit, lset.String())
+				}
 			}
 		}
 		e = newSeriesEntry()
 		st.series[fp] = e
+		if active {
+			st.active.created.Add(1)
+		}
 		a.created = append(a.created, fp)
 	}
 	e.seen = a.nowHour

@@ -52,9 +52,13 @@ type Config struct {
 	// 0 takes the default, a day.
 	RetentionPolicy          storage.RetentionPolicy `yaml:"-"`
 	RetentionCleanupInterval time.Duration
-	// SeriesLimits, when set, caps each tenant's active series (series
-	// written within the last 24 hours).
+	// SeriesLimits, when set, caps each tenant's active series
+	// (storage.ActiveSince), counted tenant-wide across the pods on this
+	// ClickHouse (active.go).
 	SeriesLimits storage.SeriesLimits `yaml:"-"`
+	// ActiveSeriesWindow is how long after its last sample a series stays
+	// active (storage.ActiveSince; 0 is the default, 1h).
+	ActiveSeriesWindow time.Duration `yaml:"-"`
 	// MaxSeriesPerQuery, when set, is the most series one query of a
 	// tenant may load (its max_series_per_query; 0 means unlimited). A
 	// select reads at most one series row more from ClickHouse, so the

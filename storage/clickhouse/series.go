@@ -121,7 +121,9 @@ func newSeriesEntry() *seriesEntry {
 	return &seriesEntry{hours: [2]int32{noHour, noHour}}
 }
 
-// activeHours is how long a series counts as active after its last sample.
+// activeHours is how long after its last sample a series stays in a
+// tenant's cache (which hours it has rows for); what counts as active is
+// active.go's.
 const activeHours = 24
 
 // tenantState is one tenant's series cache: which series have rows in the
@@ -138,6 +140,8 @@ type tenantState struct {
 
 	mu     sync.Mutex
 	series map[uint64]*seriesEntry
+
+	active activeCount // active series, tenant-wide (active.go)
 }
 
 func newTenantState(id tenancy.ID) *tenantState {
@@ -183,6 +187,10 @@ func (t *tenantState) load(ctx context.Context, s *Store) error {
 	}
 	if err := rows.Err(); err != nil {
 		return s.readFailed("load_series", fmt.Errorf("load series of tenant %s: %w", t.id, err))
+	}
+	// The first count of active series, so that the series limit has one.
+	if _, err := t.active.count(ctx, s, t.id); err != nil {
+		return err
 	}
 	t.loaded.Store(true)
 	return nil

@@ -97,3 +97,20 @@ SETTINGS index_granularity = 256;
 
 CREATE TABLE IF NOT EXISTS `luminate`.`ha_elections` AS `luminate`.`ha_elections_local` ENGINE = Distributed(`metrics`, `luminate`, `ha_elections_local`, cityHash64(tenant, cluster));
 
+-- migration 9: pods table
+CREATE TABLE IF NOT EXISTS `luminate`.`pods_local` (
+  pod String,
+  tenant String,
+  ingest Float64,
+  requests Float64,
+  queries Float64,
+  concurrent Float64,
+  at Int64,
+  seen DateTime DEFAULT now()
+) ENGINE = ReplacingMergeTree(at)
+PARTITION BY toYYYYMMDD(seen)
+ORDER BY (pod, tenant)
+SETTINGS index_granularity = 1024;
+
+CREATE TABLE IF NOT EXISTS `luminate`.`pods` AS `luminate`.`pods_local` ENGINE = Distributed(`metrics`, `luminate`, `pods_local`, cityHash64(pod));
+

@@ -102,3 +102,20 @@ SETTINGS index_granularity = 256;
 
 CREATE TABLE IF NOT EXISTS `luminate`.`ha_elections` ON CLUSTER `metrics` AS `luminate`.`ha_elections_local` ENGINE = Distributed(`metrics`, `luminate`, `ha_elections_local`, cityHash64(tenant, cluster));
 
+-- migration 9: pods table
+CREATE TABLE IF NOT EXISTS `luminate`.`pods_local` ON CLUSTER `metrics` (
+  pod String,
+  tenant String,
+  ingest Float64,
+  requests Float64,
+  queries Float64,
+  concurrent Float64,
+  at Int64,
+  seen DateTime DEFAULT now()
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/luminate/pods_local', '{replica}', at)
+PARTITION BY toYYYYMMDD(seen)
+ORDER BY (pod, tenant)
+SETTINGS index_granularity = 1024;
+
+CREATE TABLE IF NOT EXISTS `luminate`.`pods` ON CLUSTER `metrics` AS `luminate`.`pods_local` ENGINE = Distributed(`metrics`, `luminate`, `pods_local`, cityHash64(pod));
+

@@ -83,3 +83,18 @@ CREATE TABLE IF NOT EXISTS `luminate`.`ha_elections` (
 ORDER BY (tenant, cluster, term, replica, elected_at)
 SETTINGS index_granularity = 256;
 
+-- migration 9: pods table
+CREATE TABLE IF NOT EXISTS `luminate`.`pods` (
+  pod String,
+  tenant String,
+  ingest Float64,
+  requests Float64,
+  queries Float64,
+  concurrent Float64,
+  at Int64,
+  seen DateTime DEFAULT now()
+) ENGINE = ReplacingMergeTree(at)
+PARTITION BY toYYYYMMDD(seen)
+ORDER BY (pod, tenant)
+SETTINGS index_granularity = 1024;
+
