@@ -55,6 +55,7 @@ func TestOpenAPI(t *testing.T) {
 	point := func(name, dims string, at time.Duration, v string) string {
 		return fmt.Sprintf(`{"name":%q,"dimensions":%s,"value":%s,"timestamp":%d}`, name, dims, v, ms(at))
 	}
+	const form = "application/x-www-form-urlencoded"
 	var items []string
 	for i, d := range []string{`{"host":"a","region":"eu"}`, `{"host":"b","region":"eu"}`} {
 		for s := 0; s < 4; s++ {
@@ -135,6 +136,13 @@ func TestOpenAPI(t *testing.T) {
 		{"health for the operator", "GET", "/api/v1/status/health", e.token("ops", tenancy.ScopeOperator), "", "", 200, false},
 		{"health with a bad token", "GET", "/api/v1/status/health", "not-a-token", "", "", 401, false},
 		{"openapi", "GET", "/api/v1/openapi.yaml", "", "", "", 200, false},
+
+		{"delete_series", "POST", "/api/v1/admin/tsdb/delete_series", e.token("acme", tenancy.ScopeAdmin), form, "match%5B%5D=cpu&start=0", 204, false},
+		{"delete_series PUT", "PUT", "/api/v1/admin/tsdb/delete_series", e.token("acme", tenancy.ScopeAdmin), form, "match%5B%5D=cpu", 204, false},
+		{"delete_series without admin", "POST", "/api/v1/admin/tsdb/delete_series", acmeR, form, "match%5B%5D=cpu", 403, false},
+		{"delete_series without match", "POST", "/api/v1/admin/tsdb/delete_series", e.token("acme", tenancy.ScopeAdmin), form, "start=0", 400, true},
+		{"clean_tombstones", "POST", "/api/v1/admin/tsdb/clean_tombstones", e.token("acme", tenancy.ScopeAdmin), "", "", 204, false},
+		{"clean_tombstones PUT", "PUT", "/api/v1/admin/tsdb/clean_tombstones", e.token("acme", tenancy.ScopeAdmin), "", "", 204, false},
 	}
 	opts := &openapi3filter.Options{
 		AuthenticationFunc:    openapi3filter.NoopAuthenticationFunc, // the router checks tokens

@@ -72,15 +72,19 @@ func newQueryEnv(t *testing.T, limits tenancy.TenantLimits) *queryEnv {
 	query := native.NewQuery(engine, prom.Serve)
 
 	post, getPost := []string{http.MethodPost}, []string{http.MethodGet, http.MethodPost}
+	var admin []api.Route // delete_series, clean_tombstones, in the OpenAPI document
+	for _, ep := range engine.AdminRoutes(logger) {
+		admin = append(admin, api.Route{Path: ep.Path, Methods: ep.Methods, Scope: tenancy.ScopeAdmin, Format: apierror.Prometheus, Serve: ep.Serve})
+	}
 	h, err := api.NewRouter(api.Options{
 		Auth: verifier, Limits: lim, Queries: lim, Tenants: store, Storage: store, Gatherer: reg,
-		Routes: []api.Route{
+		Routes: append(admin, []api.Route{
 			{Path: "/api/v1/metrics", Methods: post, Scope: tenancy.ScopeWrite, Format: apierror.Native,
 				Serve: native.NewWrite(remotewrite.NewIngester(remotewrite.DefaultConfig(), lim, logger, reg), logger).Serve},
 			{Path: "/api/v1/query", Methods: getPost, Scope: tenancy.ScopeRead, Query: true, FormatOf: query.FormatOf, Headers: prom.Headers, Serve: query.Serve},
 			{Path: "/prometheus/api/v1/query", Methods: getPost, Scope: tenancy.ScopeRead, Query: true, FormatOf: query.FormatOf, Headers: prom.Headers, Serve: query.Serve},
 			{Path: "/api/v1/openapi.yaml", Methods: []string{http.MethodGet}, Public: true, Handler: api.OpenAPIHandler()},
-		},
+		}...),
 	}, logger, reg)
 	require.NoError(t, err)
 	e := &queryEnv{t: t, store: store, secret: secret, srv: httptest.NewServer(h), base: time.Now().Add(-time.Hour).Truncate(time.Minute)}

@@ -169,6 +169,12 @@ func (u unavailableTenant) Metadata(context.Context, string, int) (map[string]me
 	return nil, u.err
 }
 
+func (u unavailableTenant) DeleteSeries(context.Context, DeleteRequest) (DeleteResult, error) {
+	return DeleteResult{}, u.err
+}
+
+func (u unavailableTenant) CleanTombstones(context.Context) error { return u.err }
+
 // unavailableAppenderV2 refuses every sample and commit with err.
 type unavailableAppenderV2 struct{ err error }
 

@@ -88,6 +88,58 @@ type TenantStore interface {
 	// Cardinality reports the tenant's series count and its top metric
 	// names and label pairs by series, at most limit entries each.
 	Cardinality(ctx context.Context, limit int) (Cardinality, error)
+
+	// Deleter: delete_series and clean_tombstones (issue 14).
+	Deleter
+}
+
+// Deleter deletes a tenant's series, as Prometheus' admin API does. A
+// deletion is durable and invisible to every read once DeleteSeries
+// returns; the space is reclaimed later (CleanTombstones, or the store's
+// background pass).
+type Deleter interface {
+	// DeleteSeries deletes the samples in [Start, End] of the series
+	// matching any of the matcher sets. It counts the matching series
+	// first and refuses with a DeleteLimitError, deleting nothing, when
+	// they are more than MaxSeries (0: unlimited).
+	DeleteSeries(ctx context.Context, req DeleteRequest) (DeleteResult, error)
+	// CleanTombstones rewrites or drops the stored data the tenant's
+	// deletions hide, and forgets the deletions it reclaimed.
+	CleanTombstones(ctx context.Context) error
+}
+
+// DeleteRequest is one delete_series call: the series matching any of
+// Matchers, in [Start, End] (milliseconds, inclusive).
+type DeleteRequest struct {
+	Matchers   [][]*labels.Matcher
+	Start, End int64
+	MaxSeries  int
+}
+
+// DeleteResult says what a deletion did.
+type DeleteResult struct {
+	Series int // series with samples in the range
+	Whole  int // of those, series deleted over all their data
+}
+
+// DeleteLimitError is the error of a deletion refused because it matched
+// more series than one call may delete; it wraps ErrDeleteLimit. Matched
+// is how many the backend counted before it stopped: more than Limit, not
+// necessarily all. The protocol layer words it with the setting that
+// raises the limit (DeleteLimitSetting).
+type DeleteLimitError struct{ Matched, Limit int }
+
+func (e *DeleteLimitError) Error() string {
+	return fmt.Sprintf("%v: more than %d series match (%d counted), at most %d may be deleted in one call", ErrDeleteLimit, e.Limit, e.Matched, e.Limit)
+}
+
+// Unwrap returns ErrDeleteLimit.
+func (e *DeleteLimitError) Unwrap() error { return ErrDeleteLimit }
+
+// DeleteLimitSetting is the setting of the most series one delete_series
+// call may delete.
+func DeleteLimitSetting() tenancy.Setting {
+	return tenancy.PerTenant("--limits.max-delete-series", "max_delete_series")
 }
 
 // MetadataQueryable reads the metric metadata a tenant's writers sent.
@@ -188,4 +240,7 @@ var (
 	ErrSeriesLimit = errors.New("per-tenant active series limit reached")
 	// ErrTenantLabel means a series carried the reserved _tenant_id label.
 	ErrTenantLabel = errors.New("label " + tenancy.Label + " is reserved")
+	// ErrDeleteLimit means a deletion matched more series than one call
+	// may delete.
+	ErrDeleteLimit = errors.New("per-tenant delete series limit reached")
 )

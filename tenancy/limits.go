@@ -61,6 +61,10 @@ type TenantLimits struct {
 	MaxExemplars int `yaml:"max_exemplars,omitempty"`
 	MaxMetadata  int `yaml:"max_metadata,omitempty"`
 
+	// MaxDeleteSeries is the most series one delete_series call may
+	// delete; a call matching more is refused and deletes nothing.
+	MaxDeleteSeries int `yaml:"max_delete_series,omitempty"`
+
 	// OTLP is how the tenant's OTLP metrics are translated.
 	OTLP OTLPTranslation `yaml:",inline"`
 
@@ -103,6 +107,7 @@ func DefaultTenantLimits() TenantLimits {
 		MaxConcurrentQueries: 20,
 		MaxExemplars:         100_000,
 		MaxMetadata:          10_000,
+		MaxDeleteSeries:      1_000_000, // delete_series (issue 14)
 		OTLP:                 DefaultOTLPTranslation(),
 		HA:                   DefaultHALimits(),
 	}
@@ -143,6 +148,7 @@ func (tl TenantLimits) Validate() error {
 		{"max_subquery_total_steps", tl.MaxSubqueryTotalSteps},
 		{"max_exemplars", tl.MaxExemplars},
 		{"max_metadata", tl.MaxMetadata},
+		{"max_delete_series", tl.MaxDeleteSeries},
 	} {
 		if c.v < 0 {
 			errs = append(errs, fmt.Errorf("%s %d is negative (0 means unlimited)", c.key, c.v))
@@ -201,6 +207,7 @@ func (c *LimitsConfig) RegisterFlags(f *flag.FlagSet) {
 	f.IntVar(&c.MaxSubqueryTotalSteps, "limits.max-subquery-total-steps", d.MaxSubqueryTotalSteps, "Points the subqueries of one query may feed into the functions over them."+q+"max_subquery_total_steps.")
 	f.IntVar(&c.MaxExemplars, "limits.max-exemplars", d.MaxExemplars, "Exemplars each tenant keeps; beyond it the oldest are dropped first."+o+"max_exemplars.")
 	f.IntVar(&c.MaxMetadata, "limits.max-metadata", d.MaxMetadata, "Metric families whose metadata (type, help, unit) each tenant keeps; metadata of further families is dropped, their samples are kept."+o+"max_metadata.")
+	f.IntVar(&c.MaxDeleteSeries, "limits.max-delete-series", d.MaxDeleteSeries, "Series one delete_series call may delete; a call matching more is refused and deletes nothing."+o+"max_delete_series.")
 	c.OTLP.registerFlags(f)
 	c.HA.registerFlags(f)
 	f.StringVar(&c.OverridesFile, "limits.overrides-file", c.OverridesFile, "YAML file of per-tenant limit overrides (overrides: {TENANT: {ingestion_rate: N, ...}}), reloaded when it changes (replace it atomically, e.g. write a new file and rename it) and on SIGHUP.")
@@ -234,6 +241,8 @@ type tenantOverride struct {
 
 	MaxExemplars *int `yaml:"max_exemplars,omitempty"`
 	MaxMetadata  *int `yaml:"max_metadata,omitempty"`
+
+	MaxDeleteSeries *int `yaml:"max_delete_series,omitempty"`
 
 	otlpOverride `yaml:",inline"`
 	haOverride   `yaml:",inline"`
@@ -283,6 +292,7 @@ func (o tenantOverride) apply(tl TenantLimits) TenantLimits {
 	set(&tl.MaxSubqueryTotalSteps, o.MaxSubqueryTotalSteps)
 	set(&tl.MaxExemplars, o.MaxExemplars)
 	set(&tl.MaxMetadata, o.MaxMetadata)
+	set(&tl.MaxDeleteSeries, o.MaxDeleteSeries)
 	tl.OTLP = o.otlpOverride.apply(tl.OTLP)
 	tl.HA = o.haOverride.apply(tl.HA)
 	if o.Retention != nil {

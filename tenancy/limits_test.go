@@ -120,6 +120,7 @@ func TestLimitsConfig(t *testing.T) {
 			"limits.query-rate", "limits.query-burst", "limits.max-concurrent-queries", "limits.overrides-file",
 			"limits.max-query-length", "limits.max-subquery-steps", "limits.max-subquery-total-steps",
 			"limits.max-exemplars", "limits.max-metadata",
+			"limits.max-delete-series", // delete_series
 			"otlp.translation-strategy", "otlp.promote-resource-attributes", "otlp.promote-all-resource-attributes",
 			"otlp.ignore-resource-attributes", "otlp.keep-identifying-resource-attributes", "otlp.convert-histograms-to-nhcb",
 			"otlp.promote-scope-metadata", "otlp.label-name-underscore-sanitization", "otlp.label-name-preserve-multiple-underscores",
@@ -133,12 +134,13 @@ func TestLimitsConfig(t *testing.T) {
 			"--limits.query-rate=8", "--limits.query-burst=9", "--limits.max-concurrent-queries=10", "--limits.overrides-file=o.yaml",
 			"--limits.max-query-length=11", "--limits.max-subquery-steps=12", "--limits.max-subquery-total-steps=13",
 			"--limits.max-exemplars=14", "--limits.max-metadata=15",
+			"--limits.max-delete-series=16",
 		}))
 		require.Equal(t, tenancy.LimitsConfig{TenantLimits: tenancy.TenantLimits{
 			IngestionRate: 1.5, IngestionBurst: 2, RequestRate: 3, RequestBurst: 4, MaxActiveSeries: 5, MaxSeriesPerQuery: 6,
 			MaxSamplesPerQuery: 7, QueryRate: 8, QueryBurst: 9, MaxConcurrentQueries: 10,
 			MaxQueryLength: 11, MaxSubquerySteps: 12, MaxSubqueryTotalSteps: 13, MaxExemplars: 14, MaxMetadata: 15,
-			OTLP: tenancy.DefaultOTLPTranslation(), HA: tenancy.DefaultHALimits(),
+			MaxDeleteSeries: 16, OTLP: tenancy.DefaultOTLPTranslation(), HA: tenancy.DefaultHALimits(),
 		}, OverridesFile: "o.yaml"}, cfg)
 	})
 	tests := []struct {
@@ -214,8 +216,9 @@ overrides:
     max_subquery_total_steps: 13
     max_exemplars: 14
     max_metadata: 15
+    max_delete_series: 16
     retention: 30d
-`, map[tenancy.ID]tenancy.TenantLimits{"t": {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, tenancy.DefaultOTLPTranslation(), d.HA, model.Duration(30 * 24 * time.Hour)}}, ""},
+`, map[tenancy.ID]tenancy.TenantLimits{"t": {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, tenancy.DefaultOTLPTranslation(), d.HA, model.Duration(30 * 24 * time.Hour)}}, ""},
 		{"unknown key", "overrides:\n  acme:\n    ingestion_rat: 5\n", nil, "ingestion_rat"},
 		{"unknown top-level key", "override:\n  acme: {}\n", nil, "override"},
 		{"invalid tenant", "overrides:\n  'acme corp': {ingestion_rate: 5}\n", nil, "acme corp"},

@@ -372,6 +372,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 		remoteRead,
 		queryAPI,
 	)
+	routes = append(routes, adminRoutes(queryAPI, logger.With("component", "admin"))...)
 	routerOpts := api.Options{
 		Auth:       verifier,
 		Limits:     limits,
@@ -537,6 +538,18 @@ func dataRoutes(remoteWrite, nativeWrite, otlpWrite func(*http.Request, storage.
 		routes = append(routes, rt)
 	}
 	return append(routes, api.Route{Path: "/api/v1/openapi.yaml", Methods: []string{http.MethodGet}, Public: true, Handler: api.OpenAPIHandler()})
+}
+
+// adminRoutes are Prometheus' TSDB admin endpoints (delete_series,
+// clean_tombstones) on the token's tenant: they need the admin scope, and
+// answer errors in Prometheus' envelope. Every call is logged to logger.
+func adminRoutes(queryAPI *promql.API, logger *slog.Logger) []api.Route {
+	var routes []api.Route
+	for _, ep := range queryAPI.AdminRoutes(logger) {
+		routes = append(routes, api.Route{Path: ep.Path, Methods: ep.Methods, Name: ep.Name, Scope: tenancy.ScopeAdmin,
+			Format: apierror.Prometheus, Serve: ep.Serve})
+	}
+	return routes
 }
 
 // internalServer serves api.NewInternalRouter on

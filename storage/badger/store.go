@@ -54,6 +54,8 @@ type Store struct {
 	// of the kind succeeded since; Health reports them.
 	walErr, dbErr atomic.Pointer[writeFailure]
 
+	deleted deletions // tombstones of deleted series (delete.go)
+
 	checkpointMu sync.Mutex
 	closed       atomic.Bool
 	cancel       context.CancelFunc
@@ -170,6 +172,9 @@ func (r *Recovery) Recover(ctx context.Context) (*Store, error) {
 	segs, err := s.open()
 	if err == nil {
 		err = s.recover(ctx, segs, &r.st)
+		if err == nil {
+			err = s.loadDeletions() // delete.go
+		}
 		if err == nil {
 			s.aux, err = openAux(s.cfg, s.logger, r.reg)
 		}
@@ -328,6 +333,8 @@ func (s *Store) background(ctx context.Context, replayed bool) {
 	defer ckpt.Stop()
 	ret := time.NewTicker(min(s.cfg.RetentionInterval, retentionCheck))
 	defer ret.Stop()
+	del := time.NewTicker(time.Hour) // cleaning of deletions (delete.go)
+	defer del.Stop()
 	var retState retentionState
 	if s.retentionDue(&retState, time.Now()) {
 		s.applyRetention(time.Now())
@@ -346,6 +353,8 @@ func (s *Store) background(ctx context.Context, replayed bool) {
 			if s.retentionDue(&retState, now) {
 				s.applyRetention(now)
 			}
+		case <-del.C:
+			s.cleanDeletions() // delete.go
 		}
 	}
 }

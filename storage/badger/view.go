@@ -22,7 +22,11 @@ func (v *tenantStore) AppenderV2(context.Context) promstorage.AppenderV2 {
 }
 
 func (v *tenantStore) Querier(mint, maxt int64) (promstorage.Querier, error) {
-	return v.newQuerier(mint, maxt)
+	q, err := v.newQuerier(mint, maxt)
+	if err != nil {
+		return nil, err
+	}
+	return v.withoutDeleted(q), nil // delete.go
 }
 
 func (v *tenantStore) ChunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier, error) {
@@ -30,7 +34,7 @@ func (v *tenantStore) ChunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier, 
 	if err != nil {
 		return nil, err
 	}
-	return storage.RetainedChunks(chunkQuerier{q}, v.st.retentionCutoff(v.id, time.Now())), nil
+	return storage.RetainedChunks(v.chunksWithoutDeleted(q), v.st.retentionCutoff(v.id, time.Now())), nil // delete.go
 }
 
 func (v *tenantStore) newQuerier(mint, maxt int64) (*querier, error) {

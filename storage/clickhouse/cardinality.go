@@ -14,8 +14,12 @@ import (
 func (ts *tenantStore) Cardinality(ctx context.Context, limit int) (storage.Cardinality, error) {
 	s := ts.s
 	series := s.schema.table(seriesTable)
-	tenant := "tenant = " + quote(string(ts.id))
 	var c storage.Cardinality
+	if _, err := s.refreshTombs(ctx, ts.id); err != nil { // without deleted series (delete.go)
+		return c, err
+	}
+	tenant := "tenant = " + quote(string(ts.id)) + s.tombCond(ts.id)
+	sampleTenant := "tenant = " + quote(string(ts.id))
 	lim := ""
 	if limit > 0 {
 		lim = " LIMIT " + strconv.Itoa(limit)
@@ -90,7 +94,7 @@ func (ts *tenantStore) Cardinality(ctx context.Context, limit int) (storage.Card
 	samples := s.schema.table(samplesTable)
 	rows, err = s.query(ctx, "cardinality", fmt.Sprintf(
 		"SELECT (SELECT min(ts) FROM %[1]s WHERE %[2]s AND ts >= %[3]d AND ts <= %[4]d), (SELECT max(ts) FROM %[1]s WHERE %[2]s AND ts >= %[5]d AND ts <= %[6]d)",
-		samples, tenant, hourStart(minHour), hourEnd(minHour), hourStart(maxHour), hourEnd(maxHour)))
+		samples, sampleTenant, hourStart(minHour), hourEnd(minHour), hourStart(maxHour), hourEnd(maxHour)))
 	if err != nil {
 		return c, err
 	}

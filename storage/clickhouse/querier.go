@@ -60,7 +60,8 @@ func (q *querier) subTable(name string) string {
 // series matching ms in hours overlapping [mint, maxt]: a superset of the
 // series with samples in the range.
 func (q *querier) seriesWhere(mint, maxt int64, ms []*labels.Matcher) string {
-	return fmt.Sprintf("%s AND hour >= %d AND hour <= %d AND %s", q.tenantCond(), hourOf(mint), hourOf(maxt), matchersSQL(ms))
+	return fmt.Sprintf("%s AND hour >= %d AND hour <= %d AND %s", q.tenantCond(), hourOf(mint), hourOf(maxt), matchersSQL(ms)) +
+		q.ts.s.tombCond(q.ts.id) // without deleted series (delete.go)
 }
 
 // exactSeriesWhere is like seriesWhere but selects only series with a

@@ -299,6 +299,7 @@ var migrations = []migration{
 	}},
 	{4, "exemplar and metadata tables", func(s schema) []string { return s.auxTablesDDL() }},
 	{5, "start timestamps in the samples table", func(s schema) []string { return s.stMigration() }},
+	{6, "tombstones of deleted series", func(s schema) []string { return s.tombstonesMigration() }},
 	{8, "HA election table", func(s schema) []string { return s.haDDL() }}, // provisional number (h14-ha)
 	// 9 (provisional, h14-pods): the pods' heartbeats (pods.go).
 	{9, "pods table", func(s schema) []string { return s.podsDDL() }},

@@ -41,6 +41,8 @@ type Store struct {
 	tenantsMu sync.Mutex
 	tenants   map[tenancy.ID]*tenantState
 
+	deleted deletions // tombstones cache (delete.go)
+
 	cancel    context.CancelFunc
 	bg        sync.WaitGroup
 	closeOnce sync.Once
@@ -259,6 +261,7 @@ func (s *Store) background(ctx context.Context) {
 		if now.Sub(lastPrune) >= 10*time.Minute {
 			s.pruneCaches(now)
 			lastPrune = now
+			s.cleanDeletions(ctx) // delete.go
 		}
 		select {
 		case <-ctx.Done():

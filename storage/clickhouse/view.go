@@ -50,12 +50,14 @@ func (ts *tenantStore) Metadata(ctx context.Context, metric string, limit int) (
 	return ts.s.readMetadata(ctx, "metadata", ts.id, metric, limit)
 }
 
+// Querier and ChunkQuerier hide what the tenant's tombstones delete
+// (delete.go).
 func (ts *tenantStore) Querier(mint, maxt int64) (promstorage.Querier, error) {
 	mint = max(mint, ts.s.retentionCutoff(ts.id, time.Now())) // per-tenant retention
-	return &querier{ts: ts, mint: mint, maxt: maxt}, nil
+	return &deletedQuerier{q: &querier{ts: ts, mint: mint, maxt: maxt}, ts: ts}, nil
 }
 
 func (ts *tenantStore) ChunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier, error) {
 	cutoff := ts.s.retentionCutoff(ts.id, time.Now()) // per-tenant retention
-	return storage.RetainedChunks(&chunkQuerier{querier{ts: ts, mint: max(mint, cutoff), maxt: maxt}}, cutoff), nil
+	return storage.RetainedChunks(&deletedChunkQuerier{q: &chunkQuerier{querier{ts: ts, mint: max(mint, cutoff), maxt: maxt}}, ts: ts}, cutoff), nil
 }

@@ -125,6 +125,12 @@ func (*refView) Cardinality(context.Context, int) (storage.Cardinality, error) {
 	return storage.Cardinality{}, nil
 }
 
+// The reference store does not delete (the delete cases run on the backends).
+func (*refView) DeleteSeries(context.Context, storage.DeleteRequest) (storage.DeleteResult, error) {
+	return storage.DeleteResult{}, errors.ErrUnsupported
+}
+func (*refView) CleanTombstones(context.Context) error { return errors.ErrUnsupported }
+
 func (v *refView) Metadata(_ context.Context, metric string, limit int) (map[string]metadata.Metadata, error) {
 	v.s.mu.Lock()
 	defer v.s.mu.Unlock()

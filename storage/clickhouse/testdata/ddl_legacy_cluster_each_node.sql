@@ -69,6 +69,20 @@ ALTER TABLE `luminate`.`samples_local` ADD COLUMN st String DEFAULT '';
 
 ALTER TABLE `luminate`.`samples` ADD COLUMN st String DEFAULT '';
 
+-- migration 6: tombstones of deleted series
+CREATE TABLE IF NOT EXISTS `luminate`.`tombstones_local` (
+  tenant String,
+  fingerprint UInt64,
+  mint Int64,
+  maxt Int64,
+  whole UInt8,
+  seq UInt64
+) ENGINE = ReplacingMergeTree()
+ORDER BY (tenant, fingerprint, mint, maxt, seq)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE IF NOT EXISTS `luminate`.`tombstones` AS `luminate`.`tombstones_local` ENGINE = Distributed(`metrics`, `luminate`, `tombstones_local`, fingerprint);
+
 -- migration 8: HA election table
 CREATE TABLE IF NOT EXISTS `luminate`.`ha_elections_local` (
   tenant String,

@@ -60,6 +60,18 @@ SETTINGS index_granularity = 1024;
 -- migration 5: start timestamps in the samples table
 ALTER TABLE `luminate`.`samples` ADD COLUMN IF NOT EXISTS st Int64 DEFAULT 0 CODEC(Delta, ZSTD(1));
 
+-- migration 6: tombstones of deleted series
+CREATE TABLE IF NOT EXISTS `luminate`.`tombstones` (
+  tenant String,
+  fingerprint UInt64,
+  mint Int64,
+  maxt Int64,
+  whole UInt8,
+  seq UInt64
+) ENGINE = ReplacingMergeTree()
+ORDER BY (tenant, fingerprint, mint, maxt, seq)
+SETTINGS index_granularity = 8192;
+
 -- migration 8: HA election table
 CREATE TABLE IF NOT EXISTS `luminate`.`ha_elections` (
   tenant String,

@@ -74,6 +74,20 @@ ALTER TABLE `luminate`.`samples_local` ON CLUSTER `metrics` ADD COLUMN IF NOT EX
 
 /* on every node */ ALTER TABLE `luminate`.`samples` ADD COLUMN IF NOT EXISTS st Int64 DEFAULT 0;
 
+-- migration 6: tombstones of deleted series
+CREATE TABLE IF NOT EXISTS `luminate`.`tombstones_local` ON CLUSTER `metrics` (
+  tenant String,
+  fingerprint UInt64,
+  mint Int64,
+  maxt Int64,
+  whole UInt8,
+  seq UInt64
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/luminate/tombstones_local', '{replica}')
+ORDER BY (tenant, fingerprint, mint, maxt, seq)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE IF NOT EXISTS `luminate`.`tombstones` ON CLUSTER `metrics` AS `luminate`.`tombstones_local` ENGINE = Distributed(`metrics`, `luminate`, `tombstones_local`, fingerprint);
+
 -- migration 8: HA election table
 CREATE TABLE IF NOT EXISTS `luminate`.`ha_elections_local` ON CLUSTER `metrics` (
   tenant String,
