@@ -150,7 +150,7 @@ func TestReadErrorsMasked(t *testing.T) {
 	errs["series"] = set.Err()
 	_, _, errs["label values"] = q.LabelValues(t.Context(), "i", nil, ms...)
 	_, _, errs["label names"] = q.LabelNames(t.Context(), nil, ms...)
-	_, errs["cardinality"] = ts.Cardinality(t.Context(), 10)
+	_, errs["cardinality"] = ts.Cardinality(t.Context(), storage.CardinalityRequest{Limit: 10})
 	for name, err := range errs {
 		require.Error(t, err, name)
 		text := fmt.Sprintf("%v %s", err, fmt.Errorf("wrapped: %w", err))

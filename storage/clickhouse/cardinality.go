@@ -3,103 +3,426 @@ package clickhouse
 import (
 	"context"
 	"fmt"
+	"math"
+	"slices"
 	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
 
 	"github.com/luminate-io/luminate/storage"
+	"github.com/luminate-io/luminate/tenancy"
 )
 
-// Cardinality reports the tenant's series from the series table (every
-// series with samples in the retained data), without scanning samples
-// except for the first and last day to find MinTime and MaxTime.
-func (ts *tenantStore) Cardinality(ctx context.Context, limit int) (storage.Cardinality, error) {
+// Cardinality reports the statistics of the tenant's series req selects.
+//
+// With no matcher, or matchers on the metric name only, it reads the
+// maintained statistics (series_stats, schema_stats.go): rows per (day,
+// metric, label pair), so its cost follows the tenant's distinct label
+// pairs, not its series or samples. Days are UTC: a time range is widened
+// to whole days, all time means the retained days (retentionCutoff). Other
+// matchers select the series from the series table (as label queries do)
+// and count them there. Series deleted for good (forgetSeries) are
+// subtracted. The counts are uniq estimates (see schema_stats.go).
+func (ts *tenantStore) Cardinality(ctx context.Context, req storage.CardinalityRequest) (storage.Cardinality, error) {
 	s := ts.s
-	series := s.schema.table(seriesTable)
-	tenant := "tenant = " + quote(string(ts.id))
-	var c storage.Cardinality
-	lim := ""
-	if limit > 0 {
-		lim = " LIMIT " + strconv.Itoa(limit)
+	now := time.Now()
+	d1, d2 := int32(math.MinInt32), int32(math.MaxInt32)
+	if cut := s.retentionCutoff(ts.id, now); cut != math.MinInt64 {
+		d1 = dayOf(cut)
 	}
-
-	var minHour, maxHour int32
-	var n uint64
-	row := fmt.Sprintf("SELECT uniqExact(fingerprint), min(hour), max(hour) FROM %s WHERE %s", series, tenant)
-	rows, err := s.query(ctx, "cardinality", row)
+	if !req.AllTime() {
+		d1, d2 = max(d1, dayOf(req.Start)), dayOf(req.End)
+	}
+	if req.Active {
+		// The active window (activeHours) in whole days.
+		d1 = max(d1, dayOf(now.Add(-activeHours*time.Hour).UnixMilli()))
+	}
+	var c storage.Cardinality
+	if d1 > d2 {
+		return c, nil
+	}
+	var err error
+	if metricOnly(req.Matchers) {
+		c, err = ts.statsCardinality(ctx, req, d1, d2)
+	} else {
+		c, err = ts.seriesCardinality(ctx, req, d1, d2)
+	}
 	if err != nil {
 		return c, err
 	}
-	if rows.Next() {
-		err = rows.Scan(&n, &minHour, &maxHour)
+	c.Approximate = true
+	if req.Active && len(req.Matchers) == 0 {
+		// The one active series count (active.go).
+		n, err := s.activeSeries(ctx, ts.id)
+		if err != nil {
+			return c, err
+		}
+		c.NumSeries = uint64(n)
+	}
+	if req.ListSeries {
+		start, end := int64(d1)*msPerDay, int64(d2)*msPerDay+msPerDay-1
+		if d1 == math.MinInt32 || req.Active {
+			start = max(math.MinInt64, s.retentionCutoff(ts.id, now))
+		}
+		if d2 == math.MaxInt32 {
+			end = math.MaxInt64
+		}
+		if c.Series, err = ts.listSeries(ctx, req, start, end); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+// dayOf is the UTC day of millisecond timestamp t (floor division).
+func dayOf(t int64) int32 {
+	d := t / msPerDay
+	if t%msPerDay < 0 {
+		d--
+	}
+	return int32(max(min(d, math.MaxInt32), math.MinInt32))
+}
+
+// metricOnly reports whether every matcher of sets is on the metric name
+// (the statistics have the metric name as a column).
+func metricOnly(sets [][]*labels.Matcher) bool {
+	for _, ms := range sets {
+		for _, m := range ms {
+			if m.Name != labels.MetricName {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// setsSQL is the condition of matcher sets on a row with a metric_name
+// column (and, for other labels, label_names and label_values): any set,
+// all its matchers.
+func setsSQL(sets [][]*labels.Matcher) string {
+	if len(sets) == 0 {
+		return "1"
+	}
+	parts := make([]string, len(sets))
+	for i, ms := range sets {
+		parts[i] = "(" + matchersSQL(ms) + ")"
+	}
+	return strings.Join(parts, " OR ")
+}
+
+// pairRow is one label name's statistics as the pair query returns them.
+type pairRow struct {
+	name          string
+	values        uint64
+	series, bytes int64
+	top           [][]any // (count, value), best first
+}
+
+// statsCardinality answers req from series_stats over days [d1, d2].
+func (ts *tenantStore) statsCardinality(ctx context.Context, req storage.CardinalityRequest, d1, d2 int32) (storage.Cardinality, error) {
+	s := ts.s
+	tenant := "tenant = " + quote(string(ts.id))
+	days := fmt.Sprintf("day >= %d AND day <= %d", d1, d2)
+	cond := setsSQL(req.Matchers)
+	// Series deleted for good that may count in these days.
+	forgotten := fmt.Sprintf("SELECT n AS label_name, v AS label_value, -toInt64(uniqExact(fingerprint)) AS c FROM %s ARRAY JOIN label_names AS n, label_values AS v WHERE %s AND first_day <= %d AND last_day >= %d AND %s GROUP BY n, v",
+		s.schema.table(forgottenTable), tenant, d2, d1, cond)
+	pairs := fmt.Sprintf("SELECT label_name, label_value, sum(c) AS c FROM (SELECT label_name, label_value, toInt64(uniqMerge(series)) AS c FROM %s WHERE %s AND %s AND %s GROUP BY label_name, label_value UNION ALL %s) GROUP BY label_name, label_value HAVING c > 0",
+		s.schema.table(statsTable), tenant, days, cond, forgotten)
+	return ts.pairCardinality(ctx, req, pairs, fmt.Sprintf(
+		"SELECT minMerge(min_ts), maxMerge(max_hour) FROM %s WHERE %s AND %s AND %s AND label_name = '__name__'",
+		s.schema.table(statsTable), tenant, days, cond))
+}
+
+// seriesCardinality answers req from the series table: the series rows of
+// the matching series in days [d1, d2], one per series.
+func (ts *tenantStore) seriesCardinality(ctx context.Context, req storage.CardinalityRequest, d1, d2 int32) (storage.Cardinality, error) {
+	s := ts.s
+	h1, h2 := int64(d1)*24, int64(d2)*24+23
+	h1, h2 = max(h1, math.MinInt32), min(h2, math.MaxInt32)
+	where := fmt.Sprintf("tenant = %s AND hour >= %d AND hour <= %d AND (%s)", quote(string(ts.id)), h1, h2, setsSQL(req.Matchers))
+	perSeries := fmt.Sprintf("(SELECT fingerprint, any(label_names) AS ln, any(label_values) AS lv FROM %s WHERE %s GROUP BY fingerprint)", s.schema.table(seriesTable), where)
+	pairs := fmt.Sprintf("SELECT label_name, label_value, toInt64(count()) AS c FROM %s ARRAY JOIN ln AS label_name, lv AS label_value GROUP BY label_name, label_value", perSeries)
+	return ts.pairCardinality(ctx, req, pairs, fmt.Sprintf(
+		"SELECT min(min_ts), max(hour) FROM %s WHERE %s", s.schema.table(seriesTable), where))
+}
+
+// pairCardinality builds the report from pairs (a query of label_name,
+// label_value, c: series per pair) and times (min_ts, max hour).
+func (ts *tenantStore) pairCardinality(ctx context.Context, req storage.CardinalityRequest, pairs, times string) (storage.Cardinality, error) {
+	s := ts.s
+	var c storage.Cardinality
+	top := ""
+	if req.Limit > 0 {
+		top = fmt.Sprintf(", 1, %d", req.Limit)
+	} else {
+		top = ", 1, 1000000000"
+	}
+	sql := fmt.Sprintf("SELECT label_name, count(), sum(c), sum(length(label_value) * c), arraySlice(arraySort(x -> (-x.1, x.2), groupArray((c, label_value)))%s) FROM (%s) GROUP BY label_name",
+		top, pairs)
+	rows, err := s.query(ctx, "cardinality", sql)
+	if err != nil {
+		return c, err
+	}
+	var names []pairRow
+	for rows.Next() {
+		var r pairRow
+		var top [][]any
+		if err := rows.Scan(&r.name, &r.values, &r.series, &r.bytes, &top); err != nil {
+			rows.Close()
+			return c, s.readFailed("cardinality", fmt.Errorf("cardinality: %w", err))
+		}
+		names = append(names, pairRowTop(r, top))
 	}
 	rows.Close()
-	if err != nil {
+	if err := rows.Err(); err != nil {
 		return c, s.readFailed("cardinality", fmt.Errorf("cardinality: %w", err))
 	}
-	c.NumSeries = n
-	if n == 0 {
+
+	byName := map[string]*pairRow{}
+	var byLabel, seriesByLabel, mem, allTop []storage.Count
+	for i := range names {
+		r := &names[i]
+		byName[r.name] = r
+		c.NumLabelNames++
+		c.NumLabelPairs += int(r.values)
+		c.NumLabelRefs += uint64(r.series)
+		byLabel = append(byLabel, storage.Count{Name: r.name, Value: r.values})
+		seriesByLabel = append(seriesByLabel, storage.Count{Name: r.name, Value: uint64(r.series)})
+		mem = append(mem, storage.Count{Name: r.name, Value: uint64(r.bytes)})
+		for _, p := range r.top {
+			allTop = append(allTop, storage.Count{Name: r.name + "=" + p[1].(string), Value: p[0].(uint64)})
+		}
+	}
+	values := func(name string) []storage.Count {
+		out := []storage.Count{}
+		if r := byName[name]; r != nil {
+			for _, p := range r.top {
+				out = append(out, storage.Count{Name: p[1].(string), Value: p[0].(uint64)})
+			}
+		}
+		return out
+	}
+	if r := byName[labels.MetricName]; r != nil {
+		c.NumSeries = uint64(r.series)
+	}
+	c.ByMetricName = values(labels.MetricName)
+	c.ByLabelName = storage.TopCounts(byLabel, req.Limit)
+	c.SeriesByLabel = storage.TopCounts(seriesByLabel, req.Limit)
+	c.MemoryByLabel = storage.TopCounts(mem, req.Limit)
+	c.ByLabelPair = topPairCounts(allTop, req.Limit)
+	if req.FocusLabel != "" {
+		c.ByFocusLabelValue = values(req.FocusLabel)
+	}
+	for _, name := range req.LabelNames {
+		lv := storage.LabelValues{Name: name, Values: values(name)}
+		if r := byName[name]; r != nil {
+			lv.NumValues, lv.NumSeries = r.values, uint64(r.series)
+		}
+		c.LabelValues = append(c.LabelValues, lv)
+	}
+	if c.NumSeries == 0 {
 		return c, nil
 	}
 
-	counts := func(sql string) ([]storage.Count, error) {
-		rows, err := s.query(ctx, "cardinality", sql)
-		if err != nil {
+	rows, err = s.query(ctx, "cardinality", times)
+	if err != nil {
+		return c, err
+	}
+	var maxHour int32
+	if rows.Next() {
+		err = rows.Scan(&c.MinTime, &maxHour)
+	}
+	rows.Close()
+	if err != nil {
+		return c, s.readFailed("cardinality", fmt.Errorf("cardinality: %w", err))
+	}
+	// The series rows know each hour's first sample, not its last: the
+	// newest sample lies in the newest hour, not after now.
+	c.MaxTime = min(hourEnd(maxHour), time.Now().UnixMilli())
+	return c, nil
+}
+
+// pairRowTop converts the (count, value) tuples the driver returns.
+func pairRowTop(r pairRow, top [][]any) pairRow {
+	for _, x := range top {
+		if len(x) != 2 {
+			continue
+		}
+		cnt, _ := x[0].(int64)
+		val, _ := x[1].(string)
+		if cnt > 0 {
+			r.top = append(r.top, []any{uint64(cnt), val})
+		}
+	}
+	return r
+}
+
+// topPairCounts orders name=value pair counts by count descending then by
+// name and value, keeping n (all when n <= 0). The pairs of each name are
+// that name's top n, so the overall top n is among them.
+func topPairCounts(list []storage.Count, n int) []storage.Count {
+	slices.SortFunc(list, func(a, b storage.Count) int {
+		if a.Value != b.Value {
+			if a.Value > b.Value {
+				return -1
+			}
+			return 1
+		}
+		an, av, _ := strings.Cut(a.Name, "=")
+		bn, bv, _ := strings.Cut(b.Name, "=")
+		if an != bn {
+			return strings.Compare(an, bn)
+		}
+		return strings.Compare(av, bv)
+	})
+	if n > 0 && len(list) > n {
+		list = list[:n]
+	}
+	return list
+}
+
+// listSeries returns the labels of the series req selects with samples in
+// [start, end], at most req.Limit.
+func (ts *tenantStore) listSeries(ctx context.Context, req storage.CardinalityRequest, start, end int64) ([]labels.Labels, error) {
+	q := &querier{ts: ts, mint: start, maxt: end}
+	sets := req.Matchers
+	if len(sets) == 0 {
+		sets = [][]*labels.Matcher{{labels.MustNewMatcher(labels.MatchRegexp, labels.MetricName, ".+")}}
+	}
+	// Active series are the ones the tenant's series cache saw within
+	// activeHours (active.go), whatever their samples' timestamps.
+	var active func(labels.Labels) bool
+	if req.Active {
+		t := ts.s.tenantState(ts.id)
+		if err := t.load(ctx, ts.s); err != nil {
 			return nil, err
 		}
-		defer rows.Close()
-		var out []storage.Count
-		for rows.Next() {
-			var r storage.Count
-			if err := rows.Scan(&r.Name, &r.Value); err != nil {
-				return nil, s.readFailed("cardinality", fmt.Errorf("cardinality: %w", err))
-			}
-			out = append(out, r)
+		since := hourOf(time.Now().UnixMilli()) - activeHours
+		var buf []byte
+		active = func(lset labels.Labels) bool {
+			var fp uint64
+			fp, buf = fingerprint(ts.id, lset, buf)
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			e := t.series[fp]
+			return e != nil && e.seen >= since
 		}
-		return out, s.readFailed("cardinality", rows.Err())
 	}
-	// One row per series: the labels of any of its hours.
-	perSeries := fmt.Sprintf("(SELECT fingerprint, any(metric_name) AS metric_name, any(label_names) AS label_names, any(label_values) AS label_values FROM %s WHERE %s GROUP BY fingerprint)", series, tenant)
-	pairs := fmt.Sprintf("(SELECT fingerprint, n, v FROM %s ARRAY JOIN label_names AS n, label_values AS v)", perSeries)
-	if c.ByMetricName, err = counts(fmt.Sprintf("SELECT metric_name, count() AS c FROM %s WHERE metric_name != '' GROUP BY metric_name ORDER BY c DESC, metric_name%s", perSeries, lim)); err != nil {
-		return c, err
+	limit := req.Limit
+	if active != nil {
+		limit = 0
 	}
-	if c.ByLabelName, err = counts(fmt.Sprintf("SELECT n, uniqExact(v) AS c FROM %s GROUP BY n ORDER BY c DESC, n%s", pairs, lim)); err != nil {
-		return c, err
+	seen := map[uint64]bool{}
+	var out []labels.Labels
+	for _, ms := range sets {
+		set := q.Select(ctx, false, &promstorage.SelectHints{Start: start, End: end, Func: "series", Limit: limit}, ms...)
+		for set.Next() {
+			lset := set.At().Labels()
+			if active != nil && !active(lset) {
+				continue
+			}
+			if h := lset.Hash(); !seen[h] {
+				seen[h] = true
+				out = append(out, lset)
+			}
+			if req.Limit > 0 && len(out) >= req.Limit {
+				return out, nil
+			}
+		}
+		if err := set.Err(); err != nil {
+			return nil, err
+		}
 	}
-	if c.ByLabelPair, err = counts(fmt.Sprintf("SELECT concat(n, '=', v) AS p, count() AS c FROM %s GROUP BY p ORDER BY c DESC, p%s", pairs, lim)); err != nil {
-		return c, err
-	}
-	if c.MemoryByLabel, err = counts(fmt.Sprintf("SELECT n, toUInt64(sum(length(v))) AS c FROM (SELECT DISTINCT n, v FROM %s) GROUP BY n ORDER BY c DESC, n%s", pairs, lim)); err != nil {
-		return c, err
-	}
-	var pairCount uint64
-	rows, err = s.query(ctx, "cardinality", fmt.Sprintf("SELECT uniqExact(n, v) FROM %s", pairs))
-	if err != nil {
-		return c, err
-	}
-	if rows.Next() {
-		err = rows.Scan(&pairCount)
-	}
-	rows.Close()
-	if err != nil {
-		return c, s.readFailed("cardinality", fmt.Errorf("cardinality: %w", err))
-	}
-	c.NumLabelPairs = int(pairCount)
+	return out, nil
+}
 
-	// The first and last sample lie in the first and last hour with a
-	// series row: read only those hours of samples.
-	samples := s.schema.table(samplesTable)
-	rows, err = s.query(ctx, "cardinality", fmt.Sprintf(
-		"SELECT (SELECT min(ts) FROM %[1]s WHERE %[2]s AND ts >= %[3]d AND ts <= %[4]d), (SELECT max(ts) FROM %[1]s WHERE %[2]s AND ts >= %[5]d AND ts <= %[6]d)",
-		samples, tenant, hourStart(minHour), hourEnd(minHour), hourStart(maxHour), hourEnd(maxHour)))
+// forgottenSeries is a series deleted for good (delete_series over all of
+// its data).
+type forgottenSeries struct {
+	fingerprint uint64
+	lset        labels.Labels // without _tenant_id
+}
+
+// forgetSeries is called once series are deleted for good, so that the
+// cardinality statistics stop counting them at once: it lists them in
+// series_forgotten with the days they had series rows (read from the
+// series table while it still has them; else every retained day up to
+// today), which the statistics subtract.
+func (s *Store) forgetSeries(ctx context.Context, id tenancy.ID, series []forgottenSeries) error {
+	if len(series) == 0 {
+		return nil
+	}
+	now := time.Now()
+	first := int32(math.MinInt32)
+	if cut := s.retentionCutoff(id, now); cut != math.MinInt64 {
+		first = dayOf(cut)
+	}
+	today := dayOf(now.UnixMilli())
+	days := map[uint64][2]int32{}
+	for chunk := range slices.Chunk(series, inListMax) {
+		var in strings.Builder
+		for i, f := range chunk {
+			if i > 0 {
+				in.WriteByte(',')
+			}
+			in.WriteString(strconv.FormatUint(f.fingerprint, 10))
+		}
+		rows, err := s.query(ctx, "forget_series", fmt.Sprintf("SELECT fingerprint, min(hour), max(hour) FROM %s WHERE tenant = %s AND fingerprint IN (%s) GROUP BY fingerprint",
+			s.schema.table(seriesTable), quote(string(id)), in.String()))
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var fp uint64
+			var h1, h2 int32
+			if err := rows.Scan(&fp, &h1, &h2); err != nil {
+				rows.Close()
+				return s.readFailed("forget_series", err)
+			}
+			days[fp] = [2]int32{floorDiv(h1, 24), floorDiv(h2, 24)}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return s.readFailed("forget_series", err)
+		}
+	}
+	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.schema.table(forgottenTable)+
+		" (tenant, fingerprint, forgotten_at, first_day, last_day, metric_name, label_names, label_values)")
 	if err != nil {
-		return c, err
+		return fmt.Errorf("forget series: %w", err)
 	}
-	if rows.Next() {
-		err = rows.Scan(&c.MinTime, &c.MaxTime)
+	at := now.UnixMilli()
+	for _, f := range series {
+		d, ok := days[f.fingerprint]
+		if !ok {
+			d = [2]int32{first, today}
+		}
+		var names, values []string
+		f.lset.Range(func(l labels.Label) {
+			if l.Value != "" {
+				names = append(names, l.Name)
+				values = append(values, l.Value)
+			}
+		})
+		if err := b.Append(string(id), f.fingerprint, at, d[0], d[1], f.lset.Get(labels.MetricName), names, values); err != nil {
+			_ = b.Abort()
+			return fmt.Errorf("forget series: %w", err)
+		}
 	}
-	rows.Close()
-	if err != nil {
-		return c, s.readFailed("cardinality", fmt.Errorf("cardinality: %w", err))
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("forget series: %w", err)
 	}
-	return c, nil
+	return nil
+}
+
+func floorDiv(a, b int32) int32 {
+	q := a / b
+	if a%b < 0 {
+		q--
+	}
+	return q
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/luminate-io/luminate/tenancy"
 )
@@ -71,18 +70,4 @@ func (s *Store) retentionCutoff(id tenancy.ID, now time.Time) int64 {
 		return math.MinInt64
 	}
 	return now.Add(-s.cfg.Retention).UnixMilli()
-}
-
-// forgottenSeries is a series deleted for good (delete_series over all of
-// its data).
-type forgottenSeries struct {
-	fingerprint uint64
-	lset        labels.Labels // without _tenant_id
-}
-
-// forgetSeries is called once series are deleted for good, so that the
-// cardinality statistics stop counting them at once.
-func (s *Store) forgetSeries(ctx context.Context, id tenancy.ID, series []forgottenSeries) error {
-	_, _, _ = ctx, id, series // the maintained statistics (issue 14) fill this in
-	return nil
 }

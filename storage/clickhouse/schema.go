@@ -299,6 +299,8 @@ var migrations = []migration{
 	}},
 	{4, "exemplar and metadata tables", func(s schema) []string { return s.auxTablesDDL() }},
 	{5, "start timestamps in the samples table", func(s schema) []string { return s.stMigration() }},
+	// 7 (provisional, issue 14): the cardinality statistics (schema_stats.go).
+	{7, "cardinality statistics", func(s schema) []string { return s.statsMigration() }},
 }
 
 // decimalColumnsDDL adds the digits and scale columns to table; codecs only on
