@@ -2,8 +2,10 @@ package storagetest
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/stretchr/testify/require"
@@ -168,3 +170,69 @@ func cardinalityOf(t *testing.T, ts storage.TenantStore, req storage.Cardinality
 	}
 	return card
 }
+
+// CardinalityScaleSeries is the series i of MeasureCardinality's tenant
+// (0 <= i < n): 100 metric names, each over n/100 instances of 10 jobs,
+// node-exporter-like (every instance has every metric).
+func CardinalityScaleSeries(i int) labels.Labels {
+	inst := i / 100
+	return labels.FromStrings("__name__", fmt.Sprintf("metric_%02d", i%100), "instance", fmt.Sprintf("host-%06d", inst), "job", fmt.Sprintf("job-%d", inst%10))
+}
+
+// CardinalityScaleRequest is one measured request of MeasureCardinality,
+// named after the endpoint it serves.
+type CardinalityScaleRequest struct {
+	Name string
+	Req  storage.CardinalityRequest
+}
+
+// CardinalityScaleRequests are the requests the endpoints send for a
+// tenant written today: status/tsdb (plain, focusLabel, match[] on a
+// metric and on a label, date), Mimir's label_names and label_values
+// (inmemory and active).
+func CardinalityScaleRequests(now time.Time) []CardinalityScaleRequest {
+	day := now.UTC().Truncate(24 * time.Hour)
+	return []CardinalityScaleRequest{
+		{"status/tsdb", storage.CardinalityRequest{Limit: 10}},
+		{"status/tsdb focusLabel=instance", storage.CardinalityRequest{Limit: 10, FocusLabel: "instance"}},
+		{"status/tsdb date=today", storage.CardinalityRequest{Limit: 10, Start: day.UnixMilli(), End: day.Add(24*time.Hour).UnixMilli() - 1}},
+		{"status/tsdb match[]={__name__=\"metric_07\"}", storage.CardinalityRequest{Limit: 10, Matchers: [][]*labels.Matcher{{eq("__name__", "metric_07")}}}},
+		{"status/tsdb match[]={job=\"job-3\"}", storage.CardinalityRequest{Limit: 10, Matchers: [][]*labels.Matcher{{eq("job", "job-3")}}}},
+		{"cardinality/label_names", storage.CardinalityRequest{Limit: 20}},
+		{"cardinality/label_names count_method=active", storage.CardinalityRequest{Limit: 20, Active: true}},
+		{"cardinality/label_values label_names[]=instance,job", storage.CardinalityRequest{Limit: 20, LabelNames: []string{"instance", "job"}}},
+		{"cardinality/active_series selector={instance=\"host-000042\"}", storage.CardinalityRequest{Limit: 1000, Active: true, ListSeries: true, Matchers: [][]*labels.Matcher{{eq("instance", "host-000042")}}}},
+	}
+}
+
+// MeasureCardinality runs each request of CardinalityScaleRequests runs
+// times on ts (which holds n series of CardinalityScaleSeries), checks
+// the series count of the plain request, and logs the median and worst
+// durations.
+func MeasureCardinality(t *testing.T, ts storage.TenantStore, n, runs int) map[string]time.Duration {
+	t.Helper()
+	out := map[string]time.Duration{}
+	for _, r := range CardinalityScaleRequests(time.Now()) {
+		var took []time.Duration
+		var card storage.Cardinality
+		for range runs {
+			start := time.Now()
+			var err error
+			card, err = ts.Cardinality(t.Context(), r.Req)
+			took = append(took, time.Since(start))
+			require.NoError(t, err, r.Name)
+		}
+		slices.Sort(took)
+		out[r.Name] = took[len(took)/2]
+		t.Logf("%-62s median %8.1f ms  max %8.1f ms  series %d", r.Name, millis(took[len(took)/2]), millis(took[len(took)-1]), card.NumSeries)
+		switch r.Name {
+		case "status/tsdb", "status/tsdb date=today":
+			require.InDelta(t, float64(n), float64(card.NumSeries), float64(n)/50, "%s: series", r.Name)
+		case "cardinality/active_series selector={instance=\"host-000042\"}":
+			require.Len(t, card.Series, 100, "%s: one instance's series", r.Name)
+		}
+	}
+	return out
+}
+
+func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
