@@ -6,6 +6,7 @@ import (
 	"context"
 	"math"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -21,6 +22,32 @@ type indexStats struct {
 	byName map[string]*labelStat
 	pairs  int    // distinct name=value pairs
 	refs   uint64 // name=value pairs over all series
+
+	// The tenant's first and last sample time, computed at most every
+	// timesTTL (a walk of the series' bounds, outside the index lock).
+	timesMu    sync.Mutex
+	timesAt    time.Time
+	mint, maxt int64
+}
+
+// timesTTL is how old the reported MinTime and MaxTime may be.
+const timesTTL = 15 * time.Second
+
+// times returns the tenant's time range, recomputed when older than
+// timesTTL.
+func (t *tenant) times() (mint, maxt int64) {
+	st := &t.stats
+	st.timesMu.Lock()
+	defer st.timesMu.Unlock()
+	if time.Since(st.timesAt) < timesTTL {
+		return st.mint, st.maxt
+	}
+	t.mu.RLock()
+	all := slices.Clone(t.all)
+	t.mu.RUnlock()
+	st.mint, st.maxt = timeRange(all)
+	st.timesAt = time.Now()
+	return st.mint, st.maxt
 }
 
 // labelStat is what one label name costs.
@@ -73,8 +100,19 @@ func (v *tenantStore) Cardinality(_ context.Context, req storage.CardinalityRequ
 	}
 	if !req.AllTime() {
 		req.Start = max(req.Start, v.st.retentionCutoff(v.id, time.Now()))
+		if mint, maxt := t.times(); req.Start <= mint && req.End >= maxt {
+			req.Start, req.End = 0, 0 // the range holds every sample
+		}
 	}
-	if len(req.Matchers) == 0 && req.AllTime() && !req.Active {
+	if req.Active {
+		t.mu.RLock()
+		all := t.active.Load() >= int64(len(t.all))
+		t.mu.RUnlock()
+		if all {
+			req.Active = false // every series is active
+		}
+	}
+	if len(req.Matchers) == 0 && req.AllTime() && !req.Active && !req.ListSeries {
 		return t.statsCardinality(req), nil
 	}
 	return t.selectedCardinality(req), nil
@@ -85,8 +123,8 @@ func (t *tenant) statsCardinality(req storage.CardinalityRequest) storage.Cardin
 	var c storage.Cardinality
 	var names []string
 	var byLabel, seriesByLabel, mem []storage.Count
+	c.MinTime, c.MaxTime = t.times()
 	t.mu.RLock()
-	all := slices.Clone(t.all)
 	c.NumSeries = uint64(len(t.all))
 	c.NumLabelPairs = t.stats.pairs
 	c.NumLabelNames = len(t.postings)
@@ -124,7 +162,9 @@ func (t *tenant) statsCardinality(req storage.CardinalityRequest) storage.Cardin
 		t.mu.RUnlock()
 	}
 	c.ByLabelPair = top.counts()
-	c.MinTime, c.MaxTime = timeRange(all)
+	if c.NumSeries == 0 {
+		c.MinTime, c.MaxTime = 0, 0
+	}
 	return c
 }
 
