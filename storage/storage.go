@@ -123,6 +123,9 @@ type CardinalityRequest struct {
 	// ListSeries fills Series with the selected series' labels, at most
 	// Limit of them.
 	ListSeries bool
+	// TotalOnly wants NumSeries (of every series, or the active count
+	// with Active) and BytesStored only: usage reports.
+	TotalOnly bool
 }
 
 // AllTime reports whether the request covers all retained data.
@@ -149,6 +152,9 @@ type Cardinality struct {
 	Series []labels.Labels
 	// Approximate is set when counts are estimates (see the backend).
 	Approximate bool
+	// BytesStored estimates the bytes the tenant's data takes on disk
+	// (with TotalOnly; see the backend for how).
+	BytesStored uint64
 }
 
 // LabelValues is the cardinality of one label name.

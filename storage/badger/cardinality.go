@@ -93,10 +93,26 @@ func (st *indexStats) remove(l labels.Label) {
 // the index lock (the lock is taken per label name). Otherwise it
 // selects the candidate series with the postings, copies them out under
 // the read lock and counts them without it.
-func (v *tenantStore) Cardinality(_ context.Context, req storage.CardinalityRequest) (storage.Cardinality, error) {
+func (v *tenantStore) Cardinality(ctx context.Context, req storage.CardinalityRequest) (storage.Cardinality, error) {
 	t, err := v.st.tenantFor(v.id, false)
 	if err != nil || t == nil {
 		return storage.Cardinality{}, err
+	}
+	if req.TotalOnly {
+		var c storage.Cardinality
+		if req.Active {
+			n, err := v.st.activeSeries(ctx, v.id)
+			if err != nil {
+				return c, err
+			}
+			c.NumSeries = uint64(n)
+		} else {
+			t.mu.RLock()
+			c.NumSeries = uint64(len(t.all))
+			t.mu.RUnlock()
+		}
+		c.BytesStored = v.st.tenantBytes(t.num)
+		return c, nil
 	}
 	if !req.AllTime() {
 		req.Start = max(req.Start, v.st.retentionCutoff(v.id, time.Now()))
@@ -371,4 +387,43 @@ func (h *pairHeap) Pop() any {
 	x := old[len(old)-1]
 	*h = old[:len(old)-1]
 	return x
+}
+
+// tenantBytes estimates the bytes tenant num's keys take on disk, from
+// Badger's table metadata (no key is read): the tables whose keys all
+// belong to the tenant count whole; a table spanning several tenants of
+// one key kind is split evenly between the tenants in its key range.
+// Tables between kinds (rare: at most one per kind boundary) and the value
+// log (values above the value threshold, which chunks stay under) are not
+// counted. The memtables are not either: data reaches the tables within
+// a memtable's size.
+func (s *Store) tenantBytes(num uint32) uint64 {
+	var total float64
+	for _, ti := range s.db.Tables() {
+		lk, lt, lok := keyTenant(ti.Left)
+		rk, rt, rok := keyTenant(ti.Right)
+		if !lok || !rok || lk != rk || num < lt || num > rt {
+			continue
+		}
+		total += float64(ti.OnDiskSize) / float64(rt-lt+1)
+	}
+	return uint64(total)
+}
+
+// keyTenant reads the kind and tenant number a key starts with.
+func keyTenant(key []byte) (kind byte, num uint32, ok bool) {
+	p := tenantPrefix(kindChunk, 0)
+	if len(key) < len(p) {
+		return 0, 0, false
+	}
+	kind = key[0]
+	switch kind {
+	case kindSeries, kindHead, kindChunk:
+	default:
+		return 0, 0, false
+	}
+	for _, b := range key[1:len(p)] {
+		num = num<<8 | uint32(b)
+	}
+	return kind, num, true
 }

@@ -18,16 +18,20 @@ import (
 
 // Cardinality reports the statistics of the tenant's series req selects.
 //
-// With no matcher, or matchers on the metric name only, it reads the
-// maintained statistics (series_stats, schema_stats.go): rows per (day,
-// metric, label pair), so its cost follows the tenant's distinct label
-// pairs, not its series or samples. Days are UTC: a time range is widened
-// to whole days, all time means the retained days (retentionCutoff). Other
-// matchers select the series from the series table (as label queries do)
-// and count them there. Series deleted for good (forgetSeries) are
+// Without matchers it reads the maintained statistics (series_stats,
+// schema_stats.go): rows per (day, label pair), so its cost follows the
+// tenant's distinct label pairs, not its series or samples. Days are UTC: a time range is widened
+// to whole days, all time means the retained days (retentionCutoff).
+// Matchers select the series from the series table (as label queries do)
+// and count them there: fast for a metric name (the table's key starts
+// with it), in proportion to the tenant's series rows in the range for
+// other labels. Series deleted for good (forgetSeries) are
 // subtracted. The counts are uniq estimates (see schema_stats.go).
 func (ts *tenantStore) Cardinality(ctx context.Context, req storage.CardinalityRequest) (storage.Cardinality, error) {
 	s := ts.s
+	if req.TotalOnly {
+		return ts.usage(ctx, req)
+	}
 	now := time.Now()
 	d1, d2 := int32(math.MinInt32), int32(math.MaxInt32)
 	if cut := s.retentionCutoff(ts.id, now); cut != math.MinInt64 {
@@ -45,7 +49,7 @@ func (ts *tenantStore) Cardinality(ctx context.Context, req storage.CardinalityR
 		return c, nil
 	}
 	var err error
-	if metricOnly(req.Matchers) {
+	if len(req.Matchers) == 0 {
 		c, err = ts.statsCardinality(ctx, req, d1, d2)
 	} else {
 		c, err = ts.seriesCardinality(ctx, req, d1, d2)
@@ -86,19 +90,6 @@ func dayOf(t int64) int32 {
 	return int32(max(min(d, math.MaxInt32), math.MinInt32))
 }
 
-// metricOnly reports whether every matcher of sets is on the metric name
-// (the statistics have the metric name as a column).
-func metricOnly(sets [][]*labels.Matcher) bool {
-	for _, ms := range sets {
-		for _, m := range ms {
-			if m.Name != labels.MetricName {
-				return false
-			}
-		}
-	}
-	return true
-}
-
 // setsSQL is the condition of matcher sets on a row with a metric_name
 // column (and, for other labels, label_names and label_values): any set,
 // all its matchers.
@@ -126,15 +117,14 @@ func (ts *tenantStore) statsCardinality(ctx context.Context, req storage.Cardina
 	s := ts.s
 	tenant := "tenant = " + quote(string(ts.id))
 	days := fmt.Sprintf("day >= %d AND day <= %d", d1, d2)
-	cond := setsSQL(req.Matchers)
 	// Series deleted for good that may count in these days.
-	forgotten := fmt.Sprintf("SELECT n AS label_name, v AS label_value, -toInt64(uniqExact(fingerprint)) AS c FROM %s ARRAY JOIN label_names AS n, label_values AS v WHERE %s AND first_day <= %d AND last_day >= %d AND %s GROUP BY n, v",
-		s.schema.table(forgottenTable), tenant, d2, d1, cond)
-	pairs := fmt.Sprintf("SELECT label_name, label_value, sum(c) AS c FROM (SELECT label_name, label_value, toInt64(uniqMerge(series)) AS c FROM %s WHERE %s AND %s AND %s GROUP BY label_name, label_value UNION ALL %s) GROUP BY label_name, label_value HAVING c > 0",
-		s.schema.table(statsTable), tenant, days, cond, forgotten)
+	forgotten := fmt.Sprintf("SELECT n AS label_name, v AS label_value, -toInt64(uniqExact(fingerprint)) AS c FROM %s ARRAY JOIN label_names AS n, label_values AS v WHERE %s AND first_day <= %d AND last_day >= %d GROUP BY n, v",
+		s.schema.table(forgottenTable), tenant, d2, d1)
+	pairs := fmt.Sprintf("SELECT label_name, label_value, sum(c) AS c FROM (SELECT label_name, label_value, toInt64(uniqMerge(series)) AS c FROM %s WHERE %s AND %s GROUP BY label_name, label_value UNION ALL %s) GROUP BY label_name, label_value HAVING c > 0",
+		s.schema.table(statsTable), tenant, days, forgotten)
 	return ts.pairCardinality(ctx, req, pairs, fmt.Sprintf(
-		"SELECT minMerge(min_ts), maxMerge(max_hour) FROM %s WHERE %s AND %s AND %s AND label_name = '__name__'",
-		s.schema.table(statsTable), tenant, days, cond))
+		"SELECT minMerge(min_ts), maxMerge(max_hour) FROM %s WHERE %s AND %s AND label_name = '__name__'",
+		s.schema.table(statsTable), tenant, days))
 }
 
 // seriesCardinality answers req from the series table: the series rows of
@@ -143,7 +133,11 @@ func (ts *tenantStore) seriesCardinality(ctx context.Context, req storage.Cardin
 	s := ts.s
 	h1, h2 := int64(d1)*24, int64(d2)*24+23
 	h1, h2 = max(h1, math.MinInt32), min(h2, math.MaxInt32)
-	where := fmt.Sprintf("tenant = %s AND hour >= %d AND hour <= %d AND (%s)", quote(string(ts.id)), h1, h2, setsSQL(req.Matchers))
+	tenant := quote(string(ts.id))
+	// Series deleted for good are left out; series_forgotten is sharded
+	// as the series table, so its local table serves the subquery.
+	where := fmt.Sprintf("tenant = %s AND hour >= %d AND hour <= %d AND (%s) AND fingerprint NOT IN (SELECT fingerprint FROM %s WHERE tenant = %s AND last_day >= %d)",
+		tenant, h1, h2, setsSQL(req.Matchers), s.schema.table(s.schema.storageTable(forgottenTable)), tenant, d1)
 	perSeries := fmt.Sprintf("(SELECT fingerprint, any(label_names) AS ln, any(label_values) AS lv FROM %s WHERE %s GROUP BY fingerprint)", s.schema.table(seriesTable), where)
 	pairs := fmt.Sprintf("SELECT label_name, label_value, toInt64(count()) AS c FROM %s ARRAY JOIN ln AS label_name, lv AS label_value GROUP BY label_name, label_value", perSeries)
 	return ts.pairCardinality(ctx, req, pairs, fmt.Sprintf(
@@ -425,4 +419,49 @@ func floorDiv(a, b int32) int32 {
 		q--
 	}
 	return q
+}
+
+// usage answers a TotalOnly request: the active series count (active.go)
+// or the statistics' series total, and BytesStored estimated as the
+// tenant's rows in the samples and series tables times each table's
+// compressed bytes per row (system.parts of the server queried, over its
+// active parts; in cluster mode one node's ratio stands for all). Counting
+// the tenant's rows reads its part of the tenant column, the first of the
+// primary key.
+func (ts *tenantStore) usage(ctx context.Context, req storage.CardinalityRequest) (storage.Cardinality, error) {
+	s := ts.s
+	var c storage.Cardinality
+	if req.Active {
+		n, err := s.activeSeries(ctx, ts.id)
+		if err != nil {
+			return c, err
+		}
+		c.NumSeries = uint64(n)
+	} else {
+		all, err := ts.Cardinality(ctx, storage.CardinalityRequest{Limit: 1})
+		if err != nil {
+			return c, err
+		}
+		c.NumSeries = all.NumSeries
+	}
+	for _, table := range []string{samplesTable, seriesTable} {
+		sql := fmt.Sprintf("SELECT (SELECT count() FROM %s WHERE tenant = %s), (SELECT toFloat64(sum(bytes_on_disk)) / greatest(sum(rows), 1) FROM system.parts WHERE database = %s AND table = %s AND active)",
+			s.schema.table(table), quote(string(ts.id)), quote(s.schema.db), quote(s.schema.storageTable(table)))
+		rows, err := s.query(ctx, "usage", sql)
+		if err != nil {
+			return c, err
+		}
+		var n uint64
+		var perRow float64
+		if rows.Next() {
+			err = rows.Scan(&n, &perRow)
+		}
+		rows.Close()
+		if err != nil {
+			return c, s.readFailed("usage", fmt.Errorf("usage: %w", err))
+		}
+		c.BytesStored += uint64(float64(n) * perRow)
+	}
+	c.Approximate = true
+	return c, nil
 }
