@@ -41,6 +41,8 @@ type Store struct {
 	tenantsMu sync.Mutex
 	tenants   map[tenancy.ID]*tenantState
 
+	stats statsCache // cardinality snapshots (cardinality.go)
+
 	cancel    context.CancelFunc
 	bg        sync.WaitGroup
 	closeOnce sync.Once
