@@ -1,6 +1,7 @@
 package clickhouse
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 	"testing"
@@ -79,4 +80,30 @@ func TestForgetSeries(t *testing.T) {
 	require.Equal(t, uint64(7), card("a", storage.CardinalityRequest{Limit: 5, Start: 3 * day, End: 4*day - 1}).NumSeries, "on the last day")
 	require.Equal(t, uint64(7), card("a", storage.CardinalityRequest{Limit: 5, Matchers: [][]*labels.Matcher{{labels.MustNewMatcher(labels.MatchRegexp, "__name__", "metric_0.")}}}).NumSeries, "with a metric matcher")
 	require.Equal(t, uint64(10), card("b", storage.CardinalityRequest{Limit: 5}).NumSeries, "another tenant's series with the same labels still count")
+}
+
+// TestStatsMigration opens a store on a database of the release before
+// the statistics (migrations 1 to 5) holding series rows: migration 7
+// fills the statistics from them, and the store counts them.
+func TestStatsMigration(t *testing.T) {
+	cfg := testConfig(t)
+	conn := testConn(t)
+	ctx := t.Context()
+	info, err := detectServer(ctx, connRunner{conn})
+	require.NoError(t, err)
+	old := schema{db: cfg.Database, info: info}
+	applied, err := old.migrateThrough(ctx, connRunner{conn}, migrations[:5])
+	require.NoError(t, err)
+	require.Equal(t, []int{1, 2, 3, 4, 5}, applied)
+	for i := range 3 {
+		lset := storagetest.CardinalityScaleSeries(i)
+		fp, _ := fingerprint("m", lset, nil)
+		require.NoError(t, conn.Exec(ctx, fmt.Sprintf("INSERT INTO %s (tenant, hour, min_ts, fingerprint, metric_name, label_names, label_values) SELECT 'm', %d, 1000, toUInt64(%d), %s, ['__name__', 'instance', 'job'], [%s, %s, %s]",
+			old.table(seriesTable), i, fp, quote(lset.Get("__name__")), quote(lset.Get("__name__")), quote(lset.Get("instance")), quote(lset.Get("job")))))
+	}
+	s := openStore(t, cfg)
+	c, err := s.ForTenant("m").Cardinality(ctx, storage.CardinalityRequest{Limit: 10, LabelNames: []string{"job"}})
+	require.NoError(t, err)
+	require.Equal(t, uint64(3), c.NumSeries, "the backfill counts the series written before the migration")
+	require.Equal(t, []storage.LabelValues{{Name: "job", NumValues: 1, NumSeries: 3, Values: []storage.Count{{Name: "job-0", Value: 3}}}}, c.LabelValues)
 }

@@ -19,7 +19,7 @@ func (s *Store) applyRetention(ctx context.Context, now time.Time) error {
 	cutoffDay := (now.Add(-s.cfg.Retention).UnixMilli()) / msPerDay
 	return s.onEachNode(ctx, func(conn driver.Conn) error {
 		var errs []error
-		for _, table := range []string{samplesTable, seriesTable} {
+		for _, table := range []string{samplesTable, seriesTable, statsTable} { // statsTable: partitioned by day too (schema_stats.go)
 			local := s.schema.storageTable(table)
 			q := fmt.Sprintf("SELECT DISTINCT partition FROM system.parts WHERE database = %s AND table = %s AND active", quote(s.schema.db), quote(local))
 			parts, err := s.queryStrings(ctx, conn, q)
