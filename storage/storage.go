@@ -121,7 +121,7 @@ type CardinalityRequest struct {
 	// LabelNames fill LabelValues: per name, series per value.
 	LabelNames []string
 	// ListSeries fills Series with the selected series' labels, at most
-	// Limit of them.
+	// Limit of them, and nothing else.
 	ListSeries bool
 	// TotalOnly wants NumSeries (of every series, or the active count
 	// with Active) and BytesStored only: usage reports.

@@ -230,6 +230,15 @@ func (t *tenant) selectedCardinality(req storage.CardinalityRequest) storage.Car
 	sel = out
 
 	var c storage.Cardinality
+	if req.ListSeries {
+		for _, s := range sel {
+			if req.Limit > 0 && len(c.Series) >= req.Limit {
+				break
+			}
+			c.Series = append(c.Series, s.lset)
+		}
+		return c
+	}
 	c.NumSeries = uint64(len(sel))
 	type nameAcc struct {
 		values        map[string]uint64
@@ -284,14 +293,6 @@ func (t *tenant) selectedCardinality(req storage.CardinalityRequest) storage.Car
 			lv.NumValues, lv.NumSeries = uint64(len(a.values)), a.series
 		}
 		c.LabelValues = append(c.LabelValues, lv)
-	}
-	if req.ListSeries {
-		for _, s := range sel {
-			if req.Limit > 0 && len(c.Series) >= req.Limit {
-				break
-			}
-			c.Series = append(c.Series, s.lset)
-		}
 	}
 	c.MinTime, c.MaxTime = timeRange(sel)
 	return c

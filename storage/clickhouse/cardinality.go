@@ -51,6 +51,17 @@ func (ts *tenantStore) Cardinality(ctx context.Context, req storage.CardinalityR
 		return c, nil
 	}
 	var err error
+	if req.ListSeries {
+		start, end := int64(d1)*msPerDay, int64(d2)*msPerDay+msPerDay-1
+		if d1 == math.MinInt32 || req.Active {
+			start = max(math.MinInt64, s.retentionCutoff(ts.id, now))
+		}
+		if d2 == math.MaxInt32 {
+			end = math.MaxInt64
+		}
+		c.Series, err = ts.listSeries(ctx, req, start, end)
+		return c, err
+	}
 	if len(req.Matchers) == 0 {
 		c, err = ts.statsCardinality(ctx, req, d1, d2)
 	} else {
@@ -67,18 +78,6 @@ func (ts *tenantStore) Cardinality(ctx context.Context, req storage.CardinalityR
 			return c, err
 		}
 		c.NumSeries = uint64(n)
-	}
-	if req.ListSeries {
-		start, end := int64(d1)*msPerDay, int64(d2)*msPerDay+msPerDay-1
-		if d1 == math.MinInt32 || req.Active {
-			start = max(math.MinInt64, s.retentionCutoff(ts.id, now))
-		}
-		if d2 == math.MaxInt32 {
-			end = math.MaxInt64
-		}
-		if c.Series, err = ts.listSeries(ctx, req, start, end); err != nil {
-			return c, err
-		}
 	}
 	return c, nil
 }
