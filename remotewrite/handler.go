@@ -336,7 +336,13 @@ func (h *Handler) Serve(r *http.Request, t storage.Tenant) (any, error) {
 			h.g.logger.DebugContext(r.Context(), "remote write refused", "tenant", t.ID(), "status", status, "err", err)
 		}
 	}
+	if res.duplicate { // HA pairs: accepted, not stored
+		status = http.StatusAccepted
+	}
 	h.g.Answered(t.ID(), status)
+	if res.duplicate && err == nil {
+		return haDuplicate{res}, nil
+	}
 	if res.proto == rw2 {
 		return v2Answer{res.stored, err}, nil
 	}
@@ -488,8 +494,9 @@ func readBody(r *http.Request, buf []byte, limit int64) ([]byte, error) {
 // writeResult is what a remote write request got: its protocol, once
 // negotiated, and what was stored.
 type writeResult struct {
-	proto  protocol
-	stored written
+	proto     protocol
+	stored    written
+	duplicate bool // of an HA replica not elected: answered 202, nothing stored
 }
 
 func (h *Handler) write(r *http.Request, t storage.Tenant) (writeResult, error) {
@@ -572,6 +579,12 @@ func (h *Handler) write(r *http.Request, t storage.Tenant) (writeResult, error) 
 		return res, apierror.Wrap(apierror.InvalidArgument, err, "decode remote write request")
 	}
 	floats, histograms := countSamples(series)
+	if res.duplicate, err = g.Dedupe(r.Context(), id, series); err != nil || res.duplicate {
+		if res.duplicate { // as written, by the elected replica
+			res.stored = written{samples: floats, histograms: histograms, exemplars: countExemplars(series)}
+		}
+		return res, err
+	}
 	if err := g.Allow(id, floats+histograms); err != nil {
 		return res, err
 	}

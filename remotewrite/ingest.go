@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net/http"
 	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -188,6 +191,7 @@ type Ingester struct {
 	states    sync.Pool // of *writeState
 	pending   *pendingMetadata
 	startZero *storage.StartZeroCache // nil without --ingest.created-timestamp-zero-ingestion
+	ha        HATracker               // nil: no HA-pair deduplication (SetHATracker)
 }
 
 // NewIngester returns the write path bounded by cfg, rate limited by
@@ -426,3 +430,85 @@ func (g *Ingester) Accepted(id tenancy.ID, samples, exemplars, exemplarsRefused 
 // about the sample or series ls (a client error), or nil when the store
 // itself failed (then roll back and fail the request).
 func StoreRejection(err error, ls []Label) *Rejection { return storeRejection(err, ls) }
+
+// HATracker elects the replica of each Prometheus HA pair whose writes
+// are stored; tenancy.HATracker is one. It must be safe for concurrent
+// use.
+type HATracker interface {
+	// Labels returns the cluster and replica label names of tenant id,
+	// ok false when the tenant does not accept HA samples.
+	Labels(id tenancy.ID) (cluster, replica string, ok bool)
+	// Check returns nil when the writes of replica of cluster are
+	// stored, an error wrapping tenancy.ErrHADuplicate when they are
+	// not (another replica is elected), or why it cannot tell.
+	Check(ctx context.Context, id tenancy.ID, cluster, replica string) error
+}
+
+// SetHATracker makes g deduplicate the remote writes of Prometheus HA
+// pairs through h (see Dedupe). Call it before serving.
+func (g *Ingester) SetHATracker(h HATracker) { g.ha = h }
+
+// Dedupe applies HA-pair deduplication to series, a write of tenant id,
+// as Mimir does: when the tenant accepts HA samples and the first series
+// carries both its cluster and its replica label, a write of a replica
+// that is not elected is a duplicate (store nothing, answer 202), and
+// the elected replica's series lose the replica label, in place. Writes
+// without both labels pass unchanged.
+func (g *Ingester) Dedupe(ctx context.Context, id tenancy.ID, series []TimeSeries) (duplicate bool, err error) {
+	if g.ha == nil || len(series) == 0 {
+		return false, nil
+	}
+	clusterLabel, replicaLabel, ok := g.ha.Labels(id)
+	if !ok {
+		return false, nil
+	}
+	var cluster, replica string
+	for _, l := range series[0].Labels {
+		switch l.Name {
+		case clusterLabel:
+			cluster = l.Value
+		case replicaLabel:
+			replica = l.Value
+		}
+	}
+	if cluster == "" || replica == "" {
+		return false, nil
+	}
+	// Copies: the labels point into the request's buffer, reused by the
+	// next, and the tracker keeps them.
+	switch err := g.ha.Check(ctx, id, strings.Clone(cluster), strings.Clone(replica)); {
+	case errors.Is(err, tenancy.ErrHADuplicate):
+		return true, nil
+	case errors.Is(err, tenancy.ErrHAClusters):
+		return false, apierror.Limit(apierror.InvalidArgument, tenancy.HAClustersSetting(), "%v", err)
+	case err != nil:
+		return false, err
+	}
+	for i := range series {
+		series[i].Labels = slices.DeleteFunc(series[i].Labels, func(l Label) bool { return l.Name == replicaLabel })
+	}
+	return false, nil
+}
+
+// haDuplicate answers a remote write of an HA replica that is not
+// elected, as Mimir does: 202, nothing stored. To remote write 2.0 it
+// reports the request's counts as written, as they are by the elected
+// replica: a standby Prometheus then records no failed samples.
+type haDuplicate struct{ res writeResult }
+
+func (d haDuplicate) Respond(w http.ResponseWriter, _ *http.Request) error {
+	if d.res.proto == rw2 {
+		setWritten(w.Header(), d.res.stored)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusAccepted)
+	_, _ = io.WriteString(w, "HA replica not elected: samples accepted, not stored\n")
+	return nil
+}
+
+func countExemplars(series []TimeSeries) (n int) {
+	for i := range series {
+		n += len(series[i].Exemplars)
+	}
+	return n
+}

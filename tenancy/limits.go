@@ -62,6 +62,9 @@ type TenantLimits struct {
 
 	// OTLP is how the tenant's OTLP metrics are translated.
 	OTLP OTLPTranslation `yaml:",inline"`
+
+	// HA is the tenant's HA-pair deduplication (ha.go).
+	HA HALimits `yaml:",inline"`
 }
 
 // DefaultTenantLimits are the limits of a tenant without an override. They
@@ -94,6 +97,7 @@ func DefaultTenantLimits() TenantLimits {
 		MaxExemplars:         100_000,
 		MaxMetadata:          10_000,
 		OTLP:                 DefaultOTLPTranslation(),
+		HA:                   DefaultHALimits(),
 	}
 }
 
@@ -138,6 +142,9 @@ func (tl TenantLimits) Validate() error {
 		}
 	}
 	if err := tl.OTLP.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := tl.HA.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -185,6 +192,7 @@ func (c *LimitsConfig) RegisterFlags(f *flag.FlagSet) {
 	f.IntVar(&c.MaxExemplars, "limits.max-exemplars", d.MaxExemplars, "Exemplars each tenant keeps; beyond it the oldest are dropped first."+o+"max_exemplars.")
 	f.IntVar(&c.MaxMetadata, "limits.max-metadata", d.MaxMetadata, "Metric families whose metadata (type, help, unit) each tenant keeps; metadata of further families is dropped, their samples are kept."+o+"max_metadata.")
 	c.OTLP.registerFlags(f)
+	c.HA.registerFlags(f)
 	f.StringVar(&c.OverridesFile, "limits.overrides-file", c.OverridesFile, "YAML file of per-tenant limit overrides (overrides: {TENANT: {ingestion_rate: N, ...}}), reloaded when it changes (replace it atomically, e.g. write a new file and rename it) and on SIGHUP.")
 }
 
@@ -218,6 +226,7 @@ type tenantOverride struct {
 	MaxMetadata  *int `yaml:"max_metadata,omitempty"`
 
 	otlpOverride `yaml:",inline"`
+	haOverride   `yaml:",inline"`
 }
 
 func (o tenantOverride) apply(tl TenantLimits) TenantLimits {
@@ -247,6 +256,7 @@ func (o tenantOverride) apply(tl TenantLimits) TenantLimits {
 	set(&tl.MaxExemplars, o.MaxExemplars)
 	set(&tl.MaxMetadata, o.MaxMetadata)
 	tl.OTLP = o.otlpOverride.apply(tl.OTLP)
+	tl.HA = o.haOverride.apply(tl.HA)
 	return tl
 }
 

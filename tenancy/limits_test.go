@@ -122,6 +122,7 @@ func TestLimitsConfig(t *testing.T) {
 			"otlp.translation-strategy", "otlp.promote-resource-attributes", "otlp.promote-all-resource-attributes",
 			"otlp.ignore-resource-attributes", "otlp.keep-identifying-resource-attributes", "otlp.convert-histograms-to-nhcb",
 			"otlp.promote-scope-metadata", "otlp.label-name-underscore-sanitization", "otlp.label-name-preserve-multiple-underscores",
+			"limits.accept-ha-samples", "limits.ha-cluster-label", "limits.ha-replica-label", "limits.ha-max-clusters",
 		}, names)
 		require.Equal(t, tenancy.DefaultLimitsConfig(), cfg)
 		require.NoError(t, cfg.Validate())
@@ -136,7 +137,7 @@ func TestLimitsConfig(t *testing.T) {
 			IngestionRate: 1.5, IngestionBurst: 2, RequestRate: 3, RequestBurst: 4, MaxActiveSeries: 5, MaxSeriesPerQuery: 6,
 			MaxSamplesPerQuery: 7, QueryRate: 8, QueryBurst: 9, MaxConcurrentQueries: 10,
 			MaxQueryLength: 11, MaxSubquerySteps: 12, MaxSubqueryTotalSteps: 13, MaxExemplars: 14, MaxMetadata: 15,
-			OTLP: tenancy.DefaultOTLPTranslation(),
+			OTLP: tenancy.DefaultOTLPTranslation(), HA: tenancy.DefaultHALimits(),
 		}, OverridesFile: "o.yaml"}, cfg)
 	})
 	tests := []struct {
@@ -212,7 +213,7 @@ overrides:
     max_subquery_total_steps: 13
     max_exemplars: 14
     max_metadata: 15
-`, map[tenancy.ID]tenancy.TenantLimits{"t": {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, tenancy.DefaultOTLPTranslation()}}, ""},
+`, map[tenancy.ID]tenancy.TenantLimits{"t": {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, tenancy.DefaultOTLPTranslation(), d.HA}}, ""},
 		{"unknown key", "overrides:\n  acme:\n    ingestion_rat: 5\n", nil, "ingestion_rat"},
 		{"unknown top-level key", "override:\n  acme: {}\n", nil, "override"},
 		{"invalid tenant", "overrides:\n  'acme corp': {ingestion_rate: 5}\n", nil, "acme corp"},

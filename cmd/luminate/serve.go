@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -55,6 +56,7 @@ type serveConfig struct {
 	otlp       otlp.Config
 	query      promql.Config
 	remoteRead remoteread.Config
+	ha         tenancy.HAConfig
 
 	// What tenants and strangers can see (issue #10).
 	internalListenAddress string
@@ -99,6 +101,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	c.otlp.RegisterFlags(fs)
 	c.query.RegisterFlags(fs)
 	c.remoteRead.RegisterFlags(fs)
+	c.ha.RegisterFlags(fs)
 
 	fs.StringVar(&c.internalListenAddress, "http.internal-listen-address", "",
 		"If set, a second address serving /metrics, the detailed /api/v1/status/health, the health probes and (with --debug.pprof) /debug/pprof/ WITHOUT authentication, for Prometheus and operators; nothing else is served there. "+
@@ -166,7 +169,7 @@ func (c *serveConfig) validate() error {
 	if c.createDevSecret && c.auth.HMACSecretFile == "" {
 		errs = append(errs, errors.New("--auth.jwt.create-dev-secret needs --auth.jwt.hmac-secret-file to name the file to create"))
 	}
-	errs = append(errs, c.auth.Validate(), c.limits.Validate(), c.ingest.Validate(), c.otlp.Validate(), c.query.Validate(), c.remoteRead.Validate())
+	errs = append(errs, c.auth.Validate(), c.limits.Validate(), c.ingest.Validate(), c.otlp.Validate(), c.query.Validate(), c.remoteRead.Validate(), c.ha.Validate())
 	if c.readTimeout < 0 {
 		errs = append(errs, fmt.Errorf("--%s=%s: must not be negative", api.ReadTimeoutFlag, c.readTimeout))
 	}
@@ -271,7 +274,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	cfg.clickhouse.ExemplarLimits, cfg.clickhouse.MetadataLimits = limits.MaxExemplars, limits.MaxMetadata
 	cfg.clickhouse.MaxSeriesPerQuery = limits.MaxSeriesPerQuery   // a select reads at most one series past it
 	cfg.clickhouse.MaxSamplesPerQuery = limits.MaxSamplesPerQuery // and at most one batch of samples past this
-	store, err := openStore(cfg, logger, reg)
+	haStore := &openedHAStore{}
+	store, err := openStore(cfg, logger, reg, haStore)
 	if err != nil {
 		return err
 	}
@@ -319,6 +323,17 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	// The remote write, native write and OTLP share one Ingester: one
 	// in-flight budget, its decode slots and counters.
 	ingester := remotewrite.NewIngester(cfg.ingest, limits, logger.With("component", "ingest"), reg)
+	// HA pairs (--limits.accept-ha-samples): the elections in memory on
+	// Badger, in ClickHouse's ha_elections table for the pods sharing it.
+	var haElections tenancy.HAStore = tenancy.NewMemoryHAStore()
+	if cfg.backend == backendClickHouse {
+		haElections = haStore
+	}
+	haTracker, err := tenancy.NewHATracker(cfg.ha, haElections, limits.HA, logger.With("component", "ha"), reg)
+	if err != nil {
+		return err
+	}
+	ingester.SetHATracker(haTracker)
 	otlpCfg := cfg.otlp
 	otlpCfg.LookbackDelta = cfg.query.LookbackDelta
 	routes := dataRoutes(
@@ -419,7 +434,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 // second luminate on it refuses to start). Opening itself (Badger's WAL
 // replay, ClickHouse's connection and migrations) failing ends the
 // process: see waitForStore.
-func openStore(cfg *serveConfig, logger *slog.Logger, reg prometheus.Registerer) (*storage.Opening, error) {
+func openStore(cfg *serveConfig, logger *slog.Logger, reg prometheus.Registerer, ha *openedHAStore) (*storage.Opening, error) {
 	switch cfg.backend {
 	case backendBadger:
 		r, err := badger.Open(cfg.badger, logger.With("component", "badger"), reg)
@@ -434,7 +449,11 @@ func openStore(cfg *serveConfig, logger *slog.Logger, reg prometheus.Registerer)
 		}, r.Status), nil
 	case backendClickHouse:
 		return storage.OpenInBackground(func(context.Context) (storage.MetricsStore, error) {
-			return clickhouse.New(cfg.clickhouse, logger.With("component", "clickhouse"), reg)
+			s, err := clickhouse.New(cfg.clickhouse, logger.With("component", "clickhouse"), reg)
+			if err == nil {
+				ha.store.Store(s.HAStore())
+			}
+			return s, err
 		}, func() string { return "connecting to ClickHouse and migrating its schema" }), nil
 	}
 	return nil, fmt.Errorf("unknown --storage.backend=%q", cfg.backend)
@@ -545,4 +564,41 @@ func (s *internalServer) stop(error) {
 	if err := s.srv.Shutdown(sctx); err != nil {
 		_ = s.srv.Close()
 	}
+}
+
+// openedHAStore is the ClickHouse store's HA elections once it is open;
+// until then its calls fail as the store's do (503 with Retry-After).
+type openedHAStore struct {
+	store atomic.Pointer[clickhouse.HAStore]
+}
+
+func (o *openedHAStore) get() (*clickhouse.HAStore, error) {
+	if s := o.store.Load(); s != nil {
+		return s, nil
+	}
+	return nil, &storage.StartingError{Status: "connecting to ClickHouse and migrating its schema"}
+}
+
+func (o *openedHAStore) Get(ctx context.Context, id tenancy.ID, cluster string) (tenancy.HAElection, bool, error) {
+	s, err := o.get()
+	if err != nil {
+		return tenancy.HAElection{}, false, err
+	}
+	return s.Get(ctx, id, cluster)
+}
+
+func (o *openedHAStore) Elect(ctx context.Context, id tenancy.ID, cluster string, term uint64, replica string, now time.Time) (tenancy.HAElection, error) {
+	s, err := o.get()
+	if err != nil {
+		return tenancy.HAElection{}, err
+	}
+	return s.Elect(ctx, id, cluster, term, replica, now)
+}
+
+func (o *openedHAStore) Seen(ctx context.Context, id tenancy.ID, cluster string, e tenancy.HAElection, now time.Time) error {
+	s, err := o.get()
+	if err != nil {
+		return err
+	}
+	return s.Seen(ctx, id, cluster, e, now)
 }

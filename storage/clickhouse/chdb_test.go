@@ -160,7 +160,7 @@ func TestModernEngine(t *testing.T) {
 	sc := schema{db: legacy.schema.db, info: info, retention: 90 * 24 * time.Hour}
 	applied, err := sc.migrate(ctx, modern)
 	require.NoError(t, err)
-	require.Equal(t, []int{1, 2, 3, 4, 5, 7}, applied)
+	require.Equal(t, []int{1, 2, 3, 4, 5, 7, 8}, applied)
 	applied, err = sc.migrate(ctx, modern)
 	require.NoError(t, err)
 	require.Empty(t, applied, "migrations are recorded")

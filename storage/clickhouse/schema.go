@@ -301,6 +301,7 @@ var migrations = []migration{
 	{5, "start timestamps in the samples table", func(s schema) []string { return s.stMigration() }},
 	// 7 (provisional, issue 14): the cardinality statistics (schema_stats.go).
 	{7, "cardinality statistics", func(s schema) []string { return s.statsMigration() }},
+	{8, "HA election table", func(s schema) []string { return s.haDDL() }}, // provisional number (h14-ha)
 }
 
 // decimalColumnsDDL adds the digits and scale columns to table; codecs only on
