@@ -107,3 +107,31 @@ func TestStatsMigration(t *testing.T) {
 	require.Equal(t, uint64(3), c.NumSeries, "the backfill counts the series written before the migration")
 	require.Equal(t, []storage.LabelValues{{Name: "job", NumValues: 1, NumSeries: 3, Values: []storage.Count{{Name: "job-0", Value: 3}}}}, c.LabelValues)
 }
+
+// TestUsageTotals: the usage request counts the tenant's active series
+// and estimates its bytes from its rows.
+func TestUsageTotals(t *testing.T) {
+	s := newTestStore(t)
+	for _, id := range []tenancy.ID{"big", "small"} {
+		n := 1000
+		if id == "small" {
+			n = 10
+		}
+		app := s.ForTenant(id).AppenderV2(t.Context())
+		for i := range n {
+			for j := range 10 {
+				_, err := app.Append(0, storagetest.CardinalityScaleSeries(i), 0, time.Now().UnixMilli()-int64(j)*1000, float64(j), nil, nil, promstorage.AOptions{})
+				require.NoError(t, err)
+			}
+		}
+		require.NoError(t, app.Commit())
+	}
+	big, err := s.ForTenant("big").Cardinality(t.Context(), storage.CardinalityRequest{TotalOnly: true, Active: true})
+	require.NoError(t, err)
+	small, err := s.ForTenant("small").Cardinality(t.Context(), storage.CardinalityRequest{TotalOnly: true, Active: true})
+	require.NoError(t, err)
+	require.Equal(t, uint64(1000), big.NumSeries)
+	require.Equal(t, uint64(10), small.NumSeries)
+	require.Positive(t, small.BytesStored)
+	require.InDelta(t, 100, float64(big.BytesStored)/float64(small.BytesStored), 5, "bytes in proportion to rows: big %d, small %d", big.BytesStored, small.BytesStored)
+}
