@@ -136,6 +136,7 @@ func TestReadErrorsMasked(t *testing.T) {
 	ts := s.ForTenant("masked")
 	writeNumbered(t, ts, "m", 3)
 	require.NoError(t, s.conn.Exec(t.Context(), "DROP TABLE "+s.schema.table(seriesTable)))
+	require.NoError(t, s.conn.Exec(t.Context(), "DROP TABLE "+s.schema.table(statsTable))) // cardinality reads the statistics
 
 	q, err := ts.Querier(0, 10_000)
 	require.NoError(t, err)
