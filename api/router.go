@@ -185,6 +185,10 @@ type Options struct {
 	// BodyReadTimeout bounds reading a request's body, from the moment its
 	// handler starts (see ReadTimeoutFlag); 0 sets no deadline.
 	BodyReadTimeout time.Duration
+
+	// Usage, if set, serves UsagePath (usage.go): to operator tokens, and
+	// without a token on the internal router.
+	Usage http.Handler
 }
 
 // Route names of the built-in routes, as they appear in metrics.
@@ -247,6 +251,9 @@ func newRouter(opts Options, logger *slog.Logger, reg prometheus.Registerer, int
 			Registry:          reg,
 			EnableOpenMetrics: true,
 		})},
+	}
+	if opts.Usage != nil {
+		builtin = append(builtin, Route{Path: UsagePath, Methods: get, Scope: tenancy.ScopeOperator, Handler: opts.Usage})
 	}
 	if opts.Pprof {
 		builtin = append(builtin, Route{Path: PprofPath, Prefix: true, Methods: get, Name: PprofPath, Scope: tenancy.ScopeOperator, Handler: PprofHandler()})

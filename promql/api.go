@@ -262,6 +262,10 @@ func (a *API) routes() []route {
 		{get, "/metadata", indexed, a.metadata},
 		{get, "/status/buildinfo", static, a.serveBuildInfo},
 		{get, "/status/tsdb", indexed, a.serveTSDBStatus},
+		// Mimir's cardinality API (cardinality.go).
+		{getPost, "/cardinality/label_names", indexed, a.cardinalityLabelNames},
+		{getPost, "/cardinality/label_values", indexed, a.cardinalityLabelValues},
+		{getPost, "/cardinality/active_series", indexed, a.cardinalityActiveSeries},
 	}
 }
 
@@ -322,6 +326,9 @@ func (a *API) serve(rt route) func(*http.Request, storage.Tenant) (any, error) {
 			return nil, err
 		case res.data == nil:
 			return nil, nil
+		}
+		if p, ok := res.data.(plainJSON); ok {
+			return p, nil // a body without the envelope (cardinality.go)
 		}
 		return &response{a: a, result: res}, nil
 	}

@@ -167,13 +167,17 @@ func TestShapes(t *testing.T) {
 				`"labelValueCountByLabelName":[{"name":"__name__","value":3},{"name":"instance","value":2},{"name":"code","value":1},{"name":"job","value":1},{"name":"label","value":1}],` +
 				`"memoryInBytesByLabelName":[{"name":"__name__","value":28},{"name":"job","value":9},{"name":"label","value":6},{"name":"code","value":3},{"name":"instance","value":2}],` +
 				`"seriesCountByLabelValuePair":[{"name":"job=api","value":3},{"name":"__name__=up","value":2},{"name":"__name__=http_requests_total","value":1},{"name":"__name__=weird","value":1},` +
-				`{"name":"code=200","value":1},{"name":"instance=a","value":1},{"name":"instance=b","value":1},{"name":"label=\u003ctag\u003e\u0026","value":1}]}}`,
+				`{"name":"code=200","value":1},{"name":"instance=a","value":1},{"name":"instance=b","value":1},{"name":"label=\u003ctag\u003e\u0026","value":1}],` +
+				// VictoriaMetrics' fields after Prometheus' ones.
+				`"totalSeries":4,"totalLabelValuePairs":11,"seriesCountByLabelName":[{"name":"__name__","value":4},{"name":"job","value":3},{"name":"instance","value":2},{"name":"code","value":1},{"name":"label","value":1}],` +
+				`"seriesCountByFocusLabelValue":[]}}`,
 		},
 		{
 			"status/tsdb limit", http.MethodGet, "/api/v1/status/tsdb", vals("limit", "1"),
 			`{"status":"success","data":{"headStats":{"numSeries":4,"numLabelPairs":8,"chunkCount":0,"minTime":1700000000000,"maxTime":1700000300000},` +
 				`"seriesCountByMetricName":[{"name":"up","value":2}],"labelValueCountByLabelName":[{"name":"__name__","value":3}],` +
-				`"memoryInBytesByLabelName":[{"name":"__name__","value":28}],"seriesCountByLabelValuePair":[{"name":"job=api","value":3}]}}`,
+				`"memoryInBytesByLabelName":[{"name":"__name__","value":28}],"seriesCountByLabelValuePair":[{"name":"job=api","value":3}],` +
+				`"totalSeries":4,"totalLabelValuePairs":11,"seriesCountByLabelName":[{"name":"__name__","value":4}],"seriesCountByFocusLabelValue":[]}}`,
 		},
 	}
 	for _, c := range cases {

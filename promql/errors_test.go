@@ -225,7 +225,7 @@ func TestQueryLimits(t *testing.T) {
 func TestAuthorization(t *testing.T) {
 	e := newEnv(t, promql.DefaultConfig(), nil)
 	eps := e.api.Routes()
-	require.Len(t, eps, 22)
+	require.Len(t, eps, 28)
 	for _, ep := range eps {
 		path := strings.ReplaceAll(ep.Path, "{name}", "job")
 		t.Run(path, func(t *testing.T) {

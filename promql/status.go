@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/prometheus/model/metadata"
 
@@ -67,32 +68,63 @@ type headStats struct {
 	MaxTime       int64  `json:"maxTime"`
 }
 
-// tsdbStatus is the data of /status/tsdb, in Prometheus' shape.
+// tsdbStatus is the data of /status/tsdb: Prometheus' fields and
+// VictoriaMetrics' (totalSeries, totalLabelValuePairs,
+// seriesCountByLabelName, seriesCountByFocusLabelValue).
 type tsdbStatus struct {
-	HeadStats                   headStats  `json:"headStats"`
-	SeriesCountByMetricName     []tsdbStat `json:"seriesCountByMetricName"`
-	LabelValueCountByLabelName  []tsdbStat `json:"labelValueCountByLabelName"`
-	MemoryInBytesByLabelName    []tsdbStat `json:"memoryInBytesByLabelName"`
-	SeriesCountByLabelValuePair []tsdbStat `json:"seriesCountByLabelValuePair"`
+	HeadStats                    headStats  `json:"headStats"`
+	SeriesCountByMetricName      []tsdbStat `json:"seriesCountByMetricName"`
+	LabelValueCountByLabelName   []tsdbStat `json:"labelValueCountByLabelName"`
+	MemoryInBytesByLabelName     []tsdbStat `json:"memoryInBytesByLabelName"`
+	SeriesCountByLabelValuePair  []tsdbStat `json:"seriesCountByLabelValuePair"`
+	TotalSeries                  uint64     `json:"totalSeries"`
+	TotalLabelValuePairs         uint64     `json:"totalLabelValuePairs"`
+	SeriesCountByLabelName       []tsdbStat `json:"seriesCountByLabelName"`
+	SeriesCountByFocusLabelValue []tsdbStat `json:"seriesCountByFocusLabelValue"`
 }
 
 // maxTSDBLimit bounds the limit parameter of /status/tsdb, as in Prometheus.
 const maxTSDBLimit = 10000
 
-// serveTSDBStatus serves /status/tsdb: the tenant's cardinality. The
-// chunk count is not tracked per tenant and is reported as 0.
+// serveTSDBStatus serves /status/tsdb: the tenant's cardinality, of every
+// retained series or, as in VictoriaMetrics, of the series matching
+// match[] with samples on date (YYYY-MM-DD, UTC) or between start and end,
+// with the top focusLabel values; topN is VictoriaMetrics' name for
+// limit. The chunk count is not tracked per tenant and is reported as 0.
 func (a *API) serveTSDBStatus(r *http.Request, t storage.Tenant) (result, error) {
-	limit := 10
-	if s := r.FormValue("limit"); s != "" {
-		var err error
-		if limit, err = strconv.Atoi(s); err != nil || limit < 1 {
-			return result{}, badData(errors.New("limit must be a positive number"))
+	req := storage.CardinalityRequest{Limit: 10}
+	for _, name := range []string{"limit", "topN"} {
+		s := r.FormValue(name)
+		if s == "" {
+			continue
 		}
-		if limit > maxTSDBLimit {
-			return result{}, badData(fmt.Errorf("limit must not exceed %d", maxTSDBLimit))
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return result{}, badData(fmt.Errorf("%s must be a positive number", name))
 		}
+		if n > maxTSDBLimit {
+			return result{}, badData(fmt.Errorf("%s must not exceed %d", name, maxTSDBLimit))
+		}
+		req.Limit = n
 	}
-	c, err := t.Store.Cardinality(r.Context(), limit)
+	if sel := r.Form["match[]"]; len(sel) > 0 {
+		sets, err := a.parseMatchers(t, sel)
+		if err != nil {
+			return result{}, invalidParam(err, "match[]")
+		}
+		req.Matchers = sets
+	}
+	if err := parseStatusRange(r, &req); err != nil {
+		return result{}, err
+	}
+	if f := r.FormValue("focusLabel"); f != "" {
+		name, err := parseLabelName(f)
+		if err != nil {
+			return result{}, err
+		}
+		req.FocusLabel = name
+	}
+	c, err := t.Store.Cardinality(r.Context(), req)
 	if err != nil {
 		return result{}, a.queryError(err, 0)
 	}
@@ -103,11 +135,54 @@ func (a *API) serveTSDBStatus(r *http.Request, t storage.Tenant) (result, error)
 			MinTime:       c.MinTime,
 			MaxTime:       c.MaxTime,
 		},
-		SeriesCountByMetricName:     tsdbStats(c.ByMetricName),
-		LabelValueCountByLabelName:  tsdbStats(c.ByLabelName),
-		MemoryInBytesByLabelName:    tsdbStats(c.MemoryByLabel),
-		SeriesCountByLabelValuePair: tsdbStats(c.ByLabelPair),
+		SeriesCountByMetricName:      tsdbStats(c.ByMetricName),
+		LabelValueCountByLabelName:   tsdbStats(c.ByLabelName),
+		MemoryInBytesByLabelName:     tsdbStats(c.MemoryByLabel),
+		SeriesCountByLabelValuePair:  tsdbStats(c.ByLabelPair),
+		TotalSeries:                  c.NumSeries,
+		TotalLabelValuePairs:         c.NumLabelRefs,
+		SeriesCountByLabelName:       tsdbStats(c.SeriesByLabel),
+		SeriesCountByFocusLabelValue: tsdbStats(c.ByFocusLabelValue),
 	}}, nil
+}
+
+// parseStatusRange reads date (YYYY-MM-DD, a UTC day; 1970-01-01 means
+// all time, as in VictoriaMetrics) or start and end into req; none of
+// them means all retained data.
+func parseStatusRange(r *http.Request, req *storage.CardinalityRequest) error {
+	if d := r.FormValue("date"); d != "" {
+		if r.FormValue("start") != "" || r.FormValue("end") != "" {
+			return badData(errors.New("pass date or start and end, not both"))
+		}
+		day, err := time.Parse(time.DateOnly, d)
+		if err != nil {
+			return invalidParam(fmt.Errorf("date must be YYYY-MM-DD: %w", err), "date")
+		}
+		if day.Unix() != 0 {
+			req.Start = day.UnixMilli()
+			req.End = day.Add(24*time.Hour).UnixMilli() - 1
+		}
+		return nil
+	}
+	if r.FormValue("start") == "" && r.FormValue("end") == "" {
+		return nil
+	}
+	start, err := parseTimeParam(r, "start", minTime)
+	if err != nil {
+		return err
+	}
+	end, err := parseTimeParam(r, "end", time.Now())
+	if err != nil {
+		return err
+	}
+	if end.Before(start) {
+		return badData(errors.New("end timestamp must not be before start time"))
+	}
+	req.Start, req.End = start.UnixMilli(), end.UnixMilli()
+	if req.Start == 0 && req.End == 0 {
+		req.End = 1 // a range of the first millisecond, not all time
+	}
+	return nil
 }
 
 func tsdbStats(counts []storage.Count) []tsdbStat {

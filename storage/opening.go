@@ -157,7 +157,7 @@ func (u unavailableTenant) ChunkQuerier(int64, int64) (promstorage.ChunkQuerier,
 	return nil, u.err
 }
 
-func (u unavailableTenant) Cardinality(context.Context, int) (Cardinality, error) {
+func (u unavailableTenant) Cardinality(context.Context, CardinalityRequest) (Cardinality, error) {
 	return Cardinality{}, u.err
 }
 

@@ -49,7 +49,7 @@ func TestOpening(t *testing.T) {
 	require.ErrorIs(t, err, storage.ErrUnavailable)
 	_, err = ts.ChunkQuerier(math.MinInt64, math.MaxInt64)
 	require.ErrorIs(t, err, storage.ErrUnavailable)
-	_, err = ts.Cardinality(ctx, 10)
+	_, err = ts.Cardinality(ctx, storage.CardinalityRequest{Limit: 10})
 	require.ErrorIs(t, err, storage.ErrUnavailable)
 
 	close(release)

@@ -12,9 +12,11 @@
 package storage
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"unicode/utf8"
 
 	"github.com/prometheus/prometheus/model/exemplar"
@@ -85,9 +87,10 @@ type TenantStore interface {
 	promstorage.ExemplarQueryable
 	MetadataQueryable
 
-	// Cardinality reports the tenant's series count and its top metric
-	// names and label pairs by series, at most limit entries each.
-	Cardinality(ctx context.Context, limit int) (Cardinality, error)
+	// Cardinality reports statistics of the tenant's series that req
+	// selects (see CardinalityRequest), from statistics the backend
+	// maintains as series come and go rather than a walk of every series.
+	Cardinality(ctx context.Context, req CardinalityRequest) (Cardinality, error)
 
 	// Deleter: delete_series and clean_tombstones (issue 14).
 	Deleter
@@ -150,16 +153,83 @@ type MetadataQueryable interface {
 	Metadata(ctx context.Context, metric string, limit int) (map[string]metadata.Metadata, error)
 }
 
+// CardinalityRequest selects the series a cardinality report covers and
+// what it lists. The zero value (plus a Limit) is every retained series.
+type CardinalityRequest struct {
+	// Matchers: a series counts when it matches every matcher of any of
+	// the sets (Prometheus' match[]); none selects every series.
+	Matchers [][]*labels.Matcher
+	// Start and End (milliseconds, inclusive) keep the series with
+	// samples between them; both 0 means all retained data. Backends
+	// that keep statistics by UTC day (ClickHouse) widen them to days.
+	Start, End int64
+	// Active counts only the tenant's active series (the definition the
+	// series limit uses), in place of every retained series.
+	Active bool
+	// Limit bounds every list (0: unlimited).
+	Limit int
+	// FocusLabel fills ByFocusLabelValue: series per value of that label.
+	FocusLabel string
+	// LabelNames fill LabelValues: per name, series per value.
+	LabelNames []string
+	// ListSeries fills Series with the selected series' labels, at most
+	// Limit of them, and nothing else.
+	ListSeries bool
+	// TotalOnly wants NumSeries (of every series, or the active count
+	// with Active) and BytesStored only: usage reports.
+	TotalOnly bool
+}
+
+// AllTime reports whether the request covers all retained data.
+func (r CardinalityRequest) AllTime() bool { return r.Start == 0 && r.End == 0 }
+
 // Cardinality describes the series one tenant holds.
 type Cardinality struct {
 	NumSeries     uint64
-	NumLabelPairs int
-	MinTime       int64 // milliseconds; 0 when empty
+	NumLabelPairs int    // distinct name=value pairs
+	NumLabelNames int    // distinct label names
+	NumLabelRefs  uint64 // name=value pairs over all series (VictoriaMetrics' totalLabelValuePairs)
+	MinTime       int64  // milliseconds; 0 when empty
 	MaxTime       int64
 	ByMetricName  []Count // series per metric name, descending
 	ByLabelName   []Count // distinct values per label name, descending
+	SeriesByLabel []Count // series per label name, descending
 	ByLabelPair   []Count // series per name=value pair, descending
 	MemoryByLabel []Count // bytes of values per label name, descending
+	// ByFocusLabelValue: series per value of the request's FocusLabel.
+	ByFocusLabelValue []Count
+	// LabelValues: one per name of the request's LabelNames, in order.
+	LabelValues []LabelValues
+	// Series: the selected series, with the request's ListSeries.
+	Series []labels.Labels
+	// Approximate is set when counts are estimates (see the backend).
+	Approximate bool
+	// BytesStored estimates the bytes the tenant's data takes on disk
+	// (with TotalOnly; see the backend for how).
+	BytesStored uint64
+}
+
+// LabelValues is the cardinality of one label name.
+type LabelValues struct {
+	Name      string
+	NumValues uint64  // distinct values
+	NumSeries uint64  // series with the label
+	Values    []Count // series per value, descending, at most Limit
+}
+
+// TopCounts sorts list by value descending then name, and keeps the first
+// n (all when n <= 0).
+func TopCounts(list []Count, n int) []Count {
+	slices.SortFunc(list, func(a, b Count) int {
+		if a.Value != b.Value {
+			return cmp.Compare(b.Value, a.Value)
+		}
+		return cmp.Compare(a.Name, b.Name)
+	})
+	if n > 0 && len(list) > n {
+		list = list[:n]
+	}
+	return list
 }
 
 // Health is a store's report on its read and write paths.

@@ -373,11 +373,18 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 		queryAPI,
 	)
 	routes = append(routes, adminRoutes(queryAPI, logger.With("component", "admin"))...)
+	// Per-tenant usage for chargeback (api/usage.go): counted where the
+	// samples are committed and the queries admitted.
+	usage := tenancy.NewUsage()
+	if err := reg.Register(usage); err != nil {
+		return fmt.Errorf("register usage metrics: %w", err)
+	}
 	routerOpts := api.Options{
 		Auth:       verifier,
 		Limits:     limits,
-		Queries:    limits,
-		Tenants:    store,
+		Queries:    api.CountingQueries(limits, usage),
+		Tenants:    api.CountingTenants(store, usage),
+		Usage:      api.UsageHandler(store, usage),
 		Storage:    store,
 		Keys:       verifier,
 		LimitsFile: limits,

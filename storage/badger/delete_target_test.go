@@ -129,7 +129,7 @@ func requireGone(t *testing.T, ts storage.TenantStore, kept int) {
 	defer cq.Close()
 	cs := cq.Select(ctx, false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "victim"))
 	require.False(t, cs.Next(), "a victim in ChunkQuerier")
-	card, err := ts.Cardinality(ctx, 10)
+	card, err := ts.Cardinality(ctx, storage.CardinalityRequest{Limit: 10})
 	require.NoError(t, err)
 	require.Equal(t, uint64(kept), card.NumSeries)
 }

@@ -31,6 +31,9 @@ type tenant struct {
 	active atomic.Int64 // series with an open head
 
 	activeCount activeCount // active series as the series limit counts them (active.go)
+	// stats are the cardinality statistics (cardinality.go), kept up to
+	// date under mu by addLocked and removeLocked.
+	stats indexStats
 }
 
 const numStripes = 512
@@ -46,6 +49,7 @@ func newTenant(id tenancy.ID, num uint32) *tenant {
 		id:       id,
 		num:      num,
 		postings: map[string]map[string][]*series{},
+		stats:    indexStats{byName: map[string]*labelStat{}},
 	}
 	for i := range t.stripes {
 		t.stripes[i].m = map[uint64]*series{}
@@ -94,6 +98,7 @@ func (t *tenant) addLocked(hash uint64, s *series) {
 			t.postings[l.Name] = vals
 		}
 		vals[l.Value] = append(vals[l.Value], s)
+		t.stats.add(l, len(vals[l.Value]) == 1)
 	})
 }
 
@@ -128,9 +133,13 @@ func (t *tenant) removeLocked(dead map[*series]bool) {
 		return out
 	}
 	t.all = keep(t.all)
+	for s := range dead {
+		s.lset.Range(t.stats.remove)
+	}
 	for name, vals := range t.postings {
 		for v, list := range vals {
 			if list = keep(list); len(list) == 0 {
+				t.stats.pairs--
 				delete(vals, v)
 			} else {
 				vals[v] = list

@@ -136,6 +136,7 @@ func TestReadErrorsMasked(t *testing.T) {
 	ts := s.ForTenant("masked")
 	writeNumbered(t, ts, "m", 3)
 	require.NoError(t, s.conn.Exec(t.Context(), "DROP TABLE "+s.schema.table(seriesTable)))
+	require.NoError(t, s.conn.Exec(t.Context(), "DROP TABLE "+s.schema.table(statsTable))) // cardinality reads the statistics
 
 	q, err := ts.Querier(0, 10_000)
 	require.NoError(t, err)
@@ -150,7 +151,7 @@ func TestReadErrorsMasked(t *testing.T) {
 	errs["series"] = set.Err()
 	_, _, errs["label values"] = q.LabelValues(t.Context(), "i", nil, ms...)
 	_, _, errs["label names"] = q.LabelNames(t.Context(), nil, ms...)
-	_, errs["cardinality"] = ts.Cardinality(t.Context(), 10)
+	_, errs["cardinality"] = ts.Cardinality(t.Context(), storage.CardinalityRequest{Limit: 10})
 	for name, err := range errs {
 		require.Error(t, err, name)
 		text := fmt.Sprintf("%v %s", err, fmt.Errorf("wrapped: %w", err))

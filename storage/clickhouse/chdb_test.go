@@ -160,7 +160,7 @@ func TestModernEngine(t *testing.T) {
 	sc := schema{db: legacy.schema.db, info: info, retention: 90 * 24 * time.Hour}
 	applied, err := sc.migrate(ctx, modern)
 	require.NoError(t, err)
-	require.Equal(t, []int{1, 2, 3, 4, 5, 6, 8}, applied)
+	require.Equal(t, []int{1, 2, 3, 4, 5, 6, 7, 8, 9}, applied)
 	applied, err = sc.migrate(ctx, modern)
 	require.NoError(t, err)
 	require.Empty(t, applied, "migrations are recorded")
@@ -234,7 +234,7 @@ func TestModernEngine(t *testing.T) {
 	reopened := openStore(t, legacy.cfg)
 	reopened.queryLog = legacy.queryLog
 	write(t, reopened.ForTenant("b"), labels.FromStrings("__name__", "after_reopen"), 1000, 1) // loads tenant b's series
-	_, err = reopened.ForTenant("a").Cardinality(ctx, 3)
+	_, err = reopened.ForTenant("a").Cardinality(ctx, storage.CardinalityRequest{Limit: 3})
 	require.NoError(t, err)
 	t.Logf("%d distinct read queries", len(queries))
 	require.Greater(t, len(queries), 20)
@@ -412,7 +412,7 @@ func readModernWorkload(t *testing.T, ts storage.TenantStore) {
 		require.NoError(t, err)
 		require.NoError(t, q.Close())
 	}
-	_, err := ts.Cardinality(t.Context(), 5)
+	_, err := ts.Cardinality(t.Context(), storage.CardinalityRequest{Limit: 5})
 	require.NoError(t, err)
 }
 

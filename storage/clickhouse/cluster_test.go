@@ -12,6 +12,7 @@ import (
 	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
 
+	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/storage/clickhouse/chtest"
 )
 
@@ -131,7 +132,7 @@ func TestClusterTwoShards(t *testing.T) {
 	require.Empty(t, readAll(t, ts, "spread"), "day 0 dropped on every shard")
 	require.Equal(t, []sample{{40 * msPerDay, 1}}, readAll(t, ts, "recent"))
 
-	card, err := ts.Cardinality(t.Context(), 5)
+	card, err := ts.Cardinality(t.Context(), storage.CardinalityRequest{Limit: 5})
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), card.NumSeries)
 	require.Equal(t, int64(40*msPerDay), card.MinTime)

@@ -94,7 +94,7 @@ func TestDeleteTarget(t *testing.T) {
 		if victim == 0 {
 			require.Equal(t, []string{"kept"}, names)
 		}
-		card, err := tsv.Cardinality(ctx, 10)
+		card, err := tsv.Cardinality(ctx, storage.CardinalityRequest{Limit: 10})
 		require.NoError(t, err)
 		require.Equal(t, uint64(victim+kept), card.NumSeries)
 	}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/luminate-io/luminate/storage"
 	"github.com/luminate-io/luminate/tenancy"
@@ -135,7 +134,7 @@ func (s *Store) reconcileRetentionTTL(ctx context.Context, st *retentionState) e
 func (s *Store) dropPartitions(ctx context.Context, cutoffDay int64) error {
 	return s.onEachNode(ctx, func(conn driver.Conn) error {
 		var errs []error
-		for _, table := range []string{samplesTable, seriesTable} {
+		for _, table := range []string{samplesTable, seriesTable, statsTable} { // statsTable: partitioned by day too (schema_stats.go)
 			local := s.schema.storageTable(table)
 			q := fmt.Sprintf("SELECT DISTINCT partition FROM system.parts WHERE database = %s AND table = %s AND active", quote(s.schema.db), quote(local))
 			parts, err := s.queryStrings(ctx, conn, q)
@@ -367,18 +366,4 @@ func (s *Store) queryStrings(ctx context.Context, conn driver.Conn, q string) ([
 		out = append(out, v)
 	}
 	return out, rows.Err()
-}
-
-// forgottenSeries is a series deleted for good (delete_series over all of
-// its data).
-type forgottenSeries struct {
-	fingerprint uint64
-	lset        labels.Labels // without _tenant_id
-}
-
-// forgetSeries is called once series are deleted for good, so that the
-// cardinality statistics stop counting them at once.
-func (s *Store) forgetSeries(ctx context.Context, id tenancy.ID, series []forgottenSeries) error {
-	_, _, _ = ctx, id, series // the maintained statistics (issue 14) fill this in
-	return nil
 }

@@ -300,6 +300,8 @@ var migrations = []migration{
 	{4, "exemplar and metadata tables", func(s schema) []string { return s.auxTablesDDL() }},
 	{5, "start timestamps in the samples table", func(s schema) []string { return s.stMigration() }},
 	{6, "tombstones of deleted series", func(s schema) []string { return s.tombstonesMigration() }},
+	// 7 (provisional, issue 14): the cardinality statistics (schema_stats.go).
+	{7, "cardinality statistics", func(s schema) []string { return s.statsMigration() }},
 	{8, "HA election table", func(s schema) []string { return s.haDDL() }}, // provisional number (h14-ha)
 	// 9 (provisional, h14-pods): the pods' heartbeats (pods.go).
 	{9, "pods table", func(s schema) []string { return s.podsDDL() }},

@@ -42,6 +42,7 @@ type Store struct {
 	tenants   map[tenancy.ID]*tenantState
 
 	deleted deletions // tombstones cache (delete.go)
+	stats statsCache // cardinality snapshots (cardinality.go)
 
 	cancel    context.CancelFunc
 	bg        sync.WaitGroup

@@ -69,7 +69,7 @@ func testPersistence(t *testing.T, b Backend) {
 				require.Equal(t, sortedKeys(wantJobs), labelValues(t, ts, 0, math.MaxInt64, "job", nil), "LabelValues(job)")
 				require.Equal(t, lsetStrings(lsets(filter(want, 0, math.MaxInt64, eq("job", "api")))),
 					lsetStrings(listSeries(t, ts, 0, math.MaxInt64, 0, eq("job", "api"))), "series listing {job=\"api\"}")
-				card, err := ts.Cardinality(t.Context(), 10)
+				card, err := ts.Cardinality(t.Context(), storage.CardinalityRequest{Limit: 10})
 				require.NoError(t, err)
 				require.Equal(t, uint64(len(want)), card.NumSeries, "Cardinality.NumSeries")
 			})

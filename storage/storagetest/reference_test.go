@@ -121,7 +121,7 @@ func (v *refView) ChunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier, erro
 func (v *refView) ExemplarQuerier(context.Context) (promstorage.ExemplarQuerier, error) {
 	return &refExemplarQuerier{v}, nil
 }
-func (*refView) Cardinality(context.Context, int) (storage.Cardinality, error) {
+func (*refView) Cardinality(context.Context, storage.CardinalityRequest) (storage.Cardinality, error) {
 	return storage.Cardinality{}, nil
 }
 

@@ -69,6 +69,37 @@ CREATE TABLE IF NOT EXISTS `luminate`.`tombstones` (
 ORDER BY (tenant, fingerprint, mint, maxt, seq)
 SETTINGS index_granularity = 8192;
 
+-- migration 7: cardinality statistics
+CREATE TABLE IF NOT EXISTS `luminate`.`series_stats` (
+  tenant LowCardinality(String),
+  day Int32,
+  label_name String,
+  label_value String,
+  series AggregateFunction(uniq, UInt64),
+  min_ts AggregateFunction(min, Int64),
+  max_hour AggregateFunction(max, Int32)
+) ENGINE = AggregatingMergeTree()
+PARTITION BY day
+ORDER BY (tenant, day, label_name, label_value)
+SETTINGS index_granularity = 8192;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS `luminate`.`series_stats_mv` TO `luminate`.`series_stats` AS SELECT tenant, toInt32(intDiv(hour, 24)) AS day, label_name, label_value, uniqState(fingerprint) AS series, minState(min_ts) AS min_ts, maxState(hour) AS max_hour FROM `luminate`.`series` ARRAY JOIN label_names AS label_name, label_values AS label_value GROUP BY tenant, day, label_name, label_value;
+
+CREATE TABLE IF NOT EXISTS `luminate`.`series_forgotten` (
+  tenant LowCardinality(String),
+  fingerprint UInt64,
+  forgotten_at Int64,
+  first_day Int32,
+  last_day Int32,
+  metric_name LowCardinality(String),
+  label_names Array(String),
+  label_values Array(String)
+) ENGINE = ReplacingMergeTree()
+ORDER BY (tenant, fingerprint, forgotten_at)
+SETTINGS index_granularity = 8192;
+
+INSERT INTO `luminate`.`series_stats` SELECT tenant, toInt32(intDiv(hour, 24)) AS day, label_name, label_value, uniqState(fingerprint) AS series, minState(min_ts) AS min_ts, maxState(hour) AS max_hour FROM `luminate`.`series` ARRAY JOIN label_names AS label_name, label_values AS label_value GROUP BY tenant, day, label_name, label_value;
+
 -- migration 8: HA election table
 CREATE TABLE IF NOT EXISTS `luminate`.`ha_elections` (
   tenant String,

@@ -88,6 +88,41 @@ SETTINGS index_granularity = 8192;
 
 CREATE TABLE IF NOT EXISTS `luminate`.`tombstones` ON CLUSTER `metrics` AS `luminate`.`tombstones_local` ENGINE = Distributed(`metrics`, `luminate`, `tombstones_local`, fingerprint);
 
+-- migration 7: cardinality statistics
+CREATE TABLE IF NOT EXISTS `luminate`.`series_stats_local` ON CLUSTER `metrics` (
+  tenant LowCardinality(String),
+  day Int32,
+  label_name String,
+  label_value String,
+  series AggregateFunction(uniq, UInt64),
+  min_ts AggregateFunction(min, Int64),
+  max_hour AggregateFunction(max, Int32)
+) ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/luminate/series_stats_local', '{replica}')
+PARTITION BY day
+ORDER BY (tenant, day, label_name, label_value)
+SETTINGS index_granularity = 8192;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS `luminate`.`series_stats_mv_local` ON CLUSTER `metrics` TO `luminate`.`series_stats_local` AS SELECT tenant, toInt32(intDiv(hour, 24)) AS day, label_name, label_value, uniqState(fingerprint) AS series, minState(min_ts) AS min_ts, maxState(hour) AS max_hour FROM `luminate`.`series_local` ARRAY JOIN label_names AS label_name, label_values AS label_value GROUP BY tenant, day, label_name, label_value;
+
+CREATE TABLE IF NOT EXISTS `luminate`.`series_forgotten_local` ON CLUSTER `metrics` (
+  tenant LowCardinality(String),
+  fingerprint UInt64,
+  forgotten_at Int64,
+  first_day Int32,
+  last_day Int32,
+  metric_name LowCardinality(String),
+  label_names Array(String),
+  label_values Array(String)
+) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/luminate/series_forgotten_local', '{replica}')
+ORDER BY (tenant, fingerprint, forgotten_at)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE IF NOT EXISTS `luminate`.`series_stats` ON CLUSTER `metrics` AS `luminate`.`series_stats_local` ENGINE = Distributed(`metrics`, `luminate`, `series_stats_local`, rand());
+
+CREATE TABLE IF NOT EXISTS `luminate`.`series_forgotten` ON CLUSTER `metrics` AS `luminate`.`series_forgotten_local` ENGINE = Distributed(`metrics`, `luminate`, `series_forgotten_local`, fingerprint);
+
+/* on every node */ INSERT INTO `luminate`.`series_stats_local` SELECT tenant, toInt32(intDiv(hour, 24)) AS day, label_name, label_value, uniqState(fingerprint) AS series, minState(min_ts) AS min_ts, maxState(hour) AS max_hour FROM `luminate`.`series_local` ARRAY JOIN label_names AS label_name, label_values AS label_value GROUP BY tenant, day, label_name, label_value;
+
 -- migration 8: HA election table
 CREATE TABLE IF NOT EXISTS `luminate`.`ha_elections_local` ON CLUSTER `metrics` (
   tenant String,
