@@ -443,15 +443,9 @@ func profileIngest(t *testing.T, target benchTarget, name string) <-chan struct{
 
 func processCPU(t *testing.T, pid int) time.Duration {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	d, err := readProcessCPU(pid)
 	require.NoError(t, err)
-	// The command name, field 2, is in parentheses and may hold spaces.
-	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	utime, err := strconv.ParseInt(fields[11], 10, 64) // field 14
-	require.NoError(t, err)
-	stime, err := strconv.ParseInt(fields[12], 10, 64) // field 15
-	require.NoError(t, err)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
+	return d
 }
 
 // peakRSS is the peak resident memory of process pid (VmHWM), in MiB.

@@ -22,6 +22,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -199,6 +201,58 @@ func loadAverage() string {
 	return strings.Join(f[:3], " ")
 }
 
+// warmupWatch is luminate-bench's stderr: it keeps it and calls at once,
+// when the line reporting the end of the warm-up round arrives.
+type warmupWatch struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	at   func()
+	seen bool
+}
+
+func (w *warmupWatch) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if !w.seen && bytes.Contains(w.buf.Bytes(), []byte("warm-up round")) {
+		w.seen = true
+		w.at()
+	}
+	return len(p), nil
+}
+
+func (w *warmupWatch) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// readProcessCPU is processCPU for another goroutine than the test's: it
+// returns the error instead of failing the test.
+func readProcessCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 > len(b) {
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	fields := strings.Fields(string(b[i+2:]))
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(fields))
+	}
+	utime, err := strconv.ParseInt(fields[11], 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	stime, err := strconv.ParseInt(fields[12], 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
 // ingestRun is what one luminate-bench run against one server measured.
 type ingestRun struct {
 	rate   float64 // samples/s acknowledged
@@ -222,26 +276,38 @@ func runIngest(t *testing.T, bench, server, mode, values string, series, rounds 
 		args = append(args, "--token-file="+tokenFile)
 	}
 	cmd := exec.Command(bench, args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	// The CPU of a steady run is counted from the end of its warm-up round
+	// (which creates the series; luminate-bench reports it on stderr), so
+	// that it is the cost of appending to existing series: a server slow
+	// at creating series does not pay for it twice.
 	cpu0 := processCPU(t, target.pid)
+	var warmCPU atomic.Int64 // the server's CPU time (ns) at the end of the warm-up round, -1 before
+	warmCPU.Store(-1)
+	warm := &warmupWatch{at: func() {
+		if d, err := readProcessCPU(target.pid); err == nil {
+			warmCPU.Store(int64(d))
+		}
+	}}
+	cmd.Stderr = warm
 	profiled := profileIngest(t, target, fmt.Sprintf("%s-%s-%d", mode, values, time.Now().UnixNano()))
 	out, err := cmd.Output()
 	// Two idle seconds after the run count whatever work the server does
 	// after acknowledging (VictoriaMetrics and Prometheus flush and index
 	// in the background too).
 	time.Sleep(2 * time.Second)
-	cpu := processCPU(t, target.pid) - cpu0
+	cpuEnd := processCPU(t, target.pid)
 	<-profiled
-	require.NoError(t, err, "luminate-bench %s\n%s%s", strings.Join(args, " "), out, stderr.String())
+	require.NoError(t, err, "luminate-bench %s\n%s%s", strings.Join(args, " "), out, warm.String())
 	var r benchReport
 	require.NoError(t, json.Unmarshal(out, &r), string(out))
 	require.Zero(t, r.Failed)
-	// In steady mode the CPU time also covers the warm-up round: count its
-	// samples too.
 	sent := float64(r.Samples)
+	cpu := cpuEnd - cpu0
 	if mode == "steady" {
-		sent += float64(series)
+		w := warmCPU.Load()
+		require.GreaterOrEqual(t, w, int64(0), "luminate-bench reported no warm-up round: %s", warm.String())
+		t.Logf("%s: CPU %.2f us/sample with the warm-up round (series creation) counted", server, cpu.Seconds()/(sent+float64(series))*1e6)
+		cpu = cpuEnd - time.Duration(w)
 	}
 	run := ingestRun{rate: r.SamplesPerSecond, cpuUs: cpu.Seconds() / sent * 1e6, rssMiB: peakRSS(t, target.pid), p99: r.LatencyMs["p99"], countMs: math.NaN()}
 	if mode == "steady" {
