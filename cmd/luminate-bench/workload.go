@@ -65,7 +65,19 @@ type workload struct {
 	protocol  string        // protoV1 (when empty) or protoV2
 	gzip      bool          // OTLP kinds: gzip the requests
 	histogram string        // kindOTLPHistogram: histExplicit or histExponential
+	values    string        // kindFloat: valuesNode (when empty) or valuesWalk
 }
+
+// Value models of float samples.
+const (
+	// valuesNode: integer counters and gauges on a 2-decimal grid that
+	// jump at random, like node_exporter's.
+	valuesNode = "node"
+	// valuesWalk: every sample changes, by a random 2-decimal step:
+	// counters grow by 0.01..10.00 per round, gauges walk up and down by
+	// up to 5.00 (the random-walk load of issue 15).
+	valuesWalk = "walk"
+)
 
 // request is one encoded remote-write request: a snappy-compressed
 // prompb.WriteRequest or, with protocol 2.0, writev2.Request.
@@ -239,7 +251,7 @@ func (e *encoder) marshalV1(w workload, round, first, n int, ts int64) ([]byte, 
 		if w.kind == kindHistogram {
 			e.hist = append(e.hist, prompb.FromIntHistogram(ts, histogramValue(first+i, round)))
 		} else {
-			e.sample = append(e.sample, prompb.Sample{Timestamp: ts, Value: sampleValue(first+i, round)})
+			e.sample = append(e.sample, prompb.Sample{Timestamp: ts, Value: w.value(first+i, round)})
 		}
 	}
 	for i := range n {
@@ -270,7 +282,7 @@ func (e *encoder) marshalV2(w workload, round, first, n int, ts int64) ([]byte, 
 		if w.kind == kindHistogram {
 			e.hist2 = append(e.hist2, writev2.FromIntHistogram(0, ts, histogramValue(first+i, round)))
 		} else {
-			e.sample2 = append(e.sample2, writev2.Sample{Timestamp: ts, Value: sampleValue(first+i, round)})
+			e.sample2 = append(e.sample2, writev2.Sample{Timestamp: ts, Value: w.value(first+i, round)})
 		}
 	}
 	for i := range n {
@@ -340,6 +352,37 @@ func sampleValue(id, round int) float64 {
 		return float64(h%1000) + float64(round)*float64(1+h%17)
 	}
 	return float64(mix(h^uint64(round))%100000) / 100
+}
+
+// value is the float value of series id in round under the workload's
+// value model.
+func (w workload) value(id, round int) float64 {
+	if w.values == valuesWalk {
+		return walkValue(id, round)
+	}
+	return sampleValue(id, round)
+}
+
+// walkValue is the value of series id in round in the random-walk model:
+// a whole number of cents, so every value has at most 2 decimals, that
+// changes every round (counters by +0.01..+10.00, gauges by -5.00..+5.00,
+// never 0).
+func walkValue(id, round int) float64 {
+	h := mix(uint64(id))
+	cents := int64(h % 100000)
+	for r := 0; r <= round; r++ {
+		step := mix(h ^ uint64(r)*0x9e3779b97f4a7c15)
+		if isCounter(id) {
+			cents += 1 + int64(step%1000)
+		} else {
+			d := 1 + int64(step%500)
+			if step>>32&1 == 0 {
+				d = -d
+			}
+			cents += d
+		}
+	}
+	return float64(cents) / 100
 }
 
 // histogramName is the name of series id in histogram runs.
