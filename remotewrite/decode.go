@@ -52,6 +52,11 @@ type TimeSeries struct {
 	labelsStart, samplesStart int32
 	histStart, exStart        int32
 	refsStart                 int32 // remote write 2.0: offset into DecoderV2.refs while decoding
+	// rawStart and rawEnd delimit the series' Label fields in the request
+	// Decoder.Unmarshal decoded (remote write 1.0), when they follow one
+	// another: the labels as sent, which the series cache keys (Decoder.
+	// RawLabels). Both 0 otherwise.
+	rawStart, rawEnd int32
 	// validUTF8 is set when the decoder found every label name and value
 	// valid UTF-8 (2.0: every symbol of the request), for Validator to
 	// skip that check. The zero value has it checked.
@@ -216,6 +221,7 @@ type Decoder struct {
 	Limits DecodeLimits
 
 	buf      []byte // the decompressed request
+	data     []byte // the request last unmarshalled (the series' raw labels are in it)
 	req      WriteRequest
 	labels   []Label
 	samples  []Sample
@@ -274,6 +280,16 @@ func (d *Decoder) Decode(compressed []byte, maxDecompressed int) (*WriteRequest,
 	return d.Unmarshal(d.buf)
 }
 
+// RawLabels returns the Label fields of ts, a series of the request d
+// decoded last, as they were sent, or nil when they were not all next to
+// one another in the request. Valid until d decodes another request.
+func (d *Decoder) RawLabels(ts *TimeSeries) []byte {
+	if ts.rawEnd <= ts.rawStart || int(ts.rawEnd) > len(d.data) {
+		return nil
+	}
+	return d.data[ts.rawStart:ts.rawEnd]
+}
+
 // decompress decompresses a snappy block of at most maxDecompressed bytes
 // into buf's memory, growing it if needed.
 func decompress(buf, compressed []byte, maxDecompressed int) ([]byte, error) {
@@ -313,6 +329,7 @@ func (d *Decoder) Unmarshal(data []byte) (*WriteRequest, error) {
 	d.hist.reset()
 	d.ex, d.exStarts, d.exLabels = d.ex[:0], d.exStarts[:0], d.exLabels[:0]
 	d.caps = d.Limits.caps(len(data))
+	d.data = data
 	if err := d.writeRequest(data); err != nil {
 		return nil, err
 	}
@@ -571,6 +588,9 @@ func (d *Decoder) writeRequest(b []byte) error {
 // re-based.
 func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i, at int) error {
 	labelFields := 0
+	// Where the Label fields start and end in b, while they follow one
+	// another (rawStart -1 once another field came between two).
+	rawStart, rawEnd := -2, 0
 	// The labels' strings are inside their Label messages: when these
 	// are all ASCII, so are the names and values (a conservative check:
 	// a length of 128 or more fails it), which Validator then need not
@@ -594,6 +614,13 @@ func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i, at int) error {
 				return empty("label without name or value", i)
 			}
 			labelFields++
+			switch {
+			case rawStart == -2:
+				rawStart = i
+			case rawStart >= 0 && rawEnd != i:
+				rawStart = -1
+			}
+			rawEnd = end
 			ascii = ascii && isASCII(b[start:end])
 			d.labels = append(d.labels, Label{})
 			if err := label(&d.labels[len(d.labels)-1], b[:end], start); err != nil {
@@ -653,6 +680,9 @@ func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i, at int) error {
 		return empty("series without labels", at)
 	}
 	ts.validUTF8 = ascii
+	if rawStart >= 0 && rawEnd <= math.MaxInt32 {
+		ts.rawStart, ts.rawEnd = int32(rawStart), int32(rawEnd)
+	}
 	return nil
 }
 

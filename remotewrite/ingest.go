@@ -188,6 +188,7 @@ type Ingester struct {
 	states    sync.Pool // of *writeState
 	pending   *pendingMetadata
 	startZero *storage.StartZeroCache // nil without --ingest.created-timestamp-zero-ingestion
+	series    *seriesCache            // nil with --ingest.series-cache-size=0
 }
 
 // NewIngester returns the write path bounded by cfg, rate limited by
@@ -209,6 +210,7 @@ func NewIngester(cfg Config, limiter Limiter, logger *slog.Logger, reg prometheu
 	return &Ingester{
 		pending:   newPendingMetadata(cfg.MaxPendingMetadata, metadataLimit(limiter)),
 		startZero: startZero,
+		series:    newSeriesCache(cfg.SeriesCacheSize),
 		cfg:       cfg,
 		limiter:   limiter,
 		validator: NewValidator(cfg),

@@ -1,6 +1,7 @@
 package badger
 
 import (
+	"math/rand/v2"
 	"slices"
 	"sort"
 	"sync"
@@ -29,6 +30,11 @@ type tenant struct {
 	all      []*series                       // every series, sorted by id
 
 	active atomic.Int64 // series with an open head
+
+	// handleOwner tells this tenant index apart from every other, of this
+	// store or another: the series handles (appender.go) it gives out are
+	// good for it only.
+	handleOwner uint64
 }
 
 const numStripes = 512
@@ -44,6 +50,9 @@ func newTenant(id tenancy.ID, num uint32) *tenant {
 		id:       id,
 		num:      num,
 		postings: map[string]map[string][]*series{},
+		// Random, never 0: distinct from every other index's with
+		// overwhelming probability.
+		handleOwner: rand.Uint64() | 1,
 	}
 	for i := range t.stripes {
 		t.stripes[i].m = map[uint64]*series{}
@@ -139,6 +148,7 @@ func (t *tenant) removeLocked(dead map[*series]bool) {
 		}
 	}
 	for s := range dead {
+		s.removed.Store(true) // its handles (appender.go) are stale from now on
 		h := s.lset.Hash()
 		st := t.stripe(h)
 		st.mu.Lock()

@@ -1,0 +1,234 @@
+package remotewrite
+
+import (
+	"hash/maphash"
+	"sync"
+
+	"github.com/prometheus/common/model"
+	promstorage "github.com/prometheus/prometheus/storage"
+)
+
+// handleAppender is a store appender that hands out handles of the
+// series it appends to (the Badger store's does): a series seen in an
+// earlier request is appended to by its handle, without validating,
+// building, hashing or looking up its labels again. See the Badger
+// appender's SeriesHandle for the contract.
+type handleAppender interface {
+	// HandleOwner identifies what the handles belong to (the tenant's
+	// index in this store), a random number unique to it: handles of
+	// another owner must not be used. 0: no handles.
+	HandleOwner() uint64
+	// SeriesHandle is the handle of the series the last successful
+	// Append (with labels) appended to; nil when it has none yet.
+	SeriesHandle() any
+	// AppendHandle queues a float sample to the series of handle h;
+	// false, queuing nothing, when h is stale.
+	AppendHandle(h any, st, t int64, v float64) bool
+}
+
+// seriesCache remembers, across requests, the store's handle of each
+// series by the labels as a remote write 1.0 sender sent them (the bytes
+// of its Label fields, which Prometheus sends the same in every request),
+// so that the steady state of remote write, the same series request after
+// request, skips label validation, the labels' construction and hashing,
+// and the store's index lookup: what VictoriaMetrics does with its cache
+// of series ids keyed by the raw metric name bytes (lib/storage tsidCache).
+//
+// A key is a 128-bit hash (two hash/maphash hashes with seeds chosen at
+// start) of the raw labels, mixed with the store's owner of the handle (a
+// random number per tenant index, so a key never finds the handle of
+// another tenant or store): a sender cannot aim for a collision without
+// knowing the seeds, and a chance collision, about n^2/2^129 for n series,
+// would have to fall within one tenant. Only labels that passed validation
+// and that the store accepted are cached, so a hit needs no validation:
+// the same bytes validate the same.
+//
+// It is bounded: at most size entries in total (about 60 bytes each: key,
+// handle and the map's overhead), in shards of two generations; when a
+// shard's current generation is full, its older one is dropped, and the
+// series only it held are looked up by their labels on their next sample
+// (then cached again). Safe for concurrent use.
+type seriesCache struct {
+	seedA, seedB maphash.Seed
+	perShard     int // entries of one generation of a shard
+	shards       [cacheShards]cacheShard
+}
+
+const cacheShards = 256
+
+type cacheShard struct {
+	mu       sync.RWMutex
+	cur, old map[uint64]cacheEntry // by the first half of the key
+	_        [40]byte              // keep neighbouring shards' locks on separate cache lines
+}
+
+type cacheKey struct{ a, b uint64 }
+
+// cacheEntry is the rest of the key, and the handle.
+type cacheEntry struct {
+	b      uint64
+	handle any
+}
+
+// newSeriesCache returns a cache of at most size entries; nil (no cache)
+// when size is 0 or less.
+func newSeriesCache(size int) *seriesCache {
+	if size <= 0 {
+		return nil
+	}
+	c := &seriesCache{seedA: maphash.MakeSeed(), seedB: maphash.MakeSeed(), perShard: max(1, size/cacheShards/2)}
+	for i := range c.shards {
+		c.shards[i].cur = map[uint64]cacheEntry{}
+	}
+	return c
+}
+
+// key is the key of raw labels whose handles owner gives out.
+func (c *seriesCache) key(owner uint64, raw []byte) cacheKey {
+	return cacheKey{maphash.Bytes(c.seedA, raw) ^ owner, maphash.Bytes(c.seedB, raw) ^ owner*0x9e3779b97f4a7c15}
+}
+
+func (c *seriesCache) shard(k cacheKey) *cacheShard { return &c.shards[k.b%cacheShards] }
+
+// get returns the handle cached for k, or nil.
+func (c *seriesCache) get(k cacheKey) any {
+	sh := c.shard(k)
+	sh.mu.RLock()
+	e, ok := sh.cur[k.a]
+	older := false
+	if !ok || e.b != k.b {
+		e, ok = sh.old[k.a]
+		older = ok
+	}
+	sh.mu.RUnlock()
+	if !ok || e.b != k.b {
+		return nil
+	}
+	if older { // still in use: keep it past the next rotation
+		c.put(k, e.handle)
+	}
+	return e.handle
+}
+
+// put caches handle for k.
+func (c *seriesCache) put(k cacheKey, handle any) {
+	sh := c.shard(k)
+	sh.mu.Lock()
+	if _, ok := sh.cur[k.a]; !ok && len(sh.cur) >= c.perShard {
+		sh.old, sh.cur = sh.cur, make(map[uint64]cacheEntry, len(sh.cur))
+	}
+	sh.cur[k.a] = cacheEntry{b: k.b, handle: handle}
+	sh.mu.Unlock()
+}
+
+// forget drops k (its handle went stale).
+func (c *seriesCache) forget(k cacheKey) {
+	sh := c.shard(k)
+	sh.mu.Lock()
+	if e, ok := sh.cur[k.a]; ok && e.b == k.b {
+		delete(sh.cur, k.a)
+	}
+	if e, ok := sh.old[k.a]; ok && e.b == k.b {
+		delete(sh.old, k.a)
+	}
+	sh.mu.Unlock()
+}
+
+// len is how many keys the cache holds (some twice, in both generations).
+func (c *seriesCache) len() int {
+	n := 0
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.RLock()
+		n += len(sh.cur) + len(sh.old)
+		sh.mu.RUnlock()
+	}
+	return n
+}
+
+// requestCache is the series cache as one request of a tenant uses it,
+// through its appender; the zero value caches nothing.
+type requestCache struct {
+	c     *seriesCache
+	app   handleAppender
+	owner uint64
+}
+
+// seriesCache returns the series cache for a request appending through
+// app, an appender of one tenant's view: none when app has no handles (another store, or
+// wrapped, as under --ingest.created-timestamp-zero-ingestion) or the
+// cache is off.
+func (g *Ingester) seriesCache(app promstorage.AppenderV2) requestCache {
+	fast, ok := app.(handleAppender)
+	if !ok || g.series == nil {
+		return requestCache{}
+	}
+	owner := fast.HandleOwner()
+	if owner == 0 {
+		return requestCache{}
+	}
+	return requestCache{c: g.series, app: fast, owner: owner}
+}
+
+// key returns the key of ts, and whether it may be cached: float samples
+// only, no exemplars, no metadata to attach, labels decoded from a remote
+// write 1.0 request in st and sent next to one another.
+func (r *requestCache) key(st *writeState, ts *TimeSeries, meta metaFunc) (cacheKey, bool) {
+	if r.c == nil || len(ts.Samples) == 0 || len(ts.Histograms) > 0 || len(ts.Exemplars) > 0 {
+		return cacheKey{}, false
+	}
+	raw := st.dec.RawLabels(ts)
+	if raw == nil {
+		return cacheKey{}, false
+	}
+	if meta != nil {
+		if _, _, ok := meta(ts, metricName(ts.Labels)); ok {
+			return cacheKey{}, false
+		}
+	}
+	return r.c.key(r.owner, raw), true
+}
+
+// append appends the samples of ts, series i of the request, by the handle
+// cached for key, if any, checking each against win (rejections go to
+// reject). It returns how many it stored, and from where on the samples
+// are left to append with the labels: 0 when key is not cached, or when
+// the handle went stale (then it is forgotten); len(ts.Samples) when all
+// were handled.
+func (r *requestCache) append(key cacheKey, ts *TimeSeries, win Window, i int, reject func(int, *Rejection, int)) (stored, from int) {
+	h := r.c.get(key)
+	if h == nil {
+		return 0, 0
+	}
+	for j := range ts.Samples {
+		s := &ts.Samples[j]
+		if err := win.Check(ts.Labels, s.Timestamp); err != nil {
+			reject(i, asRejection(err), 1)
+			continue
+		}
+		if !r.app.AppendHandle(h, ts.StartTimestamp(s.StartTimestamp), s.Timestamp, s.Value) {
+			r.c.forget(key)
+			return stored, j
+		}
+		stored++
+	}
+	return stored, len(ts.Samples)
+}
+
+// put caches, for key, the handle of the series the appender last appended
+// to with its labels.
+func (r *requestCache) put(key cacheKey) {
+	if h := r.app.SeriesHandle(); h != nil {
+		r.c.put(key, h)
+	}
+}
+
+// metricName is the value of __name__ in ls, or "".
+func metricName(ls []Label) string {
+	for _, l := range ls {
+		if l.Name == model.MetricNameLabel {
+			return l.Value
+		}
+	}
+	return ""
+}
