@@ -241,6 +241,7 @@ type writeState struct {
 	fhists   []histogram.FloatHistogram
 	ex       []exemplar.Exemplar
 	metaMemo map[Metadata]metadata.Metadata // remote write 2.0's metadata, converted once per request
+	cached   cachedSeries                   // the series cache's keys and handles of the request (seriescache.go)
 }
 
 // maxPooledBytes is the largest buffer a pooled writeState keeps: enough
@@ -256,6 +257,7 @@ func (st *writeState) trim() {
 	trim(&st.hists, maxPooledBytes)
 	trim(&st.fhists, maxPooledBytes)
 	trim(&st.ex, maxPooledBytes)
+	clear(st.cached.handles) // nor the series of the last request's handles
 	// Nothing kept alive through them: the exemplars' labels, the
 	// decoder arenas the histograms point into. What lies past their
 	// lengths was cleared by the request that used it.
@@ -668,16 +670,17 @@ func (g *Ingester) appendSeries(app promstorage.AppenderV2, id tenancy.ID, serie
 	}
 	win := g.validator.Window(time.Now())
 	cache := g.seriesCache(app) // seriescache.go
+	cache.lookup(st, series, meta)
 	for i := range series {
 		ts := &series[i]
 		before := rc.samples
 		// A series seen before is appended to by its handle (seriescache.go);
 		// from is the first sample left to append with the labels.
-		key, cacheable := cache.key(st, ts, meta)
+		key, cacheable := cache.entry(st, i)
 		from := 0
 		if cacheable {
 			var stored int
-			if stored, from = cache.append(key, ts, win, i, rejectSeries); from == len(ts.Samples) {
+			if stored, from = cache.append(st, key, ts, win, i, rejectSeries); from == len(ts.Samples) {
 				out.samples += stored
 				if rc.samples > before {
 					rc.series++

@@ -2,6 +2,7 @@ package remotewrite
 
 import (
 	"hash/maphash"
+	"slices"
 	"sync"
 
 	"github.com/prometheus/common/model"
@@ -110,6 +111,26 @@ func (c *seriesCache) get(k cacheKey) any {
 	return e.handle
 }
 
+// getAll sets handles[i] to the handle cached for keys[i], for each i of
+// order, all of shard sh, under one read lock.
+func (c *seriesCache) getAll(sh *cacheShard, keys []cacheKey, order []int32, handles []any) {
+	var promote []int32
+	sh.mu.RLock()
+	for _, i := range order {
+		k := keys[i]
+		if e, ok := sh.cur[k.a]; ok && e.b == k.b {
+			handles[i] = e.handle
+		} else if e, ok := sh.old[k.a]; ok && e.b == k.b {
+			handles[i] = e.handle
+			promote = append(promote, i)
+		}
+	}
+	sh.mu.RUnlock()
+	for _, i := range promote { // still in use: keep them past the next rotation
+		c.put(keys[i], handles[i])
+	}
+}
+
 // put caches handle for k.
 func (c *seriesCache) put(k cacheKey, handle any) {
 	sh := c.shard(k)
@@ -170,33 +191,100 @@ func (g *Ingester) seriesCache(app promstorage.AppenderV2) requestCache {
 	return requestCache{c: g.series, app: fast, owner: owner}
 }
 
-// key returns the key of ts, and whether it may be cached: float samples
-// only, no exemplars, no metadata to attach, labels decoded from a remote
-// write 1.0 request in st and sent next to one another.
-func (r *requestCache) key(st *writeState, ts *TimeSeries, meta metaFunc) (cacheKey, bool) {
-	if r.c == nil || len(ts.Samples) == 0 || len(ts.Histograms) > 0 || len(ts.Exemplars) > 0 {
-		return cacheKey{}, false
+// cachedSeries is what the series cache found for the series of one
+// request, by index: its key (cacheable: the series may be cached) and
+// handle (nil: not cached), and the order in which to look them up.
+type cachedSeries struct {
+	keys      []cacheKey
+	cacheable []bool
+	handles   []any
+	order     []int32 // series indexes, by shard
+	counts    [cacheShards + 1]int32
+}
+
+// maxCachedSeries is the most series whose lookups a writeState keeps
+// the memory of (about 40 bytes each) between requests.
+const maxCachedSeries = 100_000
+
+func (c *cachedSeries) reset(n int) {
+	if cap(c.keys) > maxCachedSeries && n <= maxCachedSeries {
+		*c = cachedSeries{}
 	}
-	raw := st.dec.RawLabels(ts)
-	if raw == nil {
-		return cacheKey{}, false
+	c.keys = slices.Grow(c.keys[:0], n)[:n]
+	c.cacheable = slices.Grow(c.cacheable[:0], n)[:n]
+	c.handles = slices.Grow(c.handles[:0], n)[:n]
+	c.order = slices.Grow(c.order[:0], n)[:n]
+	clear(c.handles)
+}
+
+// lookup finds the handles of the series of a request (decoded into st)
+// that are cached, for entry. The lookups are made by shard, under one
+// read lock each, so that they do not wait on one another: each is a
+// cache miss, and a lock's atomic operation would keep the processor from
+// starting the next before the last is done.
+func (r *requestCache) lookup(st *writeState, series []TimeSeries, meta metaFunc) {
+	if r.c == nil {
+		return
 	}
-	if meta != nil {
-		if _, _, ok := meta(ts, metricName(ts.Labels)); ok {
-			return cacheKey{}, false
+	c := &st.cached
+	c.reset(len(series))
+	clear(c.counts[:])
+	for i := range series {
+		ts := &series[i]
+		c.cacheable[i] = false
+		if len(ts.Samples) == 0 || len(ts.Histograms) > 0 || len(ts.Exemplars) > 0 {
+			continue
+		}
+		raw := st.dec.RawLabels(ts)
+		if raw == nil {
+			continue
+		}
+		if meta != nil {
+			if _, _, ok := meta(ts, metricName(ts.Labels)); ok {
+				continue
+			}
+		}
+		c.keys[i], c.cacheable[i] = r.c.key(r.owner, raw), true
+		c.counts[c.keys[i].b%cacheShards+1]++
+	}
+	// A counting sort of the cacheable series by shard.
+	for s := 1; s <= cacheShards; s++ {
+		c.counts[s] += c.counts[s-1]
+	}
+	n := int(c.counts[cacheShards])
+	next := c.counts
+	for i := range series {
+		if c.cacheable[i] {
+			s := c.keys[i].b % cacheShards
+			c.order[next[s]] = int32(i)
+			next[s]++
 		}
 	}
-	return r.c.key(r.owner, raw), true
+	for lo := 0; lo < n; {
+		s := c.keys[c.order[lo]].b % cacheShards
+		hi := int(c.counts[s+1])
+		r.c.getAll(&r.c.shards[s], c.keys, c.order[lo:hi], c.handles)
+		lo = hi
+	}
+}
+
+// entry returns the key of series i of the request st holds, and whether
+// it may be cached.
+func (r *requestCache) entry(st *writeState, i int) (cacheKey, bool) {
+	if r.c == nil || !st.cached.cacheable[i] {
+		return cacheKey{}, false
+	}
+	return st.cached.keys[i], true
 }
 
 // append appends the samples of ts, series i of the request, by the handle
-// cached for key, if any, checking each against win (rejections go to
+// lookup found for it, if any, checking each against win (rejections go to
 // reject). It returns how many it stored, and from where on the samples
 // are left to append with the labels: 0 when key is not cached, or when
 // the handle went stale (then it is forgotten); len(ts.Samples) when all
 // were handled.
-func (r *requestCache) append(key cacheKey, ts *TimeSeries, win Window, i int, reject func(int, *Rejection, int)) (stored, from int) {
-	h := r.c.get(key)
+func (r *requestCache) append(st *writeState, key cacheKey, ts *TimeSeries, win Window, i int, reject func(int, *Rejection, int)) (stored, from int) {
+	h := st.cached.handles[i]
 	if h == nil {
 		return 0, 0
 	}
