@@ -2,8 +2,10 @@ package remotewrite
 
 import (
 	"hash/maphash"
+	"math/bits"
 	"slices"
 	"sync"
+	"unsafe"
 
 	"github.com/prometheus/common/model"
 	promstorage "github.com/prometheus/prometheus/storage"
@@ -21,10 +23,10 @@ type handleAppender interface {
 	HandleOwner() uint64
 	// SeriesHandle is the handle of the series the last successful
 	// Append (with labels) appended to; nil when it has none yet.
-	SeriesHandle() any
+	SeriesHandle() unsafe.Pointer
 	// AppendHandle queues a float sample to the series of handle h;
 	// false, queuing nothing, when h is stale.
-	AppendHandle(h any, st, t int64, v float64) bool
+	AppendHandle(h unsafe.Pointer, st, t int64, v float64) bool
 }
 
 // seriesCache remembers, across requests, the store's handle of each
@@ -44,32 +46,38 @@ type handleAppender interface {
 // and that the store accepted are cached, so a hit needs no validation:
 // the same bytes validate the same.
 //
-// It is bounded: at most size entries in total (about 60 bytes each: key,
-// handle and the map's overhead), in shards of two generations; when a
-// shard's current generation is full, its older one is dropped, and the
-// series only it held are looked up by their labels on their next sample
-// (then cached again). Safe for concurrent use.
+// Each shard is an open-addressing table of 24-byte slots (key and
+// handle, no map overhead: 32 to 48 bytes per series at 75% load at most), so that a lookup is
+// one cache miss. It is bounded: a shard holds at most its share of size
+// entries; full, it is emptied, and its series are looked up by their
+// labels on their next sample (then cached again). Safe for concurrent use.
 type seriesCache struct {
 	seedA, seedB maphash.Seed
-	perShard     int // entries of one generation of a shard
+	perShard     int // entries of one shard, at most
 	shards       [cacheShards]cacheShard
 }
 
 const cacheShards = 256
 
 type cacheShard struct {
-	mu       sync.RWMutex
-	cur, old map[uint64]cacheEntry // by the first half of the key
-	_        [40]byte              // keep neighbouring shards' locks on separate cache lines
+	mu    sync.RWMutex
+	slots []cacheSlot // linear probing from slot(a); a zero key is a free slot
+	used  int         // slots with a key
+	_     [24]byte    // keep neighbouring shards' locks on separate cache lines
 }
 
+// cacheKey is a key; never both halves 0 (key sets a bit of b).
 type cacheKey struct{ a, b uint64 }
 
-// cacheEntry is the rest of the key, and the handle.
-type cacheEntry struct {
-	b      uint64
-	handle any
+// cacheSlot is a key and its handle (nil: forgotten, the key's slot kept
+// for the handle it gets again).
+type cacheSlot struct {
+	key    cacheKey
+	handle unsafe.Pointer
 }
+
+// cacheMaxLoad is the most slots in use of a table, in 1/8ths.
+const cacheMaxLoad = 6
 
 // newSeriesCache returns a cache of at most size entries; nil (no cache)
 // when size is 0 or less.
@@ -77,91 +85,111 @@ func newSeriesCache(size int) *seriesCache {
 	if size <= 0 {
 		return nil
 	}
-	c := &seriesCache{seedA: maphash.MakeSeed(), seedB: maphash.MakeSeed(), perShard: max(1, size/cacheShards/2)}
-	for i := range c.shards {
-		c.shards[i].cur = map[uint64]cacheEntry{}
-	}
-	return c
+	return &seriesCache{seedA: maphash.MakeSeed(), seedB: maphash.MakeSeed(), perShard: max(1, size/cacheShards)}
 }
 
 // key is the key of raw labels whose handles owner gives out.
 func (c *seriesCache) key(owner uint64, raw []byte) cacheKey {
-	return cacheKey{maphash.Bytes(c.seedA, raw) ^ owner, maphash.Bytes(c.seedB, raw) ^ owner*0x9e3779b97f4a7c15}
+	return cacheKey{maphash.Bytes(c.seedA, raw) ^ owner, (maphash.Bytes(c.seedB, raw) ^ owner*0x9e3779b97f4a7c15) | 1}
 }
 
-func (c *seriesCache) shard(k cacheKey) *cacheShard { return &c.shards[k.b%cacheShards] }
+func (c *seriesCache) shard(k cacheKey) *cacheShard { return &c.shards[shardOf(k)] }
+
+// shardOf is the shard of k: the top bits of b (a places it in the shard).
+func shardOf(k cacheKey) int { return int(k.b >> 56) }
+
+// find returns the slot of k in sh, or of the free slot where k goes.
+// Callers hold sh.mu, and sh has free slots.
+func (sh *cacheShard) find(k cacheKey) *cacheSlot {
+	hi, _ := bits.Mul64(k.a, uint64(len(sh.slots)))
+	for i := int(hi); ; i++ {
+		if i == len(sh.slots) {
+			i = 0
+		}
+		if s := &sh.slots[i]; s.key == k || s.key == (cacheKey{}) {
+			return s
+		}
+	}
+}
 
 // get returns the handle cached for k, or nil.
-func (c *seriesCache) get(k cacheKey) any {
+func (c *seriesCache) get(k cacheKey) unsafe.Pointer {
 	sh := c.shard(k)
 	sh.mu.RLock()
-	e, ok := sh.cur[k.a]
-	older := false
-	if !ok || e.b != k.b {
-		e, ok = sh.old[k.a]
-		older = ok
-	}
-	sh.mu.RUnlock()
-	if !ok || e.b != k.b {
+	defer sh.mu.RUnlock()
+	if len(sh.slots) == 0 {
 		return nil
 	}
-	if older { // still in use: keep it past the next rotation
-		c.put(k, e.handle)
-	}
-	return e.handle
+	return sh.find(k).handle // nil in a free slot
 }
 
 // getAll sets handles[i] to the handle cached for keys[i], for each i of
 // order, all of shard sh, under one read lock.
-func (c *seriesCache) getAll(sh *cacheShard, keys []cacheKey, order []int32, handles []any) {
-	var promote []int32
+func (c *seriesCache) getAll(sh *cacheShard, keys []cacheKey, order []int32, handles []unsafe.Pointer) {
 	sh.mu.RLock()
-	for _, i := range order {
-		k := keys[i]
-		if e, ok := sh.cur[k.a]; ok && e.b == k.b {
-			handles[i] = e.handle
-		} else if e, ok := sh.old[k.a]; ok && e.b == k.b {
-			handles[i] = e.handle
-			promote = append(promote, i)
+	if len(sh.slots) > 0 {
+		for _, i := range order {
+			handles[i] = sh.find(keys[i]).handle
 		}
 	}
 	sh.mu.RUnlock()
-	for _, i := range promote { // still in use: keep them past the next rotation
-		c.put(keys[i], handles[i])
-	}
 }
 
 // put caches handle for k.
-func (c *seriesCache) put(k cacheKey, handle any) {
+func (c *seriesCache) put(k cacheKey, handle unsafe.Pointer) {
 	sh := c.shard(k)
 	sh.mu.Lock()
-	if _, ok := sh.cur[k.a]; !ok && len(sh.cur) >= c.perShard {
-		sh.old, sh.cur = sh.cur, make(map[uint64]cacheEntry, len(sh.cur))
+	defer sh.mu.Unlock()
+	if len(sh.slots) > 0 {
+		if s := sh.find(k); s.key == k {
+			s.handle = handle
+			return
+		}
 	}
-	sh.cur[k.a] = cacheEntry{b: k.b, handle: handle}
-	sh.mu.Unlock()
+	if sh.used >= c.perShard { // full: start over
+		clear(sh.slots)
+		sh.used = 0
+	}
+	if (sh.used+1)*8 > len(sh.slots)*cacheMaxLoad {
+		sh.grow(c.perShard)
+	}
+	s := sh.find(k)
+	*s = cacheSlot{key: k, handle: handle}
+	sh.used++
 }
 
-// forget drops k (its handle went stale).
+// grow makes sh's table half as large again, at most what limit entries
+// need.
+func (sh *cacheShard) grow(limit int) {
+	n := max(min(len(sh.slots)*3/2, limit*8/cacheMaxLoad+1), 16)
+	old := sh.slots
+	sh.slots = make([]cacheSlot, n)
+	for i := range old {
+		if old[i].key != (cacheKey{}) {
+			*sh.find(old[i].key) = old[i]
+		}
+	}
+}
+
+// forget drops the handle of k (it went stale).
 func (c *seriesCache) forget(k cacheKey) {
 	sh := c.shard(k)
 	sh.mu.Lock()
-	if e, ok := sh.cur[k.a]; ok && e.b == k.b {
-		delete(sh.cur, k.a)
-	}
-	if e, ok := sh.old[k.a]; ok && e.b == k.b {
-		delete(sh.old, k.a)
+	if len(sh.slots) > 0 {
+		if s := sh.find(k); s.key == k {
+			s.handle = nil
+		}
 	}
 	sh.mu.Unlock()
 }
 
-// len is how many keys the cache holds (some twice, in both generations).
+// len is how many keys the cache holds.
 func (c *seriesCache) len() int {
 	n := 0
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.RLock()
-		n += len(sh.cur) + len(sh.old)
+		n += sh.used
 		sh.mu.RUnlock()
 	}
 	return n
@@ -197,7 +225,7 @@ func (g *Ingester) seriesCache(app promstorage.AppenderV2) requestCache {
 type cachedSeries struct {
 	keys      []cacheKey
 	cacheable []bool
-	handles   []any
+	handles   []unsafe.Pointer
 	order     []int32 // series indexes, by shard
 	counts    [cacheShards + 1]int32
 }
@@ -245,7 +273,7 @@ func (r *requestCache) lookup(st *writeState, series []TimeSeries, meta metaFunc
 			}
 		}
 		c.keys[i], c.cacheable[i] = r.c.key(r.owner, raw), true
-		c.counts[c.keys[i].b%cacheShards+1]++
+		c.counts[shardOf(c.keys[i])+1]++
 	}
 	// A counting sort of the cacheable series by shard.
 	for s := 1; s <= cacheShards; s++ {
@@ -255,13 +283,13 @@ func (r *requestCache) lookup(st *writeState, series []TimeSeries, meta metaFunc
 	next := c.counts
 	for i := range series {
 		if c.cacheable[i] {
-			s := c.keys[i].b % cacheShards
+			s := shardOf(c.keys[i])
 			c.order[next[s]] = int32(i)
 			next[s]++
 		}
 	}
 	for lo := 0; lo < n; {
-		s := c.keys[c.order[lo]].b % cacheShards
+		s := shardOf(c.keys[c.order[lo]])
 		hi := int(c.counts[s+1])
 		r.c.getAll(&r.c.shards[s], c.keys, c.order[lo:hi], c.handles)
 		lo = hi

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/prompb"
@@ -100,7 +101,7 @@ func TestSeriesCacheOff(t *testing.T) {
 func TestSeriesCacheBounded(t *testing.T) {
 	const size = 4 * cacheShards
 	c := newSeriesCache(size)
-	handle := new(int)
+	handle := unsafe.Pointer(new(int))
 	keys := make([]cacheKey, 0, 10*size)
 	for i := range 10 * size {
 		k := c.key(1, []byte{byte(i), byte(i >> 8), byte(i >> 16)})
@@ -108,7 +109,7 @@ func TestSeriesCacheBounded(t *testing.T) {
 		c.put(k, handle)
 		require.LessOrEqual(t, c.len(), size)
 	}
-	require.Equal(t, any(handle), c.get(keys[len(keys)-1]))
+	require.Equal(t, handle, c.get(keys[len(keys)-1]))
 	require.Nil(t, c.get(c.key(2, []byte{0, 0, 0})), "another owner's key")
 	c.forget(keys[len(keys)-1])
 	require.Nil(t, c.get(keys[len(keys)-1]))

@@ -359,7 +359,10 @@ func (a appenderV2) Append(ref promstorage.SeriesRef, lset labels.Labels, st, t 
 // labels, nor hashing them, nor an index lookup. A handle is only valid
 // with the appenders of the tenant view whose HandleOwner it was obtained
 // with; it goes stale when its series leaves the index (retention,
-// deletion), and AppendHandle then refuses it.
+// deletion), and AppendHandle then refuses it. A handle is the series'
+// pointer, unsafe.Pointer so that a cache of millions of them costs 8 bytes
+// each: the caller must pass back only what SeriesHandle returned under
+// the same owner (remotewrite's keys include the owner).
 
 // HandleOwner identifies the tenant index this appender's handles belong
 // to, a random number that differs from every other index's (another
@@ -384,20 +387,15 @@ func (a appenderV2) HandleOwner() uint64 {
 // SeriesHandle returns the handle of the series the last successful float
 // Append appended to, or nil when that series is new in this batch (it has
 // a handle once committed: the next batch's Append returns it).
-func (a appenderV2) SeriesHandle() any {
-	if a.last == nil {
-		return nil
-	}
-	return a.last
-}
+func (a appenderV2) SeriesHandle() unsafe.Pointer { return unsafe.Pointer(a.last) }
 
 // AppendHandle queues a float sample, with start timestamp st (0:
 // unknown), to the series of handle h, which SeriesHandle returned under
 // this appender's HandleOwner. It returns false, queuing nothing, when h
 // is stale: append with the labels instead.
-func (a appenderV2) AppendHandle(h any, st, t int64, v float64) bool {
-	ser, ok := h.(*series)
-	if !ok || a.st == nil || a.t == nil || ser.removed.Load() {
+func (a appenderV2) AppendHandle(h unsafe.Pointer, st, t int64, v float64) bool {
+	ser := (*series)(h)
+	if ser == nil || a.st == nil || a.t == nil || ser.removed.Load() {
 		return false
 	}
 	a.samples = append(a.samples, pendingSample{ser: ser, sample: sample{st: st, t: t, v: v}})
