@@ -57,6 +57,10 @@ type TimeSeries struct {
 	// another: the labels as sent, which the series cache keys (Decoder.
 	// RawLabels). Both 0 otherwise.
 	rawStart, rawEnd int32
+	// deferred is set when the decoder left the labels, all next to one
+	// another, unparsed (Decoder.deferLabels): Decoder.ParseLabels
+	// parses them; Labels is empty until then.
+	deferred bool
 	// validUTF8 is set when the decoder found every label name and value
 	// valid UTF-8 (2.0: every symbol of the request), for Validator to
 	// skip that check. The zero value has it checked.
@@ -222,6 +226,12 @@ type Decoder struct {
 
 	buf      []byte // the decompressed request
 	data     []byte // the request last unmarshalled (the series' raw labels are in it)
+	// deferLabels leaves the labels of a series that are all next to one
+	// another unparsed (TimeSeries.deferred), counted and charged to the
+	// limits as labels (empty-valued ones too), for ParseLabels: the series
+	// cache finds most series by those bytes and never needs them.
+	deferLabels bool
+	nDeferred   int // labels left unparsed in the request
 	req      WriteRequest
 	labels   []Label
 	samples  []Sample
@@ -329,7 +339,7 @@ func (d *Decoder) Unmarshal(data []byte) (*WriteRequest, error) {
 	d.hist.reset()
 	d.ex, d.exStarts, d.exLabels = d.ex[:0], d.exStarts[:0], d.exLabels[:0]
 	d.caps = d.Limits.caps(len(data))
-	d.data = data
+	d.data, d.nDeferred = data, 0
 	if err := d.writeRequest(data); err != nil {
 		return nil, err
 	}
@@ -587,7 +597,7 @@ func (d *Decoder) writeRequest(b []byte) error {
 // ts. Offsets in errors stay relative to the whole request since b is not
 // re-based.
 func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i, at int) error {
-	labelFields := 0
+	labelFields, deferred, first := 0, 0, i
 	// Where the Label fields start and end in b, while they follow one
 	// another (rawStart -1 once another field came between two).
 	rawStart, rawEnd := -2, 0
@@ -607,7 +617,7 @@ func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i, at int) error {
 			if err != nil {
 				return err
 			}
-			if len(d.labels) == d.caps.labels {
+			if len(d.labels)+d.nDeferred == d.caps.labels {
 				return tooMany("labels", d.caps.labels)
 			}
 			if start == end && d.Limits.Strict {
@@ -621,6 +631,15 @@ func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i, at int) error {
 				rawStart = -1
 			}
 			rawEnd = end
+			if d.deferLabels {
+				deferred++
+				d.nDeferred++
+				i = end
+				if err := d.caps.take(labelSize); err != nil {
+					return err
+				}
+				continue
+			}
 			ascii = ascii && isASCII(b[start:end])
 			d.labels = append(d.labels, Label{})
 			if err := label(&d.labels[len(d.labels)-1], b[:end], start); err != nil {
@@ -679,10 +698,73 @@ func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i, at int) error {
 	if d.Limits.Strict && labelFields == 0 {
 		return empty("series without labels", at)
 	}
-	ts.validUTF8 = ascii
-	if rawStart >= 0 && rawEnd <= math.MaxInt32 {
+	contiguous := rawStart >= 0 && rawEnd <= math.MaxInt32
+	if contiguous {
 		ts.rawStart, ts.rawEnd = int32(rawStart), int32(rawEnd)
 	}
+	switch {
+	case deferred == 0:
+		ts.validUTF8 = ascii
+	case contiguous:
+		ts.deferred = true
+	default: // apart: parse them now (they are counted and charged)
+		d.nDeferred -= deferred
+		var err error
+		if ts.validUTF8, err = d.labelFields(b, first); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// labelFields parses the Label fields among the TimeSeries fields of
+// b[i:] into d.labels, as timeSeries does but without counting them, and
+// reports whether they are all ASCII.
+func (d *Decoder) labelFields(b []byte, i int) (ascii bool, err error) {
+	ascii = true
+	for i < len(b) {
+		field, wire, next, err := tag(b, i)
+		if err != nil {
+			return false, err
+		}
+		if field != fieldTimeSeriesLabels {
+			if i, err = skip(b, i); err != nil {
+				return false, err
+			}
+			continue
+		}
+		start, end, err := lengthDelimited(b, "TimeSeries.labels", wire, i, next)
+		if err != nil {
+			return false, err
+		}
+		ascii = ascii && isASCII(b[start:end])
+		d.labels = append(d.labels, Label{})
+		if err := label(&d.labels[len(d.labels)-1], b[:end], start); err != nil {
+			return false, err
+		}
+		if d.Limits.Strict && d.labels[len(d.labels)-1].Value == "" {
+			d.labels = d.labels[:len(d.labels)-1] // no label, as in timeSeries
+		}
+		i = end
+	}
+	return ascii, nil
+}
+
+// ParseLabels parses the labels of ts, a series of the request d decoded
+// last, if it left them unparsed (deferLabels): Labels is set when it
+// returns without an error. An error is the request's, as Decode would
+// have returned it.
+func (d *Decoder) ParseLabels(ts *TimeSeries) error {
+	if !ts.deferred {
+		return nil
+	}
+	start := len(d.labels)
+	ascii, err := d.labelFields(d.data[:ts.rawEnd], int(ts.rawStart))
+	if err != nil {
+		return err
+	}
+	ts.Labels = d.labels[start:len(d.labels):len(d.labels)]
+	ts.validUTF8, ts.deferred = ascii, false
 	return nil
 }
 

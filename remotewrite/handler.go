@@ -670,7 +670,9 @@ func (g *Ingester) appendSeries(app promstorage.AppenderV2, id tenancy.ID, serie
 	}
 	win := g.validator.Window(time.Now())
 	cache := g.seriesCache(app) // seriescache.go
-	cache.lookup(st, series, meta)
+	if err := cache.lookup(st, series, meta); err != nil {
+		return written{}, apierror.Wrap(apierror.InvalidArgument, err, "decode remote write request")
+	}
 	for i := range series {
 		ts := &series[i]
 		before := rc.samples

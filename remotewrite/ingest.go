@@ -221,6 +221,7 @@ func NewIngester(cfg Config, limiter Limiter, logger *slog.Logger, reg prometheu
 		states: sync.Pool{New: func() any {
 			st := new(writeState)
 			st.dec.Limits, st.decV2.Limits = limits, limitsV2
+			st.dec.deferLabels = cfg.SeriesCacheSize > 0 // for the series cache (seriescache.go)
 			return st
 		}},
 	}

@@ -250,9 +250,19 @@ func (c *cachedSeries) reset(n int) {
 // read lock each, so that they do not wait on one another: each is a
 // cache miss, and a lock's atomic operation would keep the processor from
 // starting the next before the last is done.
-func (r *requestCache) lookup(st *writeState, series []TimeSeries, meta metaFunc) {
+//
+// Then it parses the labels the decoder left unparsed (Decoder.
+// deferLabels) of every series it found no handle for; an error is the
+// request's, as decoding it would have returned it, before anything was
+// appended.
+func (r *requestCache) lookup(st *writeState, series []TimeSeries, meta metaFunc) error {
 	if r.c == nil {
-		return
+		for i := range series {
+			if err := st.dec.ParseLabels(&series[i]); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	c := &st.cached
 	c.reset(len(series))
@@ -268,6 +278,9 @@ func (r *requestCache) lookup(st *writeState, series []TimeSeries, meta metaFunc
 			continue
 		}
 		if meta != nil {
+			if err := st.dec.ParseLabels(ts); err != nil {
+				return err
+			}
 			if _, _, ok := meta(ts, metricName(ts.Labels)); ok {
 				continue
 			}
@@ -294,6 +307,14 @@ func (r *requestCache) lookup(st *writeState, series []TimeSeries, meta metaFunc
 		r.c.getAll(&r.c.shards[s], c.keys, c.order[lo:hi], c.handles)
 		lo = hi
 	}
+	for i := range series {
+		if c.handles[i] == nil {
+			if err := st.dec.ParseLabels(&series[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // entry returns the key of series i of the request st holds, and whether
@@ -318,12 +339,20 @@ func (r *requestCache) append(st *writeState, key cacheKey, ts *TimeSeries, win 
 	}
 	for j := range ts.Samples {
 		s := &ts.Samples[j]
-		if err := win.Check(ts.Labels, s.Timestamp); err != nil {
-			reject(i, asRejection(err), 1)
-			continue
+		if win.Check(nil, s.Timestamp) != nil {
+			// The rejection names the series: its labels, parsed (they
+			// were before, with these very bytes).
+			if err := st.dec.ParseLabels(ts); err == nil {
+				reject(i, asRejection(win.Check(ts.Labels, s.Timestamp)), 1)
+				continue
+			}
+			return stored, j // cannot be; the labels' path reports it
 		}
 		if !r.app.AppendHandle(h, ts.StartTimestamp(s.StartTimestamp), s.Timestamp, s.Value) {
 			r.c.forget(key)
+			if err := st.dec.ParseLabels(ts); err != nil {
+				return stored, len(ts.Samples) // cannot be: the bytes parsed before
+			}
 			return stored, j
 		}
 		stored++

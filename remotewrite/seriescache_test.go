@@ -2,10 +2,12 @@ package remotewrite
 
 import (
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 	"unsafe"
 
+	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
@@ -113,4 +115,91 @@ func TestSeriesCacheBounded(t *testing.T) {
 	require.Nil(t, c.get(c.key(2, []byte{0, 0, 0})), "another owner's key")
 	c.forget(keys[len(keys)-1])
 	require.Nil(t, c.get(keys[len(keys)-1]))
+}
+
+// TestDecodeDeferredLabels: with deferLabels, the decoder leaves the
+// labels of a series unparsed when they are next to one another (counted
+// against the limits all the same), ParseLabels gives what decoding them
+// at once gives, labels apart are parsed at once, and a malformed label
+// is reported by ParseLabels as Decode reports it.
+func TestDecodeDeferredLabels(t *testing.T) {
+	req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		{Labels: series("__name__", "a", "job", "x", "empty", ""), Samples: []prompb.Sample{{Timestamp: 1, Value: 1}}},
+		{Labels: series("__name__", "b", "région", "ü"), Samples: []prompb.Sample{{Timestamp: 2, Value: 2}}},
+	}}
+	data, err := req.Marshal()
+	require.NoError(t, err)
+	// A third series whose labels have a sample between them, by hand:
+	// TimeSeries{labels: {name: __name__, value: c}, samples: {value: 3,
+	// timestamp: 3}, labels: {name: job, value: y}}.
+	lbl := func(n, v string) []byte {
+		b := []byte{0x0a, byte(len(n))}
+		b = append(b, n...)
+		b = append(b, 0x12, byte(len(v)))
+		return append(b, v...)
+	}
+	field := func(tag byte, b []byte) []byte { return append([]byte{tag, byte(len(b))}, b...) }
+	smp := []byte{0x09, 0, 0, 0, 0, 0, 0, 0x08, 0x40, 0x10, 0x03}
+	ts3 := append(append(field(0x0a, lbl("__name__", "c")), field(0x12, smp)...), field(0x0a, lbl("job", "y"))...)
+	data = append(data, field(0x0a, ts3)...)
+
+	plain := Decoder{Limits: DecodeLimits{Strict: true}}
+	want, err := plain.Unmarshal(data)
+	require.NoError(t, err)
+	wantLabels := [][]Label{}
+	for _, ts := range want.Timeseries {
+		wantLabels = append(wantLabels, slices.Clone(ts.Labels))
+	}
+
+	d := Decoder{Limits: DecodeLimits{Strict: true}, deferLabels: true}
+	got, err := d.Unmarshal(data)
+	require.NoError(t, err)
+	require.Len(t, got.Timeseries, 3)
+	require.True(t, got.Timeseries[0].deferred)
+	require.Empty(t, got.Timeseries[0].Labels)
+	require.True(t, got.Timeseries[1].deferred)
+	require.False(t, got.Timeseries[2].deferred, "labels apart are parsed at once")
+	require.Nil(t, d.RawLabels(&got.Timeseries[2]))
+	require.Equal(t, wantLabels[2], got.Timeseries[2].Labels)
+	for i := range got.Timeseries {
+		require.NoError(t, d.ParseLabels(&got.Timeseries[i]))
+		require.Equal(t, wantLabels[i], got.Timeseries[i].Labels, "series %d", i)
+		require.Equal(t, want.Timeseries[i].validUTF8, got.Timeseries[i].validUTF8, "series %d", i)
+		require.Equal(t, want.Timeseries[i].Samples, got.Timeseries[i].Samples)
+	}
+	// The labels stay counted: a limit of 6 labels refuses the request
+	// (7 label fields, the empty-valued one included).
+	d = Decoder{Limits: DecodeLimits{Strict: true, MaxLabels: 6}, deferLabels: true}
+	_, err = d.Unmarshal(data)
+	var tm *TooManyError
+	require.ErrorAs(t, err, &tm)
+
+	// A Label field that is no Label message: Decode fails at once;
+	// deferred, ParseLabels does, with the same error.
+	bad := field(0x0a, append(field(0x0a, []byte{0x0a, 0x05, 'a'}), field(0x12, smp)...))
+	_, werr := plain.Unmarshal(bad)
+	require.ErrorIs(t, werr, ErrMalformed)
+	d = Decoder{Limits: DecodeLimits{Strict: true}, deferLabels: true}
+	got, err = d.Unmarshal(bad)
+	require.NoError(t, err)
+	require.Equal(t, werr, d.ParseLabels(&got.Timeseries[0]))
+}
+
+// TestWriteDeferredLabelsMalformed: a request with a malformed label is
+// refused whole, the series cache on, as without it.
+func TestWriteDeferredLabelsMalformed(t *testing.T) {
+	store := openStore(t, nil)
+	h := newWrite(testConfig(t), store, nil, nil, prometheus.NewRegistry())
+	now := time.Now().UnixMilli()
+	good := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{Labels: series("__name__", "ok"), Samples: []prompb.Sample{{Timestamp: now, Value: 1}}}}}
+	data, err := good.Marshal()
+	require.NoError(t, err)
+	smp, err := (&prompb.Sample{Timestamp: now, Value: 2}).Marshal()
+	require.NoError(t, err)
+	field := func(tag byte, b []byte) []byte { return append([]byte{tag, byte(len(b))}, b...) }
+	data = append(data, field(0x0a, append(field(0x0a, []byte{0x0a, 0x05, 'a'}), field(0x12, smp)...))...)
+	w := post(h, &writer, snappy.Encode(nil, data), nil)
+	require.Equal(t, http.StatusBadRequest, w.Code, w.Body.String())
+	require.Contains(t, w.Body.String(), "decode remote write request")
+	require.Empty(t, readBack(t, store, writer.Tenant))
 }
