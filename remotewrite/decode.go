@@ -224,22 +224,22 @@ type Decoder struct {
 	// Limits bound each request; the zero value decodes like prompb.
 	Limits DecodeLimits
 
-	buf      []byte // the decompressed request
-	data     []byte // the request last unmarshalled (the series' raw labels are in it)
+	buf  []byte // the decompressed request
+	data []byte // the request last unmarshalled (the series' raw labels are in it)
 	// deferLabels leaves the labels of a series that are all next to one
 	// another unparsed (TimeSeries.deferred), counted and charged to the
 	// limits as labels (empty-valued ones too), for ParseLabels: the series
 	// cache finds most series by those bytes and never needs them.
 	deferLabels bool
 	nDeferred   int // labels left unparsed in the request
-	req      WriteRequest
-	labels   []Label
-	samples  []Sample
-	hist     histArenas
-	ex       []Exemplar
-	exStarts []int   // where each exemplar's labels start in exLabels
-	exLabels []Label // the exemplars' labels
-	caps     caps    // of Limits, for the request being decoded
+	req         WriteRequest
+	labels      []Label
+	samples     []Sample
+	hist        histArenas
+	ex          []Exemplar
+	exStarts    []int   // where each exemplar's labels start in exLabels
+	exLabels    []Label // the exemplars' labels
+	caps        caps    // of Limits, for the request being decoded
 }
 
 // DecodedBytes is how many bytes of decoded structures (series, labels,
