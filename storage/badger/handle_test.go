@@ -2,7 +2,13 @@ package badger
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
 	"testing"
+	"time"
+	"unsafe"
 
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
@@ -73,4 +79,61 @@ func TestSeriesHandles(t *testing.T) {
 	app = s.ForTenant("a").AppenderV2(context.Background()).(appenderV2)
 	require.NotEqual(t, owner, app.HandleOwner(), "a reopened store's index is another owner")
 	require.NoError(t, app.Rollback())
+}
+
+// TestKillDurabilityHandles is TestKillDurability with the samples
+// appended by series handles, as remote write's series cache appends the
+// steady state: every acknowledged batch survives kill -9.
+func TestKillDurabilityHandles(t *testing.T) {
+	if dir := os.Getenv("LUMINATE_BADGER_CHILD_DIR"); dir != "" {
+		handleCrashChild(dir)
+		return
+	}
+	dir, acked := killChild(t, "TestKillDurabilityHandles")
+	s := openTest(t, dir, nil)
+	defer s.Close()
+	got := readAll(t, s, "crash")
+	require.Len(t, got, 50)
+	for i := range 50 {
+		lset := labels.FromStrings("__name__", "crash_metric", "series", strconv.Itoa(i))
+		samples := got[lset.String()]
+		require.GreaterOrEqual(t, len(samples), acked+1, "series %d lost acknowledged samples", i)
+		for b := 0; b <= acked; b++ {
+			require.Equal(t, tsample{int64(b) * 1000, float64(b + i)}, samples[b])
+		}
+	}
+}
+
+// handleCrashChild writes as crashChild does, by labels for two batches
+// (the first creates the series, the second hands out their handles), by
+// handle after, acknowledging each committed batch, until killed.
+func handleCrashChild(dir string) {
+	s, err := New(Config{Path: dir, ChunkSamples: 30, CheckpointInterval: 50 * time.Millisecond}, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(1)
+	}
+	ts := s.ForTenant("crash")
+	handles := make([]unsafe.Pointer, 50)
+	for b := 0; ; b++ {
+		app := ts.AppenderV2(context.Background()).(appenderV2)
+		app.HandleOwner()
+		for i := range 50 {
+			t, v := int64(b)*1000, float64(b+i)
+			if handles[i] != nil && app.AppendHandle(handles[i], 0, t, v) {
+				continue
+			}
+			lset := labels.FromStrings("__name__", "crash_metric", "series", strconv.Itoa(i))
+			if _, err := app.Append(0, lset, 0, t, v, nil, nil, promstorage.AOptions{}); err != nil {
+				fmt.Println("append:", err)
+				os.Exit(1)
+			}
+			handles[i] = app.SeriesHandle()
+		}
+		if err := app.Commit(); err != nil {
+			fmt.Println("commit:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("ack %d\n", b)
+	}
 }
