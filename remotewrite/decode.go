@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"unsafe"
 
 	"github.com/golang/snappy"
@@ -748,6 +749,13 @@ func (d *Decoder) labelFields(b []byte, i int) (ascii bool, err error) {
 		i = end
 	}
 	return ascii, nil
+}
+
+// ReserveLabels makes room in the labels' arena for every label left
+// unparsed, before ParseLabels parses some: one allocation at most, and no
+// series left pointing into an arena the next one outgrew.
+func (d *Decoder) ReserveLabels() {
+	d.labels = slices.Grow(d.labels, d.nDeferred)
 }
 
 // ParseLabels parses the labels of ts, a series of the request d decoded

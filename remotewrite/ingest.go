@@ -221,7 +221,11 @@ func NewIngester(cfg Config, limiter Limiter, logger *slog.Logger, reg prometheu
 		states: sync.Pool{New: func() any {
 			st := new(writeState)
 			st.dec.Limits, st.decV2.Limits = limits, limitsV2
-			st.dec.deferLabels = cfg.SeriesCacheSize > 0 // for the series cache (seriescache.go)
+			// Not st.dec.deferLabels = cfg.SeriesCacheSize > 0 (yet): with
+			// the labels parsed after decoding, requests shrink their
+			// in-flight reservation sooner and more of them get in than
+			// TestInflightBudget's heap bound allows (docs/benchmarks.md,
+			// "Steady write path (issue 15)", Deferred labels).
 			return st
 		}},
 	}

@@ -256,6 +256,7 @@ func (c *cachedSeries) reset(n int) {
 // request's, as decoding it would have returned it, before anything was
 // appended.
 func (r *requestCache) lookup(st *writeState, series []TimeSeries, meta metaFunc) error {
+	st.dec.ReserveLabels()
 	if r.c == nil {
 		for i := range series {
 			if err := st.dec.ParseLabels(&series[i]); err != nil {
