@@ -24,7 +24,7 @@ LDFLAGS     := -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revision=$
                -X $(VERSION_PKG).Branch=$(BRANCH) -X $(VERSION_PKG).BuildUser=$(BUILD_USER) \
                -X $(VERSION_PKG).BuildDate=$(BUILD_DATE)
 
-.PHONY: help build run test bench lint fuzz docs clean
+.PHONY: help build run test bench bench-compare bench-vm lint fuzz docs clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -59,14 +59,24 @@ test: ## install missing test dependencies, gofmt and go vet (lint), every test,
 		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(TEST_FUZZTIME) $${t%%:*}; \
 	done
 
-bench: ## Go benchmarks (BENCH=regexp, BENCHTIME=1s), then luminate vs Prometheus 2.42 and, for native histograms and OTLP, 3.x (docs/benchmarks.md)
+bench: ## Go benchmarks (BENCH=regexp, BENCHTIME=1s), then luminate vs VictoriaMetrics, Prometheus 3.x and 2.42 (ingest, week-long queries, bytes per sample), dashboard queries, native histograms and OTLP (docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem -timeout $(TEST_TIMEOUT) ./...
+	@$(MAKE) --no-print-directory bench-compare
+
+# The same-run comparison alone (the end of make bench): every BENCH_*
+# variable of docs/benchmarks.md passes through from the environment or
+# the command line.
+BENCH_ENV := BENCH_SERIES BENCH_REPEAT BENCH_QUERY_SERIES BENCH_QUERY_HOURS BENCH_INGEST BENCH_PPROF BENCH_FLAGS \
+	BENCH_BACKEND BENCH_WORKERS BENCH_HISTOGRAM_SERIES BENCH_HISTOGRAM_ROUNDS BENCH_OTLP_SERIES BENCH_OTLP_ROUNDS \
+	BENCH_SERVERS BENCH_CASES BENCH_LONG_SERIES BENCH_LONG_REPEAT BENCH_DISK_SERIES BENCH_DISK_HOURS
+bench-compare: ## only the same-run comparison of make bench: luminate vs VictoriaMetrics, Prometheus 3.x and 2.42 (BENCH_* variables: docs/benchmarks.md)
 	scripts/test-deps.sh
-	LUMINATE_PROMETHEUS3="$$(scripts/prometheus3.sh)" LUMINATE_BENCH_COMPARE=1 BENCH_SERIES="$(BENCH_SERIES)" BENCH_REPEAT="$(BENCH_REPEAT)" \
-		BENCH_QUERY_SERIES="$(BENCH_QUERY_SERIES)" BENCH_INGEST="$(BENCH_INGEST)" \
-		BENCH_HISTOGRAM_SERIES="$(BENCH_HISTOGRAM_SERIES)" BENCH_HISTOGRAM_ROUNDS="$(BENCH_HISTOGRAM_ROUNDS)" \
-		BENCH_OTLP_SERIES="$(BENCH_OTLP_SERIES)" BENCH_OTLP_ROUNDS="$(BENCH_OTLP_ROUNDS)" \
-		$(GO) test -count=1 -run '^TestBenchCompare$$' -v -timeout 60m ./cmd/luminate/
+	LUMINATE_PROMETHEUS3="$$(scripts/prometheus3.sh)" LUMINATE_VICTORIAMETRICS="$$(scripts/victoriametrics.sh)" LUMINATE_BENCH_COMPARE=1 \
+		$(foreach v,$(BENCH_ENV),$(v)="$($(v))") \
+		$(GO) test -count=1 -run '^TestBenchCompare$$' -v -timeout 180m ./cmd/luminate/
+
+bench-vm: ## only issue 15's part of the comparison: ingest 4-way, week-long queries, bytes per sample (no dashboard, histogram or OTLP rows)
+	@BENCH_QUERY_SERIES=0 BENCH_HISTOGRAM_SERIES=0 BENCH_OTLP_SERIES=0 $(MAKE) --no-print-directory bench-compare
 
 lint: ## gofmt (must list nothing) and go vet
 	@out="$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*' -not -path './data/*'))"; \

@@ -12,7 +12,10 @@
 # (a few minutes the first time) and prints its path; `make test` passes
 # that path to the tests as LUMINATE_PROMETHEUS3. Likewise
 # scripts/otelcol.sh builds an OpenTelemetry Collector (the Collector
-# snippet's test runs it), passed as LUMINATE_OTELCOL.
+# snippet's test runs it), passed as LUMINATE_OTELCOL. And
+# scripts/victoriametrics.sh builds VictoriaMetrics single-node once (the
+# benchmark compares with it; `make bench` passes it as
+# LUMINATE_VICTORIAMETRICS).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -27,6 +30,8 @@ prometheus3() {
 	echo "test-deps: Prometheus 3.x at $bin" >&2
 	bin="$("$here/otelcol.sh")"
 	echo "test-deps: OpenTelemetry Collector at $bin" >&2
+	bin="$("$here/victoriametrics.sh")"
+	echo "test-deps: VictoriaMetrics at $bin" >&2
 }
 
 # have NAME: is NAME a program on PATH or in the sbin directories, where

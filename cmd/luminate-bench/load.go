@@ -174,6 +174,7 @@ func (s *sender) run(ctx context.Context, perWorker [][]request) (*tally, time.D
 type result struct {
 	Mode             string         `json:"mode"`
 	Kind             string         `json:"kind"`
+	Values           string         `json:"values"`
 	Protocol         string         `json:"protocol"`
 	URL              string         `json:"url"`
 	Series           int            `json:"series"`

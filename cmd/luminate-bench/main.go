@@ -78,7 +78,7 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.kind, "kind", kindFloat, "Samples: float (half counters, half gauges) or histogram (integer native histograms, schema 3, 20 populated buckets each), remote write; otlp (OTLP sums and gauges, half each) or otlp-histogram (OTLP cumulative histograms, see --otlp-histogram), OTLP/HTTP protobuf to an OTLP --url.")
 	fs.BoolVar(&c.gzip, "gzip", false, "With an OTLP --kind: gzip-compress the requests (Content-Encoding: gzip), as OTLP exporters with compression=gzip send them.")
 	fs.StringVar(&c.histogram, "otlp-histogram", histExplicit, "With --kind=otlp-histogram: explicit (11 bounds: classic _bucket series) or exponential (scale 3, 20 populated buckets: native histograms).")
-	fs.StringVar(&c.values, "values", valuesNode, "With --kind=float: node (integer counters, gauges that jump on a 2-decimal grid) or walk (every sample changes by a random 2-decimal step: float counters and random-walk gauges).")
+	fs.StringVar(&c.values, "values", valuesInteger, "Float values (float and OTLP sums and gauges): integer (counters grow by whole numbers, gauges jump among 2-decimal values) or random-walk (every sample changes by a random 2-decimal step: float counters and wandering gauges).")
 	fs.IntVar(&c.cpuPid, "server-pid", 0, "Linux: the receiver's process id, when it runs on this machine: the report adds its user+system CPU time over the measured rounds (from /proc/PID/stat), per sample.")
 	fs.StringVar(&c.protocol, "protocol", protoV1, "Remote-write protocol: 1.0 (prometheus.WriteRequest) or 2.0 (io.prometheus.write.v2.Request).")
 	fs.Uint64Var(&c.seed, "seed", 0, "Seed of the pod label values; runs with different seeds write different series (0: a new seed every run).")
@@ -103,11 +103,11 @@ func (c *config) validate() error {
 	if c.kind != kindFloat && c.kind != kindHistogram && !isOTLP(c.kind) {
 		errs = append(errs, fmt.Errorf("--kind=%q: want %s, %s, %s or %s", c.kind, kindFloat, kindHistogram, kindOTLP, kindOTLPHistogram))
 	}
+	if c.values != valuesInteger && c.values != valuesRandomWalk {
+		errs = append(errs, fmt.Errorf("--values=%q: want %s or %s", c.values, valuesInteger, valuesRandomWalk))
+	}
 	if c.histogram != histExplicit && c.histogram != histExponential {
 		errs = append(errs, fmt.Errorf("--otlp-histogram=%q: want %s or %s", c.histogram, histExplicit, histExponential))
-	}
-	if c.values != valuesNode && c.values != valuesWalk {
-		errs = append(errs, fmt.Errorf("--values=%q: want %s or %s", c.values, valuesNode, valuesWalk))
 	}
 	if c.gzip && !isOTLP(c.kind) {
 		errs = append(errs, fmt.Errorf("--gzip is for the OTLP kinds (remote write is snappy-compressed), not --kind=%s", c.kind))
@@ -254,7 +254,7 @@ func bench(ctx context.Context, c *config, progress io.Writer) (*result, error) 
 		proto = "otlp/http"
 	}
 	return &result{
-		Mode: c.mode, Kind: c.kind, Protocol: proto, URL: c.url, Series: c.series, Workers: c.workers, Batch: c.batch, Rounds: c.rounds,
+		Mode: c.mode, Kind: c.kind, Values: c.values, Protocol: proto, URL: c.url, Series: c.series, Workers: c.workers, Batch: c.batch, Rounds: c.rounds,
 		Requests: t.requests, Failed: t.failed, Samples: t.samples,
 		DurationSeconds: elapsed.Seconds(), SamplesPerSecond: rate, LatencyMs: lat,
 		Errors: t.errors, FirstError: t.firstErr,
@@ -263,7 +263,7 @@ func bench(ctx context.Context, c *config, progress io.Writer) (*result, error) 
 }
 
 func printText(w io.Writer, r *result) {
-	fmt.Fprintf(w, "mode=%s kind=%s protocol=%s series=%d workers=%d batch=%d rounds=%d url=%s\n", r.Mode, r.Kind, r.Protocol, r.Series, r.Workers, r.Batch, r.Rounds, r.URL)
+	fmt.Fprintf(w, "mode=%s kind=%s values=%s protocol=%s series=%d workers=%d batch=%d rounds=%d url=%s\n", r.Mode, r.Kind, r.Values, r.Protocol, r.Series, r.Workers, r.Batch, r.Rounds, r.URL)
 	fmt.Fprintf(w, "requests=%d failed=%d samples=%d duration=%.3fs\n", r.Requests, r.Failed, r.Samples, r.DurationSeconds)
 	fmt.Fprintf(w, "samples/s=%.0f\n", r.SamplesPerSecond)
 	fmt.Fprintf(w, "latency p50=%.1fms p90=%.1fms p99=%.1fms max=%.1fms\n", r.LatencyMs.P50, r.LatencyMs.P90, r.LatencyMs.P99, r.LatencyMs.Max)

@@ -133,12 +133,12 @@ func (e *encoder) encodeOTLP(w workload, round, index int) (request, error) {
 			p := s.DataPoints().AppendEmpty()
 			p.SetStartTimestamp(start)
 			p.SetTimestamp(ts)
-			p.SetDoubleValue(sampleValue(id, round))
+			p.SetDoubleValue(w.value(id, round))
 			attrs = p.Attributes()
 		default:
 			p := m.SetEmptyGauge().DataPoints().AppendEmpty()
 			p.SetTimestamp(ts)
-			p.SetDoubleValue(sampleValue(id, round))
+			p.SetDoubleValue(w.value(id, round))
 			attrs = p.Attributes()
 		}
 		for _, l := range e.tl {

@@ -41,6 +41,19 @@ const (
 	kindHistogram = "histogram"
 )
 
+// Value models of float samples.
+const (
+	// valuesInteger: counters grow by a small whole number per round,
+	// gauges take values of 2 decimals that jump at random; node-exporter
+	// like, and the cheap case for XOR chunks (integer deltas repeat).
+	valuesInteger = "integer"
+	// valuesRandomWalk: every sample changes, by a random step of 2
+	// decimals: counters are floats growing by 0.01-10.00 per round,
+	// gauges wander up or down by 0.01-1.00. The harder case (issue 15):
+	// no two consecutive values are equal and their deltas do not repeat.
+	valuesRandomWalk = "random-walk"
+)
+
 // Remote-write protocols.
 const (
 	protoV1 = "1.0" // prometheus.WriteRequest
@@ -65,19 +78,16 @@ type workload struct {
 	protocol  string        // protoV1 (when empty) or protoV2
 	gzip      bool          // OTLP kinds: gzip the requests
 	histogram string        // kindOTLPHistogram: histExplicit or histExponential
-	values    string        // kindFloat: valuesNode (when empty) or valuesWalk
+	values    string        // valuesInteger (when empty) or valuesRandomWalk
 }
 
-// Value models of float samples.
-const (
-	// valuesNode: integer counters and gauges on a 2-decimal grid that
-	// jump at random, like node_exporter's.
-	valuesNode = "node"
-	// valuesWalk: every sample changes, by a random 2-decimal step:
-	// counters grow by 0.01..10.00 per round, gauges walk up and down by
-	// up to 5.00 (the random-walk load of issue 15).
-	valuesWalk = "walk"
-)
+// value is the float sample of series id in round under w's value model.
+func (w workload) value(id, round int) float64 {
+	if w.values == valuesRandomWalk {
+		return randomWalkValue(id, round)
+	}
+	return sampleValue(id, round)
+}
 
 // request is one encoded remote-write request: a snappy-compressed
 // prompb.WriteRequest or, with protocol 2.0, writev2.Request.
@@ -354,32 +364,28 @@ func sampleValue(id, round int) float64 {
 	return float64(mix(h^uint64(round))%100000) / 100
 }
 
-// value is the float value of series id in round under the workload's
-// value model.
-func (w workload) value(id, round int) float64 {
-	if w.values == valuesWalk {
-		return walkValue(id, round)
-	}
-	return sampleValue(id, round)
-}
-
-// walkValue is the value of series id in round in the random-walk model:
-// a whole number of cents, so every value has at most 2 decimals, that
-// changes every round (counters by +0.01..+10.00, gauges by -5.00..+5.00,
-// never 0).
-func walkValue(id, round int) float64 {
-	h := mix(uint64(id))
-	cents := int64(h % 100000)
-	for r := 0; r <= round; r++ {
-		step := mix(h ^ uint64(r)*0x9e3779b97f4a7c15)
-		if isCounter(id) {
-			cents += 1 + int64(step%1000)
-		} else {
-			d := 1 + int64(step%500)
-			if step>>32&1 == 0 {
-				d = -d
+// randomWalkValue is the value of series id in round of the random-walk
+// model, in whole hundredths so that it has exactly 2 decimals: a counter
+// starts anywhere in 0-999.99 and grows by 0.01-10.00 every round, a gauge
+// starts in 100-1099.99 and steps by 0.01-1.00 up or down. Every step is
+// drawn from the series and the round, so any round can be encoded on its
+// own (the cost is one hash per round before it).
+func randomWalkValue(id, round int) float64 {
+	h := mix(uint64(id) ^ 0x5eed)
+	cents := int64(h % 100_000)
+	if isCounter(id) {
+		for r := 1; r <= round; r++ {
+			cents += 1 + int64(mix(h+uint64(r))%1000)
+		}
+	} else {
+		cents += 10_000
+		for r := 1; r <= round; r++ {
+			step := int64(mix(h+uint64(r)) % 200) // 0..199
+			if step < 100 {
+				cents -= 1 + step // -1..-100
+			} else {
+				cents += step - 99 // 1..100
 			}
-			cents += d
 		}
 	}
 	return float64(cents) / 100

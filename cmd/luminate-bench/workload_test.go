@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -242,4 +243,46 @@ func TestResultJSON(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(b), `"errors":{"HTTP 400":1}`)
 	require.Contains(t, string(b), `"latencyMs":{"p50":10,"p90":30,"p99":30,"max":30}`)
+}
+
+// TestRandomWalk decodes the random-walk value model: every sample has at
+// most 2 decimals and differs from the one before, counters only grow, and
+// the steps of consecutive rounds differ (no constant deltas).
+func TestRandomWalk(t *testing.T) {
+	const rounds = 6
+	w := workload{series: 200, batch: 200, workers: 1, mode: modeSteady, interval: time.Second, start: time.Unix(0, 0), values: valuesRandomWalk}
+	perWorker, err := w.build(0, rounds)
+	require.NoError(t, err)
+	values := map[string][]float64{}
+	for _, r := range perWorker[0] {
+		for _, ts := range decode(t, r).Timeseries {
+			name := ts.Labels[0].Value + "/" + ts.Labels[3].Value
+			values[name] = append(values[name], ts.Samples[0].Value)
+		}
+	}
+	require.Len(t, values, 200)
+	sameDeltas, counters := 0, 0
+	for name, vs := range values {
+		require.Len(t, vs, rounds)
+		for i, v := range vs {
+			require.InDelta(t, math.Round(v*100)/100, v, 1e-9, "%s: %v has 2 decimals", name, v)
+			if i == 0 {
+				continue
+			}
+			require.NotEqual(t, vs[i-1], v, "%s: every sample changes", name)
+			if strings.HasSuffix(strings.SplitN(name, "/", 2)[0], "_total") {
+				require.Less(t, vs[i-1], v, "%s: a counter grows", name)
+			}
+			if i >= 2 && math.Abs((v-vs[i-1])-(vs[i-1]-vs[i-2])) < 1e-9 {
+				sameDeltas++
+			}
+		}
+		if strings.HasSuffix(strings.SplitN(name, "/", 2)[0], "_total") {
+			counters++
+		}
+	}
+	require.Equal(t, 100, counters)
+	require.Less(t, sameDeltas, 200*(rounds-2)/20, "deltas rarely repeat")
+	// The integer model, by contrast, keeps a counter's step constant.
+	require.Equal(t, sampleValue(0, 2)-sampleValue(0, 1), sampleValue(0, 1)-sampleValue(0, 0))
 }

@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -72,8 +71,9 @@ type benchTarget struct {
 
 // startBenchLuminate starts a luminate on an empty Badger store (or, with
 // BENCH_BACKEND=clickhouse, on a fresh ClickHouse server), stopped at the
-// end of t, with a token file for tenant "bench".
-func startBenchLuminate(t *testing.T) (benchTarget, string) {
+// end of t, with a token file for tenant "bench"; extra are more serve
+// flags.
+func startBenchLuminate(t *testing.T, extra ...string) (benchTarget, string) {
 	t.Helper()
 	// Lift the per-tenant limits that would cap the load; everything else
 	// is the default configuration.
@@ -89,6 +89,7 @@ func startBenchLuminate(t *testing.T) (benchTarget, string) {
 		storePid = ch.Pid()
 		args = append(args, "--storage.backend=clickhouse", "--storage.clickhouse.dsn="+ch.DSN())
 	}
+	args = append(args, extra...)
 	args = append(args, strings.Fields(os.Getenv(envBenchFlags))...)
 	scopes := []tenancy.Scope{tenancy.ScopeWrite, tenancy.ScopeRead}
 	if os.Getenv(envBenchPprof) != "" {
@@ -144,12 +145,18 @@ func TestBenchCompare(t *testing.T) {
 	}()
 	ingest := os.Getenv(envBenchIngest) != "0"
 	if ingest {
-		benchIngest(t, tw)
+		benchIngest4(t, tw)
+	}
+	if n := envInt(t, envBenchLongSeries, 2000); n > 0 {
+		fmt.Fprintf(tw, "\n")
+		t.Run("longrange", func(t *testing.T) { benchLongRange(t, tw, n) })
+	}
+	if n := envInt(t, envBenchDiskSeries, 10_000); n > 0 {
+		fmt.Fprintf(tw, "\n")
+		benchDisk(t, tw, n)
 	}
 	if n := envInt(t, envBenchQueries, 10_000); n > 0 {
-		if ingest {
-			fmt.Fprintf(tw, "\n")
-		}
+		fmt.Fprintf(tw, "\n")
 		benchQueries(t, tw, n, time.Duration(envInt(t, envBenchHours, 24))*time.Hour)
 	}
 	if n := envInt(t, envBenchHistSeries, 5000); n > 0 {
@@ -159,91 +166,6 @@ func TestBenchCompare(t *testing.T) {
 	if n := envInt(t, envBenchOTLPSeries, 100_000); n > 0 {
 		fmt.Fprintf(tw, "\n")
 		benchOTLP(t, tw, n)
-	}
-}
-
-// benchIngest runs luminate-bench against a fresh luminate and a fresh
-// Prometheus, alternating, BENCH_REPEAT times per mode, and writes the
-// median samples/s of each and their ratio to tw.
-func benchIngest(t *testing.T, tw *tabwriter.Writer) {
-	bench := buildBench(t)
-	series := envInt(t, envBenchSeries, 100_000)
-	repeat := envInt(t, envBenchRepeat, 3)
-	fmt.Fprintf(tw, "ingest\tseries\tluminate samples/s\tprometheus samples/s\tratio\tluminate p99 ms\tprometheus p99 ms\tluminate CPU s/M samples\tprometheus CPU s/M samples\tCPU ratio\tluminate peak RSS MiB\tprometheus peak RSS MiB\truns\t\n")
-	for _, mode := range []string{"steady", "create"} {
-		// Steady: three million measured samples per run at 100k series, three
-		// rounds at a million. Create: half a million new series per run
-		// at 100k (5 rounds of 100k new targets), one round at a million.
-		rounds := max(3, 3_000_000/series)
-		if mode == "create" {
-			rounds = max(1, 500_000/series)
-		}
-		rates := map[string][]float64{}
-		p99s := map[string][]float64{}
-		cpus := map[string][]float64{} // server CPU seconds per million samples
-		rss := map[string][]float64{}  // server peak resident memory, MiB
-		for i := range repeat {
-			order := []string{"luminate", "prometheus"}
-			if i%2 == 1 {
-				slices.Reverse(order)
-			}
-			for _, server := range order {
-				t.Run(fmt.Sprintf("%s/%s/%d", mode, server, i+1), func(t *testing.T) {
-					var target benchTarget
-					var tokenFile string
-					if server == "luminate" {
-						target, tokenFile = startBenchLuminate(t)
-					} else {
-						target, _ = startBenchPrometheus(t)
-					}
-					args := []string{"--url=" + target.base + "/api/v1/write", "--output=json", "--mode=" + mode,
-						"--series=" + strconv.Itoa(series), "--rounds=" + strconv.Itoa(rounds), "--workers=" + strconv.Itoa(benchWorkers()), "--batch=2000"}
-					if tokenFile != "" {
-						args = append(args, "--token-file="+tokenFile)
-					}
-					cmd := exec.Command(bench, args...)
-					var stderr bytes.Buffer
-					cmd.Stderr = &stderr
-					// Two idle seconds after the run count whatever work the
-					// server does after acknowledging.
-					cpu0 := processCPU(t, target.pid)
-					var storeCPU0 time.Duration
-					if target.storePid != 0 {
-						storeCPU0 = processCPU(t, target.storePid)
-					}
-					profiled := profileIngest(t, target, fmt.Sprintf("%s-%d", mode, i+1))
-					out, err := cmd.Output()
-					time.Sleep(2 * time.Second)
-					cpu := processCPU(t, target.pid) - cpu0
-					<-profiled
-					require.NoError(t, err, "luminate-bench %s\n%s%s", strings.Join(args, " "), out, stderr.String())
-					var r benchReport
-					require.NoError(t, json.Unmarshal(out, &r), string(out))
-					require.Zero(t, r.Failed)
-					// In steady mode the CPU time also covers the warm-up round:
-					// count its samples too.
-					sent := float64(r.Samples)
-					if mode == "steady" {
-						sent += float64(series)
-					}
-					cpuPerM := cpu.Seconds() / sent * 1e6
-					if target.storePid != 0 {
-						t.Logf("%s: ClickHouse server CPU %.2fs/M samples", mode, (processCPU(t, target.storePid)-storeCPU0).Seconds()/sent*1e6)
-					}
-					t.Logf("%s %s: %.0f samples/s over %.2fs, latency p50 %.1fms p99 %.1fms, server CPU %.2fs/M samples, peak RSS %.0f MiB",
-						mode, server, r.SamplesPerSecond, r.DurationSeconds, r.LatencyMs["p50"], r.LatencyMs["p99"], cpuPerM, peakRSS(t, target.pid))
-					rates[server] = append(rates[server], r.SamplesPerSecond)
-					cpus[server] = append(cpus[server], cpuPerM)
-					rss[server] = append(rss[server], peakRSS(t, target.pid))
-					p99s[server] = append(p99s[server], r.LatencyMs["p99"])
-				})
-			}
-		}
-		l, p := median(rates["luminate"]), median(rates["prometheus"])
-		lc, pc := median(cpus["luminate"]), median(cpus["prometheus"])
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%.2fx\t%.1f\t%.1f\t%.2f\t%.2f\t%.2fx\t%.0f\t%.0f\t%d\t\n", mode, series, l, p, l/p,
-			median(p99s["luminate"]), median(p99s["prometheus"]), lc, pc, pc/lc,
-			median(rss["luminate"]), median(rss["prometheus"]), len(rates["luminate"]))
 	}
 }
 
@@ -521,15 +443,9 @@ func profileIngest(t *testing.T, target benchTarget, name string) <-chan struct{
 
 func processCPU(t *testing.T, pid int) time.Duration {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	d, err := readProcessCPU(pid)
 	require.NoError(t, err)
-	// The command name, field 2, is in parentheses and may hold spaces.
-	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	utime, err := strconv.ParseInt(fields[11], 10, 64) // field 14
-	require.NoError(t, err)
-	stime, err := strconv.ParseInt(fields[12], 10, 64) // field 15
-	require.NoError(t, err)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
+	return d
 }
 
 // peakRSS is the peak resident memory of process pid (VmHWM), in MiB.
