@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"unsafe"
 
 	"github.com/golang/snappy"
@@ -52,6 +53,15 @@ type TimeSeries struct {
 	labelsStart, samplesStart int32
 	histStart, exStart        int32
 	refsStart                 int32 // remote write 2.0: offset into DecoderV2.refs while decoding
+	// rawStart and rawEnd delimit the series' Label fields in the request
+	// Decoder.Unmarshal decoded (remote write 1.0), when they follow one
+	// another: the labels as sent, which the series cache keys (Decoder.
+	// RawLabels). Both 0 otherwise.
+	rawStart, rawEnd int32
+	// deferred is set when the decoder left the labels, all next to one
+	// another, unparsed (Decoder.deferLabels): Decoder.ParseLabels
+	// parses them; Labels is empty until then.
+	deferred bool
 	// validUTF8 is set when the decoder found every label name and value
 	// valid UTF-8 (2.0: every symbol of the request), for Validator to
 	// skip that check. The zero value has it checked.
@@ -215,15 +225,22 @@ type Decoder struct {
 	// Limits bound each request; the zero value decodes like prompb.
 	Limits DecodeLimits
 
-	buf      []byte // the decompressed request
-	req      WriteRequest
-	labels   []Label
-	samples  []Sample
-	hist     histArenas
-	ex       []Exemplar
-	exStarts []int   // where each exemplar's labels start in exLabels
-	exLabels []Label // the exemplars' labels
-	caps     caps    // of Limits, for the request being decoded
+	buf  []byte // the decompressed request
+	data []byte // the request last unmarshalled (the series' raw labels are in it)
+	// deferLabels leaves the labels of a series that are all next to one
+	// another unparsed (TimeSeries.deferred), counted and charged to the
+	// limits as labels (empty-valued ones too), for ParseLabels: the series
+	// cache finds most series by those bytes and never needs them.
+	deferLabels bool
+	nDeferred   int // labels left unparsed in the request
+	req         WriteRequest
+	labels      []Label
+	samples     []Sample
+	hist        histArenas
+	ex          []Exemplar
+	exStarts    []int   // where each exemplar's labels start in exLabels
+	exLabels    []Label // the exemplars' labels
+	caps        caps    // of Limits, for the request being decoded
 }
 
 // DecodedBytes is how many bytes of decoded structures (series, labels,
@@ -274,6 +291,16 @@ func (d *Decoder) Decode(compressed []byte, maxDecompressed int) (*WriteRequest,
 	return d.Unmarshal(d.buf)
 }
 
+// RawLabels returns the Label fields of ts, a series of the request d
+// decoded last, as they were sent, or nil when they were not all next to
+// one another in the request. Valid until d decodes another request.
+func (d *Decoder) RawLabels(ts *TimeSeries) []byte {
+	if ts.rawEnd <= ts.rawStart || int(ts.rawEnd) > len(d.data) {
+		return nil
+	}
+	return d.data[ts.rawStart:ts.rawEnd]
+}
+
 // decompress decompresses a snappy block of at most maxDecompressed bytes
 // into buf's memory, growing it if needed.
 func decompress(buf, compressed []byte, maxDecompressed int) ([]byte, error) {
@@ -313,6 +340,7 @@ func (d *Decoder) Unmarshal(data []byte) (*WriteRequest, error) {
 	d.hist.reset()
 	d.ex, d.exStarts, d.exLabels = d.ex[:0], d.exStarts[:0], d.exLabels[:0]
 	d.caps = d.Limits.caps(len(data))
+	d.data, d.nDeferred = data, 0
 	if err := d.writeRequest(data); err != nil {
 		return nil, err
 	}
@@ -570,7 +598,10 @@ func (d *Decoder) writeRequest(b []byte) error {
 // ts. Offsets in errors stay relative to the whole request since b is not
 // re-based.
 func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i, at int) error {
-	labelFields := 0
+	labelFields, deferred, first := 0, 0, i
+	// Where the Label fields start and end in b, while they follow one
+	// another (rawStart -1 once another field came between two).
+	rawStart, rawEnd := -2, 0
 	// The labels' strings are inside their Label messages: when these
 	// are all ASCII, so are the names and values (a conservative check:
 	// a length of 128 or more fails it), which Validator then need not
@@ -587,13 +618,29 @@ func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i, at int) error {
 			if err != nil {
 				return err
 			}
-			if len(d.labels) == d.caps.labels {
+			if len(d.labels)+d.nDeferred == d.caps.labels {
 				return tooMany("labels", d.caps.labels)
 			}
 			if start == end && d.Limits.Strict {
 				return empty("label without name or value", i)
 			}
 			labelFields++
+			switch {
+			case rawStart == -2:
+				rawStart = i
+			case rawStart >= 0 && rawEnd != i:
+				rawStart = -1
+			}
+			rawEnd = end
+			if d.deferLabels {
+				deferred++
+				d.nDeferred++
+				i = end
+				if err := d.caps.take(labelSize); err != nil {
+					return err
+				}
+				continue
+			}
 			ascii = ascii && isASCII(b[start:end])
 			d.labels = append(d.labels, Label{})
 			if err := label(&d.labels[len(d.labels)-1], b[:end], start); err != nil {
@@ -652,7 +699,80 @@ func (d *Decoder) timeSeries(ts *TimeSeries, b []byte, i, at int) error {
 	if d.Limits.Strict && labelFields == 0 {
 		return empty("series without labels", at)
 	}
-	ts.validUTF8 = ascii
+	contiguous := rawStart >= 0 && rawEnd <= math.MaxInt32
+	if contiguous {
+		ts.rawStart, ts.rawEnd = int32(rawStart), int32(rawEnd)
+	}
+	switch {
+	case deferred == 0:
+		ts.validUTF8 = ascii
+	case contiguous:
+		ts.deferred = true
+	default: // apart: parse them now (they are counted and charged)
+		d.nDeferred -= deferred
+		var err error
+		if ts.validUTF8, err = d.labelFields(b, first); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// labelFields parses the Label fields among the TimeSeries fields of
+// b[i:] into d.labels, as timeSeries does but without counting them, and
+// reports whether they are all ASCII.
+func (d *Decoder) labelFields(b []byte, i int) (ascii bool, err error) {
+	ascii = true
+	for i < len(b) {
+		field, wire, next, err := tag(b, i)
+		if err != nil {
+			return false, err
+		}
+		if field != fieldTimeSeriesLabels {
+			if i, err = skip(b, i); err != nil {
+				return false, err
+			}
+			continue
+		}
+		start, end, err := lengthDelimited(b, "TimeSeries.labels", wire, i, next)
+		if err != nil {
+			return false, err
+		}
+		ascii = ascii && isASCII(b[start:end])
+		d.labels = append(d.labels, Label{})
+		if err := label(&d.labels[len(d.labels)-1], b[:end], start); err != nil {
+			return false, err
+		}
+		if d.Limits.Strict && d.labels[len(d.labels)-1].Value == "" {
+			d.labels = d.labels[:len(d.labels)-1] // no label, as in timeSeries
+		}
+		i = end
+	}
+	return ascii, nil
+}
+
+// ReserveLabels makes room in the labels' arena for every label left
+// unparsed, before ParseLabels parses some: one allocation at most, and no
+// series left pointing into an arena the next one outgrew.
+func (d *Decoder) ReserveLabels() {
+	d.labels = slices.Grow(d.labels, d.nDeferred)
+}
+
+// ParseLabels parses the labels of ts, a series of the request d decoded
+// last, if it left them unparsed (deferLabels): Labels is set when it
+// returns without an error. An error is the request's, as Decode would
+// have returned it.
+func (d *Decoder) ParseLabels(ts *TimeSeries) error {
+	if !ts.deferred {
+		return nil
+	}
+	start := len(d.labels)
+	ascii, err := d.labelFields(d.data[:ts.rawEnd], int(ts.rawStart))
+	if err != nil {
+		return err
+	}
+	ts.Labels = d.labels[start:len(d.labels):len(d.labels)]
+	ts.validUTF8, ts.deferred = ascii, false
 	return nil
 }
 

@@ -65,6 +65,9 @@ type Config struct {
 	MaxPendingMetadata     int  // remote write 1.0 metadata entries waiting for a series of their family, all tenants
 	StartZeroIngestion     bool // turn start (created) timestamps into zero samples
 	StartZeroCacheSize     int  // series whose last injected start timestamp is remembered
+
+	// Issue #15: the steady write path.
+	SeriesCacheSize int // series whose store handle is remembered by their labels as sent (seriescache.go); 0: none
 }
 
 // DefaultConfig returns the defaults of the flags.
@@ -114,6 +117,9 @@ func DefaultConfig() Config {
 		// same writes answers.
 		StartZeroIngestion: false,
 		StartZeroCacheSize: 1_000_000,
+		// Twice a million active series: a million fit in one of the
+		// cache's two generations, so steady ingest never rotates it.
+		SeriesCacheSize: 2_000_000,
 	}
 }
 
@@ -157,6 +163,8 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 		"Store a zero sample at the start (created) timestamp of a counter or histogram sample that carries one (remote write 2.0), once per series and start timestamp, as Prometheus' created-timestamp-zero-ingestion feature does. Off by default, as in Prometheus 3: queries then answer what a Prometheus receiving the same writes answers; on, rate() and increase() count the first increase of a new or reset counter.")
 	f.IntVar(&c.StartZeroCacheSize, "ingest.created-timestamp-cache-size", d.StartZeroCacheSize,
 		"With --ingest.created-timestamp-zero-ingestion, how many series (all tenants) remember the start timestamp last injected, so that it is injected once, not on every write; a series forgotten gets its zero sample again (harmless, one out-of-order write). Takes about 50 bytes a series, twice this at most.")
+	f.IntVar(&c.SeriesCacheSize, "ingest.series-cache-size", d.SeriesCacheSize,
+		"How many series (all tenants) the remote write 1.0 receiver remembers by their labels as sent, so that their next samples skip label validation and the series lookup (Badger backend). Half of it are the series a steady load keeps cached; beyond, some are looked up by their labels again. About 70 bytes a series; 0 turns the cache off.")
 }
 
 // Validate reports every setting out of range.
@@ -202,6 +210,7 @@ func (c *Config) Validate() error {
 		{"--ingest.max-label-value-length", int64(c.MaxLabelValueLength)},
 		{"--ingest.max-future-skew", int64(c.MaxFutureSkew)},
 		{"storage retention", int64(c.Retention)},
+		{"--ingest.series-cache-size", int64(c.SeriesCacheSize)},
 	} {
 		if l.v < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative, got %d", l.flag, l.v))
@@ -232,6 +241,7 @@ type writeState struct {
 	fhists   []histogram.FloatHistogram
 	ex       []exemplar.Exemplar
 	metaMemo map[Metadata]metadata.Metadata // remote write 2.0's metadata, converted once per request
+	cached   cachedSeries                   // the series cache's keys and handles of the request (seriescache.go)
 }
 
 // maxPooledBytes is the largest buffer a pooled writeState keeps: enough
@@ -247,6 +257,7 @@ func (st *writeState) trim() {
 	trim(&st.hists, maxPooledBytes)
 	trim(&st.fhists, maxPooledBytes)
 	trim(&st.ex, maxPooledBytes)
+	clear(st.cached.handles) // nor the series of the last request's handles
 	// Nothing kept alive through them: the exemplars' labels, the
 	// decoder arenas the histograms point into. What lies past their
 	// lengths was cleared by the request that used it.
@@ -671,9 +682,28 @@ func (g *Ingester) appendSeries(app promstorage.AppenderV2, id tenancy.ID, serie
 		v.HistogramsValidated() // st.histogram checks them
 	}
 	win := g.validator.Window(time.Now())
+	cache := g.seriesCache(app) // seriescache.go
+	if err := cache.lookup(st, series, meta); err != nil {
+		return written{}, apierror.Wrap(apierror.InvalidArgument, err, "decode remote write request")
+	}
 	for i := range series {
 		ts := &series[i]
 		before := rc.samples
+		// A series seen before is appended to by its handle (seriescache.go);
+		// from is the first sample left to append with the labels.
+		key, cacheable := cache.entry(st, i)
+		from := 0
+		if cacheable {
+			var stored int
+			if stored, from = cache.append(st, key, ts, win, i, rejectSeries); from == len(ts.Samples) {
+				out.samples += stored
+				if rc.samples > before {
+					rc.series++
+				}
+				continue
+			}
+			out.samples += stored
+		}
 		ls, err := g.validator.series(ts.Labels, ts.validUTF8)
 		if err != nil {
 			rejectSeries(i, asRejection(err), len(ts.Samples)+len(ts.Histograms))
@@ -714,6 +744,10 @@ func (g *Ingester) appendSeries(app promstorage.AppenderV2, id tenancy.ID, serie
 					out.histograms++
 				} else {
 					out.samples++
+					if cacheable {
+						cache.put(key) // the series' handle, from now on
+						cacheable = false
+					}
 				}
 				return true, nil
 			}
@@ -729,7 +763,8 @@ func (g *Ingester) appendSeries(app promstorage.AppenderV2, id tenancy.ID, serie
 			return true, nil
 		}
 		more := true
-		for j, s := range ts.Samples {
+		for j := from; j < len(ts.Samples); j++ {
+			s := &ts.Samples[j]
 			if err := win.Check(ls, s.Timestamp); err != nil {
 				rejectSeries(i, asRejection(err), 1)
 				continue

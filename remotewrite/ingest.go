@@ -192,6 +192,7 @@ type Ingester struct {
 	pending   *pendingMetadata
 	startZero *storage.StartZeroCache // nil without --ingest.created-timestamp-zero-ingestion
 	ha        HATracker               // nil: no HA-pair deduplication (SetHATracker)
+	series    *seriesCache            // nil with --ingest.series-cache-size=0
 }
 
 // NewIngester returns the write path bounded by cfg, rate limited by
@@ -213,6 +214,7 @@ func NewIngester(cfg Config, limiter Limiter, logger *slog.Logger, reg prometheu
 	return &Ingester{
 		pending:   newPendingMetadata(cfg.MaxPendingMetadata, metadataLimit(limiter)),
 		startZero: startZero,
+		series:    newSeriesCache(cfg.SeriesCacheSize),
 		cfg:       cfg,
 		limiter:   limiter,
 		validator: NewValidator(cfg),
@@ -223,6 +225,11 @@ func NewIngester(cfg Config, limiter Limiter, logger *slog.Logger, reg prometheu
 		states: sync.Pool{New: func() any {
 			st := new(writeState)
 			st.dec.Limits, st.decV2.Limits = limits, limitsV2
+			// Not st.dec.deferLabels = cfg.SeriesCacheSize > 0 (yet): with
+			// the labels parsed after decoding, requests shrink their
+			// in-flight reservation sooner and more of them get in than
+			// TestInflightBudget's heap bound allows (docs/benchmarks.md,
+			// "Steady write path (issue 15)", Deferred labels).
 			return st
 		}},
 	}

@@ -189,6 +189,11 @@ type result struct {
 	LatencyMs        latencies      `json:"latencyMs"`
 	Errors           map[string]int `json:"errors,omitempty"`
 	FirstError       string         `json:"firstError,omitempty"`
+	// ServerCPUSeconds is the receiver's user+system CPU time over the
+	// measured rounds (with --server-pid), and ServerCPUPerSampleUs that
+	// per acknowledged sample, in microseconds.
+	ServerCPUSeconds     float64 `json:"serverCpuSeconds,omitempty"`
+	ServerCPUPerSampleUs float64 `json:"serverCpuPerSampleUs,omitempty"`
 }
 
 // latencies are request latency percentiles in milliseconds.

@@ -28,6 +28,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -59,6 +60,7 @@ type config struct {
 	gzip      bool
 	histogram string
 	values    string
+	cpuPid    int
 }
 
 func (c *config) registerFlags(fs *flag.FlagSet) {
@@ -77,6 +79,7 @@ func (c *config) registerFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.gzip, "gzip", false, "With an OTLP --kind: gzip-compress the requests (Content-Encoding: gzip), as OTLP exporters with compression=gzip send them.")
 	fs.StringVar(&c.histogram, "otlp-histogram", histExplicit, "With --kind=otlp-histogram: explicit (11 bounds: classic _bucket series) or exponential (scale 3, 20 populated buckets: native histograms).")
 	fs.StringVar(&c.values, "values", valuesInteger, "Float values (float and OTLP sums and gauges): integer (counters grow by whole numbers, gauges jump among 2-decimal values) or random-walk (every sample changes by a random 2-decimal step: float counters and wandering gauges).")
+	fs.IntVar(&c.cpuPid, "server-pid", 0, "Linux: the receiver's process id, when it runs on this machine: the report adds its user+system CPU time over the measured rounds (from /proc/PID/stat), per sample.")
 	fs.StringVar(&c.protocol, "protocol", protoV1, "Remote-write protocol: 1.0 (prometheus.WriteRequest) or 2.0 (io.prometheus.write.v2.Request).")
 	fs.Uint64Var(&c.seed, "seed", 0, "Seed of the pod label values; runs with different seeds write different series (0: a new seed every run).")
 }
@@ -227,9 +230,23 @@ func bench(ctx context.Context, c *config, progress io.Writer) (*result, error) 
 		runCtx, cancel = context.WithTimeout(ctx, c.duration)
 		defer cancel()
 	}
+	var cpu0 time.Duration
+	if c.cpuPid > 0 {
+		if cpu0, err = processCPU(c.cpuPid); err != nil {
+			return nil, err
+		}
+	}
 	t, elapsed := s.run(runCtx, measured)
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	var serverCPU float64
+	if c.cpuPid > 0 {
+		cpu1, err := processCPU(c.cpuPid)
+		if err != nil {
+			return nil, err
+		}
+		serverCPU = (cpu1 - cpu0).Seconds()
 	}
 	lat, rate := summarize(t, elapsed)
 	proto := c.protocol
@@ -241,6 +258,7 @@ func bench(ctx context.Context, c *config, progress io.Writer) (*result, error) 
 		Requests: t.requests, Failed: t.failed, Samples: t.samples,
 		DurationSeconds: elapsed.Seconds(), SamplesPerSecond: rate, LatencyMs: lat,
 		Errors: t.errors, FirstError: t.firstErr,
+		ServerCPUSeconds: serverCPU, ServerCPUPerSampleUs: perSampleUs(serverCPU, t.samples),
 	}, nil
 }
 
@@ -249,7 +267,39 @@ func printText(w io.Writer, r *result) {
 	fmt.Fprintf(w, "requests=%d failed=%d samples=%d duration=%.3fs\n", r.Requests, r.Failed, r.Samples, r.DurationSeconds)
 	fmt.Fprintf(w, "samples/s=%.0f\n", r.SamplesPerSecond)
 	fmt.Fprintf(w, "latency p50=%.1fms p90=%.1fms p99=%.1fms max=%.1fms\n", r.LatencyMs.P50, r.LatencyMs.P90, r.LatencyMs.P99, r.LatencyMs.Max)
+	if r.ServerCPUSeconds > 0 {
+		fmt.Fprintf(w, "server CPU %.2fs = %.3fus/sample\n", r.ServerCPUSeconds, r.ServerCPUPerSampleUs)
+	}
 	for reason, n := range r.Errors {
 		fmt.Fprintf(w, "errors %s: %d\n", reason, n)
 	}
+}
+
+// processCPU is the user plus system CPU time process pid has used, from
+// /proc/PID/stat (Linux; clock ticks of 1/100 s).
+func processCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("--server-pid: %w", err)
+	}
+	// The command name (field 2) may hold spaces: count from its ")".
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0, fmt.Errorf("--server-pid: unexpected /proc/%d/stat", pid)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("--server-pid: /proc/%d/stat: %w", pid, err)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
+// perSampleUs is cpu seconds per sample, in microseconds.
+func perSampleUs(cpu float64, samples int64) float64 {
+	if samples == 0 {
+		return 0
+	}
+	return cpu / float64(samples) * 1e6
 }

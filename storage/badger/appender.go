@@ -40,6 +40,8 @@ type appender struct {
 
 	hists     histCopies // the store's copies of the batch's histograms
 	validated bool       // the caller checks its histograms (HistogramsValidated)
+
+	last *series // the existing series the last add found, for SeriesHandle
 }
 
 var appenderPool = sync.Pool{New: func() any { return &appender{} }}
@@ -58,7 +60,7 @@ func (a *appender) release() {
 	clear(a.newByHash)
 	a.aux.reset()
 	a.hists.reset()
-	a.st, a.t, a.err, a.validated = nil, nil, nil, false
+	a.st, a.t, a.err, a.validated, a.last = nil, nil, nil, false, nil
 	appenderPool.Put(a)
 }
 
@@ -97,6 +99,7 @@ func (a *appender) add(lset labels.Labels, smp sample) error {
 	if a.st == nil {
 		return errors.New("appender used after Commit or Rollback")
 	}
+	a.last = nil
 	if lset.Has(tenancy.Label) {
 		return fmt.Errorf("series %s: %w", lset.String(), storage.ErrTenantLabel)
 	}
@@ -113,6 +116,7 @@ func (a *appender) add(lset labels.Labels, smp sample) error {
 	h := lset.Hash()
 	if ser := a.t.lookup(h, lset); ser != nil {
 		a.samples = append(a.samples, pendingSample{ser: ser, sample: smp})
+		a.last = ser
 		return nil
 	}
 	for _, i := range a.newByHash[h] {
@@ -353,6 +357,57 @@ func (a appenderV2) Append(ref promstorage.SeriesRef, lset labels.Labels, st, t 
 		err = a.appendAux(lset, isStale(v, h, fh), &opts) // exemplars.go
 	}
 	return ref, err
+}
+
+// Series handles let a caller that appends to the same series request
+// after request (remote write) skip the labels: it keeps the handle of a
+// series it appended to with its labels (SeriesHandle), under a key of its
+// own (remotewrite keys them by a 128-bit hash of the labels as sent), and
+// appends later samples with AppendHandle, which costs neither building the
+// labels, nor hashing them, nor an index lookup. A handle is only valid
+// with the appenders of the tenant view whose HandleOwner it was obtained
+// with; it goes stale when its series leaves the index (retention,
+// deletion), and AppendHandle then refuses it. A handle is the series'
+// pointer, unsafe.Pointer so that a cache of millions of them costs 8 bytes
+// each: the caller must pass back only what SeriesHandle returned under
+// the same owner (remotewrite's keys include the owner).
+
+// HandleOwner identifies the tenant index this appender's handles belong
+// to, a random number that differs from every other index's (another
+// tenant's, another store's, this store's before it was reopened) with
+// overwhelming probability: handles obtained under another owner must not
+// be used with it. 0 when the tenant cannot be opened (then append with
+// labels, which reports why).
+func (a appenderV2) HandleOwner() uint64 {
+	if a.st == nil {
+		return 0
+	}
+	if a.t == nil {
+		t, err := a.st.tenantFor(a.id, true)
+		if err != nil {
+			return 0
+		}
+		a.t = t
+	}
+	return a.t.handleOwner
+}
+
+// SeriesHandle returns the handle of the series the last successful float
+// Append appended to, or nil when that series is new in this batch (it has
+// a handle once committed: the next batch's Append returns it).
+func (a appenderV2) SeriesHandle() unsafe.Pointer { return unsafe.Pointer(a.last) }
+
+// AppendHandle queues a float sample, with start timestamp st (0:
+// unknown), to the series of handle h, which SeriesHandle returned under
+// this appender's HandleOwner. It returns false, queuing nothing, when h
+// is stale: append with the labels instead.
+func (a appenderV2) AppendHandle(h unsafe.Pointer, st, t int64, v float64) bool {
+	ser := (*series)(h)
+	if ser == nil || a.st == nil || a.t == nil || ser.removed.Load() {
+		return false
+	}
+	a.samples = append(a.samples, pendingSample{ser: ser, sample: sample{st: st, t: t, v: v}})
+	return true
 }
 
 // histCopies holds an appender's copies of the histograms of its batch:

@@ -34,6 +34,7 @@ type series struct {
 	persisted  bool        // the 'S' record is in Badger
 	active     bool        // appended to within the idle timeout
 	logged     atomic.Bool // a WAL record defines the series
+	removed    atomic.Bool // dropped from the index (retention, deletion): handles to it are stale
 	lastAppend int64       // unix nanoseconds of the last append, for idleness
 }
 

@@ -2,6 +2,7 @@ package badger
 
 import (
 	"cmp"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,10 @@ type tenant struct {
 	// stats are the cardinality statistics (cardinality.go), kept up to
 	// date under mu by addLocked and removeLocked.
 	stats indexStats
+	// handleOwner tells this tenant index apart from every other, of this
+	// store or another: the series handles (appender.go) it gives out are
+	// good for it only.
+	handleOwner uint64
 }
 
 const numStripes = 512
@@ -50,6 +55,9 @@ func newTenant(id tenancy.ID, num uint32) *tenant {
 		num:      num,
 		postings: map[string]map[string][]*series{},
 		stats:    indexStats{byName: map[string]*labelStat{}},
+		// Random, never 0: distinct from every other index's with
+		// overwhelming probability.
+		handleOwner: rand.Uint64() | 1,
 	}
 	for i := range t.stripes {
 		t.stripes[i].m = map[uint64]*series{}
@@ -150,6 +158,7 @@ func (t *tenant) removeLocked(dead map[*series]bool) {
 		}
 	}
 	for s := range dead {
+		s.removed.Store(true) // its handles (appender.go) are stale from now on
 		h := s.lset.Hash()
 		st := t.stripe(h)
 		st.mu.Lock()
