@@ -120,9 +120,14 @@ func (v *tenantStore) Cardinality(ctx context.Context, req storage.CardinalityRe
 			req.Start, req.End = 0, 0 // the range holds every sample
 		}
 	}
+	activeCutoff := v.st.activeCutoff(time.Now())
 	if req.Active {
+		n, err := v.st.activeSeries(ctx, v.id)
+		if err != nil {
+			return storage.Cardinality{}, err
+		}
 		t.mu.RLock()
-		all := t.active.Load() >= int64(len(t.all))
+		all := n >= int64(len(t.all))
 		t.mu.RUnlock()
 		if all {
 			req.Active = false // every series is active
@@ -131,7 +136,7 @@ func (v *tenantStore) Cardinality(ctx context.Context, req storage.CardinalityRe
 	if len(req.Matchers) == 0 && req.AllTime() && !req.Active && !req.ListSeries {
 		return t.statsCardinality(req), nil
 	}
-	return t.selectedCardinality(req), nil
+	return t.selectedCardinality(req, activeCutoff), nil
 }
 
 // statsCardinality answers req (every series) from the statistics.
@@ -194,7 +199,7 @@ func (t *tenant) topValuesLocked(name string, n int) []storage.Count {
 }
 
 // selectedCardinality answers req by counting the series it selects.
-func (t *tenant) selectedCardinality(req storage.CardinalityRequest) storage.Cardinality {
+func (t *tenant) selectedCardinality(req storage.CardinalityRequest, activeCutoff int64) storage.Cardinality {
 	t.mu.RLock()
 	var sel []*series
 	switch len(req.Matchers) {
@@ -217,13 +222,8 @@ func (t *tenant) selectedCardinality(req storage.CardinalityRequest) storage.Car
 		if !req.AllTime() && (s.maxT.Load() < req.Start || s.minT.Load() > req.End || s.maxT.Load() == math.MinInt64) {
 			continue
 		}
-		if req.Active {
-			s.mu.Lock()
-			active := s.active
-			s.mu.Unlock()
-			if !active {
-				continue
-			}
+		if maxT := s.maxT.Load(); req.Active && maxT < activeCutoff && maxT != math.MinInt64 { // the one definition (active.go)
+			continue
 		}
 		out = append(out, s)
 	}

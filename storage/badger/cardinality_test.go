@@ -2,6 +2,7 @@ package badger
 
 import (
 	"log/slog"
+	"math"
 	"os"
 	"strconv"
 	"testing"
@@ -76,7 +77,7 @@ func TestCardinalityStatsAfterRemoval(t *testing.T) {
 
 	req := storage.CardinalityRequest{Limit: 0, FocusLabel: "job", LabelNames: []string{"instance"}}
 	stats := tn.statsCardinality(req)
-	recount := tn.selectedCardinality(req)
+	recount := tn.selectedCardinality(req, math.MinInt64)
 	require.Equal(t, uint64(500), stats.NumSeries, "the old half is gone")
 	stats.MinTime, recount.MinTime = 0, 0
 	require.Equal(t, recount, stats, "maintained statistics equal a recount")

@@ -45,9 +45,10 @@ func (ts *tenantStore) Cardinality(ctx context.Context, req storage.CardinalityR
 	if !req.AllTime() {
 		d1, d2 = max(d1, dayOf(req.Start)), dayOf(req.End)
 	}
+	activeSince := storage.ActiveSince(now, s.cfg.ActiveSeriesWindow) // the one definition (active.go)
 	if req.Active {
-		// The active window (activeHours) in whole days.
-		d1 = max(d1, dayOf(now.Add(-activeHours*time.Hour).UnixMilli()))
+		// The active window in whole days.
+		d1 = max(d1, dayOf(activeSince))
 	}
 	var c storage.Cardinality
 	if d1 > d2 {
@@ -56,8 +57,11 @@ func (ts *tenantStore) Cardinality(ctx context.Context, req storage.CardinalityR
 	var err error
 	if req.ListSeries {
 		start, end := int64(d1)*msPerDay, int64(d2)*msPerDay+msPerDay-1
-		if d1 == math.MinInt32 || req.Active {
+		if d1 == math.MinInt32 {
 			start = max(math.MinInt64, s.retentionCutoff(ts.id, now))
+		}
+		if req.Active { // series with samples since activeSince
+			start = max(activeSince, s.retentionCutoff(ts.id, now))
 		}
 		if d2 == math.MaxInt32 {
 			end = math.MaxInt64
@@ -516,38 +520,13 @@ func (ts *tenantStore) listSeries(ctx context.Context, req storage.CardinalityRe
 	if len(sets) == 0 {
 		sets = [][]*labels.Matcher{{labels.MustNewMatcher(labels.MatchRegexp, labels.MetricName, ".+")}}
 	}
-	// Active series are the ones the tenant's series cache saw within
-	// activeHours (active.go), whatever their samples' timestamps.
-	var active func(labels.Labels) bool
-	if req.Active {
-		t := ts.s.tenantState(ts.id)
-		if err := t.load(ctx, ts.s); err != nil {
-			return nil, err
-		}
-		since := hourOf(time.Now().UnixMilli()) - activeHours
-		var buf []byte
-		active = func(lset labels.Labels) bool {
-			var fp uint64
-			fp, buf = fingerprint(ts.id, lset, buf)
-			t.mu.Lock()
-			defer t.mu.Unlock()
-			e := t.series[fp]
-			return e != nil && e.seen >= since
-		}
-	}
 	limit := req.Limit
-	if active != nil {
-		limit = 0
-	}
 	seen := map[uint64]bool{}
 	var out []labels.Labels
 	for _, ms := range sets {
 		set := q.Select(ctx, false, &promstorage.SelectHints{Start: start, End: end, Func: "series", Limit: limit}, ms...)
 		for set.Next() {
 			lset := set.At().Labels()
-			if active != nil && !active(lset) {
-				continue
-			}
 			if h := lset.Hash(); !seen[h] {
 				seen[h] = true
 				out = append(out, lset)

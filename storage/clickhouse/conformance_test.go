@@ -14,7 +14,8 @@ import (
 // Reopen closes the store and opens a new one over the same database.
 func backend() storagetest.Backend {
 	return storagetest.Backend{
-		Open: func(t testing.TB) storage.MetricsStore { return newTestStore(t) },
+		StatsMissRewritten: true,
+		Open:               func(t testing.TB) storage.MetricsStore { return newTestStore(t) },
 		Reopen: func(t testing.TB, s storage.MetricsStore) storage.MetricsStore {
 			old := s.(*Store)
 			require.NoError(t, old.Close())

@@ -76,12 +76,27 @@ func (s *Store) tombTable(local bool) string {
 	return s.schema.table(tombstonesTable)
 }
 
+// deleteVisibleWait is how long delete_series waits for its tombstones to
+// replicate to the replicas reads take.
+const deleteVisibleWait = 10 * time.Second
+
+// tombSettings is the SETTINGS clause of the reads of the tombstones
+// table. On a cluster they all take the first healthy replica of each
+// shard (load_balancing = in_order): DeleteSeries answers once that
+// replica has the deletion, so every read after it sees it.
+func (s *Store) tombSettings() string {
+	if s.schema.cluster == "" {
+		return ""
+	}
+	return " SETTINGS load_balancing = 'in_order'"
+}
+
 // refreshTombs brings the cache of the tenant's tombstones up to date and
 // returns them (nil: none).
 func (s *Store) refreshTombs(ctx context.Context, id tenancy.ID) (*tombs, error) {
 	tenant := quote(string(id))
 	fetched := time.Now()
-	v, err := s.queryStringsKind(ctx, "tombstones", fmt.Sprintf("SELECT concat(toString(count()), ':', toString(max(seq))) FROM %s WHERE tenant = %s", s.tombTable(false), tenant))
+	v, err := s.queryStringsKind(ctx, "tombstones", fmt.Sprintf("SELECT concat(toString(count()), ':', toString(max(seq))) FROM %s WHERE tenant = %s%s", s.tombTable(false), tenant, s.tombSettings()))
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +112,7 @@ func (s *Store) refreshTombs(ctx context.Context, id tenancy.ID) (*tombs, error)
 	case cur != nil && cur.version == version:
 		return cur, nil
 	}
-	rows, err := s.query(ctx, "tombstones", fmt.Sprintf("SELECT fingerprint, mint, maxt, seq FROM %s WHERE tenant = %s", s.tombTable(false), tenant))
+	rows, err := s.query(ctx, "tombstones", fmt.Sprintf("SELECT fingerprint, mint, maxt, seq FROM %s WHERE tenant = %s%s", s.tombTable(false), tenant, s.tombSettings()))
 	if err != nil {
 		return nil, err
 	}
@@ -292,8 +307,19 @@ func (ts *tenantStore) DeleteSeries(ctx context.Context, req storage.DeleteReque
 	if err := batch.Send(); err != nil {
 		return res, unavailable(fmt.Errorf("insert tombstones: %w", err))
 	}
-	if _, err := s.refreshTombs(ctx, ts.id); err != nil {
-		s.logger.Warn("read tombstones after delete_series", slog.Any("err", err))
+	// Answer once the reads see the deletion: on a replicated cluster the
+	// insert may have gone to a replica other than the one reads take
+	// (tombSettings), which has it after replication.
+	for wait := time.Now().Add(deleteVisibleWait); ; {
+		tb, err := s.refreshTombs(ctx, ts.id)
+		if err == nil && tb != nil && tb.maxSeq >= seq {
+			break
+		}
+		if time.Now().After(wait) || ctx.Err() != nil {
+			s.logger.Warn("delete_series: the tombstones are not visible to reads yet", slog.Any("err", err), slog.Duration("waited", deleteVisibleWait))
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if len(forgotten) > 0 {
 		if err := s.forgetSeries(ctx, ts.id, forgotten); err != nil {

@@ -25,7 +25,8 @@ func TestDeleteClusterTwoShards(t *testing.T) {
 		return openStore(t, cfg)
 	}
 	storagetest.RunDelete(t, storagetest.Backend{
-		Open: open,
+		StatsMissRewritten: true,
+		Open:               open,
 		Reopen: func(t testing.TB, s storage.MetricsStore) storage.MetricsStore {
 			old := s.(*Store)
 			require.NoError(t, old.Close())
@@ -50,7 +51,8 @@ func TestDeleteClusterReplicated(t *testing.T) {
 		return openStore(t, cfg)
 	}
 	storagetest.RunDelete(t, storagetest.Backend{
-		Open: open,
+		StatsMissRewritten: true,
+		Open:               open,
 		Reopen: func(t testing.TB, s storage.MetricsStore) storage.MetricsStore {
 			old := s.(*Store)
 			require.NoError(t, old.Close())

@@ -41,8 +41,8 @@ type Store struct {
 	tenantsMu sync.Mutex
 	tenants   map[tenancy.ID]*tenantState
 
-	deleted deletions // tombstones cache (delete.go)
-	stats statsCache // cardinality snapshots (cardinality.go)
+	deleted deletions  // tombstones cache (delete.go)
+	stats   statsCache // cardinality snapshots (cardinality.go)
 
 	cancel    context.CancelFunc
 	bg        sync.WaitGroup

@@ -113,8 +113,24 @@ func testCardinality(t *testing.T, b Backend) {
 		require.Equal(t, uint64(5), both.NumSeries, "time range and matchers")
 	})
 	t.Run("active and listing", func(t *testing.T) {
+		// Active means a sample within the active-series window
+		// (storage.ActiveSince), by its timestamp: tenant A's samples
+		// are from 1970, written just now or not.
 		card := cardinalityOf(t, a, storage.CardinalityRequest{Active: true, Limit: 10})
-		require.Equal(t, uint64(6), card.NumSeries, "every series was just written: all active")
+		require.Zero(t, card.NumSeries, "series with old samples only are not active")
+		a := st.ForTenant("cardinality-active")
+		now := time.Now().UnixMilli()
+		fresh := cardinalityData()
+		for i := range fresh {
+			fresh[i].samples = steps(now-60_000, 10_000, 5, constant(1))
+		}
+		write(t, a, fresh...)
+		write(t, a, series{ls("__name__", "old", "job", "api"), steps(1000, 1000, 5, constant(1))})
+		card = cardinalityOf(t, a, storage.CardinalityRequest{Active: true, Limit: 10})
+		require.Equal(t, uint64(6), card.NumSeries, "the six series with samples of the last minute are active, the old one not")
+		require.Equal(t, uint64(7), cardinalityOf(t, a, storage.CardinalityRequest{Limit: 10}).NumSeries, "all series")
+		card = cardinalityOf(t, a, storage.CardinalityRequest{Active: true, ListSeries: true, Limit: 10, Matchers: [][]*labels.Matcher{{eq("job", "api")}}})
+		require.Len(t, card.Series, 4, "active series {job=\"api\"}: not the old one")
 		card = cardinalityOf(t, a, storage.CardinalityRequest{Active: true, ListSeries: true, Limit: 10, Matchers: [][]*labels.Matcher{{eq("__name__", "m2")}}})
 		require.ElementsMatch(t, []string{`{__name__="m2", instance="i1", job="api"}`, `{__name__="m2", instance="i1", job="web"}`}, lsetStrings(card.Series), "active series {__name__=\"m2\"}")
 		card = cardinalityOf(t, a, storage.CardinalityRequest{Active: true, ListSeries: true, Limit: 1, Matchers: [][]*labels.Matcher{{eq("__name__", "m1")}}})

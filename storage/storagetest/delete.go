@@ -56,6 +56,13 @@ func deleteSeries(t testing.TB, ts storage.TenantStore, start, end int64, max in
 // series listing and cardinality.
 func requireSeesOnly(t *testing.T, ts storage.TenantStore, want []series) {
 	t.Helper()
+	requireSeesOnlyBut(t, ts, want, 0)
+}
+
+// requireSeesOnlyBut is requireSeesOnly with Cardinality counting missing
+// series fewer (Backend.StatsMissRewritten).
+func requireSeesOnlyBut(t *testing.T, ts storage.TenantStore, want []series, missing int) {
+	t.Helper()
 	const mint, maxt = 0, 20000
 	anyName := re("__name__", ".+")
 	requireSelect(t, ts, want, mint, maxt, anyName)
@@ -69,7 +76,7 @@ func requireSeesOnly(t *testing.T, ts storage.TenantStore, want []series) {
 	require.ElementsMatch(t, keys(values), labelValues(t, ts, mint, maxt, "__name__", nil), "LabelValues(__name__)")
 	require.ElementsMatch(t, keys(values), labelValues(t, ts, mint, maxt, "__name__", nil, anyName), "LabelValues(__name__) with a matcher")
 	require.Equal(t, lsetStrings(lsets(want)), lsetStrings(listSeries(t, ts, mint, maxt, 0, anyName)), "series listing")
-	require.Equal(t, uint64(len(want)), cardinality(t, ts, 10).NumSeries, "Cardinality().NumSeries")
+	require.Equal(t, uint64(len(want)-missing), cardinality(t, ts, 10).NumSeries, "Cardinality().NumSeries")
 }
 
 // testDeleteWhole deletes two series over all their data: they are gone
@@ -163,5 +170,11 @@ func testDeletePersistence(t *testing.T, b Backend) {
 
 	again := series{lset: ls("__name__", "del_total", "job", "a", "i", "1"), samples: []sample{{15000, 42}}}
 	write(t, st.ForTenant(tenantA), again)
-	t.Run("written again", func(t *testing.T) { requireSeesOnly(t, st.ForTenant(tenantA), merge(want, []series{again})) })
+	t.Run("written again", func(t *testing.T) {
+		missing := 0
+		if b.StatsMissRewritten {
+			missing = 1
+		}
+		requireSeesOnlyBut(t, st.ForTenant(tenantA), merge(want, []series{again}), missing)
+	})
 }
