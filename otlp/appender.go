@@ -59,8 +59,8 @@ type appender struct {
 	fatal error
 }
 
-func newAppender(app promstorage.AppenderV2, v *remotewrite.Validator, now time.Time, cfg remotewrite.Config) *appender {
-	return &appender{app: app, validator: v, window: v.Window(now), maxBuckets: cfg.MaxBucketsPerHistogram, maxSamples: cfg.MaxSamplesPerRequest,
+func newAppender(app promstorage.AppenderV2, v *remotewrite.Validator, id tenancy.ID, now time.Time, cfg remotewrite.Config) *appender {
+	return &appender{app: app, validator: v, window: v.WindowFor(id, now), maxBuckets: cfg.MaxBucketsPerHistogram, maxSamples: cfg.MaxSamplesPerRequest,
 		builder: labels.NewScratchBuilder(16)}
 }
 

@@ -238,7 +238,7 @@ func (h *Handler) write(r *http.Request, t storage.Tenant) (*Response, error) {
 
 	settings := Settings(h.translation(id), h.cfg.LookbackDelta)
 	resp := &Response{json: enc == encJSON}
-	app := newAppender(g.AppenderV2(r.Context(), t), g.Validator(), time.Now(), g.Config())
+	app := newAppender(g.AppenderV2(r.Context(), t), g.Validator(), t.ID(), time.Now(), g.Config())
 	if h.fast != nil && enc == encProtobuf {
 		st, ok, err := h.fast.convertAdmit(r.Context(), raw, settings, app, func(points int) error {
 			done()

@@ -49,7 +49,10 @@ type Config struct {
 	MaxLabelValueLength  int           // bytes, the metric name included
 	MaxFutureSkew        time.Duration // how far past now a sample may be
 	Retention            time.Duration // samples older are refused; set from the storage retention, no flag
-	MaxNativeMetrics     int           // items per native JSON write
+	// RetentionPolicy, when set, gives each tenant its own retention in
+	// place of Retention (the overrides file's retention key).
+	RetentionPolicy  storage.RetentionPolicy `yaml:"-"`
+	MaxNativeMetrics int                     // items per native JSON write
 
 	// What one request may decode to, and what all requests in flight
 	// may hold (issue #10: no tenant can take Luminate down).
@@ -681,7 +684,7 @@ func (g *Ingester) appendSeries(app promstorage.AppenderV2, id tenancy.ID, serie
 	if v, ok := app.(histogramsValidated); ok {
 		v.HistogramsValidated() // st.histogram checks them
 	}
-	win := g.validator.Window(time.Now())
+	win := g.validator.WindowFor(id, time.Now())
 	cache := g.seriesCache(app) // seriescache.go
 	if err := cache.lookup(st, series, meta); err != nil {
 		return written{}, apierror.Wrap(apierror.InvalidArgument, err, "decode remote write request")

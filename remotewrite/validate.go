@@ -72,6 +72,7 @@ type Validator struct {
 	maxValueLength int
 	maxFutureSkew  time.Duration
 	retention      time.Duration
+	policy         storage.RetentionPolicy // nil: retention for every tenant
 }
 
 // NewValidator returns a Validator enforcing the limits of cfg. A limit of
@@ -83,6 +84,7 @@ func NewValidator(cfg Config) *Validator {
 		maxValueLength: cfg.MaxLabelValueLength,
 		maxFutureSkew:  cfg.MaxFutureSkew,
 		retention:      cfg.Retention,
+		policy:         cfg.RetentionPolicy,
 	}
 }
 
@@ -174,13 +176,24 @@ type Window struct {
 
 // Window returns the timestamps v accepts at now: from now minus the
 // retention to now plus the allowed future skew.
-func (v *Validator) Window(now time.Time) Window {
-	w := Window{MinT: minTime, MaxT: maxTime, skew: v.maxFutureSkew, retention: v.retention}
+func (v *Validator) Window(now time.Time) Window { return v.window(v.retention, now) }
+
+// WindowFor is Window for a write of tenant id, from now minus the
+// tenant's own retention.
+func (v *Validator) WindowFor(id tenancy.ID, now time.Time) Window {
+	if v.policy == nil {
+		return v.Window(now)
+	}
+	return v.window(v.policy.Retention(id), now)
+}
+
+func (v *Validator) window(retention time.Duration, now time.Time) Window {
+	w := Window{MinT: minTime, MaxT: maxTime, skew: v.maxFutureSkew, retention: retention}
 	if v.maxFutureSkew > 0 {
 		w.MaxT = now.Add(v.maxFutureSkew).UnixMilli()
 	}
-	if v.retention > 0 {
-		w.MinT = now.Add(-v.retention).UnixMilli()
+	if retention > 0 {
+		w.MinT = now.Add(-retention).UnixMilli()
 	}
 	return w
 }

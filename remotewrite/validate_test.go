@@ -12,6 +12,7 @@ import (
 
 	"github.com/luminate-io/luminate/apierror"
 	"github.com/luminate-io/luminate/storage"
+	"github.com/luminate-io/luminate/tenancy"
 )
 
 func lbls(kv ...string) []Label {
@@ -152,4 +153,37 @@ func TestFormatSeriesShortens(t *testing.T) {
 	require.Contains(t, s, `"a.b"="c"`)
 	require.Contains(t, s, "(10000 bytes)")
 	require.Contains(t, s, "72 more")
+}
+
+// byTenant is a storage.RetentionPolicy of fixed per-tenant retentions.
+type byTenant map[tenancy.ID]time.Duration
+
+func (b byTenant) Retention(id tenancy.ID) time.Duration {
+	if r, ok := b[id]; ok {
+		return r
+	}
+	return b[""]
+}
+
+func (b byTenant) Retentions() (time.Duration, map[tenancy.ID]time.Duration) { return b[""], b }
+
+// TestWindowForTenant: the oldest sample accepted follows the tenant's own
+// retention (the overrides file's retention key), longer or shorter than
+// the global one.
+func TestWindowForTenant(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Retention = 24 * time.Hour
+	cfg.RetentionPolicy = byTenant{"": 24 * time.Hour, "archive": 0, "trial": time.Hour}
+	v := NewValidator(cfg)
+	now := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	ls := lbls("__name__", "up")
+	twoDays := now.Add(-48 * time.Hour).UnixMilli()
+	require.Error(t, v.WindowFor("other", now).Check(ls, twoDays), "the default retention, 24h")
+	require.NoError(t, v.WindowFor("archive", now).Check(ls, twoDays), "kept forever: any age")
+	require.NoError(t, v.WindowFor("trial", now).Check(ls, now.Add(-time.Hour).UnixMilli()))
+	err := v.WindowFor("trial", now).Check(ls, now.Add(-time.Hour-time.Millisecond).UnixMilli())
+	var rej *Rejection
+	require.True(t, errors.As(err, &rej), "trial keeps an hour: %v", err)
+	require.Equal(t, ReasonTooOld, rej.Reason)
+	require.Contains(t, err.Error(), "1h")
 }

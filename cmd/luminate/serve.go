@@ -302,7 +302,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 	cfg.clickhouse.MaxSeriesPerQuery = limits.MaxSeriesPerQuery   // a select reads at most one series past it
 	cfg.clickhouse.MaxSamplesPerQuery = limits.MaxSamplesPerQuery // and at most one batch of samples past this
 	// Per-tenant retention: the overrides file's retention key.
-	cfg.badger.RetentionPolicy, cfg.clickhouse.RetentionPolicy = limits, limits
+	cfg.badger.RetentionPolicy, cfg.clickhouse.RetentionPolicy, cfg.ingest.RetentionPolicy = limits, limits, limits
 	haStore := &openedHAStore{}
 	store, err := openStore(cfg, logger, reg, haStore)
 	if err != nil {
