@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -19,6 +20,18 @@ import (
 func TestCardinalityAPI(t *testing.T) {
 	e := newEnv(t, promql.DefaultConfig(), nil)
 	loadFixture(e)
+	// Active means a sample within the active-series window, by its
+	// timestamp (storage.ActiveSince): the fixture's samples are of 2023.
+	// Tenant fresh has acme's series written with samples of the last
+	// minutes, and one series of 2023.
+	const fresh = tenancy.ID("fresh")
+	now := time.Now().UnixMilli() - 300_000
+	one := func(int) float64 { return 1 }
+	e.load(fresh, series(`up{job="api",instance="a"}`, now, 15_000, 21, one)...)
+	e.load(fresh, series(`up{job="api",instance="b"}`, now, 15_000, 21, one)...)
+	e.load(fresh, series(`http_requests_total{job="api",code="200"}`, now, 15_000, 21, one)...)
+	e.load(fresh, sample{`weird{label="<tag>&"}`, now, 1.5e-7})
+	e.load(fresh, series(`old{job="api",instance="c"}`, t0, 15_000, 21, one)...)
 	cases := []struct {
 		name   string
 		id     tenancy.ID
@@ -34,7 +47,7 @@ func TestCardinalityAPI(t *testing.T) {
 				`{"label_name":"instance","label_values_count":1},{"label_name":"job","label_values_count":1}]}`},
 		{"label_names selector limit", acme, "/api/v1/cardinality/label_names", vals("selector", `{job="api"}`, "limit", "1"),
 			`{"label_values_count_total":6,"label_names_count":4,"cardinality":[{"label_name":"__name__","label_values_count":2}]}`},
-		{"label_names active", acme, "/api/v1/cardinality/label_names", vals("count_method", "active", "limit", "2"),
+		{"label_names active", fresh, "/api/v1/cardinality/label_names", vals("count_method", "active", "limit", "2"),
 			`{"label_values_count_total":8,"label_names_count":5,"cardinality":[{"label_name":"__name__","label_values_count":3},{"label_name":"instance","label_values_count":2}]}`},
 		{"label_values", acme, "/api/v1/cardinality/label_values", vals("label_names[]", "instance", "label_names[]", "job"),
 			`{"series_count_total":4,"labels":[{"label_name":"job","label_values_count":1,"series_count":3,"cardinality":[{"label_value":"api","series_count":3}]},` +
@@ -44,10 +57,14 @@ func TestCardinalityAPI(t *testing.T) {
 		{"label_values other tenant", other, "/api/v1/cardinality/label_values", vals("label_names[]", "job", "label_names[]", "code"),
 			`{"series_count_total":2,"labels":[{"label_name":"job","label_values_count":1,"series_count":2,"cardinality":[{"label_value":"secret","series_count":2}]},` +
 				`{"label_name":"code","label_values_count":0,"series_count":0,"cardinality":[]}]}`},
-		{"active_series", acme, "/api/v1/cardinality/active_series", vals("selector", `up`),
-			`{"data":[{"__name__":"up","instance":"a","job":"api"},{"__name__":"up","instance":"b","job":"api"}]}`},
+		{"label_names active, old samples only", acme, "/api/v1/cardinality/label_names", vals("count_method", "active", "limit", "2"),
+			`{"label_values_count_total":0,"label_names_count":0,"cardinality":[]}`},
+		{"active_series", fresh, "/api/v1/cardinality/active_series", vals("selector", `{job="api"}`),
+			`{"data":[{"__name__":"up","instance":"a","job":"api"},{"__name__":"up","instance":"b","job":"api"},{"__name__":"http_requests_total","code":"200","job":"api"}]}`},
+		{"active_series, old samples only", acme, "/api/v1/cardinality/active_series", vals("selector", `up`),
+			`{"data":[]}`},
 		{"active_series other tenant", other, "/api/v1/cardinality/active_series", vals("selector", `{job=~".+"}`, "limit", "1"),
-			`{"data":[{"__name__":"up","instance":"x","job":"secret"}]}`},
+			`{"data":[]}`},
 		{"active_series foreign metric", other, "/api/v1/cardinality/active_series", vals("selector", `http_requests_total`),
 			`{"data":[]}`},
 		{"tsdb match focusLabel topN", acme, "/api/v1/status/tsdb", vals("match[]", "up", "focusLabel", "instance", "topN", "1"),
@@ -84,7 +101,7 @@ func TestCardinalityAPI(t *testing.T) {
 	// Isolation: no name, value or count of the other tenant.
 	for _, path := range []string{"/api/v1/cardinality/label_names", "/api/v1/cardinality/label_values?label_names[]=job&label_names[]=__name__",
 		"/api/v1/cardinality/active_series?selector=" + url.QueryEscape(`{__name__=~".+"}`)} {
-		for id, foreign := range map[tenancy.ID][]string{acme: {"secret", "only_other", `"x"`}, other: {"http_requests_total", "weird", "code", `"api"`}} {
+		for id, foreign := range map[tenancy.ID][]string{acme: {"secret", "only_other", `"x"`, "old"}, fresh: {"secret", "only_other", `"x"`}, other: {"http_requests_total", "weird", "code", `"api"`, "old"}} {
 			r := e.get(id, path, nil)
 			require.Equal(t, http.StatusOK, r.status, r.body)
 			for _, f := range foreign {
@@ -93,8 +110,8 @@ func TestCardinalityAPI(t *testing.T) {
 		}
 	}
 	var series struct{ Data []map[string]string }
-	require.NoError(t, json.Unmarshal([]byte(e.get(acme, "/api/v1/cardinality/active_series", vals("selector", `{__name__=~".+"}`)).body), &series))
-	require.Len(t, series.Data, 4, "acme's four series, none of other's")
+	require.NoError(t, json.Unmarshal([]byte(e.get(fresh, "/api/v1/cardinality/active_series", vals("selector", `{__name__=~".+"}`)).body), &series))
+	require.Len(t, series.Data, 4, "fresh's four active series: not its old one, none of other's or acme's")
 
 	// Bad requests.
 	for _, c := range []struct{ path, params string }{
