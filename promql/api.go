@@ -234,9 +234,10 @@ func (a *API) engineWith(n int) *pql.Engine {
 type kind int
 
 const (
-	static  kind = iota // no storage access (buildinfo, format_query, ...)
-	indexed             // reads the tenant's index or cardinality, under --query.timeout
-	query               // runs PromQL; admitted by the router as a query
+	static     kind = iota // no storage access (buildinfo, format_query, ...)
+	indexed                // reads the tenant's index, under --query.timeout
+	statistics             // reads series statistics (status/tsdb, cardinality): under --query.timeout and admitted as a query, as one may cost seconds on ClickHouse
+	query                  // runs PromQL; admitted by the router as a query
 )
 
 // route is one endpoint of the API.
@@ -261,11 +262,11 @@ func (a *API) routes() []route {
 		{getPost, "/series", indexed, a.series},
 		{get, "/metadata", indexed, a.metadata},
 		{get, "/status/buildinfo", static, a.serveBuildInfo},
-		{get, "/status/tsdb", indexed, a.serveTSDBStatus},
+		{get, "/status/tsdb", statistics, a.serveTSDBStatus},
 		// Mimir's cardinality API (cardinality.go).
-		{getPost, "/cardinality/label_names", indexed, a.cardinalityLabelNames},
-		{getPost, "/cardinality/label_values", indexed, a.cardinalityLabelValues},
-		{getPost, "/cardinality/active_series", indexed, a.cardinalityActiveSeries},
+		{getPost, "/cardinality/label_names", statistics, a.cardinalityLabelNames},
+		{getPost, "/cardinality/label_values", statistics, a.cardinalityLabelValues},
+		{getPost, "/cardinality/active_series", statistics, a.cardinalityActiveSeries},
 	}
 }
 
@@ -292,7 +293,7 @@ func (a *API) Routes() []Endpoint {
 	for _, prefix := range []string{"/api/v1", "/prometheus/api/v1"} {
 		for _, rt := range a.routes() {
 			out = append(out, Endpoint{Methods: rt.methods, Path: prefix + rt.path, Name: prefix + rt.path,
-				Query: rt.kind == query, Headers: a.setCORS, Serve: a.serve(rt)})
+				Query: rt.kind == query || rt.kind == statistics, Headers: a.setCORS, Serve: a.serve(rt)})
 		}
 	}
 	return out
@@ -345,7 +346,7 @@ func (a *API) run(r *http.Request, t storage.Tenant, rt route) (result, error) {
 		}
 		return result{}, badData(fmt.Errorf("error parsing form values: %w", err))
 	}
-	if rt.kind == indexed {
+	if rt.kind == indexed || rt.kind == statistics {
 		// Queries get --query.timeout from the engine; index reads here.
 		ctx, cancel := context.WithTimeout(r.Context(), a.cfg.Timeout)
 		defer cancel()

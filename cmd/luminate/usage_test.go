@@ -14,7 +14,8 @@ import (
 )
 
 // TestServeUsageAndCardinality: the running server counts each tenant's
-// samples and queries and reports them, with active series and bytes
+// samples and queries (PromQL, status/tsdb and cardinality requests: 3 + 3
+// here) and reports them, with active series and bytes
 // stored, on the internal listener without a token (and to operator
 // tokens only on the main one); the cardinality API is mounted for read
 // tokens and shows a tenant its own series only.
@@ -77,7 +78,7 @@ func TestServeUsageAndCardinality(t *testing.T) {
 	}
 	code, rows := usage(internal, "")
 	require.Equal(t, http.StatusOK, code)
-	require.Equal(t, row{Tenant: "usage-a", ActiveSeries: 30, Series: 30, SamplesIngested: 120, Queries: 3, BytesStored: rows["usage-a"].BytesStored}, rows["usage-a"])
+	require.Equal(t, row{Tenant: "usage-a", ActiveSeries: 30, Series: 30, SamplesIngested: 120, Queries: 6, BytesStored: rows["usage-a"].BytesStored}, rows["usage-a"])
 	require.Equal(t, row{Tenant: "usage-b", ActiveSeries: 5, Series: 5, SamplesIngested: 20, BytesStored: rows["usage-b"].BytesStored}, rows["usage-b"])
 
 	code, _ = usage(lum.url(""), "")
@@ -91,7 +92,7 @@ func TestServeUsageAndCardinality(t *testing.T) {
 	code, body = apiGet(t, lum.url(""), "/metrics", e2eToken(t, secret, "ops", "operator"))
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, string(body), `luminate_usage_samples_ingested_total{tenant="usage-a"} 120`)
-	require.Contains(t, string(body), `luminate_usage_queries_total{tenant="usage-a"} 3`)
+	require.Contains(t, string(body), `luminate_usage_queries_total{tenant="usage-a"} 6`)
 
 	require.NoError(t, lum.Cmd.Process.Signal(syscall.SIGTERM))
 	require.Equal(t, 0, lum.wait(), lum.stderr())
