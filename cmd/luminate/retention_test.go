@@ -45,16 +45,28 @@ func testServeRetention(t *testing.T, storageFlags ...string) {
 	require.NotEmpty(t, p.addr, p.stderr())
 	now := time.Now().UnixMilli()
 	tokens := map[tenancy.ID]string{}
+	// write sends one sample of e2e_ret at ts for tenant id and returns
+	// the status and body.
+	write := func(id tenancy.ID, ts int64) (int, string) {
+		t.Helper()
+		resp, err := http.DefaultClient.Do(newRemoteWrite(t, p.url("/api/v1/write"), tokens[id], bytes.NewReader(remoteWriteBody(t, "e2e_ret", ts, 1))))
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(body)
+	}
+	old := now - 3*3600_000
 	for _, id := range []tenancy.ID{"short", "long"} {
 		tokens[id] = e2eToken(t, secret, id, "metrics:read,metrics:write")
-		for _, ts := range []int64{now - 3*3600_000, now} {
-			resp, err := http.DefaultClient.Do(newRemoteWrite(t, p.url("/api/v1/write"), tokens[id], bytes.NewReader(remoteWriteBody(t, "e2e_ret", ts, 1))))
-			require.NoError(t, err)
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			require.Equal(t, http.StatusNoContent, resp.StatusCode, string(body))
-		}
+		code, body := write(id, now)
+		require.Equal(t, http.StatusNoContent, code, body)
 	}
+	code, body := write("long", old)
+	require.Equal(t, http.StatusNoContent, code, body)
+	// Writes follow the tenant's own retention too.
+	code, body = write("short", old)
+	require.Equal(t, http.StatusBadRequest, code, body)
+	require.Contains(t, body, "older than the storage retention of 1h0m0s")
 	// count returns how many samples of e2e_ret tenant id reads in the
 	// last 5 hours.
 	count := func(id tenancy.ID) string {
@@ -81,7 +93,7 @@ func testServeRetention(t *testing.T, storageFlags ...string) {
 		}
 		return fmt.Sprint(out.Data.Result[0].Value[1])
 	}
-	require.Equal(t, "1", count("short"), "retention 1h: the sample of 3h ago is past it")
+	require.Equal(t, "1", count("short"), "retention 1h: only the new sample")
 	require.Equal(t, "2", count("long"), "the default 30d")
 
 	reload := func(content string) {
@@ -98,8 +110,10 @@ func testServeRetention(t *testing.T, storageFlags ...string) {
 		}
 	}
 	reload("overrides:\n  short:\n    retention: 5h\n  long:\n    retention: 1h\n")
-	require.Equal(t, "2", count("short"), "raised to 5h before a retention pass deleted anything")
 	require.Equal(t, "1", count("long"), "lowered to 1h: at once")
+	code, body = write("short", old)
+	require.Equal(t, http.StatusNoContent, code, "raised to 5h: a sample of 3h ago is accepted: %s", body)
+	require.Equal(t, "2", count("short"), "raised to 5h")
 	reload("overrides:\n  long:\n    retention: 0s\n")
 	require.Equal(t, "2", count("long"), "0s keeps forever")
 }
