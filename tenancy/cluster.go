@@ -1,6 +1,7 @@
 package tenancy
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -326,7 +327,7 @@ func (p *PodShares) Heartbeat(ctx context.Context) {
 		sm := c.smoothed[id]
 		self.Tenants = append(self.Tenants, TenantDemand{Tenant: id, Ingest: sm[shareIngest], Requests: sm[shareRequest], Queries: sm[shareQuery], Concurrent: sm[shareConcurrent]})
 	}
-	slices.SortFunc(self.Tenants, func(a, b TenantDemand) int { return compareIDs(a.Tenant, b.Tenant) })
+	slices.SortFunc(self.Tenants, func(a, b TenantDemand) int { return cmp.Compare(a.Tenant, b.Tenant) })
 
 	xctx, cancel := context.WithTimeout(ctx, max(c.cfg.PodTimeout-c.cfg.Heartbeat, c.cfg.Heartbeat))
 	reports, err := c.state.Exchange(xctx, self, c.cfg.PodTimeout)
@@ -351,7 +352,7 @@ func (p *PodShares) Heartbeat(ctx context.Context) {
 	reports = slices.DeleteFunc(slices.Clone(reports), func(r PodReport) bool { return r.Pod == self.Pod })
 	reports = append(reports, self)
 	for i := range reports {
-		slices.SortFunc(reports[i].Tenants, func(a, b TenantDemand) int { return compareIDs(a.Tenant, b.Tenant) })
+		slices.SortFunc(reports[i].Tenants, func(a, b TenantDemand) int { return cmp.Compare(a.Tenant, b.Tenant) })
 	}
 	c.pods.Store(int64(len(reports)))
 	c.podsGauge.Set(float64(len(reports)))
@@ -361,7 +362,7 @@ func (p *PodShares) Heartbeat(ctx context.Context) {
 	for _, id := range ids {
 		for i, r := range reports {
 			demand[i] = [numShares]float64{}
-			if j, ok := slices.BinarySearchFunc(r.Tenants, id, func(d TenantDemand, id ID) int { return compareIDs(d.Tenant, id) }); ok {
+			if j, ok := slices.BinarySearchFunc(r.Tenants, id, func(d TenantDemand, id ID) int { return cmp.Compare(d.Tenant, id) }); ok {
 				d := r.Tenants[j]
 				demand[i] = [numShares]float64{d.Ingest, d.Requests, d.Queries, d.Concurrent}
 			}
@@ -378,17 +379,6 @@ func (p *PodShares) Heartbeat(ctx context.Context) {
 	}
 	c.shares.Store(&shares)
 	l.applyShares()
-}
-
-// compareIDs orders tenant IDs.
-func compareIDs(a, b ID) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // shareOf is pod self's part of limit, given the demand of every live pod

@@ -1,6 +1,7 @@
 package clickhouse
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -138,22 +139,12 @@ func (s *Store) refreshTombs(ctx context.Context, id tenancy.ID) (*tombs, error)
 	}
 	slices.SortFunc(tb.ranges, func(a, b storage.Interval) int {
 		if a.Mint != b.Mint {
-			return cmpInt64(a.Mint, b.Mint)
+			return cmp.Compare(a.Mint, b.Mint)
 		}
-		return cmpInt64(a.Maxt, b.Maxt)
+		return cmp.Compare(a.Maxt, b.Maxt)
 	})
 	s.setTombs(id, tb)
 	return tb, nil
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // setTombs caches tb unless a read that began later cached its own: a
