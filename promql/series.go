@@ -26,6 +26,8 @@ const checkContextEvery = 128
 func (a *API) labelNames(r *http.Request, t storage.Tenant) (result, error) {
 	return a.labelQuery(r, t, func(ctx context.Context, q promstorage.Querier, hints *promstorage.LabelHints, ms []*labels.Matcher) ([]string, annotations.Annotations, error) {
 		return q.LabelNames(ctx, hints, ms...)
+	}, func(ctx context.Context, q storage.SetsQuerier, hints *promstorage.LabelHints, sets [][]*labels.Matcher) ([]string, annotations.Annotations, error) {
+		return q.LabelNamesSets(ctx, hints, sets)
 	})
 }
 
@@ -37,14 +39,18 @@ func (a *API) labelValues(r *http.Request, t storage.Tenant) (result, error) {
 	}
 	return a.labelQuery(r, t, func(ctx context.Context, q promstorage.Querier, hints *promstorage.LabelHints, ms []*labels.Matcher) ([]string, annotations.Annotations, error) {
 		return q.LabelValues(ctx, name, hints, ms...)
+	}, func(ctx context.Context, q storage.SetsQuerier, hints *promstorage.LabelHints, sets [][]*labels.Matcher) ([]string, annotations.Annotations, error) {
+		return q.LabelValuesSets(ctx, name, hints, sets)
 	})
 }
 
 // labelQuery answers /labels and /label/{name}/values: it parses limit,
 // start, end and match[], asks get once per matcher set (once without
-// matchers when there is none), and returns the sorted union, truncated to
+// matchers when there is none; getSets once for all sets when the store
+// answers several at once), and returns the sorted union, truncated to
 // limit with a warning.
-func (a *API) labelQuery(r *http.Request, t storage.Tenant, get func(context.Context, promstorage.Querier, *promstorage.LabelHints, []*labels.Matcher) ([]string, annotations.Annotations, error)) (result, error) {
+func (a *API) labelQuery(r *http.Request, t storage.Tenant, get func(context.Context, promstorage.Querier, *promstorage.LabelHints, []*labels.Matcher) ([]string, annotations.Annotations, error),
+	getSets func(context.Context, storage.SetsQuerier, *promstorage.LabelHints, [][]*labels.Matcher) ([]string, annotations.Annotations, error)) (result, error) {
 	limit, err := parseLimit(r.FormValue("limit"))
 	if err != nil {
 		return result{}, err
@@ -68,7 +74,12 @@ func (a *API) labelQuery(r *http.Request, t storage.Tenant, get func(context.Con
 		out      []string
 		warnings annotations.Annotations
 	)
-	if len(sets) > 1 {
+	if sq, ok := setsQuerier(q); ok && len(sets) > 1 {
+		out, warnings, err = getSets(r.Context(), sq, hints, sets)
+		if err != nil {
+			return result{}, a.queryError(err, 0)
+		}
+	} else if len(sets) > 1 {
 		set := map[string]struct{}{}
 		for _, ms := range sets {
 			vals, ws, err := get(r.Context(), q, hints, ms)
@@ -138,7 +149,9 @@ func (a *API) series(r *http.Request, t storage.Tenant) (result, error) {
 		Limit: hintLimit(limit),
 	}
 	var set promstorage.SeriesSet
-	if len(sets) > 1 {
+	if sq, ok := setsQuerier(q); ok && len(sets) > 1 {
+		set = sq.SelectSeriesSets(ctx, hints, sets)
+	} else if len(sets) > 1 {
 		var all []promstorage.SeriesSet
 		for _, ms := range sets {
 			all = append(all, q.Select(ctx, true, hints, ms...))
@@ -167,6 +180,31 @@ func (a *API) series(r *http.Request, t storage.Tenant) (result, error) {
 		return result{}, a.queryError(err, 0)
 	}
 	return result{data: out, warnings: warnings}, nil
+}
+
+// setsQuerier returns q's storage.SetsQuerier, through the series limit's
+// wrapper, if the store has one.
+func setsQuerier(q promstorage.Querier) (storage.SetsQuerier, bool) {
+	if lq, ok := q.(*limitedQuerier); ok {
+		sq, ok := lq.Querier.(storage.SetsQuerier)
+		if !ok {
+			return nil, false
+		}
+		return limitedSetsQuerier{SetsQuerier: sq, q: lq.q}, true
+	}
+	sq, ok := q.(storage.SetsQuerier)
+	return sq, ok
+}
+
+// limitedSetsQuerier counts the series of SelectSeriesSets as
+// limitedQuerier counts those of Select.
+type limitedSetsQuerier struct {
+	storage.SetsQuerier
+	q *limitedQueryable
+}
+
+func (lq limitedSetsQuerier) SelectSeriesSets(ctx context.Context, hints *promstorage.SelectHints, sets [][]*labels.Matcher) promstorage.SeriesSet {
+	return &limitedSeriesSet{SeriesSet: lq.SetsQuerier.SelectSeriesSets(ctx, hints, sets), q: lq.q}
 }
 
 // parseMatchers parses the request's match[] selectors within the bounds

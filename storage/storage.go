@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
 	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/util/annotations"
 
 	"github.com/luminate-io/luminate/tenancy"
 )
@@ -143,6 +144,21 @@ func (e *DeleteLimitError) Unwrap() error { return ErrDeleteLimit }
 // call may delete.
 func DeleteLimitSetting() tenancy.Setting {
 	return tenancy.PerTenant("--limits.max-delete-series", "max_delete_series")
+}
+
+// SetsQuerier is a querier that answers for the union of several matcher
+// sets (the repeated match[] of the series and label APIs) in fewer round
+// trips than one call per set. Each answer equals what the calls per set
+// would give, merged: ClickHouse implements it, so that a request of a
+// thousand match[] is a few queries.
+type SetsQuerier interface {
+	// SelectSeriesSets is Select with hints.Func "series" (label sets
+	// only, sorted) of the series matching any of sets.
+	SelectSeriesSets(ctx context.Context, hints *promstorage.SelectHints, sets [][]*labels.Matcher) promstorage.SeriesSet
+	// LabelNamesSets is LabelNames of the series matching any of sets.
+	LabelNamesSets(ctx context.Context, hints *promstorage.LabelHints, sets [][]*labels.Matcher) ([]string, annotations.Annotations, error)
+	// LabelValuesSets is LabelValues of the series matching any of sets.
+	LabelValuesSets(ctx context.Context, name string, hints *promstorage.LabelHints, sets [][]*labels.Matcher) ([]string, annotations.Annotations, error)
 }
 
 // MetadataQueryable reads the metric metadata a tenant's writers sent.

@@ -223,11 +223,10 @@ func (ts *tenantStore) DeleteSeries(ctx context.Context, req storage.DeleteReque
 	}
 	matched := map[uint64]found{}
 	h1, h2 := hourOf(start), hourOf(end)
-	for _, ms := range req.Matchers {
-		pushed, exact := pushdown(ms)
-		sql := fmt.Sprintf("SELECT fingerprint, %s, min(min_ts), max(hour) FROM %s WHERE tenant = %s AND %s%s GROUP BY fingerprint HAVING countIf(hour >= %d AND hour <= %d AND min_ts <= %d) > 0",
-			labelPairsExpr, s.schema.table(seriesTable), quote(string(ts.id)), matchersSQL(pushed), s.tombCond(ts.id), h1, h2, end)
-		if exact && req.MaxSeries > 0 {
+	for _, g := range matcherGroups(req.Matchers) {
+		sql := fmt.Sprintf("SELECT fingerprint, %s, min(min_ts), max(hour) FROM %s WHERE tenant = %s AND (%s)%s GROUP BY fingerprint HAVING countIf(hour >= %d AND hour <= %d AND min_ts <= %d) > 0",
+			labelPairsExpr, s.schema.table(seriesTable), quote(string(ts.id)), g.where, s.tombCond(ts.id), h1, h2, end)
+		if g.exact && req.MaxSeries > 0 {
 			sql += " LIMIT " + strconv.Itoa(req.MaxSeries+1)
 		}
 		// Stopping early cancels the query: closing its rows would read them all.
@@ -256,7 +255,7 @@ func (ts *tenantStore) DeleteSeries(ctx context.Context, req storage.DeleteReque
 				return res, s.readFailed("delete_series", fmt.Errorf("read series %d: %w", fp, err))
 			}
 			lset := b.Labels()
-			if !matchesAll(lset, ms) {
+			if !g.match(lset) {
 				continue
 			}
 			matched[fp] = found{lset: lset, whole: start <= minTS && end >= hourEnd(maxHour)}

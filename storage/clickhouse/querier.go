@@ -60,7 +60,13 @@ func (q *querier) subTable(name string) string {
 // series matching ms in hours overlapping [mint, maxt]: a superset of the
 // series with samples in the range.
 func (q *querier) seriesWhere(mint, maxt int64, ms []*labels.Matcher) string {
-	return fmt.Sprintf("%s AND hour >= %d AND hour <= %d AND %s", q.tenantCond(), hourOf(mint), hourOf(maxt), matchersSQL(ms)) +
+	return q.seriesWhereCond(mint, maxt, matchersSQL(ms))
+}
+
+// seriesWhereCond is seriesWhere of the series whose rows meet the SQL
+// condition cond.
+func (q *querier) seriesWhereCond(mint, maxt int64, cond string) string {
+	return fmt.Sprintf("%s AND hour >= %d AND hour <= %d AND (%s)", q.tenantCond(), hourOf(mint), hourOf(maxt), cond) +
 		q.ts.s.tombCond(q.ts.id) // without deleted series (delete.go)
 }
 
@@ -73,14 +79,20 @@ func (q *querier) seriesWhere(mint, maxt int64, ms []*labels.Matcher) string {
 // [mint, end of that hour] are checked. For a live series queried up to
 // now that set is empty, so the check reads no samples.
 func (q *querier) exactSeriesWhere(mint, maxt int64, ms []*labels.Matcher) string {
-	base := q.seriesWhere(mint, maxt, ms)
+	return q.exactSeriesWhereCond(mint, maxt, matchersSQL(ms))
+}
+
+// exactSeriesWhereCond is exactSeriesWhere of the series whose rows meet
+// the SQL condition cond.
+func (q *querier) exactSeriesWhereCond(mint, maxt int64, cond string) string {
+	base := q.seriesWhereCond(mint, maxt, cond)
 	proven := fmt.Sprintf("(min_ts >= %d AND min_ts <= %d)", mint, maxt)
 	h1 := hourOf(mint)
 	if hourStart(h1) >= mint {
 		return base + " AND " + proven // no row has min_ts before mint
 	}
-	undecided := fmt.Sprintf("SELECT fingerprint FROM %s WHERE %s AND hour = %d AND min_ts < %d AND %s AND fingerprint NOT IN (SELECT fingerprint FROM %s WHERE %s AND %s)",
-		q.subTable(seriesTable), q.tenantCond(), h1, mint, matchersSQL(ms), q.subTable(seriesTable), base, proven)
+	undecided := fmt.Sprintf("SELECT fingerprint FROM %s WHERE %s AND hour = %d AND min_ts < %d AND (%s) AND fingerprint NOT IN (SELECT fingerprint FROM %s WHERE %s AND %s)",
+		q.subTable(seriesTable), q.tenantCond(), h1, mint, cond, q.subTable(seriesTable), base, proven)
 	checked := fmt.Sprintf("SELECT fingerprint FROM %s WHERE %s AND ts >= %d AND ts <= %d AND fingerprint IN (%s)",
 		q.subTable(samplesTable), q.tenantCond(), mint, min(maxt, hourEnd(h1)), undecided)
 	return base + " AND (" + proven + " OR fingerprint IN (" + checked + "))"
@@ -157,7 +169,7 @@ const labelOrderExpr = "arrayMap((n, v) -> [n, v], any(label_names), any(label_v
 // first hints.Limit series the server orders them and sends no more:
 // then first is set, and the series returned are the first in label
 // order.
-func (q *querier) resolveSeries(ctx context.Context, where string, ms []*labels.Matcher, exact bool, hints *promstorage.SelectHints, limit int) (out []resolved, over, first bool, err error) {
+func (q *querier) resolveSeries(ctx context.Context, where string, match func(labels.Labels) bool, exact bool, hints *promstorage.SelectHints, limit int) (out []resolved, over, first bool, err error) {
 	sharded := hints != nil && hints.ShardCount > 0
 	sql := fmt.Sprintf("SELECT fingerprint, %s, count() FROM %s WHERE %s GROUP BY fingerprint", labelPairsExpr, q.table(seriesTable), where)
 	sqlLimit := 0
@@ -201,7 +213,7 @@ func (q *querier) resolveSeries(ctx context.Context, where string, ms []*labels.
 			return nil, false, false, q.ts.s.readFailed("series", fmt.Errorf("read series %d: %w", fp, err))
 		}
 		lset := b.Labels()
-		if !matchesAll(lset, ms) {
+		if !match(lset) {
 			continue
 		}
 		if sharded && labels.StableHash(lset)%hints.ShardCount != hints.ShardIndex {
@@ -255,6 +267,11 @@ func decodeLabelPairs(s string, b *labels.ScratchBuilder) error {
 	return nil
 }
 
+// matcherFunc is matchesAll of ms.
+func matcherFunc(ms []*labels.Matcher) func(labels.Labels) bool {
+	return func(lset labels.Labels) bool { return matchesAll(lset, ms) }
+}
+
 func matchesAll(lset labels.Labels, ms []*labels.Matcher) bool {
 	for _, m := range ms {
 		if !m.Matches(lset.Get(m.Name)) {
@@ -276,7 +293,7 @@ func (q *querier) Select(ctx context.Context, sortSeries bool, hints *promstorag
 	// n fails then.
 	var overErr error
 	if hints != nil && hints.Func == "series" {
-		list, over, first, err := q.resolveSeries(ctx, q.exactSeriesWhere(mint, maxt, pushed), ms, exact, hints, limit)
+		list, over, first, err := q.resolveSeries(ctx, q.exactSeriesWhere(mint, maxt, pushed), matcherFunc(ms), exact, hints, limit)
 		if err != nil {
 			return promstorage.ErrSeriesSet(err)
 		}
@@ -292,7 +309,7 @@ func (q *querier) Select(ctx context.Context, sortSeries bool, hints *promstorag
 		}
 		return &labelsOnlySet{list: list, over: overErr}
 	}
-	list, over, first, err := q.resolveSeries(ctx, q.seriesWhere(mint, maxt, pushed), ms, exact, hints, limit)
+	list, over, first, err := q.resolveSeries(ctx, q.seriesWhere(mint, maxt, pushed), matcherFunc(ms), exact, hints, limit)
 	if err != nil {
 		return promstorage.ErrSeriesSet(err)
 	}
@@ -934,7 +951,7 @@ func (m *memSeries) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
 func (q *querier) LabelNames(ctx context.Context, hints *promstorage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
 	pushed, exact := pushdown(ms)
 	if !exact {
-		out, err := q.labelsInGo(ctx, pushed, ms, hints, func(lset labels.Labels, add func(string)) {
+		out, err := q.labelsInGo(ctx, matchersSQL(pushed), matcherFunc(ms), hints, func(lset labels.Labels, add func(string)) {
 			lset.Range(func(l labels.Label) { add(l.Name) })
 		})
 		return out, nil, err
@@ -953,7 +970,7 @@ func (q *querier) LabelValues(ctx context.Context, name string, hints *promstora
 	}
 	pushed, exact := pushdown(ms)
 	if !exact {
-		out, err := q.labelsInGo(ctx, pushed, ms, hints, func(lset labels.Labels, add func(string)) {
+		out, err := q.labelsInGo(ctx, matchersSQL(pushed), matcherFunc(ms), hints, func(lset labels.Labels, add func(string)) {
 			if v := lset.Get(name); v != "" {
 				add(v)
 			}
@@ -967,11 +984,12 @@ func (q *querier) LabelValues(ctx context.Context, name string, hints *promstora
 }
 
 // labelsInGo answers LabelNames and LabelValues for matchers not all sent
-// as SQL: from the series the pushed ones select, matched in Go, at most
-// the series a query may load. of adds the strings of one series.
-func (q *querier) labelsInGo(ctx context.Context, pushed, ms []*labels.Matcher, hints *promstorage.LabelHints, of func(labels.Labels, func(string))) ([]string, error) {
+// as SQL: from the series the pushed ones select (cond, their SQL),
+// matched in Go (match), at most the series a query may load. of adds the
+// strings of one series.
+func (q *querier) labelsInGo(ctx context.Context, cond string, match func(labels.Labels) bool, hints *promstorage.LabelHints, of func(labels.Labels, func(string))) ([]string, error) {
 	limit := q.maxSeries()
-	list, over, _, err := q.resolveSeries(ctx, q.exactSeriesWhere(q.mint, q.maxt, pushed), ms, false, nil, limit)
+	list, over, _, err := q.resolveSeries(ctx, q.exactSeriesWhereCond(q.mint, q.maxt, cond), match, false, nil, limit)
 	if err != nil {
 		return nil, err
 	}

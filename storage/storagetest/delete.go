@@ -3,6 +3,8 @@ package storagetest
 import (
 	"errors"
 	"math"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -21,6 +23,7 @@ func RunDelete(t *testing.T, b Backend) {
 		{"WholeSeries", testDeleteWhole},
 		{"PartialRange", testDeletePartial},
 		{"LimitDeletesNothing", testDeleteLimit},
+		{"ManyMatcherSets", testDeleteManySets},
 		{"PersistenceAndClean", testDeletePersistence},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.run(t, b) })
@@ -140,6 +143,40 @@ func testDeleteLimit(t *testing.T, b Backend) {
 	res, err := deleteSeries(t, st.ForTenant(tenantA), math.MinInt64, math.MaxInt64, 2, []*labels.Matcher{eq("job", "a")})
 	require.NoError(t, err, "at the limit")
 	require.Equal(t, 2, res.Series)
+}
+
+// testDeleteManySets deletes with 1,000 matcher sets of which few match
+// (one twice, one through a regular expression, one through a matcher
+// longer than a backend may push down): exactly the series matched by
+// any set go, and the limit counts them once each.
+func testDeleteManySets(t *testing.T, b Backend) {
+	st := deleteSetup(t, b)
+	long := make([]string, 3000)
+	for i := range long {
+		long[i] = "none-" + strconv.Itoa(i)
+	}
+	var sets [][]*labels.Matcher
+	for i := range 1000 {
+		switch i {
+		case 10, 900:
+			sets = append(sets, []*labels.Matcher{eq("__name__", "del_total"), eq("i", "1")})
+		case 500:
+			sets = append(sets, []*labels.Matcher{re("job", "p|x")})
+		case 700:
+			sets = append(sets, []*labels.Matcher{re("i", strings.Join(append(long, "2"), "|")), eq("job", "a")})
+		default:
+			sets = append(sets, []*labels.Matcher{eq("__name__", "del_total"), eq("i", "none-"+strconv.Itoa(i))})
+		}
+	}
+	_, err := deleteSeries(t, st.ForTenant(tenantA), math.MinInt64, math.MaxInt64, 2, sets...)
+	require.ErrorIs(t, err, storage.ErrDeleteLimit, "three series over a limit of two")
+	requireSeesOnly(t, st.ForTenant(tenantA), merge(deleteData()))
+	res, err := deleteSeries(t, st.ForTenant(tenantA), math.MinInt64, math.MaxInt64, 3, sets...)
+	require.NoError(t, err)
+	require.Equal(t, 3, res.Series, "series deleted")
+	all := merge(deleteData())
+	requireSeesOnly(t, st.ForTenant(tenantA), filter(all, 0, 20000, eq("__name__", "keep_total")))
+	requireSeesOnly(t, st.ForTenant(tenantB), all)
 }
 
 // testDeletePersistence requires deletions to outlive a restart, and
