@@ -73,6 +73,7 @@ type attackServer struct {
 	watch          *rssWatchdog
 	tokenA, tokenB string
 	tokenAdmin     string // reads /metrics, should it need a token
+	tokenBAdmin    string // tenant B with the admin scope (delete_series)
 	client         *http.Client
 	now            int64 // ms, the timestamp the seeded samples end at
 }
@@ -155,10 +156,12 @@ func attack(t *testing.T, flags []string, latency bool) {
 	t.Logf("tenant A quiet: %d queries, p99 %s", len(quiet.latencies), quietP99)
 
 	cases := append(attackCases(t, s), fidelityAttackCases(t, s)...)
+	cases = append(cases, operatorAttackCases(s)...)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { s.runCase(t, c) })
 		s.ensureUp(t)
 	}
+	t.Run("isolation/delete_series", s.deletionIsolated)
 	t.Run("remote read slow uploads", s.slowUploads)
 	s.ensureUp(t)
 	// The mixed run sends the attacks that must be refused; the heavy
@@ -178,7 +181,7 @@ func newAttackServer(t *testing.T, flags []string) *attackServer {
 	secret := filepath.Join(dir, "hmac.secret")
 	_, err := tenancy.EnsureDevSecret(secret)
 	require.NoError(t, err)
-	overrides := writeFile(t, dir, "overrides.yml", fmt.Sprintf("overrides:\n  %s:\n    ingestion_burst: %d\n", attackTenantB, attackBurstB))
+	overrides := writeFile(t, dir, "overrides.yml", fmt.Sprintf("overrides:\n  %s:\n    ingestion_burst: %d\n    max_delete_series: %d\n", attackTenantB, attackBurstB, attackDeleteLimitB))
 	s := &attackServer{
 		dataDir: filepath.Join(dir, "data"),
 		client:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
@@ -192,6 +195,7 @@ func newAttackServer(t *testing.T, flags []string) *attackServer {
 	s.tokenA = e2eToken(t, secret, attackTenantA, "metrics:read,metrics:write")
 	s.tokenB = e2eToken(t, secret, attackTenantB, "metrics:read,metrics:write")
 	s.tokenAdmin = e2eToken(t, secret, "attack-ops", "admin")
+	s.tokenBAdmin = e2eToken(t, secret, attackTenantB, "metrics:read,admin")
 	s.start(t)
 	return s
 }
