@@ -39,6 +39,15 @@ func (r FixedRetention) Retentions() (time.Duration, map[tenancy.ID]time.Duratio
 	return time.Duration(r), nil
 }
 
+// PolicyOr is p, or FixedRetention(fixed) when p is nil: a backend's
+// policy from its configuration.
+func PolicyOr(p RetentionPolicy, fixed time.Duration) RetentionPolicy {
+	if p != nil {
+		return p
+	}
+	return FixedRetention(fixed)
+}
+
 // RetentionCutoff is the oldest timestamp (milliseconds) a tenant with
 // retention r may read and keep at now: math.MinInt64 when r is 0.
 func RetentionCutoff(r time.Duration, now time.Time) int64 {

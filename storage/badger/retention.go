@@ -27,10 +27,7 @@ const retentionCheck = time.Minute
 // policy is the retention policy in force: Config.RetentionPolicy, else
 // Config.Retention for every tenant.
 func (c Config) policy() storage.RetentionPolicy {
-	if c.RetentionPolicy != nil {
-		return c.RetentionPolicy
-	}
-	return storage.FixedRetention(c.Retention)
+	return storage.PolicyOr(c.RetentionPolicy, c.Retention)
 }
 
 // longestRetention is the longest retention in force (0: forever): what
