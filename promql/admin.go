@@ -89,7 +89,7 @@ func (a *API) deleteSeries(r *http.Request, t storage.Tenant, logger *slog.Logge
 	var res storage.DeleteResult
 	var start, end time.Time
 	defer func() {
-		attrs := []any{slog.String("tenant", t.ID().String()), slog.String("endpoint", "delete_series"),
+		attrs := []any{slog.String("tenant", t.ID().String()), slog.String("subject", t.Principal.Subject), slog.String("endpoint", "delete_series"),
 			slog.String("match", strings.Join(selectors, " ")), slog.Int("series", res.Series), slog.Int("series_whole", res.Whole),
 			slog.Duration("duration", time.Since(started))}
 		if !start.IsZero() {
@@ -133,7 +133,7 @@ func (a *API) cleanTombstones(r *http.Request, t storage.Tenant, logger *slog.Lo
 		return err
 	}
 	err := t.Store.CleanTombstones(r.Context())
-	attrs := []any{slog.String("tenant", t.ID().String()), slog.String("endpoint", "clean_tombstones"), slog.Duration("duration", time.Since(started))}
+	attrs := []any{slog.String("tenant", t.ID().String()), slog.String("subject", t.Principal.Subject), slog.String("endpoint", "clean_tombstones"), slog.Duration("duration", time.Since(started))}
 	if err != nil {
 		logger.WarnContext(r.Context(), "tsdb admin", append(attrs, slog.String("outcome", "failed"), slog.Any("err", err))...)
 		return err

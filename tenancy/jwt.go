@@ -383,7 +383,8 @@ func (v *Verifier) verify(raw string) (Principal, *AuthError) {
 	if !ok {
 		return Principal{}, &AuthError{Reason: AuthReasonClaims, Msg: `token claim "scope" must be a string and "scopes" an array of strings`}
 	}
-	return Principal{Tenant: tenant, Scopes: scopes}, nil
+	sub, _ := claims["sub"].(string)
+	return Principal{Tenant: tenant, Scopes: scopes, Subject: sub}, nil
 }
 
 // classify turns a jwt parse error into an AuthError with a fixed message.

@@ -64,10 +64,13 @@ const (
 // Scopes lists the scopes Luminate knows, for validation and help texts.
 func Scopes() []Scope { return []Scope{ScopeWrite, ScopeRead, ScopeAdmin, ScopeOperator} }
 
-// Principal is what a verified request may do: its tenant and its scopes.
+// Principal is what a verified request may do: its tenant and its scopes,
+// and who it is (the token's "sub" claim, for audit lines; empty when the
+// token has none).
 type Principal struct {
-	Tenant ID
-	Scopes []Scope
+	Tenant  ID
+	Scopes  []Scope
+	Subject string
 }
 
 // Has reports whether p was granted scope s. Admin implies every scope of

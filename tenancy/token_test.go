@@ -66,6 +66,14 @@ func TestMintVerify(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, tenancy.Principal{Tenant: "t-1"}, p)
 	})
+	t.Run("subject", func(t *testing.T) {
+		tok, err := tenancy.MintSubject(k.secret, "", "t-1", "ops@example.com", []tenancy.Scope{tenancy.ScopeAdmin}, time.Minute, "", "", testNow)
+		require.NoError(t, err)
+		v, _ := newVerifier(t, tenancy.AuthConfig{HMACSecretFile: f.secret})
+		p, err := v.Verify(tok)
+		require.NoError(t, err)
+		require.Equal(t, tenancy.Principal{Tenant: "t-1", Scopes: []tenancy.Scope{tenancy.ScopeAdmin}, Subject: "ops@example.com"}, p)
+	})
 }
 
 func TestMintErrors(t *testing.T) {

@@ -55,7 +55,9 @@ func testServeDeleteSeries(t *testing.T, twoPods bool, storageArgs ...string) {
 		"acme":  e2eToken(t, secret, "acme", "metrics:read,metrics:write"),
 		"bravo": e2eToken(t, secret, "bravo", "metrics:read,metrics:write"),
 	}
-	admin := e2eToken(t, secret, "acme", "admin")
+	code, out, errOut := runCLI("token", "--auth.jwt.hmac-secret-file="+secret, "--tenant=acme", "--scopes=admin", "--subject=ops@example.com")
+	require.Equal(t, 0, code, errOut)
+	admin := strings.TrimSpace(out)
 
 	base := (time.Now().UnixMilli() - 10*60_000) / 1000 * 1000
 	for _, id := range []tenancy.ID{"acme", "bravo"} {
@@ -151,7 +153,7 @@ func testServeDeleteSeries(t *testing.T, twoPods bool, storageArgs ...string) {
 	require.Equal(t, http.StatusNoContent, code, body)
 	requireState(reader, true)
 	audit := p.waitLog(`"msg":"tsdb admin"`)
-	for _, want := range []string{`"tenant":"acme"`, `"endpoint":"delete_series"`, `"request_id"`, `"match"`} {
+	for _, want := range []string{`"tenant":"acme"`, `"subject":"ops@example.com"`, `"endpoint":"delete_series"`, `"request_id"`, `"match"`} {
 		require.Contains(t, audit, want)
 	}
 
