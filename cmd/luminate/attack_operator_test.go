@@ -18,8 +18,8 @@ import (
 const attackDeleteLimitB = 20_000
 
 // operatorAttackCases are tenant B's attacks on what issue 14 added (the
-// cardinality statistics, deletion and usage) and on the series and label
-// APIs with many selectors. None of them may take the
+// cardinality statistics, deletion and usage), on the series and label
+// APIs with many selectors, and on the native query API. None of them may take the
 // server past the bounds of TestAttack, and none deletes anything: the
 // one deletion that would (all of B's series, over its
 // max_delete_series) must be refused whole.
@@ -48,7 +48,19 @@ func operatorAttackCases(s *attackServer) []attackCase {
 		alts[i] = strconv.Itoa(i)
 	}
 	huge := `{i=~"` + strings.Join(alts, "|") + `x"}`
+	native := func(body string) func(context.Context) *http.Request {
+		return func(ctx context.Context) *http.Request {
+			req := s.request(ctx, http.MethodPost, "/api/v1/query", s.tokenB, strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			return req
+		}
+	}
+	century := `"start":0,"end":` + strconv.FormatInt(s.now+100*365*86400_000, 10)
 	return []attackCase{
+		{name: "native raw of every series over 100 years", build: native(`{"queryType":"raw","metric":"attack_b",` + century + `}`), accept: anyAnswer},
+		{name: "native aggregate p99 at 1ms over 100 years", build: native(`{"queryType":"aggregate","metric":"attack_b","interval":"1ms","aggregation":"p99","groupBy":["pod"],` + century + `}`), accept: anyError},
+		{name: "native dimension_values of every pod", build: native(`{"queryType":"dimension_values","metric":"attack_b","key":"pod",` + century + `}`), accept: anyAnswer},
+		{name: "native query of 1000000 dimensions", build: native(`{"queryType":"raw","metric":"attack_b","dimensions":{` + manyDimensions(1_000_000) + `},` + century + `}`), accept: clientError},
 		{name: "cardinality label_values of every label", build: get("/api/v1/cardinality/label_values?label_names[]=__name__&label_names[]=i&label_names[]=pod&limit=500&selector="+url.QueryEscape(all), s.tokenB), accept: anyAnswer},
 		{name: "cardinality label_names of all series, active", build: get("/api/v1/cardinality/label_names?limit=500&count_method=active&selector="+url.QueryEscape(all), s.tokenB), accept: anyAnswer},
 		{name: "cardinality active_series of all series", build: get("/api/v1/cardinality/active_series?limit=100000&selector="+url.QueryEscape(all), s.tokenB), accept: anyAnswer},
@@ -66,6 +78,18 @@ func operatorAttackCases(s *attackServer) []attackCase {
 			return s.request(ctx, http.MethodPost, "/api/v1/admin/tsdb/clean_tombstones", s.tokenBAdmin, nil)
 		}, accept: anyAnswer},
 	}
+}
+
+// manyDimensions is n JSON members "dN":"v".
+func manyDimensions(n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`"d` + strconv.Itoa(i) + `":"v"`)
+	}
+	return b.String()
 }
 
 // repeatMatchers is n selectors that match no series of tenant B.
