@@ -185,6 +185,10 @@ type Options struct {
 	// BodyReadTimeout bounds reading a request's body, from the moment its
 	// handler starts (see ReadTimeoutFlag); 0 sets no deadline.
 	BodyReadTimeout time.Duration
+	// MaxBodyBytesInFlight bounds the bytes of the data routes' request
+	// bodies read and not yet answered, all requests together, one tenant
+	// to half of it (bodies.go, BodyBudgetFlag); 0 sets no bound.
+	MaxBodyBytesInFlight int64
 
 	// Usage, if set, serves UsagePath (usage.go): to operator tokens, and
 	// without a token on the internal router.
@@ -277,6 +281,7 @@ func newRouter(opts Options, logger *slog.Logger, reg prometheus.Registerer, int
 		builtin = append(builtin, Route{Path: "/", Methods: []string{http.MethodGet, http.MethodHead}, Public: true, Handler: landing})
 	}
 
+	bodies := newBodyBudget(opts.MaxBodyBytesInFlight)
 	r := mux.NewRouter()
 	seen := map[string]bool{}
 	for _, rt := range append(builtin, opts.Routes...) {
@@ -298,7 +303,7 @@ func newRouter(opts Options, logger *slog.Logger, reg prometheus.Registerer, int
 		render := rt.renderError
 		h := rt.Handler
 		if rt.Serve != nil {
-			h = serveTenant(rt, opts.Queries, opts.Tenants, render)
+			h = serveTenant(rt, opts.Queries, opts.Tenants, bodies, render)
 		}
 		if !rt.Public {
 			h = authenticate(opts.Auth, rt.Scope, opts.Limits, render, h)

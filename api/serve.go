@@ -50,14 +50,18 @@ func withHeaders(set func(http.ResponseWriter, *http.Request), next http.Handler
 
 // serveTenant runs a data route for the authenticated principal in the
 // request context: query admission, the tenant's view of the store, Serve,
-// and the rendering of its result or error.
-func serveTenant(rt Route, queries QueryAdmitter, tenants TenantOpener, render func(http.ResponseWriter, *http.Request, error)) http.Handler {
+// and the rendering of its result or error. The bytes of its body count
+// against bodies (bodies.go) until the answer is written.
+func serveTenant(rt Route, queries QueryAdmitter, tenants TenantOpener, bodies *bodyBudget, render func(http.ResponseWriter, *http.Request, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := tenancy.FromContext(r.Context())
 		if err != nil { // authenticate put it there: cannot happen
 			fail(w, r, render, err)
 			return
 		}
+		var giveBack func()
+		r.Body, giveBack = bodies.body(p.Tenant, r.Body)
+		defer giveBack()
 		if rt.Query && queries != nil {
 			if err := queries.AllowQuery(p.Tenant); err != nil {
 				fail(w, r, render, err)

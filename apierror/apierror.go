@@ -76,6 +76,13 @@ var kindInfo = map[Kind]struct {
 // went wrong with the request, not with its content.
 var ErrRequestTimeout = errors.New("request body not received in time")
 
+// ErrBodiesInFlight is wrapped by the error a request body's Read returns
+// when the bodies being received hold the server's budget for them (the
+// api package's --http.max-body-bytes-in-flight). Classify maps it to
+// Unavailable, with Retry-After, whatever a handler wrapped it in: the
+// request is fine, the server is full for now.
+var ErrBodiesInFlight = errors.New("request bodies in flight over the limit")
+
 // Status is the HTTP status code of kind k.
 func (k Kind) Status() int { return kindInfo[k].status }
 
@@ -160,6 +167,8 @@ func Classify(err error) Info {
 		return Info{Status: http.StatusOK}
 	case errors.Is(err, ErrRequestTimeout):
 		k = RequestTimeout
+	case errors.Is(err, ErrBodiesInFlight):
+		k = Unavailable
 	case errors.As(err, &e):
 		k, field, retry, limitID = e.Kind, e.Field, e.RetryAfter, e.Limit
 	case errors.Is(err, context.DeadlineExceeded):

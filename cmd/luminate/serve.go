@@ -63,6 +63,7 @@ type serveConfig struct {
 	// What tenants and strangers can see (issue #10).
 	internalListenAddress string
 	readTimeout           time.Duration
+	maxBodyBytesInFlight  int64
 }
 
 // defaultGCPercent halves the heap headroom Go keeps by default (100): the
@@ -113,6 +114,8 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 			"Keep it unreachable by tenants (a port only a Kubernetes NetworkPolicy opens to Prometheus, or 127.0.0.1). On --http.listen-address those endpoints need a token with the operator scope.")
 	fs.DurationVar(&c.readTimeout, api.ReadTimeoutFlag, api.DefaultBodyReadTimeout,
 		"How long a client may take to send a request's body, from the end of its headers; slower requests are answered 408 and their connection closed. 0 sets no deadline. Answers may take longer: only the body is bounded.")
+	fs.Int64Var(&c.maxBodyBytesInFlight, api.BodyBudgetFlag, api.DefaultBodyBudget,
+		"Bytes of request bodies received and not yet answered, all requests together; one tenant may hold at most half. A body past it is refused with 503 and Retry-After, so that uploads stalled before their last byte cannot hold unbounded memory. 0 sets no bound.")
 }
 
 // newServeFlags returns serve's flag set, bound to c.
@@ -185,6 +188,9 @@ func (c *serveConfig) validate() error {
 	errs = append(errs, c.auth.Validate(), c.limits.Validate(), c.ingest.Validate(), c.otlp.Validate(), c.query.Validate(), c.remoteRead.Validate(), c.ha.Validate())
 	if c.readTimeout < 0 {
 		errs = append(errs, fmt.Errorf("--%s=%s: must not be negative", api.ReadTimeoutFlag, c.readTimeout))
+	}
+	if c.maxBodyBytesInFlight < 0 {
+		errs = append(errs, fmt.Errorf("--%s=%d: must not be negative", api.BodyBudgetFlag, c.maxBodyBytesInFlight))
 	}
 	if _, port, _ := net.SplitHostPort(c.internalListenAddress); c.internalListenAddress == c.listenAddress && port != "0" {
 		errs = append(errs, errors.New("--http.internal-listen-address must differ from --http.listen-address: the internal endpoints need no token"))
@@ -392,8 +398,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) (err error) 
 		Gatherer:   reg,
 		Routes:     routes,
 
-		Pprof:           cfg.pprof,
-		BodyReadTimeout: cfg.readTimeout,
+		Pprof:                cfg.pprof,
+		BodyReadTimeout:      cfg.readTimeout,
+		MaxBodyBytesInFlight: cfg.maxBodyBytesInFlight,
 	}
 	router, err := api.NewRouter(routerOpts, logger, reg)
 	if err != nil {
