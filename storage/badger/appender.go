@@ -392,9 +392,10 @@ func (a appenderV2) HandleOwner() uint64 {
 	return a.t.handleOwner
 }
 
-// SeriesHandle returns the handle of the series the last successful float
-// Append appended to, or nil when that series is new in this batch (it has
-// a handle once committed: the next batch's Append returns it).
+// SeriesHandle returns the handle of the series the last successful
+// Append (float or histogram) appended to, or nil when that series is new
+// in this batch (it has a handle once committed: the next batch's Append
+// returns it).
 func (a appenderV2) SeriesHandle() unsafe.Pointer { return unsafe.Pointer(a.last) }
 
 // AppendHandle queues a float sample, with start timestamp st (0:
@@ -407,6 +408,30 @@ func (a appenderV2) AppendHandle(h unsafe.Pointer, st, t int64, v float64) bool 
 		return false
 	}
 	a.samples = append(a.samples, pendingSample{ser: ser, sample: sample{st: st, t: t, v: v}})
+	return true
+}
+
+// AppendHistogramHandle queues an integer (h) or float (fh) histogram
+// sample, with start timestamp st (0: unknown), to the series of handle
+// hd, as AppendHandle queues a float. The histogram is copied, not
+// checked: it is only taken from a caller that checks its histograms
+// (HistogramsValidated); without that, or when hd is stale, it returns
+// false, queuing nothing: append with the labels instead.
+func (a appenderV2) AppendHistogramHandle(hd unsafe.Pointer, st, t int64, h *histogram.Histogram, fh *histogram.FloatHistogram) bool {
+	ser := (*series)(hd)
+	if ser == nil || a.st == nil || a.t == nil || !a.validated || ser.removed.Load() {
+		return false
+	}
+	smp := sample{st: st, t: t}
+	switch {
+	case fh != nil:
+		smp.fh = a.hists.floatHistogram(fh)
+	case h != nil:
+		smp.h = a.hists.histogram(h)
+	default:
+		return false
+	}
+	a.samples = append(a.samples, pendingSample{ser: ser, sample: smp})
 	return true
 }
 
