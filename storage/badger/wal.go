@@ -126,11 +126,22 @@ var errSyncFailed = errors.New("sync wal: an earlier fsync of this segment faile
 
 // log appends rec and returns once it is on stable storage.
 func (w *wal) log(rec []byte) error {
+	n, err := w.write(rec)
+	if err != nil {
+		return err
+	}
+	return w.syncUpTo(n)
+}
+
+// write appends rec, not yet synced, and returns its number, for
+// syncUpTo: a caller may do other work while the record is synced, as
+// long as it acknowledges nothing before syncUpTo returns.
+func (w *wal) write(rec []byte) (uint64, error) {
 	w.mu.Lock()
 	for w.broken || w.size >= w.segmentSize {
 		w.mu.Unlock()
 		if _, err := w.rotate(); err != nil {
-			return err
+			return 0, err
 		}
 		w.mu.Lock()
 	}
@@ -147,13 +158,13 @@ func (w *wal) log(rec []byte) error {
 			w.broken = true
 		}
 		w.mu.Unlock()
-		return fmt.Errorf("write wal: %w", err)
+		return 0, fmt.Errorf("write wal: %w", err)
 	}
 	w.size += int64(n)
 	w.written++
 	mine := w.written
 	w.mu.Unlock()
-	return w.syncUpTo(mine)
+	return mine, nil
 }
 
 // syncUpTo returns once record number rec is on stable storage, or an
