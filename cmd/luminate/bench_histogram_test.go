@@ -69,7 +69,7 @@ func startHistLuminate(t *testing.T) histTarget {
 	scopes := []tenancy.Scope{tenancy.ScopeWrite, tenancy.ScopeRead}
 	if os.Getenv(envBenchPprof) != "" {
 		args = append(args, "--debug.pprof")
-		scopes = append(scopes, tenancy.ScopeAdmin)
+		scopes = append(scopes, tenancy.ScopeAdmin, tenancy.ScopeOperator)
 	}
 	lum, secret := startAuthLuminate(t, args...)
 	token, file := e2eTokenFile(t, secret, t.TempDir(), "bench.token", "bench", time.Now(), 24*time.Hour, scopes...)
