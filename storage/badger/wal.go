@@ -65,6 +65,7 @@ type wal struct {
 	extending  bool
 	noPrealloc bool // an extension of this segment failed: no more
 	extended   *sync.Cond
+	zeros      []byte // what extensions write, one at a time
 }
 
 func segmentName(dir string, n int) string {
@@ -140,12 +141,15 @@ func (w *wal) extendLocked() {
 		return // the segment is full: the next record rotates it
 	}
 	w.extending, w.extFrom = true, from
+	if w.zeros == nil {
+		w.zeros = make([]byte, 64<<10)
+	}
 	go w.extend(w.f, from, n)
 }
 
 // extend writes n zeros to f from offset from and syncs them.
 func (w *wal) extend(f *os.File, from, n int64) {
-	zeros := make([]byte, min(n, 1<<20))
+	zeros := w.zeros // only this extension writes them
 	var err error
 	for off := from; off < from+n && err == nil; off += int64(len(zeros)) {
 		_, err = f.WriteAt(zeros[:min(int64(len(zeros)), from+n-off)], off)
