@@ -167,7 +167,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.IntVar(&c.StartZeroCacheSize, "ingest.created-timestamp-cache-size", d.StartZeroCacheSize,
 		"With --ingest.created-timestamp-zero-ingestion, how many series (all tenants) remember the start timestamp last injected, so that it is injected once, not on every write; a series forgotten gets its zero sample again (harmless, one out-of-order write). Takes about 50 bytes a series, twice this at most.")
 	f.IntVar(&c.SeriesCacheSize, "ingest.series-cache-size", d.SeriesCacheSize,
-		"How many series (all tenants) the remote write 1.0 receiver remembers by their labels as sent, so that their next samples skip label validation and the series lookup (Badger backend). Half of it are the series a steady load keeps cached; beyond, some are looked up by their labels again. About 70 bytes a series; 0 turns the cache off.")
+		"How many series (all tenants) the remote write receiver remembers by their labels as sent, so that their next samples and histograms skip label validation and the series lookup (Badger backend; remote write 1.0 and 2.0, series without exemplars or metadata). Half of it are the series a steady load keeps cached; beyond, some are looked up by their labels again. About 70 bytes a series; 0 turns the cache off.")
 }
 
 // Validate reports every setting out of range.
