@@ -309,3 +309,33 @@ func TestSeriesCacheV2(t *testing.T) {
 	require.Equal(t, float64(4*(rounds+1)+rounds/2+1), counter(t, reg, "luminate_ingest_samples_accepted_total", "tenant", "acme"))
 	require.Equal(t, uint64(4*(rounds+1)+rounds/2+1), usage.Counts(writer.Tenant).SamplesIngested)
 }
+
+// TestSeriesCacheV1Histograms: remote write 1.0 histogram series are
+// cached by their raw labels as float series are, and read back bit for
+// bit.
+func TestSeriesCacheV1Histograms(t *testing.T) {
+	store := openStore(t, nil)
+	g := NewIngester(testConfig(t), nil, nil, prometheus.NewRegistry())
+	h := route(NewHandler(g), store)
+	now := time.Now().Truncate(time.Millisecond)
+	exp, _, _, _ := testHistograms()
+	var want []*histogram.Histogram
+	for round := range 5 {
+		hh := exp.Copy()
+		hh.Count += uint64(2 * round)
+		hh.ZeroCount += uint64(2 * round)
+		want = append(want, hh)
+		req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+			Labels:     series("__name__", "lat", "job", "x"),
+			Histograms: []prompb.Histogram{prompb.FromIntHistogram(now.Add(time.Duration(round-5)*15*time.Second).UnixMilli(), hh)},
+		}}}
+		w := post(h, &writer, encode(t, req), nil)
+		require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
+	}
+	require.Equal(t, 1, g.series.len())
+	got := readPoints(t, store, writer.Tenant)[`{__name__="lat", job="x"}`]
+	require.Len(t, got, len(want))
+	for i, p := range got {
+		require.True(t, want[i].Equals(p.H), "round %d: want %v, got %v", i, want[i], p.H)
+	}
+}
