@@ -42,10 +42,11 @@ type handleAppender interface {
 // request; in remote write 2.0, whose label references change from request
 // to request with the symbols table, the labels they resolve to, encoded
 // as 1.0 Label fields (labelsKey), so that a series sent over either
-// protocol has the same key. Thus the steady state of remote write, the same series request after
-// request, skips label validation, the labels' construction and hashing,
-// and the store's index lookup: what VictoriaMetrics does with its cache
-// of series ids keyed by the raw metric name bytes (lib/storage tsidCache).
+// protocol has the same key. Thus the steady state of remote write, the
+// same series request after request, skips label validation, the labels'
+// construction and hashing, and the store's index lookup: what
+// VictoriaMetrics does with its cache of series ids keyed by the raw
+// metric name bytes (lib/storage tsidCache).
 //
 // A key is a 128-bit hash (two hash/maphash hashes with seeds chosen at
 // start) of the raw labels, mixed with the store's owner of the handle (a
@@ -257,10 +258,10 @@ func (c *cachedSeries) reset(n int) {
 
 // lookup finds the handles of the series of a request (decoded into st)
 // that are cached, for entry: by their raw labels (remote write 1.0), or,
-// with st.keyLabels, by their labels (labelsKey). The lookups are made by shard, under one
-// read lock each, so that they do not wait on one another: each is a
-// cache miss, and a lock's atomic operation would keep the processor from
-// starting the next before the last is done.
+// with st.keyLabels, by their labels (labelsKey). The lookups are made by
+// shard, under one read lock each, so that they do not wait on one
+// another: each is a cache miss, and a lock's atomic operation would keep
+// the processor from starting the next before the last is done.
 //
 // Then it parses the labels the decoder left unparsed (Decoder.
 // deferLabels) of every series it found no handle for; an error is the
@@ -390,6 +391,7 @@ func (r *requestCache) append(st *writeState, key cacheKey, ts *TimeSeries, win 
 				reject(i, invalidHistogram(ts.Labels, hp, err), 1)
 				continue
 			}
+			st.untakeHistogram(hp) // the labels' path converts it again
 			return stored, len(ts.Samples), j
 		}
 		if !r.app.AppendHistogramHandle(h, ts.StartTimestamp(hp.StartTimestamp), hp.Timestamp, hist, fh) {
