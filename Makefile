@@ -67,7 +67,7 @@ bench: ## Go benchmarks (BENCH=regexp, BENCHTIME=1s), then luminate vs VictoriaM
 # variable of docs/benchmarks.md passes through from the environment or
 # the command line.
 BENCH_ENV := BENCH_SERIES BENCH_REPEAT BENCH_QUERY_SERIES BENCH_QUERY_HOURS BENCH_INGEST BENCH_PPROF BENCH_FLAGS \
-	BENCH_BACKEND BENCH_WORKERS BENCH_HISTOGRAM_SERIES BENCH_HISTOGRAM_ROUNDS BENCH_OTLP_SERIES BENCH_OTLP_ROUNDS \
+	BENCH_BACKEND BENCH_WORKERS BENCH_HISTOGRAM_SERIES BENCH_HISTOGRAM_ROUNDS BENCH_HISTOGRAM_PROTOCOLS BENCH_OTLP_SERIES BENCH_OTLP_ROUNDS \
 	BENCH_SERVERS BENCH_CASES BENCH_LONG_SERIES BENCH_LONG_REPEAT BENCH_DISK_SERIES BENCH_DISK_HOURS
 bench-compare: ## only the same-run comparison of make bench: luminate vs VictoriaMetrics, Prometheus 3.x and 2.42 (BENCH_* variables: docs/benchmarks.md)
 	scripts/test-deps.sh

@@ -127,6 +127,60 @@ func (a *countingAppender) Rollback() error {
 	return a.AppenderV2.Rollback()
 }
 
+// The store appender's optional fast paths pass through the count:
+// remotewrite finds them by type assertion (its histogramsValidated and
+// handleAppender; storage/badger's appender has them), and would go the
+// slow way around a wrapper that hides them (validating every histogram
+// twice, and looking every series up by its labels).
+
+// HistogramsValidated tells the store's appender, when it can be told,
+// that its caller validates the histograms it appends.
+func (a *countingAppender) HistogramsValidated() {
+	if v, ok := a.AppenderV2.(interface{ HistogramsValidated() }); ok {
+		v.HistogramsValidated()
+	}
+}
+
+// handles is the series-handle fast path of storage/badger's appender.
+type handles interface {
+	HandleOwner() uint64
+	SeriesHandle() unsafe.Pointer
+	AppendHandle(h unsafe.Pointer, st, t int64, v float64) bool
+	AppendHistogramHandle(h unsafe.Pointer, st, t int64, hist *histogram.Histogram, fh *histogram.FloatHistogram) bool
+}
+
+// HandleOwner is the store appender's, or 0 (no handles) when it has
+// none.
+func (a *countingAppender) HandleOwner() uint64 {
+	if h, ok := a.AppenderV2.(handles); ok {
+		return h.HandleOwner()
+	}
+	return 0
+}
+
+func (a *countingAppender) SeriesHandle() unsafe.Pointer {
+	if h, ok := a.AppenderV2.(handles); ok {
+		return h.SeriesHandle()
+	}
+	return nil
+}
+
+func (a *countingAppender) AppendHandle(h unsafe.Pointer, st, t int64, v float64) bool {
+	if app, ok := a.AppenderV2.(handles); ok && app.AppendHandle(h, st, t, v) {
+		a.samples++
+		return true
+	}
+	return false
+}
+
+func (a *countingAppender) AppendHistogramHandle(h unsafe.Pointer, st, t int64, hist *histogram.Histogram, fh *histogram.FloatHistogram) bool {
+	if app, ok := a.AppenderV2.(handles); ok && app.AppendHistogramHandle(h, st, t, hist, fh) {
+		a.samples++
+		return true
+	}
+	return false
+}
+
 // countingExemplarAppender keeps the store's ExemplarAppenderV2.
 type countingExemplarAppender struct {
 	*countingAppender

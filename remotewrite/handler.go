@@ -167,7 +167,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.IntVar(&c.StartZeroCacheSize, "ingest.created-timestamp-cache-size", d.StartZeroCacheSize,
 		"With --ingest.created-timestamp-zero-ingestion, how many series (all tenants) remember the start timestamp last injected, so that it is injected once, not on every write; a series forgotten gets its zero sample again (harmless, one out-of-order write). Takes about 50 bytes a series, twice this at most.")
 	f.IntVar(&c.SeriesCacheSize, "ingest.series-cache-size", d.SeriesCacheSize,
-		"How many series (all tenants) the remote write 1.0 receiver remembers by their labels as sent, so that their next samples skip label validation and the series lookup (Badger backend). Half of it are the series a steady load keeps cached; beyond, some are looked up by their labels again. About 70 bytes a series; 0 turns the cache off.")
+		"How many series (all tenants) the remote write receiver remembers by their labels as sent, so that their next samples and histograms skip label validation and the series lookup (Badger backend; remote write 1.0 and 2.0, series without exemplars or metadata). Half of it are the series a steady load keeps cached; beyond, some are looked up by their labels again. About 70 bytes a series; 0 turns the cache off.")
 }
 
 // Validate reports every setting out of range.
@@ -245,6 +245,11 @@ type writeState struct {
 	ex       []exemplar.Exemplar
 	metaMemo map[Metadata]metadata.Metadata // remote write 2.0's metadata, converted once per request
 	cached   cachedSeries                   // the series cache's keys and handles of the request (seriescache.go)
+	// keyLabels has the series cache key the request's series by their
+	// labels (remote write 2.0), not by their raw labels (1.0); keyBuf
+	// holds a key's bytes.
+	keyLabels bool
+	keyBuf    []byte
 }
 
 // maxPooledBytes is the largest buffer a pooled writeState keeps: enough
@@ -260,6 +265,7 @@ func (st *writeState) trim() {
 	trim(&st.hists, maxPooledBytes)
 	trim(&st.fhists, maxPooledBytes)
 	trim(&st.ex, maxPooledBytes)
+	trim(&st.keyBuf, maxPooledBytes)
 	clear(st.cached.handles) // nor the series of the last request's handles
 	// Nothing kept alive through them: the exemplars' labels, the
 	// decoder arenas the histograms point into. What lies past their
@@ -612,6 +618,7 @@ func (h *Handler) write(r *http.Request, t storage.Tenant) (writeResult, error) 
 		defer m.keepUnused()
 		find = m.find
 	}
+	st.keyLabels = proto == rw2
 	res.stored, err = g.appendSeries(g.appender(r.Context(), t), id, series, st, find, nil)
 	if err != nil {
 		return res, err
@@ -693,19 +700,21 @@ func (g *Ingester) appendSeries(app promstorage.AppenderV2, id tenancy.ID, serie
 		ts := &series[i]
 		before := rc.samples
 		// A series seen before is appended to by its handle (seriescache.go);
-		// from is the first sample left to append with the labels.
+		// from and hfrom are the first sample and histogram left to append
+		// with the labels.
 		key, cacheable := cache.entry(st, i)
-		from := 0
+		from, hfrom := 0, 0
 		if cacheable {
-			var stored int
-			if stored, from = cache.append(st, key, ts, win, i, rejectSeries); from == len(ts.Samples) {
-				out.samples += stored
+			var stored written
+			stored, from, hfrom = cache.append(st, key, ts, win, i, rejectSeries)
+			out.samples += stored.samples
+			out.histograms += stored.histograms
+			if from == len(ts.Samples) && hfrom == len(ts.Histograms) {
 				if rc.samples > before {
 					rc.series++
 				}
 				continue
 			}
-			out.samples += stored
 		}
 		ls, err := g.validator.series(ts.Labels, ts.validUTF8)
 		if err != nil {
@@ -747,10 +756,10 @@ func (g *Ingester) appendSeries(app promstorage.AppenderV2, id tenancy.ID, serie
 					out.histograms++
 				} else {
 					out.samples++
-					if cacheable {
-						cache.put(key) // the series' handle, from now on
-						cacheable = false
-					}
+				}
+				if cacheable {
+					cache.put(key) // the series' handle, from now on
+					cacheable = false
 				}
 				return true, nil
 			}
@@ -779,7 +788,7 @@ func (g *Ingester) appendSeries(app promstorage.AppenderV2, id tenancy.ID, serie
 				break
 			}
 		}
-		for j := range ts.Histograms {
+		for j := hfrom; j < len(ts.Histograms); j++ {
 			if !more {
 				break
 			}
@@ -790,7 +799,7 @@ func (g *Ingester) appendSeries(app promstorage.AppenderV2, id tenancy.ID, serie
 			}
 			h, fh, err := st.histogram(hp)
 			if err != nil {
-				rejectSeries(i, reject(ReasonInvalidHistogram, ls, err, "native histogram at %s: %v", formatMillis(hp.Timestamp), err), 1)
+				rejectSeries(i, invalidHistogram(ls, hp, err), 1)
 				continue
 			}
 			if more, err = add(hp.Timestamp, hp.StartTimestamp, 0, h, fh, len(ts.Histograms)-j); err != nil {
@@ -874,6 +883,22 @@ func (st *writeState) histogram(hp *Histogram) (*histogram.Histogram, *histogram
 	}
 	h.CustomValues = slices.Clone(h.CustomValues)
 	return h, nil, nil
+}
+
+// untakeHistogram gives back the arena slot of hp, the last histogram
+// histogram returned, so that it is converted again.
+func (st *writeState) untakeHistogram(hp *Histogram) {
+	if hp.IsFloat {
+		st.fhists = st.fhists[:len(st.fhists)-1]
+	} else {
+		st.hists = st.hists[:len(st.hists)-1]
+	}
+}
+
+// invalidHistogram is the rejection of hp, a histogram of the series ls
+// that histogram.Validate refused with err.
+func invalidHistogram(ls []Label, hp *Histogram, err error) *Rejection {
+	return reject(ReasonInvalidHistogram, ls, err, "native histogram at %s: %v", formatMillis(hp.Timestamp), err)
 }
 
 // exemplars returns es as Prometheus exemplars, sorted by timestamp as

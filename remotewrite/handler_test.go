@@ -61,13 +61,19 @@ func newWrite(cfg Config, store storage.MetricsStore, limiter Limiter, logger *s
 	return route(NewHandler(NewIngester(cfg, limiter, logger, reg)), store)
 }
 
-// route mounts h on a router over store, as cmd/luminate mounts it, that
-// takes the principal of a request from its context (none: 401).
+// route mounts h on a router over store, as cmd/luminate mounts it (the
+// tenants' views counting their usage), that takes the principal of a
+// request from its context (none: 401).
 func route(h *Handler, store storage.MetricsStore) http.Handler {
+	return routeUsage(h, store, tenancy.NewUsage())
+}
+
+// routeUsage is route counting the tenants' usage in u.
+func routeUsage(h *Handler, store storage.MetricsStore, u *tenancy.Usage) http.Handler {
 	r, err := api.NewRouter(api.Options{
 		Auth:     contextAuth{},
 		Storage:  store,
-		Tenants:  store,
+		Tenants:  api.CountingTenants(store, u),
 		Gatherer: prometheus.NewRegistry(),
 		Routes: []api.Route{{Path: "/", Prefix: true, Methods: []string{http.MethodPost},
 			Scope: tenancy.ScopeWrite, Format: apierror.Text, Serve: h.Serve}},

@@ -304,6 +304,7 @@ func (g *Ingester) Append(ctx context.Context, t storage.Tenant, series []TimeSe
 	st := g.getState()
 	defer g.putState(st)
 	st.counts.reset()
+	st.keyLabels = false // the series cache keys raw remote write 1.0 labels only
 	w, err := g.appendSeries(g.appender(ctx, t), t.ID(), series, st, st.seriesMetadata, onReject)
 	return Written{Samples: w.samples, Histograms: w.histograms, Exemplars: w.exemplars, Rejected: st.counts.samples}, err
 }

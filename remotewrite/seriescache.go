@@ -1,6 +1,7 @@
 package remotewrite
 
 import (
+	"encoding/binary"
 	"hash/maphash"
 	"math/bits"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/histogram"
 	promstorage "github.com/prometheus/prometheus/storage"
 )
 
@@ -27,15 +29,24 @@ type handleAppender interface {
 	// AppendHandle queues a float sample to the series of handle h;
 	// false, queuing nothing, when h is stale.
 	AppendHandle(h unsafe.Pointer, st, t int64, v float64) bool
+	// AppendHistogramHandle queues an integer (hist) or float (fh)
+	// histogram sample, already validated, to the series of handle h;
+	// false, queuing nothing, when h is stale or the appender was not
+	// told that its histograms are validated.
+	AppendHistogramHandle(h unsafe.Pointer, st, t int64, hist *histogram.Histogram, fh *histogram.FloatHistogram) bool
 }
 
 // seriesCache remembers, across requests, the store's handle of each
-// series by the labels as a remote write 1.0 sender sent them (the bytes
-// of its Label fields, which Prometheus sends the same in every request),
-// so that the steady state of remote write, the same series request after
-// request, skips label validation, the labels' construction and hashing,
-// and the store's index lookup: what VictoriaMetrics does with its cache
-// of series ids keyed by the raw metric name bytes (lib/storage tsidCache).
+// series by the labels as the sender sent them: in remote write 1.0 the
+// bytes of its Label fields, which Prometheus sends the same in every
+// request; in remote write 2.0, whose label references change from request
+// to request with the symbols table, the labels they resolve to, encoded
+// as 1.0 Label fields (labelsKey), so that a series sent over either
+// protocol has the same key. Thus the steady state of remote write, the
+// same series request after request, skips label validation, the labels'
+// construction and hashing, and the store's index lookup: what
+// VictoriaMetrics does with its cache of series ids keyed by the raw
+// metric name bytes (lib/storage tsidCache).
 //
 // A key is a 128-bit hash (two hash/maphash hashes with seeds chosen at
 // start) of the raw labels, mixed with the store's owner of the handle (a
@@ -246,10 +257,11 @@ func (c *cachedSeries) reset(n int) {
 }
 
 // lookup finds the handles of the series of a request (decoded into st)
-// that are cached, for entry. The lookups are made by shard, under one
-// read lock each, so that they do not wait on one another: each is a
-// cache miss, and a lock's atomic operation would keep the processor from
-// starting the next before the last is done.
+// that are cached, for entry: by their raw labels (remote write 1.0), or,
+// with st.keyLabels, by their labels (labelsKey). The lookups are made by
+// shard, under one read lock each, so that they do not wait on one
+// another: each is a cache miss, and a lock's atomic operation would keep
+// the processor from starting the next before the last is done.
 //
 // Then it parses the labels the decoder left unparsed (Decoder.
 // deferLabels) of every series it found no handle for; an error is the
@@ -271,11 +283,14 @@ func (r *requestCache) lookup(st *writeState, series []TimeSeries, meta metaFunc
 	for i := range series {
 		ts := &series[i]
 		c.cacheable[i] = false
-		if len(ts.Samples) == 0 || len(ts.Histograms) > 0 || len(ts.Exemplars) > 0 {
+		if len(ts.Samples)+len(ts.Histograms) == 0 || len(ts.Exemplars) > 0 {
 			continue
 		}
-		raw := st.dec.RawLabels(ts)
-		if raw == nil {
+		var raw []byte
+		if st.keyLabels {
+			st.keyBuf = labelsKey(st.keyBuf[:0], ts.Labels)
+			raw = st.keyBuf
+		} else if raw = st.dec.RawLabels(ts); raw == nil {
 			continue
 		}
 		if meta != nil {
@@ -327,38 +342,69 @@ func (r *requestCache) entry(st *writeState, i int) (cacheKey, bool) {
 	return st.cached.keys[i], true
 }
 
-// append appends the samples of ts, series i of the request, by the handle
-// lookup found for it, if any, checking each against win (rejections go to
-// reject). It returns how many it stored, and from where on the samples
-// are left to append with the labels: 0 when key is not cached, or when
-// the handle went stale (then it is forgotten); len(ts.Samples) when all
-// were handled.
-func (r *requestCache) append(st *writeState, key cacheKey, ts *TimeSeries, win Window, i int, reject func(int, *Rejection, int)) (stored, from int) {
+// append appends the samples and histograms of ts, series i of the
+// request, by the handle lookup found for it, if any, checking each
+// against win and each histogram with writeState.histogram (rejections go
+// to reject). It returns what it stored, and from where on the samples
+// and the histograms are left to append with the labels: 0 and 0 when key
+// is not cached, or when the handle went stale at the first sample (then
+// it is forgotten); len(ts.Samples) and len(ts.Histograms) when all were
+// handled.
+func (r *requestCache) append(st *writeState, key cacheKey, ts *TimeSeries, win Window, i int, reject func(int, *Rejection, int)) (stored written, from, hfrom int) {
 	h := st.cached.handles[i]
 	if h == nil {
-		return 0, 0
+		return written{}, 0, 0
 	}
+	// labels parses the series' labels (they parsed before, with these
+	// very bytes) to name it in a rejection, or to append with them.
+	labels := func() bool { return st.dec.ParseLabels(ts) == nil }
 	for j := range ts.Samples {
 		s := &ts.Samples[j]
 		if win.Check(nil, s.Timestamp) != nil {
-			// The rejection names the series: its labels, parsed (they
-			// were before, with these very bytes).
-			if err := st.dec.ParseLabels(ts); err == nil {
+			if labels() {
 				reject(i, asRejection(win.Check(ts.Labels, s.Timestamp)), 1)
 				continue
 			}
-			return stored, j // cannot be; the labels' path reports it
+			return stored, j, 0 // cannot be; the labels' path reports it
 		}
 		if !r.app.AppendHandle(h, ts.StartTimestamp(s.StartTimestamp), s.Timestamp, s.Value) {
 			r.c.forget(key)
-			if err := st.dec.ParseLabels(ts); err != nil {
-				return stored, len(ts.Samples) // cannot be: the bytes parsed before
+			if !labels() {
+				return stored, len(ts.Samples), len(ts.Histograms) // cannot be: the bytes parsed before
 			}
-			return stored, j
+			return stored, j, 0
 		}
-		stored++
+		stored.samples++
 	}
-	return stored, len(ts.Samples)
+	for j := range ts.Histograms {
+		hp := &ts.Histograms[j]
+		if win.Check(nil, hp.Timestamp) != nil {
+			if labels() {
+				reject(i, asRejection(win.Check(ts.Labels, hp.Timestamp)), 1)
+				continue
+			}
+			return stored, len(ts.Samples), j
+		}
+		hist, fh, err := st.histogram(hp)
+		if err != nil {
+			if labels() {
+				reject(i, invalidHistogram(ts.Labels, hp, err), 1)
+				continue
+			}
+			st.untakeHistogram(hp) // the labels' path converts it again
+			return stored, len(ts.Samples), j
+		}
+		if !r.app.AppendHistogramHandle(h, ts.StartTimestamp(hp.StartTimestamp), hp.Timestamp, hist, fh) {
+			st.untakeHistogram(hp) // the labels' path converts it again
+			r.c.forget(key)
+			if !labels() {
+				return stored, len(ts.Samples), len(ts.Histograms)
+			}
+			return stored, len(ts.Samples), j
+		}
+		stored.histograms++
+	}
+	return stored, len(ts.Samples), len(ts.Histograms)
 }
 
 // put caches, for key, the handle of the series the appender last appended
@@ -368,6 +414,29 @@ func (r *requestCache) put(key cacheKey) {
 		r.c.put(key, h)
 	}
 }
+
+// labelsKey appends to dst the labels ls as the Label fields of a remote
+// write 1.0 TimeSeries (each a Label message of a name and a value): what
+// Decoder.RawLabels returns for a 1.0 series of those labels, which parse
+// back to ls, so that the key of a 2.0 series names the same labels as the
+// same key of a 1.0 series.
+func labelsKey(dst []byte, ls []Label) []byte {
+	for _, l := range ls {
+		n, v := len(l.Name), len(l.Value)
+		dst = append(dst, 0x0a) // TimeSeries.labels, length-delimited
+		dst = binary.AppendUvarint(dst, uint64(1+uvarintLen(n)+n+1+uvarintLen(v)+v))
+		dst = append(dst, 0x0a) // Label.name
+		dst = binary.AppendUvarint(dst, uint64(n))
+		dst = append(dst, l.Name...)
+		dst = append(dst, 0x12) // Label.value
+		dst = binary.AppendUvarint(dst, uint64(v))
+		dst = append(dst, l.Value...)
+	}
+	return dst
+}
+
+// uvarintLen is the length of n as a varint.
+func uvarintLen(n int) int { return (bits.Len64(uint64(n)|1) + 6) / 7 }
 
 // metricName is the value of __name__ in ls, or "".
 func metricName(ls []Label) string {

@@ -9,7 +9,9 @@ import (
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/stretchr/testify/require"
 
 	"github.com/luminate-io/luminate/tenancy"
@@ -202,4 +204,138 @@ func TestWriteDeferredLabelsMalformed(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, w.Code, w.Body.String())
 	require.Contains(t, w.Body.String(), "decode remote write request")
 	require.Empty(t, readBack(t, store, writer.Tenant))
+}
+
+// TestSeriesCacheV2: remote write 2.0, whose label references change from
+// request to request with the symbols table, finds its series in the
+// cache by their labels, for float samples and for integer, float and
+// custom-bucket histograms alike; the histograms appended by handle read
+// back bit for bit, an invalid or too old one is rejected as on the labels'
+// path, a 1.0 series of the same labels shares the 2.0 series' key, and
+// the tenant's usage counts what the handles appended.
+func TestSeriesCacheV2(t *testing.T) {
+	store := openStore(t, nil)
+	reg := prometheus.NewRegistry()
+	g := NewIngester(testConfig(t), nil, nil, reg)
+	usage := tenancy.NewUsage()
+	h := routeUsage(NewHandler(g), store, usage)
+	now := time.Now().Truncate(time.Millisecond)
+	at := func(round int) int64 { return now.Add(time.Duration(round-10) * 15 * time.Second).UnixMilli() }
+	exp, fexp, custom, _ := testHistograms()
+	// The histograms of round r: every count r+1 times the test's.
+	scaled := func(r int) (*histogram.Histogram, *histogram.FloatHistogram, *histogram.Histogram) {
+		k := int64(r + 1)
+		e, c := exp.Copy(), custom.Copy()
+		for _, x := range []*histogram.Histogram{e, c} {
+			x.Count *= uint64(k)
+			x.ZeroCount *= uint64(k)
+			x.Sum *= float64(k)
+			for i := range x.PositiveBuckets {
+				x.PositiveBuckets[i] *= k
+			}
+			for i := range x.NegativeBuckets {
+				x.NegativeBuckets[i] *= k
+			}
+		}
+		return e, fexp.Copy().Mul(float64(k)), c
+	}
+	request := func(round int, extra func(*v2Request)) []byte {
+		b := newV2Request()
+		if round%2 == 1 { // other symbol references for the same series
+			b.add("__name__", "other", "job", "y").Samples = []writev2.Sample{{Timestamp: at(round), Value: 1}}
+		}
+		e, fe, c := scaled(round)
+		b.add("__name__", "lat", "job", "x").Histograms = []writev2.Histogram{writev2.FromIntHistogram(0, at(round), e)}
+		b.add("__name__", "q", "job", "x").Histograms = []writev2.Histogram{writev2.FromFloatHistogram(0, at(round), fe)}
+		b.add("__name__", "c", "job", "x").Histograms = []writev2.Histogram{writev2.FromIntHistogram(0, at(round), c)}
+		b.add("__name__", "f", "job", "x").Samples = []writev2.Sample{{Timestamp: at(round), Value: float64(round)}}
+		if extra != nil {
+			extra(b)
+		}
+		return b.encode(t)
+	}
+	const rounds = 6
+	for round := range rounds {
+		w := postV2(h, &writer, request(round, nil), nil)
+		require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
+		s, hw, e := writtenHeaders(t, w)
+		require.Equal(t, [3]int{1 + round%2, 3, 0}, [3]int{s, hw, e})
+	}
+	require.Equal(t, 5, g.series.len(), "every series, by its labels")
+
+	// A cached series with an invalid histogram and one too old, beside a
+	// valid one: 400, the valid ones stored.
+	bad := exp.Copy()
+	bad.Count = 99
+	w := postV2(h, &writer, request(rounds, func(b *v2Request) {
+		b.add("__name__", "lat", "job", "x").Histograms = []writev2.Histogram{
+			writev2.FromIntHistogram(0, now.Add(-365*24*time.Hour).UnixMilli(), exp),
+			writev2.FromIntHistogram(0, at(rounds)+1, bad),
+		}
+	}), nil)
+	require.Equal(t, http.StatusBadRequest, w.Code, w.Body.String())
+	require.Contains(t, w.Body.String(), "2 samples rejected")
+	s, hw, e := writtenHeaders(t, w)
+	require.Equal(t, [3]int{1, 3, 0}, [3]int{s, hw, e})
+	require.Equal(t, 1.0, counter(t, reg, "luminate_ingest_samples_rejected_total", "tenant", "acme", "reason", string(ReasonTooOld)))
+	require.Equal(t, 1.0, counter(t, reg, "luminate_ingest_samples_rejected_total", "tenant", "acme", "reason", string(ReasonInvalidHistogram)))
+
+	// Remote write 1.0 with the labels of f: the same key.
+	req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		{Labels: series("__name__", "f", "job", "x"), Samples: []prompb.Sample{{Timestamp: at(rounds + 1), Value: rounds + 1}}}}}
+	require.Equal(t, http.StatusNoContent, post(h, &writer, encode(t, req), nil).Code)
+	require.Equal(t, 5, g.series.len(), "the 1.0 series found under the 2.0 key")
+
+	got := readPoints(t, store, writer.Tenant)
+	require.Len(t, got[`{__name__="lat", job="x"}`], rounds+1)
+	require.Len(t, got[`{__name__="q", job="x"}`], rounds+1)
+	require.Len(t, got[`{__name__="c", job="x"}`], rounds+1)
+	for r := range rounds + 1 {
+		e, fe, c := scaled(r)
+		for name, want := range map[string]*histogram.Histogram{"lat": e, "c": c} {
+			p := got[`{__name__="`+name+`", job="x"}`][r]
+			require.Equal(t, at(r), p.T)
+			require.True(t, want.Equals(p.H), "%s round %d: want %v, got %v", name, r, want, p.H)
+		}
+		p := got[`{__name__="q", job="x"}`][r]
+		require.Equal(t, at(r), p.T)
+		require.True(t, fe.Equals(p.FH), "q round %d: want %v, got %v", r, fe, p.FH)
+	}
+	f := got[`{__name__="f", job="x"}`]
+	require.Len(t, f, rounds+2)
+	for r, p := range f {
+		require.Equal(t, point{T: at(r), V: float64(r)}, p)
+	}
+	require.Equal(t, float64(4*(rounds+1)+rounds/2+1), counter(t, reg, "luminate_ingest_samples_accepted_total", "tenant", "acme"))
+	require.Equal(t, uint64(4*(rounds+1)+rounds/2+1), usage.Counts(writer.Tenant).SamplesIngested)
+}
+
+// TestSeriesCacheV1Histograms: remote write 1.0 histogram series are
+// cached by their raw labels as float series are, and read back bit for
+// bit.
+func TestSeriesCacheV1Histograms(t *testing.T) {
+	store := openStore(t, nil)
+	g := NewIngester(testConfig(t), nil, nil, prometheus.NewRegistry())
+	h := route(NewHandler(g), store)
+	now := time.Now().Truncate(time.Millisecond)
+	exp, _, _, _ := testHistograms()
+	var want []*histogram.Histogram
+	for round := range 5 {
+		hh := exp.Copy()
+		hh.Count += uint64(2 * round)
+		hh.ZeroCount += uint64(2 * round)
+		want = append(want, hh)
+		req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+			Labels:     series("__name__", "lat", "job", "x"),
+			Histograms: []prompb.Histogram{prompb.FromIntHistogram(now.Add(time.Duration(round-5)*15*time.Second).UnixMilli(), hh)},
+		}}}
+		w := post(h, &writer, encode(t, req), nil)
+		require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
+	}
+	require.Equal(t, 1, g.series.len())
+	got := readPoints(t, store, writer.Tenant)[`{__name__="lat", job="x"}`]
+	require.Len(t, got, len(want))
+	for i, p := range got {
+		require.True(t, want[i].Equals(p.H), "round %d: want %v, got %v", i, want[i], p.H)
+	}
 }

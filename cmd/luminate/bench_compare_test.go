@@ -94,7 +94,7 @@ func startBenchLuminate(t *testing.T, extra ...string) (benchTarget, string) {
 	scopes := []tenancy.Scope{tenancy.ScopeWrite, tenancy.ScopeRead}
 	if os.Getenv(envBenchPprof) != "" {
 		args = append(args, "--debug.pprof")
-		scopes = append(scopes, tenancy.ScopeAdmin)
+		scopes = append(scopes, tenancy.ScopeAdmin, tenancy.ScopeOperator)
 	}
 	lum, secret := startAuthLuminate(t, args...)
 	token, file := e2eTokenFile(t, secret, t.TempDir(), "bench.token", "bench", time.Now(), 24*time.Hour, scopes...)

@@ -32,8 +32,9 @@ import (
 )
 
 const (
-	envBenchHistSeries = "BENCH_HISTOGRAM_SERIES" // histogram series (5000; 0 skips the histogram comparison)
-	envBenchHistRounds = "BENCH_HISTOGRAM_ROUNDS" // measured rounds, one sample per series each (120: one full chunk per series)
+	envBenchHistSeries = "BENCH_HISTOGRAM_SERIES"    // histogram series (5000; 0 skips the histogram comparison)
+	envBenchHistRounds = "BENCH_HISTOGRAM_ROUNDS"    // measured rounds, one sample per series each (120: one full chunk per series)
+	envBenchHistProtos = "BENCH_HISTOGRAM_PROTOCOLS" // remote write versions, comma separated (1.0,2.0)
 )
 
 // histTarget is a server of the histogram comparison, with what is needed
@@ -65,8 +66,13 @@ func startHistLuminate(t *testing.T) histTarget {
 		args = append(args, "--storage.backend=clickhouse", "--storage.clickhouse.dsn="+ch.DSN(), "--storage.clickhouse.database=bench")
 	}
 	args = append(args, strings.Fields(os.Getenv(envBenchFlags))...)
+	scopes := []tenancy.Scope{tenancy.ScopeWrite, tenancy.ScopeRead}
+	if os.Getenv(envBenchPprof) != "" {
+		args = append(args, "--debug.pprof")
+		scopes = append(scopes, tenancy.ScopeAdmin, tenancy.ScopeOperator)
+	}
 	lum, secret := startAuthLuminate(t, args...)
-	token, file := e2eTokenFile(t, secret, t.TempDir(), "bench.token", "bench", time.Now(), 24*time.Hour, tenancy.ScopeWrite, tenancy.ScopeRead)
+	token, file := e2eTokenFile(t, secret, t.TempDir(), "bench.token", "bench", time.Now(), 24*time.Hour, scopes...)
 	h := histTarget{
 		benchTarget: benchTarget{name: "luminate", base: lum.url(""), token: token, pid: lum.Cmd.Process.Pid},
 		tokenFile:   file,
@@ -188,7 +194,11 @@ func benchHistograms(t *testing.T, tw *tabwriter.Writer, series int) {
 	rounds := envInt(t, envBenchHistRounds, 120)
 	repeat := envInt(t, envBenchRepeat, 3)
 	fmt.Fprintf(tw, "native histograms (%d series x %d rounds, 20 buckets)\tluminate histograms/s\tprometheus 3 histograms/s\tratio\tluminate CPU s/M\tprometheus CPU s/M\tluminate bytes/histogram\tprometheus bytes/histogram\truns\t\n", series, rounds)
-	for _, proto := range []string{"1.0", "2.0"} {
+	protos := []string{"1.0", "2.0"}
+	if v := os.Getenv(envBenchHistProtos); v != "" {
+		protos = strings.Split(v, ",")
+	}
+	for _, proto := range protos {
 		rates := map[string][]float64{}
 		cpus := map[string][]float64{}
 		disk := map[string][]float64{}
@@ -216,7 +226,9 @@ func benchHistograms(t *testing.T, tw *tabwriter.Writer, series int) {
 					var stderr bytes.Buffer
 					cmd.Stderr = &stderr
 					cpu0 := processCPU(t, target.pid)
+					profiled := profileIngest(t, target.benchTarget, fmt.Sprintf("histograms-%s-%d", proto, time.Now().UnixNano()))
 					out, err := cmd.Output()
+					<-profiled
 					time.Sleep(2 * time.Second)
 					cpu := processCPU(t, target.pid) - cpu0
 					require.NoError(t, err, "luminate-bench %s\n%s%s", strings.Join(args, " "), out, stderr.String())

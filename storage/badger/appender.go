@@ -145,7 +145,14 @@ func (a *appender) add(lset labels.Labels, smp sample) error {
 	return nil
 }
 
-// Commit makes the queued samples durable, then visible.
+// Commit makes the queued samples durable, and visible: it returns once
+// the WAL record of the batch is on stable storage. While the record is
+// synced it appends the samples to the heads (memory only), so that the
+// fsync's wait overlaps that work: a query may see the samples a moment
+// before Commit returns. What writes to Badger (chunks sealed, out-of-order
+// merges) waits for the sync. Should the sync fail, Commit fails and
+// nothing is acknowledged; the samples stay in the heads (a retry finds
+// them there, a duplicate) and reach Badger with the next checkpoint.
 func (a *appender) Commit() error {
 	if a.st == nil {
 		return errors.New("appender used after Commit or Rollback")
@@ -207,7 +214,17 @@ func (a *appender) Commit() error {
 	if st.closed.Load() {
 		return fmt.Errorf("%w: store closed", storage.ErrUnavailable)
 	}
-	if err := st.wal.log(*buf); err != nil {
+	rec, err := st.wal.write(*buf)
+	if err != nil {
+		st.failed(&st.walErr, failWAL, err)
+		return fmt.Errorf("%w: write-ahead log: %w", storage.ErrUnavailable, err)
+	}
+	synced := syncPool.Get().(chan error)
+	go func() { synced <- st.wal.syncUpTo(rec) }()
+	heads := st.applyHeads(t, a.samples, time.Now().UnixNano(), nil)
+	err = <-synced
+	syncPool.Put(synced)
+	if err != nil {
 		st.failed(&st.walErr, failWAL, err)
 		return fmt.Errorf("%w: write-ahead log: %w", storage.ErrUnavailable, err)
 	}
@@ -215,7 +232,7 @@ func (a *appender) Commit() error {
 	for ser := range seen {
 		ser.logged.Store(true)
 	}
-	err := st.apply(t, a.samples, time.Now().UnixNano())
+	err = st.applyRest(t, heads)
 	st.m.commitDur.Observe(time.Since(start).Seconds())
 	if !a.aux.empty() {
 		err = errors.Join(err, a.commitAux())
@@ -225,11 +242,8 @@ func (a *appender) Commit() error {
 
 var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
-// apply adds durable samples to memory, merges out-of-order ones into
-// sealed chunks and writes what was sealed (and new series) to Badger.
-func (s *Store) apply(t *tenant, samples []pendingSample, now int64) error {
-	return s.applyTo(t, samples, now, nil)
-}
+// syncPool holds the channels on which Commit waits for its record's sync.
+var syncPool = sync.Pool{New: func() any { return make(chan error, 1) }}
 
 // replayBatch is what WAL replay leaves for later, per tenant: the
 // samples older than their series' newest sealed chunk, in WAL order, for
@@ -241,9 +255,31 @@ type replayBatch struct {
 	sealed []*series
 }
 
-// applyTo is apply; with rb it leaves out-of-order samples and sealed
-// chunks to rb instead of merging and writing them.
+// applyTo adds durable samples to memory, merges out-of-order ones into
+// sealed chunks and writes what was sealed (and new series) to Badger;
+// with rb it leaves out-of-order samples and sealed chunks to rb instead
+// of merging and writing them.
 func (s *Store) applyTo(t *tenant, samples []pendingSample, now int64, rb *replayBatch) error {
+	heads := s.applyHeads(t, samples, now, rb)
+	if rb != nil {
+		return errors.Join(heads.errs...)
+	}
+	return s.applyRest(t, heads)
+}
+
+// applied is what applyHeads leaves to applyRest: the samples older than
+// their series' sealed chunks, the series that sealed chunks, and the
+// errors so far.
+type applied struct {
+	ooo    map[*series][]sample
+	sealed []*series
+	errs   []error
+}
+
+// applyHeads adds samples to their series' heads, in memory; it writes
+// nothing to Badger. With rb, out-of-order samples and sealed series go to
+// rb.
+func (s *Store) applyHeads(t *tenant, samples []pendingSample, now int64, rb *replayBatch) applied {
 	var errs []error
 	var sealedList []*series
 	var ooo map[*series][]sample
@@ -291,10 +327,16 @@ func (s *Store) applyTo(t *tenant, samples []pendingSample, now int64, rb *repla
 	unlock()
 	s.m.appended.Add(float64(len(samples)))
 	if rb != nil {
-		rb.sealed = sealedList
-		return errors.Join(errs...)
+		rb.ooo, rb.sealed = ooo, sealedList
 	}
-	for ser, list := range ooo {
+	return applied{ooo: ooo, sealed: sealedList, errs: errs}
+}
+
+// applyRest merges the out-of-order samples applyHeads left into sealed
+// chunks, and writes what was sealed to Badger.
+func (s *Store) applyRest(t *tenant, a applied) error {
+	errs := a.errs
+	for ser, list := range a.ooo {
 		ser.mu.Lock()
 		if err := s.mergeOOOLocked(t, ser, lastWriteWins(list)); err != nil {
 			errs = append(errs, err)
@@ -304,8 +346,8 @@ func (s *Store) applyTo(t *tenant, samples []pendingSample, now int64, rb *repla
 	// New series need no Badger write here: the WAL record defines them,
 	// and the next checkpoint writes their 'S' records before it deletes
 	// that record's segment.
-	if len(sealedList) > 0 {
-		if err := s.flushSealed(t, sealedList); err != nil {
+	if len(a.sealed) > 0 {
+		if err := s.flushSealed(t, a.sealed); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -392,9 +434,10 @@ func (a appenderV2) HandleOwner() uint64 {
 	return a.t.handleOwner
 }
 
-// SeriesHandle returns the handle of the series the last successful float
-// Append appended to, or nil when that series is new in this batch (it has
-// a handle once committed: the next batch's Append returns it).
+// SeriesHandle returns the handle of the series the last successful
+// Append (float or histogram) appended to, or nil when that series is new
+// in this batch (it has a handle once committed: the next batch's Append
+// returns it).
 func (a appenderV2) SeriesHandle() unsafe.Pointer { return unsafe.Pointer(a.last) }
 
 // AppendHandle queues a float sample, with start timestamp st (0:
@@ -407,6 +450,30 @@ func (a appenderV2) AppendHandle(h unsafe.Pointer, st, t int64, v float64) bool 
 		return false
 	}
 	a.samples = append(a.samples, pendingSample{ser: ser, sample: sample{st: st, t: t, v: v}})
+	return true
+}
+
+// AppendHistogramHandle queues an integer (h) or float (fh) histogram
+// sample, with start timestamp st (0: unknown), to the series of handle
+// hd, as AppendHandle queues a float. The histogram is copied, not
+// checked: it is only taken from a caller that checks its histograms
+// (HistogramsValidated); without that, or when hd is stale, it returns
+// false, queuing nothing: append with the labels instead.
+func (a appenderV2) AppendHistogramHandle(hd unsafe.Pointer, st, t int64, h *histogram.Histogram, fh *histogram.FloatHistogram) bool {
+	ser := (*series)(hd)
+	if ser == nil || a.st == nil || a.t == nil || !a.validated || ser.removed.Load() {
+		return false
+	}
+	smp := sample{st: st, t: t}
+	switch {
+	case fh != nil:
+		smp.fh = a.hists.floatHistogram(fh)
+	case h != nil:
+		smp.h = a.hists.histogram(h)
+	default:
+		return false
+	}
+	a.samples = append(a.samples, pendingSample{ser: ser, sample: smp})
 	return true
 }
 

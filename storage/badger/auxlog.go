@@ -160,7 +160,7 @@ func openAux(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*auxSt
 		}
 		_ = f.Close()
 	}
-	log, segs, err := openWAL(x.dir, auxSegmentSize)
+	log, segs, err := openWAL(x.dir, auxSegmentSize, 0)
 	if err != nil {
 		return nil, fmt.Errorf("exemplar log: %w", err)
 	}

@@ -35,6 +35,10 @@ type Config struct {
 	CheckpointInterval time.Duration
 	// WALSegmentSize is the size at which a WAL segment is closed.
 	WALSegmentSize int64
+	// WALPreallocate is how many bytes of a WAL segment are zero-filled
+	// ahead of its records (wal.go), so that a commit's fsync writes no
+	// file metadata; 0 takes the default, a negative value none.
+	WALPreallocate int64 `yaml:"-"`
 	// CacheSize is Badger's block cache in bytes.
 	CacheSize int64
 	// MinFreeBytes is the free space the file systems of the data
@@ -69,6 +73,7 @@ func DefaultConfig() Config {
 		IdleTimeout:        15 * time.Minute,
 		CheckpointInterval: 5 * time.Minute,
 		WALSegmentSize:     128 << 20,
+		WALPreallocate:     4 << 20,
 		CacheSize:          64 << 20,
 		MinFreeBytes:       256 << 20,
 	}
@@ -126,6 +131,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.WALSegmentSize == 0 {
 		c.WALSegmentSize = d.WALSegmentSize
+	}
+	if c.WALPreallocate == 0 {
+		c.WALPreallocate = d.WALPreallocate
 	}
 	if c.CacheSize == 0 {
 		c.CacheSize = d.CacheSize

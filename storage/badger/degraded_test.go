@@ -123,7 +123,10 @@ func TestDegradedMode(t *testing.T) {
 		// brokenByCheckpoint: writes go on into the open WAL segment until
 		// a checkpoint rotates it and the new segment cannot be created.
 		brokenByCheckpoint bool
-		wantErr            string
+		// noPrealloc: no WAL preallocation, whose zeros would hold the
+		// record the full file system is to refuse.
+		noPrealloc bool
+		wantErr    string
 	}{
 		{
 			name:       "disk full: refused below the reserve",
@@ -133,11 +136,12 @@ func TestDegradedMode(t *testing.T) {
 			wantErr:    "--storage.badger.min-free-bytes",
 		},
 		{
-			name:      "disk full: the file system refuses the WAL write",
-			minFree:   -1,
-			breakDisk: func(t *testing.T, dir string) func() { return fillDisk(t, dir, 0) },
-			emptyWAL:  true,
-			wantErr:   "no space left on device",
+			name:       "disk full: the file system refuses the WAL write",
+			minFree:    -1,
+			breakDisk:  func(t *testing.T, dir string) func() { return fillDisk(t, dir, 0) },
+			emptyWAL:   true,
+			noPrealloc: true,
+			wantErr:    "no space left on device",
 		},
 		{
 			name:       "read-only: refused",
@@ -164,6 +168,9 @@ func TestDegradedMode(t *testing.T) {
 					c.CheckpointInterval = time.Hour
 					c.IdleTimeout = time.Hour
 					c.MinFreeBytes = tc.minFree
+					if tc.noPrealloc {
+						c.WALPreallocate = -1
+					}
 				})
 			}
 			s := open()

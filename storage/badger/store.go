@@ -221,7 +221,7 @@ func (s *Store) open() ([]int, error) {
 		}
 		return nil, fmt.Errorf("open badger at %s: %w", s.badgerDir, err)
 	}
-	w, segs, err := openWAL(filepath.Join(s.cfg.Path, "wal"), s.cfg.WALSegmentSize)
+	w, segs, err := openWAL(filepath.Join(s.cfg.Path, "wal"), s.cfg.WALSegmentSize, s.cfg.WALPreallocate)
 	if err != nil {
 		_ = db.Close()
 		return nil, err

@@ -23,6 +23,13 @@ import (
 //
 // A segment is deleted once a checkpoint has made everything in it durable
 // in Badger (see Store.checkpoint).
+//
+// A segment is preallocated: a goroutine writes zeros (and syncs them)
+// some megabytes ahead of its records, once it holds some, so that a commit's fsync has only
+// the record's own pages to write, not the file's new size and blocks (a
+// journal commit of the file system): on ext4 that takes a third of the
+// time, and half the CPU. A record header of zeros (length 0) is where the
+// records end. A segment is truncated to its records when it is closed.
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -48,6 +55,17 @@ type wal struct {
 	failedUpTo atomic.Uint64
 
 	frame []byte // reused under mu
+
+	// Preallocation, guarded by mu: the segment holds zeros, synced, from
+	// size up to alloc; while extending, a goroutine zero-fills from
+	// extFrom on, where records wait (extended) to be written.
+	prealloc   int64 // bytes zero-filled ahead at a time; 0: none
+	alloc      int64
+	extFrom    int64
+	extending  bool
+	noPrealloc bool // an extension of this segment failed: no more
+	extended   *sync.Cond
+	zeros      []byte // what extensions write, one at a time
 }
 
 func segmentName(dir string, n int) string {
@@ -74,7 +92,7 @@ func listSegments(dir string) ([]int, error) {
 
 // openWAL opens the log in dir and starts a new segment after the existing
 // ones, which it returns for replay.
-func openWAL(dir string, segmentSize int64) (*wal, []int, error) {
+func openWAL(dir string, segmentSize, prealloc int64) (*wal, []int, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, nil, fmt.Errorf("create wal dir: %w", err)
 	}
@@ -86,7 +104,8 @@ func openWAL(dir string, segmentSize int64) (*wal, []int, error) {
 	if len(segs) > 0 {
 		next = segs[len(segs)-1] + 1
 	}
-	w := &wal{dir: dir, segmentSize: segmentSize}
+	w := &wal{dir: dir, segmentSize: segmentSize, prealloc: max(prealloc, 0)}
+	w.extended = sync.NewCond(&w.mu)
 	if err := w.openSegment(next); err != nil {
 		return nil, nil, err
 	}
@@ -103,7 +122,64 @@ func (w *wal) openSegment(n int) error {
 		return err
 	}
 	w.f, w.seg, w.size, w.broken = f, n, 0, false
+	w.alloc, w.noPrealloc = 0, false
 	return nil
+}
+
+// extendLocked starts zero-filling the segment ahead of its records when
+// they come within half the preallocation of its end, once the segment
+// holds a 64th of the preallocation (a log written to now and then, as in
+// tests, is not worth the zeros). Callers hold mu (or have w to
+// themselves).
+func (w *wal) extendLocked() {
+	if w.prealloc == 0 || w.extending || w.noPrealloc || w.alloc-w.size > w.prealloc/2 || w.size < w.prealloc/64 {
+		return
+	}
+	from := max(w.alloc, w.size)
+	n := min(w.prealloc, w.segmentSize-from)
+	if n <= 0 {
+		return // the segment is full: the next record rotates it
+	}
+	w.extending, w.extFrom = true, from
+	if w.zeros == nil {
+		w.zeros = make([]byte, 64<<10)
+	}
+	go w.extend(w.f, from, n)
+}
+
+// extend writes n zeros to f from offset from and syncs them.
+func (w *wal) extend(f *os.File, from, n int64) {
+	zeros := w.zeros // only this extension writes them
+	var err error
+	for off := from; off < from+n && err == nil; off += int64(len(zeros)) {
+		_, err = f.WriteAt(zeros[:min(int64(len(zeros)), from+n-off)], off)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	w.mu.Lock()
+	if err == nil {
+		w.alloc = from + n
+	} else {
+		w.noPrealloc = true // the file system refused: records append, as without
+	}
+	w.extending = false
+	w.extended.Broadcast()
+	w.mu.Unlock()
+}
+
+// settleLocked waits for the extension in flight, if any, and truncates
+// the segment to its records, before the segment is closed. Callers hold
+// mu.
+func (w *wal) settleLocked() {
+	for w.extending {
+		w.extended.Wait()
+	}
+	if w.alloc > w.size {
+		if err := w.f.Truncate(w.size); err == nil {
+			w.alloc = w.size
+		}
+	}
 }
 
 func syncDir(dir string) error {
@@ -126,13 +202,32 @@ var errSyncFailed = errors.New("sync wal: an earlier fsync of this segment faile
 
 // log appends rec and returns once it is on stable storage.
 func (w *wal) log(rec []byte) error {
+	n, err := w.write(rec)
+	if err != nil {
+		return err
+	}
+	return w.syncUpTo(n)
+}
+
+// write appends rec, not yet synced, and returns its number, for
+// syncUpTo: a caller may do other work while the record is synced, as
+// long as it acknowledges nothing before syncUpTo returns.
+func (w *wal) write(rec []byte) (uint64, error) {
 	w.mu.Lock()
-	for w.broken || w.size >= w.segmentSize {
-		w.mu.Unlock()
-		if _, err := w.rotate(); err != nil {
-			return err
+	for {
+		if w.broken || w.size >= w.segmentSize {
+			w.mu.Unlock()
+			if _, err := w.rotate(); err != nil {
+				return 0, err
+			}
+			w.mu.Lock()
+			continue
 		}
-		w.mu.Lock()
+		if w.extending && w.size+walHeaderSize+int64(len(rec)) > w.extFrom {
+			w.extended.Wait() // not into the zeros being written
+			continue
+		}
+		break
 	}
 	w.frame = w.frame[:0]
 	w.frame = binary.LittleEndian.AppendUint32(w.frame, uint32(len(rec)))
@@ -147,13 +242,14 @@ func (w *wal) log(rec []byte) error {
 			w.broken = true
 		}
 		w.mu.Unlock()
-		return fmt.Errorf("write wal: %w", err)
+		return 0, fmt.Errorf("write wal: %w", err)
 	}
 	w.size += int64(n)
 	w.written++
 	mine := w.written
+	w.extendLocked()
 	w.mu.Unlock()
-	return w.syncUpTo(mine)
+	return mine, nil
 }
 
 // syncUpTo returns once record number rec is on stable storage, or an
@@ -198,6 +294,7 @@ func (w *wal) rotate() (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	closed := w.seg
+	w.settleLocked()
 	if err := w.f.Sync(); err == nil {
 		w.synced.Store(w.written)
 	} else if w.synced.Load() < w.written {
@@ -234,6 +331,7 @@ func (w *wal) close() error {
 	defer w.syncMu.Unlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.settleLocked()
 	err := w.f.Sync()
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
@@ -262,6 +360,9 @@ func replaySegment(dir string, n int, read *atomic.Int64, fn func(rec []byte) er
 		}
 		size := binary.LittleEndian.Uint32(hdr[0:4])
 		sum := binary.LittleEndian.Uint32(hdr[4:8])
+		if size == 0 && sum == 0 {
+			return false, nil // the preallocated zeros after the last record
+		}
 		if size > 1<<30 {
 			return true, nil
 		}
