@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -149,4 +152,92 @@ func (s *attackServer) count(t *testing.T, token, name string) int {
 		return err == nil
 	}, 10*time.Second, 100*time.Millisecond, "count(%s)", name)
 	return n
+}
+
+// attackStalledWrites is how many remote writes of tenant B send all of a
+// 10 MiB body (the largest --ingest.max-request-bytes admits) but its last
+// byte, then wait: a gigabyte held, without a bound on bodies in flight.
+const attackStalledWrites = 100
+
+// stalledWrites: tenant B's stalled uploads hold at most half of
+// --http.max-body-bytes-in-flight; those past it are refused at once with
+// 503 and Retry-After, peak RSS stays under attackPeakRSS, and tenant A's
+// remote write is stored meanwhile.
+func (s *attackServer) stalledWrites(t *testing.T) {
+	s.resetPeak(t)
+	const size = 10 << 20
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type upload struct {
+		done chan outcome
+		sent chan struct{} // closed once all but the last byte is written, or the write failed
+	}
+	ups := make([]upload, attackStalledWrites)
+	chunk := make([]byte, 1<<20)
+	for i := range ups {
+		u := upload{done: make(chan outcome, 1), sent: make(chan struct{})}
+		ups[i] = u
+		pr, pw := io.Pipe()
+		go func() {
+			defer close(u.sent)
+			for left := size - 1; left > 0; left -= len(chunk) {
+				if _, err := pw.Write(chunk[:min(left, len(chunk))]); err != nil {
+					return
+				}
+			}
+		}()
+		go func() {
+			<-ctx.Done()
+			_ = pw.CloseWithError(errors.New("test over"))
+		}()
+		req := newRemoteWrite(t, s.p.url("/api/v1/write"), s.tokenB, pr)
+		req = req.WithContext(ctx)
+		req.ContentLength = size
+		go func() {
+			start := time.Now()
+			resp, err := s.client.Do(req)
+			o := outcome{err: err}
+			if err == nil {
+				head, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
+				resp.Body.Close()
+				o.status, o.body = resp.StatusCode, string(head)
+				if resp.Header.Get("Retry-After") == "" {
+					o.body = "(no Retry-After) " + o.body
+				}
+			}
+			o.took = time.Since(start)
+			_ = pr.CloseWithError(errors.New("request over"))
+			u.done <- o
+		}()
+	}
+	// Until every upload sent what it will, or was refused.
+	deadline := time.After(2 * attackAnswerDeadline)
+	for _, u := range ups {
+		select {
+		case <-u.sent:
+		case <-deadline:
+		}
+	}
+	refused := 0
+	for _, u := range ups {
+		select {
+		case o := <-u.done:
+			if o.err == nil && o.status == http.StatusServiceUnavailable && !strings.HasPrefix(o.body, "(no Retry-After)") {
+				refused++
+			} else if refused == 0 {
+				t.Logf("an upload ended otherwise: %s", o)
+			}
+		default: // still stalled, held by the server
+		}
+	}
+	t.Logf("%d of %d stalled uploads of 10 MiB refused with 503 and Retry-After", refused, len(ups))
+	require.GreaterOrEqual(t, refused, attackStalledWrites/2, "uploads past the body budget refused")
+
+	body := remoteWriteSeries(t, "attack_a_stalled", 10, 1, s.now)
+	o := s.send(func(ctx context.Context) *http.Request {
+		return newRemoteWrite(t, s.p.url("/api/v1/write"), s.tokenA, bytes.NewReader(body)).WithContext(ctx)
+	})
+	require.NoError(t, o.err)
+	require.Equal(t, http.StatusNoContent, o.status, "tenant A's remote write during B's stalled uploads: %s", o)
+	s.checkSurvived(t, time.Now())
 }

@@ -164,6 +164,8 @@ func attack(t *testing.T, flags []string, latency bool) {
 	t.Run("isolation/delete_series", s.deletionIsolated)
 	t.Run("remote read slow uploads", s.slowUploads)
 	s.ensureUp(t)
+	t.Run("remote write stalled uploads", s.stalledWrites)
+	s.ensureUp(t)
 	// The mixed run sends the attacks that must be refused; the heavy
 	// writes a tenant may legitimately make (anyAnswer) are held to their
 	// bounds one at a time above.
