@@ -64,11 +64,17 @@ func (ts *tenantStore) Cardinality(ctx context.Context, req storage.CardinalityR
 		if d2 == math.MaxInt32 {
 			end = math.MaxInt64
 		}
-		c.Series, err = ts.listSeries(ctx, req, start, end)
+		if drivers, ok := indexDrivers(req.Matchers); ok {
+			c.Series, err = ts.indexListSeries(ctx, req, drivers, start, end)
+		} else {
+			c.Series, err = ts.listSeries(ctx, req, start, end)
+		}
 		return c, err
 	}
 	if len(req.Matchers) == 0 {
 		c, err = ts.statsCardinality(ctx, req, d1, d2)
+	} else if drivers, ok := indexDrivers(req.Matchers); ok {
+		c, err = ts.indexCardinality(ctx, req, drivers, d1, d2) // cardinality_index.go
 	} else {
 		c, err = ts.seriesCardinality(ctx, req, d1, d2)
 	}

@@ -24,8 +24,13 @@ import (
 // microseconds. So each pod keeps a snapshot per tenant and day range and
 // refreshes it in the background (statsCache.run), one at a time, every
 // statsRefresh while the tenant keeps asking for it (statsKeepWarm);
-// requests never wait for a refresh. New series, of this pod or another,
-// are counted within statsRefresh plus one refresh. Series deleted for
+// requests never wait for a refresh. The series this pod creates are
+// added to the answers at once (statsCache.created: read-your-writes);
+// those of other pods are counted within statsRefresh plus one refresh.
+// A series created here that the snapshot already counts (written before
+// by another pod, or on an earlier day of the range than this pod's
+// series cache remembers, 24 hours) counts twice until the next refresh.
+// Series deleted for
 // good (series_forgotten) are subtracted from the snapshot at the
 // request, so a deletion by any pod shows at once: each request checks
 // the tenant's series_forgotten (its row count and newest forgotten_at,
@@ -58,6 +63,10 @@ const (
 	statsTick = time.Second
 	// maxStatsRanges bounds the day ranges kept per tenant.
 	maxStatsRanges = 16
+	// maxPending bounds the created series kept per tenant for the
+	// snapshots that predate them; past it the oldest are dropped and
+	// the snapshots before them are read again at their next request.
+	maxPending = 200_000
 )
 
 type tenantStats struct {
@@ -66,17 +75,39 @@ type tenantStats struct {
 	forgot *forgottenSet // nil until read
 	// readMu is held while reading forgot.
 	readMu sync.Mutex
+	// pending are the series this pod created, numbered from
+	// pendingBase; seq is the number after the last.
+	pending     []createdSeries
+	pendingBase uint64
+	seq         uint64
+	// epoch counts the history writes (see created): a snapshot read
+	// before the last one is read again.
+	epoch uint64
+}
+
+// createdSeries is a series this pod created: the days of its first rows
+// and its labels.
+type createdSeries struct {
+	fp     uint64
+	days   [2]int32
+	labels [][2]string
+	active bool // a row in the active window
 }
 
 // statsSlot is one day range's snapshot and its use.
 type statsSlot struct {
 	key        [2]int32
 	raw        *statsEntry // as read, without subtracting forgotten series
+	from       uint64      // the pending series raw may miss: from seq from on
+	epoch      uint64      // the tenant's epoch when raw was read
 	asked      time.Time
 	refreshing bool
-	// adj is raw less the forgotten series of adjFor.
+	// adj is raw for adjKey, less the forgotten series of adjFor, plus the
+	// pending series up to adjSeq.
 	adj    *statsEntry
+	adjKey [2]int32
 	adjFor *forgottenSet
+	adjSeq uint64
 }
 
 // statsEntry is one snapshot: pairs by count descending, then name and
@@ -104,9 +135,11 @@ type nameTotals struct {
 type forgottenSet struct {
 	version string
 	series  []forgottenRow
+	fps     map[uint64]bool
 }
 
 type forgottenRow struct {
+	fp     uint64
 	days   [][2]int32 // first and last day of each forgetting
 	labels [][2]string
 }
@@ -157,12 +190,13 @@ func (c *statsCache) get(ctx context.Context, s *Store, id tenancy.ID, d1, d2 in
 	key := [2]int32{d1, d2}
 	t.mu.Lock()
 	slot := t.find(key)
-	if slot != nil && now.Sub(slot.raw.at) < statsMaxAge {
+	if slot != nil && now.Sub(slot.raw.at) < statsMaxAge && slot.from >= t.pendingBase && slot.epoch == t.epoch {
 		slot.asked = now
-		e := slot.adjusted(fs)
+		e := t.adjusted(slot, key, fs)
 		t.mu.Unlock()
 		return e, nil
 	}
+	from, epoch := t.seq, t.epoch
 	t.mu.Unlock()
 
 	raw, err := s.readStats(ctx, id, d1, d2)
@@ -186,8 +220,103 @@ func (c *statsCache) get(ctx context.Context, s *Store, id tenancy.ID, d1, d2 in
 		t.slots[key] = slot
 	}
 	slot.asked = now
-	slot.set(raw)
-	return slot.adjusted(fs), nil
+	slot.set(raw, from, epoch)
+	return t.adjusted(slot, key, fs), nil
+}
+
+// created records the series this pod just created, with their series
+// rows, for the snapshots read before (see statsCache). A series created
+// with a sample in the active window had no row in the series table for
+// the window as this pod knows it (its series cache holds every series
+// with rows in the last 24 hours): it is added to the snapshots. One
+// created with older samples only (a backfill, or a series this pod's
+// cache has forgotten) may be in them already: the snapshots are read
+// again at their next request instead.
+func (c *statsCache) created(id tenancy.ID, activeSince int64, rows []seriesRow, fps []uint64) {
+	if len(fps) == 0 {
+		return
+	}
+	t := c.tenant(id)
+	isNew := make(map[uint64]bool, len(fps))
+	for _, fp := range fps {
+		isNew[fp] = true
+	}
+	since := hourOf(activeSince)
+	byFP := map[uint64]int{}
+	var add []createdSeries
+	history := false
+	for _, r := range rows {
+		if !isNew[r.fp] {
+			continue
+		}
+		d := floorDiv(r.hour, 24)
+		i, ok := byFP[r.fp]
+		if !ok {
+			cs := createdSeries{fp: r.fp, days: [2]int32{d, d}, labels: make([][2]string, 0, len(r.names))}
+			for i := range min(len(r.names), len(r.values)) {
+				cs.labels = append(cs.labels, [2]string{r.names[i], r.values[i]})
+			}
+			i = len(add)
+			byFP[r.fp] = i
+			add = append(add, cs)
+		}
+		add[i].days = [2]int32{min(add[i].days[0], d), max(add[i].days[1], d)}
+		if r.hour >= since {
+			add[i].active = true
+		}
+	}
+	kept := add[:0]
+	for _, cs := range add {
+		if cs.active {
+			kept = append(kept, cs)
+		} else {
+			history = true
+		}
+	}
+	add = kept
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if history {
+		t.epoch++
+	}
+	if len(t.slots) == 0 {
+		// No snapshot to complete: the next read sees them.
+		t.pending, t.pendingBase = nil, t.seq+uint64(len(add))
+		t.seq = t.pendingBase
+		return
+	}
+	t.pending = append(t.pending, add...)
+	t.seq += uint64(len(add))
+	if over := len(t.pending) - maxPending; over > 0 {
+		t.pending = slices.Clone(t.pending[over:])
+		t.pendingBase += uint64(over)
+	}
+}
+
+// trim drops the pending series every snapshot has. t.mu is held.
+func (t *tenantStats) trim() {
+	low := t.seq
+	for _, slot := range t.slots {
+		low = min(low, max(slot.from, t.pendingBase))
+	}
+	if n := int(low - t.pendingBase); n > 0 {
+		t.pending = slices.Clone(t.pending[n:])
+		t.pendingBase = low
+	}
+}
+
+// adjusted is the slot's snapshot, for the request of days key, less the
+// series of fs and with the pending series it misses. t.mu is held.
+func (t *tenantStats) adjusted(slot *statsSlot, key [2]int32, fs *forgottenSet) *statsEntry {
+	if slot.adj != nil && slot.adjKey == key && slot.adjFor == fs && slot.adjSeq == t.seq {
+		return slot.adj
+	}
+	var pend []createdSeries
+	if slot.from >= t.pendingBase {
+		pend = t.pending[slot.from-t.pendingBase:]
+	}
+	slot.adj, slot.adjKey, slot.adjFor, slot.adjSeq = slot.raw.adjust(fs, pend, key[0], key[1]), key, fs, t.seq
+	return slot.adj
 }
 
 // find returns the slot of key, or one whose data is the same (see
@@ -198,53 +327,72 @@ func (t *tenantStats) find(key [2]int32) *statsSlot {
 	}
 	for _, slot := range t.slots {
 		k, e := slot.key, slot.raw
-		if key[0] >= k[0] && key[1] <= k[1] && (e.minDay > e.maxDay || key[0] <= e.minDay && key[1] >= e.maxDay) {
+		if key[0] < k[0] || key[1] > k[1] || slot.from < t.pendingBase || slot.epoch != t.epoch {
+			continue
+		}
+		lo, hi := e.minDay, e.maxDay // lo > hi: no data
+		for _, p := range t.pending[slot.from-t.pendingBase:] {
+			c0, c1 := max(p.days[0], k[0]), min(p.days[1], k[1])
+			switch {
+			case c0 > c1:
+			case lo > hi:
+				lo, hi = c0, c1
+			default:
+				lo, hi = min(lo, c0), max(hi, c1)
+			}
+		}
+		if lo > hi || key[0] <= lo && key[1] >= hi {
 			return slot
 		}
 	}
 	return nil
 }
 
-// set replaces the slot's snapshot. The tenant's mu is held.
-func (slot *statsSlot) set(raw *statsEntry) {
-	slot.raw, slot.adj, slot.adjFor = raw, nil, nil
+// set replaces the slot's snapshot, read from pending seq from on. The
+// tenant's mu is held.
+func (slot *statsSlot) set(raw *statsEntry, from, epoch uint64) {
+	slot.raw, slot.from, slot.epoch, slot.adj, slot.adjFor = raw, from, epoch, nil, nil
 }
 
-// adjusted is the slot's snapshot less the series of fs. The tenant's mu
-// is held.
-func (slot *statsSlot) adjusted(fs *forgottenSet) *statsEntry {
-	if len(fs.series) == 0 {
-		return slot.raw
-	}
-	if slot.adj == nil || slot.adjFor != fs {
-		slot.adj, slot.adjFor = slot.raw.less(fs, slot.key[0], slot.key[1]), fs
-	}
-	return slot.adj
-}
-
-// less returns e without the series of fs counted in days [d1, d2].
-func (e *statsEntry) less(fs *forgottenSet, d1, d2 int32) *statsEntry {
-	sub := map[[2]string]uint64{}
+// adjust returns e for days [d1, d2] without the series of fs and with
+// those of pend.
+func (e *statsEntry) adjust(fs *forgottenSet, pend []createdSeries, d1, d2 int32) *statsEntry {
+	delta := map[[2]string]int64{}
 	for i := range fs.series {
 		f := &fs.series[i]
 		if !f.holds(d1, d2) {
 			continue
 		}
 		for _, p := range f.labels {
-			sub[p]++
+			delta[p]--
 		}
 	}
-	if len(sub) == 0 {
+	for _, p := range pend {
+		if p.days[0] > d2 || p.days[1] < d1 || fs.fps[p.fp] {
+			continue
+		}
+		for _, l := range p.labels {
+			delta[l]++
+		}
+	}
+	if len(delta) == 0 {
 		return e
 	}
 	out := &statsEntry{at: e.at, names: map[string]*nameTotals{}, minTs: e.minTs, maxHour: e.maxHour, minDay: e.minDay, maxDay: e.maxDay}
 	for _, p := range e.pairs {
-		n := sub[[2]string{p.name, p.value}]
-		if n >= p.count {
+		k := [2]string{p.name, p.value}
+		n := int64(p.count) + delta[k]
+		delete(delta, k)
+		if n <= 0 {
 			continue
 		}
-		p.count -= n
+		p.count = uint64(n)
 		out.add(p)
+	}
+	for k, n := range delta {
+		if n > 0 {
+			out.add(pairCount{name: k[0], value: k[1], count: uint64(n)})
+		}
 	}
 	slices.SortFunc(out.pairs, func(a, b pairCount) int {
 		if c := cmp.Compare(b.count, a.count); c != 0 {
@@ -291,19 +439,21 @@ func (t *tenantStats) forgotten(ctx context.Context, s *Store, id tenancy.ID) (*
 	if cur != nil && cur.version == version {
 		return cur, nil
 	}
-	fs := &forgottenSet{version: version}
-	rows, err := s.query(ctx, "cardinality", fmt.Sprintf("SELECT groupArray(first_day), groupArray(last_day), any(label_names), any(label_values) FROM %s WHERE tenant = %s GROUP BY fingerprint", table, tenant))
+	fs := &forgottenSet{version: version, fps: map[uint64]bool{}}
+	rows, err := s.query(ctx, "cardinality", fmt.Sprintf("SELECT fingerprint, groupArray(first_day), groupArray(last_day), any(label_names), any(label_values) FROM %s WHERE tenant = %s GROUP BY fingerprint", table, tenant))
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	for rows.Next() {
+		var fp uint64
 		var first, last []int32
 		var names, values []string
-		if err := rows.Scan(&first, &last, &names, &values); err != nil {
+		if err := rows.Scan(&fp, &first, &last, &names, &values); err != nil {
 			return nil, s.readFailed("cardinality", fmt.Errorf("read forgotten series: %w", err))
 		}
-		f := forgottenRow{}
+		f := forgottenRow{fp: fp}
+		fs.fps[fp] = true
 		for i := range min(len(first), len(last)) {
 			f.days = append(f.days, [2]int32{first[i], last[i]})
 		}
@@ -357,15 +507,20 @@ func (c *statsCache) refreshDue(ctx context.Context, s *Store, now time.Time) {
 				due = append(due, slot)
 			}
 		}
+		t.trim()
 		t.mu.Unlock()
 		for _, slot := range due {
+			t.mu.Lock()
+			from, epoch := t.seq, t.epoch
+			t.mu.Unlock()
 			rctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 			raw, err := s.readStats(rctx, id, slot.key[0], slot.key[1])
 			cancel()
 			t.mu.Lock()
 			slot.refreshing = false
 			if err == nil {
-				slot.set(raw)
+				slot.set(raw, from, epoch)
+				t.trim()
 			}
 			t.mu.Unlock()
 			if err != nil && ctx.Err() == nil {
