@@ -105,6 +105,9 @@ func (ts *tenantStore) indexCardinality(ctx context.Context, req storage.Cardina
 	table, where := ts.s.schema.table(indexTable), ts.indexWhere(drivers, req.Matchers, d1, d2)
 	pairs := fmt.Sprintf("SELECT n AS label_name, v AS label_value, c FROM (SELECT n, v, toInt64(uniqExact(fingerprint)) AS c FROM %s ARRAY JOIN label_names AS n, label_values AS v WHERE %s GROUP BY n, v)", table, where)
 	times := fmt.Sprintf("SELECT minMerge(min_ts_state), maxMerge(max_hour_state) FROM %s WHERE %s", table, where)
+	if tomb := ts.s.tombCond(ts.id); tomb != "" { // without the wholly deleted days
+		times = fmt.Sprintf("SELECT min(min_ts), max(hour) FROM (SELECT fingerprint, day, minMerge(min_ts_state) AS min_ts, maxMerge(max_hour_state) AS hour FROM %s WHERE %s GROUP BY fingerprint, day) WHERE 1%s", table, where, tomb)
+	}
 	return ts.pairCardinality(ctx, req, pairs, times)
 }
 

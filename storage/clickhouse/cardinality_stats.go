@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -46,6 +47,16 @@ import (
 type statsCache struct {
 	mu      sync.Mutex
 	tenants map[tenancy.ID]*tenantStats
+	// refresh, when set (by tests), replaces statsRefresh.
+	refresh atomic.Int64
+}
+
+// refreshEvery is statsRefresh unless a test changed it.
+func (c *statsCache) refreshEvery() time.Duration {
+	if d := time.Duration(c.refresh.Load()); d > 0 {
+		return d
+	}
+	return statsRefresh
 }
 
 const (
@@ -475,13 +486,11 @@ func (t *tenantStats) forgotten(ctx context.Context, s *Store, id tenancy.ID) (*
 // are statsRefresh old, one at a time, and drops the others, until ctx
 // ends.
 func (c *statsCache) run(ctx context.Context, s *Store) {
-	tick := time.NewTicker(statsTick)
-	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-time.After(min(statsTick, c.refreshEvery()/2)):
 		}
 		c.refreshDue(ctx, s, time.Now())
 	}
@@ -502,7 +511,7 @@ func (c *statsCache) refreshDue(ctx context.Context, s *Store, now time.Time) {
 			switch {
 			case now.Sub(slot.asked) >= statsKeepWarm:
 				delete(t.slots, k)
-			case now.Sub(slot.raw.at) >= statsRefresh && !slot.refreshing:
+			case now.Sub(slot.raw.at) >= c.refreshEvery() && !slot.refreshing:
 				slot.refreshing = true
 				due = append(due, slot)
 			}

@@ -81,3 +81,15 @@ func (s schema) indexMigration() []string {
 	}
 	return append(stmts, backfill)
 }
+
+// floorDay and ceilDay are the days holding and starting at or after
+// millisecond t.
+func floorDay(t int64) int64 {
+	d := t / msPerDay
+	if t%msPerDay < 0 {
+		d--
+	}
+	return d
+}
+
+func ceilDay(t int64) int64 { return -floorDay(-t) }
