@@ -155,6 +155,32 @@ func (ts *tenantStore) pairCardinality(ctx context.Context, req storage.Cardinal
 	}
 	sql := fmt.Sprintf("SELECT label_name, count(), sum(c), sum(length(label_value) * c), arraySlice(arraySort(x -> (-x.1, x.2), groupArray((c, label_value)))%s) FROM (%s) GROUP BY label_name",
 		top, pairs)
+	// The time range is read meanwhile: the answer waits for the longer
+	// of the two queries, not their sum.
+	type timesResult struct {
+		minTs   int64
+		maxHour int32
+		err     error
+	}
+	timesCtx, cancelTimes := context.WithCancel(ctx)
+	defer cancelTimes()
+	timesDone := make(chan timesResult, 1)
+	go func() {
+		var r timesResult
+		rows, err := s.query(timesCtx, "cardinality", times)
+		if err != nil {
+			r.err = err
+		} else {
+			if rows.Next() {
+				r.err = rows.Scan(&r.minTs, &r.maxHour)
+			}
+			rows.Close()
+			if r.err != nil {
+				r.err = s.readFailed("cardinality", fmt.Errorf("cardinality: %w", r.err))
+			}
+		}
+		timesDone <- r
+	}()
 	rows, err := s.query(ctx, "cardinality", sql)
 	if err != nil {
 		return c, err
@@ -216,22 +242,15 @@ func (ts *tenantStore) pairCardinality(ctx context.Context, req storage.Cardinal
 		}
 		c.LabelValues = append(c.LabelValues, lv)
 	}
+	tr := <-timesDone
 	if c.NumSeries == 0 {
 		return c, nil
 	}
-
-	rows, err = s.query(ctx, "cardinality", times)
-	if err != nil {
-		return c, err
+	if tr.err != nil {
+		return c, tr.err
 	}
-	var maxHour int32
-	if rows.Next() {
-		err = rows.Scan(&c.MinTime, &maxHour)
-	}
-	rows.Close()
-	if err != nil {
-		return c, s.readFailed("cardinality", fmt.Errorf("cardinality: %w", err))
-	}
+	c.MinTime = tr.minTs
+	maxHour := tr.maxHour
 	// The series rows know each hour's first sample, not its last: the
 	// newest sample lies in the newest hour, not after now.
 	c.MaxTime = min(hourEnd(maxHour), time.Now().UnixMilli())
