@@ -82,7 +82,10 @@ func (ts *tenantStore) indexWhere(drivers []*labels.Matcher, groups [][]*labels.
 	tenant := quote(string(ts.id))
 	conds := make([]string, len(groups))
 	for i, ms := range groups {
-		conds[i] = "(" + driverSQL(drivers[i]) + " AND " + matchersSQL(ms) + ")"
+		// The driver's condition on the row's own pair stands for the
+		// driver: the labels arrays are read only for the other matchers.
+		others := slices.DeleteFunc(slices.Clone(ms), func(m *labels.Matcher) bool { return m == drivers[i] })
+		conds[i] = "(" + driverSQL(drivers[i]) + " AND " + matchersSQL(others) + ")"
 	}
 	sel := fmt.Sprintf("tenant = %s AND day >= %d AND day <= %d AND (%s)", tenant, d1, d2, strings.Join(conds, " OR "))
 	where := sel + fmt.Sprintf(" AND fingerprint NOT IN (SELECT fingerprint FROM %s WHERE tenant = %s AND last_day >= %d)",
