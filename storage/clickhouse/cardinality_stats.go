@@ -558,6 +558,31 @@ func (s *Store) statsSQL(id tenancy.ID, d1, d2 int32) (pairs, times string) {
 func (s *Store) readStats(ctx context.Context, id tenancy.ID, d1, d2 int32) (*statsEntry, error) {
 	pairsSQL, timesSQL := s.statsSQL(id, d1, d2)
 	e := &statsEntry{at: time.Now(), names: map[string]*nameTotals{}, minDay: 1, maxDay: 0}
+	// The time range is read meanwhile (it reads the metric name's rows
+	// only): the read waits for the longer query, not the sum.
+	var t struct {
+		minTs          int64
+		maxHour        int32
+		minDay, maxDay int32
+		err            error
+	}
+	timesDone := make(chan struct{})
+	go func() {
+		defer close(timesDone)
+		rows, err := s.query(ctx, "cardinality", timesSQL)
+		if err != nil {
+			t.err = err
+			return
+		}
+		if rows.Next() {
+			t.err = rows.Scan(&t.minTs, &t.maxHour, &t.minDay, &t.maxDay)
+		}
+		rows.Close()
+		if t.err != nil {
+			t.err = s.readFailed("cardinality", fmt.Errorf("cardinality: %w", t.err))
+		}
+	}()
+	defer func() { <-timesDone }()
 	rows, err := s.query(ctx, "cardinality", pairsSQL)
 	if err != nil {
 		return nil, err
@@ -578,20 +603,14 @@ func (s *Store) readStats(ctx context.Context, id tenancy.ID, d1, d2 int32) (*st
 	if err := rows.Err(); err != nil {
 		return nil, s.readFailed("cardinality", fmt.Errorf("cardinality: %w", err))
 	}
+	<-timesDone
 	if len(e.pairs) == 0 {
 		return e, nil
 	}
-	rows, err = s.query(ctx, "cardinality", timesSQL)
-	if err != nil {
-		return nil, err
+	if t.err != nil {
+		return nil, t.err
 	}
-	if rows.Next() {
-		err = rows.Scan(&e.minTs, &e.maxHour, &e.minDay, &e.maxDay)
-	}
-	rows.Close()
-	if err != nil {
-		return nil, s.readFailed("cardinality", fmt.Errorf("cardinality: %w", err))
-	}
+	e.minTs, e.maxHour, e.minDay, e.maxDay = t.minTs, t.maxHour, t.minDay, t.maxDay
 	return e, nil
 }
 
