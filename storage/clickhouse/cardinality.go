@@ -18,15 +18,16 @@ import (
 
 // Cardinality reports the statistics of the tenant's series req selects.
 //
-// Without matchers it reads the maintained statistics (series_stats,
-// schema_stats.go): rows per (day, label pair), so its cost follows the
-// tenant's distinct label pairs, not its series or samples. Days are UTC: a time range is widened
+// Without matchers it answers from a snapshot of the maintained
+// statistics (series_stats, schema_stats.go; cardinality_stats.go): rows
+// per (day, label pair), so its cost follows the tenant's distinct label
+// pairs, not its series or samples. Days are UTC: a time range is widened
 // to whole days, all time means the retained days (retentionCutoff).
-// Matchers select the series from the series table (as label queries do)
-// and count them there: fast for a metric name (the table's key starts
-// with it), in proportion to the tenant's series rows in the range for
-// other labels. Series deleted for good (forgetSeries) are
-// subtracted. The counts are uniq estimates (see schema_stats.go).
+// Matchers on a label other than the metric name select the series from
+// the label index (cardinality_index.go); others from the series table
+// (as label queries do), fast for a metric name (the table's key starts
+// with it). Series deleted for good (forgetSeries) are subtracted. The
+// counts are uniq estimates (see schema_stats.go).
 func (ts *tenantStore) Cardinality(ctx context.Context, req storage.CardinalityRequest) (storage.Cardinality, error) {
 	s := ts.s
 	if req.TotalOnly {
