@@ -17,15 +17,26 @@ import (
 // sample timestamped at or after the start of the hour that holds
 // now - ActiveSeriesWindow, tenant-wide: counted in the series table,
 // which every pod on this ClickHouse writes (a row per series and hour
-// with samples), so it is exact across pods as of the count. It is the
-// count the series limit, the cardinality endpoints and usage reports
-// share.
+// with samples). It is the count the series limit, the cardinality
+// endpoints and usage reports share, and it waits for a count only when
+// there is none (the tenant's first); else it is the last count (at most activeRecount old, counted
+// again in the background when older) plus the series this pod created
+// since. Counting reads the tenant's series rows of the window (0.1-0.9 s
+// at 1,000,000 series on a loaded 2-core host), which no request pays.
 func (s *Store) activeSeries(ctx context.Context, id tenancy.ID) (int64, error) {
 	t := s.tenantState(id)
-	if err := t.load(ctx, s); err != nil {
+	if err := t.load(ctx, s); err != nil { // counts once
 		return 0, err
 	}
-	return t.active.count(ctx, s, t.id)
+	c := &t.active
+	if c.mu.TryLock() {
+		none := c.at.IsZero()
+		c.mu.Unlock()
+		if none {
+			return c.count(ctx, s, t.id)
+		}
+	}
+	return c.forLimit(s, t), nil
 }
 
 // activeRecount is how long a count of a tenant's active series is reused

@@ -303,6 +303,7 @@ func (a *appender) commit() error {
 		return err
 	}
 	a.ts.state.markRegistered(a.series)
+	a.ts.s.stats.created(a.ts.id, storage.ActiveSince(time.Now(), a.ts.s.cfg.ActiveSeriesWindow), a.series, a.created) // read-your-writes (cardinality_stats.go)
 	return nil
 }
 

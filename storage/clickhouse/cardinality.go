@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -20,15 +18,16 @@ import (
 
 // Cardinality reports the statistics of the tenant's series req selects.
 //
-// Without matchers it reads the maintained statistics (series_stats,
-// schema_stats.go): rows per (day, label pair), so its cost follows the
-// tenant's distinct label pairs, not its series or samples. Days are UTC: a time range is widened
+// Without matchers it answers from a snapshot of the maintained
+// statistics (series_stats, schema_stats.go; cardinality_stats.go): rows
+// per (day, label pair), so its cost follows the tenant's distinct label
+// pairs, not its series or samples. Days are UTC: a time range is widened
 // to whole days, all time means the retained days (retentionCutoff).
-// Matchers select the series from the series table (as label queries do)
-// and count them there: fast for a metric name (the table's key starts
-// with it), in proportion to the tenant's series rows in the range for
-// other labels. Series deleted for good (forgetSeries) are
-// subtracted. The counts are uniq estimates (see schema_stats.go).
+// Matchers on a label other than the metric name select the series from
+// the label index (cardinality_index.go); others from the series table
+// (as label queries do), fast for a metric name (the table's key starts
+// with it). Series deleted for good (forgetSeries) are subtracted. The
+// counts are uniq estimates (see schema_stats.go).
 func (ts *tenantStore) Cardinality(ctx context.Context, req storage.CardinalityRequest) (storage.Cardinality, error) {
 	s := ts.s
 	if req.TotalOnly {
@@ -66,11 +65,17 @@ func (ts *tenantStore) Cardinality(ctx context.Context, req storage.CardinalityR
 		if d2 == math.MaxInt32 {
 			end = math.MaxInt64
 		}
-		c.Series, err = ts.listSeries(ctx, req, start, end)
+		if drivers, ok := indexDrivers(req.Matchers); ok {
+			c.Series, err = ts.indexListSeries(ctx, req, drivers, start, end)
+		} else {
+			c.Series, err = ts.listSeries(ctx, req, start, end)
+		}
 		return c, err
 	}
 	if len(req.Matchers) == 0 {
 		c, err = ts.statsCardinality(ctx, req, d1, d2)
+	} else if drivers, ok := indexDrivers(req.Matchers); ok {
+		c, err = ts.indexCardinality(ctx, req, drivers, d1, d2) // cardinality_index.go
 	} else {
 		c, err = ts.seriesCardinality(ctx, req, d1, d2)
 	}
@@ -120,245 +125,6 @@ type pairRow struct {
 	top           [][]any // (count, value), best first
 }
 
-// statsCardinality answers req from series_stats over days [d1, d2],
-// through the store's snapshot of them (statsCache).
-func (ts *tenantStore) statsCardinality(ctx context.Context, req storage.CardinalityRequest, d1, d2 int32) (storage.Cardinality, error) {
-	e, err := ts.s.stats.get(ctx, ts, d1, d2)
-	if err != nil {
-		return storage.Cardinality{}, err
-	}
-	return e.answer(req), nil
-}
-
-// statsPairsSQL is the query of series per label pair over days [d1,
-// d2] from series_stats, less the series deleted for good, most first.
-func (ts *tenantStore) statsPairsSQL(d1, d2 int32) (pairs, times string) {
-	s := ts.s
-	tenant := "tenant = " + quote(string(ts.id))
-	days := fmt.Sprintf("day >= %d AND day <= %d", d1, d2)
-	// Series deleted for good that may count in these days.
-	forgotten := fmt.Sprintf("SELECT n AS label_name, v AS label_value, -toInt64(uniqExact(fingerprint)) AS c FROM %s ARRAY JOIN label_names AS n, label_values AS v WHERE %s AND first_day <= %d AND last_day >= %d GROUP BY n, v",
-		s.schema.table(forgottenTable), tenant, d2, d1)
-	pairs = fmt.Sprintf("SELECT label_name, label_value, sum(c) AS c FROM (SELECT label_name, label_value, toInt64(uniqMerge(series)) AS c FROM %s WHERE %s AND %s GROUP BY label_name, label_value UNION ALL %s) GROUP BY label_name, label_value HAVING c > 0 ORDER BY c DESC, label_name, label_value",
-		s.schema.table(statsTable), tenant, days, forgotten)
-	times = fmt.Sprintf("SELECT minMerge(min_ts), maxMerge(max_hour) FROM %s WHERE %s AND %s AND label_name = '__name__'",
-		s.schema.table(statsTable), tenant, days)
-	return pairs, times
-}
-
-// statsCache keeps, per tenant and day range, the series per label pair
-// read from series_stats: merging the uniq states costs about a
-// microsecond per (series, label) of the range (1.4 s for 1,000,000
-// series of three labels on a loaded 2-core host), the snapshot answers
-// in microseconds. A snapshot is read again when this process has
-// inserted series rows for the tenant since (read-your-writes), when
-// series were forgotten, and when it is older than statsFresh (other
-// pods' writes). The zero value is ready; safe for concurrent use.
-type statsCache struct {
-	mu      sync.Mutex
-	tenants map[tenancy.ID]*tenantStats
-}
-
-// statsFresh is how long a snapshot answers without a change of its own.
-const statsFresh = 30 * time.Second
-
-// maxStatsRanges bounds the day ranges kept per tenant.
-const maxStatsRanges = 16
-
-type tenantStats struct {
-	gen     atomic.Uint64 // bumped by writes and forgetting
-	mu      sync.Mutex    // held while reading a snapshot
-	entries map[[2]int32]*statsEntry
-}
-
-// statsEntry is one snapshot: pairs by count descending, then name and
-// value; per-name totals; the time range.
-type statsEntry struct {
-	at      time.Time
-	gen     uint64
-	pairs   []pairCount
-	names   map[string]*nameTotals
-	minTs   int64
-	maxHour int32
-}
-
-type pairCount struct {
-	name, value string
-	count       uint64
-}
-
-type nameTotals struct {
-	values, series, bytes uint64
-}
-
-func (c *statsCache) tenant(id tenancy.ID) *tenantStats {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.tenants == nil {
-		c.tenants = map[tenancy.ID]*tenantStats{}
-	}
-	t := c.tenants[id]
-	if t == nil {
-		t = &tenantStats{entries: map[[2]int32]*statsEntry{}}
-		c.tenants[id] = t
-	}
-	return t
-}
-
-// changed marks tenant id's snapshots out of date.
-func (c *statsCache) changed(id tenancy.ID) { c.tenant(id).gen.Add(1) }
-
-// written marks the tenants of the batch's series rows, just inserted.
-func (c *statsCache) written(batch []*commitReq) {
-	var last string
-	for _, r := range batch {
-		if len(r.series) > 0 && r.tenant != last {
-			c.changed(tenancy.ID(r.tenant))
-			last = r.tenant
-		}
-	}
-}
-
-// get returns a current snapshot of ts's tenant over days [d1, d2].
-func (c *statsCache) get(ctx context.Context, ts *tenantStore, d1, d2 int32) (*statsEntry, error) {
-	t := c.tenant(ts.id)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	key := [2]int32{d1, d2}
-	gen := t.gen.Load()
-	if e := t.entries[key]; e != nil && e.gen == gen && time.Since(e.at) < statsFresh {
-		return e, nil
-	}
-	e, err := ts.readStats(ctx, d1, d2)
-	if err != nil {
-		return nil, err
-	}
-	e.gen = gen
-	if len(t.entries) >= maxStatsRanges {
-		var oldest [2]int32
-		var at time.Time
-		for k, v := range t.entries {
-			if at.IsZero() || v.at.Before(at) {
-				oldest, at = k, v.at
-			}
-		}
-		delete(t.entries, oldest)
-	}
-	t.entries[key] = e
-	return e, nil
-}
-
-// readStats reads a snapshot from series_stats.
-func (ts *tenantStore) readStats(ctx context.Context, d1, d2 int32) (*statsEntry, error) {
-	s := ts.s
-	pairsSQL, timesSQL := ts.statsPairsSQL(d1, d2)
-	e := &statsEntry{at: time.Now(), names: map[string]*nameTotals{}}
-	rows, err := s.query(ctx, "cardinality", pairsSQL)
-	if err != nil {
-		return nil, err
-	}
-	for rows.Next() {
-		var p pairCount
-		var n int64
-		if err := rows.Scan(&p.name, &p.value, &n); err != nil {
-			rows.Close()
-			return nil, s.readFailed("cardinality", fmt.Errorf("cardinality: %w", err))
-		}
-		p.count = uint64(n)
-		e.pairs = append(e.pairs, p)
-		nt := e.names[p.name]
-		if nt == nil {
-			nt = &nameTotals{}
-			e.names[p.name] = nt
-		}
-		nt.values++
-		nt.series += p.count
-		nt.bytes += uint64(len(p.value)) * p.count
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, s.readFailed("cardinality", fmt.Errorf("cardinality: %w", err))
-	}
-	if len(e.pairs) == 0 {
-		return e, nil
-	}
-	rows, err = s.query(ctx, "cardinality", timesSQL)
-	if err != nil {
-		return nil, err
-	}
-	if rows.Next() {
-		err = rows.Scan(&e.minTs, &e.maxHour)
-	}
-	rows.Close()
-	if err != nil {
-		return nil, s.readFailed("cardinality", fmt.Errorf("cardinality: %w", err))
-	}
-	return e, nil
-}
-
-// answer builds req's report from the snapshot.
-func (e *statsEntry) answer(req storage.CardinalityRequest) storage.Cardinality {
-	var c storage.Cardinality
-	var byLabel, seriesByLabel, mem []storage.Count
-	for name, nt := range e.names {
-		c.NumLabelNames++
-		c.NumLabelPairs += int(nt.values)
-		c.NumLabelRefs += nt.series
-		byLabel = append(byLabel, storage.Count{Name: name, Value: nt.values})
-		seriesByLabel = append(seriesByLabel, storage.Count{Name: name, Value: nt.series})
-		mem = append(mem, storage.Count{Name: name, Value: nt.bytes})
-	}
-	if nt := e.names[labels.MetricName]; nt != nil {
-		c.NumSeries = nt.series
-	}
-	c.ByLabelName = storage.TopCounts(byLabel, req.Limit)
-	c.SeriesByLabel = storage.TopCounts(seriesByLabel, req.Limit)
-	c.MemoryByLabel = storage.TopCounts(mem, req.Limit)
-	for _, p := range e.pairs {
-		if req.Limit > 0 && len(c.ByLabelPair) >= req.Limit {
-			break
-		}
-		c.ByLabelPair = append(c.ByLabelPair, storage.Count{Name: p.name + "=" + p.value, Value: p.count})
-	}
-	c.ByMetricName = e.values(labels.MetricName, req.Limit)
-	if req.FocusLabel != "" {
-		c.ByFocusLabelValue = e.values(req.FocusLabel, req.Limit)
-	}
-	for _, name := range req.LabelNames {
-		lv := storage.LabelValues{Name: name, Values: e.values(name, req.Limit)}
-		if nt := e.names[name]; nt != nil {
-			lv.NumValues, lv.NumSeries = nt.values, nt.series
-		}
-		c.LabelValues = append(c.LabelValues, lv)
-	}
-	if c.NumSeries > 0 {
-		c.MinTime = e.minTs
-		// The series rows know each hour's first sample, not its last:
-		// the newest sample lies in the newest hour, not after now.
-		c.MaxTime = min(hourEnd(e.maxHour), max(e.at.UnixMilli(), e.minTs))
-	}
-	return c
-}
-
-// values is the top n values of label name by series.
-func (e *statsEntry) values(name string, n int) []storage.Count {
-	out := []storage.Count{}
-	nt := e.names[name]
-	if nt == nil {
-		return out
-	}
-	for _, p := range e.pairs {
-		if p.name != name {
-			continue
-		}
-		out = append(out, storage.Count{Name: p.value, Value: p.count})
-		if (n > 0 && len(out) >= n) || uint64(len(out)) >= nt.values {
-			break
-		}
-	}
-	return out
-}
-
 // seriesCardinality answers req from the series table: the series rows of
 // the matching series in days [d1, d2], one per series.
 func (ts *tenantStore) seriesCardinality(ctx context.Context, req storage.CardinalityRequest, d1, d2 int32) (storage.Cardinality, error) {
@@ -390,6 +156,32 @@ func (ts *tenantStore) pairCardinality(ctx context.Context, req storage.Cardinal
 	}
 	sql := fmt.Sprintf("SELECT label_name, count(), sum(c), sum(length(label_value) * c), arraySlice(arraySort(x -> (-x.1, x.2), groupArray((c, label_value)))%s) FROM (%s) GROUP BY label_name",
 		top, pairs)
+	// The time range is read meanwhile: the answer waits for the longer
+	// of the two queries, not their sum.
+	type timesResult struct {
+		minTs   int64
+		maxHour int32
+		err     error
+	}
+	timesCtx, cancelTimes := context.WithCancel(ctx)
+	defer cancelTimes()
+	timesDone := make(chan timesResult, 1)
+	go func() {
+		var r timesResult
+		rows, err := s.query(timesCtx, "cardinality", times)
+		if err != nil {
+			r.err = err
+		} else {
+			if rows.Next() {
+				r.err = rows.Scan(&r.minTs, &r.maxHour)
+			}
+			rows.Close()
+			if r.err != nil {
+				r.err = s.readFailed("cardinality", fmt.Errorf("cardinality: %w", r.err))
+			}
+		}
+		timesDone <- r
+	}()
 	rows, err := s.query(ctx, "cardinality", sql)
 	if err != nil {
 		return c, err
@@ -451,22 +243,15 @@ func (ts *tenantStore) pairCardinality(ctx context.Context, req storage.Cardinal
 		}
 		c.LabelValues = append(c.LabelValues, lv)
 	}
+	tr := <-timesDone
 	if c.NumSeries == 0 {
 		return c, nil
 	}
-
-	rows, err = s.query(ctx, "cardinality", times)
-	if err != nil {
-		return c, err
+	if tr.err != nil {
+		return c, tr.err
 	}
-	var maxHour int32
-	if rows.Next() {
-		err = rows.Scan(&c.MinTime, &maxHour)
-	}
-	rows.Close()
-	if err != nil {
-		return c, s.readFailed("cardinality", fmt.Errorf("cardinality: %w", err))
-	}
+	c.MinTime = tr.minTs
+	maxHour := tr.maxHour
 	// The series rows know each hour's first sample, not its last: the
 	// newest sample lies in the newest hour, not after now.
 	c.MaxTime = min(hourEnd(maxHour), time.Now().UnixMilli())
@@ -618,7 +403,7 @@ func (s *Store) forgetSeries(ctx context.Context, id tenancy.ID, series []forgot
 	if err := b.Send(); err != nil {
 		return fmt.Errorf("forget series: %w", err)
 	}
-	s.stats.changed(id)
+	// The snapshots see them at the next request (statsCache.get).
 	return nil
 }
 

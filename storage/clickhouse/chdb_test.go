@@ -160,7 +160,7 @@ func TestModernEngine(t *testing.T) {
 	sc := schema{db: legacy.schema.db, info: info, retention: 90 * 24 * time.Hour}
 	applied, err := sc.migrate(ctx, modern)
 	require.NoError(t, err)
-	require.Equal(t, []int{1, 2, 3, 4, 5, 6, 7, 8, 9}, applied)
+	require.Equal(t, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, applied)
 	applied, err = sc.migrate(ctx, modern)
 	require.NoError(t, err)
 	require.Empty(t, applied, "migrations are recorded")
@@ -413,6 +413,12 @@ func readModernWorkload(t *testing.T, ts storage.TenantStore) {
 		require.NoError(t, q.Close())
 	}
 	_, err := ts.Cardinality(t.Context(), storage.CardinalityRequest{Limit: 5})
+	require.NoError(t, err)
+	// The label index's queries (cardinality_index.go).
+	byJob := [][]*labels.Matcher{{labels.MustNewMatcher(labels.MatchRegexp, "job", ".+")}}
+	_, err = ts.Cardinality(t.Context(), storage.CardinalityRequest{Limit: 5, Matchers: byJob})
+	require.NoError(t, err)
+	_, err = ts.Cardinality(t.Context(), storage.CardinalityRequest{Limit: 5, Matchers: byJob, ListSeries: true})
 	require.NoError(t, err)
 }
 

@@ -215,7 +215,6 @@ func (w *insertWorker) insertOnce(batch []*commitReq) error {
 	if err := w.insertSeries(ctx, batch); err != nil {
 		return err
 	}
-	w.s.stats.written(batch) // the cardinality snapshots are out of date
 	return w.insertSamples(ctx, batch)
 }
 

@@ -386,6 +386,10 @@ func (s *Store) cleanStatements(id tenancy.ID, tb *tombs) (apply []string, drop 
 				s.schema.table(s.schema.storageTable(samplesTable)), tenant, r.Mint, r.Maxt, fps),
 			fmt.Sprintf("ALTER TABLE %s DELETE WHERE tenant = %s AND min_ts >= %d AND hour <= %d AND fingerprint IN (%s)",
 				s.schema.table(s.schema.storageTable(seriesTable)), tenant, r.Mint, lastHourWithin(r.Maxt), fps))
+		if d1, d2 := ceilDay(r.Mint), floorDay(r.Maxt+1)-1; d1 <= d2 { // the label index's wholly deleted days (schema_index.go)
+			apply = append(apply, fmt.Sprintf("ALTER TABLE %s DELETE WHERE tenant = %s AND day >= %d AND day <= %d AND fingerprint IN (%s)",
+				s.schema.table(s.schema.storageTable(indexTable)), tenant, d1, d2, fps))
+		}
 	}
 	return apply, fmt.Sprintf("ALTER TABLE %s DELETE WHERE tenant = %s AND seq <= %d", local, tenant, tb.maxSeq)
 }

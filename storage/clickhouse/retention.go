@@ -131,7 +131,7 @@ func (s *Store) reconcileRetentionTTL(ctx context.Context, st *retentionState) e
 func (s *Store) dropPartitions(ctx context.Context, cutoffDay int64) error {
 	return s.onEachNode(ctx, func(conn driver.Conn) error {
 		var errs []error
-		for _, table := range []string{samplesTable, seriesTable, statsTable} { // statsTable: partitioned by day too (schema_stats.go)
+		for _, table := range []string{samplesTable, seriesTable, statsTable, indexTable} { // statsTable, indexTable: partitioned by day too (schema_stats.go, schema_index.go)
 			local := s.schema.storageTable(table)
 			q := fmt.Sprintf("SELECT DISTINCT partition FROM system.parts WHERE database = %s AND table = %s AND active", quote(s.schema.db), quote(local))
 			parts, err := s.queryStrings(ctx, conn, q)

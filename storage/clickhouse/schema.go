@@ -305,6 +305,8 @@ var migrations = []migration{
 	{8, "HA election table", func(s schema) []string { return s.haDDL() }}, // provisional number (h14-ha)
 	// 9 (provisional, h14-pods): the pods' heartbeats (pods.go).
 	{9, "pods table", func(s schema) []string { return s.podsDDL() }},
+	// 10 (h14-chcard): the label index for cardinality matchers (schema_index.go).
+	{10, "label index", func(s schema) []string { return s.indexMigration() }},
 }
 
 // decimalColumnsDDL adds the digits and scale columns to table; codecs only on

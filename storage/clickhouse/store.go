@@ -104,6 +104,11 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Store, er
 		defer s.bg.Done()
 		s.background(bgCtx)
 	}()
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		s.stats.run(bgCtx, s) // keeps the cardinality snapshots warm (cardinality_stats.go)
+	}()
 	return s, nil
 }
 

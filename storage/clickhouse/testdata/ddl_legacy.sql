@@ -127,3 +127,24 @@ PARTITION BY toYYYYMMDD(seen)
 ORDER BY (pod, tenant)
 SETTINGS index_granularity = 1024;
 
+-- migration 10: label index
+CREATE TABLE IF NOT EXISTS `luminate`.`series_index` (
+  tenant LowCardinality(String),
+  day Int32,
+  label_name String,
+  label_value String,
+  fingerprint UInt64,
+  metric_name LowCardinality(String),
+  label_names Array(String),
+  label_values Array(String),
+  min_ts_state AggregateFunction(min, Int64),
+  max_hour_state AggregateFunction(max, Int32)
+) ENGINE = AggregatingMergeTree()
+PARTITION BY day
+ORDER BY (tenant, label_name, label_value, fingerprint)
+SETTINGS index_granularity = 8192;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS `luminate`.`series_index_mv` TO `luminate`.`series_index` AS SELECT tenant, toInt32(intDiv(hour, 24)) AS day, label_name, label_value, fingerprint, metric_name, label_names, label_values, minState(min_ts) AS min_ts_state, maxState(hour) AS max_hour_state FROM `luminate`.`series` ARRAY JOIN label_names AS label_name, label_values AS label_value WHERE label_name != '__name__' GROUP BY tenant, day, label_name, label_value, fingerprint, metric_name, label_names, label_values;
+
+INSERT INTO `luminate`.`series_index` SELECT tenant, toInt32(intDiv(hour, 24)) AS day, label_name, label_value, fingerprint, metric_name, label_names, label_values, minState(min_ts) AS min_ts_state, maxState(hour) AS max_hour_state FROM `luminate`.`series` ARRAY JOIN label_names AS label_name, label_values AS label_value WHERE label_name != '__name__' GROUP BY tenant, day, label_name, label_value, fingerprint, metric_name, label_names, label_values;
+

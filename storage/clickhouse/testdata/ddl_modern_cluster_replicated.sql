@@ -154,3 +154,26 @@ SETTINGS index_granularity = 1024;
 
 CREATE TABLE IF NOT EXISTS `luminate`.`pods` ON CLUSTER `metrics` AS `luminate`.`pods_local` ENGINE = Distributed(`metrics`, `luminate`, `pods_local`, cityHash64(pod));
 
+-- migration 10: label index
+CREATE TABLE IF NOT EXISTS `luminate`.`series_index_local` ON CLUSTER `metrics` (
+  tenant LowCardinality(String),
+  day Int32,
+  label_name String,
+  label_value String,
+  fingerprint UInt64,
+  metric_name LowCardinality(String),
+  label_names Array(String) CODEC(ZSTD(1)),
+  label_values Array(String) CODEC(ZSTD(1)),
+  min_ts_state AggregateFunction(min, Int64),
+  max_hour_state AggregateFunction(max, Int32)
+) ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/luminate/series_index_local', '{replica}')
+PARTITION BY day
+ORDER BY (tenant, label_name, label_value, fingerprint)
+SETTINGS index_granularity = 8192;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS `luminate`.`series_index_mv_local` ON CLUSTER `metrics` TO `luminate`.`series_index_local` AS SELECT tenant, toInt32(intDiv(hour, 24)) AS day, label_name, label_value, fingerprint, metric_name, label_names, label_values, minState(min_ts) AS min_ts_state, maxState(hour) AS max_hour_state FROM `luminate`.`series_local` ARRAY JOIN label_names AS label_name, label_values AS label_value WHERE label_name != '__name__' GROUP BY tenant, day, label_name, label_value, fingerprint, metric_name, label_names, label_values;
+
+CREATE TABLE IF NOT EXISTS `luminate`.`series_index` ON CLUSTER `metrics` AS `luminate`.`series_index_local` ENGINE = Distributed(`metrics`, `luminate`, `series_index_local`, fingerprint);
+
+/* on every node */ INSERT INTO `luminate`.`series_index_local` SELECT tenant, toInt32(intDiv(hour, 24)) AS day, label_name, label_value, fingerprint, metric_name, label_names, label_values, minState(min_ts) AS min_ts_state, maxState(hour) AS max_hour_state FROM `luminate`.`series_local` ARRAY JOIN label_names AS label_name, label_values AS label_value WHERE label_name != '__name__' GROUP BY tenant, day, label_name, label_value, fingerprint, metric_name, label_names, label_values;
+
