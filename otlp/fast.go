@@ -4,6 +4,7 @@ import (
 	"context"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"unsafe"
@@ -58,6 +59,10 @@ const (
 type fastConv struct {
 	free chan *fastState
 	pool sync.Pool
+	// maxPoints, if positive, is --ingest.max-samples-per-request: a
+	// request of more data points is left to the upstream path, which
+	// refuses it before decoding it, without reading it.
+	maxPoints int
 }
 
 func newFastConverter() fastConverter {
@@ -102,9 +107,18 @@ func (f *fastConv) convertAdmit(ctx context.Context, body []byte, s prometheusre
 	if ctx.Err() != nil {
 		return ConvertStats{}, false, nil
 	}
+	// The request's elements are counted first: a request of too many
+	// points is not read, and the slices the first pass fills are grown
+	// once, to their size, so that a large request allocates them once
+	// (appended to, they would take some times their size in garbage).
+	var c costCounter
+	c.walk(body, cmRequest, 0)
+	if f.maxPoints > 0 && c.points > int64(f.maxPoints) {
+		return ConvertStats{}, false, nil
+	}
 	st := f.get()
 	defer f.put(st)
-	if !st.read(body, &s) {
+	if !st.presize(body, &c) || !st.read(body, &s) {
 		return ConvertStats{}, false, nil
 	}
 	if admit != nil {
@@ -278,6 +292,20 @@ func (st *fastState) release() {
 	clear(st.orderNames)
 	st.order, st.orderNames = st.order[:0], st.orderNames[:0]
 	st.sb.Reset()
+}
+
+// presize grows the slices read fills to the elements c counted in
+// body, if they fit the budget read holds them to.
+func (st *fastState) presize(body []byte, c *costCounter) bool {
+	if c.points*int64(unsafe.Sizeof(fastPoint{}))+int64(c.kvs+c.exKV)*int64(unsafe.Sizeof(fastKV{}))+
+		int64(c.exemplars)*int64(unsafe.Sizeof(fastExemplar{})) > int64(fastBytesPerByte*len(body)+64<<10) {
+		return false
+	}
+	st.points = slices.Grow(st.points[:0], int(c.points))
+	st.kvs = slices.Grow(st.kvs[:0], c.kvs)
+	st.exKVs = slices.Grow(st.exKVs[:0], c.exKV)
+	st.exs = slices.Grow(st.exs[:0], c.exemplars)
+	return true
 }
 
 // read is the first pass: it reads and checks body. False: leave the

@@ -91,7 +91,9 @@ func NewHandler(g *remotewrite.Ingester, cfg Config, translations Translations, 
 		cfg.LookbackDelta = DefaultConfig().LookbackDelta
 	}
 	h := &Handler{g: g, cfg: cfg, translations: translations, logger: logger}
-	h.fast = newFastConverter()
+	fc := newFastConverter().(*fastConv)
+	fc.maxPoints = g.Config().MaxSamplesPerRequest
+	h.fast = fc
 	h.converters.New = func() any { return prometheusremotewrite.NewPrometheusConverter(nil) }
 	return h
 }
@@ -234,7 +236,7 @@ func (h *Handler) write(r *http.Request, t storage.Tenant) (*Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer releaseDecoded()
+	defer func() { releaseDecoded() }()
 
 	settings := Settings(h.translation(id), h.cfg.LookbackDelta)
 	resp := &Response{json: enc == encJSON}
@@ -254,6 +256,12 @@ func (h *Handler) write(r *http.Request, t storage.Tenant) (*Response, error) {
 		// Not for the fast converter: it appended nothing.
 	}
 
+	// pdata takes up to some hundred times the bytes of a body of tiny
+	// messages: what it will take is counted first, refused when more
+	// than a request may hold, and reserved.
+	if releaseDecoded, err = h.reserveDecoded(id, raw, enc, releaseDecoded); err != nil {
+		return nil, err
+	}
 	md, err := decode(raw, enc)
 	if err != nil {
 		return nil, err
@@ -290,6 +298,36 @@ func (h *Handler) write(r *http.Request, t storage.Tenant) (*Response, error) {
 		h.logger.Debug("OTLP translation warnings", "tenant", id, "warnings", ws)
 	}
 	return h.commit(id, app, resp, st)
+}
+
+// reserveDecoded counts what decoding raw with pdata will allocate
+// (decodedCost), refuses it if more than the whole in-flight budget or
+// with more data points than a request may hold, and exchanges
+// reservation held (the fast path's) for it. The release it returns is
+// never nil.
+func (h *Handler) reserveDecoded(id tenancy.ID, raw []byte, enc encoding, held func()) (func(), error) {
+	var points, cost int64
+	if enc == encJSON {
+		points, cost = decodedCostJSON(raw)
+	} else {
+		points, cost = decodedCost(raw)
+	}
+	cfg := h.g.Config()
+	if limit := cfg.MaxSamplesPerRequest; limit > 0 && points > int64(limit) {
+		return held, apierror.Limit(apierror.TooLarge, tenancy.Global("--ingest.max-samples-per-request"),
+			"%d data points in one OTLP request, more than the limit of %d; export smaller batches", points, limit)
+	}
+	if limit := cfg.MaxInflightBytes; limit > 0 && cost > limit {
+		return held, apierror.Limit(apierror.TooLarge, tenancy.Global("--ingest.max-inflight-bytes"),
+			"an OTLP request of %d bytes decodes to about %d bytes, more than the limit of %d bytes that all write requests in flight share; export smaller batches",
+			len(raw), cost, limit)
+	}
+	held()
+	release, err := h.g.Reserve(id, cost)
+	if err != nil {
+		return func() {}, err
+	}
+	return release, nil
 }
 
 // admit bounds the data points of one request
