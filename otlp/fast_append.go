@@ -646,7 +646,9 @@ func (st *fastState) appendHistogram(res *fastRes, sc *fastScope, m *fastMetric,
 	st.ptArena = st.ptArena[:0]
 	base := st.createAttributes(res, sc, m, st.kvs[p.kv0:p.kv1], false, s)
 	n := len(base)
-	st.lb = base
+	// Room for le and __name__: series must not grow (allocate) a slice
+	// for every bucket.
+	st.lb = slices.Grow(base, 2)
 	stale := p.flags&1 != 0
 	val := func(v float64) float64 {
 		if stale {
@@ -758,7 +760,7 @@ func (st *fastState) appendTargetInfo(res *fastRes, s *prometheusremotewrite.Set
 // addSummaryDataPoints.
 func (st *fastState) appendSummary(res *fastRes, sc *fastScope, m *fastMetric, p *fastPoint, s *prometheusremotewrite.Settings, app promstorage.AppenderV2) error {
 	st.ptArena = st.ptArena[:0]
-	st.lb = st.createAttributes(res, sc, m, st.kvs[p.kv0:p.kv1], false, s)
+	st.lb = slices.Grow(st.createAttributes(res, sc, m, st.kvs[p.kv0:p.kv1], false, s), 2)
 	n := len(st.lb)
 	val := func(v float64) float64 {
 		if p.flags&1 != 0 {
