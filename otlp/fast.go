@@ -267,6 +267,16 @@ type fastState struct {
 
 	labelNamer  otlptranslator.LabelNamer
 	metricNamer otlptranslator.MetricNamer
+
+	// The series cache, while appending (fast_cache.go).
+	cache    *seriesCache
+	sink     handleSink
+	owner    uint64
+	pk       pointKeys
+	ctxKey   cacheKey
+	families map[string]struct{} // whose metadata this request has appended by labels
+	hbuf     []unsafe.Pointer
+	vals     []float64
 }
 
 type fastTargetKey struct {
@@ -292,6 +302,9 @@ func (st *fastState) release() {
 	clear(st.orderNames)
 	st.order, st.orderNames = st.order[:0], st.orderNames[:0]
 	st.sb.Reset()
+	st.cache, st.sink = nil, nil
+	clear(st.hbuf)
+	st.hbuf = st.hbuf[:0]
 }
 
 // presize grows the slices read fills to the elements c counted in

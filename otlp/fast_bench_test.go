@@ -275,6 +275,11 @@ func BenchmarkHandlerBadger(b *testing.B) {
 // of summaries (3 quantiles), 5 points each, with 3 resource attributes
 // and 5 point attributes.
 func histogramBody(t testing.TB) []byte {
+	return histogramBodyAt(t, time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
+}
+
+// histogramBodyAt is histogramBody with points from t0 on, 15 s apart.
+func histogramBodyAt(t testing.TB, t0 time.Time) []byte {
 	md := pmetric.NewMetrics()
 	rm := md.ResourceMetrics().AppendEmpty()
 	ra := rm.Resource().Attributes()
@@ -283,7 +288,6 @@ func histogramBody(t testing.TB) []byte {
 	ra.PutStr("host.name", "node-12.example.internal")
 	sm := rm.ScopeMetrics().AppendEmpty()
 	sm.Scope().SetName("go.opentelemetry.io/otel/sdk/metric")
-	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	bounds := []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 	hm := sm.Metrics().AppendEmpty()
 	hm.SetName("http.server.request.duration")

@@ -75,6 +75,9 @@ type Handler struct {
 	fast         fastConverter
 	logger       *slog.Logger
 	converters   sync.Pool // of *prometheusremotewrite.PrometheusConverter
+	// cache holds the store's handles of the series the fast path
+	// appended, nil when --ingest.series-cache-size is 0.
+	cache *seriesCache
 }
 
 // NewHandler returns the receiver writing through g, translating as
@@ -94,6 +97,7 @@ func NewHandler(g *remotewrite.Ingester, cfg Config, translations Translations, 
 	fc := newFastConverter().(*fastConv)
 	fc.maxPoints = g.Config().MaxSamplesPerRequest
 	h.fast = fc
+	h.cache = newSeriesCache(g.Config().SeriesCacheSize)
 	h.converters.New = func() any { return prometheusremotewrite.NewPrometheusConverter(nil) }
 	return h
 }
@@ -240,7 +244,7 @@ func (h *Handler) write(r *http.Request, t storage.Tenant) (*Response, error) {
 
 	settings := Settings(h.translation(id), h.cfg.LookbackDelta)
 	resp := &Response{json: enc == encJSON}
-	app := newAppender(g.AppenderV2(r.Context(), t), g.Validator(), t.ID(), time.Now(), g.Config())
+	app := newAppender(g.AppenderV2(r.Context(), t), g.Validator(), t.ID(), time.Now(), g.Config()).withCache(h.cache)
 	if h.fast != nil && enc == encProtobuf {
 		st, ok, err := h.fast.convertAdmit(r.Context(), raw, settings, app, func(points int) error {
 			done()
@@ -347,6 +351,9 @@ func (h *Handler) commit(id tenancy.ID, app *appender, resp *Response, st Conver
 		return nil, fmt.Errorf("commit: %w", err)
 	}
 	h.g.Accepted(id, app.samples, app.exemplars, app.exemplarsRefused)
+	if app.byHandle > 0 {
+		h.cache.hits.Add(int64(app.byHandle))
+	}
 	for reason, n := range app.byReason {
 		h.g.Reject(id, reason, n)
 	}
