@@ -51,6 +51,7 @@ const (
 	fastBytesPerByte  = 8     // the decoded request's memory, per byte of body (the handler reserves as much)
 	fastKeepKVs       = 1 << 18
 	fastKeepPoints    = 1 << 17
+	fastCountBytes    = 4 << 20 // bodies larger are counted before they are read
 )
 
 // fastConv keeps a few states (one per processor) from request to
@@ -111,14 +112,19 @@ func (f *fastConv) convertAdmit(ctx context.Context, body []byte, s prometheusre
 	// points is not read, and the slices the first pass fills are grown
 	// once, to their size, so that a large request allocates them once
 	// (appended to, they would take some times their size in garbage).
+	// Small bodies (the usual batches) are not counted: their slices,
+	// kept from request to request, have the size already, and st.read
+	// holds them to its budget.
 	var c costCounter
-	c.walk(body, cmRequest, 0)
-	if f.maxPoints > 0 && c.points > int64(f.maxPoints) {
-		return ConvertStats{}, false, nil
+	if len(body) > fastCountBytes {
+		c.walk(body, cmRequest, 0)
+		if f.maxPoints > 0 && c.points > int64(f.maxPoints) {
+			return ConvertStats{}, false, nil
+		}
 	}
 	st := f.get()
 	defer f.put(st)
-	if !st.presize(body, &c) || !st.read(body, &s) {
+	if (len(body) > fastCountBytes && !st.presize(body, &c)) || !st.read(body, &s) {
 		return ConvertStats{}, false, nil
 	}
 	if admit != nil {
@@ -276,6 +282,7 @@ type fastState struct {
 	ctxKey   cacheKey
 	families map[string]struct{} // whose metadata this request has appended by labels
 	hbuf     []unsafe.Pointer
+	one      [1]unsafe.Pointer
 	vals     []float64
 }
 
@@ -302,7 +309,7 @@ func (st *fastState) release() {
 	clear(st.orderNames)
 	st.order, st.orderNames = st.order[:0], st.orderNames[:0]
 	st.sb.Reset()
-	st.cache, st.sink = nil, nil
+	st.cache, st.sink, st.one[0] = nil, nil, nil
 	clear(st.hbuf)
 	st.hbuf = st.hbuf[:0]
 }

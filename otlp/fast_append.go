@@ -573,7 +573,7 @@ func (st *fastState) append(ctx context.Context, s *prometheusremotewrite.Settin
 					if cached {
 						key = st.pointKey(m, p)
 						if byHandle && p.ex0 == p.ex1 {
-							if hs := st.cache.get(key); len(hs) == 1 {
+							if hs := st.cache.get(key, 1, &st.one); len(hs) == 1 {
 								st.vals = append(st.vals[:0], v)
 								if st.sink.appendHandles(hs, int64(p.st)/1_000_000, int64(p.t)/1_000_000, st.vals) == 1 {
 									continue
@@ -674,7 +674,7 @@ func (st *fastState) appendHistogram(res *fastRes, sc *fastScope, m *fastMetric,
 	if cached {
 		key = st.pointKey(m, p)
 		if byHandle && p.ex0 == p.ex1 {
-			if hs := st.cache.get(key); len(hs) == nseries {
+			if hs := st.cache.get(key, nseries, &st.one); len(hs) == nseries {
 				st.vals = st.vals[:0]
 				if p.hasSum {
 					st.vals = append(st.vals, p.v)

@@ -57,7 +57,7 @@ func bit(b bool) uint64 {
 // in a request is appended by its labels, which carry the metadata.
 func (st *fastState) startMetric(res *fastRes, sc *fastScope, m *fastMetric, s *prometheusremotewrite.Settings) (byHandle bool) {
 	pk := &st.pk
-	pk.reset(st.cache)
+	pk.reset()
 	pk.u64(st.owner)
 	pk.str(st.key.namespace)
 	pk.u64(bit(st.key.suffixes) | bit(st.key.utf8)<<1 | bit(st.key.underscore)<<2 | bit(st.key.multi)<<3 |
@@ -81,7 +81,7 @@ func (st *fastState) startMetric(res *fastRes, sc *fastScope, m *fastMetric, s *
 	pk.str(m.typeLabel)
 	pk.str(m.unitLabel)
 	pk.str(m.meta.Unit)
-	st.ctxKey = pk.key()
+	st.ctxKey = pk.key(st.cache)
 	if _, ok := st.families[m.names.family]; ok {
 		return true
 	}
@@ -93,7 +93,7 @@ func (st *fastState) startMetric(res *fastRes, sc *fastScope, m *fastMetric, s *
 // its attributes as sent and, for a classic histogram, its bounds.
 func (st *fastState) pointKey(m *fastMetric, p *fastPoint) cacheKey {
 	pk := &st.pk
-	pk.reset(st.cache)
+	pk.reset()
 	pk.u64(st.ctxKey.a)
 	pk.u64(st.ctxKey.b)
 	for _, kv := range st.kvs[p.kv0:p.kv1] {
@@ -110,7 +110,7 @@ func (st *fastState) pointKey(m *fastMetric, p *fastPoint) cacheKey {
 			pk.u64(math.Float64bits(b))
 		}
 	}
-	return pk.key()
+	return pk.key(st.cache)
 }
 
 // remember caches the handles the sink collected in st.hbuf for the
@@ -119,5 +119,9 @@ func (st *fastState) remember(k cacheKey, n int) {
 	if len(st.hbuf) != n || slices.Contains(st.hbuf, nil) {
 		return
 	}
-	st.cache.put(k, slices.Clone(st.hbuf))
+	hs := st.hbuf
+	if n > 1 {
+		hs = slices.Clone(hs)
+	}
+	st.cache.put(k, hs)
 }

@@ -1,6 +1,7 @@
 package otlp
 
 import (
+	"encoding/binary"
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
@@ -40,10 +41,13 @@ type seriesCache struct {
 
 const cacheShards = 64
 
+// cacheShard holds the points of one series (sums, gauges) apart, their
+// handle in the map's slot: one cache miss fewer.
 type cacheShard struct {
-	mu sync.RWMutex
-	m  map[cacheKey][]unsafe.Pointer
-	_  [40]byte // neighbouring shards' locks on separate cache lines
+	mu  sync.RWMutex
+	one map[cacheKey]unsafe.Pointer
+	m   map[cacheKey][]unsafe.Pointer
+	_   [32]byte // neighbouring shards' locks on separate cache lines
 }
 
 type cacheKey struct{ a, b uint64 }
@@ -56,6 +60,7 @@ func newSeriesCache(size int) *seriesCache {
 	}
 	c := &seriesCache{seedA: maphash.MakeSeed(), seedB: maphash.MakeSeed(), perShard: max(size/cacheShards, 1)}
 	for i := range c.shards {
+		c.shards[i].one = map[cacheKey]unsafe.Pointer{}
 		c.shards[i].m = map[cacheKey][]unsafe.Pointer{}
 	}
 	return c
@@ -63,50 +68,55 @@ func newSeriesCache(size int) *seriesCache {
 
 func (c *seriesCache) shard(k cacheKey) *cacheShard { return &c.shards[k.b%cacheShards] }
 
-// get returns the handles of the point of key k, nil if not cached.
-func (c *seriesCache) get(k cacheKey) []unsafe.Pointer {
+// get returns the handles of the point of key k, of n series, nil if not
+// cached; hs backs the handle of a point of one series.
+func (c *seriesCache) get(k cacheKey, n int, hs *[1]unsafe.Pointer) []unsafe.Pointer {
 	s := c.shard(k)
 	s.mu.RLock()
-	hs := s.m[k]
-	s.mu.RUnlock()
-	return hs
+	defer s.mu.RUnlock()
+	if n == 1 {
+		if hs[0] = s.one[k]; hs[0] == nil {
+			return nil
+		}
+		return hs[:]
+	}
+	return s.m[k]
 }
 
-// put caches hs, which it keeps, under k.
+// put caches the handles hs of the point of key k (it keeps hs if there
+// are more than one).
 func (c *seriesCache) put(k cacheKey, hs []unsafe.Pointer) {
 	s := c.shard(k)
 	s.mu.Lock()
-	if len(s.m) >= c.perShard/max(len(hs), 1) {
+	defer s.mu.Unlock()
+	if len(s.one)+len(s.m)*len(hs) >= c.perShard {
+		clear(s.one)
 		clear(s.m)
 	}
-	s.m[k] = hs
-	s.mu.Unlock()
-}
-
-// pointKeys builds cache keys: Reset with the context's seed material,
-// then the point's.
-type pointKeys struct {
-	a, b maphash.Hash
-}
-
-func (p *pointKeys) reset(c *seriesCache) {
-	p.a.SetSeed(c.seedA)
-	p.b.SetSeed(c.seedB)
-}
-
-func (p *pointKeys) str(s string) {
-	p.a.WriteString(s)
-	p.b.WriteString(s)
-	p.u64(uint64(len(s)))
-}
-
-func (p *pointKeys) u64(v uint64) {
-	var b [8]byte
-	for i := range b {
-		b[i] = byte(v >> (8 * i))
+	if len(hs) == 1 {
+		s.one[k] = hs[0]
+		return
 	}
-	p.a.Write(b[:])
-	p.b.Write(b[:])
+	s.m[k] = hs
 }
 
-func (p *pointKeys) key() cacheKey { return cacheKey{p.a.Sum64(), p.b.Sum64() | 1} }
+// pointKeys builds a cache key: what it is made of is appended to buf,
+// then hashed with each seed.
+type pointKeys struct {
+	buf []byte
+}
+
+func (p *pointKeys) reset() { p.buf = p.buf[:0] }
+
+// str appends s, with its length (so that no two sequences of strings
+// append the same bytes).
+func (p *pointKeys) str(s string) {
+	p.buf = binary.AppendUvarint(p.buf, uint64(len(s)))
+	p.buf = append(p.buf, s...)
+}
+
+func (p *pointKeys) u64(v uint64) { p.buf = binary.LittleEndian.AppendUint64(p.buf, v) }
+
+func (p *pointKeys) key(c *seriesCache) cacheKey {
+	return cacheKey{maphash.Bytes(c.seedA, p.buf), maphash.Bytes(c.seedB, p.buf) | 1}
+}
