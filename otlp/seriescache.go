@@ -66,7 +66,7 @@ func newSeriesCache(size int) *seriesCache {
 	return c
 }
 
-func (c *seriesCache) shard(k cacheKey) *cacheShard { return &c.shards[k.b%cacheShards] }
+func (c *seriesCache) shard(k cacheKey) *cacheShard { return &c.shards[k.a%cacheShards] } // b is odd
 
 // get returns the handles of the point of key k, of n series, nil if not
 // cached; hs backs the handle of a point of one series.

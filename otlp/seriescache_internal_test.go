@@ -66,3 +66,18 @@ func TestSeriesCacheHits(t *testing.T) {
 		t.Fatalf("%d points appended by handle, want %d", got, want)
 	}
 }
+
+// The cache spreads its keys over every shard, so that it holds its size.
+func TestSeriesCacheShards(t *testing.T) {
+	c := newSeriesCache(cacheShards * 4)
+	var pk pointKeys
+	used := map[*cacheShard]bool{}
+	for i := range 10 * cacheShards {
+		pk.reset()
+		pk.u64(uint64(i))
+		used[c.shard(pk.key(c))] = true
+	}
+	if len(used) != cacheShards {
+		t.Fatalf("%d shards of %d used", len(used), cacheShards)
+	}
+}
