@@ -103,23 +103,35 @@ func (a *appender) lastHandle() unsafe.Pointer { return a.last }
 // the time window, or over the request's samples, or a handle is stale):
 // append by the labels, which says why. Less than len(hs): the handle
 // of series n is stale; the point is counted, append the rest by their
-// labels.
-func (a *appender) appendHandles(hs []unsafe.Pointer, st, t int64, vs []float64) int {
+// labels. cont: the point's first series was appended by its labels
+// (Append counted the point), these are the rest of it.
+func (a *appender) appendHandles(hs []unsafe.Pointer, st, t int64, vs []float64, cont bool) int {
 	if a.fatal != nil || a.handles == nil || t > a.window.MaxT || t < a.window.MinT ||
 		(a.maxSamples > 0 && a.appends+len(hs) > a.maxSamples) {
+		if cont {
+			a.afterSum = true // the rest continue this point, by their labels
+		}
 		return 0
 	}
 	for i, h := range hs {
 		if !a.handles.AppendHandle(h, st, t, vs[i]) {
-			if i > 0 {
+			if i > 0 || cont {
 				a.appends += i
 				a.samples += i
-				a.points++
-				a.curRejected = false
+				if !cont {
+					a.points++
+					a.curRejected = false
+				}
 				a.afterSum = true // the rest continue this point
 			}
 			return i
 		}
+	}
+	if cont {
+		a.appends += len(hs)
+		a.samples += len(hs)
+		a.afterSum = false
+		return len(hs)
 	}
 	a.appends += len(hs)
 	a.samples += len(hs)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/otlptranslator"
@@ -575,7 +576,7 @@ func (st *fastState) append(ctx context.Context, s *prometheusremotewrite.Settin
 						if byHandle && p.ex0 == p.ex1 {
 							if hs := st.cache.get(key, 1, &st.one); len(hs) == 1 {
 								st.vals = append(st.vals[:0], v)
-								if st.sink.appendHandles(hs, int64(p.st)/1_000_000, int64(p.t)/1_000_000, st.vals) == 1 {
+								if st.sink.appendHandles(hs, int64(p.st)/1_000_000, int64(p.t)/1_000_000, st.vals, false) == 1 {
 									continue
 								}
 							}
@@ -670,10 +671,11 @@ func (st *fastState) appendHistogram(res *fastRes, sc *fastScope, m *fastMetric,
 	counts, bounds := st.counts[p.bc0:p.bc1], st.bounds[p.eb0:p.eb1]
 	nseries := int(bit(p.hasSum)) + 1 + min(len(bounds), len(counts)) + 1
 	var key cacheKey
-	from := 0 // the series appended by handle
+	from := 0                 // the series appended by handle
+	var rest []unsafe.Pointer // the handles of the series after the first, to append by handle after it
 	if cached {
 		key = st.pointKey(m, p)
-		if byHandle && p.ex0 == p.ex1 {
+		if p.ex0 == p.ex1 {
 			if hs := st.cache.get(key, nseries, &st.one); len(hs) == nseries {
 				st.vals = st.vals[:0]
 				if p.hasSum {
@@ -691,12 +693,27 @@ func (st *fastState) appendHistogram(res *fastRes, sc *fastScope, m *fastMetric,
 						st.vals[i] = math.Float64frombits(value.StaleNaN)
 					}
 				}
-				if from = st.sink.appendHandles(hs, int64(p.st)/1_000_000, int64(p.t)/1_000_000, st.vals); from == nseries {
+				if !byHandle {
+					// The family's first point in this request: its
+					// first series by its labels (they carry the
+					// metadata), the rest by handle.
+					rest = hs[1:]
+				} else if from = st.sink.appendHandles(hs, int64(p.st)/1_000_000, int64(p.t)/1_000_000, st.vals, false); from == nseries {
 					return nil
 				}
 			}
 		}
 		st.hbuf = st.hbuf[:0]
+	}
+	// afterFirst appends the rest of the series by handle once the first
+	// went by its labels; true: all of them.
+	afterFirst := func() bool {
+		if rest == nil {
+			return false
+		}
+		n := st.sink.appendHandles(rest, int64(p.st)/1_000_000, int64(p.t)/1_000_000, st.vals[1:], true)
+		rest, from = nil, 1+n
+		return from == nseries
 	}
 	// remember collects the handle of each series appended by its labels.
 	remember := func() {
@@ -736,6 +753,9 @@ func (st *fastState) appendHistogram(res *fastRes, sc *fastScope, m *fastMetric,
 				return err
 			}
 			remember()
+			if afterFirst() {
+				return nil
+			}
 		}
 	}
 	if idx++; idx > from {
@@ -743,6 +763,9 @@ func (st *fastState) appendHistogram(res *fastRes, sc *fastScope, m *fastMetric,
 			return err
 		}
 		remember()
+		if afterFirst() {
+			return nil
+		}
 	}
 	exemplars := st.exemplars(p, false)
 	next := 0

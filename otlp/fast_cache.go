@@ -14,7 +14,7 @@ import (
 type handleSink interface {
 	cacheOwner() uint64
 	lastHandle() unsafe.Pointer
-	appendHandles(hs []unsafe.Pointer, st, t int64, vs []float64) int
+	appendHandles(hs []unsafe.Pointer, st, t int64, vs []float64, cont bool) int
 	seriesCache() *seriesCache
 }
 
