@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/exemplar"
@@ -57,11 +58,88 @@ type appender struct {
 	curRejected bool
 
 	fatal error
+
+	// The store's series handles and the cache of them (both nil when the
+	// store has none), and the handle of the series of the last Append
+	// stored (nil: none, or a series new in this batch).
+	handles storeHandles
+	cache   *seriesCache
+	last    unsafe.Pointer
+	// byHandle counts the points appended by their handles.
+	byHandle int
 }
 
 func newAppender(app promstorage.AppenderV2, v *remotewrite.Validator, id tenancy.ID, now time.Time, cfg remotewrite.Config) *appender {
 	return &appender{app: app, validator: v, window: v.WindowFor(id, now), maxBuckets: cfg.MaxBucketsPerHistogram, maxSamples: cfg.MaxSamplesPerRequest,
 		builder: labels.NewScratchBuilder(16)}
+}
+
+// withCache lets the fast path append by the series handles of cache, if
+// the store hands out handles.
+func (a *appender) withCache(cache *seriesCache) *appender {
+	if h, ok := a.app.(storeHandles); ok && cache != nil {
+		a.handles, a.cache = h, cache
+	}
+	return a
+}
+
+// cacheOwner is the owner the keys of this appender's handles must mix
+// in (the tenant's index in the store), 0 for no cache.
+func (a *appender) cacheOwner() uint64 {
+	if a.cache == nil {
+		return 0
+	}
+	return a.handles.HandleOwner()
+}
+
+// lastHandle is the handle of the series the last Append stored, nil if
+// none.
+func (a *appender) lastHandle() unsafe.Pointer { return a.last }
+
+// appendHandles appends one data point's float samples vs, at st and t,
+// to the series of handles hs (one each, as cached for the point), as
+// Append would append them by their labels: it returns how many it
+// appended, from the first. 0: nothing appended (the sample is outside
+// the time window, or over the request's samples, or a handle is stale):
+// append by the labels, which says why. Less than len(hs): the handle
+// of series n is stale; the point is counted, append the rest by their
+// labels. cont: the point's first series was appended by its labels
+// (Append counted the point), these are the rest of it.
+func (a *appender) appendHandles(hs []unsafe.Pointer, st, t int64, vs []float64, cont bool) int {
+	if a.fatal != nil || a.handles == nil || t > a.window.MaxT || t < a.window.MinT ||
+		(a.maxSamples > 0 && a.appends+len(hs) > a.maxSamples) {
+		if cont {
+			a.afterSum = true // the rest continue this point, by their labels
+		}
+		return 0
+	}
+	for i, h := range hs {
+		if !a.handles.AppendHandle(h, st, t, vs[i]) {
+			if i > 0 || cont {
+				a.appends += i
+				a.samples += i
+				if !cont {
+					a.points++
+					a.curRejected = false
+				}
+				a.afterSum = true // the rest continue this point
+			}
+			return i
+		}
+	}
+	if cont {
+		a.appends += len(hs)
+		a.samples += len(hs)
+		a.afterSum = false
+		return len(hs)
+	}
+	a.appends += len(hs)
+	a.samples += len(hs)
+	a.points++
+	a.byHandle++
+	a.curRejected = false
+	a.afterSum = false
+	return len(hs)
 }
 
 // The target_info series of the converter (helper.go, addResourceTargetInfo).
@@ -83,6 +161,7 @@ func (a *appender) Append(ref promstorage.SeriesRef, ls labels.Labels, st, t int
 		return 0, a.fatal
 	}
 	a.startPoint(ls, h, fh, opts)
+	a.last = nil
 	valid, rej := a.check(ls, t, h, fh)
 	if rej == nil {
 		opts.Exemplars = a.exemplarsInWindow(opts.Exemplars)
@@ -97,6 +176,9 @@ func (a *appender) Append(ref promstorage.SeriesRef, ls labels.Labels, st, t int
 		}
 		if err == nil {
 			a.samples++
+			if a.handles != nil && h == nil && fh == nil {
+				a.last = a.handles.SeriesHandle()
+			}
 			return ref, nil
 		}
 		if rej = remotewrite.StoreRejection(err, a.scratch); rej == nil {

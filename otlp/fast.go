@@ -4,6 +4,7 @@ import (
 	"context"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"unsafe"
@@ -50,6 +51,7 @@ const (
 	fastBytesPerByte  = 8     // the decoded request's memory, per byte of body (the handler reserves as much)
 	fastKeepKVs       = 1 << 18
 	fastKeepPoints    = 1 << 17
+	fastCountBytes    = 4 << 20 // bodies larger are counted before they are read
 )
 
 // fastConv keeps a few states (one per processor) from request to
@@ -58,6 +60,10 @@ const (
 type fastConv struct {
 	free chan *fastState
 	pool sync.Pool
+	// maxPoints, if positive, is --ingest.max-samples-per-request: a
+	// request of more data points is left to the upstream path, which
+	// refuses it before decoding it, without reading it.
+	maxPoints int
 }
 
 func newFastConverter() fastConverter {
@@ -102,9 +108,23 @@ func (f *fastConv) convertAdmit(ctx context.Context, body []byte, s prometheusre
 	if ctx.Err() != nil {
 		return ConvertStats{}, false, nil
 	}
+	// The request's elements are counted first: a request of too many
+	// points is not read, and the slices the first pass fills are grown
+	// once, to their size, so that a large request allocates them once
+	// (appended to, they would take some times their size in garbage).
+	// Small bodies (the usual batches) are not counted: their slices,
+	// kept from request to request, have the size already, and st.read
+	// holds them to its budget.
+	var c costCounter
+	if len(body) > fastCountBytes {
+		c.walk(body, cmRequest, 0)
+		if f.maxPoints > 0 && c.points > int64(f.maxPoints) {
+			return ConvertStats{}, false, nil
+		}
+	}
 	st := f.get()
 	defer f.put(st)
-	if !st.read(body, &s) {
+	if (len(body) > fastCountBytes && !st.presize(body, &c)) || !st.read(body, &s) {
 		return ConvertStats{}, false, nil
 	}
 	if admit != nil {
@@ -253,6 +273,17 @@ type fastState struct {
 
 	labelNamer  otlptranslator.LabelNamer
 	metricNamer otlptranslator.MetricNamer
+
+	// The series cache, while appending (fast_cache.go).
+	cache    *seriesCache
+	sink     handleSink
+	owner    uint64
+	pk       pointKeys
+	ctxKey   cacheKey
+	families map[string]struct{} // whose metadata this request has appended by labels
+	hbuf     []unsafe.Pointer
+	one      [1]unsafe.Pointer
+	vals     []float64
 }
 
 type fastTargetKey struct {
@@ -278,6 +309,23 @@ func (st *fastState) release() {
 	clear(st.orderNames)
 	st.order, st.orderNames = st.order[:0], st.orderNames[:0]
 	st.sb.Reset()
+	st.cache, st.sink, st.one[0] = nil, nil, nil
+	clear(st.hbuf)
+	st.hbuf = st.hbuf[:0]
+}
+
+// presize grows the slices read fills to the elements c counted in
+// body, if they fit the budget read holds them to.
+func (st *fastState) presize(body []byte, c *costCounter) bool {
+	if c.points*int64(unsafe.Sizeof(fastPoint{}))+int64(c.kvs+c.exKV)*int64(unsafe.Sizeof(fastKV{}))+
+		int64(c.exemplars)*int64(unsafe.Sizeof(fastExemplar{})) > int64(fastBytesPerByte*len(body)+64<<10) {
+		return false
+	}
+	st.points = slices.Grow(st.points[:0], int(c.points))
+	st.kvs = slices.Grow(st.kvs[:0], c.kvs)
+	st.exKVs = slices.Grow(st.exKVs[:0], c.exKV)
+	st.exs = slices.Grow(st.exs[:0], c.exemplars)
+	return true
 }
 
 // read is the first pass: it reads and checks body. False: leave the

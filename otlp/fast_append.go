@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/otlptranslator"
@@ -515,6 +516,7 @@ func (st *fastState) append(ctx context.Context, s *prometheusremotewrite.Settin
 		}
 	}
 	clear(st.seen)
+	st.startCache(app, s)
 	n := 0
 	for ri := range st.res {
 		res := &st.res[ri]
@@ -523,6 +525,10 @@ func (st *fastState) append(ctx context.Context, s *prometheusremotewrite.Settin
 			for mi := sc.m0; mi < sc.m1; mi++ {
 				m := &st.metrics[mi]
 				opts := promstorage.AOptions{Metadata: m.meta, MetricFamilyName: m.names.family}
+				// Floats may go by the series cache: sums, gauges and
+				// classic histograms.
+				cached := st.cache != nil && (m.kind == fastGauge || m.kind == fastSum || (m.kind == fastHistogram && !m.nhcb))
+				byHandle := cached && st.startMetric(res, sc, m, s)
 				for pi := m.p0; pi < m.p1; pi++ {
 					if n++; n%128 == 0 {
 						if err := ctx.Err(); err != nil {
@@ -534,7 +540,8 @@ func (st *fastState) append(ctx context.Context, s *prometheusremotewrite.Settin
 					if (m.kind == fastHistogram && !m.nhcb) || m.kind == fastSummary {
 						var err error
 						if m.kind == fastHistogram {
-							err = st.appendHistogram(res, sc, m, p, s, app)
+							err = st.appendHistogram(res, sc, m, p, s, app, cached, byHandle)
+							byHandle = cached
 						} else {
 							err = st.appendSummary(res, sc, m, p, s, app)
 						}
@@ -559,11 +566,23 @@ func (st *fastState) append(ctx context.Context, s *prometheusremotewrite.Settin
 						}
 						continue
 					}
-					lset := st.seriesLabels(res, sc, m, st.kvs[p.kv0:p.kv1], false, m.names.family, s)
 					v := p.v
 					if p.flags&1 != 0 {
 						v = math.Float64frombits(value.StaleNaN)
 					}
+					var key cacheKey
+					if cached {
+						key = st.pointKey(m, p)
+						if byHandle && p.ex0 == p.ex1 {
+							if hs := st.cache.get(key, 1, &st.one); len(hs) == 1 {
+								st.vals = append(st.vals[:0], v)
+								if st.sink.appendHandles(hs, int64(p.st)/1_000_000, int64(p.t)/1_000_000, st.vals, false) == 1 {
+									continue
+								}
+							}
+						}
+					}
+					lset := st.seriesLabels(res, sc, m, st.kvs[p.kv0:p.kv1], false, m.names.family, s)
 					opts.Exemplars = nil
 					if m.kind == fastSum {
 						opts.Exemplars = st.exemplars(p, true)
@@ -572,6 +591,11 @@ func (st *fastState) append(ctx context.Context, s *prometheusremotewrite.Settin
 						fail(err, m.p1-pi)
 						n += m.p1 - pi - 1
 						break
+					}
+					if cached {
+						st.hbuf = append(st.hbuf[:0], st.sink.lastHandle())
+						st.remember(key, 1)
+						byHandle = true
 					}
 				}
 			}
@@ -642,12 +666,68 @@ func (st *fastState) exemplars(p *fastPoint, sorted bool) []exemplar.Exemplar {
 
 // appendHistogram appends p's classic histogram series as the converter's
 // addHistogramDataPoints.
-func (st *fastState) appendHistogram(res *fastRes, sc *fastScope, m *fastMetric, p *fastPoint, s *prometheusremotewrite.Settings, app promstorage.AppenderV2) error {
+func (st *fastState) appendHistogram(res *fastRes, sc *fastScope, m *fastMetric, p *fastPoint, s *prometheusremotewrite.Settings, app promstorage.AppenderV2, cached, byHandle bool) error {
+	stale := p.flags&1 != 0
+	counts, bounds := st.counts[p.bc0:p.bc1], st.bounds[p.eb0:p.eb1]
+	nseries := int(bit(p.hasSum)) + 1 + min(len(bounds), len(counts)) + 1
+	var key cacheKey
+	from := 0                 // the series appended by handle
+	var rest []unsafe.Pointer // the handles of the series after the first, to append by handle after it
+	if cached {
+		key = st.pointKey(m, p)
+		if p.ex0 == p.ex1 {
+			if hs := st.cache.get(key, nseries, &st.one); len(hs) == nseries {
+				st.vals = st.vals[:0]
+				if p.hasSum {
+					st.vals = append(st.vals, p.v)
+				}
+				st.vals = append(st.vals, float64(p.count))
+				var cumulative uint64
+				for i := 0; i < len(bounds) && i < len(counts); i++ {
+					cumulative += counts[i]
+					st.vals = append(st.vals, float64(cumulative))
+				}
+				st.vals = append(st.vals, float64(p.count))
+				if stale {
+					for i := range st.vals {
+						st.vals[i] = math.Float64frombits(value.StaleNaN)
+					}
+				}
+				if !byHandle {
+					// The family's first point in this request: its
+					// first series by its labels (they carry the
+					// metadata), the rest by handle.
+					rest = hs[1:]
+				} else if from = st.sink.appendHandles(hs, int64(p.st)/1_000_000, int64(p.t)/1_000_000, st.vals, false); from == nseries {
+					return nil
+				}
+			}
+		}
+		st.hbuf = st.hbuf[:0]
+	}
+	// afterFirst appends the rest of the series by handle once the first
+	// went by its labels; true: all of them.
+	afterFirst := func() bool {
+		if rest == nil {
+			return false
+		}
+		n := st.sink.appendHandles(rest, int64(p.st)/1_000_000, int64(p.t)/1_000_000, st.vals[1:], true)
+		rest, from = nil, 1+n
+		return from == nseries
+	}
+	// remember collects the handle of each series appended by its labels.
+	remember := func() {
+		if cached && from == 0 {
+			st.hbuf = append(st.hbuf, st.sink.lastHandle())
+		}
+	}
+	idx := 0 // of the series
 	st.ptArena = st.ptArena[:0]
 	base := st.createAttributes(res, sc, m, st.kvs[p.kv0:p.kv1], false, s)
 	n := len(base)
-	st.lb = base
-	stale := p.flags&1 != 0
+	// Room for le and __name__: series must not grow (allocate) a slice
+	// for every bucket.
+	st.lb = slices.Grow(base, 2)
 	val := func(v float64) float64 {
 		if stale {
 			return math.Float64frombits(value.StaleNaN)
@@ -668,17 +748,28 @@ func (st *fastState) appendHistogram(res *fastRes, sc *fastScope, m *fastMetric,
 	stMs, tMs := int64(p.st)/1_000_000, int64(p.t)/1_000_000
 	opts := promstorage.AOptions{Metadata: m.meta, MetricFamilyName: m.names.family}
 	if p.hasSum {
-		if _, err := app.Append(0, series(m.names.sum, ""), stMs, tMs, val(p.v), nil, nil, opts); err != nil {
-			return err
+		if idx++; idx > from {
+			if _, err := app.Append(0, series(m.names.sum, ""), stMs, tMs, val(p.v), nil, nil, opts); err != nil {
+				return err
+			}
+			remember()
+			if afterFirst() {
+				return nil
+			}
 		}
 	}
-	if _, err := app.Append(0, series(m.names.count, ""), stMs, tMs, val(float64(p.count)), nil, nil, opts); err != nil {
-		return err
+	if idx++; idx > from {
+		if _, err := app.Append(0, series(m.names.count, ""), stMs, tMs, val(float64(p.count)), nil, nil, opts); err != nil {
+			return err
+		}
+		remember()
+		if afterFirst() {
+			return nil
+		}
 	}
 	exemplars := st.exemplars(p, false)
 	next := 0
 	var cumulative uint64
-	counts, bounds := st.counts[p.bc0:p.bc1], st.bounds[p.eb0:p.eb1]
 	for i := 0; i < len(bounds) && i < len(counts); i++ {
 		bound := bounds[i]
 		cumulative += counts[i]
@@ -689,17 +780,27 @@ func (st *fastState) appendHistogram(res *fastRes, sc *fastScope, m *fastMetric,
 			}
 			opts.Exemplars = append(opts.Exemplars, exemplars[next])
 		}
+		if idx++; idx <= from {
+			continue
+		}
 		slices.SortFunc(opts.Exemplars, exemplar.Compare)
 		start := len(st.ptArena)
 		st.ptArena = strconv.AppendFloat(st.ptArena, bound, 'f', -1, 64)
 		if _, err := app.Append(0, series(m.names.bucket, alias(st.ptArena[start:])), stMs, tMs, val(float64(cumulative)), nil, nil, opts); err != nil {
 			return err
 		}
+		remember()
 	}
 	opts.Exemplars = exemplars[next:]
 	slices.SortFunc(opts.Exemplars, exemplar.Compare)
-	_, err := app.Append(0, series(m.names.bucket, "+Inf"), stMs, tMs, val(float64(p.count)), nil, nil, opts)
-	return err
+	if _, err := app.Append(0, series(m.names.bucket, "+Inf"), stMs, tMs, val(float64(p.count)), nil, nil, opts); err != nil {
+		return err
+	}
+	remember()
+	if cached && from == 0 {
+		st.remember(key, nseries)
+	}
+	return nil
 }
 
 // allZero reports whether id (a trace or span ID) is empty: absent or zero.
@@ -758,7 +859,7 @@ func (st *fastState) appendTargetInfo(res *fastRes, s *prometheusremotewrite.Set
 // addSummaryDataPoints.
 func (st *fastState) appendSummary(res *fastRes, sc *fastScope, m *fastMetric, p *fastPoint, s *prometheusremotewrite.Settings, app promstorage.AppenderV2) error {
 	st.ptArena = st.ptArena[:0]
-	st.lb = st.createAttributes(res, sc, m, st.kvs[p.kv0:p.kv1], false, s)
+	st.lb = slices.Grow(st.createAttributes(res, sc, m, st.kvs[p.kv0:p.kv1], false, s), 2)
 	n := len(st.lb)
 	val := func(v float64) float64 {
 		if p.flags&1 != 0 {

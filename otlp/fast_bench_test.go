@@ -270,3 +270,86 @@ func BenchmarkHandlerBadger(b *testing.B) {
 		})
 	}
 }
+
+// histogramBody is 100 series of classic histograms (11 bounds) and 100
+// of summaries (3 quantiles), 5 points each, with 3 resource attributes
+// and 5 point attributes.
+func histogramBody(t testing.TB) []byte {
+	return histogramBodyAt(t, time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
+}
+
+// histogramBodyAt is histogramBody with points from t0 on, 15 s apart.
+func histogramBodyAt(t testing.TB, t0 time.Time) []byte {
+	md := pmetric.NewMetrics()
+	rm := md.ResourceMetrics().AppendEmpty()
+	ra := rm.Resource().Attributes()
+	ra.PutStr("service.name", "checkout")
+	ra.PutStr("service.instance.id", "pod-7f9c")
+	ra.PutStr("host.name", "node-12.example.internal")
+	sm := rm.ScopeMetrics().AppendEmpty()
+	sm.Scope().SetName("go.opentelemetry.io/otel/sdk/metric")
+	bounds := []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+	hm := sm.Metrics().AppendEmpty()
+	hm.SetName("http.server.request.duration")
+	hm.SetUnit("s")
+	h := hm.SetEmptyHistogram()
+	h.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	qm := sm.Metrics().AppendEmpty()
+	qm.SetName("rpc.latency")
+	qm.SetUnit("ms")
+	q := qm.SetEmptySummary()
+	for series := range 100 {
+		for i := range 5 {
+			at := pcommon.NewTimestampFromTime(t0.Add(time.Duration(i) * 15 * time.Second))
+			p := h.DataPoints().AppendEmpty()
+			p.Attributes().PutStr("http.route", fmt.Sprintf("/api/v1/items/%d", series))
+			p.Attributes().PutStr("http.method", "GET")
+			p.SetStartTimestamp(pcommon.NewTimestampFromTime(t0.Add(-time.Hour)))
+			p.SetTimestamp(at)
+			p.ExplicitBounds().FromRaw(bounds)
+			counts := make([]uint64, len(bounds)+1)
+			for k := range counts {
+				counts[k] = uint64(i + k)
+			}
+			p.BucketCounts().FromRaw(counts)
+			p.SetCount(uint64(12*i + 66))
+			p.SetSum(1.5)
+			sp := q.DataPoints().AppendEmpty()
+			sp.Attributes().PutStr("rpc.method", fmt.Sprintf("Get%d", series))
+			sp.SetTimestamp(at)
+			sp.SetCount(10)
+			sp.SetSum(2)
+			for _, qv := range []float64{0.5, 0.9, 0.99} {
+				v := sp.QuantileValues().AppendEmpty()
+				v.SetQuantile(qv)
+				v.SetValue(qv * 10)
+			}
+		}
+	}
+	body, err := pmetricotlp.NewExportRequestFromMetrics(md).MarshalProto()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
+
+// TestFastConvertAllocsHistograms checks the steady state of classic
+// histograms and summaries, a series per bucket or quantile: nothing
+// allocated either.
+func TestFastConvertAllocsHistograms(t *testing.T) {
+	if !fastBuilderCopies {
+		t.Skip("the labels build clones every string")
+	}
+	body := histogramBody(t)
+	fc := newFastConverter()
+	app := &discard{}
+	s := benchSettings()
+	allocs := testing.AllocsPerRun(5, func() {
+		if _, ok, err := fc.convert(context.Background(), body, s, app); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per request of 1,000 histogram and summary points", allocs)
+	}
+}

@@ -75,6 +75,9 @@ type Handler struct {
 	fast         fastConverter
 	logger       *slog.Logger
 	converters   sync.Pool // of *prometheusremotewrite.PrometheusConverter
+	// cache holds the store's handles of the series the fast path
+	// appended, nil when --ingest.series-cache-size is 0.
+	cache *seriesCache
 }
 
 // NewHandler returns the receiver writing through g, translating as
@@ -91,7 +94,10 @@ func NewHandler(g *remotewrite.Ingester, cfg Config, translations Translations, 
 		cfg.LookbackDelta = DefaultConfig().LookbackDelta
 	}
 	h := &Handler{g: g, cfg: cfg, translations: translations, logger: logger}
-	h.fast = newFastConverter()
+	fc := newFastConverter().(*fastConv)
+	fc.maxPoints = g.Config().MaxSamplesPerRequest
+	h.fast = fc
+	h.cache = newSeriesCache(g.Config().SeriesCacheSize)
 	h.converters.New = func() any { return prometheusremotewrite.NewPrometheusConverter(nil) }
 	return h
 }
@@ -234,11 +240,11 @@ func (h *Handler) write(r *http.Request, t storage.Tenant) (*Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer releaseDecoded()
+	defer func() { releaseDecoded() }()
 
 	settings := Settings(h.translation(id), h.cfg.LookbackDelta)
 	resp := &Response{json: enc == encJSON}
-	app := newAppender(g.AppenderV2(r.Context(), t), g.Validator(), t.ID(), time.Now(), g.Config())
+	app := newAppender(g.AppenderV2(r.Context(), t), g.Validator(), t.ID(), time.Now(), g.Config()).withCache(h.cache)
 	if h.fast != nil && enc == encProtobuf {
 		st, ok, err := h.fast.convertAdmit(r.Context(), raw, settings, app, func(points int) error {
 			done()
@@ -254,6 +260,12 @@ func (h *Handler) write(r *http.Request, t storage.Tenant) (*Response, error) {
 		// Not for the fast converter: it appended nothing.
 	}
 
+	// pdata takes up to some hundred times the bytes of a body of tiny
+	// messages: what it will take is counted first, refused when more
+	// than a request may hold, and reserved.
+	if releaseDecoded, err = h.reserveDecoded(id, raw, enc, releaseDecoded); err != nil {
+		return nil, err
+	}
 	md, err := decode(raw, enc)
 	if err != nil {
 		return nil, err
@@ -292,6 +304,36 @@ func (h *Handler) write(r *http.Request, t storage.Tenant) (*Response, error) {
 	return h.commit(id, app, resp, st)
 }
 
+// reserveDecoded counts what decoding raw with pdata will allocate
+// (decodedCost), refuses it if more than the whole in-flight budget or
+// with more data points than a request may hold, and exchanges
+// reservation held (the fast path's) for it. The release it returns is
+// never nil.
+func (h *Handler) reserveDecoded(id tenancy.ID, raw []byte, enc encoding, held func()) (func(), error) {
+	var points, cost int64
+	if enc == encJSON {
+		points, cost = decodedCostJSON(raw)
+	} else {
+		points, cost = decodedCost(raw)
+	}
+	cfg := h.g.Config()
+	if limit := cfg.MaxSamplesPerRequest; limit > 0 && points > int64(limit) {
+		return held, apierror.Limit(apierror.TooLarge, tenancy.Global("--ingest.max-samples-per-request"),
+			"%d data points in one OTLP request, more than the limit of %d; export smaller batches", points, limit)
+	}
+	if limit := cfg.MaxInflightBytes; limit > 0 && cost > limit {
+		return held, apierror.Limit(apierror.TooLarge, tenancy.Global("--ingest.max-inflight-bytes"),
+			"an OTLP request of %d bytes decodes to about %d bytes, more than the limit of %d bytes that all write requests in flight share; export smaller batches",
+			len(raw), cost, limit)
+	}
+	held()
+	release, err := h.g.Reserve(id, cost)
+	if err != nil {
+		return func() {}, err
+	}
+	return release, nil
+}
+
 // admit bounds the data points of one request
 // (--ingest.max-samples-per-request) and asks the rate limiter for them.
 func (h *Handler) admit(id tenancy.ID, points int) error {
@@ -309,6 +351,9 @@ func (h *Handler) commit(id tenancy.ID, app *appender, resp *Response, st Conver
 		return nil, fmt.Errorf("commit: %w", err)
 	}
 	h.g.Accepted(id, app.samples, app.exemplars, app.exemplarsRefused)
+	if app.byHandle > 0 {
+		h.cache.hits.Add(int64(app.byHandle))
+	}
 	for reason, n := range app.byReason {
 		h.g.Reject(id, reason, n)
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net/http"
+	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/pmetric"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/luminate-io/luminate/remotewrite"
 	"github.com/luminate-io/luminate/tenancy"
@@ -123,6 +126,87 @@ func TestTooManyPoints(t *testing.T) {
 	require.Contains(t, st.Message, "1000001 data points")
 	require.Contains(t, st.Message, "--ingest.max-samples-per-request")
 	require.Empty(t, readPoints(t, e.store, "acme"))
+}
+
+// allocatedBy is what f allocates in all (runtime TotalAlloc).
+func allocatedBy(f func()) uint64 {
+	var a, b runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&a)
+	f()
+	runtime.ReadMemStats(&b)
+	return b.TotalAlloc - a.TotalAlloc
+}
+
+// A request of too many points is refused before it is decoded or read
+// whole, on both paths: the body of 1,000,001 points is 20 MB inflated,
+// and decoding it took 944 MiB (the fast path's slices growing, then
+// pdata's objects).
+func TestTooManyPointsNotDecoded(t *testing.T) {
+	e := newEnv(t, envOptions{ingest: func(c *remotewrite.Config) { c.MaxCompressedBytes = 64 << 20 }})
+	md := gauges(1_000_001)
+	js, err := (&pmetric.JSONMarshaler{}).MarshalMetrics(md)
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name string
+		body []byte
+		p    post
+	}{
+		{"protobuf", gzipped(t, protoBody(t, md)), post{contentEncoding: "gzip"}},
+		{"json", gzipped(t, js), post{contentEncoding: "gzip", contentType: "application/json"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var w *httptest.ResponseRecorder
+			took := allocatedBy(func() { w = e.post(tc.body, tc.p) })
+			require.Equal(t, http.StatusRequestEntityTooLarge, w.Code, w.Body.String())
+			msg := rpcStatus(t, w).Message
+			require.Contains(t, msg, "1000001 data points")
+			require.Contains(t, msg, "--ingest.max-samples-per-request")
+			t.Logf("%s: %d bytes gzipped, %d MiB allocated", tc.name, len(tc.body), took>>20)
+			require.Less(t, took, uint64(len(js))*3+(16<<20))
+		})
+	}
+}
+
+// A body of tiny messages (here empty exemplars, 2 bytes each, some 400
+// bytes each once pdata decodes them) is counted before it is decoded:
+// refused when it would take more than the in-flight budget, and counted
+// in the budget as what it takes, not as its size.
+func TestDecodedSizeCounted(t *testing.T) {
+	point := func(exemplars int) []byte {
+		ex := bytes.Repeat([]byte{0x2a, 0}, exemplars) // field 5, empty
+		p := append([]byte{0x19}, binary.LittleEndian.AppendUint64(nil, uint64(t1.UnixNano()))...)
+		p = append(p, 0x21, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f) // as_double 1
+		return append(p, ex...)
+	}
+	field := func(num protowire.Number, b []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(nil, num, protowire.BytesType), b)
+	}
+	// Request{ResourceMetrics{ScopeMetrics{Metric{name "g", Gauge{point}}}}}
+	body := func(exemplars int) []byte {
+		metric := append(field(1, []byte("g")), field(5, field(1, point(exemplars)))...)
+		return field(1, field(2, field(2, metric)))
+	}
+	e := newEnv(t, envOptions{ingest: func(c *remotewrite.Config) { c.MaxCompressedBytes = 64 << 20; c.MaxInflightBytes = 256 << 20 }})
+	// 3 million exemplars: 6 MB, and 1.2 GB once decoded.
+	bomb := body(3_000_000)
+	var w *httptest.ResponseRecorder
+	took := allocatedBy(func() { w = e.post(gzipped(t, bomb), post{contentEncoding: "gzip"}) })
+	require.Equal(t, http.StatusRequestEntityTooLarge, w.Code, w.Body.String())
+	st := rpcStatus(t, w)
+	require.Contains(t, st.Message, "--ingest.max-inflight-bytes")
+	require.Contains(t, st.Message, "decodes to about")
+	require.Less(t, took, uint64(64<<20), "allocated %d MiB", took>>20)
+
+	// 100,000 exemplars: 200 KB, about 45 MB counted; over a budget of
+	// 32 MB, within one of 64 MB.
+	small := body(100_000)
+	e = newEnv(t, envOptions{ingest: func(c *remotewrite.Config) { c.MaxInflightBytes = 32 << 20 }})
+	w = e.post(small, post{})
+	require.Equal(t, http.StatusRequestEntityTooLarge, w.Code, w.Body.String())
+	require.Contains(t, rpcStatus(t, w).Message, "--ingest.max-inflight-bytes")
+	e = newEnv(t, envOptions{ingest: func(c *remotewrite.Config) { c.MaxInflightBytes = 64 << 20 }})
+	exportResponse(t, e.post(small, post{}))
 }
 
 func TestHugeAttributeValue(t *testing.T) {

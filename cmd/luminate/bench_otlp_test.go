@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -25,6 +26,7 @@ import (
 const (
 	envBenchOTLPSeries = "BENCH_OTLP_SERIES" // series of the OTLP comparison (100000; 0 skips it)
 	envBenchOTLPRounds = "BENCH_OTLP_ROUNDS" // measured rounds, one data point per series each (10)
+	envBenchOTLPCases  = "BENCH_OTLP_CASES"  // the cases to run, by number from 1 and comma separated (all)
 )
 
 // otlpBenchCase is one row of the OTLP comparison: luminate-bench flags.
@@ -66,7 +68,11 @@ func benchOTLP(t *testing.T, tw *tabwriter.Writer, series int) {
 	rounds := envInt(t, envBenchOTLPRounds, 10)
 	repeat := envInt(t, envBenchRepeat, 3)
 	fmt.Fprintf(tw, "OTLP/HTTP protobuf (%d series x %d rounds)\tluminate points/s\tprometheus 3 points/s\tratio\tluminate CPU s/M\tprometheus CPU s/M\tCPU ratio\truns\t\n", series, rounds)
-	for _, c := range otlpBenchCases {
+	only := strings.Split(os.Getenv(envBenchOTLPCases), ",")
+	for ci, c := range otlpBenchCases {
+		if only[0] != "" && !slices.Contains(only, strconv.Itoa(ci+1)) {
+			continue
+		}
 		rates := map[string][]float64{}
 		cpus := map[string][]float64{}
 		for i := range repeat {
