@@ -49,44 +49,9 @@ func (s countingStore) AppenderV2(ctx context.Context) promstorage.AppenderV2 {
 	app := s.TenantStore.AppenderV2(ctx)
 	c := &countingAppender{AppenderV2: app, id: s.id, u: s.u}
 	if ex, ok := app.(promstorage.ExemplarAppenderV2); ok {
-		ce := &countingExemplarAppender{countingAppender: c, ex: ex}
-		if h, ok := app.(storeHandles); ok {
-			// Badger's: keep its series handles (remotewrite's and otlp's
-			// series caches) and HistogramsValidated visible.
-			return countingHandles{ce, h}
-		}
-		return ce
+		return &countingExemplarAppender{countingAppender: c, ex: ex}
 	}
 	return c
-}
-
-// storeHandles are the methods of the Badger appender beyond
-// ExemplarAppenderV2 that the write paths look for: series handles
-// (remotewrite/seriescache.go) and HistogramsValidated.
-type storeHandles interface {
-	HandleOwner() uint64
-	SeriesHandle() unsafe.Pointer
-	AppendHandle(h unsafe.Pointer, st, t int64, v float64) bool
-	HistogramsValidated()
-}
-
-// countingHandles is a countingExemplarAppender that forwards
-// storeHandles, counting the samples AppendHandle queues.
-type countingHandles struct {
-	*countingExemplarAppender
-	h storeHandles
-}
-
-func (a countingHandles) HandleOwner() uint64          { return a.h.HandleOwner() }
-func (a countingHandles) SeriesHandle() unsafe.Pointer { return a.h.SeriesHandle() }
-func (a countingHandles) HistogramsValidated()         { a.h.HistogramsValidated() }
-
-func (a countingHandles) AppendHandle(h unsafe.Pointer, st, t int64, v float64) bool {
-	if !a.h.AppendHandle(h, st, t, v) {
-		return false
-	}
-	a.samples++
-	return true
 }
 
 // countingAppender counts what it appends and adds it to the usage when
